@@ -1,0 +1,36 @@
+# genedge: `make demo` (set up + run the end-to-end demo) and `make test` (set up + run the tests).
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is pinned in ONE place: constraints.txt (CPU build here). GPU users: CONSTRAINTS=
+CONSTRAINTS ?= constraints.txt
+EXTRAS ?= cpu,train,export,dev
+CONSTRAINT_FLAG := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
+DEMO_OUT ?= demo-out
+
+.PHONY: install demo test test-all lint clean
+
+$(BIN)/.genedge-installed: pyproject.toml $(CONSTRAINTS)
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q $(CONSTRAINT_FLAG) -e '.[$(EXTRAS)]'
+	touch $@
+
+install: $(BIN)/.genedge-installed
+
+demo: install
+	$(BIN)/genedge demo --out $(DEMO_OUT)
+
+test: install
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m pytest -q
+
+test-all: install
+	$(BIN)/python -m pytest -q -m "" 
+
+lint: install
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m ruff format --check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info $(DEMO_OUT)

@@ -1,0 +1,73 @@
+"""Tiny image helpers with no dependency beyond numpy: grids and PNG writing.
+
+The runtime must write ``genedge sample --out grid.png`` on a device with neither
+OpenCV nor PIL, so PNG encoding (zlib + CRC, the format is simple) lives here.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+
+import numpy as np
+
+from genedge.atomic import atomic_write_bytes
+from genedge.errors import BadInputError
+
+
+def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 1, scale: int = 1) -> np.ndarray:
+    """Tile uint8 images (N, H, W, C) into one (rows*(H+pad)+pad, cols*(W+pad)+pad, C) image."""
+    if images.ndim == 3:
+        images = images[..., None]  # (N, H, W) -> (N, H, W, 1)
+    if images.ndim != 4 or images.dtype != np.uint8:
+        raise BadInputError(
+            f"make_grid received {images.dtype} array of shape {images.shape}; expected uint8 (N, H, W, C)."
+        )
+    n, h, w, c = images.shape
+    if scale > 1:
+        images = images.repeat(scale, axis=1).repeat(scale, axis=2)
+        h, w = h * scale, w * scale
+    ncols = ncols or int(np.ceil(np.sqrt(n)))
+    nrows = int(np.ceil(n / ncols))
+    grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), 32, dtype=np.uint8)
+    for i in range(n):
+        r, q = divmod(i, ncols)
+        y, x = pad + r * (h + pad), pad + q * (w + pad)
+        grid[y : y + h, x : x + w] = images[i]
+    return grid
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """Encode a uint8 (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array as PNG bytes."""
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise BadInputError(
+            f"PNG writer received {image.dtype} array of shape {image.shape}; expected uint8 (H, W, 1|3|4)."
+        )
+    h, w, c = image.shape
+    color_type = {1: 0, 3: 2, 4: 6}[c]
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), image.reshape(h, w * c)], axis=1)  # filter 0
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    header = struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
+        + chunk(b"IEND", b"")
+    )
+
+
+def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write ``image`` (uint8, HW / HWC) as a PNG, atomically."""
+    atomic_write_bytes(path, encode_png(image))
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Float images in [-1, 1], (N, C, H, W) -> uint8 (N, H, W, C), the runtime's output layout."""
+    x = np.clip((np.asarray(images, dtype=np.float32) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+    return x.transpose(0, 2, 3, 1)

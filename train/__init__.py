@@ -1,0 +1,8 @@
+"""genedge.train: generators (gan, vae, ar), data sources, the training loop, checkpoints, eval.
+
+Needs the ``train`` extra (torch, scikit-learn, opencv, safetensors, rich, matplotlib).
+"""
+
+from .checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
+
+__all__ = ["load_checkpoint", "read_checkpoint_info", "save_checkpoint"]

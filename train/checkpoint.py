@@ -1,0 +1,177 @@
+"""Generator checkpoints: one ``.safetensors`` file, config as JSON in its metadata (DESIGN.md s.3).
+
+No pickle in what genedge writes or loads by default. A pickle-based ``.pt`` generator
+file is accepted only through ``torch.load(weights_only=True)``, passed explicitly and
+never retried unsafely (whatever ``TORCH_FORCE_WEIGHTS_ONLY_LOAD``-style variables say).
+Training resume state (optimizer, step, RNG) lives in a separate file with the same rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pickle
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from genedge import __version__
+from genedge.atomic import atomic_path
+from genedge.errors import BadInputError, CorruptArtifactError, SecurityRefusal
+
+from .ar import ArConfig, CharRNN
+from .gan import GanConfig, Generator
+from .vae import VAE, VaeConfig
+
+CHECKPOINT_FORMAT = "genedge.checkpoint"
+CHECKPOINT_VERSION = "1"
+# kind -> (config class, model class). The model class is called as Model(config).
+FAMILIES: dict[str, tuple[type, type[nn.Module]]] = {
+    "gan": (GanConfig, Generator),
+    "vae": (VaeConfig, VAE),
+    "ar": (ArConfig, CharRNN),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointInfo:
+    """What a checkpoint says about itself, read without building the model."""
+
+    path: Path
+    kind: str
+    config: Any
+    step: int
+    meta: dict[str, str]
+
+
+def save_checkpoint(
+    path: str | os.PathLike, model: nn.Module, config: Any, *, kind: str, step: int = 0,
+    extra: dict[str, str] | None = None,
+) -> Path:
+    """Write ``model``'s weights and ``config`` to ``path`` (.safetensors) atomically."""
+    from safetensors.torch import save_file
+
+    if kind not in FAMILIES:
+        raise BadInputError(f"Unknown model kind {kind!r}; expected one of {sorted(FAMILIES)}.")
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "kind": kind,
+        "config": json.dumps(asdict(config)),
+        "step": str(int(step)),
+        "genedge": __version__,
+        **(extra or {}),
+    }
+    # safetensors refuses shared storage; clone to contiguous, independent tensors.
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    return path
+
+
+def _config_from(kind: str, raw: str, path: Path) -> Any:
+    cfg_cls = FAMILIES[kind][0]
+    try:
+        fields = json.loads(raw)
+        known = {f.name for f in dataclasses.fields(cfg_cls)}
+        return cfg_cls(**{k: v for k, v in fields.items() if k in known})
+    except (json.JSONDecodeError, TypeError) as e:
+        raise CorruptArtifactError(f"Checkpoint '{path}' has an unreadable config ({e}).") from None
+
+
+def _not_ours(path: Path, why: str) -> CorruptArtifactError:
+    return CorruptArtifactError(
+        f"'{path}' is not a genedge checkpoint: {why}.",
+        hint="Pass a generator checkpoint written by `genedge train` (RUN/generator.safetensors).",
+    )
+
+
+def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
+    """Read kind, config and step from a checkpoint's metadata (weights not loaded)."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(
+            f"Checkpoint '{path}' does not exist.",
+            hint="Train one with `genedge train gan --data digits --out RUN` and pass RUN/generator.safetensors.",
+        )
+    if path.suffix in (".pt", ".pth", ".ckpt", ".bin"):
+        payload = _load_pickle_weights_only(path)
+        meta = {k: str(v) for k, v in payload.items() if k != "state_dict"}
+    else:
+        meta = _safetensors_metadata(path)
+    if meta.get("format") != CHECKPOINT_FORMAT or meta.get("kind") not in FAMILIES:
+        raise _not_ours(path, "its metadata does not name a genedge model kind")
+    config = _config_from(meta["kind"], meta.get("config", "{}"), path)
+    return CheckpointInfo(path, meta["kind"], config, int(meta.get("step", "0") or 0), meta)
+
+
+def _safetensors_metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    if path.stat().st_size < 8:
+        raise CorruptArtifactError(f"Checkpoint '{path}' is truncated ({path.stat().st_size} bytes).")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as e:  # safetensors raises its own SafetensorError and OSError variants
+        raise CorruptArtifactError(
+            f"Checkpoint '{path}' is not a readable safetensors file ({type(e).__name__}: {str(e)[:120]}).",
+            hint="The file is truncated or corrupt; use an intact checkpoint or retrain.",
+        ) from None
+
+
+def _load_pickle_weights_only(path: Path) -> dict[str, Any]:
+    """torch.load with weights_only=True passed explicitly; a refusal is final (exit 4)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise SecurityRefusal(
+            f"Refusing to load '{path}': its pickle asks for objects that weights_only loading forbids "
+            f"({str(e).splitlines()[0][:160]}).",
+            hint="Loading it unsafely could run arbitrary code; genedge never does. Convert trusted "
+            "weights to .safetensors instead.",
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CorruptArtifactError(f"Checkpoint '{path}' is truncated or corrupt ({type(e).__name__}).") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("state_dict"), dict):
+        raise _not_ours(path, "expected a dict with 'state_dict', 'kind', 'config'")
+    return payload
+
+
+def load_state(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix in (".pt", ".pth", ".ckpt", ".bin"):
+        return _load_pickle_weights_only(path)["state_dict"]
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as e:
+        raise CorruptArtifactError(
+            f"Checkpoint '{path}' could not be read ({type(e).__name__}: {str(e)[:120]}).",
+            hint="The file is truncated or corrupt; use an intact checkpoint or retrain.",
+        ) from None
+
+
+def load_checkpoint(path: str | os.PathLike, *, device: str = "cpu") -> tuple[nn.Module, Any]:
+    """Load a generator checkpoint: returns ``(model in eval mode, config dataclass)``.
+
+    For ``gan`` and ``vae`` the model is callable as ``G(z, labels)`` -> float images in
+    [-1, 1], shape (B, C, H, W); ``labels`` is None for unconditional models. For ``ar``
+    it is a ``CharRNN`` with ``step(token, *state)``.
+    """
+    info = read_checkpoint_info(path)
+    model = FAMILIES[info.kind][1](info.config)
+    state = load_state(info.path)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise CorruptArtifactError(
+            f"Checkpoint '{info.path}' does not match its own config: {str(e).splitlines()[0][:200]}",
+        ) from None
+    model.kind = info.kind  # type: ignore[attr-defined]
+    return model.to(device).eval(), info.config
