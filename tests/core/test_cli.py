@@ -1,0 +1,88 @@
+import subprocess
+import sys
+
+import pytest
+
+from genedge import __version__
+from genedge.cli import HANDLERS, build_parser, main
+from genedge.errors import (
+    BadInputError,
+    CorruptArtifactError,
+    IncompatibleEnvironmentError,
+    IntegrityError,
+    MissingExtraError,
+    SecurityRefusal,
+)
+
+
+def test_exit_codes_follow_design():
+    assert BadInputError("x").exit_code == 2
+    assert CorruptArtifactError("x").exit_code == 2
+    assert IncompatibleEnvironmentError("x").exit_code == 3
+    assert MissingExtraError("tensorrt", "trt").exit_code == 3
+    assert IntegrityError("x").exit_code == 4
+    assert SecurityRefusal("x").exit_code == 4
+
+
+def test_missing_extra_names_the_install_line():
+    e = MissingExtraError("onnxruntime", "cpu", purpose="`genedge sample`")
+    assert "pip install 'genedge[cpu]'" in str(e) and "onnxruntime" in str(e)
+
+
+@pytest.mark.parametrize("command", sorted(HANDLERS))
+def test_every_subcommand_has_help_without_importing_its_stage(command):
+    proc = subprocess.run(
+        [sys.executable, "-c",
+         "import sys; sys.modules['torch'] = None; sys.modules['onnxruntime'] = None\n"
+         "from genedge.cli import main; main([" + repr(command) + ", '--help'])"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: genedge " + command in proc.stdout
+
+
+def test_version_flag(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and __version__ in capsys.readouterr().out
+
+
+def test_missing_extra_becomes_exit_3_without_traceback():
+    proc = subprocess.run(
+        [sys.executable, "-c",
+         "import sys; sys.modules['torch'] = None\n"
+         "from genedge.cli import main; raise SystemExit(main(['train', 'gan', '--data', 'digits', '--out', 'x']))"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "genedge[train]" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_user_error_is_one_line_exit_2(monkeypatch, capsys):
+    def handler(args):
+        raise BadInputError("Input 'z': received shape (1, 128); expected (B, 64).", hint="Pass a 64-d latent.")
+
+    monkeypatch.setattr("genedge.cli._load_handler", lambda command: handler)
+    assert main(["sample", "b", "--out", "x.png"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "expected (B, 64)" in err[0] and "Pass a 64-d latent." in err[0]
+
+
+def test_bugs_keep_their_traceback(monkeypatch):
+    def handler(args):
+        raise KeyError("bug")
+
+    monkeypatch.setattr("genedge.cli._load_handler", lambda command: handler)
+    with pytest.raises(KeyError):
+        main(["sample", "b", "--out", "x.png"])
+
+
+def test_python_dash_m_works():
+    proc = subprocess.run([sys.executable, "-m", "genedge", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and __version__ in proc.stdout
+
+
+def test_parser_lists_design_commands():
+    text = build_parser().format_help()
+    for verb in ("demo", "train", "eval", "export", "sample", "live", "generate", "bench"):
+        assert verb in text
