@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from genedge.errors import GenedgeError
+from genedge.errors import BadInputError
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def run_demo(o: DemoOptions) -> int:
 
 def demo_command(args: argparse.Namespace) -> int:
     if args.minutes is not None and args.minutes <= 0:
-        raise GenedgeError("--minutes must be positive.")
+        raise BadInputError(f"--minutes must be positive, got {args.minutes}.")
     opts = DemoOptions(out=Path(args.out), quick=args.quick,
                        **({"gan_minutes": args.minutes} if args.minutes else {}))
     return run_demo(opts)

@@ -1,0 +1,114 @@
+"""Training options: one frozen dataclass, per-family defaults in one place, one validator.
+
+``genedge train`` turns its argparse namespace into ``TrainOptions`` and calls
+``genedge.train.trainer.train_run(opts)``; Python users build ``TrainOptions`` directly.
+Fields left ``None`` are resolved from ``FAMILY_DEFAULTS`` by ``resolve_options`` and the
+resolved options are what ``RUN/config.json`` records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from genedge.errors import BadInputError
+
+KINDS = ("gan", "vae", "ar")
+
+
+@dataclass(frozen=True)
+class FamilyDefaults:
+    """Defaults sized for two CPU cores (a few minutes to a usable model)."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    sample_every: int
+    eval_every: int
+    latent_dim: int | None = None
+
+
+FAMILY_DEFAULTS: dict[str, FamilyDefaults] = {
+    "gan": FamilyDefaults(steps=4000, batch_size=64, lr=2e-4, sample_every=500, eval_every=1000, latent_dim=64),
+    "vae": FamilyDefaults(steps=3000, batch_size=64, lr=1e-3, sample_every=500, eval_every=1000, latent_dim=16),
+    "ar": FamilyDefaults(steps=2000, batch_size=64, lr=3e-3, sample_every=250, eval_every=250),
+}
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    kind: str
+    data: str
+    out: Path
+    conditional: bool = False
+    steps: int | None = None  # exclusive with minutes; both None -> FAMILY_DEFAULTS steps
+    minutes: float | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    seed: int = 0
+    device: str = "cpu"
+    image_size: int | None = None
+    latent_dim: int | None = None
+    sample_every: int | None = None
+    eval_every: int | None = None
+    log_every: int = 25
+    eval_samples: int = 500
+    resume: bool = False
+    cell: str | None = None  # ar only
+    progress: bool = True
+
+
+def validate_options(opts: TrainOptions) -> None:
+    """Raise ``BadInputError`` naming the offending field(s)."""
+    if opts.kind not in KINDS:
+        raise BadInputError(f"--kind: received {opts.kind!r}; expected one of {', '.join(KINDS)}.")
+    if opts.steps is not None and opts.minutes is not None:
+        raise BadInputError("--steps and --minutes were both given; pass one training budget.")
+    _positive("--steps", opts.steps)
+    _positive("--minutes", opts.minutes)
+    _positive("--batch-size", opts.batch_size)
+    _positive("--lr", opts.lr)
+    _positive("--latent-dim", opts.latent_dim)
+    _positive("--sample-every", opts.sample_every)
+    _positive("--eval-every", opts.eval_every)
+    if opts.image_size is not None and (opts.image_size < 8 or opts.image_size % 4):
+        raise BadInputError(
+            f"--image-size: received {opts.image_size}; expected a multiple of 4, at least 8 (e.g. 16 or 32)."
+        )
+    if opts.kind == "ar":
+        for name, value in (("--conditional", opts.conditional), ("--image-size", opts.image_size),
+                            ("--latent-dim", opts.latent_dim)):
+            if value:
+                raise BadInputError(f"{name} does not apply to `train ar` (a text model); drop it.")
+    elif opts.cell is not None:
+        raise BadInputError(f"--cell applies to `train ar` only, not `train {opts.kind}`; drop it.")
+    if not (opts.device == "cpu" or opts.device.startswith("cuda")):
+        raise BadInputError(f"--device: received {opts.device!r}; expected cpu, cuda or cuda:N.")
+
+
+def _positive(name: str, value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise BadInputError(f"{name}: received {value}; expected a positive number.")
+
+
+def resolve_options(opts: TrainOptions) -> TrainOptions:
+    """Validate, then fill every ``None`` default from ``FAMILY_DEFAULTS``."""
+    validate_options(opts)
+    d = FAMILY_DEFAULTS[opts.kind]
+    steps = opts.steps if opts.steps is not None or opts.minutes is not None else d.steps
+    return dataclasses.replace(
+        opts,
+        out=Path(opts.out),
+        steps=steps,
+        batch_size=opts.batch_size or d.batch_size,
+        lr=opts.lr or d.lr,
+        latent_dim=opts.latent_dim or d.latent_dim,
+        sample_every=opts.sample_every or d.sample_every,
+        eval_every=opts.eval_every or d.eval_every,
+        cell=opts.cell or ("gru" if opts.kind == "ar" else None),
+    )
+
+
+def options_to_json(opts: TrainOptions) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(opts).items()}
