@@ -9,13 +9,14 @@ the final path and the folder fsync'd. Temporary names start with ``.genedge-tmp
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from genedge.errors import BadInputError
+from genedge.errors import BadInputError, GenedgeError
 
 TMP_PREFIX = ".genedge-tmp-"
 
@@ -29,17 +30,59 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+_DISK_FULL_ERRNOS = (errno.EFBIG, errno.ENOSPC, getattr(errno, "EDQUOT", 122))
+_DISK_FULL_TEXTS = tuple(os.strerror(n) for n in _DISK_FULL_ERRNOS) + ("os error 27", "os error 28")
+
+
+def _tmp_prefix() -> str:
+    """Temporary names carry the writer's pid, so a cleaner can skip a live writer's files."""
+    return f"{TMP_PREFIX}{os.getpid()}-"
+
+
+def _disk_full(e: BaseException, folder: Path, written: int) -> bool:
+    """Whether ``e`` (raised while writing ``written`` bytes into ``folder``) means "no room".
+
+    Libraries hide the errno (torch.save raises "unexpected pos 704 vs 598"), so besides
+    the exception chain we look at the facts: a file-size limit reached, or no free space.
+    """
+    chain: BaseException | None = e
+    while chain is not None:
+        if isinstance(chain, OSError) and chain.errno in _DISK_FULL_ERRNOS:
+            return True
+        if any(text in str(chain) for text in _DISK_FULL_TEXTS):
+            return True
+        chain = chain.__cause__ or chain.__context__
+    with contextlib.suppress(ImportError, OSError, ValueError):
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        if soft != resource.RLIM_INFINITY and written >= soft - (1 << 16):
+            return True
+    with contextlib.suppress(OSError, AttributeError):
+        st = os.statvfs(folder)
+        return st.f_bavail * st.f_frsize < (1 << 20)
+    return False
+
+
+def _disk_full_error(final: Path, e: BaseException) -> BadInputError:
+    return BadInputError(
+        f"Could not write '{final}': the disk is full or a file-size limit was reached "
+        f"({type(e).__name__}: {str(e)[:120]}).",
+        hint="Free some disk space or raise the limit (the previous file, if any, is intact) and retry.",
+    )
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; on success it replaces ``final`` atomically.
 
     Use this for libraries that insist on writing to a path themselves (safetensors,
     torch.save, onnx.save). On any exception the temporary file is removed and
-    ``final`` is untouched.
+    ``final`` is untouched; a full disk or file-size limit becomes ``BadInputError``.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix="-" + final.name, dir=final.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(), suffix="-" + final.name, dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -48,14 +91,16 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.replace(tmp_path, final)
         _fsync_dir(final.parent)
-    except BaseException as e:
+    except Exception as e:
+        written = tmp_path.stat().st_size if tmp_path.exists() else 0
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
-        if isinstance(e, OSError) and e.errno in (27, 28, 122):  # EFBIG, ENOSPC, EDQUOT
-            raise BadInputError(
-                f"Could not write '{final}': {e.strerror}.",
-                hint="Free some disk space (the previous file, if any, is intact) and retry.",
-            ) from e
+        if not isinstance(e, GenedgeError) and _disk_full(e, final.parent, written):
+            raise _disk_full_error(final, e) from e
+        raise
+    except BaseException:  # KeyboardInterrupt, SystemExit: clean up, change nothing else
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
         raise
 
 
@@ -74,42 +119,78 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
 
     If ``final`` exists it is moved aside, the new folder renamed in, and the old one
     deleted, so at every instant ``final`` is either the old complete folder or the new
-    one (or, for the instant between the two renames, absent: never partial).
+    one (or, for the instant between the two renames, absent: never partial; a kill in
+    that instant leaves the old folder aside, and ``clean_stale_temps`` puts it back).
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, suffix="-" + final.name, dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(), suffix="-" + final.name, dir=final.parent))
     try:
         yield tmp
         for p in tmp.rglob("*"):
-            if p.is_file():
+            if p.is_file() and not p.is_symlink():
                 with open(p, "rb") as f:
                     os.fsync(f.fileno())
         old = None
-        if final.exists():
+        if final.exists() or final.is_symlink():
             old = final.parent / f"{TMP_PREFIX}old-{os.getpid()}-{final.name}"
             os.replace(final, old)
         os.replace(tmp, final)
         _fsync_dir(final.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+    except Exception as e:
+        written = max((p.stat().st_size for p in tmp.rglob("*") if p.is_file()), default=0)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not isinstance(e, GenedgeError) and _disk_full(e, final.parent, written):
+            raise _disk_full_error(final, e) from e
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
+def _writer_alive(name: str) -> bool:
+    """Whether the process that owns temporary ``name`` is still running (so: not stale)."""
+    rest = name[len(TMP_PREFIX):]
+    rest = rest[len("old-"):] if rest.startswith("old-") else rest
+    pid_text = rest.split("-", 1)[0]
+    if not pid_text.isdigit():
+        return False  # a name from before pids were recorded: stale
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError, ValueError):
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
 def clean_stale_temps(folder: str | os.PathLike) -> list[Path]:
-    """Remove temporary leftovers of a killed writer in ``folder``; return what was removed."""
+    """Remove temporary leftovers of a killed writer in ``folder``; return what was removed.
+
+    Leftovers of a writer that is still running are kept. A previous folder that
+    ``atomic_dir`` had moved aside when it was killed is put back if nothing replaced it.
+    """
     folder = Path(folder)
     removed: list[Path] = []
     if not folder.is_dir():
         return removed
-    for p in folder.iterdir():
-        if p.name.startswith(TMP_PREFIX):
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    p.unlink()
-            removed.append(p)
+    for p in sorted(folder.iterdir()):
+        if not p.name.startswith(TMP_PREFIX) or _writer_alive(p.name):
+            continue
+        if p.name.startswith(f"{TMP_PREFIX}old-") and p.is_dir() and not p.is_symlink():
+            original = folder / p.name[len(TMP_PREFIX) + len("old-"):].split("-", 1)[-1]
+            if not original.exists() and not original.is_symlink():
+                os.replace(p, original)  # the kill came between atomic_dir's two renames
+                continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        removed.append(p)
     return removed

@@ -88,6 +88,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calib-method", choices=["entropy", "minmax", "percentile"], default="minmax")
     p.add_argument("--calib-samples", type=int, default=512)
     p.add_argument("--calib-data", default=None, help="real data for calibration instead of the prior")
+    p.add_argument("--eval-data", default=None,
+                   help="reference data for the task metric (default: what the checkpoint was trained on)")
+    p.add_argument("--truncation", type=float, default=1.0, help="calibration latents: truncation (0, 1]")
     p.add_argument("--max-quality-drop", type=float, default=0.01,
                    help="largest allowed drop of the task metric for int8 (e.g. 0.01 = 1 point)")
     p.add_argument("--min-psnr", type=float, default=30.0, help="int8/fp16 PSNR floor vs fp32 (dB)")
@@ -97,6 +100,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trt", action="store_true", help="also build TensorRT engines (needs genedge[trt] and a GPU)")
     p.add_argument("--batch", default="1:8:32", help="TensorRT profile MIN:OPT:MAX (several: comma-separated)")
     p.add_argument("--workspace-mb", type=int, default=1024)
+    p.add_argument("--trt-path", choices=["auto", "strongly-typed", "legacy"], default="auto",
+                   help="TensorRT precision path (legacy = builder flags + calibrator, TensorRT 10 only)")
     p.add_argument("--dla-core", type=int, default=None)
     p.add_argument("--version-compatible", action="store_true")
     p.add_argument("--triton", default=None, metavar="DIR", help="also write a Triton model repository")
@@ -153,6 +158,10 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baselines", type=_csv(), default=["torch", "torch-compile", "ort"],
                    help="torch, torch-compile, ort, trtexec (those available are run)")
     p.add_argument("--checkpoint", default=None, help="source checkpoint for the torch baselines")
+    p.add_argument("--fps-seconds", type=float, default=5.0, help="duration of the real-time run at --fps")
+    p.add_argument("--rounds", type=int, default=10, help="interleaving rounds (A B C A B C ...)")
+    p.add_argument("--cold-runs", type=int, default=1, help="fresh-process cold starts per configuration (0: none)")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="ar bundles: tokens per timed generation")
     p.add_argument("--json", dest="json_out", default=None)
     p.add_argument("--markdown", default=None)
     p.add_argument("--plot", default=None)

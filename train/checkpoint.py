@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import pickle
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -78,10 +79,21 @@ def _config_from(kind: str, raw: str, path: Path) -> Any:
     cfg_cls = FAMILIES[kind][0]
     try:
         fields = json.loads(raw)
+        if not isinstance(fields, dict):
+            raise TypeError(f"expected a JSON object, got {type(fields).__name__}")
         known = {f.name for f in dataclasses.fields(cfg_cls)}
         return cfg_cls(**{k: v for k, v in fields.items() if k in known})
-    except (json.JSONDecodeError, TypeError) as e:
-        raise CorruptArtifactError(f"Checkpoint '{path}' has an unreadable config ({e}).") from None
+    except (ValueError, TypeError, RecursionError) as e:  # JSONDecodeError is a ValueError
+        raise CorruptArtifactError(
+            f"Checkpoint '{path}' has an unreadable config ({type(e).__name__}: {str(e)[:120]})."
+        ) from None
+
+
+def _step_from(meta: dict[str, str], path: Path) -> int:
+    try:
+        return int(meta.get("step", "0") or 0)
+    except (TypeError, ValueError):
+        raise CorruptArtifactError(f"Checkpoint '{path}' records a step that is not a number.") from None
 
 
 def _not_ours(path: Path, why: str) -> CorruptArtifactError:
@@ -107,7 +119,7 @@ def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
     if meta.get("format") != CHECKPOINT_FORMAT or meta.get("kind") not in FAMILIES:
         raise _not_ours(path, "its metadata does not name a genedge model kind")
     config = _config_from(meta["kind"], meta.get("config", "{}"), path)
-    return CheckpointInfo(path, meta["kind"], config, int(meta.get("step", "0") or 0), meta)
+    return CheckpointInfo(path, meta["kind"], config, _step_from(meta, path), meta)
 
 
 def _safetensors_metadata(path: Path) -> dict[str, str]:
@@ -125,22 +137,91 @@ def _safetensors_metadata(path: Path) -> dict[str, str]:
         ) from None
 
 
-def _load_pickle_weights_only(path: Path) -> dict[str, Any]:
-    """torch.load with weights_only=True passed explicitly; a refusal is final (exit 4)."""
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since 1.6
+_PICKLE_PROTO = 0x80  # first opcode of a protocol >= 2 pickle (torch's legacy format)
+
+
+def _why_unpickling_failed(e: Exception) -> str:
+    """The one line of torch's weights_only message that says what was refused.
+
+    torch's message also suggests re-running with ``weights_only=False``; genedge never
+    does that and must not tell users to, so only the reason is kept (printable, bounded).
+    """
+    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    for line in str(e).splitlines():
+        line = line.strip()
+        if line and not line.startswith(boilerplate):
+            return "".join(c for c in line if c.isprintable())[:160]
+    return type(e).__name__
+
+
+def torch_load_weights_only(path: str | os.PathLike) -> Any:
+    """``torch.load(weights_only=True)``, passed explicitly; a refusal is final (exit 4).
+
+    The one place genedge unpickles (generator ``.pt`` files and training resume state).
+    Never retried unsafely, whatever ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` says (torch
+    honours an explicit ``weights_only=True`` over that variable). Garbage, empty and
+    truncated files are ``CorruptArtifactError`` (exit 2).
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(_ZIP_MAGIC) or head[:1] == bytes([_PICKLE_PROTO])):
+        raise CorruptArtifactError(
+            f"Checkpoint '{path}' is not a torch checkpoint ({len(head)} leading bytes match "
+            "neither torch's zip format nor a pickle).",
+            hint="The file is truncated, empty or corrupt; use an intact checkpoint or retrain.",
+        )
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols: noise, not news
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        why = _why_unpickling_failed(e)
+        if "truncated" in why or "ran out of input" in why.lower():
+            raise CorruptArtifactError(f"Checkpoint '{path}' is truncated ({why}).") from None
         raise SecurityRefusal(
-            f"Refusing to load '{path}': its pickle asks for objects that weights_only loading forbids "
-            f"({str(e).splitlines()[0][:160]}).",
+            f"Refusing to load '{path}': its pickle asks for something weights_only loading "
+            f"forbids ({why}).",
             hint="Loading it unsafely could run arbitrary code; genedge never does. Convert trusted "
             "weights to .safetensors instead.",
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError) as e:
         raise CorruptArtifactError(f"Checkpoint '{path}' is truncated or corrupt ({type(e).__name__}).") from None
+    return payload
+
+
+def _load_pickle_weights_only(path: Path) -> dict[str, Any]:
+    payload = torch_load_weights_only(path)
     if not isinstance(payload, dict) or not isinstance(payload.get("state_dict"), dict):
         raise _not_ours(path, "expected a dict with 'state_dict', 'kind', 'config'")
+    if not all(isinstance(v, torch.Tensor) for v in payload["state_dict"].values()):
+        raise _not_ours(path, "its 'state_dict' holds values that are not tensors")
     return payload
+
+
+def _check_shapes(info: CheckpointInfo, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Build the model on the meta device and compare shapes before allocating anything.
+
+    The config comes from the file: a hostile one (``latent_dim=10**9``) would otherwise
+    make us allocate terabytes before the weights are even compared.
+    """
+    try:
+        with torch.device("meta"):
+            skeleton = FAMILIES[info.kind][1](info.config)
+    except Exception as e:  # any failure to build from an untrusted config is a bad file
+        raise CorruptArtifactError(
+            f"Checkpoint '{info.path}' has a config that does not build a {info.kind} model "
+            f"({type(e).__name__}: {str(e)[:120]}).",
+        ) from None
+    wanted = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    if wanted != shapes:
+        diff = sorted(set(wanted.items()) ^ set(shapes.items()))[:3]
+        raise CorruptArtifactError(
+            f"Checkpoint '{info.path}' does not match its own config: tensors differ at "
+            f"{', '.join(f'{k[:60]!r} {list(v)}' for k, v in diff)}.",
+            hint="The file was edited or is not a genedge generator; use an intact checkpoint.",
+        )
 
 
 def load_state(path: Path) -> dict[str, torch.Tensor]:
@@ -165,8 +246,9 @@ def load_checkpoint(path: str | os.PathLike, *, device: str = "cpu") -> tuple[nn
     it is a ``CharRNN`` with ``step(token, *state)``.
     """
     info = read_checkpoint_info(path)
-    model = FAMILIES[info.kind][1](info.config)
     state = load_state(info.path)
+    _check_shapes(info, {k: tuple(v.shape) for k, v in state.items()})
+    model = FAMILIES[info.kind][1](info.config)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -1,0 +1,193 @@
+"""What gets timed: a ``Target`` is opened once (load time, reported apart) and then
+prepared per batch size into a ``Call``: the hot call with inputs and outputs allocated
+beforehand, which is what a real-time user feels.
+
+Targets here: the genedge runtime (``Sampler.sample_latents(z, labels, out=buf)``)
+and bare ``onnxruntime.InferenceSession.run`` on the same file with the same threads.
+The torch baselines live in ``genedge.bench.baselines`` (torch imported lazily).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from genedge.errors import IncompatibleEnvironmentError
+from genedge.manifest import Manifest
+
+from .timer import Call
+
+MAIN_GRAPH = {"gan": "generator", "vae": "decoder", "ar": "step"}
+
+
+class SkipCase(Exception):
+    """A target cannot run here; the message says why (it becomes a note in the report)."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The fixed inputs every target of one batch size gets: seeded latents and labels."""
+
+    z: np.ndarray  # (B, Z) float32
+    labels: np.ndarray | None  # (B,) int64, None for unconditional models
+
+    @property
+    def batch(self) -> int:
+        return int(self.z.shape[0])
+
+
+def make_inputs(manifest: Manifest, batch: int, seed: int = 0) -> Inputs:
+    """Seeded latents as the runtime draws them (docs/bundle.md) and labels ``arange % K``."""
+    latent_dim = int(manifest.model["latent_dim"])
+    z = np.random.default_rng(seed).standard_normal((batch, latent_dim), dtype=np.float32)
+    classes = int(manifest.model.get("num_classes") or 0)
+    labels = (np.arange(batch) % classes).astype(np.int64) if classes else None
+    return Inputs(z, labels)
+
+
+class Target(Protocol):
+    """One configuration: opened once, then prepared for each batch size."""
+
+    label: str  # e.g. "runtime ort-cpu fp32"
+    kind: str  # runtime | ort | torch | torch-compile | fake
+    backend: str
+    precision: str
+
+    def open(self) -> None: ...
+
+    def prepare(self, inputs: Inputs) -> Call: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class RuntimeTarget:
+    """The genedge runtime: ``Sampler.open`` then ``sample_latents(z, labels, out=buf)``."""
+
+    bundle: Path
+    backend: str
+    precision: str
+    threads: int | None
+    kind: str = "runtime"
+    sampler: Any = None
+    error: Exception | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"runtime {self.backend} {self.precision}"
+
+    def open(self) -> None:
+        from genedge.runtime import Sampler
+
+        kwargs = open_kwargs(Sampler.open, self.backend, self.precision, self.threads)
+        try:
+            self.sampler = Sampler.open(self.bundle, **kwargs)
+        except IncompatibleEnvironmentError as e:
+            # Not silent: a note in the report; run_bench re-raises it if nothing else ran.
+            self.error = e
+            raise SkipCase(str(e)) from e
+        self.info = describe(getattr(self.sampler, "info", None))
+        # "auto" resolves to a concrete backend; name what was actually measured.
+        self.backend = str(self.info.get("backend") or self.backend)
+
+    def prepare(self, inputs: Inputs) -> Call:
+        sample = self.sampler.sample_latents
+        z, labels = inputs.z, inputs.labels
+        out = np.array(sample(z, labels), copy=True)  # allocated once, outside the timed call
+        return lambda: sample(z, labels, out=out)
+
+    def sync(self) -> None:
+        sync = getattr(self.sampler, "synchronize", None)
+        if sync is not None:
+            sync()
+
+    def close(self) -> None:
+        close = getattr(self.sampler, "close", None)
+        if close is not None:
+            close()
+
+
+def open_kwargs(open_fn: Callable, backend: str, precision: str | None, threads: int | None) -> dict[str, Any]:
+    """Keyword arguments for ``Sampler.open``/``TextGenerator.open`` (threads only if accepted)."""
+    kwargs: dict[str, Any] = {"backend": backend, "precision": precision}
+    params = inspect.signature(open_fn).parameters
+    if threads is not None and ("threads" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())):
+        kwargs["threads"] = threads
+    return kwargs
+
+
+def describe(info: Any) -> dict[str, Any]:
+    """The runtime's ``info`` (dataclass, object or dict) as a plain JSON-able dict."""
+    if info is None:
+        return {}
+    if isinstance(info, dict):
+        raw = info
+    elif hasattr(info, "__dataclass_fields__"):
+        raw = {k: getattr(info, k) for k in info.__dataclass_fields__}
+    else:
+        raw = {k: v for k, v in vars(info).items() if not k.startswith("_")}
+    return {k: (v if isinstance(v, (str, int, float, bool, type(None))) else str(v)) for k, v in raw.items()}
+
+
+ORT_PROVIDERS = {
+    "ort-cpu": ["CPUExecutionProvider"],
+    "ort-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "ort-trt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+@dataclass
+class OrtTarget:
+    """Bare ``onnxruntime.InferenceSession.run`` on the runtime's file, same threads."""
+
+    path: Path
+    backend: str  # the runtime backend it mirrors (ort-cpu, ort-cuda, ort-trt)
+    precision: str
+    threads: int | None
+    input_names: tuple[str, ...] = ("z", "label")
+    kind: str = "ort"
+    session: Any = None
+
+    @property
+    def label(self) -> str:
+        return f"bare-ort {self.backend} {self.precision}"
+
+    def open(self) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise SkipCase("onnxruntime is not installed (pip install 'genedge[cpu]')") from e
+        providers = ORT_PROVIDERS.get(self.backend)
+        if providers is None or providers[0] not in ort.get_available_providers():
+            raise SkipCase(f"bare ORT for backend {self.backend!r}: provider not available here")
+        so = ort.SessionOptions()
+        if self.threads is not None:
+            so.intra_op_num_threads = self.threads
+        so.log_severity_level = 3
+        self.session = ort.InferenceSession(str(self.path), so, providers=providers)
+
+    def prepare(self, inputs: Inputs) -> Call:
+        names = [i.name for i in self.session.get_inputs()]
+        feed: dict[str, np.ndarray] = {names[0]: inputs.z}
+        if len(names) > 1:
+            if inputs.labels is None:
+                raise SkipCase(f"{self.path.name} has inputs {names}; expected only the latent")
+            feed[names[1]] = inputs.labels
+        run = self.session.run
+        return lambda: run(None, feed)
+
+    def close(self) -> None:
+        self.session = None
+
+
+def onnx_path(manifest: Manifest, precision: str) -> Path | None:
+    """The main graph's ONNX file for ``precision`` (hash verified), or None."""
+    graph = MAIN_GRAPH.get(manifest.kind, "generator")
+    found = manifest.find(graph=graph, format="onnx", precision=precision)
+    return manifest.path_of(found[0]) if found else None

@@ -1,0 +1,90 @@
+"""The environment recorded beside every number: CPU, cores, GPU, library versions, bundle hash.
+
+Library versions come from package metadata, so recording them never imports torch or
+TensorRT.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import shlex
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from genedge import __version__
+from genedge.manifest import MANIFEST_NAME, sha256_file
+
+from .memory import gpu_memory
+
+LIBRARIES = ("numpy", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt", "cuda-python")
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name from /proc/cpuinfo (falls back to ``platform.processor``)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model", "Hardware"):
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def physical_cores() -> int | None:
+    """Distinct (physical id, core id) pairs in /proc/cpuinfo; None where not listed."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        return None
+    cores = set()
+    for block in text.split("\n\n"):
+        fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        if "core id" in fields:
+            cores.add((fields.get("physical id", "0"), fields["core id"]))
+    return len(cores) or None
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (affinity, cgroup-pinned sets), else ``os.cpu_count``."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def library_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"genedge": __version__, "python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def environment(bundle: str | os.PathLike, argv: list[str] | None = None) -> dict[str, Any]:
+    """Everything a reader needs to compare two benchmark runs."""
+    manifest = Path(bundle) / MANIFEST_NAME
+    argv = sys.argv if argv is None else argv
+    return {
+        "timestamp_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": shlex.join(["genedge", *argv[1:]] if argv and argv[0].endswith("genedge") else argv),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_model": cpu_model(),
+        "physical_cores": physical_cores(),
+        "os_cpu_count": os.cpu_count(),
+        "usable_cpus": usable_cpus(),
+        "gpus": gpu_memory(),
+        "libraries": library_versions(),
+        "bundle": str(Path(bundle).resolve()),
+        "manifest_sha256": sha256_file(manifest) if manifest.is_file() else None,
+    }

@@ -1,0 +1,68 @@
+"""``BenchOptions``: everything one ``genedge bench`` run needs, frozen and validated once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from genedge.errors import BadInputError
+from genedge.manifest import PRECISIONS
+
+BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
+BASELINES = ("torch", "torch-compile", "ort", "trtexec")
+DEFAULT_SECONDS = 2.0  # per case, when neither --iters nor --seconds is given
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    bundle: Path
+    backends: tuple[str, ...] = ("auto",)
+    precisions: tuple[str, ...] | None = None  # None: every precision the bundle holds
+    batches: tuple[int, ...] = (1, 8, 32)
+    iters: int | None = None  # per case; exclusive with seconds
+    seconds: float | None = None  # per case
+    warmup: int = 20
+    threads: int | None = None  # None: every CPU this process may use
+    fps: float | None = None  # also run the real-time mode at this fps
+    fps_seconds: float = 5.0
+    baselines: tuple[str, ...] = ("torch", "torch-compile", "ort")
+    checkpoint: Path | None = None
+    json_out: Path | None = None
+    markdown: Path | None = None
+    plot: Path | None = None
+    rounds: int = 10
+    cold_runs: int = 1  # fresh-process cold starts per configuration (0: skip)
+    seed: int = 0
+    max_new_tokens: int = 64  # ar bundles: tokens per generation
+    argv: tuple[str, ...] = ()
+
+
+def _bad(field: str, got: object, expected: str, hint: str | None = None) -> BadInputError:
+    return BadInputError(f"bench option {field}: received {got!r}; expected {expected}.", hint=hint)
+
+
+def validate_options(o: BenchOptions) -> None:
+    """Raise ``BadInputError`` (exit 2) naming the offending option."""
+    unknown = [b for b in o.backends if b not in BACKENDS]
+    if not o.backends or unknown:
+        raise _bad("--backend", ",".join(o.backends), f"a comma-separated subset of {', '.join(BACKENDS)}")
+    if o.precisions is not None and (not o.precisions or any(p not in PRECISIONS for p in o.precisions)):
+        raise _bad("--precision", ",".join(o.precisions), f"a comma-separated subset of {', '.join(PRECISIONS)}")
+    if not o.batches or any(b < 1 for b in o.batches):
+        raise _bad("--batch", o.batches, "positive batch sizes, e.g. 1,8,32")
+    if o.iters is not None and o.seconds is not None:
+        raise _bad("--iters/--seconds", (o.iters, o.seconds), "one of the two, not both")
+    if o.iters is not None and o.iters < 1:
+        raise _bad("--iters", o.iters, "an integer >= 1")
+    if o.seconds is not None and o.seconds <= 0:
+        raise _bad("--seconds", o.seconds, "a duration > 0")
+    if o.warmup < 0:
+        raise _bad("--warmup", o.warmup, "an integer >= 0")
+    if o.threads is not None and o.threads < 1:
+        raise _bad("--threads", o.threads, "an integer >= 1")
+    if o.fps is not None and o.fps <= 0:
+        raise _bad("--fps", o.fps, "frames per second > 0")
+    if any(b not in BASELINES for b in o.baselines):
+        raise _bad("--baselines", ",".join(o.baselines), f"a comma-separated subset of {', '.join(BASELINES)}")
+    if o.rounds < 1 or o.cold_runs < 0:
+        raise _bad("--rounds/--cold-runs", (o.rounds, o.cold_runs), "rounds >= 1 and cold runs >= 0")

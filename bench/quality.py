@@ -1,0 +1,40 @@
+"""Quality beside speed: what each precision costs, read from the manifest's verification records.
+
+The exporter measured these on fixed seeds (docs/bundle.md "Artifact records"); the
+bench only shows them next to the timings, it never re-derives them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from genedge.manifest import Manifest
+
+from .cases import MAIN_GRAPH
+
+FIELDS = ("max_abs_err_vs_torch", "max_abs_err_vs_fp32", "psnr_vs_fp32", "ssim_vs_fp32")
+
+
+def quality_rows(manifest: Manifest) -> list[dict[str, Any]]:
+    """One row per ONNX/engine artifact of the main graph: precision, errors, task metrics."""
+    graph = MAIN_GRAPH.get(manifest.kind, "generator")
+    rows = []
+    for a in manifest.artifacts:
+        if a.graph != graph or a.format not in ("onnx", "engine"):
+            continue
+        v = a.verification or {}
+        row: dict[str, Any] = {"file": a.file, "format": a.format, "precision": a.precision}
+        row.update({k: v.get(k) for k in FIELDS})
+        row["metrics"] = dict(v.get("metrics") or {})
+        row["verdict"] = v.get("verdict")
+        row["quality_approved"] = a.quality_approved if a.precision == "int8" else None
+        rows.append(row)
+    return rows
+
+
+def metric_names(rows: list[dict[str, Any]]) -> list[str]:
+    """Task metric names present in any row, in first-seen order."""
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row["metrics"]))
+    return list(names)

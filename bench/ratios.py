@@ -1,0 +1,117 @@
+"""Side-by-side ratios of medians (p50) from one interleaved run, and the must-hold targets.
+
+Ratios use p50 because one preempted call on a shared machine moves the mean but not
+the median. ``speedup = p50(reference) / p50(genedge)``: above 1 means genedge is faster.
+``overhead = p50(runtime) / p50(bare ORT) - 1``: what the runtime adds over calling
+``InferenceSession.run`` directly on the same file with the same threads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .runner import CaseResult
+from .stats import ratio
+
+# The issue's must-hold targets: (what, precision, batch, bound).
+SPEEDUP_VS_EAGER = 2.5  # runtime on ORT CPU vs PyTorch eager, fp32, batch 1
+SPEEDUP_VS_COMPILE = 1.0  # ... and faster than torch.compile
+MAX_OVERHEAD = 0.05  # runtime over bare ORT
+INT8_SPEEDUP = 1.5  # int8 vs fp32 at batch 16
+INT8_TARGET_BATCH = 16
+TARGET_BATCH = 1
+TARGET_BACKEND = "ort-cpu"
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """One comparison: ``value`` of ``numerator``/``denominator`` p50s, and its target if any."""
+
+    name: str  # "speedup vs torch eager" | "speedup vs torch.compile" | "overhead vs bare ORT" | ...
+    subject: str  # the genedge configuration
+    reference: str  # what it is compared against
+    batch: int
+    value: float
+    target: str | None = None  # e.g. ">= 2.5x"
+    holds: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["value"] = None if math.isnan(self.value) else self.value
+        return d
+
+    @property
+    def text(self) -> str:
+        if math.isnan(self.value):
+            return "n/a"
+        return f"{self.value * 100:+.1f}%" if self.name.startswith("overhead") else f"{self.value:.2f}x"
+
+
+def _check(value: float, bound: float, op: str) -> bool | None:
+    if math.isnan(value):
+        return None
+    return {">=": value >= bound, ">": value > bound, "<": value < bound}[op]
+
+
+def _target(value: float, bound: float, op: str, unit: str = "x") -> tuple[str, bool | None]:
+    text = f"{op} {bound * 100:g}%" if unit == "%" else f"{op} {bound:g}x"
+    return text, _check(value, bound, op)
+
+
+def _one(results: Sequence[CaseResult], kind: str, batch: int, backend: str | None = None,
+         precision: str | None = None) -> CaseResult | None:
+    for r in results:
+        if r.kind == kind and r.batch == batch and backend in (None, r.backend) and precision in (None, r.precision):
+            return r
+    return None
+
+
+_TORCH_REFS = (
+    ("torch", "speedup vs torch eager", SPEEDUP_VS_EAGER, ">="),
+    ("torch-compile", "speedup vs torch.compile", SPEEDUP_VS_COMPILE, ">"),
+)
+
+
+def _vs_torch(results: Sequence[CaseResult], rt: CaseResult) -> list[Ratio]:
+    out = []
+    targeted = rt.backend == TARGET_BACKEND and rt.precision == "fp32" and rt.batch == TARGET_BATCH
+    for kind, name, bound, op in _TORCH_REFS:
+        ref = _one(results, kind, rt.batch)
+        if ref is None:
+            continue
+        value = ratio(ref.stats.p50, rt.stats.p50)
+        target, holds = _target(value, bound, op) if targeted else (None, None)
+        out.append(Ratio(name, rt.label, ref.label, rt.batch, value, target, holds))
+    return out
+
+
+def _vs_ort(results: Sequence[CaseResult], rt: CaseResult) -> list[Ratio]:
+    ref = _one(results, "ort", rt.batch, rt.backend, rt.precision)
+    if ref is None:
+        return []
+    value = ratio(rt.stats.p50, ref.stats.p50) - 1.0
+    target, holds = _target(value, MAX_OVERHEAD, "<", "%")
+    return [Ratio("overhead vs bare ORT", rt.label, ref.label, rt.batch, value, target, holds)]
+
+
+def _vs_fp32(results: Sequence[CaseResult], rt: CaseResult) -> list[Ratio]:
+    if rt.precision == "fp32":
+        return []
+    ref = _one(results, "runtime", rt.batch, rt.backend, "fp32")
+    if ref is None:
+        return []
+    value = ratio(ref.stats.p50, rt.stats.p50)
+    targeted = rt.precision == "int8" and rt.batch == INT8_TARGET_BATCH
+    target, holds = _target(value, INT8_SPEEDUP, ">=") if targeted else (None, None)
+    return [Ratio(f"{rt.precision} speedup vs fp32", rt.label, ref.label, rt.batch, value, target, holds)]
+
+
+def compute_ratios(results: Sequence[CaseResult]) -> list[Ratio]:
+    """Every runtime case against torch eager/compile, bare ORT and its own fp32."""
+    out: list[Ratio] = []
+    for rt in (r for r in results if r.kind == "runtime"):
+        out += _vs_torch(results, rt) + _vs_ort(results, rt) + _vs_fp32(results, rt)
+    return out

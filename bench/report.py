@@ -1,0 +1,167 @@
+"""``BenchReport``: the results of one run, and its JSON and Markdown forms.
+
+The terminal table lives in ``genedge.bench.table`` and the PNG in ``genedge.bench.plot``;
+all of them read the same rows from here, so they never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genedge.atomic import atomic_write_text
+
+from .quality import FIELDS, metric_names
+from .ratios import Ratio
+from .runner import CaseResult
+
+SCHEMA = "genedge.bench/1"
+LATENCY_HEADER = ("configuration", "batch", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms",
+                  "mean ms", "std ms", "samples/s", "n", "load ms", "first call ms")
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    kind: str  # the bundle's kind: gan | vae | ar
+    options: dict[str, Any]
+    environment: dict[str, Any]
+    results: tuple[CaseResult, ...] = ()
+    ratios: tuple[Ratio, ...] = ()
+    quality: tuple[dict[str, Any], ...] = ()
+    cold_start: tuple[dict[str, Any], ...] = ()
+    realtime: dict[str, Any] | None = None
+    text: dict[str, Any] | None = None
+    trtexec: tuple[dict[str, Any], ...] = ()
+    peak_rss_mib: float | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self, *, with_times: bool = False) -> dict[str, Any]:
+        return _clean({
+            "schema": SCHEMA,
+            "kind": self.kind,
+            "environment": self.environment,
+            "options": self.options,
+            "results": [r.to_dict(with_times=with_times) for r in self.results],
+            "ratios": [r.to_dict() for r in self.ratios],
+            "quality": list(self.quality),
+            "cold_start": list(self.cold_start),
+            "realtime": self.realtime,
+            "text": self.text,
+            "trtexec": list(self.trtexec),
+            "peak_rss_mib": self.peak_rss_mib,
+            "notes": list(self.notes),
+        })
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe: NaN/inf -> None, Paths and tuples to str/list."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def write_json(report: BenchReport, path: str | Path) -> Path:
+    """Atomically write the report (with every raw timing, for later re-analysis)."""
+    text = json.dumps(report.to_dict(with_times=True), indent=2, allow_nan=False)
+    atomic_write_text(path, text + "\n")
+    return Path(path)
+
+
+def fmt(x: Any, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}" if abs(x) < 1e4 else f"{x:.0f}"
+    return str(x)
+
+
+def latency_rows(report: BenchReport) -> list[tuple[str, ...]]:
+    rows = []
+    for r in sorted(report.results, key=lambda r: (r.batch, r.stats.p50)):
+        s = r.stats
+        rows.append((r.label, str(r.batch), *(fmt(s.ms(k)) for k in ("p50", "p90", "p99", "p999", "max", "mean", "std")),
+                     fmt(r.throughput, 1), str(s.n), fmt(r.load_ms, 1), fmt(r.first_call_ms, 1)))
+    return rows
+
+
+RATIO_HEADER = ("comparison", "genedge", "reference", "batch", "value", "target", "holds")
+
+
+def ratio_rows(report: BenchReport) -> list[tuple[str, ...]]:
+    return [(r.name, r.subject, r.reference, str(r.batch), r.text, r.target or "", fmt(r.holds))
+            for r in report.ratios]
+
+
+def quality_table(report: BenchReport) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    rows = list(report.quality)
+    metrics = metric_names(rows)
+    header = ("file", "precision", *FIELDS, *metrics, "verdict", "int8 approved")
+    body = [(q["file"], fmt(q["precision"]), *(fmt(q.get(k), 4) for k in FIELDS),
+             *(fmt(q["metrics"].get(m), 4) for m in metrics), fmt(q.get("verdict")), fmt(q.get("quality_approved")))
+            for q in rows]
+    return header, body
+
+
+COLD_HEADER = ("backend", "precision", "import ms", "open ms", "first result ms", "open->first ms",
+               "process wall ms", "peak RSS MiB")
+
+
+def cold_rows(report: BenchReport) -> list[tuple[str, ...]]:
+    keys = ("import_ms", "open_ms", "first_result_ms", "open_to_first_result_ms", "process_wall_ms", "peak_rss_mib")
+    return [(str(c.get("backend")), fmt(c.get("precision")),
+             *((fmt(c.get(k), 1) for k in keys) if "error" not in c else (c["error"], "", "", "", "", "")))
+            for c in report.cold_start]
+
+
+def _md_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    esc = [tuple(c.replace("|", "\\|") for c in row) for row in rows]
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in esc), ""]
+
+
+def _md_env(env: dict[str, Any]) -> list[str]:
+    libs = ", ".join(f"{k} {v}" for k, v in env.get("libraries", {}).items() if v)
+    gpus = "; ".join(f"{g.get('name')} (driver {g.get('driver')})" for g in env.get("gpus", [])) or "none"
+    return [f"- command: `{env.get('command')}`", f"- when: {env.get('timestamp_utc')}",
+            f"- CPU: {env.get('cpu_model')} ({env.get('usable_cpus')} usable of {env.get('os_cpu_count')} logical,"
+            f" {env.get('physical_cores')} physical)", f"- GPU: {gpus}", f"- libraries: {libs}",
+            f"- bundle manifest sha256: `{env.get('manifest_sha256')}`", ""]
+
+
+def markdown(report: BenchReport) -> str:
+    lines = ["# genedge bench", "", *_md_env(report.environment)]
+    if report.results:
+        lines += ["## Latency (steady state; load and warm-up excluded)", "",
+                  *_md_table(LATENCY_HEADER, latency_rows(report))]
+    if report.ratios:
+        lines += ["## Ratios (p50, measured side by side in one interleaved run)", "",
+                  *_md_table(RATIO_HEADER, ratio_rows(report))]
+    if report.quality:
+        lines += ["## Quality beside speed (from the manifest's verification records)", "",
+                  *_md_table(*quality_table(report))]
+    if report.cold_start:
+        lines += ["## Cold start (fresh process: import, open, first result)", "", *_md_table(COLD_HEADER, cold_rows(report))]
+    if report.realtime:
+        lines += ["## Real-time stream", "", "```json", json.dumps(_clean(report.realtime), indent=2), "```", ""]
+    if report.text:
+        lines += ["## Text generation", "", "```json", json.dumps(_clean(report.text), indent=2), "```", ""]
+    if report.trtexec:
+        lines += ["## trtexec", "", "```json", json.dumps(_clean(list(report.trtexec)), indent=2), "```", ""]
+    if report.notes:
+        lines += ["## Notes", "", *(f"- {n}" for n in report.notes), ""]
+    return "\n".join(lines)
+
+
+def write_markdown(report: BenchReport, path: str | Path) -> Path:
+    atomic_write_text(path, markdown(report))
+    return Path(path)

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The exact commands behind bench/results/: the digits conditional GAN on two CPU cores.
+# Usage: bash bench/results/make_reference.sh   (env: RUN, BUNDLE, SECONDS_PER_CASE, GENEDGE)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+GENEDGE=${GENEDGE:-.venv/bin/genedge}
+RUN=${RUN:-runs/digits-cgan}
+BUNDLE=${BUNDLE:-runs/digits-cgan-bundle}
+SECONDS_PER_CASE=${SECONDS_PER_CASE:-5}
+OUT=bench/results
+NAME=cpu-digits-cgan
+
+if [ ! -f "$RUN/generator.safetensors" ]; then
+  "$GENEDGE" train gan --data digits --conditional --out "$RUN" --minutes 4 --no-progress
+fi
+if [ ! -f "$BUNDLE/manifest.json" ]; then
+  "$GENEDGE" export "$RUN/generator.safetensors" --out "$BUNDLE" --precision fp32,int8
+fi
+
+# Two cores: pin the process where taskset exists, and give every framework 2 threads.
+PIN=()
+if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then PIN=(taskset -c 0,1); fi
+
+"${PIN[@]}" "$GENEDGE" bench "$BUNDLE" \
+  --backend ort-cpu --precision fp32,int8 --batch 1,16 \
+  --seconds "$SECONDS_PER_CASE" --warmup 50 --threads 2 --rounds 10 --cold-runs 3 \
+  --baselines torch,torch-compile,ort --checkpoint "$RUN/generator.safetensors" \
+  --fps 60 --fps-seconds 5 \
+  --json "$OUT/$NAME.json" --markdown "$OUT/$NAME.md" --plot "$OUT/$NAME.png" \
+  2>&1 | tee "$OUT/make_reference.log"

@@ -1,0 +1,156 @@
+"""Interleaved measurement of many cases: A B C A B C ... so machine noise hits all alike.
+
+1. open every target once (load time measured, reported apart, never in steady state);
+2. prepare each target for each batch size and time its first call (for torch.compile
+   this is the compile time);
+3. warm every case up (discarded);
+4. rounds: each case in turn gets one untimed re-warm call (its caches were just
+   evicted by the previous case) and then its share of the budget, timed call by call.
+
+A target that raises ``SkipCase`` becomes a note; any other exception from a target is
+a bug and propagates (``run_cases`` closes what it opened first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .cases import Inputs, SkipCase, Target
+from .memory import current_rss_bytes
+from .stats import LatencyStats, latency_stats, throughput
+from .timer import Budget, Call, time_calls, time_for, time_once, warm_up
+
+DEFAULT_ROUNDS = 10
+REWARM_CALLS = 1
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """Steady-state timings of one target at one batch size, plus its one-off costs."""
+
+    label: str
+    kind: str
+    backend: str
+    precision: str
+    batch: int
+    stats: LatencyStats
+    throughput: float  # samples/s over the measured calls
+    load_ms: float  # open(): session creation, file reads (excluded from stats)
+    first_call_ms: float  # first call after prepare (includes torch.compile's compile)
+    rss_load_mib: float | None  # current-RSS growth while opening this target
+    times_ns: tuple[int, ...] = field(repr=False, default=())
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self, *, with_times: bool = False) -> dict[str, Any]:
+        d = {
+            "label": self.label, "kind": self.kind, "backend": self.backend,
+            "precision": self.precision, "batch": self.batch, "latency": self.stats.to_dict(),
+            "throughput_samples_per_s": self.throughput, "load_ms": self.load_ms,
+            "first_call_ms": self.first_call_ms, "rss_load_mib": self.rss_load_mib, "info": self.info,
+        }
+        if with_times:
+            d["times_ns"] = list(self.times_ns)
+        return d
+
+
+@dataclass
+class _Live:
+    target: Target
+    inputs: Inputs
+    call: Call
+    sync: Callable[[], None] | None
+    load_ms: float
+    first_call_ms: float
+    rss_load_mib: float | None
+    times: list[int] = field(default_factory=list)
+
+
+def split_budget(budget: Budget, rounds: int) -> list[int | float]:
+    """Per-round share of the budget: calls (iters) or seconds; rounds <= iters."""
+    if budget.iters is not None:
+        r = max(1, min(rounds, budget.iters))
+        base, extra = divmod(budget.iters, r)
+        return [base + (1 if i < extra else 0) for i in range(r)]
+    assert budget.seconds is not None
+    return [budget.seconds / rounds] * rounds
+
+
+def _open(target: Target, notes: list[str]) -> tuple[float, float | None] | None:
+    rss0 = current_rss_bytes()
+    try:
+        _, load_ns = time_once(target.open)
+    except SkipCase as e:
+        notes.append(f"{target.label}: skipped ({e})")
+        return None
+    rss1 = current_rss_bytes()
+    grown = (rss1 - rss0) / 2**20 if rss0 is not None and rss1 is not None else None
+    return load_ns / 1e6, grown
+
+
+def _prepare(target: Target, inputs: Inputs, notes: list[str]) -> tuple[Call, float] | None:
+    try:
+        call = target.prepare(inputs)
+        _, first_ns = time_once(call)
+    except SkipCase as e:
+        notes.append(f"{target.label} batch {inputs.batch}: skipped ({e})")
+        return None
+    return call, first_ns / 1e6
+
+
+def start_cases(targets: Sequence[Target], inputs: Sequence[Inputs], notes: list[str]) -> list[_Live]:
+    """Open every target and prepare it for every batch size (steps 1 and 2)."""
+    live: list[_Live] = []
+    for target in targets:
+        opened = _open(target, notes)
+        if opened is None:
+            continue
+        load_ms, rss = opened
+        sync = getattr(target, "sync", None)
+        for inp in inputs:
+            prepared = _prepare(target, inp, notes)
+            if prepared is not None:
+                live.append(_Live(target, inp, prepared[0], sync, load_ms, prepared[1], rss))
+    return live
+
+
+def measure_interleaved(live: Sequence[_Live], budget: Budget, rounds: int = DEFAULT_ROUNDS) -> None:
+    """Warm-up, then rounds over all cases; appends each case's timings to ``.times``."""
+    for case in live:
+        warm_up(case.call, budget.warmup, case.sync)
+    for share in split_budget(budget, rounds):
+        for case in live:
+            warm_up(case.call, REWARM_CALLS, case.sync)
+            if budget.iters is not None:
+                case.times.extend(time_calls(case.call, int(share), case.sync))
+            else:
+                case.times.extend(time_for(case.call, float(share), case.sync))
+
+
+def _result(case: _Live) -> CaseResult:
+    t = case.target
+    stats = latency_stats(case.times)
+    case_info = getattr(t, "case_info", None)
+    info = {**(getattr(t, "info", {}) or {}), **(case_info(case.inputs.batch) if case_info else {})}
+    return CaseResult(
+        label=t.label, kind=t.kind, backend=t.backend, precision=t.precision, batch=case.inputs.batch,
+        stats=stats, throughput=throughput(stats, case.inputs.batch), load_ms=case.load_ms,
+        first_call_ms=case.first_call_ms, rss_load_mib=case.rss_load_mib, times_ns=tuple(case.times),
+        info=info,
+    )
+
+
+def run_cases(
+    targets: Sequence[Target], inputs: Sequence[Inputs], budget: Budget, *,
+    rounds: int = DEFAULT_ROUNDS, notes: list[str] | None = None,
+) -> list[CaseResult]:
+    """Measure every target at every batch size, interleaved; close every target after."""
+    notes = [] if notes is None else notes
+    try:
+        live = start_cases(targets, inputs, notes)
+        measure_interleaved(live, budget, rounds)
+        return [_result(c) for c in live]
+    finally:
+        for target in targets:
+            target.close()

@@ -1,0 +1,171 @@
+"""``run_bench(options) -> BenchReport``: build the cases for a bundle, measure them, report.
+
+Image bundles (gan, vae): runtime backend x precision x batch, interleaved with the
+baselines (bare ORT on the same file, PyTorch eager and ``torch.compile`` from the
+source checkpoint), then cold starts in fresh processes, trtexec, and the real-time
+mode. ``ar`` bundles: the text benchmark (``genedge.bench.text``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from genedge.errors import BadInputError
+from genedge.manifest import PRECISIONS, Manifest, read_manifest
+
+from .baselines import TorchTarget, find_checkpoint
+from .cases import (
+    MAIN_GRAPH,
+    ORT_PROVIDERS,
+    Inputs,
+    OrtTarget,
+    RuntimeTarget,
+    Target,
+    make_inputs,
+    onnx_path,
+)
+from .coldstart import measure_cold_start
+from .env import environment, usable_cpus
+from .memory import peak_rss_bytes
+from .options import DEFAULT_SECONDS, BenchOptions, validate_options
+from .quality import quality_rows
+from .ratios import compute_ratios
+from .report import BenchReport
+from .runner import CaseResult, run_cases
+from .timer import Budget
+
+
+def bundle_precisions(manifest: Manifest) -> tuple[str, ...]:
+    """Precisions the bundle holds for its main graph, in fp32, fp16, int8 order."""
+    graph = MAIN_GRAPH.get(manifest.kind, "generator")
+    held = {a.precision for a in manifest.artifacts if a.graph == graph and a.format in ("onnx", "engine")}
+    return tuple(p for p in PRECISIONS if p in held)
+
+
+def resolved(opts: BenchOptions, manifest: Manifest) -> BenchOptions:
+    """Fill the defaults that depend on the machine and the bundle (threads, precisions, budget)."""
+    changes: dict[str, Any] = {}
+    if opts.threads is None:
+        changes["threads"] = usable_cpus()
+    if opts.precisions is None:
+        changes["precisions"] = bundle_precisions(manifest) or ("fp32",)
+    if opts.iters is None and opts.seconds is None:
+        changes["seconds"] = DEFAULT_SECONDS
+    return dataclasses.replace(opts, **changes)
+
+
+def runtime_targets(o: BenchOptions) -> list[RuntimeTarget]:
+    return [RuntimeTarget(o.bundle, b, p, o.threads) for b in o.backends for p in o.precisions or ()]
+
+
+def ort_targets(o: BenchOptions, manifest: Manifest, notes: list[str]) -> list[OrtTarget]:
+    """Bare ORT on each file the runtime's ORT backends run (auto is taken as ort-cpu here)."""
+    out = []
+    backends = dict.fromkeys("ort-cpu" if b == "auto" else b for b in o.backends)
+    for backend in (b for b in backends if b in ORT_PROVIDERS):
+        for p in o.precisions or ():
+            path = onnx_path(manifest, p)
+            if path is None:
+                notes.append(f"bare-ort {p}: the bundle has no {p} ONNX file")
+                continue
+            out.append(OrtTarget(path, backend, p, o.threads))
+    return out
+
+
+def torch_targets(o: BenchOptions, manifest: Manifest, notes: list[str]) -> list[TorchTarget]:
+    wanted = [b for b in ("torch", "torch-compile") if b in o.baselines]
+    if not wanted:
+        return []
+    if manifest.kind == "ar":
+        notes.append("torch baselines: not measured for ar bundles (per-token step; see text section)")
+        return []
+    ckpt, why = find_checkpoint(manifest, o.checkpoint)
+    if ckpt is None:
+        notes.append(f"torch baselines skipped: {why}")
+        return []
+    uint8 = manifest.model.get("output_format", "uint8") == "uint8"
+    return [TorchTarget(ckpt, compile=b == "torch-compile", threads=o.threads, uint8_nhwc=uint8) for b in wanted]
+
+
+def _check_runtime_ran(results: list[CaseResult], targets: list[RuntimeTarget]) -> None:
+    if any(r.kind == "runtime" for r in results):
+        return
+    errors = [t.error for t in targets if t.error is not None]
+    if errors:
+        raise errors[0]
+    raise BadInputError("No runtime configuration could be measured.",
+                        hint="Check --backend/--precision against the bundle (see the notes above).")
+
+
+def image_bench(o: BenchOptions, manifest: Manifest, notes: list[str]) -> tuple[list[CaseResult], list[dict]]:
+    """Interleaved steady state of every target, then cold starts. Returns (results, cold starts)."""
+    runtime = runtime_targets(o)
+    baselines: list[Target] = []
+    if "ort" in o.baselines:
+        baselines += ort_targets(o, manifest, notes)
+    baselines += torch_targets(o, manifest, notes)
+    inputs: list[Inputs] = [make_inputs(manifest, b, o.seed) for b in o.batches]
+    budget = Budget(iters=o.iters, seconds=o.seconds, warmup=o.warmup)
+    results = run_cases([*runtime, *baselines], inputs, budget, rounds=o.rounds, notes=notes)
+    _check_runtime_ran(results, runtime)
+    measured = dict.fromkeys((r.backend, r.precision) for r in results if r.kind == "runtime")
+    cold = [measure_cold_start(o.bundle, b, p, o.threads) for (b, p) in measured for _ in range(o.cold_runs)]
+    return results, cold
+
+
+def run_bench(opts: BenchOptions) -> BenchReport:
+    """Measure the bundle as ``opts`` says; no files written (see ``write_outputs``)."""
+    validate_options(opts)
+    manifest = read_manifest(opts.bundle)
+    o = resolved(opts, manifest)
+    notes: list[str] = []
+    env = environment(o.bundle, list(o.argv) or None)
+    results: list[CaseResult] = []
+    cold: list[dict] = []
+    text = realtime = None
+    trt: list[dict] = []
+    if manifest.kind == "ar":
+        from .text import text_bench
+
+        text = text_bench(o, notes)
+    else:
+        results, cold = image_bench(o, manifest, notes)
+        trt = _trtexec(o, manifest, notes) if "trtexec" in o.baselines else []
+        if o.fps is not None:
+            from .realtime import realtime_bench
+
+            realtime = realtime_bench(o, results, notes)
+    return BenchReport(
+        kind=manifest.kind, options=_options_dict(o), environment=env, results=tuple(results),
+        ratios=tuple(compute_ratios(results)), quality=tuple(quality_rows(manifest)), cold_start=tuple(cold),
+        realtime=realtime, text=text, trtexec=tuple(trt), peak_rss_mib=peak_rss_bytes() / 2**20,
+        notes=tuple(notes),
+    )
+
+
+def _trtexec(o: BenchOptions, manifest: Manifest, notes: list[str]) -> list[dict]:
+    from .trtexec import run_trtexec
+
+    engines = manifest.find(graph=MAIN_GRAPH.get(manifest.kind, "generator"), format="engine")
+    if not engines:
+        notes.append("trtexec: the bundle has no TensorRT engine")
+        return []
+    io = manifest.graphs.get(MAIN_GRAPH.get(manifest.kind, "generator"), {}).get("inputs", [])
+    out = []
+    for a in (e for e in engines if e.precision in (o.precisions or ())):
+        for batch in o.batches:
+            shapes = {i["name"]: [batch if d == "B" else int(d) for d in i["shape"]] for i in io}
+            for graph in (False, True):
+                res = run_trtexec(manifest.path_of(a), shapes, seconds=o.seconds or 3.0, cuda_graph=graph)
+                out.append({"file": a.file, "precision": a.precision, "batch": batch, **res})
+                if "error" in res:
+                    notes.append(f"trtexec {a.file} batch {batch}: {res['error']}")
+                    return out
+    return out
+
+
+def _options_dict(o: BenchOptions) -> dict[str, Any]:
+    d = dataclasses.asdict(o)
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}

@@ -1,0 +1,78 @@
+"""The terminal view of a ``BenchReport``: rich tables when rich is installed, plain text otherwise."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TextIO
+
+from .report import (
+    COLD_HEADER,
+    LATENCY_HEADER,
+    RATIO_HEADER,
+    BenchReport,
+    cold_rows,
+    latency_rows,
+    quality_table,
+    ratio_rows,
+)
+
+
+def sections(report: BenchReport) -> list[tuple[str, tuple[str, ...], list[tuple[str, ...]]]]:
+    """(title, header, rows) for every non-empty table."""
+    out = []
+    if report.results:
+        out.append(("Latency (steady state; load and warm-up excluded)", LATENCY_HEADER, latency_rows(report)))
+    if report.ratios:
+        out.append(("Ratios (p50, side by side, one interleaved run)", RATIO_HEADER, ratio_rows(report)))
+    if report.quality:
+        out.append(("Quality beside speed (manifest verification)", *quality_table(report)))
+    if report.cold_start:
+        out.append(("Cold start (fresh process)", COLD_HEADER, cold_rows(report)))
+    return out
+
+
+def _extras(report: BenchReport) -> list[str]:
+    lines = []
+    for title, value in (("Real-time stream", report.realtime), ("Text generation", report.text)):
+        if value:
+            lines += [title + ":", json.dumps(value, indent=2, default=str)]
+    for t in report.trtexec:
+        lines.append(f"trtexec: {json.dumps({k: v for k, v in t.items() if k != 'command'}, default=str)}")
+    env = report.environment
+    lines.append(f"CPU {env.get('cpu_model')} | {env.get('usable_cpus')} usable CPUs | threads "
+                 f"{report.options.get('threads')} | peak RSS {report.peak_rss_mib or 0:.0f} MiB")
+    lines += [f"note: {n}" for n in report.notes]
+    return lines
+
+
+def print_report(report: BenchReport, file: TextIO | None = None) -> None:
+    file = file or sys.stdout
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        _print_plain(report, file)
+        return
+    console = Console(file=file, width=max(160, Console(file=file).width))
+    for title, header, rows in sections(report):
+        table = Table(title=title, title_justify="left")
+        for i, h in enumerate(header):
+            table.add_column(h, justify="left" if i == 0 else "right")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    for line in _extras(report):
+        console.print(line, markup=False, highlight=False)
+
+
+def _print_plain(report: BenchReport, file: TextIO) -> None:
+    for title, header, rows in sections(report):
+        widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+        print(title, file=file)
+        for row in (header, *rows):
+            print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))),
+                  file=file)
+        print(file=file)
+    for line in _extras(report):
+        print(line, file=file)

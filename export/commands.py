@@ -1,0 +1,78 @@
+"""``genedge export``: argparse namespace -> ExportOptions -> ``export_bundle``, with a rich display."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from .options import ExportOptions, parse_profiles
+
+
+def options_from_args(args: argparse.Namespace) -> ExportOptions:
+    """Map the CLI flags onto ExportOptions (validation happens in ``export_bundle``)."""
+    return ExportOptions(
+        checkpoint=Path(args.checkpoint), out=Path(args.out), precisions=tuple(args.precision),
+        calib_method=args.calib_method, calib_samples=args.calib_samples, calib_data=args.calib_data,
+        eval_data=args.eval_data, truncation=args.truncation, max_quality_drop=args.max_quality_drop,
+        min_psnr=args.min_psnr, output_format=args.output_format, opset=args.opset, trt=args.trt,
+        profiles=parse_profiles(args.batch), workspace_mb=args.workspace_mb, trt_path=args.trt_path,
+        dla_core=args.dla_core, version_compatible=args.version_compatible,
+        triton=Path(args.triton) if args.triton else None, seed=args.seed, force=args.force,
+    )
+
+
+def export_command(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .bundle import export_bundle
+
+    opts = options_from_args(args)
+    console = Console(stderr=True)
+    with console.status("exporting...") as status:
+
+        def log(msg: str) -> None:
+            console.log(msg)
+            status.update(msg)
+
+        out = export_bundle(opts, log=log)
+    Console().print(summary_table(json.loads((out / "manifest.json").read_text())))
+    return 0
+
+
+def summary_rows(manifest: dict[str, Any]) -> list[list[str]]:
+    """One row per artifact: file, precision, size, error vs fp32/torch, PSNR/SSIM, task metric, verdict."""
+    rows = []
+    for a in manifest["artifacts"]:
+        v = a.get("verification") or {}
+        err = v.get("max_abs_err_vs_fp32", v.get("max_abs_err_vs_torch"))
+        quality = f"{v['psnr_vs_fp32']:.1f} dB / {v['ssim_vs_fp32']:.4f}" if "psnr_vs_fp32" in v and "ssim_vs_fp32" in v else ""
+        metrics = ", ".join(f"{k} {x:.4g}" for k, x in (v.get("metrics") or {}).items())
+        verdict = v.get("verdict", "")
+        kept = (a.get("recipe") or {}).get("kept_float")
+        if kept:
+            verdict += f" (kept float: {len(kept)})"
+        rows.append([a["file"], a.get("precision") or "", _size(a["size"]),
+                     "" if err is None else f"{err:.3g}", quality, metrics, verdict])
+    return rows
+
+
+def summary_table(manifest: dict[str, Any]):
+    from rich.table import Table
+
+    table = Table(title=f"bundle ({manifest['kind']}, from {manifest['source'].get('checkpoint')})")
+    table.add_column("artifact", no_wrap=True)
+    for col in ("precision", "size", "max err", "PSNR / SSIM vs fp32", "task metric", "verdict"):
+        table.add_column(col)
+    for row in summary_rows(manifest):
+        table.add_row(*row)
+    return table
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)

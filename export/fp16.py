@@ -1,0 +1,100 @@
+"""FP16 conversion with fp32 I/O and an overflow guard (DESIGN.md s.5).
+
+The guard runs the fp32 graph on calibration inputs with every intermediate float tensor
+exposed, and keeps in fp32 each node whose activations leave the fp16 range (with a
+margin) or are not finite: the VAE-decoder NaN problem. ``fp16_from_onnx`` can be told
+to keep more nodes when the converted graph still loses too much (see ``bundle``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from .calibration import Feed
+
+FP16_MAX = 65504.0
+DEFAULT_MARGIN = 4.0  # block a node whose |activation| exceeds FP16_MAX / margin
+COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "GRU", "LSTM")
+# ONNX Runtime CPU (1.32) has no fp16 RNN kernels and crashes (SIGSEGV) loading an fp16 LSTM
+# instead of failing cleanly, so recurrent cells always stay fp32 (recorded in kept_float).
+FP32_ONLY_OPS = ("GRU", "LSTM", "RNN")
+
+
+def name_nodes(model) -> None:
+    """Give every unnamed node a stable name (block and exclude lists refer to names)."""
+    seen: set[str] = set()
+    for i, node in enumerate(model.graph.node):
+        if not node.name or node.name in seen:
+            node.name = f"{node.op_type}_{i}"
+        seen.add(node.name)
+
+
+def activation_ranges(model, feeds: list[Feed]) -> dict[str, float]:
+    """Max |value| of every float tensor any node produces, over ``feeds`` (NaN/Inf -> inf)."""
+    import onnx
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    known = {o.name for o in probe.graph.output}
+    floats = {vi.name for vi in probe.graph.value_info if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+    for node in probe.graph.node:
+        for out in node.output:
+            if out in floats and out not in known:
+                probe.graph.output.append(onnx.helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None))
+                known.add(out)
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
+    sess = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    ranges: dict[str, float] = {}
+    for feed in feeds:
+        for name, arr in zip(names, sess.run(None, feed), strict=True):
+            if arr.dtype.kind != "f":
+                continue
+            m = float(np.max(np.abs(arr), initial=0.0)) if np.isfinite(arr).all() else float("inf")
+            ranges[name] = max(ranges.get(name, 0.0), m)
+    return ranges
+
+
+def overflow_nodes(model, ranges: dict[str, float], *, margin: float = DEFAULT_MARGIN) -> list[str]:
+    """Names of nodes with an output beyond ``FP16_MAX / margin`` or non-finite."""
+    limit = FP16_MAX / margin
+    return [n.name for n in model.graph.node if any(ranges.get(o, 0.0) > limit for o in n.output)]
+
+
+def largest_compute_nodes(model, ranges: dict[str, float], exclude: set[str], k: int) -> list[str]:
+    """The ``k`` compute nodes (Conv/Gemm/MatMul/RNN) with the largest activations, not in ``exclude``."""
+    cands = [(max((ranges.get(o, 0.0) for o in n.output), default=0.0), n.name)
+             for n in model.graph.node if n.op_type in COMPUTE_OPS and n.name not in exclude]
+    return [name for _, name in sorted(cands, reverse=True)[:k]]
+
+
+def fp16_from_onnx(model, feeds: list[Feed], *, margin: float = DEFAULT_MARGIN,
+                   keep_float: tuple[str, ...] = ()) -> tuple[Any, list[str], dict[str, float]]:
+    """fp32 ModelProto -> (fp16 ModelProto with fp32 I/O, nodes kept fp32, activation ranges).
+
+    I/O dtypes are unchanged (float32 stays float32; uint8/int64 untouched).
+    """
+    from onnxconverter_common import float16
+
+    name_nodes(model)
+    ranges = activation_ranges(model, feeds)
+    rnn = {n.name for n in model.graph.node if n.op_type in FP32_ONLY_OPS}
+    if rnn:  # ORT 1.32 also segfaults creating a session with an fp16 Transpose beside an fp32 LSTM
+        rnn |= {n.name for n in model.graph.node if n.op_type == "Transpose"}
+    blocked = sorted(set(overflow_nodes(model, ranges, margin=margin)) | set(keep_float) | rnn)
+    casts = [n.name for n in model.graph.node if n.op_type == "Cast"]  # the converter mistypes Cast outputs
+    import onnx
+
+    src = onnx.ModelProto()
+    src.CopyFrom(model)
+    src.graph.ClearField("value_info")  # stale float32 value_info confuses the converter's casts
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fp16 = float16.convert_float_to_float16(src, keep_io_types=True, node_block_list=blocked + casts)
+    return onnx.shape_inference.infer_shapes(fp16), blocked, ranges

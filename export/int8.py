@@ -1,0 +1,49 @@
+"""INT8: static Q/DQ quantization with onnxruntime, symmetric (zero-point 0), per-channel weights.
+
+The same ``model.int8.onnx`` runs on ONNX Runtime CPU (QLinearConv kernels after Q/DQ
+fusion) and builds in TensorRT with explicit quantization. Only compute ops are quantized
+(Conv, Gemm, MatMul): the fused post-processing (``(x+1)*127.5``, round, clamp) stays exact.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+
+from .calibration import Feed, feeds_reader
+
+QUANT_OPS = ("Conv", "Gemm", "MatMul")
+METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+
+
+def quantizable_nodes(model) -> list[str]:
+    """Names of the nodes ``int8_from_onnx`` would quantize, in graph order."""
+    return [n.name for n in model.graph.node if n.op_type in QUANT_OPS]
+
+
+def int8_from_onnx(fp32_path: str | Path, out_path: str | Path, feeds: list[Feed], *, method: str = "minmax",
+                   keep_float: tuple[str, ...] = ()) -> Path:
+    """Calibrate on ``feeds`` and write a Q/DQ int8 ONNX to ``out_path``.
+
+    Activations and weights are QInt8 with zero-point 0; weights per output channel.
+    ``keep_float`` names nodes left in float (the mixed-precision recipe). fp32 I/O.
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    extra = {"ActivationSymmetric": True, "WeightSymmetric": True}
+    if method == "percentile":
+        extra["CalibPercentile"] = 99.999
+    with tempfile.TemporaryDirectory(prefix="genedge-int8-") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True, skip_optimization=True)
+        quantize_static(
+            str(pre), str(out_path), feeds_reader(feeds), quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
+            op_types_to_quantize=list(QUANT_OPS), nodes_to_exclude=list(keep_float),
+            calibrate_method=getattr(CalibrationMethod, METHODS[method]), extra_options=extra,
+            calibration_providers=["CPUExecutionProvider"],
+        )
+    return Path(out_path)

@@ -1,0 +1,133 @@
+"""Export options: one frozen dataclass, one validation function that names conflicting fields."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from genedge.errors import BadInputError
+
+PRECISIONS = ("fp32", "fp16", "int8")
+CALIB_METHODS = ("entropy", "minmax", "percentile")
+OUTPUT_FORMATS = ("uint8", "float")
+
+Profile = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Everything ``export_bundle`` needs. Change one field with ``dataclasses.replace``."""
+
+    checkpoint: Path
+    out: Path
+    precisions: tuple[str, ...] = PRECISIONS
+    calib_method: str = "minmax"
+    calib_samples: int = 512
+    calib_data: str | None = None
+    eval_data: str | None = None  # reference data for task metrics (default: the checkpoint's)
+    truncation: float = 1.0
+    max_quality_drop: float = 0.01
+    min_psnr: float = 30.0
+    output_format: str = "uint8"
+    opset: int = 17
+    trt: bool = False
+    profiles: tuple[Profile, ...] = ((1, 8, 32),)
+    trt_path: str = "auto"  # auto | strongly-typed | legacy (TensorRT 10 only)
+    workspace_mb: int = 1024
+    dla_core: int | None = None
+    version_compatible: bool = False
+    triton: Path | None = None
+    seed: int = 0
+    force: bool = False
+    parity_seeds: tuple[int, ...] = (0, 1, 2)
+    quality_seed: int = 1234  # held-out: never used for calibration
+    quality_samples: int = 200
+
+    def artifact_key(self, stage: str) -> str:
+        """Hash of the options that shape the artifacts of ``stage`` (fp32, fp16, int8, trt)."""
+        base = ["output_format", "opset", "parity_seeds"]
+        extra = {
+            "fp32": [],
+            "fp16": ["min_psnr", "quality_seed", "quality_samples", "seed", "calib_samples", "truncation"],
+            "int8": ["calib_method", "calib_samples", "calib_data", "truncation", "max_quality_drop",
+                     "min_psnr", "seed", "quality_seed", "quality_samples", "eval_data"],
+        }.get(stage, [f.name for f in dataclasses.fields(self) if f.name not in ("out", "force", "triton")])
+        d = {k: getattr(self, k) for k in base + extra}
+        d["stage"] = stage
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def parse_profiles(text: str) -> tuple[Profile, ...]:
+    """``"1:8:32,16:16:16"`` -> ((1, 8, 32), (16, 16, 16)); a single ``N`` means N:N:N.
+
+    Raises BadInputError for garbage, non-positive sizes, or MIN > OPT > MAX out of order.
+    """
+    profiles = []
+    for part in (p.strip() for p in str(text).split(",")):
+        if not part:
+            continue
+        try:
+            nums = [int(x) for x in part.split(":")]
+        except ValueError:
+            nums = []
+        if len(nums) == 1:
+            nums = nums * 3
+        if len(nums) != 3:
+            raise BadInputError(
+                f"--batch received {part!r}; expected MIN:OPT:MAX integers (e.g. 1:8:32).",
+                hint="Pass one or more comma-separated ranges, e.g. --batch 1:8:32,64:64:64.",
+            )
+        lo, opt, hi = nums
+        if lo < 1:
+            raise BadInputError(f"--batch {part}: MIN must be >= 1 (received {lo}).")
+        if lo > hi:
+            raise BadInputError(
+                f"--batch {part}: MIN {lo} is larger than MAX {hi}.", hint=f"Did you mean --batch {hi}:{opt}:{lo}?"
+            )
+        if not lo <= opt <= hi:
+            raise BadInputError(f"--batch {part}: OPT {opt} must lie between MIN {lo} and MAX {hi}.")
+        profiles.append((lo, opt, hi))
+    if not profiles:
+        raise BadInputError("--batch is empty; expected MIN:OPT:MAX (e.g. 1:8:32).")
+    return tuple(profiles)
+
+
+def validate_export_options(opts: ExportOptions) -> ExportOptions:
+    """Refuse contradictory or impossible options (BadInputError naming the fields).
+
+    fp32 is always exported (it is the reference every reduced precision is checked
+    against); it is added when missing and the precisions are put in canonical order.
+    """
+    unknown = [p for p in opts.precisions if p not in PRECISIONS]
+    if unknown:
+        raise BadInputError(
+            f"--precision received {', '.join(map(repr, unknown))}; expected a subset of {', '.join(PRECISIONS)}.",
+            hint="For example: --precision fp32,fp16,int8",
+        )
+    _check(opts.calib_method in CALIB_METHODS, f"calib_method {opts.calib_method!r} is not one of {CALIB_METHODS}")
+    _check(opts.output_format in OUTPUT_FORMATS, f"output_format {opts.output_format!r} is not one of {OUTPUT_FORMATS}")
+    _check(opts.calib_samples >= 1, f"calib_samples must be >= 1 (received {opts.calib_samples})")
+    _check(0.0 < opts.truncation <= 1.0, f"truncation must be in (0, 1] (received {opts.truncation})")
+    _check(opts.opset >= 17, f"opset must be >= 17 (received {opts.opset})")
+    _check(opts.max_quality_drop >= 0, f"max_quality_drop must be >= 0 (received {opts.max_quality_drop})")
+    _check(opts.trt_path in ("auto", "strongly-typed", "legacy"),
+           f"trt_path {opts.trt_path!r} is not one of auto, strongly-typed, legacy")
+    _check(opts.workspace_mb >= 16, f"workspace_mb must be >= 16 (received {opts.workspace_mb})")
+    _check(opts.quality_samples >= 8, f"quality_samples must be >= 8 (received {opts.quality_samples})")
+    for flag, name in ((opts.dla_core is not None, "--dla-core"), (opts.version_compatible, "--version-compatible")):
+        _check(opts.trt or not flag, f"{name} only applies to TensorRT engines; add --trt or drop {name}")
+    _check(opts.dla_core is None or opts.dla_core >= 0, f"dla_core must be >= 0 (received {opts.dla_core})")
+    for p in opts.profiles:
+        _check(len(p) == 3 and 1 <= p[0] <= p[1] <= p[2], f"batch profile {p} must satisfy 1 <= MIN <= OPT <= MAX")
+    if opts.triton is not None and Path(opts.triton).resolve() == Path(opts.out).resolve():
+        raise BadInputError("--triton and --out name the same folder; give the Triton repository its own folder.")
+    precisions = tuple(p for p in PRECISIONS if p in set(opts.precisions) | {"fp32"})
+    return dataclasses.replace(opts, precisions=precisions, checkpoint=Path(opts.checkpoint), out=Path(opts.out))
+
+
+def _check(cond: bool, what: str) -> None:
+    if not cond:
+        raise BadInputError(f"Invalid export options: {what}.")

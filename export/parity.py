@@ -1,0 +1,125 @@
+"""Run ONNX graphs on this CPU and compare them with torch on fixed seeds (STYLE.md 7).
+
+A failing comparison raises ``ParityError``; the bundle being built is then discarded,
+so nothing final is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genedge.errors import IntegrityError
+
+from .calibration import Feed, encoder_feed, image_feed
+from .wrappers import GraphSpec
+
+# max |onnx - torch| allowed per output dtype: one grey level for uint8 (rounding at .5)
+PARITY_TOL = {"uint8": 1.0, "float32": 1e-3}
+
+
+class ParityError(IntegrityError):
+    """An exported graph disagrees with the model it came from."""
+
+
+class OnnxRunner:
+    """Loads an ONNX file once; ``run(feed) -> {name: array}``. ORT CPU, else the reference evaluator.
+
+    ORT CPU lacks fp16 kernels for some ops; ``backend`` says which engine ran.
+    """
+
+    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        if threads:
+            so.intra_op_num_threads = threads
+        try:
+            self._sess = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+            self.backend = "onnxruntime-cpu"
+            self.output_names = [o.name for o in self._sess.get_outputs()]
+        except Exception as e:  # NOT_IMPLEMENTED: no kernel for this op/type on CPU
+            if "NOT_IMPLEMENTED" not in str(e) and "Could not find an implementation" not in str(e):
+                raise
+            from onnx.reference import ReferenceEvaluator
+
+            self._sess = ReferenceEvaluator(str(self.path))
+            self.backend = "onnx-reference"
+            self.output_names = list(self._sess.output_names)
+
+    def run(self, feed: Feed) -> dict[str, np.ndarray]:
+        outs = self._sess.run(None, feed)
+        return dict(zip(self.output_names, outs, strict=True))
+
+
+def torch_outputs(wrapper: Any, spec: GraphSpec, feed: Feed) -> dict[str, np.ndarray]:
+    """Run the torch wrapper on a numpy feed: {output name: array}."""
+    import torch
+
+    with torch.no_grad():
+        outs = wrapper(*(torch.from_numpy(np.asarray(feed[t.name])) for t in spec.inputs))
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    return {t.name: o.numpy() for t, o in zip(spec.outputs, outs, strict=True)}
+
+
+def parity_feed(spec: GraphSpec, cfg: Any, kind: str, seed: int, n: int = 8, *, decoder_runner=None) -> Feed:
+    """Fixed-seed inputs for ``spec``: latents, uint8 images (VAE encoder) or tokens + state (ar)."""
+    if spec.name in ("generator", "decoder"):
+        return image_feed(cfg, n, seed)
+    if spec.name == "encoder":
+        rng = np.random.default_rng(seed)
+        shape = (n, cfg.image_size, cfg.image_size, cfg.channels)
+        return encoder_feed(rng.integers(0, 256, shape, dtype=np.uint8))
+    rng = np.random.default_rng(seed)
+    feed: Feed = {"token": rng.integers(0, cfg.vocab_size, n, dtype=np.int64)}
+    for s in cfg.state_names:
+        feed[s] = (0.5 * rng.standard_normal((cfg.layers, n, cfg.hidden))).astype(np.float32)
+    return feed
+
+
+def max_abs_error(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
+    """Largest |a - b| over every output (as float64)."""
+    return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k].astype(np.float64)), initial=0.0)) for k in a)
+
+
+def tolerance_for(spec: GraphSpec) -> float:
+    return max(PARITY_TOL.get(t.dtype, 1e-3) for t in spec.outputs)
+
+
+def check_parity(wrapper: Any, onnx_path: Path, spec: GraphSpec, cfg: Any, kind: str,
+                 seeds: tuple[int, ...]) -> dict[str, Any]:
+    """Compare torch and ONNX Runtime fp32 on ``seeds``; raise ParityError past the tolerance.
+
+    Returns the verification record: ``max_abs_err_vs_torch``, ``seeds``, ``verdict``.
+    """
+    runner, tol, worst = OnnxRunner(onnx_path), tolerance_for(spec), 0.0
+    for seed in seeds:
+        feed = parity_feed(spec, cfg, kind, seed)
+        worst = max(worst, max_abs_error(torch_outputs(wrapper, spec, feed), runner.run(feed)))
+    if kind == "ar":
+        worst = max(worst, step_sequence_error(wrapper, runner, spec, cfg, seeds[0]))
+    if not np.isfinite(worst) or worst > tol:
+        raise ParityError(
+            f"Graph '{spec.name}' fails parity: max |onnx - torch| = {worst:.4g} on seeds {list(seeds)}, "
+            f"tolerance {tol:g}. Nothing was written.",
+            hint="This is an exporter problem; please report it with the checkpoint.",
+        )
+    return {"max_abs_err_vs_torch": worst, "seeds": list(seeds), "verdict": "pass"}
+
+
+def step_sequence_error(wrapper: Any, runner: OnnxRunner, spec: GraphSpec, cfg: Any, seed: int,
+                        steps: int = 8) -> float:
+    """Feed each engine its own state for ``steps`` steps; the worst error over the sequence."""
+    feed = parity_feed(spec, cfg, "ar", seed, n=4)
+    t_feed, o_feed, worst = dict(feed), dict(feed), 0.0
+    for _ in range(steps):
+        t_out, o_out = torch_outputs(wrapper, spec, t_feed), runner.run(o_feed)
+        worst = max(worst, max_abs_error(t_out, o_out))
+        nxt = t_out["logits"].argmax(-1).astype(np.int64)
+        t_feed = {"token": nxt, **{s: t_out[f"{s}_out"] for s in cfg.state_names}}
+        o_feed = {"token": nxt, **{s: o_out[f"{s}_out"] for s in cfg.state_names}}
+    return worst

@@ -1,0 +1,155 @@
+"""One small ``nn.Module`` per exported graph, with its I/O declared beside it (docs/bundle.md).
+
+Each wrapper takes flat named tensors and returns flat named tensors; post-processing
+(denormalisation, rounding, clamping, NHWC layout) is inside the graph, written as
+arithmetic, so the runtime hands the output straight to the user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+B = "B"  # the symbolic batch dimension, everywhere
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output: name, numpy dtype name, shape with ``"B"`` for batch."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str, ...]
+    layout: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+        if self.layout:
+            d["layout"] = self.layout
+        return d
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """A graph of the bundle: manifest name, file stem (``model``/``encoder``), inputs, outputs."""
+
+    name: str
+    stem: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs]}
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        """ONNX dynamic axes: every dimension named ``"B"``."""
+        return {
+            t.name: {i: B for i, d in enumerate(t.shape) if d == B} for t in self.inputs + self.outputs
+        }
+
+
+def to_image_output(x: torch.Tensor, output_format: str) -> torch.Tensor:
+    """float (B, C, H, W) in [-1, 1] -> uint8 (B, H, W, C), or the float tensor unchanged."""
+    if output_format == "float":
+        return x
+    x = ((x + 1.0) * 127.5).round().clamp(0.0, 255.0).to(torch.uint8)
+    return x.permute(0, 2, 3, 1)  # (B, H, W, C)
+
+
+class ImageGraph(nn.Module):
+    """GAN generator / VAE decoder: ``z (B, Z) float32 [, label (B,) int64] -> image``."""
+
+    def __init__(self, generator: nn.Module, *, conditional: bool, output_format: str = "uint8") -> None:
+        super().__init__()
+        self.generator = generator
+        self.conditional = conditional
+        self.output_format = output_format
+
+    def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.generator(z, label if self.conditional else None)  # (B, C, H, W)
+        return to_image_output(x, self.output_format)
+
+
+class EncoderGraph(nn.Module):
+    """VAE encoder: ``image (B, H, W, C) uint8 -> mu (B, Z), logvar (B, Z)`` float32."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = image.permute(0, 3, 1, 2).to(torch.float32) / 127.5 - 1.0  # (B, C, H, W) in [-1, 1]
+        return self.encoder(x)
+
+
+class StepGraph(nn.Module):
+    """AR one step: ``token (B,) int64, h (L, B, Hd) [, c] -> logits (B, V), h_out [, c_out]``."""
+
+    def __init__(self, rnn: nn.Module) -> None:
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, token: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.rnn.step(token, *state))
+
+
+def image_graph_spec(name: str, cfg: Any, output_format: str) -> GraphSpec:
+    """Spec of the ``generator``/``decoder`` graph for a GanConfig/VaeConfig."""
+    inputs = [TensorSpec("z", "float32", (B, cfg.latent_dim))]
+    if cfg.num_classes:
+        inputs.append(TensorSpec("label", "int64", (B,)))
+    if output_format == "float":
+        out = TensorSpec("image", "float32", (B, cfg.channels, cfg.image_size, cfg.image_size), "NCHW")
+    else:
+        out = TensorSpec("image", "uint8", (B, cfg.image_size, cfg.image_size, cfg.channels), "NHWC")
+    return GraphSpec(name, "model", tuple(inputs), (out,))
+
+
+def encoder_graph_spec(cfg: Any) -> GraphSpec:
+    """Spec of the VAE ``encoder`` graph."""
+    image = TensorSpec("image", "uint8", (B, cfg.image_size, cfg.image_size, cfg.channels), "NHWC")
+    z = cfg.latent_dim
+    return GraphSpec(
+        "encoder", "encoder", (image,), (TensorSpec("mu", "float32", (B, z)), TensorSpec("logvar", "float32", (B, z)))
+    )
+
+
+def step_graph_spec(cfg: Any) -> GraphSpec:
+    """Spec of the AR ``step`` graph (state tensors per ``cfg.state_names``)."""
+    state = (cfg.layers, B, cfg.hidden)
+    inputs = [TensorSpec("token", "int64", (B,))] + [TensorSpec(s, "float32", state) for s in cfg.state_names]
+    outputs = [TensorSpec("logits", "float32", (B, cfg.vocab_size))] + [
+        TensorSpec(f"{s}_out", "float32", state) for s in cfg.state_names
+    ]
+    return GraphSpec("step", "model", tuple(inputs), tuple(outputs))
+
+
+def graphs_for(kind: str, model: nn.Module, cfg: Any, output_format: str) -> list[tuple[GraphSpec, nn.Module]]:
+    """Every graph a checkpoint of ``kind`` exports, main graph first, with its wrapper."""
+    if kind == "gan":
+        spec = image_graph_spec("generator", cfg, output_format)
+        return [(spec, ImageGraph(model, conditional=cfg.num_classes > 0, output_format=output_format))]
+    if kind == "vae":
+        spec = image_graph_spec("decoder", cfg, output_format)
+        dec = ImageGraph(model, conditional=cfg.num_classes > 0, output_format=output_format)
+        return [(spec, dec), (encoder_graph_spec(cfg), EncoderGraph(model.encoder))]
+    if kind == "ar":
+        return [(step_graph_spec(cfg), StepGraph(model))]
+    raise ValueError(f"unknown kind {kind!r}")
+
+
+def example_feed(spec: GraphSpec, n: int = 2) -> dict[str, torch.Tensor]:
+    """Small example tensors matching ``spec`` (batch ``n``) for tracing."""
+    feed: dict[str, torch.Tensor] = {}
+    for t in spec.inputs:
+        shape = tuple(n if d == B else d for d in t.shape)
+        if t.dtype == "float32":
+            feed[t.name] = torch.zeros(shape, dtype=torch.float32)
+        elif t.dtype == "uint8":
+            feed[t.name] = torch.full(shape, 128, dtype=torch.uint8)
+        else:
+            feed[t.name] = torch.zeros(shape, dtype=torch.int64)
+    return feed

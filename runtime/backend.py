@@ -1,0 +1,185 @@
+"""The backend protocol: open once, ``run(feed) -> outputs`` many times, ``close()``.
+
+Every backend (ONNX Runtime, native TensorRT) describes its graph with ``TensorSpec``s,
+allocates its output buffers once per batch size and reuses them, and checks its
+inputs cheaply before running (names, dtype, rank/shape, NaN/Inf, integer ranges)
+unless opened with ``check_inputs=False``. numpy + stdlib only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from genedge.errors import BadInputError
+
+Dim = int | str  # a fixed size, or a symbolic one such as "B"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output: name, numpy dtype and shape (ints or symbols like "B")."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[Dim, ...]
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What actually runs: backend name, provider used, precision and the artifact file."""
+
+    name: str  # "ort-cpu" | "ort-cuda" | "ort-trt" | "tensorrt"
+    provider: str  # e.g. "CPUExecutionProvider", "TensorRT 10.3 (sm87)"
+    precision: str  # "fp32" | "fp16" | "int8"
+    file: str  # artifact file inside the bundle
+
+
+def resolve_shape(shape: tuple[Dim, ...], symbols: dict[str, int]) -> tuple[int, ...]:
+    """Replace symbolic dims by their values: (("B", 16), {"B": 4}) -> (4, 16)."""
+    return tuple(d if isinstance(d, int) else symbols[d] for d in shape)
+
+
+def bind_symbols(specs: tuple[TensorSpec, ...], feed: dict[str, np.ndarray]) -> dict[str, int]:
+    """Read the value of every symbolic input dim from the fed arrays."""
+    symbols: dict[str, int] = {}
+    for spec in specs:
+        shape = feed[spec.name].shape
+        for d, n in zip(spec.shape, shape, strict=False):
+            if not isinstance(d, int):
+                symbols[d] = n
+    return symbols
+
+
+def _expected(spec: TensorSpec) -> str:
+    return "(" + ", ".join(str(d) for d in spec.shape) + ")"
+
+
+def check_array(spec: TensorSpec, x: Any, symbols: dict[str, int]) -> None:
+    """Check one input against its spec; ``symbols`` collects symbolic dims across inputs."""
+    if not isinstance(x, np.ndarray):
+        raise BadInputError(
+            f"Input '{spec.name}': received {type(x).__name__}; expected a numpy array "
+            f"{spec.dtype} {_expected(spec)}."
+        )
+    if x.dtype != spec.dtype:
+        raise BadInputError(
+            f"Input '{spec.name}': received dtype {x.dtype}; expected {spec.dtype}.",
+            hint=f"Convert with x.astype(np.{spec.dtype.name}).",
+        )
+    if x.ndim != len(spec.shape):
+        raise BadInputError(
+            f"Input '{spec.name}': received shape {x.shape}; expected {_expected(spec)}."
+        )
+    for d, n in zip(spec.shape, x.shape, strict=True):
+        if isinstance(d, int) and d != n or not isinstance(d, int) and symbols.setdefault(d, n) != n:
+            raise BadInputError(
+                f"Input '{spec.name}': received shape {x.shape}; expected {_expected(spec)}"
+                + (f" with {d}={symbols[d]}" if not isinstance(d, int) else "")
+                + ".",
+                hint="Pass a latent of the bundle's size (manifest model.latent_dim)."
+                if spec.name == "z"
+                else None,
+            )
+
+
+def check_feed(
+    specs: tuple[TensorSpec, ...],
+    feed: dict[str, np.ndarray],
+    int_ranges: dict[str, tuple[int, int]] | None = None,
+) -> None:
+    """Raise ``BadInputError`` (exit 2) unless ``feed`` matches ``specs`` exactly.
+
+    Checks names, dtype, rank, fixed and symbolic dims (one value per symbol across
+    inputs), finiteness of float inputs, and ``int_ranges[name] = (lo, hi)`` (inclusive)
+    for integer inputs such as class labels.
+    """
+    names = {s.name for s in specs}
+    if feed.keys() != names:
+        raise BadInputError(
+            f"Inputs {sorted(feed)} do not match the graph's inputs {sorted(names)}."
+        )
+    symbols: dict[str, int] = {}
+    for spec in specs:
+        x = feed[spec.name]
+        check_array(spec, x, symbols)
+        if x.dtype.kind == "f" and x.size and not np.isfinite(x).all():
+            bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+            raise BadInputError(f"Input '{spec.name}' holds {bad} NaN/Inf value(s); expected finite numbers.")
+        if int_ranges and spec.name in int_ranges and x.size:
+            lo, hi = int_ranges[spec.name]
+            if x.min() < lo or x.max() > hi:
+                raise BadInputError(
+                    f"Input '{spec.name}': values span [{x.min()}, {x.max()}]; expected [{lo}, {hi}].",
+                    hint="Labels must be class ids below the manifest's model.num_classes."
+                    if spec.name == "label"
+                    else None,
+                )
+
+
+def check_out(spec: TensorSpec, out: Any, shape: tuple[int, ...]) -> None:
+    """Refuse a caller's output buffer unless it is a writeable C-contiguous array of the right kind."""
+    ok = (
+        isinstance(out, np.ndarray)
+        and out.dtype == spec.dtype
+        and out.shape == shape
+        and out.flags.c_contiguous
+        and out.flags.writeable
+    )
+    if not ok:
+        got = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
+        raise BadInputError(
+            f"Output buffer for '{spec.name}': received {got}; expected a writeable C-contiguous "
+            f"{spec.dtype} array of shape {shape}.",
+            hint=f"Allocate it with np.empty({shape}, np.{spec.dtype.name}).",
+        )
+
+
+class Backend:
+    """Base of every backend. Subclasses set ``inputs``, ``outputs``, ``info`` and ``_run``.
+
+    ``run(feed, out=None)``: feed maps input names to numpy arrays; returns a dict of
+    output arrays. Without ``out`` the arrays are the backend's own buffers, allocated
+    once per batch size and overwritten by the next run of that size: copy what you keep.
+    With ``out`` (name -> caller array) the results are written there directly.
+    """
+
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
+    info: BackendInfo
+    check_inputs: bool = True
+    int_ranges: dict[str, tuple[int, int]] | None = None
+
+    def run(
+        self, feed: dict[str, np.ndarray], out: dict[str, np.ndarray] | None = None
+    ) -> dict[str, np.ndarray]:
+        if self.check_inputs:
+            check_feed(self.inputs, feed, self.int_ranges)
+        return self._run(feed, out)
+
+    def _run(
+        self, feed: dict[str, np.ndarray], out: dict[str, np.ndarray] | None
+    ) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def output_shapes(self, feed: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
+        """The concrete shape of every output for this feed."""
+        symbols = bind_symbols(self.inputs, feed)
+        return {s.name: resolve_shape(s.shape, symbols) for s in self.outputs}
+
+    def input_spec(self, name: str) -> TensorSpec | None:
+        return next((s for s in self.inputs if s.name == name), None)
+
+    def output_spec(self, name: str) -> TensorSpec | None:
+        return next((s for s in self.outputs if s.name == name), None)
+
+    def close(self) -> None:
+        """Release sessions and buffers; safe to call twice."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

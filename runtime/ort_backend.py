@@ -1,0 +1,203 @@
+"""ONNX Runtime backend: CPU, CUDA and TensorRT execution providers behind ``Backend``.
+
+onnxruntime is imported inside ``OrtBackend.open``, never at module import. Outputs are
+written into preallocated numpy buffers (one set per batch size, or the caller's ``out``)
+through IOBinding: inputs bound by pointer, outputs bound by pointer, one
+``run_with_iobinding`` call. On GPU providers ORT copies device results straight into
+those host buffers. Measured on ORT 1.32 CPU with the digits generator this is as
+fast as ``InferenceSession.run`` and saves the output allocation (see ``RUN_MODES``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genedge.errors import CorruptArtifactError, IncompatibleEnvironmentError, require
+
+from .backend import Backend, BackendInfo, TensorSpec, bind_symbols, check_out, resolve_shape
+
+log = logging.getLogger("genedge.runtime")
+
+# backend name -> providers asked for, in order (CPU last so ORT can place shape ops)
+PROVIDERS: dict[str, tuple[str, ...]] = {
+    "ort-cpu": ("CPUExecutionProvider",),
+    "ort-cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
+    "ort-trt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+}
+GRAPH_OPT_LEVELS = ("disable", "basic", "extended", "all")
+RUN_MODES = ("iobinding", "plain")  # plain: session.run + copy (kept for comparison)
+_ORT_DTYPES = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8, "tensor(bool)": np.bool_,
+}
+
+
+@dataclass(frozen=True)
+class OrtOptions:
+    """ONNX Runtime session options. ``None`` threads: ORT's default (all physical cores)."""
+
+    intra_op_threads: int | None = None
+    inter_op_threads: int | None = None
+    graph_optimization: str = "all"  # one of GRAPH_OPT_LEVELS
+    run_mode: str = "iobinding"  # one of RUN_MODES
+    device_id: int = 0
+
+
+def provider_available(name: str) -> bool:
+    """Whether ORT in this environment offers every provider the backend ``name`` needs."""
+    ort = require("onnxruntime", "cpu", purpose="the ONNX Runtime backend")
+    return all(p in ort.get_available_providers() for p in PROVIDERS[name][:1])
+
+
+def _spec(arg: Any) -> TensorSpec:
+    if arg.type not in _ORT_DTYPES:
+        raise CorruptArtifactError(f"Graph tensor '{arg.name}' has unsupported type {arg.type}.")
+    shape = tuple(d if isinstance(d, int) else (d or "?") for d in arg.shape)
+    return TensorSpec(arg.name, np.dtype(_ORT_DTYPES[arg.type]), shape)
+
+
+def _session_options(ort: Any, opts: OrtOptions) -> Any:
+    if opts.graph_optimization not in GRAPH_OPT_LEVELS:
+        raise CorruptArtifactError(
+            f"graph_optimization {opts.graph_optimization!r} is not one of {GRAPH_OPT_LEVELS}."
+        )
+    so = ort.SessionOptions()
+    level = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+             "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}[opts.graph_optimization]
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    if opts.intra_op_threads:
+        so.intra_op_num_threads = opts.intra_op_threads
+    if opts.inter_op_threads:
+        so.inter_op_num_threads = opts.inter_op_threads
+    so.log_severity_level = 3
+    return so
+
+
+class OrtBackend(Backend):
+    """One ONNX graph in an ``onnxruntime.InferenceSession``. Open with ``OrtBackend.open``."""
+
+    def __init__(self, session: Any, info: BackendInfo, opts: OrtOptions) -> None:
+        self._sess = session
+        self.info = info
+        self.inputs = tuple(_spec(a) for a in session.get_inputs())
+        self.outputs = tuple(_spec(a) for a in session.get_outputs())
+        self._out_names = [s.name for s in self.outputs]
+        self._buffers: dict[tuple, dict[str, np.ndarray]] = {}
+        self._binding = session.io_binding()
+        self._bound: dict[str, tuple] = {}  # name -> (address, shape, dtype) bound last
+        self._keep: dict[str, np.ndarray] = {}  # contiguous copies of inputs, alive while bound
+        self._device = "cpu"
+        self._plain = opts.run_mode == "plain"
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        name: str = "ort-cpu",
+        precision: str = "fp32",
+        options: OrtOptions | None = None,
+        check_inputs: bool = True,
+        int_ranges: dict[str, tuple[int, int]] | None = None,
+    ) -> OrtBackend:
+        """Create the session for ``path`` (already hash-checked) on backend ``name``.
+
+        Raises ``IncompatibleEnvironmentError`` (exit 3) when ORT does not offer or did
+        not take the requested provider: there is no silent fallback to CPU.
+        """
+        ort = require("onnxruntime", "cpu", purpose="the ONNX Runtime backend")
+        opts = options or OrtOptions()
+        if opts.run_mode not in RUN_MODES:
+            raise CorruptArtifactError(f"run_mode {opts.run_mode!r} is not one of {RUN_MODES}.")
+        wanted = PROVIDERS[name]
+        if wanted[0] not in ort.get_available_providers():
+            raise IncompatibleEnvironmentError(
+                f"Backend '{name}' needs {wanted[0]}, which this onnxruntime does not offer "
+                f"(available: {', '.join(ort.get_available_providers())}).",
+                hint="Install onnxruntime-gpu (pip install 'genedge[gpu]') on a CUDA machine, "
+                "or pass --backend ort-cpu.",
+            )
+        provider_opts = [{"device_id": opts.device_id} if p != "CPUExecutionProvider" else {} for p in wanted]
+        try:
+            sess = ort.InferenceSession(
+                str(path), sess_options=_session_options(ort, opts),
+                providers=list(wanted), provider_options=provider_opts,
+            )
+        except Exception as e:  # ORT raises its own Fail/InvalidProtobuf types
+            raise CorruptArtifactError(
+                f"ONNX Runtime could not load '{Path(path).name}': {str(e).splitlines()[0][:300]}",
+                hint="Re-export the bundle with `genedge export`.",
+            ) from None
+        used = sess.get_providers()[0]
+        if used != wanted[0]:
+            raise IncompatibleEnvironmentError(
+                f"Backend '{name}' asked ONNX Runtime for {wanted[0]} but it used {used}.",
+                hint="Check the CUDA/TensorRT libraries onnxruntime-gpu needs, or pass --backend ort-cpu.",
+            )
+        info = BackendInfo(name=name, provider=used, precision=precision, file=Path(path).name)
+        backend = cls(sess, info, opts)
+        backend.check_inputs = check_inputs
+        backend.int_ranges = int_ranges
+        if name != "ort-cpu":
+            backend._device = "cuda"
+        log.debug("opened %s with %s (%s)", info.file, used, precision)
+        return backend
+
+    def _own_buffers(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        key = tuple(a.shape for a in feed.values())
+        bufs = self._buffers.get(key)
+        if bufs is None:
+            symbols = bind_symbols(self.inputs, feed)
+            bufs = {s.name: np.empty(resolve_shape(s.shape, symbols), s.dtype) for s in self.outputs}
+            self._buffers[key] = bufs
+        return bufs
+
+    def _run(
+        self, feed: dict[str, np.ndarray], out: dict[str, np.ndarray] | None
+    ) -> dict[str, np.ndarray]:
+        bufs = self._own_buffers(feed)
+        if out is not None:
+            bufs = self._with_out(bufs, out)
+        if self._plain:
+            for buf, res in zip(bufs.values(), self._sess.run(self._out_names, feed), strict=True):
+                np.copyto(buf, res)
+            return bufs
+        io, bound = self._binding, self._bound
+        for name, x in feed.items():
+            if not x.flags.c_contiguous:
+                x = np.ascontiguousarray(x)
+            key = (x.ctypes.data, x.shape, x.dtype)
+            if bound.get(name) != key:  # rebind only when the buffer changed
+                self._keep[name] = x  # alive while bound
+                io.bind_input(name, self._device, 0, x.dtype.type, x.shape, x.ctypes.data)
+                bound[name] = key
+        for name, buf in bufs.items():
+            key = (buf.ctypes.data, buf.shape, buf.dtype)
+            if bound.get(name) != key:
+                io.bind_output(name, "cpu", 0, buf.dtype.type, buf.shape, buf.ctypes.data)
+                bound[name] = key
+        self._sess.run_with_iobinding(io)
+        return bufs
+
+    def _with_out(self, bufs: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        merged = dict(bufs)
+        for name, arr in out.items():
+            spec = self.output_spec(name)
+            if spec is None:
+                raise CorruptArtifactError(f"The graph has no output '{name}'; outputs: {self._out_names}.")
+            check_out(spec, arr, bufs[name].shape)
+            merged[name] = arr
+        return merged
+
+    def close(self) -> None:
+        self._buffers.clear()
+        self._bound.clear()
+        self._keep.clear()
+        self._binding = None
+        self._sess = None

@@ -1,0 +1,229 @@
+"""``Sampler``: seeded images from a GAN or VAE bundle on any backend.
+
+    with Sampler.open("bundle", backend="auto") as s:
+        images = s.sample(16, seed=0)            # uint8 (16, H, W, C)
+        s.sample(16, seed=1, out=images)         # written in place, no allocation
+
+Latents follow docs/bundle.md, so a seed gives the same picture on every backend
+within the precision's tolerance. ``sample`` skips the backend's input checks for the
+latents it draws itself (finite and well-shaped by construction) and validates labels
+once; ``sample_latents`` checks caller latents unless opened with ``check_inputs=False``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from genedge.errors import BadInputError
+from genedge.imageio import to_uint8
+from genedge.manifest import Manifest, read_manifest
+
+from .backend import Backend, BackendInfo, check_out
+from .latents import WALKS, cached_latents, lerp, make_labels, walk_latents
+from .select import BackendOptions, open_backend
+
+if TYPE_CHECKING:
+    from .stream import Stream
+
+log = logging.getLogger("genedge.runtime")
+IMAGE_GRAPHS = {"gan": "generator", "vae": "decoder"}
+Labels = int | Sequence[int] | np.ndarray | None
+
+
+class Sampler:
+    """Images from a ``gan`` or ``vae`` bundle. Create with ``Sampler.open``; close when done."""
+
+    def __init__(self, manifest: Manifest, backend: Backend, options: BackendOptions,
+                 backend_name: str, t_open: float) -> None:
+        self.manifest, self.backend, self._options = manifest, backend, options
+        self._backend_name = backend_name
+        self._t_open = t_open
+        self.cold_start_s: float | None = None  # open() to the first image, seconds
+        self.open_s = time.perf_counter() - t_open  # open() alone
+        self.num_classes = int(manifest.model.get("num_classes", 0) or 0)
+        z_spec = backend.input_spec("z")
+        if z_spec is None or not isinstance(z_spec.shape[-1], int):
+            raise BadInputError(f"Graph in '{backend.info.file}' has no input 'z' of shape [B, Z].")
+        self.latent_dim = int(z_spec.shape[-1])
+        out = backend.outputs[0]
+        self._out_name = out.name
+        self._float_out = out.dtype.kind == "f"
+        dims = out.shape[1:]
+        self.image_shape: tuple[int, int, int] = tuple(  # (H, W, C)
+            int(d) for d in ((dims[1], dims[2], dims[0]) if self._float_out else dims))
+        self._has_label = backend.input_spec("label") is not None
+        self._default_labels: dict[int, np.ndarray | None] = {}
+        self._encoder: Backend | None = None
+        self._max_batch = getattr(backend, "profile", (1, 1, 1 << 30))[2]
+
+    @classmethod
+    def open(
+        cls, bundle: str | os.PathLike, backend: str = "auto", precision: str | None = None,
+        threads: int | None = None, check_inputs: bool = True, **options: Any,
+    ) -> Sampler:
+        """Open ``bundle`` (a folder) on ``backend`` ("auto", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt").
+
+        ``precision``: "fp32" | "fp16" | "int8" or ``None`` for the backend's best;
+        ``threads``: ORT intra-op threads; further ``options`` are ``BackendOptions`` fields
+        (``allow_version_compatible``, ``cuda_graphs``, ``graph_optimization``, ...).
+        """
+        t_open = time.perf_counter()
+        manifest = read_manifest(bundle)
+        if manifest.kind not in IMAGE_GRAPHS:
+            raise BadInputError(f"Bundle '{bundle}' is a '{manifest.kind}' bundle; Sampler needs gan or vae.",
+                                hint="Use genedge.runtime.TextGenerator for text (ar) bundles.")
+        opts = BackendOptions(threads=threads, check_inputs=check_inputs, **options)
+        k = int(manifest.model.get("num_classes", 0) or 0)
+        ranges = {"label": (0, k - 1)} if k > 0 else None
+        b = open_backend(manifest, IMAGE_GRAPHS[manifest.kind], backend, precision, opts, ranges)
+        return cls(manifest, b, opts, backend, t_open)
+
+    @property
+    def info(self) -> BackendInfo:
+        """Backend name, provider actually used, precision and artifact file."""
+        return self.backend.info
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, n: int = 1, seed: int = 0, labels: Labels = None, truncation: float = 1.0,
+               out: np.ndarray | None = None) -> np.ndarray:
+        """``n`` images from seed ``seed``: uint8 (n, H, W, C), or written into ``out``.
+
+        labels: None (``arange(n) % num_classes``), one class id, or ``n`` ids (int).
+        truncation in (0, 1]: see ``runtime.latents``.
+        """
+        z = cached_latents(n, self.latent_dim, seed, truncation)  # (n, Z) float32
+        y = self._labels(n, labels)
+        return self._decode(z, y, out, checked=True)
+
+    def sample_latents(self, z: np.ndarray, labels: Labels = None, out: np.ndarray | None = None) -> np.ndarray:
+        """Images for caller latents ``z`` float32 (n, Z): uint8 (n, H, W, C) (or into ``out``)."""
+        z = np.asarray(z)
+        if self.backend.check_inputs and (z.ndim != 2 or z.shape[1] != self.latent_dim or z.dtype != np.float32):
+            raise BadInputError(
+                f"Input 'z': received {z.dtype} array of shape {z.shape}; expected float32 (n, {self.latent_dim}).",
+                hint=f"Pass a {self.latent_dim}-d float32 latent per image.",
+            )
+        y = self._labels(len(z), labels)
+        return self._decode(z, y, out, checked=not self.backend.check_inputs)
+
+    decode = sample_latents  # VAE naming: decode(z, labels) -> images
+
+    def walk(self, seeds: Sequence[int], steps: int = 16, kind: str = "slerp", labels: Labels = None,
+             truncation: float = 1.0) -> np.ndarray:
+        """Frames of a latent walk through ``seeds``: uint8 (N, H, W, C).
+
+        lerp/slerp: ``steps`` frames per pair of seeds plus the last seed's image;
+        circle: one seamless loop of ``steps`` frames through the first two seeds.
+        Conditional models use class ``labels`` (default 0) for every frame.
+        """
+        if kind not in WALKS:
+            raise BadInputError(f"walk {kind!r} is not one of {WALKS}.")
+        z = walk_latents(seeds, steps, self.latent_dim, kind=kind, truncation=truncation)
+        if self.num_classes and labels is None:
+            labels = 0
+        return self.sample_latents(z, labels)
+
+    def _labels(self, n: int, labels: Labels) -> np.ndarray | None:
+        if labels is None:
+            y = self._default_labels.get(n)
+            if y is None and self._has_label:
+                y = self._default_labels[n] = make_labels(n, self.num_classes)
+            return y
+        if not self._has_label:
+            make_labels(n, 0, labels)  # raises: unconditional model
+        return make_labels(n, self.num_classes, labels)
+
+    def _decode(self, z: np.ndarray, y: np.ndarray | None, out: np.ndarray | None, *, checked: bool) -> np.ndarray:
+        n = len(z)
+        if out is None:
+            out = np.empty((n, *self.image_shape), np.uint8)
+        elif self._options.check_inputs or out.shape[0] != n:
+            self._check_image_out(out, n)
+        for lo in range(0, n, self._max_batch):  # chunks only where an engine profile caps the batch
+            hi = min(n, lo + self._max_batch)
+            feed = {"z": z[lo:hi]} if y is None else {"z": z[lo:hi], "label": y[lo:hi]}
+            self._run_into(feed, out[lo:hi], checked)
+        if self.cold_start_s is None:
+            self.cold_start_s = time.perf_counter() - self._t_open
+        return out
+
+    def _run_into(self, feed: dict[str, np.ndarray], out: np.ndarray, checked: bool) -> None:
+        run = self.backend._run if checked else self.backend.run
+        if self._float_out:
+            out[...] = to_uint8(run(feed, None)[self._out_name])
+        else:
+            run(feed, {self._out_name: out})
+
+    def _check_image_out(self, out: Any, n: int) -> None:
+        from .backend import TensorSpec
+
+        check_out(TensorSpec("image", np.dtype(np.uint8), ("n", *self.image_shape)), out, (n, *self.image_shape))
+
+    # ------------------------------------------------------------------ VAE
+    def _encoder_backend(self) -> Backend:
+        if self.manifest.kind != "vae":
+            raise BadInputError(f"encode() needs a vae bundle; this one is '{self.manifest.kind}'.")
+        if self._encoder is None:
+            name = self.backend.info.name
+            prec = self.backend.info.precision if self.backend.info.precision != "int8" else None
+            if not self.manifest.find(graph="encoder", format="onnx", precision=prec):
+                prec = None
+            if name == "tensorrt" and not self.manifest.find(graph="encoder", format="engine"):
+                name = "ort-cuda"
+            self._encoder = open_backend(self.manifest, "encoder", name, prec, self._options)
+        return self._encoder
+
+    def encode(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 images (n, H, W, C) -> (mu, logvar), each float32 (n, Z) (fresh arrays)."""
+        images = np.asarray(images)
+        if images.ndim == 3:
+            images = images[None]  # (H, W, C) -> (1, H, W, C)
+        if images.dtype != np.uint8 or images.shape[1:] != self.image_shape:
+            raise BadInputError(
+                f"encode: received {images.dtype} array of shape {images.shape}; "
+                f"expected uint8 (n, {', '.join(map(str, self.image_shape))}).")
+        res = self._encoder_backend().run({"image": np.ascontiguousarray(images)})
+        return res["mu"].copy(), res["logvar"].copy()
+
+    def reconstruct(self, images: np.ndarray, labels: Labels = None) -> np.ndarray:
+        """Decode the posterior mean of ``images`` (uint8 (n, H, W, C)) -> uint8 (n, H, W, C)."""
+        mu, _ = self.encode(images)
+        return self.sample_latents(mu, labels)
+
+    def interpolate(self, img_a: np.ndarray, img_b: np.ndarray, steps: int = 8,
+                    labels: Labels = None) -> np.ndarray:
+        """``steps`` images from ``img_a`` to ``img_b`` (each uint8 (H, W, C)) along their latents' line."""
+        if steps < 2:
+            raise BadInputError(f"interpolate needs steps >= 2, got {steps}.")
+        mu, _ = self.encode(np.stack([np.asarray(img_a).reshape(self.image_shape),
+                                      np.asarray(img_b).reshape(self.image_shape)]))
+        t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]  # (steps, 1)
+        z = lerp(mu[0:1], mu[1:2], t).astype(np.float32)  # (steps, Z)
+        if self.num_classes and labels is None:
+            labels = 0
+        return self.sample_latents(z, labels)
+
+    # ------------------------------------------------------------------ real time
+    def stream(self, fps: float = 30.0, seconds: float | None = None, **kwargs: Any) -> Stream:
+        """A fixed-cadence frame stream; see ``runtime.stream.Stream`` for the arguments."""
+        from .stream import Stream
+
+        return Stream(self, fps=fps, seconds=seconds, **kwargs)
+
+    def close(self) -> None:
+        for b in (self.backend, self._encoder):
+            if b is not None:
+                b.close()
+        self._encoder = None
+
+    def __enter__(self) -> Sampler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

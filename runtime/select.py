@@ -1,0 +1,180 @@
+"""Choosing and opening a backend for one graph of a bundle.
+
+``backend="auto"``: native TensorRT when an engine in the bundle matches this GPU and
+TensorRT, then ONNX Runtime CUDA, then ONNX Runtime CPU; the choice is logged on the
+``genedge.runtime`` logger. Precision when not given: on ``ort-cpu`` int8 if the bundle
+has a ``quality_approved`` int8 graph, else fp32; on ``ort-cuda``/``ort-trt`` fp16 if
+its verification passed, else fp32; on ``tensorrt`` the best matching engine (approved
+int8, then fp16, then fp32). A backend named explicitly that is unavailable raises
+``IncompatibleEnvironmentError`` (exit 3): never a silent fallback.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+
+from genedge.errors import BadInputError, GenedgeError, IncompatibleEnvironmentError
+from genedge.manifest import PRECISIONS, Artifact, Manifest
+
+from .backend import Backend
+
+log = logging.getLogger("genedge.runtime")
+BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Everything a backend takes besides the artifact. ``threads``: ORT intra-op threads."""
+
+    threads: int | None = None
+    inter_op_threads: int | None = None
+    graph_optimization: str = "all"
+    check_inputs: bool = True
+    allow_version_compatible: bool = False  # TensorRT engines carrying host code
+    cuda_graphs: bool = False
+    device_id: int = 0
+
+
+def check_names(backend: str, precision: str | None) -> None:
+    if backend not in BACKENDS:
+        raise BadInputError(f"Unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}.")
+    if precision is not None and precision not in PRECISIONS:
+        raise BadInputError(f"Unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}.")
+
+
+def _passed(a: Artifact) -> bool:
+    return a.verification.get("verdict", "pass") == "pass"
+
+
+def onnx_artifact(manifest: Manifest, graph: str, backend: str, precision: str | None) -> Artifact:
+    """The ONNX file to run for ``graph``: the precision asked for, or the default for ``backend``."""
+    found = {a.precision or "fp32": a for a in manifest.find(graph=graph, format="onnx")}
+    if not found:
+        raise BadInputError(f"Bundle '{manifest.root}' has no ONNX graph '{graph}'.",
+                            hint="Re-export the bundle with `genedge export`.")
+    if precision is not None:
+        if precision not in found:
+            raise BadInputError(
+                f"Bundle has no {precision} ONNX graph for '{graph}'; it has {', '.join(sorted(found))}.",
+                hint=f"Pass --precision {sorted(found)[0]}, or re-export with --precision {precision}.",
+            )
+        if not _passed(found[precision]):
+            log.warning("%s failed its export verification; running it because it was asked for",
+                        found[precision].file)
+        return found[precision]
+    if backend == "ort-cpu" and "int8" in found and found["int8"].quality_approved:
+        return found["int8"]
+    if backend in ("ort-cuda", "ort-trt") and "fp16" in found and _passed(found["fp16"]):
+        return found["fp16"]
+    if "fp32" not in found:
+        raise BadInputError(f"Bundle has no fp32 ONNX graph for '{graph}'; pass --precision.")
+    return found["fp32"]
+
+
+def matching_engines(manifest: Manifest, graph: str, env, *, allow_version_compatible: bool) -> list[Artifact]:
+    """Engines for ``graph`` that this machine can run, best first (approved int8, fp16, fp32)."""
+    from .trt_backend import check_engine_record
+
+    ok = []
+    for a in manifest.find(graph=graph, format="engine"):
+        try:
+            check_engine_record(a.engine or {}, env, file=a.file, bundle=manifest.root,
+                                allow_version_compatible=allow_version_compatible)
+        except (GenedgeError, ValueError) as e:
+            log.debug("engine %s skipped: %s", a.file, e)
+            continue
+        if _passed(a) and (a.precision != "int8" or a.quality_approved):
+            ok.append(a)
+    rank = {"int8": 0, "fp16": 1, "fp32": 2}
+    return sorted(ok, key=lambda a: rank.get(a.precision or "fp32", 3))
+
+
+def _engine_for(manifest: Manifest, graph: str, precision: str | None, opts: BackendOptions):
+    from .trt_backend import check_engine_record, probe_environment
+
+    env = probe_environment(opts.device_id)
+    if env is None:
+        raise IncompatibleEnvironmentError(
+            "Backend 'tensorrt' needs the tensorrt and cuda-python packages and an NVIDIA GPU.",
+            hint="pip install 'genedge[trt]' on a CUDA machine, or pass --backend ort-cpu.",
+        )
+    engines = manifest.find(graph=graph, format="engine", precision=precision)
+    if precision is not None and engines:
+        check_engine_record(engines[0].engine or {}, env, file=engines[0].file, bundle=manifest.root,
+                            allow_version_compatible=opts.allow_version_compatible)
+        return engines[0], env
+    ok = matching_engines(manifest, graph, env, allow_version_compatible=opts.allow_version_compatible)
+    if not ok:
+        names = ", ".join(a.file for a in engines or manifest.find(graph=graph, format="engine")) or "none"
+        raise IncompatibleEnvironmentError(
+            f"No TensorRT engine for '{graph}' matches this machine (TensorRT {env.tensorrt_version}, "
+            f"sm{env.compute_capability.replace('.', '')}, {env.device_name}); engines in the bundle: {names}.",
+            hint=f"Rebuild on this machine: genedge export CKPT --out {manifest.root} --trt",
+        )
+    return ok[0], env
+
+
+def _open_ort(manifest: Manifest, graph: str, name: str, precision: str | None, opts: BackendOptions,
+              int_ranges: dict[str, tuple[int, int]] | None) -> Backend:
+    from .ort_backend import OrtBackend, OrtOptions
+
+    artifact = onnx_artifact(manifest, graph, name, precision)
+    path = manifest.path_of(artifact)  # sha256 before ORT parses it
+    for data in manifest.find(graph=graph, format="onnx-data"):
+        if data.file.startswith(artifact.file):
+            manifest.path_of(data)
+    ort_opts = OrtOptions(intra_op_threads=opts.threads, inter_op_threads=opts.inter_op_threads,
+                          graph_optimization=opts.graph_optimization, device_id=opts.device_id)
+    return OrtBackend.open(path, name=name, precision=artifact.precision or "fp32", options=ort_opts,
+                           check_inputs=opts.check_inputs, int_ranges=int_ranges)
+
+
+def open_backend(
+    manifest: Manifest, graph: str, backend: str = "auto", precision: str | None = None,
+    options: BackendOptions | None = None, int_ranges: dict[str, tuple[int, int]] | None = None,
+) -> Backend:
+    """Open ``graph`` of ``manifest`` on ``backend`` (a name from ``BACKENDS``)."""
+    check_names(backend, precision)
+    opts = options or BackendOptions()
+    if backend == "auto":
+        return _open_auto(manifest, graph, precision, opts, int_ranges)
+    if backend == "tensorrt":
+        from .trt_backend import TrtBackend
+
+        artifact, env = _engine_for(manifest, graph, precision, opts)
+        return TrtBackend.open(manifest, artifact, env, check_inputs=opts.check_inputs, int_ranges=int_ranges,
+                               allow_version_compatible=opts.allow_version_compatible,
+                               cuda_graphs=opts.cuda_graphs)
+    return _open_ort(manifest, graph, backend, precision, opts, int_ranges)
+
+
+def _open_auto(manifest: Manifest, graph: str, precision: str | None, opts: BackendOptions,
+               int_ranges: dict[str, tuple[int, int]] | None) -> Backend:
+    tried = []
+    candidates = ["ort-cpu"]
+    if importlib.util.find_spec("onnxruntime") is not None:
+        import onnxruntime
+
+        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            candidates.insert(0, "ort-cuda")
+    if manifest.find(graph=graph, format="engine") and importlib.util.find_spec("tensorrt") is not None:
+        candidates.insert(0, "tensorrt")
+    for name in candidates:
+        try:
+            b = open_backend(manifest, graph, name, precision, opts, int_ranges)
+        except IncompatibleEnvironmentError as e:
+            if name == candidates[-1]:
+                raise
+            tried.append(f"{name}: {e.message}")
+            continue
+        except BadInputError as e:  # e.g. no such precision for this backend's artifacts
+            if name == candidates[-1]:
+                raise
+            tried.append(f"{name}: {e.message}")
+            continue
+        log.info("backend auto -> %s (%s, %s, %s)%s", b.info.name, b.info.provider, b.info.precision,
+                 b.info.file, f"; skipped {'; '.join(tried)}" if tried else "")
+        return b
+    raise AssertionError("unreachable: the last candidate raises")

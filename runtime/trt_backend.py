@@ -1,0 +1,342 @@
+"""Native TensorRT backend (TensorRT >= 8.5 named-tensor API) over cuda-python.
+
+Importing this module imports neither tensorrt nor cuda-python: both are loaded inside
+``probe_environment`` / ``TrtBackend.open``, and the TensorRT logger subclass is built
+in a factory function. Before an engine file is deserialized, the manifest checks run:
+its sha256 (``Manifest.path_of``), the TensorRT version and the GPU compute capability
+against the engine record (mismatch: exit 3 naming both and the rebuild command), and
+the opt-in for version-compatible engines, which carry host code (exit 4 without it).
+
+Run path: input arrays -> pinned host buffers -> one stream: H2D copies,
+``execute_async_v3``, D2H copies -> synchronize. Device and pinned buffers are sized
+once for the profile's max batch; with ``cuda_graphs=True`` that sequence is captured
+once per batch size and replayed. On integrated GPUs (Jetson) host buffers are
+allocated mapped and handed to TensorRT directly: no copies at all.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genedge.errors import (
+    BadInputError,
+    IncompatibleEnvironmentError,
+    SecurityRefusal,
+    require,
+)
+from genedge.manifest import Artifact, Manifest
+
+from .backend import Backend, BackendInfo, TensorSpec, bind_symbols, check_out, resolve_shape
+
+log = logging.getLogger("genedge.runtime")
+MIN_TRT = (8, 5)
+
+
+@dataclass(frozen=True)
+class TrtEnvironment:
+    """This machine as far as engines care: TensorRT version and the GPU."""
+
+    tensorrt_version: str  # "10.3.0"
+    compute_capability: str  # "8.7"
+    device_name: str
+    integrated: bool = False  # Jetson-style shared memory
+
+
+# ---------------------------------------------------------------- pure checks (testable)
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """"10.3.0.26" -> (10, 3, 0, 26); non-numeric tails are ignored."""
+    return tuple(int(p) for p in re.findall(r"\d+", str(text))[:4])
+
+
+def normalize_cc(cc: Any) -> str:
+    """Compute capability as "M.m" from "8.7", "sm87", "87", 8.7 or [8, 7]."""
+    if isinstance(cc, list | tuple) and len(cc) == 2:
+        return f"{int(cc[0])}.{int(cc[1])}"
+    text = str(cc).lower().removeprefix("sm_").removeprefix("sm")
+    if "." in text:
+        major, minor = text.split(".", 1)
+        return f"{int(major)}.{int(minor)}"
+    if text.isdigit() and len(text) >= 2:
+        return f"{int(text[:-1])}.{int(text[-1])}"
+    raise ValueError(f"unrecognised compute capability {cc!r}")
+
+
+def rebuild_hint(bundle: str | Path) -> str:
+    return f"Rebuild the engine on this machine: genedge export CKPT --out {bundle} --trt"
+
+
+def check_engine_record(
+    record: dict[str, Any], env: TrtEnvironment, *, file: str, bundle: str | Path = "BUNDLE",
+    allow_version_compatible: bool = False,
+) -> None:
+    """Refuse an engine built for another GPU or TensorRT (exit 3) or with unwanted host code (exit 4).
+
+    Plain engines need the same compute capability and the same TensorRT version
+    (every component the record gives, up to patch). Version-compatible engines run on
+    the same or a newer TensorRT of the same major, and only with
+    ``allow_version_compatible=True``: they embed a lean runtime (host code) that
+    TensorRT would execute.
+    """
+    want_cc, have_cc = normalize_cc(record.get("compute_capability", "?")), normalize_cc(env.compute_capability)
+    if want_cc != have_cc:
+        raise IncompatibleEnvironmentError(
+            f"Engine '{file}' was built for compute capability {want_cc} "
+            f"({record.get('device_name', 'unknown GPU')}); this GPU is {have_cc} ({env.device_name}).",
+            hint=rebuild_hint(bundle),
+        )
+    built, have = parse_version(record.get("tensorrt_version", "")), parse_version(env.tensorrt_version)
+    if not built:
+        raise IncompatibleEnvironmentError(f"Engine record for '{file}' has no tensorrt_version.",
+                                           hint=rebuild_hint(bundle))
+    vc = bool(record.get("version_compatible"))
+    ok = (have[:1] == built[:1] and have >= built) if vc else have[: len(built[:3])] == built[:3]
+    if not ok:
+        rule = "the same major, same or newer" if vc else "exactly that version"
+        raise IncompatibleEnvironmentError(
+            f"Engine '{file}' was built with TensorRT {record['tensorrt_version']}; this machine has "
+            f"TensorRT {env.tensorrt_version} (needs {rule}).",
+            hint=rebuild_hint(bundle),
+        )
+    if vc and not allow_version_compatible:
+        raise SecurityRefusal(
+            f"Engine '{file}' is version-compatible: it carries host code that TensorRT would run.",
+            hint="Pass allow_version_compatible=True if you trust this bundle, or rebuild it "
+            f"without --version-compatible: genedge export CKPT --out {bundle} --trt",
+        )
+
+
+def check_profile_batch(batch: int, profile: tuple[int, int, int], *, file: str = "engine") -> None:
+    """A batch outside the engine's optimisation profile [min, max] is a user error (exit 2)."""
+    lo, opt, hi = profile
+    if not lo <= batch <= hi:
+        raise BadInputError(
+            f"Batch {batch} is outside the profile of '{file}': min {lo}, opt {opt}, max {hi}.",
+            hint=f"Sample in chunks of at most {hi}, or re-export with --batch {lo}:{opt}:{max(batch, hi)} --trt.",
+        )
+
+
+def plan_buffers(specs: tuple[TensorSpec, ...], max_batch: int) -> dict[str, int]:
+    """Bytes per tensor at the profile's max batch (every symbolic dim is the batch)."""
+    return {
+        s.name: int(np.prod(resolve_shape(s.shape, {d: max_batch for d in s.shape if not isinstance(d, int)})))
+        * s.dtype.itemsize
+        for s in specs
+    }
+
+
+# ---------------------------------------------------------------- CUDA / TensorRT glue
+
+def _cudart() -> Any:
+    """cuda-python's runtime module: ``cuda.bindings.runtime`` (>= 12.6) or ``cuda.cudart``."""
+    try:
+        from cuda.bindings import runtime  # type: ignore[import-not-found]
+
+        return runtime
+    except ImportError:
+        return require("cuda.cudart", "trt", purpose="the native TensorRT backend")
+
+
+def _call(result: Any) -> Any:
+    """Unpack cuda-python's ``(err, *values)`` and raise on error."""
+    err, *values = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise IncompatibleEnvironmentError(f"CUDA call failed: {err!r}.")
+    return values[0] if len(values) == 1 else (tuple(values) if values else None)
+
+
+def probe_environment(device: int = 0) -> TrtEnvironment | None:
+    """TensorRT version and GPU of this machine, or ``None`` when either is missing."""
+    try:
+        trt = require("tensorrt", "trt")
+        cudart = _cudart()
+        prop = _call(cudart.cudaGetDeviceProperties(device))
+    except Exception as e:  # no package, no driver, no GPU: not a TensorRT machine
+        log.debug("native TensorRT unavailable: %s", e)
+        return None
+    name = prop.name.decode(errors="replace").rstrip("\x00") if isinstance(prop.name, bytes) else str(prop.name)
+    return TrtEnvironment(trt.__version__, f"{prop.major}.{prop.minor}", name, bool(prop.integrated))
+
+
+def _make_logger(trt: Any) -> Any:
+    """A TensorRT logger forwarding to ``logging`` (subclass built here, not at import)."""
+
+    class _Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+
+        def log(self, severity: Any, msg: str) -> None:
+            level = logging.ERROR if severity <= trt.ILogger.Severity.ERROR else (
+                logging.WARNING if severity == trt.ILogger.Severity.WARNING else logging.DEBUG)
+            log.log(level, "TensorRT: %s", msg)
+
+    return _Logger()
+
+
+def _host_array(ptr: int, nbytes: int) -> np.ndarray:
+    """A uint8 numpy view over ``nbytes`` of host memory at ``ptr`` (pinned or mapped)."""
+    return np.ctypeslib.as_array((ctypes.c_uint8 * nbytes).from_address(ptr))
+
+
+class TrtBackend(Backend):
+    """A deserialized TensorRT engine with buffers allocated once. Open with ``TrtBackend.open``."""
+
+    def __init__(self) -> None:
+        self._cudart: Any = None
+        self._allocs: list[tuple[str, int]] = []  # ("device"|"host", ptr) to free
+        self._graphs: dict[int, Any] = {}  # batch -> instantiated CUDA graph
+        self._warm: set[int] = set()  # batch sizes run once (TensorRT needs that before capture)
+        self._stream: Any = None
+        self._engine = self._context = None
+
+    @classmethod
+    def open(
+        cls, manifest: Manifest, artifact: Artifact, env: TrtEnvironment, *,
+        check_inputs: bool = True, int_ranges: dict[str, tuple[int, int]] | None = None,
+        allow_version_compatible: bool = False, cuda_graphs: bool = False,
+    ) -> TrtBackend:
+        """Check the record against ``env``, verify the hash, deserialize, allocate buffers."""
+        record = artifact.engine or {}
+        check_engine_record(record, env, file=artifact.file, bundle=manifest.root,
+                            allow_version_compatible=allow_version_compatible)
+        if parse_version(env.tensorrt_version)[:2] < MIN_TRT:
+            raise IncompatibleEnvironmentError(f"TensorRT {env.tensorrt_version} is older than 8.5.",
+                                               hint="Install tensorrt>=10 (pip install 'genedge[trt]').")
+        path = manifest.path_of(artifact)  # sha256 checked before anything deserializes it
+        self = cls()
+        try:
+            self._load(path, record, allow_version_compatible)
+            self._allocate(env.integrated)
+        except BaseException:
+            self.close()
+            raise
+        self.info = BackendInfo("tensorrt", f"TensorRT {env.tensorrt_version} (sm{env.compute_capability.replace('.', '')})",
+                                artifact.precision or "fp32", artifact.file)
+        self.check_inputs, self.int_ranges, self._use_graphs = check_inputs, int_ranges, cuda_graphs
+        self._file = artifact.file
+        return self
+
+    def _load(self, path: Path, record: dict[str, Any], allow_vc: bool) -> None:
+        trt = require("tensorrt", "trt", purpose="the native TensorRT backend")
+        self._cudart = _cudart()
+        self._trt_logger = _make_logger(trt)
+        self._runtime = trt.Runtime(self._trt_logger)
+        if allow_vc and record.get("version_compatible"):
+            self._runtime.engine_host_code_allowed = True
+        self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+        if self._engine is None:
+            raise IncompatibleEnvironmentError(f"TensorRT could not deserialize '{path.name}'.",
+                                               hint=rebuild_hint(path.parent))
+        self._context = self._engine.create_execution_context()
+        self._stream = _call(self._cudart.cudaStreamCreate())
+        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+        is_in = {n: self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
+        spec = {n: self._tensor_spec(trt, n) for n in names}
+        self.inputs = tuple(spec[n] for n in names if is_in[n])
+        self.outputs = tuple(spec[n] for n in names if not is_in[n])
+        first = self.inputs[0].name
+        lo, opt, hi = (tuple(s)[0] for s in self._engine.get_tensor_profile_shape(first, 0))
+        self.profile = (int(lo), int(opt), int(hi))
+
+    def _tensor_spec(self, trt: Any, name: str) -> TensorSpec:
+        dims = tuple(self._engine.get_tensor_shape(name))
+        shape = tuple("B" if d == -1 else int(d) for d in dims)
+        return TensorSpec(name, np.dtype(trt.nptype(self._engine.get_tensor_dtype(name))), shape)
+
+    def _allocate(self, integrated: bool) -> None:
+        cudart, self._mapped = self._cudart, integrated
+        self._host: dict[str, np.ndarray] = {}
+        self._device: dict[str, int] = {}
+        for name, nbytes in plan_buffers(self.inputs + self.outputs, self.profile[2]).items():
+            if integrated:  # Jetson: one mapped allocation, seen by CPU and GPU
+                host = _call(cudart.cudaHostAlloc(nbytes, cudart.cudaHostAllocMapped))
+                dev = _call(cudart.cudaHostGetDevicePointer(host, 0))
+                self._allocs.append(("host", host))
+            else:
+                host = _call(cudart.cudaMallocHost(nbytes))
+                self._allocs.append(("host", host))
+                dev = _call(cudart.cudaMalloc(nbytes))
+                self._allocs.append(("device", dev))
+            self._host[name], self._device[name] = _host_array(int(host), nbytes), int(dev)
+            self._context.set_tensor_address(name, int(dev))
+
+    def _view(self, spec: TensorSpec, shape: tuple[int, ...]) -> np.ndarray:
+        n = int(np.prod(shape)) * spec.dtype.itemsize
+        return self._host[spec.name][:n].view(spec.dtype).reshape(shape)
+
+    def _run(self, feed: dict[str, np.ndarray], out: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+        B = next(iter(feed.values())).shape[0]
+        if not self.profile[0] <= B <= self.profile[2]:
+            check_profile_batch(B, self.profile, file=self._file)
+        for spec in self.inputs:
+            x = feed[spec.name]
+            np.copyto(self._view(spec, x.shape), x)
+            self._context.set_input_shape(spec.name, x.shape)
+        graph = self._graphs.get(B)
+        if graph is not None:
+            _call(self._cudart.cudaGraphLaunch(graph, self._stream))
+        elif self._use_graphs and B in self._warm:
+            self._graphs[B] = self._capture(feed)
+            _call(self._cudart.cudaGraphLaunch(self._graphs[B], self._stream))
+        else:
+            self._enqueue(feed)
+            self._warm.add(B)
+        _call(self._cudart.cudaStreamSynchronize(self._stream))
+        return self._outputs(feed, out)
+
+    def _enqueue(self, feed: dict[str, np.ndarray]) -> None:
+        cudart, shapes = self._cudart, self.output_shapes(feed)
+        if not self._mapped:
+            for spec in self.inputs:
+                n = feed[spec.name].nbytes
+                _call(cudart.cudaMemcpyAsync(self._device[spec.name], self._view(spec, feed[spec.name].shape).ctypes.data,
+                                             n, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream))
+        if not self._context.execute_async_v3(int(self._stream)):
+            raise IncompatibleEnvironmentError(f"TensorRT failed to execute '{self._file}'.")
+        if not self._mapped:
+            for spec in self.outputs:
+                n = int(np.prod(shapes[spec.name])) * spec.dtype.itemsize
+                _call(cudart.cudaMemcpyAsync(self._host[spec.name].ctypes.data, self._device[spec.name],
+                                             n, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self._stream))
+
+    def _capture(self, feed: dict[str, np.ndarray]) -> Any:
+        cudart = self._cudart
+        _call(cudart.cudaStreamBeginCapture(self._stream, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal))
+        try:
+            self._enqueue(feed)
+        finally:
+            graph = _call(cudart.cudaStreamEndCapture(self._stream))
+        graph_exec = _call(cudart.cudaGraphInstantiate(graph, 0))
+        _call(cudart.cudaGraphDestroy(graph))
+        return graph_exec
+
+    def _outputs(self, feed: dict[str, np.ndarray], out: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+        symbols = bind_symbols(self.inputs, feed)
+        res = {}
+        for spec in self.outputs:
+            view = self._view(spec, resolve_shape(spec.shape, symbols))
+            if out is not None and spec.name in out:
+                check_out(spec, out[spec.name], view.shape)
+                np.copyto(out[spec.name], view)
+                view = out[spec.name]
+            res[spec.name] = view
+        return res
+
+    def close(self) -> None:
+        cudart = self._cudart
+        if cudart is not None:
+            for g in self._graphs.values():
+                cudart.cudaGraphExecDestroy(g)
+            for kind, ptr in reversed(self._allocs):
+                (cudart.cudaFreeHost if kind == "host" else cudart.cudaFree)(ptr)
+            if self._stream is not None:
+                cudart.cudaStreamDestroy(self._stream)
+        self._graphs, self._allocs, self._stream = {}, [], None
+        self._context = self._engine = None

@@ -1,0 +1,122 @@
+"""Ratios, JSON, Markdown, the terminal table and the PNG from a hand-made report."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import pytest
+from bench_fakes import fake_result
+
+from genedge.bench.ratios import compute_ratios
+from genedge.bench.report import BenchReport, markdown, write_json, write_markdown
+from genedge.bench.table import print_report
+from genedge.bench.trtexec import parse_trtexec, shapes_arg
+
+
+def _results():
+    return [
+        fake_result("runtime ort-cpu fp32", "runtime", "ort-cpu", "fp32", 1, 1.0),
+        fake_result("bare-ort ort-cpu fp32", "ort", "ort-cpu", "fp32", 1, 0.98),
+        fake_result("torch eager", "torch", "torch-cpu", "fp32", 1, 3.0),
+        fake_result("torch.compile", "torch-compile", "torch-cpu", "fp32", 1, 1.5),
+        fake_result("runtime ort-cpu fp32", "runtime", "ort-cpu", "fp32", 16, 8.0),
+        fake_result("runtime ort-cpu int8", "runtime", "ort-cpu", "int8", 16, 4.0),
+        fake_result("bare-ort ort-cpu int8", "ort", "ort-cpu", "int8", 16, 3.6),
+    ]
+
+
+def _by(ratios, name, batch, subject=None):
+    return next(r for r in ratios if r.name == name and r.batch == batch and subject in (None, r.subject))
+
+
+def test_ratios_and_targets():
+    ratios = compute_ratios(_results())
+    eager = _by(ratios, "speedup vs torch eager", 1)
+    assert eager.value == pytest.approx(3.0) and eager.target == ">= 2.5x" and eager.holds is True
+    comp = _by(ratios, "speedup vs torch.compile", 1)
+    assert comp.value == pytest.approx(1.5) and comp.holds is True
+    over = _by(ratios, "overhead vs bare ORT", 1)
+    assert over.value == pytest.approx(1.0 / 0.98 - 1) and over.holds is True and over.text == "+2.0%"
+    over8 = _by(ratios, "overhead vs bare ORT", 16, "runtime ort-cpu int8")
+    assert over8.value == pytest.approx(4.0 / 3.6 - 1) and over8.holds is False
+    int8 = _by(ratios, "int8 speedup vs fp32", 16)
+    assert int8.value == pytest.approx(2.0) and int8.target == ">= 1.5x" and int8.holds is True
+
+
+def _report():
+    results = _results()
+    return BenchReport(
+        kind="gan", options={"threads": 2}, environment={"cpu_model": "Test CPU", "command": "genedge bench b"},
+        results=tuple(results), ratios=tuple(compute_ratios(results)),
+        quality=({"file": "model.int8.onnx", "format": "onnx", "precision": "int8", "psnr_vs_fp32": 38.5,
+                  "max_abs_err_vs_torch": None, "max_abs_err_vs_fp32": 3.0, "ssim_vs_fp32": 0.99,
+                  "metrics": {"accuracy": 0.91}, "verdict": "pass", "quality_approved": True},),
+        cold_start=({"backend": "ort-cpu", "precision": "fp32", "open_ms": 12.0, "peak_rss_mib": 80.0},),
+        notes=("torch.compile: example note",),
+    )
+
+
+def test_json_roundtrip_has_environment_ratios_and_raw_times(tmp_path):
+    path = write_json(_report(), tmp_path / "out" / "bench.json")
+    data = json.loads(path.read_text())
+    assert data["schema"] == "genedge.bench/1"
+    assert data["environment"]["cpu_model"] == "Test CPU"
+    first = data["results"][0]
+    assert first["latency"]["unit"] == "ms" and first["latency"]["p50"] == pytest.approx(1.0)
+    assert len(first["times_ns"]) == 5
+    assert any(r["name"] == "speedup vs torch eager" and r["holds"] for r in data["ratios"])
+    assert data["quality"][0]["metrics"]["accuracy"] == 0.91
+
+
+def test_json_replaces_nan():
+    rep = _report()
+    d = rep.to_dict()
+    assert all(not (isinstance(v, float) and math.isnan(v)) for v in d["ratios"][0].values())
+
+
+def test_markdown_sections(tmp_path):
+    text = markdown(_report())
+    for heading in ("## Latency", "## Ratios", "## Quality beside speed", "## Cold start", "## Notes"):
+        assert heading in text
+    assert "| runtime ort-cpu fp32 | 1 | 1.000 |" in text
+    assert "speedup vs torch eager" in text and ">= 2.5x" in text
+    assert write_markdown(_report(), tmp_path / "b.md").read_text() == text
+
+
+def test_terminal_table_prints_ratios():
+    buf = io.StringIO()
+    print_report(_report(), file=buf)
+    out = buf.getvalue()
+    assert "speedup vs torch eager" in out and "3.00x" in out and "overhead vs bare ORT" in out
+
+
+def test_plot_is_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    from genedge.bench.plot import write_plot
+
+    path = write_plot(_report(), tmp_path / "bench.png")
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+
+
+TRTEXEC = """\
+[09/02/2024-17:14:34] [I] === Performance summary ===
+[09/02/2024-17:14:34] [I] Throughput: 850.7 qps
+[09/02/2024-17:14:34] [I] Latency: min = 1.1 ms, max = 5.3 ms, mean = 1.176 ms, median = 1.173 ms, percentile(90%) = 1.18 ms, percentile(95%) = 1.18 ms, percentile(99%) = 1.2 ms
+[09/02/2024-17:14:34] [I] Enqueue Time: min = 0.69 ms, max = 5.1 ms, mean = 0.86 ms, median = 0.88 ms, percentile(90%) = 0.89 ms, percentile(95%) = 0.9 ms, percentile(99%) = 0.94 ms
+[09/02/2024-17:14:34] [I] H2D Latency: min = 0.2 ms, max = 0.24 ms, mean = 0.219 ms, median = 0.22 ms, percentile(90%) = 0.22 ms, percentile(95%) = 0.22 ms, percentile(99%) = 0.23 ms
+[09/02/2024-17:14:34] [I] GPU Compute Time: min = 0.8 ms, max = 4.9 ms, mean = 0.818 ms, median = 0.809 ms, percentile(90%) = 0.811 ms, percentile(95%) = 0.811 ms, percentile(99%) = 0.812 ms
+[09/02/2024-17:14:34] [I] D2H Latency: min = 0.11 ms, max = 0.16 ms, mean = 0.138 ms, median = 0.142 ms, percentile(90%) = 0.147 ms, percentile(95%) = 0.149 ms, percentile(99%) = 0.157 ms
+[09/02/2024-17:14:34] [I] Total Host Walltime: 3.00186 s
+"""
+
+
+def test_parse_trtexec_summary():
+    s = parse_trtexec(TRTEXEC)
+    assert s["throughput_qps"] == 850.7
+    assert s["host_latency"]["median"] == 1.173 and s["host_latency"]["p99"] == 1.2
+    assert s["gpu_compute"]["mean"] == 0.818 and s["gpu_compute"]["p90"] == 0.811
+    assert s["h2d"]["max"] == 0.24 and s["d2h"]["median"] == 0.142 and s["enqueue"]["p95"] == 0.9
+    assert shapes_arg({"z": [16, 64], "label": [16]}) == "z:16x64,label:16"

@@ -1,0 +1,333 @@
+"""The C ABI (runtime/c/genedge.h): build libgenedge and its hosts once, run them on a tiny bundle.
+
+The C hosts must see exactly the pixels Python's ``Sampler`` gives for the same seed, get
+errors back as exit codes with messages, work across threads and leak nothing over 10,000
+samples. Skipped only when cmake, a C/C++ compiler or the Python headers/libpython are
+missing. The TensorRT host's TRT-free part (manifest_check.cpp) is compiled and run too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genedge.manifest import artifact_record, write_manifest
+
+ROOT = Path(__file__).resolve().parents[2]
+CAPI_SRC = ROOT / "runtime" / "c"
+TRT_HOST_SRC = ROOT / "examples" / "trt_host"
+H = W = 8
+C = 1
+LATENT = 6
+CLASSES = 3
+
+
+# ------------------------------------------------------------------ the tiny bundle
+
+
+def make_tiny_bundle(bundle: Path, *, num_classes: int = CLASSES) -> Path:
+    """A real bundle (docs/bundle.md) whose generator is one seeded linear layer.
+
+    image = uint8(round(clip((tanh(z @ W + E[label]) + 1) * 127.5, 0, 255))), NHWC.
+    """
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1234)
+    hwc = H * W * C
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((LATENT, hwc)).astype(np.float32), "W"),
+        numpy_helper.from_array(np.float32(1.0), "one"),
+        numpy_helper.from_array(np.float32(127.5), "half"),
+        numpy_helper.from_array(np.float32(0.0), "lo"),
+        numpy_helper.from_array(np.float32(255.0), "hi"),
+        numpy_helper.from_array(np.array([-1, H, W, C], np.int64), "shape"),
+    ]
+    inputs = [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["B", LATENT])]
+    nodes = [helper.make_node("MatMul", ["z", "W"], ["zw"])]
+    pre = "zw"
+    if num_classes:
+        inits.append(numpy_helper.from_array(rng.standard_normal((num_classes, hwc)).astype(np.float32), "E"))
+        inputs.append(helper.make_tensor_value_info("label", TensorProto.INT64, ["B"]))
+        nodes += [helper.make_node("Gather", ["E", "label"], ["e"]), helper.make_node("Add", ["zw", "e"], ["pre"])]
+        pre = "pre"
+    nodes += [
+        helper.make_node("Tanh", [pre], ["t"]),
+        helper.make_node("Add", ["t", "one"], ["t1"]),
+        helper.make_node("Mul", ["t1", "half"], ["t2"]),
+        helper.make_node("Round", ["t2"], ["t3"]),
+        helper.make_node("Clip", ["t3", "lo", "hi"], ["t4"]),
+        helper.make_node("Cast", ["t4"], ["t5"], to=TensorProto.UINT8),
+        helper.make_node("Reshape", ["t5", "shape"], ["image"]),
+    ]
+    out = helper.make_tensor_value_info("image", TensorProto.UINT8, ["B", H, W, C])
+    graph = helper.make_graph(nodes, "tiny_generator", inputs, [out], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    bundle.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(bundle / "model.onnx"))
+
+    io_in = [{"name": "z", "dtype": "float32", "shape": ["B", LATENT]}]
+    if num_classes:
+        io_in.append({"name": "label", "dtype": "int64", "shape": ["B"]})
+    record = artifact_record(bundle, "model.onnx", graph="generator", format="onnx", precision="fp32",
+                             verification={"seeds": [0], "verdict": "pass"})
+    write_manifest(bundle, {
+        "format": "genedge.bundle", "schema_version": 1, "kind": "gan",
+        "model": {"latent_dim": LATENT, "num_classes": num_classes, "image_size": H, "channels": C,
+                  "output_format": "uint8", "latent": {"distribution": "normal"}},
+        "graphs": {"generator": {
+            "inputs": io_in,
+            "outputs": [{"name": "image", "dtype": "uint8", "shape": ["B", H, W, C], "layout": "NHWC"}],
+        }},
+        "artifacts": [record.to_dict()],
+        "producer": {"genedge": "test"},
+        "source": {"checkpoint": "tiny", "sha256": "0" * 64},
+    })
+    return bundle
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_bundle(tmp_path_factory.mktemp("capi-bundle") / "tiny")
+
+
+def python_samples(bundle: Path, n: int, seed: int) -> np.ndarray:
+    """The reference: Python's Sampler on the same backend and precision as the C hosts."""
+    from genedge.runtime.sampler import Sampler
+
+    with Sampler.open(bundle, backend="ort-cpu", precision="fp32") as s:
+        return np.array(s.sample(n, seed=seed))
+
+
+# ------------------------------------------------------------------ building
+
+
+def _toolchain_missing() -> str | None:
+    for tool in ("cmake", "cc", "c++"):
+        if not shutil.which(tool):
+            return f"{tool} is not installed"
+    if not (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file():
+        return "the Python headers (Python.h) are not installed"
+    libdir = Path(sysconfig.get_config_var("LIBDIR") or "")
+    names = (sysconfig.get_config_var("LDLIBRARY"), sysconfig.get_config_var("LIBRARY"))
+    if not any(n and (libdir / n).exists() for n in names):
+        return "libpython (shared or static) is not installed"
+    return None
+
+
+@pytest.fixture(scope="session")
+def capi(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build libgenedge, sample_host and genedge_probe once, with the documented commands."""
+    missing = _toolchain_missing()
+    if missing:
+        pytest.skip(f"cannot build the C ABI: {missing}")
+    build = tmp_path_factory.mktemp("capi-build")
+    subprocess.run(
+        ["cmake", "-S", str(CAPI_SRC), "-B", str(build), f"-DPython3_EXECUTABLE={sys.executable}"],
+        check=True, capture_output=True, text=True,
+    )
+    subprocess.run(["cmake", "--build", str(build), "-j2"], check=True, capture_output=True, text=True)
+    return build
+
+
+def host_env() -> dict[str, str]:
+    env = dict(os.environ, GENEDGE_PYTHON=sys.executable, OMP_NUM_THREADS="1")
+    env.pop("PYTHONHOME", None)
+    return env
+
+
+def run(capi: Path, exe: str, *args: object, env: dict[str, str] | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([str(capi / exe), *map(str, args)], capture_output=True, text=True,
+                          env=env or host_env(), timeout=timeout)
+
+
+def cases(stdout: str) -> dict[str, tuple[int, str]]:
+    found = re.findall(r"^case=(\S+) rc=(-?\d+) msg=(.*)$", stdout, re.M)
+    return {name: (int(rc), msg) for name, rc, msg in found}
+
+
+def tile(images: np.ndarray, rows: int) -> np.ndarray:
+    n, h, w, c = images.shape  # (n, H, W, C) -> (rows*H, cols*W, C)
+    return images.reshape(rows, n // rows, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, -1, c)
+
+
+def read_pnm(path: Path) -> np.ndarray:
+    data = path.read_bytes()
+    magic, w, h, maxval, pixels = re.match(rb"(P[56])\s+(\d+)\s+(\d+)\s+(\d+)\s(.*)", data, re.S).groups()
+    assert maxval == b"255"
+    return np.frombuffer(pixels, np.uint8).reshape(int(h), int(w), 1 if magic == b"P5" else 3)
+
+
+# ------------------------------------------------------------------ the C ABI
+
+
+def test_sample_host_grid_and_stream(capi: Path, bundle: Path, tmp_path: Path) -> None:
+    grid = tmp_path / "grid.pgm"
+    r = run(capi, "sample_host", bundle, "--out", grid, "--seed", 7, "--fps", 50, "--seconds", 0.4,
+            "--backend", "ort-cpu", "--precision", "fp32")
+    assert r.returncode == 0, r.stderr
+    assert f"bundle: {H}x{W}x{C}, latent {LATENT}, classes {CLASSES}, backend ort-cpu" in r.stdout
+    np.testing.assert_array_equal(read_pnm(grid), tile(python_samples(bundle, 100, seed=7), 10))
+    stream = dict(re.findall(r"(\w+)=(-?[\d.]+|nan)", r.stdout.split("stream:")[1]))
+    assert int(stream["frames"]) == int(stream["delivered"]) >= 1
+    assert int(stream["missed_deadlines"]) >= 0 and int(stream["dropped"]) >= 0
+
+
+def test_c_pixels_equal_python_for_several_seeds(capi: Path, bundle: Path, tmp_path: Path) -> None:
+    for n, seed in ((1, 0), (5, 3), (33, 2**40 + 1)):
+        out = tmp_path / f"raw-{seed}.bin"
+        r = run(capi, "genedge_probe", "raw", bundle, n, seed, out)
+        assert r.returncode == 0, r.stderr
+        got = np.frombuffer(out.read_bytes(), np.uint8).reshape(n, H, W, C)
+        np.testing.assert_array_equal(got, python_samples(bundle, n, seed))
+
+
+def test_errors_come_back_as_codes_and_messages(capi: Path, bundle: Path) -> None:
+    r = run(capi, "genedge_probe", "errors", bundle)
+    assert r.returncode == 0, r.stderr
+    got = cases(r.stdout)
+    expected = {
+        "open_missing": 2, "open_null_out": 2, "sample_wrong_size": 2, "sample_ok": 0,
+        "sample_bad_label": 2, "sample_negative_label": 2, "latents_wrong_count": 2,
+        "sample_zero": 2, "stream_next_without_start": 2, "null_handle": 2, "stream_start": 0,
+        "stream_next_wrong_size": 2, "stream_stop": 0, "close": 0, "close_null": 0,
+    }
+    assert {k: got[k][0] for k in expected} == expected, r.stdout
+    assert got["open_bad_backend"][0] in (2, 3), r.stdout
+    assert "open_missing_handle_not_null" not in got
+    for name, (rc, msg) in got.items():
+        assert rc == 0 or msg != "(empty)", name
+    assert "/nonexistent/genedge-bundle" in got["open_missing"][1]
+    assert str(H * W * C * 4) in got["sample_wrong_size"][1]  # says what was expected
+    assert "label" in got["sample_bad_label"][1].lower()
+
+
+def test_missing_genedge_is_an_environment_error(capi: Path, bundle: Path) -> None:
+    env = dict(host_env(), GENEDGE_PYTHON="/nonexistent/venv/bin/python", PYTHONPATH="", PYTHONNOUSERSITE="1")
+    r = run(capi, "genedge_probe", "raw", bundle, 1, 0, "/dev/null", env=env)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "GENEDGE_PYTHON" in r.stderr
+
+
+def test_calls_from_other_threads(capi: Path, bundle: Path, tmp_path: Path) -> None:
+    out = tmp_path / "thread.bin"
+    r = run(capi, "genedge_probe", "threads", bundle, 12, 5, out)
+    assert r.returncode == 0, r.stderr
+    got = np.frombuffer(out.read_bytes(), np.uint8).reshape(12, H, W, C)
+    np.testing.assert_array_equal(got, python_samples(bundle, 12, seed=5))
+
+
+def test_ten_thousand_samples_leak_nothing(capi: Path, bundle: Path) -> None:
+    r = run(capi, "genedge_probe", "leak", bundle, 10_000, timeout=300)
+    assert r.returncode == 0, r.stderr
+    m = re.search(r"samples=10000 rss_before_kb=(\d+) rss_after_kb=(\d+)", r.stdout)
+    assert m, r.stdout
+    growth_kb = int(m[2]) - int(m[1])
+    assert growth_kb < 4096, f"RSS grew {growth_kb} kB over 10,000 samples"
+
+
+def test_shutdown_finalises_once(capi: Path, bundle: Path) -> None:
+    r = run(capi, "genedge_probe", "shutdown", bundle)
+    assert r.returncode == 0, r.stderr
+    got = cases(r.stdout)
+    assert got["shutdown_with_open_handle"][0] == 2
+    assert got["shutdown"][0] == 0
+    assert got["open_after_shutdown"][0] == 3
+
+
+# ------------------------------------------------------------------ TensorRT host, TRT-free part
+
+
+def _nlohmann_include() -> Path | None:
+    for cand in (os.environ.get("NLOHMANN_JSON_INCLUDE"), "/usr/include", "/usr/local/include"):
+        if cand and (Path(cand) / "nlohmann" / "json.hpp").is_file():
+            return Path(cand)
+    spec = importlib.util.find_spec("nlohmann_json")  # PyPI's nlohmann-json ships the header
+    if spec and spec.origin:
+        inc = Path(spec.origin).parent / "include"
+        if (inc / "nlohmann" / "json.hpp").is_file():
+            return inc
+    return None
+
+
+@pytest.fixture(scope="session")
+def manifest_tool(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not shutil.which("c++"):
+        pytest.skip("no C++ compiler")
+    inc = _nlohmann_include()
+    if inc is None:
+        pytest.skip("nlohmann/json.hpp not found (apt install nlohmann-json3-dev, or pip install nlohmann-json)")
+    exe = tmp_path_factory.mktemp("trt-host") / "manifest_tool"
+    subprocess.run(
+        ["c++", "-std=c++17", "-O1", "-Wall", "-Wextra", f"-I{inc}", str(TRT_HOST_SRC / "manifest_check.cpp"),
+         str(TRT_HOST_SRC / "manifest_tool.cpp"), "-o", str(exe)],
+        check=True, capture_output=True, text=True,
+    )
+    return exe
+
+
+def engine_bundle(root: Path, plan: bytes) -> Path:
+    """The tiny bundle plus a fake engine record (the plan's bytes are never deserialized here)."""
+    b = make_tiny_bundle(root)
+    name = "model.fp16.sm87.trt10.3.engine"
+    (b / name).write_bytes(plan)
+    import json
+
+    m = json.loads((b / "manifest.json").read_text())
+    rec = artifact_record(b, name, graph="generator", format="engine", precision="fp16", engine={
+        "tensorrt_version": "10.3.0", "device_name": "Orin", "compute_capability": "8.7",
+        "profiles": [[1, 8, 64]], "version_compatible": False, "dla_core": None,
+        "built_from": "model.fp16.onnx", "path": "strongly-typed",
+    })
+    m["artifacts"].append(rec.to_dict())
+    write_manifest(b, m)
+    return b
+
+
+def test_manifest_check_reads_the_engine_record(manifest_tool: Path, tmp_path: Path) -> None:
+    plan = os.urandom(4096)
+    b = engine_bundle(tmp_path / "b", plan)
+    r = subprocess.run([str(manifest_tool), str(b), "--precision", "fp16", "--trt", "10.3.1", "--cc", "8.7"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "file=model.fp16.sm87.trt10.3.engine" in r.stdout
+    assert f"sha256={hashlib.sha256(plan).hexdigest()}" in r.stdout
+    assert "profile=1,8,64" in r.stdout and "latent_dim=6" in r.stdout
+
+
+def test_manifest_check_refuses_tampering_and_mismatches(manifest_tool: Path, tmp_path: Path) -> None:
+    b = engine_bundle(tmp_path / "b", os.urandom(4096))
+    args = [str(manifest_tool), str(b), "--precision", "fp16"]
+    wrong_trt = subprocess.run([*args, "--trt", "8.6.1", "--cc", "8.7"], capture_output=True, text=True)
+    assert wrong_trt.returncode == 3 and "TensorRT" in wrong_trt.stderr
+    wrong_gpu = subprocess.run([*args, "--trt", "10.3.0", "--cc", "8.6"], capture_output=True, text=True)
+    assert wrong_gpu.returncode == 3 and "compute capability" in wrong_gpu.stderr
+    no_int8 = subprocess.run([str(manifest_tool), str(b), "--precision", "int8", "--trt", "10.3.0", "--cc", "8.7"],
+                             capture_output=True, text=True)
+    assert no_int8.returncode == 2
+    engine = b / "model.fp16.sm87.trt10.3.engine"
+    data = bytearray(engine.read_bytes())
+    data[100] ^= 0xFF
+    engine.write_bytes(bytes(data))
+    tampered = subprocess.run([*args, "--trt", "10.3.0", "--cc", "8.7"], capture_output=True, text=True)
+    assert tampered.returncode == 4 and "sha256" in tampered.stderr
+
+
+def test_sha256_matches_hashlib(manifest_tool: Path, tmp_path: Path) -> None:
+    for size in (0, 1, 55, 56, 63, 64, 65, 1000, 1 << 20):
+        f = tmp_path / f"f{size}"
+        f.write_bytes(os.urandom(size))
+        r = subprocess.run([str(manifest_tool), "--sha256", str(f)], capture_output=True, text=True)
+        assert r.returncode == 0 and r.stdout.strip() == hashlib.sha256(f.read_bytes()).hexdigest()

@@ -1,0 +1,66 @@
+"""CLI handlers: argparse namespace -> options dataclass -> one library call.
+
+``genedge train`` -> ``train_run(TrainOptions)``; ``genedge eval CKPT`` ->
+``evaluate_checkpoint``; ``genedge eval BUNDLE`` (a folder) -> the export stage's
+``evaluate_bundle``, imported lazily.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from pathlib import Path
+
+from genedge.atomic import atomic_write_text
+from genedge.errors import BadInputError
+
+from .options import TrainOptions
+
+
+def options_from_args(args: argparse.Namespace) -> TrainOptions:
+    return TrainOptions(
+        kind=args.kind, data=args.data, out=Path(args.out), conditional=args.conditional,
+        steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
+        seed=args.seed, device=args.device, image_size=args.image_size, latent_dim=args.latent_dim,
+        sample_every=args.sample_every, eval_every=args.eval_every, resume=args.resume,
+        cell=args.cell, progress=not args.no_progress,
+    )
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from .trainer import train_run
+
+    train_run(options_from_args(args))
+    return 0
+
+
+def _print_metrics(title: str, metrics: dict) -> None:
+    flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+    width = max((len(k) for k in flat), default=6)
+    print(title)
+    for k, v in flat.items():
+        print(f"  {k:<{width}}  {v:.4f}" if isinstance(v, float) else f"  {k:<{width}}  {v}")
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    target = Path(args.target)
+    if target.is_dir():
+        module = importlib.import_module("genedge.export.evaluate")
+        metrics = module.evaluate_bundle(target, data=args.data, n=args.num_samples, seed=args.seed,
+                                         precisions=args.precision)
+    elif target.is_file():
+        if args.precision:
+            raise BadInputError("--precision applies to bundles (folders), not to a checkpoint file; drop it.")
+        from .eval import evaluate_checkpoint
+
+        metrics = evaluate_checkpoint(target, data=args.data, n=args.num_samples, seed=args.seed)
+    else:
+        raise BadInputError(
+            f"eval: '{target}' does not exist.",
+            hint="Pass RUN/generator.safetensors from `genedge train` or a bundle folder from `genedge export`.",
+        )
+    _print_metrics(f"metrics of {target}", metrics)
+    if args.json_out:
+        atomic_write_text(args.json_out, json.dumps(metrics, indent=2, default=str) + "\n")
+    return 0
