@@ -73,6 +73,7 @@ class RuntimeTarget:
     backend: str
     precision: str
     threads: int | None
+    options: dict[str, Any] = field(default_factory=dict)  # extra Sampler.open options (cuda_graphs)
     kind: str = "runtime"
     sampler: Any = None
     error: Exception | None = None
@@ -80,12 +81,13 @@ class RuntimeTarget:
 
     @property
     def label(self) -> str:
-        return f"runtime {self.backend} {self.precision}"
+        extra = "".join(f" +{k.replace('_', '-')}" for k, v in self.options.items() if v)
+        return f"runtime {self.backend} {self.precision}{extra}"
 
     def open(self) -> None:
         from genedge.runtime import Sampler
 
-        kwargs = open_kwargs(Sampler.open, self.backend, self.precision, self.threads)
+        kwargs = {**open_kwargs(Sampler.open, self.backend, self.precision, self.threads), **self.options}
         try:
             self.sampler = Sampler.open(self.bundle, **kwargs)
         except IncompatibleEnvironmentError as e:
@@ -128,6 +130,8 @@ def describe(info: Any) -> dict[str, Any]:
         return {}
     if isinstance(info, dict):
         raw = info
+    elif callable(getattr(info, "to_dict", None)):
+        raw = info.to_dict()
     elif hasattr(info, "__dataclass_fields__"):
         raw = {k: getattr(info, k) for k in info.__dataclass_fields__}
     else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import dataclasses
 from pathlib import Path
 
 from .options import BenchOptions, validate_options
@@ -35,8 +35,29 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         rounds=getattr(args, "rounds", 10),
         cold_runs=getattr(args, "cold_runs", 1),
         max_new_tokens=getattr(args, "max_new_tokens", 64),
-        argv=tuple(sys.argv),
     )
+
+
+def command_line(o: BenchOptions) -> tuple[str, ...]:
+    """The ``genedge bench`` command equivalent to ``o`` (recorded in the report; works
+    also when the bench was started in-process, e.g. by ``genedge demo``)."""
+    def csv(xs: tuple) -> str:
+        return ",".join(str(x) for x in xs)
+
+    cmd = ["genedge", "bench", str(o.bundle), "--backend", csv(o.backends)]
+    if o.precisions:
+        cmd += ["--precision", csv(o.precisions)]
+    cmd += ["--batch", csv(o.batches)]
+    cmd += ["--iters", str(o.iters)] if o.iters is not None else []
+    cmd += ["--seconds", f"{o.seconds:g}"] if o.seconds is not None else []
+    cmd += ["--warmup", str(o.warmup), "--rounds", str(o.rounds), "--cold-runs", str(o.cold_runs)]
+    cmd += ["--threads", str(o.threads)] if o.threads is not None else []
+    cmd += ["--fps", f"{o.fps:g}", "--fps-seconds", f"{o.fps_seconds:g}"] if o.fps is not None else []
+    cmd += ["--baselines", csv(o.baselines)]
+    cmd += ["--checkpoint", str(o.checkpoint)] if o.checkpoint else []
+    for flag, value in (("--json", o.json_out), ("--markdown", o.markdown), ("--plot", o.plot)):
+        cmd += [flag, str(value)] if value else []
+    return tuple(cmd)
 
 
 def write_outputs(report: BenchReport, opts: BenchOptions) -> list[Path]:
@@ -55,6 +76,7 @@ def write_outputs(report: BenchReport, opts: BenchOptions) -> list[Path]:
 
 def bench_command(args: argparse.Namespace) -> int:
     opts = options_from_args(args)
+    opts = dataclasses.replace(opts, argv=command_line(opts))
     validate_options(opts)
     report = run_bench(opts)
     print_report(report)

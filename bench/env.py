@@ -60,6 +60,14 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages: a busy shared machine shows here."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def library_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {"genedge": __version__, "python": platform.python_version()}
     for name in LIBRARIES:
@@ -73,16 +81,17 @@ def library_versions() -> dict[str, str | None]:
 def environment(bundle: str | os.PathLike, argv: list[str] | None = None) -> dict[str, Any]:
     """Everything a reader needs to compare two benchmark runs."""
     manifest = Path(bundle) / MANIFEST_NAME
-    argv = sys.argv if argv is None else argv
     return {
         "timestamp_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": shlex.join(["genedge", *argv[1:]] if argv and argv[0].endswith("genedge") else argv),
+        "command": shlex.join(argv) if argv else None,  # the equivalent `genedge bench` command
+        "process_argv": shlex.join(sys.argv),  # what was actually started (e.g. `genedge demo`)
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_model": cpu_model(),
         "physical_cores": physical_cores(),
         "os_cpu_count": os.cpu_count(),
         "usable_cpus": usable_cpus(),
+        "load_average": load_average(),
         "gpus": gpu_memory(),
         "libraries": library_versions(),
         "bundle": str(Path(bundle).resolve()),

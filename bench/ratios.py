@@ -115,3 +115,29 @@ def compute_ratios(results: Sequence[CaseResult]) -> list[Ratio]:
     for rt in (r for r in results if r.kind == "runtime"):
         out += _vs_torch(results, rt) + _vs_ort(results, rt) + _vs_fp32(results, rt)
     return out
+
+
+MUST_HOLD = (
+    ("speedup vs torch eager", f"runtime {TARGET_BACKEND} fp32 >= {SPEEDUP_VS_EAGER:g}x faster than PyTorch eager, batch {TARGET_BATCH}",
+     f"--backend {TARGET_BACKEND} --precision fp32 --batch {TARGET_BATCH} --baselines torch and a source checkpoint"),
+    ("speedup vs torch.compile", f"runtime {TARGET_BACKEND} fp32 faster than torch.compile, batch {TARGET_BATCH}",
+     "--baselines torch-compile (a working torch.compile) at batch 1"),
+    ("overhead vs bare ORT", f"runtime overhead over bare ORT < {MAX_OVERHEAD * 100:g}% (worst case shown)",
+     "--baselines ort with an ORT backend"),
+    ("int8 speedup vs fp32", f"int8 >= {INT8_SPEEDUP:g}x faster than fp32, batch {INT8_TARGET_BATCH}",
+     f"--precision fp32,int8 --batch {INT8_TARGET_BATCH}"),
+)
+
+
+def must_hold(ratios: Sequence[Ratio]) -> list[tuple[str, str, bool | None]]:
+    """(target, outcome, holds) for each must-hold target; ``holds`` None when not measured."""
+    out = []
+    for name, text, needs in MUST_HOLD:
+        rows = [r for r in ratios if r.name == name and r.target is not None and r.holds is not None]
+        if not rows:
+            out.append((text, f"not measured (needs {needs})", None))
+            continue
+        worst = max(rows, key=lambda r: r.value) if name.startswith("overhead") else min(rows, key=lambda r: r.value)
+        where = f"{worst.subject} batch {worst.batch}"
+        out.append((text, f"{worst.text} ({where}): {'holds' if worst.holds else 'MISSED'}", worst.holds))
+    return out

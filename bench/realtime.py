@@ -108,7 +108,8 @@ def realtime_bench(o: BenchOptions, results: list[CaseResult], notes: list[str])
             notes.append("real-time mode: this runtime's Sampler has no stream()")
             return None
         at_target = stream_once(sampler, float(o.fps or 30.0), o.fps_seconds)
-        fps, capped = highest_fps(lambda f: stream_once(sampler, f, SEARCH_SECONDS)["missed_deadlines"] == 0,
+        run_s = min(SEARCH_SECONDS, o.fps_seconds)
+        fps, capped = highest_fps(lambda f: stream_once(sampler, f, run_s)["missed_deadlines"] == 0,
                                   _search_ceiling(results, backend, precision))
     finally:
         close = getattr(sampler, "close", None)
@@ -116,4 +117,4 @@ def realtime_bench(o: BenchOptions, results: list[CaseResult], notes: list[str])
             close()
     return {"backend": backend, "precision": precision, "at_target": at_target,
             "highest_fps_without_miss": fps, "search_ceiling_reached": capped,
-            "search": {"steps": SEARCH_STEPS, "seconds_per_run": SEARCH_SECONDS}}
+            "search": {"steps": SEARCH_STEPS, "seconds_per_run": run_s}}

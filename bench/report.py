@@ -15,7 +15,7 @@ from typing import Any
 from genedge.atomic import atomic_write_text
 
 from .quality import FIELDS, metric_names
-from .ratios import Ratio
+from .ratios import Ratio, must_hold
 from .runner import CaseResult
 
 SCHEMA = "genedge.bench/1"
@@ -124,6 +124,37 @@ def cold_rows(report: BenchReport) -> list[tuple[str, ...]]:
             for c in report.cold_start]
 
 
+RT_HEADER = ("configuration", "target fps", "frames", "missed", "achieved fps", "interval p50 ms",
+             "interval p99 ms", "jitter p50 ms", "jitter p99 ms", "jitter max ms", "max fps w/o miss")
+
+
+def realtime_rows(report: BenchReport) -> list[tuple[str, ...]]:
+    rt = report.realtime
+    if not rt:
+        return []
+    a = rt["at_target"]
+    iv, jt = a.get("interval", {}), a.get("jitter", {})
+    best = fmt(rt.get("highest_fps_without_miss"), 1) + (" (ceiling)" if rt.get("search_ceiling_reached") else "")
+    return [(f"runtime {rt['backend']} {rt['precision']}", fmt(a["fps"], 1), str(a["frames"]),
+             str(a["missed_deadlines"]), fmt(a.get("achieved_fps"), 1), fmt(iv.get("p50")), fmt(iv.get("p99")),
+             fmt(jt.get("p50")), fmt(jt.get("p99")), fmt(jt.get("max")), best)]
+
+
+TEXT_HEADER = ("configuration", "runs", "tokens", "TTFT p50 ms", "TTFT p99 ms", "token p50 ms", "token p90 ms",
+               "token p99 ms", "token max ms", "tokens/s", "decode tokens/s")
+
+
+def text_rows(report: BenchReport) -> list[tuple[str, ...]]:
+    rows = []
+    for c in (report.text or {}).get("configurations", []):
+        ttft, tok = c["time_to_first_token"], c.get("per_token") or {}
+        rows.append((f"runtime {c['backend']} {c['precision']}", str(c["runs"]), str(c["tokens"]),
+                     fmt(ttft.get("p50")), fmt(ttft.get("p99")), fmt(tok.get("p50")), fmt(tok.get("p90")),
+                     fmt(tok.get("p99")), fmt(tok.get("max")), fmt(c.get("tokens_per_s"), 1),
+                     fmt(c.get("decode_tokens_per_s"), 1)))
+    return rows
+
+
 def _md_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     esc = [tuple(c.replace("|", "\\|") for c in row) for row in rows]
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in esc), ""]
@@ -134,7 +165,7 @@ def _md_env(env: dict[str, Any]) -> list[str]:
     gpus = "; ".join(f"{g.get('name')} (driver {g.get('driver')})" for g in env.get("gpus", [])) or "none"
     return [f"- command: `{env.get('command')}`", f"- when: {env.get('timestamp_utc')}",
             f"- CPU: {env.get('cpu_model')} ({env.get('usable_cpus')} usable of {env.get('os_cpu_count')} logical,"
-            f" {env.get('physical_cores')} physical)", f"- GPU: {gpus}", f"- libraries: {libs}",
+            f" {env.get('physical_cores')} physical), load average {env.get('load_average')}", f"- GPU: {gpus}", f"- libraries: {libs}",
             f"- bundle manifest sha256: `{env.get('manifest_sha256')}`", ""]
 
 
@@ -146,15 +177,19 @@ def markdown(report: BenchReport) -> str:
     if report.ratios:
         lines += ["## Ratios (p50, measured side by side in one interleaved run)", "",
                   *_md_table(RATIO_HEADER, ratio_rows(report))]
+    if report.ratios:
+        lines += ["## Must-hold targets", "", *(f"- {t}: **{o}**" for t, o, _ in must_hold(report.ratios)), ""]
     if report.quality:
         lines += ["## Quality beside speed (from the manifest's verification records)", "",
                   *_md_table(*quality_table(report))]
     if report.cold_start:
         lines += ["## Cold start (fresh process: import, open, first result)", "", *_md_table(COLD_HEADER, cold_rows(report))]
     if report.realtime:
-        lines += ["## Real-time stream", "", "```json", json.dumps(_clean(report.realtime), indent=2), "```", ""]
+        lines += ["## Real-time stream (consumer-side frame intervals)", "",
+                  *_md_table(RT_HEADER, realtime_rows(report))]
     if report.text:
-        lines += ["## Text generation", "", "```json", json.dumps(_clean(report.text), indent=2), "```", ""]
+        lines += [f"## Text generation (prompt {report.text['prompt']!r}, {report.text['max_new_tokens']} new tokens)",
+                  "", *_md_table(TEXT_HEADER, text_rows(report))]
     if report.trtexec:
         lines += ["## trtexec", "", "```json", json.dumps(_clean(list(report.trtexec)), indent=2), "```", ""]
     if report.notes:

@@ -4,8 +4,10 @@
 2. prepare each target for each batch size and time its first call (for torch.compile
    this is the compile time);
 3. warm every case up (discarded);
-4. rounds: each case in turn gets one untimed re-warm call (its caches were just
-   evicted by the previous case) and then its share of the budget, timed call by call.
+4. rounds: each case in turn waits ``SETTLE_S`` (so the previous case's spinning
+   thread-pool workers, ORT's or OpenMP's, park and stop competing for the cores), gets
+   one untimed re-warm call (its caches were just evicted by the previous case) and then
+   its share of the budget, timed call by call.
 
 A target that raises ``SkipCase`` becomes a note; any other exception from a target is
 a bug and propagates (``run_cases`` closes what it opened first).
@@ -13,6 +15,7 @@ a bug and propagates (``run_cases`` closes what it opened first).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +27,7 @@ from .timer import Budget, Call, time_calls, time_for, time_once, warm_up
 
 DEFAULT_ROUNDS = 10
 REWARM_CALLS = 1
+SETTLE_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,7 @@ def measure_interleaved(live: Sequence[_Live], budget: Budget, rounds: int = DEF
         warm_up(case.call, budget.warmup, case.sync)
     for share in split_budget(budget, rounds):
         for case in live:
+            time.sleep(SETTLE_S)
             warm_up(case.call, REWARM_CALLS, case.sync)
             if budget.iters is not None:
                 case.times.extend(time_calls(case.call, int(share), case.sync))

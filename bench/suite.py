@@ -57,7 +57,14 @@ def resolved(opts: BenchOptions, manifest: Manifest) -> BenchOptions:
 
 
 def runtime_targets(o: BenchOptions) -> list[RuntimeTarget]:
-    return [RuntimeTarget(o.bundle, b, p, o.threads) for b in o.backends for p in o.precisions or ()]
+    """backend x precision; the native TensorRT backend also with CUDA graphs (GPU only)."""
+    out = []
+    for b in o.backends:
+        for p in o.precisions or ():
+            out.append(RuntimeTarget(o.bundle, b, p, o.threads))
+            if b == "tensorrt":
+                out.append(RuntimeTarget(o.bundle, b, p, o.threads, {"cuda_graphs": True}))
+    return out
 
 
 def ort_targets(o: BenchOptions, manifest: Manifest, notes: list[str]) -> list[OrtTarget]:

@@ -6,15 +6,20 @@ import json
 import sys
 from typing import TextIO
 
+from .ratios import must_hold
 from .report import (
     COLD_HEADER,
     LATENCY_HEADER,
     RATIO_HEADER,
+    RT_HEADER,
+    TEXT_HEADER,
     BenchReport,
     cold_rows,
     latency_rows,
     quality_table,
     ratio_rows,
+    realtime_rows,
+    text_rows,
 )
 
 
@@ -29,14 +34,18 @@ def sections(report: BenchReport) -> list[tuple[str, tuple[str, ...], list[tuple
         out.append(("Quality beside speed (manifest verification)", *quality_table(report)))
     if report.cold_start:
         out.append(("Cold start (fresh process)", COLD_HEADER, cold_rows(report)))
+    if report.realtime:
+        out.append(("Real-time stream", RT_HEADER, realtime_rows(report)))
+    if report.text:
+        out.append(("Text generation (ar)", TEXT_HEADER, text_rows(report)))
     return out
 
 
 def _extras(report: BenchReport) -> list[str]:
     lines = []
-    for title, value in (("Real-time stream", report.realtime), ("Text generation", report.text)):
-        if value:
-            lines += [title + ":", json.dumps(value, indent=2, default=str)]
+    if report.ratios:
+        lines.append("Must-hold targets:")
+        lines += [f"  [{'ok' if h else '--' if h is None else 'MISSED'}] {t}: {o}" for t, o, h in must_hold(report.ratios)]
     for t in report.trtexec:
         lines.append(f"trtexec: {json.dumps({k: v for k, v in t.items() if k != 'command'}, default=str)}")
     env = report.environment

@@ -21,10 +21,8 @@ PROMPT = "def "
 
 
 def stream_tokens(gen: Any, prompt: str, max_new_tokens: int, seed: int) -> Iterable[Any]:
-    """The generator's token stream, whichever spelling this runtime uses."""
-    if hasattr(gen, "stream"):
-        return gen.stream(prompt, max_new_tokens=max_new_tokens, seed=seed)
-    return gen.generate(prompt, max_new_tokens=max_new_tokens, seed=seed, stream=True)
+    """``TextGenerator.generate``: yields characters as they are produced."""
+    return gen.generate(prompt, max_new_tokens=max_new_tokens, seed=seed)
 
 
 def time_stream(tokens: Callable[[], Iterable[Any]]) -> list[int]:

@@ -193,7 +193,14 @@ def fp32_runner(ctx: BuildContext, spec: GraphSpec):
 
 
 def quality_feeds(ctx: BuildContext, spec: GraphSpec) -> list[dict[str, np.ndarray]]:
-    """Held-out inputs (``quality_seed``, never used for calibration)."""
+    """Held-out inputs (``quality_seed``, never used for calibration), cached per graph."""
+    key = f"quality:{spec.name}"
+    if key not in ctx.cache:
+        ctx.cache[key] = _quality_feeds(ctx, spec)
+    return ctx.cache[key]
+
+
+def _quality_feeds(ctx: BuildContext, spec: GraphSpec) -> list[dict[str, np.ndarray]]:
     o = ctx.opts
     if spec.name == "step":
         cs = CalibrationSpec(o.calib_method, o.quality_samples, o.quality_seed, 1.0, o.calib_data)
@@ -398,6 +405,8 @@ def export_bundle(opts: ExportOptions, *, log: Log = _silent) -> Path:
         require_tensorrt()
     info = read_checkpoint_info(opts.checkpoint)
     source = {"checkpoint": opts.checkpoint.name, "sha256": sha256_file(opts.checkpoint), "step": info.step}
+    if info.meta.get("data"):
+        source["data"] = info.meta["data"]
     with bundle_lock(opts.out):
         previous = read_previous(opts.out)
         if is_current(previous, opts, source["sha256"]):
@@ -423,7 +432,8 @@ def _build(opts: ExportOptions, info: Any, source: dict[str, Any], previous: dic
         with atomic_dir(opts.out) as tmp:
             fd = _hold_lock_in(tmp, opts.out)  # held until the new folder is in place
             ctx = BuildContext(opts, tmp, model, cfg, kind, graphs, source, previous, log)
-            ctx.real = load_reference_data(opts.eval_data or info.meta.get("data")) if kind != "ar" else None
+            if kind != "ar":
+                ctx.real = load_reference_data(opts.eval_data or info.meta.get("data"), cfg.image_size)
             for stage in (*opts.precisions, *(("trt",) if opts.trt else ())):
                 records = reusable(ctx, stage)
                 if records:

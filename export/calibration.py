@@ -78,7 +78,7 @@ def image_calibration_feeds(model: Any, cfg: Any, kind: str, spec: CalibrationSp
     """
     if not spec.data:
         return split_feed(image_feed(cfg, spec.samples, spec.seed, spec.truncation), batch)
-    images, labels = _load_real_images(spec.data, spec.samples, spec.seed)
+    images, labels = _load_real_images(spec.data, spec.samples, spec.seed, cfg.image_size)
     feed = image_feed(cfg, len(images), spec.seed, spec.truncation)
     if cfg.num_classes and labels is not None:
         feed["label"] = np.asarray(labels, dtype=np.int64) % cfg.num_classes
@@ -87,14 +87,14 @@ def image_calibration_feeds(model: Any, cfg: Any, kind: str, spec: CalibrationSp
     return split_feed(feed, batch)
 
 
-def _load_real_images(src: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+def _load_real_images(src: str, n: int, seed: int, image_size: int) -> tuple[np.ndarray, np.ndarray | None]:
     """(n, C, H, W) float32 in [-1, 1] and labels (n,) or None, via genedge.train.data."""
     try:
         from genedge.train.data import load_image_data
     except ImportError as e:
         raise BadInputError("--calib-data needs genedge.train.data, which is not available.") from e
-    data = load_image_data(src)
-    images = np.asarray(getattr(data, "images", data), dtype=np.float32)
+    data = load_image_data(src, image_size=image_size)
+    images = np.asarray(data.images, dtype=np.float32)
     labels = getattr(data, "labels", None)
     idx = np.random.default_rng(seed).permutation(len(images))[:n]
     return images[idx], (None if labels is None else np.asarray(labels)[idx])

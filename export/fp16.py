@@ -53,6 +53,9 @@ def activation_ranges(model, feeds: list[Feed]) -> dict[str, float]:
     names = [o.name for o in sess.get_outputs()]
     ranges: dict[str, float] = {}
     for feed in feeds:
+        for name, arr in feed.items():
+            if arr.dtype.kind == "f":
+                ranges[name] = max(ranges.get(name, 0.0), float(np.max(np.abs(arr), initial=0.0)))
         for name, arr in zip(names, sess.run(None, feed), strict=True):
             if arr.dtype.kind != "f":
                 continue
@@ -62,9 +65,20 @@ def activation_ranges(model, feeds: list[Feed]) -> dict[str, float]:
 
 
 def overflow_nodes(model, ranges: dict[str, float], *, margin: float = DEFAULT_MARGIN) -> list[str]:
-    """Names of nodes with an output beyond ``FP16_MAX / margin`` or non-finite."""
+    """Names of nodes reading or writing a tensor beyond ``FP16_MAX / margin`` (or non-finite).
+
+    Inputs count too: a consumer converted to fp16 would cast the huge value to inf.
+    """
+    from onnx import numpy_helper
+
     limit = FP16_MAX / margin
-    return [n.name for n in model.graph.node if any(ranges.get(o, 0.0) > limit for o in n.output)]
+    ranges = dict(ranges)
+    for t in model.graph.initializer:
+        a = numpy_helper.to_array(t)
+        if a.dtype.kind == "f" and a.size:
+            ranges[t.name] = float(np.max(np.abs(a))) if np.isfinite(a).all() else float("inf")
+    return [n.name for n in model.graph.node
+            if any(ranges.get(t, 0.0) > limit for t in list(n.input) + list(n.output))]
 
 
 def largest_compute_nodes(model, ranges: dict[str, float], exclude: set[str], k: int) -> list[str]:
@@ -97,4 +111,35 @@ def fp16_from_onnx(model, feeds: list[Feed], *, margin: float = DEFAULT_MARGIN,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fp16 = float16.convert_float_to_float16(src, keep_io_types=True, node_block_list=blocked + casts)
+    drop_cast_round_trips(fp16)
     return onnx.shape_inference.infer_shapes(fp16), blocked, ranges
+
+
+def drop_cast_round_trips(model) -> int:
+    """Rewire ``Cast(fp16) -> Cast(fp32)`` pairs to the original fp32 tensor; return how many.
+
+    The converter casts every blocked node's output to fp16 even when the consumer is also
+    blocked; that round trip would overflow exactly the values the guard kept in fp32.
+    """
+    import onnx
+
+    f16, f32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
+    to = {n.name: next((a.i for a in n.attribute if a.name == "to"), None) for n in model.graph.node if n.op_type == "Cast"}
+    users: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n)
+    outputs = {o.name for o in model.graph.output}
+    dropped = 0
+    for c1 in list(model.graph.node):
+        if c1.op_type != "Cast" or to[c1.name] != f16 or c1.output[0] in outputs:
+            continue
+        consumers = users.get(c1.output[0], [])
+        if not consumers or any(c.op_type != "Cast" or to.get(c.name) != f32 for c in consumers):
+            continue
+        for c2 in consumers:  # Cast(fp32) of the round trip becomes Identity of the fp32 source
+            c2.op_type, c2.input[0] = "Identity", c1.input[0]
+            del c2.attribute[:]
+        model.graph.node.remove(c1)
+        dropped += 1
+    return dropped

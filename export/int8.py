@@ -26,13 +26,16 @@ def int8_from_onnx(fp32_path: str | Path, out_path: str | Path, feeds: list[Feed
                    keep_float: tuple[str, ...] = ()) -> Path:
     """Calibrate on ``feeds`` and write a Q/DQ int8 ONNX to ``out_path``.
 
-    Activations and weights are QInt8 with zero-point 0; weights per output channel.
+    Activations and weights are QInt8 with zero-point 0; weights per output channel; biases
+    stay float (no int32 Q/DQ, which TensorRT cannot parse).
     ``keep_float`` names nodes left in float (the mixed-precision recipe). fp32 I/O.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    extra = {"ActivationSymmetric": True, "WeightSymmetric": True}
+    # QuantizeBias=False: TensorRT rejects int32 DequantizeLinear inputs (bias), and ORT CPU
+    # still fuses Q/DQ Conv with a float bias into QLinearConv (it quantizes the bias itself).
+    extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
     if method == "percentile":
         extra["CalibPercentile"] = 99.999
     with tempfile.TemporaryDirectory(prefix="genedge-int8-") as tmp, warnings.catch_warnings():

@@ -70,15 +70,15 @@ def _finite(x: float, cap: float = 200.0) -> float:
     return min(x, cap)  # JSON has no inf; 200 dB stands for "identical"
 
 
-def load_reference_data(src: str | None) -> Any | None:
-    """Real data for task metrics via genedge.train.data, or None when unavailable."""
+def load_reference_data(src: str | None, image_size: int | None = None) -> Any | None:
+    """Real data (ImageData) for task metrics via genedge.train.data, or None when unavailable."""
     if not src:
         return None
     try:
         from genedge.train.data import load_image_data
     except ImportError:
         return None
-    return load_image_data(src)
+    return load_image_data(src, image_size=image_size)
 
 
 def image_task_metrics(images: np.ndarray, layout: str, labels: np.ndarray | None, real: Any) -> dict[str, float]:

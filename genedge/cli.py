@@ -68,6 +68,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from RUN's newest complete checkpoint")
     p.add_argument("--cell", choices=["gru", "lstm"], default=None, help="ar: recurrent cell")
     p.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice; 1 is fastest on a busy machine)")
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:

@@ -94,11 +94,32 @@ class Manifest:
         ]
 
     def path_of(self, artifact: Artifact, *, verify: bool = True) -> Path:
-        """The artifact's path inside the bundle, its hash checked first when ``verify``."""
+        """The artifact's path inside the bundle, its hash checked first when ``verify``.
+
+        For an ONNX graph, ``verify`` also confines its external data to the bundle
+        (``genedge.onnx_guard``) and checks the hash of every external file it names,
+        so the path can go straight to ONNX Runtime, onnx or TensorRT's parser.
+        """
         path = resolve_inside(self.root, artifact.file)
         if verify:
             verify_file(path, artifact.sha256, artifact.size)
+            if artifact.format == "onnx":
+                self._verify_external_data(artifact, path)
         return path
+
+    def _verify_external_data(self, artifact: Artifact, model: Path) -> None:
+        from genedge.onnx_guard import check_external_data  # imports this module
+
+        listed = {Path(a.file).as_posix(): a for a in self.artifacts}
+        for rel in check_external_data(model, self.root):
+            record = listed.get(rel)
+            if record is None:
+                raise IntegrityError(
+                    f"ONNX graph '{artifact.file}' keeps tensor data in '{rel}', which the manifest "
+                    "does not list.",
+                    hint="Re-export the bundle with `genedge export`.",
+                )
+            verify_file(resolve_inside(self.root, rel), record.sha256, record.size)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -121,6 +142,12 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _shown(value: Any, limit: int = 80) -> str:
+    """A value from a file, as a message may show it: quoted, escaped, bounded."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "...'"
+
+
 def resolve_inside(root: str | os.PathLike, relpath: str) -> Path:
     """Resolve ``relpath`` inside ``root`` or refuse (exit 4) before anything is read.
 
@@ -129,31 +156,32 @@ def resolve_inside(root: str | os.PathLike, relpath: str) -> Path:
     anything whose resolved path leaves ``root``.
     """
     root = Path(root).resolve()
-    if not isinstance(relpath, str) or not relpath or "\x00" in relpath:
-        raise SecurityRefusal(f"Bundle entry {relpath!r} is not a valid relative file name.")
+    if not isinstance(relpath, str) or not relpath or "\x00" in relpath or not Path(relpath).parts:
+        raise SecurityRefusal(f"Bundle entry {_shown(relpath)} is not a valid relative file name.")
     rel = Path(relpath)
+    shown = _shown(relpath)
     if rel.is_absolute() or relpath.startswith(("/", "\\")) or ":" in rel.parts[0]:
         raise SecurityRefusal(
-            f"Bundle entry '{relpath}' is an absolute path; bundle files must stay inside the bundle."
+            f"Bundle entry {shown} is an absolute path; bundle files must stay inside the bundle."
         )
     if any(part in ("..", "") for part in rel.parts) or "\\" in relpath:
-        raise SecurityRefusal(f"Bundle entry '{relpath}' leaves the bundle folder ('..').")
+        raise SecurityRefusal(f"Bundle entry {shown} leaves the bundle folder ('..').")
     cur = root
     for part in rel.parts:
         cur = cur / part
         if cur.is_symlink():
             raise SecurityRefusal(
-                f"Bundle entry '{relpath}' is or passes through a symlink; symlinks are refused."
+                f"Bundle entry {shown} is or passes through a symlink; symlinks are refused."
             )
     if cur.exists():
         st = cur.lstat()
         if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
             raise SecurityRefusal(
-                f"Bundle entry '{relpath}' has {st.st_nlink} hard links; hardlinked files are refused."
+                f"Bundle entry {shown} has {st.st_nlink} hard links; hardlinked files are refused."
             )
     resolved = cur.resolve()
     if root != resolved and root not in resolved.parents:
-        raise SecurityRefusal(f"Bundle entry '{relpath}' resolves outside the bundle.")
+        raise SecurityRefusal(f"Bundle entry {shown} resolves outside the bundle.")
     return resolved
 
 
@@ -190,9 +218,10 @@ def _artifact_from(d: Any, where: Path) -> Artifact:
     _expect(isinstance(d, dict), where, "an artifact entry is not an object")
     for key, typ in (("file", str), ("graph", str), ("format", str), ("sha256", str), ("size", int)):
         _expect(isinstance(d.get(key), typ), where, f"artifact field '{key}' missing or not {typ.__name__}")
-    _expect(d["format"] in ARTIFACT_FORMATS, where, f"unknown artifact format {d['format']!r}")
+    _expect(d["format"] in ARTIFACT_FORMATS, where, f"unknown artifact format {_shown(d['format'])}")
     prec = d.get("precision")
-    _expect(prec is None or prec in PRECISIONS, where, f"unknown precision {prec!r}")
+    _expect(prec is None or (isinstance(prec, str) and prec in PRECISIONS), where,
+            f"unknown precision {_shown(prec)}")
     for key in ("verification", "calibration", "engine", "recipe"):
         _expect(d.get(key) is None or isinstance(d[key], dict), where, f"'{key}' is not an object")
     known = set(Artifact.__dataclass_fields__)
@@ -233,21 +262,23 @@ def read_manifest(bundle: str | os.PathLike, *, check_files: bool = True) -> Man
     return manifest_from_dict(raw, root, check_files=check_files)
 
 
-def manifest_from_dict(raw: Any, root: Path, *, check_files: bool = True) -> Manifest:
+def manifest_from_dict(raw: Any, root: str | os.PathLike, *, check_files: bool = True) -> Manifest:
+    root = Path(root)
     where = root / MANIFEST_NAME
     _expect(isinstance(raw, dict), where, "top level is not an object")
     if raw.get("format") != FORMAT:
         raise CorruptArtifactError(
-            f"'{where}' has format {raw.get('format')!r}; expected '{FORMAT}'.",
+            f"'{where}' has format {_shown(raw.get('format'))}; expected '{FORMAT}'.",
             hint="This folder was not written by `genedge export`.",
         )
     version = raw.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:  # not True, not 1.0
         raise IntegrityError(
-            f"Bundle schema_version {version!r} is not supported; this genedge reads version {SCHEMA_VERSION}.",
+            f"Bundle schema_version {_shown(version)} is not supported; this genedge reads version {SCHEMA_VERSION}.",
             hint="Upgrade genedge, or re-export the bundle with this version.",
         )
-    _expect(raw.get("kind") in KINDS, where, f"kind {raw.get('kind')!r} is not one of {KINDS}")
+    kind = raw.get("kind")
+    _expect(isinstance(kind, str) and kind in KINDS, where, f"kind {_shown(kind)} is not one of {KINDS}")
     for key in ("model", "graphs", "producer", "source"):
         _expect(isinstance(raw.get(key, {}), dict), where, f"'{key}' is not an object")
     _expect(isinstance(raw.get("artifacts"), list), where, "'artifacts' is not a list")

@@ -15,11 +15,10 @@ returns; the C side releases each memoryview and reports a bug if it cannot.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,23 +26,17 @@ import numpy as np
 from genedge.errors import BadInputError, GenedgeError, IncompatibleEnvironmentError
 
 ABI_VERSION = 1  # must equal GENEDGE_ABI_VERSION in runtime/c/genedge.h
-DTYPE_CODES = {np.dtype(np.uint8): 1, np.dtype(np.float32): 2}  # GENEDGE_DTYPE_*
-LAYOUT_CODES = {"NHWC": 0, "NCHW": 1}  # GENEDGE_LAYOUT_*
+DTYPE_UINT8, LAYOUT_NHWC = 1, 0  # GENEDGE_DTYPE_UINT8, GENEDGE_LAYOUT_NHWC: Sampler's images
 
 
 @dataclass
 class _Handle:
-    """One open bundle: its sampler, what closes it, and the running stream if any."""
+    """One open bundle: its sampler and the current (or last) stream."""
 
-    sampler: Any
-    closer: contextlib.ExitStack
-    sample_shape: tuple[int, ...]  # one sample, e.g. (H, W, C)
-    dtype: np.dtype
-    stream: Any = None
-    frames: Any = None  # iterator over the stream's frames
-    stats: Any = None  # the last stream's stats object, readable after stop
-    fps: float = math.nan
-    extra: dict[str, Any] = field(default_factory=dict)
+    sampler: Any  # genedge.runtime.Sampler
+    stream: Any = None  # genedge.runtime.stream.Stream, running or finished
+    running: bool = False
+    batch: int = 1
 
 
 _handles: dict[int, _Handle] = {}
@@ -79,71 +72,40 @@ def _get(hid: int) -> _Handle:
 def open_bundle(
     bundle: str, backend: str | None, precision: str | None, threads: int, check_inputs: int
 ) -> int:
-    """Open ``bundle`` with ``Sampler.open`` and return the new handle's key."""
+    """``Sampler.open`` the bundle; returns the new handle's key."""
     from genedge.runtime.sampler import Sampler
 
-    closer = contextlib.ExitStack()
-    try:
-        sampler = closer.enter_context(
-            Sampler.open(
-                bundle,
-                backend=backend or "auto",
-                precision=precision or None,
-                threads=threads if threads > 0 else None,
-                check_inputs=bool(check_inputs),
-            )
-        )
-        shape, dtype = _sample_layout(sampler)
-    except BaseException:
-        closer.close()
-        raise
+    sampler = Sampler.open(
+        bundle,
+        backend=backend or "auto",
+        precision=precision or None,
+        threads=threads if threads > 0 else None,
+        check_inputs=bool(check_inputs),
+    )
     hid = next(_ids)
-    _handles[hid] = _Handle(sampler, closer, shape, dtype)
+    _handles[hid] = _Handle(sampler)
     return hid
-
-
-def _sample_layout(sampler: Any) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of one sample, from a 1-sample probe of the real graph."""
-    probe = sampler.sample(1, seed=0)
-    return tuple(int(d) for d in probe.shape[1:]), probe.dtype
 
 
 def output_info(hid: int) -> tuple[int, int, int, int, int, int, int, int, str, str]:
     """(H, W, C, dtype, layout, num_classes, latent_dim, bytes per sample, backend, precision)."""
-    h = _get(hid)
-    info = h.sampler.info
-    if h.dtype == np.uint8:
-        (height, width, channels), layout = h.sample_shape, "NHWC"
-    else:
-        (channels, height, width), layout = h.sample_shape, "NCHW"
-    return (
-        height,
-        width,
-        channels,
-        DTYPE_CODES.get(h.dtype, 0),
-        LAYOUT_CODES[layout],
-        int(info.num_classes),
-        int(info.latent_dim),
-        _bytes_per_sample(h),
-        str(info.backend),
-        str(info.precision),
-    )
-
-
-def _bytes_per_sample(h: _Handle) -> int:
-    return math.prod(h.sample_shape) * h.dtype.itemsize
+    s = _get(hid).sampler
+    height, width, channels = s.image_shape
+    return (height, width, channels, DTYPE_UINT8, LAYOUT_NHWC, s.num_classes, s.latent_dim,
+            height * width * channels, s.info.name, s.info.precision)
 
 
 def _out_array(h: _Handle, n: int, out: memoryview, what: str) -> np.ndarray:
-    """The caller's buffer as an (n, *sample_shape) array, or a BadInputError."""
-    need = n * _bytes_per_sample(h)
+    """The caller's buffer as a writeable uint8 (n, H, W, C) array, or a BadInputError."""
+    shape = (n, *h.sampler.image_shape)
+    need = math.prod(shape)
     if out.nbytes != need:
-        shape = "x".join(str(d) for d in h.sample_shape)
         raise BadInputError(
-            f"{what}: out_size is {out.nbytes} bytes; {n} sample(s) of {shape} {h.dtype} need {need} bytes.",
+            f"{what}: out_size is {out.nbytes} bytes; {n} image(s) of "
+            f"{'x'.join(map(str, shape[1:]))} uint8 need {need} bytes.",
             hint="Allocate n * genedge_output_info().bytes_per_sample bytes.",
         )
-    return np.frombuffer(out, dtype=h.dtype).reshape((n, *h.sample_shape))
+    return np.frombuffer(out, dtype=np.uint8).reshape(shape)
 
 
 def _labels(labels: memoryview | bytes | None) -> np.ndarray | None:
@@ -152,126 +114,95 @@ def _labels(labels: memoryview | bytes | None) -> np.ndarray | None:
 
 def _check_n(n: int, what: str) -> None:
     if n < 1:
-        raise BadInputError(f"{what}: n is {n}; expected at least 1 sample.")
+        raise BadInputError(f"{what}: n is {n}; expected at least 1 image.")
 
 
 def sample(
     hid: int, n: int, seed: int, truncation: float, labels: memoryview | None, out: memoryview
 ) -> None:
-    """``Sampler.sample(n, seed, labels, truncation)`` written into the caller's buffer."""
+    """``Sampler.sample`` written straight into the caller's buffer (``out=``, no copy)."""
     h = _get(hid)
     _check_n(n, "genedge_sample")
-    arr = _out_array(h, n, out, "genedge_sample")
-    result = h.sampler.sample(n, seed=seed, labels=_labels(labels), truncation=truncation, out=arr)
-    _land(result, arr)
+    h.sampler.sample(n, seed=seed, labels=_labels(labels), truncation=truncation,
+                     out=_out_array(h, n, out, "genedge_sample"))
 
 
 def sample_latents(
     hid: int, n: int, z: memoryview, labels: memoryview | None, out: memoryview
 ) -> None:
-    """``Sampler.sample_latents(z, labels)`` for n * latent_dim caller floats."""
+    """``Sampler.sample_latents`` for n * latent_dim caller floats, into the caller's buffer."""
     h = _get(hid)
     _check_n(n, "genedge_sample_latents")
-    latent_dim = int(h.sampler.info.latent_dim)
+    latent_dim = h.sampler.latent_dim
     zs = np.frombuffer(z, dtype=np.float32)
     if zs.size != n * latent_dim:
         raise BadInputError(
-            f"genedge_sample_latents: z_count is {zs.size}; {n} sample(s) of latent_dim "
+            f"genedge_sample_latents: z_count is {zs.size}; {n} image(s) of latent_dim "
             f"{latent_dim} need {n * latent_dim} floats."
         )
-    arr = _out_array(h, n, out, "genedge_sample_latents")
-    result = h.sampler.sample_latents(zs.reshape(n, latent_dim), labels=_labels(labels), out=arr)
-    _land(result, arr)
-
-
-def _land(result: Any, arr: np.ndarray) -> None:
-    """Make sure the images are in the caller's buffer (a no-op when ``out=`` was honoured)."""
-    if result is not None and result is not arr:
-        np.copyto(arr, result)
+    h.sampler.sample_latents(zs.reshape(n, latent_dim), labels=_labels(labels),
+                             out=_out_array(h, n, out, "genedge_sample_latents"))
 
 
 def stream_start(
-    hid: int,
-    fps: float,
-    seconds: float,
-    walk: str | None,
-    late: str | None,
-    batch: int,
-    seed: int,
-    labels: bytes | None,
+    hid: int, fps: float, seconds: float, walk: str | None, late: str | None, batch: int,
+    truncation: float, seed: int, labels: bytes | None,
 ) -> None:
     """Start ``Sampler.stream``; a running stream of this handle is stopped first."""
     h = _get(hid)
     stream_stop(hid)
-    kwargs: dict[str, Any] = {"fps": fps, "seconds": seconds if seconds > 0 else None, "seed": seed}
-    if walk:
-        kwargs["walk"] = walk
-    if late:
-        kwargs["late"] = late
-    if batch > 0:
-        kwargs["batch"] = batch
-    if labels is not None:
-        kwargs["labels"] = _labels(labels)
-    h.stream = h.sampler.stream(**kwargs)
-    h.frames = iter(h.stream)
-    h.stats = getattr(h.stream, "stats", None)
-    h.fps = float(fps)
+    y = _labels(labels)
+    batch = batch if batch > 0 else 1
+    h.stream = h.sampler.stream(
+        fps=fps, seconds=seconds if seconds > 0 else None, walk=walk or "circle",
+        late=late or "drop", batch=batch, seed=seed, truncation=truncation if truncation > 0 else 1.0,
+        labels=None if y is None else (int(y[0]) if y.size == 1 else y),
+    )
+    h.running, h.batch = True, batch
 
 
-def stream_next(hid: int, out: memoryview) -> tuple[int, float, float, float] | None:
-    """Copy the next frame into the caller's buffer; None once the stream is over."""
+def stream_next(hid: int, out: memoryview) -> tuple[int, float, float, float, float] | None:
+    """Wait for the next frame and copy it into the caller's buffer; None once the stream ended."""
     h = _get(hid)
-    if h.frames is None:
+    if not h.running:
         raise BadInputError(
             "genedge_stream_next: no stream is running on this handle.",
             hint="Call genedge_stream_start first.",
         )
-    arr = _out_array(h, 1, out, "genedge_stream_next")
+    arr = _out_array(h, h.batch, out, "genedge_stream_next")  # checked before a frame is taken
     try:
-        frame = next(h.frames)
-    except StopIteration:
-        _end_stream(h)
+        frame = h.stream.next_frame()
+    except BaseException:
+        stream_stop(hid)
+        raise
+    if frame is None:
+        stream_stop(hid)
         return None
-    np.copyto(arr[0], frame.image)
-    return (int(frame.index), float(frame.t_due), float(frame.t_ready), float(frame.latency_s))
-
-
-def _end_stream(h: _Handle) -> None:
-    frames, h.frames, h.stream = h.frames, None, None
-    close = getattr(frames, "close", None)
-    if close is not None:
-        close()
+    np.copyto(arr.reshape(frame.image.shape), frame.image)  # the ring slot is reused after this
+    return (frame.index, frame.t_due, frame.t_ready, frame.t_delivered, frame.latency_s)
 
 
 def stream_stop(hid: int) -> None:
-    """Stop the handle's stream, if one runs; its stats stay readable."""
+    """Stop the handle's stream and join its worker; its stats stay readable."""
     h = _get(hid)
-    if h.frames is not None:
-        _end_stream(h)
+    if h.running:
+        h.running = False
+        h.stream.close()
 
 
-def stream_stats(hid: int) -> tuple[int, int, int, float, float, float, float, float, float]:
-    """(frames, missed, dropped, fps target, fps achieved, jitter p50/p99, latency p50/p99)."""
+_STATS_COUNTS = ("frames", "missed_deadlines", "dropped", "late_delivered", "nonfinite")
+_STATS_TIMES = ("jitter_p50_s", "jitter_p99_s", "jitter_max_s", "latency_p50_s", "latency_p99_s", "latency_max_s")
+
+
+def stream_stats(hid: int) -> tuple:
+    """(frames, missed, dropped, late delivered, non-finite, elapsed s, fps target, fps achieved,
+    jitter p50/p99/max s, latency p50/p99/max s) of the current or last stream."""
     h = _get(hid)
-    s = h.stats
-    if s is None:
-        return (0, 0, 0, h.fps, math.nan, math.nan, math.nan, math.nan, math.nan)
-
-    def num(name: str, default: float = math.nan) -> float:
-        v = getattr(s, name, None)
-        return default if v is None else float(v)
-
-    return (
-        int(num("frames", -1)),
-        int(num("missed_deadlines", -1)),
-        int(num("dropped", -1)),
-        h.fps,
-        num("fps"),
-        num("jitter_p50_s"),
-        num("jitter_p99_s"),
-        num("latency_p50_s"),
-        num("latency_p99_s"),
-    )
+    if h.stream is None:
+        return (0, 0, 0, 0, 0, 0.0, math.nan, math.nan, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    s = h.stream.stats.to_dict()
+    return (*(int(s[k]) for k in _STATS_COUNTS), float(s["elapsed_s"]), float(h.stream.fps),
+            float(s["fps"]), *(float(s[k]) for k in _STATS_TIMES))
 
 
 def close(hid: int) -> None:
@@ -280,8 +211,8 @@ def close(hid: int) -> None:
     if h is None:
         return
     try:
-        if h.frames is not None:
-            _end_stream(h)
+        if h.running:
+            h.stream.close()
     finally:
-        h.stats = None
-        h.closer.close()
+        h.stream = None
+        h.sampler.close()

@@ -90,8 +90,9 @@ class OrtBackend(Backend):
         self._out_names = [s.name for s in self.outputs]
         self._buffers: dict[tuple, dict[str, np.ndarray]] = {}
         self._binding = session.io_binding()
-        self._bound: dict[str, tuple] = {}  # name -> (address, shape, dtype) bound last
-        self._keep: dict[str, np.ndarray] = {}  # contiguous copies of inputs, alive while bound
+        # name -> the array bound last (kept alive, so its identity means "same memory")
+        self._keep: dict[str, np.ndarray] = {}
+        self._copies: dict[str, np.ndarray] = {}  # contiguous copies of non-contiguous inputs
         self._device = "cpu"
         self._plain = opts.run_mode == "plain"
 
@@ -150,7 +151,7 @@ class OrtBackend(Backend):
         return backend
 
     def _own_buffers(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        key = tuple(a.shape for a in feed.values())
+        key = next(iter(feed.values())).shape  # the batch is a dim of the first input in every graph
         bufs = self._buffers.get(key)
         if bufs is None:
             symbols = bind_symbols(self.inputs, feed)
@@ -168,22 +169,22 @@ class OrtBackend(Backend):
             for buf, res in zip(bufs.values(), self._sess.run(self._out_names, feed), strict=True):
                 np.copyto(buf, res)
             return bufs
-        io, bound = self._binding, self._bound
+        keep = self._keep
         for name, x in feed.items():
-            if not x.flags.c_contiguous:
-                x = np.ascontiguousarray(x)
-            key = (x.ctypes.data, x.shape, x.dtype)
-            if bound.get(name) != key:  # rebind only when the buffer changed
-                self._keep[name] = x  # alive while bound
-                io.bind_input(name, self._device, 0, x.dtype.type, x.shape, x.ctypes.data)
-                bound[name] = key
+            if keep.get(name) is not x:  # rebind only for a new array (the bound one is kept alive)
+                self._bind_input(name, x)
         for name, buf in bufs.items():
-            key = (buf.ctypes.data, buf.shape, buf.dtype)
-            if bound.get(name) != key:
-                io.bind_output(name, "cpu", 0, buf.dtype.type, buf.shape, buf.ctypes.data)
-                bound[name] = key
-        self._sess.run_with_iobinding(io)
+            if keep.get(name) is not buf:
+                self._binding.bind_output(name, "cpu", 0, buf.dtype.type, buf.shape, buf.ctypes.data)
+                keep[name] = buf
+        self._sess.run_with_iobinding(self._binding)
         return bufs
+
+    def _bind_input(self, name: str, x: np.ndarray) -> None:
+        c = np.ascontiguousarray(x)
+        self._binding.bind_input(name, self._device, 0, c.dtype.type, c.shape, c.ctypes.data)
+        self._copies[name] = c  # alive while bound
+        self._keep[name] = x if c is x else None  # None: a temporary copy is bound, rebind next run
 
     def _with_out(self, bufs: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         merged = dict(bufs)
@@ -197,7 +198,7 @@ class OrtBackend(Backend):
 
     def close(self) -> None:
         self._buffers.clear()
-        self._bound.clear()
         self._keep.clear()
+        self._copies.clear()
         self._binding = None
         self._sess = None

@@ -16,6 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from genedge.errors import BadInputError
 from genedge.imageio import to_uint8
 from genedge.manifest import Manifest, read_manifest
 
-from .backend import Backend, BackendInfo, check_out
+from .backend import Backend, check_out
 from .latents import WALKS, cached_latents, lerp, make_labels, walk_latents
 from .select import BackendOptions, open_backend
 
@@ -34,6 +35,24 @@ if TYPE_CHECKING:
 log = logging.getLogger("genedge.runtime")
 IMAGE_GRAPHS = {"gan": "generator", "vae": "decoder"}
 Labels = int | Sequence[int] | np.ndarray | None
+
+
+@dataclass(frozen=True)
+class SamplerInfo:
+    """What a Sampler runs: backend, provider actually used, precision, file, and the model's shape."""
+
+    backend: str  # "ort-cpu" | "ort-cuda" | "ort-trt" | "tensorrt"
+    provider: str
+    precision: str
+    file: str
+    kind: str  # "gan" | "vae"
+    latent_dim: int
+    num_classes: int
+    image_shape: tuple[int, int, int]  # (H, W, C) of the uint8 images returned
+
+    @property
+    def name(self) -> str:
+        return self.backend
 
 
 class Sampler:
@@ -85,9 +104,11 @@ class Sampler:
         return cls(manifest, b, opts, backend, t_open)
 
     @property
-    def info(self) -> BackendInfo:
-        """Backend name, provider actually used, precision and artifact file."""
-        return self.backend.info
+    def info(self) -> SamplerInfo:
+        """Backend name, provider actually used, precision, artifact file, latent and image sizes."""
+        b = self.backend.info
+        return SamplerInfo(b.name, b.provider, b.precision, b.file, self.manifest.kind, self.latent_dim,
+                           self.num_classes, self.image_shape)
 
     # ------------------------------------------------------------------ sampling
     def sample(self, n: int = 1, seed: int = 0, labels: Labels = None, truncation: float = 1.0,
@@ -110,7 +131,7 @@ class Sampler:
                 hint=f"Pass a {self.latent_dim}-d float32 latent per image.",
             )
         y = self._labels(len(z), labels)
-        return self._decode(z, y, out, checked=not self.backend.check_inputs)
+        return self._decode(z, y, out, checked=False)
 
     decode = sample_latents  # VAE naming: decode(z, labels) -> images
 
@@ -141,24 +162,36 @@ class Sampler:
 
     def _decode(self, z: np.ndarray, y: np.ndarray | None, out: np.ndarray | None, *, checked: bool) -> np.ndarray:
         n = len(z)
-        if out is None:
-            out = np.empty((n, *self.image_shape), np.uint8)
-        elif self._options.check_inputs or out.shape[0] != n:
+        if out is not None:
             self._check_image_out(out, n)
-        for lo in range(0, n, self._max_batch):  # chunks only where an engine profile caps the batch
-            hi = min(n, lo + self._max_batch)
-            feed = {"z": z[lo:hi]} if y is None else {"z": z[lo:hi], "label": y[lo:hi]}
-            self._run_into(feed, out[lo:hi], checked)
+        if n <= self._max_batch and not self._float_out:  # the common case: one run
+            feed = {"z": z} if y is None else {"z": z, "label": y}
+            run = self.backend._run if checked else self.backend.run
+            if out is None:  # the backend's bound buffer, copied: cheaper than binding a new array
+                out = run(feed, None)[self._out_name].copy()
+            else:
+                run(feed, {self._out_name: out})
+        else:
+            out = self._decode_chunks(z, y, out, checked)
         if self.cold_start_s is None:
             self.cold_start_s = time.perf_counter() - self._t_open
         return out
 
-    def _run_into(self, feed: dict[str, np.ndarray], out: np.ndarray, checked: bool) -> None:
+    def _decode_chunks(self, z: np.ndarray, y: np.ndarray | None, out: np.ndarray | None,
+                       checked: bool) -> np.ndarray:
+        """Float graphs (converted to uint8) and batches above an engine profile's max."""
+        n = len(z)
+        if out is None:
+            out = np.empty((n, *self.image_shape), np.uint8)
         run = self.backend._run if checked else self.backend.run
-        if self._float_out:
-            out[...] = to_uint8(run(feed, None)[self._out_name])
-        else:
-            run(feed, {self._out_name: out})
+        for lo in range(0, n, self._max_batch):
+            hi = min(n, lo + self._max_batch)
+            feed = {"z": z[lo:hi]} if y is None else {"z": z[lo:hi], "label": y[lo:hi]}
+            if self._float_out:
+                out[lo:hi] = to_uint8(run(feed, None)[self._out_name])
+            else:
+                run(feed, {self._out_name: out[lo:hi]})
+        return out
 
     def _check_image_out(self, out: Any, n: int) -> None:
         from .backend import TensorSpec

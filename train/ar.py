@@ -17,10 +17,10 @@ from torch import nn
 class ArConfig:
     vocab: str = ""  # the characters, index = token id; index 0 is the unknown-char token
     cell: str = "gru"  # "gru" | "lstm"
-    embed_dim: int = 64
-    hidden: int = 256
-    layers: int = 2
-    dropout: float = 0.1
+    embed_dim: int = 48
+    hidden: int = 192  # one GRU layer of 192 trains ~2.5 steps/s on a loaded 2-core CPU
+    layers: int = 1
+    dropout: float = 0.0
 
     @property
     def vocab_size(self) -> int:

@@ -24,7 +24,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
         seed=args.seed, device=args.device, image_size=args.image_size, latent_dim=args.latent_dim,
         sample_every=args.sample_every, eval_every=args.eval_every, resume=args.resume,
-        cell=args.cell, progress=not args.no_progress,
+        cell=args.cell, progress=not args.no_progress, threads=getattr(args, "threads", None),
     )
 
 

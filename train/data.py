@@ -40,7 +40,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", "
 SOURCES_HELP = "digits, an image folder, an .npz/.npy array, or an MNIST *-images-idx3-ubyte[.gz] file"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays inside: identity, not element-wise equality
 class ImageData:
     """A labelled or unlabelled image set, ready for training.
 
@@ -517,15 +517,18 @@ def _stdlib_modules():
 
 
 def _submodules(package):
-    subs = sorted(m.name for m in pkgutil.walk_packages(package.__path__, package.__name__ + ".",
-                                                        onerror=lambda _: None))
-    for name in subs:
-        parts = name.split(".")
-        if any(p.startswith("_") or p in _STDLIB_SKIP or p.startswith("test") for p in parts):
+    """Public submodules of ``package``, depth first in sorted order, imported quietly."""
+    infos = sorted(pkgutil.iter_modules(package.__path__, package.__name__ + "."), key=lambda m: m.name)
+    for info in infos:
+        leaf = info.name.rsplit(".", 1)[1]
+        if leaf.startswith(("_", "test")) or leaf in _STDLIB_SKIP:
             continue
-        module = _quiet_import(name)
-        if module is not None:
-            yield module
+        module = _quiet_import(info.name)
+        if module is None:
+            continue
+        yield module
+        if info.ispkg and hasattr(module, "__path__"):
+            yield from _submodules(module)
 
 
 def _quiet_import(name: str):

@@ -32,7 +32,7 @@ class FamilyDefaults:
 FAMILY_DEFAULTS: dict[str, FamilyDefaults] = {
     "gan": FamilyDefaults(steps=4000, batch_size=64, lr=2e-4, sample_every=500, eval_every=1000, latent_dim=64),
     "vae": FamilyDefaults(steps=3000, batch_size=64, lr=1e-3, sample_every=500, eval_every=1000, latent_dim=16),
-    "ar": FamilyDefaults(steps=2000, batch_size=64, lr=3e-3, sample_every=250, eval_every=250),
+    "ar": FamilyDefaults(steps=2000, batch_size=32, lr=3e-3, sample_every=250, eval_every=250),
 }
 
 
@@ -57,6 +57,7 @@ class TrainOptions:
     resume: bool = False
     cell: str | None = None  # ar only
     progress: bool = True
+    threads: int | None = None  # torch intra-op threads; None: torch's default
 
 
 def validate_options(opts: TrainOptions) -> None:
@@ -72,6 +73,7 @@ def validate_options(opts: TrainOptions) -> None:
     _positive("--latent-dim", opts.latent_dim)
     _positive("--sample-every", opts.sample_every)
     _positive("--eval-every", opts.eval_every)
+    _positive("--threads", opts.threads)
     if opts.image_size is not None and (opts.image_size < 8 or opts.image_size % 4):
         raise BadInputError(
             f"--image-size: received {opts.image_size}; expected a multiple of 4, at least 8 (e.g. 16 or 32)."

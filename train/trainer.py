@@ -248,6 +248,8 @@ def print_table(title: str, metrics: dict[str, object]) -> None:
 def train_run(opts: TrainOptions) -> Path:
     """Train one model into ``opts.out``; return the generator checkpoint's path."""
     opts = resolve_options(opts)
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
     ctx = ddp.setup_distributed(opts.device)
     try:
         return _train(opts, ctx)

@@ -238,7 +238,6 @@ void genedge_options_init(genedge_options_t* o) {
     if (!o) return;
     memset(o, 0, sizeof *o);
     o->backend = "auto";
-    o->check_inputs = 1;
 }
 
 int genedge_open(const char* bundle, const genedge_options_t* options, genedge_t** out) {
@@ -256,7 +255,7 @@ int genedge_open(const char* bundle, const genedge_options_t* options, genedge_t
     PyGILState_STATE st = PyGILState_Ensure();
     PyObject* path = PyUnicode_DecodeFSDefault(bundle);
     PyObject* r = path ? PyObject_CallMethod(g_capi, "open_bundle", "Ozzii", path, o.backend,
-                                             o.precision, (int)o.threads, (int)(o.check_inputs != 0))
+                                             o.precision, (int)o.threads, (int)(o.skip_input_checks == 0))
                        : NULL;
     long id = r ? PyLong_AsLong(r) : -1;
     if (id < 0) rc = python_error(NULL, 1, "genedge_open");
@@ -396,9 +395,9 @@ int genedge_stream_start(genedge_t* h, double fps, double seconds,
     PyObject* labels = o.labels ? PyBytes_FromStringAndSize((const char*)o.labels,
                                                             (Py_ssize_t)(o.num_labels * sizeof(int64_t)))
                                 : (Py_INCREF(Py_None), Py_None);
-    PyObject* r = labels ? PyObject_CallMethod(g_capi, "stream_start", "lddzziKO", h->id, fps,
+    PyObject* r = labels ? PyObject_CallMethod(g_capi, "stream_start", "lddzzidKO", h->id, fps,
                                                seconds, o.walk, o.late, (int)o.batch,
-                                               (unsigned long long)o.seed, labels)
+                                               (double)o.truncation, (unsigned long long)o.seed, labels)
                          : NULL;
     if (!r) rc = python_error(h, 1, "genedge_stream_start");
     Py_XDECREF(r);
@@ -419,13 +418,14 @@ int genedge_stream_next(genedge_t* h, void* out, size_t out_size, genedge_frame_
     PyGILState_STATE st = PyGILState_Ensure();
     PyObject* out_mv = view_of(out, out_size, 1);
     PyObject* r = out_mv ? PyObject_CallMethod(g_capi, "stream_next", "lO", h->id, out_mv) : NULL;
-    genedge_frame_info_t f = {0, NAN, NAN, NAN};
+    genedge_frame_info_t f = {0, NAN, NAN, NAN, NAN};
     long long index = 0;
     if (!r) {
         rc = python_error(h, 1, "genedge_stream_next");
     } else if (r == Py_None) {
         rc = GENEDGE_END;
-    } else if (!PyArg_ParseTuple(r, "Lddd", &index, &f.t_due, &f.t_ready, &f.latency_s)) {
+    } else if (!PyArg_ParseTuple(r, "Ldddd", &index, &f.t_due, &f.t_ready, &f.t_delivered,
+                                       &f.latency_s)) {
         rc = python_error(h, 1, "genedge_stream_next");
     }
     f.index = (int64_t)index;
@@ -462,14 +462,17 @@ int genedge_stream_stats(genedge_t* h, genedge_stream_stats_t* s) {
     memset(s, 0, sizeof *s);
     PyGILState_STATE st = PyGILState_Ensure();
     PyObject* r = PyObject_CallMethod(g_capi, "stream_stats", "l", h->id);
-    long long frames = 0, missed = 0, dropped = 0;
-    if (!r || !PyArg_ParseTuple(r, "LLLdddddd", &frames, &missed, &dropped, &s->fps_target,
-                                &s->fps_achieved, &s->jitter_p50_s, &s->jitter_p99_s,
-                                &s->latency_p50_s, &s->latency_p99_s))
+    long long counts[5] = {0};
+    if (!r || !PyArg_ParseTuple(r, "LLLLLddddddddd", &counts[0], &counts[1], &counts[2], &counts[3],
+                                &counts[4], &s->elapsed_s, &s->fps_target, &s->fps_achieved,
+                                &s->jitter_p50_s, &s->jitter_p99_s, &s->jitter_max_s,
+                                &s->latency_p50_s, &s->latency_p99_s, &s->latency_max_s))
         rc = python_error(h, 1, "genedge_stream_stats");
-    s->frames = frames;
-    s->missed_deadlines = missed;
-    s->dropped = dropped;
+    s->frames = counts[0];
+    s->missed_deadlines = counts[1];
+    s->dropped = counts[2];
+    s->late_delivered = counts[3];
+    s->nonfinite = counts[4];
     Py_XDECREF(r);
     PyGILState_Release(st);
     leave(h);

@@ -49,20 +49,21 @@ enum { GENEDGE_LAYOUT_NHWC = 0, GENEDGE_LAYOUT_NCHW = 1 };
 /* An open bundle. Opaque; free it with genedge_close(). */
 typedef struct genedge genedge_t;
 
-/* Options of genedge_open(). Zero-initialise or call genedge_options_init(); NULL strings
+/* Options of genedge_open(). Zero-initialise or call genedge_options_init(): NULL strings
  * and 0 mean "the runtime's default". */
 typedef struct genedge_options {
     const char* backend;   /* "auto" (default), "ort-cpu", "ort-cuda", "ort-trt", "tensorrt" */
     const char* precision; /* NULL: the runtime's choice; "fp32", "fp16", "int8" */
     int32_t threads;       /* intra-op CPU threads; 0: the runtime's default */
-    int32_t check_inputs;  /* nonzero (default): validate shapes, labels and buffers */
+    int32_t skip_input_checks; /* nonzero: skip the runtime's checks of caller latents (shape,
+                                  NaN/Inf); buffer sizes and labels are always checked */
 } genedge_options_t;
 
 /* What one sample looks like. */
 typedef struct genedge_output_info {
     int32_t height, width, channels;
-    int32_t dtype;           /* GENEDGE_DTYPE_UINT8 (default export) or GENEDGE_DTYPE_FLOAT32 */
-    int32_t layout;          /* GENEDGE_LAYOUT_NHWC for uint8 images */
+    int32_t dtype;           /* GENEDGE_DTYPE_UINT8: samples are always uint8 images */
+    int32_t layout;          /* GENEDGE_LAYOUT_NHWC: out[n][y][x][c] */
     int32_t num_classes;     /* 0: unconditional; else labels are 0..num_classes-1 */
     int32_t latent_dim;      /* Z: genedge_sample_latents takes n*Z floats */
     int32_t reserved;
@@ -71,43 +72,45 @@ typedef struct genedge_output_info {
     char precision[16];      /* the precision actually used, e.g. "fp32" */
 } genedge_output_info_t;
 
-/* Options of genedge_stream_start(); NULL means all defaults. */
+/* Options of genedge_stream_start(); NULL means all defaults (zero-initialise, then set). */
 typedef struct genedge_stream_options {
-    const char* walk;      /* latent walk: NULL/"circle" (default), or another the runtime knows */
-    const char* late;      /* a late frame: NULL/"drop" (default), or another the runtime knows */
-    int32_t batch;         /* frames computed per inference call; 0: 1 */
-    int32_t reserved;
+    const char* walk;      /* latent path: NULL/"circle" (a seamless loop), "lerp", "slerp" */
+    const char* late;      /* a late frame: NULL/"drop" (skip it, stay on schedule), "block" */
+    int32_t batch;         /* images per frame; 0: 1. Frames then hold batch images */
+    float truncation;      /* (0, 1]; 0: 1 (none) */
     uint64_t seed;         /* seeds the walk */
-    const int64_t* labels; /* NULL: the runtime's default labels */
+    const int64_t* labels; /* NULL: default labels; else num_labels (1 or batch) class ids */
     size_t num_labels;
 } genedge_stream_options_t;
 
 /* One frame delivered by genedge_stream_next(). Times are seconds on the runtime's
- * monotonic clock (time.perf_counter). */
+ * monotonic clock (Python's time.perf_counter). */
 typedef struct genedge_frame_info {
-    int64_t index;    /* frame number on the stream's cadence (gaps = dropped frames) */
-    double t_due;     /* when the frame was due */
-    double t_ready;   /* when it was ready */
-    double latency_s; /* how long it took to compute */
+    int64_t index;      /* schedule slot: due at t0 + index / fps (gaps: dropped frames) */
+    double t_due;       /* when the frame was due */
+    double t_ready;     /* when its inference finished */
+    double t_delivered; /* when it was handed over */
+    double latency_s;   /* latent + inference time of this frame */
 } genedge_frame_info_t;
 
-/* The stream's counters so far (also valid after genedge_stream_stop). Values the
- * runtime does not report are -1 (counts) or NaN (times). */
+/* The stream's counters so far (also valid after genedge_stream_stop). Before any stream:
+ * zeros, with fps values NaN. Jitter: |actual - scheduled| interval between deliveries. */
 typedef struct genedge_stream_stats {
     int64_t frames;           /* frames delivered */
-    int64_t missed_deadlines; /* frames ready after their due time */
-    int64_t dropped;          /* frames skipped to keep the cadence */
-    int64_t reserved;
-    double fps_target;
-    double fps_achieved;
-    double jitter_p50_s, jitter_p99_s;   /* |t_ready - t_due| percentiles */
-    double latency_p50_s, latency_p99_s; /* compute-time percentiles */
+    int64_t missed_deadlines; /* late deliveries plus skipped slots */
+    int64_t dropped;          /* slots that showed no frame */
+    int64_t late_delivered;   /* late="block": frames delivered late */
+    int64_t nonfinite;        /* frames whose float output held NaN/Inf */
+    double elapsed_s;
+    double fps_target, fps_achieved;
+    double jitter_p50_s, jitter_p99_s, jitter_max_s;
+    double latency_p50_s, latency_p99_s, latency_max_s;
 } genedge_stream_stats_t;
 
 /* GENEDGE_ABI_VERSION of the library actually loaded (compare with the header's). */
 GENEDGE_API int genedge_abi_version(void);
 
-/* Defaults: backend "auto", precision NULL, threads 0, check_inputs 1. */
+/* Defaults: backend "auto", precision NULL, threads 0, input checks on. */
 GENEDGE_API void genedge_options_init(genedge_options_t* options);
 
 /* Open BUNDLE (the folder holding manifest.json). options may be NULL. On success *out is a
@@ -136,8 +139,9 @@ GENEDGE_API int genedge_sample_latents(genedge_t* h, size_t n, const float* z, s
 GENEDGE_API int genedge_stream_start(genedge_t* h, double fps, double seconds,
                                      const genedge_stream_options_t* options);
 
-/* Wait for the next frame (paced by the stream) and copy it into OUT (out_size must be
- * bytes_per_sample). info may be NULL. Returns GENEDGE_END when the stream is over. */
+/* Wait until the next frame is due and copy it into OUT; out_size must be
+ * batch * bytes_per_sample. info may be NULL. Returns GENEDGE_END when the stream is over
+ * (its worker is then stopped; the stats stay readable). */
 GENEDGE_API int genedge_stream_next(genedge_t* h, void* out, size_t out_size,
                                     genedge_frame_info_t* info);
 

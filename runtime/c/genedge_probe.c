@@ -1,11 +1,14 @@
 /* genedge_probe: a plain-C host that exercises libgenedge for tests/runtime/test_capi.py.
  *
  *   genedge_probe raw      BUNDLE N SEED OUT   N samples (default labels) -> raw bytes in OUT
+ *   genedge_probe latents  BUNDLE N ZFILE OUT  images of N*Z raw float32 latents -> OUT
  *   genedge_probe threads  BUNDLE N SEED OUT   open on thread A, sample on thread B, while
  *                                              threads C and D hammer a second handle
  *   genedge_probe errors   BUNDLE              one line per error case: case=.. rc=.. msg=..
  *   genedge_probe leak     BUNDLE N            RSS after warm-up and after N more samples
  *   genedge_probe shutdown BUNDLE              close, genedge_shutdown, then open again
+ *   genedge_probe gil      BIG SMALL           short SMALL calls while a thread runs long
+ *                                              BIG inferences: is the GIL free meanwhile?
  *
  * Written in C on purpose: it proves genedge.h is plain C.
  */
@@ -67,6 +70,26 @@ static int cmd_raw(const char* bundle, size_t n, uint64_t seed, const char* out)
     rc = genedge_sample(h, n, seed, NULL, buf, size);
     if (rc) return die(h, "genedge_sample", rc);
     rc = write_file(out, buf, size);
+    free(buf);
+    genedge_close(h);
+    return rc;
+}
+
+static int cmd_latents(const char* bundle, size_t n, const char* zfile, const char* out) {
+    genedge_t* h;
+    genedge_output_info_t info;
+    int rc = open_bundle(bundle, &h, &info);
+    if (rc) return rc;
+    size_t count = n * (size_t)info.latent_dim;
+    float* z = malloc(count * sizeof(float));
+    FILE* f = fopen(zfile, "rb");
+    if (!f || fread(z, sizeof(float), count, f) != count) return die(NULL, "reading the latents", 2);
+    fclose(f);
+    unsigned char* buf = malloc(n * info.bytes_per_sample);
+    rc = genedge_sample_latents(h, n, z, count, NULL, buf, n * info.bytes_per_sample);
+    if (rc) return die(h, "genedge_sample_latents", rc);
+    rc = write_file(out, buf, n * info.bytes_per_sample);
+    free(z);
     free(buf);
     genedge_close(h);
     return rc;
@@ -236,14 +259,75 @@ static int cmd_shutdown(const char* bundle) {
     return 0;
 }
 
+/* ---- gil: short calls on one handle while another thread runs long inferences */
+
+struct long_job {
+    genedge_t* h;
+    size_t bps;
+    int calls;
+    double seconds;
+    volatile int done;
+};
+
+static void* long_calls(void* p) {
+    struct long_job* j = p;
+    unsigned char* buf = malloc(16 * j->bps);
+    double t0 = now_s();
+    for (int i = 0; i < j->calls; ++i)
+        if (genedge_sample(j->h, 16, (uint64_t)i, NULL, buf, 16 * j->bps)) die(j->h, "long call", 1);
+    j->seconds = now_s() - t0;
+    j->done = 1;
+    free(buf);
+    return NULL;
+}
+
+static int cmp_double(const void* a, const void* b) {
+    double x = *(const double*)a, y = *(const double*)b;
+    return (x > y) - (x < y);
+}
+
+static int cmd_gil(const char* big, const char* small) {
+    struct long_job j = {NULL, 0, 8, 0.0, 0};
+    genedge_t* s;
+    genedge_output_info_t bi, si;
+    int rc = open_bundle(big, &j.h, &bi);
+    if (!rc) rc = open_bundle(small, &s, &si);
+    if (rc) return rc;
+    j.bps = bi.bytes_per_sample;
+    unsigned char* buf = malloc(16 * j.bps > si.bytes_per_sample ? 16 * j.bps : si.bytes_per_sample);
+    genedge_sample(j.h, 16, 0, NULL, buf, 16 * j.bps); /* warm both */
+    for (int i = 0; i < 200; ++i) genedge_sample(s, 1, (uint64_t)i, NULL, buf, si.bytes_per_sample);
+    enum { CAP = 100000 };
+    double* lat = malloc(CAP * sizeof(double));
+    int n = 0;
+    pthread_t t;
+    pthread_create(&t, NULL, long_calls, &j);
+    while (!j.done && n < CAP) {
+        double a = now_s();
+        if ((rc = genedge_sample(s, 1, (uint64_t)n, NULL, buf, si.bytes_per_sample))) return die(s, "short call", rc);
+        lat[n++] = now_s() - a;
+    }
+    pthread_join(t, NULL);
+    qsort(lat, (size_t)n, sizeof(double), cmp_double);
+    printf("long_calls=%d long_ms=%.3f short_calls_during=%d short_median_ms_during=%.3f\n", j.calls,
+           j.seconds / j.calls * 1e3, n, n ? lat[n / 2] * 1e3 : 0.0);
+    free(lat);
+    free(buf);
+    genedge_close(s);
+    return genedge_close(j.h);
+}
+
 int main(int argc, char** argv) {
     if (argc >= 6 && strcmp(argv[1], "raw") == 0)
         return cmd_raw(argv[2], strtoul(argv[3], NULL, 10), strtoull(argv[4], NULL, 10), argv[5]);
+    if (argc >= 6 && strcmp(argv[1], "latents") == 0)
+        return cmd_latents(argv[2], strtoul(argv[3], NULL, 10), argv[4], argv[5]);
     if (argc >= 6 && strcmp(argv[1], "threads") == 0)
         return cmd_threads(argv[2], strtoul(argv[3], NULL, 10), strtoull(argv[4], NULL, 10), argv[5]);
     if (argc >= 3 && strcmp(argv[1], "errors") == 0) return cmd_errors(argv[2]);
     if (argc >= 4 && strcmp(argv[1], "leak") == 0) return cmd_leak(argv[2], strtol(argv[3], NULL, 10));
     if (argc >= 3 && strcmp(argv[1], "shutdown") == 0) return cmd_shutdown(argv[2]);
-    fprintf(stderr, "usage: genedge_probe raw|threads|errors|leak|shutdown BUNDLE ...\n");
+    if (argc >= 4 && strcmp(argv[1], "gil") == 0) return cmd_gil(argv[2], argv[3]);
+    fprintf(stderr, "usage: genedge_probe raw|latents|threads|errors|leak|shutdown|gil BUNDLE ...\n");
     return 2;
 }

@@ -120,3 +120,14 @@ def test_parse_trtexec_summary():
     assert s["gpu_compute"]["mean"] == 0.818 and s["gpu_compute"]["p90"] == 0.811
     assert s["h2d"]["max"] == 0.24 and s["d2h"]["median"] == 0.142 and s["enqueue"]["p95"] == 0.9
     assert shapes_arg({"z": [16, 64], "label": [16]}) == "z:16x64,label:16"
+
+
+def test_must_hold_summary_names_missing_and_missed():
+    from genedge.bench.ratios import must_hold
+
+    rows = must_hold(compute_ratios(_results()))
+    outcomes = [h for _, _, h in rows]
+    assert outcomes == [True, True, False, True]  # overhead: int8 batch 16 is +11.1%
+    assert "+11.1%" in rows[2][1] and "MISSED" in rows[2][1]
+    only_runtime = [r for r in _results() if r.kind == "runtime"]
+    assert [h for _, _, h in must_hold(compute_ratios(only_runtime))] == [None, None, None, True]

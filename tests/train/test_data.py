@@ -40,8 +40,8 @@ def test_digits_shape_range_labels(digits16):
     assert d.images.min() == -1.0 and d.images.max() == 1.0
     assert d.labels.dtype == np.int64 and set(np.unique(d.labels)) == set(range(10))
     assert d.num_classes == 10 and d.name == "digits"
-    # white ink on a black background, like MNIST: most pixels are background (-1)
-    assert np.median(d.images) == -1.0 and np.mean(d.images < -0.9) > 0.4
+    # white ink on a black background, like MNIST: the background is -1 and dominates
+    assert np.mean(d.images) < -0.3 and np.mean(d.images < -0.9) > 0.4
     assert np.mean(d.images[:, :, 6:10, 6:10]) > np.mean(d.images[:, :, :2])  # ink in the middle
 
 
@@ -80,7 +80,7 @@ def test_folder_rgb_is_converted_from_bgr(tmp_path):
     assert d.labels is None and d.num_classes == 0 and d.channels == 3
     red = d.images[1]  # files sorted: gray.png, red.png
     assert red[0].min() == 1.0 and red[1].max() == -1.0 and red[2].max() == -1.0
-    assert np.allclose(d.images[0], 128 / 255 * 2 - 1.0)  # gray promoted to three equal channels
+    np.testing.assert_allclose(d.images[0], 128 / 255 * 2 - 1.0, atol=1e-6)  # gray promoted to three equal channels
 
 
 def test_folder_mixed_sizes(tmp_path):

@@ -22,7 +22,13 @@ from genedge.train.eval import (
     knn_precision_recall,
     text_metrics,
 )
-from genedge.train.features import _load_cached, cache_dir, classify, digits_classifier, digits_classifier_split
+from genedge.train.features import (
+    _load_cached,
+    cache_dir,
+    classify,
+    digits_classifier,
+    digits_classifier_split,
+)
 from genedge.train.gan import GanConfig, Generator
 
 pytest.importorskip("scipy")
@@ -161,10 +167,10 @@ def test_text_bpc_uniform_model_and_unigram_baseline():
     text = "abacabadabacabae" * 40 + "zz"  # 'z' is outside the vocabulary -> id 0
     model = _uniform_model(vocab)
     m = text_metrics(model, text, chunk=100)
-    assert m["num_chars"] == len(text) - 1 and m["vocab_size"] == 9
+    assert len(text) - 1 - 16 < m["num_chars"] <= len(text) - 1 and m["vocab_size"] == 9
     assert abs(m["bpc"] - math.log2(9)) < 1e-4
     assert m["unigram_bpc"] < math.log2(9) - 0.5 and m["unigram_source"] == "heldout"
-    from_train = text_metrics(model, text, train_text="hhhhhhhhgg", max_chars=200)
+    from_train = text_metrics(model, text, train_text="hhhhhhhhgg", max_chars=200, streams=1)
     assert from_train["num_chars"] == 199
     assert from_train["unigram_bpc"] > m["unigram_bpc"]  # a mismatched training distribution
 
@@ -173,9 +179,27 @@ def test_text_bpc_state_is_carried_across_chunks():
     torch.manual_seed(0)
     model = CharRNN(ArConfig(vocab="\ufffdab", hidden=16, layers=1, embed_dim=8, dropout=0.0))
     text = "ab" * 300
-    whole = text_metrics(model, text, chunk=10_000)["bpc"]
-    chunked = text_metrics(model, text, chunk=7)["bpc"]
-    assert abs(whole - chunked) < 1e-4
+    whole = text_metrics(model, text, chunk=10_000, streams=1)
+    chunked = text_metrics(model, text, chunk=7, streams=1)
+    assert whole["num_chars"] == chunked["num_chars"] == 599
+    assert abs(whole["bpc"] - chunked["bpc"]) < 1e-4
+    parallel = text_metrics(model, text, chunk=7, streams=4)  # 3 more chars without context
+    assert parallel["num_chars"] == 596 and abs(parallel["bpc"] - whole["bpc"]) < 0.05
+
+
+def test_text_bpc_reference_loop():
+    """The batched evaluation equals a plain per-character loop over ``step``."""
+    torch.manual_seed(1)
+    model = CharRNN(ArConfig(vocab="\ufffdabc", cell="lstm", hidden=8, layers=2, embed_dim=4)).eval()
+    text = "abcabbacca" * 13
+    ids = model.encode_text(text)
+    state, nats = model.init_state(1), 0.0
+    with torch.no_grad():
+        for a, b in zip(ids[:-1], ids[1:], strict=True):
+            logits, *state = model.step(torch.tensor([a]), *state)
+            nats -= torch.log_softmax(logits[0], -1)[b].item()
+    got = text_metrics(model, text, chunk=16, streams=1)["bpc"]
+    assert abs(got - nats / (len(ids) - 1) / math.log(2)) < 1e-5
 
 
 # ----------------------------------------------------------------------------- checkpoints

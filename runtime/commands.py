@@ -1,0 +1,148 @@
+"""Handlers of ``genedge sample``, ``genedge live`` and ``genedge generate`` (flags: genedge/cli.py).
+
+Each handler turns argparse's namespace into one library call. OpenCV (extra ``train``)
+is imported only for ``live --video/--window``; ``sample`` writes PNG with numpy alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from genedge.errors import BadInputError, require
+from genedge.imageio import make_grid, save_png
+
+LIVE_MIN_SIZE = 256  # tiny frames are upscaled (nearest) to at least this many pixels
+
+
+def _open_sampler(args: argparse.Namespace):
+    from .sampler import Sampler
+
+    return Sampler.open(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads)
+
+
+def _describe(info: Any) -> str:
+    return f"{info.name} ({info.provider}, {info.precision}, {info.file})"  # SamplerInfo or BackendInfo
+
+
+def sample_command(args: argparse.Namespace) -> int:
+    """``genedge sample BUNDLE -n 64 --seed 0 [--label 3] --out grid.png``."""
+    if args.n < 1:
+        raise BadInputError(f"-n {args.n} must be >= 1.")
+    with _open_sampler(args) as s:
+        images = s.sample(args.n, seed=args.seed, labels=args.label, truncation=args.truncation)
+        save_png(args.out, make_grid(images, scale=max(1, 64 // s.image_shape[0])))
+        print(f"wrote {args.out}: {args.n} images {s.image_shape} from seed {args.seed} on "
+              f"{_describe(s.info)}; cold start {s.cold_start_s * 1e3:.1f} ms", file=sys.stderr)
+    return 0
+
+
+def _upscale(image: np.ndarray) -> np.ndarray:
+    """Nearest-neighbour upscale of uint8 (H, W, C) to at least LIVE_MIN_SIZE; C=1 -> BGR for OpenCV."""
+    k = max(1, LIVE_MIN_SIZE // max(image.shape[:2]))
+    big = image.repeat(k, axis=0).repeat(k, axis=1) if k > 1 else image
+    if big.shape[2] == 1:
+        big = np.repeat(big, 3, axis=2)
+    elif big.shape[2] == 3:
+        big = big[..., ::-1]  # RGB -> BGR
+    return np.ascontiguousarray(big)
+
+
+def _frame_picture(frame: Any) -> np.ndarray:
+    img = frame.image
+    return make_grid(img, pad=0) if img.ndim == 4 else img  # batch > 1: tiled
+
+
+class _Outputs:
+    """Where live frames go: an OpenCV video file and/or window, with an overlay."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.cv2 = require("cv2", "train", purpose="`genedge live --video/--window` (OpenCV)")
+        self.video_path, self.window, self.fps = args.video, args.window, args.fps
+        self.writer = None
+
+    def show(self, frame: Any, stats: Any) -> bool:
+        """Write/show one frame; False when the window asked to quit."""
+        cv2 = self.cv2
+        pic = _upscale(_frame_picture(frame))
+        text = f"{self.fps:.0f} fps  lat {frame.latency_s * 1e3:.1f} ms  miss {stats.missed_deadlines}"
+        cv2.putText(pic, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 255, 0), 1, cv2.LINE_AA)
+        if self.video_path:
+            if self.writer is None:
+                fourcc = cv2.VideoWriter_fourcc(*("mp4v" if str(self.video_path).endswith(".mp4") else "MJPG"))
+                self.writer = cv2.VideoWriter(str(self.video_path), fourcc, self.fps, (pic.shape[1], pic.shape[0]))
+                if not self.writer.isOpened():
+                    raise BadInputError(f"OpenCV cannot write video '{self.video_path}'.",
+                                        hint="Use a .mp4 or .avi path in a writable folder.")
+            self.writer.write(pic)
+        if self.window:
+            cv2.imshow("genedge live", pic)
+            if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                return False
+        return True
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+        if self.window:
+            self.cv2.destroyAllWindows()
+
+
+def summary_table(stats: Any, fps: float) -> str:
+    ms = 1e3
+    rows = [
+        ("frames", f"{stats.frames}"),
+        ("target / achieved fps", f"{fps:g} / {stats.fps:.1f}"),
+        ("missed deadlines", f"{stats.missed_deadlines}"),
+        ("dropped", f"{stats.dropped}"),
+        ("jitter p50 / p99 / max", f"{stats.jitter_p50_s * ms:.3f} / {stats.jitter_p99_s * ms:.3f} / "
+                                   f"{stats.jitter_max_s * ms:.3f} ms"),
+        ("latency p50 / p99", f"{stats.latency_p50_s * ms:.2f} / {stats.latency_p99_s * ms:.2f} ms"),
+    ]
+    w = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
+
+
+def live_command(args: argparse.Namespace) -> int:
+    """``genedge live BUNDLE --fps 30 [--seconds 10] [--video out.mp4] [--window]``."""
+    outputs = _Outputs(args) if (args.video or args.window) else None
+    with _open_sampler(args) as s:
+        print(f"live: {_describe(s.info)} at {args.fps:g} fps", file=sys.stderr)
+        stream = s.stream(fps=args.fps, seconds=args.seconds, walk=args.walk, late=args.late,
+                          batch=args.batch, seed=args.seed, labels=args.label)
+        try:
+            for frame in stream:
+                if outputs is not None and not outputs.show(frame, stream.stats):
+                    break
+        finally:
+            stream.close()
+            if outputs is not None:
+                outputs.close()
+        print(summary_table(stream.stats, args.fps))
+        if args.video:
+            print(f"wrote {args.video}", file=sys.stderr)
+    return 0
+
+
+def generate_command(args: argparse.Namespace) -> int:
+    """``genedge generate BUNDLE --prompt ...``: characters to stdout as produced, timings to stderr."""
+    from .text import TextGenerator
+
+    with TextGenerator.open(args.bundle, backend=args.backend, precision=args.precision,
+                            threads=args.threads) as tg:
+        g = tg.start(args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                     top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+        sys.stdout.write(args.prompt)
+        t0 = time.perf_counter()
+        while not g.done:
+            sys.stdout.write(g.step())
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        print(f"ttft {(g.ttft_s or 0) * 1e3:.1f} ms, {g.tokens_per_s:.0f} tok/s, "
+              f"{len(g.tokens)} tokens in {time.perf_counter() - t0:.2f} s on {_describe(tg.info)}",
+              file=sys.stderr)
+    return 0

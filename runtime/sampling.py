@@ -1,0 +1,89 @@
+"""Logit filters and token sampling for text generation (numpy only).
+
+Filters are small callables applied in order to a float64 (V,) logits buffer, in place;
+``sample_token`` then draws from the softmax with a seeded ``np.random.Generator``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from genedge.errors import BadInputError
+
+
+@dataclass(frozen=True)
+class TemperatureFilter:
+    """Divide logits by ``temperature`` (> 0); 0 means greedy and is handled by ``sample_token``."""
+
+    temperature: float
+
+    def __call__(self, logits: np.ndarray) -> np.ndarray:
+        logits /= self.temperature
+        return logits
+
+
+@dataclass(frozen=True)
+class TopKFilter:
+    """Keep the ``k`` largest logits (ties at the k-th value are kept), set the rest to -inf."""
+
+    k: int
+
+    def __call__(self, logits: np.ndarray) -> np.ndarray:
+        if 0 < self.k < logits.shape[-1]:
+            kth = np.partition(logits, -self.k)[-self.k]
+            logits[logits < kth] = -np.inf
+        return logits
+
+
+@dataclass(frozen=True)
+class TopPFilter:
+    """Nucleus: keep the smallest set of most likely tokens whose probability reaches ``p``."""
+
+    p: float
+
+    def __call__(self, logits: np.ndarray) -> np.ndarray:
+        if self.p >= 1.0:
+            return logits
+        order = np.argsort(-logits, kind="stable")
+        probs = softmax(logits[order])
+        keep = np.searchsorted(np.cumsum(probs), self.p) + 1  # tokens needed to reach p
+        logits[order[keep:]] = -np.inf
+        return logits
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max())
+    return e / e.sum()
+
+
+def make_filters(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> list:
+    """The filter chain for these settings, validated (temperature >= 0, top_k >= 0, 0 < top_p <= 1)."""
+    if temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
+        raise BadInputError(
+            f"Sampling settings temperature={temperature}, top_k={top_k}, top_p={top_p} are invalid; "
+            "expected temperature >= 0, top_k >= 0, 0 < top_p <= 1."
+        )
+    filters: list = []
+    if temperature > 0 and temperature != 1.0:
+        filters.append(TemperatureFilter(temperature))
+    if top_k > 0:
+        filters.append(TopKFilter(top_k))
+    if top_p < 1.0:
+        filters.append(TopPFilter(top_p))
+    return filters
+
+
+def sample_token(logits: np.ndarray, rng: np.random.Generator, filters: Sequence = (),
+                 greedy: bool = False) -> int:
+    """One token id from float logits (V,): argmax when ``greedy``, else a draw after ``filters``."""
+    if greedy:
+        return int(np.argmax(logits))
+    x = logits.astype(np.float64)  # filters work in place on this copy
+    for f in filters:
+        x = f(x)
+    probs = softmax(x)
+    cdf = np.cumsum(probs)
+    return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(cdf) - 1))

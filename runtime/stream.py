@@ -1,0 +1,312 @@
+"""Real-time frame stream: fixed cadence, overlapped inference, a ring of output buffers.
+
+    s = sampler.stream(fps=60, seconds=10, walk="circle")
+    for frame in s:                 # frame.image: uint8 (H, W, C), valid until the next frame
+        show(frame.image)
+    print(s.stats)
+
+Schedule: frame ``i`` is due at ``t0 + i / fps`` (absolute, so errors do not accumulate);
+the consumer sleeps until ~1 ms before, then yields the CPU in a short loop until the
+due time (sub-millisecond jitter without a hot spin). A worker thread computes frame
+``i + 1`` (and up to ``ring - 1`` ahead) while the consumer holds frame ``i``; ONNX
+Runtime releases the GIL while it runs. Each frame is written straight into a slot of a
+preallocated ring (``ring >= 3``): the slot the consumer holds is returned to the worker
+only when the consumer asks for the next frame.
+
+Late frames (``late=``): a frame is late when it is delivered more than
+``late_tolerance_s`` after its due time. ``"drop"``: the late frame is skipped (counted
+missed and dropped) and the worker skips slots whose time has passed, so the stream
+stays on schedule. ``"block"``: the late frame is delivered at once (counted missed).
+
+Non-finite outputs (``nonfinite=``, only for graphs with float outputs; uint8 graphs
+clamp inside the graph): ``"raise"`` stops the stream with ``NonFiniteOutputError``
+(exit 2), ``"drop"`` skips the frame (counted in ``nonfinite`` and as missed), ``"count"``
+delivers it anyway and counts it.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from genedge.errors import BadInputError, CorruptArtifactError
+from genedge.imageio import to_uint8
+
+from .latents import WALKS, LatentPath, make_labels
+
+if TYPE_CHECKING:
+    from .sampler import Sampler
+
+LATE_POLICIES = ("drop", "block")
+NONFINITE_POLICIES = ("raise", "drop", "count")
+_END = object()
+_HISTORY = 1 << 16  # samples kept for percentiles on endless streams
+
+
+class NonFiniteOutputError(CorruptArtifactError):
+    """The graph produced NaN/Inf: the model or its quantisation is broken (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One delivered frame. Times are ``time.perf_counter()`` seconds."""
+
+    index: int  # schedule slot: due at t0 + index / fps
+    image: np.ndarray  # uint8 (H, W, C), or (B, H, W, C) when batch > 1; a view into the ring
+    t_due: float
+    t_ready: float  # inference finished
+    t_delivered: float  # handed to the consumer
+    latency_s: float  # latent + inference time of this frame
+
+
+class _History:
+    """Fixed-size sample store (no growth after construction): the last ``n`` values."""
+
+    def __init__(self, n: int) -> None:
+        self.values = np.zeros(n, np.float64)
+        self.count = 0
+
+    def add(self, v: float) -> None:
+        self.values[self.count % len(self.values)] = v
+        self.count += 1
+
+    def percentile(self, q: float) -> float:
+        v = self.values[: min(self.count, len(self.values))]
+        return float(np.percentile(v, q)) if len(v) else float("nan")
+
+
+class StreamStats:
+    """Live counters of a stream, readable during and after it. Times in seconds.
+
+    missed_deadlines: late deliveries plus slots skipped; dropped: slots that showed no
+    frame; late_delivered: frames shown late (``late="block"``); nonfinite: frames with
+    NaN/Inf. Interval jitter: ``|actual - scheduled|`` gap between consecutive deliveries.
+    Latency: latent + inference time per frame. Percentiles cover the last 65536 frames.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.frames = self.missed_deadlines = self.dropped = self.late_delivered = self.nonfinite = 0
+        self._jitter, self._latency = _History(capacity), _History(capacity)
+        self.t_start = self.t_end = 0.0  # perf_counter at schedule start / end (0: running)
+
+    missed = property(lambda self: self.missed_deadlines)
+    elapsed_s = property(lambda self: ((self.t_end or time.perf_counter()) - self.t_start) if self.t_start else 0.0)
+    fps = property(lambda self: self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0)
+    jitter_p50_s = property(lambda self: self._jitter.percentile(50))
+    jitter_p99_s = property(lambda self: self._jitter.percentile(99))
+    jitter_max_s = property(lambda self: self._jitter.percentile(100))
+    latency_p50_s = property(lambda self: self._latency.percentile(50))
+    latency_p99_s = property(lambda self: self._latency.percentile(99))
+    latency_max_s = property(lambda self: self._latency.percentile(100))
+
+    def to_dict(self) -> dict[str, float]:
+        keys = ("frames", "missed_deadlines", "dropped", "late_delivered", "nonfinite", "elapsed_s", "fps",
+                "jitter_p50_s", "jitter_p99_s", "jitter_max_s", "latency_p50_s", "latency_p99_s", "latency_max_s")
+        return {k: getattr(self, k) for k in keys}
+
+    def __repr__(self) -> str:
+        return "StreamStats(" + ", ".join(f"{k}={v:.6g}" for k, v in self.to_dict().items()) + ")"
+
+
+def wait_until(t: float, spin_s: float = 1e-3) -> float:
+    """Sleep until ~``spin_s`` before ``t``, then yield in a loop until ``t``; returns the time reached."""
+    rem = t - time.perf_counter()
+    if rem > spin_s:
+        time.sleep(rem - spin_s)
+    while (now := time.perf_counter()) < t:
+        time.sleep(0)  # releases the GIL and the core; returns within microseconds when idle
+    return now
+
+
+class Stream:
+    """A fixed-cadence stream of frames from a ``Sampler``; iterate it once.
+
+    fps: frames per second; seconds: duration (None: until closed); walk: "circle" |
+    "lerp" | "slerp" latent path (``period_s`` seconds per loop/segment); batch: images
+    per frame; seed/labels/truncation: as in ``Sampler.sample``; ring: output slots (>= 3).
+    """
+
+    def __init__(
+        self, sampler: Sampler, *, fps: float = 30.0, seconds: float | None = None, walk: str = "circle",
+        late: str = "drop", batch: int = 1, seed: int = 0, labels: Any = None, truncation: float = 1.0,
+        period_s: float = 4.0, ring: int = 3, nonfinite: str = "raise", late_tolerance_s: float = 1e-3,
+        spin_s: float = 1e-3,
+    ) -> None:
+        _validate(fps, seconds, walk, late, batch, ring, nonfinite)
+        self.fps, self._dt, self._late, self._nonfinite = float(fps), 1.0 / fps, late, nonfinite
+        self._tol, self._spin = late_tolerance_s, spin_s
+        self._total = None if seconds is None else max(1, round(seconds * fps))
+        self._sampler, self._backend = sampler, sampler.backend
+        self._path = LatentPath(walk, batch, sampler.latent_dim, seed=seed,
+                                period=round(period_s * fps), truncation=truncation)
+        self._z = np.empty((batch, sampler.latent_dim), np.float32)  # worker's latent buffer
+        y = make_labels(batch, sampler.num_classes, labels) if sampler._has_label else None
+        self._feed = {"z": self._z} if y is None else {"z": self._z, "label": y}
+        self._ring = np.zeros((ring, batch, *sampler.image_shape), np.uint8)  # (R, B, H, W, C)
+        self._single = batch == 1
+        self._free: queue.SimpleQueue = queue.SimpleQueue()
+        self._ready: queue.SimpleQueue = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._held: int | None = None
+        self._expect = 0
+        self._prev: tuple[float, float] | None = None  # (t_due, t_delivered) of the last frame
+        self._stats = StreamStats(min(self._total or _HISTORY, _HISTORY))
+        self._t0 = 0.0
+        self._done = False
+
+    # ---------------------------------------------------------------- consumer side
+    def __iter__(self) -> Iterator[Frame]:
+        try:
+            while (frame := self.next_frame()) is not None:
+                yield frame
+        finally:
+            self.close()
+
+    def next_frame(self) -> Frame | None:
+        """Block until the next frame is due and return it; ``None`` when the stream ended."""
+        if self._thread is None:
+            self._start()
+        if self._held is not None:
+            self._free.put(self._held)  # the consumer is done with the previous frame
+            self._held = None
+        while not self._done:
+            item = self._ready.get()
+            if item is _END:
+                self._done, self._stats.t_end = True, time.perf_counter()
+                break
+            if isinstance(item, BaseException):
+                self._done = True
+                raise item
+            frame = self._deliver(*item)
+            if frame is not None:
+                return frame
+        return None
+
+    def _deliver(self, k: int, slot: int, t_start: float, t_ready: float) -> Frame | None:
+        st = self._stats
+        if k > self._expect:  # slots the worker skipped
+            st.missed_deadlines += k - self._expect
+            st.dropped += k - self._expect
+        self._expect = k + 1
+        t_due = self._t0 + k * self._dt
+        now = time.perf_counter()
+        if now > t_due + self._tol:
+            st.missed_deadlines += 1
+            if self._late == "drop":
+                st.dropped += 1
+                self._free.put(slot)
+                return None
+            st.late_delivered += 1
+        else:
+            now = wait_until(t_due, self._spin)
+        self._record(t_due, now, t_ready - t_start)
+        self._held = slot
+        image = self._ring[slot][0] if self._single else self._ring[slot]
+        return Frame(k, image, t_due, t_ready, now, t_ready - t_start)
+
+    def _record(self, t_due: float, t_del: float, latency: float) -> None:
+        st = self._stats
+        if self._prev is not None:
+            st._jitter.add(abs((t_del - self._prev[1]) - (t_due - self._prev[0])))
+        self._prev = (t_due, t_del)
+        st._latency.add(latency)
+        st.frames += 1
+
+    @property
+    def stats(self) -> StreamStats:
+        """The live counters and percentiles; valid during and after the stream."""
+        return self._stats
+
+    # ---------------------------------------------------------------- worker side
+    def _start(self) -> None:
+        for slot in range(len(self._ring)):
+            self._free.put(slot)
+        t = time.perf_counter()
+        self._compute(0, 0)  # warm-up: allocates the backend's buffers for this batch, times one frame
+        warm = time.perf_counter() - t
+        self._t0 = time.perf_counter() + max(self._dt, 2 * warm)
+        self._stats.t_start = self._t0
+        self._thread = threading.Thread(target=self._work, name="genedge-stream", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        try:
+            k = 0
+            while not self._stop.is_set() and (self._total is None or k < self._total):
+                slot = self._free.get()
+                if slot is None or self._stop.is_set():
+                    break
+                if self._late == "drop":
+                    k = max(k, math.ceil((time.perf_counter() - self._t0) / self._dt))  # skip passed slots
+                    if self._total is not None and k >= self._total:
+                        break
+                t_start = time.perf_counter()
+                if self._compute(k, slot):
+                    self._ready.put((k, slot, t_start, time.perf_counter()))
+                else:
+                    self._free.put(slot)
+                k += 1
+        except BaseException as e:  # handed to the consumer, which re-raises it
+            self._ready.put(e)
+        finally:
+            self._ready.put(_END)
+
+    def _compute(self, k: int, slot: int) -> bool:
+        """Frame ``k`` into ring ``slot``; False when it was dropped as non-finite."""
+        self._path.at(k, self._z)
+        b = self._backend
+        if b.outputs[0].dtype.kind != "f":
+            b._run(self._feed, {b.outputs[0].name: self._ring[slot]})
+            return True
+        x = b._run(self._feed, None)[b.outputs[0].name]
+        if not np.isfinite(x).all():
+            self._stats.nonfinite += 1
+            if self._nonfinite == "raise":
+                raise NonFiniteOutputError(f"Frame {k}: the graph '{b.info.file}' produced NaN/Inf.",
+                                           hint="Check the model; try --precision fp32.")
+            if self._nonfinite == "drop":
+                return False
+            x = np.nan_to_num(x, nan=-1.0, posinf=1.0, neginf=-1.0)  # "count": deliver, NaN as black
+        self._ring[slot][...] = to_uint8(x)
+        return True
+
+    def close(self) -> None:
+        """Stop the worker and wait for it; safe to call twice."""
+        self._stop.set()
+        if self._thread is not None:
+            self._free.put(None)  # unblock a worker waiting for a slot
+            self._thread.join(timeout=10.0)
+            self._thread = None
+        if not self._done and self._stats.t_start:
+            self._stats.t_end = time.perf_counter()
+        self._done = True
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _validate(fps: float, seconds: float | None, walk: str, late: str, batch: int, ring: int,
+              nonfinite: str) -> None:
+    problems = [
+        (not fps > 0, f"fps {fps} must be > 0"),
+        (seconds is not None and not seconds > 0, f"seconds {seconds} must be > 0"),
+        (walk not in WALKS, f"walk {walk!r} is not one of {WALKS}"),
+        (late not in LATE_POLICIES, f"late {late!r} is not one of {LATE_POLICIES}"),
+        (batch < 1, f"batch {batch} must be >= 1"),
+        (ring < 3, f"ring {ring} must be >= 3 (held, computing, queued)"),
+        (nonfinite not in NONFINITE_POLICIES, f"nonfinite {nonfinite!r} is not one of {NONFINITE_POLICIES}"),
+    ]
+    for bad, message in problems:
+        if bad:
+            raise BadInputError(f"stream: {message}.")

@@ -1,0 +1,166 @@
+"""``TextGenerator``: streaming characters from an ``ar`` bundle's one-step graph.
+
+    with TextGenerator.open("bundle") as tg:
+        for ch in tg.generate("Once", max_new_tokens=100, seed=0):
+            print(ch, end="", flush=True)
+        g = tg.start("Once", seed=0)          # or own the loop
+        while not g.done:
+            ch = g.step()
+
+The step graph maps ``token`` int64 (1,) and state ``h`` (+ ``c``) float32 (L, 1, Hd) to
+``logits`` float32 (1, V) and ``h_out`` (+ ``c_out``). The state lives in two
+preallocated sets of buffers that swap roles every step (ping-pong): the graph reads
+one set and writes the other, so a step allocates nothing but the token id.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from genedge.errors import BadInputError
+from genedge.manifest import Manifest, read_manifest
+
+from .backend import Backend, BackendInfo
+from .sampling import make_filters, sample_token
+from .select import BackendOptions, open_backend
+
+
+class Generation:
+    """One generation in progress; the caller drives it with ``step()`` until ``done``."""
+
+    def __init__(self, tg: TextGenerator, prompt_ids: list[int], max_new_tokens: int, filters: list,
+                 greedy: bool, seed: int) -> None:
+        self._tg, self._prompt, self._max = tg, prompt_ids, max_new_tokens
+        self._filters, self._greedy = filters, greedy
+        self._rng = np.random.default_rng(seed)
+        self._t_start = time.perf_counter()
+        self._t_first = self._t_last = 0.0
+        self.tokens: list[int] = []
+        self.ttft_s: float | None = None  # start() to the first new character
+        self.done = max_new_tokens <= 0
+
+    @property
+    def text(self) -> str:
+        """The characters generated so far (without the prompt)."""
+        return self._tg.decode(self.tokens)
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Decode speed after the first token: (n - 1) / (t_last - t_first); 0 before two tokens."""
+        n = len(self.tokens)
+        return (n - 1) / (self._t_last - self._t_first) if n > 1 and self._t_last > self._t_first else 0.0
+
+    def step(self) -> str:
+        """Generate and return the next character."""
+        if self.done:
+            raise BadInputError("This generation is done; call start() again.")
+        if not self.tokens:  # prefill: run the prompt through the step graph
+            logits = self._tg._reset_and_feed(self._prompt)
+        else:
+            logits = self._tg._step(self.tokens[-1])
+        token = sample_token(logits[0], self._rng, self._filters, self._greedy)
+        self.tokens.append(token)
+        self._t_last = time.perf_counter()
+        if self.ttft_s is None:
+            self._t_first = self._t_last
+            self.ttft_s = self._t_last - self._t_start
+        self.done = len(self.tokens) >= self._max
+        return self._tg.vocab[token]
+
+    def __iter__(self) -> Iterator[str]:
+        while not self.done:
+            yield self.step()
+
+
+class TextGenerator:
+    """Character-level generation from an ``ar`` bundle. Create with ``TextGenerator.open``."""
+
+    def __init__(self, manifest: Manifest, backend: Backend) -> None:
+        self.manifest, self.backend = manifest, backend
+        model = manifest.model
+        self.vocab: str = model.get("vocab") or ""
+        if len(self.vocab) < 2:
+            raise BadInputError("The ar bundle's manifest has no model.vocab string.",
+                                hint="Re-export the bundle with `genedge export`.")
+        self._index = {ch: i for i, ch in enumerate(self.vocab)}
+        self.state_names: list[str] = list(model.get("state_names") or ["h"])
+        self._token = np.zeros(1, np.int64)
+        self._state = self._alloc_state()  # [read set, write set]
+        V = len(self.vocab)
+        self._logits = np.empty((1, V), np.float32)  # (B, V)
+
+    def _alloc_state(self) -> list[dict[str, np.ndarray]]:
+        shapes = {}
+        for name in self.state_names:
+            spec = self.backend.input_spec(name)
+            if spec is None:
+                raise BadInputError(f"The step graph has no state input '{name}'.")
+            shapes[name] = tuple(1 if not isinstance(d, int) else d for d in spec.shape)  # (L, 1, Hd)
+        return [{n: np.zeros(s, np.float32) for n, s in shapes.items()} for _ in range(2)]
+
+    @classmethod
+    def open(cls, bundle: str | os.PathLike, backend: str = "auto", precision: str | None = None,
+             threads: int | None = None, check_inputs: bool = True, **options: Any) -> TextGenerator:
+        """Open an ``ar`` bundle's step graph on ``backend`` (names as for ``Sampler.open``)."""
+        manifest = read_manifest(bundle)
+        if manifest.kind != "ar":
+            raise BadInputError(f"Bundle '{bundle}' is a '{manifest.kind}' bundle; TextGenerator needs ar.",
+                                hint="Use genedge.runtime.Sampler for image bundles.")
+        opts = BackendOptions(threads=threads, check_inputs=check_inputs, **options)
+        V = len(manifest.model.get("vocab") or "")
+        b = open_backend(manifest, "step", backend, precision, opts, {"token": (0, max(V - 1, 0))})
+        return cls(manifest, b)
+
+    @property
+    def info(self) -> BackendInfo:
+        return self.backend.info
+
+    def encode(self, text: str) -> list[int]:
+        """Characters -> token ids (unknown characters -> 0)."""
+        return [self._index.get(ch, 0) for ch in text]
+
+    def decode(self, tokens: list[int]) -> str:
+        return "".join(self.vocab[t] for t in tokens)
+
+    def start(self, prompt: str = "", max_new_tokens: int = 200, temperature: float = 0.8, top_k: int = 0,
+              top_p: float = 1.0, seed: int = 0) -> Generation:
+        """A new generation (state reset); drive it with ``step()`` or iterate it."""
+        filters = make_filters(temperature, top_k, top_p)
+        ids = self.encode(prompt) or [0]  # an empty prompt starts from the unknown-char token
+        return Generation(self, ids, max_new_tokens, filters, temperature == 0, seed)
+
+    def generate(self, prompt: str = "", max_new_tokens: int = 200, temperature: float = 0.8, top_k: int = 0,
+                 top_p: float = 1.0, seed: int = 0) -> Iterator[str]:
+        """Yield up to ``max_new_tokens`` characters as they are produced (seeded, reproducible)."""
+        yield from self.start(prompt, max_new_tokens, temperature, top_k, top_p, seed)
+
+    def _reset_and_feed(self, ids: list[int]) -> np.ndarray:
+        for buf in self._state[0].values():
+            buf.fill(0.0)
+        for t in ids:
+            logits = self._step(t)
+        return logits
+
+    def _step(self, token: int) -> np.ndarray:
+        """One graph step: logits float32 (1, V); the state buffers swap roles."""
+        self._token[0] = token
+        read, write = self._state
+        feed = {"token": self._token, **read}
+        out = {"logits": self._logits, **{f"{n}_out": write[n] for n in self.state_names}}
+        self.backend.run(feed, out)
+        self._state.reverse()
+        return self._logits
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> TextGenerator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,50 @@
+"""Where the torch baselines' checkpoint comes from, and the text benchmark on a fake generator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from genedge.bench.baselines import find_checkpoint
+from genedge.bench.options import BenchOptions
+from genedge.bench.text import _one
+from genedge.manifest import Manifest, sha256_file
+
+
+def _manifest(root: Path, name: str, sha: str | None) -> Manifest:
+    return Manifest(root=root, kind="gan", model={}, graphs={}, artifacts=(), producer={},
+                    source={"checkpoint": name, **({"sha256": sha} if sha else {})})
+
+
+def test_checkpoint_found_in_sibling_run_folder_and_hash_checked(tmp_path):
+    (tmp_path / "bundle").mkdir()
+    ckpt = tmp_path / "run" / "generator.safetensors"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"weights")
+    found, _ = find_checkpoint(_manifest(tmp_path / "bundle", "generator.safetensors", sha256_file(ckpt)), None)
+    assert found == ckpt
+    found, why = find_checkpoint(_manifest(tmp_path / "bundle", "generator.safetensors", "0" * 64), None)
+    assert found is None and "sha256" in why
+    found, why = find_checkpoint(_manifest(tmp_path / "bundle", "other.safetensors", None), None)
+    assert found is None and "--checkpoint" in why
+    found, why = find_checkpoint(_manifest(tmp_path / "bundle", "x", None), tmp_path / "missing.safetensors")
+    assert found is None and "does not exist" in why
+
+
+class FakeTextGenerator:
+    info = {"backend": "fake", "precision": "fp32"}
+    closed = False
+
+    def generate(self, prompt: str, max_new_tokens: int, seed: int = 0):
+        yield from "x" * max_new_tokens
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_text_bench_counts_runs_and_tokens():
+    gen = FakeTextGenerator()
+    o = BenchOptions(bundle=Path("."), iters=40, warmup=0, max_new_tokens=8)
+    res = _one(gen, o, "fake", "fp32")
+    assert res["runs"] == 5 and res["tokens"] == 40  # iters counts tokens for ar bundles
+    assert res["per_token"]["n"] == 5 * 7
+    assert res["tokens_per_s"] > 0 and gen.closed
