@@ -8,7 +8,8 @@ EXTRAS ?= cpu,train,export,dev
 CONSTRAINT_FLAG := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 DEMO_OUT ?= demo-out
 
-.PHONY: install demo test test-all lint clean
+.PHONY: install demo test test-all lint clean capi
+CAPI_BUILD ?= build/capi
 
 $(BIN)/.genedge-installed: pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,3 +35,8 @@ lint: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info $(DEMO_OUT)
+
+# The C ABI (libgenedge.so embedding the runtime) and the C++ example host: docs/embedding.md
+capi: install
+	cmake -S runtime/c -B $(CAPI_BUILD) -DPython3_EXECUTABLE=$(abspath $(BIN)/python)
+	cmake --build $(CAPI_BUILD) -j2

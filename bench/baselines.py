@@ -75,14 +75,19 @@ class TorchTarget:
     def label(self) -> str:
         return "torch.compile" if self.compile else "torch eager"
 
-    def open(self) -> None:
+    def preload(self) -> None:
         try:
             import torch
 
-            from genedge.train import load_checkpoint
+            import genedge.train  # noqa: F401  (imported here so open() times the load only)
         except ImportError as e:
             raise SkipCase(f"torch is not installed ({e.name}); pip install 'genedge[train]'") from e
         self._torch = torch
+
+    def open(self) -> None:
+        from genedge.train import load_checkpoint
+
+        torch = self._torch
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         model, _ = load_checkpoint(self.checkpoint)

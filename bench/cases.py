@@ -9,6 +9,7 @@ The torch baselines live in ``genedge.bench.baselines`` (torch imported lazily).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,7 +52,12 @@ def make_inputs(manifest: Manifest, batch: int, seed: int = 0) -> Inputs:
 
 
 class Target(Protocol):
-    """One configuration: opened once, then prepared for each batch size."""
+    """One configuration: opened once, then prepared for each batch size.
+
+    Optional members the runner uses when present: ``preload()`` (imports, untimed),
+    ``sync()`` (device synchronisation inside the timed region), ``info`` (dict) and
+    ``case_info(batch)`` (per-batch extras such as the compile time).
+    """
 
     label: str  # e.g. "runtime ort-cpu fp32"
     kind: str  # runtime | ort | torch | torch-compile | fake
@@ -83,6 +89,11 @@ class RuntimeTarget:
     def label(self) -> str:
         extra = "".join(f" +{k.replace('_', '-')}" for k, v in self.options.items() if v)
         return f"runtime {self.backend} {self.precision}{extra}"
+
+    def preload(self) -> None:
+        import genedge.runtime.sampler  # noqa: F401
+        with contextlib.suppress(ImportError):  # a missing ORT is reported by Sampler.open
+            import onnxruntime  # noqa: F401
 
     def open(self) -> None:
         from genedge.runtime import Sampler
@@ -162,11 +173,15 @@ class OrtTarget:
     def label(self) -> str:
         return f"bare-ort {self.backend} {self.precision}"
 
-    def open(self) -> None:
+    def preload(self) -> None:
         try:
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401
         except ImportError as e:
             raise SkipCase("onnxruntime is not installed (pip install 'genedge[cpu]')") from e
+
+    def open(self) -> None:
+        import onnxruntime as ort
+
         providers = ORT_PROVIDERS.get(self.backend)
         if providers is None or providers[0] not in ort.get_available_providers():
             raise SkipCase(f"bare ORT for backend {self.backend!r}: provider not available here")

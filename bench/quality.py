@@ -12,7 +12,7 @@ from genedge.manifest import Manifest
 
 from .cases import MAIN_GRAPH
 
-FIELDS = ("max_abs_err_vs_torch", "max_abs_err_vs_fp32", "psnr_vs_fp32", "ssim_vs_fp32")
+FIELDS = ("max_abs_err_vs_torch", "max_abs_err_vs_fp32", "psnr_vs_fp32", "ssim_vs_fp32", "metric_drop")
 
 
 def quality_rows(manifest: Manifest) -> list[dict[str, Any]]:
@@ -26,15 +26,21 @@ def quality_rows(manifest: Manifest) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"file": a.file, "format": a.format, "precision": a.precision}
         row.update({k: v.get(k) for k in FIELDS})
         row["metrics"] = dict(v.get("metrics") or {})
+        row["metrics_fp32"] = dict(v.get("metrics_fp32") or {})  # same seeds, the fp32 graph
         row["verdict"] = v.get("verdict")
+        row["calibration"] = a.calibration
+        row["kept_float"] = len((a.recipe or {}).get("kept_float") or [])
         row["quality_approved"] = a.quality_approved if a.precision == "int8" else None
         rows.append(row)
     return rows
 
 
+SKIP_METRICS = ("num_samples",)
+
+
 def metric_names(rows: list[dict[str, Any]]) -> list[str]:
-    """Task metric names present in any row, in first-seen order."""
+    """Task metric names present in any row, in first-seen order (sample counts left out)."""
     names: dict[str, None] = {}
     for row in rows:
-        names.update(dict.fromkeys(row["metrics"]))
+        names.update(dict.fromkeys(k for k in row["metrics"] if k not in SKIP_METRICS))
     return list(names)

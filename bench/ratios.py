@@ -37,17 +37,36 @@ class Ratio:
     value: float
     target: str | None = None  # e.g. ">= 2.5x"
     holds: bool | None = None
+    spread: tuple[float, float] | None = None  # min and max of the same ratio taken round by round
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["value"] = None if math.isnan(self.value) else self.value
+        d["spread"] = list(self.spread) if self.spread else None
         return d
 
     @property
     def text(self) -> str:
-        if math.isnan(self.value):
+        return self._fmt(self.value)
+
+    @property
+    def spread_text(self) -> str:
+        return f"{self._fmt(self.spread[0])} .. {self._fmt(self.spread[1])}" if self.spread else ""
+
+    def _fmt(self, v: float) -> str:
+        if math.isnan(v):
             return "n/a"
-        return f"{self.value * 100:+.1f}%" if self.name.startswith("overhead") else f"{self.value:.2f}x"
+        return f"{v * 100:+.1f}%" if self.name.startswith("overhead") else f"{v:.2f}x"
+
+
+def round_spread(num: CaseResult, den: CaseResult, *, minus_one: bool = False) -> tuple[float, float] | None:
+    """Min and max over rounds of p50(num round k) / p50(den round k): interleaving makes
+    round k of both cases share the same machine conditions."""
+    a, b = num.round_p50s(), den.round_p50s()
+    if len(a) != len(b) or len(a) < 2:
+        return None
+    values = [ratio(x, y) - (1.0 if minus_one else 0.0) for x, y in zip(a, b, strict=True)]
+    return min(values), max(values)
 
 
 def _check(value: float, bound: float, op: str) -> bool | None:
@@ -84,7 +103,7 @@ def _vs_torch(results: Sequence[CaseResult], rt: CaseResult) -> list[Ratio]:
             continue
         value = ratio(ref.stats.p50, rt.stats.p50)
         target, holds = _target(value, bound, op) if targeted else (None, None)
-        out.append(Ratio(name, rt.label, ref.label, rt.batch, value, target, holds))
+        out.append(Ratio(name, rt.label, ref.label, rt.batch, value, target, holds, round_spread(ref, rt)))
     return out
 
 
@@ -94,7 +113,8 @@ def _vs_ort(results: Sequence[CaseResult], rt: CaseResult) -> list[Ratio]:
         return []
     value = ratio(rt.stats.p50, ref.stats.p50) - 1.0
     target, holds = _target(value, MAX_OVERHEAD, "<", "%")
-    return [Ratio("overhead vs bare ORT", rt.label, ref.label, rt.batch, value, target, holds)]
+    spread = round_spread(rt, ref, minus_one=True)
+    return [Ratio("overhead vs bare ORT", rt.label, ref.label, rt.batch, value, target, holds, spread)]
 
 
 def _vs_fp32(results: Sequence[CaseResult], rt: CaseResult) -> list[Ratio]:
@@ -106,7 +126,8 @@ def _vs_fp32(results: Sequence[CaseResult], rt: CaseResult) -> list[Ratio]:
     value = ratio(ref.stats.p50, rt.stats.p50)
     targeted = rt.precision == "int8" and rt.batch == INT8_TARGET_BATCH
     target, holds = _target(value, INT8_SPEEDUP, ">=") if targeted else (None, None)
-    return [Ratio(f"{rt.precision} speedup vs fp32", rt.label, ref.label, rt.batch, value, target, holds)]
+    return [Ratio(f"{rt.precision} speedup vs fp32", rt.label, ref.label, rt.batch, value, target, holds,
+                  round_spread(ref, rt))]
 
 
 def compute_ratios(results: Sequence[CaseResult]) -> list[Ratio]:

@@ -20,7 +20,7 @@ from .runner import CaseResult
 
 SCHEMA = "genedge.bench/1"
 LATENCY_HEADER = ("configuration", "batch", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms",
-                  "mean ms", "std ms", "samples/s", "n", "load ms", "first call ms")
+                  "mean ms", "std ms", "samples/s", "n", "load ms", "first call (compile) ms")
 
 
 @dataclass(frozen=True)
@@ -91,25 +91,38 @@ def latency_rows(report: BenchReport) -> list[tuple[str, ...]]:
     for r in sorted(report.results, key=lambda r: (r.batch, r.stats.p50)):
         s = r.stats
         rows.append((r.label, str(r.batch), *(fmt(s.ms(k)) for k in ("p50", "p90", "p99", "p999", "max", "mean", "std")),
-                     fmt(r.throughput, 1), str(s.n), fmt(r.load_ms, 1), fmt(r.first_call_ms, 1)))
+                     fmt(r.throughput, 1), str(s.n), fmt(r.load_ms, 1),
+                     fmt(r.info.get("compile_ms", r.first_call_ms), 1)))
     return rows
 
 
-RATIO_HEADER = ("comparison", "genedge", "reference", "batch", "value", "target", "holds")
+RATIO_HEADER = ("comparison", "genedge", "reference", "batch", "value", "per-round range", "target", "holds")
 
 
 def ratio_rows(report: BenchReport) -> list[tuple[str, ...]]:
-    return [(r.name, r.subject, r.reference, str(r.batch), r.text, r.target or "", fmt(r.holds))
+    return [(r.name, r.subject, r.reference, str(r.batch), r.text, r.spread_text, r.target or "", fmt(r.holds))
             for r in report.ratios]
 
 
+SHORT = {"max_abs_err_vs_torch": "err vs torch", "max_abs_err_vs_fp32": "err vs fp32", "psnr_vs_fp32": "PSNR dB",
+         "ssim_vs_fp32": "SSIM", "metric_drop": "metric drop"}
+
+
 def quality_table(report: BenchReport) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
-    rows = list(report.quality)
-    metrics = metric_names(rows)
-    header = ("file", "precision", *FIELDS, *metrics, "verdict", "int8 approved")
-    body = [(q["file"], fmt(q["precision"]), *(fmt(q.get(k), 4) for k in FIELDS),
-             *(fmt(q["metrics"].get(m), 4) for m in metrics), fmt(q.get("verdict")), fmt(q.get("quality_approved")))
-            for q in rows]
+    """Per artifact: max error vs torch / fp32, PSNR, SSIM, task-metric drop, verdict."""
+    header = ("file", "precision", *(SHORT[k] for k in FIELDS), "verdict", "int8 approved")
+    body = [(q["file"], fmt(q["precision"]), *(fmt(q.get(k), 3) for k in FIELDS), fmt(q.get("verdict")),
+             fmt(q.get("quality_approved"))) for q in report.quality]
+    return header, body
+
+
+def metric_table(report: BenchReport) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """Task metrics per artifact, beside the fp32 graph's on the same seeds (what int8 costs)."""
+    rows = [q for q in report.quality if q["metrics"]]
+    ref = next((q["metrics_fp32"] for q in rows if q.get("metrics_fp32")), {})
+    header = ("task metric", *(f"{q['precision']} ({q['file']})" for q in rows), *(("fp32, same seeds",) if ref else ()))
+    body = [(m, *(fmt(q["metrics"].get(m), 4) for q in rows), *((fmt(ref.get(m), 4),) if ref else ()))
+            for m in metric_names(rows)]
     return header, body
 
 
@@ -182,6 +195,8 @@ def markdown(report: BenchReport) -> str:
     if report.quality:
         lines += ["## Quality beside speed (from the manifest's verification records)", "",
                   *_md_table(*quality_table(report))]
+        header, rows = metric_table(report)
+        lines += _md_table(header, rows) if rows else []
     if report.cold_start:
         lines += ["## Cold start (fresh process: import, open, first result)", "", *_md_table(COLD_HEADER, cold_rows(report))]
     if report.realtime:

@@ -1,6 +1,7 @@
 """Interleaved measurement of many cases: A B C A B C ... so machine noise hits all alike.
 
-1. open every target once (load time measured, reported apart, never in steady state);
+1. open every target once (load time measured, reported apart, never in steady state;
+   library imports happen before, in ``preload``, and show in the cold start instead);
 2. prepare each target for each batch size and time its first call (for torch.compile
    this is the compile time);
 3. warm every case up (discarded);
@@ -46,6 +47,16 @@ class CaseResult:
     rss_load_mib: float | None  # current-RSS growth while opening this target
     times_ns: tuple[int, ...] = field(repr=False, default=())
     info: dict[str, Any] = field(default_factory=dict)
+    round_sizes: tuple[int, ...] = ()  # calls timed in each round, in order (splits times_ns)
+
+    def round_p50s(self) -> list[float]:
+        """The median of each round's calls (ns): how stable the case was across the run."""
+        out, i = [], 0
+        for size in self.round_sizes:
+            if size:
+                out.append(latency_stats(self.times_ns[i:i + size]).p50)
+            i += size
+        return out
 
     def to_dict(self, *, with_times: bool = False) -> dict[str, Any]:
         d = {
@@ -56,6 +67,7 @@ class CaseResult:
         }
         if with_times:
             d["times_ns"] = list(self.times_ns)
+            d["round_sizes"] = list(self.round_sizes)
         return d
 
 
@@ -69,6 +81,7 @@ class _Live:
     first_call_ms: float
     rss_load_mib: float | None
     times: list[int] = field(default_factory=list)
+    rounds: list[int] = field(default_factory=list)
 
 
 def split_budget(budget: Budget, rounds: int) -> list[int | float]:
@@ -82,6 +95,14 @@ def split_budget(budget: Budget, rounds: int) -> list[int | float]:
 
 
 def _open(target: Target, notes: list[str]) -> tuple[float, float | None] | None:
+    """Import the target's libraries (untimed: imports are part of the cold start), then time open()."""
+    preload = getattr(target, "preload", None)
+    try:
+        if preload is not None:
+            preload()
+    except SkipCase as e:
+        notes.append(f"{target.label}: skipped ({e})")
+        return None
     rss0 = current_rss_bytes()
     try:
         _, load_ns = time_once(target.open)
@@ -128,9 +149,11 @@ def measure_interleaved(live: Sequence[_Live], budget: Budget, rounds: int = DEF
             time.sleep(SETTLE_S)
             warm_up(case.call, REWARM_CALLS, case.sync)
             if budget.iters is not None:
-                case.times.extend(time_calls(case.call, int(share), case.sync))
+                chunk = time_calls(case.call, int(share), case.sync)
             else:
-                case.times.extend(time_for(case.call, float(share), case.sync))
+                chunk = time_for(case.call, float(share), case.sync)
+            case.times.extend(chunk)
+            case.rounds.append(len(chunk))
 
 
 def _result(case: _Live) -> CaseResult:
@@ -142,7 +165,7 @@ def _result(case: _Live) -> CaseResult:
         label=t.label, kind=t.kind, backend=t.backend, precision=t.precision, batch=case.inputs.batch,
         stats=stats, throughput=throughput(stats, case.inputs.batch), load_ms=case.load_ms,
         first_call_ms=case.first_call_ms, rss_load_mib=case.rss_load_mib, times_ns=tuple(case.times),
-        info=info,
+        info=info, round_sizes=tuple(case.rounds),
     )
 
 

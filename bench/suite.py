@@ -28,7 +28,7 @@ from .cases import (
 )
 from .coldstart import measure_cold_start
 from .env import environment, usable_cpus
-from .memory import peak_rss_bytes
+from .memory import gpu_memory, peak_rss_bytes
 from .options import DEFAULT_SECONDS, BenchOptions, validate_options
 from .quality import quality_rows
 from .ratios import compute_ratios
@@ -144,6 +144,7 @@ def run_bench(opts: BenchOptions) -> BenchReport:
             from .realtime import realtime_bench
 
             realtime = realtime_bench(o, results, notes)
+    env["gpus_after"] = gpu_memory() if env.get("gpus") else []
     return BenchReport(
         kind=manifest.kind, options=_options_dict(o), environment=env, results=tuple(results),
         ratios=tuple(compute_ratios(results)), quality=tuple(quality_rows(manifest)), cold_start=tuple(cold),

@@ -16,6 +16,7 @@ from .report import (
     BenchReport,
     cold_rows,
     latency_rows,
+    metric_table,
     quality_table,
     ratio_rows,
     realtime_rows,
@@ -32,6 +33,9 @@ def sections(report: BenchReport) -> list[tuple[str, tuple[str, ...], list[tuple
         out.append(("Ratios (p50, side by side, one interleaved run)", RATIO_HEADER, ratio_rows(report)))
     if report.quality:
         out.append(("Quality beside speed (manifest verification)", *quality_table(report)))
+        header, rows = metric_table(report)
+        if rows:
+            out.append(("Task metrics (manifest verification)", header, rows))
     if report.cold_start:
         out.append(("Cold start (fresh process)", COLD_HEADER, cold_rows(report)))
     if report.realtime:

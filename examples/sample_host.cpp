@@ -39,7 +39,7 @@ bool parse(int argc, char** argv, Args* a) {
         else if (k == "--precision") a->precision = v;
         else return false;
     }
-    return (argc % 2) == 0;
+    return (argc % 2) == 0 && a->fps > 0 && a->seconds > 0;  // a bounded stream
 }
 
 int fail(const genedge_t* h, const char* what, int rc) {

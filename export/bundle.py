@@ -25,7 +25,13 @@ from genedge.atomic import atomic_dir, atomic_write_bytes
 from genedge.errors import IntegrityError
 from genedge.manifest import FORMAT, MANIFEST_NAME, SCHEMA_VERSION, artifact_record, sha256_file
 
-from .calibration import CalibrationSpec, image_calibration_feeds, image_feed, split_feed, text_calibration_feeds
+from .calibration import (
+    CalibrationSpec,
+    image_calibration_feeds,
+    image_feed,
+    split_feed,
+    text_calibration_feeds,
+)
 from .options import ExportOptions, validate_export_options
 from .wrappers import GraphSpec
 
@@ -204,7 +210,7 @@ def _quality_feeds(ctx: BuildContext, spec: GraphSpec) -> list[dict[str, np.ndar
     o = ctx.opts
     if spec.name == "step":
         cs = CalibrationSpec(o.calib_method, o.quality_samples, o.quality_seed, 1.0, o.calib_data)
-        return text_calibration_feeds(ctx.model, ctx.cfg, cs)
+        return text_calibration_feeds(ctx.model, ctx.cfg, cs, every_step=True)
     feed = image_feed(ctx.cfg, o.quality_samples, o.quality_seed, o.truncation)
     if spec.name == "encoder":
         return [{"image": _decoded_uint8(ctx, f)} for f in split_feed(feed, 100)]

@@ -8,6 +8,8 @@ labels ``arange(n) % K``. Feeds are lists of ``{input name: numpy array}`` batch
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,16 +116,24 @@ def encoder_feed(images_uint8: np.ndarray) -> Feed:
     return {"image": np.ascontiguousarray(images_uint8, dtype=np.uint8)}
 
 
-def text_calibration_feeds(model: Any, cfg: Any, spec: CalibrationSpec, steps: int = 32, batch: int = 16) -> list[Feed]:
+def text_calibration_feeds(model: Any, cfg: Any, spec: CalibrationSpec, steps: int = 32, batch: int = 16,
+                           *, every_step: bool = False) -> list[Feed]:
     """Step-graph feeds (token, state) visited while the model reads text prefixes.
 
     Prefixes are sampled from the model itself (its prior) or, with ``spec.data``, taken from
     that text file. Every step's (token, state) pair is one calibration batch; about
-    ``spec.samples`` (token, state) rows in total.
+    ``spec.samples`` (token, state) rows in total, or all ``steps`` when ``every_step``
+    (consecutive steps: what bits-per-character needs).
     """
+
+    with single_thread_torch():
+        tokens = _prefix_tokens(model, cfg, spec, steps, batch)  # (batch, steps) int64
+        return _step_feeds(model, cfg, tokens, every_step, spec.samples)
+
+
+def _step_feeds(model: Any, cfg: Any, tokens: Any, every_step: bool, samples: int) -> list[Feed]:
     import torch
 
-    tokens = _prefix_tokens(model, cfg, spec, steps, batch)  # (batch, steps) int64
     feeds: list[Feed] = []
     state = model.init_state(tokens.shape[0])
     with torch.no_grad():
@@ -131,8 +141,21 @@ def text_calibration_feeds(model: Any, cfg: Any, spec: CalibrationSpec, steps: i
             tok = tokens[:, t]
             feeds.append({"token": tok.numpy(), **{n: s.numpy().copy() for n, s in zip(cfg.state_names, state, strict=True)}})
             _, *state = model.step(tok, *state)
-    rows = max(1, spec.samples // tokens.shape[0])
-    return feeds[:rows]
+    return feeds if every_step else feeds[: max(1, samples // tokens.shape[0])]
+
+
+@contextlib.contextmanager
+def single_thread_torch() -> Iterator[None]:
+    """Run torch on one thread inside the block: step-by-step loops over tiny RNNs are ~50x
+    slower with OpenMP threads spinning on a busy machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _prefix_tokens(model: Any, cfg: Any, spec: CalibrationSpec, steps: int, batch: int):

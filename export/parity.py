@@ -60,7 +60,9 @@ def torch_outputs(wrapper: Any, spec: GraphSpec, feed: Feed) -> dict[str, np.nda
     """Run the torch wrapper on a numpy feed: {output name: array}."""
     import torch
 
-    with torch.no_grad():
+    from .calibration import single_thread_torch
+
+    with torch.no_grad(), single_thread_torch():
         outs = wrapper(*(torch.from_numpy(np.asarray(feed[t.name])) for t in spec.inputs))
     outs = outs if isinstance(outs, tuple) else (outs,)
     return {t.name: o.numpy() for t, o in zip(spec.outputs, outs, strict=True)}

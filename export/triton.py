@@ -16,9 +16,9 @@ TRITON_DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "uint8": "TYPE_
 
 
 def _tensor_block(t: dict[str, Any], batch_dim: int) -> str:
-    dims = [str(d) for i, d in enumerate(t["shape"]) if i != batch_dim]
-    dims = dims or ["1"]  # a (B,) tensor is one scalar per request
-    reshape = "\n    reshape: { shape: [ ] }" if len(t["shape"]) == 1 else ""
+    dims = ["-1" if d == "B" else str(d) for i, d in enumerate(t["shape"]) if i != batch_dim]
+    dims = dims or ["1"]  # a (B,) tensor is one scalar per request...
+    reshape = "\n    reshape: { shape: [ ] }" if batch_dim == 0 and len(t["shape"]) == 1 else ""  # ...of shape ()
     return (f'  {{\n    name: "{t["name"]}"\n    data_type: {TRITON_DTYPES[t["dtype"]]}\n'
             f'    dims: [ {", ".join(dims)} ]{reshape}\n  }}')
 
@@ -66,14 +66,9 @@ def write_triton_repository(bundle: Path, repo: Path, manifest: dict[str, Any], 
             platform, file, kind = "tensorrt_plan", "model.plan", "KIND_GPU"
         else:
             continue
-        written.append(_write_model(repo / model_name, Path(bundle) / art["file"], file,
-                                    config_pbtxt(model_name, _full_graph(graph, art), platform=platform,
-                                                 max_batch_size=_mbs(art, max_batch_size), kind=kind)))
+        config = config_pbtxt(model_name, graph, platform=platform, max_batch_size=_mbs(art, max_batch_size), kind=kind)
+        written.append(_write_model(repo / model_name, Path(bundle) / art["file"], file, config))
     return written
-
-
-def _full_graph(graph: dict[str, Any], art: dict[str, Any]) -> dict[str, Any]:
-    return graph
 
 
 def _mbs(art: dict[str, Any], default: int) -> int:

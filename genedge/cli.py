@@ -117,6 +117,8 @@ def _add_runtime(sub: argparse._SubParsersAction) -> None:
     common.add_argument("--backend", default="auto", help="auto | ort-cpu | ort-cuda | ort-trt | tensorrt")
     common.add_argument("--precision", default=None, help="fp32 | fp16 | int8 (default: best for the backend)")
     common.add_argument("--threads", type=int, default=None)
+    common.add_argument("--allow-version-compatible", action="store_true",
+                        help="tensorrt: load version-compatible engines (they carry host code; trusted bundles only)")
 
     p = sub.add_parser("sample", parents=[common], help="sample a grid of images from a bundle")
     p.add_argument("-n", type=int, default=64)

@@ -91,8 +91,18 @@ def output_info(hid: int) -> tuple[int, int, int, int, int, int, int, int, str, 
     """(H, W, C, dtype, layout, num_classes, latent_dim, bytes per sample, backend, precision)."""
     s = _get(hid).sampler
     height, width, channels = s.image_shape
-    return (height, width, channels, DTYPE_UINT8, LAYOUT_NHWC, s.num_classes, s.latent_dim,
-            height * width * channels, s.info.name, s.info.precision)
+    return (
+        height,
+        width,
+        channels,
+        DTYPE_UINT8,
+        LAYOUT_NHWC,
+        s.num_classes,
+        s.latent_dim,
+        height * width * channels,
+        s.info.name,
+        s.info.precision,
+    )
 
 
 def _out_array(h: _Handle, n: int, out: memoryview, what: str) -> np.ndarray:
@@ -123,8 +133,13 @@ def sample(
     """``Sampler.sample`` written straight into the caller's buffer (``out=``, no copy)."""
     h = _get(hid)
     _check_n(n, "genedge_sample")
-    h.sampler.sample(n, seed=seed, labels=_labels(labels), truncation=truncation,
-                     out=_out_array(h, n, out, "genedge_sample"))
+    h.sampler.sample(
+        n,
+        seed=seed,
+        labels=_labels(labels),
+        truncation=truncation,
+        out=_out_array(h, n, out, "genedge_sample"),
+    )
 
 
 def sample_latents(
@@ -140,13 +155,23 @@ def sample_latents(
             f"genedge_sample_latents: z_count is {zs.size}; {n} image(s) of latent_dim "
             f"{latent_dim} need {n * latent_dim} floats."
         )
-    h.sampler.sample_latents(zs.reshape(n, latent_dim), labels=_labels(labels),
-                             out=_out_array(h, n, out, "genedge_sample_latents"))
+    h.sampler.sample_latents(
+        zs.reshape(n, latent_dim),
+        labels=_labels(labels),
+        out=_out_array(h, n, out, "genedge_sample_latents"),
+    )
 
 
 def stream_start(
-    hid: int, fps: float, seconds: float, walk: str | None, late: str | None, batch: int,
-    truncation: float, seed: int, labels: bytes | None,
+    hid: int,
+    fps: float,
+    seconds: float,
+    walk: str | None,
+    late: str | None,
+    batch: int,
+    truncation: float,
+    seed: int,
+    labels: bytes | None,
 ) -> None:
     """Start ``Sampler.stream``; a running stream of this handle is stopped first."""
     h = _get(hid)
@@ -154,8 +179,13 @@ def stream_start(
     y = _labels(labels)
     batch = batch if batch > 0 else 1
     h.stream = h.sampler.stream(
-        fps=fps, seconds=seconds if seconds > 0 else None, walk=walk or "circle",
-        late=late or "drop", batch=batch, seed=seed, truncation=truncation if truncation > 0 else 1.0,
+        fps=fps,
+        seconds=seconds if seconds > 0 else None,
+        walk=walk or "circle",
+        late=late or "drop",
+        batch=batch,
+        seed=seed,
+        truncation=truncation if truncation > 0 else 1.0,
         labels=None if y is None else (int(y[0]) if y.size == 1 else y),
     )
     h.running, h.batch = True, batch
@@ -191,7 +221,14 @@ def stream_stop(hid: int) -> None:
 
 
 _STATS_COUNTS = ("frames", "missed_deadlines", "dropped", "late_delivered", "nonfinite")
-_STATS_TIMES = ("jitter_p50_s", "jitter_p99_s", "jitter_max_s", "latency_p50_s", "latency_p99_s", "latency_max_s")
+_STATS_TIMES = (
+    "jitter_p50_s",
+    "jitter_p99_s",
+    "jitter_max_s",
+    "latency_p50_s",
+    "latency_p99_s",
+    "latency_max_s",
+)
 
 
 def stream_stats(hid: int) -> tuple:
@@ -201,8 +238,13 @@ def stream_stats(hid: int) -> tuple:
     if h.stream is None:
         return (0, 0, 0, 0, 0, 0.0, math.nan, math.nan, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     s = h.stream.stats.to_dict()
-    return (*(int(s[k]) for k in _STATS_COUNTS), float(s["elapsed_s"]), float(h.stream.fps),
-            float(s["fps"]), *(float(s[k]) for k in _STATS_TIMES))
+    return (
+        *(int(s[k]) for k in _STATS_COUNTS),
+        float(s["elapsed_s"]),
+        float(h.stream.fps),
+        float(s["fps"]),
+        *(float(s[k]) for k in _STATS_TIMES),
+    )
 
 
 def close(hid: int) -> None:

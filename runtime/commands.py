@@ -22,7 +22,8 @@ LIVE_MIN_SIZE = 256  # tiny frames are upscaled (nearest) to at least this many 
 def _open_sampler(args: argparse.Namespace):
     from .sampler import Sampler
 
-    return Sampler.open(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads)
+    return Sampler.open(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads,
+                        allow_version_compatible=getattr(args, "allow_version_compatible", False))
 
 
 def _describe(info: Any) -> str:
@@ -65,8 +66,9 @@ class _Outputs:
         self.video_path, self.window, self.fps = args.video, args.window, args.fps
         self.writer = None
 
-    def show(self, frame: Any, stats: Any) -> bool:
-        """Write/show one frame; False when the window asked to quit."""
+    def show(self, frame: Any, stats: Any, repeat: int = 1) -> bool:
+        """Write/show one frame (``repeat`` times into the video, covering dropped slots so the
+        file keeps the stream's duration); False when the window asked to quit."""
         cv2 = self.cv2
         pic = _upscale(_frame_picture(frame))
         text = f"{self.fps:.0f} fps  lat {frame.latency_s * 1e3:.1f} ms  miss {stats.missed_deadlines}"
@@ -78,7 +80,8 @@ class _Outputs:
                 if not self.writer.isOpened():
                     raise BadInputError(f"OpenCV cannot write video '{self.video_path}'.",
                                         hint="Use a .mp4 or .avi path in a writable folder.")
-            self.writer.write(pic)
+            for _ in range(repeat):
+                self.writer.write(pic)
         if self.window:
             cv2.imshow("genedge live", pic)
             if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
@@ -115,9 +118,11 @@ def live_command(args: argparse.Namespace) -> int:
         stream = s.stream(fps=args.fps, seconds=args.seconds, walk=args.walk, late=args.late,
                           batch=args.batch, seed=args.seed, labels=args.label)
         try:
+            last = -1
             for frame in stream:
-                if outputs is not None and not outputs.show(frame, stream.stats):
+                if outputs is not None and not outputs.show(frame, stream.stats, frame.index - last):
                     break
+                last = frame.index
         finally:
             stream.close()
             if outputs is not None:
@@ -132,8 +137,8 @@ def generate_command(args: argparse.Namespace) -> int:
     """``genedge generate BUNDLE --prompt ...``: characters to stdout as produced, timings to stderr."""
     from .text import TextGenerator
 
-    with TextGenerator.open(args.bundle, backend=args.backend, precision=args.precision,
-                            threads=args.threads) as tg:
+    with TextGenerator.open(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads,
+                            allow_version_compatible=getattr(args, "allow_version_compatible", False)) as tg:
         g = tg.start(args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                      top_k=args.top_k, top_p=args.top_p, seed=args.seed)
         sys.stdout.write(args.prompt)

@@ -11,6 +11,8 @@ fast as ``InferenceSession.run`` and saves the output allocation (see ``RUN_MODE
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,10 +92,11 @@ class OrtBackend(Backend):
         self._out_names = [s.name for s in self.outputs]
         self._buffers: dict[tuple, dict[str, np.ndarray]] = {}
         self._binding = session.io_binding()
-        # name -> the array bound last (kept alive, so its identity means "same memory")
-        self._keep: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()  # one run at a time: the binding and buffers are shared
+        # name -> weak reference to the array bound last: while it lives, the same object means
+        # the same memory, so nothing is rebound. Weak: caller buffers are never kept alive.
+        self._bound: dict[str, weakref.ref | None] = {}
         self._copies: dict[str, np.ndarray] = {}  # contiguous copies of non-contiguous inputs
-        self._device = "cpu"
         self._plain = opts.run_mode == "plain"
 
     @classmethod
@@ -145,8 +148,6 @@ class OrtBackend(Backend):
         backend = cls(sess, info, opts)
         backend.check_inputs = check_inputs
         backend.int_ranges = int_ranges
-        if name != "ort-cpu":
-            backend._device = "cuda"
         log.debug("opened %s with %s (%s)", info.file, used, precision)
         return backend
 
@@ -162,6 +163,12 @@ class OrtBackend(Backend):
     def _run(
         self, feed: dict[str, np.ndarray], out: dict[str, np.ndarray] | None
     ) -> dict[str, np.ndarray]:
+        with self._lock:
+            return self._run_locked(feed, out)
+
+    def _run_locked(
+        self, feed: dict[str, np.ndarray], out: dict[str, np.ndarray] | None
+    ) -> dict[str, np.ndarray]:
         bufs = self._own_buffers(feed)
         if out is not None:
             bufs = self._with_out(bufs, out)
@@ -169,22 +176,25 @@ class OrtBackend(Backend):
             for buf, res in zip(bufs.values(), self._sess.run(self._out_names, feed), strict=True):
                 np.copyto(buf, res)
             return bufs
-        keep = self._keep
+        bound = self._bound
         for name, x in feed.items():
-            if keep.get(name) is not x:  # rebind only for a new array (the bound one is kept alive)
+            ref = bound.get(name)
+            if ref is None or ref() is not x:  # rebind only for another array
                 self._bind_input(name, x)
         for name, buf in bufs.items():
-            if keep.get(name) is not buf:
+            ref = bound.get(name)
+            if ref is None or ref() is not buf:
                 self._binding.bind_output(name, "cpu", 0, buf.dtype.type, buf.shape, buf.ctypes.data)
-                keep[name] = buf
+                bound[name] = weakref.ref(buf)
         self._sess.run_with_iobinding(self._binding)
         return bufs
 
     def _bind_input(self, name: str, x: np.ndarray) -> None:
         c = np.ascontiguousarray(x)
-        self._binding.bind_input(name, self._device, 0, c.dtype.type, c.shape, c.ctypes.data)
-        self._copies[name] = c  # alive while bound
-        self._keep[name] = x if c is x else None  # None: a temporary copy is bound, rebind next run
+        # host memory on every provider: ORT copies inputs to the device and results back
+        self._binding.bind_input(name, "cpu", 0, c.dtype.type, c.shape, c.ctypes.data)
+        self._copies[name] = c if c is not x else None  # our copy stays alive while bound
+        self._bound[name] = weakref.ref(x) if c is x else None  # None: rebind next run
 
     def _with_out(self, bufs: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         merged = dict(bufs)
@@ -198,7 +208,7 @@ class OrtBackend(Backend):
 
     def close(self) -> None:
         self._buffers.clear()
-        self._keep.clear()
+        self._bound.clear()
         self._copies.clear()
         self._binding = None
         self._sess = None

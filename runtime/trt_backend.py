@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,9 +174,11 @@ def _make_logger(trt: Any) -> Any:
             trt.ILogger.__init__(self)
 
         def log(self, severity: Any, msg: str) -> None:
-            level = logging.ERROR if severity <= trt.ILogger.Severity.ERROR else (
-                logging.WARNING if severity == trt.ILogger.Severity.WARNING else logging.DEBUG)
-            log.log(level, "TensorRT: %s", msg)
+            log.log(levels.get(severity, logging.DEBUG), "TensorRT: %s", msg)
+
+    sev = trt.ILogger.Severity
+    levels = {sev.INTERNAL_ERROR: logging.ERROR, sev.ERROR: logging.ERROR, sev.WARNING: logging.WARNING,
+              sev.INFO: logging.DEBUG}
 
     return _Logger()
 
@@ -193,6 +196,7 @@ class TrtBackend(Backend):
         self._allocs: list[tuple[str, int]] = []  # ("device"|"host", ptr) to free
         self._graphs: dict[int, Any] = {}  # batch -> instantiated CUDA graph
         self._warm: set[int] = set()  # batch sizes run once (TensorRT needs that before capture)
+        self._lock = threading.Lock()
         self._stream: Any = None
         self._engine = self._context = None
 
@@ -272,6 +276,10 @@ class TrtBackend(Backend):
         return self._host[spec.name][:n].view(spec.dtype).reshape(shape)
 
     def _run(self, feed: dict[str, np.ndarray], out: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+        with self._lock:  # one run at a time: the pinned and device buffers are shared
+            return self._run_locked(feed, out)
+
+    def _run_locked(self, feed: dict[str, np.ndarray], out: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
         B = next(iter(feed.values())).shape[0]
         if not self.profile[0] <= B <= self.profile[2]:
             check_profile_batch(B, self.profile, file=self._file)
@@ -330,6 +338,7 @@ class TrtBackend(Backend):
         return res
 
     def close(self) -> None:
+        self._context = self._engine = None  # TensorRT objects go before the memory they use
         cudart = self._cudart
         if cudart is not None:
             for g in self._graphs.values():
@@ -339,4 +348,3 @@ class TrtBackend(Backend):
             if self._stream is not None:
                 cudart.cudaStreamDestroy(self._stream)
         self._graphs, self._allocs, self._stream = {}, [], None
-        self._context = self._engine = None

@@ -234,12 +234,14 @@ static int cmd_leak(const char* bundle, long n) {
             return die(h, "error path", 1);
     }
     double secs = now_s() - t0;
+    long after_samples = rss_kb();
     if ((rc = genedge_stream_start(h, 1000.0, 0.05, NULL))) return die(h, "stream_start", rc);
     while ((rc = genedge_stream_next(h, buf, bps, &fi)) == GENEDGE_OK) {
     }
     if (rc != GENEDGE_END) return die(h, "stream_next", rc);
     long after = rss_kb();
-    printf("samples=%ld rss_before_kb=%ld rss_after_kb=%ld seconds=%.3f\n", n, before, after, secs);
+    printf("samples=%ld rss_before_kb=%ld rss_after_kb=%ld rss_after_samples_kb=%ld seconds=%.3f\n", n,
+           before, after, after_samples, secs);
     free(buf);
     return genedge_close(h);
 }

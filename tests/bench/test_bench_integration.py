@@ -44,6 +44,7 @@ def test_bench_tiny_bundle_end_to_end(tiny_bundle, tmp_path, capsys):
         assert r["latency"]["p50"] <= r["latency"]["p99"] <= r["latency"]["max"]
     names = {(r["name"], r["batch"]) for r in data["ratios"]}
     assert ("speedup vs torch eager", 1) in names and ("overhead vs bare ORT", 2) in names
+    assert all(len(r["round_sizes"]) == 2 for r in data["results"])
     assert data["cold_start"] and "open_to_first_result_ms" in data["cold_start"][0]
     assert data["realtime"]["at_target"]["frames"] > 0
     assert data["environment"]["command"].startswith(f"genedge bench {tiny_bundle} --backend ort-cpu")

@@ -79,3 +79,13 @@ def test_budget_validation():
         Budget()
     with pytest.raises(ValueError):
         Budget(iters=1, seconds=1.0)
+
+
+def test_round_sizes_split_the_timings_and_give_a_ratio_spread():
+    from genedge.bench.ratios import round_spread
+
+    fast, slow = SleepTarget("fast", 0.001), SleepTarget("slow", 0.004)
+    rf, rs = run_cases([fast, slow], _inputs(1), Budget(iters=9, warmup=0), rounds=3)
+    assert rf.round_sizes == (3, 3, 3) and len(rf.round_p50s()) == 3
+    lo, hi = round_spread(rs, rf)
+    assert 1.0 < lo <= hi  # the slow case is slower in every round

@@ -75,25 +75,36 @@ WRITER = """
 """
 
 
+def _complete_generation(mode: str, final: Path) -> int | None:
+    """The generation ``final`` holds if it exists (asserting it is complete), else None."""
+    if not final.exists():
+        return None
+    if mode == "file":
+        return _generation_of(final.read_bytes())
+    g = int((final / "manifest.json").read_text())
+    assert sorted(p.name for p in final.iterdir()) == ["a.bin", "b.bin", "manifest.json"]
+    assert {_generation_of((final / n).read_bytes()) for n in ("a.bin", "b.bin")} == {g}
+    return g
+
+
 def _kill_trials(mode: str, tmp_path: Path, trials: int) -> set[int]:
     final = tmp_path / ("model.bin" if mode == "file" else "bundle")
     seen: set[int] = set()
     rng = random.Random(1234)
-    for _ in range(trials):
+    for trial in range(trials):
         proc = _child(WRITER, mode, str(final))
         assert proc.stdout.readline().strip() == b"ready", proc.stderr.read()
+        deadline = time.monotonic() + 60
+        while trial == 0 and not final.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)  # the first trial makes sure a previous artifact exists
         time.sleep(rng.uniform(0.0, 0.4))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        if mode == "file":
-            if final.exists():
-                seen.add(_generation_of(final.read_bytes()))
-        elif final.exists():
-            g = int((final / "manifest.json").read_text())
-            assert sorted(p.name for p in final.iterdir()) == ["a.bin", "b.bin", "manifest.json"]
-            assert {_generation_of((final / n).read_bytes()) for n in ("a.bin", "b.bin")} == {g}
-            seen.add(g)
+        before = _complete_generation(mode, final)  # previous complete artifact, or none
         clean_stale_temps(tmp_path)
+        after = _complete_generation(mode, final)  # a swap cut in half is put back
+        assert before is None or after == before
+        seen.update(g for g in (before, after) if g is not None)
         assert _leftovers(tmp_path) == []
         for p in proc.stdout, proc.stderr:
             p.close()

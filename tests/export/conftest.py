@@ -17,6 +17,8 @@ from genedge.train.checkpoint import save_checkpoint  # noqa: E402
 from genedge.train.gan import GanConfig, Generator  # noqa: E402
 from genedge.train.vae import VAE, VaeConfig  # noqa: E402
 
+torch.set_num_threads(1)  # tiny models on 2 shared cores: threads only spin
+
 GAN_CFG = GanConfig(latent_dim=16, num_classes=4, image_size=8, channels=1, g_width=16, embed_dim=8)
 VAE_CFG = VaeConfig(latent_dim=8, image_size=8, channels=1, width=16)
 GRU_CFG = ArConfig(vocab="?abcde ", cell="gru", embed_dim=8, hidden=16, layers=2)

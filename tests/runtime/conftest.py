@@ -110,6 +110,13 @@ def bundles_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def bundle_factory(bundles_root: Path):
+    """``build_bundle`` bound to the session's folder: ``bundle_factory(name, kind, **cfg)``."""
+    return lambda name, kind, output_format="uint8", **cfg: build_bundle(bundles_root, name, kind,
+                                                                          output_format, **cfg)
+
+
+@pytest.fixture(scope="session")
 def gan_bundle(bundles_root: Path) -> TinyBundle:
     return build_bundle(bundles_root, "gan", "gan")
 

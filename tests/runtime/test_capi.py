@@ -8,6 +8,7 @@ missing. The TensorRT host's TRT-free part (manifest_check.cpp) is compiled and 
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import importlib.util
 import os
@@ -35,8 +36,13 @@ CLASSES = 3
 # ------------------------------------------------------------------ the tiny bundle
 
 
-def make_tiny_bundle(bundle: Path, *, num_classes: int = CLASSES, hwc: tuple[int, int, int] = (H, W, C),
-                     latent: int = LATENT) -> Path:
+def make_tiny_bundle(
+    bundle: Path,
+    *,
+    num_classes: int = CLASSES,
+    hwc: tuple[int, int, int] = (H, W, C),
+    latent: int = LATENT,
+) -> Path:
     """A real bundle (docs/bundle.md) whose generator is one seeded linear layer.
 
     image = uint8(round(clip((tanh(z @ W + E[label]) + 1) * 127.5, 0, 255))), NHWC.
@@ -59,9 +65,16 @@ def make_tiny_bundle(bundle: Path, *, num_classes: int = CLASSES, hwc: tuple[int
     nodes = [helper.make_node("MatMul", ["z", "W"], ["zw"])]
     pre = "zw"
     if num_classes:
-        inits.append(numpy_helper.from_array(rng.standard_normal((num_classes, size)).astype(np.float32), "E"))
+        inits.append(
+            numpy_helper.from_array(
+                rng.standard_normal((num_classes, size)).astype(np.float32), "E"
+            )
+        )
         inputs.append(helper.make_tensor_value_info("label", TensorProto.INT64, ["B"]))
-        nodes += [helper.make_node("Gather", ["E", "label"], ["e"]), helper.make_node("Add", ["zw", "e"], ["pre"])]
+        nodes += [
+            helper.make_node("Gather", ["E", "label"], ["e"]),
+            helper.make_node("Add", ["zw", "e"], ["pre"]),
+        ]
         pre = "pre"
     nodes += [
         helper.make_node("Tanh", [pre], ["t"]),
@@ -82,20 +95,46 @@ def make_tiny_bundle(bundle: Path, *, num_classes: int = CLASSES, hwc: tuple[int
     io_in = [{"name": "z", "dtype": "float32", "shape": ["B", latent]}]
     if num_classes:
         io_in.append({"name": "label", "dtype": "int64", "shape": ["B"]})
-    record = artifact_record(bundle, "model.onnx", graph="generator", format="onnx", precision="fp32",
-                             verification={"seeds": [0], "verdict": "pass"})
-    write_manifest(bundle, {
-        "format": "genedge.bundle", "schema_version": 1, "kind": "gan",
-        "model": {"latent_dim": latent, "num_classes": num_classes, "image_size": h, "channels": c,
-                  "output_format": "uint8", "latent": {"distribution": "normal"}},
-        "graphs": {"generator": {
-            "inputs": io_in,
-            "outputs": [{"name": "image", "dtype": "uint8", "shape": ["B", h, w, c], "layout": "NHWC"}],
-        }},
-        "artifacts": [record.to_dict()],
-        "producer": {"genedge": "test"},
-        "source": {"checkpoint": "tiny", "sha256": "0" * 64},
-    })
+    record = artifact_record(
+        bundle,
+        "model.onnx",
+        graph="generator",
+        format="onnx",
+        precision="fp32",
+        verification={"seeds": [0], "verdict": "pass"},
+    )
+    write_manifest(
+        bundle,
+        {
+            "format": "genedge.bundle",
+            "schema_version": 1,
+            "kind": "gan",
+            "model": {
+                "latent_dim": latent,
+                "num_classes": num_classes,
+                "image_size": h,
+                "channels": c,
+                "output_format": "uint8",
+                "latent": {"distribution": "normal"},
+            },
+            "graphs": {
+                "generator": {
+                    "inputs": io_in,
+                    "outputs": [
+                        {
+                            "name": "image",
+                            "dtype": "uint8",
+                            "shape": ["B", h, w, c],
+                            "layout": "NHWC",
+                        }
+                    ],
+                }
+            },
+            "artifacts": [record.to_dict()],
+            "producer": {"genedge": "test"},
+            "source": {"checkpoint": "tiny", "sha256": "0" * 64},
+        },
+    )
     return bundle
 
 
@@ -137,9 +176,13 @@ def capi(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build = tmp_path_factory.mktemp("capi-build")
     subprocess.run(
         ["cmake", "-S", str(CAPI_SRC), "-B", str(build), f"-DPython3_EXECUTABLE={sys.executable}"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
-    subprocess.run(["cmake", "--build", str(build), "-j2"], check=True, capture_output=True, text=True)
+    subprocess.run(
+        ["cmake", "--build", str(build), "-j2"], check=True, capture_output=True, text=True
+    )
     return build
 
 
@@ -149,10 +192,16 @@ def host_env() -> dict[str, str]:
     return env
 
 
-def run(capi: Path, exe: str, *args: object, env: dict[str, str] | None = None,
-        timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([str(capi / exe), *map(str, args)], capture_output=True, text=True,
-                          env=env or host_env(), timeout=timeout)
+def run(
+    capi: Path, exe: str, *args: object, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(capi / exe), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env or host_env(),
+        timeout=timeout,
+    )
 
 
 def cases(stdout: str) -> dict[str, tuple[int, str]]:
@@ -162,12 +211,16 @@ def cases(stdout: str) -> dict[str, tuple[int, str]]:
 
 def tile(images: np.ndarray, rows: int) -> np.ndarray:
     n, h, w, c = images.shape  # (n, H, W, C) -> (rows*H, cols*W, C)
-    return images.reshape(rows, n // rows, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, -1, c)
+    return (
+        images.reshape(rows, n // rows, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, -1, c)
+    )
 
 
 def read_pnm(path: Path) -> np.ndarray:
     data = path.read_bytes()
-    magic, w, h, maxval, pixels = re.match(rb"(P[56])\s+(\d+)\s+(\d+)\s+(\d+)\s(.*)", data, re.S).groups()
+    magic, w, h, maxval, pixels = re.match(
+        rb"(P[56])\s+(\d+)\s+(\d+)\s+(\d+)\s(.*)", data, re.S
+    ).groups()
     assert maxval == b"255"
     return np.frombuffer(pixels, np.uint8).reshape(int(h), int(w), 1 if magic == b"P5" else 3)
 
@@ -177,8 +230,23 @@ def read_pnm(path: Path) -> np.ndarray:
 
 def test_sample_host_grid_and_stream(capi: Path, bundle: Path, tmp_path: Path) -> None:
     grid = tmp_path / "grid.pgm"
-    r = run(capi, "sample_host", bundle, "--out", grid, "--seed", 7, "--fps", 50, "--seconds", 0.4,
-            "--backend", "ort-cpu", "--precision", "fp32")
+    r = run(
+        capi,
+        "sample_host",
+        bundle,
+        "--out",
+        grid,
+        "--seed",
+        7,
+        "--fps",
+        50,
+        "--seconds",
+        0.4,
+        "--backend",
+        "ort-cpu",
+        "--precision",
+        "fp32",
+    )
     assert r.returncode == 0, r.stderr
     assert f"bundle: {H}x{W}x{C}, latent {LATENT}, classes {CLASSES}, backend ort-cpu" in r.stdout
     np.testing.assert_array_equal(read_pnm(grid), tile(python_samples(bundle, 100, seed=7), 10))
@@ -205,12 +273,15 @@ def test_caller_latents_equal_python(capi: Path, bundle: Path, tmp_path: Path) -
 
     with Sampler.open(bundle, backend="ort-cpu", precision="fp32") as s:
         want = s.sample_latents(z)
-    np.testing.assert_array_equal(np.frombuffer((tmp_path / "out.bin").read_bytes(), np.uint8).reshape(want.shape), want)
+    np.testing.assert_array_equal(
+        np.frombuffer((tmp_path / "out.bin").read_bytes(), np.uint8).reshape(want.shape), want
+    )
 
 
 @pytest.mark.parametrize("fixture", ["cgan_bundle", "float_gan_bundle", "vae_bundle"])
-def test_exported_bundles_match_python(capi: Path, fixture: str, request: pytest.FixtureRequest,
-                                       tmp_path: Path) -> None:
+def test_exported_bundles_match_python(
+    capi: Path, fixture: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     """Bundles from the real exporter (conftest.py): conditional, float output, VAE decoder."""
     b = request.getfixturevalue(fixture).path
     from genedge.runtime import Sampler
@@ -220,7 +291,9 @@ def test_exported_bundles_match_python(capi: Path, fixture: str, request: pytest
     out = tmp_path / "raw.bin"
     r = run(capi, "genedge_probe", "raw", b, 6, 11, out)
     assert r.returncode == 0, r.stderr
-    np.testing.assert_array_equal(np.frombuffer(out.read_bytes(), np.uint8).reshape(want.shape), want)
+    np.testing.assert_array_equal(
+        np.frombuffer(out.read_bytes(), np.uint8).reshape(want.shape), want
+    )
 
 
 def test_errors_come_back_as_codes_and_messages(capi: Path, bundle: Path) -> None:
@@ -228,10 +301,21 @@ def test_errors_come_back_as_codes_and_messages(capi: Path, bundle: Path) -> Non
     assert r.returncode == 0, r.stderr
     got = cases(r.stdout)
     expected = {
-        "open_missing": 2, "open_null_out": 2, "sample_wrong_size": 2, "sample_ok": 0,
-        "sample_bad_label": 2, "sample_negative_label": 2, "latents_wrong_count": 2,
-        "sample_zero": 2, "stream_next_without_start": 2, "null_handle": 2, "stream_start": 0,
-        "stream_next_wrong_size": 2, "stream_stop": 0, "close": 0, "close_null": 0,
+        "open_missing": 2,
+        "open_null_out": 2,
+        "sample_wrong_size": 2,
+        "sample_ok": 0,
+        "sample_bad_label": 2,
+        "sample_negative_label": 2,
+        "latents_wrong_count": 2,
+        "sample_zero": 2,
+        "stream_next_without_start": 2,
+        "null_handle": 2,
+        "stream_start": 0,
+        "stream_next_wrong_size": 2,
+        "stream_stop": 0,
+        "close": 0,
+        "close_null": 0,
     }
     assert {k: got[k][0] for k in expected} == expected, r.stdout
     assert got["open_bad_backend"][0] == 2, r.stdout
@@ -244,7 +328,12 @@ def test_errors_come_back_as_codes_and_messages(capi: Path, bundle: Path) -> Non
 
 
 def test_missing_genedge_is_an_environment_error(capi: Path, bundle: Path) -> None:
-    env = dict(host_env(), GENEDGE_PYTHON="/nonexistent/venv/bin/python", PYTHONPATH="", PYTHONNOUSERSITE="1")
+    env = dict(
+        host_env(),
+        GENEDGE_PYTHON="/nonexistent/venv/bin/python",
+        PYTHONPATH="",
+        PYTHONNOUSERSITE="1",
+    )
     r = run(capi, "genedge_probe", "raw", bundle, 1, 0, "/dev/null", env=env)
     assert r.returncode == 3, r.stdout + r.stderr
     assert "GENEDGE_PYTHON" in r.stderr
@@ -291,6 +380,98 @@ def test_shutdown_finalises_once(capi: Path, bundle: Path) -> None:
     assert got["open_after_shutdown"][0] == 3
 
 
+class StreamOptions(ctypes.Structure):
+    _fields_ = [
+        ("walk", ctypes.c_char_p),
+        ("late", ctypes.c_char_p),
+        ("batch", ctypes.c_int32),
+        ("truncation", ctypes.c_float),
+        ("seed", ctypes.c_uint64),
+        ("labels", ctypes.POINTER(ctypes.c_int64)),
+        ("num_labels", ctypes.c_size_t),
+    ]
+
+
+class FrameInfo(ctypes.Structure):
+    _fields_ = [
+        ("index", ctypes.c_int64),
+        ("t_due", ctypes.c_double),
+        ("t_ready", ctypes.c_double),
+        ("t_delivered", ctypes.c_double),
+        ("latency_s", ctypes.c_double),
+    ]
+
+
+class StreamStats(ctypes.Structure):
+    _fields_ = [
+        (k, ctypes.c_int64)
+        for k in ("frames", "missed_deadlines", "dropped", "late_delivered", "nonfinite")
+    ] + [
+        (k, ctypes.c_double)
+        for k in (
+            "elapsed_s",
+            "fps_target",
+            "fps_achieved",
+            "jitter_p50_s",
+            "jitter_p99_s",
+            "jitter_max_s",
+            "latency_p50_s",
+            "latency_p99_s",
+            "latency_max_s",
+        )
+    ]
+
+
+def test_library_inside_a_python_process(capi: Path, bundle: Path) -> None:
+    """Loaded with ctypes, libgenedge uses this interpreter; batched streams and stats work."""
+    lib = ctypes.CDLL(str(capi / "libgenedge.so"))
+    lib.genedge_last_error.restype = ctypes.c_char_p
+    h = ctypes.c_void_p()
+    assert lib.genedge_open(str(bundle).encode(), None, ctypes.byref(h)) == 0, (
+        lib.genedge_last_error(None)
+    )
+    try:
+        images = np.zeros((5, H, W, C), np.uint8)
+        ptr = images.ctypes.data_as(ctypes.c_void_p)
+        assert (
+            lib.genedge_sample(
+                h, ctypes.c_size_t(5), ctypes.c_uint64(9), None, ptr, ctypes.c_size_t(images.nbytes)
+            )
+            == 0
+        )
+        np.testing.assert_array_equal(images, python_samples(bundle, 5, seed=9))
+
+        labels = (ctypes.c_int64 * 1)(2)
+        so = StreamOptions(b"lerp", b"block", 2, 0.0, 4, labels, 1)
+        assert (
+            lib.genedge_stream_start(
+                h, ctypes.c_double(100.0), ctypes.c_double(0.1), ctypes.byref(so)
+            )
+            == 0
+        )
+        frame, info, indices = np.zeros((2, H, W, C), np.uint8), FrameInfo(), []
+        fptr = frame.ctypes.data_as(ctypes.c_void_p)
+        assert (
+            lib.genedge_stream_next(h, fptr, ctypes.c_size_t(H * W * C), ctypes.byref(info)) == 2
+        )  # one image: too small
+        while (
+            rc := lib.genedge_stream_next(
+                h, fptr, ctypes.c_size_t(frame.nbytes), ctypes.byref(info)
+            )
+        ) == 0:
+            indices.append(info.index)
+            assert info.t_ready <= info.t_delivered and info.latency_s > 0
+        assert rc == -1, lib.genedge_last_error(h)
+        stats = StreamStats()
+        assert lib.genedge_stream_stats(h, ctypes.byref(stats)) == 0
+        assert (
+            stats.frames == len(indices) == 10 and stats.fps_target == 100.0
+        )  # block: every slot shown
+        assert indices == list(range(10)) and stats.dropped == 0 and stats.elapsed_s > 0
+    finally:
+        assert lib.genedge_close(h) == 0
+
+
 # ------------------------------------------------------------------ TensorRT host, TRT-free part
 
 
@@ -312,12 +493,26 @@ def manifest_tool(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("no C++ compiler")
     inc = _nlohmann_include()
     if inc is None:
-        pytest.skip("nlohmann/json.hpp not found (apt install nlohmann-json3-dev, or pip install nlohmann-json)")
+        pytest.skip(
+            "nlohmann/json.hpp not found (apt install nlohmann-json3-dev, or pip install nlohmann-json)"
+        )
     exe = tmp_path_factory.mktemp("trt-host") / "manifest_tool"
     subprocess.run(
-        ["c++", "-std=c++17", "-O0", "-Wall", "-Wextra", f"-I{inc}", str(TRT_HOST_SRC / "manifest_check.cpp"),
-         str(TRT_HOST_SRC / "manifest_tool.cpp"), "-o", str(exe)],
-        check=True, capture_output=True, text=True,
+        [
+            "c++",
+            "-std=c++17",
+            "-O0",
+            "-Wall",
+            "-Wextra",
+            f"-I{inc}",
+            str(TRT_HOST_SRC / "manifest_check.cpp"),
+            str(TRT_HOST_SRC / "manifest_tool.cpp"),
+            "-o",
+            str(exe),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return exe
 
@@ -330,11 +525,23 @@ def engine_bundle(root: Path, plan: bytes) -> Path:
     import json
 
     m = json.loads((b / "manifest.json").read_text())
-    rec = artifact_record(b, name, graph="generator", format="engine", precision="fp16", engine={
-        "tensorrt_version": "10.3.0", "device_name": "Orin", "compute_capability": "8.7",
-        "profiles": [[1, 8, 64]], "version_compatible": False, "dla_core": None,
-        "built_from": "model.fp16.onnx", "path": "strongly-typed",
-    })
+    rec = artifact_record(
+        b,
+        name,
+        graph="generator",
+        format="engine",
+        precision="fp16",
+        engine={
+            "tensorrt_version": "10.3.0",
+            "device_name": "Orin",
+            "compute_capability": "8.7",
+            "profiles": [[1, 8, 64]],
+            "version_compatible": False,
+            "dla_core": None,
+            "built_from": "model.fp16.onnx",
+            "path": "strongly-typed",
+        },
+    )
     m["artifacts"].append(rec.to_dict())
     write_manifest(b, m)
     return b
@@ -343,29 +550,43 @@ def engine_bundle(root: Path, plan: bytes) -> Path:
 def test_manifest_check_reads_the_engine_record(manifest_tool: Path, tmp_path: Path) -> None:
     plan = os.urandom(4096)
     b = engine_bundle(tmp_path / "b", plan)
-    r = subprocess.run([str(manifest_tool), str(b), "--precision", "fp16", "--trt", "10.3.1", "--cc", "8.7"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [str(manifest_tool), str(b), "--precision", "fp16", "--trt", "10.3.1", "--cc", "8.7"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert "file=model.fp16.sm87.trt10.3.engine" in r.stdout
     assert f"sha256={hashlib.sha256(plan).hexdigest()}" in r.stdout
     assert "profile=1,8,64" in r.stdout and "latent_dim=6" in r.stdout
 
 
-def test_manifest_check_refuses_tampering_and_mismatches(manifest_tool: Path, tmp_path: Path) -> None:
+def test_manifest_check_refuses_tampering_and_mismatches(
+    manifest_tool: Path, tmp_path: Path
+) -> None:
     b = engine_bundle(tmp_path / "b", os.urandom(4096))
     args = [str(manifest_tool), str(b), "--precision", "fp16"]
-    wrong_trt = subprocess.run([*args, "--trt", "8.6.1", "--cc", "8.7"], capture_output=True, text=True)
+    wrong_trt = subprocess.run(
+        [*args, "--trt", "8.6.1", "--cc", "8.7"], capture_output=True, text=True
+    )
     assert wrong_trt.returncode == 3 and "TensorRT" in wrong_trt.stderr
-    wrong_gpu = subprocess.run([*args, "--trt", "10.3.0", "--cc", "8.6"], capture_output=True, text=True)
+    wrong_gpu = subprocess.run(
+        [*args, "--trt", "10.3.0", "--cc", "8.6"], capture_output=True, text=True
+    )
     assert wrong_gpu.returncode == 3 and "compute capability" in wrong_gpu.stderr
-    no_int8 = subprocess.run([str(manifest_tool), str(b), "--precision", "int8", "--trt", "10.3.0", "--cc", "8.7"],
-                             capture_output=True, text=True)
+    no_int8 = subprocess.run(
+        [str(manifest_tool), str(b), "--precision", "int8", "--trt", "10.3.0", "--cc", "8.7"],
+        capture_output=True,
+        text=True,
+    )
     assert no_int8.returncode == 2
     engine = b / "model.fp16.sm87.trt10.3.engine"
     data = bytearray(engine.read_bytes())
     data[100] ^= 0xFF
     engine.write_bytes(bytes(data))
-    tampered = subprocess.run([*args, "--trt", "10.3.0", "--cc", "8.7"], capture_output=True, text=True)
+    tampered = subprocess.run(
+        [*args, "--trt", "10.3.0", "--cc", "8.7"], capture_output=True, text=True
+    )
     assert tampered.returncode == 4 and "sha256" in tampered.stderr
 
 

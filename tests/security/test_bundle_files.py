@@ -93,3 +93,61 @@ def test_damaged_bundle_files_are_refused_before_any_deserializer(onnx_bundle, f
     with pytest.raises(IntegrityError) as info:
         _path_of(onnx_bundle, file if file != "weights.data" else "model.onnx")
     assert info.value.exit_code == 4 and file in str(info.value)
+
+
+def _leaky_model(bundle: Path, location: str, n: int) -> None:
+    """A graph whose output is an external uint8 initializer: whatever file it names leaks out."""
+    from onnx import TensorProto, helper
+
+    s = TensorProto(name="S", data_type=TensorProto.UINT8, dims=[n])
+    set_location(s, location)
+    for key, value in (("offset", "0"), ("length", str(n))):
+        e = s.external_data.add()
+        e.key, e.value = key, value
+    graph = helper.make_graph([helper.make_node("Identity", ["S"], ["image"])], "leak", [],
+                              [helper.make_tensor_value_info("image", TensorProto.UINT8, [n])],
+                              initializer=[s])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    (bundle / "model.onnx").write_bytes(model.SerializeToString())
+
+
+def test_a_hardlinked_secret_leaks_through_bare_onnxruntime_but_not_through_genedge(tmp_path, secret_file):
+    ort = pytest.importorskip("onnxruntime")
+    import os
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    os.link(secret_file, bundle / "weights.data")
+    n = secret_file.stat().st_size
+    _leaky_model(bundle, "weights.data", n)
+    # The threat is real: ORT alone reads the hard-linked secret into the graph's output.
+    try:
+        sess = ort.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])
+        leaked = bytes(sess.run(None, {})[0])
+        assert leaked.startswith(SECRET.encode())
+    except Exception as e:  # a future ORT that refuses hard links too: all the better
+        assert SECRET not in str(e)
+    _write(bundle, {"model.onnx": "onnx", "weights.data": "onnx-data"})
+    with pytest.raises(SecurityRefusal, match="hard link") as info:
+        read_manifest(bundle)  # the listing check already refuses the hard-linked entry
+    assert SECRET[:12] not in str(info.value)
+
+
+def test_the_sampler_and_cli_refuse_a_leaky_bundle_without_showing_the_secret(tmp_path, secret_file, capsys):
+    runtime = pytest.importorskip("genedge.runtime")
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("genedge.runtime.commands")
+    from genedge.cli import main
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    _leaky_model(bundle, "../outside/secret.txt", secret_file.stat().st_size)
+    _write(bundle, {"model.onnx": "onnx"})
+    with pytest.raises(SecurityRefusal) as info:
+        runtime.Sampler.open(bundle, backend="ort-cpu")
+    assert SECRET[:12] not in str(info.value)
+    png = tmp_path / "grid.png"
+    assert main(["sample", str(bundle), "-n", "1", "--backend", "ort-cpu", "--out", str(png)]) == 4
+    out = capsys.readouterr()
+    assert SECRET[:12] not in out.out + out.err and not png.exists()
