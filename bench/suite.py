@@ -27,7 +27,7 @@ from .cases import (
     onnx_path,
 )
 from .coldstart import measure_cold_start
-from .env import environment, usable_cpus
+from .env import environment, load_average, usable_cpus
 from .memory import gpu_memory, peak_rss_bytes
 from .options import DEFAULT_SECONDS, BenchOptions, validate_options
 from .quality import quality_rows
@@ -145,6 +145,8 @@ def run_bench(opts: BenchOptions) -> BenchReport:
 
             realtime = realtime_bench(o, results, notes)
     env["gpus_after"] = gpu_memory() if env.get("gpus") else []
+    env["load_average_end"] = load_average()
+    notes += busy_machine_notes(env, o.threads)
     return BenchReport(
         kind=manifest.kind, options=_options_dict(o), environment=env, results=tuple(results),
         ratios=tuple(compute_ratios(results)), quality=tuple(quality_rows(manifest)), cold_start=tuple(cold),
@@ -172,6 +174,18 @@ def _trtexec(o: BenchOptions, manifest: Manifest, notes: list[str]) -> list[dict
                     notes.append(f"trtexec {a.file} batch {batch}: {res['error']}")
                     return out
     return out
+
+
+def busy_machine_notes(env: dict[str, Any], threads: int | None) -> list[str]:
+    """Warn when other processes competed for the cores (the 1-minute load average)."""
+    cpus = env.get("usable_cpus") or 1
+    loads = [la[0] for la in (env.get("load_average"), env.get("load_average_end")) if la]
+    if not loads or max(loads) <= cpus:
+        return []
+    return [f"the machine was busy: 1-minute load average up to {max(loads):.1f} on {cpus} usable CPUs. "
+            f"Other processes competed for the cores; multi-threaded runs ({threads} threads), OpenMP's "
+            "(PyTorch) most of all, lose disproportionately when a thread is descheduled at a barrier. "
+            "Ratios from this run are unreliable: re-run on a quiet machine (or with --threads 1)."]
 
 
 def _options_dict(o: BenchOptions) -> dict[str, Any]:

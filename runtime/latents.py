@@ -19,6 +19,7 @@ from genedge.errors import BadInputError
 TRUNCATION_BOUND = 2.0
 WALKS = ("lerp", "slerp", "circle")
 _CACHE_SIZE = 256
+_CACHE_MAX_ELEMENTS = 1 << 14  # per entry: at most 64 KiB; the whole cache stays under 16 MiB
 _cache: OrderedDict[tuple[int, int, int, float], np.ndarray] = OrderedDict()
 
 
@@ -46,7 +47,7 @@ def seeded_latents(n: int, dim: int, seed: int = 0, truncation: float = 1.0) -> 
 
 
 def cached_latents(n: int, dim: int, seed: int = 0, truncation: float = 1.0) -> np.ndarray:
-    """``seeded_latents`` through a small LRU cache; the array is read-only, do not modify it.
+    """``seeded_latents`` through a small LRU cache (small batches); do not modify the result.
 
     Building a ``default_rng`` costs tens of microseconds, a sizeable share of a tiny
     generator's run, and real-time users revisit the same seeds (walk endpoints, UIs).
@@ -55,6 +56,8 @@ def cached_latents(n: int, dim: int, seed: int = 0, truncation: float = 1.0) -> 
     z = _cache.get(key)
     if z is None:
         z = seeded_latents(n, dim, seed, truncation)
+        if z.size > _CACHE_MAX_ELEMENTS:  # big batches: the model dominates, do not hold memory
+            return z
         z.flags.writeable = False
         _cache[key] = z
         if len(_cache) > _CACHE_SIZE:

@@ -27,7 +27,7 @@ from genedge.manifest import Manifest, read_manifest
 
 from .backend import Backend, check_out
 from .latents import WALKS, cached_latents, lerp, make_labels, walk_latents
-from .select import BackendOptions, open_backend
+from .select import BackendOptions, backend_options, open_backend
 
 if TYPE_CHECKING:
     from .stream import Stream
@@ -58,10 +58,8 @@ class SamplerInfo:
 class Sampler:
     """Images from a ``gan`` or ``vae`` bundle. Create with ``Sampler.open``; close when done."""
 
-    def __init__(self, manifest: Manifest, backend: Backend, options: BackendOptions,
-                 backend_name: str, t_open: float) -> None:
+    def __init__(self, manifest: Manifest, backend: Backend, options: BackendOptions, t_open: float) -> None:
         self.manifest, self.backend, self._options = manifest, backend, options
-        self._backend_name = backend_name
         self._t_open = t_open
         self.cold_start_s: float | None = None  # open() to the first image, seconds
         self.open_s = time.perf_counter() - t_open  # open() alone
@@ -97,11 +95,15 @@ class Sampler:
         if manifest.kind not in IMAGE_GRAPHS:
             raise BadInputError(f"Bundle '{bundle}' is a '{manifest.kind}' bundle; Sampler needs gan or vae.",
                                 hint="Use genedge.runtime.TextGenerator for text (ar) bundles.")
-        opts = BackendOptions(threads=threads, check_inputs=check_inputs, **options)
+        opts = backend_options(threads=threads, check_inputs=check_inputs, **options)
         k = int(manifest.model.get("num_classes", 0) or 0)
         ranges = {"label": (0, k - 1)} if k > 0 else None
         b = open_backend(manifest, IMAGE_GRAPHS[manifest.kind], backend, precision, opts, ranges)
-        return cls(manifest, b, opts, backend, t_open)
+        try:
+            return cls(manifest, b, opts, t_open)
+        except BaseException:
+            b.close()
+            raise
 
     @property
     def info(self) -> SamplerInfo:
@@ -203,7 +205,8 @@ class Sampler:
             if not self.manifest.find(graph="encoder", format="onnx", precision=prec):
                 prec = None
             if name == "tensorrt" and not self.manifest.find(graph="encoder", format="engine"):
-                name = "ort-cuda"
+                name = "auto"  # no encoder engine: the best ONNX Runtime provider here
+                log.info("no TensorRT engine for the encoder; opening it with backend auto")
             self._encoder = open_backend(self.manifest, "encoder", name, prec, self._options)
         return self._encoder
 

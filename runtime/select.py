@@ -37,6 +37,15 @@ class BackendOptions:
     device_id: int = 0
 
 
+def backend_options(**fields: object) -> BackendOptions:
+    """``BackendOptions`` from keyword arguments, naming the valid ones on a typo."""
+    known = set(BackendOptions.__dataclass_fields__)
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise BadInputError(f"Unknown backend option(s) {unknown}; expected some of {sorted(known)}.")
+    return BackendOptions(**fields)  # type: ignore[arg-type]
+
+
 def check_names(backend: str, precision: str | None) -> None:
     if backend not in BACKENDS:
         raise BadInputError(f"Unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}.")

@@ -27,7 +27,7 @@ from genedge.manifest import Manifest, read_manifest
 
 from .backend import Backend, BackendInfo
 from .sampling import make_filters, sample_token
-from .select import BackendOptions, open_backend
+from .select import backend_options, open_backend
 
 
 class Generation:
@@ -111,7 +111,7 @@ class TextGenerator:
         if manifest.kind != "ar":
             raise BadInputError(f"Bundle '{bundle}' is a '{manifest.kind}' bundle; TextGenerator needs ar.",
                                 hint="Use genedge.runtime.Sampler for image bundles.")
-        opts = BackendOptions(threads=threads, check_inputs=check_inputs, **options)
+        opts = backend_options(threads=threads, check_inputs=check_inputs, **options)
         V = len(manifest.model.get("vocab") or "")
         b = open_backend(manifest, "step", backend, precision, opts, {"token": (0, max(V - 1, 0))})
         return cls(manifest, b)
@@ -152,7 +152,7 @@ class TextGenerator:
         read, write = self._state
         feed = {"token": self._token, **read}
         out = {"logits": self._logits, **{f"{n}_out": write[n] for n in self.state_names}}
-        self.backend.run(feed, out)
+        self.backend._run(feed, out)  # token ids come from the vocab, the state is ours: no checks needed
         self._state.reverse()
         return self._logits
 

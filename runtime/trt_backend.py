@@ -246,8 +246,11 @@ class TrtBackend(Backend):
         self.inputs = tuple(spec[n] for n in names if is_in[n])
         self.outputs = tuple(spec[n] for n in names if not is_in[n])
         first = self.inputs[0].name
-        lo, opt, hi = (tuple(s)[0] for s in self._engine.get_tensor_profile_shape(first, 0))
-        self.profile = (int(lo), int(opt), int(hi))
+        self.profiles = [tuple(int(tuple(s)[0]) for s in self._engine.get_tensor_profile_shape(first, i))
+                         for i in range(self._engine.num_optimization_profiles)]  # [(min, opt, max)]
+        self._active = 0
+        # the Sampler chunks batches to profile[2]; the widest profile bounds the buffers
+        self.profile = (min(p[0] for p in self.profiles), self.profiles[0][1], max(p[2] for p in self.profiles))
 
     def _tensor_spec(self, trt: Any, name: str) -> TensorSpec:
         dims = tuple(self._engine.get_tensor_shape(name))
@@ -281,8 +284,9 @@ class TrtBackend(Backend):
 
     def _run_locked(self, feed: dict[str, np.ndarray], out: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
         B = next(iter(feed.values())).shape[0]
-        if not self.profile[0] <= B <= self.profile[2]:
-            check_profile_batch(B, self.profile, file=self._file)
+        lo, _, hi = self.profiles[self._active]
+        if not lo <= B <= hi:
+            self._switch_profile(B)
         for spec in self.inputs:
             x = feed[spec.name]
             np.copyto(self._view(spec, x.shape), x)
@@ -298,6 +302,18 @@ class TrtBackend(Backend):
             self._warm.add(B)
         _call(self._cudart.cudaStreamSynchronize(self._stream))
         return self._outputs(feed, out)
+
+    def _switch_profile(self, B: int) -> None:
+        """Activate the first optimisation profile that admits batch ``B`` (or name them all)."""
+        fits = [i for i, (lo, _, hi) in enumerate(self.profiles) if lo <= B <= hi]
+        if not fits:
+            check_profile_batch(B, self.profile if len(self.profiles) > 1 else self.profiles[0], file=self._file)
+        self._context.set_optimization_profile_async(fits[0], int(self._stream))
+        self._active = fits[0]
+        for g in self._graphs.values():  # captured graphs belong to the previous profile
+            self._cudart.cudaGraphExecDestroy(g)
+        self._graphs.clear()
+        self._warm.clear()
 
     def _enqueue(self, feed: dict[str, np.ndarray]) -> None:
         cudart, shapes = self._cudart, self.output_shapes(feed)

@@ -30,8 +30,8 @@ class FamilyDefaults:
 
 
 FAMILY_DEFAULTS: dict[str, FamilyDefaults] = {
-    "gan": FamilyDefaults(steps=4000, batch_size=64, lr=2e-4, sample_every=500, eval_every=1000, latent_dim=64),
-    "vae": FamilyDefaults(steps=3000, batch_size=64, lr=1e-3, sample_every=500, eval_every=1000, latent_dim=16),
+    "gan": FamilyDefaults(steps=2000, batch_size=64, lr=2e-4, sample_every=250, eval_every=250, latent_dim=64),
+    "vae": FamilyDefaults(steps=2000, batch_size=64, lr=1e-3, sample_every=250, eval_every=250, latent_dim=16),
     "ar": FamilyDefaults(steps=2000, batch_size=32, lr=3e-3, sample_every=250, eval_every=250),
 }
 

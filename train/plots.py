@@ -8,14 +8,17 @@ from genedge.atomic import atomic_path
 
 from .metrics_log import read_metrics
 
+SKIP = {"step", "phase", "elapsed_s", "num_samples", "num_chars", "vocab_size"}
+Series = dict[str, tuple[list[int], list[float]]]
 
-def _series(rows: list[dict], phase: str) -> dict[str, tuple[list[int], list[float]]]:
-    out: dict[str, tuple[list[int], list[float]]] = {}
+
+def _series(rows: list[dict], phase: str) -> Series:
+    out: Series = {}
     for r in rows:
         if r.get("phase") != phase:
             continue
         for k, v in r.items():
-            if k in ("step", "phase", "elapsed_s") or not isinstance(v, (int, float)) or isinstance(v, bool):
+            if k in SKIP or not isinstance(v, (int, float)) or isinstance(v, bool):
                 continue
             xs, ys = out.setdefault(k, ([], []))
             xs.append(r["step"])
@@ -31,7 +34,10 @@ def plot_curves(metrics_path: Path, out_png: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     rows = read_metrics(metrics_path)
-    panels = [("train", _series(rows, "train")), ("eval", _series(rows, "eval"))]
+    evals = _series(rows, "eval")
+    scores = {k: v for k, v in evals.items() if all(0.0 <= y <= 1.0 for y in v[1])}  # accuracy, P/R
+    others = {k: v for k, v in evals.items() if k not in scores}  # distances, bpc
+    panels = [("train", _series(rows, "train")), ("eval scores", scores), ("eval", others)]
     panels = [(name, s) for name, s in panels if s]
     if not panels:
         return None

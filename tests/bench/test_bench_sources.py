@@ -48,3 +48,11 @@ def test_text_bench_counts_runs_and_tokens():
     assert res["runs"] == 5 and res["tokens"] == 40  # iters counts tokens for ar bundles
     assert res["per_token"]["n"] == 5 * 7
     assert res["tokens_per_s"] > 0 and gen.closed
+
+
+def test_busy_machine_note():
+    from genedge.bench.suite import busy_machine_notes
+
+    assert busy_machine_notes({"usable_cpus": 2, "load_average": [1.0, 1, 1], "load_average_end": [1.5, 1, 1]}, 2) == []
+    [note] = busy_machine_notes({"usable_cpus": 2, "load_average": [9.4, 9, 8], "load_average_end": None}, 2)
+    assert "9.4 on 2 usable CPUs" in note

@@ -151,3 +151,18 @@ def test_the_sampler_and_cli_refuse_a_leaky_bundle_without_showing_the_secret(tm
     assert main(["sample", str(bundle), "-n", "1", "--backend", "ort-cpu", "--out", str(png)]) == 4
     out = capsys.readouterr()
     assert SECRET[:12] not in out.out + out.err and not png.exists()
+
+
+@pytest.mark.parametrize("payload", [b"", b"\xff" * 100, b"\x3a\x05abc"])
+def test_the_cli_calls_a_garbage_graph_corrupt(tmp_path, capsys, payload):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("genedge.runtime.commands")
+    from genedge.cli import main
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "model.onnx").write_bytes(payload)
+    _write(bundle, {"model.onnx": "onnx"})  # the hash matches: only the content is wrong
+    code = main(["sample", str(bundle), "-n", "1", "--backend", "ort-cpu", "--out", str(tmp_path / "g.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and "model.onnx" in err and "Traceback" not in err
