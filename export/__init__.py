@@ -1,1 +1,11 @@
-"""genedge.export."""
+"""genedge.export: checkpoint -> verified bundle (ONNX fp32/fp16/int8, TensorRT engines, Triton).
+
+Public entry points (import from their modules; nothing heavy is imported here):
+
+- ``genedge.export.bundle.export_bundle(ExportOptions) -> Path``
+- ``genedge.export.options.ExportOptions`` / ``validate_export_options`` / ``parse_profiles``
+- ``genedge.export.onnx_export.onnx_from_checkpoint(ckpt, out_dir) -> {graph: Path}``
+- ``genedge.export.fp16.fp16_from_onnx`` / ``genedge.export.int8.int8_from_onnx``
+- ``genedge.export.tensorrt.engine_from_onnx`` (GPU) / ``genedge.export.triton.write_triton_repository``
+- ``genedge.export.evaluate.evaluate_bundle(path) -> dict`` (``genedge eval BUNDLE``)
+"""

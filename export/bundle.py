@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from genedge.atomic import atomic_dir, atomic_write_bytes
-from genedge.errors import IntegrityError
+from genedge.errors import BadInputError, IntegrityError
 from genedge.manifest import FORMAT, MANIFEST_NAME, SCHEMA_VERSION, artifact_record, sha256_file
 
 from .calibration import (
@@ -71,6 +71,8 @@ class BuildContext:
 @contextlib.contextmanager
 def bundle_lock(out: Path) -> Iterator[None]:
     """Hold ``OUT/.genedge.lock`` (fcntl) for the export; refuse (exit 4) if another export holds it."""
+    if out.exists() and not out.is_dir():
+        raise BadInputError(f"--out '{out}' is a file; a bundle is a folder.", hint="Pass a folder path.")
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
@@ -121,11 +123,12 @@ def reusable(ctx: BuildContext, stage: str) -> list[dict[str, Any]] | None:
     """Records of ``stage``'s artifacts in the previous bundle when source and options are unchanged."""
     prev, key = ctx.previous, ctx.opts.artifact_key(stage)
     ctx.keys[stage] = key
-    if ctx.opts.force or not prev or prev["source"].get("sha256") != ctx.source["sha256"]:
+    if stage == "trt" or ctx.opts.force or not prev:  # engines are rebuilt: the GPU may differ
         return None
-    if prev["source"].get("artifact_keys", {}).get(stage) != key:
+    source = prev.get("source") or {}
+    if source.get("sha256") != ctx.source["sha256"] or source.get("artifact_keys", {}).get(stage) != key:
         return None
-    records = [a for a in prev["artifacts"] if a.get("stage", _stage_of(a)) == stage]
+    records = [a for a in prev["artifacts"] if _stage_of(a) == stage]
     return records or None
 
 
@@ -388,7 +391,7 @@ STAGES: dict[str, Callable[[BuildContext], None]] = {"fp32": stage_fp32, "fp16":
 
 def is_current(prev: dict[str, Any] | None, opts: ExportOptions, source_sha: str) -> bool:
     """True when the bundle already holds exactly what ``opts`` asks for, from this checkpoint."""
-    if opts.force or not prev or prev["source"].get("sha256") != source_sha:
+    if opts.force or opts.trt or not prev or (prev.get("source") or {}).get("sha256") != source_sha:
         return False
     wanted = {s: opts.artifact_key(s) for s in (*opts.precisions, *(("trt",) if opts.trt else ()))}
     return prev["source"].get("artifact_keys") == wanted

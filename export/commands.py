@@ -48,7 +48,7 @@ def summary_rows(manifest: dict[str, Any]) -> list[list[str]]:
         v = a.get("verification") or {}
         err = v.get("max_abs_err_vs_fp32", v.get("max_abs_err_vs_torch"))
         quality = f"{v['psnr_vs_fp32']:.1f} dB / {v['ssim_vs_fp32']:.4f}" if "psnr_vs_fp32" in v and "ssim_vs_fp32" in v else ""
-        metrics = ", ".join(f"{k} {x:.4g}" for k, x in (v.get("metrics") or {}).items())
+        metrics = _metric_text(v)
         verdict = v.get("verdict", "")
         kept = (a.get("recipe") or {}).get("kept_float")
         if kept:
@@ -56,6 +56,19 @@ def summary_rows(manifest: dict[str, Any]) -> list[list[str]]:
         rows.append([a["file"], a.get("precision") or "", _size(a["size"]),
                      "" if err is None else f"{err:.3g}", quality, metrics, verdict])
     return rows
+
+
+_SHORT = {"conditional_accuracy": "acc", "frechet_distance": "FD", "bpc": "bpc"}
+
+
+def _metric_text(v: dict[str, Any]) -> str:
+    """``acc 0.991 (fp32 0.988), FD 13.8`` from a verification record."""
+    now, ref = v.get("metrics") or {}, v.get("metrics_fp32") or {}
+    parts = []
+    for key, short in _SHORT.items():
+        if now.get(key) is not None:
+            parts.append(f"{short} {now[key]:.3f}" + (f" (fp32 {ref[key]:.3f})" if ref.get(key) is not None else ""))
+    return ", ".join(parts)
 
 
 def summary_table(manifest: dict[str, Any]):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from genedge.export.fp16 import FP16_MAX, fp16_from_onnx
@@ -124,3 +125,15 @@ def test_quality_gate_failure_records_kept_float(ckpts, tmp_path):
     assert int8["recipe"]["kept_float"], int8
     assert set(int8["recipe"]["sensitivity"]) >= set(int8["recipe"]["kept_float"])
     assert int8["quality_approved"] == (int8["verification"]["verdict"] == "pass")
+
+
+def test_vae_calibration_from_real_data_uses_posterior(ckpts):
+    pytest.importorskip("genedge.train.data")
+    from genedge.export.calibration import CalibrationSpec, image_calibration_feeds
+    from genedge.export.onnx_export import load_generator
+
+    model, cfg, kind = load_generator(ckpts["vae"])
+    prior = image_calibration_feeds(model, cfg, kind, CalibrationSpec(samples=40), batch=20)
+    data = image_calibration_feeds(model, cfg, kind, CalibrationSpec(samples=40, data="digits"), batch=20)
+    assert [f["z"].shape for f in data] == [(20, 8), (20, 8)]
+    assert not np.allclose(data[0]["z"], prior[0]["z"])  # encoder posterior, not the prior
