@@ -55,7 +55,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run folder (checkpoints, samples, metrics)")
     p.add_argument("--conditional", action="store_true", help="class-conditional (needs labels)")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=int, default=None, help="number of optimizer steps")
+    budget.add_argument("--steps", type=int, default=None,
+                        help="total optimizer steps (with --resume: the total to reach)")
     budget.add_argument("--minutes", type=float, default=None, help="wall-clock training budget")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)

@@ -4,5 +4,7 @@ Needs the ``train`` extra (torch, scikit-learn, opencv, safetensors, rich, matpl
 """
 
 from .checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
+from .options import TrainOptions
+from .trainer import train_run
 
-__all__ = ["load_checkpoint", "read_checkpoint_info", "save_checkpoint"]
+__all__ = ["TrainOptions", "load_checkpoint", "read_checkpoint_info", "save_checkpoint", "train_run"]

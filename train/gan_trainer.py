@@ -52,6 +52,7 @@ class GanFamily(ImageFamily):
         self.opt_g = torch.optim.Adam(G.parameters(), lr=opts.lr, betas=BETAS)
         self.opt_d = torch.optim.Adam(D.parameters(), lr=opts.lr, betas=BETAS)
         self.shift = max(1, self.image_size // 8)
+        self._exported: tuple[int, nn.Module] | None = None  # (ema.updates, recalibrated copy)
 
     @property
     def latent_dim(self) -> int:
@@ -98,11 +99,13 @@ class GanFamily(ImageFamily):
 
     # -- outputs
     def export_model(self) -> tuple[nn.Module, Any]:
-        """EMA generator with BatchNorm statistics re-estimated on its own weights."""
-        def batches() -> list[tuple]:
-            return [self.prior(128, EVAL_SEED + 1 + i) for i in range(BN_BATCHES)]
+        """EMA generator with BatchNorm statistics re-estimated on its own weights (cached per step)."""
+        if self._exported is None or self._exported[0] != self.ema.updates:
+            def batches() -> list[tuple]:
+                return [self.prior(128, EVAL_SEED + 1 + i) for i in range(BN_BATCHES)]
 
-        return recalibrated_copy(self.ema.model, batches), self.cfg
+            self._exported = (self.ema.updates, recalibrated_copy(self.ema.model, batches))
+        return self._exported[1], self.cfg
 
     def sample(self):
         return self.grid(self.export_model()[0])

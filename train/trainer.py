@@ -143,7 +143,13 @@ class Trainer:
                 f"--resume: '{path}' holds a `{state.get('kind')}` run; this command trains `{self.opts.kind}`.",
                 hint="Resume with the same kind, or pick another --out.",
             )
-        self.family.load_state_dict(state["family"])
+        try:
+            self.family.load_state_dict(state["family"])
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise BadInputError(
+                f"--resume: '{path}' does not match these options ({str(e).splitlines()[0][:160]}).",
+                hint="Resume with the options of the original run (see RUN/config.json), or pick another --out.",
+            ) from None
         set_rng_state(state["rng"][min(self.ctx.rank, len(state["rng"]) - 1)], self.ctx.device)
         self.step = int(state["step"])
         return True
@@ -273,7 +279,7 @@ def _train(opts: TrainOptions, ctx: ddp.DistContext) -> Path:
     if ctx.is_main:
         write_config(opts, family)
     progress = Progress(total_steps=opts.steps, total_seconds=None if opts.minutes is None else opts.minutes * 60,
-                        start_step=trainer.step, enabled=opts.progress and ctx.is_main, fancy=True)
+                        start_step=trainer.step, enabled=ctx.is_main, fancy=opts.progress)
     t0 = time.perf_counter()
     try:
         metrics = trainer.run(progress)

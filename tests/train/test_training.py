@@ -149,3 +149,9 @@ def test_conditional_gan_on_digits_reaches_the_bar(tmp_path):
     metrics = evaluate_checkpoint(ckpt, n=1000)
     assert metrics["conditional_accuracy"] >= 0.9
     assert metrics["precision"] >= 0.5 and metrics["recall"] >= 0.5
+
+
+def test_resume_with_other_options_is_refused(tiny_images, tmp_path):
+    train_run(_opts("gan", tiny_images, tmp_path / "run", steps=1))
+    with pytest.raises(BadInputError, match="does not match these options"):
+        train_run(_opts("gan", tiny_images, tmp_path / "run", steps=2, resume=True, conditional=False))
