@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from genedge.atomic import atomic_dir, atomic_write_bytes
+from genedge.atomic import atomic_dir, atomic_write_bytes, clean_stale_temps
 from genedge.errors import BadInputError, IntegrityError
 from genedge.manifest import FORMAT, MANIFEST_NAME, SCHEMA_VERSION, artifact_record, sha256_file
 
@@ -78,6 +78,8 @@ def bundle_lock(out: Path) -> Iterator[None]:
     fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         _flock(fd, out)
+        clean_stale_temps(out.parent)  # leftovers of a killed export (live writers' are kept)
+        clean_stale_temps(out)
         yield
     finally:
         os.close(fd)
@@ -154,11 +156,12 @@ def stage_fp32(ctx: BuildContext) -> None:
     """Export every graph, check parity vs torch (raises ParityError), record."""
     from .onnx_export import onnx_from_module, save_onnx
     from .parity import check_parity
+    from .wrappers import ImageGraph
 
     for spec, wrapper in ctx.graphs:
         ctx.log(f"exporting {spec.name} -> {spec.stem}.onnx")
         files = save_onnx(onnx_from_module(wrapper, spec, opset=ctx.opts.opset), ctx.tmp / f"{spec.stem}.onnx")
-        verification = check_parity(wrapper, files[0], spec, ctx.cfg, ctx.kind, ctx.opts.parity_seeds)
+        verification = check_parity(wrapper.reference() if isinstance(wrapper, ImageGraph) else wrapper, files[0], spec, ctx.cfg, ctx.kind, ctx.opts.parity_seeds)
         ctx.log(f"{spec.stem}.onnx parity vs torch: max abs err {verification['max_abs_err_vs_torch']:.3g}")
         add_artifact(ctx, files[0].name, graph=spec.name, format="onnx", precision="fp32", verification=verification)
         for extra in files[1:]:

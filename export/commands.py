@@ -41,6 +41,20 @@ def export_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def eval_bundle_command(args: argparse.Namespace) -> int:
+    """`genedge eval BUNDLE`: re-run the quality metrics on a bundle's artifacts."""
+    from genedge.atomic import atomic_write_text
+
+    from .evaluate import evaluate_bundle
+
+    metrics = evaluate_bundle(Path(args.target), precisions=args.precision, n=args.num_samples,
+                              seed=args.seed, data=args.data)
+    print(json.dumps(metrics, indent=2, default=str))
+    if args.json_out:
+        atomic_write_text(args.json_out, json.dumps(metrics, indent=2, default=str) + "\n")
+    return 0
+
+
 def summary_rows(manifest: dict[str, Any]) -> list[list[str]]:
     """One row per artifact: file, precision, size, error vs fp32/torch, PSNR/SSIM, task metric, verdict."""
     rows = []

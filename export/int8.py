@@ -13,13 +13,16 @@ from pathlib import Path
 
 from .calibration import Feed, feeds_reader
 
-QUANT_OPS = ("Conv", "Gemm", "MatMul")
+WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")  # the candidates of the mixed-precision search
+# Relu and DepthToSpace too, so the GAN's sub-pixel blocks stay int8 from conv to conv
+# (a float island between two QLinearConvs costs a DequantizeLinear + QuantizeLinear pair).
+QUANT_OPS = (*WEIGHTED_OPS, "Relu", "DepthToSpace")
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
 
 def quantizable_nodes(model) -> list[str]:
-    """Names of the nodes ``int8_from_onnx`` would quantize, in graph order."""
-    return [n.name for n in model.graph.node if n.op_type in QUANT_OPS]
+    """Names of the weighted nodes (conv, gemm, matmul) in graph order: the recipe search candidates."""
+    return [n.name for n in model.graph.node if n.op_type in WEIGHTED_OPS]
 
 
 def int8_from_onnx(fp32_path: str | Path, out_path: str | Path, feeds: list[Feed], *, method: str = "minmax",

@@ -60,13 +60,23 @@ def to_image_output(x: torch.Tensor, output_format: str) -> torch.Tensor:
 
 
 class ImageGraph(nn.Module):
-    """GAN generator / VAE decoder: ``z (B, Z) float32 [, label (B,) int64] -> image``."""
+    """GAN generator / VAE decoder: ``z (B, Z) float32 [, label (B,) int64] -> image``.
 
-    def __init__(self, generator: nn.Module, *, conditional: bool, output_format: str = "uint8") -> None:
+    ``deploy`` is an equivalent rewrite of ``generator`` used for the exported graph (the
+    GAN's sub-pixel form); ``reference()`` keeps the checkpoint's own module so parity
+    compares ONNX against the model as trained, not against the rewrite.
+    """
+
+    def __init__(self, generator: nn.Module, *, conditional: bool, output_format: str = "uint8",
+                 deploy: nn.Module | None = None) -> None:
         super().__init__()
-        self.generator = generator
+        self.generator = deploy if deploy is not None else generator
+        self.trained = generator
         self.conditional = conditional
         self.output_format = output_format
+
+    def reference(self) -> ImageGraph:
+        return ImageGraph(self.trained, conditional=self.conditional, output_format=self.output_format)
 
     def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
         x = self.generator(z, label if self.conditional else None)  # (B, C, H, W)
@@ -131,7 +141,11 @@ def graphs_for(kind: str, model: nn.Module, cfg: Any, output_format: str) -> lis
     """Every graph a checkpoint of ``kind`` exports, main graph first, with its wrapper."""
     if kind == "gan":
         spec = image_graph_spec("generator", cfg, output_format)
-        return [(spec, ImageGraph(model, conditional=cfg.num_classes > 0, output_format=output_format))]
+        from .subpixel import subpixel_gan_generator
+
+        graph = ImageGraph(model, conditional=cfg.num_classes > 0, output_format=output_format,
+                           deploy=subpixel_gan_generator(model))
+        return [(spec, graph)]
     if kind == "vae":
         spec = image_graph_spec("decoder", cfg, output_format)
         dec = ImageGraph(model, conditional=cfg.num_classes > 0, output_format=output_format)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -22,6 +23,7 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "demo": ("genedge.demo:demo_command", "train"),
     "train": ("genedge.train.commands:train_command", "train"),
     "eval": ("genedge.train.commands:eval_command", "train"),
+    "eval-bundle": ("genedge.export.commands:eval_bundle_command", "export"),
     "export": ("genedge.export.commands:export_command", "export"),
     "sample": ("genedge.runtime.commands:sample_command", "cpu"),
     "live": ("genedge.runtime.commands:live_command", "cpu"),
@@ -185,6 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _handler_key(args: argparse.Namespace) -> str:
+    """`eval` of a bundle folder belongs to the export stage; of a checkpoint, to train."""
+    if args.command == "eval" and os.path.isdir(args.target):
+        return "eval-bundle"
+    return args.command
+
+
 def _load_handler(command: str) -> Callable[[argparse.Namespace], int | None]:
     target, extra = HANDLERS[command]
     module_name, func = target.split(":")
@@ -207,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        handler = _load_handler(args.command)
+        handler = _load_handler(_handler_key(args))
         return int(handler(args) or 0)
     except GenedgeError as e:
         print(f"genedge {args.command}: error: {e}", file=sys.stderr)

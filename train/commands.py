@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 from pathlib import Path
 
@@ -45,11 +44,12 @@ def _print_metrics(title: str, metrics: dict) -> None:
 
 def eval_command(args: argparse.Namespace) -> int:
     target = Path(args.target)
-    if target.is_dir():
-        module = importlib.import_module("genedge.export.evaluate")
-        metrics = module.evaluate_bundle(target, data=args.data, n=args.num_samples, seed=args.seed,
-                                         precisions=args.precision)
-    elif target.is_file():
+    if target.is_dir():  # the CLI routes bundles to the export stage; train never imports it
+        raise BadInputError(
+            f"eval: '{target}' is a folder; checkpoint evaluation takes a .safetensors file.",
+            hint="Run `genedge eval BUNDLE` for bundles (needs genedge[export]).",
+        )
+    if target.is_file():
         if args.precision:
             raise BadInputError("--precision applies to bundles (folders), not to a checkpoint file; drop it.")
         from .eval import evaluate_checkpoint

@@ -24,7 +24,7 @@ class GanConfig:
     num_classes: int = 0  # 0: unconditional
     image_size: int = 16
     channels: int = 1
-    g_width: int = 64  # channels at the lowest resolution; halved per upsampling
+    g_width: int = 128  # channels at the lowest resolution; halved per upsampling (128: int8 pays off)
     d_width: int = 32
     embed_dim: int = 32
 

@@ -26,7 +26,7 @@ from genedge.errors import BadInputError, CorruptArtifactError
 from genedge.imageio import save_png
 
 from . import ddp
-from .checkpoint import save_checkpoint
+from .checkpoint import save_checkpoint, torch_load_weights_only
 from .metrics_log import MetricsLog
 from .options import TrainOptions, options_to_json, resolve_options
 from .plots import plot_curves
@@ -131,13 +131,12 @@ class Trainer:
         path = self.paths.resume
         if not path.is_file():
             return False
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # truncated or foreign file: say so, never retry unsafely
+        state = torch_load_weights_only(path)  # hostile pickle: exit 4; garbage: exit 2
+        if not isinstance(state, dict):
             raise CorruptArtifactError(
-                f"Resume state '{path}' could not be read ({type(e).__name__}: {str(e)[:120]}).",
+                f"Resume state '{path}' is not a genedge resume file.",
                 hint="Delete it to start over, or drop --resume.",
-            ) from None
+            )
         if state.get("kind") != self.opts.kind:
             raise BadInputError(
                 f"--resume: '{path}' holds a `{state.get('kind')}` run; this command trains `{self.opts.kind}`.",

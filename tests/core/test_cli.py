@@ -1,3 +1,4 @@
+import argparse
 import subprocess
 import sys
 
@@ -29,7 +30,17 @@ def test_missing_extra_names_the_install_line():
     assert "pip install 'genedge[cpu]'" in str(e) and "onnxruntime" in str(e)
 
 
-@pytest.mark.parametrize("command", sorted(HANDLERS))
+def _subcommands() -> list[str]:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sorted(sub.choices)
+
+
+def test_every_subcommand_has_a_handler():
+    assert set(_subcommands()) <= set(HANDLERS)
+
+
+@pytest.mark.parametrize("command", _subcommands())
 def test_every_subcommand_has_help_without_importing_its_stage(command):
     proc = subprocess.run(
         [sys.executable, "-c",
@@ -86,3 +97,12 @@ def test_parser_lists_design_commands():
     text = build_parser().format_help()
     for verb in ("demo", "train", "eval", "export", "sample", "live", "generate", "bench"):
         assert verb in text
+
+
+def test_eval_routes_bundles_to_export_and_checkpoints_to_train(tmp_path):
+    from genedge.cli import _handler_key
+
+    args = build_parser().parse_args(["eval", str(tmp_path)])
+    assert _handler_key(args) == "eval-bundle"
+    args = build_parser().parse_args(["eval", str(tmp_path / "g.safetensors")])
+    assert _handler_key(args) == "eval"
