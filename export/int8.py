@@ -25,6 +25,25 @@ def quantizable_nodes(model) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type in WEIGHTED_OPS]
 
 
+def float_neighbourhood(model, keep: tuple[str, ...]) -> tuple[str, ...]:
+    """``keep`` plus the weightless quantized ops (Relu, DepthToSpace) feeding a kept node.
+
+    Keeping a conv "in float" must keep its input activation float too; otherwise the
+    Relu -> DepthToSpace chain before it would still be quantized and the recipe would not
+    do what the manifest says.
+    """
+    producers = {out: n for n in model.graph.node for out in n.output}
+    names = {n.name: n for n in model.graph.node}
+    kept, todo = set(keep), [names[k] for k in keep if k in names]
+    while todo:
+        for i in todo.pop().input:
+            p = producers.get(i)
+            if p is not None and p.op_type in QUANT_OPS and p.op_type not in WEIGHTED_OPS and p.name not in kept:
+                kept.add(p.name)
+                todo.append(p)
+    return tuple(sorted(kept))
+
+
 def int8_from_onnx(fp32_path: str | Path, out_path: str | Path, feeds: list[Feed], *, method: str = "minmax",
                    keep_float: tuple[str, ...] = ()) -> Path:
     """Calibrate on ``feeds`` and write a Q/DQ int8 ONNX to ``out_path``.
@@ -33,6 +52,7 @@ def int8_from_onnx(fp32_path: str | Path, out_path: str | Path, feeds: list[Feed
     stay float (no int32 Q/DQ, which TensorRT cannot parse).
     ``keep_float`` names nodes left in float (the mixed-precision recipe). fp32 I/O.
     """
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -48,7 +68,7 @@ def int8_from_onnx(fp32_path: str | Path, out_path: str | Path, feeds: list[Feed
         quantize_static(
             str(pre), str(out_path), feeds_reader(feeds), quant_format=QuantFormat.QDQ,
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
-            op_types_to_quantize=list(QUANT_OPS), nodes_to_exclude=list(keep_float),
+            op_types_to_quantize=list(QUANT_OPS), nodes_to_exclude=list(float_neighbourhood(onnx.load(str(pre)), keep_float)),
             calibrate_method=getattr(CalibrationMethod, METHODS[method]), extra_options=extra,
             calibration_providers=["CPUExecutionProvider"],
         )

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import fast_options
+from export_helpers import fast_options
 
 from genedge.errors import IntegrityError
 from genedge.export.bundle import LOCK_NAME, export_bundle

@@ -6,7 +6,7 @@ import importlib.util
 
 import pytest
 import torch
-from conftest import GAN_CFG
+from export_helpers import GAN_CFG
 
 from genedge.cli import main
 from genedge.train.checkpoint import save_checkpoint

@@ -116,7 +116,7 @@ def test_search_recipe_all_int8_when_it_passes(tmp_path):
 def test_quality_gate_failure_records_kept_float(ckpts, tmp_path):
     import json
 
-    from conftest import fast_options
+    from export_helpers import fast_options
 
     from genedge.export.bundle import export_bundle
 

@@ -103,7 +103,7 @@ def test_rebatch_to_calibration_batch():
 @pytest.mark.gpu
 def test_engine_builds_and_matches_ort(ckpts, tmp_path):
     pytest.importorskip("tensorrt")
-    from conftest import fast_options
+    from export_helpers import fast_options
 
     from genedge.export.bundle import export_bundle
     from genedge.manifest import read_manifest
