@@ -110,12 +110,24 @@ def check_feed(
             accepted.add(signature)
     for name, x in feed.items():
         kind = x.dtype.kind
-        # one reduction: a NaN/Inf makes the sum non-finite (a finite overflow is re-checked exactly)
-        if kind == "f" and not math.isfinite(np.add.reduce(x, axis=None)) and not np.isfinite(x).all():
+        if kind == "f" and not _all_finite(x):
             bad = int(x.size - np.count_nonzero(np.isfinite(x)))
             raise BadInputError(f"Input '{name}' holds {bad} NaN/Inf value(s); expected finite numbers.")
         if int_ranges and kind in "iu" and x.size and name in int_ranges:
             check_range(name, x, *int_ranges[name])
+
+
+# Below this many elements the checks run in plain Python. Right after an inference the
+# first SIMD (AVX-512) numpy ufunc pays a warm-up of tens of microseconds on x86 (measured:
+# 60-110 us vs 3-8 us when warm), which would be most of a real-time caller's overhead.
+_SMALL = 4096
+
+
+def _all_finite(x: np.ndarray) -> bool:
+    """Whether every value is finite: one pass, the exact check only when the sum says no."""
+    if x.size <= _SMALL and x.dtype.itemsize <= 4:  # float32/16 sums cannot overflow a float64
+        return math.isfinite(sum(x.ravel().tolist()))
+    return math.isfinite(np.add.reduce(x, axis=None)) or bool(np.isfinite(x).all())
 
 
 def _check_static(specs: tuple[TensorSpec, ...], feed: dict[str, np.ndarray]) -> None:
@@ -130,9 +142,9 @@ def _check_static(specs: tuple[TensorSpec, ...], feed: dict[str, np.ndarray]) ->
 
 def check_range(name: str, x: np.ndarray, lo: int, hi: int) -> None:
     """Refuse (exit 2) integer input ``name`` unless every value is in [lo, hi]."""
-    # one comparison: shifted to unsigned, anything below lo wraps to a huge value
-    if lo == 0 and x.dtype == np.int64:
-        ok = not (x.view(np.uint64) > hi).any()
+    if x.size <= _SMALL:
+        values = x.ravel().tolist()
+        ok = lo <= min(values) and max(values) <= hi
     else:
         ok = lo <= x.min() and x.max() <= hi
     if not ok:

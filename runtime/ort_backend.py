@@ -54,6 +54,7 @@ class OrtOptions:
     graph_optimization: str = "all"  # one of GRAPH_OPT_LEVELS
     run_mode: str = "iobinding"  # one of RUN_MODES
     device_id: int = 0
+    spin: bool = True  # session.intra_op.allow_spinning
 
 
 def provider_available(name: str) -> bool:
@@ -82,6 +83,7 @@ def _session_options(ort: Any, opts: OrtOptions) -> Any:
         so.intra_op_num_threads = opts.intra_op_threads
     if opts.inter_op_threads:
         so.inter_op_num_threads = opts.inter_op_threads
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if opts.spin else "0")
     so.log_severity_level = 3
     return so
 

@@ -35,6 +35,9 @@ class BackendOptions:
     allow_version_compatible: bool = False  # TensorRT engines carrying host code
     cuda_graphs: bool = False
     device_id: int = 0
+    # ORT worker threads spin between runs: lowest latency back to back, but they burn the
+    # cores between paced frames (battery, thermals, other work on a 2-core edge box).
+    spin: bool = True
 
 
 def backend_options(**fields: object) -> BackendOptions:
@@ -134,7 +137,7 @@ def _open_ort(manifest: Manifest, graph: str, name: str, precision: str | None, 
     for data in manifest.find(graph=graph, format="onnx-data"):
         if data.file.startswith(artifact.file):
             manifest.path_of(data)
-    ort_opts = OrtOptions(intra_op_threads=opts.threads, inter_op_threads=opts.inter_op_threads,
+    ort_opts = OrtOptions(intra_op_threads=opts.threads, inter_op_threads=opts.inter_op_threads, spin=opts.spin,
                           graph_optimization=opts.graph_optimization, device_id=opts.device_id)
     return OrtBackend.open(path, name=name, precision=artifact.precision or "fp32", options=ort_opts,
                            check_inputs=opts.check_inputs, int_ranges=int_ranges)
