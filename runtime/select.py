@@ -133,10 +133,7 @@ def _open_ort(manifest: Manifest, graph: str, name: str, precision: str | None, 
     from .ort_backend import OrtBackend, OrtOptions
 
     artifact = onnx_artifact(manifest, graph, name, precision)
-    path = manifest.path_of(artifact)  # sha256 before ORT parses it
-    for data in manifest.find(graph=graph, format="onnx-data"):
-        if data.file.startswith(artifact.file):
-            manifest.path_of(data)
+    path = manifest.path_of(artifact)  # sha256 (external data included) before ORT parses it
     ort_opts = OrtOptions(intra_op_threads=opts.threads, inter_op_threads=opts.inter_op_threads, spin=opts.spin,
                           graph_optimization=opts.graph_optimization, device_id=opts.device_id)
     return OrtBackend.open(path, name=name, precision=artifact.precision or "fp32", options=ort_opts,
