@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from genedge.errors import IncompatibleEnvironmentError
+from genedge.latents import default_labels, seeded_latents
 from genedge.manifest import Manifest
 
 from .timer import Call
@@ -45,9 +46,9 @@ class Inputs:
 def make_inputs(manifest: Manifest, batch: int, seed: int = 0) -> Inputs:
     """Seeded latents as the runtime draws them (docs/bundle.md) and labels ``arange % K``."""
     latent_dim = int(manifest.model["latent_dim"])
-    z = np.random.default_rng(seed).standard_normal((batch, latent_dim), dtype=np.float32)
+    z = seeded_latents(batch, latent_dim, seed)
     classes = int(manifest.model.get("num_classes") or 0)
-    labels = (np.arange(batch) % classes).astype(np.int64) if classes else None
+    labels = default_labels(batch, classes) if classes else None
     return Inputs(z, labels)
 
 

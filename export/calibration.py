@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from genedge.errors import BadInputError
+from genedge.latents import default_labels, seeded_latents
 
 Feed = dict[str, np.ndarray]
 
@@ -39,29 +40,11 @@ class CalibrationSpec:
                 "seed": self.seed, "truncation": self.truncation}
 
 
-def seeded_latents(n: int, latent_dim: int, seed: int, truncation: float = 1.0) -> np.ndarray:
-    """(n, Z) float32 latents, identical to the runtime's for the same seed and truncation."""
-    rng = np.random.default_rng(seed)
-    z = rng.standard_normal((n, latent_dim), dtype=np.float32)
-    if truncation < 1.0:
-        bad = np.abs(z) > 2.0
-        while bad.any():
-            z[bad] = rng.standard_normal(int(bad.sum()), dtype=np.float32)
-            bad = np.abs(z) > 2.0
-        z *= np.float32(truncation)
-    return z
-
-
-def seeded_labels(n: int, num_classes: int) -> np.ndarray:
-    """(n,) int64 labels ``arange(n) % K``: uniform over classes."""
-    return (np.arange(n) % num_classes).astype(np.int64)
-
-
 def image_feed(cfg: Any, n: int, seed: int, truncation: float = 1.0) -> Feed:
     """One feed for a generator/decoder graph: ``z`` (n, Z) float32 [+ ``label`` (n,) int64]."""
     feed = {"z": seeded_latents(n, cfg.latent_dim, seed, truncation)}
     if cfg.num_classes:
-        feed["label"] = seeded_labels(n, cfg.num_classes)
+        feed["label"] = default_labels(n, cfg.num_classes)
     return feed
 
 

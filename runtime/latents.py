@@ -1,10 +1,7 @@
-"""Seeded latents, labels and latent walks, exactly as docs/bundle.md fixes them.
+"""Latent caching, labels and latent walks over the shared seeded latents (``genedge.latents``).
 
-``z = numpy.random.default_rng(seed).standard_normal((n, Z), dtype=float32)``; with
-truncation ``t < 1`` every value with ``|z| > 2`` is redrawn from the same generator
-(in C order, repeatedly, until none is left), then ``z *= t``. Labels default to
-``arange(n) % num_classes``. The same seed therefore gives the same latent on every
-backend and in the torch reference.
+The same seed gives the same latent on every backend and in the torch reference: the
+definition lives once, in the core, and export, eval and bench use it too.
 """
 
 from __future__ import annotations
@@ -15,35 +12,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from genedge.errors import BadInputError
+from genedge.latents import default_labels, seeded_latents
 
-TRUNCATION_BOUND = 2.0
 WALKS = ("lerp", "slerp", "circle")
 _CACHE_SIZE = 256
 _CACHE_MAX_ELEMENTS = 1 << 14  # per entry: at most 64 KiB; the whole cache stays under 16 MiB
 _cache: OrderedDict[tuple[int, int, int, float], np.ndarray] = OrderedDict()
-
-
-def check_truncation(truncation: float) -> float:
-    t = float(truncation)
-    if not 0.0 < t <= 1.0:
-        raise BadInputError(f"truncation {truncation!r} is outside (0, 1]; 1.0 means no truncation.")
-    return t
-
-
-def seeded_latents(n: int, dim: int, seed: int = 0, truncation: float = 1.0) -> np.ndarray:
-    """The bundle's seeded latents: float32 (n, dim). Fresh array; see ``cached_latents``."""
-    if n < 1 or dim < 1:
-        raise BadInputError(f"Cannot draw {n} latents of size {dim}; both must be >= 1.")
-    t = check_truncation(truncation)
-    rng = np.random.default_rng(seed)
-    z = rng.standard_normal((n, dim), dtype=np.float32)  # (n, Z)
-    if t < 1.0:
-        bad = np.abs(z) > TRUNCATION_BOUND
-        while (k := int(np.count_nonzero(bad))) > 0:
-            z[bad] = rng.standard_normal(k, dtype=np.float32)
-            bad = np.abs(z) > TRUNCATION_BOUND
-        z *= np.float32(t)
-    return z
 
 
 def cached_latents(n: int, dim: int, seed: int = 0, truncation: float = 1.0) -> np.ndarray:
@@ -80,7 +54,7 @@ def make_labels(
             )
         return None
     if labels is None:
-        return np.arange(n, dtype=np.int64) % num_classes
+        return default_labels(n, num_classes)
     if np.ndim(labels) == 0:
         y = np.full(n, int(labels), dtype=np.int64)
     else:

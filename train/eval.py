@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genedge.errors import BadInputError
+from genedge.latents import seeded_latents
 
 from .data import ImageData, encode, load_image_data, load_text_data, split_text
 from .features import (
@@ -168,11 +169,6 @@ def float_images_from_uint8(images: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- generators
-
-
-def seeded_latents(n: int, latent_dim: int, seed: int) -> np.ndarray:
-    """float32 (n, Z) latents exactly as docs/bundle.md fixes them (no truncation)."""
-    return np.random.default_rng(seed).standard_normal((n, latent_dim), dtype=np.float32)
 
 
 @torch.no_grad()

@@ -133,7 +133,8 @@ def test_evaluate_bundle(gan_bundle, lstm_bundle):
 
 
 def test_seeded_latents_follow_the_bundle_contract():
-    from genedge.export.calibration import seeded_labels, seeded_latents
+    from genedge.latents import default_labels as seeded_labels
+    from genedge.latents import seeded_latents
 
     z = seeded_latents(5, 3, seed=7)
     assert np.array_equal(z, np.random.default_rng(7).standard_normal((5, 3), dtype=np.float32))
