@@ -156,12 +156,11 @@ def stage_fp32(ctx: BuildContext) -> None:
     """Export every graph, check parity vs torch (raises ParityError), record."""
     from .onnx_export import onnx_from_module, save_onnx
     from .parity import check_parity
-    from .wrappers import ImageGraph
 
     for spec, wrapper in ctx.graphs:
         ctx.log(f"exporting {spec.name} -> {spec.stem}.onnx")
         files = save_onnx(onnx_from_module(wrapper, spec, opset=ctx.opts.opset), ctx.tmp / f"{spec.stem}.onnx")
-        verification = check_parity(wrapper.reference() if isinstance(wrapper, ImageGraph) else wrapper, files[0], spec, ctx.cfg, ctx.kind, ctx.opts.parity_seeds)
+        verification = check_parity(wrapper.reference(), files[0], spec, ctx.cfg, ctx.kind, ctx.opts.parity_seeds)
         ctx.log(f"{spec.stem}.onnx parity vs torch: max abs err {verification['max_abs_err_vs_torch']:.3g}")
         add_artifact(ctx, files[0].name, graph=spec.name, format="onnx", precision="fp32", verification=verification)
         for extra in files[1:]:

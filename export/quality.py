@@ -54,9 +54,9 @@ def ssim(ref: np.ndarray, test: np.ndarray, *, layout: str = "NHWC") -> float:
 
 def to_float_nchw(images: np.ndarray, layout: str) -> np.ndarray:
     """Graph output -> float32 (N, C, H, W) in [-1, 1], what the task metrics take."""
-    if layout == "NCHW":
-        return images.astype(np.float32)
-    return (images.astype(np.float32).transpose(0, 3, 1, 2) / 127.5 - 1.0).astype(np.float32)
+    from genedge.train.eval import float_images_from_uint8
+
+    return images.astype(np.float32) if layout == "NCHW" else float_images_from_uint8(images)
 
 
 def image_quality(ref: np.ndarray, test: np.ndarray, layout: str) -> dict[str, float]:

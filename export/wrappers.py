@@ -59,7 +59,15 @@ def to_image_output(x: torch.Tensor, output_format: str) -> torch.Tensor:
     return x.permute(0, 2, 3, 1)  # (B, H, W, C)
 
 
-class ImageGraph(nn.Module):
+class GraphWrapper(nn.Module):
+    """Base of the export wrappers. ``reference()`` is the module parity compares against:
+    the wrapper itself, unless the exported graph is a rewrite of the trained model."""
+
+    def reference(self) -> nn.Module:
+        return self
+
+
+class ImageGraph(GraphWrapper):
     """GAN generator / VAE decoder: ``z (B, Z) float32 [, label (B,) int64] -> image``.
 
     ``deploy`` is an equivalent rewrite of ``generator`` used for the exported graph (the
@@ -83,7 +91,7 @@ class ImageGraph(nn.Module):
         return to_image_output(x, self.output_format)
 
 
-class EncoderGraph(nn.Module):
+class EncoderGraph(GraphWrapper):
     """VAE encoder: ``image (B, H, W, C) uint8 -> mu (B, Z), logvar (B, Z)`` float32."""
 
     def __init__(self, encoder: nn.Module) -> None:
@@ -95,7 +103,7 @@ class EncoderGraph(nn.Module):
         return self.encoder(x)
 
 
-class StepGraph(nn.Module):
+class StepGraph(GraphWrapper):
     """AR one step: ``token (B,) int64, h (L, B, Hd) [, c] -> logits (B, V), h_out [, c_out]``."""
 
     def __init__(self, rnn: nn.Module) -> None:
