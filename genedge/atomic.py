@@ -34,6 +34,24 @@ _DISK_FULL_ERRNOS = (errno.EFBIG, errno.ENOSPC, getattr(errno, "EDQUOT", 122))
 _DISK_FULL_TEXTS = tuple(os.strerror(n) for n in _DISK_FULL_ERRNOS) + ("os error 27", "os error 28")
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux /proc)."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        with open("/proc/self/status") as f:
+            return int(next(line for line in f if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0o022)  # elsewhere: the classic read-by-setting, restored at once
+    os.umask(mask)
+    return mask
+
+
+def _default_mode(path: Path, *, folder: bool) -> None:
+    """Give a temporary file/folder the mode a plain ``open``/``mkdir`` would have: mkstemp and
+    mkdtemp make them private (0600/0700), and a bundle is often read by another user (a
+    service account, Triton, a robot's runtime)."""
+    with contextlib.suppress(OSError):
+        os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
+
+
 def _tmp_prefix() -> str:
     """Temporary names carry the writer's pid, so a cleaner can skip a live writer's files."""
     return f"{TMP_PREFIX}{os.getpid()}-"
@@ -85,6 +103,7 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(), suffix="-" + final.name, dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    _default_mode(tmp_path, folder=False)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
@@ -125,6 +144,7 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(), suffix="-" + final.name, dir=final.parent))
+    _default_mode(tmp, folder=True)
     try:
         yield tmp
         for p in tmp.rglob("*"):

@@ -140,6 +140,8 @@ def _add_runtime(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=1, help="frames per inference (a tiled frame)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--label", type=int, default=None)
+    p.add_argument("--realtime-priority", type=int, default=10, metavar="P",
+                   help="SCHED_FIFO priority while waiting for each frame, where permitted (0: normal)")
 
     p = sub.add_parser("generate", parents=[common], help="stream text from an `ar` bundle")
     p.add_argument("--prompt", default="")

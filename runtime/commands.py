@@ -7,12 +7,15 @@ is imported only for ``live --video/--window``; ``sample`` writes PNG with numpy
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from genedge.atomic import atomic_path
 from genedge.errors import BadInputError, require
 from genedge.imageio import make_grid, save_png
 
@@ -53,6 +56,13 @@ def _upscale(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(big)
 
 
+class _Picture:
+    """A stand-in frame (just an image) for sizing the video before the first real frame."""
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.image = image
+
+
 def _frame_picture(frame: Any) -> np.ndarray:
     img = frame.image
     return make_grid(img, pad=0) if img.ndim == 4 else img  # batch > 1: tiled
@@ -63,8 +73,19 @@ class _Outputs:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.cv2 = require("cv2", "train", purpose="`genedge live --video/--window` (OpenCV)")
-        self.video_path, self.window, self.fps = args.video, args.window, args.fps
+        self.window, self.fps = args.window, args.fps
         self.writer = None
+
+    def open_video(self, path: Path, frame_shape: tuple[int, ...]) -> None:
+        """Open the video file before the stream starts (frame_shape: (H, W, C) or (B, H, W, C)),
+        so creating the file does not make the first frames late."""
+        cv2 = self.cv2
+        pic = _upscale(_frame_picture(_Picture(np.zeros(frame_shape, np.uint8))))
+        fourcc = cv2.VideoWriter_fourcc(*("mp4v" if path.suffix.lower() == ".mp4" else "MJPG"))
+        self.writer = cv2.VideoWriter(str(path), fourcc, self.fps, (pic.shape[1], pic.shape[0]))
+        if not self.writer.isOpened():
+            raise BadInputError(f"OpenCV cannot write video '{path.name}'.",
+                                hint="Use a .mp4 or .avi path in a writable folder.")
 
     def show(self, frame: Any, stats: Any, repeat: int = 1) -> bool:
         """Write/show one frame (``repeat`` times into the video, covering dropped slots so the
@@ -73,13 +94,7 @@ class _Outputs:
         pic = _upscale(_frame_picture(frame))
         text = f"{self.fps:.0f} fps  lat {frame.latency_s * 1e3:.1f} ms  miss {stats.missed_deadlines}"
         cv2.putText(pic, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 255, 0), 1, cv2.LINE_AA)
-        if self.video_path:
-            if self.writer is None:
-                fourcc = cv2.VideoWriter_fourcc(*("mp4v" if str(self.video_path).endswith(".mp4") else "MJPG"))
-                self.writer = cv2.VideoWriter(str(self.video_path), fourcc, self.fps, (pic.shape[1], pic.shape[0]))
-                if not self.writer.isOpened():
-                    raise BadInputError(f"OpenCV cannot write video '{self.video_path}'.",
-                                        hint="Use a .mp4 or .avi path in a writable folder.")
+        if self.writer is not None:
             for _ in range(repeat):
                 self.writer.write(pic)
         if self.window:
@@ -91,6 +106,7 @@ class _Outputs:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.release()
+            self.writer = None
         if self.window:
             self.cv2.destroyAllWindows()
 
@@ -105,31 +121,40 @@ def summary_table(stats: Any, fps: float) -> str:
         ("jitter p50 / p99 / max", f"{stats.jitter_p50_s * ms:.3f} / {stats.jitter_p99_s * ms:.3f} / "
                                    f"{stats.jitter_max_s * ms:.3f} ms"),
         ("latency p50 / p99", f"{stats.latency_p50_s * ms:.2f} / {stats.latency_p99_s * ms:.2f} ms"),
+        ("waiting", stats.scheduling),
     ]
     w = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
 
 
 def live_command(args: argparse.Namespace) -> int:
-    """``genedge live BUNDLE --fps 30 [--seconds 10] [--video out.mp4] [--window]``."""
+    """``genedge live BUNDLE --fps 30 [--seconds 10] [--video out.mp4] [--window]``.
+
+    The video is written to a temporary file beside ``--video`` and renamed into place when
+    the stream ends normally (or the window is closed): an interrupted run leaves no partial file.
+    """
+    if args.video and Path(args.video).suffix.lower() not in (".mp4", ".avi"):
+        raise BadInputError(f"--video {args.video}: expected a .mp4 or .avi file name.")
     outputs = _Outputs(args) if (args.video or args.window) else None
-    with _open_sampler(args) as s:
+    with _open_sampler(args) as s, contextlib.ExitStack() as stack:
         print(f"live: {_describe(s.info)} at {args.fps:g} fps", file=sys.stderr)
-        stream = s.stream(fps=args.fps, seconds=args.seconds, walk=args.walk, late=args.late,
-                          batch=args.batch, seed=args.seed, labels=args.label)
-        try:
-            last = -1
-            for frame in stream:
-                if outputs is not None and not outputs.show(frame, stream.stats, frame.index - last):
-                    break
-                last = frame.index
-        finally:
-            stream.close()
-            if outputs is not None:
-                outputs.close()
-        print(summary_table(stream.stats, args.fps))
-        if args.video:
-            print(f"wrote {args.video}", file=sys.stderr)
+        if outputs is not None:
+            video = stack.enter_context(atomic_path(args.video)) if args.video else None
+            stack.callback(outputs.close)  # released before the file is renamed into place
+            if video is not None:
+                outputs.open_video(video, (args.batch, *s.image_shape) if args.batch > 1 else s.image_shape)
+        stream = stack.enter_context(s.stream(
+            fps=args.fps, seconds=args.seconds, walk=args.walk, late=args.late, batch=args.batch,
+            seed=args.seed, labels=args.label, realtime_priority=args.realtime_priority or None))
+        last = -1
+        for frame in stream:
+            if outputs is not None and not outputs.show(frame, stream.stats, frame.index - last):
+                break
+            last = frame.index
+        stream.close()
+    print(summary_table(stream.stats, args.fps))
+    if args.video:
+        print(f"wrote {args.video}", file=sys.stderr)
     return 0
 
 

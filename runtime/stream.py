@@ -7,7 +7,9 @@
 
 Schedule: frame ``i`` is due at ``t0 + i / fps`` (absolute, so errors do not accumulate);
 the consumer sleeps until ~1 ms before, then spins until the due time (sub-millisecond
-jitter; the spin costs at most ~1 ms of one core per frame). A worker thread computes frame
+jitter; the spin costs at most ~1 ms of one core per frame). While it waits, the consumer's
+thread runs at ``SCHED_FIFO`` priority where the OS permits it (``realtime_priority``; see
+``runtime.realtime``), so a busy machine cannot wake it late. A worker thread computes frame
 ``i + 1`` (and up to ``ring - 1`` ahead) while the consumer holds frame ``i``; ONNX
 Runtime releases the GIL while it runs. Each frame is written straight into a slot of a
 preallocated ring (``ring >= 3``): the slot the consumer holds is returned to the worker
@@ -42,6 +44,7 @@ from genedge.errors import BadInputError, CorruptArtifactError
 from genedge.imageio import to_uint8
 
 from .latents import WALKS, LatentPath, make_labels
+from .realtime import DEFAULT_PRIORITY, RealtimeWait
 
 if TYPE_CHECKING:
     from .sampler import Sampler
@@ -97,8 +100,10 @@ class StreamStats:
         self.frames = self.missed_deadlines = self.dropped = self.late_delivered = self.nonfinite = 0
         self._jitter, self._latency = _History(capacity), _History(capacity)
         self.t_start = self.t_end = 0.0  # perf_counter at schedule start / end (0: running)
+        self.waiter: RealtimeWait | None = None  # how the consumer waits for due times
 
     missed = property(lambda self: self.missed_deadlines)
+    scheduling = property(lambda self: self.waiter.describe() if self.waiter else "normal")
     elapsed_s = property(lambda self: ((self.t_end or time.perf_counter()) - self.t_start) if self.t_start else 0.0)
     fps = property(lambda self: self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0)
     jitter_p50_s = property(lambda self: self._jitter.percentile(50))
@@ -108,27 +113,14 @@ class StreamStats:
     latency_p99_s = property(lambda self: self._latency.percentile(99))
     latency_max_s = property(lambda self: self._latency.percentile(100))
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, Any]:
         keys = ("frames", "missed_deadlines", "dropped", "late_delivered", "nonfinite", "elapsed_s", "fps",
                 "jitter_p50_s", "jitter_p99_s", "jitter_max_s", "latency_p50_s", "latency_p99_s", "latency_max_s")
-        return {k: getattr(self, k) for k in keys}
+        return {**{k: getattr(self, k) for k in keys}, "scheduling": self.scheduling}
 
     def __repr__(self) -> str:
-        return "StreamStats(" + ", ".join(f"{k}={v:.6g}" for k, v in self.to_dict().items()) + ")"
-
-
-def wait_until(t: float, spin_s: float = 1e-3) -> float:
-    """Sleep until ~``spin_s`` before ``t``, then spin until ``t``; returns the time reached.
-
-    The spin keeps the GIL for at most ``spin_s``; the worker is a frame ahead, so it
-    can wait. Yielding instead (``sleep(0)``) measured ~45 us median overshoot vs ~0.1 us.
-    """
-    rem = t - time.perf_counter()
-    if rem > spin_s:
-        time.sleep(rem - spin_s)
-    while (now := time.perf_counter()) < t:
-        pass
-    return now
+        return "StreamStats(" + ", ".join(f"{k}={v:.6g}" if not isinstance(v, str) else f"{k}={v!r}"
+                                          for k, v in self.to_dict().items()) + ")"
 
 
 class Stream:
@@ -136,18 +128,21 @@ class Stream:
 
     fps: frames per second; seconds: duration (None: until closed); walk: "circle" |
     "lerp" | "slerp" latent path (``period_s`` seconds per loop/segment); batch: images
-    per frame; seed/labels/truncation: as in ``Sampler.sample``; ring: output slots (>= 3).
+    per frame; seed/labels/truncation: as in ``Sampler.sample``; ring: output slots (>= 3);
+    realtime_priority: ``SCHED_FIFO`` priority of the consumer while it waits for a due time
+    (``None``: normal scheduling); ``stats.scheduling`` says what was in effect.
     """
 
     def __init__(
         self, sampler: Sampler, *, fps: float = 30.0, seconds: float | None = None, walk: str = "circle",
         late: str = "drop", batch: int = 1, seed: int = 0, labels: Any = None, truncation: float = 1.0,
         period_s: float = 4.0, ring: int = 3, nonfinite: str = "raise", late_tolerance_s: float = 1e-3,
-        spin_s: float = 1e-3,
+        spin_s: float = 1e-3, realtime_priority: int | None = DEFAULT_PRIORITY,
     ) -> None:
         _validate(fps, seconds, walk, late, batch, ring, nonfinite)
         self.fps, self._dt, self._late, self._nonfinite = float(fps), 1.0 / fps, late, nonfinite
-        self._tol, self._spin = late_tolerance_s, spin_s
+        self._tol = late_tolerance_s
+        self._waiter = RealtimeWait(realtime_priority, spin_s)
         self._total = None if seconds is None else max(1, round(seconds * fps))
         self._sampler, self._backend = sampler, sampler.backend
         self._path = LatentPath(walk, batch, sampler.latent_dim, seed=seed,
@@ -166,6 +161,7 @@ class Stream:
         self._expect = 0
         self._prev: tuple[float, float] | None = None  # (t_due, t_delivered) of the last frame
         self._stats = StreamStats(min(self._total or _HISTORY, _HISTORY))
+        self._stats.waiter = self._waiter
         self._t0 = 0.0
         self._done = False
 
@@ -213,7 +209,7 @@ class Stream:
                 return None
             st.late_delivered += 1
         else:
-            now = wait_until(t_due, self._spin)
+            now = self._waiter.wait(t_due)
             if now > t_due + self._tol:  # the OS woke us late: delivered late all the same
                 st.missed_deadlines += 1
                 st.late_delivered += 1

@@ -7,6 +7,7 @@ import json
 import os
 import random
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -230,3 +231,16 @@ def test_a_full_disk_is_a_clear_error_and_keeps_the_previous_artifact(tmp_path, 
     assert "Traceback" not in result["message"]
     kept = final if mode == "file" else final / "a.bin"
     assert kept.read_text() == "previous" and _leftovers(tmp_path) == []
+
+
+def test_written_files_and_folders_get_the_umasks_mode_not_private(tmp_path):
+    """mkstemp/mkdtemp make 0600/0700 temps; what lands must be readable as a plain write would be."""
+    old = os.umask(0o027)
+    try:
+        atomic_write_bytes(tmp_path / "a.bin", b"x")
+        with atomic_dir(tmp_path / "bundle") as d:
+            (d / "m.json").write_text("{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.bin").stat().st_mode) == 0o640
+    assert stat.S_IMODE((tmp_path / "bundle").stat().st_mode) == 0o750

@@ -47,7 +47,7 @@ def _model(kind: str, **cfg: Any):
 
     torch.manual_seed(0)
     if kind == "gan":
-        c = GanConfig(latent_dim=16, g_width=32, **cfg)
+        c = GanConfig(**{"latent_dim": 16, "g_width": 32, **cfg})
         return Generator(c).eval(), c
     if kind == "vae":
         c = VaeConfig(latent_dim=8, width=16, **cfg)
@@ -124,6 +124,17 @@ def gan_bundle(bundles_root: Path) -> TinyBundle:
 @pytest.fixture(scope="session")
 def cgan_bundle(bundles_root: Path) -> TinyBundle:
     return build_bundle(bundles_root, "cgan", "gan", num_classes=10)
+
+
+@pytest.fixture(scope="session")
+def digits_gan_bundle(bundles_root: Path) -> TinyBundle:
+    """The digits generator at its real size (``train gan --conditional`` defaults), random weights:
+    for the real-time checks, whose cost does not depend on what the weights learned."""
+    from genedge.train.gan import GanConfig
+
+    d = GanConfig()
+    return build_bundle(bundles_root, "digits-gan", "gan", num_classes=10, latent_dim=d.latent_dim,
+                        g_width=d.g_width)
 
 
 @pytest.fixture(scope="session")
