@@ -36,9 +36,8 @@ _DISK_FULL_TEXTS = tuple(os.strerror(n) for n in _DISK_FULL_ERRNOS) + ("os error
 
 def _umask() -> int:
     """The process umask, read without changing it where the OS allows (Linux /proc)."""
-    with contextlib.suppress(OSError, ValueError, StopIteration):
-        with open("/proc/self/status") as f:
-            return int(next(line for line in f if line.startswith("Umask:")).split()[1], 8)
+    with contextlib.suppress(OSError, ValueError, StopIteration), open("/proc/self/status") as f:
+        return int(next(line for line in f if line.startswith("Umask:")).split()[1], 8)
     mask = os.umask(0o022)  # elsewhere: the classic read-by-setting, restored at once
     os.umask(mask)
     return mask
