@@ -110,7 +110,7 @@ def check_feed(
             accepted.add(signature)
     for name, x in feed.items():
         kind = x.dtype.kind
-        if kind == "f" and not _all_finite(x):
+        if kind == "f" and not all_finite(x):
             bad = int(x.size - np.count_nonzero(np.isfinite(x)))
             raise BadInputError(f"Input '{name}' holds {bad} NaN/Inf value(s); expected finite numbers.")
         if int_ranges and kind in "iu" and x.size and name in int_ranges:
@@ -123,7 +123,7 @@ def check_feed(
 _SMALL = 4096
 
 
-def _all_finite(x: np.ndarray) -> bool:
+def all_finite(x: np.ndarray) -> bool:
     """Whether every value is finite: one pass, the exact check only when the sum says no."""
     if x.size <= _SMALL and x.dtype.itemsize <= 4:  # float32/16 sums cannot overflow a float64
         return math.isfinite(sum(x.ravel().tolist()))

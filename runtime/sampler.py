@@ -26,7 +26,7 @@ from genedge.errors import BadInputError
 from genedge.imageio import to_uint8
 from genedge.manifest import Manifest, read_manifest
 
-from .backend import Backend, TensorSpec, check_out, check_range
+from .backend import Backend, TensorSpec, all_finite, check_feed, check_out, check_range
 from .latents import WALKS, cached_latents, lerp, make_labels, walk_latents
 from .select import BackendOptions, backend_options, open_backend
 
@@ -128,10 +128,16 @@ class Sampler:
         return self._decode(z, y, out, checked=True)
 
     def sample_latents(self, z: np.ndarray, labels: Labels = None, out: np.ndarray | None = None) -> np.ndarray:
-        """Images for caller latents ``z`` float32 (n, Z): uint8 (n, H, W, C) (or into ``out``)."""
-        z = np.asarray(z)  # shape, dtype and finiteness are checked by the backend (check_inputs)
+        """Images for caller latents ``z`` float32 (n, Z): uint8 (n, H, W, C) (or into ``out``).
+
+        With input checks on (the default) a wrong dtype or shape, NaN/Inf or an out-of-range
+        label is a ``BadInputError`` (exit 2) that names what was received and expected.
+        """
+        z = np.asarray(z)
         y = self._labels(len(z) if z.ndim else 0, labels)
-        return self._decode(z, y, out, checked=False)
+        if self.backend.check_inputs:
+            self._check_latents(z, y)
+        return self._decode(z, y, out, checked=True)
 
     decode = sample_latents  # VAE naming: decode(z, labels) -> images
 
@@ -149,6 +155,16 @@ class Sampler:
         if self.num_classes and labels is None:
             labels = 0
         return self.sample_latents(z, labels)
+
+    def _check_latents(self, z: np.ndarray, y: np.ndarray | None) -> None:
+        """The backend's input checks, specialised: one dtype/shape test and one finiteness pass
+        for the usual float32 (n, Z) latent; anything else goes through the full check, which
+        names the input, what it received and what it expected. Labels were checked by ``_labels``."""
+        if not (z.dtype == np.float32 and z.ndim == 2 and z.shape[1] == self.latent_dim and len(z)):
+            feed = {"z": z} if y is None else {"z": z, "label": y}
+            check_feed(self.backend.inputs, feed, self.backend.int_ranges)
+        elif not all_finite(z):
+            check_feed(self.backend.inputs, {"z": z})  # raises, counting the bad values
 
     def _labels(self, n: int, labels: Labels) -> np.ndarray | None:
         if type(labels) is np.ndarray and labels.dtype == np.int64 and labels.shape == (n,) and self._has_label:
