@@ -59,6 +59,10 @@ class Generation:
         """Generate and return the next character."""
         if self.done:
             raise BadInputError("This generation is done; call start() again.")
+        if self._tg._active is not self:
+            raise BadInputError("Another generation was started on this TextGenerator since this one; "
+                                "they share its state buffers, so this one cannot continue.",
+                                hint="Open one TextGenerator per concurrent generation.")
         if not self.tokens:  # prefill: run the prompt through the step graph
             logits = self._tg._reset_and_feed(self._prompt)
         else:
@@ -73,8 +77,12 @@ class Generation:
         return self._tg.vocab[token]
 
     def __iter__(self) -> Iterator[str]:
-        while not self.done:
-            yield self.step()
+        return self
+
+    def __next__(self) -> str:
+        if self.done:
+            raise StopIteration
+        return self.step()
 
 
 class TextGenerator:
@@ -93,6 +101,7 @@ class TextGenerator:
         self._state = self._alloc_state()  # [read set, write set]
         V = len(self.vocab)
         self._logits = np.empty((1, V), np.float32)  # (B, V)
+        self._active: Generation | None = None  # the generation that owns the state buffers
 
     def _alloc_state(self) -> list[dict[str, np.ndarray]]:
         shapes = {}
@@ -132,12 +141,18 @@ class TextGenerator:
         """A new generation (state reset); drive it with ``step()`` or iterate it."""
         filters = make_filters(temperature, top_k, top_p)
         ids = self.encode(prompt) or [0]  # an empty prompt starts from the unknown-char token
-        return Generation(self, ids, max_new_tokens, filters, temperature == 0, seed)
+        self._active = Generation(self, ids, max_new_tokens, filters, temperature == 0, seed)
+        return self._active
 
     def generate(self, prompt: str = "", max_new_tokens: int = 200, temperature: float = 0.8, top_k: int = 0,
-                 top_p: float = 1.0, seed: int = 0) -> Iterator[str]:
-        """Yield up to ``max_new_tokens`` characters as they are produced (seeded, reproducible)."""
-        yield from self.start(prompt, max_new_tokens, temperature, top_k, top_p, seed)
+                 top_p: float = 1.0, seed: int = 0) -> Generation:
+        """Up to ``max_new_tokens`` characters, yielded as they are produced (seeded, reproducible).
+
+        The returned ``Generation`` is the iterator itself, so its ``ttft_s``, ``tokens_per_s``
+        and ``text`` can be read during and after the loop. One generation runs at a time per
+        ``TextGenerator`` (they share the state buffers): starting another resets the state.
+        """
+        return self.start(prompt, max_new_tokens, temperature, top_k, top_p, seed)
 
     def _reset_and_feed(self, ids: list[int]) -> np.ndarray:
         for buf in self._state[0].values():

@@ -34,6 +34,25 @@ def test_caller_owned_loop_matches_generate(ar_bundle) -> None:
             g.step()
 
 
+def test_generate_is_the_generation_with_its_timings(ar_bundle) -> None:
+    with TextGenerator.open(ar_bundle.path) as tg:
+        g = tg.generate("abc", max_new_tokens=10, seed=1)
+        first = next(g)
+        assert g.ttft_s is not None and g.ttft_s > 0 and len(g.tokens) == 1
+        rest = "".join(g)
+        assert first + rest == g.text and len(g.text) == 10 and g.tokens_per_s > 0 and g.done
+
+
+def test_a_stale_generation_cannot_step_on_shared_state(ar_bundle) -> None:
+    with TextGenerator.open(ar_bundle.path) as tg:
+        a = tg.start("abc", max_new_tokens=10, seed=1)
+        a.step()
+        b = tg.start("xyz", max_new_tokens=10, seed=1)
+        with pytest.raises(BadInputError, match="Another generation"):
+            a.step()
+        assert len(b.step()) == 1
+
+
 def test_greedy_matches_torch_reference(ar_bundle) -> None:
     """temperature 0 = argmax of the step graph, which equals the torch CharRNN's."""
     import torch
