@@ -111,8 +111,34 @@ def fp16_from_onnx(model, feeds: list[Feed], *, margin: float = DEFAULT_MARGIN,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fp16 = float16.convert_float_to_float16(src, keep_io_types=True, node_block_list=blocked + casts)
+    restore_output_types(fp16, model)
     drop_cast_round_trips(fp16)
     return onnx.shape_inference.infer_shapes(fp16), blocked, ranges
+
+
+def restore_output_types(model, ref) -> int:
+    """Cast back each graph output whose dtype differs from ``ref``'s; return how many.
+
+    ``keep_io_types`` does not cover a blocked node that writes a graph output: the converter
+    retypes that output fp16 (a single-layer RNN's ``h_out``), so a caller feeding the state
+    back as fp32 fails. The fp16 tensor is renamed and a Cast restores the declared name.
+    """
+    import onnx
+
+    want = {o.name: o.type.tensor_type.elem_type for o in ref.graph.output}
+    fixed = 0
+    for out in model.graph.output:
+        if out.type.tensor_type.elem_type == want[out.name]:
+            continue
+        src = f"{out.name}_fp16"
+        for n in model.graph.node:
+            n.input[:] = [src if i == out.name else i for i in n.input]
+            n.output[:] = [src if o == out.name else o for o in n.output]
+        model.graph.node.append(onnx.helper.make_node("Cast", [src], [out.name], name=f"{out.name}_cast_back",
+                                                      to=want[out.name]))
+        out.type.tensor_type.elem_type = want[out.name]
+        fixed += 1
+    return fixed
 
 
 def drop_cast_round_trips(model) -> int:

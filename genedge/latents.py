@@ -17,16 +17,38 @@ TRUNCATION_BOUND = 2.0
 
 
 def check_truncation(truncation: float) -> float:
+    if not isinstance(truncation, int | float | np.integer | np.floating) or isinstance(truncation, bool):
+        raise BadInputError(f"truncation {truncation!r}: expected a number in (0, 1].")
     t = float(truncation)
     if not 0.0 < t <= 1.0:
         raise BadInputError(f"truncation {truncation!r} is outside (0, 1]; 1.0 means no truncation.")
     return t
 
 
+def _is_int(x: object) -> bool:
+    return isinstance(x, int | np.integer) and not isinstance(x, bool | np.bool_)
+
+
+def check_seed(seed: object) -> int:
+    """A seed is a non-negative integer (Python or numpy); anything else is exit 2."""
+    if not _is_int(seed) or int(seed) < 0:
+        raise BadInputError(f"seed {seed!r}: expected a non-negative integer such as 0 or 1234.")
+    return int(seed)
+
+
+def check_count(n: object, what: str = "n") -> int:
+    """A number of images: an integer >= 1."""
+    if not _is_int(n) or int(n) < 1:
+        raise BadInputError(f"{what} {n!r}: expected an integer >= 1 (the number of images).")
+    return int(n)
+
+
 def seeded_latents(n: int, dim: int, seed: int = 0, truncation: float = 1.0) -> np.ndarray:
     """The bundle's seeded latents: float32 (n, dim), a fresh array."""
-    if n < 1 or dim < 1:
-        raise BadInputError(f"Cannot draw {n} latents of size {dim}; both must be >= 1.")
+    n = check_count(n)
+    if not _is_int(dim) or dim < 1:
+        raise BadInputError(f"Cannot draw latents of size {dim!r}; it must be an integer >= 1.")
+    seed = check_seed(seed)
     t = check_truncation(truncation)
     rng = np.random.default_rng(seed)
     z = rng.standard_normal((n, dim), dtype=np.float32)  # (n, Z)

@@ -279,7 +279,8 @@ def manifest_from_dict(raw: Any, root: str | os.PathLike, *, check_files: bool =
         )
     kind = raw.get("kind")
     _expect(isinstance(kind, str) and kind in KINDS, where, f"kind {_shown(kind)} is not one of {KINDS}")
-    for key in ("model", "graphs", "producer", "source"):
+    _expect(isinstance(raw.get("model"), dict), where, "'model' (the model config) is missing or not an object")
+    for key in ("graphs", "producer", "source"):
         _expect(isinstance(raw.get(key, {}), dict), where, f"'{key}' is not an object")
     _expect(isinstance(raw.get("artifacts"), list), where, "'artifacts' is not a list")
     artifacts = tuple(_artifact_from(a, where) for a in raw["artifacts"])
@@ -307,6 +308,12 @@ def _check_listing(root: Path, artifacts: tuple[Artifact, ...]) -> None:
             raise IntegrityError(
                 f"Bundle '{root}' lists '{a.file}' but the file is missing.",
                 hint="Re-export the bundle with `genedge export`.",
+            )
+        size = (root / a.file).stat().st_size
+        if size != a.size:  # truncated or appended to: refused before any hashing
+            raise IntegrityError(
+                f"Bundle file '{a.file}' has {size} bytes; the manifest records {a.size}.",
+                hint="The file was modified or truncated; re-export the bundle.",
             )
     for p in root.rglob("*"):
         rel = p.relative_to(root).as_posix()

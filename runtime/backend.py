@@ -174,19 +174,27 @@ def check_out(spec: TensorSpec, out: Any, shape: tuple[int, ...]) -> None:
         )
 
 
+def raise_closed(file: str) -> None:
+    raise BadInputError(f"The backend for '{file}' is closed; it cannot run any more.",
+                        hint="Open the bundle again (Sampler.open / TextGenerator.open).")
+
+
 class Backend:
-    """Base of every backend. Subclasses set ``inputs``, ``outputs``, ``info`` and ``_run``.
+    """Base of every backend. Subclasses set ``inputs``, ``outputs``, ``info``, ``lock`` and ``_run``.
 
     ``run(feed, out=None)``: feed maps input names to numpy arrays; returns a dict of
     output arrays. Without ``out`` the arrays are the backend's own buffers, allocated
-    once per batch size and overwritten by the next run of that size: copy what you keep.
-    With ``out`` (name -> caller array) the results are written there directly.
+    once per batch size and overwritten by the next run of that size: copy what you keep
+    (several threads sharing a backend copy them while holding ``lock``, a re-entrant lock
+    that every run holds). With ``out`` (name -> caller array) the results are written
+    there directly. A closed backend refuses to run (``BadInputError``).
     """
 
     inputs: tuple[TensorSpec, ...] = ()
     outputs: tuple[TensorSpec, ...] = ()
     info: BackendInfo
     check_inputs: bool = True
+    lock: Any  # threading.RLock, held by every run
     int_ranges: dict[str, tuple[int, int]] | None = None
     _accepted: set[tuple] | None = None  # feed signatures that passed the static checks
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from genedge.errors import BadInputError
-from genedge.latents import default_labels, seeded_latents
+from genedge.latents import check_seed, default_labels, seeded_latents
 
 WALKS = ("lerp", "slerp", "circle")
 _CACHE_SIZE = 256
@@ -26,7 +26,9 @@ def cached_latents(n: int, dim: int, seed: int = 0, truncation: float = 1.0) -> 
     Building a ``default_rng`` costs tens of microseconds, a sizeable share of a tiny
     generator's run, and real-time users revisit the same seeds (walk endpoints, UIs).
     """
-    key = (int(n), int(dim), int(seed), float(truncation))
+    if type(seed) is not int or seed < 0:
+        seed = check_seed(seed)
+    key = (n, dim, seed, truncation)
     z = _cache.get(key)
     if z is None:
         z = seeded_latents(n, dim, seed, truncation)
@@ -55,12 +57,16 @@ def make_labels(
         return None
     if labels is None:
         return default_labels(n, num_classes)
-    if np.ndim(labels) == 0:
-        y = np.full(n, int(labels), dtype=np.int64)
+    y = np.asarray(labels)
+    if y.dtype.kind not in "iu":  # 3.7, "3", True: refused rather than guessed at
+        raise BadInputError(f"labels {labels!r}: received {y.dtype} values; expected class ids "
+                            f"(integers 0..{num_classes - 1}).")
+    if y.ndim == 0:
+        y = np.full(n, int(y), dtype=np.int64)
+    elif y.shape != (n,):
+        raise BadInputError(f"labels: received {y.dtype} array of shape {y.shape}; expected one class "
+                            f"id or {n} of them, shape ({n},).")
     else:
-        y = np.asarray(labels)
-        if y.shape != (n,) or y.dtype.kind not in "iu":
-            raise BadInputError(f"labels: received {y.dtype} array of shape {y.shape}; expected {n} integers.")
         y = y.astype(np.int64, copy=False)
     if y.size and (y.min() < 0 or y.max() >= num_classes):
         raise BadInputError(

@@ -26,7 +26,15 @@ import numpy as np
 
 from genedge.errors import CorruptArtifactError, IncompatibleEnvironmentError, require
 
-from .backend import Backend, BackendInfo, TensorSpec, bind_symbols, check_out, resolve_shape
+from .backend import (
+    Backend,
+    BackendInfo,
+    TensorSpec,
+    bind_symbols,
+    check_out,
+    raise_closed,
+    resolve_shape,
+)
 
 log = logging.getLogger("genedge.runtime")
 
@@ -37,7 +45,8 @@ PROVIDERS: dict[str, tuple[str, ...]] = {
     "ort-trt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
 }
 GRAPH_OPT_LEVELS = ("disable", "basic", "extended", "all")
-RUN_MODES = ("iobinding", "plain")  # plain: session.run + copy (kept for comparison)
+RUN_MODES = ("iobinding", "plain")
+MAX_BUFFER_SETS = 8  # output buffer sets kept, one per batch size seen (oldest dropped first)  # plain: session.run + copy (kept for comparison)
 _ORT_DTYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
     "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(uint8)": np.uint8,
@@ -99,7 +108,7 @@ class OrtBackend(Backend):
         self._out_names = [s.name for s in self.outputs]
         self._buffers: dict[tuple, dict[str, np.ndarray]] = {}
         self._binding = session.io_binding()
-        self._lock = threading.Lock()  # one run at a time: the binding and buffers are shared
+        self.lock = threading.RLock()  # one run at a time: the binding and buffers are shared
         # name -> weak reference to the array bound last: while it lives, the same object means
         # the same memory, so nothing is rebound. Weak: caller buffers are never kept alive.
         self._bound: dict[str, weakref.ref | None] = {}
@@ -165,17 +174,21 @@ class OrtBackend(Backend):
             symbols = bind_symbols(self.inputs, feed)
             bufs = {s.name: np.empty(resolve_shape(s.shape, symbols), s.dtype) for s in self.outputs}
             self._buffers[key] = bufs
+            if len(self._buffers) > MAX_BUFFER_SETS:  # many batch sizes: forget the oldest set
+                del self._buffers[next(iter(self._buffers))]
         return bufs
 
     def _run(
         self, feed: dict[str, np.ndarray], out: dict[str, np.ndarray] | None
     ) -> dict[str, np.ndarray]:
-        with self._lock:
+        with self.lock:
             return self._run_locked(feed, out)
 
     def _run_locked(
         self, feed: dict[str, np.ndarray], out: dict[str, np.ndarray] | None
     ) -> dict[str, np.ndarray]:
+        if self._sess is None:
+            raise_closed(self.info.file)
         bufs = self._own_buffers(feed)
         if out is not None:
             bufs = self._with_out(bufs, out)
@@ -218,8 +231,9 @@ class OrtBackend(Backend):
         return merged
 
     def close(self) -> None:
-        self._buffers.clear()
-        self._bound.clear()
-        self._copies.clear()
-        self._binding = None
-        self._sess = None
+        with self.lock:  # never under a run of another thread
+            self._buffers.clear()
+            self._bound.clear()
+            self._copies.clear()
+            self._binding = None
+            self._sess = None

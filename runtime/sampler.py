@@ -22,13 +22,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from genedge.errors import BadInputError
+from genedge.errors import BadInputError, CorruptArtifactError
 from genedge.imageio import to_uint8
-from genedge.manifest import Manifest, read_manifest
+from genedge.latents import check_count
+from genedge.manifest import Manifest
 
-from .backend import Backend, TensorSpec, all_finite, check_feed, check_out, check_range
+from .backend import (
+    Backend,
+    TensorSpec,
+    all_finite,
+    check_feed,
+    check_out,
+    check_range,
+    raise_closed,
+)
 from .latents import WALKS, cached_latents, lerp, make_labels, walk_latents
-from .select import BackendOptions, backend_options, open_backend
+from .select import BackendOptions, backend_options, open_backend, read_bundle
 
 if TYPE_CHECKING:
     from .stream import Stream
@@ -76,11 +85,17 @@ class Sampler:
         self.image_shape: tuple[int, int, int] = tuple(  # (H, W, C)
             int(d) for d in ((dims[1], dims[2], dims[0]) if self._float_out else dims))
         self._has_label = backend.input_spec("label") is not None
+        if self._has_label != (self.num_classes > 0):
+            raise CorruptArtifactError(
+                f"Bundle '{manifest.root}': the manifest says num_classes {self.num_classes} but the graph "
+                f"'{backend.info.file}' {'takes' if self._has_label else 'has no'} a 'label' input.",
+                hint="The manifest was edited or the bundle mixes exports; re-export it with `genedge export`.")
         self._default_labels: dict[int, np.ndarray | None] = {}
         self._encoder: Backend | None = None
         self._max_batch = getattr(backend, "profile", (1, 1, 1 << 30))[2]
         self._image_spec = TensorSpec("image", np.dtype(np.uint8), ("n", *self.image_shape))
         self._out_ok: weakref.ref | None = None
+        self.closed = False
 
     @classmethod
     def open(
@@ -94,7 +109,7 @@ class Sampler:
         (``allow_version_compatible``, ``cuda_graphs``, ``graph_optimization``, ...).
         """
         t_open = time.perf_counter()
-        manifest = read_manifest(bundle)
+        manifest = read_bundle(bundle)
         if manifest.kind not in IMAGE_GRAPHS:
             raise BadInputError(f"Bundle '{bundle}' is a '{manifest.kind}' bundle; Sampler needs gan or vae.",
                                 hint="Use genedge.runtime.TextGenerator for text (ar) bundles.")
@@ -123,6 +138,8 @@ class Sampler:
         labels: None (``arange(n) % num_classes``), one class id, or ``n`` ids (int).
         truncation in (0, 1]: see ``runtime.latents``.
         """
+        if type(n) is not int:
+            n = check_count(n)
         z = cached_latents(n, self.latent_dim, seed, truncation)  # (n, Z) float32
         y = self._labels(n, labels)
         return self._decode(z, y, out, checked=True)
@@ -163,8 +180,8 @@ class Sampler:
         if not (z.dtype == np.float32 and z.ndim == 2 and z.shape[1] == self.latent_dim and len(z)):
             feed = {"z": z} if y is None else {"z": z, "label": y}
             check_feed(self.backend.inputs, feed, self.backend.int_ranges)
-        elif not all_finite(z):
-            check_feed(self.backend.inputs, {"z": z})  # raises, counting the bad values
+        elif not all_finite(z):  # raises, counting the bad values
+            check_feed(self.backend.inputs, {"z": z} if y is None else {"z": z, "label": y})
 
     def _labels(self, n: int, labels: Labels) -> np.ndarray | None:
         if type(labels) is np.ndarray and labels.dtype == np.int64 and labels.shape == (n,) and self._has_label:
@@ -187,8 +204,9 @@ class Sampler:
         if n <= self._max_batch and not self._float_out:  # the common case: one run
             feed = {"z": z} if y is None else {"z": z, "label": y}
             run = self.backend._run if checked else self.backend.run
-            if out is None:  # the backend's bound buffer, copied: cheaper than binding a new array
-                out = run(feed, None)[self._out_name].copy()
+            if out is None:  # the backend's bound buffer, copied (under its lock: threads share it)
+                with self.backend.lock:
+                    out = run(feed, None)[self._out_name].copy()
             else:
                 run(feed, {self._out_name: out})
         else:
@@ -208,7 +226,8 @@ class Sampler:
             hi = min(n, lo + self._max_batch)
             feed = {"z": z[lo:hi]} if y is None else {"z": z[lo:hi], "label": y[lo:hi]}
             if self._float_out:
-                out[lo:hi] = to_uint8(run(feed, None)[self._out_name])
+                with self.backend.lock:
+                    out[lo:hi] = to_uint8(run(feed, None)[self._out_name])
             else:
                 run(feed, {self._out_name: out[lo:hi]})
         return out
@@ -223,6 +242,8 @@ class Sampler:
 
     # ------------------------------------------------------------------ VAE
     def _encoder_backend(self) -> Backend:
+        if self.closed:
+            raise_closed(self.backend.info.file)
         if self.manifest.kind != "vae":
             raise BadInputError(f"encode() needs a vae bundle; this one is '{self.manifest.kind}'.")
         if self._encoder is None:
@@ -245,8 +266,10 @@ class Sampler:
             raise BadInputError(
                 f"encode: received {images.dtype} array of shape {images.shape}; "
                 f"expected uint8 (n, {', '.join(map(str, self.image_shape))}).")
-        res = self._encoder_backend().run({"image": np.ascontiguousarray(images)})
-        return res["mu"].copy(), res["logvar"].copy()
+        encoder = self._encoder_backend()
+        with encoder.lock:
+            res = encoder.run({"image": np.ascontiguousarray(images)})
+            return res["mu"].copy(), res["logvar"].copy()
 
     def reconstruct(self, images: np.ndarray, labels: Labels = None) -> np.ndarray:
         """Decode the posterior mean of ``images`` (uint8 (n, H, W, C)) -> uint8 (n, H, W, C)."""
@@ -258,8 +281,12 @@ class Sampler:
         """``steps`` images from ``img_a`` to ``img_b`` (each uint8 (H, W, C)) along their latents' line."""
         if steps < 2:
             raise BadInputError(f"interpolate needs steps >= 2, got {steps}.")
-        mu, _ = self.encode(np.stack([np.asarray(img_a).reshape(self.image_shape),
-                                      np.asarray(img_b).reshape(self.image_shape)]))
+        pair = [np.asarray(img) for img in (img_a, img_b)]
+        for name, img in zip(("img_a", "img_b"), pair, strict=True):
+            if img.shape not in (self.image_shape, (1, *self.image_shape)):
+                raise BadInputError(f"interpolate: {name} has shape {img.shape}; expected one image "
+                                    f"({', '.join(map(str, self.image_shape))}) uint8.")
+        mu, _ = self.encode(np.stack([img.reshape(self.image_shape) for img in pair]))
         t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]  # (steps, 1)
         z = lerp(mu[0:1], mu[1:2], t).astype(np.float32)  # (steps, Z)
         if self.num_classes and labels is None:
@@ -274,6 +301,8 @@ class Sampler:
         return Stream(self, fps=fps, seconds=seconds, **kwargs)
 
     def close(self) -> None:
+        """Release the sessions; safe to call twice. A closed Sampler refuses to sample."""
+        self.closed = True
         for b in (self.backend, self._encoder):
             if b is not None:
                 b.close()

@@ -6,6 +6,7 @@ Filters are small callables applied in order to a float64 (V,) logits buffer, in
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -61,16 +62,19 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def make_filters(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> list:
     """The filter chain for these settings, validated (temperature >= 0, top_k >= 0, 0 < top_p <= 1)."""
-    if temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
+    numbers = all(isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+                  for v in (temperature, top_k, top_p))
+    if (not numbers or not math.isfinite(temperature) or temperature < 0 or top_k < 0 or top_k != int(top_k)
+            or not 0 < top_p <= 1):
         raise BadInputError(
             f"Sampling settings temperature={temperature}, top_k={top_k}, top_p={top_p} are invalid; "
-            "expected temperature >= 0, top_k >= 0, 0 < top_p <= 1."
+            "expected a finite temperature >= 0 (0: greedy), an integer top_k >= 0 (0: off), 0 < top_p <= 1."
         )
     filters: list = []
     if temperature > 0 and temperature != 1.0:
         filters.append(TemperatureFilter(temperature))
     if top_k > 0:
-        filters.append(TopKFilter(top_k))
+        filters.append(TopKFilter(int(top_k)))
     if top_p < 1.0:
         filters.append(TopPFilter(top_p))
     return filters

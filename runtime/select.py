@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from genedge.errors import BadInputError, GenedgeError, IncompatibleEnvironmentError
-from genedge.manifest import PRECISIONS, Artifact, Manifest
+from genedge.manifest import MANIFEST_NAME, PRECISIONS, Artifact, Manifest, read_manifest
 
 from .backend import Backend
 
@@ -46,7 +48,39 @@ def backend_options(**fields: object) -> BackendOptions:
     unknown = sorted(set(fields) - known)
     if unknown:
         raise BadInputError(f"Unknown backend option(s) {unknown}; expected some of {sorted(known)}.")
-    return BackendOptions(**fields)  # type: ignore[arg-type]
+    opts = BackendOptions(**fields)  # type: ignore[arg-type]
+    validate_options(opts)
+    return opts
+
+
+def validate_options(opts: BackendOptions) -> None:
+    """Refuse (exit 2) option values no backend could use, naming the field."""
+    from .ort_backend import GRAPH_OPT_LEVELS  # numpy + stdlib only: onnxruntime stays unimported
+
+    for name in ("threads", "inter_op_threads"):
+        v = getattr(opts, name)
+        if v is not None and (type(v) is not int or v < 1):
+            raise BadInputError(f"{name} {v!r}: expected an integer >= 1, or None for ONNX Runtime's default.")
+    if opts.graph_optimization not in GRAPH_OPT_LEVELS:
+        raise BadInputError(f"graph_optimization {opts.graph_optimization!r} is not one of {GRAPH_OPT_LEVELS}.")
+    if type(opts.device_id) is not int or opts.device_id < 0:
+        raise BadInputError(f"device_id {opts.device_id!r}: expected an integer >= 0.")
+
+
+def read_bundle(bundle: str | os.PathLike) -> Manifest:
+    """The bundle's manifest, with every ONNX graph's hash checked now (exit 4 on a mismatch).
+
+    The file a backend opens is hashed again right before it is parsed; checking the other
+    graphs too means a damaged bundle is refused as a whole, whichever file ``auto`` would
+    pick. Engines, being large and machine-specific, are checked when opened.
+    """
+    path = Path(bundle)
+    if path.name == MANIFEST_NAME and path.is_file():  # the manifest itself: its folder is the bundle
+        path = path.parent
+    manifest = read_manifest(path)
+    for artifact in manifest.find(format="onnx"):
+        manifest.path_of(artifact)
+    return manifest
 
 
 def check_names(backend: str, precision: str | None) -> None:
@@ -113,7 +147,13 @@ def _engine_for(manifest: Manifest, graph: str, precision: str | None, opts: Bac
             hint="pip install 'genedge[trt]' on a CUDA machine, or pass --backend ort-cpu.",
         )
     engines = manifest.find(graph=graph, format="engine", precision=precision)
-    if precision is not None and engines:
+    if precision is not None:
+        if not engines:
+            have = ", ".join(f"{a.file} ({a.precision})" for a in manifest.find(graph=graph, format="engine"))
+            raise BadInputError(
+                f"Bundle has no {precision} TensorRT engine for '{graph}'; engines: {have or 'none'}.",
+                hint=f"Pass another --precision, or rebuild: genedge export CKPT --out {manifest.root} "
+                f"--precision {precision} --trt")
         check_engine_record(engines[0].engine or {}, env, file=engines[0].file, bundle=manifest.root,
                             allow_version_compatible=opts.allow_version_compatible)
         return engines[0], env

@@ -53,6 +53,9 @@ LATE_POLICIES = ("drop", "block")
 NONFINITE_POLICIES = ("raise", "drop", "count")
 _END = object()
 _HISTORY = 1 << 16  # samples kept for percentiles on endless streams
+# late="drop": the worker computes the first slot due after now + LATENCY_MARGIN x its average
+# frame time, so a model slower than the frame period still delivers every frame it makes on time
+LATENCY_MARGIN = 1.5
 
 
 class NonFiniteOutputError(CorruptArtifactError):
@@ -175,6 +178,8 @@ class Stream:
 
     def next_frame(self) -> Frame | None:
         """Block until the next frame is due and return it; ``None`` when the stream ended."""
+        if self._done:  # ended (or closed): a stream is iterated once
+            return None
         if self._thread is None:
             self._start()
         if self._held is not None:
@@ -238,6 +243,7 @@ class Stream:
         t = time.perf_counter()
         self._compute(0, 0)  # warm-up: allocates the backend's buffers for this batch, times one frame
         warm = time.perf_counter() - t
+        self._latency_est = warm
         self._t0 = time.perf_counter() + max(self._dt, 2 * warm)
         self._stats.t_start = self._t0
         self._thread = threading.Thread(target=self._work, name="genedge-stream", daemon=True)
@@ -250,13 +256,17 @@ class Stream:
                 slot = self._free.get()
                 if slot is None or self._stop.is_set():
                     break
-                if self._late == "drop":
-                    k = max(k, math.ceil((time.perf_counter() - self._t0) / self._dt))  # skip passed slots
+                if self._late == "drop":  # skip slots that would be due before this frame is ready
+                    ready_at = time.perf_counter() + LATENCY_MARGIN * self._latency_est
+                    k = max(k, math.ceil((ready_at - self._t0) / self._dt))
                     if self._total is not None and k >= self._total:
                         break
                 t_start = time.perf_counter()
-                if self._compute(k, slot):
-                    self._ready.put((k, slot, t_start, time.perf_counter()))
+                ok = self._compute(k, slot)
+                t_ready = time.perf_counter()
+                self._latency_est += 0.2 * ((t_ready - t_start) - self._latency_est)  # moving average
+                if ok:
+                    self._ready.put((k, slot, t_start, t_ready))
                 else:
                     self._free.put(slot)
                 k += 1
@@ -304,15 +314,19 @@ class Stream:
 
 def _validate(fps: float, seconds: float | None, walk: str, late: str, batch: int, ring: int,
               nonfinite: str) -> None:
-    problems = [
-        (not fps > 0, f"fps {fps} must be > 0"),
-        (seconds is not None and not seconds > 0, f"seconds {seconds} must be > 0"),
-        (walk not in WALKS, f"walk {walk!r} is not one of {WALKS}"),
-        (late not in LATE_POLICIES, f"late {late!r} is not one of {LATE_POLICIES}"),
-        (batch < 1, f"batch {batch} must be >= 1"),
-        (ring < 3, f"ring {ring} must be >= 3 (held, computing, queued)"),
-        (nonfinite not in NONFINITE_POLICIES, f"nonfinite {nonfinite!r} is not one of {NONFINITE_POLICIES}"),
+    def number(x: object) -> bool:
+        return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+    checks = [
+        (lambda: not number(fps), f"fps {fps!r} must be a finite number > 0"),
+        (lambda: seconds is not None and not number(seconds),
+         f"seconds {seconds!r} must be a finite number > 0 (or None: until closed)"),
+        (lambda: walk not in WALKS, f"walk {walk!r} is not one of {WALKS}"),
+        (lambda: late not in LATE_POLICIES, f"late {late!r} is not one of {LATE_POLICIES}"),
+        (lambda: type(batch) is not int or batch < 1, f"batch {batch!r} must be an integer >= 1"),
+        (lambda: type(ring) is not int or ring < 3, f"ring {ring!r} must be an integer >= 3 (held, computing, queued)"),
+        (lambda: nonfinite not in NONFINITE_POLICIES, f"nonfinite {nonfinite!r} is not one of {NONFINITE_POLICIES}"),
     ]
-    for bad, message in problems:
-        if bad:
+    for bad, message in checks:
+        if bad():
             raise BadInputError(f"stream: {message}.")

@@ -23,11 +23,12 @@ from typing import Any
 import numpy as np
 
 from genedge.errors import BadInputError
-from genedge.manifest import Manifest, read_manifest
+from genedge.latents import check_seed
+from genedge.manifest import Manifest
 
 from .backend import Backend, BackendInfo
 from .sampling import make_filters, sample_token
-from .select import backend_options, open_backend
+from .select import backend_options, open_backend, read_bundle
 
 
 class Generation:
@@ -116,7 +117,7 @@ class TextGenerator:
     def open(cls, bundle: str | os.PathLike, backend: str = "auto", precision: str | None = None,
              threads: int | None = None, check_inputs: bool = True, **options: Any) -> TextGenerator:
         """Open an ``ar`` bundle's step graph on ``backend`` (names as for ``Sampler.open``)."""
-        manifest = read_manifest(bundle)
+        manifest = read_bundle(bundle)
         if manifest.kind != "ar":
             raise BadInputError(f"Bundle '{bundle}' is a '{manifest.kind}' bundle; TextGenerator needs ar.",
                                 hint="Use genedge.runtime.Sampler for image bundles.")
@@ -139,7 +140,12 @@ class TextGenerator:
     def start(self, prompt: str = "", max_new_tokens: int = 200, temperature: float = 0.8, top_k: int = 0,
               top_p: float = 1.0, seed: int = 0) -> Generation:
         """A new generation (state reset); drive it with ``step()`` or iterate it."""
+        if not isinstance(prompt, str):
+            raise BadInputError(f"prompt: received {type(prompt).__name__}; expected a str (may be empty).")
+        if type(max_new_tokens) is not int or max_new_tokens < 0:
+            raise BadInputError(f"max_new_tokens {max_new_tokens!r}: expected an integer >= 0.")
         filters = make_filters(temperature, top_k, top_p)
+        seed = check_seed(seed)
         ids = self.encode(prompt) or [0]  # an empty prompt starts from the unknown-char token
         self._active = Generation(self, ids, max_new_tokens, filters, temperature == 0, seed)
         return self._active

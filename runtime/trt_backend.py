@@ -34,7 +34,15 @@ from genedge.errors import (
 )
 from genedge.manifest import Artifact, Manifest
 
-from .backend import Backend, BackendInfo, TensorSpec, bind_symbols, check_out, resolve_shape
+from .backend import (
+    Backend,
+    BackendInfo,
+    TensorSpec,
+    bind_symbols,
+    check_out,
+    raise_closed,
+    resolve_shape,
+)
 
 log = logging.getLogger("genedge.runtime")
 MIN_TRT = (8, 5)
@@ -196,7 +204,7 @@ class TrtBackend(Backend):
         self._allocs: list[tuple[str, int]] = []  # ("device"|"host", ptr) to free
         self._graphs: dict[int, Any] = {}  # batch -> instantiated CUDA graph
         self._warm: set[int] = set()  # batch sizes run once (TensorRT needs that before capture)
-        self._lock = threading.Lock()
+        self.lock = threading.RLock()
         self._stream: Any = None
         self._engine = self._context = None
 
@@ -279,7 +287,9 @@ class TrtBackend(Backend):
         return self._host[spec.name][:n].view(spec.dtype).reshape(shape)
 
     def _run(self, feed: dict[str, np.ndarray], out: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
-        with self._lock:  # one run at a time: the pinned and device buffers are shared
+        with self.lock:  # one run at a time: the pinned and device buffers are shared
+            if self._context is None:
+                raise_closed(getattr(self, "_file", "engine"))
             return self._run_locked(feed, out)
 
     def _run_locked(self, feed: dict[str, np.ndarray], out: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
@@ -354,6 +364,10 @@ class TrtBackend(Backend):
         return res
 
     def close(self) -> None:
+        with self.lock:  # never under a run of another thread
+            self._close_locked()
+
+    def _close_locked(self) -> None:
         self._context = self._engine = None  # TensorRT objects go before the memory they use
         cudart = self._cudart
         if cudart is not None:

@@ -164,11 +164,23 @@ def test_a_hash_mismatch_is_refused_by_path_of(bundle):
 
 
 def test_a_size_mismatch_is_refused_by_path_of(bundle):
-    with open(bundle / "model.onnx", "ab") as f:
-        f.write(b"!")
     m = read_manifest(bundle)
+    with open(bundle / "model.onnx", "ab") as f:  # modified after the manifest was read
+        f.write(b"!")
     with pytest.raises(IntegrityError, match="bytes"):
         m.path_of(m.artifacts[0])
+
+
+def test_a_size_mismatch_is_refused_when_the_manifest_is_read(bundle):
+    with open(bundle / "model.onnx", "ab") as f:
+        f.write(b"!")
+    e = _refused(bundle, IntegrityError, match="1001 bytes; the manifest records 1000")
+    assert "re-export" in str(e)
+
+
+def test_a_manifest_without_a_model_config_is_corrupt(bundle):
+    _edit(bundle, lambda raw: raw.pop("model"))
+    _refused(bundle, CorruptArtifactError, match="'model'")
 
 
 @pytest.mark.parametrize("payload", [b"", b"{", b"\xff\xfe{}", b"[" * 100_000, b"null", b"[1, 2]",

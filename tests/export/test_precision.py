@@ -61,6 +61,22 @@ def test_fp16_bundle_artifacts_keep_fp32_io(gan_bundle, vae_bundle):
         assert any(t.data_type == TensorProto.FLOAT16 for t in m.graph.initializer)
 
 
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_fp16_single_layer_rnn_keeps_fp32_state_io(tmp_path, cell):
+    """One layer: the blocked GRU/LSTM writes ``h_out`` itself, which the converter retyped fp16."""
+    import dataclasses
+
+    from export_helpers import GRU_CFG, fast_options, make_checkpoint
+
+    from genedge.export.bundle import export_bundle
+
+    ckpt = make_checkpoint(tmp_path / "ar.safetensors", "ar", dataclasses.replace(GRU_CFG, cell=cell, layers=1))
+    out = export_bundle(fast_options(ckpt, tmp_path / "b", precisions=("fp32", "fp16")))
+    m, ref = onnx.load(str(out / "model.fp16.onnx")), onnx.load(str(out / "model.onnx"))
+    assert _io_types(m) == _io_types(ref)
+    assert _io_types(m)["token"] == TensorProto.INT64 and _io_types(m)["h_out"] == TensorProto.FLOAT
+
+
 def test_int8_is_symmetric_qdq_per_channel(gan_bundle):
     m = onnx.load(str(gan_bundle / "model.int8.onnx"))
     ops = [n.op_type for n in m.graph.node]
