@@ -81,6 +81,13 @@ def _disk_full(e: BaseException, folder: Path, written: int) -> bool:
     return False
 
 
+def _unwritable(final: Path, e: OSError) -> BadInputError:
+    if e.errno in _DISK_FULL_ERRNOS:
+        return _disk_full_error(final, e)
+    return BadInputError(f"Cannot write '{final}': {e.strerror or e} ({type(e).__name__}).",
+                         hint="Pass a path in a folder you can write to.")
+
+
 def _disk_full_error(final: Path, e: BaseException) -> BadInputError:
     return BadInputError(
         f"Could not write '{final}': the disk is full or a file-size limit was reached "
@@ -98,8 +105,14 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     ``final`` is untouched; a full disk or file-size limit becomes ``BadInputError``.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(), suffix="-" + final.name, dir=final.parent)
+    if final.is_dir():
+        raise BadInputError(f"Cannot write '{final}': it is a folder; expected a file path.",
+                            hint=f"Name a file inside it, e.g. {final / 'out'}.")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(), suffix="-" + final.name, dir=final.parent)
+    except OSError as e:
+        raise _unwritable(final, e) from None
     os.close(fd)
     tmp_path = Path(tmp)
     _default_mode(tmp_path, folder=False)
@@ -141,8 +154,14 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     that instant leaves the old folder aside, and ``clean_stale_temps`` puts it back).
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(), suffix="-" + final.name, dir=final.parent))
+    if final.exists() and not final.is_dir():
+        raise BadInputError(f"Cannot write the folder '{final}': a file of that name exists.",
+                            hint="Pass another --out, or remove the file.")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(), suffix="-" + final.name, dir=final.parent))
+    except OSError as e:
+        raise _unwritable(final, e) from None
     _default_mode(tmp, folder=True)
     try:
         yield tmp

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from genedge.atomic import atomic_path
-from genedge.errors import BadInputError, require
+from genedge.errors import BadInputError, IncompatibleEnvironmentError, require
 from genedge.imageio import make_grid, save_png
 
 LIVE_MIN_SIZE = 256  # tiny frames are upscaled (nearest) to at least this many pixels
@@ -39,7 +39,9 @@ def sample_command(args: argparse.Namespace) -> int:
         raise BadInputError(f"-n {args.n} must be >= 1.")
     with _open_sampler(args) as s:
         images = s.sample(args.n, seed=args.seed, labels=args.label, truncation=args.truncation)
-        save_png(args.out, make_grid(images, scale=max(1, 64 // s.image_shape[0])))
+        # default labels cycle 0..K-1: K columns put one class in each column
+        cols = s.num_classes if s.num_classes and args.label is None and args.n >= s.num_classes else None
+        save_png(args.out, make_grid(images, ncols=cols, scale=max(1, 64 // s.image_shape[0])))
         print(f"wrote {args.out}: {args.n} images {s.image_shape} from seed {args.seed} on "
               f"{_describe(s.info)}; cold start {s.cold_start_s * 1e3:.1f} ms", file=sys.stderr)
     return 0
@@ -75,6 +77,22 @@ class _Outputs:
         self.cv2 = require("cv2", "train", purpose="`genedge live --video/--window` (OpenCV)")
         self.window, self.fps = args.window, args.fps
         self.writer = None
+        if self.window:
+            self._open_window()
+
+    def _open_window(self) -> None:
+        """Fail before the stream starts when no window can be shown (exit 3)."""
+        import os
+
+        hint = "Use --video FILE.mp4 instead, or install a GUI build (pip install opencv-python) on a desktop."
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise IncompatibleEnvironmentError("--window needs a display, and DISPLAY is not set.", hint=hint)
+        try:
+            self.cv2.namedWindow("genedge live", self.cv2.WINDOW_AUTOSIZE)
+        except self.cv2.error as e:
+            msg = " ".join(str(e).split())
+            msg = (msg[:297] + "...") if len(msg) > 300 else (msg or type(e).__name__)
+            raise IncompatibleEnvironmentError(f"OpenCV cannot open a window: {msg}", hint=hint) from None
 
     def open_video(self, path: Path, frame_shape: tuple[int, ...]) -> None:
         """Open the video file before the stream starts (frame_shape: (H, W, C) or (B, H, W, C)),
