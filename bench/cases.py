@@ -72,24 +72,40 @@ class Target(Protocol):
     def close(self) -> None: ...
 
 
+RUNTIME_CALLS = ("sample_latents", "sample")
+
+
 @dataclass
 class RuntimeTarget:
-    """The genedge runtime: ``Sampler.open`` then ``sample_latents(z, labels, out=buf)``."""
+    """The genedge runtime: ``Sampler.open`` then, per ``call``,
+
+    - ``"sample_latents"`` (kind ``runtime``): ``sample_latents(z, labels, out=buf)``, the
+      caller's latents with the input checks on, into a preallocated buffer;
+    - ``"sample"`` (kind ``runtime-sample``): ``sample(n, seed=0)``, latents drawn by the
+      runtime (the same ones ``make_inputs`` gives the other targets) and a fresh array back.
+    """
 
     bundle: Path
     backend: str
     precision: str
     threads: int | None
     options: dict[str, Any] = field(default_factory=dict)  # extra Sampler.open options (cuda_graphs)
+    call: str = "sample_latents"
     kind: str = "runtime"
     sampler: Any = None
     error: Exception | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.call not in RUNTIME_CALLS:
+            raise ValueError(f"call {self.call!r} is not one of {RUNTIME_CALLS}")
+        if self.call == "sample":
+            self.kind = "runtime-sample"
+
     @property
     def label(self) -> str:
         extra = "".join(f" +{k.replace('_', '-')}" for k, v in self.options.items() if v)
-        return f"runtime {self.backend} {self.precision}{extra}"
+        return f"runtime {self.backend} {self.precision}{extra}" + (" sample()" if self.call == "sample" else "")
 
     def preload(self) -> None:
         import genedge.runtime.sampler  # noqa: F401
@@ -111,6 +127,9 @@ class RuntimeTarget:
         self.backend = str(self.info.get("backend") or self.backend)
 
     def prepare(self, inputs: Inputs) -> Call:
+        if self.call == "sample":
+            draw, n = self.sampler.sample, inputs.batch
+            return lambda: draw(n, seed=0)
         sample = self.sampler.sample_latents
         z, labels = inputs.z, inputs.labels
         out = np.array(sample(z, labels), copy=True)  # allocated once, outside the timed call

@@ -62,6 +62,8 @@ def runtime_targets(o: BenchOptions) -> list[RuntimeTarget]:
     for b in o.backends:
         for p in o.precisions or ():
             out.append(RuntimeTarget(o.bundle, b, p, o.threads))
+            if b != "tensorrt" and "ort" in o.baselines:  # Sampler.sample(n) beside bare ORT
+                out.append(RuntimeTarget(o.bundle, b, p, o.threads, call="sample"))
             if b == "tensorrt":
                 out.append(RuntimeTarget(o.bundle, b, p, o.threads, {"cuda_graphs": True}))
     return out

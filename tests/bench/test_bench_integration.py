@@ -44,6 +44,9 @@ def test_bench_tiny_bundle_end_to_end(tiny_bundle, tmp_path, capsys):
         assert r["latency"]["p50"] <= r["latency"]["p99"] <= r["latency"]["max"]
     names = {(r["name"], r["batch"]) for r in data["ratios"]}
     assert ("speedup vs torch eager", 1) in names and ("overhead vs bare ORT", 2) in names
+    assert ("runtime-sample", 1) in kinds  # Sampler.sample(n, seed=0) beside bare ORT
+    over = {r["subject"] for r in data["ratios"] if r["name"] == "overhead vs bare ORT"}
+    assert over == {"runtime ort-cpu fp32", "runtime ort-cpu fp32 sample()"}
     assert all(len(r["round_sizes"]) == 2 for r in data["results"])
     assert data["cold_start"] and "open_to_first_result_ms" in data["cold_start"][0]
     assert data["realtime"]["at_target"]["frames"] > 0
