@@ -81,13 +81,20 @@ def make_filters(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -
 
 
 def sample_token(logits: np.ndarray, rng: np.random.Generator, filters: Sequence = (),
-                 greedy: bool = False) -> int:
-    """One token id from float logits (V,): argmax when ``greedy``, else a draw after ``filters``."""
+                 greedy: bool = False, work: np.ndarray | None = None) -> int:
+    """One token id from float logits (V,): argmax when ``greedy``, else a draw after ``filters``.
+
+    ``work``: a float64 (V,) scratch buffer; with it a step allocates nothing (the same
+    arithmetic as ``softmax`` + ``cumsum``, in place, so the draws are identical).
+    """
     if greedy:
         return int(np.argmax(logits))
-    x = logits.astype(np.float64)  # filters work in place on this copy
+    x = np.empty(logits.shape, np.float64) if work is None else work
+    np.copyto(x, logits)  # float64 copy: the filters work in place on it
     for f in filters:
         x = f(x)
-    probs = softmax(x)
-    cdf = np.cumsum(probs)
+    np.subtract(x, x.max(), out=x)
+    np.exp(x, out=x)
+    np.divide(x, x.sum(), out=x)  # probabilities
+    cdf = np.cumsum(x, out=x)
     return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(cdf) - 1))

@@ -68,7 +68,7 @@ class Generation:
             logits = self._tg._reset_and_feed(self._prompt)
         else:
             logits = self._tg._step(self.tokens[-1])
-        token = sample_token(logits[0], self._rng, self._filters, self._greedy)
+        token = sample_token(logits[0], self._rng, self._filters, self._greedy, self._tg._work)
         self.tokens.append(token)
         self._t_last = time.perf_counter()
         if self.ttft_s is None:
@@ -102,6 +102,7 @@ class TextGenerator:
         self._state = self._alloc_state()  # [read set, write set]
         V = len(self.vocab)
         self._logits = np.empty((1, V), np.float32)  # (B, V)
+        self._work = np.empty(V, np.float64)  # sampling scratch: a step allocates nothing
         self._active: Generation | None = None  # the generation that owns the state buffers
 
     def _alloc_state(self) -> list[dict[str, np.ndarray]]:
