@@ -192,6 +192,7 @@ def make_entropy_calibrator(feeds: list[Feed], cache: bytes | None, on_cache: Ca
         def get_batch(self, names: list[str]) -> list[int] | None:
             for p in self._live:
                 cudart.cudaFree(p)
+            self._live = []  # freed: never freed twice, whatever TensorRT asks next
             feed = next(self._it, None)
             if feed is None:
                 return None
@@ -315,11 +316,21 @@ def _legacy_precision(trt, config, req: EngineRequest, profile, feeds, cache, on
         config.int8_calibrator = make_entropy_calibrator(rebatch(feeds, opt_batch), cache, on_cache)
 
 
-def run_engine(plan: bytes, feed: Feed) -> dict[str, np.ndarray]:
-    """Run a plan once with the named-tensor API (profile 0): {output name: array}. GPU only."""
+def run_engine(plan: bytes, feed: Feed, *, host_code: bool = False) -> dict[str, np.ndarray]:
+    """Run a plan once with the named-tensor API (profile 0): {output name: array}. GPU only.
+
+    ``host_code``: the plan is version-compatible (it embeds a lean runtime, which TensorRT runs
+    only when allowed); set for plans this process has just built.
+    """
     trt, cudart = require_tensorrt(), _cudart()
-    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan)
-    ctx = engine.create_execution_context()
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    if host_code:
+        runtime.engine_host_code_allowed = True
+    engine = runtime.deserialize_cuda_engine(plan)
+    ctx = engine.create_execution_context() if engine is not None else None
+    if ctx is None:
+        raise IncompatibleEnvironmentError("TensorRT could not load the engine it has just built "
+                                           "(deserialize or execution context failed); see the TensorRT log.")
     names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
     inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
     ptrs = _device_buffers(cudart, {n: feed[n] for n in inputs})

@@ -83,7 +83,7 @@ def engine_parity(ctx: Any, plan: bytes, precision: str) -> dict[str, Any]:
     ref_runner = ctx.cache.get(f"runner:{spec.stem}") or _runner(ctx)
     for seed in o.parity_seeds:
         feed = image_feed(ctx.cfg, n, seed) if spec.name != "step" else parity_feed(spec, ctx.cfg, ctx.kind, seed, n)
-        ref, out = ref_runner.run(feed), run_engine(plan, feed)
+        ref, out = ref_runner.run(feed), run_engine(plan, feed, host_code=o.version_compatible)
         worst = max(worst, max_abs_error(ref, out))
         if "image" in ref:
             psnrs.append(psnr(ref["image"], out["image"], layout=spec.outputs[0].layout or "NHWC"))

@@ -97,6 +97,27 @@ def _session_options(ort: Any, opts: OrtOptions) -> Any:
     return so
 
 
+def trt_ep_cache_dir() -> Path:
+    """Where ORT's TensorRT provider keeps the engines it builds (per user, not in the bundle:
+    a bundle holds only listed, hashed files). ``GENEDGE_CACHE`` overrides ``~/.cache/genedge``."""
+    import os
+
+    root = Path(os.environ.get("GENEDGE_CACHE") or Path.home() / ".cache" / "genedge")
+    path = root / "ort-trt"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def _provider_options(provider: str, opts: OrtOptions) -> dict[str, Any]:
+    if provider == "CPUExecutionProvider":
+        return {}
+    if provider == "TensorrtExecutionProvider":  # reuse built engines across sessions (else minutes per start)
+        cache = str(trt_ep_cache_dir())
+        return {"device_id": opts.device_id, "trt_engine_cache_enable": True, "trt_engine_cache_path": cache,
+                "trt_timing_cache_enable": True, "trt_timing_cache_path": cache}
+    return {"device_id": opts.device_id}
+
+
 class OrtBackend(Backend):
     """One ONNX graph in an ``onnxruntime.InferenceSession``. Open with ``OrtBackend.open``."""
 
@@ -113,6 +134,8 @@ class OrtBackend(Backend):
         # the same memory, so nothing is rebound. Weak: caller buffers are never kept alive.
         self._bound: dict[str, weakref.ref | None] = {}
         self._copies: dict[str, np.ndarray] = {}  # contiguous copies of non-contiguous inputs
+        self._shapes: dict[str, tuple[int, ...]] = {}  # shape each input was bound with
+        self._copy_at_bind = info.provider != "CPUExecutionProvider"
         self._plain = opts.run_mode == "plain"
 
     @classmethod
@@ -143,7 +166,7 @@ class OrtBackend(Backend):
                 hint="Install onnxruntime-gpu (pip install 'genedge[gpu]') on a CUDA machine, "
                 "or pass --backend ort-cpu.",
             )
-        provider_opts = [{"device_id": opts.device_id} if p != "CPUExecutionProvider" else {} for p in wanted]
+        provider_opts = [_provider_options(p, opts) for p in wanted]
         try:
             sess = ort.InferenceSession(
                 str(path), sess_options=_session_options(ort, opts),
@@ -199,7 +222,10 @@ class OrtBackend(Backend):
         bound = self._bound
         for name, x in feed.items():
             ref = bound.get(name)
-            if ref is None or ref() is not x:  # rebind only for another array
+            # CPU: a bound array is read when the graph runs, so the same array (same shape) needs
+            # no rebinding. CUDA/TensorRT providers copy a host input to the device when it is
+            # *bound*, so there every run rebinds, or an array refilled in place would go stale.
+            if ref is None or ref() is not x or self._copy_at_bind or x.shape != self._shapes[name]:
                 self._bind_input(name, x)
         for name, buf in bufs.items():
             ref = bound.get(name)
@@ -213,6 +239,7 @@ class OrtBackend(Backend):
         c = np.ascontiguousarray(x)
         # host memory on every provider: ORT copies inputs to the device and results back
         self._binding.bind_input(name, "cpu", 0, c.dtype.type, c.shape, c.ctypes.data)
+        self._shapes[name] = c.shape
         self._copies[name] = c if c is not x else None  # our copy stays alive while bound
         self._bound[name] = weakref.ref(x) if c is x else None  # None: rebind next run
 

@@ -195,7 +195,7 @@ def open_backend(
         artifact, env = _engine_for(manifest, graph, precision, opts)
         return TrtBackend.open(manifest, artifact, env, check_inputs=opts.check_inputs, int_ranges=int_ranges,
                                allow_version_compatible=opts.allow_version_compatible,
-                               cuda_graphs=opts.cuda_graphs)
+                               cuda_graphs=opts.cuda_graphs, device_id=opts.device_id)
     return _open_ort(manifest, graph, backend, precision, opts, int_ranges)
 
 

@@ -10,7 +10,8 @@ the opt-in for version-compatible engines, which carry host code (exit 4 without
 Run path: input arrays -> pinned host buffers -> one stream: H2D copies,
 ``execute_async_v3``, D2H copies -> synchronize. Device and pinned buffers are sized
 once for the profile's max batch; with ``cuda_graphs=True`` that sequence is captured
-once per batch size and replayed. On integrated GPUs (Jetson) host buffers are
+once per batch size, right after an eager run at that shape, and replayed (a failed
+capture leaves that batch size eager, as trtexec does). On integrated GPUs (Jetson) host buffers are
 allocated mapped and handed to TensorRT directly: no copies at all.
 """
 
@@ -201,9 +202,10 @@ class TrtBackend(Backend):
 
     def __init__(self) -> None:
         self._cudart: Any = None
+        self._device_id = 0
         self._allocs: list[tuple[str, int]] = []  # ("device"|"host", ptr) to free
         self._graphs: dict[int, Any] = {}  # batch -> instantiated CUDA graph
-        self._warm: set[int] = set()  # batch sizes run once (TensorRT needs that before capture)
+        self._no_graph: set[int] = set()  # batch sizes whose capture failed: run eagerly
         self.lock = threading.RLock()
         self._stream: Any = None
         self._engine = self._context = None
@@ -212,7 +214,7 @@ class TrtBackend(Backend):
     def open(
         cls, manifest: Manifest, artifact: Artifact, env: TrtEnvironment, *,
         check_inputs: bool = True, int_ranges: dict[str, tuple[int, int]] | None = None,
-        allow_version_compatible: bool = False, cuda_graphs: bool = False,
+        allow_version_compatible: bool = False, cuda_graphs: bool = False, device_id: int = 0,
     ) -> TrtBackend:
         """Check the record against ``env``, verify the hash, deserialize, allocate buffers."""
         record = artifact.engine or {}
@@ -223,6 +225,7 @@ class TrtBackend(Backend):
                                                hint="Install tensorrt>=10 (pip install 'genedge[trt]').")
         path = manifest.path_of(artifact)  # sha256 checked before anything deserializes it
         self = cls()
+        self._device_id = int(device_id)
         try:
             self._load(path, record, allow_version_compatible)
             self._allocate(env.integrated)
@@ -237,17 +240,24 @@ class TrtBackend(Backend):
 
     def _load(self, path: Path, record: dict[str, Any], allow_vc: bool) -> None:
         trt = require("tensorrt", "trt", purpose="the native TensorRT backend")
-        self._cudart = _cudart()
+        self._cudart = cudart = _cudart()
+        _call(cudart.cudaSetDevice(self._device_id))  # the GPU probe_environment described
         self._trt_logger = _make_logger(trt)
         self._runtime = trt.Runtime(self._trt_logger)
         if allow_vc and record.get("version_compatible"):
             self._runtime.engine_host_code_allowed = True
+        if record.get("dla_core") is not None:  # an engine built for DLA runs on the core it was built for
+            self._runtime.DLA_core = int(record["dla_core"])
         self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
             raise IncompatibleEnvironmentError(f"TensorRT could not deserialize '{path.name}'.",
                                                hint=rebuild_hint(path.parent))
         self._context = self._engine.create_execution_context()
-        self._stream = _call(self._cudart.cudaStreamCreate())
+        if self._context is None:
+            raise IncompatibleEnvironmentError(f"TensorRT could not create an execution context for '{path.name}' "
+                                               "(out of GPU memory?).")
+        # non-blocking: work other threads put on the legacy default stream cannot break a capture
+        self._stream = _call(cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking))
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         is_in = {n: self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
         spec = {n: self._tensor_spec(trt, n) for n in names}
@@ -293,6 +303,8 @@ class TrtBackend(Backend):
             return self._run_locked(feed, out)
 
     def _run_locked(self, feed: dict[str, np.ndarray], out: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+        if self._device_id:  # the current device is per thread (the stream's worker is another thread)
+            _call(self._cudart.cudaSetDevice(self._device_id))
         B = next(iter(feed.values())).shape[0]
         lo, _, hi = self.profiles[self._active]
         if not lo <= B <= hi:
@@ -304,26 +316,36 @@ class TrtBackend(Backend):
         graph = self._graphs.get(B)
         if graph is not None:
             _call(self._cudart.cudaGraphLaunch(graph, self._stream))
-        elif self._use_graphs and B in self._warm:
-            self._graphs[B] = self._capture(feed)
-            _call(self._cudart.cudaGraphLaunch(self._graphs[B], self._stream))
-        else:
-            self._enqueue(feed)
-            self._warm.add(B)
+            _call(self._cudart.cudaStreamSynchronize(self._stream))
+            return self._outputs(feed, out)
+        # eager run: it gives this call's results, and it is the enqueue at exactly this shape
+        # that TensorRT needs right before a capture (its lazy setup must not be captured)
+        self._enqueue(feed)
         _call(self._cudart.cudaStreamSynchronize(self._stream))
+        if self._use_graphs and B not in self._no_graph:
+            try:
+                self._graphs[B] = self._capture(feed)
+            except IncompatibleEnvironmentError as e:  # as trtexec does: stay eager for this batch
+                self._no_graph.add(B)
+                log.warning("CUDA graph capture failed for batch %d of '%s' (%s); running it eagerly",
+                            B, self._file, e.message)
         return self._outputs(feed, out)
 
     def _switch_profile(self, B: int) -> None:
         """Activate the first optimisation profile that admits batch ``B`` (or name them all)."""
         fits = [i for i, (lo, _, hi) in enumerate(self.profiles) if lo <= B <= hi]
         if not fits:
-            check_profile_batch(B, self.profile if len(self.profiles) > 1 else self.profiles[0], file=self._file)
+            if len(self.profiles) == 1:
+                check_profile_batch(B, self.profiles[0], file=self._file)
+            ranges = ", ".join(f"[{lo}, {hi}] (opt {opt})" for lo, opt, hi in self.profiles)
+            raise BadInputError(f"Batch {B} fits none of the profiles of '{self._file}': {ranges}.",
+                                hint="Sample in a batch size inside one of them, or re-export with --batch.")
         self._context.set_optimization_profile_async(fits[0], int(self._stream))
         self._active = fits[0]
         for g in self._graphs.values():  # captured graphs belong to the previous profile
             self._cudart.cudaGraphExecDestroy(g)
         self._graphs.clear()
-        self._warm.clear()
+        self._no_graph.clear()
 
     def _enqueue(self, feed: dict[str, np.ndarray]) -> None:
         cudart, shapes = self._cudart, self.output_shapes(feed)
@@ -341,15 +363,25 @@ class TrtBackend(Backend):
                                              n, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self._stream))
 
     def _capture(self, feed: dict[str, np.ndarray]) -> Any:
+        """Record copies + execute_async_v3 as a CUDA graph (call right after an eager run at this shape)."""
         cudart = self._cudart
         _call(cudart.cudaStreamBeginCapture(self._stream, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal))
+        failure: BaseException | None = None
         try:
             self._enqueue(feed)
+        except BaseException as e:  # EndCapture must run whatever happened, and must not hide this error
+            failure = e
+        err, graph = cudart.cudaStreamEndCapture(self._stream)
+        if failure is not None:
+            if int(err) == 0 and graph is not None:
+                cudart.cudaGraphDestroy(graph)
+            raise failure
+        if int(err) != 0:
+            raise IncompatibleEnvironmentError(f"cudaStreamEndCapture failed: {err!r}.")
+        try:
+            return _call(cudart.cudaGraphInstantiate(graph, 0))
         finally:
-            graph = _call(cudart.cudaStreamEndCapture(self._stream))
-        graph_exec = _call(cudart.cudaGraphInstantiate(graph, 0))
-        _call(cudart.cudaGraphDestroy(graph))
-        return graph_exec
+            cudart.cudaGraphDestroy(graph)
 
     def _outputs(self, feed: dict[str, np.ndarray], out: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
         symbols = bind_symbols(self.inputs, feed)
@@ -368,11 +400,13 @@ class TrtBackend(Backend):
             self._close_locked()
 
     def _close_locked(self) -> None:
-        self._context = self._engine = None  # TensorRT objects go before the memory they use
         cudart = self._cudart
-        if cudart is not None:
+        if cudart is not None:  # captured graphs reference the context's work: they go first
             for g in self._graphs.values():
                 cudart.cudaGraphExecDestroy(g)
+        self._graphs = {}
+        self._context = self._engine = None  # TensorRT objects go before the memory they use
+        if cudart is not None:
             for kind, ptr in reversed(self._allocs):
                 (cudart.cudaFreeHost if kind == "host" else cudart.cudaFree)(ptr)
             if self._stream is not None:

@@ -65,3 +65,21 @@ def test_tensorrt_stream(trt_bundle) -> None:
     with Sampler.open(trt_bundle.path, backend="tensorrt") as s:
         st = s.stream(fps=60, seconds=1)
         assert sum(1 for _ in st) + st.stats.dropped == 60
+
+
+@pytest.mark.skipif(not _ort_cuda(), reason="needs onnxruntime-gpu with CUDA")
+def test_ort_cuda_stream_frames_follow_the_walk(gan_bundle) -> None:
+    """The stream refills one latent array in place; on CUDA it must be re-copied every frame."""
+    with Sampler.open(gan_bundle.path, backend="ort-cuda", precision="fp32") as s:
+        frames = [f.image.copy() for f in s.stream(fps=30, seconds=0.5, late="block", period_s=0.5)]
+    assert len(frames) >= 10
+    assert sum(not np.array_equal(a, b) for a, b in zip(frames, frames[1:], strict=False)) >= len(frames) // 2
+
+
+def test_tensorrt_cuda_graphs_across_changing_batches(trt_bundle) -> None:
+    """4, 8, 4, 2, 8: each capture follows an eager run at its own shape; replays match ORT CPU."""
+    with Sampler.open(trt_bundle.path, backend="ort-cpu") as cpu, \
+            Sampler.open(trt_bundle.path, backend="tensorrt", precision="fp32", cuda_graphs=True) as trt:
+        for n in (4, 8, 4, 2, 8, 2):
+            a, b = cpu.sample(n, seed=n), trt.sample(n, seed=n)
+            assert np.abs(a.astype(int) - b.astype(int)).max() <= 2, n
