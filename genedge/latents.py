@@ -25,20 +25,21 @@ def check_truncation(truncation: float) -> float:
     return t
 
 
-def _is_int(x: object) -> bool:
+def is_int(x: object) -> bool:
+    """A Python or numpy integer, not a bool."""
     return isinstance(x, int | np.integer) and not isinstance(x, bool | np.bool_)
 
 
 def check_seed(seed: object) -> int:
     """A seed is a non-negative integer (Python or numpy); anything else is exit 2."""
-    if not _is_int(seed) or int(seed) < 0:
+    if not is_int(seed) or int(seed) < 0:
         raise BadInputError(f"seed {seed!r}: expected a non-negative integer such as 0 or 1234.")
     return int(seed)
 
 
 def check_count(n: object, what: str = "n") -> int:
     """A number of images: an integer >= 1."""
-    if not _is_int(n) or int(n) < 1:
+    if not is_int(n) or int(n) < 1:
         raise BadInputError(f"{what} {n!r}: expected an integer >= 1 (the number of images).")
     return int(n)
 
@@ -46,7 +47,7 @@ def check_count(n: object, what: str = "n") -> int:
 def seeded_latents(n: int, dim: int, seed: int = 0, truncation: float = 1.0) -> np.ndarray:
     """The bundle's seeded latents: float32 (n, dim), a fresh array."""
     n = check_count(n)
-    if not _is_int(dim) or dim < 1:
+    if not is_int(dim) or dim < 1:
         raise BadInputError(f"Cannot draw latents of size {dim!r}; it must be an integer >= 1.")
     seed = check_seed(seed)
     t = check_truncation(truncation)

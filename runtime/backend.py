@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -174,7 +174,7 @@ def check_out(spec: TensorSpec, out: Any, shape: tuple[int, ...]) -> None:
         )
 
 
-def raise_closed(file: str) -> None:
+def raise_closed(file: str) -> NoReturn:
     raise BadInputError(f"The backend for '{file}' is closed; it cannot run any more.",
                         hint="Open the bundle again (Sampler.open / TextGenerator.open).")
 

@@ -187,6 +187,7 @@ def stream_start(
         seed=seed,
         truncation=truncation if truncation > 0 else 1.0,
         labels=None if y is None else (int(y[0]) if y.size == 1 else y),
+        realtime_priority=None,  # the host owns its threads' scheduling (see docs/embedding.md)
     )
     h.running, h.batch = True, batch
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from genedge.errors import BadInputError
-from genedge.latents import check_seed, default_labels, seeded_latents
+from genedge.latents import check_seed, check_truncation, default_labels, seeded_latents
 
 WALKS = ("lerp", "slerp", "circle")
 _CACHE_SIZE = 256
@@ -28,6 +28,8 @@ def cached_latents(n: int, dim: int, seed: int = 0, truncation: float = 1.0) -> 
     """
     if type(seed) is not int or seed < 0:
         seed = check_seed(seed)
+    if type(truncation) is not float:  # 1, np.float32(0.5): validated, then one key per value
+        truncation = check_truncation(truncation)
     key = (n, dim, seed, truncation)
     z = _cache.get(key)
     if z is None:

@@ -16,6 +16,7 @@ path ran at 0.98-1.02x a bare ``InferenceSession.run`` on the same file, while
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import weakref
 from dataclasses import dataclass
@@ -45,8 +46,8 @@ PROVIDERS: dict[str, tuple[str, ...]] = {
     "ort-trt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
 }
 GRAPH_OPT_LEVELS = ("disable", "basic", "extended", "all")
-RUN_MODES = ("iobinding", "plain")
-MAX_BUFFER_SETS = 8  # output buffer sets kept, one per batch size seen (oldest dropped first)  # plain: session.run + copy (kept for comparison)
+RUN_MODES = ("iobinding", "plain")  # plain: session.run + copy (kept for comparison)
+MAX_BUFFER_SETS = 8  # output buffer sets kept, one per batch size seen (oldest dropped first)
 _ORT_DTYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
     "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(uint8)": np.uint8,
@@ -64,6 +65,7 @@ class OrtOptions:
     run_mode: str = "iobinding"  # one of RUN_MODES
     device_id: int = 0
     spin: bool = True  # session.intra_op.allow_spinning
+    trt_cache_dir: str | None = None  # ort-trt: engine/timing cache folder (see trt_ep_cache_dir)
 
 
 def provider_available(name: str) -> bool:
@@ -97,24 +99,29 @@ def _session_options(ort: Any, opts: OrtOptions) -> Any:
     return so
 
 
-def trt_ep_cache_dir() -> Path:
-    """Where ORT's TensorRT provider keeps the engines it builds (per user, not in the bundle:
-    a bundle holds only listed, hashed files). ``GENEDGE_CACHE`` overrides ``~/.cache/genedge``."""
-    import os
-
-    root = Path(os.environ.get("GENEDGE_CACHE") or Path.home() / ".cache" / "genedge")
-    path = root / "ort-trt"
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+def trt_ep_cache_dir(key: str) -> Path | None:
+    """Where ORT's TensorRT provider keeps the engines it builds for the artifact ``key`` (its
+    sha256): per artifact, because ORT keys a cached engine by file and tensor names, not by the
+    weights, so two exports of one architecture would share (wrong) engines. Per user, outside
+    the bundle (a bundle holds only listed, hashed files): ``$GENEDGE_CACHE`` or ``~/.cache/genedge``.
+    ``None`` (no cache, engines rebuilt per session) when no such folder can be made."""
+    try:
+        root = Path(os.environ.get("GENEDGE_CACHE") or Path.home() / ".cache" / "genedge")
+        path = root / "ort-trt" / key[:16]
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except (OSError, RuntimeError) as e:  # no HOME, read-only home (services, containers)
+        log.warning("no TensorRT engine cache (%s); set GENEDGE_CACHE to a writable folder", e)
+        return None
     return path
 
 
 def _provider_options(provider: str, opts: OrtOptions) -> dict[str, Any]:
     if provider == "CPUExecutionProvider":
         return {}
-    if provider == "TensorrtExecutionProvider":  # reuse built engines across sessions (else minutes per start)
-        cache = str(trt_ep_cache_dir())
-        return {"device_id": opts.device_id, "trt_engine_cache_enable": True, "trt_engine_cache_path": cache,
-                "trt_timing_cache_enable": True, "trt_timing_cache_path": cache}
+    if provider == "TensorrtExecutionProvider" and opts.trt_cache_dir:  # reuse engines across sessions
+        return {"device_id": opts.device_id, "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": opts.trt_cache_dir, "trt_timing_cache_enable": True,
+                "trt_timing_cache_path": opts.trt_cache_dir}
     return {"device_id": opts.device_id}
 
 

@@ -20,16 +20,31 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
+
+from genedge.errors import BadInputError
 
 log = logging.getLogger("genedge.runtime")
 DEFAULT_PRIORITY = 10  # low among real-time priorities: above every normal thread, below IRQ threads
+# only threads under these policies are raised (and put back); real-time callers are left alone
+_NORMAL_POLICIES = tuple(getattr(os, n) for n in ("SCHED_OTHER", "SCHED_BATCH", "SCHED_IDLE") if hasattr(os, n))
+
+
+def check_priority(priority: object) -> int | None:
+    """``None`` (normal scheduling) or an integer ``SCHED_FIFO`` priority 1..99 (exit 2 otherwise)."""
+    if priority is None:
+        return None
+    if not isinstance(priority, int) or isinstance(priority, bool) or not 1 <= priority <= 99:
+        raise BadInputError(f"realtime_priority {priority!r}: expected an integer 1..99, or None for "
+                            "normal scheduling.")
+    return priority
 
 
 def allowed_priority(priority: int) -> int | None:
     """The ``SCHED_FIFO`` priority this process may ask for (``priority`` capped by the
-    rlimit), or ``None`` when the platform has no ``SCHED_FIFO`` at all."""
-    if not hasattr(os, "sched_setscheduler") or not hasattr(os, "SCHED_FIFO"):
+    rlimit), or ``None`` when the platform has no ``SCHED_FIFO`` (anything but Linux)."""
+    if not sys.platform.startswith("linux") or not hasattr(os, "sched_setscheduler"):
         return None
     lo, hi = os.sched_get_priority_min(os.SCHED_FIFO), os.sched_get_priority_max(os.SCHED_FIFO)
     p = min(max(int(priority), lo), hi)
@@ -54,6 +69,7 @@ class RealtimeWait:
 
     def __init__(self, priority: int | None = DEFAULT_PRIORITY, spin_s: float = 1e-3) -> None:
         self.spin_s = spin_s
+        priority = check_priority(priority)
         self.priority = None if priority is None else allowed_priority(priority)
         self.active = self.priority is not None
         self.refusal: str | None = None if self.active or priority is None else "no SCHED_FIFO on this platform"
@@ -62,8 +78,8 @@ class RealtimeWait:
         """Switch this thread to SCHED_FIFO; returns what to restore, or None if not switched."""
         try:
             before = (os.sched_getscheduler(0), os.sched_getparam(0))
-            if before[0] == os.SCHED_FIFO and before[1].sched_priority >= self.priority:
-                return None  # the caller already runs at real-time priority: leave it be
+            if before[0] & ~getattr(os, "SCHED_RESET_ON_FORK", 0) not in _NORMAL_POLICIES:
+                return None  # FIFO, RR, DEADLINE: the caller chose its scheduling; leave it be
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.priority))
             return before
         except OSError as e:  # EPERM: no capability / no rt budget in this cgroup
@@ -79,10 +95,19 @@ class RealtimeWait:
         returns the time reached. Never returns early."""
         before = self._raise() if self.active and t - time.perf_counter() > 0 else None
         try:
-            return wait_until(t, self.spin_s)
+            reached = wait_until(t, self.spin_s)
         finally:
             if before is not None:
-                os.sched_setscheduler(0, before[0], before[1])
+                self._restore(before)
+        # back at normal priority the kernel may run another task first: the time the caller
+        # really gets control is after the restore, and that is what a stream must record
+        return reached if before is None else time.perf_counter()
+
+    def _restore(self, before: tuple[int, os.sched_param]) -> None:
+        try:
+            os.sched_setscheduler(0, before[0], before[1])
+        except OSError as e:  # cannot happen for the normal policies we raise from; never kill a stream
+            log.warning("could not restore the thread's scheduling policy %d (%s)", before[0], e)
 
     def describe(self) -> str:
         if self.active:

@@ -142,7 +142,7 @@ class Sampler:
             n = check_count(n)
         z = cached_latents(n, self.latent_dim, seed, truncation)  # (n, Z) float32
         y = self._labels(n, labels)
-        return self._decode(z, y, out, checked=True)
+        return self._decode(z, y, out)
 
     def sample_latents(self, z: np.ndarray, labels: Labels = None, out: np.ndarray | None = None) -> np.ndarray:
         """Images for caller latents ``z`` float32 (n, Z): uint8 (n, H, W, C) (or into ``out``).
@@ -154,7 +154,7 @@ class Sampler:
         y = self._labels(len(z) if z.ndim else 0, labels)
         if self.backend.check_inputs:
             self._check_latents(z, y)
-        return self._decode(z, y, out, checked=True)
+        return self._decode(z, y, out)
 
     decode = sample_latents  # VAE naming: decode(z, labels) -> images
 
@@ -197,31 +197,31 @@ class Sampler:
             make_labels(n, 0, labels)  # raises: unconditional model
         return make_labels(n, self.num_classes, labels)
 
-    def _decode(self, z: np.ndarray, y: np.ndarray | None, out: np.ndarray | None, *, checked: bool) -> np.ndarray:
+    def _decode(self, z: np.ndarray, y: np.ndarray | None, out: np.ndarray | None) -> np.ndarray:
+        """Run the image graph on checked inputs (z (n, Z), labels (n,)) -> uint8 (n, H, W, C)."""
         n = len(z)
         if out is not None:
             self._check_image_out(out, n)
         if n <= self._max_batch and not self._float_out:  # the common case: one run
             feed = {"z": z} if y is None else {"z": z, "label": y}
-            run = self.backend._run if checked else self.backend.run
+            run = self.backend._run  # inputs are checked by the callers
             if out is None:  # the backend's bound buffer, copied (under its lock: threads share it)
                 with self.backend.lock:
                     out = run(feed, None)[self._out_name].copy()
             else:
                 run(feed, {self._out_name: out})
         else:
-            out = self._decode_chunks(z, y, out, checked)
+            out = self._decode_chunks(z, y, out)
         if self.cold_start_s is None:
             self.cold_start_s = time.perf_counter() - self._t_open
         return out
 
-    def _decode_chunks(self, z: np.ndarray, y: np.ndarray | None, out: np.ndarray | None,
-                       checked: bool) -> np.ndarray:
+    def _decode_chunks(self, z: np.ndarray, y: np.ndarray | None, out: np.ndarray | None) -> np.ndarray:
         """Float graphs (converted to uint8) and batches above an engine profile's max."""
         n = len(z)
         if out is None:
             out = np.empty((n, *self.image_shape), np.uint8)
-        run = self.backend._run if checked else self.backend.run
+        run = self.backend._run
         for lo in range(0, n, self._max_batch):
             hi = min(n, lo + self._max_batch)
             feed = {"z": z[lo:hi]} if y is None else {"z": z[lo:hi], "label": y[lo:hi]}

@@ -64,8 +64,8 @@ def make_filters(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -
     """The filter chain for these settings, validated (temperature >= 0, top_k >= 0, 0 < top_p <= 1)."""
     numbers = all(isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
                   for v in (temperature, top_k, top_p))
-    if (not numbers or not math.isfinite(temperature) or temperature < 0 or top_k < 0 or top_k != int(top_k)
-            or not 0 < top_p <= 1):
+    if (not numbers or not all(math.isfinite(v) for v in (temperature, top_k, top_p)) or temperature < 0
+            or top_k < 0 or top_k != int(top_k) or not 0 < top_p <= 1):
         raise BadInputError(
             f"Sampling settings temperature={temperature}, top_k={top_k}, top_p={top_p} are invalid; "
             "expected a finite temperature >= 0 (0: greedy), an integer top_k >= 0 (0: off), 0 < top_p <= 1."
@@ -84,8 +84,8 @@ def sample_token(logits: np.ndarray, rng: np.random.Generator, filters: Sequence
                  greedy: bool = False, work: np.ndarray | None = None) -> int:
     """One token id from float logits (V,): argmax when ``greedy``, else a draw after ``filters``.
 
-    ``work``: a float64 (V,) scratch buffer; with it a step allocates nothing (the same
-    arithmetic as ``softmax`` + ``cumsum``, in place, so the draws are identical).
+    ``work``: a float64 (V,) scratch buffer; with it a step without top-k/top-p allocates
+    nothing (the same arithmetic as ``softmax`` + ``cumsum``, in place: identical draws).
     """
     if greedy:
         return int(np.argmax(logits))

@@ -174,8 +174,15 @@ def _open_ort(manifest: Manifest, graph: str, name: str, precision: str | None, 
 
     artifact = onnx_artifact(manifest, graph, name, precision)
     path = manifest.path_of(artifact)  # sha256 (external data included) before ORT parses it
+    cache = None
+    if name == "ort-trt":
+        from .ort_backend import trt_ep_cache_dir
+
+        folder = trt_ep_cache_dir(artifact.sha256)
+        cache = None if folder is None else str(folder)
     ort_opts = OrtOptions(intra_op_threads=opts.threads, inter_op_threads=opts.inter_op_threads, spin=opts.spin,
-                          graph_optimization=opts.graph_optimization, device_id=opts.device_id)
+                          graph_optimization=opts.graph_optimization, device_id=opts.device_id,
+                          trt_cache_dir=cache)
     return OrtBackend.open(path, name=name, precision=artifact.precision or "fp32", options=ort_opts,
                            check_inputs=opts.check_inputs, int_ranges=int_ranges)
 

@@ -42,6 +42,7 @@ import numpy as np
 
 from genedge.errors import BadInputError, CorruptArtifactError
 from genedge.imageio import to_uint8
+from genedge.latents import is_int
 
 from .latents import WALKS, LatentPath, make_labels
 from .realtime import DEFAULT_PRIORITY, RealtimeWait
@@ -143,6 +144,7 @@ class Stream:
         spin_s: float = 1e-3, realtime_priority: int | None = DEFAULT_PRIORITY,
     ) -> None:
         _validate(fps, seconds, walk, late, batch, ring, nonfinite)
+        batch, ring = int(batch), int(ring)
         self.fps, self._dt, self._late, self._nonfinite = float(fps), 1.0 / fps, late, nonfinite
         self._tol = late_tolerance_s
         self._waiter = RealtimeWait(realtime_priority, spin_s)
@@ -240,8 +242,9 @@ class Stream:
     def _start(self) -> None:
         for slot in range(len(self._ring)):
             self._free.put(slot)
+        self._compute(0, 0)  # warm-up: allocates the backend's buffers for this batch (a cold first run)
         t = time.perf_counter()
-        self._compute(0, 0)  # warm-up: allocates the backend's buffers for this batch, times one frame
+        self._compute(0, 0)  # timed warm run: seeds the frame-time estimate the drop policy aims with
         warm = time.perf_counter() - t
         self._latency_est = warm
         self._t0 = time.perf_counter() + max(self._dt, 2 * warm)
@@ -282,16 +285,17 @@ class Stream:
         if b.outputs[0].dtype.kind != "f":
             b._run(self._feed, {b.outputs[0].name: self._slots[slot]})
             return True
-        x = b._run(self._feed, None)[b.outputs[0].name]
-        if not np.isfinite(x).all():
-            self._stats.nonfinite += 1
-            if self._nonfinite == "raise":
-                raise NonFiniteOutputError(f"Frame {k}: the graph '{b.info.file}' produced NaN/Inf.",
-                                           hint="Check the model; try --precision fp32.")
-            if self._nonfinite == "drop":
-                return False
-            x = np.nan_to_num(x, nan=-1.0, posinf=1.0, neginf=-1.0)  # "count": deliver, NaN as black
-        self._slots[slot][...] = to_uint8(x)
+        with b.lock:  # the backend's own buffer: another thread sharing the Sampler may run next
+            x = b._run(self._feed, None)[b.outputs[0].name]
+            if not np.isfinite(x).all():
+                self._stats.nonfinite += 1
+                if self._nonfinite == "raise":
+                    raise NonFiniteOutputError(f"Frame {k}: the graph '{b.info.file}' produced NaN/Inf.",
+                                               hint="Check the model; try --precision fp32.")
+                if self._nonfinite == "drop":
+                    return False
+                x = np.nan_to_num(x, nan=-1.0, posinf=1.0, neginf=-1.0)  # "count": deliver, NaN as black
+            self._slots[slot][...] = to_uint8(x)
         return True
 
     def close(self) -> None:
@@ -315,7 +319,8 @@ class Stream:
 def _validate(fps: float, seconds: float | None, walk: str, late: str, batch: int, ring: int,
               nonfinite: str) -> None:
     def number(x: object) -> bool:
-        return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+        real = isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool | np.bool_)
+        return real and math.isfinite(x) and x > 0
 
     checks = [
         (lambda: not number(fps), f"fps {fps!r} must be a finite number > 0"),
@@ -323,8 +328,8 @@ def _validate(fps: float, seconds: float | None, walk: str, late: str, batch: in
          f"seconds {seconds!r} must be a finite number > 0 (or None: until closed)"),
         (lambda: walk not in WALKS, f"walk {walk!r} is not one of {WALKS}"),
         (lambda: late not in LATE_POLICIES, f"late {late!r} is not one of {LATE_POLICIES}"),
-        (lambda: type(batch) is not int or batch < 1, f"batch {batch!r} must be an integer >= 1"),
-        (lambda: type(ring) is not int or ring < 3, f"ring {ring!r} must be an integer >= 3 (held, computing, queued)"),
+        (lambda: not is_int(batch) or batch < 1, f"batch {batch!r} must be an integer >= 1"),
+        (lambda: not is_int(ring) or ring < 3, f"ring {ring!r} must be an integer >= 3 (held, computing, queued)"),
         (lambda: nonfinite not in NONFINITE_POLICIES, f"nonfinite {nonfinite!r} is not one of {NONFINITE_POLICIES}"),
     ]
     for bad, message in checks:

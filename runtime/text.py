@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from genedge.errors import BadInputError
-from genedge.latents import check_seed
+from genedge.latents import check_seed, is_int
 from genedge.manifest import Manifest
 
 from .backend import Backend, BackendInfo
@@ -143,8 +143,9 @@ class TextGenerator:
         """A new generation (state reset); drive it with ``step()`` or iterate it."""
         if not isinstance(prompt, str):
             raise BadInputError(f"prompt: received {type(prompt).__name__}; expected a str (may be empty).")
-        if type(max_new_tokens) is not int or max_new_tokens < 0:
+        if not is_int(max_new_tokens) or max_new_tokens < 0:
             raise BadInputError(f"max_new_tokens {max_new_tokens!r}: expected an integer >= 0.")
+        max_new_tokens = int(max_new_tokens)
         filters = make_filters(temperature, top_k, top_p)
         seed = check_seed(seed)
         ids = self.encode(prompt) or [0]  # an empty prompt starts from the unknown-char token
@@ -157,7 +158,8 @@ class TextGenerator:
 
         The returned ``Generation`` is the iterator itself, so its ``ttft_s``, ``tokens_per_s``
         and ``text`` can be read during and after the loop. One generation runs at a time per
-        ``TextGenerator`` (they share the state buffers): starting another resets the state.
+        ``TextGenerator`` (they share the state buffers): it starts when ``generate`` is called,
+        and calling ``generate``/``start`` again ends it (its next step raises ``BadInputError``).
         """
         return self.start(prompt, max_new_tokens, temperature, top_k, top_p, seed)
 

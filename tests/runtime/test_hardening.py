@@ -102,6 +102,24 @@ def test_labels_that_are_not_class_ids_are_refused(cgan_bundle, labels) -> None:
         s.sample(2, labels=labels)
 
 
+@pytest.mark.parametrize("truncation", [[0.5], True, 0.0, 1.5, "0.5"])
+def test_bad_truncations_are_refused(gan_bundle, truncation) -> None:
+    with Sampler.open(gan_bundle.path) as s:
+        s.sample(1, truncation=1.0)  # cached: a bad value must not hit this entry
+        with pytest.raises(BadInputError, match="truncation"):
+            s.sample(1, truncation=truncation)
+
+
+def test_ort_trt_engine_caches_are_per_artifact(tmp_path, monkeypatch) -> None:
+    from genedge.runtime.ort_backend import trt_ep_cache_dir
+
+    monkeypatch.setenv("GENEDGE_CACHE", str(tmp_path))
+    a, b = trt_ep_cache_dir("a" * 64), trt_ep_cache_dir("b" * 64)
+    assert a != b and a.parent == b.parent == tmp_path / "ort-trt" and a.is_dir()
+    monkeypatch.setenv("GENEDGE_CACHE", "/proc/not-writable")
+    assert trt_ep_cache_dir("c" * 64) is None  # no cache, no crash
+
+
 @pytest.mark.parametrize("n", [0, -3, 2.0, "4"])
 def test_bad_counts_are_refused(gan_bundle, n) -> None:
     with Sampler.open(gan_bundle.path) as s, pytest.raises(BadInputError, match="n "):
@@ -122,7 +140,8 @@ def test_bad_backend_options_name_the_field(gan_bundle, kw) -> None:
         Sampler.open(gan_bundle.path, **kw)
 
 
-@pytest.mark.parametrize("kw", [{"top_k": 2.5}, {"prompt": None}, {"temperature": float("nan")},
+@pytest.mark.parametrize("kw", [{"top_k": 2.5}, {"top_k": float("inf")}, {"top_k": float("nan")},
+                                {"prompt": None}, {"temperature": float("nan")},
                                 {"temperature": float("inf")}, {"max_new_tokens": -5}, {"seed": -1}])
 def test_bad_generation_settings_are_refused(ar_bundle, kw) -> None:
     with TextGenerator.open(ar_bundle.path) as tg, pytest.raises(BadInputError):
@@ -171,7 +190,7 @@ def test_drop_policy_keeps_delivering_when_inference_is_slower_than_a_frame(gan_
         frames = list(stream)
         st = stream.stats
     assert len(frames) >= 25, st  # ~60 possible; before the fix: about 7
-    assert st.late_delivered <= 2, st
+    assert st.late_delivered <= 3, st
     assert st.frames + st.dropped >= 140, st  # every slot is accounted for
 
 
