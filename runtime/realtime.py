@@ -4,11 +4,17 @@ A frame loop sleeps until ~1 ms before a frame is due and spins the rest. On a s
 2-core machine a thread at normal (CFS) priority is still woken or preempted late now
 and then: measured here over 60 s at 60 fps, 5-6 frames were handed over 1.2-3 ms late
 while the frames themselves were ready 16 ms early; kernel threads (kworker, kdamond) and
-other processes took the core. With the waiting thread at ``SCHED_FIFO`` those wake-ups
-come within ~0.06 ms, so the stream raises the *consumer's* thread to ``SCHED_FIFO`` only
-for the wait itself and restores its previous policy before the frame is handed over:
-the caller's own work and the inference worker keep normal priority, so a busy consumer
-can never starve the machine.
+other processes took the core. At ``SCHED_FIFO`` those wake-ups come within ~0.06 ms.
+
+The consuming thread is raised at its first wait and stays raised until ``release()``
+(the stream calls it when it ends or is closed). Raising it only around each wait is not
+enough: switching back to the normal scheduler lets the kernel run another task first,
+and measured with the hand-over timed *after* the switch that cost 7 late frames in 30 s
+(0 when held). So the consumer's own per-frame work runs at real-time priority too, as in
+audio and robot control loops; the inference worker and ORT's threads keep normal
+priority, and the kernel's real-time throttling (95% of each second by default) keeps a
+busy consumer from locking the machine up. Callers already at FIFO, RR or DEADLINE are
+left as they are.
 
 Linux only, and only where permitted (root, ``CAP_SYS_NICE``, or an ``RLIMIT_RTPRIO``
 limit, e.g. ``@audio - rtprio 20`` in limits.conf). Elsewhere, or when the kernel says
@@ -21,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 
 from genedge.errors import BadInputError
@@ -60,11 +67,12 @@ def allowed_priority(priority: int) -> int | None:
 
 
 class RealtimeWait:
-    """``wait(t)``: sleep until ``spin_s`` before ``t``, spin until ``t``; at ``SCHED_FIFO``
-    ``priority`` when permitted (``priority=None``: always normal priority).
+    """``wait(t)``: sleep until ``spin_s`` before ``t``, spin until ``t``, with the calling thread
+    at ``SCHED_FIFO`` ``priority`` from its first wait until ``release()`` (``priority=None``:
+    normal scheduling throughout).
 
-    One instance per stream. It raises whichever thread calls ``wait`` and puts that
-    thread's previous policy back before returning, so any thread may call it.
+    One instance per stream; any thread may wait (each is raised once, and ``release`` puts
+    every raised thread back by its thread id, from whichever thread calls it).
     """
 
     def __init__(self, priority: int | None = DEFAULT_PRIORITY, spin_s: float = 1e-3) -> None:
@@ -73,45 +81,47 @@ class RealtimeWait:
         self.priority = None if priority is None else allowed_priority(priority)
         self.active = self.priority is not None
         self.refusal: str | None = None if self.active or priority is None else "no SCHED_FIFO on this platform"
+        self._raised: dict[int, tuple[int, os.sched_param] | None] = {}  # native thread id -> policy before
 
-    def _raise(self) -> tuple[int, os.sched_param] | None:
-        """Switch this thread to SCHED_FIFO; returns what to restore, or None if not switched."""
+    def _raise(self, tid: int) -> None:
+        """Switch the calling thread (``tid``) to SCHED_FIFO, remembering what to put back."""
+        self._raised[tid] = None
         try:
             before = (os.sched_getscheduler(0), os.sched_getparam(0))
             if before[0] & ~getattr(os, "SCHED_RESET_ON_FORK", 0) not in _NORMAL_POLICIES:
-                return None  # FIFO, RR, DEADLINE: the caller chose its scheduling; leave it be
+                return  # FIFO, RR, DEADLINE: the caller chose its scheduling; leave it be
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.priority))
-            return before
+            self._raised[tid] = before
         except OSError as e:  # EPERM: no capability / no rt budget in this cgroup
             self.active = False
             self.refusal = f"{type(e).__name__}: {e.strerror or e}"
             log.info("real-time priority (SCHED_FIFO %d) refused (%s); frames are waited for at normal "
                      "priority, so a busy machine can make some late. Allow it with CAP_SYS_NICE or an "
                      "rtprio limit.", self.priority, self.refusal)
-            return None
 
     def wait(self, t: float) -> float:
         """Return at ``t`` (``time.perf_counter`` seconds) or as soon after as the OS allows;
         returns the time reached. Never returns early."""
-        before = self._raise() if self.active and t - time.perf_counter() > 0 else None
-        try:
-            reached = wait_until(t, self.spin_s)
-        finally:
-            if before is not None:
-                self._restore(before)
-        # back at normal priority the kernel may run another task first: the time the caller
-        # really gets control is after the restore, and that is what a stream must record
-        return reached if before is None else time.perf_counter()
+        if self.active:
+            tid = threading.get_native_id()
+            if tid not in self._raised:
+                self._raise(tid)
+        return wait_until(t, self.spin_s)
 
-    def _restore(self, before: tuple[int, os.sched_param]) -> None:
-        try:
-            os.sched_setscheduler(0, before[0], before[1])
-        except OSError as e:  # cannot happen for the normal policies we raise from; never kill a stream
-            log.warning("could not restore the thread's scheduling policy %d (%s)", before[0], e)
+    def release(self) -> None:
+        """Put every raised thread back on the policy it had; safe to call twice."""
+        raised, self._raised = self._raised, {}
+        for tid, before in raised.items():
+            if before is None:
+                continue
+            try:
+                os.sched_setscheduler(tid if tid != threading.get_native_id() else 0, before[0], before[1])
+            except (OSError, ProcessLookupError) as e:  # the thread has ended: nothing to restore
+                log.debug("scheduling policy of thread %d not restored (%s)", tid, e)
 
     def describe(self) -> str:
         if self.active:
-            return f"SCHED_FIFO {self.priority} while waiting"
+            return f"SCHED_FIFO {self.priority} (consumer thread, during the stream)"
         return "normal" + (f" (real-time refused: {self.refusal})" if self.refusal else "")
 
 

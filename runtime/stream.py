@@ -7,9 +7,10 @@
 
 Schedule: frame ``i`` is due at ``t0 + i / fps`` (absolute, so errors do not accumulate);
 the consumer sleeps until ~1 ms before, then spins until the due time (sub-millisecond
-jitter; the spin costs at most ~1 ms of one core per frame). While it waits, the consumer's
-thread runs at ``SCHED_FIFO`` priority where the OS permits it (``realtime_priority``; see
-``runtime.realtime``), so a busy machine cannot wake it late. A worker thread computes frame
+jitter; the spin costs at most ~1 ms of one core per frame). From its first frame until the
+stream ends or is closed, the consumer's thread runs at ``SCHED_FIFO`` priority where the OS
+permits it (``realtime_priority``; see ``runtime.realtime``), so a busy machine cannot wake it
+late. A worker thread computes frame
 ``i + 1`` (and up to ``ring - 1`` ahead) while the consumer holds frame ``i``; ONNX
 Runtime releases the GIL while it runs. Each frame is written straight into a slot of a
 preallocated ring (``ring >= 3``): the slot the consumer holds is returned to the worker
@@ -191,9 +192,11 @@ class Stream:
             item = self._ready.get()
             if item is _END:
                 self._done, self._stats.t_end = True, time.perf_counter()
+                self._waiter.release()  # the consumer is back on its own scheduling after the last frame
                 break
             if isinstance(item, BaseException):
                 self._done = True
+                self._waiter.release()
                 raise item
             frame = self._deliver(*item)
             if frame is not None:
@@ -299,7 +302,8 @@ class Stream:
         return True
 
     def close(self) -> None:
-        """Stop the worker and wait for it; safe to call twice."""
+        """Stop the worker and wait for it, and put the consumer's scheduling back; safe to call twice."""
+        self._waiter.release()
         self._stop.set()
         if self._thread is not None:
             self._free.put(None)  # unblock a worker waiting for a slot

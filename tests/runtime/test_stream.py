@@ -134,26 +134,32 @@ def test_wait_until_is_not_early() -> None:
     assert wait_until(t) >= t
 
 
-def test_realtime_wait_restores_the_callers_policy() -> None:
+def test_realtime_wait_holds_the_consumer_until_released() -> None:
     w = RealtimeWait()
-    w.wait(time.perf_counter() + 0.002)  # the kernel is asked on the first wait
+    before = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
+    t = time.perf_counter() + 0.002
+    assert w.wait(t) >= t  # the kernel is asked on the first wait
     if not w.active:
         pytest.skip(f"SCHED_FIFO is not available here: {w.describe()}")
-    before = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
-    seen = []
-    real_sleep = time.sleep
-
-    def sleep(s: float) -> None:  # observe the policy in force while the wait sleeps
-        seen.append(os.sched_getscheduler(0))
-        real_sleep(s)
-
-    t = time.perf_counter() + 0.01
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(time, "sleep", sleep)
-        assert w.wait(t) >= t
-    assert seen == [os.SCHED_FIFO]
+    assert os.sched_getscheduler(0) == os.SCHED_FIFO  # held between frames too
+    w.wait(time.perf_counter() + 0.001)
+    w.release()
+    w.release()
     assert (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) == before
     assert w.describe().startswith("SCHED_FIFO")
+
+
+def test_a_stream_puts_the_consumer_back_when_it_ends_or_is_closed(gan_bundle) -> None:
+    before = os.sched_getscheduler(0)
+    with Sampler.open(gan_bundle.path) as s:
+        ended = s.stream(fps=60, seconds=0.1)
+        while ended.next_frame() is not None:  # the caller's own loop, never closed
+            pass
+        assert os.sched_getscheduler(0) == before
+        broken = s.stream(fps=60)
+        for _ in broken:
+            break  # the for loop closes the stream
+        assert os.sched_getscheduler(0) == before
 
 
 def test_realtime_refusal_falls_back_once_and_says_so(monkeypatch, caplog) -> None:
