@@ -141,7 +141,9 @@ def _add_runtime(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--label", type=int, default=None)
     p.add_argument("--realtime-priority", type=int, default=10, metavar="P",
-                   help="SCHED_FIFO priority while waiting for each frame, where permitted (0: normal)")
+                   help="SCHED_FIFO priority of the frame loop, where permitted (0: normal scheduling)")
+    p.add_argument("--json", dest="json_out", default=None, metavar="FILE",
+                   help="also write the summary (counters, jitter and latency percentiles) as JSON")
 
     p = sub.add_parser("generate", parents=[common], help="stream text from an `ar` bundle")
     p.add_argument("--prompt", default="")

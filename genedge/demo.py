@@ -49,7 +49,7 @@ def demo_plan(o: DemoOptions) -> list[tuple[str, list[str]]]:
          ["sample", str(out / "gan-bundle"), "-n", "100", "--seed", "0", "--out", str(out / "samples.png")]),
         ("A 30 fps latent walk, written to video",
          ["live", str(out / "gan-bundle"), "--fps", "30", "--seconds", "2" if o.quick else "6",
-          "--video", str(out / "walk.mp4")]),
+          "--video", str(out / "walk.mp4"), "--json", str(out / "live.json")]),
         ("Generate text, streamed", ["generate", str(out / "ar-bundle"), "--prompt", "Return the ",
                                      "--max-new-tokens", "40" if o.quick else "240"]),
         ("Benchmark the GAN bundle (runtime vs baselines, fp32 vs int8)",

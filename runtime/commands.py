@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from genedge.atomic import atomic_path
+from genedge.atomic import atomic_path, atomic_write_text
 from genedge.errors import BadInputError, IncompatibleEnvironmentError, require
 from genedge.imageio import make_grid, save_png
 
@@ -173,6 +174,11 @@ def live_command(args: argparse.Namespace) -> int:
     print(summary_table(stream.stats, args.fps))
     if args.video:
         print(f"wrote {args.video}", file=sys.stderr)
+    if getattr(args, "json_out", None):
+        record = {"bundle": str(args.bundle), "backend": s.info.backend, "precision": s.info.precision,
+                  "file": s.info.file, "target_fps": args.fps, "batch": args.batch, **stream.stats.to_dict()}
+        atomic_write_text(args.json_out, json.dumps(record, indent=2) + "\n")
+        print(f"wrote {args.json_out}", file=sys.stderr)
     return 0
 
 

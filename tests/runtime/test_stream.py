@@ -231,6 +231,18 @@ def test_live_cli_summary(gan_bundle, capsys) -> None:
     assert "missed deadlines" in out and "jitter p50 / p99" in out
 
 
+def test_live_cli_json_summary(gan_bundle, tmp_path) -> None:
+    import json
+
+    from genedge.cli import main
+
+    out = tmp_path / "live.json"
+    assert main(["live", str(gan_bundle.path), "--fps", "30", "--seconds", "0.5", "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["target_fps"] == 30 and rec["frames"] + rec["dropped"] == 15 and rec["backend"] == "ort-cpu"
+    assert {"missed_deadlines", "jitter_p99_s", "latency_p50_s", "scheduling"} <= set(rec)
+
+
 def test_live_cli_video(gan_bundle, tmp_path) -> None:
     pytest.importorskip("cv2")
     from genedge.cli import main
