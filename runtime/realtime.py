@@ -81,7 +81,8 @@ class RealtimeWait:
         self.priority = None if priority is None else allowed_priority(priority)
         self.active = self.priority is not None
         self.refusal: str | None = None if self.active or priority is None else "no SCHED_FIFO on this platform"
-        self._raised: dict[int, tuple[int, os.sched_param] | None] = {}  # native thread id -> policy before
+        # native thread id -> (policy and param before, the Thread) for the threads raised
+        self._raised: dict[int, tuple[tuple[int, os.sched_param], threading.Thread] | None] = {}
 
     def _raise(self, tid: int) -> None:
         """Switch the calling thread (``tid``) to SCHED_FIFO, remembering what to put back."""
@@ -90,8 +91,11 @@ class RealtimeWait:
             before = (os.sched_getscheduler(0), os.sched_getparam(0))
             if before[0] & ~getattr(os, "SCHED_RESET_ON_FORK", 0) not in _NORMAL_POLICIES:
                 return  # FIFO, RR, DEADLINE: the caller chose its scheduling; leave it be
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.priority))
-            self._raised[tid] = before
+            # RESET_ON_FORK: threads this one starts meanwhile (a Sampler's ORT pool, the next
+            # stream's worker) begin at normal priority instead of inheriting FIFO for good
+            os.sched_setscheduler(0, os.SCHED_FIFO | getattr(os, "SCHED_RESET_ON_FORK", 0),
+                                  os.sched_param(self.priority))
+            self._raised[tid] = (before, threading.current_thread())
         except OSError as e:  # EPERM: no capability / no rt budget in this cgroup
             self.active = False
             self.refusal = f"{type(e).__name__}: {e.strerror or e}"
@@ -111,12 +115,15 @@ class RealtimeWait:
     def release(self) -> None:
         """Put every raised thread back on the policy it had; safe to call twice."""
         raised, self._raised = self._raised, {}
-        for tid, before in raised.items():
-            if before is None:
+        for tid, entry in raised.items():
+            if entry is None:
+                continue
+            (policy, param), thread = entry
+            if not thread.is_alive():  # ended: its id may belong to another thread by now
                 continue
             try:
-                os.sched_setscheduler(tid if tid != threading.get_native_id() else 0, before[0], before[1])
-            except (OSError, ProcessLookupError) as e:  # the thread has ended: nothing to restore
+                os.sched_setscheduler(tid if tid != threading.get_native_id() else 0, policy, param)
+            except OSError as e:
                 log.debug("scheduling policy of thread %d not restored (%s)", tid, e)
 
     def describe(self) -> str:

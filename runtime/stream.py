@@ -35,6 +35,7 @@ import math
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,7 @@ _HISTORY = 1 << 16  # samples kept for percentiles on endless streams
 # late="drop": the worker computes the first slot due after now + LATENCY_MARGIN x its average
 # frame time, so a model slower than the frame period still delivers every frame it makes on time
 LATENCY_MARGIN = 1.5
+MAX_FRAMES = 1e9  # a bounded stream longer than this is a typo (and would overflow the schedule)
 
 
 class NonFiniteOutputError(CorruptArtifactError):
@@ -105,12 +107,15 @@ class StreamStats:
         self.frames = self.missed_deadlines = self.dropped = self.late_delivered = self.nonfinite = 0
         self._jitter, self._latency = _History(capacity), _History(capacity)
         self.t_start = self.t_end = 0.0  # perf_counter at schedule start / end (0: running)
+        self._t_first = self._t_last = 0.0  # first and last delivery
         self.waiter: RealtimeWait | None = None  # how the consumer waits for due times
 
     missed = property(lambda self: self.missed_deadlines)
     scheduling = property(lambda self: self.waiter.describe() if self.waiter else "normal")
     elapsed_s = property(lambda self: ((self.t_end or time.perf_counter()) - self.t_start) if self.t_start else 0.0)
-    fps = property(lambda self: self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0)
+    # delivered frames per second: (n - 1) intervals between the first and the last delivery
+    fps = property(lambda self: (self.frames - 1) / (self._t_last - self._t_first)
+                   if self.frames > 1 and self._t_last > self._t_first else 0.0)
     jitter_p50_s = property(lambda self: self._jitter.percentile(50))
     jitter_p99_s = property(lambda self: self._jitter.percentile(99))
     jitter_max_s = property(lambda self: self._jitter.percentile(100))
@@ -144,7 +149,7 @@ class Stream:
         period_s: float = 4.0, ring: int = 3, nonfinite: str = "raise", late_tolerance_s: float = 1e-3,
         spin_s: float = 1e-3, realtime_priority: int | None = DEFAULT_PRIORITY,
     ) -> None:
-        _validate(fps, seconds, walk, late, batch, ring, nonfinite)
+        _validate(fps, seconds, walk, late, batch, ring, nonfinite, period_s, late_tolerance_s, spin_s)
         batch, ring = int(batch), int(ring)
         self.fps, self._dt, self._late, self._nonfinite = float(fps), 1.0 / fps, late, nonfinite
         self._tol = late_tolerance_s
@@ -152,7 +157,7 @@ class Stream:
         self._total = None if seconds is None else max(1, round(seconds * fps))
         self._sampler, self._backend = sampler, sampler.backend
         self._path = LatentPath(walk, batch, sampler.latent_dim, seed=seed,
-                                period=round(period_s * fps), truncation=truncation)
+                                period=round(min(period_s * fps, 1e12)), truncation=truncation)
         self._z = np.empty((batch, sampler.latent_dim), np.float32)  # worker's latent buffer
         y = make_labels(batch, sampler.num_classes if sampler._has_label else 0, labels)
         self._feed = {"z": self._z} if y is None else {"z": self._z, "label": y}
@@ -234,6 +239,9 @@ class Stream:
             st._jitter.add(abs((t_del - self._prev[1]) - (t_due - self._prev[0])))
         self._prev = (t_due, t_del)
         st._latency.add(latency)
+        if not st.frames:
+            st._t_first = t_del
+        st._t_last = t_del
         st.frames += 1
 
     @property
@@ -250,36 +258,56 @@ class Stream:
         self._compute(0, 0)  # timed warm run: seeds the frame-time estimate the drop policy aims with
         warm = time.perf_counter() - t
         self._latency_est = warm
-        self._t0 = time.perf_counter() + max(self._dt, 2 * warm)
+        # the first frame is due one period after the start (at most 0.1 s: a 1e-7 fps stream
+        # must not wait months for frame 0), and never before the worker can have made it
+        self._t0 = time.perf_counter() + max(min(self._dt, 0.1), 2 * warm)
         self._stats.t_start = self._t0
-        self._thread = threading.Thread(target=self._work, name="genedge-stream", daemon=True)
+        self._thread = threading.Thread(target=Stream._work, args=(weakref.ref(self),), name="genedge-stream",
+                                        daemon=True)
         self._thread.start()
 
-    def _work(self) -> None:
+    @staticmethod
+    def _work(ref: weakref.ref) -> None:
+        """The worker loop. It holds the stream only through ``ref`` while it waits for a slot,
+        so a stream dropped without ``close()`` is still collected (and its ``__del__`` closes it)."""
+        stream = ref()
+        if stream is None:
+            return
+        free, ready, stop, total = stream._free, stream._ready, stream._stop, stream._total
+        del stream
         try:
             k = 0
-            while not self._stop.is_set() and (self._total is None or k < self._total):
-                slot = self._free.get()
-                if slot is None or self._stop.is_set():
+            while not stop.is_set() and (total is None or k < total):
+                slot = free.get()
+                s = ref()
+                if slot is None or s is None or stop.is_set():
                     break
-                if self._late == "drop":  # skip slots that would be due before this frame is ready
-                    ready_at = time.perf_counter() + LATENCY_MARGIN * self._latency_est
-                    k = max(k, math.ceil((ready_at - self._t0) / self._dt))
-                    if self._total is not None and k >= self._total:
-                        break
-                t_start = time.perf_counter()
-                ok = self._compute(k, slot)
-                t_ready = time.perf_counter()
-                self._latency_est += 0.2 * ((t_ready - t_start) - self._latency_est)  # moving average
-                if ok:
-                    self._ready.put((k, slot, t_start, t_ready))
-                else:
-                    self._free.put(slot)
-                k += 1
+                k = s._work_one(k, slot)
+                del s
+                if k < 0:
+                    break
         except BaseException as e:  # handed to the consumer, which re-raises it
-            self._ready.put(e)
+            ready.put(e)
         finally:
-            self._ready.put(_END)
+            ready.put(_END)
+
+    def _work_one(self, k: int, slot: int) -> int:
+        """Compute the frame for slot index ``k`` (or the first one it can still make) into ``slot``;
+        returns the next ``k``, or -1 when the schedule is over."""
+        if self._late == "drop":  # skip slots that would be due before this frame is ready
+            ready_at = time.perf_counter() + LATENCY_MARGIN * self._latency_est
+            k = max(k, math.ceil((ready_at - self._t0) / self._dt))
+            if self._total is not None and k >= self._total:
+                return -1
+        t_start = time.perf_counter()
+        ok = self._compute(k, slot)
+        t_ready = time.perf_counter()
+        self._latency_est += 0.2 * ((t_ready - t_start) - self._latency_est)  # moving average
+        if ok:
+            self._ready.put((k, slot, t_start, t_ready))
+        else:
+            self._free.put(slot)
+        return k + 1
 
     def _compute(self, k: int, slot: int) -> bool:
         """Frame ``k`` into ring ``slot``; False when it was dropped as non-finite."""
@@ -313,6 +341,12 @@ class Stream:
             self._stats.t_end = time.perf_counter()
         self._done = True
 
+    def __del__(self) -> None:  # dropped without close(): stop the worker, put the consumer's scheduling back
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: nothing left to clean
+            pass
+
     def __enter__(self) -> Stream:
         return self
 
@@ -321,7 +355,7 @@ class Stream:
 
 
 def _validate(fps: float, seconds: float | None, walk: str, late: str, batch: int, ring: int,
-              nonfinite: str) -> None:
+              nonfinite: str, period_s: float = 4.0, late_tolerance_s: float = 1e-3, spin_s: float = 1e-3) -> None:
     def number(x: object) -> bool:
         real = isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool | np.bool_)
         return real and math.isfinite(x) and x > 0
@@ -335,6 +369,12 @@ def _validate(fps: float, seconds: float | None, walk: str, late: str, batch: in
         (lambda: not is_int(batch) or batch < 1, f"batch {batch!r} must be an integer >= 1"),
         (lambda: not is_int(ring) or ring < 3, f"ring {ring!r} must be an integer >= 3 (held, computing, queued)"),
         (lambda: nonfinite not in NONFINITE_POLICIES, f"nonfinite {nonfinite!r} is not one of {NONFINITE_POLICIES}"),
+        (lambda: not number(period_s), f"period_s {period_s!r} must be a finite number > 0 (seconds per walk loop)"),
+        (lambda: not (number(late_tolerance_s) or late_tolerance_s == 0),
+         f"late_tolerance_s {late_tolerance_s!r} must be a finite number >= 0"),
+        (lambda: not (number(spin_s) or spin_s == 0), f"spin_s {spin_s!r} must be a finite number >= 0"),
+        (lambda: seconds is not None and fps * seconds > MAX_FRAMES,
+         f"fps {fps!r} x seconds {seconds!r} is more than {MAX_FRAMES:g} frames; pass seconds=None for an endless stream"),
     ]
     for bad, message in checks:
         if bad():

@@ -160,10 +160,26 @@ def test_interpolate_checks_its_images(vae_bundle) -> None:
 # ---------------------------------------------------------------- streams
 
 @pytest.mark.parametrize("kw", [{"fps": float("inf")}, {"fps": float("nan")}, {"seconds": float("inf")},
-                                {"batch": 1.5}, {"ring": "3"}])
+                                {"batch": 1.5}, {"ring": "3"}, {"period_s": float("inf")}, {"period_s": -1},
+                                {"period_s": "abc"}, {"late_tolerance_s": -1}, {"spin_s": float("nan")},
+                                {"fps": 1e300, "seconds": 1e300}])
 def test_non_finite_or_mistyped_stream_arguments(gan_bundle, kw) -> None:
     with Sampler.open(gan_bundle.path) as s, pytest.raises(BadInputError, match="stream"):
         s.stream(**{"fps": 30, **kw})
+
+
+def test_achieved_fps_counts_intervals_not_frames(gan_bundle) -> None:
+    with Sampler.open(gan_bundle.path) as s:
+        stream = s.stream(fps=30, seconds=1.0, late="block")
+        n = sum(1 for _ in stream)
+    assert n == 30 and 29.0 < stream.stats.fps < 30.6, stream.stats  # 30 frames over 29 intervals
+
+
+def test_a_very_slow_stream_starts_promptly(gan_bundle) -> None:
+    with Sampler.open(gan_bundle.path) as s:
+        t = time.perf_counter()
+        frames = list(s.stream(fps=1e-7, seconds=1.0))
+    assert len(frames) == 1 and time.perf_counter() - t < 5  # not a period (115 days) later
 
 
 def test_a_stream_is_iterated_once_and_keeps_its_stats(gan_bundle) -> None:

@@ -141,12 +141,35 @@ def test_realtime_wait_holds_the_consumer_until_released() -> None:
     assert w.wait(t) >= t  # the kernel is asked on the first wait
     if not w.active:
         pytest.skip(f"SCHED_FIFO is not available here: {w.describe()}")
-    assert os.sched_getscheduler(0) == os.SCHED_FIFO  # held between frames too
+    policy = os.sched_getscheduler(0)
+    assert policy & ~os.SCHED_RESET_ON_FORK == os.SCHED_FIFO  # held between frames too
+    assert policy & os.SCHED_RESET_ON_FORK  # threads started meanwhile do not inherit it
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(os.sched_getscheduler(0)))
+    t.start()
+    t.join()
+    assert seen == [os.SCHED_OTHER]
     w.wait(time.perf_counter() + 0.001)
     w.release()
     w.release()
     assert (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) == before
     assert w.describe().startswith("SCHED_FIFO")
+
+
+def test_a_stream_dropped_without_close_is_collected_and_puts_the_consumer_back(gan_bundle) -> None:
+    import gc
+
+    before = os.sched_getscheduler(0)
+    with Sampler.open(gan_bundle.path) as s:
+        st = s.stream(fps=60, seconds=5)
+        assert st.next_frame() is not None
+        del st
+        gc.collect()
+        assert os.sched_getscheduler(0) == before
+        deadline = time.time() + 5
+        while stream_threads() and time.time() < deadline:
+            time.sleep(0.01)
+        assert not stream_threads()
 
 
 def test_a_stream_puts_the_consumer_back_when_it_ends_or_is_closed(gan_bundle) -> None:
