@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from genedge.errors import BadInputError
 from genedge.manifest import PRECISIONS
+
+MAX_SECONDS = 86400.0  # per case: a day is already a typo
 
 BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
 BASELINES = ("torch", "torch-compile", "ort", "trtexec")
@@ -54,14 +57,14 @@ def validate_options(o: BenchOptions) -> None:
         raise _bad("--iters/--seconds", (o.iters, o.seconds), "one of the two, not both")
     if o.iters is not None and o.iters < 1:
         raise _bad("--iters", o.iters, "an integer >= 1")
-    if o.seconds is not None and o.seconds <= 0:
-        raise _bad("--seconds", o.seconds, "a duration > 0")
+    if o.seconds is not None and not (math.isfinite(o.seconds) and 0 < o.seconds <= MAX_SECONDS):
+        raise _bad("--seconds", o.seconds, f"a finite duration in (0, {MAX_SECONDS:g}] seconds")
     if o.warmup < 0:
         raise _bad("--warmup", o.warmup, "an integer >= 0")
     if o.threads is not None and o.threads < 1:
         raise _bad("--threads", o.threads, "an integer >= 1")
-    if o.fps is not None and o.fps <= 0:
-        raise _bad("--fps", o.fps, "frames per second > 0")
+    if o.fps is not None and not (math.isfinite(o.fps) and o.fps > 0):
+        raise _bad("--fps", o.fps, "a finite number of frames per second > 0")
     if any(b not in BASELINES for b in o.baselines):
         raise _bad("--baselines", ",".join(o.baselines), f"a comma-separated subset of {', '.join(BASELINES)}")
     if o.rounds < 1 or o.cold_runs < 0:

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from genedge.errors import BadInputError
+
 from .cases import describe, open_kwargs
 from .options import BenchOptions
 from .stats import NS_PER_S, intervals, latency_stats
@@ -61,6 +63,9 @@ def text_bench(o: BenchOptions, notes: list[str]) -> dict[str, Any]:
                 notes.append(f"text {backend} {precision}: skipped ({type(e).__name__}: {e})")
                 continue
             out["configurations"].append(_one(gen, o, backend, precision))
+    if not out["configurations"]:  # nothing could run: that is an answer, not an empty report
+        raise BadInputError("No text configuration could be measured: " + "; ".join(notes[-3:]),
+                            hint="Check --backend/--precision against the bundle's artifacts.")
     return out
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from genedge.errors import BadInputError
 from genedge.manifest import read_manifest
 
 
@@ -28,6 +29,10 @@ def evaluate_bundle(path: str | Path, *, precisions: list[str] | None = None, n:
     m = read_manifest(path)
     main = "step" if m.kind == "ar" else ("decoder" if m.kind == "vae" else "generator")
     arts = [a for a in m.find(graph=main, format="onnx") if precisions is None or a.precision in precisions]
+    if not arts:
+        have = ", ".join(sorted({a.precision or "fp32" for a in m.find(graph=main, format="onnx")})) or "none"
+        raise BadInputError(f"Bundle has no ONNX graph in precision(s) {', '.join(precisions or [])}; it has {have}.",
+                            hint=f"Pass --precision with some of: {have}.")
     ref_art = m.find(graph=main, format="onnx", precision="fp32")[0]
     ref = OnnxRunner(m.path_of(ref_art))
     cfg = _Cfg(m.model)

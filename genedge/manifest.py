@@ -254,7 +254,7 @@ def read_manifest(bundle: str | os.PathLike, *, check_files: bool = True) -> Man
         raise CorruptArtifactError(f"Manifest '{path}' is larger than 16 MiB; refusing to parse it.")
     try:
         raw = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as e:  # ValueError: 5000-digit ints
         raise CorruptArtifactError(
             f"Manifest '{path}' is not valid JSON ({type(e).__name__}).",
             hint="The file is truncated or corrupt; re-export the bundle.",
@@ -284,7 +284,12 @@ def manifest_from_dict(raw: Any, root: str | os.PathLike, *, check_files: bool =
         _expect(isinstance(raw.get(key, {}), dict), where, f"'{key}' is not an object")
     _expect(isinstance(raw.get("artifacts"), list), where, "'artifacts' is not a list")
     artifacts = tuple(_artifact_from(a, where) for a in raw["artifacts"])
-    names = [a.file for a in artifacts]
+    for a in artifacts:
+        try:
+            a.file.encode("utf-8")
+        except UnicodeEncodeError:
+            _expect(False, where, f"artifact file name {a.file!r} is not valid UTF-8 text")
+    names = [os.path.normpath(a.file) for a in artifacts]  # "./model.onnx" is "model.onnx"
     _expect(len(set(names)) == len(names), where, "an artifact file is listed twice")
     for a in artifacts:
         resolve_inside(root, a.file)  # refuse escaping entries before anything is read

@@ -175,6 +175,9 @@ def stream_start(
 ) -> None:
     """Start ``Sampler.stream``; a running stream of this handle is stopped first."""
     h = _get(hid)
+    for name, v in (("seconds", seconds), ("truncation", truncation), ("batch", batch)):
+        if not math.isfinite(v) or v < 0:
+            raise BadInputError(f"genedge_stream_start: {name} {v!r}; expected a finite value >= 0 (0: the default).")
     stream_stop(hid)
     y = _labels(labels)
     batch = batch if batch > 0 else 1
@@ -196,8 +199,10 @@ def stream_next(hid: int, out: memoryview) -> tuple[int, float, float, float, fl
     """Wait for the next frame and copy it into the caller's buffer; None once the stream ended."""
     h = _get(hid)
     if not h.running:
+        if h.stream is not None:  # it ended or was stopped (maybe from another thread): END again
+            return None
         raise BadInputError(
-            "genedge_stream_next: no stream is running on this handle.",
+            "genedge_stream_next: no stream was started on this handle.",
             hint="Call genedge_stream_start first.",
         )
     arr = _out_array(h, h.batch, out, "genedge_stream_next")  # checked before a frame is taken

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from genedge.errors import BadInputError
-from genedge.latents import check_seed, check_truncation, default_labels, seeded_latents
+from genedge.latents import check_seed, check_truncation, default_labels, is_int, seeded_latents
 
 WALKS = ("lerp", "slerp", "circle")
+MAX_WALK_FRAMES = 100_000  # frames a walk returns in one array; longer walks stream instead
 _CACHE_SIZE = 256
 _CACHE_MAX_ELEMENTS = 1 << 14  # per entry: at most 64 KiB; the whole cache stays under 16 MiB
 _cache: OrderedDict[tuple[int, int, int, float], np.ndarray] = OrderedDict()
@@ -119,12 +120,17 @@ def walk_latents(
     """
     if kind not in WALKS:
         raise BadInputError(f"walk {kind!r} is not one of {WALKS}.")
-    if steps < 1:
-        raise BadInputError(f"steps {steps} must be >= 1.")
+    if not is_int(steps) or not 1 <= steps <= MAX_WALK_FRAMES:
+        raise BadInputError(f"steps {steps!r}: expected an integer in [1, {MAX_WALK_FRAMES}].")
+    if isinstance(seeds, str | bytes) or not hasattr(seeds, "__len__"):
+        raise BadInputError(f"seeds {seeds!r}: expected a list of seeds such as [0, 1, 2].")
+    if len(seeds) * steps > MAX_WALK_FRAMES:
+        raise BadInputError(f"A walk of {len(seeds)} seeds x {steps} steps is more than {MAX_WALK_FRAMES} frames.",
+                            hint="Use Sampler.stream for long walks: it renders frame by frame.")
     zs = [seeded_latents(1, dim, s, truncation) for s in seeds]
     if kind == "circle":
-        if len(zs) < 2:
-            raise BadInputError("A circular walk needs two seeds.")
+        if len(zs) < 2 or check_seed(seeds[0]) == check_seed(seeds[1]):
+            raise BadInputError(f"A circular walk needs two different seeds; got {list(seeds)[:2]}.")
         a, b = circle_basis(zs[0], zs[1])
         theta = 2 * np.pi * np.arange(steps, dtype=np.float64)[:, None] / steps
         return (a * np.cos(theta) + b * np.sin(theta)).astype(np.float32)

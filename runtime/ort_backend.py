@@ -125,6 +125,14 @@ def _provider_options(provider: str, opts: OrtOptions) -> dict[str, Any]:
     return {"device_id": opts.device_id}
 
 
+def _run_error(file: str, e: Exception) -> CorruptArtifactError:
+    first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+    return CorruptArtifactError(
+        f"ONNX Runtime failed to run '{file}': {first}",
+        hint="The inputs matched the graph's declared types and shapes; the bundle's manifest and graph "
+        "disagree (e.g. model.num_classes) or the graph is broken. Re-export the bundle with `genedge export`.")
+
+
 class OrtBackend(Backend):
     """One ONNX graph in an ``onnxruntime.InferenceSession``. Open with ``OrtBackend.open``."""
 
@@ -223,7 +231,11 @@ class OrtBackend(Backend):
         if out is not None:
             bufs = self._with_out(bufs, out)
         if self._plain:
-            for buf, res in zip(bufs.values(), self._sess.run(self._out_names, feed), strict=True):
+            try:
+                results = self._sess.run(self._out_names, feed)
+            except Exception as e:
+                raise _run_error(self.info.file, e) from None
+            for buf, res in zip(bufs.values(), results, strict=True):
                 np.copyto(buf, res)
             return bufs
         bound = self._bound
@@ -239,7 +251,10 @@ class OrtBackend(Backend):
             if ref is None or ref() is not buf:
                 self._binding.bind_output(name, "cpu", 0, buf.dtype.type, buf.shape, buf.ctypes.data)
                 bound[name] = weakref.ref(buf)
-        self._sess.run_with_iobinding(self._binding)
+        try:
+            self._sess.run_with_iobinding(self._binding)
+        except Exception as e:  # ORT's own error types; inputs passed our checks, so the graph refused them
+            raise _run_error(self.info.file, e) from None
         return bufs
 
     def _bind_input(self, name: str, x: np.ndarray) -> None:

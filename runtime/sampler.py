@@ -24,7 +24,7 @@ import numpy as np
 
 from genedge.errors import BadInputError, CorruptArtifactError
 from genedge.imageio import to_uint8
-from genedge.latents import check_count
+from genedge.latents import check_count, is_int
 from genedge.manifest import Manifest
 
 from .backend import (
@@ -36,14 +36,15 @@ from .backend import (
     check_range,
     raise_closed,
 )
-from .latents import WALKS, cached_latents, lerp, make_labels, walk_latents
-from .select import BackendOptions, backend_options, open_backend, read_bundle
+from .latents import MAX_WALK_FRAMES, WALKS, cached_latents, lerp, make_labels, walk_latents
+from .select import BackendOptions, backend_options, model_int, open_backend, read_bundle
 
 if TYPE_CHECKING:
     from .stream import Stream
 
 log = logging.getLogger("genedge.runtime")
 IMAGE_GRAPHS = {"gan": "generator", "vae": "decoder"}
+MAX_SAMPLE_BYTES = 4 << 30  # one sample() call: images + latents; more is a typo or wants chunks
 Labels = int | Sequence[int] | np.ndarray | None
 
 
@@ -73,7 +74,7 @@ class Sampler:
         self._t_open = t_open
         self.cold_start_s: float | None = None  # open() to the first image, seconds
         self.open_s = time.perf_counter() - t_open  # open() alone
-        self.num_classes = int(manifest.model.get("num_classes", 0) or 0)
+        self.num_classes = model_int(manifest, "num_classes")
         z_spec = backend.input_spec("z")
         if z_spec is None or not isinstance(z_spec.shape[-1], int):
             raise BadInputError(f"Graph in '{backend.info.file}' has no input 'z' of shape [B, Z].")
@@ -94,6 +95,7 @@ class Sampler:
         self._encoder: Backend | None = None
         self._max_batch = getattr(backend, "profile", (1, 1, 1 << 30))[2]
         self._image_spec = TensorSpec("image", np.dtype(np.uint8), ("n", *self.image_shape))
+        self._max_images = MAX_SAMPLE_BYTES // (int(np.prod(self.image_shape)) + 4 * self.latent_dim)
         self._out_ok: weakref.ref | None = None
         self.closed = False
 
@@ -114,7 +116,7 @@ class Sampler:
             raise BadInputError(f"Bundle '{bundle}' is a '{manifest.kind}' bundle; Sampler needs gan or vae.",
                                 hint="Use genedge.runtime.TextGenerator for text (ar) bundles.")
         opts = backend_options(threads=threads, check_inputs=check_inputs, **options)
-        k = int(manifest.model.get("num_classes", 0) or 0)
+        k = model_int(manifest, "num_classes")
         ranges = {"label": (0, k - 1)} if k > 0 else None
         b = open_backend(manifest, IMAGE_GRAPHS[manifest.kind], backend, precision, opts, ranges)
         try:
@@ -138,8 +140,8 @@ class Sampler:
         labels: None (``arange(n) % num_classes``), one class id, or ``n`` ids (int).
         truncation in (0, 1]: see ``runtime.latents``.
         """
-        if type(n) is not int:
-            n = check_count(n)
+        if type(n) is not int or n > self._max_images:
+            n = self._check_n(n)
         z = cached_latents(n, self.latent_dim, seed, truncation)  # (n, Z) float32
         y = self._labels(n, labels)
         return self._decode(z, y, out)
@@ -172,6 +174,15 @@ class Sampler:
         if self.num_classes and labels is None:
             labels = 0
         return self.sample_latents(z, labels)
+
+    def _check_n(self, n: object) -> int:
+        n = check_count(n)
+        if n > self._max_images:
+            per = int(np.prod(self.image_shape)) + 4 * self.latent_dim
+            raise BadInputError(f"n {n}: {n * per / 2**30:.1f} GiB of images and latents in one call is more than "
+                                f"{MAX_SAMPLE_BYTES / 2**30:g} GiB.",
+                                hint=f"Sample in chunks of at most {self._max_images} (different seeds per chunk).")
+        return n
 
     def _check_latents(self, z: np.ndarray, y: np.ndarray | None) -> None:
         """The backend's input checks, specialised: one dtype/shape test and one finiteness pass
@@ -279,8 +290,8 @@ class Sampler:
     def interpolate(self, img_a: np.ndarray, img_b: np.ndarray, steps: int = 8,
                     labels: Labels = None) -> np.ndarray:
         """``steps`` images from ``img_a`` to ``img_b`` (each uint8 (H, W, C)) along their latents' line."""
-        if steps < 2:
-            raise BadInputError(f"interpolate needs steps >= 2, got {steps}.")
+        if not is_int(steps) or not 2 <= steps <= MAX_WALK_FRAMES:
+            raise BadInputError(f"interpolate: steps {steps!r}; expected an integer in [2, {MAX_WALK_FRAMES}].")
         pair = [np.asarray(img) for img in (img_a, img_b)]
         for name, img in zip(("img_a", "img_b"), pair, strict=True):
             if img.shape not in (self.image_shape, (1, *self.image_shape)):

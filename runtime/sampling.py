@@ -55,6 +55,9 @@ class TopPFilter:
         return logits
 
 
+MIN_TEMPERATURE = 1e-30  # below this, logits / T overflow float64 (1e-6 still samples as greedy)
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     e = np.exp(logits - logits.max())
     return e / e.sum()
@@ -70,6 +73,8 @@ def make_filters(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -
             f"Sampling settings temperature={temperature}, top_k={top_k}, top_p={top_p} are invalid; "
             "expected a finite temperature >= 0 (0: greedy), an integer top_k >= 0 (0: off), 0 < top_p <= 1."
         )
+    if 0 < temperature < MIN_TEMPERATURE:  # logits / 1e-300 overflow to inf and NaN probabilities
+        raise BadInputError(f"temperature {temperature!r} is below {MIN_TEMPERATURE:g}; use 0 for greedy decoding.")
     filters: list = []
     if temperature > 0 and temperature != 1.0:
         filters.append(TemperatureFilter(temperature))

@@ -17,7 +17,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from genedge.errors import BadInputError, GenedgeError, IncompatibleEnvironmentError
+from genedge.errors import (
+    BadInputError,
+    CorruptArtifactError,
+    GenedgeError,
+    IncompatibleEnvironmentError,
+)
 from genedge.manifest import MANIFEST_NAME, PRECISIONS, Artifact, Manifest, read_manifest
 
 from .backend import Backend
@@ -65,6 +70,17 @@ def validate_options(opts: BackendOptions) -> None:
         raise BadInputError(f"graph_optimization {opts.graph_optimization!r} is not one of {GRAPH_OPT_LEVELS}.")
     if type(opts.device_id) is not int or opts.device_id < 0:
         raise BadInputError(f"device_id {opts.device_id!r}: expected an integer >= 0.")
+
+
+def model_int(manifest: Manifest, key: str, default: int = 0) -> int:
+    """An integer field of the manifest's model config (absent or null: ``default``); exit 2 otherwise."""
+    v = manifest.model.get(key)
+    if v is None:
+        return default
+    if type(v) is not int or v < 0:
+        raise CorruptArtifactError(f"Manifest of '{manifest.root}': model.{key} is {v!r}; expected an integer >= 0.",
+                                   hint="Re-export the bundle with `genedge export`.")
+    return v
 
 
 def read_bundle(bundle: str | os.PathLike) -> Manifest:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from genedge.errors import BadInputError
+from genedge.errors import BadInputError, CorruptArtifactError
 from genedge.latents import check_seed, is_int
 from genedge.manifest import Manifest
 
@@ -93,7 +93,7 @@ class TextGenerator:
         self.manifest, self.backend = manifest, backend
         model = manifest.model
         self.vocab: str = model.get("vocab") or ""
-        if len(self.vocab) < 2:
+        if not isinstance(self.vocab, str) or len(self.vocab) < 2:
             raise BadInputError("The ar bundle's manifest has no model.vocab string.",
                                 hint="Re-export the bundle with `genedge export`.")
         self._index = {ch: i for i, ch in enumerate(self.vocab)}
@@ -101,6 +101,12 @@ class TextGenerator:
         self._token = np.zeros(1, np.int64)
         self._state = self._alloc_state()  # [read set, write set]
         V = len(self.vocab)
+        spec = backend.output_spec("logits")
+        if spec is None or (isinstance(spec.shape[-1], int) and spec.shape[-1] != V):
+            got = "no 'logits' output" if spec is None else f"logits of {spec.shape[-1]} classes"
+            raise CorruptArtifactError(
+                f"Bundle '{manifest.root}': the manifest's vocabulary has {V} characters but the step graph "
+                f"'{backend.info.file}' has {got}.", hint="Re-export the bundle with `genedge export`.")
         self._logits = np.empty((1, V), np.float32)  # (B, V)
         self._work = np.empty(V, np.float64)  # sampling scratch: a step allocates nothing
         self._active: Generation | None = None  # the generation that owns the state buffers
@@ -123,7 +129,8 @@ class TextGenerator:
             raise BadInputError(f"Bundle '{bundle}' is a '{manifest.kind}' bundle; TextGenerator needs ar.",
                                 hint="Use genedge.runtime.Sampler for image bundles.")
         opts = backend_options(threads=threads, check_inputs=check_inputs, **options)
-        V = len(manifest.model.get("vocab") or "")
+        vocab = manifest.model.get("vocab") or ""
+        V = len(vocab) if isinstance(vocab, str) else 0
         b = open_backend(manifest, "step", backend, precision, opts, {"token": (0, max(V - 1, 0))})
         return cls(manifest, b)
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from genedge.errors import (
     BadInputError,
+    CorruptArtifactError,
     IncompatibleEnvironmentError,
     SecurityRefusal,
     require,
@@ -95,7 +96,13 @@ def check_engine_record(
     ``allow_version_compatible=True``: they embed a lean runtime (host code) that
     TensorRT would execute.
     """
-    want_cc, have_cc = normalize_cc(record.get("compute_capability", "?")), normalize_cc(env.compute_capability)
+    try:
+        want_cc = normalize_cc(record.get("compute_capability", "?"))
+    except ValueError:
+        raise IncompatibleEnvironmentError(
+            f"Engine record for '{file}' has no usable compute_capability "
+            f"({record.get('compute_capability')!r}).", hint=rebuild_hint(bundle)) from None
+    have_cc = normalize_cc(env.compute_capability)
     if want_cc != have_cc:
         raise IncompatibleEnvironmentError(
             f"Engine '{file}' was built for compute capability {want_cc} "
@@ -106,8 +113,8 @@ def check_engine_record(
     if not built:
         raise IncompatibleEnvironmentError(f"Engine record for '{file}' has no tensorrt_version.",
                                            hint=rebuild_hint(bundle))
-    vc = bool(record.get("version_compatible"))
-    ok = (have[:1] == built[:1] and have >= built) if vc else have[: len(built[:3])] == built[:3]
+    vc = bool(record.get("version_compatible"))  # anything truthy needs the host-code opt-in below
+    ok = (have[:1] == built[:1] and have >= built) if vc else _three(have) == _three(built)
     if not ok:
         rule = "the same major, same or newer" if vc else "exactly that version"
         raise IncompatibleEnvironmentError(
@@ -121,6 +128,11 @@ def check_engine_record(
             hint="Pass allow_version_compatible=True if you trust this bundle, or rebuild it "
             f"without --version-compatible: genedge export CKPT --out {bundle} --trt",
         )
+
+
+def _three(version: tuple[int, ...]) -> tuple[int, int, int]:
+    """major.minor.patch, missing parts 0: a record of "10" means 10.0.0, never "any 10.x"."""
+    return (tuple(version) + (0, 0, 0))[:3]  # type: ignore[return-value]
 
 
 def check_profile_batch(batch: int, profile: tuple[int, int, int], *, file: str = "engine") -> None:
@@ -246,8 +258,12 @@ class TrtBackend(Backend):
         self._runtime = trt.Runtime(self._trt_logger)
         if allow_vc and record.get("version_compatible"):
             self._runtime.engine_host_code_allowed = True
-        if record.get("dla_core") is not None:  # an engine built for DLA runs on the core it was built for
-            self._runtime.DLA_core = int(record["dla_core"])
+        dla = record.get("dla_core")
+        if dla is not None:  # an engine built for DLA runs on the core it was built for
+            if type(dla) is not int or dla < 0:
+                raise CorruptArtifactError(f"Engine record for '{path.name}': dla_core {dla!r} is not a core number.",
+                                           hint=rebuild_hint(path.parent))
+            self._runtime.DLA_core = dla
         self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
             raise IncompatibleEnvironmentError(f"TensorRT could not deserialize '{path.name}'.",

@@ -462,6 +462,8 @@ def test_library_inside_a_python_process(capi: Path, bundle: Path) -> None:
             indices.append(info.index)
             assert info.t_ready <= info.t_delivered and info.latency_s > 0
         assert rc == -1, lib.genedge_last_error(h)
+        again = lib.genedge_stream_next(h, fptr, ctypes.c_size_t(frame.nbytes), ctypes.byref(info))
+        assert again == -1  # an ended stream keeps answering END
         stats = StreamStats()
         assert lib.genedge_stream_stats(h, ctypes.byref(stats)) == 0
         assert (

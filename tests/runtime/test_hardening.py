@@ -157,6 +157,28 @@ def test_interpolate_checks_its_images(vae_bundle) -> None:
         assert v.interpolate(good, good, steps=3).shape == (3, *v.image_shape)
 
 
+@pytest.mark.parametrize("kw, match", [({"seeds": [0, 1], "steps": 2.5}, "steps"), ({"seeds": [0, 1], "steps": True}, "steps"),
+                                       ({"seeds": 5}, "seeds"), ({"seeds": [3, 3], "kind": "circle"}, "different seeds"),
+                                       ({"seeds": [0, 1], "steps": 10**9}, "steps")])
+def test_bad_walks_are_refused(gan_bundle, kw, match) -> None:
+    with Sampler.open(gan_bundle.path) as s, pytest.raises(BadInputError, match=match):
+        s.walk(**kw)
+
+
+def test_an_absurd_batch_is_refused_before_allocating(gan_bundle) -> None:
+    with Sampler.open(gan_bundle.path) as s, pytest.raises(BadInputError, match="GiB") as e:
+        s.sample(10**9)
+    assert "chunks" in str(e.value)
+
+
+def test_a_denormal_temperature_is_refused_and_a_tiny_one_is_greedy(ar_bundle) -> None:
+    with TextGenerator.open(ar_bundle.path) as tg:
+        with pytest.raises(BadInputError, match="greedy"):
+            tg.start("ab", temperature=5e-324)
+        tiny = "".join(tg.generate("ab", max_new_tokens=12, temperature=1e-6))
+        assert tiny == "".join(tg.generate("ab", max_new_tokens=12, temperature=0))
+
+
 # ---------------------------------------------------------------- streams
 
 @pytest.mark.parametrize("kw", [{"fps": float("inf")}, {"fps": float("nan")}, {"seconds": float("inf")},

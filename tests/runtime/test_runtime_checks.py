@@ -73,6 +73,9 @@ def test_matching_engine_record_passes() -> None:
         ({**REC, "tensorrt_version": "10.1.0"}, ["10.1.0", "10.3.0.26"]),
         ({**REC, "tensorrt_version": "8.6.1"}, ["8.6.1", "10.3.0.26"]),
         ({**REC, "tensorrt_version": "10.4", "version_compatible": True}, ["10.4", "10.3.0.26"]),
+        ({**REC, "tensorrt_version": "10"}, ["10", "10.3.0.26"]),  # "10" is 10.0.0, not any 10.x
+        ({**REC, "compute_capability": None}, ["compute_capability", "None"]),
+        ({**REC, "compute_capability": "8.x"}, ["compute_capability", "8.x"]),
     ],
 )
 def test_engine_for_other_gpu_or_version_is_exit_3(record, words) -> None:
