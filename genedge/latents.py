@@ -17,7 +17,7 @@ TRUNCATION_BOUND = 2.0
 
 
 def check_truncation(truncation: float) -> float:
-    if not isinstance(truncation, int | float | np.integer | np.floating) or isinstance(truncation, bool):
+    if not is_real(truncation):
         raise BadInputError(f"truncation {truncation!r}: expected a number in (0, 1].")
     t = float(truncation)
     if not 0.0 < t <= 1.0:
@@ -28,6 +28,11 @@ def check_truncation(truncation: float) -> float:
 def is_int(x: object) -> bool:
     """A Python or numpy integer, not a bool."""
     return isinstance(x, int | np.integer) and not isinstance(x, bool | np.bool_)
+
+
+def is_real(x: object) -> bool:
+    """A Python or numpy int/float, not a bool (finite or not: callers decide)."""
+    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool | np.bool_)
 
 
 def check_seed(seed: object) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from genedge.errors import BadInputError
+from genedge.latents import is_real
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def make_filters(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> list:
     """The filter chain for these settings, validated (temperature >= 0, top_k >= 0, 0 < top_p <= 1)."""
-    numbers = all(isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
-                  for v in (temperature, top_k, top_p))
+    numbers = all(is_real(v) for v in (temperature, top_k, top_p))
     if (not numbers or not all(math.isfinite(v) for v in (temperature, top_k, top_p)) or temperature < 0
             or top_k < 0 or top_k != int(top_k) or not 0 < top_p <= 1):
         raise BadInputError(

@@ -44,7 +44,7 @@ import numpy as np
 
 from genedge.errors import BadInputError, CorruptArtifactError
 from genedge.imageio import to_uint8
-from genedge.latents import is_int
+from genedge.latents import is_int, is_real
 
 from .latents import WALKS, LatentPath, make_labels
 from .realtime import DEFAULT_PRIORITY, RealtimeWait
@@ -357,8 +357,7 @@ class Stream:
 def _validate(fps: float, seconds: float | None, walk: str, late: str, batch: int, ring: int,
               nonfinite: str, period_s: float = 4.0, late_tolerance_s: float = 1e-3, spin_s: float = 1e-3) -> None:
     def number(x: object) -> bool:
-        real = isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool | np.bool_)
-        return real and math.isfinite(x) and x > 0
+        return is_real(x) and math.isfinite(x) and x > 0
 
     checks = [
         (lambda: not number(fps), f"fps {fps!r} must be a finite number > 0"),
