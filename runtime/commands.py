@@ -21,6 +21,7 @@ from genedge.errors import BadInputError, IncompatibleEnvironmentError, require
 from genedge.imageio import make_grid, save_png
 
 LIVE_MIN_SIZE = 256  # tiny frames are upscaled (nearest) to at least this many pixels
+OVERLAY_BAND = 20  # rows above the picture for the fps / latency / miss overlay
 
 
 def _open_sampler(args: argparse.Namespace):
@@ -66,9 +67,21 @@ class _Picture:
         self.image = image
 
 
+def _tile_columns(n: int) -> int:
+    """Columns for ``n`` tiles: an exact divisor near the square root (10 -> 5x2), else the root."""
+    root = int(np.ceil(np.sqrt(n)))
+    return next((c for c in range(root, 2 * root + 1) if n % c == 0), root)
+
+
 def _frame_picture(frame: Any) -> np.ndarray:
     img = frame.image
-    return make_grid(img, pad=0) if img.ndim == 4 else img  # batch > 1: tiled
+    return make_grid(img, ncols=_tile_columns(len(img)), pad=0) if img.ndim == 4 else img  # batch > 1: tiled
+
+
+def _canvas(frame: Any) -> np.ndarray:
+    """The picture shown/written for a frame: upscaled, with a black band on top for the overlay."""
+    pic = _upscale(_frame_picture(frame))
+    return np.ascontiguousarray(np.pad(pic, ((OVERLAY_BAND, 0), (0, 0), (0, 0))))
 
 
 class _Outputs:
@@ -99,7 +112,7 @@ class _Outputs:
         """Open the video file before the stream starts (frame_shape: (H, W, C) or (B, H, W, C)),
         so creating the file does not make the first frames late."""
         cv2 = self.cv2
-        pic = _upscale(_frame_picture(_Picture(np.zeros(frame_shape, np.uint8))))
+        pic = _canvas(_Picture(np.zeros(frame_shape, np.uint8)))
         fourcc = cv2.VideoWriter_fourcc(*("mp4v" if path.suffix.lower() == ".mp4" else "MJPG"))
         self.writer = cv2.VideoWriter(str(path), fourcc, self.fps, (pic.shape[1], pic.shape[0]))
         if not self.writer.isOpened():
@@ -110,7 +123,7 @@ class _Outputs:
         """Write/show one frame (``repeat`` times into the video, covering dropped slots so the
         file keeps the stream's duration); False when the window asked to quit."""
         cv2 = self.cv2
-        pic = _upscale(_frame_picture(frame))
+        pic = _canvas(frame)
         text = f"{self.fps:.0f} fps  lat {frame.latency_s * 1e3:.1f} ms  miss {stats.missed_deadlines}"
         cv2.putText(pic, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 255, 0), 1, cv2.LINE_AA)
         if self.writer is not None:
