@@ -203,11 +203,52 @@ def _open_ort(manifest: Manifest, graph: str, name: str, precision: str | None, 
                            check_inputs=opts.check_inputs, int_ranges=int_ranges)
 
 
+def check_io_spec(manifest: Manifest, graph: str, b: Backend) -> None:
+    """Refuse (exit 2) a graph whose tensors disagree with the manifest's I/O spec for it (names,
+    dtypes, ranks, fixed dims): C/C++ hosts size their buffers from that spec, not from the graph."""
+    spec = manifest.graphs.get(graph)
+    if not isinstance(spec, dict):
+        return  # a bundle without an I/O spec for this graph: nothing to hold it to
+    for side, actual in (("inputs", b.inputs), ("outputs", b.outputs)):
+        declared = spec.get(side)
+        problem = _io_problem(side, declared, actual) if isinstance(declared, list) else None
+        if problem:
+            raise CorruptArtifactError(f"Bundle '{manifest.root}', graph '{graph}' ({b.info.file}): {problem}.",
+                                       hint="The manifest was edited or mixes exports; re-export the bundle.")
+
+
+def _io_problem(side: str, declared: list, actual: tuple) -> str | None:
+    want = {d.get("name"): d for d in declared if isinstance(d, dict)}
+    have = {t.name: t for t in actual}
+    if set(want) != set(have):
+        return f"{side} {sorted(map(str, want))} in the manifest, {sorted(have)} in the graph"
+    for name, t in have.items():
+        dtype, shape = str(want[name].get("dtype")), list(want[name].get("shape") or [])
+        fixed_ok = all(a == e for a, e in zip(t.shape, shape, strict=False) if isinstance(a, int) and isinstance(e, int))
+        if dtype != t.dtype.name or len(shape) != len(t.shape) or not fixed_ok:
+            return f"'{name}' is {dtype} {shape} in the manifest, {t.dtype.name} {list(t.shape)} in the graph"
+    return None
+
+
 def open_backend(
     manifest: Manifest, graph: str, backend: str = "auto", precision: str | None = None,
     options: BackendOptions | None = None, int_ranges: dict[str, tuple[int, int]] | None = None,
 ) -> Backend:
-    """Open ``graph`` of ``manifest`` on ``backend`` (a name from ``BACKENDS``)."""
+    """Open ``graph`` of ``manifest`` on ``backend`` (a name from ``BACKENDS``); its tensors are
+    checked against the manifest's I/O spec for the graph."""
+    b = _open_backend(manifest, graph, backend, precision, options, int_ranges)
+    try:
+        check_io_spec(manifest, graph, b)
+    except BaseException:
+        b.close()
+        raise
+    return b
+
+
+def _open_backend(
+    manifest: Manifest, graph: str, backend: str = "auto", precision: str | None = None,
+    options: BackendOptions | None = None, int_ranges: dict[str, tuple[int, int]] | None = None,
+) -> Backend:
     check_names(backend, precision)
     opts = options or BackendOptions()
     if backend == "auto":
@@ -235,7 +276,7 @@ def _open_auto(manifest: Manifest, graph: str, precision: str | None, opts: Back
         candidates.insert(0, "tensorrt")
     for name in candidates:
         try:
-            b = open_backend(manifest, graph, name, precision, opts, int_ranges)
+            b = _open_backend(manifest, graph, name, precision, opts, int_ranges)
         except IncompatibleEnvironmentError as e:
             if name == candidates[-1]:
                 raise

@@ -272,6 +272,20 @@ def test_a_manifest_that_contradicts_its_graph_is_corrupt(cgan_bundle, bundle_co
     assert e.value.exit_code == 2
 
 
+@pytest.mark.parametrize("edit, match", [
+    (lambda g: g["inputs"][0].__setitem__("name", "latent"), "inputs"),
+    (lambda g: g["outputs"][0].__setitem__("shape", ["B", 99, 99, 3]), "'image' is uint8"),
+    (lambda g: g["inputs"][0].__setitem__("dtype", "float16"), "'z' is float16"),
+])
+def test_an_io_spec_that_contradicts_the_graph_is_corrupt(cgan_bundle, bundle_copy, edit, match) -> None:
+    """C/C++ hosts size their buffers from the manifest's I/O spec: it must describe the graph."""
+    b = bundle_copy(cgan_bundle)
+    _edit_manifest(b, lambda raw: edit(raw["graphs"]["generator"]))
+    with pytest.raises(CorruptArtifactError, match=match) as e:
+        Sampler.open(b)
+    assert e.value.exit_code == 2 and "re-export" in str(e.value)
+
+
 def test_tensorrt_never_swaps_the_precision_asked_for(monkeypatch, gan_bundle) -> None:
     """Only an fp16 engine: asking for int8 names what exists instead of running the fp16 one."""
     from genedge.manifest import Artifact, read_manifest
