@@ -188,11 +188,10 @@ class Sampler:
         """The backend's input checks, specialised: one dtype/shape test and one finiteness pass
         for the usual float32 (n, Z) latent; anything else goes through the full check, which
         names the input, what it received and what it expected. Labels were checked by ``_labels``."""
-        if not (z.dtype == np.float32 and z.ndim == 2 and z.shape[1] == self.latent_dim and len(z)):
+        usual = z.dtype == np.float32 and z.ndim == 2 and z.shape[1] == self.latent_dim and len(z)
+        if not (usual and all_finite(z)):  # the full check raises, naming what is wrong
             feed = {"z": z} if y is None else {"z": z, "label": y}
             check_feed(self.backend.inputs, feed, self.backend.int_ranges)
-        elif not all_finite(z):  # raises, counting the bad values
-            check_feed(self.backend.inputs, {"z": z} if y is None else {"z": z, "label": y})
 
     def _labels(self, n: int, labels: Labels) -> np.ndarray | None:
         if type(labels) is np.ndarray and labels.dtype == np.int64 and labels.shape == (n,) and self._has_label:

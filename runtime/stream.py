@@ -139,8 +139,8 @@ class Stream:
     fps: frames per second; seconds: duration (None: until closed); walk: "circle" |
     "lerp" | "slerp" latent path (``period_s`` seconds per loop/segment); batch: images
     per frame; seed/labels/truncation: as in ``Sampler.sample``; ring: output slots (>= 3);
-    realtime_priority: ``SCHED_FIFO`` priority of the consumer while it waits for a due time
-    (``None``: normal scheduling); ``stats.scheduling`` says what was in effect.
+    realtime_priority: ``SCHED_FIFO`` priority of the consuming thread from its first frame until
+    the stream ends or closes (``None``: normal scheduling); ``stats.scheduling`` says what was in effect.
     """
 
     def __init__(
