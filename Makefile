@@ -24,6 +24,7 @@ demo: install
 
 test: install
 	$(BIN)/python -m ruff check .
+	$(BIN)/python -m ruff format --check .
 	$(BIN)/python -m pytest -q
 
 test-all: install

@@ -31,7 +31,11 @@ def checkpoint_candidates(manifest: Manifest, explicit: str | Path | None) -> li
     if given.is_absolute():
         return [given]
     root = manifest.root
-    places = [root, root.parent, *sorted(p for p in root.parent.iterdir() if p.is_dir() and p != root)]
+    places = [
+        root,
+        root.parent,
+        *sorted(p for p in root.parent.iterdir() if p.is_dir() and p != root),
+    ]
     found = [place / given for place in places] + [place / given.name for place in places]
     return list(dict.fromkeys(found))
 
@@ -46,10 +50,14 @@ def find_checkpoint(manifest: Manifest, explicit: str | Path | None) -> tuple[Pa
         if not want or sha256_file(path) == want:
             return path, f"source checkpoint {path}"
     if candidates:
-        return None, (f"checkpoint(s) {', '.join(map(str, candidates))} found but none matches the "
-                      f"manifest's source sha256 {str(want)[:12]}...; pass --checkpoint")
-    return None, ("no source checkpoint found (manifest source.checkpoint="
-                  f"{manifest.source.get('checkpoint')!r}); pass --checkpoint RUN/generator.safetensors")
+        return None, (
+            f"checkpoint(s) {', '.join(map(str, candidates))} found but none matches the "
+            f"manifest's source sha256 {str(want)[:12]}...; pass --checkpoint"
+        )
+    return None, (
+        "no source checkpoint found (manifest source.checkpoint="
+        f"{manifest.source.get('checkpoint')!r}); pass --checkpoint RUN/generator.safetensors"
+    )
 
 
 @dataclass
@@ -81,7 +89,9 @@ class TorchTarget:
 
             import genedge.train  # noqa: F401  (imported here so open() times the load only)
         except ImportError as e:
-            raise SkipCase(f"torch is not installed ({e.name}); pip install 'genedge[train]'") from e
+            raise SkipCase(
+                f"torch is not installed ({e.name}); pip install 'genedge[train]'"
+            ) from e
         self._torch = torch
 
     def open(self) -> None:
@@ -92,8 +102,11 @@ class TorchTarget:
             torch.set_num_threads(self.threads)
         model, _ = load_checkpoint(self.checkpoint)
         self._model = torch.compile(model, dynamic=False) if self.compile else model
-        self.info = {"torch": torch.__version__, "threads": torch.get_num_threads(),
-                     "checkpoint": str(self.checkpoint)}
+        self.info = {
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "checkpoint": str(self.checkpoint),
+        }
 
     def prepare(self, inputs: Inputs) -> Call:
         torch, G = self._torch, self._model
@@ -105,7 +118,13 @@ class TorchTarget:
             with torch.inference_mode():
                 x = G(z, labels)  # (B, C, H, W) in [-1, 1]
                 if post:
-                    x = ((x + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+                    x = (
+                        ((x + 1.0) * 127.5)
+                        .round()
+                        .clamp(0, 255)
+                        .to(torch.uint8)
+                        .permute(0, 2, 3, 1)
+                    )
                 return x.contiguous().numpy()
 
         if self.compile:
@@ -117,7 +136,9 @@ class TorchTarget:
             _, ns = time_once(call)  # compile happens here, kept out of the steady state
         except Exception as e:  # inductor can fail many ways (no compiler, unsupported op)
             msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-            raise SkipCase(f"torch.compile failed on this machine: {type(e).__name__}: {msg}") from e
+            raise SkipCase(
+                f"torch.compile failed on this machine: {type(e).__name__}: {msg}"
+            ) from e
         self.compile_ms[batch] = ns / 1e6
 
     def case_info(self, batch: int) -> dict[str, Any]:

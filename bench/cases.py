@@ -89,7 +89,9 @@ class RuntimeTarget:
     backend: str
     precision: str
     threads: int | None
-    options: dict[str, Any] = field(default_factory=dict)  # extra Sampler.open options (cuda_graphs)
+    options: dict[str, Any] = field(
+        default_factory=dict
+    )  # extra Sampler.open options (cuda_graphs)
     call: str = "sample_latents"
     kind: str = "runtime"
     sampler: Any = None
@@ -105,17 +107,23 @@ class RuntimeTarget:
     @property
     def label(self) -> str:
         extra = "".join(f" +{k.replace('_', '-')}" for k, v in self.options.items() if v)
-        return f"runtime {self.backend} {self.precision}{extra}" + (" sample()" if self.call == "sample" else "")
+        return f"runtime {self.backend} {self.precision}{extra}" + (
+            " sample()" if self.call == "sample" else ""
+        )
 
     def preload(self) -> None:
         import genedge.runtime.sampler  # noqa: F401
+
         with contextlib.suppress(ImportError):  # a missing ORT is reported by Sampler.open
             import onnxruntime  # noqa: F401
 
     def open(self) -> None:
         from genedge.runtime import Sampler
 
-        kwargs = {**open_kwargs(Sampler.open, self.backend, self.precision, self.threads), **self.options}
+        kwargs = {
+            **open_kwargs(Sampler.open, self.backend, self.precision, self.threads),
+            **self.options,
+        }
         try:
             self.sampler = Sampler.open(self.bundle, **kwargs)
         except IncompatibleEnvironmentError as e:
@@ -146,11 +154,15 @@ class RuntimeTarget:
             close()
 
 
-def open_kwargs(open_fn: Callable, backend: str, precision: str | None, threads: int | None) -> dict[str, Any]:
+def open_kwargs(
+    open_fn: Callable, backend: str, precision: str | None, threads: int | None
+) -> dict[str, Any]:
     """Keyword arguments for ``Sampler.open``/``TextGenerator.open`` (threads only if accepted)."""
     kwargs: dict[str, Any] = {"backend": backend, "precision": precision}
     params = inspect.signature(open_fn).parameters
-    if threads is not None and ("threads" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())):
+    if threads is not None and (
+        "threads" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+    ):
         kwargs["threads"] = threads
     return kwargs
 
@@ -167,7 +179,10 @@ def describe(info: Any) -> dict[str, Any]:
         raw = {k: getattr(info, k) for k in info.__dataclass_fields__}
     else:
         raw = {k: v for k, v in vars(info).items() if not k.startswith("_")}
-    return {k: (v if isinstance(v, (str, int, float, bool, type(None))) else str(v)) for k, v in raw.items()}
+    return {
+        k: (v if isinstance(v, (str, int, float, bool, type(None))) else str(v))
+        for k, v in raw.items()
+    }
 
 
 ORT_PROVIDERS = {

@@ -20,7 +20,9 @@ from .cases import open_kwargs
 from .memory import peak_rss_bytes
 
 
-def _child(bundle: str, backend: str, precision: str | None, threads: int | None, batch: int) -> dict[str, Any]:
+def _child(
+    bundle: str, backend: str, precision: str | None, threads: int | None, batch: int
+) -> dict[str, Any]:
     t0 = time.perf_counter_ns()
     from genedge.runtime import Sampler  # import time is part of a cold start
 
@@ -30,16 +32,33 @@ def _child(bundle: str, backend: str, precision: str | None, threads: int | None
     sampler.sample(batch, seed=0)
     t3 = time.perf_counter_ns()
     return {
-        "import_ms": (t1 - t0) / 1e6, "open_ms": (t2 - t1) / 1e6, "first_result_ms": (t3 - t2) / 1e6,
-        "open_to_first_result_ms": (t3 - t1) / 1e6, "peak_rss_mib": peak_rss_bytes() / 2**20,
+        "import_ms": (t1 - t0) / 1e6,
+        "open_ms": (t2 - t1) / 1e6,
+        "first_result_ms": (t3 - t2) / 1e6,
+        "open_to_first_result_ms": (t3 - t1) / 1e6,
+        "peak_rss_mib": peak_rss_bytes() / 2**20,
     }
 
 
-def measure_cold_start(bundle: str | Path, backend: str, precision: str | None, threads: int | None,
-                       batch: int = 1, timeout: float = 120.0) -> dict[str, Any]:
+def measure_cold_start(
+    bundle: str | Path,
+    backend: str,
+    precision: str | None,
+    threads: int | None,
+    batch: int = 1,
+    timeout: float = 120.0,
+) -> dict[str, Any]:
     """Run the cold start in a fresh interpreter; adds the process wall time (interpreter start too)."""
-    cmd = [sys.executable, "-m", "genedge.bench.coldstart", str(bundle), "--backend", backend,
-           "--batch", str(batch)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "genedge.bench.coldstart",
+        str(bundle),
+        "--backend",
+        backend,
+        "--batch",
+        str(batch),
+    ]
     if precision:
         cmd += ["--precision", precision]
     if threads is not None:
@@ -48,14 +67,27 @@ def measure_cold_start(bundle: str | Path, backend: str, precision: str | None, 
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"backend": backend, "precision": precision, "error": f"timed out after {timeout:g} s"}
+        return {
+            "backend": backend,
+            "precision": precision,
+            "error": f"timed out after {timeout:g} s",
+        }
     wall_ms = (time.perf_counter_ns() - t0) / 1e6
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         err = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
-        return {"backend": backend, "precision": precision, "error": f"exit {proc.returncode}: {err}"}
-    return {"backend": backend, "precision": precision, "batch": batch, "process_wall_ms": wall_ms,
-            **json.loads(lines[-1])}
+        return {
+            "backend": backend,
+            "precision": precision,
+            "error": f"exit {proc.returncode}: {err}",
+        }
+    return {
+        "backend": backend,
+        "precision": precision,
+        "batch": batch,
+        "process_wall_ms": wall_ms,
+        **json.loads(lines[-1]),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
 def command_line(o: BenchOptions) -> tuple[str, ...]:
     """The ``genedge bench`` command equivalent to ``o`` (recorded in the report; works
     also when the bench was started in-process, e.g. by ``genedge demo``)."""
+
     def csv(xs: tuple) -> str:
         return ",".join(str(x) for x in xs)
 
@@ -52,7 +53,9 @@ def command_line(o: BenchOptions) -> tuple[str, ...]:
     cmd += ["--seconds", f"{o.seconds:g}"] if o.seconds is not None else []
     cmd += ["--warmup", str(o.warmup), "--rounds", str(o.rounds), "--cold-runs", str(o.cold_runs)]
     cmd += ["--threads", str(o.threads)] if o.threads is not None else []
-    cmd += ["--fps", f"{o.fps:g}", "--fps-seconds", f"{o.fps_seconds:g}"] if o.fps is not None else []
+    cmd += (
+        ["--fps", f"{o.fps:g}", "--fps-seconds", f"{o.fps_seconds:g}"] if o.fps is not None else []
+    )
     cmd += ["--baselines", csv(o.baselines)]
     cmd += ["--checkpoint", str(o.checkpoint)] if o.checkpoint else []
     for flag, value in (("--json", o.json_out), ("--markdown", o.markdown), ("--plot", o.plot)):

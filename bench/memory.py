@@ -53,13 +53,15 @@ def _gpu_memory_nvml() -> list[dict[str, Any]]:
             h = pynvml.nvmlDeviceGetHandleByIndex(i)
             mem = pynvml.nvmlDeviceGetMemoryInfo(h)
             name = pynvml.nvmlDeviceGetName(h)
-            gpus.append({
-                "index": i,
-                "name": name.decode() if isinstance(name, bytes) else name,
-                "driver": driver.decode() if isinstance(driver, bytes) else driver,
-                "memory_used_mib": mem.used / MIB,
-                "memory_total_mib": mem.total / MIB,
-            })
+            gpus.append(
+                {
+                    "index": i,
+                    "name": name.decode() if isinstance(name, bytes) else name,
+                    "driver": driver.decode() if isinstance(driver, bytes) else driver,
+                    "memory_used_mib": mem.used / MIB,
+                    "memory_total_mib": mem.total / MIB,
+                }
+            )
         return gpus
     finally:
         pynvml.nvmlShutdown()
@@ -73,7 +75,10 @@ def _gpu_memory_smi() -> list[dict[str, Any]]:
     try:
         text = subprocess.run(
             [smi, f"--query-gpu={query}", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
@@ -88,10 +93,15 @@ def parse_nvidia_smi(text: str) -> list[dict[str, Any]]:
         if len(parts) != 5:
             continue
         try:
-            gpus.append({
-                "index": int(parts[0]), "name": parts[1], "driver": parts[2],
-                "memory_used_mib": float(parts[3]), "memory_total_mib": float(parts[4]),
-            })
+            gpus.append(
+                {
+                    "index": int(parts[0]),
+                    "name": parts[1],
+                    "driver": parts[2],
+                    "memory_used_mib": float(parts[3]),
+                    "memory_total_mib": float(parts[4]),
+                }
+            )
         except ValueError:
             continue
     return gpus

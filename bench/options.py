@@ -48,9 +48,17 @@ def validate_options(o: BenchOptions) -> None:
     """Raise ``BadInputError`` (exit 2) naming the offending option."""
     unknown = [b for b in o.backends if b not in BACKENDS]
     if not o.backends or unknown:
-        raise _bad("--backend", ",".join(o.backends), f"a comma-separated subset of {', '.join(BACKENDS)}")
-    if o.precisions is not None and (not o.precisions or any(p not in PRECISIONS for p in o.precisions)):
-        raise _bad("--precision", ",".join(o.precisions), f"a comma-separated subset of {', '.join(PRECISIONS)}")
+        raise _bad(
+            "--backend", ",".join(o.backends), f"a comma-separated subset of {', '.join(BACKENDS)}"
+        )
+    if o.precisions is not None and (
+        not o.precisions or any(p not in PRECISIONS for p in o.precisions)
+    ):
+        raise _bad(
+            "--precision",
+            ",".join(o.precisions),
+            f"a comma-separated subset of {', '.join(PRECISIONS)}",
+        )
     if not o.batches or any(b < 1 for b in o.batches):
         raise _bad("--batch", o.batches, "positive batch sizes, e.g. 1,8,32")
     if o.iters is not None and o.seconds is not None:
@@ -66,6 +74,12 @@ def validate_options(o: BenchOptions) -> None:
     if o.fps is not None and not (math.isfinite(o.fps) and o.fps > 0):
         raise _bad("--fps", o.fps, "a finite number of frames per second > 0")
     if any(b not in BASELINES for b in o.baselines):
-        raise _bad("--baselines", ",".join(o.baselines), f"a comma-separated subset of {', '.join(BASELINES)}")
+        raise _bad(
+            "--baselines",
+            ",".join(o.baselines),
+            f"a comma-separated subset of {', '.join(BASELINES)}",
+        )
     if o.rounds < 1 or o.cold_runs < 0:
-        raise _bad("--rounds/--cold-runs", (o.rounds, o.cold_runs), "rounds >= 1 and cold runs >= 0")
+        raise _bad(
+            "--rounds/--cold-runs", (o.rounds, o.cold_runs), "rounds >= 1 and cold runs >= 0"
+        )

@@ -31,8 +31,12 @@ def write_plot(report: BenchReport, path: str | Path, *, cdf_batch: int | None =
             xs = sorted(t / 1e6 for t in r.times_ns)
             ys = [(i + 1) / len(xs) for i in range(len(xs))]
             ax_cdf.step(xs, ys, where="post", label=r.label)
-        ax_cdf.set(xscale="log", xlabel="latency per call (ms, log)", ylabel="fraction of calls",
-                   title=f"Latency CDF, batch {cdf_batch}")
+        ax_cdf.set(
+            xscale="log",
+            xlabel="latency per call (ms, log)",
+            ylabel="fraction of calls",
+            title=f"Latency CDF, batch {cdf_batch}",
+        )
         ax_cdf.grid(True, which="both", alpha=0.3)
         series: dict[str, list[tuple[int, float]]] = defaultdict(list)
         for r in results:
@@ -40,8 +44,13 @@ def write_plot(report: BenchReport, path: str | Path, *, cdf_batch: int | None =
         for label, points in series.items():
             points.sort()
             ax_tp.plot([b for b, _ in points], [t for _, t in points], marker="o", label=label)
-        ax_tp.set(xscale="log", yscale="log", xlabel="batch size", ylabel="samples / s",
-                  title="Throughput vs batch")
+        ax_tp.set(
+            xscale="log",
+            yscale="log",
+            xlabel="batch size",
+            ylabel="samples / s",
+            title="Throughput vs batch",
+        )
         ax_tp.grid(True, which="both", alpha=0.3)
         for ax in (ax_cdf, ax_tp):
             if ax.get_legend_handles_labels()[0]:

@@ -12,7 +12,13 @@ from genedge.manifest import Manifest
 
 from .cases import MAIN_GRAPH
 
-FIELDS = ("max_abs_err_vs_torch", "max_abs_err_vs_fp32", "psnr_vs_fp32", "ssim_vs_fp32", "metric_drop")
+FIELDS = (
+    "max_abs_err_vs_torch",
+    "max_abs_err_vs_fp32",
+    "psnr_vs_fp32",
+    "ssim_vs_fp32",
+    "metric_drop",
+)
 
 
 def quality_rows(manifest: Manifest) -> list[dict[str, Any]]:

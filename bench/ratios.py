@@ -30,7 +30,9 @@ TARGET_BACKEND = "ort-cpu"
 class Ratio:
     """One comparison: ``value`` of ``numerator``/``denominator`` p50s, and its target if any."""
 
-    name: str  # "speedup vs torch eager" | "speedup vs torch.compile" | "overhead vs bare ORT" | ...
+    name: (
+        str  # "speedup vs torch eager" | "speedup vs torch.compile" | "overhead vs bare ORT" | ...
+    )
     subject: str  # the genedge configuration
     reference: str  # what it is compared against
     batch: int
@@ -59,7 +61,9 @@ class Ratio:
         return f"{v * 100:+.1f}%" if self.name.startswith("overhead") else f"{v:.2f}x"
 
 
-def round_spread(num: CaseResult, den: CaseResult, *, minus_one: bool = False) -> tuple[float, float] | None:
+def round_spread(
+    num: CaseResult, den: CaseResult, *, minus_one: bool = False
+) -> tuple[float, float] | None:
     """Min and max over rounds of p50(num round k) / p50(den round k): interleaving makes
     round k of both cases share the same machine conditions."""
     a, b = num.round_p50s(), den.round_p50s()
@@ -80,10 +84,20 @@ def _target(value: float, bound: float, op: str, unit: str = "x") -> tuple[str, 
     return text, _check(value, bound, op)
 
 
-def _one(results: Sequence[CaseResult], kind: str, batch: int, backend: str | None = None,
-         precision: str | None = None) -> CaseResult | None:
+def _one(
+    results: Sequence[CaseResult],
+    kind: str,
+    batch: int,
+    backend: str | None = None,
+    precision: str | None = None,
+) -> CaseResult | None:
     for r in results:
-        if r.kind == kind and r.batch == batch and backend in (None, r.backend) and precision in (None, r.precision):
+        if (
+            r.kind == kind
+            and r.batch == batch
+            and backend in (None, r.backend)
+            and precision in (None, r.precision)
+        ):
             return r
     return None
 
@@ -103,7 +117,9 @@ def _vs_torch(results: Sequence[CaseResult], rt: CaseResult) -> list[Ratio]:
             continue
         value = ratio(ref.stats.p50, rt.stats.p50)
         target, holds = _target(value, bound, op) if targeted else (None, None)
-        out.append(Ratio(name, rt.label, ref.label, rt.batch, value, target, holds, round_spread(ref, rt)))
+        out.append(
+            Ratio(name, rt.label, ref.label, rt.batch, value, target, holds, round_spread(ref, rt))
+        )
     return out
 
 
@@ -114,7 +130,9 @@ def _vs_ort(results: Sequence[CaseResult], rt: CaseResult) -> list[Ratio]:
     value = ratio(rt.stats.p50, ref.stats.p50) - 1.0
     target, holds = _target(value, MAX_OVERHEAD, "<", "%")
     spread = round_spread(rt, ref, minus_one=True)
-    return [Ratio("overhead vs bare ORT", rt.label, ref.label, rt.batch, value, target, holds, spread)]
+    return [
+        Ratio("overhead vs bare ORT", rt.label, ref.label, rt.batch, value, target, holds, spread)
+    ]
 
 
 def _vs_fp32(results: Sequence[CaseResult], rt: CaseResult) -> list[Ratio]:
@@ -126,8 +144,18 @@ def _vs_fp32(results: Sequence[CaseResult], rt: CaseResult) -> list[Ratio]:
     value = ratio(ref.stats.p50, rt.stats.p50)
     targeted = rt.precision == "int8" and rt.batch == INT8_TARGET_BATCH
     target, holds = _target(value, INT8_SPEEDUP, ">=") if targeted else (None, None)
-    return [Ratio(f"{rt.precision} speedup vs fp32", rt.label, ref.label, rt.batch, value, target, holds,
-                  round_spread(ref, rt))]
+    return [
+        Ratio(
+            f"{rt.precision} speedup vs fp32",
+            rt.label,
+            ref.label,
+            rt.batch,
+            value,
+            target,
+            holds,
+            round_spread(ref, rt),
+        )
+    ]
 
 
 def compute_ratios(results: Sequence[CaseResult]) -> list[Ratio]:
@@ -136,20 +164,34 @@ def compute_ratios(results: Sequence[CaseResult]) -> list[Ratio]:
     for rt in results:
         if rt.kind == "runtime":
             out += _vs_torch(results, rt) + _vs_ort(results, rt) + _vs_fp32(results, rt)
-        elif rt.kind == "runtime-sample":  # Sampler.sample(n, seed): the issue's overhead measurement
+        elif (
+            rt.kind == "runtime-sample"
+        ):  # Sampler.sample(n, seed): the issue's overhead measurement
             out += _vs_ort(results, rt)
     return out
 
 
 MUST_HOLD = (
-    ("speedup vs torch eager", f"runtime {TARGET_BACKEND} fp32 >= {SPEEDUP_VS_EAGER:g}x faster than PyTorch eager, batch {TARGET_BATCH}",
-     f"--backend {TARGET_BACKEND} --precision fp32 --batch {TARGET_BATCH} --baselines torch and a source checkpoint"),
-    ("speedup vs torch.compile", f"runtime {TARGET_BACKEND} fp32 faster than torch.compile, batch {TARGET_BATCH}",
-     "--baselines torch-compile (a working torch.compile) at batch 1"),
-    ("overhead vs bare ORT", f"runtime overhead over bare ORT < {MAX_OVERHEAD * 100:g}% (worst case shown)",
-     "--baselines ort with an ORT backend"),
-    ("int8 speedup vs fp32", f"int8 >= {INT8_SPEEDUP:g}x faster than fp32, batch {INT8_TARGET_BATCH}",
-     f"--precision fp32,int8 --batch {INT8_TARGET_BATCH}"),
+    (
+        "speedup vs torch eager",
+        f"runtime {TARGET_BACKEND} fp32 >= {SPEEDUP_VS_EAGER:g}x faster than PyTorch eager, batch {TARGET_BATCH}",
+        f"--backend {TARGET_BACKEND} --precision fp32 --batch {TARGET_BATCH} --baselines torch and a source checkpoint",
+    ),
+    (
+        "speedup vs torch.compile",
+        f"runtime {TARGET_BACKEND} fp32 faster than torch.compile, batch {TARGET_BATCH}",
+        "--baselines torch-compile (a working torch.compile) at batch 1",
+    ),
+    (
+        "overhead vs bare ORT",
+        f"runtime overhead over bare ORT < {MAX_OVERHEAD * 100:g}% (worst case shown)",
+        "--baselines ort with an ORT backend",
+    ),
+    (
+        "int8 speedup vs fp32",
+        f"int8 >= {INT8_SPEEDUP:g}x faster than fp32, batch {INT8_TARGET_BATCH}",
+        f"--precision fp32,int8 --batch {INT8_TARGET_BATCH}",
+    ),
 )
 
 
@@ -157,11 +199,19 @@ def must_hold(ratios: Sequence[Ratio]) -> list[tuple[str, str, bool | None]]:
     """(target, outcome, holds) for each must-hold target; ``holds`` None when not measured."""
     out = []
     for name, text, needs in MUST_HOLD:
-        rows = [r for r in ratios if r.name == name and r.target is not None and r.holds is not None]
+        rows = [
+            r for r in ratios if r.name == name and r.target is not None and r.holds is not None
+        ]
         if not rows:
             out.append((text, f"not measured (needs {needs})", None))
             continue
-        worst = max(rows, key=lambda r: r.value) if name.startswith("overhead") else min(rows, key=lambda r: r.value)
+        worst = (
+            max(rows, key=lambda r: r.value)
+            if name.startswith("overhead")
+            else min(rows, key=lambda r: r.value)
+        )
         where = f"{worst.subject} batch {worst.batch}"
-        out.append((text, f"{worst.text} ({where}): {'holds' if worst.holds else 'MISSED'}", worst.holds))
+        out.append(
+            (text, f"{worst.text} ({where}): {'holds' if worst.holds else 'MISSED'}", worst.holds)
+        )
     return out

@@ -33,15 +33,21 @@ def runtime_missed(stats: dict[str, Any]) -> int | None:
     return None
 
 
-def summarize_stream(arrivals_ns: list[int], fps: float, seconds: float, runtime_stats: dict[str, Any]) -> dict[str, Any]:
+def summarize_stream(
+    arrivals_ns: list[int], fps: float, seconds: float, runtime_stats: dict[str, Any]
+) -> dict[str, Any]:
     """Counters and jitter percentiles of one stream run from consumer-side arrival times."""
     period = NS_PER_S / fps
     gaps = intervals(arrivals_ns)
     late = sum(1 for g in gaps if g > LATE_FACTOR * period)
     missed = runtime_missed(runtime_stats)
     out: dict[str, Any] = {
-        "fps": fps, "seconds": seconds, "frames": len(arrivals_ns), "expected_frames": int(fps * seconds),
-        "missed_deadlines": missed if missed is not None else late, "late_intervals": late,
+        "fps": fps,
+        "seconds": seconds,
+        "frames": len(arrivals_ns),
+        "expected_frames": int(fps * seconds),
+        "missed_deadlines": missed if missed is not None else late,
+        "late_intervals": late,
         "missed_source": "runtime" if missed is not None else f"intervals > {LATE_FACTOR} periods",
         "runtime_stats": runtime_stats,
     }
@@ -67,7 +73,9 @@ def stream_once(sampler: Any, fps: float, seconds: float) -> dict[str, Any]:
     return summarize_stream(arrivals, fps, seconds, describe(getattr(stream, "stats", None)))
 
 
-def highest_fps(holds: Callable[[float], bool], hi: float, *, steps: int = SEARCH_STEPS) -> tuple[float, bool]:
+def highest_fps(
+    holds: Callable[[float], bool], hi: float, *, steps: int = SEARCH_STEPS
+) -> tuple[float, bool]:
     """Bisection for the highest fps in (0, hi] where ``holds(fps)``; returns (fps, hi_held).
 
     ``hi`` is tried first (if it holds, the answer is "at least hi"). The lower bound
@@ -88,16 +96,25 @@ def highest_fps(holds: Callable[[float], bool], hi: float, *, steps: int = SEARC
 def _search_ceiling(results: list[CaseResult], backend: str, precision: str) -> float:
     """No stream can beat 1/p50 of a batch-1 call; search a little above it."""
     for r in results:
-        if r.kind == "runtime" and r.batch == 1 and r.backend == backend and r.precision == precision:
+        if (
+            r.kind == "runtime"
+            and r.batch == 1
+            and r.backend == backend
+            and r.precision == precision
+        ):
             return min(MAX_FPS, 1.2 * NS_PER_S / r.stats.p50)
     return 240.0
 
 
-def realtime_bench(o: BenchOptions, results: list[CaseResult], notes: list[str]) -> dict[str, Any] | None:
+def realtime_bench(
+    o: BenchOptions, results: list[CaseResult], notes: list[str]
+) -> dict[str, Any] | None:
     """The stream at ``o.fps`` for ``o.fps_seconds``, then the highest fps with no miss."""
     from genedge.runtime import Sampler
 
-    measured = [r for r in results if r.kind == "runtime" and r.batch == 1] or [r for r in results if r.kind == "runtime"]
+    measured = [r for r in results if r.kind == "runtime" and r.batch == 1] or [
+        r for r in results if r.kind == "runtime"
+    ]
     if not measured:
         notes.append("real-time mode: no runtime configuration was measured")
         return None
@@ -109,12 +126,19 @@ def realtime_bench(o: BenchOptions, results: list[CaseResult], notes: list[str])
             return None
         at_target = stream_once(sampler, float(o.fps or 30.0), o.fps_seconds)
         run_s = min(SEARCH_SECONDS, o.fps_seconds)
-        fps, capped = highest_fps(lambda f: stream_once(sampler, f, run_s)["missed_deadlines"] == 0,
-                                  _search_ceiling(results, backend, precision))
+        fps, capped = highest_fps(
+            lambda f: stream_once(sampler, f, run_s)["missed_deadlines"] == 0,
+            _search_ceiling(results, backend, precision),
+        )
     finally:
         close = getattr(sampler, "close", None)
         if close is not None:
             close()
-    return {"backend": backend, "precision": precision, "at_target": at_target,
-            "highest_fps_without_miss": fps, "search_ceiling_reached": capped,
-            "search": {"steps": SEARCH_STEPS, "seconds_per_run": run_s}}
+    return {
+        "backend": backend,
+        "precision": precision,
+        "at_target": at_target,
+        "highest_fps_without_miss": fps,
+        "search_ceiling_reached": capped,
+        "search": {"steps": SEARCH_STEPS, "seconds_per_run": run_s},
+    }

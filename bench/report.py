@@ -19,8 +19,21 @@ from .ratios import Ratio, must_hold
 from .runner import CaseResult
 
 SCHEMA = "genedge.bench/1"
-LATENCY_HEADER = ("configuration", "batch", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms",
-                  "mean ms", "std ms", "samples/s", "n", "load ms", "first call (compile) ms")
+LATENCY_HEADER = (
+    "configuration",
+    "batch",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "p99.9 ms",
+    "max ms",
+    "mean ms",
+    "std ms",
+    "samples/s",
+    "n",
+    "load ms",
+    "first call (compile) ms",
+)
 
 
 @dataclass(frozen=True)
@@ -39,21 +52,23 @@ class BenchReport:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self, *, with_times: bool = False) -> dict[str, Any]:
-        return _clean({
-            "schema": SCHEMA,
-            "kind": self.kind,
-            "environment": self.environment,
-            "options": self.options,
-            "results": [r.to_dict(with_times=with_times) for r in self.results],
-            "ratios": [r.to_dict() for r in self.ratios],
-            "quality": list(self.quality),
-            "cold_start": list(self.cold_start),
-            "realtime": self.realtime,
-            "text": self.text,
-            "trtexec": list(self.trtexec),
-            "peak_rss_mib": self.peak_rss_mib,
-            "notes": list(self.notes),
-        })
+        return _clean(
+            {
+                "schema": SCHEMA,
+                "kind": self.kind,
+                "environment": self.environment,
+                "options": self.options,
+                "results": [r.to_dict(with_times=with_times) for r in self.results],
+                "ratios": [r.to_dict() for r in self.ratios],
+                "quality": list(self.quality),
+                "cold_start": list(self.cold_start),
+                "realtime": self.realtime,
+                "text": self.text,
+                "trtexec": list(self.trtexec),
+                "peak_rss_mib": self.peak_rss_mib,
+                "notes": list(self.notes),
+            }
+        )
 
 
 def _clean(x: Any) -> Any:
@@ -90,29 +105,70 @@ def latency_rows(report: BenchReport) -> list[tuple[str, ...]]:
     rows = []
     for r in sorted(report.results, key=lambda r: (r.batch, r.stats.p50)):
         s = r.stats
-        rows.append((r.label, str(r.batch), *(fmt(s.ms(k)) for k in ("p50", "p90", "p99", "p999", "max", "mean", "std")),
-                     fmt(r.throughput, 1), str(s.n), fmt(r.load_ms, 1),
-                     fmt(r.info.get("compile_ms", r.first_call_ms), 1)))
+        rows.append(
+            (
+                r.label,
+                str(r.batch),
+                *(fmt(s.ms(k)) for k in ("p50", "p90", "p99", "p999", "max", "mean", "std")),
+                fmt(r.throughput, 1),
+                str(s.n),
+                fmt(r.load_ms, 1),
+                fmt(r.info.get("compile_ms", r.first_call_ms), 1),
+            )
+        )
     return rows
 
 
-RATIO_HEADER = ("comparison", "genedge", "reference", "batch", "value", "per-round range", "target", "holds")
+RATIO_HEADER = (
+    "comparison",
+    "genedge",
+    "reference",
+    "batch",
+    "value",
+    "per-round range",
+    "target",
+    "holds",
+)
 
 
 def ratio_rows(report: BenchReport) -> list[tuple[str, ...]]:
-    return [(r.name, r.subject, r.reference, str(r.batch), r.text, r.spread_text, r.target or "", fmt(r.holds))
-            for r in report.ratios]
+    return [
+        (
+            r.name,
+            r.subject,
+            r.reference,
+            str(r.batch),
+            r.text,
+            r.spread_text,
+            r.target or "",
+            fmt(r.holds),
+        )
+        for r in report.ratios
+    ]
 
 
-SHORT = {"max_abs_err_vs_torch": "err vs torch", "max_abs_err_vs_fp32": "err vs fp32", "psnr_vs_fp32": "PSNR dB",
-         "ssim_vs_fp32": "SSIM", "metric_drop": "metric drop"}
+SHORT = {
+    "max_abs_err_vs_torch": "err vs torch",
+    "max_abs_err_vs_fp32": "err vs fp32",
+    "psnr_vs_fp32": "PSNR dB",
+    "ssim_vs_fp32": "SSIM",
+    "metric_drop": "metric drop",
+}
 
 
 def quality_table(report: BenchReport) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     """Per artifact: max error vs torch / fp32, PSNR, SSIM, task-metric drop, verdict."""
     header = ("file", "precision", *(SHORT[k] for k in FIELDS), "verdict", "int8 approved")
-    body = [(q["file"], fmt(q["precision"]), *(fmt(q.get(k), 3) for k in FIELDS), fmt(q.get("verdict")),
-             fmt(q.get("quality_approved"))) for q in report.quality]
+    body = [
+        (
+            q["file"],
+            fmt(q["precision"]),
+            *(fmt(q.get(k), 3) for k in FIELDS),
+            fmt(q.get("verdict")),
+            fmt(q.get("quality_approved")),
+        )
+        for q in report.quality
+    ]
     return header, body
 
 
@@ -120,25 +176,66 @@ def metric_table(report: BenchReport) -> tuple[tuple[str, ...], list[tuple[str, 
     """Task metrics per artifact, beside the fp32 graph's on the same seeds (what int8 costs)."""
     rows = [q for q in report.quality if q["metrics"]]
     ref = next((q["metrics_fp32"] for q in rows if q.get("metrics_fp32")), {})
-    header = ("task metric", *(f"{q['precision']} ({q['file']})" for q in rows), *(("fp32, same seeds",) if ref else ()))
-    body = [(m, *(fmt(q["metrics"].get(m), 4) for q in rows), *((fmt(ref.get(m), 4),) if ref else ()))
-            for m in metric_names(rows)]
+    header = (
+        "task metric",
+        *(f"{q['precision']} ({q['file']})" for q in rows),
+        *(("fp32, same seeds",) if ref else ()),
+    )
+    body = [
+        (m, *(fmt(q["metrics"].get(m), 4) for q in rows), *((fmt(ref.get(m), 4),) if ref else ()))
+        for m in metric_names(rows)
+    ]
     return header, body
 
 
-COLD_HEADER = ("backend", "precision", "import ms", "open ms", "first result ms", "open->first ms",
-               "process wall ms", "peak RSS MiB")
+COLD_HEADER = (
+    "backend",
+    "precision",
+    "import ms",
+    "open ms",
+    "first result ms",
+    "open->first ms",
+    "process wall ms",
+    "peak RSS MiB",
+)
 
 
 def cold_rows(report: BenchReport) -> list[tuple[str, ...]]:
-    keys = ("import_ms", "open_ms", "first_result_ms", "open_to_first_result_ms", "process_wall_ms", "peak_rss_mib")
-    return [(str(c.get("backend")), fmt(c.get("precision")),
-             *((fmt(c.get(k), 1) for k in keys) if "error" not in c else (c["error"], "", "", "", "", "")))
-            for c in report.cold_start]
+    keys = (
+        "import_ms",
+        "open_ms",
+        "first_result_ms",
+        "open_to_first_result_ms",
+        "process_wall_ms",
+        "peak_rss_mib",
+    )
+    return [
+        (
+            str(c.get("backend")),
+            fmt(c.get("precision")),
+            *(
+                (fmt(c.get(k), 1) for k in keys)
+                if "error" not in c
+                else (c["error"], "", "", "", "", "")
+            ),
+        )
+        for c in report.cold_start
+    ]
 
 
-RT_HEADER = ("configuration", "target fps", "frames", "missed", "achieved fps", "interval p50 ms",
-             "interval p99 ms", "jitter p50 ms", "jitter p99 ms", "jitter max ms", "max fps w/o miss")
+RT_HEADER = (
+    "configuration",
+    "target fps",
+    "frames",
+    "missed",
+    "achieved fps",
+    "interval p50 ms",
+    "interval p99 ms",
+    "jitter p50 ms",
+    "jitter p99 ms",
+    "jitter max ms",
+    "max fps w/o miss",
+)
 
 
 def realtime_rows(report: BenchReport) -> list[tuple[str, ...]]:
@@ -147,66 +244,147 @@ def realtime_rows(report: BenchReport) -> list[tuple[str, ...]]:
         return []
     a = rt["at_target"]
     iv, jt = a.get("interval", {}), a.get("jitter", {})
-    best = fmt(rt.get("highest_fps_without_miss"), 1) + (" (ceiling)" if rt.get("search_ceiling_reached") else "")
-    return [(f"runtime {rt['backend']} {rt['precision']}", fmt(a["fps"], 1), str(a["frames"]),
-             str(a["missed_deadlines"]), fmt(a.get("achieved_fps"), 1), fmt(iv.get("p50")), fmt(iv.get("p99")),
-             fmt(jt.get("p50")), fmt(jt.get("p99")), fmt(jt.get("max")), best)]
+    best = fmt(rt.get("highest_fps_without_miss"), 1) + (
+        " (ceiling)" if rt.get("search_ceiling_reached") else ""
+    )
+    return [
+        (
+            f"runtime {rt['backend']} {rt['precision']}",
+            fmt(a["fps"], 1),
+            str(a["frames"]),
+            str(a["missed_deadlines"]),
+            fmt(a.get("achieved_fps"), 1),
+            fmt(iv.get("p50")),
+            fmt(iv.get("p99")),
+            fmt(jt.get("p50")),
+            fmt(jt.get("p99")),
+            fmt(jt.get("max")),
+            best,
+        )
+    ]
 
 
-TEXT_HEADER = ("configuration", "runs", "tokens", "TTFT p50 ms", "TTFT p99 ms", "token p50 ms", "token p90 ms",
-               "token p99 ms", "token max ms", "tokens/s", "decode tokens/s")
+TEXT_HEADER = (
+    "configuration",
+    "runs",
+    "tokens",
+    "TTFT p50 ms",
+    "TTFT p99 ms",
+    "token p50 ms",
+    "token p90 ms",
+    "token p99 ms",
+    "token max ms",
+    "tokens/s",
+    "decode tokens/s",
+)
 
 
 def text_rows(report: BenchReport) -> list[tuple[str, ...]]:
     rows = []
     for c in (report.text or {}).get("configurations", []):
         ttft, tok = c["time_to_first_token"], c.get("per_token") or {}
-        rows.append((f"runtime {c['backend']} {c['precision']}", str(c["runs"]), str(c["tokens"]),
-                     fmt(ttft.get("p50")), fmt(ttft.get("p99")), fmt(tok.get("p50")), fmt(tok.get("p90")),
-                     fmt(tok.get("p99")), fmt(tok.get("max")), fmt(c.get("tokens_per_s"), 1),
-                     fmt(c.get("decode_tokens_per_s"), 1)))
+        rows.append(
+            (
+                f"runtime {c['backend']} {c['precision']}",
+                str(c["runs"]),
+                str(c["tokens"]),
+                fmt(ttft.get("p50")),
+                fmt(ttft.get("p99")),
+                fmt(tok.get("p50")),
+                fmt(tok.get("p90")),
+                fmt(tok.get("p99")),
+                fmt(tok.get("max")),
+                fmt(c.get("tokens_per_s"), 1),
+                fmt(c.get("decode_tokens_per_s"), 1),
+            )
+        )
     return rows
 
 
 def _md_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     esc = [tuple(c.replace("|", "\\|") for c in row) for row in rows]
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in esc), ""]
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(r) + " |" for r in esc),
+        "",
+    ]
 
 
 def _md_env(env: dict[str, Any]) -> list[str]:
     libs = ", ".join(f"{k} {v}" for k, v in env.get("libraries", {}).items() if v)
-    gpus = "; ".join(f"{g.get('name')} (driver {g.get('driver')})" for g in env.get("gpus", [])) or "none"
-    return [f"- command: `{env.get('command')}`", f"- when: {env.get('timestamp_utc')}",
-            f"- CPU: {env.get('cpu_model')} ({env.get('usable_cpus')} usable of {env.get('os_cpu_count')} logical,"
-            f" {env.get('physical_cores')} physical), load average {env.get('load_average')}", f"- GPU: {gpus}", f"- libraries: {libs}",
-            f"- bundle manifest sha256: `{env.get('manifest_sha256')}`", ""]
+    gpus = (
+        "; ".join(f"{g.get('name')} (driver {g.get('driver')})" for g in env.get("gpus", []))
+        or "none"
+    )
+    return [
+        f"- command: `{env.get('command')}`",
+        f"- when: {env.get('timestamp_utc')}",
+        f"- CPU: {env.get('cpu_model')} ({env.get('usable_cpus')} usable of {env.get('os_cpu_count')} logical,"
+        f" {env.get('physical_cores')} physical), load average {env.get('load_average')}",
+        f"- GPU: {gpus}",
+        f"- libraries: {libs}",
+        f"- bundle manifest sha256: `{env.get('manifest_sha256')}`",
+        "",
+    ]
 
 
 def markdown(report: BenchReport) -> str:
     lines = ["# genedge bench", "", *_md_env(report.environment)]
     if report.results:
-        lines += ["## Latency (steady state; load and warm-up excluded)", "",
-                  *_md_table(LATENCY_HEADER, latency_rows(report))]
+        lines += [
+            "## Latency (steady state; load and warm-up excluded)",
+            "",
+            *_md_table(LATENCY_HEADER, latency_rows(report)),
+        ]
     if report.ratios:
-        lines += ["## Ratios (p50, measured side by side in one interleaved run)", "",
-                  *_md_table(RATIO_HEADER, ratio_rows(report))]
+        lines += [
+            "## Ratios (p50, measured side by side in one interleaved run)",
+            "",
+            *_md_table(RATIO_HEADER, ratio_rows(report)),
+        ]
     if report.ratios:
-        lines += ["## Must-hold targets", "", *(f"- {t}: **{o}**" for t, o, _ in must_hold(report.ratios)), ""]
+        lines += [
+            "## Must-hold targets",
+            "",
+            *(f"- {t}: **{o}**" for t, o, _ in must_hold(report.ratios)),
+            "",
+        ]
     if report.quality:
-        lines += ["## Quality beside speed (from the manifest's verification records)", "",
-                  *_md_table(*quality_table(report))]
+        lines += [
+            "## Quality beside speed (from the manifest's verification records)",
+            "",
+            *_md_table(*quality_table(report)),
+        ]
         header, rows = metric_table(report)
         lines += _md_table(header, rows) if rows else []
     if report.cold_start:
-        lines += ["## Cold start (fresh process: import, open, first result)", "", *_md_table(COLD_HEADER, cold_rows(report))]
+        lines += [
+            "## Cold start (fresh process: import, open, first result)",
+            "",
+            *_md_table(COLD_HEADER, cold_rows(report)),
+        ]
     if report.realtime:
-        lines += ["## Real-time stream (consumer-side frame intervals)", "",
-                  *_md_table(RT_HEADER, realtime_rows(report))]
+        lines += [
+            "## Real-time stream (consumer-side frame intervals)",
+            "",
+            *_md_table(RT_HEADER, realtime_rows(report)),
+        ]
     if report.text:
-        lines += [f"## Text generation (prompt {report.text['prompt']!r}, {report.text['max_new_tokens']} new tokens)",
-                  "", *_md_table(TEXT_HEADER, text_rows(report))]
+        lines += [
+            f"## Text generation (prompt {report.text['prompt']!r}, {report.text['max_new_tokens']} new tokens)",
+            "",
+            *_md_table(TEXT_HEADER, text_rows(report)),
+        ]
     if report.trtexec:
-        lines += ["## trtexec", "", "```json", json.dumps(_clean(list(report.trtexec)), indent=2), "```", ""]
+        lines += [
+            "## trtexec",
+            "",
+            "```json",
+            json.dumps(_clean(list(report.trtexec)), indent=2),
+            "```",
+            "",
+        ]
     if report.notes:
         lines += ["## Notes", "", *(f"- {n}" for n in report.notes), ""]
     return "\n".join(lines)

@@ -54,16 +54,23 @@ class CaseResult:
         out, i = [], 0
         for size in self.round_sizes:
             if size:
-                out.append(latency_stats(self.times_ns[i:i + size]).p50)
+                out.append(latency_stats(self.times_ns[i : i + size]).p50)
             i += size
         return out
 
     def to_dict(self, *, with_times: bool = False) -> dict[str, Any]:
         d = {
-            "label": self.label, "kind": self.kind, "backend": self.backend,
-            "precision": self.precision, "batch": self.batch, "latency": self.stats.to_dict(),
-            "throughput_samples_per_s": self.throughput, "load_ms": self.load_ms,
-            "first_call_ms": self.first_call_ms, "rss_load_mib": self.rss_load_mib, "info": self.info,
+            "label": self.label,
+            "kind": self.kind,
+            "backend": self.backend,
+            "precision": self.precision,
+            "batch": self.batch,
+            "latency": self.stats.to_dict(),
+            "throughput_samples_per_s": self.throughput,
+            "load_ms": self.load_ms,
+            "first_call_ms": self.first_call_ms,
+            "rss_load_mib": self.rss_load_mib,
+            "info": self.info,
         }
         if with_times:
             d["times_ns"] = list(self.times_ns)
@@ -124,7 +131,9 @@ def _prepare(target: Target, inputs: Inputs, notes: list[str]) -> tuple[Call, fl
     return call, first_ns / 1e6
 
 
-def start_cases(targets: Sequence[Target], inputs: Sequence[Inputs], notes: list[str]) -> list[_Live]:
+def start_cases(
+    targets: Sequence[Target], inputs: Sequence[Inputs], notes: list[str]
+) -> list[_Live]:
     """Open every target and prepare it for every batch size (steps 1 and 2)."""
     live: list[_Live] = []
     for target in targets:
@@ -140,7 +149,9 @@ def start_cases(targets: Sequence[Target], inputs: Sequence[Inputs], notes: list
     return live
 
 
-def measure_interleaved(live: Sequence[_Live], budget: Budget, rounds: int = DEFAULT_ROUNDS) -> None:
+def measure_interleaved(
+    live: Sequence[_Live], budget: Budget, rounds: int = DEFAULT_ROUNDS
+) -> None:
     """Warm-up, then rounds over all cases; appends each case's timings to ``.times``."""
     for case in live:
         warm_up(case.call, budget.warmup, case.sync)
@@ -162,16 +173,29 @@ def _result(case: _Live) -> CaseResult:
     case_info = getattr(t, "case_info", None)
     info = {**(getattr(t, "info", {}) or {}), **(case_info(case.inputs.batch) if case_info else {})}
     return CaseResult(
-        label=t.label, kind=t.kind, backend=t.backend, precision=t.precision, batch=case.inputs.batch,
-        stats=stats, throughput=throughput(stats, case.inputs.batch), load_ms=case.load_ms,
-        first_call_ms=case.first_call_ms, rss_load_mib=case.rss_load_mib, times_ns=tuple(case.times),
-        info=info, round_sizes=tuple(case.rounds),
+        label=t.label,
+        kind=t.kind,
+        backend=t.backend,
+        precision=t.precision,
+        batch=case.inputs.batch,
+        stats=stats,
+        throughput=throughput(stats, case.inputs.batch),
+        load_ms=case.load_ms,
+        first_call_ms=case.first_call_ms,
+        rss_load_mib=case.rss_load_mib,
+        times_ns=tuple(case.times),
+        info=info,
+        round_sizes=tuple(case.rounds),
     )
 
 
 def run_cases(
-    targets: Sequence[Target], inputs: Sequence[Inputs], budget: Budget, *,
-    rounds: int = DEFAULT_ROUNDS, notes: list[str] | None = None,
+    targets: Sequence[Target],
+    inputs: Sequence[Inputs],
+    budget: Budget,
+    *,
+    rounds: int = DEFAULT_ROUNDS,
+    notes: list[str] | None = None,
 ) -> list[CaseResult]:
     """Measure every target at every batch size, interleaved; close every target after."""
     notes = [] if notes is None else notes

@@ -37,7 +37,9 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     h = (n - 1) * q / 100.0
     lo = math.floor(h)
     hi = min(lo + 1, n - 1)
-    return float(sorted_values[lo]) + (h - lo) * (float(sorted_values[hi]) - float(sorted_values[lo]))
+    return float(sorted_values[lo]) + (h - lo) * (
+        float(sorted_values[hi]) - float(sorted_values[lo])
+    )
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,12 @@ def jitter(timestamps_ns: Sequence[int | float], fps: float) -> JitterStats:
     if not gaps:
         raise ValueError("jitter needs at least two frame timestamps")
     period = NS_PER_S / fps
-    return JitterStats(len(timestamps_ns), period, latency_stats(gaps), latency_stats([abs(g - period) for g in gaps]))
+    return JitterStats(
+        len(timestamps_ns),
+        period,
+        latency_stats(gaps),
+        latency_stats([abs(g - period) for g in gaps]),
+    )
 
 
 def ratio(numerator: float, denominator: float) -> float:

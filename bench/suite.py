@@ -40,7 +40,11 @@ from .timer import Budget
 def bundle_precisions(manifest: Manifest) -> tuple[str, ...]:
     """Precisions the bundle holds for its main graph, in fp32, fp16, int8 order."""
     graph = MAIN_GRAPH.get(manifest.kind, "generator")
-    held = {a.precision for a in manifest.artifacts if a.graph == graph and a.format in ("onnx", "engine")}
+    held = {
+        a.precision
+        for a in manifest.artifacts
+        if a.graph == graph and a.format in ("onnx", "engine")
+    }
     return tuple(p for p in PRECISIONS if p in held)
 
 
@@ -88,14 +92,19 @@ def torch_targets(o: BenchOptions, manifest: Manifest, notes: list[str]) -> list
     if not wanted:
         return []
     if manifest.kind == "ar":
-        notes.append("torch baselines: not measured for ar bundles (per-token step; see text section)")
+        notes.append(
+            "torch baselines: not measured for ar bundles (per-token step; see text section)"
+        )
         return []
     ckpt, why = find_checkpoint(manifest, o.checkpoint)
     if ckpt is None:
         notes.append(f"torch baselines skipped: {why}")
         return []
     uint8 = manifest.model.get("output_format", "uint8") == "uint8"
-    return [TorchTarget(ckpt, compile=b == "torch-compile", threads=o.threads, uint8_nhwc=uint8) for b in wanted]
+    return [
+        TorchTarget(ckpt, compile=b == "torch-compile", threads=o.threads, uint8_nhwc=uint8)
+        for b in wanted
+    ]
 
 
 def _check_runtime_ran(results: list[CaseResult], targets: list[RuntimeTarget]) -> None:
@@ -104,11 +113,15 @@ def _check_runtime_ran(results: list[CaseResult], targets: list[RuntimeTarget]) 
     errors = [t.error for t in targets if t.error is not None]
     if errors:
         raise errors[0]
-    raise BadInputError("No runtime configuration could be measured.",
-                        hint="Check --backend/--precision against the bundle (see the notes above).")
+    raise BadInputError(
+        "No runtime configuration could be measured.",
+        hint="Check --backend/--precision against the bundle (see the notes above).",
+    )
 
 
-def image_bench(o: BenchOptions, manifest: Manifest, notes: list[str]) -> tuple[list[CaseResult], list[dict]]:
+def image_bench(
+    o: BenchOptions, manifest: Manifest, notes: list[str]
+) -> tuple[list[CaseResult], list[dict]]:
     """Interleaved steady state of every target, then cold starts. Returns (results, cold starts)."""
     runtime = runtime_targets(o)
     baselines: list[Target] = []
@@ -120,7 +133,11 @@ def image_bench(o: BenchOptions, manifest: Manifest, notes: list[str]) -> tuple[
     results = run_cases([*runtime, *baselines], inputs, budget, rounds=o.rounds, notes=notes)
     _check_runtime_ran(results, runtime)
     measured = dict.fromkeys((r.backend, r.precision) for r in results if r.kind == "runtime")
-    cold = [measure_cold_start(o.bundle, b, p, o.threads) for (b, p) in measured for _ in range(o.cold_runs)]
+    cold = [
+        measure_cold_start(o.bundle, b, p, o.threads)
+        for (b, p) in measured
+        for _ in range(o.cold_runs)
+    ]
     return results, cold
 
 
@@ -150,9 +167,17 @@ def run_bench(opts: BenchOptions) -> BenchReport:
     env["load_average_end"] = load_average()
     notes += busy_machine_notes(env, o.threads)
     return BenchReport(
-        kind=manifest.kind, options=_options_dict(o), environment=env, results=tuple(results),
-        ratios=tuple(compute_ratios(results)), quality=tuple(quality_rows(manifest)), cold_start=tuple(cold),
-        realtime=realtime, text=text, trtexec=tuple(trt), peak_rss_mib=peak_rss_bytes() / 2**20,
+        kind=manifest.kind,
+        options=_options_dict(o),
+        environment=env,
+        results=tuple(results),
+        ratios=tuple(compute_ratios(results)),
+        quality=tuple(quality_rows(manifest)),
+        cold_start=tuple(cold),
+        realtime=realtime,
+        text=text,
+        trtexec=tuple(trt),
+        peak_rss_mib=peak_rss_bytes() / 2**20,
         notes=tuple(notes),
     )
 
@@ -170,7 +195,9 @@ def _trtexec(o: BenchOptions, manifest: Manifest, notes: list[str]) -> list[dict
         for batch in o.batches:
             shapes = {i["name"]: [batch if d == "B" else int(d) for d in i["shape"]] for i in io}
             for graph in (False, True):
-                res = run_trtexec(manifest.path_of(a), shapes, seconds=o.seconds or 3.0, cuda_graph=graph)
+                res = run_trtexec(
+                    manifest.path_of(a), shapes, seconds=o.seconds or 3.0, cuda_graph=graph
+                )
                 out.append({"file": a.file, "precision": a.precision, "batch": batch, **res})
                 if "error" in res:
                     notes.append(f"trtexec {a.file} batch {batch}: {res['error']}")
@@ -184,10 +211,12 @@ def busy_machine_notes(env: dict[str, Any], threads: int | None) -> list[str]:
     loads = [la[0] for la in (env.get("load_average"), env.get("load_average_end")) if la]
     if not loads or max(loads) <= cpus:
         return []
-    return [f"the machine was busy: 1-minute load average up to {max(loads):.1f} on {cpus} usable CPUs. "
-            f"Other processes competed for the cores; multi-threaded runs ({threads} threads), OpenMP's "
-            "(PyTorch) most of all, lose disproportionately when a thread is descheduled at a barrier. "
-            "Ratios from this run are unreliable: re-run on a quiet machine (or with --threads 1)."]
+    return [
+        f"the machine was busy: 1-minute load average up to {max(loads):.1f} on {cpus} usable CPUs. "
+        f"Other processes competed for the cores; multi-threaded runs ({threads} threads), OpenMP's "
+        "(PyTorch) most of all, lose disproportionately when a thread is descheduled at a barrier. "
+        "Ratios from this run are unreliable: re-run on a quiet machine (or with --threads 1)."
+    ]
 
 
 def _options_dict(o: BenchOptions) -> dict[str, Any]:

@@ -28,9 +28,17 @@ def sections(report: BenchReport) -> list[tuple[str, tuple[str, ...], list[tuple
     """(title, header, rows) for every non-empty table."""
     out = []
     if report.results:
-        out.append(("Latency (steady state; load and warm-up excluded)", LATENCY_HEADER, latency_rows(report)))
+        out.append(
+            (
+                "Latency (steady state; load and warm-up excluded)",
+                LATENCY_HEADER,
+                latency_rows(report),
+            )
+        )
     if report.ratios:
-        out.append(("Ratios (p50, side by side, one interleaved run)", RATIO_HEADER, ratio_rows(report)))
+        out.append(
+            ("Ratios (p50, side by side, one interleaved run)", RATIO_HEADER, ratio_rows(report))
+        )
     if report.quality:
         out.append(("Quality beside speed (manifest verification)", *quality_table(report)))
         header, rows = metric_table(report)
@@ -49,12 +57,19 @@ def _extras(report: BenchReport) -> list[str]:
     lines = []
     if report.ratios:
         lines.append("Must-hold targets:")
-        lines += [f"  [{'ok' if h else '--' if h is None else 'MISSED'}] {t}: {o}" for t, o, h in must_hold(report.ratios)]
+        lines += [
+            f"  [{'ok' if h else '--' if h is None else 'MISSED'}] {t}: {o}"
+            for t, o, h in must_hold(report.ratios)
+        ]
     for t in report.trtexec:
-        lines.append(f"trtexec: {json.dumps({k: v for k, v in t.items() if k != 'command'}, default=str)}")
+        lines.append(
+            f"trtexec: {json.dumps({k: v for k, v in t.items() if k != 'command'}, default=str)}"
+        )
     env = report.environment
-    lines.append(f"CPU {env.get('cpu_model')} | {env.get('usable_cpus')} usable CPUs | threads "
-                 f"{report.options.get('threads')} | peak RSS {report.peak_rss_mib or 0:.0f} MiB")
+    lines.append(
+        f"CPU {env.get('cpu_model')} | {env.get('usable_cpus')} usable CPUs | threads "
+        f"{report.options.get('threads')} | peak RSS {report.peak_rss_mib or 0:.0f} MiB"
+    )
     lines += [f"note: {n}" for n in report.notes]
     return lines
 
@@ -81,11 +96,19 @@ def print_report(report: BenchReport, file: TextIO | None = None) -> None:
 
 def _print_plain(report: BenchReport, file: TextIO) -> None:
     for title, header, rows in sections(report):
-        widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+        widths = [
+            max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+            for i, h in enumerate(header)
+        ]
         print(title, file=file)
         for row in (header, *rows):
-            print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))),
-                  file=file)
+            print(
+                "  ".join(
+                    c.ljust(w) if i == 0 else c.rjust(w)
+                    for i, (c, w) in enumerate(zip(row, widths, strict=True))
+                ),
+                file=file,
+            )
         print(file=file)
     for line in _extras(report):
         print(line, file=file)

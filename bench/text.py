@@ -42,7 +42,8 @@ def summarize_text(runs: list[list[int]]) -> dict[str, Any]:
     total_tokens = sum(len(r) for r in runs)
     total_ns = sum(r[-1] for r in runs)
     return {
-        "runs": len(runs), "tokens": total_tokens,
+        "runs": len(runs),
+        "tokens": total_tokens,
         "time_to_first_token": ttft.to_dict(),
         "per_token": latency_stats(per_token).to_dict() if per_token else None,
         "tokens_per_s": total_tokens * NS_PER_S / total_ns if total_ns else None,
@@ -54,18 +55,26 @@ def text_bench(o: BenchOptions, notes: list[str]) -> dict[str, Any]:
     """One entry per backend x precision: TTFT, per-token percentiles, tokens/s."""
     from genedge.runtime import TextGenerator
 
-    out: dict[str, Any] = {"prompt": PROMPT, "max_new_tokens": o.max_new_tokens, "configurations": []}
+    out: dict[str, Any] = {
+        "prompt": PROMPT,
+        "max_new_tokens": o.max_new_tokens,
+        "configurations": [],
+    }
     for backend in o.backends:
         for precision in o.precisions or ("fp32",):
             try:
-                gen = TextGenerator.open(o.bundle, **open_kwargs(TextGenerator.open, backend, precision, o.threads))
+                gen = TextGenerator.open(
+                    o.bundle, **open_kwargs(TextGenerator.open, backend, precision, o.threads)
+                )
             except Exception as e:  # a configuration this machine cannot run is a note, not a crash
                 notes.append(f"text {backend} {precision}: skipped ({type(e).__name__}: {e})")
                 continue
             out["configurations"].append(_one(gen, o, backend, precision))
     if not out["configurations"]:  # nothing could run: that is an answer, not an empty report
-        raise BadInputError("No text configuration could be measured: " + "; ".join(notes[-3:]),
-                            hint="Check --backend/--precision against the bundle's artifacts.")
+        raise BadInputError(
+            "No text configuration could be measured: " + "; ".join(notes[-3:]),
+            hint="Check --backend/--precision against the bundle's artifacts.",
+        )
     return out
 
 
@@ -84,5 +93,9 @@ def _one(gen: Any, o: BenchOptions, backend: str, precision: str) -> dict[str, A
     close = getattr(gen, "close", None)
     if close is not None:
         close()
-    return {"backend": str(info.get("backend") or backend), "precision": precision, "info": info,
-            **summarize_text(runs)}
+    return {
+        "backend": str(info.get("backend") or backend),
+        "precision": precision,
+        "info": info,
+        **summarize_text(runs),
+    }

@@ -56,7 +56,9 @@ def time_calls(fn: Call, count: int, sync: Call | None = None) -> list[int]:
     return out
 
 
-def time_for(fn: Call, seconds: float, sync: Call | None = None, *, min_calls: int = 1) -> list[int]:
+def time_for(
+    fn: Call, seconds: float, sync: Call | None = None, *, min_calls: int = 1
+) -> list[int]:
     """Timed calls until ``seconds`` of wall time have passed (at least ``min_calls``)."""
     clock = time.perf_counter_ns
     deadline = clock() + int(seconds * 1e9)

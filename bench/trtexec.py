@@ -22,8 +22,12 @@ SECTIONS = {
     "GPU Compute Time": "gpu_compute",
     "D2H Latency": "d2h",
 }
-_LINE = re.compile(r"(?:\[I\]\s*)?(Latency|Enqueue Time|H2D Latency|GPU Compute Time|D2H Latency):\s*(min = .*)$")
-_FIELD = re.compile(r"(min|max|mean|median|percentile\((\d+(?:\.\d+)?)%\))\s*=\s*([0-9.eE+-]+)\s*ms")
+_LINE = re.compile(
+    r"(?:\[I\]\s*)?(Latency|Enqueue Time|H2D Latency|GPU Compute Time|D2H Latency):\s*(min = .*)$"
+)
+_FIELD = re.compile(
+    r"(min|max|mean|median|percentile\((\d+(?:\.\d+)?)%\))\s*=\s*([0-9.eE+-]+)\s*ms"
+)
 _THROUGHPUT = re.compile(r"Throughput:\s*([0-9.eE+-]+)\s*qps")
 
 
@@ -50,20 +54,42 @@ def shapes_arg(inputs: dict[str, list[int]]) -> str:
     return ",".join(f"{name}:{'x'.join(str(d) for d in shape)}" for name, shape in inputs.items())
 
 
-def trtexec_command(engine: Path, shapes: dict[str, list[int]], *, seconds: float, warmup_ms: int,
-                    cuda_graph: bool, exe: str = "trtexec") -> list[str]:
-    cmd = [exe, f"--loadEngine={engine}", f"--shapes={shapes_arg(shapes)}",
-           f"--duration={max(1, round(seconds))}", f"--warmUp={warmup_ms}", "--useSpinWait"]
+def trtexec_command(
+    engine: Path,
+    shapes: dict[str, list[int]],
+    *,
+    seconds: float,
+    warmup_ms: int,
+    cuda_graph: bool,
+    exe: str = "trtexec",
+) -> list[str]:
+    cmd = [
+        exe,
+        f"--loadEngine={engine}",
+        f"--shapes={shapes_arg(shapes)}",
+        f"--duration={max(1, round(seconds))}",
+        f"--warmUp={warmup_ms}",
+        "--useSpinWait",
+    ]
     return [*cmd, "--useCudaGraph"] if cuda_graph else cmd
 
 
-def run_trtexec(engine: Path, shapes: dict[str, list[int]], *, seconds: float = 3.0, warmup_ms: int = 500,
-                cuda_graph: bool = False, timeout: float = 300.0) -> dict[str, Any]:
+def run_trtexec(
+    engine: Path,
+    shapes: dict[str, list[int]],
+    *,
+    seconds: float = 3.0,
+    warmup_ms: int = 500,
+    cuda_graph: bool = False,
+    timeout: float = 300.0,
+) -> dict[str, Any]:
     """Run trtexec on ``engine``; returns the parsed summary, or ``{"error": why}``."""
     exe = shutil.which("trtexec")
     if exe is None:
         return {"error": "trtexec is not on PATH"}
-    cmd = trtexec_command(engine, shapes, seconds=seconds, warmup_ms=warmup_ms, cuda_graph=cuda_graph, exe=exe)
+    cmd = trtexec_command(
+        engine, shapes, seconds=seconds, warmup_ms=warmup_ms, cuda_graph=cuda_graph, exe=exe
+    )
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.SubprocessError) as e:
@@ -71,5 +97,8 @@ def run_trtexec(engine: Path, shapes: dict[str, list[int]], *, seconds: float = 
     parsed = parse_trtexec(proc.stdout + proc.stderr)
     if proc.returncode != 0 or "gpu_compute" not in parsed:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
-        return {"error": f"trtexec exit {proc.returncode}: {' | '.join(tail)[:300]}", "command": cmd}
+        return {
+            "error": f"trtexec exit {proc.returncode}: {' | '.join(tail)[:300]}",
+            "command": cmd,
+        }
     return {**parsed, "command": cmd, "cuda_graph": cuda_graph}

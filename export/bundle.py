@@ -72,7 +72,9 @@ class BuildContext:
 def bundle_lock(out: Path) -> Iterator[None]:
     """Hold ``OUT/.genedge.lock`` (fcntl) for the export; refuse (exit 4) if another export holds it."""
     if out.exists() and not out.is_dir():
-        raise BadInputError(f"--out '{out}' is a file; a bundle is a folder.", hint="Pass a folder path.")
+        raise BadInputError(
+            f"--out '{out}' is a file; a bundle is a folder.", hint="Pass a folder path."
+        )
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
@@ -128,7 +130,10 @@ def reusable(ctx: BuildContext, stage: str) -> list[dict[str, Any]] | None:
     if stage == "trt" or ctx.opts.force or not prev:  # engines are rebuilt: the GPU may differ
         return None
     source = prev.get("source") or {}
-    if source.get("sha256") != ctx.source["sha256"] or source.get("artifact_keys", {}).get(stage) != key:
+    if (
+        source.get("sha256") != ctx.source["sha256"]
+        or source.get("artifact_keys", {}).get(stage) != key
+    ):
         return None
     records = [a for a in prev["artifacts"] if _stage_of(a) == stage]
     return records or None
@@ -142,7 +147,9 @@ def copy_previous(ctx: BuildContext, records: list[dict[str, Any]], stage: str) 
     for rec in records:
         shutil.copyfile(ctx.opts.out / rec["file"], ctx.tmp / rec["file"])
         ctx.artifacts.append(rec)
-    ctx.log(f"reused {', '.join(r['file'] for r in records)} (checkpoint and {stage} options unchanged)")
+    ctx.log(
+        f"reused {', '.join(r['file'] for r in records)} (checkpoint and {stage} options unchanged)"
+    )
 
 
 def add_artifact(ctx: BuildContext, file: str, **fields: Any) -> dict[str, Any]:
@@ -159,10 +166,23 @@ def stage_fp32(ctx: BuildContext) -> None:
 
     for spec, wrapper in ctx.graphs:
         ctx.log(f"exporting {spec.name} -> {spec.stem}.onnx")
-        files = save_onnx(onnx_from_module(wrapper, spec, opset=ctx.opts.opset), ctx.tmp / f"{spec.stem}.onnx")
-        verification = check_parity(wrapper.reference(), files[0], spec, ctx.cfg, ctx.kind, ctx.opts.parity_seeds)
-        ctx.log(f"{spec.stem}.onnx parity vs torch: max abs err {verification['max_abs_err_vs_torch']:.3g}")
-        add_artifact(ctx, files[0].name, graph=spec.name, format="onnx", precision="fp32", verification=verification)
+        files = save_onnx(
+            onnx_from_module(wrapper, spec, opset=ctx.opts.opset), ctx.tmp / f"{spec.stem}.onnx"
+        )
+        verification = check_parity(
+            wrapper.reference(), files[0], spec, ctx.cfg, ctx.kind, ctx.opts.parity_seeds
+        )
+        ctx.log(
+            f"{spec.stem}.onnx parity vs torch: max abs err {verification['max_abs_err_vs_torch']:.3g}"
+        )
+        add_artifact(
+            ctx,
+            files[0].name,
+            graph=spec.name,
+            format="onnx",
+            precision="fp32",
+            verification=verification,
+        )
         for extra in files[1:]:
             add_artifact(ctx, extra.name, graph=spec.name, format="onnx-data", precision="fp32")
 
@@ -229,22 +249,29 @@ def compare_to_fp32(ctx: BuildContext, spec: GraphSpec, runner: Any) -> dict[str
     feeds, ref_runner = quality_feeds(ctx, spec), fp32_runner(ctx, spec)
     ref = [ref_runner.run(f) for f in feeds]
     test = [runner.run(f) for f in feeds]
-    rec: dict[str, Any] = {"seeds": [ctx.opts.quality_seed], "samples": sum(len(next(iter(f.values()))) for f in feeds),
-                           "backend": getattr(runner, "backend", "onnxruntime-cpu")}
+    rec: dict[str, Any] = {
+        "seeds": [ctx.opts.quality_seed],
+        "samples": sum(len(next(iter(f.values()))) for f in feeds),
+        "backend": getattr(runner, "backend", "onnxruntime-cpu"),
+    }
     if spec.name in ("generator", "decoder"):
         layout = spec.outputs[0].layout or "NHWC"
         a = np.concatenate([r["image"] for r in ref])
         b = np.concatenate([t["image"] for t in test])
         rec.update(image_quality(a, b, layout))
         labels = np.concatenate([f["label"] for f in feeds]) if "label" in feeds[0] else None
-        ref_metrics = ctx.cache.setdefault(f"metrics:{spec.name}", image_task_metrics(a, layout, labels, ctx.real))
+        ref_metrics = ctx.cache.setdefault(
+            f"metrics:{spec.name}", image_task_metrics(a, layout, labels, ctx.real)
+        )
         metrics = image_task_metrics(b, layout, labels, ctx.real)
         if metrics:
             rec["metrics"], rec["metrics_fp32"] = metrics, ref_metrics
             rec["metric_drop"] = metric_drop(ref_metrics, metrics)
     else:
         rec["max_abs_err_vs_fp32"] = max(
-            float(np.max(np.abs(r[k].astype(np.float64) - t[k].astype(np.float64)))) for r, t in zip(ref, test, strict=True) for k in r
+            float(np.max(np.abs(r[k].astype(np.float64) - t[k].astype(np.float64))))
+            for r, t in zip(ref, test, strict=True)
+            for k in r
         )
         if spec.name == "step":
             rec.update(_bpc_record(ctx, ref_runner, runner))
@@ -297,11 +324,21 @@ def _fp16_graph(ctx: BuildContext, spec: GraphSpec) -> None:
         if passed or not more or len(keep) >= n_compute:
             break
         keep = keep + tuple(more)
-        ctx.log(f"{file}: PSNR {rec.get('psnr_vs_fp32', 0):.1f} dB below floor; keeping {more[0]} in fp32")
+        ctx.log(
+            f"{file}: PSNR {rec.get('psnr_vs_fp32', 0):.1f} dB below floor; keeping {more[0]} in fp32"
+        )
     rec["verdict"] = "pass" if passed else "fail"
     ctx.log(f"{file}: {_summary(rec)}; kept fp32: {blocked or 'none'}")
-    add_artifact(ctx, file, graph=spec.name, format="onnx", precision="fp16", verification=rec,
-                 recipe={"kept_float": blocked}, quality_approved=passed)
+    add_artifact(
+        ctx,
+        file,
+        graph=spec.name,
+        format="onnx",
+        precision="fp16",
+        verification=rec,
+        recipe={"kept_float": blocked},
+        quality_approved=passed,
+    )
 
 
 def stage_int8(ctx: BuildContext) -> None:
@@ -319,23 +356,44 @@ def stage_int8(ctx: BuildContext) -> None:
     work.mkdir(exist_ok=True)
 
     def build(kept: tuple[str, ...]) -> Path:
-        return int8_from_onnx(src, work / f"cand{len(list(work.iterdir()))}.onnx", feeds, method=o.calib_method, keep_float=kept)
+        return int8_from_onnx(
+            src,
+            work / f"cand{len(list(work.iterdir()))}.onnx",
+            feeds,
+            method=o.calib_method,
+            keep_float=kept,
+        )
 
     def evaluate(path: Path) -> GateResult:
         rec = compare_to_fp32(ctx, spec, OnnxRunner(path))
         score = rec.get("psnr_vs_fp32", 0.0) - 100.0 * max(rec.get("metric_drop", 0.0), 0.0)
         return GateResult(gate(ctx, rec, use_metric=True), score, rec)
 
-    ctx.log(f"calibrating int8 ({o.calib_method}, {o.calib_samples} samples from {calibration_spec(ctx).source})")
+    ctx.log(
+        f"calibrating int8 ({o.calib_method}, {o.calib_samples} samples from {calibration_spec(ctx).source})"
+    )
     recipe = search_recipe(build, evaluate, quantizable_nodes(onnx.load(str(src))), log=ctx.log)
     os.replace(recipe.path, ctx.tmp / "model.int8.onnx")
     shutil.rmtree(work, ignore_errors=True)
     rec = dict(recipe.result.record, verdict="pass" if recipe.result.passed else "fail")
     kept = list(recipe.kept_float)
     ctx.log(f"model.int8.onnx: {_summary(rec)}; kept in float: {kept or 'none'}")
-    recipe_rec = {"kept_float": kept, "sensitivity": recipe.sensitivity} if recipe.sensitivity else {"kept_float": kept}
-    add_artifact(ctx, "model.int8.onnx", graph=spec.name, format="onnx", precision="int8", verification=rec,
-                 calibration=calibration_spec(ctx).record(), recipe=recipe_rec, quality_approved=recipe.result.passed)
+    recipe_rec = (
+        {"kept_float": kept, "sensitivity": recipe.sensitivity}
+        if recipe.sensitivity
+        else {"kept_float": kept}
+    )
+    add_artifact(
+        ctx,
+        "model.int8.onnx",
+        graph=spec.name,
+        format="onnx",
+        precision="int8",
+        verification=rec,
+        calibration=calibration_spec(ctx).record(),
+        recipe=recipe_rec,
+        quality_approved=recipe.result.passed,
+    )
 
 
 def _summary(rec: dict[str, Any]) -> str:
@@ -360,7 +418,11 @@ def model_section(kind: str, cfg: Any, output_format: str) -> dict[str, Any]:
     """The manifest ``model`` record of docs/bundle.md."""
     d = dataclasses.asdict(cfg)
     if kind == "ar":
-        d.update(vocab_size=cfg.vocab_size, state_names=list(cfg.state_names), state_shape=[cfg.layers, "B", cfg.hidden])
+        d.update(
+            vocab_size=cfg.vocab_size,
+            state_names=list(cfg.state_names),
+            state_shape=[cfg.layers, "B", cfg.hidden],
+        )
         return d
     d.update(output_format=output_format, latent={"distribution": "normal"})
     return d
@@ -381,14 +443,24 @@ def producer_versions() -> dict[str, str]:
 
 def manifest_dict(ctx: BuildContext) -> dict[str, Any]:
     source = dict(ctx.source, artifact_keys=ctx.keys, options_sha256=ctx.opts.artifact_key("all"))
-    return {"format": FORMAT, "schema_version": SCHEMA_VERSION, "kind": ctx.kind,
-            "model": model_section(ctx.kind, ctx.cfg, ctx.opts.output_format),
-            "graphs": {spec.name: spec.to_dict() for spec, _ in ctx.graphs},
-            "artifacts": ctx.artifacts, "producer": producer_versions(), "source": source}
+    return {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "kind": ctx.kind,
+        "model": model_section(ctx.kind, ctx.cfg, ctx.opts.output_format),
+        "graphs": {spec.name: spec.to_dict() for spec, _ in ctx.graphs},
+        "artifacts": ctx.artifacts,
+        "producer": producer_versions(),
+        "source": source,
+    }
 
 
 # ---------------------------------------------------------------- entry point
-STAGES: dict[str, Callable[[BuildContext], None]] = {"fp32": stage_fp32, "fp16": stage_fp16, "int8": stage_int8}
+STAGES: dict[str, Callable[[BuildContext], None]] = {
+    "fp32": stage_fp32,
+    "fp16": stage_fp16,
+    "int8": stage_int8,
+}
 
 
 def is_current(prev: dict[str, Any] | None, opts: ExportOptions, source_sha: str) -> bool:
@@ -415,13 +487,19 @@ def export_bundle(opts: ExportOptions, *, log: Log = _silent) -> Path:
 
         require_tensorrt()
     info = read_checkpoint_info(opts.checkpoint)
-    source = {"checkpoint": opts.checkpoint.name, "sha256": sha256_file(opts.checkpoint), "step": info.step}
+    source = {
+        "checkpoint": opts.checkpoint.name,
+        "sha256": sha256_file(opts.checkpoint),
+        "step": info.step,
+    }
     if info.meta.get("data"):
         source["data"] = info.meta["data"]
     with bundle_lock(opts.out):
         previous = read_previous(opts.out)
         if is_current(previous, opts, source["sha256"]):
-            log(f"{opts.out} is current (same checkpoint sha256 and options): reused every artifact")
+            log(
+                f"{opts.out} is current (same checkpoint sha256 and options): reused every artifact"
+            )
             return opts.out
         _build(opts, info, source, previous, log)
     if opts.triton:
@@ -429,7 +507,13 @@ def export_bundle(opts: ExportOptions, *, log: Log = _silent) -> Path:
     return opts.out
 
 
-def _build(opts: ExportOptions, info: Any, source: dict[str, Any], previous: dict[str, Any] | None, log: Log) -> None:
+def _build(
+    opts: ExportOptions,
+    info: Any,
+    source: dict[str, Any],
+    previous: dict[str, Any] | None,
+    log: Log,
+) -> None:
     from genedge.manifest import write_manifest
 
     from .onnx_export import load_generator
@@ -444,7 +528,9 @@ def _build(opts: ExportOptions, info: Any, source: dict[str, Any], previous: dic
             fd = _hold_lock_in(tmp, opts.out)  # held until the new folder is in place
             ctx = BuildContext(opts, tmp, model, cfg, kind, graphs, source, previous, log)
             if kind != "ar":
-                ctx.real = load_reference_data(opts.eval_data or info.meta.get("data"), cfg.image_size)
+                ctx.real = load_reference_data(
+                    opts.eval_data or info.meta.get("data"), cfg.image_size
+                )
             for stage in (*opts.precisions, *(("trt",) if opts.trt else ())):
                 records = reusable(ctx, stage)
                 if records:
@@ -461,7 +547,9 @@ def _write_triton(opts: ExportOptions, log: Log) -> None:
     from .triton import write_triton_repository
 
     manifest = json.loads((opts.out / MANIFEST_NAME).read_text())
-    written = write_triton_repository(opts.out, Path(opts.triton), manifest, max_batch_size=max(p[2] for p in opts.profiles))
+    written = write_triton_repository(
+        opts.out, Path(opts.triton), manifest, max_batch_size=max(p[2] for p in opts.profiles)
+    )
     log(f"Triton model repository: {', '.join(str(p.parent) for p in written)}")
 
 

@@ -36,8 +36,13 @@ class CalibrationSpec:
         return f"data:{self.data}" if self.data else "prior"
 
     def record(self) -> dict[str, Any]:
-        return {"method": self.method, "source": self.source, "samples": self.samples,
-                "seed": self.seed, "truncation": self.truncation}
+        return {
+            "method": self.method,
+            "source": self.source,
+            "samples": self.samples,
+            "seed": self.seed,
+            "truncation": self.truncation,
+        }
 
 
 def image_feed(cfg: Any, n: int, seed: int, truncation: float = 1.0) -> Feed:
@@ -54,7 +59,9 @@ def split_feed(feed: Feed, batch: int) -> list[Feed]:
     return [{k: v[i : i + batch] for k, v in feed.items()} for i in range(0, n, batch)]
 
 
-def image_calibration_feeds(model: Any, cfg: Any, kind: str, spec: CalibrationSpec, batch: int = 64) -> list[Feed]:
+def image_calibration_feeds(
+    model: Any, cfg: Any, kind: str, spec: CalibrationSpec, batch: int = 64
+) -> list[Feed]:
     """Calibration batches for a generator/decoder graph.
 
     Prior (default): seeded latents with uniform labels. With ``spec.data``: labels follow
@@ -72,7 +79,9 @@ def image_calibration_feeds(model: Any, cfg: Any, kind: str, spec: CalibrationSp
     return split_feed(feed, batch)
 
 
-def _load_real_images(src: str, n: int, seed: int, image_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+def _load_real_images(
+    src: str, n: int, seed: int, image_size: int
+) -> tuple[np.ndarray, np.ndarray | None]:
     """(n, C, H, W) float32 in [-1, 1] and labels (n,) or None, via genedge.train.data."""
     try:
         from genedge.train.data import load_image_data
@@ -90,7 +99,9 @@ def _posterior_samples(vae: Any, images: np.ndarray, seed: int) -> np.ndarray:
 
     with torch.no_grad():
         mu, logvar = vae.encode(torch.from_numpy(images))
-        eps = torch.from_numpy(np.random.default_rng(seed).standard_normal(mu.shape, dtype=np.float32))
+        eps = torch.from_numpy(
+            np.random.default_rng(seed).standard_normal(mu.shape, dtype=np.float32)
+        )
         return (mu + eps * (0.5 * logvar).exp()).numpy().astype(np.float32)
 
 
@@ -99,8 +110,15 @@ def encoder_feed(images_uint8: np.ndarray) -> Feed:
     return {"image": np.ascontiguousarray(images_uint8, dtype=np.uint8)}
 
 
-def text_calibration_feeds(model: Any, cfg: Any, spec: CalibrationSpec, steps: int = 32, batch: int = 16,
-                           *, every_step: bool = False) -> list[Feed]:
+def text_calibration_feeds(
+    model: Any,
+    cfg: Any,
+    spec: CalibrationSpec,
+    steps: int = 32,
+    batch: int = 16,
+    *,
+    every_step: bool = False,
+) -> list[Feed]:
     """Step-graph feeds (token, state) visited while the model reads text prefixes.
 
     Prefixes are sampled from the model itself (its prior) or, with ``spec.data``, taken from
@@ -122,7 +140,12 @@ def _step_feeds(model: Any, cfg: Any, tokens: Any, every_step: bool, samples: in
     with torch.no_grad():
         for t in range(tokens.shape[1]):
             tok = tokens[:, t]
-            feeds.append({"token": tok.numpy(), **{n: s.numpy().copy() for n, s in zip(cfg.state_names, state, strict=True)}})
+            feeds.append(
+                {
+                    "token": tok.numpy(),
+                    **{n: s.numpy().copy() for n, s in zip(cfg.state_names, state, strict=True)},
+                }
+            )
             _, *state = model.step(tok, *state)
     return feeds if every_step else feeds[: max(1, samples // tokens.shape[0])]
 
@@ -150,7 +173,9 @@ def _prefix_tokens(model: Any, cfg: Any, spec: CalibrationSpec, steps: int, batc
         text = _read_text(spec.data)
         ids = torch.tensor(model.encode_text(text), dtype=torch.int64)
         if len(ids) <= steps:
-            raise BadInputError(f"--calib-data '{spec.data}' holds {len(ids)} characters; need more than {steps}.")
+            raise BadInputError(
+                f"--calib-data '{spec.data}' holds {len(ids)} characters; need more than {steps}."
+            )
         starts = torch.randint(0, len(ids) - steps, (batch,), generator=gen)
         return torch.stack([ids[s : s + steps] for s in starts.tolist()])
     tok = torch.randint(1, cfg.vocab_size, (batch,), generator=gen)
@@ -168,7 +193,9 @@ def _read_text(src: str) -> str:
 
     path = Path(src)
     if not path.is_file():
-        raise BadInputError(f"--calib-data '{src}' is not a text file; `ar` calibration needs a text file.")
+        raise BadInputError(
+            f"--calib-data '{src}' is not a text file; `ar` calibration needs a text file."
+        )
     return path.read_text(encoding="utf-8", errors="replace")
 
 

@@ -13,13 +13,27 @@ from .options import ExportOptions, parse_profiles
 def options_from_args(args: argparse.Namespace) -> ExportOptions:
     """Map the CLI flags onto ExportOptions (validation happens in ``export_bundle``)."""
     return ExportOptions(
-        checkpoint=Path(args.checkpoint), out=Path(args.out), precisions=tuple(args.precision),
-        calib_method=args.calib_method, calib_samples=args.calib_samples, calib_data=args.calib_data,
-        eval_data=args.eval_data, truncation=args.truncation, max_quality_drop=args.max_quality_drop,
-        min_psnr=args.min_psnr, output_format=args.output_format, opset=args.opset, trt=args.trt,
-        profiles=parse_profiles(args.batch), workspace_mb=args.workspace_mb, trt_path=args.trt_path,
-        dla_core=args.dla_core, version_compatible=args.version_compatible,
-        triton=Path(args.triton) if args.triton else None, seed=args.seed, force=args.force,
+        checkpoint=Path(args.checkpoint),
+        out=Path(args.out),
+        precisions=tuple(args.precision),
+        calib_method=args.calib_method,
+        calib_samples=args.calib_samples,
+        calib_data=args.calib_data,
+        eval_data=args.eval_data,
+        truncation=args.truncation,
+        max_quality_drop=args.max_quality_drop,
+        min_psnr=args.min_psnr,
+        output_format=args.output_format,
+        opset=args.opset,
+        trt=args.trt,
+        profiles=parse_profiles(args.batch),
+        workspace_mb=args.workspace_mb,
+        trt_path=args.trt_path,
+        dla_core=args.dla_core,
+        version_compatible=args.version_compatible,
+        triton=Path(args.triton) if args.triton else None,
+        seed=args.seed,
+        force=args.force,
     )
 
 
@@ -47,8 +61,13 @@ def eval_bundle_command(args: argparse.Namespace) -> int:
 
     from .evaluate import evaluate_bundle
 
-    metrics = evaluate_bundle(Path(args.target), precisions=args.precision, n=args.num_samples,
-                              seed=args.seed, data=args.data)
+    metrics = evaluate_bundle(
+        Path(args.target),
+        precisions=args.precision,
+        n=args.num_samples,
+        seed=args.seed,
+        data=args.data,
+    )
     print(json.dumps(metrics, indent=2, default=str))
     if args.json_out:
         atomic_write_text(args.json_out, json.dumps(metrics, indent=2, default=str) + "\n")
@@ -61,14 +80,27 @@ def summary_rows(manifest: dict[str, Any]) -> list[list[str]]:
     for a in manifest["artifacts"]:
         v = a.get("verification") or {}
         err = v.get("max_abs_err_vs_fp32", v.get("max_abs_err_vs_torch"))
-        quality = f"{v['psnr_vs_fp32']:.1f} dB / {v['ssim_vs_fp32']:.4f}" if "psnr_vs_fp32" in v and "ssim_vs_fp32" in v else ""
+        quality = (
+            f"{v['psnr_vs_fp32']:.1f} dB / {v['ssim_vs_fp32']:.4f}"
+            if "psnr_vs_fp32" in v and "ssim_vs_fp32" in v
+            else ""
+        )
         metrics = _metric_text(v)
         verdict = v.get("verdict", "")
         kept = (a.get("recipe") or {}).get("kept_float")
         if kept:
             verdict += f" (kept float: {len(kept)})"
-        rows.append([a["file"], a.get("precision") or "", _size(a["size"]),
-                     "" if err is None else f"{err:.3g}", quality, metrics, verdict])
+        rows.append(
+            [
+                a["file"],
+                a.get("precision") or "",
+                _size(a["size"]),
+                "" if err is None else f"{err:.3g}",
+                quality,
+                metrics,
+                verdict,
+            ]
+        )
     return rows
 
 
@@ -81,7 +113,10 @@ def _metric_text(v: dict[str, Any]) -> str:
     parts = []
     for key, short in _SHORT.items():
         if now.get(key) is not None:
-            parts.append(f"{short} {now[key]:.3f}" + (f" (fp32 {ref[key]:.3f})" if ref.get(key) is not None else ""))
+            parts.append(
+                f"{short} {now[key]:.3f}"
+                + (f" (fp32 {ref[key]:.3f})" if ref.get(key) is not None else "")
+            )
     return ", ".join(parts)
 
 

@@ -16,8 +16,14 @@ from genedge.errors import BadInputError
 from genedge.manifest import read_manifest
 
 
-def evaluate_bundle(path: str | Path, *, precisions: list[str] | None = None, n: int = 1000, seed: int = 1234,
-                    data: str | None = None) -> dict[str, Any]:
+def evaluate_bundle(
+    path: str | Path,
+    *,
+    precisions: list[str] | None = None,
+    n: int = 1000,
+    seed: int = 1234,
+    data: str | None = None,
+) -> dict[str, Any]:
     """Metrics per ONNX artifact of the bundle's main graph: ``{"kind", "seed", "n", "artifacts": {file: {...}}}``.
 
     Hashes are verified before any file is opened. ``precisions`` filters (default: all).
@@ -28,15 +34,30 @@ def evaluate_bundle(path: str | Path, *, precisions: list[str] | None = None, n:
 
     m = read_manifest(path)
     main = "step" if m.kind == "ar" else ("decoder" if m.kind == "vae" else "generator")
-    arts = [a for a in m.find(graph=main, format="onnx") if precisions is None or a.precision in precisions]
+    arts = [
+        a
+        for a in m.find(graph=main, format="onnx")
+        if precisions is None or a.precision in precisions
+    ]
     if not arts:
-        have = ", ".join(sorted({a.precision or "fp32" for a in m.find(graph=main, format="onnx")})) or "none"
-        raise BadInputError(f"Bundle has no ONNX graph in precision(s) {', '.join(precisions or [])}; it has {have}.",
-                            hint=f"Pass --precision with some of: {have}.")
+        have = (
+            ", ".join(sorted({a.precision or "fp32" for a in m.find(graph=main, format="onnx")}))
+            or "none"
+        )
+        raise BadInputError(
+            f"Bundle has no ONNX graph in precision(s) {', '.join(precisions or [])}; it has {have}.",
+            hint=f"Pass --precision with some of: {have}.",
+        )
     ref_art = m.find(graph=main, format="onnx", precision="fp32")[0]
     ref = OnnxRunner(m.path_of(ref_art))
     cfg = _Cfg(m.model)
-    result: dict[str, Any] = {"bundle": str(m.root), "kind": m.kind, "seed": seed, "n": n, "artifacts": {}}
+    result: dict[str, Any] = {
+        "bundle": str(m.root),
+        "kind": m.kind,
+        "seed": seed,
+        "n": n,
+        "artifacts": {},
+    }
     for a in arts:
         runner = ref if a is ref_art else OnnxRunner(m.path_of(a))
         if m.kind == "ar":

@@ -40,11 +40,17 @@ def activation_ranges(model, feeds: list[Feed]) -> dict[str, float]:
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     known = {o.name for o in probe.graph.output}
-    floats = {vi.name for vi in probe.graph.value_info if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+    floats = {
+        vi.name
+        for vi in probe.graph.value_info
+        if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    }
     for node in probe.graph.node:
         for out in node.output:
             if out in floats and out not in known:
-                probe.graph.output.append(onnx.helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None))
+                probe.graph.output.append(
+                    onnx.helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None)
+                )
                 known.add(out)
     so = ort.SessionOptions()
     so.log_severity_level = 3
@@ -77,19 +83,26 @@ def overflow_nodes(model, ranges: dict[str, float], *, margin: float = DEFAULT_M
         a = numpy_helper.to_array(t)
         if a.dtype.kind == "f" and a.size:
             ranges[t.name] = float(np.max(np.abs(a))) if np.isfinite(a).all() else float("inf")
-    return [n.name for n in model.graph.node
-            if any(ranges.get(t, 0.0) > limit for t in list(n.input) + list(n.output))]
+    return [
+        n.name
+        for n in model.graph.node
+        if any(ranges.get(t, 0.0) > limit for t in list(n.input) + list(n.output))
+    ]
 
 
 def largest_compute_nodes(model, ranges: dict[str, float], exclude: set[str], k: int) -> list[str]:
     """The ``k`` compute nodes (Conv/Gemm/MatMul/RNN) with the largest activations, not in ``exclude``."""
-    cands = [(max((ranges.get(o, 0.0) for o in n.output), default=0.0), n.name)
-             for n in model.graph.node if n.op_type in COMPUTE_OPS and n.name not in exclude]
+    cands = [
+        (max((ranges.get(o, 0.0) for o in n.output), default=0.0), n.name)
+        for n in model.graph.node
+        if n.op_type in COMPUTE_OPS and n.name not in exclude
+    ]
     return [name for _, name in sorted(cands, reverse=True)[:k]]
 
 
-def fp16_from_onnx(model, feeds: list[Feed], *, margin: float = DEFAULT_MARGIN,
-                   keep_float: tuple[str, ...] = ()) -> tuple[Any, list[str], dict[str, float]]:
+def fp16_from_onnx(
+    model, feeds: list[Feed], *, margin: float = DEFAULT_MARGIN, keep_float: tuple[str, ...] = ()
+) -> tuple[Any, list[str], dict[str, float]]:
     """fp32 ModelProto -> (fp16 ModelProto with fp32 I/O, nodes kept fp32, activation ranges).
 
     I/O dtypes are unchanged (float32 stays float32; uint8/int64 untouched).
@@ -102,7 +115,9 @@ def fp16_from_onnx(model, feeds: list[Feed], *, margin: float = DEFAULT_MARGIN,
     if rnn:  # ORT 1.32 also segfaults creating a session with an fp16 Transpose beside an fp32 LSTM
         rnn |= {n.name for n in model.graph.node if n.op_type == "Transpose"}
     blocked = sorted(set(overflow_nodes(model, ranges, margin=margin)) | set(keep_float) | rnn)
-    casts = [n.name for n in model.graph.node if n.op_type == "Cast"]  # the converter mistypes Cast outputs
+    casts = [
+        n.name for n in model.graph.node if n.op_type == "Cast"
+    ]  # the converter mistypes Cast outputs
     import onnx
 
     src = onnx.ModelProto()
@@ -110,7 +125,9 @@ def fp16_from_onnx(model, feeds: list[Feed], *, margin: float = DEFAULT_MARGIN,
     src.graph.ClearField("value_info")  # stale float32 value_info confuses the converter's casts
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fp16 = float16.convert_float_to_float16(src, keep_io_types=True, node_block_list=blocked + casts)
+        fp16 = float16.convert_float_to_float16(
+            src, keep_io_types=True, node_block_list=blocked + casts
+        )
     restore_output_types(fp16, model)
     drop_cast_round_trips(fp16)
     return onnx.shape_inference.infer_shapes(fp16), blocked, ranges
@@ -134,8 +151,11 @@ def restore_output_types(model, ref) -> int:
         for n in model.graph.node:
             n.input[:] = [src if i == out.name else i for i in n.input]
             n.output[:] = [src if o == out.name else o for o in n.output]
-        model.graph.node.append(onnx.helper.make_node("Cast", [src], [out.name], name=f"{out.name}_cast_back",
-                                                      to=want[out.name]))
+        model.graph.node.append(
+            onnx.helper.make_node(
+                "Cast", [src], [out.name], name=f"{out.name}_cast_back", to=want[out.name]
+            )
+        )
         out.type.tensor_type.elem_type = want[out.name]
         fixed += 1
     return fixed
@@ -150,7 +170,11 @@ def drop_cast_round_trips(model) -> int:
     import onnx
 
     f16, f32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
-    to = {n.name: next((a.i for a in n.attribute if a.name == "to"), None) for n in model.graph.node if n.op_type == "Cast"}
+    to = {
+        n.name: next((a.i for a in n.attribute if a.name == "to"), None)
+        for n in model.graph.node
+        if n.op_type == "Cast"
+    }
     users: dict[str, list] = {}
     for n in model.graph.node:
         for i in n.input:

@@ -38,14 +38,25 @@ def float_neighbourhood(model, keep: tuple[str, ...]) -> tuple[str, ...]:
     while todo:
         for i in todo.pop().input:
             p = producers.get(i)
-            if p is not None and p.op_type in QUANT_OPS and p.op_type not in WEIGHTED_OPS and p.name not in kept:
+            if (
+                p is not None
+                and p.op_type in QUANT_OPS
+                and p.op_type not in WEIGHTED_OPS
+                and p.name not in kept
+            ):
                 kept.add(p.name)
                 todo.append(p)
     return tuple(sorted(kept))
 
 
-def int8_from_onnx(fp32_path: str | Path, out_path: str | Path, feeds: list[Feed], *, method: str = "minmax",
-                   keep_float: tuple[str, ...] = ()) -> Path:
+def int8_from_onnx(
+    fp32_path: str | Path,
+    out_path: str | Path,
+    feeds: list[Feed],
+    *,
+    method: str = "minmax",
+    keep_float: tuple[str, ...] = (),
+) -> Path:
     """Calibrate on ``feeds`` and write a Q/DQ int8 ONNX to ``out_path``.
 
     Activations and weights are QInt8 with zero-point 0; weights per output channel; biases
@@ -64,12 +75,21 @@ def int8_from_onnx(fp32_path: str | Path, out_path: str | Path, feeds: list[Feed
     with tempfile.TemporaryDirectory(prefix="genedge-int8-") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True, skip_optimization=True)
+        quant_pre_process(
+            str(fp32_path), str(pre), skip_symbolic_shape=True, skip_optimization=True
+        )
         quantize_static(
-            str(pre), str(out_path), feeds_reader(feeds), quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
-            op_types_to_quantize=list(QUANT_OPS), nodes_to_exclude=list(float_neighbourhood(onnx.load(str(pre)), keep_float)),
-            calibrate_method=getattr(CalibrationMethod, METHODS[method]), extra_options=extra,
+            str(pre),
+            str(out_path),
+            feeds_reader(feeds),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=list(QUANT_OPS),
+            nodes_to_exclude=list(float_neighbourhood(onnx.load(str(pre)), keep_float)),
+            calibrate_method=getattr(CalibrationMethod, METHODS[method]),
+            extra_options=extra,
             calibration_providers=["CPUExecutionProvider"],
         )
     return Path(out_path)

@@ -33,8 +33,13 @@ class Recipe:
     sensitivity: dict[str, float]
 
 
-def search_recipe(build: Callable[[tuple[str, ...]], Path], evaluate: Callable[[Path], GateResult],
-                  candidates: list[str], *, log: Callable[[str], None] = lambda s: None) -> Recipe:
+def search_recipe(
+    build: Callable[[tuple[str, ...]], Path],
+    evaluate: Callable[[Path], GateResult],
+    candidates: list[str],
+    *,
+    log: Callable[[str], None] = lambda s: None,
+) -> Recipe:
     """Try all-int8 first; if it fails, rank ``candidates`` by sensitivity and keep them in float greedily.
 
     ``build(kept)`` must write a distinct file per ``kept`` tuple and return its path.

@@ -33,7 +33,11 @@ def check_finite_weights(model: Any, where: str | Path) -> None:
     """Raise CorruptArtifactError naming every tensor holding NaN or Inf."""
     import torch
 
-    bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    bad = [
+        k
+        for k, v in model.state_dict().items()
+        if v.is_floating_point() and not torch.isfinite(v).all()
+    ]
     if bad:
         shown = ", ".join(bad[:8]) + (f" (+{len(bad) - 8} more)" if len(bad) > 8 else "")
         raise CorruptArtifactError(
@@ -54,9 +58,15 @@ def onnx_from_module(wrapper: Any, spec: GraphSpec, *, opset: int = 17):
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
-            wrapper.eval(), tuple(feed.values()), buf, dynamo=False, opset_version=opset,
-            input_names=[t.name for t in spec.inputs], output_names=[t.name for t in spec.outputs],
-            dynamic_axes=spec.dynamic_axes(), do_constant_folding=True,
+            wrapper.eval(),
+            tuple(feed.values()),
+            buf,
+            dynamo=False,
+            opset_version=opset,
+            input_names=[t.name for t in spec.inputs],
+            output_names=[t.name for t in spec.outputs],
+            dynamic_axes=spec.dynamic_axes(),
+            do_constant_folding=True,
         )
     return finish_model(_load_bytes(buf.getvalue()), spec)
 
@@ -102,7 +112,9 @@ def _name_batch_dims(model, spec: GraphSpec) -> None:
                 d.dim_param = "B"
 
 
-def save_onnx(model, path: str | Path, *, external_threshold: int = EXTERNAL_DATA_THRESHOLD) -> list[Path]:
+def save_onnx(
+    model, path: str | Path, *, external_threshold: int = EXTERNAL_DATA_THRESHOLD
+) -> list[Path]:
     """Write ``model`` to ``path``; initializers go to ``<path>.data`` above the threshold.
 
     Returns the files written (the .onnx, then the .onnx.data if any).
@@ -115,14 +127,21 @@ def save_onnx(model, path: str | Path, *, external_threshold: int = EXTERNAL_DAT
         onnx.save_model(model, str(path))
         return [path]
     data = path.with_name(path.name + ".data")
-    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=data.name, size_threshold=1024)
+    onnx.save_model(
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=data.name,
+        size_threshold=1024,
+    )
     onnx.checker.check_model(str(path))
     return [path, data]
 
 
-def onnx_from_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, output_format: str = "uint8",
-                         opset: int = 17) -> dict[str, Path]:
+def onnx_from_checkpoint(
+    checkpoint: str | Path, out_dir: str | Path, *, output_format: str = "uint8", opset: int = 17
+) -> dict[str, Path]:
     """Export every graph of ``checkpoint`` into ``out_dir`` (fp32, unverified): {graph: path}.
 
     ``export_bundle`` is the verified path; this is the bare conversion.
@@ -130,5 +149,7 @@ def onnx_from_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, output_
     model, cfg, kind = load_generator(checkpoint)
     paths = {}
     for spec, wrapper in graphs_for(kind, model, cfg, output_format):
-        paths[spec.name] = save_onnx(onnx_from_module(wrapper, spec, opset=opset), Path(out_dir) / f"{spec.stem}.onnx")[0]
+        paths[spec.name] = save_onnx(
+            onnx_from_module(wrapper, spec, opset=opset), Path(out_dir) / f"{spec.stem}.onnx"
+        )[0]
     return paths

@@ -51,10 +51,30 @@ class ExportOptions:
         base = ["output_format", "opset", "parity_seeds"]
         extra = {
             "fp32": [],
-            "fp16": ["min_psnr", "quality_seed", "quality_samples", "seed", "calib_samples", "truncation"],
-            "int8": ["calib_method", "calib_samples", "calib_data", "truncation", "max_quality_drop",
-                     "min_psnr", "seed", "quality_seed", "quality_samples", "eval_data"],
-        }.get(stage, [f.name for f in dataclasses.fields(self) if f.name not in ("out", "force", "triton")])
+            "fp16": [
+                "min_psnr",
+                "quality_seed",
+                "quality_samples",
+                "seed",
+                "calib_samples",
+                "truncation",
+            ],
+            "int8": [
+                "calib_method",
+                "calib_samples",
+                "calib_data",
+                "truncation",
+                "max_quality_drop",
+                "min_psnr",
+                "seed",
+                "quality_seed",
+                "quality_samples",
+                "eval_data",
+            ],
+        }.get(
+            stage,
+            [f.name for f in dataclasses.fields(self) if f.name not in ("out", "force", "triton")],
+        )
         d = {k: getattr(self, k) for k in base + extra}
         d["stage"] = stage
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -85,10 +105,13 @@ def parse_profiles(text: str) -> tuple[Profile, ...]:
             raise BadInputError(f"--batch {part}: MIN must be >= 1 (received {lo}).")
         if lo > hi:
             raise BadInputError(
-                f"--batch {part}: MIN {lo} is larger than MAX {hi}.", hint=f"Did you mean --batch {hi}:{opt}:{lo}?"
+                f"--batch {part}: MIN {lo} is larger than MAX {hi}.",
+                hint=f"Did you mean --batch {hi}:{opt}:{lo}?",
             )
         if not lo <= opt <= hi:
-            raise BadInputError(f"--batch {part}: OPT {opt} must lie between MIN {lo} and MAX {hi}.")
+            raise BadInputError(
+                f"--batch {part}: OPT {opt} must lie between MIN {lo} and MAX {hi}."
+            )
         profiles.append((lo, opt, hi))
     if not profiles:
         raise BadInputError("--batch is empty; expected MIN:OPT:MAX (e.g. 1:8:32).")
@@ -107,25 +130,56 @@ def validate_export_options(opts: ExportOptions) -> ExportOptions:
             f"--precision received {', '.join(map(repr, unknown))}; expected a subset of {', '.join(PRECISIONS)}.",
             hint="For example: --precision fp32,fp16,int8",
         )
-    _check(opts.calib_method in CALIB_METHODS, f"calib_method {opts.calib_method!r} is not one of {CALIB_METHODS}")
-    _check(opts.output_format in OUTPUT_FORMATS, f"output_format {opts.output_format!r} is not one of {OUTPUT_FORMATS}")
+    _check(
+        opts.calib_method in CALIB_METHODS,
+        f"calib_method {opts.calib_method!r} is not one of {CALIB_METHODS}",
+    )
+    _check(
+        opts.output_format in OUTPUT_FORMATS,
+        f"output_format {opts.output_format!r} is not one of {OUTPUT_FORMATS}",
+    )
     _check(opts.calib_samples >= 1, f"calib_samples must be >= 1 (received {opts.calib_samples})")
-    _check(0.0 < opts.truncation <= 1.0, f"truncation must be in (0, 1] (received {opts.truncation})")
+    _check(
+        0.0 < opts.truncation <= 1.0, f"truncation must be in (0, 1] (received {opts.truncation})"
+    )
     _check(opts.opset >= 17, f"opset must be >= 17 (received {opts.opset})")
-    _check(opts.max_quality_drop >= 0, f"max_quality_drop must be >= 0 (received {opts.max_quality_drop})")
-    _check(opts.trt_path in ("auto", "strongly-typed", "legacy"),
-           f"trt_path {opts.trt_path!r} is not one of auto, strongly-typed, legacy")
+    _check(
+        opts.max_quality_drop >= 0,
+        f"max_quality_drop must be >= 0 (received {opts.max_quality_drop})",
+    )
+    _check(
+        opts.trt_path in ("auto", "strongly-typed", "legacy"),
+        f"trt_path {opts.trt_path!r} is not one of auto, strongly-typed, legacy",
+    )
     _check(opts.workspace_mb >= 16, f"workspace_mb must be >= 16 (received {opts.workspace_mb})")
-    _check(opts.quality_samples >= 8, f"quality_samples must be >= 8 (received {opts.quality_samples})")
-    for flag, name in ((opts.dla_core is not None, "--dla-core"), (opts.version_compatible, "--version-compatible")):
-        _check(opts.trt or not flag, f"{name} only applies to TensorRT engines; add --trt or drop {name}")
-    _check(opts.dla_core is None or opts.dla_core >= 0, f"dla_core must be >= 0 (received {opts.dla_core})")
+    _check(
+        opts.quality_samples >= 8, f"quality_samples must be >= 8 (received {opts.quality_samples})"
+    )
+    for flag, name in (
+        (opts.dla_core is not None, "--dla-core"),
+        (opts.version_compatible, "--version-compatible"),
+    ):
+        _check(
+            opts.trt or not flag,
+            f"{name} only applies to TensorRT engines; add --trt or drop {name}",
+        )
+    _check(
+        opts.dla_core is None or opts.dla_core >= 0,
+        f"dla_core must be >= 0 (received {opts.dla_core})",
+    )
     for p in opts.profiles:
-        _check(len(p) == 3 and 1 <= p[0] <= p[1] <= p[2], f"batch profile {p} must satisfy 1 <= MIN <= OPT <= MAX")
+        _check(
+            len(p) == 3 and 1 <= p[0] <= p[1] <= p[2],
+            f"batch profile {p} must satisfy 1 <= MIN <= OPT <= MAX",
+        )
     if opts.triton is not None and Path(opts.triton).resolve() == Path(opts.out).resolve():
-        raise BadInputError("--triton and --out name the same folder; give the Triton repository its own folder.")
+        raise BadInputError(
+            "--triton and --out name the same folder; give the Triton repository its own folder."
+        )
     precisions = tuple(p for p in PRECISIONS if p in set(opts.precisions) | {"fp32"})
-    return dataclasses.replace(opts, precisions=precisions, checkpoint=Path(opts.checkpoint), out=Path(opts.out))
+    return dataclasses.replace(
+        opts, precisions=precisions, checkpoint=Path(opts.checkpoint), out=Path(opts.out)
+    )
 
 
 def _check(cond: bool, what: str) -> None:

@@ -39,7 +39,9 @@ class OnnxRunner:
         if threads:
             so.intra_op_num_threads = threads
         try:
-            self._sess = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+            self._sess = ort.InferenceSession(
+                str(self.path), so, providers=["CPUExecutionProvider"]
+            )
             self.backend = "onnxruntime-cpu"
             self.output_names = [o.name for o in self._sess.get_outputs()]
         except Exception as e:  # NOT_IMPLEMENTED: no kernel for this op/type on CPU
@@ -68,7 +70,9 @@ def torch_outputs(wrapper: Any, spec: GraphSpec, feed: Feed) -> dict[str, np.nda
     return {t.name: o.numpy() for t, o in zip(spec.outputs, outs, strict=True)}
 
 
-def parity_feed(spec: GraphSpec, cfg: Any, kind: str, seed: int, n: int = 8, *, decoder_runner=None) -> Feed:
+def parity_feed(
+    spec: GraphSpec, cfg: Any, kind: str, seed: int, n: int = 8, *, decoder_runner=None
+) -> Feed:
     """Fixed-seed inputs for ``spec``: latents, uint8 images (VAE encoder) or tokens + state (ar)."""
     if spec.name in ("generator", "decoder"):
         return image_feed(cfg, n, seed)
@@ -85,15 +89,19 @@ def parity_feed(spec: GraphSpec, cfg: Any, kind: str, seed: int, n: int = 8, *, 
 
 def max_abs_error(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
     """Largest |a - b| over every output (as float64)."""
-    return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k].astype(np.float64)), initial=0.0)) for k in a)
+    return max(
+        float(np.max(np.abs(a[k].astype(np.float64) - b[k].astype(np.float64)), initial=0.0))
+        for k in a
+    )
 
 
 def tolerance_for(spec: GraphSpec) -> float:
     return max(PARITY_TOL.get(t.dtype, 1e-3) for t in spec.outputs)
 
 
-def check_parity(wrapper: Any, onnx_path: Path, spec: GraphSpec, cfg: Any, kind: str,
-                 seeds: tuple[int, ...]) -> dict[str, Any]:
+def check_parity(
+    wrapper: Any, onnx_path: Path, spec: GraphSpec, cfg: Any, kind: str, seeds: tuple[int, ...]
+) -> dict[str, Any]:
     """Compare torch and ONNX Runtime fp32 on ``seeds``; raise ParityError past the tolerance.
 
     Returns the verification record: ``max_abs_err_vs_torch``, ``seeds``, ``verdict``.
@@ -113,8 +121,9 @@ def check_parity(wrapper: Any, onnx_path: Path, spec: GraphSpec, cfg: Any, kind:
     return {"max_abs_err_vs_torch": worst, "seeds": list(seeds), "verdict": "pass"}
 
 
-def step_sequence_error(wrapper: Any, runner: OnnxRunner, spec: GraphSpec, cfg: Any, seed: int,
-                        steps: int = 8) -> float:
+def step_sequence_error(
+    wrapper: Any, runner: OnnxRunner, spec: GraphSpec, cfg: Any, seed: int, steps: int = 8
+) -> float:
     """Feed each engine its own state for ``steps`` steps; the worst error over the sequence."""
     feed = parity_feed(spec, cfg, "ar", seed, n=4)
     t_feed, o_feed, worst = dict(feed), dict(feed), 0.0

@@ -48,7 +48,9 @@ def ssim(ref: np.ndarray, test: np.ndarray, *, layout: str = "NHWC") -> float:
     f = lambda x: _gaussian_filter(x, size)  # noqa: E731
     mu_a, mu_b = f(a), f(b)
     var_a, var_b, cov = f(a * a) - mu_a**2, f(b * b) - mu_b**2, f(a * b) - mu_a * mu_b
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
+        (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+    )
     return float(s.mean())
 
 
@@ -62,8 +64,11 @@ def to_float_nchw(images: np.ndarray, layout: str) -> np.ndarray:
 def image_quality(ref: np.ndarray, test: np.ndarray, layout: str) -> dict[str, float]:
     """``psnr_vs_fp32``, ``ssim_vs_fp32``, ``max_abs_err_vs_fp32`` of one image batch."""
     err = float(np.max(np.abs(ref.astype(np.float64) - test.astype(np.float64)), initial=0.0))
-    return {"max_abs_err_vs_fp32": err, "psnr_vs_fp32": _finite(psnr(ref, test, layout=layout)),
-            "ssim_vs_fp32": ssim(ref, test, layout=layout)}
+    return {
+        "max_abs_err_vs_fp32": err,
+        "psnr_vs_fp32": _finite(psnr(ref, test, layout=layout)),
+        "ssim_vs_fp32": ssim(ref, test, layout=layout),
+    }
 
 
 def _finite(x: float, cap: float = 200.0) -> float:
@@ -81,7 +86,9 @@ def load_reference_data(src: str | None, image_size: int | None = None) -> Any |
     return load_image_data(src, image_size=image_size)
 
 
-def image_task_metrics(images: np.ndarray, layout: str, labels: np.ndarray | None, real: Any) -> dict[str, float]:
+def image_task_metrics(
+    images: np.ndarray, layout: str, labels: np.ndarray | None, real: Any
+) -> dict[str, float]:
     """Task metrics from ``genedge.train.eval.image_metrics`` ({} when it or the data is missing)."""
     if real is None:
         return {}
@@ -122,8 +129,15 @@ def bits_per_char(runner: Any, cfg: Any, tokens: np.ndarray) -> float:
     return float(nll / (B * (T - 1)) / np.log(2))
 
 
-def measure_speedup(fp32_path: str | Path, test_path: str | Path, feed: Feed, *, iters: int = 200,
-                    warmup: int = 20, threads: int = 1) -> dict[str, float]:
+def measure_speedup(
+    fp32_path: str | Path,
+    test_path: str | Path,
+    feed: Feed,
+    *,
+    iters: int = 200,
+    warmup: int = 20,
+    threads: int = 1,
+) -> dict[str, float]:
     """Median latency (ms) of two ONNX files on ORT CPU, interleaved run by run; ratio fp32/test.
 
     A benchmark helper (not a timed test): ``python -c "from genedge.export.quality import ..."``.
@@ -141,4 +155,9 @@ def measure_speedup(fp32_path: str | Path, test_path: str | Path, feed: Feed, *,
             r.run(feed)
             times[i].append(time.perf_counter_ns() - t0)
     p50 = [float(np.median(t)) / 1e6 for t in times]
-    return {"fp32_p50_ms": p50[0], "test_p50_ms": p50[1], "speedup": p50[0] / p50[1], "threads": threads}
+    return {
+        "fp32_p50_ms": p50[0],
+        "test_p50_ms": p50[1],
+        "speedup": p50[0] / p50[1],
+        "threads": threads,
+    }

@@ -51,8 +51,15 @@ class SubpixelUp(nn.Module):
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, act: str = "relu") -> None:
         super().__init__()
-        if conv.kernel_size != (3, 3) or conv.padding != (1, 1) or conv.stride != (1, 1) or conv.groups != 1:
-            raise ValueError("SubpixelUp folds only 3x3, stride 1, padding 1, ungrouped convolutions")
+        if (
+            conv.kernel_size != (3, 3)
+            or conv.padding != (1, 1)
+            or conv.stride != (1, 1)
+            or conv.groups != 1
+        ):
+            raise ValueError(
+                "SubpixelUp folds only 3x3, stride 1, padding 1, ungrouped convolutions"
+            )
         w, b = subpixel_weights(*fold_bn(conv, bn))
         self.conv = nn.Conv2d(w.shape[1], w.shape[0], 3, padding=1)
         with torch.no_grad():

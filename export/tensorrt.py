@@ -42,8 +42,13 @@ def parse_trt_version(version: str) -> tuple[int, int]:
         raise BadInputError(f"Cannot read TensorRT version {version!r}.") from None
 
 
-def choose_build_path(trt_version: str, *, requested: str = "auto", precision: str = "fp32",
-                      dla_core: int | None = None) -> str:
+def choose_build_path(
+    trt_version: str,
+    *,
+    requested: str = "auto",
+    precision: str = "fp32",
+    dla_core: int | None = None,
+) -> str:
     """``strongly-typed`` or ``legacy`` for this TensorRT version and request.
 
     TensorRT >= 11 has only strongly typed networks; asking for ``legacy`` there is an
@@ -82,36 +87,59 @@ def engine_file_name(precision: str, compute_capability: tuple[int, int], trt_ve
     return f"model.{precision}.sm{compute_capability[0]}{compute_capability[1]}.trt{major}.{minor}.engine"
 
 
-def profile_shapes(spec_inputs: list[dict[str, Any]], profile: Profile) -> dict[str, tuple[tuple[int, ...], ...]]:
+def profile_shapes(
+    spec_inputs: list[dict[str, Any]], profile: Profile
+) -> dict[str, tuple[tuple[int, ...], ...]]:
     """Per input: (min, opt, max) shapes, batch dim ``"B"`` replaced by the profile's sizes."""
     out = {}
     for t in spec_inputs:
-        out[t["name"]] = tuple(tuple(b if d == "B" else int(d) for d in t["shape"]) for b in profile)
+        out[t["name"]] = tuple(
+            tuple(b if d == "B" else int(d) for d in t["shape"]) for b in profile
+        )
     return out
 
 
 def calibration_cache_key(onnx_sha256: str, calibration: dict[str, Any], trt_version: str) -> str:
     """Key of a legacy calibration cache: ONNX hash + calibration settings + TensorRT major.minor."""
-    blob = json.dumps({"onnx": onnx_sha256, "calib": calibration,
-                       "trt": parse_trt_version(trt_version)}, sort_keys=True)
+    blob = json.dumps(
+        {"onnx": onnx_sha256, "calib": calibration, "trt": parse_trt_version(trt_version)},
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def reusable_calibration_cache(previous: dict[str, Any] | None, key: str, data: bytes | None) -> bytes | None:
+def reusable_calibration_cache(
+    previous: dict[str, Any] | None, key: str, data: bytes | None
+) -> bytes | None:
     """The old cache's bytes if its recorded key matches ``key``; None for a missing or stale cache."""
     if not previous or data is None:
         return None
     return data if (previous.get("calibration") or {}).get("cache_key") == key else None
 
 
-def engine_record(*, trt_version: str, device_name: str, compute_capability: tuple[int, int],
-                  profiles: tuple[Profile, ...], version_compatible: bool, dla_core: int | None,
-                  built_from: str, path: str, gpu_fallback: bool | None = None) -> dict[str, Any]:
+def engine_record(
+    *,
+    trt_version: str,
+    device_name: str,
+    compute_capability: tuple[int, int],
+    profiles: tuple[Profile, ...],
+    version_compatible: bool,
+    dla_core: int | None,
+    built_from: str,
+    path: str,
+    gpu_fallback: bool | None = None,
+) -> dict[str, Any]:
     """The manifest ``engine`` record of docs/bundle.md."""
-    rec = {"tensorrt_version": trt_version, "device_name": device_name,
-           "compute_capability": f"{compute_capability[0]}.{compute_capability[1]}",
-           "profiles": [list(p) for p in profiles], "version_compatible": bool(version_compatible),
-           "dla_core": dla_core, "built_from": built_from, "path": path}
+    rec = {
+        "tensorrt_version": trt_version,
+        "device_name": device_name,
+        "compute_capability": f"{compute_capability[0]}.{compute_capability[1]}",
+        "profiles": [list(p) for p in profiles],
+        "version_compatible": bool(version_compatible),
+        "dla_core": dla_core,
+        "built_from": built_from,
+        "path": path,
+    }
     if dla_core is not None:
         rec["gpu_fallback"] = bool(gpu_fallback)
     return rec
@@ -163,7 +191,11 @@ def device_info() -> tuple[str, tuple[int, int]]:
     """(GPU name, compute capability) of device 0."""
     cudart = _cudart()
     props = _ck(cudart.cudaGetDeviceProperties(0))
-    name = props.name.decode(errors="replace").rstrip("\x00") if isinstance(props.name, bytes) else str(props.name)
+    name = (
+        props.name.decode(errors="replace").rstrip("\x00")
+        if isinstance(props.name, bytes)
+        else str(props.name)
+    )
     return name, (int(props.major), int(props.minor))
 
 
@@ -172,11 +204,17 @@ def _device_buffers(cudart, arrays: dict[str, np.ndarray]) -> dict[str, int]:
     for k, a in arrays.items():
         a = np.ascontiguousarray(a)
         ptrs[k] = int(_ck(cudart.cudaMalloc(max(a.nbytes, 1))))
-        _ck(cudart.cudaMemcpy(ptrs[k], a.ctypes.data, a.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice))
+        _ck(
+            cudart.cudaMemcpy(
+                ptrs[k], a.ctypes.data, a.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+            )
+        )
     return ptrs
 
 
-def make_entropy_calibrator(feeds: list[Feed], cache: bytes | None, on_cache: Callable[[bytes], None]):
+def make_entropy_calibrator(
+    feeds: list[Feed], cache: bytes | None, on_cache: Callable[[bytes], None]
+):
     """An ``IInt8EntropyCalibrator2`` over ``feeds`` (same-sized batches), defined here so that
     importing this module never imports tensorrt."""
     trt, cudart = require_tensorrt(), _cudart()
@@ -255,14 +293,23 @@ class EngineBuild:
     calibration_cache: bytes | None = None
 
 
-def engine_from_onnx(req: EngineRequest, *, timing_cache: bytes | None = None,
-                     calibration_feeds: list[Feed] | None = None, calibration_cache: bytes | None = None,
-                     log: Callable[[str], None] = lambda s: None) -> EngineBuild:
+def engine_from_onnx(
+    req: EngineRequest,
+    *,
+    timing_cache: bytes | None = None,
+    calibration_feeds: list[Feed] | None = None,
+    calibration_cache: bytes | None = None,
+    log: Callable[[str], None] = lambda s: None,
+) -> EngineBuild:
     """Build a raw TensorRT plan (bytes, no header) from ``req.onnx_path``. GPU only; unverified here."""
     trt = require_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if req.path == STRONGLY_TYPED else 0
+    flags = (
+        1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        if req.path == STRONGLY_TYPED
+        else 0
+    )
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(req.onnx_path)):
@@ -285,12 +332,19 @@ def engine_from_onnx(req: EngineRequest, *, timing_cache: bytes | None = None,
         log(f"TensorRT: DLA core {req.dla_core} with GPU fallback for unsupported layers")
     new_calib: list[bytes] = []
     if req.path == LEGACY:
-        _legacy_precision(trt, config, req, profiles[0], calibration_feeds, calibration_cache, new_calib.append)
+        _legacy_precision(
+            trt, config, req, profiles[0], calibration_feeds, calibration_cache, new_calib.append
+        )
     plan = builder.build_serialized_network(network, config)
     if plan is None:
-        raise IncompatibleEnvironmentError(f"TensorRT failed to build the {req.precision} engine (see its log above).")
-    return EngineBuild(bytes(plan), bytes(config.get_timing_cache().serialize()),
-                       new_calib[-1] if new_calib else calibration_cache)
+        raise IncompatibleEnvironmentError(
+            f"TensorRT failed to build the {req.precision} engine (see its log above)."
+        )
+    return EngineBuild(
+        bytes(plan),
+        bytes(config.get_timing_cache().serialize()),
+        new_calib[-1] if new_calib else calibration_cache,
+    )
 
 
 def _add_profiles(builder, config, req: EngineRequest) -> list:
@@ -329,8 +383,10 @@ def run_engine(plan: bytes, feed: Feed, *, host_code: bool = False) -> dict[str,
     engine = runtime.deserialize_cuda_engine(plan)
     ctx = engine.create_execution_context() if engine is not None else None
     if ctx is None:
-        raise IncompatibleEnvironmentError("TensorRT could not load the engine it has just built "
-                                           "(deserialize or execution context failed); see the TensorRT log.")
+        raise IncompatibleEnvironmentError(
+            "TensorRT could not load the engine it has just built "
+            "(deserialize or execution context failed); see the TensorRT log."
+        )
     names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
     inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
     ptrs = _device_buffers(cudart, {n: feed[n] for n in inputs})
@@ -340,7 +396,9 @@ def run_engine(plan: bytes, feed: Feed, *, host_code: bool = False) -> dict[str,
     for n in names:
         if n in inputs:
             continue
-        outs[n] = np.empty(tuple(ctx.get_tensor_shape(n)), dtype=trt.nptype(engine.get_tensor_dtype(n)))
+        outs[n] = np.empty(
+            tuple(ctx.get_tensor_shape(n)), dtype=trt.nptype(engine.get_tensor_dtype(n))
+        )
         ptrs[n] = int(_ck(cudart.cudaMalloc(max(outs[n].nbytes, 1))))
     for n in names:
         ctx.set_tensor_address(n, ptrs[n])
@@ -350,7 +408,11 @@ def run_engine(plan: bytes, feed: Feed, *, host_code: bool = False) -> dict[str,
             raise IncompatibleEnvironmentError("TensorRT execute_async_v3 failed.")
         _ck(cudart.cudaStreamSynchronize(stream))
         for n, a in outs.items():
-            _ck(cudart.cudaMemcpy(a.ctypes.data, ptrs[n], a.nbytes, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost))
+            _ck(
+                cudart.cudaMemcpy(
+                    a.ctypes.data, ptrs[n], a.nbytes, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+                )
+            )
     finally:
         for p in ptrs.values():
             cudart.cudaFree(p)

@@ -44,32 +44,70 @@ def build_engines(ctx: Any) -> None:
     calib_rec, calib_bytes = _previous_file(ctx, "calibration.cache")
     spec, o, calib_key = ctx.main, ctx.opts, None
     for prec in o.precisions:
-        path = choose_build_path(trt_version, requested=o.trt_path, precision=prec, dla_core=o.dla_core)
+        path = choose_build_path(
+            trt_version, requested=o.trt_path, precision=prec, dla_core=o.dla_core
+        )
         src = source_onnx_for(prec, path)
-        req = EngineRequest(ctx.tmp / src, prec, path, tuple(t.to_dict() for t in spec.inputs), o.profiles,
-                            o.workspace_mb, o.dla_core, o.version_compatible)
+        req = EngineRequest(
+            ctx.tmp / src,
+            prec,
+            path,
+            tuple(t.to_dict() for t in spec.inputs),
+            o.profiles,
+            o.workspace_mb,
+            o.dla_core,
+            o.version_compatible,
+        )
         feeds, cache = None, None
         if path == LEGACY and prec == "int8":
-            calib_key = calibration_cache_key(sha256_file(ctx.tmp / src), calibration_spec(ctx).record(), trt_version)
+            calib_key = calibration_cache_key(
+                sha256_file(ctx.tmp / src), calibration_spec(ctx).record(), trt_version
+            )
             cache = reusable_calibration_cache(calib_rec, calib_key, calib_bytes)
-            ctx.log("TensorRT calibration cache: " + ("reused" if cache else "stale or missing, recalibrating"))
+            ctx.log(
+                "TensorRT calibration cache: "
+                + ("reused" if cache else "stale or missing, recalibrating")
+            )
             feeds = calibration_feeds(ctx, spec)
         ctx.log(f"building TensorRT {prec} engine ({path}) from {src}")
-        build = engine_from_onnx(req, timing_cache=timing, calibration_feeds=feeds, calibration_cache=cache, log=ctx.log)
+        build = engine_from_onnx(
+            req, timing_cache=timing, calibration_feeds=feeds, calibration_cache=cache, log=ctx.log
+        )
         timing, calib_bytes = build.timing_cache, build.calibration_cache or calib_bytes
         file = engine_file_name(prec, cc, trt_version)
         save_bundle_file(ctx.tmp, file, build.plan)
-        record = engine_record(trt_version=trt_version, device_name=device_name, compute_capability=cc,
-                               profiles=o.profiles, version_compatible=o.version_compatible, dla_core=o.dla_core,
-                               built_from=src, path=path, gpu_fallback=o.dla_core is not None)
-        add_artifact(ctx, file, graph=spec.name, format="engine", precision=prec,
-                     verification=engine_parity(ctx, build.plan, prec), engine=record)
+        record = engine_record(
+            trt_version=trt_version,
+            device_name=device_name,
+            compute_capability=cc,
+            profiles=o.profiles,
+            version_compatible=o.version_compatible,
+            dla_core=o.dla_core,
+            built_from=src,
+            path=path,
+            gpu_fallback=o.dla_core is not None,
+        )
+        add_artifact(
+            ctx,
+            file,
+            graph=spec.name,
+            format="engine",
+            precision=prec,
+            verification=engine_parity(ctx, build.plan, prec),
+            engine=record,
+        )
     save_bundle_file(ctx.tmp, "timing.cache", timing or b"")
     add_artifact(ctx, "timing.cache", graph=spec.name, format="cache")
     if calib_key and calib_bytes:
         save_bundle_file(ctx.tmp, "calibration.cache", calib_bytes)
-        add_artifact(ctx, "calibration.cache", graph=spec.name, format="cache", precision="int8",
-                     calibration=dict(calibration_spec(ctx).record(), cache_key=calib_key))
+        add_artifact(
+            ctx,
+            "calibration.cache",
+            graph=spec.name,
+            format="cache",
+            precision="int8",
+            calibration=dict(calibration_spec(ctx).record(), cache_key=calib_key),
+        )
 
 
 def engine_parity(ctx: Any, plan: bytes, precision: str) -> dict[str, Any]:
@@ -82,15 +120,27 @@ def engine_parity(ctx: Any, plan: bytes, precision: str) -> dict[str, Any]:
     n, worst, psnrs = o.profiles[0][1], 0.0, []
     ref_runner = ctx.cache.get(f"runner:{spec.stem}") or _runner(ctx)
     for seed in o.parity_seeds:
-        feed = image_feed(ctx.cfg, n, seed) if spec.name != "step" else parity_feed(spec, ctx.cfg, ctx.kind, seed, n)
+        feed = (
+            image_feed(ctx.cfg, n, seed)
+            if spec.name != "step"
+            else parity_feed(spec, ctx.cfg, ctx.kind, seed, n)
+        )
         ref, out = ref_runner.run(feed), run_engine(plan, feed, host_code=o.version_compatible)
         worst = max(worst, max_abs_error(ref, out))
         if "image" in ref:
             psnrs.append(psnr(ref["image"], out["image"], layout=spec.outputs[0].layout or "NHWC"))
-    rec: dict[str, Any] = {"max_abs_err_vs_fp32": worst, "seeds": list(o.parity_seeds), "backend": "tensorrt"}
+    rec: dict[str, Any] = {
+        "max_abs_err_vs_fp32": worst,
+        "seeds": list(o.parity_seeds),
+        "backend": "tensorrt",
+    }
     if psnrs:
         rec["psnr_vs_fp32"] = float(min(min(psnrs), 200.0))
-    ok = worst <= tolerance_for(spec) if precision == "fp32" else rec.get("psnr_vs_fp32", 200.0) >= o.min_psnr
+    ok = (
+        worst <= tolerance_for(spec)
+        if precision == "fp32"
+        else rec.get("psnr_vs_fp32", 200.0) >= o.min_psnr
+    )
     rec["verdict"] = "pass" if ok and np.isfinite(worst) else "fail"
     return rec
 

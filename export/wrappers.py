@@ -42,12 +42,16 @@ class GraphSpec:
     outputs: tuple[TensorSpec, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs]}
+        return {
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+        }
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
         """ONNX dynamic axes: every dimension named ``"B"``."""
         return {
-            t.name: {i: B for i, d in enumerate(t.shape) if d == B} for t in self.inputs + self.outputs
+            t.name: {i: B for i, d in enumerate(t.shape) if d == B}
+            for t in self.inputs + self.outputs
         }
 
 
@@ -75,8 +79,14 @@ class ImageGraph(GraphWrapper):
     compares ONNX against the model as trained, not against the rewrite.
     """
 
-    def __init__(self, generator: nn.Module, *, conditional: bool, output_format: str = "uint8",
-                 deploy: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        generator: nn.Module,
+        *,
+        conditional: bool,
+        output_format: str = "uint8",
+        deploy: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         self.generator = deploy if deploy is not None else generator
         self.trained = generator
@@ -84,7 +94,9 @@ class ImageGraph(GraphWrapper):
         self.output_format = output_format
 
     def reference(self) -> ImageGraph:
-        return ImageGraph(self.trained, conditional=self.conditional, output_format=self.output_format)
+        return ImageGraph(
+            self.trained, conditional=self.conditional, output_format=self.output_format
+        )
 
     def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
         x = self.generator(z, label if self.conditional else None)  # (B, C, H, W)
@@ -120,9 +132,13 @@ def image_graph_spec(name: str, cfg: Any, output_format: str) -> GraphSpec:
     if cfg.num_classes:
         inputs.append(TensorSpec("label", "int64", (B,)))
     if output_format == "float":
-        out = TensorSpec("image", "float32", (B, cfg.channels, cfg.image_size, cfg.image_size), "NCHW")
+        out = TensorSpec(
+            "image", "float32", (B, cfg.channels, cfg.image_size, cfg.image_size), "NCHW"
+        )
     else:
-        out = TensorSpec("image", "uint8", (B, cfg.image_size, cfg.image_size, cfg.channels), "NHWC")
+        out = TensorSpec(
+            "image", "uint8", (B, cfg.image_size, cfg.image_size, cfg.channels), "NHWC"
+        )
     return GraphSpec(name, "model", tuple(inputs), (out,))
 
 
@@ -131,28 +147,39 @@ def encoder_graph_spec(cfg: Any) -> GraphSpec:
     image = TensorSpec("image", "uint8", (B, cfg.image_size, cfg.image_size, cfg.channels), "NHWC")
     z = cfg.latent_dim
     return GraphSpec(
-        "encoder", "encoder", (image,), (TensorSpec("mu", "float32", (B, z)), TensorSpec("logvar", "float32", (B, z)))
+        "encoder",
+        "encoder",
+        (image,),
+        (TensorSpec("mu", "float32", (B, z)), TensorSpec("logvar", "float32", (B, z))),
     )
 
 
 def step_graph_spec(cfg: Any) -> GraphSpec:
     """Spec of the AR ``step`` graph (state tensors per ``cfg.state_names``)."""
     state = (cfg.layers, B, cfg.hidden)
-    inputs = [TensorSpec("token", "int64", (B,))] + [TensorSpec(s, "float32", state) for s in cfg.state_names]
+    inputs = [TensorSpec("token", "int64", (B,))] + [
+        TensorSpec(s, "float32", state) for s in cfg.state_names
+    ]
     outputs = [TensorSpec("logits", "float32", (B, cfg.vocab_size))] + [
         TensorSpec(f"{s}_out", "float32", state) for s in cfg.state_names
     ]
     return GraphSpec("step", "model", tuple(inputs), tuple(outputs))
 
 
-def graphs_for(kind: str, model: nn.Module, cfg: Any, output_format: str) -> list[tuple[GraphSpec, nn.Module]]:
+def graphs_for(
+    kind: str, model: nn.Module, cfg: Any, output_format: str
+) -> list[tuple[GraphSpec, nn.Module]]:
     """Every graph a checkpoint of ``kind`` exports, main graph first, with its wrapper."""
     if kind == "gan":
         spec = image_graph_spec("generator", cfg, output_format)
         from .subpixel import subpixel_gan_generator
 
-        graph = ImageGraph(model, conditional=cfg.num_classes > 0, output_format=output_format,
-                           deploy=subpixel_gan_generator(model))
+        graph = ImageGraph(
+            model,
+            conditional=cfg.num_classes > 0,
+            output_format=output_format,
+            deploy=subpixel_gan_generator(model),
+        )
         return [(spec, graph)]
     if kind == "vae":
         spec = image_graph_spec("decoder", cfg, output_format)

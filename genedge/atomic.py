@@ -84,8 +84,10 @@ def _disk_full(e: BaseException, folder: Path, written: int) -> bool:
 def _unwritable(final: Path, e: OSError) -> BadInputError:
     if e.errno in _DISK_FULL_ERRNOS:
         return _disk_full_error(final, e)
-    return BadInputError(f"Cannot write '{final}': {e.strerror or e} ({type(e).__name__}).",
-                         hint="Pass a path in a folder you can write to.")
+    return BadInputError(
+        f"Cannot write '{final}': {e.strerror or e} ({type(e).__name__}).",
+        hint="Pass a path in a folder you can write to.",
+    )
 
 
 def _disk_full_error(final: Path, e: BaseException) -> BadInputError:
@@ -106,8 +108,10 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     """
     final = Path(final)
     if final.is_dir():
-        raise BadInputError(f"Cannot write '{final}': it is a folder; expected a file path.",
-                            hint=f"Name a file inside it, e.g. {final / 'out'}.")
+        raise BadInputError(
+            f"Cannot write '{final}': it is a folder; expected a file path.",
+            hint=f"Name a file inside it, e.g. {final / 'out'}.",
+        )
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(), suffix="-" + final.name, dir=final.parent)
@@ -155,11 +159,15 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     """
     final = Path(final)
     if final.exists() and not final.is_dir():
-        raise BadInputError(f"Cannot write the folder '{final}': a file of that name exists.",
-                            hint="Pass another --out, or remove the file.")
+        raise BadInputError(
+            f"Cannot write the folder '{final}': a file of that name exists.",
+            hint="Pass another --out, or remove the file.",
+        )
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(), suffix="-" + final.name, dir=final.parent))
+        tmp = Path(
+            tempfile.mkdtemp(prefix=_tmp_prefix(), suffix="-" + final.name, dir=final.parent)
+        )
     except OSError as e:
         raise _unwritable(final, e) from None
     _default_mode(tmp, folder=True)
@@ -190,8 +198,8 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
 
 def _writer_alive(name: str) -> bool:
     """Whether the process that owns temporary ``name`` is still running (so: not stale)."""
-    rest = name[len(TMP_PREFIX):]
-    rest = rest[len("old-"):] if rest.startswith("old-") else rest
+    rest = name[len(TMP_PREFIX) :]
+    rest = rest[len("old-") :] if rest.startswith("old-") else rest
     pid_text = rest.split("-", 1)[0]
     if not pid_text.isdigit():
         return False  # a name from before pids were recorded: stale
@@ -221,7 +229,7 @@ def clean_stale_temps(folder: str | os.PathLike) -> list[Path]:
         if not p.name.startswith(TMP_PREFIX) or _writer_alive(p.name):
             continue
         if p.name.startswith(f"{TMP_PREFIX}old-") and p.is_dir() and not p.is_symlink():
-            original = folder / p.name[len(TMP_PREFIX) + len("old-"):].split("-", 1)[-1]
+            original = folder / p.name[len(TMP_PREFIX) + len("old-") :].split("-", 1)[-1]
             if not original.exists() and not original.is_symlink():
                 os.replace(p, original)  # the kill came between atomic_dir's two renames
                 continue

@@ -37,13 +37,17 @@ def _csv(kind: Callable[[str], object] = str) -> Callable[[str], list]:
         try:
             return [kind(t.strip()) for t in text.split(",") if t.strip()]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list, got {text!r}"
+            ) from None
 
     return parse
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="end-to-end on the built-in digits data (train, export, sample, bench)")
+    p = sub.add_parser(
+        "demo", help="end-to-end on the built-in digits data (train, export, sample, bench)"
+    )
     p.add_argument("--out", default="demo-out", help="output folder for every artifact and picture")
     p.add_argument("--minutes", type=float, default=None, help="GAN training budget (default: 4)")
     p.add_argument("--quick", action="store_true", help="a fast smoke run with tiny budgets")
@@ -52,76 +56,135 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a generator (gan, vae) or a text model (ar)")
     p.add_argument("kind", choices=["gan", "vae", "ar"])
-    p.add_argument("--data", required=True,
-                   help="digits | stdlib-docs | image folder | .npz/.npy | MNIST IDX file | text file")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="digits | stdlib-docs | image folder | .npz/.npy | MNIST IDX file | text file",
+    )
     p.add_argument("--out", required=True, help="run folder (checkpoints, samples, metrics)")
     p.add_argument("--conditional", action="store_true", help="class-conditional (needs labels)")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=int, default=None,
-                        help="total optimizer steps (with --resume: the total to reach)")
+    budget.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="total optimizer steps (with --resume: the total to reach)",
+    )
     budget.add_argument("--minutes", type=float, default=None, help="wall-clock training budget")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
-    p.add_argument("--image-size", type=int, default=None, help="resize images to this size (default 16)")
+    p.add_argument(
+        "--image-size", type=int, default=None, help="resize images to this size (default 16)"
+    )
     p.add_argument("--latent-dim", type=int, default=None)
     p.add_argument("--sample-every", type=int, default=None, help="steps between sample grids")
     p.add_argument("--eval-every", type=int, default=None, help="steps between evaluations")
-    p.add_argument("--resume", action="store_true", help="continue from RUN's newest complete checkpoint")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from RUN's newest complete checkpoint"
+    )
     p.add_argument("--cell", choices=["gru", "lstm"], default=None, help="ar: recurrent cell")
-    p.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's choice; 1 is fastest on a busy machine)")
+    p.add_argument(
+        "--no-progress", action="store_true", help="plain log lines instead of a progress bar"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's choice; 1 is fastest on a busy machine)",
+    )
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="quality metrics of a checkpoint or of a bundle's artifacts")
     p.add_argument("target", help="generator checkpoint (.safetensors) or bundle folder")
-    p.add_argument("--json", dest="json_out", default=None, help="write the metrics to this JSON file")
-    p.add_argument("--data", default=None, help="reference data (default: what the model was trained on)")
+    p.add_argument(
+        "--json", dest="json_out", default=None, help="write the metrics to this JSON file"
+    )
+    p.add_argument(
+        "--data", default=None, help="reference data (default: what the model was trained on)"
+    )
     p.add_argument("-n", "--num-samples", type=int, default=1000)
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--precision", type=_csv(), default=None, help="bundle: artifacts to evaluate")
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="checkpoint -> verified bundle (ONNX fp32/fp16/int8, TensorRT)")
+    p = sub.add_parser(
+        "export", help="checkpoint -> verified bundle (ONNX fp32/fp16/int8, TensorRT)"
+    )
     p.add_argument("checkpoint")
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument("--precision", type=_csv(), default=["fp32", "fp16", "int8"])
     p.add_argument("--calib-method", choices=["entropy", "minmax", "percentile"], default="minmax")
     p.add_argument("--calib-samples", type=int, default=512)
-    p.add_argument("--calib-data", default=None, help="real data for calibration instead of the prior")
-    p.add_argument("--eval-data", default=None,
-                   help="reference data for the task metric (default: what the checkpoint was trained on)")
-    p.add_argument("--truncation", type=float, default=1.0, help="calibration latents: truncation (0, 1]")
-    p.add_argument("--max-quality-drop", type=float, default=0.01,
-                   help="largest allowed drop of the task metric for int8 (e.g. 0.01 = 1 point)")
+    p.add_argument(
+        "--calib-data", default=None, help="real data for calibration instead of the prior"
+    )
+    p.add_argument(
+        "--eval-data",
+        default=None,
+        help="reference data for the task metric (default: what the checkpoint was trained on)",
+    )
+    p.add_argument(
+        "--truncation", type=float, default=1.0, help="calibration latents: truncation (0, 1]"
+    )
+    p.add_argument(
+        "--max-quality-drop",
+        type=float,
+        default=0.01,
+        help="largest allowed drop of the task metric for int8 (e.g. 0.01 = 1 point)",
+    )
     p.add_argument("--min-psnr", type=float, default=30.0, help="int8/fp16 PSNR floor vs fp32 (dB)")
-    p.add_argument("--output-format", choices=["uint8", "float"], default="uint8",
-                   help="uint8 NHWC (default) or float NCHW in [-1, 1]")
+    p.add_argument(
+        "--output-format",
+        choices=["uint8", "float"],
+        default="uint8",
+        help="uint8 NHWC (default) or float NCHW in [-1, 1]",
+    )
     p.add_argument("--opset", type=int, default=17)
-    p.add_argument("--trt", action="store_true", help="also build TensorRT engines (needs genedge[trt] and a GPU)")
-    p.add_argument("--batch", default="1:8:32", help="TensorRT profile MIN:OPT:MAX (several: comma-separated)")
+    p.add_argument(
+        "--trt",
+        action="store_true",
+        help="also build TensorRT engines (needs genedge[trt] and a GPU)",
+    )
+    p.add_argument(
+        "--batch", default="1:8:32", help="TensorRT profile MIN:OPT:MAX (several: comma-separated)"
+    )
     p.add_argument("--workspace-mb", type=int, default=1024)
-    p.add_argument("--trt-path", choices=["auto", "strongly-typed", "legacy"], default="auto",
-                   help="TensorRT precision path (legacy = builder flags + calibrator, TensorRT 10 only)")
+    p.add_argument(
+        "--trt-path",
+        choices=["auto", "strongly-typed", "legacy"],
+        default="auto",
+        help="TensorRT precision path (legacy = builder flags + calibrator, TensorRT 10 only)",
+    )
     p.add_argument("--dla-core", type=int, default=None)
     p.add_argument("--version-compatible", action="store_true")
-    p.add_argument("--triton", default=None, metavar="DIR", help="also write a Triton model repository")
+    p.add_argument(
+        "--triton", default=None, metavar="DIR", help="also write a Triton model repository"
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--force", action="store_true", help="rebuild everything even if the bundle is current")
+    p.add_argument(
+        "--force", action="store_true", help="rebuild everything even if the bundle is current"
+    )
 
 
 def _add_runtime(sub: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("bundle")
-    common.add_argument("--backend", default="auto", help="auto | ort-cpu | ort-cuda | ort-trt | tensorrt")
-    common.add_argument("--precision", default=None, help="fp32 | fp16 | int8 (default: best for the backend)")
+    common.add_argument(
+        "--backend", default="auto", help="auto | ort-cpu | ort-cuda | ort-trt | tensorrt"
+    )
+    common.add_argument(
+        "--precision", default=None, help="fp32 | fp16 | int8 (default: best for the backend)"
+    )
     common.add_argument("--threads", type=int, default=None)
-    common.add_argument("--allow-version-compatible", action="store_true",
-                        help="tensorrt: load version-compatible engines (they carry host code; trusted bundles only)")
+    common.add_argument(
+        "--allow-version-compatible",
+        action="store_true",
+        help="tensorrt: load version-compatible engines (they carry host code; trusted bundles only)",
+    )
 
     p = sub.add_parser("sample", parents=[common], help="sample a grid of images from a bundle")
     p.add_argument("-n", type=int, default=64)
@@ -130,7 +193,9 @@ def _add_runtime(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--truncation", type=float, default=1.0)
     p.add_argument("--out", required=True, help="PNG file to write")
 
-    p = sub.add_parser("live", parents=[common], help="real-time stream loop (video file, window, summary)")
+    p = sub.add_parser(
+        "live", parents=[common], help="real-time stream loop (video file, window, summary)"
+    )
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--video", default=None, help="write the frames to this .mp4/.avi")
@@ -140,10 +205,20 @@ def _add_runtime(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=1, help="frames per inference (a tiled frame)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--label", type=int, default=None)
-    p.add_argument("--realtime-priority", type=int, default=10, metavar="P",
-                   help="SCHED_FIFO priority of the frame loop, where permitted (0: normal scheduling)")
-    p.add_argument("--json", dest="json_out", default=None, metavar="FILE",
-                   help="also write the summary (counters, jitter and latency percentiles) as JSON")
+    p.add_argument(
+        "--realtime-priority",
+        type=int,
+        default=10,
+        metavar="P",
+        help="SCHED_FIFO priority of the frame loop, where permitted (0: normal scheduling)",
+    )
+    p.add_argument(
+        "--json",
+        dest="json_out",
+        default=None,
+        metavar="FILE",
+        help="also write the summary (counters, jitter and latency percentiles) as JSON",
+    )
 
     p = sub.add_parser("generate", parents=[common], help="stream text from an `ar` bundle")
     p.add_argument("--prompt", default="")
@@ -155,7 +230,9 @@ def _add_runtime(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="latency/throughput benchmark with baselines and quality beside speed")
+    p = sub.add_parser(
+        "bench", help="latency/throughput benchmark with baselines and quality beside speed"
+    )
     p.add_argument("bundle")
     p.add_argument("--backend", type=_csv(), default=["auto"])
     p.add_argument("--precision", type=_csv(), default=None)
@@ -165,14 +242,29 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     budget.add_argument("--seconds", type=float, default=None)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--fps", type=float, default=None, help="also run the real-time mode at this fps")
-    p.add_argument("--baselines", type=_csv(), default=["torch", "torch-compile", "ort"],
-                   help="torch, torch-compile, ort, trtexec (those available are run)")
+    p.add_argument(
+        "--fps", type=float, default=None, help="also run the real-time mode at this fps"
+    )
+    p.add_argument(
+        "--baselines",
+        type=_csv(),
+        default=["torch", "torch-compile", "ort"],
+        help="torch, torch-compile, ort, trtexec (those available are run)",
+    )
     p.add_argument("--checkpoint", default=None, help="source checkpoint for the torch baselines")
-    p.add_argument("--fps-seconds", type=float, default=5.0, help="duration of the real-time run at --fps")
+    p.add_argument(
+        "--fps-seconds", type=float, default=5.0, help="duration of the real-time run at --fps"
+    )
     p.add_argument("--rounds", type=int, default=10, help="interleaving rounds (A B C A B C ...)")
-    p.add_argument("--cold-runs", type=int, default=1, help="fresh-process cold starts per configuration (0: none)")
-    p.add_argument("--max-new-tokens", type=int, default=64, help="ar bundles: tokens per timed generation")
+    p.add_argument(
+        "--cold-runs",
+        type=int,
+        default=1,
+        help="fresh-process cold starts per configuration (0: none)",
+    )
+    p.add_argument(
+        "--max-new-tokens", type=int, default=64, help="ar bundles: tokens per timed generation"
+    )
     p.add_argument("--json", dest="json_out", default=None)
     p.add_argument("--markdown", default=None)
     p.add_argument("--plot", default=None)

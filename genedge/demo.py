@@ -33,29 +33,124 @@ def demo_plan(o: DemoOptions) -> list[tuple[str, list[str]]]:
     gan, vae, ar = out / "gan", out / "vae", out / "ar"
     n_bench = ["--iters", "30", "--warmup", "5"] if o.quick else ["--seconds", "3"]
     return [
-        ("Train a class-conditional GAN on digits",
-         ["train", "gan", "--data", "digits", "--conditional", "--out", str(gan), *o.budget(o.gan_minutes, 30)]),
-        ("Train a VAE on digits", ["train", "vae", "--data", "digits", "--out", str(vae), *o.budget(o.vae_minutes, 30)]),
-        ("Train a character model on the standard library's docstrings",
-         ["train", "ar", "--data", "stdlib-docs", "--out", str(ar), *o.budget(o.ar_minutes, 30)]),
-        ("Export the GAN: fp32 + fp16 + int8, verified",
-         ["export", str(gan / "generator.safetensors"), "--out", str(out / "gan-bundle"),
-          "--precision", "fp32,fp16,int8", *(["--calib-samples", "64"] if o.quick else [])]),
-        ("Export the VAE (decoder + encoder)",
-         ["export", str(vae / "generator.safetensors"), "--out", str(out / "vae-bundle"), "--precision", "fp32,fp16"]),
-        ("Export the character model's step graph",
-         ["export", str(ar / "generator.safetensors"), "--out", str(out / "ar-bundle"), "--precision", "fp32"]),
-        ("Sample a 10x10 grid (one column per class)",
-         ["sample", str(out / "gan-bundle"), "-n", "100", "--seed", "0", "--out", str(out / "samples.png")]),
-        ("A 30 fps latent walk of all ten classes (one tile each), written to video",
-         ["live", str(out / "gan-bundle"), "--fps", "30", "--seconds", "2" if o.quick else "6", "--batch", "10",
-          "--video", str(out / "walk.mp4"), "--json", str(out / "live.json")]),
-        ("Generate text, streamed", ["generate", str(out / "ar-bundle"), "--prompt", "Return the ",
-                                     "--max-new-tokens", "40" if o.quick else "240"]),
-        ("Benchmark the GAN bundle (runtime vs baselines, fp32 vs int8)",
-         ["bench", str(out / "gan-bundle"), "--backend", "ort-cpu", "--precision", "fp32,int8",
-          "--batch", "1,16", *n_bench, "--checkpoint", str(gan / "generator.safetensors"),
-          "--json", str(out / "bench.json"), "--markdown", str(out / "bench.md"), "--plot", str(out / "bench.png")]),
+        (
+            "Train a class-conditional GAN on digits",
+            [
+                "train",
+                "gan",
+                "--data",
+                "digits",
+                "--conditional",
+                "--out",
+                str(gan),
+                *o.budget(o.gan_minutes, 30),
+            ],
+        ),
+        (
+            "Train a VAE on digits",
+            ["train", "vae", "--data", "digits", "--out", str(vae), *o.budget(o.vae_minutes, 30)],
+        ),
+        (
+            "Train a character model on the standard library's docstrings",
+            ["train", "ar", "--data", "stdlib-docs", "--out", str(ar), *o.budget(o.ar_minutes, 30)],
+        ),
+        (
+            "Export the GAN: fp32 + fp16 + int8, verified",
+            [
+                "export",
+                str(gan / "generator.safetensors"),
+                "--out",
+                str(out / "gan-bundle"),
+                "--precision",
+                "fp32,fp16,int8",
+                *(["--calib-samples", "64"] if o.quick else []),
+            ],
+        ),
+        (
+            "Export the VAE (decoder + encoder)",
+            [
+                "export",
+                str(vae / "generator.safetensors"),
+                "--out",
+                str(out / "vae-bundle"),
+                "--precision",
+                "fp32,fp16",
+            ],
+        ),
+        (
+            "Export the character model's step graph",
+            [
+                "export",
+                str(ar / "generator.safetensors"),
+                "--out",
+                str(out / "ar-bundle"),
+                "--precision",
+                "fp32",
+            ],
+        ),
+        (
+            "Sample a 10x10 grid (one column per class)",
+            [
+                "sample",
+                str(out / "gan-bundle"),
+                "-n",
+                "100",
+                "--seed",
+                "0",
+                "--out",
+                str(out / "samples.png"),
+            ],
+        ),
+        (
+            "A 30 fps latent walk of all ten classes (one tile each), written to video",
+            [
+                "live",
+                str(out / "gan-bundle"),
+                "--fps",
+                "30",
+                "--seconds",
+                "2" if o.quick else "6",
+                "--batch",
+                "10",
+                "--video",
+                str(out / "walk.mp4"),
+                "--json",
+                str(out / "live.json"),
+            ],
+        ),
+        (
+            "Generate text, streamed",
+            [
+                "generate",
+                str(out / "ar-bundle"),
+                "--prompt",
+                "Return the ",
+                "--max-new-tokens",
+                "40" if o.quick else "240",
+            ],
+        ),
+        (
+            "Benchmark the GAN bundle (runtime vs baselines, fp32 vs int8)",
+            [
+                "bench",
+                str(out / "gan-bundle"),
+                "--backend",
+                "ort-cpu",
+                "--precision",
+                "fp32,int8",
+                "--batch",
+                "1,16",
+                *n_bench,
+                "--checkpoint",
+                str(gan / "generator.safetensors"),
+                "--json",
+                str(out / "bench.json"),
+                "--markdown",
+                str(out / "bench.md"),
+                "--plot",
+                str(out / "bench.png"),
+            ],
+        ),
     ]
 
 
@@ -81,6 +176,9 @@ def run_demo(o: DemoOptions) -> int:
 def demo_command(args: argparse.Namespace) -> int:
     if args.minutes is not None and args.minutes <= 0:
         raise BadInputError(f"--minutes must be positive, got {args.minutes}.")
-    opts = DemoOptions(out=Path(args.out), quick=args.quick,
-                       **({"gan_minutes": args.minutes} if args.minutes else {}))
+    opts = DemoOptions(
+        out=Path(args.out),
+        quick=args.quick,
+        **({"gan_minutes": args.minutes} if args.minutes else {}),
+    )
     return run_demo(opts)

@@ -16,7 +16,9 @@ from genedge.atomic import atomic_write_bytes
 from genedge.errors import BadInputError
 
 
-def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 1, scale: int = 1) -> np.ndarray:
+def make_grid(
+    images: np.ndarray, ncols: int | None = None, pad: int = 1, scale: int = 1
+) -> np.ndarray:
     """Tile uint8 images (N, H, W, C) into one (rows*(H+pad)+pad, cols*(W+pad)+pad, C) image."""
     if images.ndim == 3:
         images = images[..., None]  # (N, H, W) -> (N, H, W, 1)

@@ -21,7 +21,9 @@ def check_truncation(truncation: float) -> float:
         raise BadInputError(f"truncation {truncation!r}: expected a number in (0, 1].")
     t = float(truncation)
     if not 0.0 < t <= 1.0:
-        raise BadInputError(f"truncation {truncation!r} is outside (0, 1]; 1.0 means no truncation.")
+        raise BadInputError(
+            f"truncation {truncation!r} is outside (0, 1]; 1.0 means no truncation."
+        )
     return t
 
 
@@ -32,7 +34,9 @@ def is_int(x: object) -> bool:
 
 def is_real(x: object) -> bool:
     """A Python or numpy int/float, not a bool (finite or not: callers decide)."""
-    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool | np.bool_)
+    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(
+        x, bool | np.bool_
+    )
 
 
 def check_seed(seed: object) -> int:

@@ -216,12 +216,27 @@ def _expect(cond: bool, where: Path, what: str) -> None:
 
 def _artifact_from(d: Any, where: Path) -> Artifact:
     _expect(isinstance(d, dict), where, "an artifact entry is not an object")
-    for key, typ in (("file", str), ("graph", str), ("format", str), ("sha256", str), ("size", int)):
-        _expect(isinstance(d.get(key), typ), where, f"artifact field '{key}' missing or not {typ.__name__}")
-    _expect(d["format"] in ARTIFACT_FORMATS, where, f"unknown artifact format {_shown(d['format'])}")
+    for key, typ in (
+        ("file", str),
+        ("graph", str),
+        ("format", str),
+        ("sha256", str),
+        ("size", int),
+    ):
+        _expect(
+            isinstance(d.get(key), typ),
+            where,
+            f"artifact field '{key}' missing or not {typ.__name__}",
+        )
+    _expect(
+        d["format"] in ARTIFACT_FORMATS, where, f"unknown artifact format {_shown(d['format'])}"
+    )
     prec = d.get("precision")
-    _expect(prec is None or (isinstance(prec, str) and prec in PRECISIONS), where,
-            f"unknown precision {_shown(prec)}")
+    _expect(
+        prec is None or (isinstance(prec, str) and prec in PRECISIONS),
+        where,
+        f"unknown precision {_shown(prec)}",
+    )
     for key in ("verification", "calibration", "engine", "recipe"):
         _expect(d.get(key) is None or isinstance(d[key], dict), where, f"'{key}' is not an object")
     known = set(Artifact.__dataclass_fields__)
@@ -251,10 +266,17 @@ def read_manifest(bundle: str | os.PathLike, *, check_files: bool = True) -> Man
     if path.is_symlink():
         raise SecurityRefusal(f"'{path}' is a symlink; a bundle's manifest must be a plain file.")
     if path.stat().st_size > _MAX_MANIFEST_BYTES:
-        raise CorruptArtifactError(f"Manifest '{path}' is larger than 16 MiB; refusing to parse it.")
+        raise CorruptArtifactError(
+            f"Manifest '{path}' is larger than 16 MiB; refusing to parse it."
+        )
     try:
         raw = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as e:  # ValueError: 5000-digit ints
+    except (
+        UnicodeDecodeError,
+        json.JSONDecodeError,
+        RecursionError,
+        ValueError,
+    ) as e:  # ValueError: 5000-digit ints
         raise CorruptArtifactError(
             f"Manifest '{path}' is not valid JSON ({type(e).__name__}).",
             hint="The file is truncated or corrupt; re-export the bundle.",
@@ -278,8 +300,14 @@ def manifest_from_dict(raw: Any, root: str | os.PathLike, *, check_files: bool =
             hint="Upgrade genedge, or re-export the bundle with this version.",
         )
     kind = raw.get("kind")
-    _expect(isinstance(kind, str) and kind in KINDS, where, f"kind {_shown(kind)} is not one of {KINDS}")
-    _expect(isinstance(raw.get("model"), dict), where, "'model' (the model config) is missing or not an object")
+    _expect(
+        isinstance(kind, str) and kind in KINDS, where, f"kind {_shown(kind)} is not one of {KINDS}"
+    )
+    _expect(
+        isinstance(raw.get("model"), dict),
+        where,
+        "'model' (the model config) is missing or not an object",
+    )
     for key in ("graphs", "producer", "source"):
         _expect(isinstance(raw.get(key, {}), dict), where, f"'{key}' is not an object")
     _expect(isinstance(raw.get("artifacts"), list), where, "'artifacts' is not a list")

@@ -181,9 +181,13 @@ def _check_location(raw: bytes, model_rel: Path, root: Path, model: Path) -> str
     if not location or len(location) > MAX_LOCATION_CHARS or "\x00" in location:
         raise SecurityRefusal(f"{where}: not a usable file name; refused.")
     if location.startswith(("/", "\\")) or os.path.isabs(location) or ":" in location.split("/")[0]:
-        raise SecurityRefusal(f"{where}: an absolute path; external data must stay inside the bundle.")
+        raise SecurityRefusal(
+            f"{where}: an absolute path; external data must stay inside the bundle."
+        )
     if ".." in location.replace("\\", "/").split("/"):
-        raise SecurityRefusal(f"{where}: a path with '..'; external data must stay inside the bundle.")
+        raise SecurityRefusal(
+            f"{where}: a path with '..'; external data must stay inside the bundle."
+        )
     rel = (model_rel.parent / location).as_posix()
     try:
         path = resolve_inside(root, rel)
@@ -223,7 +227,9 @@ def check_external_data(model_path: str | os.PathLike, bundle_root: str | os.Pat
     try:
         locations = _read_locations(checked)
     except OSError as e:
-        raise CorruptArtifactError(f"ONNX model '{model}' could not be read ({e.strerror}).") from None
+        raise CorruptArtifactError(
+            f"ONNX model '{model}' could not be read ({e.strerror})."
+        ) from None
     files: list[str] = []
     for raw in locations:
         rel = _check_location(raw, model_rel, root, model)

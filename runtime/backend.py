@@ -75,7 +75,12 @@ def check_array(spec: TensorSpec, x: Any, symbols: dict[str, int]) -> None:
             f"Input '{spec.name}': received shape {x.shape}; expected {_expected(spec)}."
         )
     for d, n in zip(spec.shape, x.shape, strict=True):
-        if isinstance(d, int) and d != n or not isinstance(d, int) and symbols.setdefault(d, n) != n:
+        if (
+            isinstance(d, int)
+            and d != n
+            or not isinstance(d, int)
+            and symbols.setdefault(d, n) != n
+        ):
             raise BadInputError(
                 f"Input '{spec.name}': received shape {x.shape}; expected {_expected(spec)}"
                 + (f" with {d}={symbols[d]}" if not isinstance(d, int) else "")
@@ -112,7 +117,9 @@ def check_feed(
         kind = x.dtype.kind
         if kind == "f" and not all_finite(x):
             bad = int(x.size - np.count_nonzero(np.isfinite(x)))
-            raise BadInputError(f"Input '{name}' holds {bad} NaN/Inf value(s); expected finite numbers.")
+            raise BadInputError(
+                f"Input '{name}' holds {bad} NaN/Inf value(s); expected finite numbers."
+            )
         if int_ranges and kind in "iu" and x.size and name in int_ranges:
             check_range(name, x, *int_ranges[name])
 
@@ -175,8 +182,10 @@ def check_out(spec: TensorSpec, out: Any, shape: tuple[int, ...]) -> None:
 
 
 def raise_closed(file: str) -> NoReturn:
-    raise BadInputError(f"The backend for '{file}' is closed; it cannot run any more.",
-                        hint="Open the bundle again (Sampler.open / TextGenerator.open).")
+    raise BadInputError(
+        f"The backend for '{file}' is closed; it cannot run any more.",
+        hint="Open the bundle again (Sampler.open / TextGenerator.open).",
+    )
 
 
 class Backend:

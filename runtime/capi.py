@@ -177,7 +177,9 @@ def stream_start(
     h = _get(hid)
     for name, v in (("seconds", seconds), ("truncation", truncation), ("batch", batch)):
         if not math.isfinite(v) or v < 0:
-            raise BadInputError(f"genedge_stream_start: {name} {v!r}; expected a finite value >= 0 (0: the default).")
+            raise BadInputError(
+                f"genedge_stream_start: {name} {v!r}; expected a finite value >= 0 (0: the default)."
+            )
     stream_stop(hid)
     y = _labels(labels)
     batch = batch if batch > 0 else 1

@@ -27,8 +27,13 @@ OVERLAY_BAND = 20  # rows above the picture for the fps / latency / miss overlay
 def _open_sampler(args: argparse.Namespace):
     from .sampler import Sampler
 
-    return Sampler.open(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads,
-                        allow_version_compatible=getattr(args, "allow_version_compatible", False))
+    return Sampler.open(
+        args.bundle,
+        backend=args.backend,
+        precision=args.precision,
+        threads=args.threads,
+        allow_version_compatible=getattr(args, "allow_version_compatible", False),
+    )
 
 
 def _describe(info: Any) -> str:
@@ -42,10 +47,17 @@ def sample_command(args: argparse.Namespace) -> int:
     with _open_sampler(args) as s:
         images = s.sample(args.n, seed=args.seed, labels=args.label, truncation=args.truncation)
         # default labels cycle 0..K-1: K columns put one class in each column
-        cols = s.num_classes if s.num_classes and args.label is None and args.n >= s.num_classes else None
+        cols = (
+            s.num_classes
+            if s.num_classes and args.label is None and args.n >= s.num_classes
+            else None
+        )
         save_png(args.out, make_grid(images, ncols=cols, scale=max(1, 64 // s.image_shape[0])))
-        print(f"wrote {args.out}: {args.n} images {s.image_shape} from seed {args.seed} on "
-              f"{_describe(s.info)}; cold start {s.cold_start_s * 1e3:.1f} ms", file=sys.stderr)
+        print(
+            f"wrote {args.out}: {args.n} images {s.image_shape} from seed {args.seed} on "
+            f"{_describe(s.info)}; cold start {s.cold_start_s * 1e3:.1f} ms",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -75,7 +87,9 @@ def _tile_columns(n: int) -> int:
 
 def _frame_picture(frame: Any) -> np.ndarray:
     img = frame.image
-    return make_grid(img, ncols=_tile_columns(len(img)), pad=0) if img.ndim == 4 else img  # batch > 1: tiled
+    return (
+        make_grid(img, ncols=_tile_columns(len(img)), pad=0) if img.ndim == 4 else img
+    )  # batch > 1: tiled
 
 
 def _canvas(frame: Any) -> np.ndarray:
@@ -99,14 +113,20 @@ class _Outputs:
         import os
 
         hint = "Use --video FILE.mp4 instead, or install a GUI build (pip install opencv-python) on a desktop."
-        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            raise IncompatibleEnvironmentError("--window needs a display, and DISPLAY is not set.", hint=hint)
+        if sys.platform.startswith("linux") and not (
+            os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+        ):
+            raise IncompatibleEnvironmentError(
+                "--window needs a display, and DISPLAY is not set.", hint=hint
+            )
         try:
             self.cv2.namedWindow("genedge live", self.cv2.WINDOW_AUTOSIZE)
         except self.cv2.error as e:
             msg = " ".join(str(e).split())
             msg = (msg[:297] + "...") if len(msg) > 300 else (msg or type(e).__name__)
-            raise IncompatibleEnvironmentError(f"OpenCV cannot open a window: {msg}", hint=hint) from None
+            raise IncompatibleEnvironmentError(
+                f"OpenCV cannot open a window: {msg}", hint=hint
+            ) from None
 
     def open_video(self, path: Path, frame_shape: tuple[int, ...]) -> None:
         """Open the video file before the stream starts (frame_shape: (H, W, C) or (B, H, W, C)),
@@ -116,15 +136,19 @@ class _Outputs:
         fourcc = cv2.VideoWriter_fourcc(*("mp4v" if path.suffix.lower() == ".mp4" else "MJPG"))
         self.writer = cv2.VideoWriter(str(path), fourcc, self.fps, (pic.shape[1], pic.shape[0]))
         if not self.writer.isOpened():
-            raise BadInputError(f"OpenCV cannot write video '{path.name}'.",
-                                hint="Use a .mp4 or .avi path in a writable folder.")
+            raise BadInputError(
+                f"OpenCV cannot write video '{path.name}'.",
+                hint="Use a .mp4 or .avi path in a writable folder.",
+            )
 
     def show(self, frame: Any, stats: Any, repeat: int = 1) -> bool:
         """Write/show one frame (``repeat`` times into the video, covering dropped slots so the
         file keeps the stream's duration); False when the window asked to quit."""
         cv2 = self.cv2
         pic = _canvas(frame)
-        text = f"{self.fps:.0f} fps  lat {frame.latency_s * 1e3:.1f} ms  miss {stats.missed_deadlines}"
+        text = (
+            f"{self.fps:.0f} fps  lat {frame.latency_s * 1e3:.1f} ms  miss {stats.missed_deadlines}"
+        )
         cv2.putText(pic, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 255, 0), 1, cv2.LINE_AA)
         if self.writer is not None:
             for _ in range(repeat):
@@ -150,9 +174,15 @@ def summary_table(stats: Any, fps: float) -> str:
         ("target / achieved fps", f"{fps:g} / {stats.fps:.1f}"),
         ("missed deadlines", f"{stats.missed_deadlines}"),
         ("dropped", f"{stats.dropped}"),
-        ("jitter p50 / p99 / max", f"{stats.jitter_p50_s * ms:.3f} / {stats.jitter_p99_s * ms:.3f} / "
-                                   f"{stats.jitter_max_s * ms:.3f} ms"),
-        ("latency p50 / p99", f"{stats.latency_p50_s * ms:.2f} / {stats.latency_p99_s * ms:.2f} ms"),
+        (
+            "jitter p50 / p99 / max",
+            f"{stats.jitter_p50_s * ms:.3f} / {stats.jitter_p99_s * ms:.3f} / "
+            f"{stats.jitter_max_s * ms:.3f} ms",
+        ),
+        (
+            "latency p50 / p99",
+            f"{stats.latency_p50_s * ms:.2f} / {stats.latency_p99_s * ms:.2f} ms",
+        ),
         ("waiting", stats.scheduling),
     ]
     w = max(len(k) for k, _ in rows)
@@ -174,10 +204,21 @@ def live_command(args: argparse.Namespace) -> int:
             video = stack.enter_context(atomic_path(args.video)) if args.video else None
             stack.callback(outputs.close)  # released before the file is renamed into place
             if video is not None:
-                outputs.open_video(video, (args.batch, *s.image_shape) if args.batch > 1 else s.image_shape)
-        stream = stack.enter_context(s.stream(
-            fps=args.fps, seconds=args.seconds, walk=args.walk, late=args.late, batch=args.batch,
-            seed=args.seed, labels=args.label, realtime_priority=args.realtime_priority or None))
+                outputs.open_video(
+                    video, (args.batch, *s.image_shape) if args.batch > 1 else s.image_shape
+                )
+        stream = stack.enter_context(
+            s.stream(
+                fps=args.fps,
+                seconds=args.seconds,
+                walk=args.walk,
+                late=args.late,
+                batch=args.batch,
+                seed=args.seed,
+                labels=args.label,
+                realtime_priority=args.realtime_priority or None,
+            )
+        )
         last = -1
         for frame in stream:
             if outputs is not None and not outputs.show(frame, stream.stats, frame.index - last):
@@ -188,8 +229,15 @@ def live_command(args: argparse.Namespace) -> int:
     if args.video:
         print(f"wrote {args.video}", file=sys.stderr)
     if getattr(args, "json_out", None):
-        record = {"bundle": str(args.bundle), "backend": s.info.backend, "precision": s.info.precision,
-                  "file": s.info.file, "target_fps": args.fps, "batch": args.batch, **stream.stats.to_dict()}
+        record = {
+            "bundle": str(args.bundle),
+            "backend": s.info.backend,
+            "precision": s.info.precision,
+            "file": s.info.file,
+            "target_fps": args.fps,
+            "batch": args.batch,
+            **stream.stats.to_dict(),
+        }
         atomic_write_text(args.json_out, json.dumps(record, indent=2) + "\n")
         print(f"wrote {args.json_out}", file=sys.stderr)
     return 0
@@ -199,17 +247,30 @@ def generate_command(args: argparse.Namespace) -> int:
     """``genedge generate BUNDLE --prompt ...``: characters to stdout as produced, timings to stderr."""
     from .text import TextGenerator
 
-    with TextGenerator.open(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads,
-                            allow_version_compatible=getattr(args, "allow_version_compatible", False)) as tg:
-        g = tg.start(args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                     top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    with TextGenerator.open(
+        args.bundle,
+        backend=args.backend,
+        precision=args.precision,
+        threads=args.threads,
+        allow_version_compatible=getattr(args, "allow_version_compatible", False),
+    ) as tg:
+        g = tg.start(
+            args.prompt,
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            seed=args.seed,
+        )
         sys.stdout.write(args.prompt)
         t0 = time.perf_counter()
         while not g.done:
             sys.stdout.write(g.step())
             sys.stdout.flush()
         sys.stdout.write("\n")
-        print(f"ttft {(g.ttft_s or 0) * 1e3:.1f} ms, {g.tokens_per_s:.0f} tok/s, "
-              f"{len(g.tokens)} tokens in {time.perf_counter() - t0:.2f} s on {_describe(tg.info)}",
-              file=sys.stderr)
+        print(
+            f"ttft {(g.ttft_s or 0) * 1e3:.1f} ms, {g.tokens_per_s:.0f} tok/s, "
+            f"{len(g.tokens)} tokens in {time.perf_counter() - t0:.2f} s on {_describe(tg.info)}",
+            file=sys.stderr,
+        )
     return 0

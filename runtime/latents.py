@@ -62,13 +62,17 @@ def make_labels(
         return default_labels(n, num_classes)
     y = np.asarray(labels)
     if y.dtype.kind not in "iu":  # 3.7, "3", True: refused rather than guessed at
-        raise BadInputError(f"labels {labels!r}: received {y.dtype} values; expected class ids "
-                            f"(integers 0..{num_classes - 1}).")
+        raise BadInputError(
+            f"labels {labels!r}: received {y.dtype} values; expected class ids "
+            f"(integers 0..{num_classes - 1})."
+        )
     if y.ndim == 0:
         y = np.full(n, int(y), dtype=np.int64)
     elif y.shape != (n,):
-        raise BadInputError(f"labels: received {y.dtype} array of shape {y.shape}; expected one class "
-                            f"id or {n} of them, shape ({n},).")
+        raise BadInputError(
+            f"labels: received {y.dtype} array of shape {y.shape}; expected one class "
+            f"id or {n} of them, shape ({n},)."
+        )
     else:
         y = y.astype(np.int64, copy=False)
     if y.size and (y.min() < 0 or y.max() >= num_classes):
@@ -86,7 +90,10 @@ def lerp(a: np.ndarray, b: np.ndarray, t: float | np.ndarray) -> np.ndarray:
 def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
     """Spherical interpolation row by row (a, b: (B, Z) float32); falls back to lerp when parallel."""
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    na, nb = np.linalg.norm(a64, axis=-1, keepdims=True), np.linalg.norm(b64, axis=-1, keepdims=True)
+    na, nb = (
+        np.linalg.norm(a64, axis=-1, keepdims=True),
+        np.linalg.norm(b64, axis=-1, keepdims=True),
+    )
     cos = np.clip((a64 * b64).sum(-1, keepdims=True) / np.maximum(na * nb, 1e-12), -1.0, 1.0)
     omega = np.arccos(cos)
     so = np.sin(omega)
@@ -125,12 +132,16 @@ def walk_latents(
     if isinstance(seeds, str | bytes) or not hasattr(seeds, "__len__"):
         raise BadInputError(f"seeds {seeds!r}: expected a list of seeds such as [0, 1, 2].")
     if len(seeds) * steps > MAX_WALK_FRAMES:
-        raise BadInputError(f"A walk of {len(seeds)} seeds x {steps} steps is more than {MAX_WALK_FRAMES} frames.",
-                            hint="Use Sampler.stream for long walks: it renders frame by frame.")
+        raise BadInputError(
+            f"A walk of {len(seeds)} seeds x {steps} steps is more than {MAX_WALK_FRAMES} frames.",
+            hint="Use Sampler.stream for long walks: it renders frame by frame.",
+        )
     zs = [seeded_latents(1, dim, s, truncation) for s in seeds]
     if kind == "circle":
         if len(zs) < 2 or check_seed(seeds[0]) == check_seed(seeds[1]):
-            raise BadInputError(f"A circular walk needs two different seeds; got {list(seeds)[:2]}.")
+            raise BadInputError(
+                f"A circular walk needs two different seeds; got {list(seeds)[:2]}."
+            )
         a, b = circle_basis(zs[0], zs[1])
         theta = 2 * np.pi * np.arange(steps, dtype=np.float64)[:, None] / steps
         return (a * np.cos(theta) + b * np.sin(theta)).astype(np.float32)
@@ -154,8 +165,16 @@ class LatentPath:
     batch). Endpoints are cached, so a frame costs a few small numpy operations.
     """
 
-    def __init__(self, kind: str, batch: int, dim: int, *, seed: int = 0, period: int = 120,
-                 truncation: float = 1.0) -> None:
+    def __init__(
+        self,
+        kind: str,
+        batch: int,
+        dim: int,
+        *,
+        seed: int = 0,
+        period: int = 120,
+        truncation: float = 1.0,
+    ) -> None:
         if kind not in WALKS:
             raise BadInputError(f"walk {kind!r} is not one of {WALKS}.")
         self.kind, self.batch, self.dim, self.seed = kind, batch, dim, seed

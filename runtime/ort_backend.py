@@ -49,9 +49,14 @@ GRAPH_OPT_LEVELS = ("disable", "basic", "extended", "all")
 RUN_MODES = ("iobinding", "plain")  # plain: session.run + copy (kept for comparison)
 MAX_BUFFER_SETS = 8  # output buffer sets kept, one per batch size seen (oldest dropped first)
 _ORT_DTYPES = {
-    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(uint8)": np.uint8,
-    "tensor(int8)": np.int8, "tensor(bool)": np.bool_,
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+    "tensor(bool)": np.bool_,
 }
 
 
@@ -87,8 +92,12 @@ def _session_options(ort: Any, opts: OrtOptions) -> Any:
             f"graph_optimization {opts.graph_optimization!r} is not one of {GRAPH_OPT_LEVELS}."
         )
     so = ort.SessionOptions()
-    level = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
-             "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}[opts.graph_optimization]
+    level = {
+        "disable": "ORT_DISABLE_ALL",
+        "basic": "ORT_ENABLE_BASIC",
+        "extended": "ORT_ENABLE_EXTENDED",
+        "all": "ORT_ENABLE_ALL",
+    }[opts.graph_optimization]
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
     if opts.intra_op_threads:
         so.intra_op_num_threads = opts.intra_op_threads
@@ -118,10 +127,16 @@ def trt_ep_cache_dir(key: str) -> Path | None:
 def _provider_options(provider: str, opts: OrtOptions) -> dict[str, Any]:
     if provider == "CPUExecutionProvider":
         return {}
-    if provider == "TensorrtExecutionProvider" and opts.trt_cache_dir:  # reuse engines across sessions
-        return {"device_id": opts.device_id, "trt_engine_cache_enable": True,
-                "trt_engine_cache_path": opts.trt_cache_dir, "trt_timing_cache_enable": True,
-                "trt_timing_cache_path": opts.trt_cache_dir}
+    if (
+        provider == "TensorrtExecutionProvider" and opts.trt_cache_dir
+    ):  # reuse engines across sessions
+        return {
+            "device_id": opts.device_id,
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": opts.trt_cache_dir,
+            "trt_timing_cache_enable": True,
+            "trt_timing_cache_path": opts.trt_cache_dir,
+        }
     return {"device_id": opts.device_id}
 
 
@@ -130,7 +145,8 @@ def _run_error(file: str, e: Exception) -> CorruptArtifactError:
     return CorruptArtifactError(
         f"ONNX Runtime failed to run '{file}': {first}",
         hint="The inputs matched the graph's declared types and shapes; the bundle's manifest and graph "
-        "disagree (e.g. model.num_classes) or the graph is broken. Re-export the bundle with `genedge export`.")
+        "disagree (e.g. model.num_classes) or the graph is broken. Re-export the bundle with `genedge export`.",
+    )
 
 
 class OrtBackend(Backend):
@@ -184,8 +200,10 @@ class OrtBackend(Backend):
         provider_opts = [_provider_options(p, opts) for p in wanted]
         try:
             sess = ort.InferenceSession(
-                str(path), sess_options=_session_options(ort, opts),
-                providers=list(wanted), provider_options=provider_opts,
+                str(path),
+                sess_options=_session_options(ort, opts),
+                providers=list(wanted),
+                provider_options=provider_opts,
             )
         except Exception as e:  # ORT raises its own Fail/InvalidProtobuf types
             raise CorruptArtifactError(
@@ -206,11 +224,15 @@ class OrtBackend(Backend):
         return backend
 
     def _own_buffers(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        key = next(iter(feed.values())).shape  # the batch is a dim of the first input in every graph
+        key = next(
+            iter(feed.values())
+        ).shape  # the batch is a dim of the first input in every graph
         bufs = self._buffers.get(key)
         if bufs is None:
             symbols = bind_symbols(self.inputs, feed)
-            bufs = {s.name: np.empty(resolve_shape(s.shape, symbols), s.dtype) for s in self.outputs}
+            bufs = {
+                s.name: np.empty(resolve_shape(s.shape, symbols), s.dtype) for s in self.outputs
+            }
             self._buffers[key] = bufs
             if len(self._buffers) > MAX_BUFFER_SETS:  # many batch sizes: forget the oldest set
                 del self._buffers[next(iter(self._buffers))]
@@ -249,11 +271,15 @@ class OrtBackend(Backend):
         for name, buf in bufs.items():
             ref = bound.get(name)
             if ref is None or ref() is not buf:
-                self._binding.bind_output(name, "cpu", 0, buf.dtype.type, buf.shape, buf.ctypes.data)
+                self._binding.bind_output(
+                    name, "cpu", 0, buf.dtype.type, buf.shape, buf.ctypes.data
+                )
                 bound[name] = weakref.ref(buf)
         try:
             self._sess.run_with_iobinding(self._binding)
-        except Exception as e:  # ORT's own error types; inputs passed our checks, so the graph refused them
+        except (
+            Exception
+        ) as e:  # ORT's own error types; inputs passed our checks, so the graph refused them
             raise _run_error(self.info.file, e) from None
         return bufs
 
@@ -265,7 +291,9 @@ class OrtBackend(Backend):
         self._copies[name] = c if c is not x else None  # our copy stays alive while bound
         self._bound[name] = weakref.ref(x) if c is x else None  # None: rebind next run
 
-    def _with_out(self, bufs: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _with_out(
+        self, bufs: dict[str, np.ndarray], out: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
         merged = dict(bufs)
         for name, arr in out.items():
             ref = self._bound.get(name)
@@ -274,7 +302,9 @@ class OrtBackend(Backend):
                 continue
             spec = self.output_spec(name)
             if spec is None:
-                raise CorruptArtifactError(f"The graph has no output '{name}'; outputs: {self._out_names}.")
+                raise CorruptArtifactError(
+                    f"The graph has no output '{name}'; outputs: {self._out_names}."
+                )
             check_out(spec, arr, bufs[name].shape)
             merged[name] = arr
         return merged

@@ -33,9 +33,13 @@ import time
 from genedge.errors import BadInputError
 
 log = logging.getLogger("genedge.runtime")
-DEFAULT_PRIORITY = 10  # low among real-time priorities: above every normal thread, below IRQ threads
+DEFAULT_PRIORITY = (
+    10  # low among real-time priorities: above every normal thread, below IRQ threads
+)
 # only threads under these policies are raised (and put back); real-time callers are left alone
-_NORMAL_POLICIES = tuple(getattr(os, n) for n in ("SCHED_OTHER", "SCHED_BATCH", "SCHED_IDLE") if hasattr(os, n))
+_NORMAL_POLICIES = tuple(
+    getattr(os, n) for n in ("SCHED_OTHER", "SCHED_BATCH", "SCHED_IDLE") if hasattr(os, n)
+)
 
 
 def check_priority(priority: object) -> int | None:
@@ -43,8 +47,10 @@ def check_priority(priority: object) -> int | None:
     if priority is None:
         return None
     if not isinstance(priority, int) or isinstance(priority, bool) or not 1 <= priority <= 99:
-        raise BadInputError(f"realtime_priority {priority!r}: expected an integer 1..99, or None for "
-                            "normal scheduling.")
+        raise BadInputError(
+            f"realtime_priority {priority!r}: expected an integer 1..99, or None for "
+            "normal scheduling."
+        )
     return priority
 
 
@@ -80,7 +86,9 @@ class RealtimeWait:
         priority = check_priority(priority)
         self.priority = None if priority is None else allowed_priority(priority)
         self.active = self.priority is not None
-        self.refusal: str | None = None if self.active or priority is None else "no SCHED_FIFO on this platform"
+        self.refusal: str | None = (
+            None if self.active or priority is None else "no SCHED_FIFO on this platform"
+        )
         # native thread id -> (policy and param before, the Thread) for the threads raised
         self._raised: dict[int, tuple[tuple[int, os.sched_param], threading.Thread] | None] = {}
 
@@ -93,15 +101,22 @@ class RealtimeWait:
                 return  # FIFO, RR, DEADLINE: the caller chose its scheduling; leave it be
             # RESET_ON_FORK: threads this one starts meanwhile (a Sampler's ORT pool, the next
             # stream's worker) begin at normal priority instead of inheriting FIFO for good
-            os.sched_setscheduler(0, os.SCHED_FIFO | getattr(os, "SCHED_RESET_ON_FORK", 0),
-                                  os.sched_param(self.priority))
+            os.sched_setscheduler(
+                0,
+                os.SCHED_FIFO | getattr(os, "SCHED_RESET_ON_FORK", 0),
+                os.sched_param(self.priority),
+            )
             self._raised[tid] = (before, threading.current_thread())
         except OSError as e:  # EPERM: no capability / no rt budget in this cgroup
             self.active = False
             self.refusal = f"{type(e).__name__}: {e.strerror or e}"
-            log.info("real-time priority (SCHED_FIFO %d) refused (%s); frames are waited for at normal "
-                     "priority, so a busy machine can make some late. Allow it with CAP_SYS_NICE or an "
-                     "rtprio limit.", self.priority, self.refusal)
+            log.info(
+                "real-time priority (SCHED_FIFO %d) refused (%s); frames are waited for at normal "
+                "priority, so a busy machine can make some late. Allow it with CAP_SYS_NICE or an "
+                "rtprio limit.",
+                self.priority,
+                self.refusal,
+            )
 
     def wait(self, t: float) -> float:
         """Return at ``t`` (``time.perf_counter`` seconds) or as soon after as the OS allows;

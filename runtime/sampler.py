@@ -69,7 +69,9 @@ class SamplerInfo:
 class Sampler:
     """Images from a ``gan`` or ``vae`` bundle. Create with ``Sampler.open``; close when done."""
 
-    def __init__(self, manifest: Manifest, backend: Backend, options: BackendOptions, t_open: float) -> None:
+    def __init__(
+        self, manifest: Manifest, backend: Backend, options: BackendOptions, t_open: float
+    ) -> None:
         self.manifest, self.backend, self._options = manifest, backend, options
         self._t_open = t_open
         self.cold_start_s: float | None = None  # open() to the first image, seconds
@@ -84,25 +86,34 @@ class Sampler:
         self._float_out = out.dtype.kind == "f"
         dims = out.shape[1:]
         self.image_shape: tuple[int, int, int] = tuple(  # (H, W, C)
-            int(d) for d in ((dims[1], dims[2], dims[0]) if self._float_out else dims))
+            int(d) for d in ((dims[1], dims[2], dims[0]) if self._float_out else dims)
+        )
         self._has_label = backend.input_spec("label") is not None
         if self._has_label != (self.num_classes > 0):
             raise CorruptArtifactError(
                 f"Bundle '{manifest.root}': the manifest says num_classes {self.num_classes} but the graph "
                 f"'{backend.info.file}' {'takes' if self._has_label else 'has no'} a 'label' input.",
-                hint="The manifest was edited or the bundle mixes exports; re-export it with `genedge export`.")
+                hint="The manifest was edited or the bundle mixes exports; re-export it with `genedge export`.",
+            )
         self._default_labels: dict[int, np.ndarray | None] = {}
         self._encoder: Backend | None = None
         self._max_batch = getattr(backend, "profile", (1, 1, 1 << 30))[2]
         self._image_spec = TensorSpec("image", np.dtype(np.uint8), ("n", *self.image_shape))
-        self._max_images = MAX_SAMPLE_BYTES // (int(np.prod(self.image_shape)) + 4 * self.latent_dim)
+        self._max_images = MAX_SAMPLE_BYTES // (
+            int(np.prod(self.image_shape)) + 4 * self.latent_dim
+        )
         self._out_ok: weakref.ref | None = None
         self.closed = False
 
     @classmethod
     def open(
-        cls, bundle: str | os.PathLike, backend: str = "auto", precision: str | None = None,
-        threads: int | None = None, check_inputs: bool = True, **options: Any,
+        cls,
+        bundle: str | os.PathLike,
+        backend: str = "auto",
+        precision: str | None = None,
+        threads: int | None = None,
+        check_inputs: bool = True,
+        **options: Any,
     ) -> Sampler:
         """Open ``bundle`` (a folder) on ``backend`` ("auto", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt").
 
@@ -113,8 +124,10 @@ class Sampler:
         t_open = time.perf_counter()
         manifest = read_bundle(bundle)
         if manifest.kind not in IMAGE_GRAPHS:
-            raise BadInputError(f"Bundle '{bundle}' is a '{manifest.kind}' bundle; Sampler needs gan or vae.",
-                                hint="Use genedge.runtime.TextGenerator for text (ar) bundles.")
+            raise BadInputError(
+                f"Bundle '{bundle}' is a '{manifest.kind}' bundle; Sampler needs gan or vae.",
+                hint="Use genedge.runtime.TextGenerator for text (ar) bundles.",
+            )
         opts = backend_options(threads=threads, check_inputs=check_inputs, **options)
         k = model_int(manifest, "num_classes")
         ranges = {"label": (0, k - 1)} if k > 0 else None
@@ -129,12 +142,26 @@ class Sampler:
     def info(self) -> SamplerInfo:
         """Backend name, provider actually used, precision, artifact file, latent and image sizes."""
         b = self.backend.info
-        return SamplerInfo(b.name, b.provider, b.precision, b.file, self.manifest.kind, self.latent_dim,
-                           self.num_classes, self.image_shape)
+        return SamplerInfo(
+            b.name,
+            b.provider,
+            b.precision,
+            b.file,
+            self.manifest.kind,
+            self.latent_dim,
+            self.num_classes,
+            self.image_shape,
+        )
 
     # ------------------------------------------------------------------ sampling
-    def sample(self, n: int = 1, seed: int = 0, labels: Labels = None, truncation: float = 1.0,
-               out: np.ndarray | None = None) -> np.ndarray:
+    def sample(
+        self,
+        n: int = 1,
+        seed: int = 0,
+        labels: Labels = None,
+        truncation: float = 1.0,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
         """``n`` images from seed ``seed``: uint8 (n, H, W, C), or written into ``out``.
 
         labels: None (``arange(n) % num_classes``), one class id, or ``n`` ids (int).
@@ -146,7 +173,9 @@ class Sampler:
         y = self._labels(n, labels)
         return self._decode(z, y, out)
 
-    def sample_latents(self, z: np.ndarray, labels: Labels = None, out: np.ndarray | None = None) -> np.ndarray:
+    def sample_latents(
+        self, z: np.ndarray, labels: Labels = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """Images for caller latents ``z`` float32 (n, Z): uint8 (n, H, W, C) (or into ``out``).
 
         With input checks on (the default) a wrong dtype or shape, NaN/Inf or an out-of-range
@@ -160,8 +189,14 @@ class Sampler:
 
     decode = sample_latents  # VAE naming: decode(z, labels) -> images
 
-    def walk(self, seeds: Sequence[int], steps: int = 16, kind: str = "slerp", labels: Labels = None,
-             truncation: float = 1.0) -> np.ndarray:
+    def walk(
+        self,
+        seeds: Sequence[int],
+        steps: int = 16,
+        kind: str = "slerp",
+        labels: Labels = None,
+        truncation: float = 1.0,
+    ) -> np.ndarray:
         """Frames of a latent walk through ``seeds``: uint8 (N, H, W, C).
 
         lerp/slerp: ``steps`` frames per pair of seeds plus the last seed's image;
@@ -179,9 +214,11 @@ class Sampler:
         n = check_count(n)
         if n > self._max_images:
             per = int(np.prod(self.image_shape)) + 4 * self.latent_dim
-            raise BadInputError(f"n {n}: {n * per / 2**30:.1f} GiB of images and latents in one call is more than "
-                                f"{MAX_SAMPLE_BYTES / 2**30:g} GiB.",
-                                hint=f"Sample in chunks of at most {self._max_images} (different seeds per chunk).")
+            raise BadInputError(
+                f"n {n}: {n * per / 2**30:.1f} GiB of images and latents in one call is more than "
+                f"{MAX_SAMPLE_BYTES / 2**30:g} GiB.",
+                hint=f"Sample in chunks of at most {self._max_images} (different seeds per chunk).",
+            )
         return n
 
     def _check_latents(self, z: np.ndarray, y: np.ndarray | None) -> None:
@@ -194,7 +231,12 @@ class Sampler:
             check_feed(self.backend.inputs, feed, self.backend.int_ranges)
 
     def _labels(self, n: int, labels: Labels) -> np.ndarray | None:
-        if type(labels) is np.ndarray and labels.dtype == np.int64 and labels.shape == (n,) and self._has_label:
+        if (
+            type(labels) is np.ndarray
+            and labels.dtype == np.int64
+            and labels.shape == (n,)
+            and self._has_label
+        ):
             if n:  # the fast path for a caller's int64 array: one comparison, no copy
                 check_range("label", labels, 0, self.num_classes - 1)
             return labels
@@ -226,7 +268,9 @@ class Sampler:
             self.cold_start_s = time.perf_counter() - self._t_open
         return out
 
-    def _decode_chunks(self, z: np.ndarray, y: np.ndarray | None, out: np.ndarray | None) -> np.ndarray:
+    def _decode_chunks(
+        self, z: np.ndarray, y: np.ndarray | None, out: np.ndarray | None
+    ) -> np.ndarray:
         """Float graphs (converted to uint8) and batches above an engine profile's max."""
         n = len(z)
         if out is None:
@@ -245,7 +289,13 @@ class Sampler:
     def _check_image_out(self, out: Any, n: int) -> None:
         shape = (n, *self.image_shape)
         last = self._out_ok
-        if last is not None and last() is out and out.shape == shape and out.dtype == np.uint8 and out.flags.writeable:
+        if (
+            last is not None
+            and last() is out
+            and out.shape == shape
+            and out.dtype == np.uint8
+            and out.flags.writeable
+        ):
             return  # the caller's ring buffer again: verified when first seen
         check_out(self._image_spec, out, shape)
         self._out_ok = weakref.ref(out)
@@ -275,7 +325,8 @@ class Sampler:
         if images.dtype != np.uint8 or images.shape[1:] != self.image_shape:
             raise BadInputError(
                 f"encode: received {images.dtype} array of shape {images.shape}; "
-                f"expected uint8 (n, {', '.join(map(str, self.image_shape))}).")
+                f"expected uint8 (n, {', '.join(map(str, self.image_shape))})."
+            )
         encoder = self._encoder_backend()
         with encoder.lock:
             res = encoder.run({"image": np.ascontiguousarray(images)})
@@ -286,16 +337,21 @@ class Sampler:
         mu, _ = self.encode(images)
         return self.sample_latents(mu, labels)
 
-    def interpolate(self, img_a: np.ndarray, img_b: np.ndarray, steps: int = 8,
-                    labels: Labels = None) -> np.ndarray:
+    def interpolate(
+        self, img_a: np.ndarray, img_b: np.ndarray, steps: int = 8, labels: Labels = None
+    ) -> np.ndarray:
         """``steps`` images from ``img_a`` to ``img_b`` (each uint8 (H, W, C)) along their latents' line."""
         if not is_int(steps) or not 2 <= steps <= MAX_WALK_FRAMES:
-            raise BadInputError(f"interpolate: steps {steps!r}; expected an integer in [2, {MAX_WALK_FRAMES}].")
+            raise BadInputError(
+                f"interpolate: steps {steps!r}; expected an integer in [2, {MAX_WALK_FRAMES}]."
+            )
         pair = [np.asarray(img) for img in (img_a, img_b)]
         for name, img in zip(("img_a", "img_b"), pair, strict=True):
             if img.shape not in (self.image_shape, (1, *self.image_shape)):
-                raise BadInputError(f"interpolate: {name} has shape {img.shape}; expected one image "
-                                    f"({', '.join(map(str, self.image_shape))}) uint8.")
+                raise BadInputError(
+                    f"interpolate: {name} has shape {img.shape}; expected one image "
+                    f"({', '.join(map(str, self.image_shape))}) uint8."
+                )
         mu, _ = self.encode(np.stack([img.reshape(self.image_shape) for img in pair]))
         t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]  # (steps, 1)
         z = lerp(mu[0:1], mu[1:2], t).astype(np.float32)  # (steps, Z)

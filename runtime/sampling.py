@@ -67,14 +67,22 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def make_filters(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> list:
     """The filter chain for these settings, validated (temperature >= 0, top_k >= 0, 0 < top_p <= 1)."""
     numbers = all(is_real(v) for v in (temperature, top_k, top_p))
-    if (not numbers or not all(math.isfinite(v) for v in (temperature, top_k, top_p)) or temperature < 0
-            or top_k < 0 or top_k != int(top_k) or not 0 < top_p <= 1):
+    if (
+        not numbers
+        or not all(math.isfinite(v) for v in (temperature, top_k, top_p))
+        or temperature < 0
+        or top_k < 0
+        or top_k != int(top_k)
+        or not 0 < top_p <= 1
+    ):
         raise BadInputError(
             f"Sampling settings temperature={temperature}, top_k={top_k}, top_p={top_p} are invalid; "
             "expected a finite temperature >= 0 (0: greedy), an integer top_k >= 0 (0: off), 0 < top_p <= 1."
         )
     if 0 < temperature < MIN_TEMPERATURE:  # logits / 1e-300 overflow to inf and NaN probabilities
-        raise BadInputError(f"temperature {temperature!r} is below {MIN_TEMPERATURE:g}; use 0 for greedy decoding.")
+        raise BadInputError(
+            f"temperature {temperature!r} is below {MIN_TEMPERATURE:g}; use 0 for greedy decoding."
+        )
     filters: list = []
     if temperature > 0 and temperature != 1.0:
         filters.append(TemperatureFilter(temperature))
@@ -85,8 +93,13 @@ def make_filters(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -
     return filters
 
 
-def sample_token(logits: np.ndarray, rng: np.random.Generator, filters: Sequence = (),
-                 greedy: bool = False, work: np.ndarray | None = None) -> int:
+def sample_token(
+    logits: np.ndarray,
+    rng: np.random.Generator,
+    filters: Sequence = (),
+    greedy: bool = False,
+    work: np.ndarray | None = None,
+) -> int:
     """One token id from float logits (V,): argmax when ``greedy``, else a draw after ``filters``.
 
     ``work``: a float64 (V,) scratch buffer; with it a step without top-k/top-p allocates

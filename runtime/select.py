@@ -52,7 +52,9 @@ def backend_options(**fields: object) -> BackendOptions:
     known = set(BackendOptions.__dataclass_fields__)
     unknown = sorted(set(fields) - known)
     if unknown:
-        raise BadInputError(f"Unknown backend option(s) {unknown}; expected some of {sorted(known)}.")
+        raise BadInputError(
+            f"Unknown backend option(s) {unknown}; expected some of {sorted(known)}."
+        )
     opts = BackendOptions(**fields)  # type: ignore[arg-type]
     validate_options(opts)
     return opts
@@ -65,9 +67,13 @@ def validate_options(opts: BackendOptions) -> None:
     for name in ("threads", "inter_op_threads"):
         v = getattr(opts, name)
         if v is not None and (type(v) is not int or v < 1):
-            raise BadInputError(f"{name} {v!r}: expected an integer >= 1, or None for ONNX Runtime's default.")
+            raise BadInputError(
+                f"{name} {v!r}: expected an integer >= 1, or None for ONNX Runtime's default."
+            )
     if opts.graph_optimization not in GRAPH_OPT_LEVELS:
-        raise BadInputError(f"graph_optimization {opts.graph_optimization!r} is not one of {GRAPH_OPT_LEVELS}.")
+        raise BadInputError(
+            f"graph_optimization {opts.graph_optimization!r} is not one of {GRAPH_OPT_LEVELS}."
+        )
     if type(opts.device_id) is not int or opts.device_id < 0:
         raise BadInputError(f"device_id {opts.device_id!r}: expected an integer >= 0.")
 
@@ -78,8 +84,10 @@ def model_int(manifest: Manifest, key: str, default: int = 0) -> int:
     if v is None:
         return default
     if type(v) is not int or v < 0:
-        raise CorruptArtifactError(f"Manifest of '{manifest.root}': model.{key} is {v!r}; expected an integer >= 0.",
-                                   hint="Re-export the bundle with `genedge export`.")
+        raise CorruptArtifactError(
+            f"Manifest of '{manifest.root}': model.{key} is {v!r}; expected an integer >= 0.",
+            hint="Re-export the bundle with `genedge export`.",
+        )
     return v
 
 
@@ -91,7 +99,9 @@ def read_bundle(bundle: str | os.PathLike) -> Manifest:
     pick. Engines, being large and machine-specific, are checked when opened.
     """
     path = Path(bundle)
-    if path.name == MANIFEST_NAME and path.is_file():  # the manifest itself: its folder is the bundle
+    if (
+        path.name == MANIFEST_NAME and path.is_file()
+    ):  # the manifest itself: its folder is the bundle
         path = path.parent
     manifest = read_manifest(path)
     for artifact in manifest.find(format="onnx"):
@@ -103,7 +113,9 @@ def check_names(backend: str, precision: str | None) -> None:
     if backend not in BACKENDS:
         raise BadInputError(f"Unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}.")
     if precision is not None and precision not in PRECISIONS:
-        raise BadInputError(f"Unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}.")
+        raise BadInputError(
+            f"Unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}."
+        )
 
 
 def _passed(a: Artifact) -> bool:
@@ -114,8 +126,10 @@ def onnx_artifact(manifest: Manifest, graph: str, backend: str, precision: str |
     """The ONNX file to run for ``graph``: the precision asked for, or the default for ``backend``."""
     found = {a.precision or "fp32": a for a in manifest.find(graph=graph, format="onnx")}
     if not found:
-        raise BadInputError(f"Bundle '{manifest.root}' has no ONNX graph '{graph}'.",
-                            hint="Re-export the bundle with `genedge export`.")
+        raise BadInputError(
+            f"Bundle '{manifest.root}' has no ONNX graph '{graph}'.",
+            hint="Re-export the bundle with `genedge export`.",
+        )
     if precision is not None:
         if precision not in found:
             raise BadInputError(
@@ -123,8 +137,10 @@ def onnx_artifact(manifest: Manifest, graph: str, backend: str, precision: str |
                 hint=f"Pass --precision {sorted(found)[0]}, or re-export with --precision {precision}.",
             )
         if not _passed(found[precision]):
-            log.warning("%s failed its export verification; running it because it was asked for",
-                        found[precision].file)
+            log.warning(
+                "%s failed its export verification; running it because it was asked for",
+                found[precision].file,
+            )
         return found[precision]
     if backend == "ort-cpu" and "int8" in found and found["int8"].quality_approved:
         return found["int8"]
@@ -135,15 +151,22 @@ def onnx_artifact(manifest: Manifest, graph: str, backend: str, precision: str |
     return found["fp32"]
 
 
-def matching_engines(manifest: Manifest, graph: str, env, *, allow_version_compatible: bool) -> list[Artifact]:
+def matching_engines(
+    manifest: Manifest, graph: str, env, *, allow_version_compatible: bool
+) -> list[Artifact]:
     """Engines for ``graph`` that this machine can run, best first (approved int8, fp16, fp32)."""
     from .trt_backend import check_engine_record
 
     ok = []
     for a in manifest.find(graph=graph, format="engine"):
         try:
-            check_engine_record(a.engine or {}, env, file=a.file, bundle=manifest.root,
-                                allow_version_compatible=allow_version_compatible)
+            check_engine_record(
+                a.engine or {},
+                env,
+                file=a.file,
+                bundle=manifest.root,
+                allow_version_compatible=allow_version_compatible,
+            )
         except (GenedgeError, ValueError) as e:
             log.debug("engine %s skipped: %s", a.file, e)
             continue
@@ -165,17 +188,30 @@ def _engine_for(manifest: Manifest, graph: str, precision: str | None, opts: Bac
     engines = manifest.find(graph=graph, format="engine", precision=precision)
     if precision is not None:
         if not engines:
-            have = ", ".join(f"{a.file} ({a.precision})" for a in manifest.find(graph=graph, format="engine"))
+            have = ", ".join(
+                f"{a.file} ({a.precision})" for a in manifest.find(graph=graph, format="engine")
+            )
             raise BadInputError(
                 f"Bundle has no {precision} TensorRT engine for '{graph}'; engines: {have or 'none'}.",
                 hint=f"Pass another --precision, or rebuild: genedge export CKPT --out {manifest.root} "
-                f"--precision {precision} --trt")
-        check_engine_record(engines[0].engine or {}, env, file=engines[0].file, bundle=manifest.root,
-                            allow_version_compatible=opts.allow_version_compatible)
+                f"--precision {precision} --trt",
+            )
+        check_engine_record(
+            engines[0].engine or {},
+            env,
+            file=engines[0].file,
+            bundle=manifest.root,
+            allow_version_compatible=opts.allow_version_compatible,
+        )
         return engines[0], env
-    ok = matching_engines(manifest, graph, env, allow_version_compatible=opts.allow_version_compatible)
+    ok = matching_engines(
+        manifest, graph, env, allow_version_compatible=opts.allow_version_compatible
+    )
     if not ok:
-        names = ", ".join(a.file for a in engines or manifest.find(graph=graph, format="engine")) or "none"
+        names = (
+            ", ".join(a.file for a in engines or manifest.find(graph=graph, format="engine"))
+            or "none"
+        )
         raise IncompatibleEnvironmentError(
             f"No TensorRT engine for '{graph}' matches this machine (TensorRT {env.tensorrt_version}, "
             f"sm{env.compute_capability.replace('.', '')}, {env.device_name}); engines in the bundle: {names}.",
@@ -184,8 +220,14 @@ def _engine_for(manifest: Manifest, graph: str, precision: str | None, opts: Bac
     return ok[0], env
 
 
-def _open_ort(manifest: Manifest, graph: str, name: str, precision: str | None, opts: BackendOptions,
-              int_ranges: dict[str, tuple[int, int]] | None) -> Backend:
+def _open_ort(
+    manifest: Manifest,
+    graph: str,
+    name: str,
+    precision: str | None,
+    opts: BackendOptions,
+    int_ranges: dict[str, tuple[int, int]] | None,
+) -> Backend:
     from .ort_backend import OrtBackend, OrtOptions
 
     artifact = onnx_artifact(manifest, graph, name, precision)
@@ -196,11 +238,22 @@ def _open_ort(manifest: Manifest, graph: str, name: str, precision: str | None, 
 
         folder = trt_ep_cache_dir(artifact.sha256)
         cache = None if folder is None else str(folder)
-    ort_opts = OrtOptions(intra_op_threads=opts.threads, inter_op_threads=opts.inter_op_threads, spin=opts.spin,
-                          graph_optimization=opts.graph_optimization, device_id=opts.device_id,
-                          trt_cache_dir=cache)
-    return OrtBackend.open(path, name=name, precision=artifact.precision or "fp32", options=ort_opts,
-                           check_inputs=opts.check_inputs, int_ranges=int_ranges)
+    ort_opts = OrtOptions(
+        intra_op_threads=opts.threads,
+        inter_op_threads=opts.inter_op_threads,
+        spin=opts.spin,
+        graph_optimization=opts.graph_optimization,
+        device_id=opts.device_id,
+        trt_cache_dir=cache,
+    )
+    return OrtBackend.open(
+        path,
+        name=name,
+        precision=artifact.precision or "fp32",
+        options=ort_opts,
+        check_inputs=opts.check_inputs,
+        int_ranges=int_ranges,
+    )
 
 
 def check_io_spec(manifest: Manifest, graph: str, b: Backend) -> None:
@@ -213,8 +266,10 @@ def check_io_spec(manifest: Manifest, graph: str, b: Backend) -> None:
         declared = spec.get(side)
         problem = _io_problem(side, declared, actual) if isinstance(declared, list) else None
         if problem:
-            raise CorruptArtifactError(f"Bundle '{manifest.root}', graph '{graph}' ({b.info.file}): {problem}.",
-                                       hint="The manifest was edited or mixes exports; re-export the bundle.")
+            raise CorruptArtifactError(
+                f"Bundle '{manifest.root}', graph '{graph}' ({b.info.file}): {problem}.",
+                hint="The manifest was edited or mixes exports; re-export the bundle.",
+            )
 
 
 def _io_problem(side: str, declared: list, actual: tuple) -> str | None:
@@ -224,15 +279,23 @@ def _io_problem(side: str, declared: list, actual: tuple) -> str | None:
         return f"{side} {sorted(map(str, want))} in the manifest, {sorted(have)} in the graph"
     for name, t in have.items():
         dtype, shape = str(want[name].get("dtype")), list(want[name].get("shape") or [])
-        fixed_ok = all(a == e for a, e in zip(t.shape, shape, strict=False) if isinstance(a, int) and isinstance(e, int))
+        fixed_ok = all(
+            a == e
+            for a, e in zip(t.shape, shape, strict=False)
+            if isinstance(a, int) and isinstance(e, int)
+        )
         if dtype != t.dtype.name or len(shape) != len(t.shape) or not fixed_ok:
             return f"'{name}' is {dtype} {shape} in the manifest, {t.dtype.name} {list(t.shape)} in the graph"
     return None
 
 
 def open_backend(
-    manifest: Manifest, graph: str, backend: str = "auto", precision: str | None = None,
-    options: BackendOptions | None = None, int_ranges: dict[str, tuple[int, int]] | None = None,
+    manifest: Manifest,
+    graph: str,
+    backend: str = "auto",
+    precision: str | None = None,
+    options: BackendOptions | None = None,
+    int_ranges: dict[str, tuple[int, int]] | None = None,
 ) -> Backend:
     """Open ``graph`` of ``manifest`` on ``backend`` (a name from ``BACKENDS``); its tensors are
     checked against the manifest's I/O spec for the graph."""
@@ -246,8 +309,12 @@ def open_backend(
 
 
 def _open_backend(
-    manifest: Manifest, graph: str, backend: str = "auto", precision: str | None = None,
-    options: BackendOptions | None = None, int_ranges: dict[str, tuple[int, int]] | None = None,
+    manifest: Manifest,
+    graph: str,
+    backend: str = "auto",
+    precision: str | None = None,
+    options: BackendOptions | None = None,
+    int_ranges: dict[str, tuple[int, int]] | None = None,
 ) -> Backend:
     check_names(backend, precision)
     opts = options or BackendOptions()
@@ -257,14 +324,26 @@ def _open_backend(
         from .trt_backend import TrtBackend
 
         artifact, env = _engine_for(manifest, graph, precision, opts)
-        return TrtBackend.open(manifest, artifact, env, check_inputs=opts.check_inputs, int_ranges=int_ranges,
-                               allow_version_compatible=opts.allow_version_compatible,
-                               cuda_graphs=opts.cuda_graphs, device_id=opts.device_id)
+        return TrtBackend.open(
+            manifest,
+            artifact,
+            env,
+            check_inputs=opts.check_inputs,
+            int_ranges=int_ranges,
+            allow_version_compatible=opts.allow_version_compatible,
+            cuda_graphs=opts.cuda_graphs,
+            device_id=opts.device_id,
+        )
     return _open_ort(manifest, graph, backend, precision, opts, int_ranges)
 
 
-def _open_auto(manifest: Manifest, graph: str, precision: str | None, opts: BackendOptions,
-               int_ranges: dict[str, tuple[int, int]] | None) -> Backend:
+def _open_auto(
+    manifest: Manifest,
+    graph: str,
+    precision: str | None,
+    opts: BackendOptions,
+    int_ranges: dict[str, tuple[int, int]] | None,
+) -> Backend:
     tried = []
     candidates = ["ort-cpu"]
     if importlib.util.find_spec("onnxruntime") is not None:
@@ -272,7 +351,10 @@ def _open_auto(manifest: Manifest, graph: str, precision: str | None, opts: Back
 
         if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
             candidates.insert(0, "ort-cuda")
-    if manifest.find(graph=graph, format="engine") and importlib.util.find_spec("tensorrt") is not None:
+    if (
+        manifest.find(graph=graph, format="engine")
+        and importlib.util.find_spec("tensorrt") is not None
+    ):
         candidates.insert(0, "tensorrt")
     for name in candidates:
         try:
@@ -287,7 +369,13 @@ def _open_auto(manifest: Manifest, graph: str, precision: str | None, opts: Back
                 raise
             tried.append(f"{name}: {e.message}")
             continue
-        log.info("backend auto -> %s (%s, %s, %s)%s", b.info.name, b.info.provider, b.info.precision,
-                 b.info.file, f"; skipped {'; '.join(tried)}" if tried else "")
+        log.info(
+            "backend auto -> %s (%s, %s, %s)%s",
+            b.info.name,
+            b.info.provider,
+            b.info.precision,
+            b.info.file,
+            f"; skipped {'; '.join(tried)}" if tried else "",
+        )
         return b
     raise AssertionError("unreachable: the last candidate raises")

@@ -104,7 +104,9 @@ class StreamStats:
     """
 
     def __init__(self, capacity: int) -> None:
-        self.frames = self.missed_deadlines = self.dropped = self.late_delivered = self.nonfinite = 0
+        self.frames = self.missed_deadlines = self.dropped = self.late_delivered = (
+            self.nonfinite
+        ) = 0
         self._jitter, self._latency = _History(capacity), _History(capacity)
         self.t_start = self.t_end = 0.0  # perf_counter at schedule start / end (0: running)
         self._t_first = self._t_last = 0.0  # first and last delivery
@@ -112,10 +114,17 @@ class StreamStats:
 
     missed = property(lambda self: self.missed_deadlines)
     scheduling = property(lambda self: self.waiter.describe() if self.waiter else "normal")
-    elapsed_s = property(lambda self: ((self.t_end or time.perf_counter()) - self.t_start) if self.t_start else 0.0)
+    elapsed_s = property(
+        lambda self: ((self.t_end or time.perf_counter()) - self.t_start) if self.t_start else 0.0
+    )
     # delivered frames per second: (n - 1) intervals between the first and the last delivery
-    fps = property(lambda self: (self.frames - 1) / (self._t_last - self._t_first)
-                   if self.frames > 1 and self._t_last > self._t_first else 0.0)
+    fps = property(
+        lambda self: (
+            (self.frames - 1) / (self._t_last - self._t_first)
+            if self.frames > 1 and self._t_last > self._t_first
+            else 0.0
+        )
+    )
     jitter_p50_s = property(lambda self: self._jitter.percentile(50))
     jitter_p99_s = property(lambda self: self._jitter.percentile(99))
     jitter_max_s = property(lambda self: self._jitter.percentile(100))
@@ -124,13 +133,32 @@ class StreamStats:
     latency_max_s = property(lambda self: self._latency.percentile(100))
 
     def to_dict(self) -> dict[str, Any]:
-        keys = ("frames", "missed_deadlines", "dropped", "late_delivered", "nonfinite", "elapsed_s", "fps",
-                "jitter_p50_s", "jitter_p99_s", "jitter_max_s", "latency_p50_s", "latency_p99_s", "latency_max_s")
+        keys = (
+            "frames",
+            "missed_deadlines",
+            "dropped",
+            "late_delivered",
+            "nonfinite",
+            "elapsed_s",
+            "fps",
+            "jitter_p50_s",
+            "jitter_p99_s",
+            "jitter_max_s",
+            "latency_p50_s",
+            "latency_p99_s",
+            "latency_max_s",
+        )
         return {**{k: getattr(self, k) for k in keys}, "scheduling": self.scheduling}
 
     def __repr__(self) -> str:
-        return "StreamStats(" + ", ".join(f"{k}={v:.6g}" if not isinstance(v, str) else f"{k}={v!r}"
-                                          for k, v in self.to_dict().items()) + ")"
+        return (
+            "StreamStats("
+            + ", ".join(
+                f"{k}={v:.6g}" if not isinstance(v, str) else f"{k}={v!r}"
+                for k, v in self.to_dict().items()
+            )
+            + ")"
+        )
 
 
 class Stream:
@@ -144,20 +172,41 @@ class Stream:
     """
 
     def __init__(
-        self, sampler: Sampler, *, fps: float = 30.0, seconds: float | None = None, walk: str = "circle",
-        late: str = "drop", batch: int = 1, seed: int = 0, labels: Any = None, truncation: float = 1.0,
-        period_s: float = 4.0, ring: int = 3, nonfinite: str = "raise", late_tolerance_s: float = 1e-3,
-        spin_s: float = 1e-3, realtime_priority: int | None = DEFAULT_PRIORITY,
+        self,
+        sampler: Sampler,
+        *,
+        fps: float = 30.0,
+        seconds: float | None = None,
+        walk: str = "circle",
+        late: str = "drop",
+        batch: int = 1,
+        seed: int = 0,
+        labels: Any = None,
+        truncation: float = 1.0,
+        period_s: float = 4.0,
+        ring: int = 3,
+        nonfinite: str = "raise",
+        late_tolerance_s: float = 1e-3,
+        spin_s: float = 1e-3,
+        realtime_priority: int | None = DEFAULT_PRIORITY,
     ) -> None:
-        _validate(fps, seconds, walk, late, batch, ring, nonfinite, period_s, late_tolerance_s, spin_s)
+        _validate(
+            fps, seconds, walk, late, batch, ring, nonfinite, period_s, late_tolerance_s, spin_s
+        )
         batch, ring = int(batch), int(ring)
         self.fps, self._dt, self._late, self._nonfinite = float(fps), 1.0 / fps, late, nonfinite
         self._tol = late_tolerance_s
         self._waiter = RealtimeWait(realtime_priority, spin_s)
         self._total = None if seconds is None else max(1, round(seconds * fps))
         self._sampler, self._backend = sampler, sampler.backend
-        self._path = LatentPath(walk, batch, sampler.latent_dim, seed=seed,
-                                period=round(min(period_s * fps, 1e12)), truncation=truncation)
+        self._path = LatentPath(
+            walk,
+            batch,
+            sampler.latent_dim,
+            seed=seed,
+            period=round(min(period_s * fps, 1e12)),
+            truncation=truncation,
+        )
         self._z = np.empty((batch, sampler.latent_dim), np.float32)  # worker's latent buffer
         y = make_labels(batch, sampler.num_classes if sampler._has_label else 0, labels)
         self._feed = {"z": self._z} if y is None else {"z": self._z, "label": y}
@@ -253,17 +302,22 @@ class Stream:
     def _start(self) -> None:
         for slot in range(len(self._ring)):
             self._free.put(slot)
-        self._compute(0, 0)  # warm-up: allocates the backend's buffers for this batch (a cold first run)
+        self._compute(
+            0, 0
+        )  # warm-up: allocates the backend's buffers for this batch (a cold first run)
         t = time.perf_counter()
-        self._compute(0, 0)  # timed warm run: seeds the frame-time estimate the drop policy aims with
+        self._compute(
+            0, 0
+        )  # timed warm run: seeds the frame-time estimate the drop policy aims with
         warm = time.perf_counter() - t
         self._latency_est = warm
         # the first frame is due one period after the start (at most 0.1 s: a 1e-7 fps stream
         # must not wait months for frame 0), and never before the worker can have made it
         self._t0 = time.perf_counter() + max(min(self._dt, 0.1), 2 * warm)
         self._stats.t_start = self._t0
-        self._thread = threading.Thread(target=Stream._work, args=(weakref.ref(self),), name="genedge-stream",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=Stream._work, args=(weakref.ref(self),), name="genedge-stream", daemon=True
+        )
         self._thread.start()
 
     @staticmethod
@@ -321,11 +375,15 @@ class Stream:
             if not np.isfinite(x).all():
                 self._stats.nonfinite += 1
                 if self._nonfinite == "raise":
-                    raise NonFiniteOutputError(f"Frame {k}: the graph '{b.info.file}' produced NaN/Inf.",
-                                               hint="Check the model; try --precision fp32.")
+                    raise NonFiniteOutputError(
+                        f"Frame {k}: the graph '{b.info.file}' produced NaN/Inf.",
+                        hint="Check the model; try --precision fp32.",
+                    )
                 if self._nonfinite == "drop":
                     return False
-                x = np.nan_to_num(x, nan=-1.0, posinf=1.0, neginf=-1.0)  # "count": deliver, NaN as black
+                x = np.nan_to_num(
+                    x, nan=-1.0, posinf=1.0, neginf=-1.0
+                )  # "count": deliver, NaN as black
             self._slots[slot][...] = to_uint8(x)
         return True
 
@@ -341,7 +399,9 @@ class Stream:
             self._stats.t_end = time.perf_counter()
         self._done = True
 
-    def __del__(self) -> None:  # dropped without close(): stop the worker, put the consumer's scheduling back
+    def __del__(
+        self,
+    ) -> None:  # dropped without close(): stop the worker, put the consumer's scheduling back
         try:
             self.close()
         except Exception:  # interpreter shutdown: nothing left to clean
@@ -354,26 +414,54 @@ class Stream:
         self.close()
 
 
-def _validate(fps: float, seconds: float | None, walk: str, late: str, batch: int, ring: int,
-              nonfinite: str, period_s: float = 4.0, late_tolerance_s: float = 1e-3, spin_s: float = 1e-3) -> None:
+def _validate(
+    fps: float,
+    seconds: float | None,
+    walk: str,
+    late: str,
+    batch: int,
+    ring: int,
+    nonfinite: str,
+    period_s: float = 4.0,
+    late_tolerance_s: float = 1e-3,
+    spin_s: float = 1e-3,
+) -> None:
     def number(x: object) -> bool:
         return is_real(x) and math.isfinite(x) and x > 0
 
     checks = [
         (lambda: not number(fps), f"fps {fps!r} must be a finite number > 0"),
-        (lambda: seconds is not None and not number(seconds),
-         f"seconds {seconds!r} must be a finite number > 0 (or None: until closed)"),
+        (
+            lambda: seconds is not None and not number(seconds),
+            f"seconds {seconds!r} must be a finite number > 0 (or None: until closed)",
+        ),
         (lambda: walk not in WALKS, f"walk {walk!r} is not one of {WALKS}"),
         (lambda: late not in LATE_POLICIES, f"late {late!r} is not one of {LATE_POLICIES}"),
         (lambda: not is_int(batch) or batch < 1, f"batch {batch!r} must be an integer >= 1"),
-        (lambda: not is_int(ring) or ring < 3, f"ring {ring!r} must be an integer >= 3 (held, computing, queued)"),
-        (lambda: nonfinite not in NONFINITE_POLICIES, f"nonfinite {nonfinite!r} is not one of {NONFINITE_POLICIES}"),
-        (lambda: not number(period_s), f"period_s {period_s!r} must be a finite number > 0 (seconds per walk loop)"),
-        (lambda: not (number(late_tolerance_s) or late_tolerance_s == 0),
-         f"late_tolerance_s {late_tolerance_s!r} must be a finite number >= 0"),
-        (lambda: not (number(spin_s) or spin_s == 0), f"spin_s {spin_s!r} must be a finite number >= 0"),
-        (lambda: seconds is not None and fps * seconds > MAX_FRAMES,
-         f"fps {fps!r} x seconds {seconds!r} is more than {MAX_FRAMES:g} frames; pass seconds=None for an endless stream"),
+        (
+            lambda: not is_int(ring) or ring < 3,
+            f"ring {ring!r} must be an integer >= 3 (held, computing, queued)",
+        ),
+        (
+            lambda: nonfinite not in NONFINITE_POLICIES,
+            f"nonfinite {nonfinite!r} is not one of {NONFINITE_POLICIES}",
+        ),
+        (
+            lambda: not number(period_s),
+            f"period_s {period_s!r} must be a finite number > 0 (seconds per walk loop)",
+        ),
+        (
+            lambda: not (number(late_tolerance_s) or late_tolerance_s == 0),
+            f"late_tolerance_s {late_tolerance_s!r} must be a finite number >= 0",
+        ),
+        (
+            lambda: not (number(spin_s) or spin_s == 0),
+            f"spin_s {spin_s!r} must be a finite number >= 0",
+        ),
+        (
+            lambda: seconds is not None and fps * seconds > MAX_FRAMES,
+            f"fps {fps!r} x seconds {seconds!r} is more than {MAX_FRAMES:g} frames; pass seconds=None for an endless stream",
+        ),
     ]
     for bad, message in checks:
         if bad():

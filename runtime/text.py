@@ -34,8 +34,15 @@ from .select import backend_options, open_backend, read_bundle
 class Generation:
     """One generation in progress; the caller drives it with ``step()`` until ``done``."""
 
-    def __init__(self, tg: TextGenerator, prompt_ids: list[int], max_new_tokens: int, filters: list,
-                 greedy: bool, seed: int) -> None:
+    def __init__(
+        self,
+        tg: TextGenerator,
+        prompt_ids: list[int],
+        max_new_tokens: int,
+        filters: list,
+        greedy: bool,
+        seed: int,
+    ) -> None:
         self._tg, self._prompt, self._max = tg, prompt_ids, max_new_tokens
         self._filters, self._greedy = filters, greedy
         self._rng = np.random.default_rng(seed)
@@ -54,16 +61,22 @@ class Generation:
     def tokens_per_s(self) -> float:
         """Decode speed after the first token: (n - 1) / (t_last - t_first); 0 before two tokens."""
         n = len(self.tokens)
-        return (n - 1) / (self._t_last - self._t_first) if n > 1 and self._t_last > self._t_first else 0.0
+        return (
+            (n - 1) / (self._t_last - self._t_first)
+            if n > 1 and self._t_last > self._t_first
+            else 0.0
+        )
 
     def step(self) -> str:
         """Generate and return the next character."""
         if self.done:
             raise BadInputError("This generation is done; call start() again.")
         if self._tg._active is not self:
-            raise BadInputError("Another generation was started on this TextGenerator since this one; "
-                                "they share its state buffers, so this one cannot continue.",
-                                hint="Open one TextGenerator per concurrent generation.")
+            raise BadInputError(
+                "Another generation was started on this TextGenerator since this one; "
+                "they share its state buffers, so this one cannot continue.",
+                hint="Open one TextGenerator per concurrent generation.",
+            )
         if not self.tokens:  # prefill: run the prompt through the step graph
             logits = self._tg._reset_and_feed(self._prompt)
         else:
@@ -94,8 +107,10 @@ class TextGenerator:
         model = manifest.model
         self.vocab: str = model.get("vocab") or ""
         if not isinstance(self.vocab, str) or len(self.vocab) < 2:
-            raise BadInputError("The ar bundle's manifest has no model.vocab string.",
-                                hint="Re-export the bundle with `genedge export`.")
+            raise BadInputError(
+                "The ar bundle's manifest has no model.vocab string.",
+                hint="Re-export the bundle with `genedge export`.",
+            )
         self._index = {ch: i for i, ch in enumerate(self.vocab)}
         self.state_names: list[str] = list(model.get("state_names") or ["h"])
         self._token = np.zeros(1, np.int64)
@@ -106,7 +121,9 @@ class TextGenerator:
             got = "no 'logits' output" if spec is None else f"logits of {spec.shape[-1]} classes"
             raise CorruptArtifactError(
                 f"Bundle '{manifest.root}': the manifest's vocabulary has {V} characters but the step graph "
-                f"'{backend.info.file}' has {got}.", hint="Re-export the bundle with `genedge export`.")
+                f"'{backend.info.file}' has {got}.",
+                hint="Re-export the bundle with `genedge export`.",
+            )
         self._logits = np.empty((1, V), np.float32)  # (B, V)
         self._work = np.empty(V, np.float64)  # sampling scratch: a step allocates nothing
         self._active: Generation | None = None  # the generation that owns the state buffers
@@ -117,17 +134,28 @@ class TextGenerator:
             spec = self.backend.input_spec(name)
             if spec is None:
                 raise BadInputError(f"The step graph has no state input '{name}'.")
-            shapes[name] = tuple(1 if not isinstance(d, int) else d for d in spec.shape)  # (L, 1, Hd)
+            shapes[name] = tuple(
+                1 if not isinstance(d, int) else d for d in spec.shape
+            )  # (L, 1, Hd)
         return [{n: np.zeros(s, np.float32) for n, s in shapes.items()} for _ in range(2)]
 
     @classmethod
-    def open(cls, bundle: str | os.PathLike, backend: str = "auto", precision: str | None = None,
-             threads: int | None = None, check_inputs: bool = True, **options: Any) -> TextGenerator:
+    def open(
+        cls,
+        bundle: str | os.PathLike,
+        backend: str = "auto",
+        precision: str | None = None,
+        threads: int | None = None,
+        check_inputs: bool = True,
+        **options: Any,
+    ) -> TextGenerator:
         """Open an ``ar`` bundle's step graph on ``backend`` (names as for ``Sampler.open``)."""
         manifest = read_bundle(bundle)
         if manifest.kind != "ar":
-            raise BadInputError(f"Bundle '{bundle}' is a '{manifest.kind}' bundle; TextGenerator needs ar.",
-                                hint="Use genedge.runtime.Sampler for image bundles.")
+            raise BadInputError(
+                f"Bundle '{bundle}' is a '{manifest.kind}' bundle; TextGenerator needs ar.",
+                hint="Use genedge.runtime.Sampler for image bundles.",
+            )
         opts = backend_options(threads=threads, check_inputs=check_inputs, **options)
         vocab = manifest.model.get("vocab") or ""
         V = len(vocab) if isinstance(vocab, str) else 0
@@ -145,11 +173,20 @@ class TextGenerator:
     def decode(self, tokens: list[int]) -> str:
         return "".join(self.vocab[t] for t in tokens)
 
-    def start(self, prompt: str = "", max_new_tokens: int = 200, temperature: float = 0.8, top_k: int = 0,
-              top_p: float = 1.0, seed: int = 0) -> Generation:
+    def start(
+        self,
+        prompt: str = "",
+        max_new_tokens: int = 200,
+        temperature: float = 0.8,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int = 0,
+    ) -> Generation:
         """A new generation (state reset); drive it with ``step()`` or iterate it."""
         if not isinstance(prompt, str):
-            raise BadInputError(f"prompt: received {type(prompt).__name__}; expected a str (may be empty).")
+            raise BadInputError(
+                f"prompt: received {type(prompt).__name__}; expected a str (may be empty)."
+            )
         if not is_int(max_new_tokens) or max_new_tokens < 0:
             raise BadInputError(f"max_new_tokens {max_new_tokens!r}: expected an integer >= 0.")
         max_new_tokens = int(max_new_tokens)
@@ -159,8 +196,15 @@ class TextGenerator:
         self._active = Generation(self, ids, max_new_tokens, filters, temperature == 0, seed)
         return self._active
 
-    def generate(self, prompt: str = "", max_new_tokens: int = 200, temperature: float = 0.8, top_k: int = 0,
-                 top_p: float = 1.0, seed: int = 0) -> Generation:
+    def generate(
+        self,
+        prompt: str = "",
+        max_new_tokens: int = 200,
+        temperature: float = 0.8,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int = 0,
+    ) -> Generation:
         """Up to ``max_new_tokens`` characters, yielded as they are produced (seeded, reproducible).
 
         The returned ``Generation`` is the iterator itself, so its ``ttft_s``, ``tokens_per_s``
@@ -183,7 +227,9 @@ class TextGenerator:
         read, write = self._state
         feed = {"token": self._token, **read}
         out = {"logits": self._logits, **{f"{n}_out": write[n] for n in self.state_names}}
-        self.backend._run(feed, out)  # token ids come from the vocab, the state is ours: no checks needed
+        self.backend._run(
+            feed, out
+        )  # token ids come from the vocab, the state is ours: no checks needed
         self._state.reverse()
         return self._logits
 

@@ -62,8 +62,9 @@ class TrtEnvironment:
 
 # ---------------------------------------------------------------- pure checks (testable)
 
+
 def parse_version(text: str) -> tuple[int, ...]:
-    """"10.3.0.26" -> (10, 3, 0, 26); non-numeric tails are ignored."""
+    """ "10.3.0.26" -> (10, 3, 0, 26); non-numeric tails are ignored."""
     return tuple(int(p) for p in re.findall(r"\d+", str(text))[:4])
 
 
@@ -85,7 +86,11 @@ def rebuild_hint(bundle: str | Path) -> str:
 
 
 def check_engine_record(
-    record: dict[str, Any], env: TrtEnvironment, *, file: str, bundle: str | Path = "BUNDLE",
+    record: dict[str, Any],
+    env: TrtEnvironment,
+    *,
+    file: str,
+    bundle: str | Path = "BUNDLE",
     allow_version_compatible: bool = False,
 ) -> None:
     """Refuse an engine built for another GPU or TensorRT (exit 3) or with unwanted host code (exit 4).
@@ -101,7 +106,9 @@ def check_engine_record(
     except ValueError:
         raise IncompatibleEnvironmentError(
             f"Engine record for '{file}' has no usable compute_capability "
-            f"({record.get('compute_capability')!r}).", hint=rebuild_hint(bundle)) from None
+            f"({record.get('compute_capability')!r}).",
+            hint=rebuild_hint(bundle),
+        ) from None
     have_cc = normalize_cc(env.compute_capability)
     if want_cc != have_cc:
         raise IncompatibleEnvironmentError(
@@ -109,10 +116,14 @@ def check_engine_record(
             f"({record.get('device_name', 'unknown GPU')}); this GPU is {have_cc} ({env.device_name}).",
             hint=rebuild_hint(bundle),
         )
-    built, have = parse_version(record.get("tensorrt_version", "")), parse_version(env.tensorrt_version)
+    built, have = (
+        parse_version(record.get("tensorrt_version", "")),
+        parse_version(env.tensorrt_version),
+    )
     if not built:
-        raise IncompatibleEnvironmentError(f"Engine record for '{file}' has no tensorrt_version.",
-                                           hint=rebuild_hint(bundle))
+        raise IncompatibleEnvironmentError(
+            f"Engine record for '{file}' has no tensorrt_version.", hint=rebuild_hint(bundle)
+        )
     vc = bool(record.get("version_compatible"))  # anything truthy needs the host-code opt-in below
     ok = (have[:1] == built[:1] and have >= built) if vc else _three(have) == _three(built)
     if not ok:
@@ -148,13 +159,18 @@ def check_profile_batch(batch: int, profile: tuple[int, int, int], *, file: str 
 def plan_buffers(specs: tuple[TensorSpec, ...], max_batch: int) -> dict[str, int]:
     """Bytes per tensor at the profile's max batch (every symbolic dim is the batch)."""
     return {
-        s.name: int(np.prod(resolve_shape(s.shape, {d: max_batch for d in s.shape if not isinstance(d, int)})))
+        s.name: int(
+            np.prod(
+                resolve_shape(s.shape, {d: max_batch for d in s.shape if not isinstance(d, int)})
+            )
+        )
         * s.dtype.itemsize
         for s in specs
     }
 
 
 # ---------------------------------------------------------------- CUDA / TensorRT glue
+
 
 def _cudart() -> Any:
     """cuda-python's runtime module: ``cuda.bindings.runtime`` (>= 12.6) or ``cuda.cudart``."""
@@ -183,8 +199,14 @@ def probe_environment(device: int = 0) -> TrtEnvironment | None:
     except Exception as e:  # no package, no driver, no GPU: not a TensorRT machine
         log.debug("native TensorRT unavailable: %s", e)
         return None
-    name = prop.name.decode(errors="replace").rstrip("\x00") if isinstance(prop.name, bytes) else str(prop.name)
-    return TrtEnvironment(trt.__version__, f"{prop.major}.{prop.minor}", name, bool(prop.integrated))
+    name = (
+        prop.name.decode(errors="replace").rstrip("\x00")
+        if isinstance(prop.name, bytes)
+        else str(prop.name)
+    )
+    return TrtEnvironment(
+        trt.__version__, f"{prop.major}.{prop.minor}", name, bool(prop.integrated)
+    )
 
 
 def _make_logger(trt: Any) -> Any:
@@ -198,8 +220,12 @@ def _make_logger(trt: Any) -> Any:
             log.log(levels.get(severity, logging.DEBUG), "TensorRT: %s", msg)
 
     sev = trt.ILogger.Severity
-    levels = {sev.INTERNAL_ERROR: logging.ERROR, sev.ERROR: logging.ERROR, sev.WARNING: logging.WARNING,
-              sev.INFO: logging.DEBUG}
+    levels = {
+        sev.INTERNAL_ERROR: logging.ERROR,
+        sev.ERROR: logging.ERROR,
+        sev.WARNING: logging.WARNING,
+        sev.INFO: logging.DEBUG,
+    }
 
     return _Logger()
 
@@ -224,17 +250,31 @@ class TrtBackend(Backend):
 
     @classmethod
     def open(
-        cls, manifest: Manifest, artifact: Artifact, env: TrtEnvironment, *,
-        check_inputs: bool = True, int_ranges: dict[str, tuple[int, int]] | None = None,
-        allow_version_compatible: bool = False, cuda_graphs: bool = False, device_id: int = 0,
+        cls,
+        manifest: Manifest,
+        artifact: Artifact,
+        env: TrtEnvironment,
+        *,
+        check_inputs: bool = True,
+        int_ranges: dict[str, tuple[int, int]] | None = None,
+        allow_version_compatible: bool = False,
+        cuda_graphs: bool = False,
+        device_id: int = 0,
     ) -> TrtBackend:
         """Check the record against ``env``, verify the hash, deserialize, allocate buffers."""
         record = artifact.engine or {}
-        check_engine_record(record, env, file=artifact.file, bundle=manifest.root,
-                            allow_version_compatible=allow_version_compatible)
+        check_engine_record(
+            record,
+            env,
+            file=artifact.file,
+            bundle=manifest.root,
+            allow_version_compatible=allow_version_compatible,
+        )
         if parse_version(env.tensorrt_version)[:2] < MIN_TRT:
-            raise IncompatibleEnvironmentError(f"TensorRT {env.tensorrt_version} is older than 8.5.",
-                                               hint="Install tensorrt>=10 (pip install 'genedge[trt]').")
+            raise IncompatibleEnvironmentError(
+                f"TensorRT {env.tensorrt_version} is older than 8.5.",
+                hint="Install tensorrt>=10 (pip install 'genedge[trt]').",
+            )
         path = manifest.path_of(artifact)  # sha256 checked before anything deserializes it
         self = cls()
         self._device_id = int(device_id)
@@ -244,8 +284,12 @@ class TrtBackend(Backend):
         except BaseException:
             self.close()
             raise
-        self.info = BackendInfo("tensorrt", f"TensorRT {env.tensorrt_version} (sm{env.compute_capability.replace('.', '')})",
-                                artifact.precision or "fp32", artifact.file)
+        self.info = BackendInfo(
+            "tensorrt",
+            f"TensorRT {env.tensorrt_version} (sm{env.compute_capability.replace('.', '')})",
+            artifact.precision or "fp32",
+            artifact.file,
+        )
         self.check_inputs, self.int_ranges, self._use_graphs = check_inputs, int_ranges, cuda_graphs
         self._file = artifact.file
         return self
@@ -261,17 +305,22 @@ class TrtBackend(Backend):
         dla = record.get("dla_core")
         if dla is not None:  # an engine built for DLA runs on the core it was built for
             if type(dla) is not int or dla < 0:
-                raise CorruptArtifactError(f"Engine record for '{path.name}': dla_core {dla!r} is not a core number.",
-                                           hint=rebuild_hint(path.parent))
+                raise CorruptArtifactError(
+                    f"Engine record for '{path.name}': dla_core {dla!r} is not a core number.",
+                    hint=rebuild_hint(path.parent),
+                )
             self._runtime.DLA_core = dla
         self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
-            raise IncompatibleEnvironmentError(f"TensorRT could not deserialize '{path.name}'.",
-                                               hint=rebuild_hint(path.parent))
+            raise IncompatibleEnvironmentError(
+                f"TensorRT could not deserialize '{path.name}'.", hint=rebuild_hint(path.parent)
+            )
         self._context = self._engine.create_execution_context()
         if self._context is None:
-            raise IncompatibleEnvironmentError(f"TensorRT could not create an execution context for '{path.name}' "
-                                               "(out of GPU memory?).")
+            raise IncompatibleEnvironmentError(
+                f"TensorRT could not create an execution context for '{path.name}' "
+                "(out of GPU memory?)."
+            )
         # non-blocking: work other threads put on the legacy default stream cannot break a capture
         self._stream = _call(cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking))
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
@@ -280,11 +329,17 @@ class TrtBackend(Backend):
         self.inputs = tuple(spec[n] for n in names if is_in[n])
         self.outputs = tuple(spec[n] for n in names if not is_in[n])
         first = self.inputs[0].name
-        self.profiles = [tuple(int(tuple(s)[0]) for s in self._engine.get_tensor_profile_shape(first, i))
-                         for i in range(self._engine.num_optimization_profiles)]  # [(min, opt, max)]
+        self.profiles = [
+            tuple(int(tuple(s)[0]) for s in self._engine.get_tensor_profile_shape(first, i))
+            for i in range(self._engine.num_optimization_profiles)
+        ]  # [(min, opt, max)]
         self._active = 0
         # the Sampler chunks batches to profile[2]; the widest profile bounds the buffers
-        self.profile = (min(p[0] for p in self.profiles), self.profiles[0][1], max(p[2] for p in self.profiles))
+        self.profile = (
+            min(p[0] for p in self.profiles),
+            self.profiles[0][1],
+            max(p[2] for p in self.profiles),
+        )
 
     def _tensor_spec(self, trt: Any, name: str) -> TensorSpec:
         dims = tuple(self._engine.get_tensor_shape(name))
@@ -312,14 +367,20 @@ class TrtBackend(Backend):
         n = int(np.prod(shape)) * spec.dtype.itemsize
         return self._host[spec.name][:n].view(spec.dtype).reshape(shape)
 
-    def _run(self, feed: dict[str, np.ndarray], out: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+    def _run(
+        self, feed: dict[str, np.ndarray], out: dict[str, np.ndarray] | None
+    ) -> dict[str, np.ndarray]:
         with self.lock:  # one run at a time: the pinned and device buffers are shared
             if self._context is None:
                 raise_closed(getattr(self, "_file", "engine"))
             return self._run_locked(feed, out)
 
-    def _run_locked(self, feed: dict[str, np.ndarray], out: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
-        if self._device_id:  # the current device is per thread (the stream's worker is another thread)
+    def _run_locked(
+        self, feed: dict[str, np.ndarray], out: dict[str, np.ndarray] | None
+    ) -> dict[str, np.ndarray]:
+        if (
+            self._device_id
+        ):  # the current device is per thread (the stream's worker is another thread)
             _call(self._cudart.cudaSetDevice(self._device_id))
         B = next(iter(feed.values())).shape[0]
         lo, _, hi = self.profiles[self._active]
@@ -343,8 +404,12 @@ class TrtBackend(Backend):
                 self._graphs[B] = self._capture(feed)
             except IncompatibleEnvironmentError as e:  # as trtexec does: stay eager for this batch
                 self._no_graph.add(B)
-                log.warning("CUDA graph capture failed for batch %d of '%s' (%s); running it eagerly",
-                            B, self._file, e.message)
+                log.warning(
+                    "CUDA graph capture failed for batch %d of '%s' (%s); running it eagerly",
+                    B,
+                    self._file,
+                    e.message,
+                )
         return self._outputs(feed, out)
 
     def _switch_profile(self, B: int) -> None:
@@ -354,8 +419,10 @@ class TrtBackend(Backend):
             if len(self.profiles) == 1:
                 check_profile_batch(B, self.profiles[0], file=self._file)
             ranges = ", ".join(f"[{lo}, {hi}] (opt {opt})" for lo, opt, hi in self.profiles)
-            raise BadInputError(f"Batch {B} fits none of the profiles of '{self._file}': {ranges}.",
-                                hint="Sample in a batch size inside one of them, or re-export with --batch.")
+            raise BadInputError(
+                f"Batch {B} fits none of the profiles of '{self._file}': {ranges}.",
+                hint="Sample in a batch size inside one of them, or re-export with --batch.",
+            )
         self._context.set_optimization_profile_async(fits[0], int(self._stream))
         self._active = fits[0]
         for g in self._graphs.values():  # captured graphs belong to the previous profile
@@ -368,24 +435,44 @@ class TrtBackend(Backend):
         if not self._mapped:
             for spec in self.inputs:
                 n = feed[spec.name].nbytes
-                _call(cudart.cudaMemcpyAsync(self._device[spec.name], self._view(spec, feed[spec.name].shape).ctypes.data,
-                                             n, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream))
+                _call(
+                    cudart.cudaMemcpyAsync(
+                        self._device[spec.name],
+                        self._view(spec, feed[spec.name].shape).ctypes.data,
+                        n,
+                        cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
+                        self._stream,
+                    )
+                )
         if not self._context.execute_async_v3(int(self._stream)):
             raise IncompatibleEnvironmentError(f"TensorRT failed to execute '{self._file}'.")
         if not self._mapped:
             for spec in self.outputs:
                 n = int(np.prod(shapes[spec.name])) * spec.dtype.itemsize
-                _call(cudart.cudaMemcpyAsync(self._host[spec.name].ctypes.data, self._device[spec.name],
-                                             n, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self._stream))
+                _call(
+                    cudart.cudaMemcpyAsync(
+                        self._host[spec.name].ctypes.data,
+                        self._device[spec.name],
+                        n,
+                        cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+                        self._stream,
+                    )
+                )
 
     def _capture(self, feed: dict[str, np.ndarray]) -> Any:
         """Record copies + execute_async_v3 as a CUDA graph (call right after an eager run at this shape)."""
         cudart = self._cudart
-        _call(cudart.cudaStreamBeginCapture(self._stream, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal))
+        _call(
+            cudart.cudaStreamBeginCapture(
+                self._stream, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+            )
+        )
         failure: BaseException | None = None
         try:
             self._enqueue(feed)
-        except BaseException as e:  # EndCapture must run whatever happened, and must not hide this error
+        except (
+            BaseException
+        ) as e:  # EndCapture must run whatever happened, and must not hide this error
             failure = e
         err, graph = cudart.cudaStreamEndCapture(self._stream)
         if failure is not None:
@@ -399,7 +486,9 @@ class TrtBackend(Backend):
         finally:
             cudart.cudaGraphDestroy(graph)
 
-    def _outputs(self, feed: dict[str, np.ndarray], out: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+    def _outputs(
+        self, feed: dict[str, np.ndarray], out: dict[str, np.ndarray] | None
+    ) -> dict[str, np.ndarray]:
         symbols = bind_symbols(self.inputs, feed)
         res = {}
         for spec in self.outputs:

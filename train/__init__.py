@@ -7,4 +7,10 @@ from .checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
 from .options import TrainOptions
 from .trainer import train_run
 
-__all__ = ["TrainOptions", "load_checkpoint", "read_checkpoint_info", "save_checkpoint", "train_run"]
+__all__ = [
+    "TrainOptions",
+    "load_checkpoint",
+    "read_checkpoint_info",
+    "save_checkpoint",
+    "train_run",
+]

@@ -44,7 +44,13 @@ class CharRNN(nn.Module):
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
         rnn = nn.LSTM if cfg.cell == "lstm" else nn.GRU
-        self.rnn = rnn(cfg.embed_dim, cfg.hidden, cfg.layers, batch_first=True, dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        self.rnn = rnn(
+            cfg.embed_dim,
+            cfg.hidden,
+            cfg.layers,
+            batch_first=True,
+            dropout=cfg.dropout if cfg.layers > 1 else 0.0,
+        )
         self.head = nn.Linear(cfg.hidden, cfg.vocab_size)
 
     def init_state(self, B: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:

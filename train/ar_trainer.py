@@ -96,7 +96,9 @@ class ArFamily:
     def evaluate(self) -> dict[str, float]:
         from .eval import text_metrics
 
-        return text_metrics(self.model, self.heldout, max_chars=EVAL_CHARS, train_text=self.train_text)
+        return text_metrics(
+            self.model, self.heldout, max_chars=EVAL_CHARS, train_text=self.train_text
+        )
 
     def export_model(self) -> tuple[nn.Module, Any]:
         return self.model, self.cfg
@@ -105,8 +107,13 @@ class ArFamily:
         return {"data": self.opts.data}
 
     def data_info(self) -> dict[str, Any]:
-        return {"name": self.text.name, "chars": len(self.text.text), "train_chars": len(self.train_text),
-                "heldout_chars": len(self.heldout), "vocab_size": self.cfg.vocab_size}
+        return {
+            "name": self.text.name,
+            "chars": len(self.text.text),
+            "train_chars": len(self.train_text),
+            "heldout_chars": len(self.heldout),
+            "vocab_size": self.cfg.vocab_size,
+        }
 
     def trained_module(self) -> nn.Module:
         return self.model

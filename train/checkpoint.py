@@ -50,7 +50,12 @@ class CheckpointInfo:
 
 
 def save_checkpoint(
-    path: str | os.PathLike, model: nn.Module, config: Any, *, kind: str, step: int = 0,
+    path: str | os.PathLike,
+    model: nn.Module,
+    config: Any,
+    *,
+    kind: str,
+    step: int = 0,
     extra: dict[str, str] | None = None,
 ) -> Path:
     """Write ``model``'s weights and ``config`` to ``path`` (.safetensors) atomically."""
@@ -93,7 +98,9 @@ def _step_from(meta: dict[str, str], path: Path) -> int:
     try:
         return int(meta.get("step", "0") or 0)
     except (TypeError, ValueError):
-        raise CorruptArtifactError(f"Checkpoint '{path}' records a step that is not a number.") from None
+        raise CorruptArtifactError(
+            f"Checkpoint '{path}' records a step that is not a number."
+        ) from None
 
 
 def _not_ours(path: Path, why: str) -> CorruptArtifactError:
@@ -126,7 +133,9 @@ def _safetensors_metadata(path: Path) -> dict[str, str]:
     from safetensors import safe_open
 
     if path.stat().st_size < 8:
-        raise CorruptArtifactError(f"Checkpoint '{path}' is truncated ({path.stat().st_size} bytes).")
+        raise CorruptArtifactError(
+            f"Checkpoint '{path}' is truncated ({path.stat().st_size} bytes)."
+        )
     try:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})
@@ -187,7 +196,9 @@ def torch_load_weights_only(path: str | os.PathLike) -> Any:
             "weights to .safetensors instead.",
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError) as e:
-        raise CorruptArtifactError(f"Checkpoint '{path}' is truncated or corrupt ({type(e).__name__}).") from None
+        raise CorruptArtifactError(
+            f"Checkpoint '{path}' is truncated or corrupt ({type(e).__name__})."
+        ) from None
     return payload
 
 

@@ -19,11 +19,24 @@ from .options import TrainOptions
 
 def options_from_args(args: argparse.Namespace) -> TrainOptions:
     return TrainOptions(
-        kind=args.kind, data=args.data, out=Path(args.out), conditional=args.conditional,
-        steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
-        seed=args.seed, device=args.device, image_size=args.image_size, latent_dim=args.latent_dim,
-        sample_every=args.sample_every, eval_every=args.eval_every, resume=args.resume,
-        cell=args.cell, progress=not args.no_progress, threads=getattr(args, "threads", None),
+        kind=args.kind,
+        data=args.data,
+        out=Path(args.out),
+        conditional=args.conditional,
+        steps=args.steps,
+        minutes=args.minutes,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        image_size=args.image_size,
+        latent_dim=args.latent_dim,
+        sample_every=args.sample_every,
+        eval_every=args.eval_every,
+        resume=args.resume,
+        cell=args.cell,
+        progress=not args.no_progress,
+        threads=getattr(args, "threads", None),
     )
 
 
@@ -35,7 +48,11 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def _print_metrics(title: str, metrics: dict) -> None:
-    flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+    flat = {
+        k: v
+        for k, v in metrics.items()
+        if isinstance(v, (int, float, str)) and not isinstance(v, bool)
+    }
     width = max((len(k) for k in flat), default=6)
     print(title)
     for k, v in flat.items():
@@ -51,7 +68,9 @@ def eval_command(args: argparse.Namespace) -> int:
         )
     if target.is_file():
         if args.precision:
-            raise BadInputError("--precision applies to bundles (folders), not to a checkpoint file; drop it.")
+            raise BadInputError(
+                "--precision applies to bundles (folders), not to a checkpoint file; drop it."
+            )
         from .eval import evaluate_checkpoint
 
         metrics = evaluate_checkpoint(target, data=args.data, n=args.num_samples, seed=args.seed)

@@ -36,8 +36,21 @@ from genedge.errors import BadInputError, require
 
 DIGITS_DEFAULT_SIZE = 16
 UNKNOWN_CHAR = "\ufffd"
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm")
-SOURCES_HELP = "digits, an image folder, an .npz/.npy array, or an MNIST *-images-idx3-ubyte[.gz] file"
+IMAGE_EXTENSIONS = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".pgm",
+    ".ppm",
+    ".pbm",
+)
+SOURCES_HELP = (
+    "digits, an image folder, an .npz/.npy array, or an MNIST *-images-idx3-ubyte[.gz] file"
+)
 
 
 @dataclass(frozen=True, eq=False)  # arrays inside: identity, not element-wise equality
@@ -75,7 +88,9 @@ class TextData:
 # ----------------------------------------------------------------------------- images
 
 
-def load_image_data(src: str, *, image_size: int | None = None, need_labels: bool = False) -> ImageData:
+def load_image_data(
+    src: str, *, image_size: int | None = None, need_labels: bool = False
+) -> ImageData:
     """Load an image source (see the module docstring) as float32 (N, C, H, W) in [-1, 1].
 
     ``image_size`` resizes every image to a square of that side (default: 16 for digits,
@@ -83,7 +98,9 @@ def load_image_data(src: str, *, image_size: int | None = None, need_labels: boo
     ``need_labels`` (``--conditional``) makes an unlabelled source an error.
     """
     if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
-        raise BadInputError(f"--image-size received {image_size!r}; expected a positive integer such as 16.")
+        raise BadInputError(
+            f"--image-size received {image_size!r}; expected a positive integer such as 16."
+        )
     data = _load_images(src, image_size)
     if need_labels and data.labels is None:
         raise BadInputError(
@@ -115,7 +132,9 @@ def _load_images(src: str, image_size: int | None) -> ImageData:
             f"Image data '{src}' is a single image file; expected a folder of images.",
             hint="Put the images in a folder (one subfolder per class for labels) and pass the folder.",
         )
-    raise BadInputError(f"Image data '{src}' has an unknown file type.", hint=f"Pass one of: {SOURCES_HELP}.")
+    raise BadInputError(
+        f"Image data '{src}' has an unknown file type.", hint=f"Pass one of: {SOURCES_HELP}."
+    )
 
 
 def _load_digits(image_size: int) -> ImageData:
@@ -151,12 +170,19 @@ def _to_model_range(x_nhwc01: np.ndarray) -> np.ndarray:
     return x * 2.0 - 1.0
 
 
-def _finish(x01: np.ndarray, labels: np.ndarray | None, name: str, image_size: int | None,
-            class_names: tuple[str, ...] | None = None) -> ImageData:
+def _finish(
+    x01: np.ndarray,
+    labels: np.ndarray | None,
+    name: str,
+    image_size: int | None,
+    class_names: tuple[str, ...] | None = None,
+) -> ImageData:
     """Resize or check squareness, validate labels, convert to the model range."""
     n, h, w, _ = x01.shape
     if n == 0:
-        raise BadInputError(f"Image data '{name}' holds no images.", hint="Pass a non-empty data set.")
+        raise BadInputError(
+            f"Image data '{name}' holds no images.", hint="Pass a non-empty data set."
+        )
     if image_size is not None:
         x01 = _resize_nhwc(x01, image_size)
     elif h != w:
@@ -180,7 +206,9 @@ def _check_labels(labels: np.ndarray | None, n: int, name: str) -> tuple[np.ndar
             hint="Give exactly one integer label per image, in the same order as the images.",
         )
     if labels.dtype.kind not in "iu" and not (
-        labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.all(labels == np.round(labels))
+        labels.dtype.kind == "f"
+        and np.all(np.isfinite(labels))
+        and np.all(labels == np.round(labels))
     ):
         raise BadInputError(
             f"Labels in '{name}' are {labels.dtype} values; expected integers 0..K-1.",
@@ -263,7 +291,9 @@ def _to_nhwc(arr: np.ndarray, name: str) -> np.ndarray:
 
 def _to_unit_range(x: np.ndarray, name: str) -> np.ndarray:
     if x.size == 0:
-        raise BadInputError(f"'{name}' holds no images (shape {x.shape}).", hint="Pass a non-empty array.")
+        raise BadInputError(
+            f"'{name}' holds no images (shape {x.shape}).", hint="Pass a non-empty array."
+        )
     if x.dtype.kind == "f":
         x64 = x.astype(np.float32)
         if not np.all(np.isfinite(x64)):
@@ -308,7 +338,9 @@ def _load_folder(folder: Path, image_size: int | None) -> ImageData:
     per_class = [(c.name, _image_files(c)) for c in classes]
     per_class = [(n, files) for n, files in per_class if files]
     if not loose and not per_class:
-        idx = sorted(folder.glob("*idx3-ubyte*"), key=lambda p: (not p.name.startswith("train"), p.name))
+        idx = sorted(
+            folder.glob("*idx3-ubyte*"), key=lambda p: (not p.name.startswith("train"), p.name)
+        )
         if idx:
             return _load_idx(idx[0], image_size)
         raise BadInputError(
@@ -317,7 +349,9 @@ def _load_folder(folder: Path, image_size: int | None) -> ImageData:
         )
     if per_class and not loose:
         files = [f for _, fs in per_class for f in fs]
-        labels = np.concatenate([np.full(len(fs), i, np.int64) for i, (_, fs) in enumerate(per_class)])
+        labels = np.concatenate(
+            [np.full(len(fs), i, np.int64) for i, (_, fs) in enumerate(per_class)]
+        )
         names: tuple[str, ...] | None = tuple(n for n, _ in per_class)
     else:
         files = loose + [f for _, fs in per_class for f in fs]
@@ -327,7 +361,9 @@ def _load_folder(folder: Path, image_size: int | None) -> ImageData:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
 
 
 def _read_images(files: list[Path], image_size: int | None) -> np.ndarray:
@@ -385,7 +421,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         with opener(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError) as e:
-        raise BadInputError(f"Could not read IDX file '{path}' ({e}).", hint="Re-download or unpack it.") from None
+        raise BadInputError(
+            f"Could not read IDX file '{path}' ({e}).", hint="Re-download or unpack it."
+        ) from None
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_DTYPES:
         raise BadInputError(
             f"'{path}' is not an IDX file (header {raw[:4].hex() or 'empty'}).",
@@ -400,7 +438,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             f"IDX file '{path}' declares shape {dims} ({expected} bytes) but holds {len(body)} bytes.",
             hint="The file is truncated or corrupt; re-download it.",
         )
-    return np.frombuffer(body, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))  # native order
+    return (
+        np.frombuffer(body, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
+    )  # native order
 
 
 def _load_idx(path: Path, image_size: int | None) -> ImageData:
@@ -448,11 +488,33 @@ def _subset(data: ImageData, idx: np.ndarray) -> ImageData:
 STDLIB_DOCS_CAP = 3_000_000  # characters
 # Modules whose import has side effects (prints, browsers, windows, file writes) or that
 # are huge test suites; they and everything under them are skipped.
-_STDLIB_SKIP = frozenset({
-    "antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "lib2to3", "test",
-    "ensurepip", "pydoc_data", "readline", "rlcompleter", "encodings", "xxlimited", "xxsubtype",
-    "xxlimited_35", "msilib", "winreg", "winsound", "msvcrt", "nturl2path", "ntpath", "distutils",
-})
+_STDLIB_SKIP = frozenset(
+    {
+        "antigravity",
+        "this",
+        "idlelib",
+        "tkinter",
+        "turtle",
+        "turtledemo",
+        "lib2to3",
+        "test",
+        "ensurepip",
+        "pydoc_data",
+        "readline",
+        "rlcompleter",
+        "encodings",
+        "xxlimited",
+        "xxsubtype",
+        "xxlimited_35",
+        "msilib",
+        "winreg",
+        "winsound",
+        "msvcrt",
+        "nturl2path",
+        "ntpath",
+        "distutils",
+    }
+)
 
 
 def load_text_data(src: str) -> TextData:
@@ -518,7 +580,9 @@ def _stdlib_modules():
 
 def _submodules(package):
     """Public submodules of ``package``, depth first in sorted order, imported quietly."""
-    infos = sorted(pkgutil.iter_modules(package.__path__, package.__name__ + "."), key=lambda m: m.name)
+    infos = sorted(
+        pkgutil.iter_modules(package.__path__, package.__name__ + "."), key=lambda m: m.name
+    )
     for info in infos:
         leaf = info.name.rsplit(".", 1)[1]
         if leaf.startswith(("_", "test")) or leaf in _STDLIB_SKIP:
@@ -547,7 +611,11 @@ def _module_docs(module) -> list[str]:
             continue
         if inspect.isclass(obj):
             docs.append(_own_doc(obj))
-            docs += [_own_doc(m) for a, m in sorted(vars(obj).items()) if not a.startswith("_") and _is_member(m)]
+            docs += [
+                _own_doc(m)
+                for a, m in sorted(vars(obj).items())
+                if not a.startswith("_") and _is_member(m)
+            ]
         elif inspect.isroutine(obj):
             docs.append(_own_doc(obj))
     return [d for d in docs if d and len(d) > 1]

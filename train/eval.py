@@ -86,7 +86,9 @@ def _check_fake(fake: np.ndarray, real: ImageData) -> np.ndarray:
     if len(fake) < 4:
         raise BadInputError(f"Got {len(fake)} generated images; metrics need at least 4.")
     if not np.all(np.isfinite(fake)):
-        raise BadInputError("Generated images contain NaN or Inf.", hint="The model or its export is broken.")
+        raise BadInputError(
+            "Generated images contain NaN or Inf.", hint="The model or its export is broken."
+        )
     return fake.astype(np.float32, copy=False)
 
 
@@ -147,7 +149,9 @@ def knn_precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tupl
     of real points inside the fake manifold.
     """
     if min(len(real), len(fake)) <= k:
-        raise BadInputError(f"k-NN precision/recall with k={k} needs more than {k} samples per set.")
+        raise BadInputError(
+            f"k-NN precision/recall with k={k} needs more than {k} samples per set."
+        )
     r, f = torch.from_numpy(real), torch.from_numpy(fake)
     radius_r, radius_f = _kth_radius(r, k), _kth_radius(f, k)
     d = torch.cdist(f, r)  # (M, N)
@@ -164,7 +168,9 @@ def _kth_radius(x: torch.Tensor, k: int) -> torch.Tensor:
 def float_images_from_uint8(images: np.ndarray) -> np.ndarray:
     """uint8 (N, H, W, C) (the bundle's image output) -> float32 (N, C, H, W) in [-1, 1]."""
     if images.dtype != np.uint8 or images.ndim != 4:
-        raise BadInputError(f"Expected uint8 (N, H, W, C) images; received {images.dtype} {images.shape}.")
+        raise BadInputError(
+            f"Expected uint8 (N, H, W, C) images; received {images.dtype} {images.shape}."
+        )
     return images.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0  # (N, C, H, W)
 
 
@@ -190,8 +196,12 @@ def generate_images(
     was_training = G.training
     G.eval()
     try:
-        out = [_generate_batch(G, z[i : i + batch], None if labels is None else labels[i : i + batch], device)
-               for i in range(0, n, batch)]
+        out = [
+            _generate_batch(
+                G, z[i : i + batch], None if labels is None else labels[i : i + batch], device
+            )
+            for i in range(0, n, batch)
+        ]
     finally:
         G.train(was_training)
     return np.concatenate(out), labels
@@ -215,8 +225,13 @@ def evaluate_generator(
 
 @torch.no_grad()
 def text_metrics(
-    model: nn.Module, heldout_text: str, *, max_chars: int = 50_000, train_text: str | None = None,
-    chunk: int = 256, streams: int = 16,
+    model: nn.Module,
+    heldout_text: str,
+    *,
+    max_chars: int = 50_000,
+    train_text: str | None = None,
+    chunk: int = 256,
+    streams: int = 16,
 ) -> dict[str, Any]:
     """Bits per character of a ``CharRNN`` on held-out text, and a unigram baseline.
 
@@ -270,7 +285,9 @@ def _sequence_nll(model: nn.Module, tokens: torch.Tensor, chunk: int) -> float:
             x = tokens[:, i:j].to(device)  # (S, t)
             y = tokens[:, i + 1 : j + 1].to(device)  # (S, t)
             logits, state = model(x, state)  # (S, t, V)
-            total += F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="sum").item()
+            total += F.cross_entropy(
+                logits.flatten(0, 1).float(), y.flatten(), reduction="sum"
+            ).item()
     finally:
         model.train(was_training)
     return total

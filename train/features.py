@@ -82,9 +82,12 @@ class RandomConvFeatures(nn.Module):
         with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream alone
             torch.manual_seed(seed)
             self.convs = nn.Sequential(
-                nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(),
-                nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
-                nn.Conv2d(64, 32, 3, stride=2, padding=1), nn.ReLU(),
+                nn.Conv2d(channels, 32, 3, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(32, 64, 3, stride=2, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(64, 32, 3, stride=2, padding=1),
+                nn.ReLU(),
             )
         self.eval()
 
@@ -178,7 +181,9 @@ def _load_cached(path: Path) -> DigitsClassifier | None:
         return None
 
 
-def train_digits_classifier(settings: ClassifierTraining = ClassifierTraining()) -> DigitsClassifier:
+def train_digits_classifier(
+    settings: ClassifierTraining = ClassifierTraining(),
+) -> DigitsClassifier:
     """Train on the digits train split, deterministically (a few seconds on one CPU core)."""
     train, _ = digits_classifier_split()
     threads = torch.get_num_threads()
@@ -193,9 +198,12 @@ def _fit(train: ImageData, settings: ClassifierTraining) -> DigitsClassifier:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
         model = DigitsClassifier()
-        opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+        opt = torch.optim.AdamW(
+            model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+        )
         sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, settings.lr, total_steps=settings.epochs * -(-len(train) // settings.batch_size))
+            opt, settings.lr, total_steps=settings.epochs * -(-len(train) // settings.batch_size)
+        )
         x = torch.from_numpy(train.images)
         y = torch.from_numpy(train.labels)
         rng = np.random.default_rng(settings.seed)
@@ -234,14 +242,18 @@ def _random_shift(x: torch.Tensor, rng: np.random.Generator, m: int) -> torch.Te
 @torch.no_grad()
 def classify(model: DigitsClassifier, images: np.ndarray, batch: int = 512) -> np.ndarray:
     """float32 (N, 1, H, W) in [-1, 1] -> predicted digit, int64 (N,)."""
-    out = [model(torch.from_numpy(np.ascontiguousarray(images[i : i + batch], np.float32))).argmax(1)
-           for i in range(0, len(images), batch)]
+    out = [
+        model(torch.from_numpy(np.ascontiguousarray(images[i : i + batch], np.float32))).argmax(1)
+        for i in range(0, len(images), batch)
+    ]
     return torch.cat(out).numpy().astype(np.int64)
 
 
 @torch.no_grad()
 def extract_features(net: nn.Module, images: np.ndarray, batch: int = 512) -> np.ndarray:
     """float32 (N, C, H, W) in [-1, 1] -> float64 (N, D) features from ``net.features``."""
-    out = [net.features(torch.from_numpy(np.ascontiguousarray(images[i : i + batch], np.float32)))
-           for i in range(0, len(images), batch)]
+    out = [
+        net.features(torch.from_numpy(np.ascontiguousarray(images[i : i + batch], np.float32)))
+        for i in range(0, len(images), batch)
+    ]
     return torch.cat(out).double().numpy()

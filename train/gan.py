@@ -24,7 +24,9 @@ class GanConfig:
     num_classes: int = 0  # 0: unconditional
     image_size: int = 16
     channels: int = 1
-    g_width: int = 128  # channels at the lowest resolution; halved per upsampling (128: int8 pays off)
+    g_width: int = (
+        128  # channels at the lowest resolution; halved per upsampling (128: int8 pays off)
+    )
     d_width: int = 32
     embed_dim: int = 32
 
@@ -38,7 +40,9 @@ class GanConfig:
 
     def validate(self) -> None:
         if self.image_size % 2**self.n_up or self.image_size < 8:
-            raise ValueError(f"image_size {self.image_size} must be >= 8 and divisible by {2**self.n_up}")
+            raise ValueError(
+                f"image_size {self.image_size} must be >= 8 and divisible by {2**self.n_up}"
+            )
 
 
 class UpBlock(nn.Module):
@@ -65,7 +69,9 @@ class Generator(nn.Module):
         self.fc = nn.Linear(cfg.latent_dim + cond, c0 * s0 * s0)
         self.bn0 = nn.BatchNorm2d(c0)
         widths = [max(c0 // 2**i, 16) for i in range(cfg.n_up + 1)]
-        self.ups = nn.ModuleList(UpBlock(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
+        self.ups = nn.ModuleList(
+            UpBlock(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)
+        )
         self.to_img = nn.Conv2d(widths[-1], cfg.channels, 3, padding=1)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -93,7 +99,10 @@ class Discriminator(nn.Module):
         w, layers, c = cfg.d_width, [], cfg.channels
         for i in range(cfg.n_up):
             c_out = w * 2**i
-            layers += [spectral_norm(nn.Conv2d(c, c_out, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
+            layers += [
+                spectral_norm(nn.Conv2d(c, c_out, 4, stride=2, padding=1)),
+                nn.LeakyReLU(0.2),
+            ]
             c = c_out
         self.blocks = nn.Sequential(*layers)  # (B, C, H, W) -> (B, c, S0, S0)
         feat = 4 * w

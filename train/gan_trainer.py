@@ -31,9 +31,9 @@ def translate(x: torch.Tensor, max_shift: int) -> torch.Tensor:
         return x
     B, _, H, W = x.shape
     pad = F.pad(x, (max_shift,) * 4, value=-1.0)  # background is -1 (black)
-    dx, dy = (torch.randint(0, 2 * max_shift + 1, (2, B)).to(x.device))
-    rows = (torch.arange(H, device=x.device)[None, :] + dy[:, None])  # (B, H)
-    cols = (torch.arange(W, device=x.device)[None, :] + dx[:, None])  # (B, W)
+    dx, dy = torch.randint(0, 2 * max_shift + 1, (2, B)).to(x.device)
+    rows = torch.arange(H, device=x.device)[None, :] + dy[:, None]  # (B, H)
+    cols = torch.arange(W, device=x.device)[None, :] + dx[:, None]  # (B, W)
     bidx = torch.arange(B, device=x.device)[:, None, None]
     out = pad.permute(0, 2, 3, 1)[bidx, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
     return out.permute(0, 3, 1, 2)
@@ -44,8 +44,12 @@ class GanFamily(ImageFamily):
 
     def __init__(self, opts: TrainOptions, ctx: ddp.DistContext) -> None:
         super().__init__(opts, ctx)
-        self.cfg = GanConfig(latent_dim=opts.latent_dim or 64, num_classes=self.num_classes,
-                             image_size=self.image_size, channels=self.channels)
+        self.cfg = GanConfig(
+            latent_dim=opts.latent_dim or 64,
+            num_classes=self.num_classes,
+            image_size=self.image_size,
+            channels=self.channels,
+        )
         G, D = Generator(self.cfg).to(self.device), Discriminator(self.cfg).to(self.device)
         self.ema = EMA(G, EMA_DECAY)
         self.G, self.D = ddp.wrap(G, ctx), ddp.wrap(D, ctx)
@@ -74,15 +78,22 @@ class GanFamily(ImageFamily):
         self.ema.update(ddp.unwrap(self.G))
         return {"loss_d": loss_d, "loss_g": loss_g, "d_acc": acc}
 
-    def d_step(self, real: torch.Tensor, y_real: torch.Tensor | None, fake: torch.Tensor,
-               y_fake: torch.Tensor | None) -> tuple[float, float]:
+    def d_step(
+        self,
+        real: torch.Tensor,
+        y_real: torch.Tensor | None,
+        fake: torch.Tensor,
+        y_fake: torch.Tensor | None,
+    ) -> tuple[float, float]:
         B = real.shape[0]
         x = translate(torch.cat([real, fake]), self.shift)  # (2B, C, H, W)
         y = None if y_real is None else torch.cat([y_real, y_fake])
         out, logits = self.D(x, y)
         loss = F.relu(1.0 - out[:B]).mean() + F.relu(1.0 + out[B:]).mean()
         if logits is not None:
-            loss = loss + AUX_WEIGHT * (self._aux(logits[:B], y_real) + self._aux(logits[B:], y_fake))
+            loss = loss + AUX_WEIGHT * (
+                self._aux(logits[:B], y_real) + self._aux(logits[B:], y_fake)
+            )
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
@@ -101,6 +112,7 @@ class GanFamily(ImageFamily):
     def export_model(self) -> tuple[nn.Module, Any]:
         """EMA generator with BatchNorm statistics re-estimated on its own weights (cached per step)."""
         if self._exported is None or self._exported[0] != self.ema.updates:
+
             def batches() -> list[tuple]:
                 return [self.prior(128, EVAL_SEED + 1 + i) for i in range(BN_BATCHES)]
 
@@ -118,8 +130,13 @@ class GanFamily(ImageFamily):
         return nn.ModuleList([ddp.unwrap(self.G), ddp.unwrap(self.D)])
 
     def state_dict(self) -> dict[str, Any]:
-        return {"G": ddp.unwrap(self.G).state_dict(), "D": ddp.unwrap(self.D).state_dict(),
-                "ema": self.ema.state_dict(), "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
+        return {
+            "G": ddp.unwrap(self.G).state_dict(),
+            "D": ddp.unwrap(self.D).state_dict(),
+            "ema": self.ema.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         ddp.unwrap(self.G).load_state_dict(state["G"])

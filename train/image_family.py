@@ -27,14 +27,24 @@ class ImageFamily:
         from .data import load_image_data
 
         self.opts, self.ctx, self.device = opts, ctx, ctx.device
-        self.data = load_image_data(opts.data, image_size=opts.image_size, need_labels=opts.conditional)
+        self.data = load_image_data(
+            opts.data, image_size=opts.image_size, need_labels=opts.conditional
+        )
         if len(self.data.images) < ctx.world_size * 2:
-            raise BadInputError(f"--data {opts.data!r}: {len(self.data.images)} images are too few to train on.")
+            raise BadInputError(
+                f"--data {opts.data!r}: {len(self.data.images)} images are too few to train on."
+            )
         self.num_classes = int(self.data.num_classes or 0) if opts.conditional else 0
-        images = torch.from_numpy(np.ascontiguousarray(self.data.images[ctx.rank :: ctx.world_size]))
+        images = torch.from_numpy(
+            np.ascontiguousarray(self.data.images[ctx.rank :: ctx.world_size])
+        )
         self.images = images.to(self.device)  # (N_rank, C, H, W) in [-1, 1]
         labels = self.data.labels[ctx.rank :: ctx.world_size] if self.num_classes else None
-        self.labels = None if labels is None else torch.from_numpy(np.asarray(labels, np.int64)).to(self.device)
+        self.labels = (
+            None
+            if labels is None
+            else torch.from_numpy(np.asarray(labels, np.int64)).to(self.device)
+        )
         _, self.channels, self.image_size, width = self.data.images.shape
         if width != self.image_size:
             raise BadInputError(
@@ -69,7 +79,9 @@ class ImageFamily:
         cols = 10 if self.num_classes else 8
         rows = self.num_classes if self.num_classes else 8
         z, _ = self.prior(rows * cols, GRID_SEED)
-        labels = torch.arange(rows).repeat_interleave(cols).to(self.device) if self.num_classes else None
+        labels = (
+            torch.arange(rows).repeat_interleave(cols).to(self.device) if self.num_classes else None
+        )
         x = G(z, labels).float().cpu().numpy()  # (rows*cols, C, H, W)
         return make_grid(to_uint8(x), ncols=cols, scale=max(1, 64 // self.image_size))
 
@@ -80,8 +92,12 @@ class ImageFamily:
         return evaluate_generator(G, cfg, self.data, n=self.opts.eval_samples, seed=EVAL_SEED)
 
     def data_info(self) -> dict[str, Any]:
-        return {"name": getattr(self.data, "name", self.opts.data), "images": int(len(self.data.images)),
-                "shape": [self.channels, self.image_size, self.image_size], "num_classes": self.num_classes}
+        return {
+            "name": getattr(self.data, "name", self.opts.data),
+            "images": int(len(self.data.images)),
+            "shape": [self.channels, self.image_size, self.image_size],
+            "num_classes": self.num_classes,
+        }
 
     def checkpoint_meta(self) -> dict[str, str]:
         return {"data": self.opts.data, "image_size": str(self.image_size)}

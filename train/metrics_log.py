@@ -41,7 +41,11 @@ class MetricsLog:
         """Fresh run: empty the file. Resume: keep only lines up to ``resume_step``."""
         if not self.enabled:
             return
-        keep = [r for r in read_metrics(self.path) if resume_step is not None and r.get("step", 0) <= resume_step]
+        keep = [
+            r
+            for r in read_metrics(self.path)
+            if resume_step is not None and r.get("step", 0) <= resume_step
+        ]
         atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in keep))
 
     def write(self, step: int, phase: str, values: dict[str, object]) -> None:

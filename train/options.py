@@ -30,8 +30,12 @@ class FamilyDefaults:
 
 
 FAMILY_DEFAULTS: dict[str, FamilyDefaults] = {
-    "gan": FamilyDefaults(steps=2000, batch_size=64, lr=2e-4, sample_every=250, eval_every=250, latent_dim=64),
-    "vae": FamilyDefaults(steps=2000, batch_size=64, lr=1e-3, sample_every=250, eval_every=250, latent_dim=16),
+    "gan": FamilyDefaults(
+        steps=2000, batch_size=64, lr=2e-4, sample_every=250, eval_every=250, latent_dim=64
+    ),
+    "vae": FamilyDefaults(
+        steps=2000, batch_size=64, lr=1e-3, sample_every=250, eval_every=250, latent_dim=16
+    ),
     "ar": FamilyDefaults(steps=2000, batch_size=32, lr=3e-3, sample_every=250, eval_every=250),
 }
 
@@ -79,8 +83,11 @@ def validate_options(opts: TrainOptions) -> None:
             f"--image-size: received {opts.image_size}; expected a multiple of 4, at least 8 (e.g. 16 or 32)."
         )
     if opts.kind == "ar":
-        for name, value in (("--conditional", opts.conditional), ("--image-size", opts.image_size),
-                            ("--latent-dim", opts.latent_dim)):
+        for name, value in (
+            ("--conditional", opts.conditional),
+            ("--image-size", opts.image_size),
+            ("--latent-dim", opts.latent_dim),
+        ):
             if value:
                 raise BadInputError(f"{name} does not apply to `train ar` (a text model); drop it.")
     elif opts.cell is not None:

@@ -21,8 +21,16 @@ class Progress:
     or stdout not a terminal) prints one line every ``plain_every_s`` seconds.
     """
 
-    def __init__(self, *, total_steps: int | None, total_seconds: float | None, start_step: int,
-                 enabled: bool, fancy: bool, plain_every_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        total_steps: int | None,
+        total_seconds: float | None,
+        start_step: int,
+        enabled: bool,
+        fancy: bool,
+        plain_every_s: float = 10.0,
+    ) -> None:
         self.total_steps, self.total_seconds = total_steps, total_seconds
         self.enabled = enabled
         self.plain_every_s = plain_every_s
@@ -42,11 +50,18 @@ class Progress:
         )
         from rich.progress import Progress as RichProgress
 
-        self._bar = RichProgress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[losses]}"))
+        self._bar = RichProgress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[losses]}"),
+        )
         total = self.total_steps if self.total_steps is not None else self.total_seconds
-        self._task = self._bar.add_task("train", total=total, completed=start_step if self.total_steps else 0,
-                                        losses="")
+        self._task = self._bar.add_task(
+            "train", total=total, completed=start_step if self.total_steps else 0, losses=""
+        )
         self._bar.start()
 
     def update(self, step: int, losses: dict[str, float]) -> None:

@@ -96,7 +96,13 @@ def rng_state(device: torch.device) -> dict[str, Any]:
     version, py_state, py_gauss = random.getstate()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+        "numpy": [
+            name,
+            torch.from_numpy(keys.astype(np.int64)),
+            int(pos),
+            int(has_gauss),
+            float(gauss),
+        ],
         "python": [version, list(py_state), py_gauss],
     }
     if device.type == "cuda":
@@ -160,9 +166,20 @@ class Trainer:
             return
         with torch.random.fork_rng(devices=[]):
             model, cfg = self.family.export_model()
-            save_checkpoint(self.paths.generator, model, cfg, kind=self.opts.kind, step=self.step,
-                            extra=self.family.checkpoint_meta())
-        state = {"kind": self.opts.kind, "step": self.step, "family": self.family.state_dict(), "rng": rngs}
+            save_checkpoint(
+                self.paths.generator,
+                model,
+                cfg,
+                kind=self.opts.kind,
+                step=self.step,
+                extra=self.family.checkpoint_meta(),
+            )
+        state = {
+            "kind": self.opts.kind,
+            "step": self.step,
+            "family": self.family.state_dict(),
+            "rng": rngs,
+        }
         with atomic_path(self.paths.resume) as tmp:
             torch.save(state, tmp)
 
@@ -277,8 +294,13 @@ def _train(opts: TrainOptions, ctx: ddp.DistContext) -> Path:
     trainer.log.start(trainer.step if resumed else None)
     if ctx.is_main:
         write_config(opts, family)
-    progress = Progress(total_steps=opts.steps, total_seconds=None if opts.minutes is None else opts.minutes * 60,
-                        start_step=trainer.step, enabled=ctx.is_main, fancy=opts.progress)
+    progress = Progress(
+        total_steps=opts.steps,
+        total_seconds=None if opts.minutes is None else opts.minutes * 60,
+        start_step=trainer.step,
+        enabled=ctx.is_main,
+        fancy=opts.progress,
+    )
     t0 = time.perf_counter()
     try:
         metrics = trainer.run(progress)
@@ -287,5 +309,8 @@ def _train(opts: TrainOptions, ctx: ddp.DistContext) -> Path:
     ddp.dump_parameter_hash(family.trained_module(), ctx)
     if ctx.is_main:
         took = time.perf_counter() - t0
-        print_table(f"{opts.kind}: {trainer.step} steps in {took:.1f}s -> {trainer.paths.generator}", metrics)
+        print_table(
+            f"{opts.kind}: {trainer.step} steps in {took:.1f}s -> {trainer.paths.generator}",
+            metrics,
+        )
     return trainer.paths.generator

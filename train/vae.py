@@ -35,7 +35,9 @@ class VaeConfig:
 
     def validate(self) -> None:
         if self.image_size % 2**self.n_down or self.image_size < 8:
-            raise ValueError(f"image_size {self.image_size} must be >= 8 and divisible by {2**self.n_down}")
+            raise ValueError(
+                f"image_size {self.image_size} must be >= 8 and divisible by {2**self.n_down}"
+            )
 
 
 class Encoder(nn.Module):
@@ -72,7 +74,11 @@ class Decoder(nn.Module):
         c = self.c0
         for _ in range(cfg.n_down):
             c_out = max(c // 2, 16)
-            ups += [nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(c, c_out, 3, padding=1), nn.LeakyReLU(0.2)]
+            ups += [
+                nn.Upsample(scale_factor=2.0, mode="nearest"),
+                nn.Conv2d(c, c_out, 3, padding=1),
+                nn.LeakyReLU(0.2),
+            ]
             c = c_out
         self.ups = nn.Sequential(*ups)
         self.to_img = nn.Conv2d(c, cfg.channels, 3, padding=1)

@@ -32,8 +32,9 @@ class ReconstructionPass(nn.Module):
         return self.vae.reconstruct(x, labels)
 
 
-def vae_loss(x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-             kl_weight: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def vae_loss(
+    x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, kl_weight: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-image sums, batch means: (loss, reconstruction nats, KL nats)."""
     p = ((x_hat + 1.0) * 0.5).clamp(1e-5, 1.0 - 1e-5)  # (B, C, H, W) in (0, 1)
     target = (x + 1.0) * 0.5
@@ -47,8 +48,12 @@ class VaeFamily(ImageFamily):
 
     def __init__(self, opts: TrainOptions, ctx: ddp.DistContext) -> None:
         super().__init__(opts, ctx)
-        self.cfg = VaeConfig(latent_dim=opts.latent_dim or 16, num_classes=self.num_classes,
-                             image_size=self.image_size, channels=self.channels)
+        self.cfg = VaeConfig(
+            latent_dim=opts.latent_dim or 16,
+            num_classes=self.num_classes,
+            image_size=self.image_size,
+            channels=self.channels,
+        )
         self.vae = VAE(self.cfg).to(self.device)
         self.net = ddp.wrap(ReconstructionPass(self.vae), ctx)
         self.opt = torch.optim.Adam(self.vae.parameters(), lr=opts.lr)
@@ -89,9 +94,15 @@ class VaeFamily(ImageFamily):
         g = torch.Generator().manual_seed(GRID_SEED)
         idx = torch.randperm(len(self.data.images), generator=g)[:20]
         x = torch.from_numpy(self.data.images[idx.numpy()]).to(self.device)  # (20, C, H, W)
-        y = torch.from_numpy(self.data.labels[idx.numpy()]).to(self.device) if self.num_classes else None
+        y = (
+            torch.from_numpy(self.data.labels[idx.numpy()]).to(self.device)
+            if self.num_classes
+            else None
+        )
         x_hat, _, _ = self.vae.reconstruct(x, y, sample=False)
-        pairs = torch.stack([x.view(2, 10, *x.shape[1:]), x_hat.view(2, 10, *x.shape[1:])], 1)  # (2, 2, 10, C, H, W)
+        pairs = torch.stack(
+            [x.view(2, 10, *x.shape[1:]), x_hat.view(2, 10, *x.shape[1:])], 1
+        )  # (2, 2, 10, C, H, W)
         images = to_uint8(pairs.reshape(40, *x.shape[1:]).cpu().numpy())
         return make_grid(images, ncols=10, scale=max(1, 64 // self.image_size))
 
@@ -106,7 +117,11 @@ class VaeFamily(ImageFamily):
         return self.vae
 
     def state_dict(self) -> dict[str, Any]:
-        return {"vae": self.vae.state_dict(), "opt": self.opt.state_dict(), "steps_done": self.steps_done}
+        return {
+            "vae": self.vae.state_dict(),
+            "opt": self.opt.state_dict(),
+            "steps_done": self.steps_done,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.vae.load_state_dict(state["vae"])

@@ -45,9 +45,21 @@ class SleepTarget:
         self.closed = True
 
 
-def fake_result(label: str, kind: str, backend: str, precision: str, batch: int, p50_ms: float,
-                n: int = 5) -> CaseResult:
+def fake_result(
+    label: str, kind: str, backend: str, precision: str, batch: int, p50_ms: float, n: int = 5
+) -> CaseResult:
     times = [int(p50_ms * 1e6)] * n
     stats = latency_stats(times)
-    return CaseResult(label, kind, backend, precision, batch, stats, throughput(stats, batch), 1.0, 1.0, None,
-                      tuple(times))
+    return CaseResult(
+        label,
+        kind,
+        backend,
+        precision,
+        batch,
+        stats,
+        throughput(stats, batch),
+        1.0,
+        1.0,
+        None,
+        tuple(times),
+    )

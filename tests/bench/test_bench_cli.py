@@ -20,8 +20,17 @@ def test_folder_without_manifest_exits_2(tmp_path, capsys):
     assert "manifest.json" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flags", [["--batch", "0"], ["--backend", "cuda"], ["--precision", "fp8"],
-                                   ["--iters", "0"], ["--baselines", "tflite"], ["--fps", "-1"]])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--batch", "0"],
+        ["--backend", "cuda"],
+        ["--precision", "fp8"],
+        ["--iters", "0"],
+        ["--baselines", "tflite"],
+        ["--fps", "-1"],
+    ],
+)
 def test_bad_flags_exit_2(tmp_path, capsys, flags):
     assert main(["bench", str(tmp_path), *flags]) == 2
     assert "bench option" in capsys.readouterr().err

@@ -23,12 +23,40 @@ def test_bench_tensorrt_and_trtexec(tmp_path):
     from genedge.train.gan import GanConfig, Generator
 
     cfg = GanConfig(latent_dim=8, num_classes=3, image_size=8, g_width=16)
-    ckpt = save_checkpoint(tmp_path / "run" / "generator.safetensors", Generator(cfg).eval(), cfg, kind="gan")
-    bundle = export_bundle(ExportOptions(checkpoint=ckpt, out=tmp_path / "bundle", precisions=("fp32", "fp16"),
-                                         trt=True, profiles=((1, 4, 8),)))
+    ckpt = save_checkpoint(
+        tmp_path / "run" / "generator.safetensors", Generator(cfg).eval(), cfg, kind="gan"
+    )
+    bundle = export_bundle(
+        ExportOptions(
+            checkpoint=ckpt,
+            out=tmp_path / "bundle",
+            precisions=("fp32", "fp16"),
+            trt=True,
+            profiles=((1, 4, 8),),
+        )
+    )
     baselines = "ort,trtexec" if shutil.which("trtexec") else "ort"
-    assert main(["bench", str(bundle), "--backend", "tensorrt", "--precision", "fp16", "--batch", "1,8",
-                 "--iters", "50", "--baselines", baselines, "--json", str(tmp_path / "b.json")]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                str(bundle),
+                "--backend",
+                "tensorrt",
+                "--precision",
+                "fp16",
+                "--batch",
+                "1,8",
+                "--iters",
+                "50",
+                "--baselines",
+                baselines,
+                "--json",
+                str(tmp_path / "b.json"),
+            ]
+        )
+        == 0
+    )
     data = json.loads((tmp_path / "b.json").read_text())
     labels = {r["label"] for r in data["results"]}
     assert "runtime tensorrt fp16" in labels and "runtime tensorrt fp16 +cuda-graphs" in labels

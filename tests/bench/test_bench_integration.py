@@ -23,16 +23,42 @@ def tiny_bundle(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("bench")
     torch.manual_seed(0)
     cfg = GanConfig(latent_dim=8, num_classes=3, image_size=8, g_width=16)
-    ckpt = save_checkpoint(root / "run" / "generator.safetensors", Generator(cfg).eval(), cfg, kind="gan")
+    ckpt = save_checkpoint(
+        root / "run" / "generator.safetensors", Generator(cfg).eval(), cfg, kind="gan"
+    )
     return export_bundle(ExportOptions(checkpoint=ckpt, out=root / "bundle", precisions=("fp32",)))
 
 
 def test_bench_tiny_bundle_end_to_end(tiny_bundle, tmp_path, capsys):
     out = tmp_path / "report"
-    rc = main(["bench", str(tiny_bundle), "--backend", "ort-cpu", "--batch", "1,2", "--iters", "6",
-               "--warmup", "2", "--rounds", "2", "--threads", "1", "--baselines", "torch,ort",
-               "--fps", "20", "--fps-seconds", "0.3",
-               "--json", str(out / "b.json"), "--markdown", str(out / "b.md")])
+    rc = main(
+        [
+            "bench",
+            str(tiny_bundle),
+            "--backend",
+            "ort-cpu",
+            "--batch",
+            "1,2",
+            "--iters",
+            "6",
+            "--warmup",
+            "2",
+            "--rounds",
+            "2",
+            "--threads",
+            "1",
+            "--baselines",
+            "torch,ort",
+            "--fps",
+            "20",
+            "--fps-seconds",
+            "0.3",
+            "--json",
+            str(out / "b.json"),
+            "--markdown",
+            str(out / "b.md"),
+        ]
+    )
     printed = capsys.readouterr().out
     assert rc == 0
     data = json.loads((out / "b.json").read_text())
@@ -50,7 +76,9 @@ def test_bench_tiny_bundle_end_to_end(tiny_bundle, tmp_path, capsys):
     assert all(len(r["round_sizes"]) == 2 for r in data["results"])
     assert data["cold_start"] and "open_to_first_result_ms" in data["cold_start"][0]
     assert data["realtime"]["at_target"]["frames"] > 0
-    assert data["environment"]["command"].startswith(f"genedge bench {tiny_bundle} --backend ort-cpu")
+    assert data["environment"]["command"].startswith(
+        f"genedge bench {tiny_bundle} --backend ort-cpu"
+    )
     assert "--iters 6" in data["environment"]["command"]
     assert data["environment"]["manifest_sha256"] and data["environment"]["libraries"]["numpy"]
     assert data["quality"][0]["precision"] == "fp32"

@@ -28,7 +28,9 @@ def _results():
 
 
 def _by(ratios, name, batch, subject=None):
-    return next(r for r in ratios if r.name == name and r.batch == batch and subject in (None, r.subject))
+    return next(
+        r for r in ratios if r.name == name and r.batch == batch and subject in (None, r.subject)
+    )
 
 
 def test_ratios_and_targets():
@@ -38,7 +40,9 @@ def test_ratios_and_targets():
     comp = _by(ratios, "speedup vs torch.compile", 1)
     assert comp.value == pytest.approx(1.5) and comp.holds is True
     over = _by(ratios, "overhead vs bare ORT", 1)
-    assert over.value == pytest.approx(1.0 / 0.98 - 1) and over.holds is True and over.text == "+2.0%"
+    assert (
+        over.value == pytest.approx(1.0 / 0.98 - 1) and over.holds is True and over.text == "+2.0%"
+    )
     over8 = _by(ratios, "overhead vs bare ORT", 16, "runtime ort-cpu int8")
     assert over8.value == pytest.approx(4.0 / 3.6 - 1) and over8.holds is False
     int8 = _by(ratios, "int8 speedup vs fp32", 16)
@@ -48,12 +52,28 @@ def test_ratios_and_targets():
 def _report():
     results = _results()
     return BenchReport(
-        kind="gan", options={"threads": 2}, environment={"cpu_model": "Test CPU", "command": "genedge bench b"},
-        results=tuple(results), ratios=tuple(compute_ratios(results)),
-        quality=({"file": "model.int8.onnx", "format": "onnx", "precision": "int8", "psnr_vs_fp32": 38.5,
-                  "max_abs_err_vs_torch": None, "max_abs_err_vs_fp32": 3.0, "ssim_vs_fp32": 0.99,
-                  "metrics": {"accuracy": 0.91}, "verdict": "pass", "quality_approved": True},),
-        cold_start=({"backend": "ort-cpu", "precision": "fp32", "open_ms": 12.0, "peak_rss_mib": 80.0},),
+        kind="gan",
+        options={"threads": 2},
+        environment={"cpu_model": "Test CPU", "command": "genedge bench b"},
+        results=tuple(results),
+        ratios=tuple(compute_ratios(results)),
+        quality=(
+            {
+                "file": "model.int8.onnx",
+                "format": "onnx",
+                "precision": "int8",
+                "psnr_vs_fp32": 38.5,
+                "max_abs_err_vs_torch": None,
+                "max_abs_err_vs_fp32": 3.0,
+                "ssim_vs_fp32": 0.99,
+                "metrics": {"accuracy": 0.91},
+                "verdict": "pass",
+                "quality_approved": True,
+            },
+        ),
+        cold_start=(
+            {"backend": "ort-cpu", "precision": "fp32", "open_ms": 12.0, "peak_rss_mib": 80.0},
+        ),
         notes=("torch.compile: example note",),
     )
 
@@ -78,7 +98,13 @@ def test_json_replaces_nan():
 
 def test_markdown_sections(tmp_path):
     text = markdown(_report())
-    for heading in ("## Latency", "## Ratios", "## Quality beside speed", "## Cold start", "## Notes"):
+    for heading in (
+        "## Latency",
+        "## Ratios",
+        "## Quality beside speed",
+        "## Cold start",
+        "## Notes",
+    ):
         assert heading in text
     assert "| runtime ort-cpu fp32 | 1 | 1.000 |" in text
     assert "speedup vs torch eager" in text and ">= 2.5x" in text

@@ -39,7 +39,7 @@ def test_rounds_interleave_cases():
     run_cases(targets, _inputs(1), Budget(iters=4, warmup=0), rounds=2)
     measured = log[3:]  # after the three first calls
     # two rounds, each: A (1 re-warm + 2 timed), B (...), C (...)
-    assert "".join(measured) == ("AAA" "BBB" "CCC") * 2
+    assert "".join(measured) == ("AAABBBCCC") * 2
 
 
 def test_every_batch_is_a_case_and_throughput_uses_batch():
@@ -52,8 +52,13 @@ def test_every_batch_is_a_case_and_throughput_uses_batch():
 
 def test_skipped_target_becomes_a_note():
     notes: list[str] = []
-    results = run_cases([SleepTarget("ok", 0.0), SleepTarget("gone", 0.0, skip="no GPU here")],
-                        _inputs(1), Budget(iters=2, warmup=0), rounds=1, notes=notes)
+    results = run_cases(
+        [SleepTarget("ok", 0.0), SleepTarget("gone", 0.0, skip="no GPU here")],
+        _inputs(1),
+        Budget(iters=2, warmup=0),
+        rounds=1,
+        notes=notes,
+    )
     assert [r.label for r in results] == ["ok"]
     assert notes == ["gone: skipped (no GPU here)"]
 
@@ -69,7 +74,9 @@ def test_seconds_budget_split_across_rounds():
 
 def test_timer_measure_discards_warmup_and_syncs():
     calls, syncs = [], []
-    times = measure(lambda: calls.append(1), Budget(iters=5, warmup=3), sync=lambda: syncs.append(1))
+    times = measure(
+        lambda: calls.append(1), Budget(iters=5, warmup=3), sync=lambda: syncs.append(1)
+    )
     assert len(times) == 5 and len(calls) == 8 and len(syncs) == 8
     assert all(t >= 0 for t in time_calls(lambda: None, 3))
 

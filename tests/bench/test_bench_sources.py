@@ -11,8 +11,15 @@ from genedge.manifest import Manifest, sha256_file
 
 
 def _manifest(root: Path, name: str, sha: str | None) -> Manifest:
-    return Manifest(root=root, kind="gan", model={}, graphs={}, artifacts=(), producer={},
-                    source={"checkpoint": name, **({"sha256": sha} if sha else {})})
+    return Manifest(
+        root=root,
+        kind="gan",
+        model={},
+        graphs={},
+        artifacts=(),
+        producer={},
+        source={"checkpoint": name, **({"sha256": sha} if sha else {})},
+    )
 
 
 def test_checkpoint_found_in_sibling_run_folder_and_hash_checked(tmp_path):
@@ -20,13 +27,19 @@ def test_checkpoint_found_in_sibling_run_folder_and_hash_checked(tmp_path):
     ckpt = tmp_path / "run" / "generator.safetensors"
     ckpt.parent.mkdir()
     ckpt.write_bytes(b"weights")
-    found, _ = find_checkpoint(_manifest(tmp_path / "bundle", "generator.safetensors", sha256_file(ckpt)), None)
+    found, _ = find_checkpoint(
+        _manifest(tmp_path / "bundle", "generator.safetensors", sha256_file(ckpt)), None
+    )
     assert found == ckpt
-    found, why = find_checkpoint(_manifest(tmp_path / "bundle", "generator.safetensors", "0" * 64), None)
+    found, why = find_checkpoint(
+        _manifest(tmp_path / "bundle", "generator.safetensors", "0" * 64), None
+    )
     assert found is None and "sha256" in why
     found, why = find_checkpoint(_manifest(tmp_path / "bundle", "other.safetensors", None), None)
     assert found is None and "--checkpoint" in why
-    found, why = find_checkpoint(_manifest(tmp_path / "bundle", "x", None), tmp_path / "missing.safetensors")
+    found, why = find_checkpoint(
+        _manifest(tmp_path / "bundle", "x", None), tmp_path / "missing.safetensors"
+    )
     assert found is None and "does not exist" in why
 
 
@@ -53,6 +66,13 @@ def test_text_bench_counts_runs_and_tokens():
 def test_busy_machine_note():
     from genedge.bench.suite import busy_machine_notes
 
-    assert busy_machine_notes({"usable_cpus": 2, "load_average": [1.0, 1, 1], "load_average_end": [1.5, 1, 1]}, 2) == []
-    [note] = busy_machine_notes({"usable_cpus": 2, "load_average": [9.4, 9, 8], "load_average_end": None}, 2)
+    assert (
+        busy_machine_notes(
+            {"usable_cpus": 2, "load_average": [1.0, 1, 1], "load_average_end": [1.5, 1, 1]}, 2
+        )
+        == []
+    )
+    [note] = busy_machine_notes(
+        {"usable_cpus": 2, "load_average": [9.4, 9, 8], "load_average_end": None}, 2
+    )
     assert "9.4 on 2 usable CPUs" in note

@@ -18,8 +18,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-STAGES = {"genedge": "genedge", "runtime": "genedge.runtime", "bench": "genedge.bench",
-          "train": "genedge.train", "export": "genedge.export"}
+STAGES = {
+    "genedge": "genedge",
+    "runtime": "genedge.runtime",
+    "bench": "genedge.bench",
+    "train": "genedge.train",
+    "export": "genedge.export",
+}
 HEAVY = ("torch", "torchvision", "onnx", "onnxruntime", "tensorrt", "cuda", "pycuda")
 CORE_EXEMPT = {"cli.py", "demo.py", "__main__.py"}  # dispatch to stages lazily, by name
 
@@ -44,7 +49,9 @@ def _resolve(node: ast.ImportFrom, package: str) -> list[str]:
         base = node.module or ""
     else:
         parts = package.split(".")
-        base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
+        base = ".".join(
+            parts[: len(parts) - node.level + 1] + ([node.module] if node.module else [])
+        )
     if node.module is None or node.level:  # `from . import x`: x may be a module
         return [f"{base}.{a.name}" for a in node.names] + [base]
     return [base]
@@ -52,7 +59,8 @@ def _resolve(node: ast.ImportFrom, package: str) -> list[str]:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def imports_of(path: Path) -> list[Import]:
@@ -117,9 +125,11 @@ def _violations(stage: str, rule) -> list[str]:
 
 def test_the_parser_sees_what_it_should():
     """Guard the guard: relative, lazy, dynamic and TYPE_CHECKING imports are classified right."""
-    src = ("from typing import TYPE_CHECKING\nfrom .backend import x\nfrom .. import manifest\n"
-           "if TYPE_CHECKING:\n    import torch\n"
-           "def f():\n    import onnxruntime\n    importlib.import_module('genedge.export.bundle')\n")
+    src = (
+        "from typing import TYPE_CHECKING\nfrom .backend import x\nfrom .. import manifest\n"
+        "if TYPE_CHECKING:\n    import torch\n"
+        "def f():\n    import onnxruntime\n    importlib.import_module('genedge.export.bundle')\n"
+    )
     got = {(i.module, i.lazy) for i in imports_in(src, "genedge.runtime", "runtime/probe.py")}
     assert ("genedge.runtime.backend", False) in got and ("genedge.manifest", False) in got
     assert ("onnxruntime", True) in got and ("genedge.export.bundle", True) in got
@@ -176,7 +186,9 @@ def test_train_does_not_import_export_runtime_or_bench():
 
 def test_export_does_not_import_bench():
     def rule(path: Path, imp: Import) -> str | None:
-        return "export may use train and runtime, not bench" if _stage(imp.module) == "bench" else None
+        return (
+            "export may use train and runtime, not bench" if _stage(imp.module) == "bench" else None
+        )
 
     assert _violations("export", rule) == []
 
@@ -197,8 +209,13 @@ print(json.dumps({"imported": mods, "heavy": sorted(
 
 
 def test_runtime_and_core_import_without_torch_and_without_loading_backends():
-    proc = subprocess.run([sys.executable, "-c", PROBE, str(REPO)], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, str(REPO)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["heavy"] == [], f"imported at import time: {result['heavy']}"

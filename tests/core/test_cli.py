@@ -43,10 +43,14 @@ def test_every_subcommand_has_a_handler():
 @pytest.mark.parametrize("command", _subcommands())
 def test_every_subcommand_has_help_without_importing_its_stage(command):
     proc = subprocess.run(
-        [sys.executable, "-c",
-         "import sys; sys.modules['torch'] = None; sys.modules['onnxruntime'] = None\n"
-         "from genedge.cli import main; main([" + repr(command) + ", '--help'])"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.modules['torch'] = None; sys.modules['onnxruntime'] = None\n"
+            "from genedge.cli import main; main([" + repr(command) + ", '--help'])",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     assert "usage: genedge " + command in proc.stdout
@@ -60,10 +64,14 @@ def test_version_flag(capsys):
 
 def test_missing_extra_becomes_exit_3_without_traceback():
     proc = subprocess.run(
-        [sys.executable, "-c",
-         "import sys; sys.modules['torch'] = None\n"
-         "from genedge.cli import main; raise SystemExit(main(['train', 'gan', '--data', 'digits', '--out', 'x']))"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.modules['torch'] = None\n"
+            "from genedge.cli import main; raise SystemExit(main(['train', 'gan', '--data', 'digits', '--out', 'x']))",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 3, proc.stderr
     assert "genedge[train]" in proc.stderr and "Traceback" not in proc.stderr
@@ -71,7 +79,9 @@ def test_missing_extra_becomes_exit_3_without_traceback():
 
 def test_user_error_is_one_line_exit_2(monkeypatch, capsys):
     def handler(args):
-        raise BadInputError("Input 'z': received shape (1, 128); expected (B, 64).", hint="Pass a 64-d latent.")
+        raise BadInputError(
+            "Input 'z': received shape (1, 128); expected (B, 64).", hint="Pass a 64-d latent."
+        )
 
     monkeypatch.setattr("genedge.cli._load_handler", lambda command: handler)
     assert main(["sample", "b", "--out", "x.png"]) == 2
@@ -89,7 +99,9 @@ def test_bugs_keep_their_traceback(monkeypatch):
 
 
 def test_python_dash_m_works():
-    proc = subprocess.run([sys.executable, "-m", "genedge", "--version"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "genedge", "--version"], capture_output=True, text=True
+    )
     assert proc.returncode == 0 and __version__ in proc.stdout
 
 

@@ -13,17 +13,34 @@ import sys
 
 import pytest
 
-needs = [m for m in ("torch", "onnx", "onnxruntime", "cv2", "sklearn") if importlib.util.find_spec(m) is None]
+needs = [
+    m
+    for m in ("torch", "onnx", "onnxruntime", "cv2", "sklearn")
+    if importlib.util.find_spec(m) is None
+]
 pytestmark = pytest.mark.skipif(bool(needs), reason=f"the demo needs {needs}")
 
 
 def test_quick_demo_writes_every_artifact(tmp_path) -> None:
     out = tmp_path / "demo-out"
-    r = subprocess.run([sys.executable, "-m", "genedge", "demo", "--quick", "--out", str(out)],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "genedge", "demo", "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-2000:])
-    for rel in ("samples.png", "walk.mp4", "live.json", "bench.json", "bench.md", "bench.png",
-                "gan-bundle/manifest.json", "vae-bundle/manifest.json", "ar-bundle/manifest.json"):
+    for rel in (
+        "samples.png",
+        "walk.mp4",
+        "live.json",
+        "bench.json",
+        "bench.md",
+        "bench.png",
+        "gan-bundle/manifest.json",
+        "vae-bundle/manifest.json",
+        "ar-bundle/manifest.json",
+    ):
         assert (out / rel).is_file() and (out / rel).stat().st_size > 0, rel
     live = json.loads((out / "live.json").read_text())
     assert live["frames"] > 0 and live["batch"] == 10 and live["frames"] + live["dropped"] == 60

@@ -30,15 +30,37 @@ LONG = settings(max_examples=4000, deadline=None, suppress_health_check=list(Hea
 
 json_like = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5)
+    ),
     max_leaves=12,
 )
 # names that matter to the checks, so mutations hit real branches rather than random keys
-interesting_text = st.sampled_from([
-    "model.onnx", "sub/model.onnx.data", "../secret", "/etc/passwd", "a/../../b", ".", "", "C:x",
-    "a\\b", "a\x00b", "gan", "vae", "ar", "fp16", "int9", "onnx", "engine", "genedge.bundle",
-    "0" * 64, "manifest.json", ".genedge.lock",
-])
+interesting_text = st.sampled_from(
+    [
+        "model.onnx",
+        "sub/model.onnx.data",
+        "../secret",
+        "/etc/passwd",
+        "a/../../b",
+        ".",
+        "",
+        "C:x",
+        "a\\b",
+        "a\x00b",
+        "gan",
+        "vae",
+        "ar",
+        "fp16",
+        "int9",
+        "onnx",
+        "engine",
+        "genedge.bundle",
+        "0" * 64,
+        "manifest.json",
+        ".genedge.lock",
+    ]
+)
 value = st.one_of(json_like, interesting_text, st.integers(-2, 3))
 
 
@@ -48,13 +70,23 @@ def bundle(tmp_path_factory) -> tuple[Path, dict]:
     (b / "sub").mkdir(parents=True)
     (b / "model.onnx").write_bytes(b"onnx" * 64)
     (b / "sub" / "model.onnx.data").write_bytes(b"data" * 64)
-    raw = {"format": "genedge.bundle", "schema_version": 1, "kind": "gan", "model": {"latent_dim": 8},
-           "graphs": {"generator": {"inputs": [], "outputs": []}},
-           "artifacts": [
-               artifact_record(b, "model.onnx", graph="generator", format="onnx", precision="fp32").to_dict(),
-               artifact_record(b, "sub/model.onnx.data", graph="generator", format="onnx-data").to_dict(),
-           ],
-           "producer": {}, "source": {}}
+    raw = {
+        "format": "genedge.bundle",
+        "schema_version": 1,
+        "kind": "gan",
+        "model": {"latent_dim": 8},
+        "graphs": {"generator": {"inputs": [], "outputs": []}},
+        "artifacts": [
+            artifact_record(
+                b, "model.onnx", graph="generator", format="onnx", precision="fp32"
+            ).to_dict(),
+            artifact_record(
+                b, "sub/model.onnx.data", graph="generator", format="onnx-data"
+            ).to_dict(),
+        ],
+        "producer": {},
+        "source": {},
+    }
     write_manifest(b, raw)
     assert isinstance(read_manifest(b), Manifest)  # the seed is valid
     return b, raw

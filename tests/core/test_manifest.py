@@ -22,9 +22,16 @@ SECRET = "SECRET-d41d8cd98f-never-shown"
 
 
 def _manifest(bundle: Path, artifacts: list[dict]) -> dict:
-    return {"format": "genedge.bundle", "schema_version": SCHEMA_VERSION, "kind": "gan",
-            "model": {"latent_dim": 8}, "graphs": {}, "artifacts": artifacts,
-            "producer": {"genedge": "test"}, "source": {}}
+    return {
+        "format": "genedge.bundle",
+        "schema_version": SCHEMA_VERSION,
+        "kind": "gan",
+        "model": {"latent_dim": 8},
+        "graphs": {},
+        "artifacts": artifacts,
+        "producer": {"genedge": "test"},
+        "source": {},
+    }
 
 
 @pytest.fixture
@@ -34,7 +41,9 @@ def bundle(tmp_path: Path) -> Path:
     (b / "model.onnx").write_bytes(b"onnx-bytes" * 100)
     (b / "sub" / "model.onnx.data").write_bytes(b"\x01\x02" * 300)
     records = [
-        artifact_record(b, "model.onnx", graph="generator", format="onnx", precision="fp32").to_dict(),
+        artifact_record(
+            b, "model.onnx", graph="generator", format="onnx", precision="fp32"
+        ).to_dict(),
         artifact_record(b, "sub/model.onnx.data", graph="generator", format="onnx-data").to_dict(),
     ]
     write_manifest(b, _manifest(b, records))
@@ -105,16 +114,26 @@ def test_leftover_temps_and_the_export_lock_are_not_unlisted_files(bundle):
     assert len(read_manifest(bundle).artifacts) == 2
 
 
-@pytest.mark.parametrize("entry", [
-    "../secret.txt", "sub/../../secret.txt", "sub/../model.onnx", "..", "a/..",
-    "..\\secret.txt", "sub\\..\\..\\secret.txt",
-])
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "../secret.txt",
+        "sub/../../secret.txt",
+        "sub/../model.onnx",
+        "..",
+        "a/..",
+        "..\\secret.txt",
+        "sub\\..\\..\\secret.txt",
+    ],
+)
 def test_entries_with_dotdot_are_refused(bundle, secret, entry):
     _edit(bundle, lambda raw: raw["artifacts"][0].__setitem__("file", entry))
     _refused(bundle, SecurityRefusal)
 
 
-@pytest.mark.parametrize("entry", ["/etc/passwd", "//etc/passwd", "\\etc\\passwd", "C:/x", "C:x", "c:\\x"])
+@pytest.mark.parametrize(
+    "entry", ["/etc/passwd", "//etc/passwd", "\\etc\\passwd", "C:/x", "C:x", "c:\\x"]
+)
 def test_absolute_entries_are_refused(bundle, entry):
     _edit(bundle, lambda raw: raw["artifacts"][0].__setitem__("file", entry))
     _refused(bundle, SecurityRefusal)
@@ -183,8 +202,19 @@ def test_a_manifest_without_a_model_config_is_corrupt(bundle):
     _refused(bundle, CorruptArtifactError, match="'model'")
 
 
-@pytest.mark.parametrize("payload", [b"", b"{", b"\xff\xfe{}", b"[" * 100_000, b"null", b"[1, 2]",
-                                     b'{"format": "genedge.bundle"', b"\x00" * 64])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",
+        b"{",
+        b"\xff\xfe{}",
+        b"[" * 100_000,
+        b"null",
+        b"[1, 2]",
+        b'{"format": "genedge.bundle"',
+        b"\x00" * 64,
+    ],
+)
 def test_garbage_json_is_corrupt(bundle, payload):
     (bundle / MANIFEST_NAME).write_bytes(payload)
     e = _refused(bundle, CorruptArtifactError)
@@ -230,5 +260,8 @@ def test_escape_sequences_in_an_entry_are_not_echoed_raw(bundle):
 
 
 def test_resolve_inside_accepts_a_plain_nested_file(bundle):
-    assert resolve_inside(bundle, "sub/model.onnx.data") == (bundle / "sub" / "model.onnx.data").resolve()
+    assert (
+        resolve_inside(bundle, "sub/model.onnx.data")
+        == (bundle / "sub" / "model.onnx.data").resolve()
+    )
     assert resolve_inside(bundle, "./model.onnx") == (bundle / "model.onnx").resolve()

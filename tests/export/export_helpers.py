@@ -32,7 +32,6 @@ def make_checkpoint(path: Path, kind: str, cfg, seed: int = 0) -> Path:
     return save_checkpoint(path, model, cfg, kind=kind)
 
 
-
 def fast_options(ckpt: Path, out: Path, **kw) -> ExportOptions:
     """Small calibration and quality budgets: a bundle in a few seconds on 2 shared cores."""
     base = dict(checkpoint=ckpt, out=out, calib_samples=32, quality_samples=16, parity_seeds=(0,))

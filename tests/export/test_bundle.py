@@ -27,13 +27,21 @@ def test_manifest_validates_and_every_hash_matches(gan_bundle):
         assert a.graph == "generator" and a.verification["verdict"] in ("pass", "fail")
     g = m.graphs["generator"]
     assert [t["name"] for t in g["inputs"]] == ["z", "label"]
-    assert g["outputs"] == [{"name": "image", "dtype": "uint8", "shape": ["B", 8, 8, 1], "layout": "NHWC"}]
+    assert g["outputs"] == [
+        {"name": "image", "dtype": "uint8", "shape": ["B", 8, 8, 1], "layout": "NHWC"}
+    ]
     assert {"genedge", "torch", "onnx", "onnxruntime", "onnxslim"} <= set(m.producer)
     assert m.source["checkpoint"] == "gan.safetensors" and len(m.source["sha256"]) == 64
-    fp32, = m.find(precision="fp32")
+    (fp32,) = m.find(precision="fp32")
     assert fp32.verification["max_abs_err_vs_torch"] <= 1
-    int8, = m.find(precision="int8")
-    assert int8.calibration == {"method": "minmax", "source": "prior", "samples": 32, "seed": 0, "truncation": 1.0}
+    (int8,) = m.find(precision="int8")
+    assert int8.calibration == {
+        "method": "minmax",
+        "source": "prior",
+        "samples": 32,
+        "seed": 0,
+        "truncation": 1.0,
+    }
     assert "psnr_vs_fp32" in int8.verification and "ssim_vs_fp32" in int8.verification
     assert int8.recipe is not None and "kept_float" in int8.recipe
 
@@ -41,8 +49,11 @@ def test_manifest_validates_and_every_hash_matches(gan_bundle):
 def test_vae_bundle_has_encoder_and_decoder(vae_bundle):
     m = read_manifest(vae_bundle)
     assert set(m.graphs) == {"decoder", "encoder"}
-    assert {(a.file, a.graph) for a in m.artifacts} >= {("model.onnx", "decoder"), ("encoder.onnx", "encoder"),
-                                                        ("encoder.fp16.onnx", "encoder")}
+    assert {(a.file, a.graph) for a in m.artifacts} >= {
+        ("model.onnx", "decoder"),
+        ("encoder.onnx", "encoder"),
+        ("encoder.fp16.onnx", "encoder"),
+    }
 
 
 def test_ar_bundle_records_vocab_and_state(lstm_bundle):
@@ -50,7 +61,7 @@ def test_ar_bundle_records_vocab_and_state(lstm_bundle):
     assert m.model["vocab"] == "?abcde " and m.model["state_names"] == ["h", "c"]
     assert m.model["state_shape"] == [2, "B", 16]
     assert [t["name"] for t in m.graphs["step"]["outputs"]] == ["logits", "h_out", "c_out"]
-    int8, = m.find(precision="int8")
+    (int8,) = m.find(precision="int8")
     assert "bpc" in int8.verification["metrics"]
 
 
@@ -67,7 +78,9 @@ def test_reexport_reuses_unchanged_artifacts(ckpts, tmp_path):
     m = read_manifest(tmp_path / "b")
     assert {a.precision for a in m.artifacts} == {"fp32", "int8"}  # fp16 no longer asked for
     logs.clear()
-    export_bundle(dataclasses.replace(opts, precisions=("fp32", "int8"), force=True), log=logs.append)
+    export_bundle(
+        dataclasses.replace(opts, precisions=("fp32", "int8"), force=True), log=logs.append
+    )
     assert not any("reused" in line for line in logs)
 
 
@@ -125,7 +138,9 @@ def test_evaluate_bundle(gan_bundle, lstm_bundle):
     res = evaluate_bundle(gan_bundle, n=32, seed=5)
     assert set(res["artifacts"]) == {"model.onnx", "model.fp16.onnx", "model.int8.onnx"}
     assert res["artifacts"]["model.int8.onnx"]["psnr_vs_fp32"] > 20
-    assert evaluate_bundle(gan_bundle, precisions=["fp16"], n=16)["artifacts"].keys() == {"model.fp16.onnx"}
+    assert evaluate_bundle(gan_bundle, precisions=["fp16"], n=16)["artifacts"].keys() == {
+        "model.fp16.onnx"
+    }
     text = evaluate_bundle(lstm_bundle, n=128)
     bpc = [a["metrics"]["bpc_on_fp32_samples"] for a in text["artifacts"].values()]
     assert np.ptp(bpc) < 0.1 and 0 < bpc[0] < 10

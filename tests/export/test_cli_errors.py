@@ -20,7 +20,7 @@ def _run(capsys, *argv) -> tuple[int, str]:
 
 def test_not_a_checkpoint(tmp_path, capsys):
     junk = tmp_path / "junk.safetensors"
-    junk.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": 1}        ")
+    junk.write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a": 1}        ')
     code, err = _run(capsys, junk, "--out", tmp_path / "b")
     assert code == 2 and "junk.safetensors" in err and "Traceback" not in err
     assert not (tmp_path / "b").exists()
@@ -68,7 +68,9 @@ def test_dla_core_without_trt(ckpts, tmp_path, capsys):
     assert code == 2 and "--dla-core" in err and "--trt" in err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed"
+)
 def test_trt_without_tensorrt(ckpts, tmp_path, capsys):
     code, err = _run(capsys, ckpts["gan"], "--out", tmp_path / "b", "--trt")
     assert code == 3 and "genedge[trt]" in err and "tensorrt" in err
@@ -81,8 +83,20 @@ def test_missing_checkpoint(tmp_path, capsys):
 
 
 def test_cli_export_prints_summary(ckpts, tmp_path, capsys):
-    code = main(["export", str(ckpts["gan"]), "--out", str(tmp_path / "b"), "--precision", "fp32",
-                 "--calib-samples", "16", "--triton", str(tmp_path / "triton")])
+    code = main(
+        [
+            "export",
+            str(ckpts["gan"]),
+            "--out",
+            str(tmp_path / "b"),
+            "--precision",
+            "fp32",
+            "--calib-samples",
+            "16",
+            "--triton",
+            str(tmp_path / "triton"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "model.onnx" in out and "pass" in out
     assert (tmp_path / "triton" / "b_generator" / "config.pbtxt").is_file()

@@ -17,18 +17,28 @@ def _huge_activation_model():
     """x (B, 4) -> MatMul(W=1e3) -> 'big' (|.| ~ 1e5, beyond fp16) -> Add -> Mul(1e-3) -> Relu -> y."""
     w = numpy_helper.from_array(np.full((4, 4), 1000.0, np.float32), "W")
     s = numpy_helper.from_array(np.array(1e-3, np.float32), "S")
-    nodes = [helper.make_node("MatMul", ["x", "W"], ["big"], name="big_matmul"),
-             helper.make_node("Add", ["big", "big"], ["big2"], name="double"),
-             helper.make_node("Mul", ["big2", "S"], ["mid"], name="scale_down"),
-             helper.make_node("Relu", ["mid"], ["y"], name="relu")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 4])], [w, s])
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["big"], name="big_matmul"),
+        helper.make_node("Add", ["big", "big"], ["big2"], name="double"),
+        helper.make_node("Mul", ["big2", "S"], ["mid"], name="scale_down"),
+        helper.make_node("Relu", ["mid"], ["y"], name="relu"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 4])],
+        [w, s],
+    )
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     return onnx.shape_inference.infer_shapes(m)
 
 
 def _io_types(model) -> dict[str, int]:
-    return {v.name: v.type.tensor_type.elem_type for v in list(model.graph.input) + list(model.graph.output)}
+    return {
+        v.name: v.type.tensor_type.elem_type
+        for v in list(model.graph.input) + list(model.graph.output)
+    }
 
 
 def test_fp16_guard_blocks_overflowing_node(tmp_path):
@@ -50,12 +60,18 @@ def test_fp16_without_guard_would_overflow(tmp_path):
     plain = float16.convert_float_to_float16(model, keep_io_types=True)
     from onnx.reference import ReferenceEvaluator
 
-    (y,) = ReferenceEvaluator(plain).run(None, {"x": np.full((2, 4), 30.0, np.float32)})  # true fp16 arithmetic
+    (y,) = ReferenceEvaluator(plain).run(
+        None, {"x": np.full((2, 4), 30.0, np.float32)}
+    )  # true fp16 arithmetic
     assert not np.isfinite(y).all()  # the Inf the guard prevents
 
 
 def test_fp16_bundle_artifacts_keep_fp32_io(gan_bundle, vae_bundle):
-    for path in (gan_bundle / "model.fp16.onnx", vae_bundle / "model.fp16.onnx", vae_bundle / "encoder.fp16.onnx"):
+    for path in (
+        gan_bundle / "model.fp16.onnx",
+        vae_bundle / "model.fp16.onnx",
+        vae_bundle / "encoder.fp16.onnx",
+    ):
         m, ref = onnx.load(str(path)), onnx.load(str(path).replace(".fp16", ""))
         assert _io_types(m) == _io_types(ref)
         assert any(t.data_type == TensorProto.FLOAT16 for t in m.graph.initializer)
@@ -70,7 +86,9 @@ def test_fp16_single_layer_rnn_keeps_fp32_state_io(tmp_path, cell):
 
     from genedge.export.bundle import export_bundle
 
-    ckpt = make_checkpoint(tmp_path / "ar.safetensors", "ar", dataclasses.replace(GRU_CFG, cell=cell, layers=1))
+    ckpt = make_checkpoint(
+        tmp_path / "ar.safetensors", "ar", dataclasses.replace(GRU_CFG, cell=cell, layers=1)
+    )
     out = export_bundle(fast_options(ckpt, tmp_path / "b", precisions=("fp32", "fp16")))
     m, ref = onnx.load(str(out / "model.fp16.onnx")), onnx.load(str(out / "model.onnx"))
     assert _io_types(m) == _io_types(ref)
@@ -82,19 +100,36 @@ def test_int8_is_symmetric_qdq_per_channel(gan_bundle):
     ops = [n.op_type for n in m.graph.node]
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
     inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
-    zps = [inits[n.input[2]] for n in m.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
-    assert zps and all(z.dtype == np.int8 and not z.any() for z in zps)  # no int32 bias Q/DQ (TensorRT)
-    weight_dq = [n for n in m.graph.node if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None
-                 and inits[n.input[0]].ndim == 4]  # conv weights
-    assert weight_dq and all(inits[n.input[1]].size == inits[n.input[0]].shape[0] for n in weight_dq)
+    zps = [
+        inits[n.input[2]]
+        for n in m.graph.node
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+    ]
+    assert zps and all(
+        z.dtype == np.int8 and not z.any() for z in zps
+    )  # no int32 bias Q/DQ (TensorRT)
+    weight_dq = [
+        n
+        for n in m.graph.node
+        if n.op_type == "DequantizeLinear"
+        and inits.get(n.input[0]) is not None
+        and inits[n.input[0]].ndim == 4
+    ]  # conv weights
+    assert weight_dq and all(
+        inits[n.input[1]].size == inits[n.input[0]].shape[0] for n in weight_dq
+    )
     assert _io_types(m) == _io_types(onnx.load(str(gan_bundle / "model.onnx")))
 
 
 def test_int8_excludes_named_nodes(gan_bundle, tmp_path):
     src = gan_bundle / "model.onnx"
     nodes = quantizable_nodes(onnx.load(str(src)))
-    feeds = [{"z": np.random.default_rng(0).standard_normal((8, 16), dtype=np.float32),
-              "label": np.arange(8, dtype=np.int64) % 4}]
+    feeds = [
+        {
+            "z": np.random.default_rng(0).standard_normal((8, 16), dtype=np.float32),
+            "label": np.arange(8, dtype=np.int64) % 4,
+        }
+    ]
     out = int8_from_onnx(src, tmp_path / "q.onnx", feeds, keep_float=(nodes[-1],))
     m = onnx.load(str(out))
     last = next(n for n in m.graph.node if n.name == nodes[-1])
@@ -136,8 +171,14 @@ def test_quality_gate_failure_records_kept_float(ckpts, tmp_path):
 
     from genedge.export.bundle import export_bundle
 
-    out = export_bundle(fast_options(ckpts["gan"], tmp_path / "b", precisions=("int8",), min_psnr=70.0))
-    int8 = next(a for a in json.loads((out / "manifest.json").read_text())["artifacts"] if a["precision"] == "int8")
+    out = export_bundle(
+        fast_options(ckpts["gan"], tmp_path / "b", precisions=("int8",), min_psnr=70.0)
+    )
+    int8 = next(
+        a
+        for a in json.loads((out / "manifest.json").read_text())["artifacts"]
+        if a["precision"] == "int8"
+    )
     assert int8["recipe"]["kept_float"], int8
     assert set(int8["recipe"]["sensitivity"]) >= set(int8["recipe"]["kept_float"])
     assert int8["quality_approved"] == (int8["verification"]["verdict"] == "pass")
@@ -150,6 +191,8 @@ def test_vae_calibration_from_real_data_uses_posterior(ckpts):
 
     model, cfg, kind = load_generator(ckpts["vae"])
     prior = image_calibration_feeds(model, cfg, kind, CalibrationSpec(samples=40), batch=20)
-    data = image_calibration_feeds(model, cfg, kind, CalibrationSpec(samples=40, data="digits"), batch=20)
+    data = image_calibration_feeds(
+        model, cfg, kind, CalibrationSpec(samples=40, data="digits"), batch=20
+    )
     assert [f["z"].shape for f in data] == [(20, 8), (20, 8)]
     assert not np.allclose(data[0]["z"], prior[0]["z"])  # encoder posterior, not the prior

@@ -15,7 +15,10 @@ def _trained_bn(G: Generator, cfg: GanConfig) -> Generator:
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.3, 0.3)
         for _ in range(3):
-            G(torch.randn(32, cfg.latent_dim), torch.randint(0, max(cfg.num_classes, 1), (32,)) if cfg.num_classes else None)
+            G(
+                torch.randn(32, cfg.latent_dim),
+                torch.randint(0, max(cfg.num_classes, 1), (32,)) if cfg.num_classes else None,
+            )
     return G.eval()
 
 

@@ -33,8 +33,14 @@ def test_parse_profiles():
     assert parse_profiles("1:8:32") == ((1, 8, 32),)
     assert parse_profiles("1:1:1, 16:16:64") == ((1, 1, 1), (16, 16, 64))
     assert parse_profiles("4") == ((4, 4, 4),)
-    for bad, msg in (("32:8:1", "MIN 32 is larger than MAX 1"), ("1:64:32", "OPT 64"), ("0:1:1", "MIN must be"),
-                     ("1:2", "MIN:OPT:MAX"), ("x", "MIN:OPT:MAX"), ("", "empty")):
+    for bad, msg in (
+        ("32:8:1", "MIN 32 is larger than MAX 1"),
+        ("1:64:32", "OPT 64"),
+        ("0:1:1", "MIN must be"),
+        ("1:2", "MIN:OPT:MAX"),
+        ("x", "MIN:OPT:MAX"),
+        ("", "empty"),
+    ):
         with pytest.raises(BadInputError, match=msg):
             parse_profiles(bad)
 
@@ -61,8 +67,11 @@ def test_engine_file_name():
 
 
 def test_profile_shapes():
-    inputs = [{"name": "z", "shape": ["B", 64]}, {"name": "label", "shape": ["B"]},
-              {"name": "h", "shape": [2, "B", 16]}]
+    inputs = [
+        {"name": "z", "shape": ["B", 64]},
+        {"name": "label", "shape": ["B"]},
+        {"name": "h", "shape": [2, "B", 16]},
+    ]
     shapes = profile_shapes(inputs, (1, 8, 32))
     assert shapes["z"] == ((1, 64), (8, 64), (32, 64)) and shapes["label"] == ((1,), (8,), (32,))
     assert shapes["h"] == ((2, 1, 16), (2, 8, 16), (2, 32, 16))
@@ -84,14 +93,37 @@ def test_calibration_cache_key_and_staleness():
 def test_engine_record_matches_the_bundle_contract():
     from genedge.manifest import Artifact
 
-    rec = engine_record(trt_version="10.3.0", device_name="Orin", compute_capability=(8, 7),
-                        profiles=((1, 8, 32),), version_compatible=False, dla_core=0,
-                        built_from="model.onnx", path=LEGACY, gpu_fallback=True)
-    assert rec == {"tensorrt_version": "10.3.0", "device_name": "Orin", "compute_capability": "8.7",
-                   "profiles": [[1, 8, 32]], "version_compatible": False, "dla_core": 0,
-                   "built_from": "model.onnx", "path": "legacy", "gpu_fallback": True}
-    Artifact(file="model.int8.sm87.trt10.3.engine", graph="generator", format="engine", sha256="0" * 64,
-             size=1, precision="int8", engine=rec)
+    rec = engine_record(
+        trt_version="10.3.0",
+        device_name="Orin",
+        compute_capability=(8, 7),
+        profiles=((1, 8, 32),),
+        version_compatible=False,
+        dla_core=0,
+        built_from="model.onnx",
+        path=LEGACY,
+        gpu_fallback=True,
+    )
+    assert rec == {
+        "tensorrt_version": "10.3.0",
+        "device_name": "Orin",
+        "compute_capability": "8.7",
+        "profiles": [[1, 8, 32]],
+        "version_compatible": False,
+        "dla_core": 0,
+        "built_from": "model.onnx",
+        "path": "legacy",
+        "gpu_fallback": True,
+    }
+    Artifact(
+        file="model.int8.sm87.trt10.3.engine",
+        graph="generator",
+        format="engine",
+        sha256="0" * 64,
+        size=1,
+        precision="int8",
+        engine=rec,
+    )
 
 
 def test_rebatch_to_calibration_batch():

@@ -20,7 +20,9 @@ def _parse(text: str):
 
 def test_triton_config_parses_with_triton_schema(gan_bundle, tmp_path):
     manifest = json.loads((gan_bundle / "manifest.json").read_text())
-    (cfg_path,) = write_triton_repository(gan_bundle, tmp_path / "repo", manifest, max_batch_size=16)
+    (cfg_path,) = write_triton_repository(
+        gan_bundle, tmp_path / "repo", manifest, max_batch_size=16
+    )
     cfg = _parse(cfg_path.read_text())
     assert cfg.platform == "onnxruntime_onnx" and cfg.max_batch_size == 16
     assert [(i.name, list(i.dims)) for i in cfg.input] == [("z", [16]), ("label", [1])]
@@ -31,21 +33,42 @@ def test_triton_config_parses_with_triton_schema(gan_bundle, tmp_path):
     assert cfg.input[0].data_type == pb.TYPE_FP32 and cfg.input[1].data_type == pb.TYPE_INT64
     assert cfg.output[0].data_type == pb.TYPE_UINT8
     assert cfg.HasField("dynamic_batching") and cfg.instance_group[0].count == 1
-    assert (cfg_path.parent / "1" / "model.onnx").read_bytes() == (gan_bundle / "model.onnx").read_bytes()
+    assert (cfg_path.parent / "1" / "model.onnx").read_bytes() == (
+        gan_bundle / "model.onnx"
+    ).read_bytes()
 
 
 def test_triton_engine_and_state_graphs():
-    step = {"inputs": [{"name": "token", "dtype": "int64", "shape": ["B"]},
-                       {"name": "h", "dtype": "float32", "shape": [2, "B", 16]}],
-            "outputs": [{"name": "logits", "dtype": "float32", "shape": ["B", 7]}]}
+    step = {
+        "inputs": [
+            {"name": "token", "dtype": "int64", "shape": ["B"]},
+            {"name": "h", "dtype": "float32", "shape": [2, "B", 16]},
+        ],
+        "outputs": [{"name": "logits", "dtype": "float32", "shape": ["B", 7]}],
+    }
     cfg = _parse(config_pbtxt("ar_step", step, platform="onnxruntime_onnx", max_batch_size=8))
-    assert cfg.max_batch_size == 0 and not cfg.HasField("dynamic_batching")  # batch is not axis 0 of h
+    assert cfg.max_batch_size == 0 and not cfg.HasField(
+        "dynamic_batching"
+    )  # batch is not axis 0 of h
     assert list(cfg.input[0].dims) == [-1] and list(cfg.input[1].dims) == [2, -1, 16]
-    img = {"inputs": [{"name": "z", "dtype": "float32", "shape": ["B", 4]}],
-           "outputs": [{"name": "image", "dtype": "uint8", "shape": ["B", 8, 8, 1]}]}
-    cfg = _parse(config_pbtxt("g_trt", img, platform="tensorrt_plan", max_batch_size=32, kind="KIND_GPU",
-                              preferred=(8, 32)))
-    assert cfg.platform == "tensorrt_plan" and list(cfg.dynamic_batching.preferred_batch_size) == [8, 32]
+    img = {
+        "inputs": [{"name": "z", "dtype": "float32", "shape": ["B", 4]}],
+        "outputs": [{"name": "image", "dtype": "uint8", "shape": ["B", 8, 8, 1]}],
+    }
+    cfg = _parse(
+        config_pbtxt(
+            "g_trt",
+            img,
+            platform="tensorrt_plan",
+            max_batch_size=32,
+            kind="KIND_GPU",
+            preferred=(8, 32),
+        )
+    )
+    assert cfg.platform == "tensorrt_plan" and list(cfg.dynamic_batching.preferred_batch_size) == [
+        8,
+        32,
+    ]
 
 
 def test_psnr_ssim_known_values():
@@ -62,7 +85,13 @@ def test_psnr_ssim_known_values():
 
 
 def test_metric_drop():
-    assert metric_drop({"conditional_accuracy": 0.90}, {"conditional_accuracy": 0.88}) == pytest.approx(0.02)
-    assert metric_drop({"conditional_accuracy": 90.0}, {"conditional_accuracy": 89.5}) == pytest.approx(0.005)
+    assert metric_drop(
+        {"conditional_accuracy": 0.90}, {"conditional_accuracy": 0.88}
+    ) == pytest.approx(0.02)
+    assert metric_drop(
+        {"conditional_accuracy": 90.0}, {"conditional_accuracy": 89.5}
+    ) == pytest.approx(0.005)
     assert metric_drop({"bpc": 2.0}, {"bpc": 2.1}) == pytest.approx(0.1)
-    assert metric_drop({"frechet_distance": 10.0}, {"frechet_distance": 30.0}) == 0.0  # recorded, not gated
+    assert (
+        metric_drop({"frechet_distance": 10.0}, {"frechet_distance": 30.0}) == 0.0
+    )  # recorded, not gated

@@ -52,7 +52,9 @@ def _model(kind: str, **cfg: Any):
     if kind == "vae":
         c = VaeConfig(latent_dim=8, width=16, **cfg)
         return VAE(c).eval(), c
-    c = ArConfig(vocab="\x00 abcdefghijklmnopqrstuvwxyz.,\n", hidden=32, layers=1, embed_dim=16, **cfg)
+    c = ArConfig(
+        vocab="\x00 abcdefghijklmnopqrstuvwxyz.,\n", hidden=32, layers=1, embed_dim=16, **cfg
+    )
     return CharRNN(c).eval(), c
 
 
@@ -73,19 +75,49 @@ def _hand_built_gan(folder: Path, model: Any, cfg: Any, output_format: str) -> N
     cond = cfg.num_classes > 0
     args = (torch.randn(2, cfg.latent_dim),) + ((torch.zeros(2, dtype=torch.long),) if cond else ())
     names = ["z"] + (["label"] if cond else [])
-    torch.onnx.export(Graph(), args, str(folder / "model.onnx"), input_names=names, output_names=["image"],
-                      dynamic_axes={n: {0: "B"} for n in [*names, "image"]}, opset_version=17, dynamo=False)
-    rec = artifact_record(folder, "model.onnx", graph="generator", format="onnx", precision="fp32",
-                          verification={"verdict": "pass"})
-    write_manifest(folder, {
-        "format": "genedge.bundle", "schema_version": 1, "kind": "gan",
-        "model": {"latent_dim": cfg.latent_dim, "num_classes": cfg.num_classes, "image_size": cfg.image_size,
-                  "channels": cfg.channels, "output_format": output_format, "latent": {"distribution": "normal"}},
-        "graphs": {}, "artifacts": [rec.to_dict()], "producer": {}, "source": {},
-    })
+    torch.onnx.export(
+        Graph(),
+        args,
+        str(folder / "model.onnx"),
+        input_names=names,
+        output_names=["image"],
+        dynamic_axes={n: {0: "B"} for n in [*names, "image"]},
+        opset_version=17,
+        dynamo=False,
+    )
+    rec = artifact_record(
+        folder,
+        "model.onnx",
+        graph="generator",
+        format="onnx",
+        precision="fp32",
+        verification={"verdict": "pass"},
+    )
+    write_manifest(
+        folder,
+        {
+            "format": "genedge.bundle",
+            "schema_version": 1,
+            "kind": "gan",
+            "model": {
+                "latent_dim": cfg.latent_dim,
+                "num_classes": cfg.num_classes,
+                "image_size": cfg.image_size,
+                "channels": cfg.channels,
+                "output_format": output_format,
+                "latent": {"distribution": "normal"},
+            },
+            "graphs": {},
+            "artifacts": [rec.to_dict()],
+            "producer": {},
+            "source": {},
+        },
+    )
 
 
-def build_bundle(root: Path, name: str, kind: str, output_format: str = "uint8", **cfg: Any) -> TinyBundle:
+def build_bundle(
+    root: Path, name: str, kind: str, output_format: str = "uint8", **cfg: Any
+) -> TinyBundle:
     """Export a random-weight ``kind`` model into ``root/name`` (fp32 only)."""
     pytest.importorskip("torch")
     from genedge.train.checkpoint import save_checkpoint
@@ -96,7 +128,11 @@ def build_bundle(root: Path, name: str, kind: str, output_format: str = "uint8",
     exporter = _exporter()
     if exporter is not None:
         export_bundle, ExportOptions = exporter
-        export_bundle(ExportOptions(checkpoint=ckpt, out=out, precisions=("fp32",), output_format=output_format))
+        export_bundle(
+            ExportOptions(
+                checkpoint=ckpt, out=out, precisions=("fp32",), output_format=output_format
+            )
+        )
     elif kind == "gan":
         _hand_built_gan(out, model, config, output_format)
     else:
@@ -112,8 +148,9 @@ def bundles_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def bundle_factory(bundles_root: Path):
     """``build_bundle`` bound to the session's folder: ``bundle_factory(name, kind, **cfg)``."""
-    return lambda name, kind, output_format="uint8", **cfg: build_bundle(bundles_root, name, kind,
-                                                                          output_format, **cfg)
+    return lambda name, kind, output_format="uint8", **cfg: build_bundle(
+        bundles_root, name, kind, output_format, **cfg
+    )
 
 
 @pytest.fixture(scope="session")
@@ -133,8 +170,14 @@ def digits_gan_bundle(bundles_root: Path) -> TinyBundle:
     from genedge.train.gan import GanConfig
 
     d = GanConfig()
-    return build_bundle(bundles_root, "digits-gan", "gan", num_classes=10, latent_dim=d.latent_dim,
-                        g_width=d.g_width)
+    return build_bundle(
+        bundles_root,
+        "digits-gan",
+        "gan",
+        num_classes=10,
+        latent_dim=d.latent_dim,
+        g_width=d.g_width,
+    )
 
 
 @pytest.fixture(scope="session")

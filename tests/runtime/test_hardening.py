@@ -20,7 +20,9 @@ from genedge.errors import BadInputError, CorruptArtifactError, IntegrityError
 from genedge.runtime import Sampler, TextGenerator
 from genedge.runtime.ort_backend import MAX_BUFFER_SETS
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch for bundles")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None, reason="needs torch for bundles"
+)
 
 
 def _edit_manifest(bundle: Path, edit) -> None:
@@ -31,6 +33,7 @@ def _edit_manifest(bundle: Path, edit) -> None:
 
 
 # ---------------------------------------------------------------- threads and lifetime
+
 
 def test_threads_sharing_a_sampler_get_their_own_images(cgan_bundle) -> None:
     """Without out= the result is a copy of the backend's buffer, taken under the backend's lock."""
@@ -56,8 +59,11 @@ def test_a_closed_sampler_refuses_clearly(gan_bundle, vae_bundle) -> None:
     s = Sampler.open(gan_bundle.path)
     s.close()
     s.close()  # twice is fine
-    for call in (lambda: s.sample(2), lambda: s.sample_latents(np.zeros((1, s.latent_dim), np.float32)),
-                 lambda: list(s.stream(fps=30, seconds=0.1))):
+    for call in (
+        lambda: s.sample(2),
+        lambda: s.sample_latents(np.zeros((1, s.latent_dim), np.float32)),
+        lambda: list(s.stream(fps=30, seconds=0.1)),
+    ):
         with pytest.raises(BadInputError, match="closed"):
             call()
     v = Sampler.open(vae_bundle.path)
@@ -82,6 +88,7 @@ def test_many_batch_sizes_do_not_grow_memory_without_bound(gan_bundle) -> None:
 
 
 # ---------------------------------------------------------------- arguments
+
 
 @pytest.mark.parametrize("seed", [-1, 1.5, None, "3"])
 def test_bad_seeds_are_exit_2(gan_bundle, seed) -> None:
@@ -140,9 +147,19 @@ def test_bad_backend_options_name_the_field(gan_bundle, kw) -> None:
         Sampler.open(gan_bundle.path, **kw)
 
 
-@pytest.mark.parametrize("kw", [{"top_k": 2.5}, {"top_k": float("inf")}, {"top_k": float("nan")},
-                                {"prompt": None}, {"temperature": float("nan")},
-                                {"temperature": float("inf")}, {"max_new_tokens": -5}, {"seed": -1}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"top_k": 2.5},
+        {"top_k": float("inf")},
+        {"top_k": float("nan")},
+        {"prompt": None},
+        {"temperature": float("nan")},
+        {"temperature": float("inf")},
+        {"max_new_tokens": -5},
+        {"seed": -1},
+    ],
+)
 def test_bad_generation_settings_are_refused(ar_bundle, kw) -> None:
     with TextGenerator.open(ar_bundle.path) as tg, pytest.raises(BadInputError):
         tg.start(**{"prompt": "ab", **kw})
@@ -157,9 +174,16 @@ def test_interpolate_checks_its_images(vae_bundle) -> None:
         assert v.interpolate(good, good, steps=3).shape == (3, *v.image_shape)
 
 
-@pytest.mark.parametrize("kw, match", [({"seeds": [0, 1], "steps": 2.5}, "steps"), ({"seeds": [0, 1], "steps": True}, "steps"),
-                                       ({"seeds": 5}, "seeds"), ({"seeds": [3, 3], "kind": "circle"}, "different seeds"),
-                                       ({"seeds": [0, 1], "steps": 10**9}, "steps")])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"seeds": [0, 1], "steps": 2.5}, "steps"),
+        ({"seeds": [0, 1], "steps": True}, "steps"),
+        ({"seeds": 5}, "seeds"),
+        ({"seeds": [3, 3], "kind": "circle"}, "different seeds"),
+        ({"seeds": [0, 1], "steps": 10**9}, "steps"),
+    ],
+)
 def test_bad_walks_are_refused(gan_bundle, kw, match) -> None:
     with Sampler.open(gan_bundle.path) as s, pytest.raises(BadInputError, match=match):
         s.walk(**kw)
@@ -181,10 +205,23 @@ def test_a_denormal_temperature_is_refused_and_a_tiny_one_is_greedy(ar_bundle) -
 
 # ---------------------------------------------------------------- streams
 
-@pytest.mark.parametrize("kw", [{"fps": float("inf")}, {"fps": float("nan")}, {"seconds": float("inf")},
-                                {"batch": 1.5}, {"ring": "3"}, {"period_s": float("inf")}, {"period_s": -1},
-                                {"period_s": "abc"}, {"late_tolerance_s": -1}, {"spin_s": float("nan")},
-                                {"fps": 1e300, "seconds": 1e300}])
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"fps": float("inf")},
+        {"fps": float("nan")},
+        {"seconds": float("inf")},
+        {"batch": 1.5},
+        {"ring": "3"},
+        {"period_s": float("inf")},
+        {"period_s": -1},
+        {"period_s": "abc"},
+        {"late_tolerance_s": -1},
+        {"spin_s": float("nan")},
+        {"fps": 1e300, "seconds": 1e300},
+    ],
+)
 def test_non_finite_or_mistyped_stream_arguments(gan_bundle, kw) -> None:
     with Sampler.open(gan_bundle.path) as s, pytest.raises(BadInputError, match="stream"):
         s.stream(**{"fps": 30, **kw})
@@ -210,7 +247,10 @@ def test_a_stream_is_iterated_once_and_keeps_its_stats(gan_bundle) -> None:
         first = sum(1 for _ in stream)
         stats = stream.stats.to_dict()
         assert first >= 1 and sum(1 for _ in stream) == 0
-        assert stream.stats.frames == stats["frames"] and stream.stats.elapsed_s == stats["elapsed_s"] > 0
+        assert (
+            stream.stats.frames == stats["frames"]
+            and stream.stats.elapsed_s == stats["elapsed_s"] > 0
+        )
 
 
 def test_drop_policy_keeps_delivering_when_inference_is_slower_than_a_frame(gan_bundle) -> None:
@@ -233,6 +273,7 @@ def test_drop_policy_keeps_delivering_when_inference_is_slower_than_a_frame(gan_
 
 
 # ---------------------------------------------------------------- damaged bundles
+
 
 def _second_graph(bundle: Path) -> None:
     """Give the bundle a second ONNX artifact (an fp16-labelled copy) that auto would not pick on CPU."""
@@ -272,12 +313,17 @@ def test_a_manifest_that_contradicts_its_graph_is_corrupt(cgan_bundle, bundle_co
     assert e.value.exit_code == 2
 
 
-@pytest.mark.parametrize("edit, match", [
-    (lambda g: g["inputs"][0].__setitem__("name", "latent"), "inputs"),
-    (lambda g: g["outputs"][0].__setitem__("shape", ["B", 99, 99, 3]), "'image' is uint8"),
-    (lambda g: g["inputs"][0].__setitem__("dtype", "float16"), "'z' is float16"),
-])
-def test_an_io_spec_that_contradicts_the_graph_is_corrupt(cgan_bundle, bundle_copy, edit, match) -> None:
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda g: g["inputs"][0].__setitem__("name", "latent"), "inputs"),
+        (lambda g: g["outputs"][0].__setitem__("shape", ["B", 99, 99, 3]), "'image' is uint8"),
+        (lambda g: g["inputs"][0].__setitem__("dtype", "float16"), "'z' is float16"),
+    ],
+)
+def test_an_io_spec_that_contradicts_the_graph_is_corrupt(
+    cgan_bundle, bundle_copy, edit, match
+) -> None:
     """C/C++ hosts size their buffers from the manifest's I/O spec: it must describe the graph."""
     b = bundle_copy(cgan_bundle)
     _edit_manifest(b, lambda raw: edit(raw["graphs"]["generator"]))
@@ -295,10 +341,16 @@ def test_tensorrt_never_swaps_the_precision_asked_for(monkeypatch, gan_bundle) -
     env = trt_backend.TrtEnvironment("10.3.0", "8.7", "Orin")
     monkeypatch.setattr(trt_backend, "probe_environment", lambda device=0: env)
     m = read_manifest(gan_bundle.path)
-    eng = Artifact(file="model.fp16.sm87.trt10.3.engine", graph="generator", format="engine",
-                   sha256=hashlib.sha256(b"").hexdigest(), size=0, precision="fp16",
-                   verification={"verdict": "pass"},
-                   engine={"tensorrt_version": "10.3.0", "compute_capability": "8.7", "device_name": "Orin"})
+    eng = Artifact(
+        file="model.fp16.sm87.trt10.3.engine",
+        graph="generator",
+        format="engine",
+        sha256=hashlib.sha256(b"").hexdigest(),
+        size=0,
+        precision="fp16",
+        verification={"verdict": "pass"},
+        engine={"tensorrt_version": "10.3.0", "compute_capability": "8.7", "device_name": "Orin"},
+    )
     m = type(m)(**{**m.__dict__, "artifacts": (*m.artifacts, eng)})
     with pytest.raises(BadInputError, match=r"no int8 TensorRT engine.*model\.fp16\.sm87"):
         select._engine_for(m, "generator", "int8", BackendOptions())
@@ -307,10 +359,25 @@ def test_tensorrt_never_swaps_the_precision_asked_for(monkeypatch, gan_bundle) -
 
 # ---------------------------------------------------------------- CLI
 
+
 def test_cli_bad_seed_and_out_folder_are_one_line_exit_2(gan_bundle, tmp_path, capsys) -> None:
     from genedge.cli import main
 
-    assert main(["sample", str(gan_bundle.path), "-n", "2", "--seed", "-1", "--out", str(tmp_path / "a.png")]) == 2
+    assert (
+        main(
+            [
+                "sample",
+                str(gan_bundle.path),
+                "-n",
+                "2",
+                "--seed",
+                "-1",
+                "--out",
+                str(tmp_path / "a.png"),
+            ]
+        )
+        == 2
+    )
     assert main(["sample", str(gan_bundle.path), "-n", "2", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "seed -1" in err and "is a folder" in err and "Traceback" not in err

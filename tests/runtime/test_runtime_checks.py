@@ -15,13 +15,18 @@ from genedge.runtime.trt_backend import (
     plan_buffers,
 )
 
-SPECS = (TensorSpec("z", np.dtype(np.float32), ("B", 4)), TensorSpec("label", np.dtype(np.int64), ("B",)))
+SPECS = (
+    TensorSpec("z", np.dtype(np.float32), ("B", 4)),
+    TensorSpec("label", np.dtype(np.int64), ("B",)),
+)
 RANGES = {"label": (0, 9)}
 
 
 def feed(z=None, label=None):
-    return {"z": np.zeros((2, 4), np.float32) if z is None else z,
-            "label": np.zeros(2, np.int64) if label is None else label}
+    return {
+        "z": np.zeros((2, 4), np.float32) if z is None else z,
+        "label": np.zeros(2, np.int64) if label is None else label,
+    }
 
 
 def test_good_feed_passes() -> None:
@@ -51,14 +56,23 @@ def test_bad_feeds_raise_exit_2(bad, match) -> None:
 def test_check_out_names_expected_buffer() -> None:
     spec = TensorSpec("image", np.dtype(np.uint8), ("B", 2, 2, 1))
     check_out(spec, np.empty((3, 2, 2, 1), np.uint8), (3, 2, 2, 1))
-    for bad in (np.empty((3, 2, 2, 1), np.float32), np.empty((2, 2, 2, 1), np.uint8),
-                np.empty((3, 2, 4, 1), np.uint8)[:, :, ::2], [1, 2]):
+    for bad in (
+        np.empty((3, 2, 2, 1), np.float32),
+        np.empty((2, 2, 2, 1), np.uint8),
+        np.empty((3, 2, 4, 1), np.uint8)[:, :, ::2],
+        [1, 2],
+    ):
         with pytest.raises(BadInputError, match="np.empty"):
             check_out(spec, bad, (3, 2, 2, 1))
 
 
 ENV = TrtEnvironment("10.3.0.26", "8.7", "Orin", integrated=True)
-REC = {"tensorrt_version": "10.3.0", "compute_capability": "8.7", "device_name": "Orin", "version_compatible": False}
+REC = {
+    "tensorrt_version": "10.3.0",
+    "compute_capability": "8.7",
+    "device_name": "Orin",
+    "version_compatible": False,
+}
 
 
 def test_matching_engine_record_passes() -> None:
@@ -69,7 +83,10 @@ def test_matching_engine_record_passes() -> None:
 @pytest.mark.parametrize(
     "record, words",
     [
-        ({**REC, "compute_capability": "8.6", "device_name": "RTX 3090"}, ["8.6", "8.7", "RTX 3090", "Orin"]),
+        (
+            {**REC, "compute_capability": "8.6", "device_name": "RTX 3090"},
+            ["8.6", "8.7", "RTX 3090", "Orin"],
+        ),
         ({**REC, "tensorrt_version": "10.1.0"}, ["10.1.0", "10.3.0.26"]),
         ({**REC, "tensorrt_version": "8.6.1"}, ["8.6.1", "10.3.0.26"]),
         ({**REC, "tensorrt_version": "10.4", "version_compatible": True}, ["10.4", "10.3.0.26"]),
@@ -103,9 +120,11 @@ def test_profile_batch_error_names_min_opt_max() -> None:
 
 
 def test_buffer_plan_uses_profile_max() -> None:
-    specs = (TensorSpec("z", np.dtype(np.float32), ("B", 64)),
-             TensorSpec("h", np.dtype(np.float32), (2, "B", 32)),
-             TensorSpec("image", np.dtype(np.uint8), ("B", 16, 16, 1)))
+    specs = (
+        TensorSpec("z", np.dtype(np.float32), ("B", 64)),
+        TensorSpec("h", np.dtype(np.float32), (2, "B", 32)),
+        TensorSpec("image", np.dtype(np.uint8), ("B", 16, 16, 1)),
+    )
     assert plan_buffers(specs, 32) == {"z": 32 * 64 * 4, "h": 2 * 32 * 32 * 4, "image": 32 * 256}
 
 

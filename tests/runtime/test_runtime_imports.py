@@ -23,6 +23,8 @@ SCRIPT = textwrap.dedent(
 
 
 def test_runtime_imports_without_torch_or_backends() -> None:
-    res = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr
     assert "heavy []" in res.stdout

@@ -16,15 +16,17 @@ from genedge.errors import BadInputError, IncompatibleEnvironmentError, Integrit
 from genedge.runtime import Sampler
 from genedge.runtime.latents import seeded_latents
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch for bundles")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None, reason="needs torch for bundles"
+)
 
 
 def read_png(path: Path) -> np.ndarray:
     """Decode the PNGs genedge.imageio writes (8-bit, filter 0)."""
     data, pos, idat, (w, h, c) = path.read_bytes(), 8, b"", (0, 0, 0)
     while pos < len(data):
-        (n,), tag = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
-        body = data[pos + 8:pos + 8 + n]
+        (n,), tag = struct.unpack(">I", data[pos : pos + 4]), data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + n]
         if tag == b"IHDR":
             w, h, _, ct = struct.unpack(">IIBB", body[:10])
             c = {0: 1, 2: 3, 6: 4}[ct]
@@ -44,7 +46,11 @@ def test_sample_shape_determinism_and_info(gan_bundle) -> None:
         assert np.array_equal(a, s.sample_latents(seeded_latents(4, 16, 3)))
         info = s.info
         assert (info.backend, info.provider, info.precision, info.file) == (
-            "ort-cpu", "CPUExecutionProvider", "fp32", "model.onnx")
+            "ort-cpu",
+            "CPUExecutionProvider",
+            "fp32",
+            "model.onnx",
+        )
         assert s.cold_start_s is not None and s.cold_start_s > 0
         with pytest.raises(BadInputError, match="no labels|unconditional"):
             s.sample(2, labels=1)
@@ -55,8 +61,12 @@ def test_out_buffer_is_written_in_place(gan_bundle) -> None:
         out = np.zeros((3, 16, 16, 1), np.uint8)
         res = s.sample(3, seed=1, out=out)
         assert res is out and np.array_equal(out, s.sample(3, seed=1))
-        for bad in (np.zeros((2, 16, 16, 1), np.uint8), np.zeros((3, 16, 16, 1), np.float32),
-                    np.zeros((3, 16, 32, 1), np.uint8)[:, :, ::2], np.zeros((3, 16, 16, 3), np.uint8)):
+        for bad in (
+            np.zeros((2, 16, 16, 1), np.uint8),
+            np.zeros((3, 16, 16, 1), np.float32),
+            np.zeros((3, 16, 32, 1), np.uint8)[:, :, ::2],
+            np.zeros((3, 16, 16, 3), np.uint8),
+        ):
             with pytest.raises(BadInputError, match="Output buffer"):
                 s.sample(3, out=bad)
 
@@ -72,7 +82,10 @@ def test_out_buffer_is_written_in_place(gan_bundle) -> None:
     ],
 )
 def test_bad_latents(gan_bundle, z, match) -> None:
-    with Sampler.open(gan_bundle.path, backend="ort-cpu") as s, pytest.raises(BadInputError, match=match):
+    with (
+        Sampler.open(gan_bundle.path, backend="ort-cpu") as s,
+        pytest.raises(BadInputError, match=match),
+    ):
         s.sample_latents(z)
 
 
@@ -138,7 +151,18 @@ def test_named_backend_unavailable_is_exit_3(gan_bundle, tmp_path, capsys) -> No
     with pytest.raises(IncompatibleEnvironmentError, match="CUDAExecutionProvider"):
         Sampler.open(gan_bundle.path, backend="ort-cuda")
     for backend in ("ort-cuda", "ort-trt", "tensorrt"):
-        rc = main(["sample", str(gan_bundle.path), "-n", "1", "--backend", backend, "--out", str(tmp_path / "x.png")])
+        rc = main(
+            [
+                "sample",
+                str(gan_bundle.path),
+                "-n",
+                "1",
+                "--backend",
+                backend,
+                "--out",
+                str(tmp_path / "x.png"),
+            ]
+        )
         assert rc == 3, backend
     assert "Traceback" not in capsys.readouterr().err
 
@@ -162,14 +186,20 @@ def test_unknown_schema_version_is_exit_4(gan_bundle, bundle_copy, tmp_path) -> 
     assert main(["sample", str(path), "-n", "1", "--out", str(tmp_path / "x.png")]) == 4
 
 
-def test_engine_for_another_gpu_is_refused_before_loading(gan_bundle, bundle_copy, tmp_path) -> None:
+def test_engine_for_another_gpu_is_refused_before_loading(
+    gan_bundle, bundle_copy, tmp_path
+) -> None:
     """An engine record for another GPU: the pure check names both and the rebuild command."""
     from genedge.runtime.trt_backend import TrtEnvironment, check_engine_record
 
     rec = {"tensorrt_version": "10.3.0", "compute_capability": "8.9", "device_name": "L4"}
     with pytest.raises(IncompatibleEnvironmentError, match="8.9.*8.0|rebuild") as e:
-        check_engine_record(rec, TrtEnvironment("10.3.0", "8.0", "A100"), file="model.fp16.sm89.trt10.3.engine",
-                            bundle=gan_bundle.path)
+        check_engine_record(
+            rec,
+            TrtEnvironment("10.3.0", "8.0", "A100"),
+            file="model.fp16.sm89.trt10.3.engine",
+            bundle=gan_bundle.path,
+        )
     assert e.value.exit_code == 3
 
 
@@ -181,11 +211,30 @@ def test_sample_cli_matches_torch_reference(gan_bundle, tmp_path) -> None:
     from genedge.train.checkpoint import load_checkpoint
 
     out = tmp_path / "grid.png"
-    assert main(["sample", str(gan_bundle.path), "-n", "9", "--seed", "5", "--backend", "ort-cpu",
-                 "--precision", "fp32", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                str(gan_bundle.path),
+                "-n",
+                "9",
+                "--seed",
+                "5",
+                "--backend",
+                "ort-cpu",
+                "--precision",
+                "fp32",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     G, cfg = load_checkpoint(gan_bundle.checkpoint)
     with torch.no_grad():
-        x = G(torch.from_numpy(seeded_latents(9, cfg.latent_dim, 5)), None)  # (9, C, H, W) in [-1, 1]
+        x = G(
+            torch.from_numpy(seeded_latents(9, cfg.latent_dim, 5)), None
+        )  # (9, C, H, W) in [-1, 1]
     ref = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
     got = read_png(out)
     want = make_grid(ref, scale=4)
@@ -196,7 +245,11 @@ def test_sample_cli_matches_torch_reference(gan_bundle, tmp_path) -> None:
 
 def test_sample_cli_writes_png(cgan_bundle, tmp_path, capsys) -> None:
     out = tmp_path / "grid.png"
-    assert main(["sample", str(cgan_bundle.path), "-n", "4", "--label", "3", "--out", str(out)]) == 0
+    assert (
+        main(["sample", str(cgan_bundle.path), "-n", "4", "--label", "3", "--out", str(out)]) == 0
+    )
     assert read_png(out).shape[2] == 1
     assert "cold start" in capsys.readouterr().err
-    assert main(["sample", str(cgan_bundle.path), "-n", "4", "--label", "11", "--out", str(out)]) == 2
+    assert (
+        main(["sample", str(cgan_bundle.path), "-n", "4", "--label", "11", "--out", str(out)]) == 2
+    )

@@ -19,7 +19,9 @@ from genedge.runtime import Sampler
 from genedge.runtime.realtime import RealtimeWait, wait_until
 from genedge.runtime.stream import NonFiniteOutputError
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch for bundles")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None, reason="needs torch for bundles"
+)
 
 
 def stream_threads() -> list[threading.Thread]:
@@ -82,7 +84,10 @@ def test_break_early_stops_the_worker(gan_bundle) -> None:
 
 
 def test_batch_frames_and_labels(cgan_bundle) -> None:
-    with Sampler.open(cgan_bundle.path) as s, s.stream(fps=30, seconds=0.2, batch=4, labels=[0, 1, 2, 3]) as st:
+    with (
+        Sampler.open(cgan_bundle.path) as s,
+        s.stream(fps=30, seconds=0.2, batch=4, labels=[0, 1, 2, 3]) as st,
+    ):
         f = st.next_frame()
         assert f.image.shape == (4, 16, 16, 1)
 
@@ -122,8 +127,17 @@ def test_nonfinite_policy_on_float_graphs(float_gan_bundle) -> None:
     assert not stream_threads()
 
 
-@pytest.mark.parametrize("kw", [{"fps": 0}, {"walk": "zigzag"}, {"late": "skip"}, {"ring": 2}, {"batch": 0},
-                                {"nonfinite": "ignore"}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"fps": 0},
+        {"walk": "zigzag"},
+        {"late": "skip"},
+        {"ring": 2},
+        {"batch": 0},
+        {"nonfinite": "ignore"},
+    ],
+)
 def test_bad_stream_arguments(gan_bundle, kw) -> None:
     with Sampler.open(gan_bundle.path) as s, pytest.raises(BadInputError, match="stream"):
         s.stream(**{"fps": 30, **kw})
@@ -217,10 +231,14 @@ def test_stream_reports_its_scheduling(gan_bundle) -> None:
     with Sampler.open(gan_bundle.path) as s:
         off = s.stream(fps=60, seconds=0.1, realtime_priority=None)
         assert sum(1 for _ in off) >= 1 and off.stats.scheduling == "normal"
-        assert off.stats.to_dict()["scheduling"] == "normal" and "scheduling='normal'" in repr(off.stats)
+        assert off.stats.to_dict()["scheduling"] == "normal" and "scheduling='normal'" in repr(
+            off.stats
+        )
         on = s.stream(fps=60, seconds=0.1)
         list(on)
-        assert on.stats.scheduling == on._waiter.describe() != "normal"  # FIFO, or why it was refused
+        assert (
+            on.stats.scheduling == on._waiter.describe() != "normal"
+        )  # FIFO, or why it was refused
 
 
 def test_a_real_time_caller_is_left_alone() -> None:
@@ -242,7 +260,10 @@ def test_a_real_time_caller_is_left_alone() -> None:
 
 @pytest.mark.parametrize("priority", [0, 100, -3, 2.5, "10", True])
 def test_bad_realtime_priorities_are_refused(gan_bundle, priority) -> None:
-    with Sampler.open(gan_bundle.path) as s, pytest.raises(BadInputError, match="realtime_priority"):
+    with (
+        Sampler.open(gan_bundle.path) as s,
+        pytest.raises(BadInputError, match="realtime_priority"),
+    ):
         s.stream(fps=30, realtime_priority=priority)
 
 
@@ -260,9 +281,16 @@ def test_live_cli_json_summary(gan_bundle, tmp_path) -> None:
     from genedge.cli import main
 
     out = tmp_path / "live.json"
-    assert main(["live", str(gan_bundle.path), "--fps", "30", "--seconds", "0.5", "--json", str(out)]) == 0
+    assert (
+        main(["live", str(gan_bundle.path), "--fps", "30", "--seconds", "0.5", "--json", str(out)])
+        == 0
+    )
     rec = json.loads(out.read_text())
-    assert rec["target_fps"] == 30 and rec["frames"] + rec["dropped"] == 15 and rec["backend"] == "ort-cpu"
+    assert (
+        rec["target_fps"] == 30
+        and rec["frames"] + rec["dropped"] == 15
+        and rec["backend"] == "ort-cpu"
+    )
     assert {"missed_deadlines", "jitter_p99_s", "latency_p50_s", "scheduling"} <= set(rec)
 
 
@@ -271,7 +299,12 @@ def test_live_cli_video(gan_bundle, tmp_path) -> None:
     from genedge.cli import main
 
     video = tmp_path / "walk.avi"
-    assert main(["live", str(gan_bundle.path), "--fps", "20", "--seconds", "0.5", "--video", str(video)]) == 0
+    assert (
+        main(
+            ["live", str(gan_bundle.path), "--fps", "20", "--seconds", "0.5", "--video", str(video)]
+        )
+        == 0
+    )
     assert video.stat().st_size > 1000
 
 
@@ -289,7 +322,9 @@ def test_60fps_for_60s_misses_nothing(digits_gan_bundle) -> None:
         for _ in stream:
             pass
         st = stream.stats
-    if not stream._waiter.active:  # the claim is made with real-time waits; say why it cannot be checked
+    if (
+        not stream._waiter.active
+    ):  # the claim is made with real-time waits; say why it cannot be checked
         pytest.skip(f"real-time waits unavailable here ({st.scheduling}); stats were {st}")
     assert st.frames == 3600 and st.missed_deadlines == 0, st
     assert st.jitter_p99_s < 1e-3, st

@@ -10,7 +10,9 @@ import pytest
 from genedge.errors import BadInputError
 from genedge.runtime import TextGenerator
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch for bundles")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None, reason="needs torch for bundles"
+)
 
 
 def test_generation_is_seeded_and_streams(ar_bundle) -> None:
@@ -79,7 +81,10 @@ def test_state_buffers_are_reused(ar_bundle) -> None:
     with TextGenerator.open(ar_bundle.path) as tg:
         bufs = [id(b) for s in tg._state for b in s.values()]
         list(tg.generate("x", max_new_tokens=5))
-        assert [id(b) for s in tg._state for b in s.values()] in (bufs, bufs[len(bufs) // 2:] + bufs[: len(bufs) // 2])
+        assert [id(b) for s in tg._state for b in s.values()] in (
+            bufs,
+            bufs[len(bufs) // 2 :] + bufs[: len(bufs) // 2],
+        )
         assert np.isfinite(tg._logits).all()
 
 
@@ -91,7 +96,21 @@ def test_wrong_bundle_kind(gan_bundle) -> None:
 def test_generate_cli(ar_bundle, capsys) -> None:
     from genedge.cli import main
 
-    assert main(["generate", str(ar_bundle.path), "--prompt", "hi ", "--max-new-tokens", "30", "--seed", "4"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                str(ar_bundle.path),
+                "--prompt",
+                "hi ",
+                "--max-new-tokens",
+                "30",
+                "--seed",
+                "4",
+            ]
+        )
+        == 0
+    )
     cap = capsys.readouterr()
     assert cap.out.startswith("hi ") and len(cap.out.strip("\n")) == 33
     assert "ttft" in cap.err and "tok/s" in cap.err

@@ -70,7 +70,9 @@ class FakeContext:
         self.shape = tuple(shape)
 
     def execute_async_v3(self, stream):
-        self.log.append(("enqueue", self.shape[0], "captured" if self.cudart.capturing else "eager"))
+        self.log.append(
+            ("enqueue", self.shape[0], "captured" if self.cudart.capturing else "eager")
+        )
         return not (self.fail_in_capture and self.cudart.capturing)
 
     def set_optimization_profile_async(self, i, stream):
@@ -123,7 +125,9 @@ def test_a_failed_capture_leaves_that_batch_eager_and_always_ends_the_capture(ca
 def test_a_batch_between_two_profiles_names_them_all() -> None:
     b, _ = fake_backend(profiles=((1, 2, 4), (8, 12, 16)))
     run(b, 12)  # switches to the second profile
-    with pytest.raises(BadInputError, match=r"Batch 6 fits none of the profiles.*\[1, 4\].*\[8, 16\]"):
+    with pytest.raises(
+        BadInputError, match=r"Batch 6 fits none of the profiles.*\[1, 4\].*\[8, 16\]"
+    ):
         run(b, 6)
 
 

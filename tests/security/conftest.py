@@ -32,8 +32,14 @@ def make_bundle(tmp_path: Path) -> Callable[..., tuple[Path, Path]]:
         bundle.mkdir()
         model = build_model()
         path = bundle / "model.onnx"
-        onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
-                        location="weights.data", size_threshold=0)
+        onnx.save_model(
+            model,
+            path,
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location="weights.data",
+            size_threshold=0,
+        )
         if place is not None:
             model = onnx.load_model(path, load_external_data=False)
             tensors = dict(tensor_places(model))
@@ -42,4 +48,3 @@ def make_bundle(tmp_path: Path) -> Callable[..., tuple[Path, Path]]:
         return bundle, path
 
     return make
-

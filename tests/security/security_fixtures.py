@@ -34,32 +34,42 @@ def build_model():
     rng = np.random.default_rng(0)
     w = numpy_helper.from_array(rng.standard_normal((4, 4)).astype(np.float32), "W")
     cond = numpy_helper.from_array(np.array(True), "cond")
-    const = helper.make_tensor("c", TensorProto.FLOAT, [4], rng.standard_normal(4).astype(np.float32))
+    const = helper.make_tensor(
+        "c", TensorProto.FLOAT, [4], rng.standard_normal(4).astype(np.float32)
+    )
     branch_init = numpy_helper.from_array(rng.standard_normal((1, 4)).astype(np.float32), "T")
 
     def branch(name: str):
         return helper.make_graph(
-            [helper.make_node("Identity", ["T"], [f"{name}_out"])], name, [],
+            [helper.make_node("Identity", ["T"], [f"{name}_out"])],
+            name,
+            [],
             [helper.make_tensor_value_info(f"{name}_out", TensorProto.FLOAT, [1, 4])],
             initializer=[branch_init],
         )
 
     sparse = helper.make_sparse_tensor(
         numpy_helper.from_array(np.ones(2, np.float32), "S"),
-        numpy_helper.from_array(np.array([0, 3], np.int64), "S_idx"), [4],
+        numpy_helper.from_array(np.array([0, 3], np.int64), "S_idx"),
+        [4],
     )
     nodes = [
         helper.make_node("MatMul", ["X", "W"], ["m"]),
         helper.make_node("Constant", [], ["C"], value=const),
         helper.make_node("Add", ["m", "C"], ["a"]),
         helper.make_node("Add", ["a", "S"], ["b"]),
-        helper.make_node("If", ["cond"], ["br"], then_branch=branch("then"), else_branch=branch("else")),
+        helper.make_node(
+            "If", ["cond"], ["br"], then_branch=branch("then"), else_branch=branch("else")
+        ),
         helper.make_node("Add", ["b", "br"], ["Y"]),
     ]
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 4])],
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 4])],
         [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, 4])],
-        initializer=[w, cond], sparse_initializer=[sparse],
+        initializer=[w, cond],
+        sparse_initializer=[sparse],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

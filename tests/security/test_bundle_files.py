@@ -15,11 +15,25 @@ onnx = pytest.importorskip("onnx")
 
 def _write(bundle: Path, files: dict[str, str]) -> None:
     """Manifest listing ``files`` (name -> format), hashes measured now."""
-    records = [artifact_record(bundle, f, graph="generator", format=fmt,
-                               precision="fp32" if fmt == "onnx" else None).to_dict()
-               for f, fmt in files.items()]
-    write_manifest(bundle, {"format": "genedge.bundle", "schema_version": 1, "kind": "gan",
-                            "model": {}, "graphs": {}, "artifacts": records, "producer": {}, "source": {}})
+    records = [
+        artifact_record(
+            bundle, f, graph="generator", format=fmt, precision="fp32" if fmt == "onnx" else None
+        ).to_dict()
+        for f, fmt in files.items()
+    ]
+    write_manifest(
+        bundle,
+        {
+            "format": "genedge.bundle",
+            "schema_version": 1,
+            "kind": "gan",
+            "model": {},
+            "graphs": {},
+            "artifacts": records,
+            "producer": {},
+            "source": {},
+        },
+    )
 
 
 @pytest.fixture
@@ -27,8 +41,15 @@ def onnx_bundle(make_bundle) -> Path:
     bundle, _ = make_bundle()
     (bundle / "model.engine").write_bytes(b"plan" * 256)
     (bundle / "calibration.cache").write_bytes(b"TRT-calib\n" * 50)
-    _write(bundle, {"model.onnx": "onnx", "weights.data": "onnx-data", "model.engine": "engine",
-                    "calibration.cache": "cache"})
+    _write(
+        bundle,
+        {
+            "model.onnx": "onnx",
+            "weights.data": "onnx-data",
+            "model.engine": "engine",
+            "calibration.cache": "cache",
+        },
+    )
     return bundle
 
 
@@ -53,7 +74,9 @@ def _retarget(bundle: Path, location: str, place: str = "initializer") -> None:
 
 
 @pytest.mark.parametrize("place", ["initializer", "subgraph", "sparse"])
-def test_path_of_refuses_an_escaping_location_even_with_matching_hashes(onnx_bundle, secret_file, place):
+def test_path_of_refuses_an_escaping_location_even_with_matching_hashes(
+    onnx_bundle, secret_file, place
+):
     _retarget(onnx_bundle, "../outside/secret.txt", place)
     with pytest.raises(SecurityRefusal) as info:
         _path_of(onnx_bundle, "model.onnx")
@@ -76,20 +99,32 @@ def test_path_of_checks_the_hash_of_external_data(onnx_bundle):
 
 def test_a_garbage_graph_with_a_matching_hash_is_corrupt(onnx_bundle):
     (onnx_bundle / "model.onnx").write_bytes(b"\xff" * 100)
-    _write(onnx_bundle, {"model.onnx": "onnx", "weights.data": "onnx-data",
-                         "model.engine": "engine", "calibration.cache": "cache"})
+    _write(
+        onnx_bundle,
+        {
+            "model.onnx": "onnx",
+            "weights.data": "onnx-data",
+            "model.engine": "engine",
+            "calibration.cache": "cache",
+        },
+    )
     with pytest.raises(CorruptArtifactError) as info:
         _path_of(onnx_bundle, "model.onnx")
     assert info.value.exit_code == 2 and "model.onnx" in str(info.value)
 
 
-@pytest.mark.parametrize("file", ["model.onnx", "weights.data", "model.engine", "calibration.cache"])
+@pytest.mark.parametrize(
+    "file", ["model.onnx", "weights.data", "model.engine", "calibration.cache"]
+)
 @pytest.mark.parametrize("damage", ["truncate", "empty", "garbage"])
 def test_damaged_bundle_files_are_refused_before_any_deserializer(onnx_bundle, file, damage):
     path = onnx_bundle / file
     data = path.read_bytes()
-    path.write_bytes({"truncate": data[: len(data) // 2], "empty": b"",
-                      "garbage": bytes(255 - b for b in data)}[damage])
+    path.write_bytes(
+        {"truncate": data[: len(data) // 2], "empty": b"", "garbage": bytes(255 - b for b in data)}[
+            damage
+        ]
+    )
     with pytest.raises(IntegrityError) as info:
         _path_of(onnx_bundle, file if file != "weights.data" else "model.onnx")
     assert info.value.exit_code == 4 and file in str(info.value)
@@ -104,15 +139,21 @@ def _leaky_model(bundle: Path, location: str, n: int) -> None:
     for key, value in (("offset", "0"), ("length", str(n))):
         e = s.external_data.add()
         e.key, e.value = key, value
-    graph = helper.make_graph([helper.make_node("Identity", ["S"], ["image"])], "leak", [],
-                              [helper.make_tensor_value_info("image", TensorProto.UINT8, [n])],
-                              initializer=[s])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["S"], ["image"])],
+        "leak",
+        [],
+        [helper.make_tensor_value_info("image", TensorProto.UINT8, [n])],
+        initializer=[s],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     (bundle / "model.onnx").write_bytes(model.SerializeToString())
 
 
-def test_a_hardlinked_secret_leaks_through_bare_onnxruntime_but_not_through_genedge(tmp_path, secret_file):
+def test_a_hardlinked_secret_leaks_through_bare_onnxruntime_but_not_through_genedge(
+    tmp_path, secret_file
+):
     ort = pytest.importorskip("onnxruntime")
     import os
 
@@ -134,7 +175,9 @@ def test_a_hardlinked_secret_leaks_through_bare_onnxruntime_but_not_through_gene
     assert SECRET[:12] not in str(info.value)
 
 
-def test_the_sampler_and_cli_refuse_a_leaky_bundle_without_showing_the_secret(tmp_path, secret_file, capsys):
+def test_the_sampler_and_cli_refuse_a_leaky_bundle_without_showing_the_secret(
+    tmp_path, secret_file, capsys
+):
     runtime = pytest.importorskip("genedge.runtime")
     pytest.importorskip("onnxruntime")
     pytest.importorskip("genedge.runtime.commands")
@@ -163,6 +206,8 @@ def test_the_cli_calls_a_garbage_graph_corrupt(tmp_path, capsys, payload):
     bundle.mkdir()
     (bundle / "model.onnx").write_bytes(payload)
     _write(bundle, {"model.onnx": "onnx"})  # the hash matches: only the content is wrong
-    code = main(["sample", str(bundle), "-n", "1", "--backend", "ort-cpu", "--out", str(tmp_path / "g.png")])
+    code = main(
+        ["sample", str(bundle), "-n", "1", "--backend", "ort-cpu", "--out", str(tmp_path / "g.png")]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "model.onnx" in err and "Traceback" not in err

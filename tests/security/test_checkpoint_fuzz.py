@@ -26,9 +26,15 @@ def _seed_files() -> dict[str, bytes]:
     with tempfile.TemporaryDirectory() as d:
         st_path = save_checkpoint(Path(d) / "g.safetensors", model, cfg, kind="gan")
         pt_path = Path(d) / "g.pt"
-        torch.save({"format": "genedge.checkpoint", "kind": "gan", "config": '{"latent_dim": 4, '
-                    '"g_width": 8, "image_size": 8, "embed_dim": 4}', "state_dict": model.state_dict()},
-                   pt_path)
+        torch.save(
+            {
+                "format": "genedge.checkpoint",
+                "kind": "gan",
+                "config": '{"latent_dim": 4, "g_width": 8, "image_size": 8, "embed_dim": 4}',
+                "state_dict": model.state_dict(),
+            },
+            pt_path,
+        )
         return {".safetensors": st_path.read_bytes(), ".pt": pt_path.read_bytes()}
 
 
@@ -55,7 +61,7 @@ def _mutated(data, seed: bytes) -> bytes:
         if op == "flip" and pos < len(buf):
             buf[pos] ^= data.draw(st.integers(1, 255))
         elif op == "cut":
-            del buf[pos:pos + data.draw(st.integers(1, 32))]
+            del buf[pos : pos + data.draw(st.integers(1, 32))]
         elif op == "insert":
             buf[pos:pos] = data.draw(st.binary(min_size=1, max_size=8))
         else:

@@ -39,8 +39,13 @@ class _Touch:
 def _plant(folder: Path, how: str = "system", fmt: str = "zip") -> tuple[Path, Path]:
     """A .pt that looks like a genedge generator and whose pickle creates a sentinel file."""
     sentinel = folder / f"PWNED-{how}-{fmt}"
-    payload = {"format": "genedge.checkpoint", "kind": "gan", "config": "{}",
-               "state_dict": {"x": torch.zeros(1)}, "evil": _Touch(sentinel, how)}
+    payload = {
+        "format": "genedge.checkpoint",
+        "kind": "gan",
+        "config": "{}",
+        "state_dict": {"x": torch.zeros(1)},
+        "evil": _Touch(sentinel, how),
+    }
     path = folder / f"evil-{how}-{fmt}.pt"
     if fmt == "zip":
         torch.save(payload, path)
@@ -90,7 +95,9 @@ def test_a_pickle_named_safetensors_is_refused_by_the_safetensors_parser(tmp_pat
 def _cli_args(command: str, path: Path, tmp_path: Path) -> list[str]:
     module = {"eval": "genedge.train.commands", "export": "genedge.export.commands"}[command]
     pytest.importorskip(module)
-    return [command, str(path)] + (["--out", str(tmp_path / "bundle")] if command == "export" else [])
+    return [command, str(path)] + (
+        ["--out", str(tmp_path / "bundle")] if command == "export" else []
+    )
 
 
 @pytest.mark.parametrize("command", ["eval", "export"])
@@ -112,8 +119,11 @@ def test_the_cli_refuses_the_planted_pickle_with_unsafe_env(tmp_path, monkeypatc
 def test_the_cli_subprocess_refuses_the_planted_pickle_with_unsafe_env(tmp_path, command):
     path, sentinel = _plant(tmp_path)
     proc = subprocess.run(
-        [sys.executable, "-m", "genedge", *_cli_args(command, path, tmp_path)], cwd=tmp_path,
-        capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "genedge", *_cli_args(command, path, tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, **UNSAFE_ENV, "PYTHONPATH": str(REPO)},
     )
     assert proc.returncode == 4, proc.stderr[-2000:]
@@ -134,6 +144,7 @@ def test_the_cli_calls_a_garbage_checkpoint_corrupt(tmp_path, capsys, command, p
 
 # ---- truncated, empty and garbage files: exit 2, file named, no raw trace ------------------
 
+
 def _corrupt(path: Path) -> CorruptArtifactError:
     with pytest.raises(CorruptArtifactError) as info:
         load_checkpoint(path)
@@ -151,7 +162,9 @@ def test_empty_checkpoints_are_corrupt(tmp_path, suffix):
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
-@pytest.mark.parametrize("garbage", [b"\x00" * 100, b"hello world, not a model\n" * 20, os.urandom(512)])
+@pytest.mark.parametrize(
+    "garbage", [b"\x00" * 100, b"hello world, not a model\n" * 20, os.urandom(512)]
+)
 def test_garbage_checkpoints_are_corrupt(tmp_path, suffix, garbage):
     path = tmp_path / f"generator{suffix}"
     path.write_bytes(garbage)
@@ -168,8 +181,15 @@ def test_truncated_safetensors_are_corrupt_at_every_cut(good_ckpt):
 def test_truncated_pt_is_corrupt(tmp_path):
     cfg = GanConfig(latent_dim=8, g_width=16, image_size=8)
     path = tmp_path / "generator.pt"
-    torch.save({"format": "genedge.checkpoint", "kind": "gan", "config": json.dumps(cfg.__dict__),
-                "state_dict": Generator(cfg).state_dict()}, path)
+    torch.save(
+        {
+            "format": "genedge.checkpoint",
+            "kind": "gan",
+            "config": json.dumps(cfg.__dict__),
+            "state_dict": Generator(cfg).state_dict(),
+        },
+        path,
+    )
     assert load_checkpoint(path)[1] == cfg  # the intact file loads
     data = path.read_bytes()
     for cut in (3, 30, len(data) // 2, len(data) - 10):
@@ -179,21 +199,39 @@ def test_truncated_pt_is_corrupt(tmp_path):
 
 # ---- adversarial safetensors headers, refused by the official parser ------------------------
 
-META = {"format": "genedge.checkpoint", "version": "1", "kind": "gan",
-        "config": json.dumps({"latent_dim": 8, "g_width": 16, "image_size": 8})}
+META = {
+    "format": "genedge.checkpoint",
+    "version": "1",
+    "kind": "gan",
+    "config": json.dumps({"latent_dim": 8, "g_width": 16, "image_size": 8}),
+}
 
 
-def _safetensors(path: Path, header: dict | bytes, data: bytes, declared: int | None = None) -> Path:
+def _safetensors(
+    path: Path, header: dict | bytes, data: bytes, declared: int | None = None
+) -> Path:
     raw = header if isinstance(header, bytes) else json.dumps(header).encode()
     n = len(raw) if declared is None else declared
     path.write_bytes(struct.pack("<Q", n) + raw + data)
     return path
 
 
-@pytest.mark.parametrize("case", [
-    "overlap", "gap", "past-end", "size-mismatch", "unknown-dtype", "not-json", "huge-header",
-    "header-past-file", "metadata-not-strings", "negative-offset", "non-list-shape",
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "overlap",
+        "gap",
+        "past-end",
+        "size-mismatch",
+        "unknown-dtype",
+        "not-json",
+        "huge-header",
+        "header-past-file",
+        "metadata-not-strings",
+        "negative-offset",
+        "non-list-shape",
+    ],
+)
 def test_adversarial_safetensors_headers_are_corrupt(tmp_path, case):
     t = {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}
     header: dict | bytes = {"__metadata__": META, "a": t, "b": {**t, "data_offsets": [16, 32]}}
@@ -238,8 +276,17 @@ def test_a_config_that_would_allocate_terabytes_is_refused_before_allocating(tmp
     assert "does not match its own config" in str(e)
 
 
-@pytest.mark.parametrize("config", ['[1, 2]', '{"image_size": 0}', '{"latent_dim": "x"}', "{",
-                                    '{"image_size": -8}', '{"num_classes": -3}'])
+@pytest.mark.parametrize(
+    "config",
+    [
+        "[1, 2]",
+        '{"image_size": 0}',
+        '{"latent_dim": "x"}',
+        "{",
+        '{"image_size": -8}',
+        '{"num_classes": -3}',
+    ],
+)
 def test_unbuildable_configs_are_corrupt(tmp_path, good_ckpt, config):
     from safetensors import safe_open
     from safetensors.torch import save_file

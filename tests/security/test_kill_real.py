@@ -27,9 +27,13 @@ TRIALS = 6
 
 
 def _start(args: list[str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "genedge", *args], cwd=cwd,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    return subprocess.Popen(
+        [sys.executable, "-m", "genedge", *args],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 
 def _kill_after(proc: subprocess.Popen, seconds: float) -> bool:
@@ -43,7 +47,9 @@ def _kill_after(proc: subprocess.Popen, seconds: float) -> bool:
         return True
 
 
-def _wait_for_save(proc: subprocess.Popen, path: Path, after: float, timeout: float = 300.0) -> None:
+def _wait_for_save(
+    proc: subprocess.Popen, path: Path, after: float, timeout: float = 300.0
+) -> None:
     """Block until ``path`` was (re)written after ``after`` (a save is happening now and then)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -56,7 +62,11 @@ def _wait_for_save(proc: subprocess.Popen, path: Path, after: float, timeout: fl
 
 
 def _leftovers(folder: Path) -> list[str]:
-    return [p.name for p in folder.iterdir() if p.name.startswith(TMP_PREFIX)] if folder.is_dir() else []
+    return (
+        [p.name for p in folder.iterdir() if p.name.startswith(TMP_PREFIX)]
+        if folder.is_dir()
+        else []
+    )
 
 
 @pytest.mark.slow
@@ -66,8 +76,23 @@ def test_sigkill_during_training_saves(tmp_path):
     from genedge.train.checkpoint import torch_load_weights_only
 
     run = tmp_path / "run"
-    args = ["train", "gan", "--data", "digits", "--out", str(run), "--steps", "100000",
-            "--sample-every", "2", "--eval-every", "100000", "--batch-size", "8", "--no-progress"]
+    args = [
+        "train",
+        "gan",
+        "--data",
+        "digits",
+        "--out",
+        str(run),
+        "--steps",
+        "100000",
+        "--sample-every",
+        "2",
+        "--eval-every",
+        "100000",
+        "--batch-size",
+        "8",
+        "--no-progress",
+    ]
     rng = random.Random(7)
     loaded = 0
     for _ in range(TRIALS):

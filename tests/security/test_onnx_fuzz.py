@@ -26,8 +26,13 @@ LONG = settings(max_examples=5000, deadline=None, suppress_health_check=[HealthC
 def _real_model_bytes() -> bytes:
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "model.onnx"
-        onnx.save_model(build_model(), path, save_as_external_data=True, location="weights.data",
-                        size_threshold=0)
+        onnx.save_model(
+            build_model(),
+            path,
+            save_as_external_data=True,
+            location="weights.data",
+            size_threshold=0,
+        )
         m = onnx.load_model(path, load_external_data=False)
     set_location(m.graph.sparse_initializer[0].values, "weights.data")
     return m.SerializeToString()
@@ -51,11 +56,11 @@ def _mutate(data: bytes, ops: list) -> bytes:
         if op == "flip" and pos < len(buf):
             buf[pos] ^= arg
         elif op == "cut":
-            del buf[pos:pos + arg]
+            del buf[pos : pos + arg]
         elif op == "insert":
             buf[pos:pos] = arg
         elif op == "dup":
-            buf[pos:pos] = buf[pos:pos + arg]
+            buf[pos:pos] = buf[pos : pos + arg]
         elif op == "truncate":
             del buf[pos:]
     return bytes(buf)

@@ -59,8 +59,13 @@ def test_a_model_without_external_data_lists_nothing(tmp_path):
 def test_external_data_in_a_subfolder_is_accepted(tmp_path):
     bundle = tmp_path / "b"
     (bundle / "sub").mkdir(parents=True)
-    onnx.save_model(build_model(), bundle / "sub" / "model.onnx", save_as_external_data=True,
-                    location="w.data", size_threshold=0)
+    onnx.save_model(
+        build_model(),
+        bundle / "sub" / "model.onnx",
+        save_as_external_data=True,
+        location="w.data",
+        size_threshold=0,
+    )
     assert check_external_data(bundle / "sub" / "model.onnx", bundle) == ["sub/w.data"]
 
 
@@ -71,10 +76,15 @@ def test_dotdot_is_refused_wherever_the_tensor_lives(make_bundle, secret_file, p
     assert "'..'" in str(e) and "model.onnx" in str(e)
 
 
-@pytest.mark.parametrize("location", [
-    "sub/../../outside/secret.txt", "./../outside/secret.txt", "..\\outside\\secret.txt",
-    "weights.data/../../outside/secret.txt",
-])
+@pytest.mark.parametrize(
+    "location",
+    [
+        "sub/../../outside/secret.txt",
+        "./../outside/secret.txt",
+        "..\\outside\\secret.txt",
+        "weights.data/../../outside/secret.txt",
+    ],
+)
 def test_nested_dotdot_spellings_are_refused(make_bundle, secret_file, location):
     bundle, model = make_bundle("initializer", location)
     _refused(model, bundle)
@@ -184,6 +194,7 @@ def test_a_repeated_location_key_is_judged_on_every_value(make_bundle, secret_fi
 
 # ---- malformed files: exit 2, file named, no raw trace --------------------------------------
 
+
 def _corrupt(model: Path, bundle: Path) -> CorruptArtifactError:
     with pytest.raises(CorruptArtifactError) as info:
         check_external_data(model, bundle)
@@ -263,6 +274,7 @@ def test_locations_in_functions_and_training_info_are_checked(make_bundle, secre
             init = helper.make_graph([], "init", [], [], initializer=[t])
             m.training_info.add().initialization.CopyFrom(init)
         model.write_bytes(m.SerializeToString())
-        assert "../outside/secret.txt" in onnx_locations(onnx.load_model_from_string(model.read_bytes()))
+        assert "../outside/secret.txt" in onnx_locations(
+            onnx.load_model_from_string(model.read_bytes())
+        )
         _refused(model, bundle)
-

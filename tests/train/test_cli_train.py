@@ -12,8 +12,13 @@ import pytest
 
 
 def _genedge(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "genedge", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "genedge", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +27,22 @@ def run_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("cli")
     images = np.random.default_rng(0).random((40, 8, 8), dtype=np.float32)
     np.save(root / "x.npy", images)
-    r = _genedge("train", "vae", "--data", str(root / "x.npy"), "--out", str(root / "run"), "--steps", "3",
-                 "--batch-size", "8", "--no-progress", "--threads", "1", cwd=root)
+    r = _genedge(
+        "train",
+        "vae",
+        "--data",
+        str(root / "x.npy"),
+        "--out",
+        str(root / "run"),
+        "--steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--no-progress",
+        "--threads",
+        "1",
+        cwd=root,
+    )
     assert r.returncode == 0, r.stderr
     assert "vae: 3 steps" in r.stdout
     return root / "run"
@@ -36,7 +55,9 @@ def test_train_cli_writes_a_checkpoint(run_dir):
 
 def test_eval_cli_prints_and_writes_json(run_dir, tmp_path):
     out = tmp_path / "m.json"
-    r = _genedge("eval", str(run_dir / "generator.safetensors"), "--json", str(out), "-n", "40", cwd=tmp_path)
+    r = _genedge(
+        "eval", str(run_dir / "generator.safetensors"), "--json", str(out), "-n", "40", cwd=tmp_path
+    )
     assert r.returncode == 0, r.stderr
     assert "frechet_distance" in r.stdout
     assert "frechet_distance" in json.loads(out.read_text())
@@ -68,6 +89,17 @@ def test_corrupt_resume_state_exits_2(tmp_path):
     (tmp_path / "run" / "resume.pt").write_bytes(b"not a zip")
     images = np.random.default_rng(0).random((20, 8, 8), dtype=np.float32)
     np.save(tmp_path / "x.npy", images)
-    r = _genedge("train", "vae", "--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "run"),
-                 "--steps", "2", "--resume", "--no-progress", cwd=tmp_path)
+    r = _genedge(
+        "train",
+        "vae",
+        "--data",
+        str(tmp_path / "x.npy"),
+        "--out",
+        str(tmp_path / "run"),
+        "--steps",
+        "2",
+        "--resume",
+        "--no-progress",
+        cwd=tmp_path,
+    )
     assert r.returncode == 2 and "resume.pt" in r.stderr and "Traceback" not in r.stderr

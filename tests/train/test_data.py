@@ -80,7 +80,9 @@ def test_folder_rgb_is_converted_from_bgr(tmp_path):
     assert d.labels is None and d.num_classes == 0 and d.channels == 3
     red = d.images[1]  # files sorted: gray.png, red.png
     assert red[0].min() == 1.0 and red[1].max() == -1.0 and red[2].max() == -1.0
-    np.testing.assert_allclose(d.images[0], 128 / 255 * 2 - 1.0, atol=1e-6)  # gray promoted to three equal channels
+    np.testing.assert_allclose(
+        d.images[0], 128 / 255 * 2 - 1.0, atol=1e-6
+    )  # gray promoted to three equal channels
 
 
 def test_folder_mixed_sizes(tmp_path):
@@ -109,7 +111,9 @@ def test_source_errors(tmp_path):
 
 # ----------------------------------------------------------------------------- arrays
 
-_BASE = np.random.default_rng(0).integers(0, 256, size=(5, 8, 8, 3)).astype(np.uint8)  # (N, H, W, C)
+_BASE = (
+    np.random.default_rng(0).integers(0, 256, size=(5, 8, 8, 3)).astype(np.uint8)
+)  # (N, H, W, C)
 _EXPECTED = _BASE.transpose(0, 3, 1, 2).astype(np.float32) / 255.0 * 2 - 1  # (N, C, H, W)
 
 
@@ -135,7 +139,9 @@ def test_npz_with_labels_and_keys(tmp_path):
     labels = np.array([0, 1, 2, 1, 0])
     np.savez(tmp_path / "a.npz", x=_BASE, y=labels)
     d = load_image_data(str(tmp_path / "a.npz"), need_labels=True)
-    assert d.labels.tolist() == labels.tolist() and d.labels.dtype == np.int64 and d.num_classes == 3
+    assert (
+        d.labels.tolist() == labels.tolist() and d.labels.dtype == np.int64 and d.num_classes == 3
+    )
     np.savez(tmp_path / "b.npz", images=_BASE)
     assert load_image_data(str(tmp_path / "b.npz")).labels is None
 
@@ -161,7 +167,12 @@ def test_array_errors(tmp_path):
 
 
 def _idx_bytes(arr: np.ndarray) -> bytes:
-    return b"\x00\x00\x08" + bytes([arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+    return (
+        b"\x00\x00\x08"
+        + bytes([arr.ndim])
+        + struct.pack(f">{arr.ndim}I", *arr.shape)
+        + arr.tobytes()
+    )
 
 
 def test_idx_round_trip_with_gz_labels(tmp_path):
@@ -172,11 +183,18 @@ def test_idx_round_trip_with_gz_labels(tmp_path):
     d = load_image_data(str(tmp_path / "train-images-idx3-ubyte"), need_labels=True)
     assert d.images.shape == (7, 1, 28, 28) and d.labels.tolist() == labels.tolist()
     np.testing.assert_allclose(d.images[:, 0], images / 127.5 - 1.0, atol=1e-6)
-    assert load_image_data(str(tmp_path), image_size=16).images.shape == (7, 1, 16, 16)  # folder of IDX
+    assert load_image_data(str(tmp_path), image_size=16).images.shape == (
+        7,
+        1,
+        16,
+        16,
+    )  # folder of IDX
 
 
 def test_idx_errors(tmp_path):
-    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(_idx_bytes(np.zeros((3, 4, 4), np.uint8))[:-5])
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(
+        _idx_bytes(np.zeros((3, 4, 4), np.uint8))[:-5]
+    )
     _bad("truncated", load_image_data, str(tmp_path / "t10k-images-idx3-ubyte"))
     (tmp_path / "x-images-idx3-ubyte").write_bytes(b"GIF89a....")
     _bad("not an IDX file", load_image_data, str(tmp_path / "x-images-idx3-ubyte"))
@@ -192,7 +210,9 @@ def test_split_images_deterministic(digits16):
     b_train, b_hold = split_images(digits16, 0.2, seed=3)
     _, c_hold = split_images(digits16, 0.2, seed=4)
     assert len(a_hold) == round(1797 * 0.2) and len(a_train) + len(a_hold) == 1797
-    assert np.array_equal(a_hold.images, b_hold.images) and np.array_equal(a_hold.labels, b_hold.labels)
+    assert np.array_equal(a_hold.images, b_hold.images) and np.array_equal(
+        a_hold.labels, b_hold.labels
+    )
     assert not np.array_equal(a_hold.labels, c_hold.labels)
 
 

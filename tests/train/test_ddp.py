@@ -17,12 +17,38 @@ if not torch.distributed.is_available():
 @pytest.mark.parametrize("kind", ["vae", "gan"])
 def test_two_gloo_ranks_stay_identical(kind, tmp_path):
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "x.npz", images=rng.random((48, 8, 8), dtype=np.float32), labels=np.arange(48) % 3)
+    np.savez(
+        tmp_path / "x.npz",
+        images=rng.random((48, 8, 8), dtype=np.float32),
+        labels=np.arange(48) % 3,
+    )
     env = {**os.environ, "GENEDGE_DDP_DEBUG_DIR": str(tmp_path / "hashes"), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "genedge", "train", kind, "--data", str(tmp_path / "x.npz"), "--out", str(tmp_path / "run"),
-           "--conditional", "--steps", "4", "--batch-size", "8", "--sample-every", "2", "--eval-every", "100",
-           "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "genedge",
+        "train",
+        kind,
+        "--data",
+        str(tmp_path / "x.npz"),
+        "--out",
+        str(tmp_path / "run"),
+        "--conditional",
+        "--steps",
+        "4",
+        "--batch-size",
+        "8",
+        "--sample-every",
+        "2",
+        "--eval-every",
+        "100",
+        "--no-progress",
+    ]
     for _attempt in range(2):
         r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
         # A gloo rank now and then aborts in C++ ("terminate called without an active exception",

@@ -112,7 +112,9 @@ def test_untrained_generator_is_clearly_worse(classifier, halves):
 def test_random_features_for_rgb_data():
     rng = np.random.default_rng(0)
     base = rng.uniform(-1, 1, size=(8, 3, 16, 16)).astype(np.float32)
-    blobs = np.clip(base[rng.integers(0, 8, 400)] + 0.1 * rng.standard_normal((400, 3, 16, 16)), -1, 1)
+    blobs = np.clip(
+        base[rng.integers(0, 8, 400)] + 0.1 * rng.standard_normal((400, 3, 16, 16)), -1, 1
+    )
     real = ImageData(blobs.astype(np.float32), rng.integers(0, 3, 400), 3, "blobs")
     a, b = split_images(real, 0.5, seed=0)
     same = image_metrics(b.images, b.labels, a)
@@ -190,7 +192,9 @@ def test_text_bpc_state_is_carried_across_chunks():
 def test_text_bpc_reference_loop():
     """The batched evaluation equals a plain per-character loop over ``step``."""
     torch.manual_seed(1)
-    model = CharRNN(ArConfig(vocab="\ufffdabc", cell="lstm", hidden=8, layers=2, embed_dim=4)).eval()
+    model = CharRNN(
+        ArConfig(vocab="\ufffdabc", cell="lstm", hidden=8, layers=2, embed_dim=4)
+    ).eval()
     text = "abcabbacca" * 13
     ids = model.encode_text(text)
     state, nats = model.init_state(1), 0.0
@@ -208,8 +212,14 @@ def test_text_bpc_reference_loop():
 def test_evaluate_checkpoint(tmp_path, classifier):
     torch.manual_seed(0)
     cfg = GanConfig(g_width=32)
-    path = save_checkpoint(tmp_path / "g.safetensors", Generator(cfg), cfg, kind="gan", step=5,
-                           extra={"data": "digits", "image_size": "16"})
+    path = save_checkpoint(
+        tmp_path / "g.safetensors",
+        Generator(cfg),
+        cfg,
+        kind="gan",
+        step=5,
+        extra={"data": "digits", "image_size": "16"},
+    )
     m = evaluate_checkpoint(path, n=100)
     assert (m["kind"], m["step"], m["data"], m["num_samples"]) == ("gan", 5, "digits", 100)
     assert m["frechet_distance"] > 0 and m["conditional_accuracy"] is None
@@ -222,9 +232,16 @@ def test_evaluate_checkpoint(tmp_path, classifier):
 def test_evaluate_text_checkpoint(tmp_path):
     text_file = tmp_path / "t.txt"
     text_file.write_text("the quick brown fox jumps over the lazy dog\n" * 50, encoding="utf-8")
-    cfg = ArConfig(vocab="\ufffd" + "abcdefghijklmnopqrstuvwxyz \n", hidden=16, layers=1, embed_dim=8)
-    path = save_checkpoint(tmp_path / "ar.safetensors", _uniform_model(cfg.vocab), cfg, kind="ar",
-                           extra={"data": str(text_file)})
+    cfg = ArConfig(
+        vocab="\ufffd" + "abcdefghijklmnopqrstuvwxyz \n", hidden=16, layers=1, embed_dim=8
+    )
+    path = save_checkpoint(
+        tmp_path / "ar.safetensors",
+        _uniform_model(cfg.vocab),
+        cfg,
+        kind="ar",
+        extra={"data": str(text_file)},
+    )
     m = evaluate_checkpoint(path)
     assert m["kind"] == "ar" and m["unigram_source"] == "train"
     assert abs(m["bpc"] - math.log2(len(cfg.vocab))) < 1e-3

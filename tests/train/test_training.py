@@ -38,8 +38,20 @@ def tiny_text(tmp_path_factory) -> Path:
 
 
 def _opts(kind: str, data: Path, out: Path, **kw) -> TrainOptions:
-    base = dict(kind=kind, data=str(data), out=out, steps=4, batch_size=8, sample_every=2, eval_every=4,
-                log_every=1, eval_samples=40, progress=False, seed=3, threads=1)
+    base = dict(
+        kind=kind,
+        data=str(data),
+        out=out,
+        steps=4,
+        batch_size=8,
+        sample_every=2,
+        eval_every=4,
+        log_every=1,
+        eval_samples=40,
+        progress=False,
+        seed=3,
+        threads=1,
+    )
     if kind != "ar":
         base["conditional"] = kw.pop("conditional", True)
     return TrainOptions(**{**base, **kw})
@@ -65,7 +77,13 @@ def test_image_run_writes_every_artifact(kind, tiny_images, tmp_path):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert {r["phase"] for r in rows} == {"train", "eval"}
     assert [r["step"] for r in rows if r["phase"] == "train"] == [1, 2, 3, 4]
-    for name in ("samples.png", "curves.png", "config.json", "resume.pt", "samples/step_000002.png"):
+    for name in (
+        "samples.png",
+        "curves.png",
+        "config.json",
+        "resume.pt",
+        "samples/step_000002.png",
+    ):
         assert (run / name).is_file(), name
     config = json.loads((run / "config.json").read_text())
     assert config["options"]["kind"] == kind and config["options"]["steps"] == 4
@@ -81,7 +99,9 @@ def test_ar_run_writes_text_samples(tiny_text, tmp_path):
     logits, *state = model.step(torch.tensor([1, 2]), *model.init_state(2))
     assert logits.shape == (2, cfg.vocab_size) and len(state) == len(cfg.state_names)
     assert (tmp_path / "run" / "samples.txt").read_text().startswith("Return the ")
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
     evals = [r for r in rows if r["phase"] == "eval"]
     assert evals and {"bpc", "unigram_bpc"} <= evals[-1].keys()
 
@@ -98,15 +118,21 @@ def test_resume_matches_uninterrupted(kind, tiny_images, tiny_text, tmp_path):
     data = tiny_text if kind == "ar" else tiny_images
     full = train_run(_opts(kind, data, tmp_path / "full", steps=6, sample_every=3, eval_every=3))
     train_run(_opts(kind, data, tmp_path / "split", steps=3, sample_every=3, eval_every=3))
-    (tmp_path / "split" / ".genedge-tmp-killed-generator.safetensors").write_bytes(b"half")  # killed mid-save
-    resumed = train_run(_opts(kind, data, tmp_path / "split", steps=6, sample_every=3, eval_every=3, resume=True))
+    (tmp_path / "split" / ".genedge-tmp-killed-generator.safetensors").write_bytes(
+        b"half"
+    )  # killed mid-save
+    resumed = train_run(
+        _opts(kind, data, tmp_path / "split", steps=6, sample_every=3, eval_every=3, resume=True)
+    )
     assert _same(_weights(full), _weights(resumed))
     assert not list((tmp_path / "split").glob(".genedge-tmp-*"))
     full_state = torch.load(tmp_path / "full" / "resume.pt", weights_only=True)
     split_state = torch.load(tmp_path / "split" / "resume.pt", weights_only=True)
     assert full_state["step"] == split_state["step"] == 6
     assert torch.equal(full_state["rng"][0]["torch"], split_state["rng"][0]["torch"])
-    rows = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [r["step"] for r in rows if r["phase"] == "train"] == [1, 2, 3, 4, 5, 6]
 
 
@@ -144,8 +170,17 @@ def test_conditional_gan_on_digits_reaches_the_bar(tmp_path):
     """The issue's bar: 4 minutes on two CPU cores -> conditional accuracy >= 0.9."""
     from genedge.train.eval import evaluate_checkpoint
 
-    ckpt = train_run(TrainOptions(kind="gan", data="digits", out=tmp_path / "run", conditional=True,
-                                  minutes=4.0, progress=False, threads=1))
+    ckpt = train_run(
+        TrainOptions(
+            kind="gan",
+            data="digits",
+            out=tmp_path / "run",
+            conditional=True,
+            minutes=4.0,
+            progress=False,
+            threads=1,
+        )
+    )
     metrics = evaluate_checkpoint(ckpt, n=1000)
     assert metrics["conditional_accuracy"] >= 0.9
     assert metrics["precision"] >= 0.5 and metrics["recall"] >= 0.5
@@ -154,4 +189,6 @@ def test_conditional_gan_on_digits_reaches_the_bar(tmp_path):
 def test_resume_with_other_options_is_refused(tiny_images, tmp_path):
     train_run(_opts("gan", tiny_images, tmp_path / "run", steps=1))
     with pytest.raises(BadInputError, match="does not match these options"):
-        train_run(_opts("gan", tiny_images, tmp_path / "run", steps=2, resume=True, conditional=False))
+        train_run(
+            _opts("gan", tiny_images, tmp_path / "run", steps=2, resume=True, conditional=False)
+        )
