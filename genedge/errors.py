@@ -10,13 +10,41 @@ it, so the CLI can print one line with no traceback. Anything that is not a
 
 from __future__ import annotations
 
+SHOWN_CHARS = 120  # how much of one value from a file a message shows
+MESSAGE_CHARS = 4096  # the most any one message or hint shows
+
+
+def printable(value: object, limit: int | None = SHOWN_CHARS) -> str:
+    """``value`` as a message or a log may show it: one line, no control bytes, bounded.
+
+    Text read from a file (a manifest's file names and hashes, checkpoint metadata,
+    training data) may carry terminal escape sequences (``\\x1b[31m``, ``\\x07``) or be
+    megabytes long. Every character that ``str.isprintable`` rejects (C0/C1 controls,
+    newlines, bidi overrides, lone surrogates) is written as its Python escape
+    (``\\x1b``, ``\\n``, ``\\u202e``), so it can neither drive the terminal nor split
+    a log line; beyond ``limit`` characters the text is cut and ends in ``...``.
+    """
+    text = value if isinstance(value, str) else str(value)
+    cut = limit is not None and len(text) > limit
+    if cut:
+        text = text[:limit]
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    return text + "..." if cut else text
+
 
 class GenedgeError(Exception):
-    """Base of every error genedge raises on purpose."""
+    """Base of every error genedge raises on purpose.
+
+    The message and hint pass through ``printable``: whatever a caller interpolated,
+    the text that reaches a terminal or a log is one line with no control bytes.
+    """
 
     exit_code = 1
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
+        message = printable(message, MESSAGE_CHARS)
+        hint = None if hint is None else printable(hint, MESSAGE_CHARS)
         super().__init__(message)
         self.message = message
         self.hint = hint

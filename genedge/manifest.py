@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from genedge.atomic import TMP_PREFIX, atomic_write_text
-from genedge.errors import CorruptArtifactError, IntegrityError, SecurityRefusal
+from genedge.errors import CorruptArtifactError, IntegrityError, SecurityRefusal, printable
 
 FORMAT = "genedge.bundle"
 SCHEMA_VERSION = 1
@@ -45,6 +45,8 @@ ARTIFACT_FORMATS = ("onnx", "onnx-data", "engine", "cache")
 # Files a bundle may hold without listing them: the manifest itself and export's lock.
 _UNLISTED_OK = {MANIFEST_NAME, ".genedge.lock"}
 _MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+_MAX_NAME_BYTES = 255  # NAME_MAX on Linux, macOS and Windows file systems
+_MAX_ENTRY_CHARS = 1024
 
 
 @dataclass(frozen=True)
@@ -115,8 +117,8 @@ class Manifest:
             record = listed.get(rel)
             if record is None:
                 raise IntegrityError(
-                    f"ONNX graph '{artifact.file}' keeps tensor data in '{rel}', which the manifest "
-                    "does not list.",
+                    f"ONNX graph '{printable(artifact.file)}' keeps tensor data in "
+                    f"'{printable(rel)}', which the manifest does not list.",
                     hint="Re-export the bundle with `genedge export`.",
                 )
             verify_file(resolve_inside(self.root, rel), record.sha256, record.size)
@@ -144,8 +146,7 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def _shown(value: Any, limit: int = 80) -> str:
     """A value from a file, as a message may show it: quoted, escaped, bounded."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "...'"
+    return printable(repr(value), limit)
 
 
 def resolve_inside(root: str | os.PathLike, relpath: str) -> Path:
@@ -153,7 +154,8 @@ def resolve_inside(root: str | os.PathLike, relpath: str) -> Path:
 
     Refused: absolute paths, ``..`` components, symlinks anywhere on the way, files with
     more than one hard link (a hardlink can point at a secret outside the folder), and
-    anything whose resolved path leaves ``root``.
+    anything whose resolved path leaves ``root``. A name longer than file systems allow
+    is corrupt (exit 2).
     """
     root = Path(root).resolve()
     if not isinstance(relpath, str) or not relpath or "\x00" in relpath or not Path(relpath).parts:
@@ -166,6 +168,24 @@ def resolve_inside(root: str | os.PathLike, relpath: str) -> Path:
         )
     if any(part in ("..", "") for part in rel.parts) or "\\" in relpath:
         raise SecurityRefusal(f"Bundle entry {shown} leaves the bundle folder ('..').")
+    if len(relpath) > _MAX_ENTRY_CHARS or any(
+        len(part.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES for part in rel.parts
+    ):
+        raise CorruptArtifactError(
+            f"Bundle entry {shown} ({len(relpath)} characters) is longer than a file name may be: "
+            f"at most {_MAX_NAME_BYTES} bytes per folder or file name, {_MAX_ENTRY_CHARS} in all.",
+            hint="Re-export the bundle with `genedge export`.",
+        )
+    try:
+        return _walk_inside(root, rel, shown)
+    except OSError as e:  # e.g. ENAMETOOLONG on a file system with shorter names
+        raise CorruptArtifactError(
+            f"Bundle entry {shown} cannot be looked up ({printable(e.strerror)}).",
+            hint="Re-export the bundle with `genedge export`.",
+        ) from None
+
+
+def _walk_inside(root: Path, rel: Path, shown: str) -> Path:
     cur = root
     for part in rel.parts:
         cur = cur / part
@@ -187,21 +207,22 @@ def resolve_inside(root: str | os.PathLike, relpath: str) -> Path:
 
 def verify_file(path: Path, sha256: str, size: int | None = None) -> None:
     """Refuse (exit 4) a file whose size or sha256 differs from the manifest's record."""
+    name = printable(path.name)
     if not path.is_file():
         raise IntegrityError(
-            f"Bundle file '{path.name}' is listed in the manifest but missing.",
+            f"Bundle file '{name}' is listed in the manifest but missing.",
             hint="Re-export the bundle with `genedge export`.",
         )
     if size is not None and path.stat().st_size != size:
         raise IntegrityError(
-            f"Bundle file '{path.name}' has {path.stat().st_size} bytes; the manifest records {size}.",
+            f"Bundle file '{name}' has {path.stat().st_size} bytes; the manifest records {size}.",
             hint="The file was modified or truncated; re-export the bundle.",
         )
     actual = sha256_file(path)
     if actual != sha256:
         raise IntegrityError(
-            f"Bundle file '{path.name}' fails its hash: sha256 {actual[:16]}..., "
-            f"manifest records {str(sha256)[:16]}....",
+            f"Bundle file '{name}' fails its hash: sha256 {actual[:16]}..., "
+            f"manifest records {printable(sha256, 16)}.",
             hint="The file was modified after export; re-export the bundle.",
         )
 
@@ -316,7 +337,7 @@ def manifest_from_dict(raw: Any, root: str | os.PathLike, *, check_files: bool =
         try:
             a.file.encode("utf-8")
         except UnicodeEncodeError:
-            _expect(False, where, f"artifact file name {a.file!r} is not valid UTF-8 text")
+            _expect(False, where, f"artifact file name {_shown(a.file)} is not valid UTF-8 text")
     names = [os.path.normpath(a.file) for a in artifacts]  # "./model.onnx" is "model.onnx"
     _expect(len(set(names)) == len(names), where, "an artifact file is listed twice")
     for a in artifacts:
@@ -339,13 +360,13 @@ def _check_listing(root: Path, artifacts: tuple[Artifact, ...]) -> None:
     for a in artifacts:
         if not (root / a.file).is_file():
             raise IntegrityError(
-                f"Bundle '{root}' lists '{a.file}' but the file is missing.",
+                f"Bundle '{printable(root, None)}' lists '{printable(a.file)}' but the file is missing.",
                 hint="Re-export the bundle with `genedge export`.",
             )
         size = (root / a.file).stat().st_size
         if size != a.size:  # truncated or appended to: refused before any hashing
             raise IntegrityError(
-                f"Bundle file '{a.file}' has {size} bytes; the manifest records {a.size}.",
+                f"Bundle file '{printable(a.file)}' has {size} bytes; the manifest records {a.size}.",
                 hint="The file was modified or truncated; re-export the bundle.",
             )
     for p in root.rglob("*"):
@@ -355,7 +376,7 @@ def _check_listing(root: Path, artifacts: tuple[Artifact, ...]) -> None:
         if rel in listed or rel in _UNLISTED_OK or p.name.startswith(TMP_PREFIX):
             continue
         raise IntegrityError(
-            f"Bundle '{root}' holds '{rel}', which the manifest does not list.",
+            f"Bundle '{printable(root, None)}' holds '{printable(rel)}', which the manifest does not list.",
             hint="Remove the file, or re-export the bundle.",
         )
 

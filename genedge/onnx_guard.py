@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from genedge.errors import CorruptArtifactError, IntegrityError, SecurityRefusal
+from genedge.errors import CorruptArtifactError, IntegrityError, SecurityRefusal, printable
 from genedge.manifest import resolve_inside
 
 MAX_MODEL_BYTES = 2**31 - 1  # protobuf's own hard limit for one message
@@ -63,7 +63,7 @@ class _Malformed(Exception):
 
 def _shown(text: str, limit: int = 120) -> str:
     """A location as it may appear in a message: quoted, escaped, bounded."""
-    return repr(text[:limit]) + ("..." if len(text) > limit else "")
+    return f"'{printable(text, limit)}'"
 
 
 def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from genedge.errors import CorruptArtifactError, IncompatibleEnvironmentError, require
+from genedge.errors import CorruptArtifactError, IncompatibleEnvironmentError, printable, require
 
 from .backend import (
     Backend,
@@ -216,7 +216,9 @@ class OrtBackend(Backend):
                 f"Backend '{name}' asked ONNX Runtime for {wanted[0]} but it used {used}.",
                 hint="Check the CUDA/TensorRT libraries onnxruntime-gpu needs, or pass --backend ort-cpu.",
             )
-        info = BackendInfo(name=name, provider=used, precision=precision, file=Path(path).name)
+        info = BackendInfo(
+            name=name, provider=used, precision=precision, file=printable(Path(path).name)
+        )
         backend = cls(sess, info, opts)
         backend.check_inputs = check_inputs
         backend.int_ranges = int_ranges

@@ -22,6 +22,7 @@ from genedge.errors import (
     CorruptArtifactError,
     GenedgeError,
     IncompatibleEnvironmentError,
+    printable,
 )
 from genedge.manifest import MANIFEST_NAME, PRECISIONS, Artifact, Manifest, read_manifest
 
@@ -85,7 +86,7 @@ def model_int(manifest: Manifest, key: str, default: int = 0) -> int:
         return default
     if type(v) is not int or v < 0:
         raise CorruptArtifactError(
-            f"Manifest of '{manifest.root}': model.{key} is {v!r}; expected an integer >= 0.",
+            f"Manifest of '{manifest.root}': model.{key} is {printable(repr(v))}; expected an integer >= 0.",
             hint="Re-export the bundle with `genedge export`.",
         )
     return v
@@ -139,7 +140,7 @@ def onnx_artifact(manifest: Manifest, graph: str, backend: str, precision: str |
         if not _passed(found[precision]):
             log.warning(
                 "%s failed its export verification; running it because it was asked for",
-                found[precision].file,
+                printable(found[precision].file),
             )
         return found[precision]
     if backend == "ort-cpu" and "int8" in found and found["int8"].quality_approved:
@@ -168,7 +169,7 @@ def matching_engines(
                 allow_version_compatible=allow_version_compatible,
             )
         except (GenedgeError, ValueError) as e:
-            log.debug("engine %s skipped: %s", a.file, e)
+            log.debug("engine %s skipped: %s", printable(a.file), e)
             continue
         if _passed(a) and (a.precision != "int8" or a.quality_approved):
             ok.append(a)
@@ -276,7 +277,8 @@ def _io_problem(side: str, declared: list, actual: tuple) -> str | None:
     want = {d.get("name"): d for d in declared if isinstance(d, dict)}
     have = {t.name: t for t in actual}
     if set(want) != set(have):
-        return f"{side} {sorted(map(str, want))} in the manifest, {sorted(have)} in the graph"
+        shown = printable(sorted(map(str, want)))
+        return f"{side} {shown} in the manifest, {sorted(have)} in the graph"
     for name, t in have.items():
         dtype, shape = str(want[name].get("dtype")), list(want[name].get("shape") or [])
         fixed_ok = all(
@@ -285,7 +287,10 @@ def _io_problem(side: str, declared: list, actual: tuple) -> str | None:
             if isinstance(a, int) and isinstance(e, int)
         )
         if dtype != t.dtype.name or len(shape) != len(t.shape) or not fixed_ok:
-            return f"'{name}' is {dtype} {shape} in the manifest, {t.dtype.name} {list(t.shape)} in the graph"
+            return (
+                f"'{name}' is {printable(dtype, 32)} {printable(shape)} in the manifest, "
+                f"{t.dtype.name} {list(t.shape)} in the graph"
+            )
     return None
 
 

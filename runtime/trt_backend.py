@@ -32,6 +32,7 @@ from genedge.errors import (
     CorruptArtifactError,
     IncompatibleEnvironmentError,
     SecurityRefusal,
+    printable,
     require,
 )
 from genedge.manifest import Artifact, Manifest
@@ -106,14 +107,15 @@ def check_engine_record(
     except ValueError:
         raise IncompatibleEnvironmentError(
             f"Engine record for '{file}' has no usable compute_capability "
-            f"({record.get('compute_capability')!r}).",
+            f"({printable(repr(record.get('compute_capability')))}).",
             hint=rebuild_hint(bundle),
         ) from None
     have_cc = normalize_cc(env.compute_capability)
     if want_cc != have_cc:
         raise IncompatibleEnvironmentError(
             f"Engine '{file}' was built for compute capability {want_cc} "
-            f"({record.get('device_name', 'unknown GPU')}); this GPU is {have_cc} ({env.device_name}).",
+            f"({printable(record.get('device_name', 'unknown GPU'))}); "
+            f"this GPU is {have_cc} ({env.device_name}).",
             hint=rebuild_hint(bundle),
         )
     built, have = (
@@ -129,7 +131,8 @@ def check_engine_record(
     if not ok:
         rule = "the same major, same or newer" if vc else "exactly that version"
         raise IncompatibleEnvironmentError(
-            f"Engine '{file}' was built with TensorRT {record['tensorrt_version']}; this machine has "
+            f"Engine '{file}' was built with TensorRT {printable(record['tensorrt_version'], 32)}; "
+            "this machine has "
             f"TensorRT {env.tensorrt_version} (needs {rule}).",
             hint=rebuild_hint(bundle),
         )
@@ -266,7 +269,7 @@ class TrtBackend(Backend):
         check_engine_record(
             record,
             env,
-            file=artifact.file,
+            file=printable(artifact.file),
             bundle=manifest.root,
             allow_version_compatible=allow_version_compatible,
         )
