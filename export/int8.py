@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .calibration import Feed, feeds_reader
 
-WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")  # the candidates of the mixed-precision search
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")  # mixed-precision search candidates
 # Relu and DepthToSpace too, so the GAN's sub-pixel blocks stay int8 from conv to conv
 # (a float island between two QLinearConvs costs a DequantizeLinear + QuantizeLinear pair).
 QUANT_OPS = (*WEIGHTED_OPS, "Relu", "DepthToSpace")

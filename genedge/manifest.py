@@ -64,6 +64,7 @@ class Artifact:
     engine: dict[str, Any] | None = None
     quality_approved: bool = False
     recipe: dict[str, Any] | None = None
+    speed: dict[str, Any] | None = None  # CPU latency measured at export (docs/bundle.md)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if v is not None}
@@ -258,7 +259,7 @@ def _artifact_from(d: Any, where: Path) -> Artifact:
         where,
         f"unknown precision {_shown(prec)}",
     )
-    for key in ("verification", "calibration", "engine", "recipe"):
+    for key in ("verification", "calibration", "engine", "recipe", "speed"):
         _expect(d.get(key) is None or isinstance(d[key], dict), where, f"'{key}' is not an object")
     known = set(Artifact.__dataclass_fields__)
     return Artifact(**{k: v for k, v in d.items() if k in known})

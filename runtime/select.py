@@ -142,6 +142,11 @@ def onnx_artifact(manifest: Manifest, graph: str, backend: str, precision: str |
                 "%s failed its export verification; running it because it was asked for",
                 printable(found[precision].file),
             )
+    if backend == "ort-cpu":
+        measured = fastest_measured(found)
+        if measured is not None:
+            log.info("precision auto -> %s on ort-cpu: %s", measured[0].precision, measured[1])
+            return measured[0]
         return found[precision]
     if backend == "ort-cpu" and "int8" in found and found["int8"].quality_approved:
         return found["int8"]
@@ -150,6 +155,46 @@ def onnx_artifact(manifest: Manifest, graph: str, backend: str, precision: str |
     if "fp32" not in found:
         raise BadInputError(f"Bundle has no fp32 ONNX graph for '{graph}'; pass --precision.")
     return found["fp32"]
+
+def fastest_measured(found: dict[str, Artifact]) -> tuple[Artifact, str] | None:
+    """From ``{precision: Artifact}``: the quality-approved artifact with the lowest batch-1 p50
+    in the bundle's CPU ``speed`` records, never one measured slower than fp32 at any batch;
+    with the reason, for the log. None when fp32 has no speed record (older bundles)."""
+    fp32 = found.get("fp32")
+    base = ((fp32.speed or {}).get("batch") if fp32 else None) or {}
+    if not isinstance(base, dict) or not _p50s(base):
+        return None
+    ref = _p50s(base)
+    best, best_ms = fp32, ref.get("1", min(ref.values()))
+    for prec, a in found.items():
+        mine = _p50s(((a.speed or {}).get("batch")) or {})
+        if prec == "fp32" or not (a.quality_approved and _passed(a)) or set(mine) != set(ref):
+            continue
+        if any(mine[b] > ref[b] for b in ref):
+            continue
+        ms = mine.get("1", min(mine.values()))
+        if ms < best_ms:
+            best, best_ms = a, ms
+    why = (
+        f"the fastest quality-approved artifact in the bundle's export-time CPU measurement "
+        f"({best_ms:.3g} ms vs fp32 {ref.get('1', min(ref.values())):.3g} ms at batch "
+        f"{'1' if '1' in ref else min(ref)})"
+    )
+    return best, why
+
+
+def _p50s(batches: dict[str, Any]) -> dict[str, float]:
+    """``{batch: p50_ms}`` of a speed record; {} when malformed (then the record is ignored)."""
+    if not isinstance(batches, dict):
+        return {}
+    out = {}
+    for b, rec in batches.items():
+        v = rec.get("p50_ms") if isinstance(rec, dict) else None
+        if type(v) not in (int, float) or not v > 0:
+            return {}
+        out[str(b)] = float(v)
+    return out
+
 
 
 def matching_engines(
@@ -384,3 +429,4 @@ def _open_auto(
         )
         return b
     raise AssertionError("unreachable: the last candidate raises")
+    precision = None if precision == "auto" else precision  # "auto" is the default's name

@@ -1,0 +1,695 @@
+"""Your own PyTorch image generator -> verified bundle, through the same stages as a checkpoint.
+
+    from genedge.export.byo import export_generator
+    export_generator(netG, "bundle", latent_dim=100, latent_shape=(100, 1, 1))
+
+The module's ``forward(z)`` (or ``forward(z, labels)`` with ``num_classes > 0``) returns float
+images ``(B, C, H, W)``, C in {1, 3}, in ``output_range``. The exported graph is genedge's
+own ``generator`` contract (docs/bundle.md): ``z (B, Z) float32 [, label (B,) int64] ->
+image uint8 (B, H, W, C)``, with the range mapping, rounding and layout fused in. Loading a
+module from ``FILE.py`` imports that file, which runs its code: only export files you trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import importlib.util
+import inspect
+import json
+import math
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genedge.errors import BadInputError, CorruptArtifactError, SecurityRefusal
+from genedge.latents import default_labels, seeded_latents
+
+from .options import ExportOptions
+
+LATENT_DISTS = ("normal", "uniform")
+RANGE_MARGIN = 0.05  # outputs may overshoot the declared range by 5% of its span (rounding, BN)
+STATE_DICT_KEYS = ("state_dict", "generator", "netG", "G", "g_ema", "ema", "model", "gen", "params")
+PROBE_BATCH = 8
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """How to call a user's generator and read its output.
+
+    latent_dim: Z of the bundle's ``z (B, Z)``; latent_shape: the shape the module wants per
+    sample, e.g. ``(Z, 1, 1)`` for the classic DCGAN (None: ``(Z,)``); num_classes: K > 0 means
+    ``module(z, labels)`` with labels ``(B,)`` int64; output_range: (lo, hi) of the float images
+    the module returns; latent_dist: the prior the module was trained with. The bundle's latent
+    is always N(0, I): for ``uniform`` the graph maps it to U(-1, 1) with ``erf(z / sqrt 2)``,
+    so seeds, walks, calibration and the runtime stay the same as for genedge's own models.
+    """
+
+    latent_dim: int
+    num_classes: int = 0
+    output_range: tuple[float, float] = (-1.0, 1.0)
+    latent_shape: tuple[int, ...] | None = None
+    latent_dist: str = "normal"
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "latent_dim": self.latent_dim,
+            "num_classes": self.num_classes,
+            "output_range": list(self.output_range),
+            "latent_shape": None if self.latent_shape is None else list(self.latent_shape),
+            "latent_dist": self.latent_dist,
+        }
+
+
+@dataclass(frozen=True)
+class ByoConfig:
+    """The manifest ``model`` section of a bundle made from a user's generator."""
+
+    latent_dim: int
+    num_classes: int
+    image_size: int  # H (the runtime and the task metrics take square images as H x H)
+    channels: int
+    height: int
+    width: int
+    output_range: tuple[float, float]
+    latent_prior: str  # the module's own prior; the graph's input is N(0, I) either way
+    latent_shape: tuple[int, ...] | None = None
+
+
+def validate_spec(spec: GeneratorSpec) -> GeneratorSpec:
+    """Refuse impossible generator options (BadInputError naming the field); returns a clean copy."""
+    z = spec.latent_dim
+    if type(z) is not int or z < 1:
+        raise BadInputError(f"latent_dim {z!r}: expected an integer >= 1 (the size of z).")
+    k = spec.num_classes
+    if type(k) is not int or k < 0:
+        raise BadInputError(f"num_classes {k!r}: expected an integer >= 0 (0: unconditional).")
+    try:
+        lo, hi = (float(v) for v in spec.output_range)
+    except (TypeError, ValueError):
+        raise BadInputError(
+            f"output_range {spec.output_range!r}: expected two numbers LO,HI such as -1,1 or 0,1."
+        ) from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise BadInputError(f"output_range ({lo}, {hi}): expected finite LO < HI, e.g. -1,1.")
+    shape = spec.latent_shape
+    if shape is not None:
+        shape = tuple(shape)
+        if not shape or any(type(d) is not int or d < 1 for d in shape):
+            raise BadInputError(f"latent_shape {shape!r}: expected positive integers, e.g. Z,1,1.")
+        if math.prod(shape) != z:
+            raise BadInputError(
+                f"latent_shape {shape} holds {math.prod(shape)} values; latent_dim is {z}.",
+                hint=f"Pass --latent-shape {z},1,1 (or change --latent-dim).",
+            )
+    if spec.latent_dist not in LATENT_DISTS:
+        raise BadInputError(
+            f"latent_dist {spec.latent_dist!r} is not one of {', '.join(LATENT_DISTS)}."
+        )
+    return dataclasses.replace(spec, output_range=(lo, hi), latent_shape=shape)
+
+
+def parse_output_range(text: str) -> tuple[float, float]:
+    """``"-1,1"`` -> (-1.0, 1.0); BadInputError otherwise."""
+    try:
+        lo, hi = (float(t) for t in str(text).split(","))
+    except ValueError:
+        raise BadInputError(
+            f"--output-range received {text!r}; expected LO,HI such as -1,1 or 0,1."
+        ) from None
+    return lo, hi
+
+
+def parse_shape(text: str | None, flag: str = "--latent-shape") -> tuple[int, ...] | None:
+    """``"100,1,1"`` -> (100, 1, 1)."""
+    if text in (None, ""):
+        return None
+    try:
+        return tuple(int(t) for t in str(text).split(","))
+    except ValueError:
+        raise BadInputError(
+            f"{flag} received {text!r}; expected integers such as 100,1,1."
+        ) from None
+
+
+# ---------------------------------------------------------------- the exported wrapper
+def _wrapper_class():
+    """``UserImageGraph``, defined on first use so importing this module does not import torch."""
+    import torch
+
+    from .wrappers import GraphWrapper, to_image_output
+
+    class UserImageGraph(GraphWrapper):
+        """``z (B, Z) [, label (B,)] -> image``: prior mapping, reshape, the user's module, range
+        mapping to [-1, 1] and genedge's output post-processing, all in one traced graph."""
+
+        def __init__(self, module: torch.nn.Module, spec: GeneratorSpec, output_format: str):
+            super().__init__()
+            self.module = module
+            self.spec = spec
+            self.output_format = output_format
+            lo, hi = spec.output_range
+            self.scale, self.shift = 2.0 / (hi - lo), -2.0 * lo / (hi - lo) - 1.0
+
+        def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+            if self.spec.latent_dist == "uniform":
+                z = torch.erf(z * (1.0 / math.sqrt(2.0)))  # N(0, 1) -> U(-1, 1)
+            if self.spec.latent_shape is not None:
+                z = z.reshape(-1, *self.spec.latent_shape)  # (B, *latent_shape)
+            x = self.module(z, label) if self.spec.num_classes else self.module(z)  # (B, C, H, W)
+            if (self.scale, self.shift) != (1.0, 0.0):
+                x = x * self.scale + self.shift  # output_range -> [-1, 1]
+            return to_image_output(x, self.output_format)
+
+        def build_onnx(self, gspec: Any, opset: int):
+            """The traced, checked ONNX of this wrapper; an op torch cannot export is exit 2."""
+            from .onnx_export import onnx_from_module
+
+            try:
+                return onnx_from_module(self, gspec, opset=opset)
+            except Exception as e:  # torch.onnx raises several types for one cause
+                raise unexportable_error(e, opset) from None
+
+    return UserImageGraph
+
+
+def unexportable_error(e: Exception, opset: int) -> BadInputError:
+    """A BadInputError naming the operator torch could not export (when its message names one)."""
+    import re
+
+    text = str(e)
+    m = re.search(r"operator '?([\w:.]+)'?", text) or re.search(r"(aten::\w+|prim::\w+)", text)
+    op = m.group(1) if m else type(e).__name__
+    first = text.strip().splitlines()[0][:300] if text.strip() else type(e).__name__
+    return BadInputError(
+        f"The generator cannot be exported to ONNX opset {opset}: operator {op!r} is not "
+        f"supported ({first}).",
+        hint="Replace that operation in the module with standard layers, or export the module "
+        "to ONNX yourself and pass the .onnx file to `genedge export`.",
+    )
+
+
+def image_graph_for(module: Any, spec: GeneratorSpec, output_format: str) -> Any:
+    return _wrapper_class()(module, spec, output_format)
+
+
+# ---------------------------------------------------------------- probing the module
+def probe_module(module: Any, spec: GeneratorSpec, where: str) -> tuple[int, int, int]:
+    """Run the module once on seeded latents; return (C, H, W) or raise BadInputError.
+
+    Checked: the output is one float tensor (B, C, H, W) with C in {1, 3}, finite, and inside
+    ``output_range`` up to ``RANGE_MARGIN`` of its span.
+    """
+    import torch
+
+    z = seeded_latents(PROBE_BATCH, spec.latent_dim, seed=0)
+    if spec.latent_dist == "uniform":
+        z = np.asarray(torch.erf(torch.from_numpy(z) / math.sqrt(2.0)))
+    zt = torch.from_numpy(z)
+    if spec.latent_shape is not None:
+        zt = zt.reshape(-1, *spec.latent_shape)  # (B, *latent_shape)
+    call = f"{where}(z{', labels' if spec.num_classes else ''})"
+    try:
+        with torch.no_grad():
+            if spec.num_classes:
+                x = module(zt, torch.from_numpy(default_labels(PROBE_BATCH, spec.num_classes)))
+            else:
+                x = module(zt)
+    except Exception as e:
+        raise BadInputError(
+            f"{call} with z of shape {tuple(zt.shape)} raised {type(e).__name__}: "
+            f"{str(e).strip()[:300]}",
+            hint=_call_hint(spec),
+        ) from None
+    return _check_output(x, spec, call)
+
+
+def _call_hint(spec: GeneratorSpec) -> str:
+    if spec.latent_shape is None:
+        return (
+            f"A module that takes z as (B, {spec.latent_dim}, 1, 1) needs "
+            f"--latent-shape {spec.latent_dim},1,1; check --latent-dim and --num-classes too."
+        )
+    return "Check --latent-dim, --latent-shape and --num-classes against the module's forward()."
+
+
+def _check_output(x: Any, spec: GeneratorSpec, call: str) -> tuple[int, int, int]:
+    import torch
+
+    if not isinstance(x, torch.Tensor):
+        raise BadInputError(
+            f"{call} returned {type(x).__name__}; expected one float tensor (B, C, H, W).",
+            hint="Wrap the module so that forward() returns only the image batch.",
+        )
+    shape = tuple(x.shape)
+    if (
+        x.ndim != 4
+        or shape[0] != PROBE_BATCH
+        or shape[1] not in (1, 3)
+        or not x.is_floating_point()
+    ):
+        raise BadInputError(
+            f"{call} returned {str(x.dtype).replace('torch.', '')} {shape} for a batch of "
+            f"{PROBE_BATCH}; expected float (B, C, H, W) with C = 1 or 3.",
+            hint="genedge exports image generators: NCHW output, grey or RGB. Transpose NHWC "
+            "outputs inside the module.",
+        )
+    if not torch.isfinite(x).all():
+        bad = int((~torch.isfinite(x)).sum())
+        raise BadInputError(
+            f"{call} returned {bad} NaN/Inf values on seeded N(0, I) latents.",
+            hint="Check the weights (a diverged training run?) and --latent-dist.",
+        )
+    lo, hi = spec.output_range
+    seen_lo, seen_hi = float(x.min()), float(x.max())
+    margin = RANGE_MARGIN * (hi - lo)
+    if seen_lo < lo - margin or seen_hi > hi + margin:
+        raise BadInputError(
+            f"{call} returned values in [{seen_lo:.4g}, {seen_hi:.4g}]; the declared output "
+            f"range is [{lo:g}, {hi:g}].",
+            hint="Pass the range the module really produces, e.g. --output-range 0,1 for a "
+            "sigmoid, -1,1 for tanh.",
+        )
+    return shape[1], shape[2], shape[3]
+
+
+def config_for(spec: GeneratorSpec, chw: tuple[int, int, int]) -> ByoConfig:
+    c, h, w = chw
+    return ByoConfig(
+        latent_dim=spec.latent_dim,
+        num_classes=spec.num_classes,
+        image_size=h,
+        channels=c,
+        height=h,
+        width=w,
+        output_range=spec.output_range,
+        latent_prior=spec.latent_dist,
+        latent_shape=spec.latent_shape,
+    )
+
+
+def image_graph_spec_for(cfg: ByoConfig, output_format: str):
+    """The ``generator`` GraphSpec (docs/bundle.md) for an image of cfg's (C, H, W)."""
+    from .wrappers import B, GraphSpec, TensorSpec
+
+    inputs = [TensorSpec("z", "float32", (B, cfg.latent_dim))]
+    if cfg.num_classes:
+        inputs.append(TensorSpec("label", "int64", (B,)))
+    if output_format == "float":
+        out = TensorSpec("image", "float32", (B, cfg.channels, cfg.height, cfg.width), "NCHW")
+    else:
+        out = TensorSpec("image", "uint8", (B, cfg.height, cfg.width, cfg.channels), "NHWC")
+    return GraphSpec("generator", "model", tuple(inputs), (out,))
+
+
+# ---------------------------------------------------------------- loading FILE.py:NAME
+def split_module_ref(ref: str) -> tuple[Path, str]:
+    """``"path/to/file.py:NAME"`` -> (Path, NAME)."""
+    path, sep, name = str(ref).rpartition(":")
+    if not sep or not path or not name or not name.isidentifier():
+        raise BadInputError(
+            f"--module received {ref!r}; expected FILE.py:NAME (a class or factory function).",
+            hint="For example: --module examples/byo/dcgan.py:Generator",
+        )
+    return Path(path), name
+
+
+@contextlib.contextmanager
+def _on_sys_path(folder: Path) -> Iterator[None]:
+    sys.path.insert(0, str(folder))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(folder))
+
+
+def import_user_file(path: Path) -> Any:
+    """Import ``path`` as a fresh module (this runs its code). Its folder is on sys.path meanwhile."""
+    if not path.is_file() or path.suffix != ".py":
+        raise BadInputError(f"--module file '{path}' is not a Python file (FILE.py:NAME).")
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(f"genedge_user_{digest}", path)
+    if spec is None or spec.loader is None:
+        raise BadInputError(f"--module file '{path}' cannot be imported as Python.")
+    mod = importlib.util.module_from_spec(spec)
+    try:
+        with _on_sys_path(path.resolve().parent):
+            spec.loader.exec_module(mod)
+    except Exception as e:
+        raise BadInputError(
+            f"Importing '{path}' raised {type(e).__name__}: {str(e).strip()[:300]}",
+            hint="Fix the file so that `python FILE.py` imports cleanly (top-level code runs on import).",
+        ) from None
+    return mod
+
+
+def build_user_module(path: Path, name: str, module_args: Any = None) -> Any:
+    """Instantiate NAME (an nn.Module class or a factory returning one) from ``path``.
+
+    ``module_args``: a JSON object (keyword arguments) or list (positional arguments).
+    """
+    import torch
+
+    mod = import_user_file(path)
+    obj = getattr(mod, name, None)
+    if obj is None or not callable(obj):
+        found = sorted(
+            k
+            for k, v in vars(mod).items()
+            if not k.startswith("_")
+            and (
+                (
+                    inspect.isclass(v)
+                    and issubclass(v, torch.nn.Module)
+                    and v.__module__ == mod.__name__
+                )
+                or (inspect.isfunction(v) and v.__module__ == mod.__name__)
+            )
+        )
+        raise BadInputError(
+            f"'{path}' has no class or function named {name!r}"
+            f"{'' if obj is None else ' (it is not callable)'}; it defines: "
+            f"{', '.join(found) or 'no nn.Module class or function'}.",
+            hint=f"Pass --module {path}:{found[0] if found else 'NAME'}.",
+        )
+    args, kwargs = _split_args(module_args)
+    try:
+        module = obj(*args, **kwargs)
+    except Exception as e:
+        raise BadInputError(
+            f"{name}({_args_text(args, kwargs)}) raised {type(e).__name__}: {str(e).strip()[:300]}",
+            hint="Pass the constructor's arguments with --module-args '{\"nz\": 100}'.",
+        ) from None
+    if not isinstance(module, torch.nn.Module):
+        raise BadInputError(
+            f"{name}({_args_text(args, kwargs)}) returned {type(module).__name__}; expected a "
+            "torch.nn.Module.",
+            hint="NAME must be an nn.Module class or a function that returns one.",
+        )
+    return module
+
+
+def parse_module_args(text: str | None) -> Any:
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise BadInputError(
+            f"--module-args is not valid JSON ({e.msg} at column {e.colno}): {text[:100]!r}.",
+            hint="Pass a JSON object of keyword arguments, e.g. --module-args '{\"nz\": 100}'.",
+        ) from None
+    if not isinstance(value, dict | list):
+        raise BadInputError(
+            f"--module-args received {type(value).__name__}; expected a JSON object or list."
+        )
+    return value
+
+
+def _split_args(module_args: Any) -> tuple[list[Any], dict[str, Any]]:
+    if module_args is None:
+        return [], {}
+    if isinstance(module_args, dict):
+        return [], dict(module_args)
+    return list(module_args), {}
+
+
+def _args_text(args: list[Any], kwargs: dict[str, Any]) -> str:
+    return ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()])
+
+
+# ---------------------------------------------------------------- weights
+def load_weights(path: Path) -> dict[str, Any]:
+    """A state_dict from ``.safetensors`` or a ``.pt``/``.pth``/``.bin`` file loaded with
+    ``torch.load(weights_only=True)`` (never unsafely).
+
+    A ``.pt`` may hold the state_dict itself or a dict holding one under a common key
+    (``state_dict``, ``generator``, ``netG``, ...). A pickle holding anything but tensors
+    and plain containers is a SecurityRefusal (exit 4).
+    """
+    if not path.is_file():
+        raise BadInputError(f"--weights '{path}' does not exist or is not a file.")
+    if path.suffix == ".safetensors":
+        return _load_safetensors(path)
+    import pickle
+
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise SecurityRefusal(
+            f"--weights '{path}' holds more than tensors (a pickled object: "
+            f"{str(e).strip().splitlines()[0][:200]}); it was not loaded.",
+            hint="Save only the weights: torch.save(model.state_dict(), 'weights.pt'), or use "
+            "safetensors. genedge never loads pickles with weights_only=False.",
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CorruptArtifactError(
+            f"--weights '{path}' is not a readable torch file ({type(e).__name__}: "
+            f"{str(e).strip()[:200]}).",
+            hint="Pass a .safetensors file or a .pt saved with torch.save(state_dict, path).",
+        ) from None
+    return _state_dict_in(obj, path)
+
+
+def _load_safetensors(path: Path) -> dict[str, Any]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return dict(load_file(str(path)))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CorruptArtifactError(
+            f"--weights '{path}' is not a valid safetensors file ({str(e)[:200]})."
+        ) from None
+
+
+def _state_dict_in(obj: Any, path: Path) -> dict[str, Any]:
+    import torch
+
+    def is_state_dict(d: Any) -> bool:
+        return (
+            isinstance(d, dict) and bool(d) and all(isinstance(v, torch.Tensor) for v in d.values())
+        )
+
+    if is_state_dict(obj):
+        return _strip_prefix(dict(obj))
+    if isinstance(obj, dict):
+        for key in STATE_DICT_KEYS:
+            if is_state_dict(obj.get(key)):
+                return _strip_prefix(dict(obj[key]))
+    keys = list(obj)[:8] if isinstance(obj, dict) else []
+    raise BadInputError(
+        f"--weights '{path}' holds {type(obj).__name__}"
+        f"{' with keys ' + ', '.join(map(repr, keys)) if keys else ''}; expected a state_dict "
+        f"(name -> tensor) or a dict holding one under {', '.join(STATE_DICT_KEYS)}.",
+        hint="Save the generator's weights with torch.save(netG.state_dict(), 'weights.pt').",
+    )
+
+
+def _strip_prefix(sd: dict[str, Any]) -> dict[str, Any]:
+    """Drop the ``module.`` prefix DataParallel/DistributedDataParallel adds to every key."""
+    if sd and all(k.startswith("module.") for k in sd):
+        return {k[len("module.") :]: v for k, v in sd.items()}
+    return sd
+
+
+def load_into(module: Any, sd: dict[str, Any], where: str) -> None:
+    """``module.load_state_dict(sd)`` or a BadInputError naming missing/unexpected keys and
+    shape mismatches (the first few of each)."""
+    own = module.state_dict()
+    optional = {k for k in own if k.endswith("num_batches_tracked")}
+    missing = [k for k in own if k not in sd and k not in optional]
+    unexpected = [k for k in sd if k not in own]
+    mismatched = [
+        f"{k}: file {tuple(sd[k].shape)}, module {tuple(own[k].shape)}"
+        for k in own
+        if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)
+    ]
+    problems = []
+    for what, items in (
+        ("missing keys", missing),
+        ("unexpected keys", unexpected),
+        ("shape mismatches", mismatched),
+    ):
+        if items:
+            shown = ", ".join(items[:4]) + (f" (+{len(items) - 4} more)" if len(items) > 4 else "")
+            problems.append(f"{what}: {shown}")
+    if problems:
+        raise BadInputError(
+            f"Weights '{where}' do not fit {type(module).__name__} ({len(own)} tensors in the "
+            f"module, {len(sd)} in the file): {'; '.join(problems)}.",
+            hint="Pass the weights saved from this very class, and its constructor arguments "
+            "with --module-args.",
+        )
+    module.load_state_dict({k: v for k, v in sd.items()}, strict=False)
+
+
+# ---------------------------------------------------------------- source records
+def _state_dict_sha(module: Any) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(str(tuple(v.shape)).encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _combined_sha(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def module_source(
+    module: Any,
+    spec: GeneratorSpec,
+    *,
+    file: Path | None = None,
+    name: str | None = None,
+    weights: Path | None = None,
+    module_args: Any = None,
+) -> dict[str, Any]:
+    """The manifest ``source`` record: module path (and file sha256), weights (and sha256).
+
+    ``sha256`` identifies the generator as a whole (weights, code, call options): an
+    unchanged re-export reuses the artifacts already in the bundle.
+    """
+    from genedge.manifest import sha256_file
+
+    cls = type(module)
+    rec: dict[str, Any] = {"type": "module", "generator": spec.record()}
+    if file is not None:
+        rec.update(module=f"{file}:{name}", module_sha256=sha256_file(file))
+        if module_args is not None:
+            rec["module_args"] = module_args
+    else:
+        rec["module"] = f"{cls.__module__}.{cls.__qualname__}"
+    if weights is not None:
+        rec.update(weights=weights.name, weights_sha256=sha256_file(weights))
+    else:
+        rec["weights_sha256"] = _state_dict_sha(module)
+    rec["sha256"] = _combined_sha(
+        rec.get("module_sha256"),
+        rec["module"],
+        rec["weights_sha256"],
+        rec["generator"],
+        module_args,
+    )
+    return rec
+
+
+# ---------------------------------------------------------------- entry points
+def _prepared(module: Any, spec: GeneratorSpec, where: str) -> tuple[Any, ByoConfig]:
+    """An eval-mode float32 CPU copy of ``module`` (the caller's is untouched) and its config."""
+    import torch
+
+    from .onnx_export import check_finite_weights
+
+    if not isinstance(module, torch.nn.Module):
+        raise BadInputError(
+            f"export_generator received {type(module).__name__}; expected a torch.nn.Module."
+        )
+    model = copy.deepcopy(module).cpu().float().eval()
+    check_finite_weights(model, where)
+    return model, config_for(spec, probe_module(model, spec, where))
+
+
+def export_generator(
+    module: Any,
+    out: str | Path,
+    *,
+    latent_dim: int,
+    num_classes: int = 0,
+    output_range: tuple[float, float] = (-1.0, 1.0),
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8"),
+    latent_shape: tuple[int, ...] | None = None,
+    latent_dist: str = "normal",
+    log: Log | None = None,
+    **options: Any,
+) -> Path:
+    """Export a PyTorch image generator into the bundle folder ``out``; returns its path.
+
+    ``module(z)`` (``module(z, labels)`` when ``num_classes > 0``) returns float images
+    (B, C, H, W), C in {1, 3}, in ``output_range``; z is (B, latent_dim) float32, reshaped to
+    ``(B, *latent_shape)`` when given (the classic DCGAN: ``latent_shape=(Z, 1, 1)``); labels
+    are (B,) int64. ``options`` are ``ExportOptions`` fields (``calib_samples``, ``eval_data``,
+    ``trt``, ...). The caller's module is not modified (a copy is exported).
+
+    Raises BadInputError (exit 2) for a module, output or option that cannot work, and the
+    errors of ``export_bundle``; nothing is left at ``out`` on failure.
+    """
+    spec = validate_spec(
+        GeneratorSpec(latent_dim, num_classes, tuple(output_range), latent_shape, latent_dist)
+    )
+    where = type(module).__name__
+    model, cfg = _prepared(module, spec, where)
+    source = module_source(model, spec)
+    opts = _options(Path(f"<{where}>"), Path(out), precisions, options)
+    return _export(opts, model, cfg, spec, source, log)
+
+
+def export_module_file(
+    ref: str,
+    weights: str | Path | None,
+    out: str | Path,
+    spec: GeneratorSpec,
+    *,
+    module_args: Any = None,
+    opts: ExportOptions | None = None,
+    log: Log | None = None,
+) -> Path:
+    """``genedge export --module FILE.py:NAME --weights W``: import FILE.py (runs its code),
+    build NAME(**module_args), load W into it, and export it like ``export_generator``."""
+    spec = validate_spec(spec)
+    path, name = split_module_ref(ref)
+    wpath = Path(weights) if weights else None
+    sd = load_weights(wpath) if wpath is not None else None  # before running the user's code
+    module = build_user_module(path, name, module_args)
+    if sd is not None:
+        load_into(module, sd, str(wpath))
+    model, cfg = _prepared(module, spec, name)
+    source = module_source(
+        model, spec, file=path, name=name, weights=wpath, module_args=module_args
+    )
+    opts = opts or ExportOptions(checkpoint=wpath or path, out=Path(out))
+    opts = dataclasses.replace(opts, checkpoint=wpath or path, out=Path(out))
+    return _export(opts, model, cfg, spec, source, log)
+
+
+def _options(
+    checkpoint: Path, out: Path, precisions: tuple[str, ...], options: dict[str, Any]
+) -> ExportOptions:
+    known = {f.name for f in dataclasses.fields(ExportOptions)} - {"checkpoint", "out"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise BadInputError(
+            f"Unknown export option(s) {unknown}; expected some of {sorted(known)}."
+        )
+    return ExportOptions(checkpoint=checkpoint, out=out, precisions=tuple(precisions), **options)
+
+
+def _export(
+    opts: ExportOptions,
+    model: Any,
+    cfg: ByoConfig,
+    spec: GeneratorSpec,
+    source: dict[str, Any],
+    log: Log | None,
+) -> Path:
+    from .bundle import LoadedModel, export_source
+
+    def load() -> LoadedModel:
+        gspec = image_graph_spec_for(cfg, opts.output_format)
+        return LoadedModel(
+            model, cfg, "gan", [(gspec, image_graph_for(model, spec, opts.output_format))]
+        )
+
+    return export_source(opts, source, load, log=log or (lambda _msg: None))
