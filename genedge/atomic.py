@@ -13,10 +13,10 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from genedge.errors import BadInputError, GenedgeError
+from genedge.errors import BadInputError, GenedgeError, printable
 
 TMP_PREFIX = ".genedge-tmp-"
 
@@ -105,13 +105,17 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     Use this for libraries that insist on writing to a path themselves (safetensors,
     torch.save, onnx.save). On any exception the temporary file is removed and
     ``final`` is untouched; a full disk or file-size limit becomes ``BadInputError``.
+    A FIFO or character device at ``final`` is written through, never replaced; a
+    symlink is refused. The new file is marked as genedge's (``genedge.outputs``).
     """
+    from genedge.outputs import is_write_through, mark_written
+
     final = Path(final)
-    if final.is_dir():
-        raise BadInputError(
-            f"Cannot write '{final}': it is a folder; expected a file path.",
-            hint=f"Name a file inside it, e.g. {final / 'out'}.",
-        )
+    _refuse_non_file(final)
+    if is_write_through(final):
+        with _write_through(final) as tmp_path:
+            yield tmp_path
+        return
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(), suffix="-" + final.name, dir=final.parent)
@@ -124,6 +128,7 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+        mark_written(tmp_path)
         os.replace(tmp_path, final)
         _fsync_dir(final.parent)
     except Exception as e:
@@ -139,6 +144,36 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def _refuse_non_file(final: Path) -> None:
+    if final.is_symlink():
+        raise BadInputError(
+            f"Cannot write '{printable(str(final))}': it is a symbolic link; genedge does not "
+            "replace links.",
+            hint="Pass the file it points to, or a new path.",
+        )
+    if final.is_dir():
+        raise BadInputError(
+            f"Cannot write '{printable(str(final))}': it is a folder; expected a file path.",
+            hint=f"Name a file inside it, e.g. {printable(str(final / 'out'))}.",
+        )
+
+
+@contextlib.contextmanager
+def _write_through(final: Path) -> Iterator[Path]:
+    """Build the content in a private temporary file, then copy it into the FIFO/device."""
+    folder = Path(tempfile.mkdtemp(prefix=_tmp_prefix()))
+    try:
+        tmp_path = folder / ("out" + "".join(final.suffixes[-1:]))
+        yield tmp_path
+        try:
+            with open(tmp_path, "rb") as src, open(final, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        except OSError as e:
+            raise _unwritable(final, e) from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def atomic_write_bytes(final: str | os.PathLike, data: bytes) -> None:
     with atomic_path(final) as tmp, open(tmp, "wb") as f:
         f.write(data)
@@ -149,15 +184,25 @@ def atomic_write_text(final: str | os.PathLike, text: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
+def atomic_dir(
+    final: str | os.PathLike, *, before_swap: Callable[[], object] | None = None
+) -> Iterator[Path]:
     """Build a folder in a temporary sibling and move it into place when the block succeeds.
 
     If ``final`` exists it is moved aside, the new folder renamed in, and the old one
     deleted, so at every instant ``final`` is either the old complete folder or the new
     one (or, for the instant between the two renames, absent: never partial; a kill in
     that instant leaves the old folder aside, and ``clean_stale_temps`` puts it back).
+    ``before_swap`` runs right before the swap and may raise to cancel it: callers use it
+    to re-check that the old folder holds only what they may delete (files can appear in
+    it while the new one is built).
     """
     final = Path(final)
+    if final.is_symlink():
+        raise BadInputError(
+            f"Cannot replace the folder '{printable(str(final))}': it is a symbolic link.",
+            hint="Pass the folder it points to.",
+        )
     if final.exists() and not final.is_dir():
         raise BadInputError(
             f"Cannot write the folder '{final}': a file of that name exists.",
@@ -177,6 +222,8 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
             if p.is_file() and not p.is_symlink():
                 with open(p, "rb") as f:
                     os.fsync(f.fileno())
+        if before_swap is not None:
+            before_swap()
         old = None
         if final.exists() or final.is_symlink():
             old = final.parent / f"{TMP_PREFIX}old-{os.getpid()}-{final.name}"

@@ -8,6 +8,7 @@ dispatched by name through ``genedge.cli``; this module imports no stage itself.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,9 @@ class DemoOptions:
     quick: bool = False  # a smoke run: a few steps per stage, for tests
 
     def budget(self, minutes: float, quick_steps: int) -> list[str]:
-        return ["--steps", str(quick_steps)] if self.quick else ["--minutes", str(minutes)]
+        """Training budget flags; ``--overwrite`` lets a re-run start its own runs over."""
+        steps = ["--steps", str(quick_steps)] if self.quick else ["--minutes", str(minutes)]
+        return [*steps, "--overwrite"]
 
 
 def demo_plan(o: DemoOptions) -> list[tuple[str, list[str]]]:
@@ -154,9 +157,37 @@ def demo_plan(o: DemoOptions) -> list[tuple[str, list[str]]]:
     ]
 
 
+DEMO_NAMES = frozenset(
+    {"gan", "vae", "ar", "gan-bundle", "vae-bundle", "ar-bundle", "samples.png", "walk.mp4"}
+    | {"live.json", "bench.json", "bench.md", "bench.png"}
+)
+
+
+def check_demo_out(out: Path) -> None:
+    """The demo folder may be new, empty or an earlier demo's; each step vets its own output."""
+    from genedge.errors import printable
+
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise BadInputError(
+            f"--out '{printable(str(out))}' exists and is not a folder.",
+            hint="Pass a new folder path.",
+        )
+    if not out.is_dir():
+        return
+    foreign = sorted(n for n in os.listdir(out) if n not in DEMO_NAMES)
+    if foreign:
+        shown = ", ".join(printable(n) for n in foreign[:5])
+        raise BadInputError(
+            f"--out '{printable(str(out))}' holds files the demo did not write: {shown}. genedge "
+            "never deletes or replaces files it did not write.",
+            hint="Pass a new or empty folder (the default is ./demo-out).",
+        )
+
+
 def run_demo(o: DemoOptions) -> int:
     from genedge.cli import main  # the CLI dispatches to the stages lazily
 
+    check_demo_out(o.out)
     o.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     plan = demo_plan(o)

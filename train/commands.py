@@ -34,6 +34,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         sample_every=args.sample_every,
         eval_every=args.eval_every,
         resume=args.resume,
+        overwrite=getattr(args, "overwrite", False),
         cell=args.cell,
         progress=not args.no_progress,
         threads=getattr(args, "threads", None),

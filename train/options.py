@@ -9,10 +9,13 @@ resolved options are what ``RUN/config.json`` records.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from genedge.errors import BadInputError
+from genedge.limits import check_threads
 
 KINDS = ("gan", "vae", "ar")
 
@@ -59,6 +62,7 @@ class TrainOptions:
     log_every: int = 25
     eval_samples: int = 500
     resume: bool = False
+    overwrite: bool = False  # start a finished run over (its own files only)
     cell: str | None = None  # ar only
     progress: bool = True
     threads: int | None = None  # torch intra-op threads; None: torch's default
@@ -68,6 +72,10 @@ def validate_options(opts: TrainOptions) -> None:
     """Raise ``BadInputError`` naming the offending field(s)."""
     if opts.kind not in KINDS:
         raise BadInputError(f"--kind: received {opts.kind!r}; expected one of {', '.join(KINDS)}.")
+    if opts.resume and opts.overwrite:
+        raise BadInputError(
+            "--resume and --overwrite were both given; continue the run or start it over, not both."
+        )
     if opts.steps is not None and opts.minutes is not None:
         raise BadInputError("--steps and --minutes were both given; pass one training budget.")
     _positive("--steps", opts.steps)
@@ -77,7 +85,14 @@ def validate_options(opts: TrainOptions) -> None:
     _positive("--latent-dim", opts.latent_dim)
     _positive("--sample-every", opts.sample_every)
     _positive("--eval-every", opts.eval_every)
-    _positive("--threads", opts.threads)
+    _positive("--log-every", opts.log_every)
+    _positive("--eval-samples", opts.eval_samples)
+    check_threads("--threads", opts.threads)
+    for name, value, limit, reason in _LIMITS:
+        if getattr(opts, value) is not None and getattr(opts, value) > limit:
+            raise BadInputError(
+                f"{name}: received {getattr(opts, value)}; the limit is {limit:,} ({reason})."
+            )
     if opts.image_size is not None and (opts.image_size < 8 or opts.image_size % 4):
         raise BadInputError(
             f"--image-size: received {opts.image_size}; expected a multiple of 4, at least 8 (e.g. 16 or 32)."
@@ -92,12 +107,26 @@ def validate_options(opts: TrainOptions) -> None:
                 raise BadInputError(f"{name} does not apply to `train ar` (a text model); drop it.")
     elif opts.cell is not None:
         raise BadInputError(f"--cell applies to `train ar` only, not `train {opts.kind}`; drop it.")
-    if not (opts.device == "cpu" or opts.device.startswith("cuda")):
+    if not isinstance(opts.device, str) or not re.fullmatch(r"cpu|cuda(:[0-9]{1,3})?", opts.device):
         raise BadInputError(f"--device: received {opts.device!r}; expected cpu, cuda or cuda:N.")
 
 
+# (flag, field, limit, reason): sizes past these exhaust memory long before training helps
+_LIMITS = (
+    ("--batch-size", "batch_size", 4096, "larger batches of small images exhaust memory"),
+    ("--image-size", "image_size", 512, "genedge's generators are sized for small images"),
+    ("--latent-dim", "latent_dim", 4096, "the generator's first layer grows with it"),
+    ("--eval-samples", "eval_samples", 50_000, "evaluation keeps every sample in memory"),
+)
+
+
 def _positive(name: str, value: float | None) -> None:
-    if value is not None and value <= 0:
+    """Refuse a value that is not a finite number > 0 (NaN, inf, 0 and negatives)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise BadInputError(f"{name}: received {value!r}; expected a finite positive number.")
+    if value <= 0:
         raise BadInputError(f"{name}: received {value}; expected a positive number.")
 
 

@@ -10,6 +10,7 @@ never stopped, bit for bit on CPU.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
@@ -22,8 +23,9 @@ import torch
 from torch import nn
 
 from genedge.atomic import atomic_path, atomic_write_text, clean_stale_temps
-from genedge.errors import BadInputError, CorruptArtifactError
+from genedge.errors import BadInputError, CorruptArtifactError, printable
 from genedge.imageio import save_png
+from genedge.outputs import LOCK_NAME, check_run_out, clear_run, folder_lock
 
 from . import ddp
 from .checkpoint import save_checkpoint, torch_load_weights_only
@@ -280,10 +282,32 @@ def train_run(opts: TrainOptions) -> Path:
 
 
 def _train(opts: TrainOptions, ctx: ddp.DistContext) -> Path:
-    if ctx.is_main:
+    if not ctx.is_main:
+        return _train_in(opts, ctx)
+    check_run_out(opts.out, kind=opts.kind, resume=opts.resume, overwrite=opts.overwrite)
+    created = not opts.out.exists()
+    try:
         opts.out.mkdir(parents=True, exist_ok=True)
-        clean_stale_temps(opts.out)
-        clean_stale_temps(opts.out / "samples")
+    except OSError as e:
+        raise BadInputError(
+            f"Cannot create --out '{printable(str(opts.out))}': {e.strerror}."
+        ) from None
+    try:
+        with folder_lock(opts.out, who="genedge train"):
+            check_run_out(opts.out, kind=opts.kind, resume=opts.resume, overwrite=opts.overwrite)
+            clean_stale_temps(opts.out)
+            clean_stale_temps(opts.out / "samples")
+            if opts.overwrite:
+                clear_run(opts.out)
+            return _train_in(opts, ctx)
+    finally:
+        if created and not (opts.out / "config.json").exists():  # failed before it began
+            with contextlib.suppress(OSError):
+                (opts.out / LOCK_NAME).unlink()
+                opts.out.rmdir()
+
+
+def _train_in(opts: TrainOptions, ctx: ddp.DistContext) -> Path:
     seed_everything(opts.seed)
     family = build_family(opts, ctx)  # same init on every rank (DDP also broadcasts rank 0's)
     seed_everything(opts.seed + 7919 * ctx.rank)  # per-rank noise and batches

@@ -89,13 +89,44 @@ def test_user_error_is_one_line_exit_2(monkeypatch, capsys):
     assert len(err) == 1 and "expected (B, 64)" in err[0] and "Pass a 64-d latent." in err[0]
 
 
-def test_bugs_keep_their_traceback(monkeypatch):
+def test_a_bug_is_one_line_exit_1_with_its_traceback_saved(monkeypatch, capsys, tmp_path):
     def handler(args):
         raise KeyError("bug")
 
     monkeypatch.setattr("genedge.cli._load_handler", lambda command: handler)
-    with pytest.raises(KeyError):
-        main(["sample", "b", "--out", "x.png"])
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.delenv("GENEDGE_DEBUG", raising=False)
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    assert main(["sample", "b", "--out", str(tmp_path / "x.png")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "internal error: KeyError" in err[0] and "report" in err[0]
+    saved = list(tmp_path.glob("genedge-crash-*.txt"))
+    assert len(saved) == 1 and "Traceback" in saved[0].read_text() and str(saved[0]) in err[0]
+
+
+def test_genedge_debug_prints_the_traceback(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr("genedge.cli._load_handler", lambda command: lambda args: 1 / 0)
+    monkeypatch.setenv("GENEDGE_DEBUG", "1")
+    assert main(["sample", "b", "--out", str(tmp_path / "x.png")]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_an_os_error_is_exit_2_and_a_memory_error_exit_3(monkeypatch, capsys, tmp_path):
+    def missing(args):
+        open(tmp_path / "nope.bin", "rb")
+
+    monkeypatch.setattr("genedge.cli._load_handler", lambda command: missing)
+    assert main(["sample", "b", "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "nope.bin" in err and "Traceback" not in err
+
+    def hungry(args):
+        raise MemoryError
+
+    monkeypatch.setattr("genedge.cli._load_handler", lambda command: hungry)
+    assert main(["sample", "b", "--out", str(tmp_path / "x.png")]) == 3
 
 
 def test_python_dash_m_works():
