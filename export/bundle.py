@@ -215,11 +215,11 @@ def _decoded_uint8(ctx: BuildContext, feed: dict[str, np.ndarray]) -> np.ndarray
 
 
 def fp32_runner(ctx: BuildContext, spec: GraphSpec):
-    from .parity import OnnxRunner
+    from .parity import onnx_runner
 
     key = f"runner:{spec.stem}"
     if key not in ctx.cache:
-        ctx.cache[key] = OnnxRunner(ctx.tmp / f"{spec.stem}.onnx")
+        ctx.cache[key] = onnx_runner(ctx.tmp / f"{spec.stem}.onnx", spec)
     return ctx.cache[key]
 
 
@@ -308,7 +308,7 @@ def _fp16_graph(ctx: BuildContext, spec: GraphSpec) -> None:
 
     from .fp16 import COMPUTE_OPS, fp16_from_onnx, largest_compute_nodes
     from .onnx_export import save_onnx
-    from .parity import OnnxRunner
+    from .parity import onnx_runner
 
     file = f"{spec.stem}.fp16.onnx"
     fp32 = onnx.load(str(ctx.tmp / f"{spec.stem}.onnx"))
@@ -318,7 +318,7 @@ def _fp16_graph(ctx: BuildContext, spec: GraphSpec) -> None:
     while True:
         model, blocked, ranges = fp16_from_onnx(fp32, feeds, keep_float=keep)
         save_onnx(model, ctx.tmp / file)
-        rec = compare_to_fp32(ctx, spec, OnnxRunner(ctx.tmp / file))
+        rec = compare_to_fp32(ctx, spec, onnx_runner(ctx.tmp / file, spec))
         passed = gate(ctx, rec, use_metric=spec.name == "step")
         more = largest_compute_nodes(fp32, ranges, set(blocked), 1)
         if passed or not more or len(keep) >= n_compute:
@@ -347,7 +347,7 @@ def stage_int8(ctx: BuildContext) -> None:
 
     from .int8 import int8_from_onnx, quantizable_nodes
     from .mixed import GateResult, search_recipe
-    from .parity import OnnxRunner
+    from .parity import onnx_runner
 
     spec, o = ctx.main, ctx.opts
     src = ctx.tmp / f"{spec.stem}.onnx"
@@ -365,7 +365,7 @@ def stage_int8(ctx: BuildContext) -> None:
         )
 
     def evaluate(path: Path) -> GateResult:
-        rec = compare_to_fp32(ctx, spec, OnnxRunner(path))
+        rec = compare_to_fp32(ctx, spec, onnx_runner(path, spec))
         score = rec.get("psnr_vs_fp32", 0.0) - 100.0 * max(rec.get("metric_drop", 0.0), 0.0)
         return GateResult(gate(ctx, rec, use_metric=True), score, rec)
 

@@ -30,7 +30,7 @@ def evaluate_bundle(
     ``data`` is the reference data for task metrics (default: the training data named in the
     checkpoint, if known). ``n`` samples (images) or token rows x steps (``ar``).
     """
-    from .parity import OnnxRunner
+    from .parity import onnx_runner
 
     m = read_manifest(path)
     main = "step" if m.kind == "ar" else ("decoder" if m.kind == "vae" else "generator")
@@ -49,7 +49,7 @@ def evaluate_bundle(
             hint=f"Pass --precision with some of: {have}.",
         )
     ref_art = m.find(graph=main, format="onnx", precision="fp32")[0]
-    ref = OnnxRunner(m.path_of(ref_art))
+    ref = onnx_runner(m.path_of(ref_art))
     cfg = _Cfg(m.model)
     result: dict[str, Any] = {
         "bundle": str(m.root),
@@ -59,7 +59,7 @@ def evaluate_bundle(
         "artifacts": {},
     }
     for a in arts:
-        runner = ref if a is ref_art else OnnxRunner(m.path_of(a))
+        runner = ref if a is ref_art else onnx_runner(m.path_of(a))
         if m.kind == "ar":
             result["artifacts"][a.file] = _eval_text(ref, runner, cfg, n, seed)
         else:

@@ -1,4 +1,4 @@
-"""Run ONNX graphs on this CPU and compare them with torch on fixed seeds (STYLE.md 7).
+"""Run exported graphs through ``genedge.runtime`` and compare them with torch on fixed seeds.
 
 A failing comparison raises ``ParityError``; the bundle being built is then discarded,
 so nothing final is written.
@@ -24,38 +24,92 @@ class ParityError(IntegrityError):
     """An exported graph disagrees with the model it came from."""
 
 
-class OnnxRunner:
-    """Loads an ONNX file once; ``run(feed) -> {name: array}``. ORT CPU, else the reference evaluator.
+class ArtifactRunner:
+    """One exported file run through ``genedge.runtime``: ``run(feed) -> {name: array}``.
 
-    ORT CPU lacks fp16 kernels for some ops; ``backend`` says which engine ran.
+    ONNX files run on the runtime's ORT CPU backend and engines on its ``TrtBackend``: the
+    backends users sample with. Results are copies (a backend overwrites its output buffers
+    on the next run), so they can be kept and fed back. ``backend`` names what ran:
+    ``onnxruntime-cpu``, ``tensorrt``, or ``onnx-reference`` for a graph ORT CPU has no
+    kernel for (some fp16 ops).
     """
 
-    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
-        import onnxruntime as ort
+    def __init__(self, impl: Any, backend: str) -> None:
+        self._impl, self.backend = impl, backend
 
-        self.path = Path(path)
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        if threads:
-            so.intra_op_num_threads = threads
-        try:
-            self._sess = ort.InferenceSession(
-                str(self.path), so, providers=["CPUExecutionProvider"]
-            )
-            self.backend = "onnxruntime-cpu"
-            self.output_names = [o.name for o in self._sess.get_outputs()]
-        except Exception as e:  # NOT_IMPLEMENTED: no kernel for this op/type on CPU
-            if "NOT_IMPLEMENTED" not in str(e) and "Could not find an implementation" not in str(e):
-                raise
-            from onnx.reference import ReferenceEvaluator
+    def run(self, feed: Feed) -> dict[str, np.ndarray]:
+        return {k: np.array(v, copy=True) for k, v in self._impl.run(feed).items()}
 
-            self._sess = ReferenceEvaluator(str(self.path))
-            self.backend = "onnx-reference"
-            self.output_names = list(self._sess.output_names)
+    def close(self) -> None:
+        self._impl.close()
+
+
+class _ReferenceEvaluator:
+    """``onnx.reference`` behind ``run(feed) -> {name: array}``: slow, but it has every kernel."""
+
+    def __init__(self, path: Path) -> None:
+        from onnx.reference import ReferenceEvaluator
+
+        self._sess = ReferenceEvaluator(str(path))
 
     def run(self, feed: Feed) -> dict[str, np.ndarray]:
         outs = self._sess.run(None, feed)
-        return dict(zip(self.output_names, outs, strict=True))
+        return dict(zip(self._sess.output_names, outs, strict=True))
+
+    def close(self) -> None:
+        self._sess = None
+
+
+def _runtime_specs(tensors: tuple) -> list:
+    from genedge.runtime.backend import TensorSpec
+
+    return [TensorSpec(t.name, np.dtype(t.dtype), tuple(t.shape)) for t in tensors]
+
+
+def onnx_runner(
+    path: str | Path, spec: GraphSpec | None = None, *, threads: int | None = None
+) -> ArtifactRunner:
+    """``path`` on the runtime's ORT CPU backend, its tensors checked against ``spec`` when given.
+
+    ORT CPU lacks fp16 kernels for some ops; such a graph runs on ``onnx.reference``.
+    """
+    from genedge.runtime.ort_backend import MissingKernelError
+    from genedge.runtime.select import BackendOptions, open_file
+
+    io = (
+        {}
+        if spec is None
+        else {"inputs": _runtime_specs(spec.inputs), "outputs": _runtime_specs(spec.outputs)}
+    )
+    try:
+        b = open_file(path, "ort-cpu", options=BackendOptions(threads=threads), **io)
+    except MissingKernelError:
+        return ArtifactRunner(_ReferenceEvaluator(Path(path)), "onnx-reference")
+    return ArtifactRunner(b, "onnxruntime-cpu")
+
+
+def engine_runner(
+    path: Path,
+    record: dict[str, Any],
+    spec: GraphSpec,
+    *,
+    precision: str,
+    allow_version_compatible: bool = False,
+) -> ArtifactRunner:
+    """A TensorRT engine on the runtime's ``TrtBackend`` (``record``: its manifest engine record). GPU only."""
+    from genedge.runtime.select import BackendOptions, open_file
+
+    opts = BackendOptions(allow_version_compatible=allow_version_compatible)
+    b = open_file(
+        path,
+        "tensorrt",
+        precision,
+        opts,
+        inputs=_runtime_specs(spec.inputs),
+        outputs=_runtime_specs(spec.outputs),
+        engine=record,
+    )
+    return ArtifactRunner(b, "tensorrt")
 
 
 def torch_outputs(wrapper: Any, spec: GraphSpec, feed: Feed) -> dict[str, np.ndarray]:
@@ -106,7 +160,7 @@ def check_parity(
 
     Returns the verification record: ``max_abs_err_vs_torch``, ``seeds``, ``verdict``.
     """
-    runner, tol, worst = OnnxRunner(onnx_path), tolerance_for(spec), 0.0
+    runner, tol, worst = onnx_runner(onnx_path, spec), tolerance_for(spec), 0.0
     for seed in seeds:
         feed = parity_feed(spec, cfg, kind, seed)
         worst = max(worst, max_abs_error(torch_outputs(wrapper, spec, feed), runner.run(feed)))
@@ -122,7 +176,7 @@ def check_parity(
 
 
 def step_sequence_error(
-    wrapper: Any, runner: OnnxRunner, spec: GraphSpec, cfg: Any, seed: int, steps: int = 8
+    wrapper: Any, runner: ArtifactRunner, spec: GraphSpec, cfg: Any, seed: int, steps: int = 8
 ) -> float:
     """Feed each engine its own state for ``steps`` steps; the worst error over the sequence."""
     feed = parity_feed(spec, cfg, "ar", seed, n=4)

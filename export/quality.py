@@ -142,9 +142,9 @@ def measure_speedup(
 
     A benchmark helper (not a timed test): ``python -c "from genedge.export.quality import ..."``.
     """
-    from .parity import OnnxRunner
+    from .parity import onnx_runner
 
-    runners = [OnnxRunner(fp32_path, threads=threads), OnnxRunner(test_path, threads=threads)]
+    runners = [onnx_runner(fp32_path, threads=threads), onnx_runner(test_path, threads=threads)]
     times: list[list[int]] = [[], []]
     for _ in range(warmup):
         for r in runners:

@@ -19,7 +19,6 @@ from .tensorrt import (
     engine_record,
     require_tensorrt,
     reusable_calibration_cache,
-    run_engine,
     source_onnx_for,
     tensorrt_version,
 )
@@ -93,7 +92,7 @@ def build_engines(ctx: Any) -> None:
             graph=spec.name,
             format="engine",
             precision=prec,
-            verification=engine_parity(ctx, build.plan, prec),
+            verification=engine_parity(ctx, file, record, prec),
             engine=record,
         )
     save_bundle_file(ctx.tmp, "timing.cache", timing or b"")
@@ -110,8 +109,26 @@ def build_engines(ctx: Any) -> None:
         )
 
 
-def engine_parity(ctx: Any, plan: bytes, precision: str) -> dict[str, Any]:
-    """Engine vs ORT fp32 on the parity seeds (batch = first profile's OPT)."""
+def engine_parity(ctx: Any, file: str, record: dict[str, Any], precision: str) -> dict[str, Any]:
+    """Engine (on the runtime's ``TrtBackend``) vs ORT fp32 on the parity seeds (batch = first
+    profile's OPT)."""
+    from .parity import engine_runner
+
+    spec, o = ctx.main, ctx.opts
+    runner = engine_runner(
+        ctx.tmp / file,
+        record,
+        spec,
+        precision=precision,
+        allow_version_compatible=o.version_compatible,
+    )
+    try:
+        return _engine_parity(ctx, runner, precision)
+    finally:
+        runner.close()
+
+
+def _engine_parity(ctx: Any, runner: Any, precision: str) -> dict[str, Any]:
     from .calibration import image_feed
     from .parity import max_abs_error, parity_feed, tolerance_for
     from .quality import psnr
@@ -125,7 +142,7 @@ def engine_parity(ctx: Any, plan: bytes, precision: str) -> dict[str, Any]:
             if spec.name != "step"
             else parity_feed(spec, ctx.cfg, ctx.kind, seed, n)
         )
-        ref, out = ref_runner.run(feed), run_engine(plan, feed, host_code=o.version_compatible)
+        ref, out = ref_runner.run(feed), runner.run(feed)
         worst = max(worst, max_abs_error(ref, out))
         if "image" in ref:
             psnrs.append(psnr(ref["image"], out["image"], layout=spec.outputs[0].layout or "NHWC"))

@@ -79,6 +79,15 @@ def provider_available(name: str) -> bool:
     return all(p in ort.get_available_providers() for p in PROVIDERS[name][:1])
 
 
+class MissingKernelError(CorruptArtifactError):
+    """This onnxruntime has no kernel for an op and type of the graph (e.g. some fp16 ops on CPU)."""
+
+
+def _no_kernel(e: Exception) -> bool:
+    text = str(e)
+    return "NOT_IMPLEMENTED" in text or "Could not find an implementation" in text
+
+
 def _spec(arg: Any) -> TensorSpec:
     if arg.type not in _ORT_DTYPES:
         raise CorruptArtifactError(f"Graph tensor '{arg.name}' has unsupported type {arg.type}.")
@@ -206,7 +215,8 @@ class OrtBackend(Backend):
                 provider_options=provider_opts,
             )
         except Exception as e:  # ORT raises its own Fail/InvalidProtobuf types
-            raise CorruptArtifactError(
+            error = MissingKernelError if _no_kernel(e) else CorruptArtifactError
+            raise error(
                 f"ONNX Runtime could not load '{Path(path).name}': {str(e).splitlines()[0][:300]}",
                 hint="Re-export the bundle with `genedge export`.",
             ) from None

@@ -14,8 +14,10 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from genedge.errors import (
     BadInputError,
@@ -24,9 +26,10 @@ from genedge.errors import (
     IncompatibleEnvironmentError,
     printable,
 )
+from genedge.limits import check_threads
 from genedge.manifest import MANIFEST_NAME, PRECISIONS, Artifact, Manifest, read_manifest
 
-from .backend import Backend
+from .backend import Backend, TensorSpec
 
 log = logging.getLogger("genedge.runtime")
 BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
@@ -66,11 +69,7 @@ def validate_options(opts: BackendOptions) -> None:
     from .ort_backend import GRAPH_OPT_LEVELS  # numpy + stdlib only: onnxruntime stays unimported
 
     for name in ("threads", "inter_op_threads"):
-        v = getattr(opts, name)
-        if v is not None and (type(v) is not int or v < 1):
-            raise BadInputError(
-                f"{name} {v!r}: expected an integer >= 1, or None for ONNX Runtime's default."
-            )
+        check_threads(name, getattr(opts, name))
     if opts.graph_optimization not in GRAPH_OPT_LEVELS:
         raise BadInputError(
             f"graph_optimization {opts.graph_optimization!r} is not one of {GRAPH_OPT_LEVELS}."
@@ -142,12 +141,12 @@ def onnx_artifact(manifest: Manifest, graph: str, backend: str, precision: str |
                 "%s failed its export verification; running it because it was asked for",
                 printable(found[precision].file),
             )
+        return found[precision]
     if backend == "ort-cpu":
         measured = fastest_measured(found)
         if measured is not None:
             log.info("precision auto -> %s on ort-cpu: %s", measured[0].precision, measured[1])
             return measured[0]
-        return found[precision]
     if backend == "ort-cpu" and "int8" in found and found["int8"].quality_approved:
         return found["int8"]
     if backend in ("ort-cuda", "ort-trt") and "fp16" in found and _passed(found["fp16"]):
@@ -155,6 +154,7 @@ def onnx_artifact(manifest: Manifest, graph: str, backend: str, precision: str |
     if "fp32" not in found:
         raise BadInputError(f"Bundle has no fp32 ONNX graph for '{graph}'; pass --precision.")
     return found["fp32"]
+
 
 def fastest_measured(found: dict[str, Artifact]) -> tuple[Artifact, str] | None:
     """From ``{precision: Artifact}``: the quality-approved artifact with the lowest batch-1 p50
@@ -196,7 +196,6 @@ def _p50s(batches: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-
 def matching_engines(
     manifest: Manifest, graph: str, env, *, allow_version_compatible: bool
 ) -> list[Artifact]:
@@ -222,15 +221,22 @@ def matching_engines(
     return sorted(ok, key=lambda a: rank.get(a.precision or "fp32", 3))
 
 
-def _engine_for(manifest: Manifest, graph: str, precision: str | None, opts: BackendOptions):
-    from .trt_backend import check_engine_record, probe_environment
+def _trt_environment(device_id: int):
+    from .trt_backend import probe_environment
 
-    env = probe_environment(opts.device_id)
+    env = probe_environment(device_id)
     if env is None:
         raise IncompatibleEnvironmentError(
             "Backend 'tensorrt' needs the tensorrt and cuda-python packages and an NVIDIA GPU.",
             hint="pip install 'genedge[trt]' on a CUDA machine, or pass --backend ort-cpu.",
         )
+    return env
+
+
+def _engine_for(manifest: Manifest, graph: str, precision: str | None, opts: BackendOptions):
+    from .trt_backend import check_engine_record
+
+    env = _trt_environment(opts.device_id)
     engines = manifest.find(graph=graph, format="engine", precision=precision)
     if precision is not None:
         if not engines:
@@ -274,7 +280,7 @@ def _open_ort(
     opts: BackendOptions,
     int_ranges: dict[str, tuple[int, int]] | None,
 ) -> Backend:
-    from .ort_backend import OrtBackend, OrtOptions
+    from .ort_backend import OrtBackend
 
     artifact = onnx_artifact(manifest, graph, name, precision)
     path = manifest.path_of(artifact)  # sha256 (external data included) before ORT parses it
@@ -284,21 +290,26 @@ def _open_ort(
 
         folder = trt_ep_cache_dir(artifact.sha256)
         cache = None if folder is None else str(folder)
-    ort_opts = OrtOptions(
+    return OrtBackend.open(
+        path,
+        name=name,
+        precision=artifact.precision or "fp32",
+        options=_ort_options(opts, cache),
+        check_inputs=opts.check_inputs,
+        int_ranges=int_ranges,
+    )
+
+
+def _ort_options(opts: BackendOptions, trt_cache_dir: str | None = None):
+    from .ort_backend import OrtOptions
+
+    return OrtOptions(
         intra_op_threads=opts.threads,
         inter_op_threads=opts.inter_op_threads,
         spin=opts.spin,
         graph_optimization=opts.graph_optimization,
         device_id=opts.device_id,
-        trt_cache_dir=cache,
-    )
-    return OrtBackend.open(
-        path,
-        name=name,
-        precision=artifact.precision or "fp32",
-        options=ort_opts,
-        check_inputs=opts.check_inputs,
-        int_ranges=int_ranges,
+        trt_cache_dir=trt_cache_dir,
     )
 
 
@@ -318,12 +329,14 @@ def check_io_spec(manifest: Manifest, graph: str, b: Backend) -> None:
             )
 
 
-def _io_problem(side: str, declared: list, actual: tuple) -> str | None:
+def _io_problem(
+    side: str, declared: list, actual: tuple, where: str = "in the manifest"
+) -> str | None:
     want = {d.get("name"): d for d in declared if isinstance(d, dict)}
     have = {t.name: t for t in actual}
     if set(want) != set(have):
         shown = printable(sorted(map(str, want)))
-        return f"{side} {shown} in the manifest, {sorted(have)} in the graph"
+        return f"{side} {shown} {where}, {sorted(have)} in the graph"
     for name, t in have.items():
         dtype, shape = str(want[name].get("dtype")), list(want[name].get("shape") or [])
         fixed_ok = all(
@@ -333,10 +346,79 @@ def _io_problem(side: str, declared: list, actual: tuple) -> str | None:
         )
         if dtype != t.dtype.name or len(shape) != len(t.shape) or not fixed_ok:
             return (
-                f"'{name}' is {printable(dtype, 32)} {printable(shape)} in the manifest, "
+                f"'{name}' is {printable(dtype, 32)} {printable(shape)} {where}, "
                 f"{t.dtype.name} {list(t.shape)} in the graph"
             )
     return None
+
+
+def open_file(
+    path: str | os.PathLike,
+    backend: str = "ort-cpu",
+    precision: str = "fp32",
+    options: BackendOptions | None = None,
+    *,
+    inputs: Sequence[TensorSpec] | None = None,
+    outputs: Sequence[TensorSpec] | None = None,
+    engine: dict[str, Any] | None = None,
+) -> Backend:
+    """Open one ONNX file, or one TensorRT engine with ``backend="tensorrt"``, that no manifest
+    lists yet (a file export has just written): the same backend classes ``open_backend`` uses.
+
+    No hash is checked, since only a manifest records one: open files you wrote or trust.
+    ``engine`` is the engine's record as a manifest would hold it (TensorRT version, compute
+    capability, ``version_compatible``, ``dla_core``), checked against this machine.
+    ``inputs``/``outputs``, when given, are the tensors the file must declare (names, dtypes,
+    ranks, fixed dims); a mismatch raises ``CorruptArtifactError`` (exit 2).
+    """
+    check_names(backend, precision)
+    if backend == "auto":
+        raise BadInputError("open_file runs one file: name its backend, not 'auto'.")
+    opts = options or BackendOptions()
+    if backend == "tensorrt":
+        from .trt_backend import TrtBackend
+
+        b: Backend = TrtBackend.open_file(
+            Path(path),
+            engine or {},
+            _trt_environment(opts.device_id),
+            precision=precision,
+            check_inputs=opts.check_inputs,
+            allow_version_compatible=opts.allow_version_compatible,
+            cuda_graphs=opts.cuda_graphs,
+            device_id=opts.device_id,
+        )
+    else:
+        from .ort_backend import OrtBackend
+
+        b = OrtBackend.open(
+            path,
+            name=backend,
+            precision=precision,
+            options=_ort_options(opts),
+            check_inputs=opts.check_inputs,
+        )
+    try:
+        _check_declared(b, inputs, outputs)
+    except BaseException:
+        b.close()
+        raise
+    return b
+
+
+def _check_declared(
+    b: Backend, inputs: Sequence[TensorSpec] | None, outputs: Sequence[TensorSpec] | None
+) -> None:
+    for side, want, have in (("inputs", inputs, b.inputs), ("outputs", outputs, b.outputs)):
+        if want is None:
+            continue
+        declared = [{"name": t.name, "dtype": t.dtype.name, "shape": list(t.shape)} for t in want]
+        problem = _io_problem(side, declared, have, "expected")
+        if problem:
+            raise CorruptArtifactError(
+                f"'{b.info.file}': {problem}.",
+                hint="The file is not the graph its caller expects; re-export it.",
+            )
 
 
 def open_backend(
@@ -366,6 +448,7 @@ def _open_backend(
     options: BackendOptions | None = None,
     int_ranges: dict[str, tuple[int, int]] | None = None,
 ) -> Backend:
+    precision = None if precision == "auto" else precision  # "auto" is the default's name
     check_names(backend, precision)
     opts = options or BackendOptions()
     if backend == "auto":
@@ -429,4 +512,3 @@ def _open_auto(
         )
         return b
     raise AssertionError("unreachable: the last candidate raises")
-    precision = None if precision == "auto" else precision  # "auto" is the default's name

@@ -149,6 +149,14 @@ def _three(version: tuple[int, ...]) -> tuple[int, int, int]:
     return (tuple(version) + (0, 0, 0))[:3]  # type: ignore[return-value]
 
 
+def _check_min_trt(env: TrtEnvironment) -> None:
+    if parse_version(env.tensorrt_version)[:2] < MIN_TRT:
+        raise IncompatibleEnvironmentError(
+            f"TensorRT {env.tensorrt_version} is older than 8.5.",
+            hint="Install tensorrt>=10 (pip install 'genedge[trt]').",
+        )
+
+
 def check_profile_batch(batch: int, profile: tuple[int, int, int], *, file: str = "engine") -> None:
     """A batch outside the engine's optimisation profile [min, max] is a user error (exit 2)."""
     lo, opt, hi = profile
@@ -273,12 +281,73 @@ class TrtBackend(Backend):
             bundle=manifest.root,
             allow_version_compatible=allow_version_compatible,
         )
-        if parse_version(env.tensorrt_version)[:2] < MIN_TRT:
-            raise IncompatibleEnvironmentError(
-                f"TensorRT {env.tensorrt_version} is older than 8.5.",
-                hint="Install tensorrt>=10 (pip install 'genedge[trt]').",
-            )
+        _check_min_trt(env)
         path = manifest.path_of(artifact)  # sha256 checked before anything deserializes it
+        return cls._from_path(
+            path,
+            record,
+            env,
+            artifact.precision or "fp32",
+            artifact.file,
+            check_inputs=check_inputs,
+            int_ranges=int_ranges,
+            allow_version_compatible=allow_version_compatible,
+            cuda_graphs=cuda_graphs,
+            device_id=device_id,
+        )
+
+    @classmethod
+    def open_file(
+        cls,
+        path: Path,
+        record: dict[str, Any],
+        env: TrtEnvironment,
+        *,
+        precision: str = "fp32",
+        check_inputs: bool = True,
+        int_ranges: dict[str, tuple[int, int]] | None = None,
+        allow_version_compatible: bool = False,
+        cuda_graphs: bool = False,
+        device_id: int = 0,
+    ) -> TrtBackend:
+        """``open`` for an engine file no manifest lists yet (one export has just built): the
+        same record checks, without the hash only a manifest holds."""
+        check_engine_record(
+            record,
+            env,
+            file=path.name,
+            bundle=path.parent,
+            allow_version_compatible=allow_version_compatible,
+        )
+        _check_min_trt(env)
+        return cls._from_path(
+            path,
+            record,
+            env,
+            precision,
+            path.name,
+            check_inputs=check_inputs,
+            int_ranges=int_ranges,
+            allow_version_compatible=allow_version_compatible,
+            cuda_graphs=cuda_graphs,
+            device_id=device_id,
+        )
+
+    @classmethod
+    def _from_path(
+        cls,
+        path: Path,
+        record: dict[str, Any],
+        env: TrtEnvironment,
+        precision: str,
+        file: str,
+        *,
+        check_inputs: bool,
+        int_ranges: dict[str, tuple[int, int]] | None,
+        allow_version_compatible: bool,
+        cuda_graphs: bool,
+        device_id: int,
+    ) -> TrtBackend:
         self = cls()
         self._device_id = int(device_id)
         try:
@@ -290,11 +359,11 @@ class TrtBackend(Backend):
         self.info = BackendInfo(
             "tensorrt",
             f"TensorRT {env.tensorrt_version} (sm{env.compute_capability.replace('.', '')})",
-            artifact.precision or "fp32",
-            artifact.file,
+            precision,
+            printable(file),
         )
         self.check_inputs, self.int_ranges, self._use_graphs = check_inputs, int_ranges, cuda_graphs
-        self._file = artifact.file
+        self._file = printable(file)
         return self
 
     def _load(self, path: Path, record: dict[str, Any], allow_vc: bool) -> None:

@@ -184,6 +184,22 @@ def test_train_does_not_import_export_runtime_or_bench():
     assert _violations("train", rule) == []
 
 
+def test_export_verifies_through_the_runtime():
+    """export -> runtime is a real edge: parity runs the runtime's backends, not its own runner."""
+    uses = {
+        imp.module
+        for path in _files("export")
+        for imp in imports_of(path)
+        if _stage(imp.module) == "runtime"
+    }
+    assert "genedge.runtime.select" in uses, sorted(uses)
+    parity = {i.module for i in imports_of(REPO / "export" / "parity.py")}
+    assert "genedge.runtime.select" in parity
+    assert not any(_top(m) == "onnxruntime" for m in parity), "parity must not open ORT itself"
+    for path in _files("export"):
+        assert "def run_engine(" not in path.read_text(encoding="utf-8"), path
+
+
 def test_export_does_not_import_bench():
     def rule(path: Path, imp: Import) -> str | None:
         return (

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from genedge.export.onnx_export import load_generator, onnx_from_module, save_onnx
-from genedge.export.parity import OnnxRunner, parity_feed, step_sequence_error, torch_outputs
+from genedge.export.parity import onnx_runner, parity_feed, step_sequence_error, torch_outputs
 from genedge.export.wrappers import graphs_for
 
 ONNX_DTYPES = {
@@ -45,7 +45,7 @@ def test_gan_io_names_dtypes_dynamic_batch(ckpts, tmp_path):
         "label": ("int64", ["B"]),
         "image": ("uint8", ["B", 8, 8, 1]),
     }
-    runner, (spec, wrapper) = OnnxRunner(path), graphs[0]
+    runner, (spec, wrapper) = onnx_runner(path), graphs[0]
     for n in (1, 5):  # dynamic batch
         feed = parity_feed(spec, cfg, kind, seed=3, n=n)
         out = runner.run(feed)["image"]
@@ -62,7 +62,7 @@ def test_uint8_output_is_denormalised_in_graph(ckpts, tmp_path):
             torch.from_numpy(feed["z"]), torch.from_numpy(feed["label"])
         ).numpy()  # (B, C, H, W)
     expected = np.clip(np.round((x + 1) * 127.5), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
-    got = OnnxRunner(path).run(feed)["image"]
+    got = onnx_runner(path).run(feed)["image"]
     assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
 
 
@@ -71,7 +71,7 @@ def test_float_output_format_is_nchw(ckpts, tmp_path):
     assert _io(onnx.load(str(path)))["image"] == ("float32", ["B", 1, 8, 8])
     spec, wrapper = graphs[0]
     feed = parity_feed(spec, cfg, kind, seed=2, n=3)
-    got, ref = OnnxRunner(path).run(feed)["image"], torch_outputs(wrapper, spec, feed)["image"]
+    got, ref = onnx_runner(path).run(feed)["image"], torch_outputs(wrapper, spec, feed)["image"]
     assert np.abs(got - ref).max() < 1e-4 and got.min() >= -1 and got.max() <= 1
 
 
@@ -89,7 +89,7 @@ def test_vae_decoder_and_encoder_graphs(ckpts, tmp_path):
     }
     spec, wrapper = graphs[1]
     feed = parity_feed(spec, cfg, kind, seed=0, n=5)
-    got, ref = OnnxRunner(paths[1]).run(feed), torch_outputs(wrapper, spec, feed)
+    got, ref = onnx_runner(paths[1]).run(feed), torch_outputs(wrapper, spec, feed)
     assert max(np.abs(got[k] - ref[k]).max() for k in ("mu", "logvar")) < 1e-4
     with (
         torch.no_grad()
@@ -108,7 +108,7 @@ def test_ar_step_graph_matches_torch_over_steps(ckpts, tmp_path, name):
     for s in state:
         assert io[s] == ("float32", [2, "B", 16]) and io[f"{s}_out"] == ("float32", [2, "B", 16])
     spec, wrapper = graphs[0]
-    assert step_sequence_error(wrapper, OnnxRunner(path), spec, cfg, seed=0, steps=10) < 1e-4
+    assert step_sequence_error(wrapper, onnx_runner(path), spec, cfg, seed=0, steps=10) < 1e-4
 
 
 def test_external_data_for_large_weights(ckpts, tmp_path):
@@ -121,4 +121,4 @@ def test_external_data_for_large_weights(ckpts, tmp_path):
     assert files[1].stat().st_size > files[0].stat().st_size
     feed = parity_feed(spec, cfg, kind, seed=0, n=2)
     ref = torch_outputs(wrapper, spec, feed)["image"]
-    assert np.abs(OnnxRunner(files[0]).run(feed)["image"].astype(int) - ref.astype(int)).max() <= 1
+    assert np.abs(onnx_runner(files[0]).run(feed)["image"].astype(int) - ref.astype(int)).max() <= 1

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 from genedge.export.fp16 import FP16_MAX, fp16_from_onnx
 from genedge.export.int8 import int8_from_onnx, quantizable_nodes
 from genedge.export.mixed import GateResult, search_recipe
-from genedge.export.parity import OnnxRunner
+from genedge.export.parity import onnx_runner
 
 
 def _huge_activation_model():
@@ -49,7 +49,7 @@ def test_fp16_guard_blocks_overflowing_node(tmp_path):
     assert {"big_matmul", "double", "scale_down"} <= set(blocked) and "relu" not in blocked
     assert _io_types(fp16) == {"x": TensorProto.FLOAT, "y": TensorProto.FLOAT}
     onnx.save(fp16, str(tmp_path / "g.onnx"))
-    y = OnnxRunner(tmp_path / "g.onnx").run({"x": x})["y"]
+    y = onnx_runner(tmp_path / "g.onnx").run({"x": x})["y"]
     assert np.isfinite(y).all() and np.allclose(y, 240.0, rtol=1e-2)
 
 
