@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genedge.errors import BadInputError
+from genedge.limits import MAX_BATCH, MAX_NEW_TOKENS, check_count, check_threads
 from genedge.manifest import PRECISIONS
 
 MAX_SECONDS = 86400.0  # per case: a day is already a typo
@@ -59,8 +60,8 @@ def validate_options(o: BenchOptions) -> None:
             ",".join(o.precisions),
             f"a comma-separated subset of {', '.join(PRECISIONS)}",
         )
-    if not o.batches or any(b < 1 for b in o.batches):
-        raise _bad("--batch", o.batches, "positive batch sizes, e.g. 1,8,32")
+    if not o.batches or any(not 1 <= b <= MAX_BATCH for b in o.batches):
+        raise _bad("--batch", o.batches, f"batch sizes in [1, {MAX_BATCH}], e.g. 1,8,32")
     if o.iters is not None and o.seconds is not None:
         raise _bad("--iters/--seconds", (o.iters, o.seconds), "one of the two, not both")
     if o.iters is not None and o.iters < 1:
@@ -69,8 +70,8 @@ def validate_options(o: BenchOptions) -> None:
         raise _bad("--seconds", o.seconds, f"a finite duration in (0, {MAX_SECONDS:g}] seconds")
     if o.warmup < 0:
         raise _bad("--warmup", o.warmup, "an integer >= 0")
-    if o.threads is not None and o.threads < 1:
-        raise _bad("--threads", o.threads, "an integer >= 1")
+    check_threads("--threads", o.threads)
+    check_count("--max-new-tokens", o.max_new_tokens, MAX_NEW_TOKENS, "characters per generation")
     if o.fps is not None and not (math.isfinite(o.fps) and o.fps > 0):
         raise _bad("--fps", o.fps, "a finite number of frames per second > 0")
     if any(b not in BASELINES for b in o.baselines):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from genedge.errors import BadInputError
+from genedge.limits import MAX_BATCH, MAX_CALIB_SAMPLES, MAX_OPSET, MIN_OPSET
 
 PRECISIONS = ("fp32", "fp16", "int8")
 CALIB_METHODS = ("entropy", "minmax", "percentile")
@@ -138,11 +140,25 @@ def validate_export_options(opts: ExportOptions) -> ExportOptions:
         opts.output_format in OUTPUT_FORMATS,
         f"output_format {opts.output_format!r} is not one of {OUTPUT_FORMATS}",
     )
-    _check(opts.calib_samples >= 1, f"calib_samples must be >= 1 (received {opts.calib_samples})")
+    _check(
+        1 <= opts.calib_samples <= MAX_CALIB_SAMPLES,
+        f"calib_samples must be in [1, {MAX_CALIB_SAMPLES}] (received {opts.calib_samples}); "
+        "calibration holds every sample in memory and its ranges settle within a few thousand",
+    )
+    for name in ("truncation", "max_quality_drop", "min_psnr"):
+        value = getattr(opts, name)
+        _check(
+            isinstance(value, int | float) and math.isfinite(value),
+            f"{name} must be a finite number (received {value!r})",
+        )
     _check(
         0.0 < opts.truncation <= 1.0, f"truncation must be in (0, 1] (received {opts.truncation})"
     )
-    _check(opts.opset >= 17, f"opset must be >= 17 (received {opts.opset})")
+    _check(
+        MIN_OPSET <= opts.opset <= MAX_OPSET,
+        f"opset must be in [{MIN_OPSET}, {MAX_OPSET}] (received {opts.opset}); torch's "
+        f"TorchScript ONNX exporter writes opsets up to {MAX_OPSET}",
+    )
     _check(
         opts.max_quality_drop >= 0,
         f"max_quality_drop must be >= 0 (received {opts.max_quality_drop})",
@@ -153,7 +169,8 @@ def validate_export_options(opts: ExportOptions) -> ExportOptions:
     )
     _check(opts.workspace_mb >= 16, f"workspace_mb must be >= 16 (received {opts.workspace_mb})")
     _check(
-        opts.quality_samples >= 8, f"quality_samples must be >= 8 (received {opts.quality_samples})"
+        8 <= opts.quality_samples <= MAX_CALIB_SAMPLES,
+        f"quality_samples must be in [8, {MAX_CALIB_SAMPLES}] (received {opts.quality_samples})",
     )
     for flag, name in (
         (opts.dla_core is not None, "--dla-core"),
@@ -171,6 +188,11 @@ def validate_export_options(opts: ExportOptions) -> ExportOptions:
         _check(
             len(p) == 3 and 1 <= p[0] <= p[1] <= p[2],
             f"batch profile {p} must satisfy 1 <= MIN <= OPT <= MAX",
+        )
+        _check(
+            p[2] <= MAX_BATCH,
+            f"batch profile {p}: MAX may be at most {MAX_BATCH} (engines size their buffers "
+            "for it)",
         )
     if opts.triton is not None and Path(opts.triton).resolve() == Path(opts.out).resolve():
         raise BadInputError(

@@ -245,8 +245,9 @@ def live_command(args: argparse.Namespace) -> int:
 
 def generate_command(args: argparse.Namespace) -> int:
     """``genedge generate BUNDLE --prompt ...``: characters to stdout as produced, timings to stderr."""
-    from .text import TextGenerator
+    from .text import TextGenerator, check_request
 
+    check_request(args.prompt, args.max_new_tokens)
     with TextGenerator.open(
         args.bundle,
         backend=args.backend,

@@ -45,6 +45,7 @@ import numpy as np
 from genedge.errors import BadInputError, CorruptArtifactError
 from genedge.imageio import to_uint8
 from genedge.latents import is_int, is_real
+from genedge.limits import check_bytes
 
 from .latents import WALKS, LatentPath, make_labels
 from .realtime import DEFAULT_PRIORITY, RealtimeWait
@@ -194,6 +195,11 @@ class Stream:
             fps, seconds, walk, late, batch, ring, nonfinite, period_s, late_tolerance_s, spin_s
         )
         batch, ring = int(batch), int(ring)
+        check_bytes(
+            f"stream: a ring of {ring} x {batch} images",
+            ring * batch * math.prod(sampler.image_shape),
+            hint="Lower batch or ring.",
+        )
         self.fps, self._dt, self._late, self._nonfinite = float(fps), 1.0 / fps, late, nonfinite
         self._tol = late_tolerance_s
         self._waiter = RealtimeWait(realtime_priority, spin_s)

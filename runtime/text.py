@@ -24,6 +24,7 @@ import numpy as np
 
 from genedge.errors import BadInputError, CorruptArtifactError
 from genedge.latents import check_seed, is_int
+from genedge.limits import MAX_NEW_TOKENS, check_prompt
 from genedge.manifest import Manifest
 
 from .backend import Backend, BackendInfo
@@ -97,6 +98,28 @@ class Generation:
         if self.done:
             raise StopIteration
         return self.step()
+
+
+def check_request(prompt: object, max_new_tokens: object) -> int:
+    """Refuse (exit 2) a prompt or token count past the limits, before any step runs.
+
+    ``prompt``: a str of at most ``MAX_PROMPT_CHARS`` characters (each one is a graph step);
+    ``max_new_tokens``: an integer in ``[0, MAX_NEW_TOKENS]``. Returns the token count.
+    """
+    if not isinstance(prompt, str):
+        raise BadInputError(
+            f"prompt: received {type(prompt).__name__}; expected a str (may be empty)."
+        )
+    check_prompt(prompt)
+    if not is_int(max_new_tokens) or max_new_tokens < 0:
+        raise BadInputError(f"max_new_tokens {max_new_tokens!r}: expected an integer >= 0.")
+    if max_new_tokens > MAX_NEW_TOKENS:
+        raise BadInputError(
+            f"max_new_tokens {max_new_tokens}: the limit is {MAX_NEW_TOKENS:,} characters per "
+            "generation.",
+            hint="Generate in parts: pass the end of the last part as the next prompt.",
+        )
+    return int(max_new_tokens)
 
 
 class TextGenerator:
@@ -183,13 +206,7 @@ class TextGenerator:
         seed: int = 0,
     ) -> Generation:
         """A new generation (state reset); drive it with ``step()`` or iterate it."""
-        if not isinstance(prompt, str):
-            raise BadInputError(
-                f"prompt: received {type(prompt).__name__}; expected a str (may be empty)."
-            )
-        if not is_int(max_new_tokens) or max_new_tokens < 0:
-            raise BadInputError(f"max_new_tokens {max_new_tokens!r}: expected an integer >= 0.")
-        max_new_tokens = int(max_new_tokens)
+        max_new_tokens = check_request(prompt, max_new_tokens)
         filters = make_filters(temperature, top_k, top_p)
         seed = check_seed(seed)
         ids = self.encode(prompt) or [0]  # an empty prompt starts from the unknown-char token

@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from genedge.errors import IncompatibleEnvironmentError
+
 DEBUG_DIR_ENV = "GENEDGE_DDP_DEBUG_DIR"
 
 
@@ -44,12 +46,28 @@ def setup_distributed(device: str) -> DistContext:
     dev = torch.device(device)
     if dev.type == "cuda":
         dev = torch.device("cuda", local if world > 1 else (dev.index or 0))
+        check_cuda(dev)
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(
             "nccl" if dev.type == "cuda" else "gloo", rank=rank, world_size=world
         )
     return DistContext(rank=rank, world_size=world, local_rank=local, device=dev)
+
+
+def check_cuda(dev: torch.device) -> None:
+    """Refuse (exit 3) a CUDA device this torch cannot use, before any training starts."""
+    if not torch.cuda.is_available():
+        raise IncompatibleEnvironmentError(
+            f"--device {dev}: this torch ({torch.__version__}) has no usable CUDA GPU.",
+            hint="Train with --device cpu, or install a CUDA build of torch on a machine with a GPU.",
+        )
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise IncompatibleEnvironmentError(
+            f"--device {dev}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+            f"numbered from 0.",
+            hint="Pass --device cuda or cuda:N with N below the GPU count.",
+        )
 
 
 def teardown_distributed(ctx: DistContext) -> None:
