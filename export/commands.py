@@ -13,7 +13,7 @@ from .options import ExportOptions, parse_profiles
 def options_from_args(args: argparse.Namespace) -> ExportOptions:
     """Map the CLI flags onto ExportOptions (validation happens in ``export_bundle``)."""
     return ExportOptions(
-        checkpoint=Path(args.checkpoint),
+        checkpoint=Path(args.checkpoint or args.weights or args.module or ""),
         out=Path(args.out),
         precisions=tuple(args.precision),
         calib_method=args.calib_method,
@@ -40,7 +40,7 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
 def export_command(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from .bundle import export_bundle
+    from .byo import export_from_args
 
     opts = options_from_args(args)
     console = Console(stderr=True)
@@ -50,7 +50,7 @@ def export_command(args: argparse.Namespace) -> int:
             console.log(msg)
             status.update(msg)
 
-        out = export_bundle(opts, log=log)
+        out = export_from_args(args, opts, log)
     Console().print(summary_table(json.loads((out / "manifest.json").read_text())))
     return 0
 
@@ -123,7 +123,9 @@ def _metric_text(v: dict[str, Any]) -> str:
 def summary_table(manifest: dict[str, Any]):
     from rich.table import Table
 
-    table = Table(title=f"bundle ({manifest['kind']}, from {manifest['source'].get('checkpoint')})")
+    source = manifest["source"]
+    origin = source.get("checkpoint") or source.get("module") or source.get("onnx")
+    table = Table(title=f"bundle ({manifest['kind']}, from {origin})")
     table.add_column("artifact", no_wrap=True)
     for col in ("precision", "size", "max err", "PSNR / SSIM vs fp32", "task metric", "verdict"):
         table.add_column(col)

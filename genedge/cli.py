@@ -112,9 +112,20 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "export", help="checkpoint -> verified bundle (ONNX fp32/fp16/int8, TensorRT)"
+        "export",
+        help="checkpoint, your own PyTorch generator or ONNX file -> verified bundle",
+        description="Export a genedge checkpoint (CKPT.safetensors), an existing ONNX generator "
+        "(MODEL.onnx) or your own PyTorch generator (--module FILE.py:NAME --weights W) into a "
+        "verified bundle: ONNX fp32/fp16/int8 and optionally TensorRT engines. WARNING: "
+        "--module imports FILE.py, which runs that file's code with your permissions; only "
+        "pass files you trust (docs/security.md).",
     )
-    p.add_argument("checkpoint")
+    p.add_argument(
+        "checkpoint",
+        nargs="?",
+        metavar="SOURCE",
+        help="a genedge checkpoint (.safetensors) or an ONNX generator (.onnx); omit with --module",
+    )
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument("--precision", type=_csv(), default=["fp32", "fp16", "int8"])
     p.add_argument("--calib-method", choices=["entropy", "minmax", "percentile"], default="minmax")
@@ -124,6 +135,47 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--eval-data",
+    byo = p.add_argument_group("your own generator (PyTorch module or ONNX file)")
+    byo.add_argument(
+        "--module",
+        default=None,
+        metavar="FILE.py:NAME",
+        help="an nn.Module class or factory function in FILE.py. Importing FILE.py RUNS ITS "
+        "CODE: only pass files you trust",
+    )
+    byo.add_argument(
+        "--weights",
+        default=None,
+        metavar="W",
+        help="weights for --module: .safetensors, or .pt/.pth loaded with "
+        "torch.load(weights_only=True) (a state_dict, or a dict holding one)",
+    )
+    byo.add_argument("--module-args", default=None, metavar="JSON", help="NAME's arguments")
+    byo.add_argument("--latent-dim", type=int, default=None, metavar="Z", help="size of z")
+    byo.add_argument(
+        "--num-classes", type=int, default=None, metavar="K", help="K > 0: module(z, labels)"
+    )
+    byo.add_argument(
+        "--output-range",
+        default=None,
+        metavar="LO,HI",
+        help="range of the generator's float output (default -1,1; 0,1 for a sigmoid)",
+    )
+    byo.add_argument(
+        "--latent-shape",
+        default=None,
+        metavar="Z,1,1",
+        help="the shape the module wants per sample (the classic DCGAN: Z,1,1)",
+    )
+    byo.add_argument(
+        "--latent-dist",
+        choices=["normal", "uniform"],
+        default="normal",
+        help="the prior the generator was trained with (uniform: U(-1, 1))",
+    )
+    byo.add_argument("--latent-input", default=None, metavar="NAME", help="ONNX: latent input")
+    byo.add_argument("--label-input", default=None, metavar="NAME", help="ONNX: label input")
+    byo.add_argument("--image-output", default=None, metavar="NAME", help="ONNX: image output")
         default=None,
         help="reference data for the task metric (default: what the checkpoint was trained on)",
     )
