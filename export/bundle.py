@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import os
 import shutil
@@ -21,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from genedge.atomic import atomic_dir, atomic_write_bytes, clean_stale_temps
-from genedge.errors import BadInputError, IntegrityError
+from genedge.atomic import TMP_PREFIX, atomic_dir, atomic_write_bytes, clean_stale_temps
+from genedge.errors import BadInputError, printable
 from genedge.manifest import FORMAT, MANIFEST_NAME, SCHEMA_VERSION, artifact_record, sha256_file
+from genedge.outputs import LOCK_NAME, check_bundle_out, folder_lock, lock_fd
 
 from .calibration import (
     CalibrationSpec,
@@ -35,7 +35,6 @@ from .calibration import (
 from .options import ExportOptions, validate_export_options
 from .wrappers import GraphSpec
 
-LOCK_NAME = ".genedge.lock"
 ENCODER_TOL = 0.05  # max |mu, logvar - fp32| for a reduced-precision encoder
 Log = Callable[[str], None]
 
@@ -69,40 +68,45 @@ class BuildContext:
 
 # ---------------------------------------------------------------- locking
 @contextlib.contextmanager
-def bundle_lock(out: Path) -> Iterator[None]:
-    """Hold ``OUT/.genedge.lock`` (fcntl) for the export; refuse (exit 4) if another export holds it."""
-    if out.exists() and not out.is_dir():
-        raise BadInputError(
-            f"--out '{out}' is a file; a bundle is a folder.", hint="Pass a folder path."
-        )
+def bundle_lock(out: Path, *, sources: tuple[Path | None, ...] = ()) -> Iterator[None]:
+    """Vet ``out`` (the output contract), hold ``OUT/.genedge.lock`` for the export.
+
+    Refuses (exit 2) an ``out`` that holds anything but a genedge bundle, or the export's own
+    inputs; refuses (exit 4) when another export holds the lock.
+    """
+    check_bundle_out(out, sources=[s for s in sources if s is not None])
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        _flock(fd, out)
-        clean_stale_temps(out.parent)  # leftovers of a killed export (live writers' are kept)
-        clean_stale_temps(out)
-        yield
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BadInputError(f"Cannot create --out '{printable(str(out))}': {e.strerror}.") from None
+    try:
+        with folder_lock(out, who="genedge export"):
+            check_bundle_out(out)  # again under the lock: another process may have written
+            clean_stale_temps(out.parent)  # leftovers of a killed export (live writers' are kept)
+            clean_stale_temps(out)
+            yield
     finally:
-        os.close(fd)
         if created and not (out / MANIFEST_NAME).exists():  # failed first export: leave nothing
-            shutil.rmtree(out, ignore_errors=True)
+            _remove_empty_bundle(out)
 
 
-def _flock(fd: int, out: Path) -> None:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise IntegrityError(
-            f"Bundle '{out}' is being written by another `genedge export` (it holds {out / LOCK_NAME}).",
-            hint="Wait for that export to finish, or export into another folder.",
-        ) from None
+def _remove_empty_bundle(out: Path) -> None:
+    """Remove a folder this export created, if nothing but its own lock and temporaries are in it."""
+    with contextlib.suppress(OSError):
+        for p in out.iterdir():
+            if p.name == LOCK_NAME or p.name.startswith(TMP_PREFIX):
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink()
+        out.rmdir()
 
 
 def _hold_lock_in(folder: Path, out: Path) -> int:
     """Lock the new folder's lock file too, so the lock survives the folder swap."""
     fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    _flock(fd, out)
+    lock_fd(fd, out, who="genedge export")
     return fd
 
 
@@ -166,14 +170,20 @@ def stage_fp32(ctx: BuildContext) -> None:
 
     for spec, wrapper in ctx.graphs:
         ctx.log(f"exporting {spec.name} -> {spec.stem}.onnx")
-        files = save_onnx(
-            onnx_from_module(wrapper, spec, opset=ctx.opts.opset), ctx.tmp / f"{spec.stem}.onnx"
+        build = getattr(wrapper, "build_onnx", None)  # a source that makes its own graph
+        model = (
+            build(spec, ctx.opts.opset)
+            if build
+            else onnx_from_module(wrapper, spec, opset=ctx.opts.opset)
         )
+        files = save_onnx(model, ctx.tmp / f"{spec.stem}.onnx")
         verification = check_parity(
             wrapper.reference(), files[0], spec, ctx.cfg, ctx.kind, ctx.opts.parity_seeds
         )
+        against = getattr(wrapper, "reference_name", "torch")
+        verification["reference"] = against
         ctx.log(
-            f"{spec.stem}.onnx parity vs torch: max abs err {verification['max_abs_err_vs_torch']:.3g}"
+            f"{spec.stem}.onnx parity vs {against}: max abs err {verification['max_abs_err_vs_torch']:.3g}"
         )
         add_artifact(
             ctx,
@@ -482,10 +492,6 @@ def export_bundle(opts: ExportOptions, *, log: Log = _silent) -> Path:
     from genedge.train.checkpoint import read_checkpoint_info
 
     opts = validate_export_options(opts)
-    if opts.trt:
-        from .tensorrt import require_tensorrt
-
-        require_tensorrt()
     info = read_checkpoint_info(opts.checkpoint)
     source = {
         "checkpoint": opts.checkpoint.name,
@@ -494,14 +500,58 @@ def export_bundle(opts: ExportOptions, *, log: Log = _silent) -> Path:
     }
     if info.meta.get("data"):
         source["data"] = info.meta["data"]
-    with bundle_lock(opts.out):
+
+    def load() -> LoadedModel:
+        from .onnx_export import load_generator
+        from .wrappers import graphs_for
+
+        model, cfg, kind = load_generator(opts.checkpoint)
+        graphs = graphs_for(kind, model, cfg, opts.output_format)
+        return LoadedModel(model, cfg, kind, graphs, info.meta.get("data"))
+
+    return export_source(opts, source, load, log=log)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What the stages need from a generator, wherever it came from (checkpoint, user module,
+    ONNX file): the model (calibration), its config (manifest ``model``), kind, every graph
+    with its wrapper (main graph first), and the data it was trained on, if known."""
+
+    model: Any
+    cfg: Any
+    kind: str
+    graphs: list[tuple[GraphSpec, Any]]
+    data: str | None = None
+
+
+def export_source(
+    opts: ExportOptions,
+    source: dict[str, Any],
+    load: Callable[[], LoadedModel],
+    *,
+    log: Log = _silent,
+) -> Path:
+    """Export the generator ``load()`` returns into ``opts.out``; ``source`` is the manifest's
+    source record (its ``sha256`` identifies the generator for artifact reuse).
+
+    ``load`` runs under the bundle lock, and not at all when the bundle is already current.
+    Errors as ``export_bundle``; no partial bundle is left.
+    """
+    opts = validate_export_options(opts)
+    if opts.trt:
+        from .tensorrt import require_tensorrt
+
+        require_tensorrt()
+    inputs = (opts.checkpoint, opts.calib_data, opts.eval_data)
+    with bundle_lock(opts.out, sources=tuple(Path(p) if p else None for p in inputs)):
         previous = read_previous(opts.out)
         if is_current(previous, opts, source["sha256"]):
             log(
-                f"{opts.out} is current (same checkpoint sha256 and options): reused every artifact"
+                f"{opts.out} is current (same source sha256 and options): reused every artifact"
             )
             return opts.out
-        _build(opts, info, source, previous, log)
+        _build(opts, load(), source, previous, log)
     if opts.triton:
         _write_triton(opts, log)
     return opts.out
@@ -509,34 +559,31 @@ def export_bundle(opts: ExportOptions, *, log: Log = _silent) -> Path:
 
 def _build(
     opts: ExportOptions,
-    info: Any,
+    loaded: LoadedModel,
     source: dict[str, Any],
     previous: dict[str, Any] | None,
     log: Log,
 ) -> None:
     from genedge.manifest import write_manifest
 
-    from .onnx_export import load_generator
     from .quality import load_reference_data
-    from .wrappers import graphs_for
+    from .speed import stage_speed
 
-    model, cfg, kind = load_generator(opts.checkpoint)
-    graphs = graphs_for(kind, model, cfg, opts.output_format)
+    model, cfg, kind, graphs = loaded.model, loaded.cfg, loaded.kind, loaded.graphs
     fd = None
     try:
-        with atomic_dir(opts.out) as tmp:
+        with atomic_dir(opts.out, before_swap=lambda: check_bundle_out(opts.out)) as tmp:
             fd = _hold_lock_in(tmp, opts.out)  # held until the new folder is in place
             ctx = BuildContext(opts, tmp, model, cfg, kind, graphs, source, previous, log)
             if kind != "ar":
-                ctx.real = load_reference_data(
-                    opts.eval_data or info.meta.get("data"), cfg.image_size
-                )
+                ctx.real = load_reference_data(opts.eval_data or loaded.data, cfg.image_size)
             for stage in (*opts.precisions, *(("trt",) if opts.trt else ())):
                 records = reusable(ctx, stage)
                 if records:
                     copy_previous(ctx, records, stage)
                 else:
                     (STAGES.get(stage) or stage_trt)(ctx)
+            stage_speed(ctx)
             write_manifest(tmp, manifest_dict(ctx))
     finally:
         if fd is not None:

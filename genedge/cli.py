@@ -4,7 +4,9 @@ Every subcommand's flags are defined in this (dependency-free) module, so ``--he
 works with no extra installed. The handler lives in its stage's ``commands`` module and
 is imported only when the subcommand runs; a missing extra becomes exit code 3 with the
 ``pip install 'genedge[extra]'`` line. ``GenedgeError`` -> one line on stderr and its exit
-code; anything else is a bug and keeps its traceback (exit 1).
+code; an OS error on a user's file -> exit 2, out of memory -> exit 3; anything else is a
+bug: one line (exit 1) naming the file that holds the traceback (``GENEDGE_DEBUG=1`` prints
+it). Single-file outputs are vetted by the output contract (``genedge.outputs``) first.
 """
 
 from __future__ import annotations
@@ -84,6 +86,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--resume", action="store_true", help="continue from RUN's newest complete checkpoint"
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start an existing run in --out over (only its own files are replaced; a folder "
+        "holding other files is refused)",
+    )
     p.add_argument("--cell", choices=["gru", "lstm"], default=None, help="ar: recurrent cell")
     p.add_argument(
         "--no-progress", action="store_true", help="plain log lines instead of a progress bar"
@@ -127,14 +135,6 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         help="a genedge checkpoint (.safetensors) or an ONNX generator (.onnx); omit with --module",
     )
     p.add_argument("--out", required=True, help="bundle folder to write")
-    p.add_argument("--precision", type=_csv(), default=["fp32", "fp16", "int8"])
-    p.add_argument("--calib-method", choices=["entropy", "minmax", "percentile"], default="minmax")
-    p.add_argument("--calib-samples", type=int, default=512)
-    p.add_argument(
-        "--calib-data", default=None, help="real data for calibration instead of the prior"
-    )
-    p.add_argument(
-        "--eval-data",
     byo = p.add_argument_group("your own generator (PyTorch module or ONNX file)")
     byo.add_argument(
         "--module",
@@ -176,6 +176,14 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     byo.add_argument("--latent-input", default=None, metavar="NAME", help="ONNX: latent input")
     byo.add_argument("--label-input", default=None, metavar="NAME", help="ONNX: label input")
     byo.add_argument("--image-output", default=None, metavar="NAME", help="ONNX: image output")
+    p.add_argument("--precision", type=_csv(), default=["fp32", "fp16", "int8"])
+    p.add_argument("--calib-method", choices=["entropy", "minmax", "percentile"], default="minmax")
+    p.add_argument("--calib-samples", type=int, default=512)
+    p.add_argument(
+        "--calib-data", default=None, help="real data for calibration instead of the prior"
+    )
+    p.add_argument(
+        "--eval-data",
         default=None,
         help="reference data for the task metric (default: what the checkpoint was trained on)",
     )
@@ -262,7 +270,8 @@ def _add_runtime(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=10,
         metavar="P",
-        help="SCHED_FIFO priority of the frame loop, where permitted (0: normal scheduling)",
+        help="SCHED_FIFO priority of the frame loop, where permitted: on by default here "
+        "(10), unlike the library's Sampler.stream; 0: normal scheduling",
     )
     p.add_argument(
         "--json",
@@ -357,6 +366,71 @@ def _load_handler(command: str) -> Callable[[argparse.Namespace], int | None]:
     return getattr(module, func)
 
 
+# subcommand -> its single-file outputs (argparse dest, flag), vetted before any work
+OUTPUT_FILES: dict[str, tuple[tuple[str, str], ...]] = {
+    "sample": (("out", "--out"),),
+    "live": (("video", "--video"), ("json_out", "--json")),
+    "eval": (("json_out", "--json"),),
+    "bench": (("json_out", "--json"), ("markdown", "--markdown"), ("plot", "--plot")),
+}
+
+
+def check_output_files(args: argparse.Namespace) -> None:
+    """Apply the output contract (``genedge.outputs``) to a command's single-file outputs."""
+    from genedge.outputs import check_output_file
+
+    for dest, flag in OUTPUT_FILES.get(args.command, ()):
+        value = getattr(args, dest, None)
+        if value:
+            check_output_file(value, flag=flag)
+
+
+def _internal_error(command: str, e: BaseException) -> int:
+    """A bug: one line on stderr naming where the traceback was saved (exit 1)."""
+    import tempfile
+    import traceback
+
+    from genedge.errors import printable
+
+    text = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    if os.environ.get("GENEDGE_DEBUG"):
+        sys.stderr.write(text)
+    where = "(set GENEDGE_DEBUG=1 to print it)"
+    try:
+        fd, path = tempfile.mkstemp(prefix="genedge-crash-", suffix=".txt")
+        with os.fdopen(fd, "w") as f:
+            f.write(f"genedge {__version__}: genedge {command}\n{text}")
+        where = f"saved in {path}"
+    except OSError:
+        pass
+    print(
+        f"genedge {command}: internal error: {type(e).__name__}: {printable(str(e))}. This is a bug "
+        f"in genedge; please report it with the traceback {where}.",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _environment_error(command: str, e: BaseException) -> int | None:
+    """Errors of the machine rather than of genedge: a file we cannot read, no memory."""
+    from genedge.errors import printable
+
+    if isinstance(e, MemoryError):
+        print(
+            f"genedge {command}: error: out of memory. Ask for less (fewer samples, a smaller "
+            "batch) or free memory.",
+            file=sys.stderr,
+        )
+        return 3
+    if isinstance(e, OSError) and e.errno is not None:
+        name = f" '{printable(e.filename)}'" if e.filename else ""
+        print(
+            f"genedge {command}: error:{name} {printable(e.strerror or str(e))}.", file=sys.stderr
+        )
+        return 2
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -364,6 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        check_output_files(args)
         handler = _load_handler(_handler_key(args))
         return int(handler(args) or 0)
     except GenedgeError as e:
@@ -372,6 +447,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"genedge {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # anything else is a bug, or the machine's (disk, memory)
+        code = _environment_error(args.command, e)
+        return code if code is not None else _internal_error(args.command, e)
 
 
 if __name__ == "__main__":
