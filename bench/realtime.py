@@ -59,9 +59,12 @@ def summarize_stream(
 
 
 def stream_once(sampler: Any, fps: float, seconds: float) -> dict[str, Any]:
-    """Run ``sampler.stream(fps=, seconds=)`` to its end, timing each frame's arrival."""
+    """Run ``sampler.stream(fps=, seconds=)`` to its end, timing each frame's arrival, with the
+    consumer at real-time priority as ``genedge live`` runs it."""
+    from genedge.runtime.realtime import DEFAULT_PRIORITY
+
     clock = time.perf_counter_ns
-    stream = sampler.stream(fps=fps, seconds=seconds)
+    stream = sampler.stream(fps=fps, seconds=seconds, realtime_priority=DEFAULT_PRIORITY)
     arrivals: list[int] = []
     try:
         for _frame in stream:

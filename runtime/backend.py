@@ -197,6 +197,8 @@ class Backend:
     (several threads sharing a backend copy them while holding ``lock``, a re-entrant lock
     that every run holds). With ``out`` (name -> caller array) the results are written
     there directly. A closed backend refuses to run (``BadInputError``).
+    ``run_unchecked(feed, out=None)``: the same run without the input checks, for hot loops
+    whose feed was checked once or is built by the caller (a stream's latents, a text state).
     """
 
     inputs: tuple[TensorSpec, ...] = ()
@@ -214,6 +216,14 @@ class Backend:
             if self._accepted is None:
                 self._accepted = set()
             check_feed(self.inputs, feed, self.int_ranges, self._accepted)
+        return self._run(feed, out)
+
+    def run_unchecked(
+        self, feed: dict[str, np.ndarray], out: dict[str, np.ndarray] | None = None
+    ) -> dict[str, np.ndarray]:
+        """``run`` without the input checks: ``feed`` must already match ``inputs`` (names,
+        dtypes, shapes, finite values, integer ranges); a feed that does not is undefined
+        behaviour of the underlying library, not a ``BadInputError``."""
         return self._run(feed, out)
 
     def _run(

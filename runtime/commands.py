@@ -167,7 +167,8 @@ class _Outputs:
             self.cv2.destroyAllWindows()
 
 
-def summary_table(stats: Any, fps: float) -> str:
+def summary_table(stats: Any, fps: float, realtime_priority: int | None = None) -> str:
+    """The live summary; ``realtime_priority`` (given by ``genedge live``) adds what was asked for."""
     ms = 1e3
     rows = [
         ("frames", f"{stats.frames}"),
@@ -185,6 +186,13 @@ def summary_table(stats: Any, fps: float) -> str:
         ),
         ("waiting", stats.scheduling),
     ]
+    if realtime_priority is not None:
+        asked = (
+            f"SCHED_FIFO {realtime_priority} (genedge live's default; --realtime-priority 0: off)"
+            if realtime_priority
+            else "normal scheduling (--realtime-priority 0)"
+        )
+        rows.append(("real-time priority asked", asked))
     w = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
 
@@ -225,7 +233,7 @@ def live_command(args: argparse.Namespace) -> int:
                 break
             last = frame.index
         stream.close()
-    print(summary_table(stream.stats, args.fps))
+    print(summary_table(stream.stats, args.fps, args.realtime_priority))
     if args.video:
         print(f"wrote {args.video}", file=sys.stderr)
     if getattr(args, "json_out", None):

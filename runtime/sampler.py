@@ -89,7 +89,7 @@ class Sampler:
             int(d) for d in ((dims[1], dims[2], dims[0]) if self._float_out else dims)
         )
         self._has_label = backend.input_spec("label") is not None
-        if self._has_label != (self.num_classes > 0):
+        if self.conditional != (self.num_classes > 0):
             raise CorruptArtifactError(
                 f"Bundle '{manifest.root}': the manifest says num_classes {self.num_classes} but the graph "
                 f"'{backend.info.file}' {'takes' if self._has_label else 'has no'} a 'label' input.",
@@ -104,6 +104,11 @@ class Sampler:
         )
         self._out_ok: weakref.ref | None = None
         self.closed = False
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the image graph takes class labels (``num_classes`` > 0)."""
+        return self._has_label
 
     @classmethod
     def open(
@@ -256,7 +261,7 @@ class Sampler:
             self._check_image_out(out, n)
         if n <= self._max_batch and not self._float_out:  # the common case: one run
             feed = {"z": z} if y is None else {"z": z, "label": y}
-            run = self.backend._run  # inputs are checked by the callers
+            run = self.backend.run_unchecked  # inputs are checked by the callers
             if out is None:  # the backend's bound buffer, copied (under its lock: threads share it)
                 with self.backend.lock:
                     out = run(feed, None)[self._out_name].copy()
@@ -275,7 +280,7 @@ class Sampler:
         n = len(z)
         if out is None:
             out = np.empty((n, *self.image_shape), np.uint8)
-        run = self.backend._run
+        run = self.backend.run_unchecked
         for lo in range(0, n, self._max_batch):
             hi = min(n, lo + self._max_batch)
             feed = {"z": z[lo:hi]} if y is None else {"z": z[lo:hi], "label": y[lo:hi]}
@@ -360,11 +365,23 @@ class Sampler:
         return self.sample_latents(z, labels)
 
     # ------------------------------------------------------------------ real time
-    def stream(self, fps: float = 30.0, seconds: float | None = None, **kwargs: Any) -> Stream:
-        """A fixed-cadence frame stream; see ``runtime.stream.Stream`` for the arguments."""
+    def stream(
+        self,
+        fps: float = 30.0,
+        seconds: float | None = None,
+        *,
+        realtime_priority: int | None = None,
+        **kwargs: Any,
+    ) -> Stream:
+        """A fixed-cadence frame stream; see ``runtime.stream.Stream`` for the arguments.
+
+        ``realtime_priority``: ``None`` (the default) leaves the caller's scheduling alone; an
+        integer 1..99 raises the consuming thread to ``SCHED_FIFO`` at that priority for the
+        stream's duration, where the OS permits it (``genedge live`` asks for 10).
+        """
         from .stream import Stream
 
-        return Stream(self, fps=fps, seconds=seconds, **kwargs)
+        return Stream(self, fps=fps, seconds=seconds, realtime_priority=realtime_priority, **kwargs)
 
     def close(self) -> None:
         """Release the sessions; safe to call twice. A closed Sampler refuses to sample."""

@@ -7,10 +7,11 @@
 
 Schedule: frame ``i`` is due at ``t0 + i / fps`` (absolute, so errors do not accumulate);
 the consumer sleeps until ~1 ms before, then spins until the due time (sub-millisecond
-jitter; the spin costs at most ~1 ms of one core per frame). From its first frame until the
-stream ends or is closed, the consumer's thread runs at ``SCHED_FIFO`` priority where the OS
-permits it (``realtime_priority``; see ``runtime.realtime``), so a busy machine cannot wake it
-late. A worker thread computes frame
+jitter; the spin costs at most ~1 ms of one core per frame). Asked for with
+``realtime_priority`` (off by default: a library leaves its caller's scheduling alone;
+``genedge live`` turns it on), the consumer's thread runs at ``SCHED_FIFO`` priority from its
+first frame until the stream ends or is closed, where the OS permits it (see
+``runtime.realtime``), so a busy machine cannot wake it late. A worker thread computes frame
 ``i + 1`` (and up to ``ring - 1`` ahead) while the consumer holds frame ``i``; ONNX
 Runtime releases the GIL while it runs. Each frame is written straight into a slot of a
 preallocated ring (``ring >= 3``): the slot the consumer holds is returned to the worker
@@ -48,7 +49,7 @@ from genedge.latents import is_int, is_real
 from genedge.limits import check_bytes
 
 from .latents import WALKS, LatentPath, make_labels
-from .realtime import DEFAULT_PRIORITY, RealtimeWait
+from .realtime import RealtimeWait
 
 if TYPE_CHECKING:
     from .sampler import Sampler
@@ -169,7 +170,8 @@ class Stream:
     "lerp" | "slerp" latent path (``period_s`` seconds per loop/segment); batch: images
     per frame; seed/labels/truncation: as in ``Sampler.sample``; ring: output slots (>= 3);
     realtime_priority: ``SCHED_FIFO`` priority of the consuming thread from its first frame until
-    the stream ends or closes (``None``: normal scheduling); ``stats.scheduling`` says what was in effect.
+    the stream ends or closes (``None``, the default: normal scheduling, the caller's own);
+    ``stats.scheduling`` says what was in effect.
     """
 
     def __init__(
@@ -189,7 +191,7 @@ class Stream:
         nonfinite: str = "raise",
         late_tolerance_s: float = 1e-3,
         spin_s: float = 1e-3,
-        realtime_priority: int | None = DEFAULT_PRIORITY,
+        realtime_priority: int | None = None,
     ) -> None:
         _validate(
             fps, seconds, walk, late, batch, ring, nonfinite, period_s, late_tolerance_s, spin_s
@@ -214,7 +216,7 @@ class Stream:
             truncation=truncation,
         )
         self._z = np.empty((batch, sampler.latent_dim), np.float32)  # worker's latent buffer
-        y = make_labels(batch, sampler.num_classes if sampler._has_label else 0, labels)
+        y = make_labels(batch, sampler.num_classes if sampler.conditional else 0, labels)
         self._feed = {"z": self._z} if y is None else {"z": self._z, "label": y}
         self._ring = np.zeros((ring, batch, *sampler.image_shape), np.uint8)  # (R, B, H, W, C)
         self._slots = list(self._ring)  # one view object per slot, so the backend binds each once
@@ -374,10 +376,10 @@ class Stream:
         self._path.at(k, self._z)
         b = self._backend
         if b.outputs[0].dtype.kind != "f":
-            b._run(self._feed, {b.outputs[0].name: self._slots[slot]})
+            b.run_unchecked(self._feed, {b.outputs[0].name: self._slots[slot]})
             return True
         with b.lock:  # the backend's own buffer: another thread sharing the Sampler may run next
-            x = b._run(self._feed, None)[b.outputs[0].name]
+            x = b.run_unchecked(self._feed, None)[b.outputs[0].name]
             if not np.isfinite(x).all():
                 self._stats.nonfinite += 1
                 if self._nonfinite == "raise":

@@ -244,9 +244,8 @@ class TextGenerator:
         read, write = self._state
         feed = {"token": self._token, **read}
         out = {"logits": self._logits, **{f"{n}_out": write[n] for n in self.state_names}}
-        self.backend._run(
-            feed, out
-        )  # token ids come from the vocab, the state is ours: no checks needed
+        # token ids come from the vocab, the state is ours: no checks needed
+        self.backend.run_unchecked(feed, out)
         self._state.reverse()
         return self._logits
 

@@ -94,6 +94,23 @@ def test_checks_can_be_switched_off(gan_bundle) -> None:
         assert s.sample_latents(np.full((1, 16), np.nan, np.float32)).shape == (1, 16, 16, 1)
 
 
+def test_run_unchecked_skips_only_the_input_checks(gan_bundle) -> None:
+    with Sampler.open(gan_bundle.path, backend="ort-cpu") as s:
+        b, z = s.backend, np.full((1, 16), np.nan, np.float32)
+        with pytest.raises(BadInputError, match="NaN"):
+            b.run({"z": z})
+        image = b.run_unchecked({"z": z})[b.outputs[0].name]
+        assert image.shape == (1, 16, 16, 1)
+        ok = np.zeros((2, 16), np.float32)
+        fast = b.run_unchecked({"z": ok})["image"].copy()  # the backend reuses its buffers
+        np.testing.assert_array_equal(fast, b.run({"z": ok})["image"])
+
+
+def test_conditional_says_whether_the_graph_takes_labels(gan_bundle, cgan_bundle) -> None:
+    with Sampler.open(gan_bundle.path) as plain, Sampler.open(cgan_bundle.path) as cond:
+        assert plain.conditional is False and cond.conditional is True
+
+
 def test_labels_on_a_conditional_bundle(cgan_bundle) -> None:
     with Sampler.open(cgan_bundle.path) as s:
         assert s.num_classes == 10

@@ -35,7 +35,7 @@ def _stream_soak(bundle, seconds: float) -> tuple[list[int], np.ndarray]:
     lat = np.zeros(int(seconds * 120) + 8)
     n = k = 0
     with Sampler.open(bundle.path, threads=1) as s:
-        stream = s.stream(fps=120, seconds=seconds)
+        stream = s.stream(fps=120, seconds=seconds, realtime_priority=10)
         t_next = time.perf_counter()
         for frame in stream:
             lat[n] = frame.latency_s
