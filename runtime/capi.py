@@ -75,11 +75,16 @@ def open_bundle(
     """``Sampler.open`` the bundle; returns the new handle's key."""
     from genedge.runtime.sampler import Sampler
 
+    if threads < 0:
+        raise BadInputError(
+            f"genedge_open: options.threads is {threads}; expected 0 (the runtime's default) "
+            "or a thread count >= 1."
+        )
     sampler = Sampler.open(
         bundle,
         backend=backend or "auto",
         precision=precision or None,
-        threads=threads if threads > 0 else None,
+        threads=threads or None,  # past the CPUs: refused by the runtime's own check
         check_inputs=bool(check_inputs),
     )
     hid = next(_ids)

@@ -37,18 +37,19 @@
 struct genedge {
     pthread_mutex_t mu; /* serialises calls on this handle; taken before the GIL */
     long id;            /* key of the handle in runtime/capi.py */
+    uintptr_t token;    /* what the host holds as its genedge_t* (see "handles" below) */
+    long refs;          /* 1 while open, plus one per call in flight; under g_mu */
     char error[MSG_CAP];
 };
 
 static __thread char t_error[MSG_CAP];
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER; /* g_open_handles, g_finalized */
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER; /* handle table, g_finalized */
 static int g_init_rc;
 static char g_init_error[MSG_CAP];
 static int g_owns_interpreter;
 static int g_finalized;
-static long g_open_handles;
 static pthread_t g_init_thread;
 static PyThreadState* g_init_tstate;
 static PyObject* g_capi; /* the genedge.runtime.capi module */
@@ -195,15 +196,82 @@ static int ensure_started(void) {
     return 0;
 }
 
-/* ------------------------------------------------------------ call frames */
+/* ---------------------------------------------------------------- handles
+ *
+ * The genedge_t* a host holds is never dereferenced: it is an opaque token, never reused,
+ * that g_handles maps to the live struct. A closed, forged or stale handle is therefore
+ * reported (GENEDGE_ERR_BAD_INPUT) instead of touching freed memory. A call in flight
+ * holds a reference, so genedge_close frees the struct only after the last call leaves. */
 
-static int enter(genedge_t* h, const char* fn) {
-    if (!h) return set_error(NULL, 2, "%s: the handle is NULL; pass the handle genedge_open returned.", fn);
-    pthread_mutex_lock(&h->mu);
+static struct genedge** g_handles; /* open handles, unordered; under g_mu */
+static size_t g_handle_count, g_handle_cap;
+static uintptr_t g_next_token = 1;
+
+static int table_add(struct genedge* p) { /* g_mu held */
+    if (g_handle_count == g_handle_cap) {
+        size_t cap = g_handle_cap ? 2 * g_handle_cap : 16;
+        struct genedge** t = realloc(g_handles, cap * sizeof *t);
+        if (!t) return 1;
+        g_handles = t;
+        g_handle_cap = cap;
+    }
+    p->token = (g_next_token++) << 4 | 0x8; /* non-NULL, never a valid heap address */
+    g_handles[g_handle_count++] = p;
     return 0;
 }
 
-static void leave(genedge_t* h) { pthread_mutex_unlock(&h->mu); }
+static size_t table_find(const genedge_t* h) { /* g_mu held; g_handle_count when absent */
+    size_t i = 0;
+    while (i < g_handle_count && g_handles[i]->token != (uintptr_t)h) ++i;
+    return i;
+}
+
+static int unknown_handle(const char* fn, const genedge_t* h) {
+    return set_error(NULL, 2, "%s: handle %p is closed or was never opened; pass a handle that "
+                              "genedge_open returned and genedge_close has not closed.", fn,
+                     (const void*)h);
+}
+
+/* The live struct of token H with a reference taken, or NULL (the message is set). */
+static struct genedge* acquire(const genedge_t* h, const char* fn) {
+    if (!h) {
+        set_error(NULL, 2, "%s: the handle is NULL; pass the handle genedge_open returned.", fn);
+        return NULL;
+    }
+    pthread_mutex_lock(&g_mu);
+    size_t i = table_find(h);
+    struct genedge* p = i < g_handle_count ? g_handles[i] : NULL;
+    if (p) p->refs++;
+    pthread_mutex_unlock(&g_mu);
+    if (!p) unknown_handle(fn, h);
+    return p;
+}
+
+static void release_ref(struct genedge* p) {
+    pthread_mutex_lock(&g_mu);
+    long refs = --p->refs;
+    pthread_mutex_unlock(&g_mu);
+    if (refs == 0) {
+        pthread_mutex_destroy(&p->mu);
+        free(p);
+    }
+}
+
+/* ------------------------------------------------------------ call frames */
+
+/* Swap the token *H for its live struct and lock it; non-zero (message set) if unknown. */
+static int enter(genedge_t** h, const char* fn) {
+    struct genedge* p = acquire(*h, fn);
+    if (!p) return 2;
+    pthread_mutex_lock(&p->mu);
+    *h = p;
+    return 0;
+}
+
+static void leave(genedge_t* h) {
+    pthread_mutex_unlock(&h->mu);
+    release_ref(h);
+}
 
 static PyObject* view_of(const void* p, size_t size, int writable) {
     if (!p) Py_RETURN_NONE;
@@ -275,15 +343,26 @@ int genedge_open(const char* bundle, const genedge_options_t* options, genedge_t
     }
     pthread_mutex_init(&h->mu, NULL);
     h->id = id;
+    h->refs = 1;
     pthread_mutex_lock(&g_mu);
-    g_open_handles++;
+    int full = table_add(h);
     pthread_mutex_unlock(&g_mu);
-    *out = h;
+    if (full) {
+        st = PyGILState_Ensure();
+        PyObject* c = PyObject_CallMethod(g_capi, "close", "l", id);
+        if (!c) PyErr_Clear();
+        Py_XDECREF(c);
+        PyGILState_Release(st);
+        pthread_mutex_destroy(&h->mu);
+        free(h);
+        return set_error(NULL, 1, "genedge_open: out of memory.");
+    }
+    *out = (genedge_t*)h->token;
     return 0;
 }
 
 int genedge_output_info(genedge_t* h, genedge_output_info_t* info) {
-    int rc = enter(h, "genedge_output_info");
+    int rc = enter(&h, "genedge_output_info");
     if (rc) return rc;
     if (!info) {
         rc = set_error(h, 2, "genedge_output_info: info is NULL.");
@@ -313,7 +392,7 @@ int genedge_output_info(genedge_t* h, genedge_output_info_t* info) {
 static int sample_impl(genedge_t* h, const char* fn, size_t n, uint64_t seed, double truncation,
                        const float* z, size_t z_count, const int64_t* labels, void* out,
                        size_t out_size) {
-    int rc = enter(h, fn);
+    int rc = enter(&h, fn);
     if (rc) return rc;
     if (!out && out_size)
         rc = set_error(h, 2, "%s: out is NULL but out_size is %zu.", fn, out_size);
@@ -364,7 +443,7 @@ int genedge_sample_truncated(genedge_t* h, size_t n, uint64_t seed, float trunca
 int genedge_sample_latents(genedge_t* h, size_t n, const float* z, size_t z_count,
                            const int64_t* labels, void* out, size_t out_size) {
     if (h && !z) {
-        int rc = enter(h, "genedge_sample_latents");
+        int rc = enter(&h, "genedge_sample_latents");
         if (rc) return rc;
         rc = set_error(h, 2, "genedge_sample_latents: z is NULL; pass n * latent_dim floats.");
         leave(h);
@@ -375,7 +454,7 @@ int genedge_sample_latents(genedge_t* h, size_t n, const float* z, size_t z_coun
 
 int genedge_stream_start(genedge_t* h, double fps, double seconds,
                          const genedge_stream_options_t* options) {
-    int rc = enter(h, "genedge_stream_start");
+    int rc = enter(&h, "genedge_stream_start");
     if (rc) return rc;
     genedge_stream_options_t o;
     memset(&o, 0, sizeof o);
@@ -408,7 +487,7 @@ int genedge_stream_start(genedge_t* h, double fps, double seconds,
 }
 
 int genedge_stream_next(genedge_t* h, void* out, size_t out_size, genedge_frame_info_t* info) {
-    int rc = enter(h, "genedge_stream_next");
+    int rc = enter(&h, "genedge_stream_next");
     if (rc) return rc;
     if (!out) {
         rc = set_error(h, 2, "genedge_stream_next: out is NULL; pass a buffer of bytes_per_sample bytes.");
@@ -440,7 +519,7 @@ int genedge_stream_next(genedge_t* h, void* out, size_t out_size, genedge_frame_
 }
 
 int genedge_stream_stop(genedge_t* h) {
-    int rc = enter(h, "genedge_stream_stop");
+    int rc = enter(&h, "genedge_stream_stop");
     if (rc) return rc;
     PyGILState_STATE st = PyGILState_Ensure();
     PyObject* r = PyObject_CallMethod(g_capi, "stream_stop", "l", h->id);
@@ -452,7 +531,7 @@ int genedge_stream_stop(genedge_t* h) {
 }
 
 int genedge_stream_stats(genedge_t* h, genedge_stream_stats_t* s) {
-    int rc = enter(h, "genedge_stream_stats");
+    int rc = enter(&h, "genedge_stream_stats");
     if (rc) return rc;
     if (!s) {
         rc = set_error(h, 2, "genedge_stream_stats: stats is NULL.");
@@ -481,28 +560,32 @@ int genedge_stream_stats(genedge_t* h, genedge_stream_stats_t* s) {
 
 const char* genedge_last_error(const genedge_t* h) {
     if (!h) return t_error;
-    genedge_t* m = (genedge_t*)h;
+    struct genedge* m = acquire(h, "genedge_last_error");
+    if (!m) return t_error; /* says that the handle is closed or unknown */
     pthread_mutex_lock(&m->mu);
     memcpy(t_error, m->error, sizeof t_error);
     pthread_mutex_unlock(&m->mu);
+    release_ref(m);
     return t_error;
 }
 
 int genedge_close(genedge_t* h) {
     if (!h) return 0;
-    pthread_mutex_lock(&h->mu);
+    pthread_mutex_lock(&g_mu); /* unlisted first: later calls with H are refused */
+    size_t i = table_find(h);
+    struct genedge* p = i < g_handle_count ? g_handles[i] : NULL;
+    if (p) g_handles[i] = g_handles[--g_handle_count];
+    pthread_mutex_unlock(&g_mu);
+    if (!p) return unknown_handle("genedge_close", h);
+    pthread_mutex_lock(&p->mu); /* waits for calls in flight on this handle */
     int rc = 0;
     PyGILState_STATE st = PyGILState_Ensure();
-    PyObject* r = PyObject_CallMethod(g_capi, "close", "l", h->id);
+    PyObject* r = PyObject_CallMethod(g_capi, "close", "l", p->id);
     if (!r) rc = python_error(NULL, 1, "genedge_close");
     Py_XDECREF(r);
     PyGILState_Release(st);
-    pthread_mutex_unlock(&h->mu);
-    pthread_mutex_destroy(&h->mu);
-    free(h);
-    pthread_mutex_lock(&g_mu);
-    g_open_handles--;
-    pthread_mutex_unlock(&g_mu);
+    pthread_mutex_unlock(&p->mu);
+    release_ref(p);
     return rc;
 }
 
@@ -512,10 +595,10 @@ int genedge_shutdown(void) {
         pthread_mutex_unlock(&g_mu);
         return 0;
     }
-    if (g_open_handles) {
-        long n = g_open_handles;
+    if (g_handle_count) {
+        size_t n = g_handle_count;
         pthread_mutex_unlock(&g_mu);
-        return set_error(NULL, 2, "genedge_shutdown: %ld handle(s) still open; genedge_close them first.", n);
+        return set_error(NULL, 2, "genedge_shutdown: %zu handle(s) still open; genedge_close them first.", n);
     }
     g_finalized = 1;
     pthread_mutex_unlock(&g_mu);

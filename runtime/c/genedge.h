@@ -37,7 +37,8 @@ extern "C" {
 enum {
     GENEDGE_OK = 0,
     GENEDGE_ERR_INTERNAL = 1,    /* a bug: the message carries the traceback */
-    GENEDGE_ERR_BAD_INPUT = 2,   /* wrong argument, buffer size, label; missing/corrupt bundle */
+    GENEDGE_ERR_BAD_INPUT = 2,   /* wrong argument, buffer size, label; missing/corrupt bundle;
+                                    a closed or unknown handle */
     GENEDGE_ERR_ENVIRONMENT = 3, /* backend or package not available, interpreter not usable */
     GENEDGE_ERR_INTEGRITY = 4,   /* hash, schema or path check of the bundle failed */
     GENEDGE_END = -1             /* genedge_stream_next: no more frames (not an error) */
@@ -46,7 +47,9 @@ enum {
 enum { GENEDGE_DTYPE_UINT8 = 1, GENEDGE_DTYPE_FLOAT32 = 2 };
 enum { GENEDGE_LAYOUT_NHWC = 0, GENEDGE_LAYOUT_NCHW = 1 };
 
-/* An open bundle. Opaque; free it with genedge_close(). */
+/* An open bundle. Opaque: a token the library never dereferences and never reuses, so a
+ * call with a closed or unknown handle returns GENEDGE_ERR_BAD_INPUT. Free it with
+ * genedge_close(). */
 typedef struct genedge genedge_t;
 
 /* Options of genedge_open(). Zero-initialise or call genedge_options_init(): NULL strings
@@ -54,7 +57,8 @@ typedef struct genedge genedge_t;
 typedef struct genedge_options {
     const char* backend;   /* "auto" (default), "ort-cpu", "ort-cuda", "ort-trt", "tensorrt" */
     const char* precision; /* NULL: the runtime's choice; "fp32", "fp16", "int8" */
-    int32_t threads;       /* intra-op CPU threads; 0: the runtime's default */
+    int32_t threads;       /* intra-op CPU threads; 0: the runtime's default; negative or more
+                              than 4 per CPU: GENEDGE_ERR_BAD_INPUT */
     int32_t skip_input_checks; /* nonzero: skip the runtime's checks of caller latents (shape,
                                   NaN/Inf); buffer sizes and labels are always checked */
 } genedge_options_t;
@@ -155,7 +159,8 @@ GENEDGE_API int genedge_stream_stats(genedge_t* h, genedge_stream_stats_t* stats
  * calling thread's next genedge call. */
 GENEDGE_API const char* genedge_last_error(const genedge_t* h);
 
-/* Stop any stream, release the bundle and free H. NULL is a no-op. Returns 0 or 1. */
+/* Stop any stream, release the bundle and free H. NULL is a no-op. Returns 0, 1, or
+ * GENEDGE_ERR_BAD_INPUT when H is already closed or was never opened. */
 GENEDGE_API int genedge_close(genedge_t* h);
 
 /* Optional, once, at the end: finalise the embedded interpreter (only if this library

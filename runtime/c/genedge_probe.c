@@ -5,6 +5,7 @@
  *   genedge_probe threads  BUNDLE N SEED OUT   open on thread A, sample on thread B, while
  *                                              threads C and D hammer a second handle
  *   genedge_probe errors   BUNDLE              one line per error case: case=.. rc=.. msg=..
+ *   genedge_probe handles  BUNDLE              closed, forged and reused handles; bad threads
  *   genedge_probe leak     BUNDLE N            RSS after warm-up and after N more samples
  *   genedge_probe shutdown BUNDLE              close, genedge_shutdown, then open again
  *   genedge_probe gil      BIG SMALL           short SMALL calls while a thread runs long
@@ -214,6 +215,53 @@ static int cmd_errors(const char* bundle) {
     return 0;
 }
 
+/* ---- handles: every call on a closed or forged handle is an error code, never a crash */
+
+/* The call runs before its message is read (argument order is unspecified in C). */
+#define CASE(name, call, h)                           \
+    do {                                              \
+        int case_rc = (call);                         \
+        report(name, case_rc, genedge_last_error(h)); \
+    } while (0)
+
+static int cmd_handles(const char* bundle) {
+    genedge_output_info_t info;
+    genedge_t* h;
+    int rc = open_bundle(bundle, &h, &info);
+    if (rc) return rc;
+    size_t bps = info.bytes_per_sample;
+    unsigned char* buf = malloc(bps);
+    report("close", genedge_close(h), "");
+    CASE("close_again", genedge_close(h), NULL);
+    CASE("sample_closed", genedge_sample(h, 1, 0, NULL, buf, bps), h);
+    CASE("info_closed", genedge_output_info(h, &info), NULL);
+    CASE("stream_start_closed", genedge_stream_start(h, 10.0, 0.1, NULL), NULL);
+    CASE("stream_next_closed", genedge_stream_next(h, buf, bps, NULL), NULL);
+    CASE("stream_stop_closed", genedge_stream_stop(h), NULL);
+    genedge_stream_stats_t stats;
+    CASE("stream_stats_closed", genedge_stream_stats(h, &stats), NULL);
+    genedge_t* forged = (genedge_t*)buf; /* points at memory, but genedge never issued it */
+    CASE("sample_forged", genedge_sample(forged, 1, 0, NULL, buf, bps), NULL);
+    CASE("close_forged", genedge_close(forged), NULL);
+    genedge_t* h2;
+    if ((rc = open_bundle(bundle, &h2, &info))) return rc; /* the old handle must stay dead */
+    report("reopened_differs", h2 == h, "");
+    CASE("sample_closed_after_reopen", genedge_sample(h, 1, 0, NULL, buf, bps), NULL);
+    CASE("sample_reopened", genedge_sample(h2, 1, 0, NULL, buf, bps), h2);
+    CASE("close_reopened", genedge_close(h2), NULL);
+    genedge_options_t o;
+    genedge_options_init(&o);
+    o.backend = "ort-cpu";
+    genedge_t* h3 = NULL;
+    o.threads = -1;
+    CASE("open_negative_threads", genedge_open(bundle, &o, &h3), NULL);
+    o.threads = 1000000;
+    CASE("open_million_threads", genedge_open(bundle, &o, &h3), NULL);
+    report("threads_handle_null", h3 != NULL, "");
+    free(buf);
+    return 0;
+}
+
 /* ---- leak: RSS growth over many calls, error paths included */
 
 static int cmd_leak(const char* bundle, long n) {
@@ -327,6 +375,7 @@ int main(int argc, char** argv) {
     if (argc >= 6 && strcmp(argv[1], "threads") == 0)
         return cmd_threads(argv[2], strtoul(argv[3], NULL, 10), strtoull(argv[4], NULL, 10), argv[5]);
     if (argc >= 3 && strcmp(argv[1], "errors") == 0) return cmd_errors(argv[2]);
+    if (argc >= 3 && strcmp(argv[1], "handles") == 0) return cmd_handles(argv[2]);
     if (argc >= 4 && strcmp(argv[1], "leak") == 0) return cmd_leak(argv[2], strtol(argv[3], NULL, 10));
     if (argc >= 3 && strcmp(argv[1], "shutdown") == 0) return cmd_shutdown(argv[2]);
     if (argc >= 4 && strcmp(argv[1], "gil") == 0) return cmd_gil(argv[2], argv[3]);
