@@ -158,6 +158,17 @@ def detect_io(model, spec: OnnxSourceSpec) -> OnnxIO:
     inits = {i.name for i in model.graph.initializer}
     inputs = [_info(vi) for vi in model.graph.input if vi.name not in inits]
     outputs = [_info(vi) for vi in inferred.graph.output]
+    for t in inputs:
+        if (
+            t.elem in FLOAT_TYPES
+            and len(t.dims) == 4
+            and not all(isinstance(d, int) for d in t.dims[1:])
+        ):
+            raise BadInputError(
+                f"Input {t.shown} has dynamic spatial sizes (a fully convolutional generator); "
+                "genedge bundles have a fixed latent and image size.",
+                hint="Re-export the ONNX with fixed sizes (dynamic_axes only on the batch).",
+            )
     latent = _pick(
         "latent input",
         "--latent-input",
@@ -172,7 +183,8 @@ def detect_io(model, spec: OnnxSourceSpec) -> OnnxIO:
             hint="Name it with --latent-input NAME.",
         )
     rest = [t for t in inputs if t.name != latent.name]
-    label = _pick("label input", "--label-input", spec.label_input, rest, rest) if rest else None
+    labels = [t for t in rest if _is_label(t)]
+    label = _pick("label input", "--label-input", spec.label_input, labels, rest)
     others = [t for t in rest if label is None or t.name != label.name]
     if others:
         raise BadInputError(
