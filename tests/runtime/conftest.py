@@ -1,24 +1,19 @@
 """Tiny bundles for the runtime tests, written by the real exporter (fp32, random weights).
 
 Each fixture trains nothing: a seeded random-weight model is saved as a checkpoint and
-exported once per session. Without torch (or a working exporter) a tiny GAN bundle is
-built by hand with ``torch.onnx.export`` + ``write_manifest``; without torch at all the
-bundle tests skip and the torch-free tests still run.
+exported once per session by ``genedge.export``, the exporter users run. Without torch the
+bundle tests skip and the torch-free tests still run; with torch, an exporter that fails to
+import or to export fails these tests.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-HAS_TORCH = importlib.util.find_spec("torch") is not None
-HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
-needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="needs torch to build test bundles")
 
 
 @dataclass(frozen=True)
@@ -27,15 +22,6 @@ class TinyBundle:
     checkpoint: Path
     kind: str
     config: Any
-
-
-def _exporter():
-    try:
-        from genedge.export.bundle import export_bundle
-        from genedge.export.options import ExportOptions
-    except Exception:  # the exporter is someone else's work in progress
-        return None
-    return export_bundle, ExportOptions
 
 
 def _model(kind: str, **cfg: Any):
@@ -58,85 +44,21 @@ def _model(kind: str, **cfg: Any):
     return CharRNN(c).eval(), c
 
 
-def _hand_built_gan(folder: Path, model: Any, cfg: Any, output_format: str) -> None:
-    """The minimal bundle of docs/bundle.md for a GAN, when the exporter is unavailable."""
-    import torch
-
-    from genedge.manifest import artifact_record, write_manifest
-
-    class Graph(torch.nn.Module):
-        def forward(self, z, *label):
-            x = model(z, *label)
-            if output_format == "float":
-                return x
-            return ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-
-    folder.mkdir(parents=True)
-    cond = cfg.num_classes > 0
-    args = (torch.randn(2, cfg.latent_dim),) + ((torch.zeros(2, dtype=torch.long),) if cond else ())
-    names = ["z"] + (["label"] if cond else [])
-    torch.onnx.export(
-        Graph(),
-        args,
-        str(folder / "model.onnx"),
-        input_names=names,
-        output_names=["image"],
-        dynamic_axes={n: {0: "B"} for n in [*names, "image"]},
-        opset_version=17,
-        dynamo=False,
-    )
-    rec = artifact_record(
-        folder,
-        "model.onnx",
-        graph="generator",
-        format="onnx",
-        precision="fp32",
-        verification={"verdict": "pass"},
-    )
-    write_manifest(
-        folder,
-        {
-            "format": "genedge.bundle",
-            "schema_version": 1,
-            "kind": "gan",
-            "model": {
-                "latent_dim": cfg.latent_dim,
-                "num_classes": cfg.num_classes,
-                "image_size": cfg.image_size,
-                "channels": cfg.channels,
-                "output_format": output_format,
-                "latent": {"distribution": "normal"},
-            },
-            "graphs": {},
-            "artifacts": [rec.to_dict()],
-            "producer": {},
-            "source": {},
-        },
-    )
-
-
 def build_bundle(
     root: Path, name: str, kind: str, output_format: str = "uint8", **cfg: Any
 ) -> TinyBundle:
     """Export a random-weight ``kind`` model into ``root/name`` (fp32 only)."""
     pytest.importorskip("torch")
+    from genedge.export.bundle import export_bundle
+    from genedge.export.options import ExportOptions
     from genedge.train.checkpoint import save_checkpoint
 
     model, config = _model(kind, **cfg)
     ckpt = save_checkpoint(root / f"{name}.safetensors", model, config, kind=kind)
     out = root / name
-    exporter = _exporter()
-    if exporter is not None:
-        export_bundle, ExportOptions = exporter
-        export_bundle(
-            ExportOptions(
-                checkpoint=ckpt, out=out, precisions=("fp32",), output_format=output_format
-            )
-        )
-    elif kind == "gan":
-        _hand_built_gan(out, model, config, output_format)
-    else:
-        pytest.skip("genedge.export is not importable; only the hand-built GAN bundle is available")
+    export_bundle(
+        ExportOptions(checkpoint=ckpt, out=out, precisions=("fp32",), output_format=output_format)
+    )
     return TinyBundle(out, ckpt, kind, config)
 
 
