@@ -138,7 +138,7 @@ def test_resume_matches_uninterrupted(kind, tiny_images, tiny_text, tmp_path):
 
 def test_resume_of_another_kind_is_refused(tiny_images, tmp_path):
     train_run(_opts("vae", tiny_images, tmp_path / "run", steps=1))
-    with pytest.raises(BadInputError, match="holds a `vae` run"):
+    with pytest.raises(BadInputError, match="holds a `vae` training run"):
         train_run(_opts("gan", tiny_images, tmp_path / "run", steps=2, resume=True))
 
 
