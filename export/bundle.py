@@ -60,6 +60,7 @@ class BuildContext:
     keys: dict[str, str] = field(default_factory=dict)
     real: Any = None
     cache: dict[str, Any] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # precision -> why no artifact
 
     @property
     def main(self) -> GraphSpec:
@@ -355,7 +356,7 @@ def stage_int8(ctx: BuildContext) -> None:
     """Q/DQ int8 of the main graph, gated on held-out seeds, mixed-precision search on failure."""
     import onnx
 
-    from .int8 import int8_from_onnx, quantizable_nodes
+    from .int8 import WEIGHTED_OPS, int8_from_onnx, quantizable_nodes, quantized_weight_nodes
     from .mixed import GateResult, search_recipe
     from .parity import onnx_runner
 
@@ -382,7 +383,20 @@ def stage_int8(ctx: BuildContext) -> None:
     ctx.log(
         f"calibrating int8 ({o.calib_method}, {o.calib_samples} samples from {calibration_spec(ctx).source})"
     )
-    recipe = search_recipe(build, evaluate, quantizable_nodes(onnx.load(str(src))), log=ctx.log)
+    candidates = quantizable_nodes(onnx.load(str(src)))
+    recipe = search_recipe(build, evaluate, candidates, log=ctx.log)
+    if not quantized_weight_nodes(onnx.load(str(recipe.path))):
+        shutil.rmtree(work, ignore_errors=True)
+        why = (
+            f"{len(candidates)} such node(s); {len(recipe.kept_float)} kept in float by the "
+            "quality gate, the quantizer quantized none of the others"
+            if candidates
+            else "the graph has none"
+        )
+        skip_precision(
+            ctx, "int8", f"no {'/'.join(WEIGHTED_OPS)} weight of {src.name} is int8 ({why})"
+        )
+        return
     os.replace(recipe.path, ctx.tmp / "model.int8.onnx")
     shutil.rmtree(work, ignore_errors=True)
     rec = dict(recipe.result.record, verdict="pass" if recipe.result.passed else "fail")
@@ -404,6 +418,13 @@ def stage_int8(ctx: BuildContext) -> None:
         recipe=recipe_rec,
         quality_approved=recipe.result.passed,
     )
+
+
+def skip_precision(ctx: BuildContext, precision: str, reason: str) -> None:
+    """Write no artifact for ``precision``: log why and record it in the manifest's
+    ``source.skipped`` (a file labelled int8 that runs in float would be a lie)."""
+    ctx.log(f"{precision} skipped: {reason}")
+    ctx.skipped[precision] = reason
 
 
 def _summary(rec: dict[str, Any]) -> str:
@@ -453,6 +474,8 @@ def producer_versions() -> dict[str, str]:
 
 def manifest_dict(ctx: BuildContext) -> dict[str, Any]:
     source = dict(ctx.source, artifact_keys=ctx.keys, options_sha256=ctx.opts.artifact_key("all"))
+    if ctx.skipped:
+        source["skipped"] = dict(ctx.skipped)
     return {
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
@@ -547,9 +570,7 @@ def export_source(
     with bundle_lock(opts.out, sources=tuple(Path(p) if p else None for p in inputs)):
         previous = read_previous(opts.out)
         if is_current(previous, opts, source["sha256"]):
-            log(
-                f"{opts.out} is current (same source sha256 and options): reused every artifact"
-            )
+            log(f"{opts.out} is current (same source sha256 and options): reused every artifact")
             return opts.out
         _build(opts, load(), source, previous, log)
     if opts.triton:

@@ -25,6 +25,26 @@ def quantizable_nodes(model) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type in WEIGHTED_OPS]
 
 
+def quantized_weight_nodes(model) -> list[str]:
+    """Names of the weighted nodes (Conv, ConvTranspose, Gemm, MatMul) that read an int8 weight.
+
+    In a Q/DQ graph a quantized weight is a stored initializer fed through
+    ``DequantizeLinear``; a weighted node none of whose inputs comes that way runs in
+    float, whatever the file is called.
+    """
+    stored = {t.name for t in model.graph.initializer}
+    dequantized = {
+        n.output[0]
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and n.input and n.input[0] in stored
+    }
+    return [
+        n.name or f"{n.op_type}#{i}"
+        for i, n in enumerate(model.graph.node)
+        if n.op_type in WEIGHTED_OPS and any(x in dequantized for x in n.input)
+    ]
+
+
 def float_neighbourhood(model, keep: tuple[str, ...]) -> tuple[str, ...]:
     """``keep`` plus the weightless quantized ops (Relu, DepthToSpace) feeding a kept node.
 

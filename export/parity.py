@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from genedge.errors import IntegrityError
+from genedge.errors import CorruptArtifactError, IntegrityError
 
 from .calibration import Feed, encoder_feed, image_feed
 from .wrappers import GraphSpec
@@ -22,6 +22,10 @@ PARITY_TOL = {"uint8": 1.0, "float32": 1e-3}
 
 class ParityError(IntegrityError):
     """An exported graph disagrees with the model it came from."""
+
+
+class CollapsedOutputError(CorruptArtifactError):
+    """The model's images are all at the ends of the output range: nothing worth exporting."""
 
 
 class ArtifactRunner:
@@ -161,9 +165,12 @@ def check_parity(
     Returns the verification record: ``max_abs_err_vs_torch``, ``seeds``, ``verdict``.
     """
     runner, tol, worst = onnx_runner(onnx_path, spec), tolerance_for(spec), 0.0
+    collapsed = spec.name in ("generator", "decoder")
     for seed in seeds:
         feed = parity_feed(spec, cfg, kind, seed)
-        worst = max(worst, max_abs_error(torch_outputs(wrapper, spec, feed), runner.run(feed)))
+        out = runner.run(feed)
+        worst = max(worst, max_abs_error(torch_outputs(wrapper, spec, feed), out))
+        collapsed = collapsed and all(at_range_ends(v) for v in out.values())
     if kind == "ar":
         worst = max(worst, step_sequence_error(wrapper, runner, spec, cfg, seeds[0]))
     if not np.isfinite(worst) or worst > tol:
@@ -172,7 +179,22 @@ def check_parity(
             f"tolerance {tol:g}. Nothing was written.",
             hint="This is an exporter problem; please report it with the checkpoint.",
         )
+    if collapsed:
+        raise CollapsedOutputError(
+            f"Graph '{spec.name}' gives only the ends of its output range (every value 0 or 255 "
+            f"for uint8, -1 or 1 for float) on seeds {list(seeds)}: the model has collapsed or "
+            "its weights are broken, so its images carry no content. Nothing was written.",
+            hint="Check it with `genedge eval CKPT`; retrain, or resume from an earlier checkpoint.",
+        )
     return {"max_abs_err_vs_torch": worst, "seeds": list(seeds), "verdict": "pass"}
+
+
+def at_range_ends(x: np.ndarray) -> bool:
+    """True when every value of an image output sits at an end of its range: 0/255 (uint8),
+    <= -1 or >= 1 (float in [-1, 1]). Saturated, constant or all-NaN-cast output."""
+    if x.dtype == np.uint8:
+        return bool(np.all((x == 0) | (x == 255)))
+    return bool(np.all((x <= -1.0) | (x >= 1.0)))
 
 
 def step_sequence_error(

@@ -42,7 +42,7 @@ def build_engines(ctx: Any) -> None:
     _, timing = _previous_file(ctx, "timing.cache")
     calib_rec, calib_bytes = _previous_file(ctx, "calibration.cache")
     spec, o, calib_key = ctx.main, ctx.opts, None
-    for prec in o.precisions:
+    for prec in (p for p in o.precisions if p not in ctx.skipped):  # no ONNX to build from
         path = choose_build_path(
             trt_version, requested=o.trt_path, precision=prec, dla_core=o.dla_core
         )
