@@ -20,11 +20,10 @@ import numpy as np
 
 from genedge.errors import IncompatibleEnvironmentError
 from genedge.latents import default_labels, seeded_latents
-from genedge.manifest import Manifest
+from genedge.manifest import MAIN_GRAPH, Manifest
+from genedge.runtime.ort_backend import PROVIDERS
 
 from .timer import Call
-
-MAIN_GRAPH = {"gan": "generator", "vae": "decoder", "ar": "step"}
 
 
 class SkipCase(Exception):
@@ -185,13 +184,6 @@ def describe(info: Any) -> dict[str, Any]:
     }
 
 
-ORT_PROVIDERS = {
-    "ort-cpu": ["CPUExecutionProvider"],
-    "ort-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-    "ort-trt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-}
-
-
 @dataclass
 class OrtTarget:
     """Bare ``onnxruntime.InferenceSession.run`` on the runtime's file, same threads."""
@@ -217,14 +209,14 @@ class OrtTarget:
     def open(self) -> None:
         import onnxruntime as ort
 
-        providers = ORT_PROVIDERS.get(self.backend)
+        providers = PROVIDERS.get(self.backend)
         if providers is None or providers[0] not in ort.get_available_providers():
             raise SkipCase(f"bare ORT for backend {self.backend!r}: provider not available here")
         so = ort.SessionOptions()
         if self.threads is not None:
             so.intra_op_num_threads = self.threads
         so.log_severity_level = 3
-        self.session = ort.InferenceSession(str(self.path), so, providers=providers)
+        self.session = ort.InferenceSession(str(self.path), so, providers=list(providers))
 
     def prepare(self, inputs: Inputs) -> Call:
         names = [i.name for i in self.session.get_inputs()]

@@ -9,10 +9,10 @@ from pathlib import Path
 from genedge.errors import BadInputError
 from genedge.limits import MAX_BATCH, MAX_NEW_TOKENS, check_count, check_threads
 from genedge.manifest import PRECISIONS
+from genedge.runtime.select import BACKENDS
 
 MAX_SECONDS = 86400.0  # per case: a day is already a typo
 
-BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
 BASELINES = ("torch", "torch-compile", "ort", "trtexec")
 DEFAULT_SECONDS = 2.0  # per case, when neither --iters nor --seconds is given
 

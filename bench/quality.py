@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from genedge.manifest import Manifest
-
-from .cases import MAIN_GRAPH
+from genedge.manifest import MAIN_GRAPH, Manifest
 
 FIELDS = (
     "max_abs_err_vs_torch",

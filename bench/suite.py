@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from genedge.errors import BadInputError
-from genedge.manifest import PRECISIONS, Manifest, read_manifest
+from genedge.manifest import MAIN_GRAPH, PRECISIONS, Manifest, read_manifest
+from genedge.runtime.ort_backend import PROVIDERS
 
 from .baselines import TorchTarget, find_checkpoint
 from .cases import (
-    MAIN_GRAPH,
-    ORT_PROVIDERS,
     Inputs,
     OrtTarget,
     RuntimeTarget,
@@ -77,7 +76,7 @@ def ort_targets(o: BenchOptions, manifest: Manifest, notes: list[str]) -> list[O
     """Bare ORT on each file the runtime's ORT backends run (auto is taken as ort-cpu here)."""
     out = []
     backends = dict.fromkeys("ort-cpu" if b == "auto" else b for b in o.backends)
-    for backend in (b for b in backends if b in ORT_PROVIDERS):
+    for backend in (b for b in backends if b in PROVIDERS):
         for p in o.precisions or ():
             path = onnx_path(manifest, p)
             if path is None:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from genedge.errors import BadInputError
-from genedge.manifest import read_manifest
+from genedge.manifest import MAIN_GRAPH, read_manifest
 
 
 def evaluate_bundle(
@@ -33,7 +33,7 @@ def evaluate_bundle(
     from .parity import onnx_runner
 
     m = read_manifest(path)
-    main = "step" if m.kind == "ar" else ("decoder" if m.kind == "vae" else "generator")
+    main = MAIN_GRAPH[m.kind]
     arts = [
         a
         for a in m.find(graph=main, format="onnx")

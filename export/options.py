@@ -11,8 +11,8 @@ from pathlib import Path
 
 from genedge.errors import BadInputError
 from genedge.limits import MAX_BATCH, MAX_CALIB_SAMPLES, MAX_OPSET, MIN_OPSET
+from genedge.manifest import PRECISIONS
 
-PRECISIONS = ("fp32", "fp16", "int8")
 CALIB_METHODS = ("entropy", "minmax", "percentile")
 OUTPUT_FORMATS = ("uint8", "float")
 

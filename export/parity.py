@@ -70,15 +70,13 @@ def _runtime_specs(tensors: tuple) -> list:
     return [TensorSpec(t.name, np.dtype(t.dtype), tuple(t.shape)) for t in tensors]
 
 
-def onnx_runner(
-    path: str | Path, spec: GraphSpec | None = None, *, threads: int | None = None
-) -> ArtifactRunner:
+def onnx_runner(path: str | Path, spec: GraphSpec | None = None) -> ArtifactRunner:
     """``path`` on the runtime's ORT CPU backend, its tensors checked against ``spec`` when given.
 
     ORT CPU lacks fp16 kernels for some ops; such a graph runs on ``onnx.reference``.
     """
     from genedge.runtime.ort_backend import MissingKernelError
-    from genedge.runtime.select import BackendOptions, open_file
+    from genedge.runtime.select import open_file
 
     io = (
         {}
@@ -86,7 +84,7 @@ def onnx_runner(
         else {"inputs": _runtime_specs(spec.inputs), "outputs": _runtime_specs(spec.outputs)}
     )
     try:
-        b = open_file(path, "ort-cpu", options=BackendOptions(threads=threads), **io)
+        b = open_file(path, "ort-cpu", **io)
     except MissingKernelError:
         return ArtifactRunner(_ReferenceEvaluator(Path(path)), "onnx-reference")
     return ArtifactRunner(b, "onnxruntime-cpu")

@@ -1,4 +1,4 @@
-"""Quality of reduced-precision artifacts against fp32: PSNR/SSIM (numpy), task metrics, speed.
+"""Quality of reduced-precision artifacts against fp32: PSNR/SSIM (numpy), task metrics.
 
 Images compared here are what the graphs output: uint8 (B, H, W, C) (peak 255) or float
 (B, C, H, W) in [-1, 1] (peak 2). Task metrics come from ``genedge.train.eval`` when it is
@@ -7,13 +7,9 @@ available (conditional accuracy, Frechet distance for digits) and bits per chara
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from .calibration import Feed
 
 
 def _as_nhwc_float(images: np.ndarray, layout: str) -> tuple[np.ndarray, float]:
@@ -127,37 +123,3 @@ def bits_per_char(runner: Any, cfg: Any, tokens: np.ndarray) -> float:
         nll -= logp[np.arange(B), tokens[:, t + 1]].sum()
         state = {s: out[f"{s}_out"] for s in cfg.state_names}
     return float(nll / (B * (T - 1)) / np.log(2))
-
-
-def measure_speedup(
-    fp32_path: str | Path,
-    test_path: str | Path,
-    feed: Feed,
-    *,
-    iters: int = 200,
-    warmup: int = 20,
-    threads: int = 1,
-) -> dict[str, float]:
-    """Median latency (ms) of two ONNX files on ORT CPU, interleaved run by run; ratio fp32/test.
-
-    A benchmark helper (not a timed test): ``python -c "from genedge.export.quality import ..."``.
-    """
-    from .parity import onnx_runner
-
-    runners = [onnx_runner(fp32_path, threads=threads), onnx_runner(test_path, threads=threads)]
-    times: list[list[int]] = [[], []]
-    for _ in range(warmup):
-        for r in runners:
-            r.run(feed)
-    for _ in range(iters):
-        for i, r in enumerate(runners):
-            t0 = time.perf_counter_ns()
-            r.run(feed)
-            times[i].append(time.perf_counter_ns() - t0)
-    p50 = [float(np.median(t)) / 1e6 for t in times]
-    return {
-        "fp32_p50_ms": p50[0],
-        "test_p50_ms": p50[1],
-        "speedup": p50[0] / p50[1],
-        "threads": threads,
-    }

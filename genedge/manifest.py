@@ -40,6 +40,8 @@ FORMAT = "genedge.bundle"
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 KINDS = ("gan", "vae", "ar")
+# the graph each kind's users run: the image graph of gan/vae, the text model's step
+MAIN_GRAPH = {"gan": "generator", "vae": "decoder", "ar": "step"}
 PRECISIONS = ("fp32", "fp16", "int8")
 ARTIFACT_FORMATS = ("onnx", "onnx-data", "engine", "cache")
 # Files a bundle may hold without listing them: the manifest itself and export's lock.

@@ -73,12 +73,6 @@ class OrtOptions:
     trt_cache_dir: str | None = None  # ort-trt: engine/timing cache folder (see trt_ep_cache_dir)
 
 
-def provider_available(name: str) -> bool:
-    """Whether ORT in this environment offers every provider the backend ``name`` needs."""
-    ort = require("onnxruntime", "cpu", purpose="the ONNX Runtime backend")
-    return all(p in ort.get_available_providers() for p in PROVIDERS[name][:1])
-
-
 class MissingKernelError(CorruptArtifactError):
     """This onnxruntime has no kernel for an op and type of the graph (e.g. some fp16 ops on CPU)."""
 

@@ -25,7 +25,7 @@ import numpy as np
 from genedge.errors import BadInputError, CorruptArtifactError
 from genedge.imageio import to_uint8
 from genedge.latents import check_count, is_int
-from genedge.manifest import Manifest
+from genedge.manifest import MAIN_GRAPH, Manifest
 
 from .backend import (
     Backend,
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from .stream import Stream
 
 log = logging.getLogger("genedge.runtime")
-IMAGE_GRAPHS = {"gan": "generator", "vae": "decoder"}
+IMAGE_GRAPHS = {k: MAIN_GRAPH[k] for k in ("gan", "vae")}
 MAX_SAMPLE_BYTES = 4 << 30  # one sample() call: images + latents; more is a typo or wants chunks
 Labels = int | Sequence[int] | np.ndarray | None
 

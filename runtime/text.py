@@ -25,7 +25,7 @@ import numpy as np
 from genedge.errors import BadInputError, CorruptArtifactError
 from genedge.latents import check_seed, is_int
 from genedge.limits import MAX_NEW_TOKENS, check_prompt
-from genedge.manifest import Manifest
+from genedge.manifest import MAIN_GRAPH, Manifest
 
 from .backend import Backend, BackendInfo
 from .sampling import make_filters, sample_token
@@ -182,7 +182,8 @@ class TextGenerator:
         opts = backend_options(threads=threads, check_inputs=check_inputs, **options)
         vocab = manifest.model.get("vocab") or ""
         V = len(vocab) if isinstance(vocab, str) else 0
-        b = open_backend(manifest, "step", backend, precision, opts, {"token": (0, max(V - 1, 0))})
+        token_range = {"token": (0, max(V - 1, 0))}
+        b = open_backend(manifest, MAIN_GRAPH["ar"], backend, precision, opts, token_range)
         return cls(manifest, b)
 
     @property

@@ -200,6 +200,23 @@ def test_export_verifies_through_the_runtime():
         assert "def run_engine(" not in path.read_text(encoding="utf-8"), path
 
 
+def test_shared_names_have_one_home():
+    """Backend names, precisions, ORT providers and each kind's graph are defined once."""
+    from genedge import manifest
+    from genedge.bench import cases, options, suite
+    from genedge.export import options as export_options
+    from genedge.runtime import ort_backend, sampler, select
+
+    assert options.BACKENDS is select.BACKENDS
+    assert export_options.PRECISIONS is manifest.PRECISIONS is select.PRECISIONS
+    assert cases.PROVIDERS is suite.PROVIDERS is ort_backend.PROVIDERS
+    assert cases.MAIN_GRAPH is manifest.MAIN_GRAPH
+    assert sampler.IMAGE_GRAPHS.items() <= manifest.MAIN_GRAPH.items()
+    for path in _files("bench"):
+        text = path.read_text(encoding="utf-8")
+        assert '"CPUExecutionProvider"]' not in text, f"{path}: use runtime.ort_backend.PROVIDERS"
+
+
 def test_export_does_not_import_bench():
     def rule(path: Path, imp: Import) -> str | None:
         return (
