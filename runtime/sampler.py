@@ -127,13 +127,13 @@ class Sampler:
         (``allow_version_compatible``, ``cuda_graphs``, ``graph_optimization``, ...).
         """
         t_open = time.perf_counter()
+        opts = backend_options(threads=threads, check_inputs=check_inputs, **options)  # no I/O yet
         manifest = read_bundle(bundle)
         if manifest.kind not in IMAGE_GRAPHS:
             raise BadInputError(
                 f"Bundle '{bundle}' is a '{manifest.kind}' bundle; Sampler needs gan or vae.",
                 hint="Use genedge.runtime.TextGenerator for text (ar) bundles.",
             )
-        opts = backend_options(threads=threads, check_inputs=check_inputs, **options)
         k = model_int(manifest, "num_classes")
         ranges = {"label": (0, k - 1)} if k > 0 else None
         b = open_backend(manifest, IMAGE_GRAPHS[manifest.kind], backend, precision, opts, ranges)

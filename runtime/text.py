@@ -173,13 +173,13 @@ class TextGenerator:
         **options: Any,
     ) -> TextGenerator:
         """Open an ``ar`` bundle's step graph on ``backend`` (names as for ``Sampler.open``)."""
+        opts = backend_options(threads=threads, check_inputs=check_inputs, **options)  # no I/O yet
         manifest = read_bundle(bundle)
         if manifest.kind != "ar":
             raise BadInputError(
                 f"Bundle '{bundle}' is a '{manifest.kind}' bundle; TextGenerator needs ar.",
                 hint="Use genedge.runtime.Sampler for image bundles.",
             )
-        opts = backend_options(threads=threads, check_inputs=check_inputs, **options)
         vocab = manifest.model.get("vocab") or ""
         V = len(vocab) if isinstance(vocab, str) else 0
         token_range = {"token": (0, max(V - 1, 0))}

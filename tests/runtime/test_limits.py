@@ -100,3 +100,11 @@ def test_bench_options_bound_threads_batches_and_tokens(tmp_path):
     ):
         with pytest.raises(BadInputError):
             validate_options(BenchOptions(bundle=tmp_path, **{field: value}))
+
+
+def test_thread_counts_are_checked_before_the_bundle_is_read(tmp_path):
+    from genedge.runtime import Sampler, TextGenerator
+
+    for cls in (Sampler, TextGenerator):
+        with pytest.raises(BadInputError, match="per CPU"):
+            cls.open(tmp_path / "no-such-bundle", threads=10**6)
