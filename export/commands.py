@@ -39,6 +39,9 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
 
 def export_command(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
+
+    from genedge.errors import MESSAGE_CHARS, printable
 
     from .byo import export_from_args
 
@@ -46,9 +49,10 @@ def export_command(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     with console.status("exporting...") as status:
 
-        def log(msg: str) -> None:
-            console.log(msg)
-            status.update(msg)
+        def log(msg: str) -> None:  # messages carry names from files: escaped, never markup
+            msg = printable(msg, MESSAGE_CHARS)
+            console.log(msg, markup=False, highlight=False)
+            status.update(escape(msg))
 
         out = export_from_args(args, opts, log)
     Console().print(summary_table(json.loads((out / "manifest.json").read_text())))

@@ -5,9 +5,12 @@ from __future__ import annotations
 import sys
 import time
 
+from genedge.errors import printable
+
 
 def format_value(v: object) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
+    """A metric as a progress line shows it; text (an ``ar`` sample of the data) is escaped."""
+    return f"{v:.4g}" if isinstance(v, float) else printable(v)
 
 
 def _fmt(values: dict[str, object]) -> str:
@@ -83,7 +86,7 @@ class Progress:
         if not self.enabled:
             return
         if self._bar is not None:
-            self._bar.console.print(text)
+            self._bar.console.print(text, markup=False, highlight=False)
         else:
             print(text, flush=True)
 
