@@ -18,7 +18,7 @@ from .quality import FIELDS, metric_names
 from .ratios import Ratio, must_hold
 from .runner import CaseResult
 
-SCHEMA = "genedge.bench/1"
+SCHEMA = "genedge.bench/2"  # 2: per-case timing summaries instead of raw times_ns
 LATENCY_HEADER = (
     "configuration",
     "batch",
@@ -51,14 +51,14 @@ class BenchReport:
     peak_rss_mib: float | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
-    def to_dict(self, *, with_times: bool = False) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return _clean(
             {
                 "schema": SCHEMA,
                 "kind": self.kind,
                 "environment": self.environment,
                 "options": self.options,
-                "results": [r.to_dict(with_times=with_times) for r in self.results],
+                "results": [r.to_dict() for r in self.results],
                 "ratios": [r.to_dict() for r in self.ratios],
                 "quality": list(self.quality),
                 "cold_start": list(self.cold_start),
@@ -85,8 +85,9 @@ def _clean(x: Any) -> Any:
 
 
 def write_json(report: BenchReport, path: str | Path) -> Path:
-    """Atomically write the report (with every raw timing, for later re-analysis)."""
-    text = json.dumps(report.to_dict(with_times=True), indent=2, allow_nan=False)
+    """Atomically write the report: statistics, ratios with their per-round ranges, the
+    environment, and per case a timing summary (round medians, latency CDF), not raw timings."""
+    text = json.dumps(report.to_dict(), indent=2, allow_nan=False)
     atomic_write_text(path, text + "\n")
     return Path(path)
 

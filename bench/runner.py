@@ -23,7 +23,7 @@ from typing import Any
 
 from .cases import Inputs, SkipCase, Target
 from .memory import current_rss_bytes
-from .stats import LatencyStats, latency_stats, throughput
+from .stats import LatencyStats, latency_stats, round_p50s, throughput, timing_summary
 from .timer import Budget, Call, time_calls, time_for, time_once, warm_up
 
 DEFAULT_ROUNDS = 10
@@ -51,14 +51,11 @@ class CaseResult:
 
     def round_p50s(self) -> list[float]:
         """The median of each round's calls (ns): how stable the case was across the run."""
-        out, i = [], 0
-        for size in self.round_sizes:
-            if size:
-                out.append(latency_stats(self.times_ns[i : i + size]).p50)
-            i += size
-        return out
+        return [p for p in round_p50s(self.times_ns, self.round_sizes) if p is not None]
 
-    def to_dict(self, *, with_times: bool = False) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
+        """The case as a saved report keeps it: statistics and a summary of the timings
+        (``timing_summary``), never the raw per-call timings."""
         d = {
             "label": self.label,
             "kind": self.kind,
@@ -72,9 +69,7 @@ class CaseResult:
             "rss_load_mib": self.rss_load_mib,
             "info": self.info,
         }
-        if with_times:
-            d["times_ns"] = list(self.times_ns)
-            d["round_sizes"] = list(self.round_sizes)
+        d.update(timing_summary(self.times_ns, self.round_sizes))
         return d
 
 

@@ -23,6 +23,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+# where a result's latency CDF is kept (percent): enough points to redraw the plot's curve
+CDF_QUANTILES = (
+    0.0, 0.1, 0.5, 1.0, 2.0, *(float(q) for q in range(5, 100, 5)),
+    97.5, 99.0, 99.5, 99.9, 99.99, 100.0,
+)  # fmt: skip
 NS_PER_MS = 1e6
 NS_PER_S = 1e9
 
@@ -79,6 +84,35 @@ def latency_stats(times_ns: Sequence[int | float]) -> LatencyStats:
     var = math.fsum((x - mean) ** 2 for x in xs) / n
     p50, p90, p99, p999 = (percentile(xs, q) for q in PERCENTILES)
     return LatencyStats(n, mean, math.sqrt(var), xs[0], p50, p90, p99, p999, xs[-1], math.fsum(xs))
+
+
+def round_p50s(times_ns: Sequence[int | float], round_sizes: Sequence[int]) -> list[float | None]:
+    """The median (ns) of each round's calls, in order (``None`` for a round with no calls):
+    ``times_ns`` holds the rounds back to back, ``round_sizes`` says how many calls each."""
+    out: list[float | None] = []
+    i = 0
+    for size in round_sizes:
+        out.append(latency_stats(times_ns[i : i + size]).p50 if size else None)
+        i += size
+    return out
+
+
+def timing_summary(times_ns: Sequence[int | float], round_sizes: Sequence[int]) -> dict[str, Any]:
+    """What a saved report keeps of one case's raw timings, in ms: each round's call count and
+    median (the per-round ranges of the ratios come from these) and the latency CDF at
+    ``CDF_QUANTILES``. The percentiles themselves are in ``LatencyStats.to_dict``."""
+    xs = sorted(float(t) for t in times_ns)
+    p50s = round_p50s(times_ns, round_sizes)
+    return {
+        "rounds": {
+            "sizes": list(round_sizes),
+            "p50_ms": [None if p is None else p / NS_PER_MS for p in p50s],
+        },
+        "cdf_ms": {
+            "q": list(CDF_QUANTILES),
+            "ms": [percentile(xs, q) / NS_PER_MS for q in CDF_QUANTILES] if xs else [],
+        },
+    }
 
 
 def throughput(stats: LatencyStats, samples_per_call: int) -> float:

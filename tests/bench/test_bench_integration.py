@@ -66,14 +66,18 @@ def test_bench_tiny_bundle_end_to_end(tiny_bundle, tmp_path, capsys):
     # the source checkpoint is found beside the bundle (RUN/generator.safetensors, sha256 checked)
     assert {("runtime", 1), ("runtime", 2), ("ort", 1), ("torch", 2)} <= kinds
     for r in data["results"]:
-        assert r["latency"]["n"] == 6 and len(r["times_ns"]) == 6
+        assert r["latency"]["n"] == 6 and sum(r["rounds"]["sizes"]) == 6 and "times_ns" not in r
+        cdf = r["cdf_ms"]["ms"]
+        assert (
+            cdf[0] == r["latency"]["min"] and cdf[-1] == r["latency"]["max"] and cdf == sorted(cdf)
+        )
         assert r["latency"]["p50"] <= r["latency"]["p99"] <= r["latency"]["max"]
     names = {(r["name"], r["batch"]) for r in data["ratios"]}
     assert ("speedup vs torch eager", 1) in names and ("overhead vs bare ORT", 2) in names
     assert ("runtime-sample", 1) in kinds  # Sampler.sample(n, seed=0) beside bare ORT
     over = {r["subject"] for r in data["ratios"] if r["name"] == "overhead vs bare ORT"}
     assert over == {"runtime ort-cpu fp32", "runtime ort-cpu fp32 sample()"}
-    assert all(len(r["round_sizes"]) == 2 for r in data["results"])
+    assert all(len(r["rounds"]["p50_ms"]) == 2 for r in data["results"])
     assert data["cold_start"] and "open_to_first_result_ms" in data["cold_start"][0]
     assert data["realtime"]["at_target"]["frames"] > 0
     assert data["environment"]["command"].startswith(

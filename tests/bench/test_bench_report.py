@@ -78,14 +78,15 @@ def _report():
     )
 
 
-def test_json_roundtrip_has_environment_ratios_and_raw_times(tmp_path):
+def test_json_roundtrip_has_environment_ratios_and_timing_summaries(tmp_path):
     path = write_json(_report(), tmp_path / "out" / "bench.json")
     data = json.loads(path.read_text())
-    assert data["schema"] == "genedge.bench/1"
+    assert data["schema"] == "genedge.bench/2"
     assert data["environment"]["cpu_model"] == "Test CPU"
     first = data["results"][0]
     assert first["latency"]["unit"] == "ms" and first["latency"]["p50"] == pytest.approx(1.0)
-    assert len(first["times_ns"]) == 5
+    assert "times_ns" not in first and first["cdf_ms"]["q"][0] == 0.0
+    assert first["cdf_ms"]["ms"][0] == first["latency"]["min"]
     assert any(r["name"] == "speedup vs torch eager" and r["holds"] for r in data["ratios"])
     assert data["quality"][0]["metrics"]["accuracy"] == 0.91
 

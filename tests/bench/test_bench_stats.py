@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from genedge.bench.stats import jitter, latency_stats, percentile, ratio, throughput
+from genedge.bench.stats import (
+    jitter,
+    latency_stats,
+    percentile,
+    ratio,
+    throughput,
+    timing_summary,
+)
 
 
 def test_percentile_linear_interpolation_by_hand():
@@ -79,3 +86,13 @@ def test_ratio_and_errors():
         latency_stats([])
     with pytest.raises(ValueError):
         percentile([1.0], 101)
+
+
+def test_timing_summary_keeps_round_medians_and_the_cdf_in_ms():
+    times = [1e6, 3e6, 2e6, 10e6, 20e6, 30e6, 4e6]  # rounds of 3, 0 and 4 calls
+    s = timing_summary(times, [3, 0, 4])
+    assert s["rounds"] == {"sizes": [3, 0, 4], "p50_ms": [2.0, None, 15.0]}
+    cdf = dict(zip(s["cdf_ms"]["q"], s["cdf_ms"]["ms"], strict=True))
+    assert cdf[0.0] == 1.0 and cdf[100.0] == 30.0 and cdf[50.0] == 4.0
+    assert cdf[90.0] == pytest.approx(float(np.percentile(times, 90)) / 1e6)
+    assert s["cdf_ms"]["ms"] == sorted(s["cdf_ms"]["ms"])
