@@ -32,10 +32,20 @@ SPEC = GraphSpec(
 )
 
 
-def test_onnx_runs_on_the_runtime_backend_and_results_are_kept(tmp_path):
+def test_onnx_runs_on_the_runtime_backend_and_results_are_kept(tmp_path, monkeypatch):
+    import genedge.runtime.select as select
+
+    opened = []
+
+    def open_file(*args, **kwargs):
+        opened.append(select_open_file(*args, **kwargs))
+        return opened[-1]
+
+    select_open_file = select.open_file
+    monkeypatch.setattr(select, "open_file", open_file)
     _double(tmp_path / "g.onnx")
     runner = onnx_runner(tmp_path / "g.onnx", SPEC)
-    assert runner.backend == "onnxruntime-cpu" and isinstance(runner._impl, OrtBackend)
+    assert runner.backend == "onnxruntime-cpu" and [type(b) for b in opened] == [OrtBackend]
     first = runner.run({"x": np.ones((2, 4), np.float32)})["y"]
     runner.run({"x": np.full((2, 4), 5.0, np.float32)})  # same batch: the backend reuses buffers
     np.testing.assert_array_equal(first, np.full((2, 4), 2.0, np.float32))
