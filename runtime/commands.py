@@ -58,6 +58,13 @@ def sample_command(args: argparse.Namespace) -> int:
             f"{_describe(s.info)}; cold start {s.cold_start_s * 1e3:.1f} ms",
             file=sys.stderr,
         )
+        if args.precision in (None, "auto") and s.info.backend == "ort-cpu":
+            from .sampler import IMAGE_GRAPHS
+            from .select import auto_precision_note
+
+            note = auto_precision_note(s.manifest, IMAGE_GRAPHS[s.manifest.kind])
+            if note:
+                print(f"precision auto -> {note}", file=sys.stderr)
     return 0
 
 

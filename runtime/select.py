@@ -178,12 +178,32 @@ def fastest_measured(found: dict[str, Artifact]) -> tuple[Artifact, str] | None:
         ms = mine.get("1", min(mine.values()))
         if ms * MIN_SPEEDUP <= ref.get("1", min(ref.values())) and ms < best_ms:
             best, best_ms = a, ms
-    why = (
-        f"the fastest quality-approved artifact in the bundle's export-time CPU measurement "
-        f"({best_ms:.3g} ms vs fp32 {ref.get('1', min(ref.values())):.3g} ms at batch "
-        f"{'1' if '1' in ref else min(ref)})"
+    b = "1" if "1" in ref else min(ref)
+    others = ", ".join(
+        f"{prec} {_p50s(((a.speed or {}).get('batch')) or {}).get(b, float('nan')):.3g} ms"
+        for prec, a in found.items()
+        if prec != "fp32"
     )
+    if best is fp32:
+        why = (
+            f"no quality-approved artifact measured at export at least {MIN_SPEEDUP:.2f}x faster "
+            f"than fp32 and no slower at any batch (batch {b}: fp32 {ref[b]:.3g} ms"
+            f"{', ' + others if others else ''})"
+        )
+    else:
+        why = (
+            f"the fastest quality-approved artifact in the bundle's export-time CPU measurement "
+            f"(batch {b}: {best_ms:.3g} ms vs fp32 {ref[b]:.3g} ms)"
+        )
     return best, why
+
+
+def auto_precision_note(manifest: Manifest, graph: str) -> str | None:
+    """Why ``precision=None`` on ``ort-cpu`` picks what it picks, when the bundle's speed
+    record decided it (None otherwise): for the CLI to say so."""
+    found = {a.precision or "fp32": a for a in manifest.find(graph=graph, format="onnx")}
+    measured = fastest_measured(found)
+    return None if measured is None else f"{measured[0].precision}, {measured[1]}"
 
 
 def _p50s(batches: dict[str, Any]) -> dict[str, float]:

@@ -154,6 +154,38 @@ def test_dcgan_exports_fp32_fp16_int8_and_sampler_matches_module(dcgan_bundle):
         assert np.abs(s.sample_latents(z).astype(int) - want.astype(int)).mean() < 8
 
 
+def test_dcgan_bundle_streams_like_our_own(dcgan_bundle):
+    from genedge.runtime import Sampler
+
+    bundle, _ = dcgan_bundle
+    with Sampler.open(bundle, backend="ort-cpu") as s:
+        frames = [f.image.copy() for f in s.stream(fps=50, seconds=0.2)]
+    assert len(frames) >= 3 and frames[0].shape == (16, 16, 1) and frames[0].dtype == np.uint8
+
+
+def test_uniform_prior_is_mapped_in_graph(tmp_path):
+    from genedge.export.byo import export_generator
+    from genedge.runtime import Sampler
+
+    g = dcgan(seed=4)
+    out = export_generator(
+        g,
+        tmp_path / "u",
+        latent_dim=8,
+        latent_shape=(8, 1, 1),
+        latent_dist="uniform",
+        precisions=("fp32",),
+        **FAST,
+    )
+    z = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
+    with torch.no_grad():
+        u = torch.erf(torch.from_numpy(z) / np.sqrt(2.0))  # N(0, 1) -> U(-1, 1)
+        want = as_uint8_nhwc(g(u.reshape(-1, 8, 1, 1)).numpy())
+    with Sampler.open(out, backend="ort-cpu", precision="fp32") as s:
+        assert np.abs(s.sample_latents(z).astype(int) - want.astype(int)).max() <= 1
+    assert json.loads((out / "manifest.json").read_text())["model"]["latent_prior"] == "uniform"
+
+
 def test_int8_dcgan_really_quantizes_conv_transpose(dcgan_bundle):
     import onnx
 
