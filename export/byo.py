@@ -181,16 +181,16 @@ def _wrapper_class():
 
 
 def unexportable_error(e: Exception, opset: int) -> BadInputError:
-    """A BadInputError naming the operator torch could not export (when its message names one)."""
+    """A BadInputError naming the operator torch could not export, when its message names one."""
     import re
 
-    text = str(e)
-    m = re.search(r"operator '?([\w:.]+)'?", text) or re.search(r"(aten::\w+|prim::\w+)", text)
-    op = m.group(1) if m else type(e).__name__
-    first = text.strip().splitlines()[0][:300] if text.strip() else type(e).__name__
+    text = str(e).strip()
+    first = text.splitlines()[0][:300] if text else type(e).__name__
+    m = re.search(r"operator '([\w:.]+)'", text) or re.search(r"\b(aten::\w+|prim::\w+)", text)
+    what = f"operator {m.group(1)!r} is not supported" if m else f"{type(e).__name__}: {first}"
     return BadInputError(
-        f"The generator cannot be exported to ONNX opset {opset}: operator {op!r} is not "
-        f"supported ({first}).",
+        f"The generator cannot be exported to ONNX opset {opset}: {what}"
+        f"{f' ({first})' if m else ''}.",
         hint="Replace that operation in the module with standard layers, or export the module "
         "to ONNX yourself and pass the .onnx file to `genedge export`.",
     )

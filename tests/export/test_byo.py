@@ -98,11 +98,14 @@ def as_uint8_nhwc(x: np.ndarray, lo: float = -1.0, hi: float = 1.0) -> np.ndarra
 
 @pytest.fixture(scope="module")
 def user_files(tmp_path_factory) -> dict[str, Path]:
+    from safetensors.torch import save_file
+
     d = tmp_path_factory.mktemp("user")
     (d / "gen.py").write_text(USER_CODE)
     g = dcgan()
     torch.save(g.state_dict(), d / "netG.pt")
     torch.save({"epoch": 3, "netG": g.state_dict()}, d / "ckpt.pt")
+    save_file({k: v.contiguous() for k, v in g.state_dict().items()}, str(d / "netG.safetensors"))
     sd = g.state_dict()
     sd["extra.weight"] = torch.zeros(2)
     sd.pop("main.1.weight")
@@ -117,6 +120,7 @@ def user_files(tmp_path_factory) -> dict[str, Path]:
             ("pt", "netG.pt"),
             ("ckpt", "ckpt.pt"),
             ("wrong", "wrong.pt"),
+            ("st", "netG.safetensors"),
             ("pickled", "pickled.pt"),
         ]
     }
@@ -248,7 +252,7 @@ def dataclasses_replace(a, **kw):
     return dataclasses.replace(a, **kw)
 
 
-@pytest.mark.parametrize("weights", ["pt", "ckpt"])
+@pytest.mark.parametrize("weights", ["pt", "ckpt", "st"])
 def test_cli_module_file_and_pt_weights(user_files, tmp_path, weights):
     out = tmp_path / "b"
     rc = main(
@@ -416,6 +420,27 @@ def test_onnx_fixed_batch_made_dynamic(tmp_path):
         want = as_uint8_nhwc(g(torch.from_numpy(z).reshape(-1, 8, 1, 1)).numpy())
     with Sampler.open(out, backend="ort-cpu", precision="fp32") as s:
         assert np.abs(s.sample_latents(z).astype(int) - want.astype(int)).max() <= 1
+
+
+def test_onnx_fixed_batch_that_cannot_be_made_dynamic_is_refused(tmp_path, capsys):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    shape = numpy_helper.from_array(np.array([2, 1, 2, 2], np.int64), "shape")  # batch 1 -> 2
+    graph = helper.make_graph(
+        [
+            helper.make_node("Reshape", ["z", "shape"], ["r"]),
+            helper.make_node("Tanh", ["r"], ["img"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("img", TensorProto.FLOAT, [2, 1, 2, 2])],
+        initializer=[shape],
+    )
+    src = tmp_path / "fixed.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    rc, err = run_bad([str(src)], tmp_path / "o", capsys)
+    assert rc == 2 and "fixed batch size 1 that cannot be made dynamic" in err
 
 
 class TwoLatents(torch.nn.Module):
