@@ -30,8 +30,11 @@ def evaluate_bundle(
     ``data`` is the reference data for task metrics (default: the training data named in the
     checkpoint, if known). ``n`` samples (images) or token rows x steps (``ar``).
     """
+    from genedge.limits import MAX_EVAL_SAMPLES, check_count
+
     from .parity import onnx_runner
 
+    check_count("eval -n", n, MAX_EVAL_SAMPLES, "evaluation keeps every sample in memory")
     m = read_manifest(path)
     main = MAIN_GRAPH[m.kind]
     arts = [

@@ -22,6 +22,7 @@ MAX_CALIB_SAMPLES = 16_384  # calibration / quality samples; ranges settle withi
 MIN_OPSET, MAX_OPSET = 17, 20  # torch's TorchScript ONNX exporter writes opsets up to 20
 MAX_REQUEST_BYTES = 4 << 30  # buffers one call allocates up front (images, rings, batches)
 MAX_BATCH = 4096  # one engine profile or benchmark batch; buffers are sized for it up front
+MAX_EVAL_SAMPLES = 50_000  # evaluation keeps every sample (and its features) in memory
 
 
 def cpu_count() -> int:

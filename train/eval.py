@@ -306,8 +306,11 @@ def evaluate_checkpoint(
     (subsampled to ``n``); ``ar`` models are scored on the held-out tail of the text
     (``split_text``), with the unigram baseline estimated on the training part.
     """
+    from genedge.limits import MAX_EVAL_SAMPLES, check_count
+
     from .checkpoint import load_checkpoint, read_checkpoint_info
 
+    check_count("eval -n", n, MAX_EVAL_SAMPLES, "evaluation keeps every sample in memory")
     info = read_checkpoint_info(path)
     src = data or info.meta.get("data")
     if not src:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genedge.errors import BadInputError
-from genedge.limits import check_threads
+from genedge.limits import MAX_EVAL_SAMPLES, check_threads
 
 KINDS = ("gan", "vae", "ar")
 
@@ -116,7 +116,7 @@ _LIMITS = (
     ("--batch-size", "batch_size", 4096, "larger batches of small images exhaust memory"),
     ("--image-size", "image_size", 512, "genedge's generators are sized for small images"),
     ("--latent-dim", "latent_dim", 4096, "the generator's first layer grows with it"),
-    ("--eval-samples", "eval_samples", 50_000, "evaluation keeps every sample in memory"),
+    ("--eval-samples", "eval_samples", MAX_EVAL_SAMPLES, "evaluation keeps every sample in memory"),
 )
 
 

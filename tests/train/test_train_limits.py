@@ -71,3 +71,14 @@ def test_train_cli_on_a_cpu_only_torch_refuses_cuda_with_exit_3(tmp_path, capsys
     assert code == 3, err
     assert "CUDA" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("n", ["0", "-5", "1000000000"])
+def test_eval_refuses_a_sample_count_past_the_limit_before_reading(tmp_path, capsys, n):
+    from genedge.cli import main
+
+    ckpt = tmp_path / "g.safetensors"
+    ckpt.write_bytes(b"not read: the count is checked first")
+    code = main(["eval", str(ckpt), "-n", n])
+    err = capsys.readouterr().err
+    assert code == 2 and "eval -n" in err and "Traceback" not in err, err

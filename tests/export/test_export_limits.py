@@ -67,3 +67,12 @@ def test_the_export_command_refuses_with_one_line(tmp_path, capsys, flag, value)
     assert "Invalid export options" in err, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "b").exists()
+
+
+def test_bundle_eval_refuses_a_sample_count_past_the_limit(tmp_path, capsys):
+    from genedge.cli import main
+
+    (tmp_path / "bundle").mkdir()
+    code = main(["eval", str(tmp_path / "bundle"), "-n", str(10**9)])
+    err = capsys.readouterr().err
+    assert code == 2 and "eval -n" in err and "Traceback" not in err, err
