@@ -115,7 +115,7 @@ def test_genedge_debug_prints_the_traceback(monkeypatch, capsys, tmp_path):
 
 def test_an_os_error_is_exit_2_and_a_memory_error_exit_3(monkeypatch, capsys, tmp_path):
     def missing(args):
-        open(tmp_path / "nope.bin", "rb")
+        (tmp_path / "nope.bin").read_bytes()
 
     monkeypatch.setattr("genedge.cli._load_handler", lambda command: missing)
     assert main(["sample", "b", "--out", str(tmp_path / "x.png")]) == 2
