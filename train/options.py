@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genedge.errors import BadInputError
-from genedge.limits import MAX_EVAL_SAMPLES, check_threads
+from genedge.limits import MAX_EVAL_SAMPLES, check_count, check_threads
 
 KINDS = ("gan", "vae", "ar")
 
@@ -88,6 +88,7 @@ def validate_options(opts: TrainOptions) -> None:
     _positive("--log-every", opts.log_every)
     _positive("--eval-samples", opts.eval_samples)
     check_threads("--threads", opts.threads)
+    check_count("--seed", opts.seed, 2**63 - 1, "torch seeds are 64-bit integers", low=0)
     for name, value, limit, reason in _LIMITS:
         if getattr(opts, value) is not None and getattr(opts, value) > limit:
             raise BadInputError(

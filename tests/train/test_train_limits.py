@@ -33,6 +33,9 @@ BASE = TrainOptions(kind="gan", data="digits", out="run")
         ("device", "cudax"),
         ("device", "cuda:"),
         ("device", "gpu"),
+        ("seed", -1),
+        ("seed", 2**64),
+        ("seed", 1.5),
     ],
 )
 def test_nonsense_options_are_refused(field, value):
