@@ -39,6 +39,7 @@ class OnnxSourceSpec:
     num_classes: int | None = None
     output_range: tuple[float, float] = (-1.0, 1.0)
     latent_dist: str = "normal"
+    latent_dim: int | None = None  # when given, must match the graph's
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ def onnx_spec_from_args(args: Any) -> OnnxSourceSpec:
         num_classes=args.num_classes,
         output_range=parse_output_range(args.output_range) if args.output_range else (-1.0, 1.0),
         latent_dist=args.latent_dist,
+        latent_dim=args.latent_dim,
     )
 
 
@@ -586,6 +588,12 @@ def export_onnx_file(
     path, spec = Path(path), spec or OnnxSourceSpec()
     model = _upgrade_opset(load_user_onnx(path), path)
     io = detect_io(model, spec)
+    if spec.latent_dim is not None and spec.latent_dim != io.latent.dims[1]:
+        raise BadInputError(
+            f"--latent-dim {spec.latent_dim}, but the graph's latent input {io.latent.shown} has "
+            f"Z = {io.latent.dims[1]}.",
+            hint="Drop --latent-dim (an ONNX graph fixes it), or name another --latent-input.",
+        )
     gspec = validate_spec(
         GeneratorSpec(
             latent_dim=int(io.latent.dims[1]),

@@ -476,3 +476,5 @@ def test_onnx_module_flags_refused(tmp_path, capsys):
     src = export_user_onnx(tmp_path / "u.onnx", dcgan(), (torch.zeros(2, 8, 1, 1),), ("z",))
     rc, err = run_bad([str(src), "--latent-shape", "8,1,1"], tmp_path / "o", capsys)
     assert rc == 2 and "--latent-shape applies to --module" in err
+    rc, err = run_bad([str(src), "--latent-dim", "9"], tmp_path / "o", capsys)
+    assert rc == 2 and "--latent-dim 9" in err and "Z = 8" in err
