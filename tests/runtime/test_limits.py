@@ -84,9 +84,11 @@ def test_the_generate_command_refuses_with_one_line(ar_bundle, capsys, extra, ma
 def test_a_stream_ring_past_the_memory_limit_is_refused(gan_bundle):
     from genedge.runtime import Sampler
 
-    with Sampler.open(gan_bundle.path, backend="ort-cpu") as s:
-        with pytest.raises(BadInputError, match="GiB"):
-            s.stream(fps=10, seconds=1, batch=10**6, ring=10**3)
+    with (
+        Sampler.open(gan_bundle.path, backend="ort-cpu") as s,
+        pytest.raises(BadInputError, match="GiB"),
+    ):
+        s.stream(fps=10, seconds=1, batch=10**6, ring=10**3)
 
 
 def test_bench_options_bound_threads_batches_and_tokens(tmp_path):
