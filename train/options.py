@@ -76,6 +76,11 @@ def validate_options(opts: TrainOptions) -> None:
         raise BadInputError(
             "--resume and --overwrite were both given; continue the run or start it over, not both."
         )
+    if not isinstance(opts.data, str) or not opts.data.strip():
+        raise BadInputError(
+            "--data is empty; pass digits, an image folder, an .npz/.npy file, MNIST IDX files "
+            "or (for ar) a text file or stdlib-docs."
+        )
     if opts.steps is not None and opts.minutes is not None:
         raise BadInputError("--steps and --minutes were both given; pass one training budget.")
     _positive("--steps", opts.steps)

@@ -33,6 +33,8 @@ BASE = TrainOptions(kind="gan", data="digits", out="run")
         ("device", "cudax"),
         ("device", "cuda:"),
         ("device", "gpu"),
+        ("data", ""),
+        ("data", "  "),
         ("seed", -1),
         ("seed", 2**64),
         ("seed", 1.5),
