@@ -12,30 +12,23 @@ module from ``FILE.py`` imports that file, which runs its code: only export file
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import hashlib
-import importlib.util
-import inspect
 import json
 import math
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from genedge.errors import BadInputError, CorruptArtifactError, SecurityRefusal
+from genedge.errors import BadInputError
 from genedge.latents import default_labels, seeded_latents
 
 from .options import ExportOptions
 
 LATENT_DISTS = ("normal", "uniform")
 RANGE_MARGIN = 0.05  # outputs may overshoot the declared range by 5% of its span (rounding, BN)
-STATE_DICT_KEYS = ("state_dict", "generator", "netG", "G", "g_ema", "ema", "model", "gen", "params")
 PROBE_BATCH = 8
 Log = Callable[[str], None]
 
@@ -144,29 +137,29 @@ def _wrapper_class():
     """``UserImageGraph``, defined on first use so importing this module does not import torch."""
     import torch
 
+    from genedge.train.user_module import FloatGenerator
+
     from .wrappers import GraphWrapper, to_image_output
 
     class UserImageGraph(GraphWrapper):
-        """``z (B, Z) [, label (B,)] -> image``: prior mapping, reshape, the user's module, range
-        mapping to [-1, 1] and genedge's output post-processing, all in one traced graph."""
+        """``z (B, Z) [, label (B,)] -> image``: the user's module as a ``FloatGenerator`` (prior
+        mapping, reshape, range mapping to [-1, 1]) and genedge's output post-processing, all
+        in one traced graph."""
 
         def __init__(self, module: torch.nn.Module, spec: GeneratorSpec, output_format: str):
             super().__init__()
-            self.module = module
+            self.generator = FloatGenerator(
+                module,
+                num_classes=spec.num_classes,
+                output_range=spec.output_range,
+                latent_shape=spec.latent_shape,
+                latent_dist=spec.latent_dist,
+            )
             self.spec = spec
             self.output_format = output_format
-            lo, hi = spec.output_range
-            self.scale, self.shift = 2.0 / (hi - lo), -2.0 * lo / (hi - lo) - 1.0
 
         def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
-            if self.spec.latent_dist == "uniform":
-                z = torch.erf(z * (1.0 / math.sqrt(2.0)))  # N(0, 1) -> U(-1, 1)
-            if self.spec.latent_shape is not None:
-                z = z.reshape(-1, *self.spec.latent_shape)  # (B, *latent_shape)
-            x = self.module(z, label) if self.spec.num_classes else self.module(z)  # (B, C, H, W)
-            if (self.scale, self.shift) != (1.0, 0.0):
-                x = x * self.scale + self.shift  # output_range -> [-1, 1]
-            return to_image_output(x, self.output_format)
+            return to_image_output(self.generator(z, label), self.output_format)
 
         def build_onnx(self, gspec: Any, opset: int):
             """The traced, checked ONNX of this wrapper; an op torch cannot export is exit 2."""
@@ -209,23 +202,24 @@ def probe_module(module: Any, spec: GeneratorSpec, where: str) -> tuple[int, int
     """
     import torch
 
-    z = seeded_latents(PROBE_BATCH, spec.latent_dim, seed=0)
-    if spec.latent_dist == "uniform":
-        z = np.asarray(torch.erf(torch.from_numpy(z) / math.sqrt(2.0)))
-    zt = torch.from_numpy(z)
-    if spec.latent_shape is not None:
-        zt = zt.reshape(-1, *spec.latent_shape)  # (B, *latent_shape)
+    from genedge.train.user_module import FloatGenerator
+
+    raw = FloatGenerator(  # the module's own output range: no mapping
+        module,
+        num_classes=spec.num_classes,
+        latent_shape=spec.latent_shape,
+        latent_dist=spec.latent_dist,
+    )
+    z = torch.from_numpy(seeded_latents(PROBE_BATCH, spec.latent_dim, seed=0))
+    labels = default_labels(PROBE_BATCH, spec.num_classes) if spec.num_classes else None
+    shape = (PROBE_BATCH, *(spec.latent_shape or (spec.latent_dim,)))
     call = f"{where}(z{', labels' if spec.num_classes else ''})"
     try:
         with torch.no_grad():
-            if spec.num_classes:
-                x = module(zt, torch.from_numpy(default_labels(PROBE_BATCH, spec.num_classes)))
-            else:
-                x = module(zt)
+            x = raw(z, None if labels is None else torch.from_numpy(labels))
     except Exception as e:
         raise BadInputError(
-            f"{call} with z of shape {tuple(zt.shape)} raised {type(e).__name__}: "
-            f"{str(e).strip()[:300]}",
+            f"{call} with z of shape {shape} raised {type(e).__name__}: {str(e).strip()[:300]}",
             hint=_call_hint(spec),
         ) from None
     return _check_output(x, spec, call)
@@ -307,231 +301,6 @@ def image_graph_spec_for(cfg: ByoConfig, output_format: str):
     else:
         out = TensorSpec("image", "uint8", (B, cfg.height, cfg.width, cfg.channels), "NHWC")
     return GraphSpec("generator", "model", tuple(inputs), (out,))
-
-
-# ---------------------------------------------------------------- loading FILE.py:NAME
-def split_module_ref(ref: str) -> tuple[Path, str]:
-    """``"path/to/file.py:NAME"`` -> (Path, NAME)."""
-    path, sep, name = str(ref).rpartition(":")
-    if not sep or not path or not name or not name.isidentifier():
-        raise BadInputError(
-            f"--module received {ref!r}; expected FILE.py:NAME (a class or factory function).",
-            hint="For example: --module examples/byo/dcgan.py:Generator",
-        )
-    return Path(path), name
-
-
-@contextlib.contextmanager
-def _on_sys_path(folder: Path) -> Iterator[None]:
-    sys.path.insert(0, str(folder))
-    try:
-        yield
-    finally:
-        with contextlib.suppress(ValueError):
-            sys.path.remove(str(folder))
-
-
-def import_user_file(path: Path) -> Any:
-    """Import ``path`` as a fresh module (this runs its code). Its folder is on sys.path meanwhile."""
-    if not path.is_file() or path.suffix != ".py":
-        raise BadInputError(f"--module file '{path}' is not a Python file (FILE.py:NAME).")
-    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
-    spec = importlib.util.spec_from_file_location(f"genedge_user_{digest}", path)
-    if spec is None or spec.loader is None:
-        raise BadInputError(f"--module file '{path}' cannot be imported as Python.")
-    mod = importlib.util.module_from_spec(spec)
-    try:
-        with _on_sys_path(path.resolve().parent):
-            spec.loader.exec_module(mod)
-    except Exception as e:
-        raise BadInputError(
-            f"Importing '{path}' raised {type(e).__name__}: {str(e).strip()[:300]}",
-            hint="Fix the file so that `python FILE.py` imports cleanly (top-level code runs on import).",
-        ) from None
-    return mod
-
-
-def build_user_module(path: Path, name: str, module_args: Any = None) -> Any:
-    """Instantiate NAME (an nn.Module class or a factory returning one) from ``path``.
-
-    ``module_args``: a JSON object (keyword arguments) or list (positional arguments).
-    """
-    import torch
-
-    mod = import_user_file(path)
-    obj = getattr(mod, name, None)
-    if obj is None or not callable(obj):
-        found = sorted(
-            k
-            for k, v in vars(mod).items()
-            if not k.startswith("_")
-            and (
-                (
-                    inspect.isclass(v)
-                    and issubclass(v, torch.nn.Module)
-                    and v.__module__ == mod.__name__
-                )
-                or (inspect.isfunction(v) and v.__module__ == mod.__name__)
-            )
-        )
-        raise BadInputError(
-            f"'{path}' has no class or function named {name!r}"
-            f"{'' if obj is None else ' (it is not callable)'}; it defines: "
-            f"{', '.join(found) or 'no nn.Module class or function'}.",
-            hint=f"Pass --module {path}:{found[0] if found else 'NAME'}.",
-        )
-    args, kwargs = _split_args(module_args)
-    try:
-        module = obj(*args, **kwargs)
-    except Exception as e:
-        raise BadInputError(
-            f"{name}({_args_text(args, kwargs)}) raised {type(e).__name__}: {str(e).strip()[:300]}",
-            hint="Pass the constructor's arguments with --module-args '{\"nz\": 100}'.",
-        ) from None
-    if not isinstance(module, torch.nn.Module):
-        raise BadInputError(
-            f"{name}({_args_text(args, kwargs)}) returned {type(module).__name__}; expected a "
-            "torch.nn.Module.",
-            hint="NAME must be an nn.Module class or a function that returns one.",
-        )
-    return module
-
-
-def parse_module_args(text: str | None) -> Any:
-    if not text:
-        return None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise BadInputError(
-            f"--module-args is not valid JSON ({e.msg} at column {e.colno}): {text[:100]!r}.",
-            hint="Pass a JSON object of keyword arguments, e.g. --module-args '{\"nz\": 100}'.",
-        ) from None
-    if not isinstance(value, dict | list):
-        raise BadInputError(
-            f"--module-args received {type(value).__name__}; expected a JSON object or list."
-        )
-    return value
-
-
-def _split_args(module_args: Any) -> tuple[list[Any], dict[str, Any]]:
-    if module_args is None:
-        return [], {}
-    if isinstance(module_args, dict):
-        return [], dict(module_args)
-    return list(module_args), {}
-
-
-def _args_text(args: list[Any], kwargs: dict[str, Any]) -> str:
-    return ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()])
-
-
-# ---------------------------------------------------------------- weights
-def load_weights(path: Path) -> dict[str, Any]:
-    """A state_dict from ``.safetensors`` or a ``.pt``/``.pth``/``.bin`` file loaded with
-    ``torch.load(weights_only=True)`` (never unsafely).
-
-    A ``.pt`` may hold the state_dict itself or a dict holding one under a common key
-    (``state_dict``, ``generator``, ``netG``, ...). A pickle holding anything but tensors
-    and plain containers is a SecurityRefusal (exit 4).
-    """
-    if not path.is_file():
-        raise BadInputError(f"--weights '{path}' does not exist or is not a file.")
-    if path.suffix == ".safetensors":
-        return _load_safetensors(path)
-    import pickle
-
-    import torch
-
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise SecurityRefusal(
-            f"--weights '{path}' holds more than tensors (a pickled object: "
-            f"{str(e).strip().splitlines()[0][:200]}); it was not loaded.",
-            hint="Save only the weights: torch.save(model.state_dict(), 'weights.pt'), or use "
-            "safetensors. genedge never loads pickles with weights_only=False.",
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise CorruptArtifactError(
-            f"--weights '{path}' is not a readable torch file ({type(e).__name__}: "
-            f"{str(e).strip()[:200]}).",
-            hint="Pass a .safetensors file or a .pt saved with torch.save(state_dict, path).",
-        ) from None
-    return _state_dict_in(obj, path)
-
-
-def _load_safetensors(path: Path) -> dict[str, Any]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return dict(load_file(str(path)))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CorruptArtifactError(
-            f"--weights '{path}' is not a valid safetensors file ({str(e)[:200]})."
-        ) from None
-
-
-def _state_dict_in(obj: Any, path: Path) -> dict[str, Any]:
-    import torch
-
-    def is_state_dict(d: Any) -> bool:
-        return (
-            isinstance(d, dict) and bool(d) and all(isinstance(v, torch.Tensor) for v in d.values())
-        )
-
-    if is_state_dict(obj):
-        return _strip_prefix(dict(obj))
-    if isinstance(obj, dict):
-        for key in STATE_DICT_KEYS:
-            if is_state_dict(obj.get(key)):
-                return _strip_prefix(dict(obj[key]))
-    keys = list(obj)[:8] if isinstance(obj, dict) else []
-    raise BadInputError(
-        f"--weights '{path}' holds {type(obj).__name__}"
-        f"{' with keys ' + ', '.join(map(repr, keys)) if keys else ''}; expected a state_dict "
-        f"(name -> tensor) or a dict holding one under {', '.join(STATE_DICT_KEYS)}.",
-        hint="Save the generator's weights with torch.save(netG.state_dict(), 'weights.pt').",
-    )
-
-
-def _strip_prefix(sd: dict[str, Any]) -> dict[str, Any]:
-    """Drop the ``module.`` prefix DataParallel/DistributedDataParallel adds to every key."""
-    if sd and all(k.startswith("module.") for k in sd):
-        return {k[len("module.") :]: v for k, v in sd.items()}
-    return sd
-
-
-def load_into(module: Any, sd: dict[str, Any], where: str) -> None:
-    """``module.load_state_dict(sd)`` or a BadInputError naming missing/unexpected keys and
-    shape mismatches (the first few of each)."""
-    own = module.state_dict()
-    optional = {k for k in own if k.endswith("num_batches_tracked")}
-    missing = [k for k in own if k not in sd and k not in optional]
-    unexpected = [k for k in sd if k not in own]
-    mismatched = [
-        f"{k}: file {tuple(sd[k].shape)}, module {tuple(own[k].shape)}"
-        for k in own
-        if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)
-    ]
-    problems = []
-    for what, items in (
-        ("missing keys", missing),
-        ("unexpected keys", unexpected),
-        ("shape mismatches", mismatched),
-    ):
-        if items:
-            shown = ", ".join(items[:4]) + (f" (+{len(items) - 4} more)" if len(items) > 4 else "")
-            problems.append(f"{what}: {shown}")
-    if problems:
-        raise BadInputError(
-            f"Weights '{where}' do not fit {type(module).__name__} ({len(own)} tensors in the "
-            f"module, {len(sd)} in the file): {'; '.join(problems)}.",
-            hint="Pass the weights saved from this very class, and its constructor arguments "
-            "with --module-args.",
-        )
-    module.load_state_dict({k: v for k, v in sd.items()}, strict=False)
 
 
 # ---------------------------------------------------------------- source records
@@ -648,13 +417,12 @@ def export_module_file(
 ) -> Path:
     """``genedge export --module FILE.py:NAME --weights W``: import FILE.py (runs its code),
     build NAME(**module_args), load W into it, and export it like ``export_generator``."""
+    from genedge.train.user_module import module_from_files, split_module_ref
+
     spec = validate_spec(spec)
     path, name = split_module_ref(ref)
     wpath = Path(weights) if weights else None
-    sd = load_weights(wpath) if wpath is not None else None  # before running the user's code
-    module = build_user_module(path, name, module_args)
-    if sd is not None:
-        load_into(module, sd, str(wpath))
+    module = module_from_files(ref, wpath, module_args)  # weights are read before FILE.py runs
     model, cfg = _prepared(module, spec, name)
     source = module_source(
         model, spec, file=path, name=name, weights=wpath, module_args=module_args
@@ -696,6 +464,12 @@ def _export(
 
 
 # ---------------------------------------------------------------- the CLI's dispatch
+def _module_args(text: str | None) -> Any:
+    from genedge.train.user_module import parse_module_args
+
+    return parse_module_args(text)
+
+
 BYO_FLAGS = (
     "module",
     "weights",
@@ -742,7 +516,7 @@ def export_from_args(args: Any, opts: ExportOptions, log: Log) -> Path:
             args.weights,
             opts.out,
             spec_from_args(args),
-            module_args=parse_module_args(args.module_args),
+            module_args=_module_args(args.module_args),
             opts=opts,
             log=log,
         )
