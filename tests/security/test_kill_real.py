@@ -98,7 +98,7 @@ def test_sigkill_during_training_saves(tmp_path):
     for _ in range(TRIALS):
         gen = run / "generator.safetensors"
         started = time.time()
-        proc = _start(args + (["--resume"] if gen.exists() else []), tmp_path)
+        proc = _start([*args, "--resume"], tmp_path)  # a killed run is continued, never replaced
         _wait_for_save(proc, gen, started)  # training is running and saving every 2 steps
         assert _kill_after(proc, rng.uniform(0.0, 1.5)), proc.stderr.read().decode()[-2000:]
         proc.stderr.close()
