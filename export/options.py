@@ -145,6 +145,11 @@ def validate_export_options(opts: ExportOptions) -> ExportOptions:
         f"calib_samples must be in [1, {MAX_CALIB_SAMPLES}] (received {opts.calib_samples}); "
         "calibration holds every sample in memory and its ranges settle within a few thousand",
     )
+    for name, seed in (("seed", opts.seed), ("quality_seed", opts.quality_seed)):
+        _check(
+            type(seed) is int and 0 <= seed < 2**63,
+            f"{name} must be an integer >= 0 (received {seed!r})",
+        )
     for name in ("truncation", "max_quality_drop", "min_psnr"):
         value = getattr(opts, name)
         _check(

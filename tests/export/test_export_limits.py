@@ -29,6 +29,8 @@ NAN, INF = float("nan"), float("inf")
         ("opset", 10**6),
         ("opset", 16),
         ("profiles", ((1, 8, MAX_BATCH + 1),)),
+        ("seed", -1),
+        ("quality_seed", -1),
     ],
 )
 def test_out_of_range_options_are_refused(field, value):
@@ -36,6 +38,7 @@ def test_out_of_range_options_are_refused(field, value):
         validate_export_options(dataclasses.replace(BASE, **{field: value}))
     assert info.value.exit_code == 2
     assert field.split("_")[0] in info.value.message or "batch" in info.value.message
+    assert "Invalid export options" in info.value.message
 
 
 def test_the_limits_themselves_are_accepted():
