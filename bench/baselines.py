@@ -40,6 +40,29 @@ def checkpoint_candidates(manifest: Manifest, explicit: str | Path | None) -> li
     return list(dict.fromkeys(found))
 
 
+def check_module_source(manifest: Manifest, weights: Path | None) -> str | None:
+    """Why ``--module`` cannot stand for this bundle's source (None when it can)."""
+    from genedge.manifest import sha256_file
+
+    src = manifest.source
+    if src.get("type") != "module":
+        return f"--module given, but the bundle's source is {src.get('type') or 'a checkpoint'}"
+    if weights is None:
+        return (
+            None
+            if "weights" not in src
+            else "--module needs --weights (the bundle records a weights file)"
+        )
+    if not weights.is_file():
+        return f"--weights {weights} does not exist"
+    if sha256_file(weights) != src.get("weights_sha256"):
+        return (
+            f"--weights {weights} is not the file the bundle was exported from (sha256 differs "
+            f"from {str(src.get('weights_sha256'))[:12]}...)"
+        )
+    return None
+
+
 def find_checkpoint(manifest: Manifest, explicit: str | Path | None) -> tuple[Path | None, str]:
     """The checkpoint file and a note (why none was found, or which hash matched)."""
     want = manifest.source.get("sha256")
@@ -72,6 +95,8 @@ class TorchTarget:
     precision: str = "fp32"
     info: dict[str, Any] = field(default_factory=dict)
     compile_ms: dict[int, float] = field(default_factory=dict)
+    module: tuple[str, Path | None, str | None] | None = None  # FILE.py:NAME, weights, JSON args
+    source: dict[str, Any] = field(default_factory=dict)  # the manifest's module source record
     _model: Any = None
     _torch: Any = None
 
@@ -100,13 +125,21 @@ class TorchTarget:
         torch = self._torch
         if self.threads is not None:
             torch.set_num_threads(self.threads)
-        model, _ = load_checkpoint(self.checkpoint)
+        if self.module is not None:
+            from genedge.train.user_module import generator_for_source, parse_module_args
+
+            ref, weights, args = self.module
+            model = generator_for_source(ref, weights, parse_module_args(args), self.source)
+        else:
+            model, _ = load_checkpoint(self.checkpoint)
         self._model = torch.compile(model, dynamic=False) if self.compile else model
         self.info = {
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "checkpoint": str(self.checkpoint),
         }
+        if self.module is not None:
+            self.info["module"] = self.module[0]
 
     def prepare(self, inputs: Inputs) -> Call:
         torch, G = self._torch, self._model

@@ -29,6 +29,9 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         fps_seconds=getattr(args, "fps_seconds", 5.0),
         baselines=tuple(args.baselines),
         checkpoint=path(args.checkpoint),
+        module=getattr(args, "module", None),
+        weights=path(getattr(args, "weights", None)),
+        module_args=getattr(args, "module_args", None),
         json_out=path(args.json_out),
         markdown=path(args.markdown),
         plot=path(args.plot),
@@ -58,6 +61,9 @@ def command_line(o: BenchOptions) -> tuple[str, ...]:
     )
     cmd += ["--baselines", csv(o.baselines)]
     cmd += ["--checkpoint", str(o.checkpoint)] if o.checkpoint else []
+    cmd += ["--module", o.module] if o.module else []
+    cmd += ["--weights", str(o.weights)] if o.weights else []
+    cmd += ["--module-args", o.module_args] if o.module_args else []
     for flag, value in (("--json", o.json_out), ("--markdown", o.markdown), ("--plot", o.plot)):
         cmd += [flag, str(value)] if value else []
     return tuple(cmd)

@@ -31,6 +31,9 @@ class BenchOptions:
     fps_seconds: float = 5.0
     baselines: tuple[str, ...] = ("torch", "torch-compile", "ort")
     checkpoint: Path | None = None
+    module: str | None = None  # FILE.py:NAME of a bundle exported from a user's module
+    weights: Path | None = None
+    module_args: str | None = None  # JSON
     json_out: Path | None = None
     markdown: Path | None = None
     plot: Path | None = None

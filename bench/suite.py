@@ -16,7 +16,7 @@ from genedge.errors import BadInputError
 from genedge.manifest import MAIN_GRAPH, PRECISIONS, Manifest, read_manifest
 from genedge.runtime.ort_backend import PROVIDERS
 
-from .baselines import TorchTarget, find_checkpoint
+from .baselines import TorchTarget, check_module_source, find_checkpoint
 from .cases import (
     Inputs,
     OrtTarget,
@@ -95,13 +95,48 @@ def torch_targets(o: BenchOptions, manifest: Manifest, notes: list[str]) -> list
             "torch baselines: not measured for ar bundles (per-token step; see text section)"
         )
         return []
+    uint8 = manifest.model.get("output_format", "uint8") == "uint8"
+    source_type = manifest.source.get("type")
+    if o.module or source_type in ("module", "onnx"):
+        return _user_module_targets(o, manifest, notes, wanted, uint8)
     ckpt, why = find_checkpoint(manifest, o.checkpoint)
     if ckpt is None:
         notes.append(f"torch baselines skipped: {why}")
         return []
-    uint8 = manifest.model.get("output_format", "uint8") == "uint8"
     return [
         TorchTarget(ckpt, compile=b == "torch-compile", threads=o.threads, uint8_nhwc=uint8)
+        for b in wanted
+    ]
+
+
+def _user_module_targets(
+    o: BenchOptions, manifest: Manifest, notes: list[str], wanted: list[str], uint8: bool
+) -> list[TorchTarget]:
+    """Torch baselines of a bundle exported from a user's module (``--module``/``--weights``)."""
+    if manifest.source.get("type") == "onnx":
+        notes.append("torch baselines skipped: the bundle comes from an ONNX file (no torch model)")
+        return []
+    if not o.module:
+        notes.append(
+            "torch baselines skipped: the bundle comes from your module "
+            f"{manifest.source.get('module')!r}; pass --module FILE.py:NAME --weights W "
+            "(importing FILE.py runs its code)"
+        )
+        return []
+    why = check_module_source(manifest, o.weights)
+    if why:
+        notes.append(f"torch baselines skipped: {why}")
+        return []
+    module = (o.module, o.weights, o.module_args)
+    return [
+        TorchTarget(
+            Path(o.module.rpartition(":")[0]),
+            compile=b == "torch-compile",
+            threads=o.threads,
+            uint8_nhwc=uint8,
+            module=module,
+            source=dict(manifest.source),
+        )
         for b in wanted
     ]
 

@@ -314,6 +314,15 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--checkpoint", default=None, help="source checkpoint for the torch baselines")
     p.add_argument(
+        "--module",
+        default=None,
+        metavar="FILE.py:NAME",
+        help="torch baselines of a bundle exported from your own module (as for `genedge export "
+        "--module`); importing FILE.py RUNS ITS CODE: only pass files you trust",
+    )
+    p.add_argument("--weights", default=None, metavar="W", help="the weights for --module")
+    p.add_argument("--module-args", default=None, metavar="JSON", help="NAME's arguments")
+    p.add_argument(
         "--fps-seconds", type=float, default=5.0, help="duration of the real-time run at --fps"
     )
     p.add_argument("--rounds", type=int, default=10, help="interleaving rounds (A B C A B C ...)")

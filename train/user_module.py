@@ -291,3 +291,19 @@ def load_into(module: Any, sd: dict[str, Any], where: str) -> None:
             "with --module-args.",
         )
     module.load_state_dict({k: v for k, v in sd.items()}, strict=False)
+
+
+def generator_for_source(
+    ref: str, weights: str | Path | None, module_args: Any, source: dict[str, Any]
+) -> FloatGenerator:
+    """The float generator a bundle's ``module`` source record describes, rebuilt from the
+    user's file and weights (eval mode); its call options come from the record."""
+    g = source.get("generator") or {}
+    module = module_from_files(ref, weights, module_args).eval()
+    return FloatGenerator(
+        module,
+        num_classes=int(g.get("num_classes") or 0),
+        output_range=tuple(g.get("output_range") or (-1.0, 1.0)),
+        latent_shape=None if g.get("latent_shape") is None else tuple(g["latent_shape"]),
+        latent_dist=str(g.get("latent_dist") or "normal"),
+    ).eval()

@@ -478,3 +478,43 @@ def test_onnx_module_flags_refused(tmp_path, capsys):
     assert rc == 2 and "--latent-shape applies to --module" in err
     rc, err = run_bad([str(src), "--latent-dim", "9"], tmp_path / "o", capsys)
     assert rc == 2 and "--latent-dim 9" in err and "Z = 8" in err
+
+
+# ---------------------------------------------------------------- bench's torch baselines
+def bench_json(bundle: Path, tmp_path: Path, *extra: str) -> dict:
+    out = tmp_path / "bench.json"
+    argv = ["bench", str(bundle), "--batch", "1", "--iters", "5", "--warmup", "1", "--rounds", "1"]
+    argv += ["--baselines", "torch", "--cold-runs", "0", "--precision", "fp32", "--json", str(out)]
+    assert main([*argv, *extra]) == 0
+    return json.loads(out.read_text())
+
+
+def test_bench_runs_the_torch_baseline_of_a_user_module(user_files, tmp_path):
+    bundle = tmp_path / "b"
+    rc = main(
+        [
+            "export",
+            "--module",
+            f"{user_files['file']}:DCGAN",
+            "--weights",
+            str(user_files["pt"]),
+            "--latent-dim",
+            "8",
+            "--latent-shape",
+            "8,1,1",
+            "--precision",
+            "fp32",
+            "--out",
+            str(bundle),
+            *FAST_FLAGS,
+        ]
+    )
+    assert rc == 0
+    report = bench_json(bundle, tmp_path)
+    assert [r["kind"] for r in report["results"]] == ["runtime"]
+    assert any("pass --module FILE.py:NAME" in n for n in report["notes"])
+    module = ["--module", f"{user_files['file']}:DCGAN"]
+    report = bench_json(bundle, tmp_path, *module, "--weights", str(user_files["pt"]))
+    assert {r["kind"] for r in report["results"]} == {"runtime", "torch"}
+    report = bench_json(bundle, tmp_path, *module, "--weights", str(user_files["ckpt"]))
+    assert any("not the file the bundle was exported from" in n for n in report["notes"])
