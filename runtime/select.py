@@ -164,13 +164,12 @@ def fastest_measured(found: dict[str, Artifact]) -> tuple[Artifact, str] | None:
     in the bundle's CPU ``speed`` records, never one measured slower than fp32 at any batch;
     with the reason, for the log. None when fp32 has no speed record (older bundles)."""
     fp32 = found.get("fp32")
-    base = ((fp32.speed or {}).get("batch") if fp32 else None) or {}
-    if not isinstance(base, dict) or not _p50s(base):
+    ref = _speed_p50s(fp32) if fp32 else {}
+    if not ref:
         return None
-    ref = _p50s(base)
     best, best_ms = fp32, ref.get("1", min(ref.values()))
     for prec, a in found.items():
-        mine = _p50s(((a.speed or {}).get("batch")) or {})
+        mine = _speed_p50s(a)
         if prec == "fp32" or not (a.quality_approved and _passed(a)) or set(mine) != set(ref):
             continue
         if any(mine[b] > ref[b] for b in ref):
@@ -180,7 +179,7 @@ def fastest_measured(found: dict[str, Artifact]) -> tuple[Artifact, str] | None:
             best, best_ms = a, ms
     b = "1" if "1" in ref else min(ref)
     others = ", ".join(
-        f"{prec} {_p50s(((a.speed or {}).get('batch')) or {}).get(b, float('nan')):.3g} ms"
+        f"{prec} {_speed_p50s(a).get(b, float('nan')):.3g} ms"
         for prec, a in found.items()
         if prec != "fp32"
     )
@@ -206,7 +205,17 @@ def auto_precision_note(manifest: Manifest, graph: str) -> str | None:
     return None if measured is None else f"{measured[0].precision}, {measured[1]}"
 
 
-def _p50s(batches: dict[str, Any]) -> dict[str, float]:
+def _speed_p50s(a: Artifact) -> dict[str, float]:
+    """``{batch: p50_ms}`` of an artifact's speed record (a typed record or its JSON dict)."""
+    speed: Any = a.speed
+    if speed is None:
+        return {}
+    if hasattr(speed, "p50s"):
+        return {str(b): float(v) for b, v in speed.p50s().items() if v and v > 0}
+    return _p50s(speed.get("batch") if isinstance(speed, dict) else None)
+
+
+def _p50s(batches: Any) -> dict[str, float]:
     """``{batch: p50_ms}`` of a speed record; {} when malformed (then the record is ignored)."""
     if not isinstance(batches, dict):
         return {}
