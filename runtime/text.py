@@ -229,6 +229,8 @@ class TextGenerator:
         and ``text`` can be read during and after the loop. One generation runs at a time per
         ``TextGenerator`` (they share the state buffers): it starts when ``generate`` is called,
         and calling ``generate``/``start`` again ends it (its next step raises ``BadInputError``).
+        Limits (``BadInputError`` before any step): a prompt of at most ``MAX_PROMPT_CHARS``
+        (65 536) characters, ``max_new_tokens`` at most ``MAX_NEW_TOKENS`` (100 000).
         """
         return self.start(prompt, max_new_tokens, temperature, top_k, top_p, seed)
 
