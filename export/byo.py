@@ -478,6 +478,7 @@ BYO_FLAGS = (
     "num_classes",
     "output_range",
     "latent_shape",
+    "latent_dist",
     "latent_input",
     "label_input",
     "image_output",
@@ -497,7 +498,7 @@ def spec_from_args(args: Any, *, latent_dim: int | None = None) -> GeneratorSpec
         num_classes=args.num_classes or 0,
         output_range=parse_output_range(args.output_range) if args.output_range else (-1.0, 1.0),
         latent_shape=parse_shape(args.latent_shape),
-        latent_dist=args.latent_dist,
+        latent_dist=args.latent_dist or "normal",
     )
 
 

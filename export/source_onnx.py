@@ -80,7 +80,7 @@ def onnx_spec_from_args(args: Any) -> OnnxSourceSpec:
         image_output=args.image_output,
         num_classes=args.num_classes,
         output_range=parse_output_range(args.output_range) if args.output_range else (-1.0, 1.0),
-        latent_dist=args.latent_dist,
+        latent_dist=args.latent_dist or "normal",
         latent_dim=args.latent_dim,
     )
 

@@ -170,8 +170,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     byo.add_argument(
         "--latent-dist",
         choices=["normal", "uniform"],
-        default="normal",
-        help="the prior the generator was trained with (uniform: U(-1, 1))",
+        default=None,
+        help="the prior the generator was trained with (default normal; uniform: U(-1, 1))",
     )
     byo.add_argument("--latent-input", default=None, metavar="NAME", help="ONNX: latent input")
     byo.add_argument("--label-input", default=None, metavar="NAME", help="ONNX: label input")

@@ -518,3 +518,8 @@ def test_bench_runs_the_torch_baseline_of_a_user_module(user_files, tmp_path):
     assert {r["kind"] for r in report["results"]} == {"runtime", "torch"}
     report = bench_json(bundle, tmp_path, *module, "--weights", str(user_files["ckpt"]))
     assert any("not the file the bundle was exported from" in n for n in report["notes"])
+
+
+def test_byo_flags_on_a_genedge_checkpoint_are_refused(ckpts, tmp_path, capsys):
+    rc, err = run_bad([str(ckpts["gan"]), "--latent-dist", "uniform"], tmp_path / "o", capsys)
+    assert rc == 2 and "--latent-dist apply to your own generator" in err
