@@ -16,7 +16,7 @@ import numpy as np
 
 BATCHES = (1, 16)
 BUDGET_S = 0.4  # timed rounds per batch size, all artifacts together
-MIN_ROUNDS, MAX_ROUNDS, WARMUP = 5, 200, 2
+MIN_ROUNDS, MAX_ROUNDS, WARMUP = 3, 200, 1
 
 
 def _feed(ctx: Any, batch: int) -> dict[str, np.ndarray]:

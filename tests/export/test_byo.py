@@ -206,7 +206,7 @@ def test_export_records_cpu_speed_and_auto_never_picks_slower_than_fp32(dcgan_bu
     speed = {a["precision"]: a["speed"] for a in m["artifacts"] if a["format"] == "onnx"}
     for rec in speed.values():
         assert set(rec["batch"]) == {"1", "16"} and rec["backend"] == "ort-cpu"
-        assert rec["batch"]["1"]["p50_ms"] > 0 and rec["batch"]["1"]["rounds"] >= 5
+        assert rec["batch"]["1"]["p50_ms"] > 0 and rec["batch"]["1"]["rounds"] >= 3
     with Sampler.open(bundle, backend="ort-cpu") as s:
         chosen = s.info.precision
     base = speed["fp32"]["batch"]
