@@ -313,7 +313,8 @@ def _state_dict_sha(module: Any) -> str:
     return h.hexdigest()
 
 
-def _combined_sha(*parts: Any) -> str:
+def combined_sha256(*parts: Any) -> str:
+    """One sha256 over JSON-able parts: the identity of a source for artifact reuse."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -345,7 +346,7 @@ def module_source(
         rec.update(weights=weights.name, weights_sha256=sha256_file(weights))
     else:
         rec["weights_sha256"] = _state_dict_sha(module)
-    rec["sha256"] = _combined_sha(
+    rec["sha256"] = combined_sha256(
         rec.get("module_sha256"),
         rec["module"],
         rec["weights_sha256"],

@@ -558,7 +558,7 @@ def check_dynamic_batch(graph: OnnxGeneratorGraph, ref: SourceReference) -> None
 def onnx_source(path: Path, spec: GeneratorSpec, io: OnnxIO) -> dict[str, Any]:
     from genedge.manifest import sha256_file
 
-    from .byo import _combined_sha
+    from .byo import combined_sha256
 
     digest = sha256_file(path)
     names = {
@@ -574,7 +574,7 @@ def onnx_source(path: Path, spec: GeneratorSpec, io: OnnxIO) -> dict[str, Any]:
         "layout": io.layout,
         "fixed_batch": io.fixed_batch,
         "generator": spec.record(),
-        "sha256": _combined_sha(digest, names, spec.record()),
+        "sha256": combined_sha256(digest, names, spec.record()),
     }
 
 
