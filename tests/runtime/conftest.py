@@ -9,6 +9,7 @@ import or to export fails these tests.
 from __future__ import annotations
 
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,79 @@ def float_gan_bundle(bundles_root: Path) -> TinyBundle:
 @pytest.fixture(scope="session")
 def vae_bundle(bundles_root: Path) -> TinyBundle:
     return build_bundle(bundles_root, "vae", "vae")
+
+
+def _user_dcgan(num_classes: int):
+    """A conditional ConvTranspose DCGAN written as user code (random weights)."""
+    import torch
+    from torch import nn
+
+    class UserDCGAN(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(num_classes, 4)
+            self.main = nn.Sequential(
+                nn.ConvTranspose2d(12, 16, 4, 1, 0, bias=False),  # (B, 16, 4, 4)
+                nn.BatchNorm2d(16),
+                nn.ReLU(True),
+                nn.ConvTranspose2d(16, 1, 4, 2, 1, bias=False),  # (B, 1, 8, 8)
+                nn.Tanh(),
+            )
+
+        def forward(self, z, labels):
+            return self.main(torch.cat([z, self.embed(labels)[:, :, None, None]], 1))
+
+    torch.manual_seed(0)
+    return UserDCGAN().eval()
+
+
+@pytest.fixture(scope="session")
+def byo_bundle(bundles_root: Path) -> TinyBundle:
+    """Your own generator: a user's module through ``export_generator`` (fp32)."""
+    pytest.importorskip("torch")
+    from genedge.export.byo import export_generator
+
+    g = _user_dcgan(3)
+    out = export_generator(
+        g,
+        bundles_root / "byo",
+        latent_dim=8,
+        latent_shape=(8, 1, 1),
+        num_classes=3,
+        precisions=("fp32",),
+    )
+    return TinyBundle(out, Path("<module>"), "gan", None)
+
+
+@pytest.fixture(scope="session")
+def byo_onnx_bundle(bundles_root: Path) -> TinyBundle:
+    """Your own generator as an ONNX file with its own tensor names, through ``genedge export``."""
+    torch = pytest.importorskip("torch")
+    from genedge.export.options import ExportOptions
+    from genedge.export.source_onnx import export_onnx_file
+
+    g = _user_dcgan(3)
+    src = bundles_root / "user.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        _user_onnx(torch, g, src)
+    out = export_onnx_file(
+        src, ExportOptions(checkpoint=src, out=bundles_root / "byo-onnx", precisions=("fp32",))
+    )
+    return TinyBundle(out, src, "gan", None)
+
+
+def _user_onnx(torch: Any, g: Any, src: Path) -> None:
+    torch.onnx.export(
+        g,
+        (torch.zeros(2, 8, 1, 1), torch.zeros(2, dtype=torch.long)),
+        str(src),
+        dynamo=False,
+        opset_version=17,
+        input_names=["noise", "digit"],
+        output_names=["picture"],
+        dynamic_axes={n: {0: "batch"} for n in ("noise", "digit", "picture")},
+    )
 
 
 @pytest.fixture(scope="session")

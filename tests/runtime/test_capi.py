@@ -280,11 +280,14 @@ def test_caller_latents_equal_python(capi: Path, bundle: Path, tmp_path: Path) -
     )
 
 
-@pytest.mark.parametrize("fixture", ["cgan_bundle", "float_gan_bundle", "vae_bundle"])
+@pytest.mark.parametrize(
+    "fixture", ["cgan_bundle", "float_gan_bundle", "vae_bundle", "byo_bundle", "byo_onnx_bundle"]
+)
 def test_exported_bundles_match_python(
     capi: Path, fixture: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    """Bundles from the real exporter (conftest.py): conditional, float output, VAE decoder."""
+    """Bundles from the real exporter (conftest.py): conditional, float output, VAE decoder,
+    and your own generator (a user's module, and the same model as an ONNX file)."""
     b = request.getfixturevalue(fixture).path
     from genedge.runtime import Sampler
 
