@@ -44,9 +44,9 @@ class Inputs:
 
 def make_inputs(manifest: Manifest, batch: int, seed: int = 0) -> Inputs:
     """Seeded latents as the runtime draws them (docs/bundle.md) and labels ``arange % K``."""
-    latent_dim = int(manifest.model["latent_dim"])
+    latent_dim = manifest.model.latent_dim
     z = seeded_latents(batch, latent_dim, seed)
-    classes = int(manifest.model.get("num_classes") or 0)
+    classes = manifest.model.num_classes
     labels = default_labels(batch, classes) if classes else None
     return Inputs(z, labels)
 

@@ -26,12 +26,12 @@ def quality_rows(manifest: Manifest) -> list[dict[str, Any]]:
     for a in manifest.artifacts:
         if a.graph != graph or a.format not in ("onnx", "engine"):
             continue
-        v = a.verification or {}
+        v = a.verification
         row: dict[str, Any] = {"file": a.file, "format": a.format, "precision": a.precision}
-        row.update({k: v.get(k) for k in FIELDS})
-        row["metrics"] = dict(v.get("metrics") or {})
-        row["metrics_fp32"] = dict(v.get("metrics_fp32") or {})  # same seeds, the fp32 graph
-        row["verdict"] = v.get("verdict")
+        row.update({k: getattr(v, k) for k in FIELDS})
+        row["metrics"] = dict(v.metrics)
+        row["metrics_fp32"] = dict(v.metrics_fp32)  # same seeds, the fp32 graph
+        row["verdict"] = v.verdict
         row["calibration"] = a.calibration
         row["kept_float"] = len((a.recipe or {}).get("kept_float") or [])
         row["quality_approved"] = a.quality_approved if a.precision == "int8" else None

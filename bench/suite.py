@@ -95,7 +95,7 @@ def torch_targets(o: BenchOptions, manifest: Manifest, notes: list[str]) -> list
             "torch baselines: not measured for ar bundles (per-token step; see text section)"
         )
         return []
-    uint8 = manifest.model.get("output_format", "uint8") == "uint8"
+    uint8 = manifest.model.output_format == "uint8"
     source_type = manifest.source.get("type")
     if o.module or source_type in ("module", "onnx"):
         return _user_module_targets(o, manifest, notes, wanted, uint8)
@@ -223,11 +223,12 @@ def _trtexec(o: BenchOptions, manifest: Manifest, notes: list[str]) -> list[dict
     if not engines:
         notes.append("trtexec: the bundle has no TensorRT engine")
         return []
-    io = manifest.graphs.get(MAIN_GRAPH.get(manifest.kind, "generator"), {}).get("inputs", [])
+    graph = manifest.graphs.get(MAIN_GRAPH.get(manifest.kind, "generator"))
+    io = graph.inputs if graph else ()
     out = []
     for a in (e for e in engines if e.precision in (o.precisions or ())):
         for batch in o.batches:
-            shapes = {i["name"]: [batch if d == "B" else int(d) for d in i["shape"]] for i in io}
+            shapes = {i.name: [batch if d == "B" else int(d) for d in i.shape] for i in io}
             for graph in (False, True):
                 res = run_trtexec(
                     manifest.path_of(a), shapes, seconds=o.seconds or 3.0, cuda_graph=graph

@@ -612,9 +612,11 @@ def _build(
 
 
 def _write_triton(opts: ExportOptions, log: Log) -> None:
+    from genedge.manifest import read_manifest
+
     from .triton import write_triton_repository
 
-    manifest = json.loads((opts.out / MANIFEST_NAME).read_text())
+    manifest = read_manifest(opts.out)
     written = write_triton_repository(
         opts.out, Path(opts.triton), manifest, max_batch_size=max(p[2] for p in opts.profiles)
     )

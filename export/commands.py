@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+
+from genedge.manifest import Manifest, Verification, read_manifest
 
 from .options import ExportOptions, parse_profiles
 
@@ -55,7 +56,7 @@ def export_command(args: argparse.Namespace) -> int:
             status.update(escape(msg))
 
         out = export_from_args(args, opts, log)
-    Console().print(summary_table(json.loads((out / "manifest.json").read_text())))
+    Console().print(summary_table(read_manifest(out)))
     return 0
 
 
@@ -78,27 +79,27 @@ def eval_bundle_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def summary_rows(manifest: dict[str, Any]) -> list[list[str]]:
+def summary_rows(manifest: Manifest) -> list[list[str]]:
     """One row per artifact: file, precision, size, error vs fp32/torch, PSNR/SSIM, task metric, verdict."""
     rows = []
-    for a in manifest["artifacts"]:
-        v = a.get("verification") or {}
-        err = v.get("max_abs_err_vs_fp32", v.get("max_abs_err_vs_torch"))
+    for a in manifest.artifacts:
+        v = a.verification
+        err = v.max_abs_err
         quality = (
-            f"{v['psnr_vs_fp32']:.1f} dB / {v['ssim_vs_fp32']:.4f}"
-            if "psnr_vs_fp32" in v and "ssim_vs_fp32" in v
+            f"{v.psnr_vs_fp32:.1f} dB / {v.ssim_vs_fp32:.4f}"
+            if v.psnr_vs_fp32 is not None and v.ssim_vs_fp32 is not None
             else ""
         )
         metrics = _metric_text(v)
-        verdict = v.get("verdict", "")
-        kept = (a.get("recipe") or {}).get("kept_float")
+        verdict = v.verdict or ""
+        kept = (a.recipe or {}).get("kept_float")
         if kept:
             verdict += f" (kept float: {len(kept)})"
         rows.append(
             [
-                a["file"],
-                a.get("precision") or "",
-                _size(a["size"]),
+                a.file,
+                a.precision or "",
+                _size(a.size),
                 "" if err is None else f"{err:.3g}",
                 quality,
                 metrics,
@@ -111,9 +112,9 @@ def summary_rows(manifest: dict[str, Any]) -> list[list[str]]:
 _SHORT = {"conditional_accuracy": "acc", "frechet_distance": "FD", "bpc": "bpc"}
 
 
-def _metric_text(v: dict[str, Any]) -> str:
+def _metric_text(v: Verification) -> str:
     """``acc 0.991 (fp32 0.988), FD 13.8`` from a verification record."""
-    now, ref = v.get("metrics") or {}, v.get("metrics_fp32") or {}
+    now, ref = v.metrics, v.metrics_fp32
     parts = []
     for key, short in _SHORT.items():
         if now.get(key) is not None:
@@ -124,12 +125,12 @@ def _metric_text(v: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def summary_table(manifest: dict[str, Any]):
+def summary_table(manifest: Manifest):
     from rich.table import Table
 
-    source = manifest["source"]
+    source = manifest.source
     origin = source.get("checkpoint") or source.get("module") or source.get("onnx")
-    table = Table(title=f"bundle ({manifest['kind']}, from {origin})")
+    table = Table(title=f"bundle ({manifest.kind}, from {origin})")
     table.add_column("artifact", no_wrap=True)
     for col in ("precision", "size", "max err", "PSNR / SSIM vs fp32", "task metric", "verdict"):
         table.add_column(col)

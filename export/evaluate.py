@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from genedge.errors import BadInputError
-from genedge.manifest import MAIN_GRAPH, read_manifest
+from genedge.manifest import MAIN_GRAPH, ModelConfig, read_manifest
 
 
 def evaluate_bundle(
@@ -66,19 +66,23 @@ def evaluate_bundle(
         if m.kind == "ar":
             result["artifacts"][a.file] = _eval_text(ref, runner, cfg, n, seed)
         else:
-            real = _reference_data(data or m.source.get("data"), m.model.get("image_size"))
+            real = _reference_data(data or m.source.get("data"), m.model.image_size)
             result["artifacts"][a.file] = _eval_images(ref, runner, m, cfg, n, seed, real)
         result["artifacts"][a.file].update(precision=a.precision, backend=runner.backend)
     return result
 
 
 class _Cfg:
-    """Attribute view of the manifest's ``model`` section."""
+    """The model config as export's feeds read it: the typed fields, then ``extra`` (an ``ar``
+    model's ``layers`` and ``hidden``)."""
 
-    def __init__(self, d: dict[str, Any]) -> None:
-        self.__dict__.update(d)
-        if "vocab" in d:
-            self.vocab_size = len(d["vocab"])
+    def __init__(self, model: ModelConfig) -> None:
+        self._model = model
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._model.extra:
+            return self._model.extra[name]
+        return getattr(self._model, name)
 
 
 def _reference_data(src: str | None, image_size: int | None):
@@ -91,7 +95,7 @@ def _eval_images(ref, runner, m, cfg, n: int, seed: int, real) -> dict[str, Any]
     from .calibration import image_feed, split_feed
     from .quality import image_quality, image_task_metrics
 
-    layout = "NCHW" if m.model.get("output_format") == "float" else "NHWC"
+    layout = "NCHW" if m.model.output_format == "float" else "NHWC"
     feeds = split_feed(image_feed(cfg, n, seed), 100)
     a = np.concatenate([ref.run(f)["image"] for f in feeds])
     b = a if runner is ref else np.concatenate([runner.run(f)["image"] for f in feeds])

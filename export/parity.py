@@ -64,12 +64,6 @@ class _ReferenceEvaluator:
         self._sess = None
 
 
-def _runtime_specs(tensors: tuple) -> list:
-    from genedge.runtime.backend import TensorSpec
-
-    return [TensorSpec(t.name, np.dtype(t.dtype), tuple(t.shape)) for t in tensors]
-
-
 def onnx_runner(path: str | Path, spec: GraphSpec | None = None) -> ArtifactRunner:
     """``path`` on the runtime's ORT CPU backend, its tensors checked against ``spec`` when given.
 
@@ -78,11 +72,7 @@ def onnx_runner(path: str | Path, spec: GraphSpec | None = None) -> ArtifactRunn
     from genedge.runtime.ort_backend import MissingKernelError
     from genedge.runtime.select import open_file
 
-    io = (
-        {}
-        if spec is None
-        else {"inputs": _runtime_specs(spec.inputs), "outputs": _runtime_specs(spec.outputs)}
-    )
+    io = {} if spec is None else {"inputs": spec.inputs, "outputs": spec.outputs}
     try:
         b = open_file(path, "ort-cpu", **io)
     except MissingKernelError:
@@ -107,8 +97,8 @@ def engine_runner(
         "tensorrt",
         precision,
         opts,
-        inputs=_runtime_specs(spec.inputs),
-        outputs=_runtime_specs(spec.outputs),
+        inputs=spec.inputs,
+        outputs=spec.outputs,
         engine=record,
     )
     return ArtifactRunner(b, "tensorrt")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+
+from genedge.manifest import Artifact, GraphIO, Manifest, TensorSpec
 
 TRITON_DTYPES = {
     "float32": "TYPE_FP32",
@@ -21,27 +22,27 @@ TRITON_DTYPES = {
 }
 
 
-def _tensor_block(t: dict[str, Any], batch_dim: int) -> str:
-    dims = ["-1" if d == "B" else str(d) for i, d in enumerate(t["shape"]) if i != batch_dim]
+def _tensor_block(t: TensorSpec, batch_dim: int) -> str:
+    dims = ["-1" if d == "B" else str(d) for i, d in enumerate(t.shape) if i != batch_dim]
     dims = dims or ["1"]  # a (B,) tensor is one scalar per request...
     reshape = (
-        "\n    reshape: { shape: [ ] }" if batch_dim == 0 and len(t["shape"]) == 1 else ""
+        "\n    reshape: { shape: [ ] }" if batch_dim == 0 and len(t.shape) == 1 else ""
     )  # ...of shape ()
     return (
-        f'  {{\n    name: "{t["name"]}"\n    data_type: {TRITON_DTYPES[t["dtype"]]}\n'
+        f'  {{\n    name: "{t.name}"\n    data_type: {TRITON_DTYPES[t.dtype]}\n'
         f"    dims: [ {', '.join(dims)} ]{reshape}\n  }}"
     )
 
 
-def batch_axis(graph: dict[str, Any]) -> int | None:
+def batch_axis(graph: GraphIO) -> int | None:
     """Index of ``"B"`` if it is the first axis of every tensor (Triton batching), else None."""
-    tensors = graph["inputs"] + graph["outputs"]
-    return 0 if all(t["shape"] and t["shape"][0] == "B" for t in tensors) else None
+    tensors = graph.inputs + graph.outputs
+    return 0 if all(t.shape and t.shape[0] == "B" for t in tensors) else None
 
 
 def config_pbtxt(
     name: str,
-    graph: dict[str, Any],
+    graph: GraphIO,
     *,
     platform: str,
     max_batch_size: int,
@@ -53,8 +54,8 @@ def config_pbtxt(
     axis = batch_axis(graph)
     mbs = max_batch_size if axis == 0 else 0
     bd = 0 if axis == 0 else -1
-    inputs = ",\n".join(_tensor_block(t, bd) for t in graph["inputs"])
-    outputs = ",\n".join(_tensor_block(t, bd) for t in graph["outputs"])
+    inputs = ",\n".join(_tensor_block(t, bd) for t in graph.inputs)
+    outputs = ",\n".join(_tensor_block(t, bd) for t in graph.outputs)
     lines = [
         f'name: "{name}"',
         f'platform: "{platform}"',
@@ -74,7 +75,7 @@ def config_pbtxt(
 def write_triton_repository(
     bundle: Path,
     repo: Path,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     *,
     max_batch_size: int = 32,
     precision: str = "fp32",
@@ -86,19 +87,19 @@ def write_triton_repository(
     """
     written = []
     name = Path(bundle).name
-    for art in manifest["artifacts"]:
-        graph = manifest["graphs"].get(art["graph"])
-        if graph is None or art.get("precision") != precision and art["format"] != "engine":
+    for art in manifest.artifacts:
+        graph = manifest.graphs.get(art.graph)
+        if graph is None or art.precision != precision and art.format != "engine":
             continue
-        if art["format"] == "onnx" and art["precision"] == precision:
+        if art.format == "onnx" and art.precision == precision:
             model_name, platform, file, kind = (
-                f"{name}_{art['graph']}",
+                f"{name}_{art.graph}",
                 "onnxruntime_onnx",
                 "model.onnx",
                 "KIND_CPU",
             )
-        elif art["format"] == "engine":
-            model_name = f"{name}_{art['graph']}_{art['precision']}_trt"
+        elif art.format == "engine":
+            model_name = f"{name}_{art.graph}_{art.precision}_trt"
             platform, file, kind = "tensorrt_plan", "model.plan", "KIND_GPU"
         else:
             continue
@@ -109,12 +110,14 @@ def write_triton_repository(
             max_batch_size=_mbs(art, max_batch_size),
             kind=kind,
         )
-        written.append(_write_model(repo / model_name, Path(bundle) / art["file"], file, config))
+        written.append(
+            _write_model(repo / model_name, manifest.path_of(art, verify=False), file, config)
+        )
     return written
 
 
-def _mbs(art: dict[str, Any], default: int) -> int:
-    profiles = (art.get("engine") or {}).get("profiles")
+def _mbs(art: Artifact, default: int) -> int:
+    profiles = art.engine.profiles if art.engine else ()
     return min(p[2] for p in profiles) if profiles else default
 
 

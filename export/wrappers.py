@@ -13,23 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from genedge.manifest import TensorSpec
+
 B = "B"  # the symbolic batch dimension, everywhere
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One graph input or output: name, numpy dtype name, shape with ``"B"`` for batch."""
-
-    name: str
-    dtype: str
-    shape: tuple[int | str, ...]
-    layout: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
-        if self.layout:
-            d["layout"] = self.layout
-        return d
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NoReturn
+
+import numpy as np
 
 from genedge.atomic import TMP_PREFIX, atomic_write_text
 from genedge.errors import CorruptArtifactError, IntegrityError, SecurityRefusal, printable
@@ -44,6 +49,12 @@ KINDS = ("gan", "vae", "ar")
 MAIN_GRAPH = {"gan": "generator", "vae": "decoder", "ar": "step"}
 PRECISIONS = ("fp32", "fp16", "int8")
 ARTIFACT_FORMATS = ("onnx", "onnx-data", "engine", "cache")
+DTYPES = ("float32", "float16", "float64", "uint8", "int8", "int32", "int64", "bool")
+LAYOUTS = ("NHWC", "NCHW")
+OUTPUT_FORMATS = ("uint8", "float")
+LATENT_DISTRIBUTIONS = ("normal",)  # the graph's z; a module's own prior is mapped inside it
+VERDICTS = ("pass", "fail")
+Dim = int | str  # a fixed size, or a symbolic one such as "B"
 # Files a bundle may hold without listing them: the manifest itself and export's lock.
 _UNLISTED_OK = {MANIFEST_NAME, ".genedge.lock"}
 _MAX_MANIFEST_BYTES = 16 * 1024 * 1024
@@ -51,9 +62,503 @@ _MAX_NAME_BYTES = 255  # NAME_MAX on Linux, macOS and Windows file systems
 _MAX_ENTRY_CHARS = 1024
 
 
+# ---------------------------------------------------------------- field checks
+def _fail(where: str, name: str, value: Any, expected: str) -> NoReturn:
+    raise CorruptArtifactError(
+        f"{where} is malformed: {name} is {_shown(value)}; expected {expected}.",
+        hint="Re-export the bundle with `genedge export`.",
+    )
+
+
+def _int(where: str, name: str, v: Any, *, lo: int = 0, optional: bool = False) -> Any:
+    if v is None and optional:
+        return None
+    if type(v) is not int or v < lo:  # not True, not 1.0
+        _fail(where, name, v, f"an integer >= {lo}")
+    return v
+
+
+def _num(where: str, name: str, v: Any) -> float | None:
+    """An optional number (inf and nan included: PSNR of identical images is inf)."""
+    if v is None:
+        return None
+    if type(v) not in (int, float):
+        _fail(where, name, v, "a number")
+    return float(v)
+
+
+def _text(
+    where: str, name: str, v: Any, choices: tuple[str, ...] | None = None, *, optional: bool = False
+) -> Any:
+    if v is None and optional:
+        return None
+    if not isinstance(v, str) or (choices is not None and v not in choices):
+        _fail(where, name, v, f"one of {choices}" if choices else "a string")
+    return v
+
+
+def _bool(where: str, name: str, v: Any, default: bool = False) -> bool:
+    if v is None:
+        return default
+    if type(v) is not bool:
+        _fail(where, name, v, "true or false")
+    return v
+
+
+def _object(where: str, name: str, v: Any, *, optional: bool = True) -> dict[str, Any]:
+    if v is None and optional:
+        return {}
+    if not isinstance(v, dict):
+        _fail(where, name, v, "an object")
+    return v
+
+
+def _no_unknown(where: str, name: str, d: dict[str, Any], known: set[str]) -> None:
+    unknown = sorted(map(str, set(d) - known))
+    if unknown:
+        _fail(
+            where,
+            f"{name} key {printable(unknown[0], 40)!r}",
+            d[unknown[0]],
+            f"only {sorted(known)}",
+        )
+
+
+def _extra(d: dict[str, Any], known: set[str]) -> Mapping[str, Any]:
+    return MappingProxyType({k: v for k, v in d.items() if k not in known})
+
+
+def _dims(where: str, name: str, v: Any) -> tuple[Dim, ...]:
+    if not isinstance(v, list):
+        _fail(where, name, v, 'a list of sizes >= 1 or symbols such as "B"')
+    for d in v:
+        if not ((type(d) is int and d >= 1) or (isinstance(d, str) and d.isidentifier())):
+            _fail(where, name, v, 'a list of sizes >= 1 or symbols such as "B"')
+    return tuple(v)
+
+
+# ---------------------------------------------------------------- typed records
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output: name, numpy dtype name (``"float32"``, ``"uint8"``,
+    ``"int64"``), shape of ints and symbols such as ``"B"``, and the layout of an image.
+
+    ``dtype`` may be given as anything ``numpy.dtype`` takes; it is kept as its name.
+    ``np_dtype`` is the same dtype as a ``numpy.dtype``, for the runtime's checks.
+    """
+
+    name: str
+    dtype: str
+    shape: tuple[Dim, ...]
+    layout: str | None = None
+    np_dtype: np.dtype = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        dt = np.dtype(self.dtype)
+        object.__setattr__(self, "dtype", dt.name)
+        object.__setattr__(self, "shape", tuple(self.shape))
+        object.__setattr__(self, "np_dtype", dt)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+        if self.layout:
+            d["layout"] = self.layout
+        return d
+
+
+def tensor_spec_from(d: Any, where: str, name: str) -> TensorSpec:
+    d = _object(where, name, d, optional=False)
+    _no_unknown(where, name, d, {"name", "dtype", "shape", "layout"})
+    return TensorSpec(
+        name=_text(where, f"{name}.name", d.get("name")),
+        dtype=_text(where, f"{name}.dtype", d.get("dtype"), DTYPES),
+        shape=_dims(where, f"{name}.shape", d.get("shape")),
+        layout=_text(where, f"{name}.layout", d.get("layout"), LAYOUTS, optional=True),
+    )
+
+
+@dataclass(frozen=True)
+class GraphIO:
+    """A graph's declared inputs and outputs (manifest ``graphs[NAME]``)."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def input(self, name: str) -> TensorSpec | None:
+        return next((t for t in self.inputs if t.name == name), None)
+
+    def output(self, name: str) -> TensorSpec | None:
+        return next((t for t in self.outputs if t.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+        }
+
+
+def graph_io_from(d: Any, where: str, name: str) -> GraphIO:
+    d = _object(where, name, d, optional=False)
+    _no_unknown(where, name, d, {"inputs", "outputs"})
+    sides = {}
+    for side in ("inputs", "outputs"):
+        items = d.get(side)
+        if not isinstance(items, list):
+            _fail(where, f"{name}.{side}", items, "a list of tensors")
+        sides[side] = tuple(
+            tensor_spec_from(t, where, f"{name}.{side}[{i}]") for i, t in enumerate(items)
+        )
+    names = [t.name for t in sides["inputs"] + sides["outputs"]]
+    if len(set(names)) != len(names):
+        _fail(where, f"{name} tensor names", names, "each name once")
+    return GraphIO(**sides)
+
+
+_IMAGE_KEYS = {"latent_dim", "num_classes", "image_size", "height", "width", "channels"}
+_IMAGE_KEYS |= {"output_format", "latent"}
+_TEXT_KEYS = {"vocab", "vocab_size", "state_names", "state_shape"}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The manifest ``model`` section (docs/bundle.md). Image kinds (``gan``, ``vae``) set
+    ``latent_dim`` and the image fields; ``ar`` sets ``vocab`` and the state fields. Keys this
+    record does not model (the training config, a user generator's ``output_range``...) stay
+    readable in ``extra``."""
+
+    latent_dim: int | None = None
+    num_classes: int = 0
+    image_size: int | None = None
+    height: int | None = None
+    width: int | None = None
+    channels: int | None = None
+    output_format: str = "uint8"
+    latent_distribution: str | None = None
+    vocab: str | None = None
+    state_names: tuple[str, ...] = ()
+    state_shape: tuple[Dim, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def image_shape(self) -> tuple[int, int, int] | None:
+        """(H, W, C) of the images the graph returns, when the section gives them."""
+        h = self.height or self.image_size
+        w = self.width or self.image_size
+        return None if h is None or w is None or self.channels is None else (h, w, self.channels)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab or "")
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.vocab is not None:
+            return {
+                "vocab": self.vocab,
+                **self.extra,
+                "vocab_size": self.vocab_size,
+                "state_names": list(self.state_names),
+                "state_shape": list(self.state_shape),
+            }
+        d: dict[str, Any] = {"latent_dim": self.latent_dim, "num_classes": self.num_classes}
+        for key in ("image_size", "height", "width", "channels"):
+            if getattr(self, key) is not None:
+                d[key] = getattr(self, key)
+        d.update(self.extra, output_format=self.output_format)
+        if self.latent_distribution is not None:
+            d["latent"] = {"distribution": self.latent_distribution}
+        return d
+
+
+def model_config_from(d: Any, kind: str, where: str) -> ModelConfig:
+    d = _object(where, "model", d, optional=False)
+    if kind == "ar":
+        return _text_config(d, where)
+    size = {
+        k: _int(where, f"model.{k}", d.get(k), lo=1, optional=True)
+        for k in ("image_size", "height", "width", "channels")
+    }
+    latent = d.get("latent")
+    if latent is not None:
+        latent = _object(where, "model.latent", latent)
+        _no_unknown(where, "model.latent", latent, {"distribution"})
+        latent = _text(
+            where, "model.latent.distribution", latent.get("distribution"), LATENT_DISTRIBUTIONS
+        )
+    return ModelConfig(
+        latent_dim=_int(where, "model.latent_dim", d.get("latent_dim"), lo=1, optional=True),
+        num_classes=_int(where, "model.num_classes", d.get("num_classes", 0)),
+        output_format=_text(
+            where, "model.output_format", d.get("output_format", "uint8"), OUTPUT_FORMATS
+        ),
+        latent_distribution=latent,
+        extra=_extra(d, _IMAGE_KEYS),
+        **size,
+    )
+
+
+def _text_config(d: dict[str, Any], where: str) -> ModelConfig:
+    vocab = d.get("vocab")
+    if not isinstance(vocab, str) or len(vocab) < 2:
+        _fail(where, "model.vocab", vocab, "the vocabulary as a string of at least 2 characters")
+    size = d.get("vocab_size", len(vocab))
+    if size != len(vocab) or type(size) is not int:
+        _fail(where, "model.vocab_size", size, f"{len(vocab)}, the length of model.vocab")
+    names = d.get("state_names", ["h"])
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        _fail(where, "model.state_names", names, 'a list of tensor names such as ["h", "c"]')
+    shape = d.get("state_shape")
+    return ModelConfig(
+        vocab=vocab,
+        state_names=tuple(names),
+        state_shape=() if shape is None else _dims(where, "model.state_shape", shape),
+        extra=_extra(d, _TEXT_KEYS),
+    )
+
+
+@dataclass(frozen=True)
+class Verification:
+    """An artifact's export checks (docs/bundle.md): errors vs torch or fp32, PSNR/SSIM and
+    task metrics vs fp32 on fixed seeds, and the verdict. Other keys stay in ``extra``."""
+
+    max_abs_err_vs_torch: float | None = None
+    max_abs_err_vs_fp32: float | None = None
+    psnr_vs_fp32: float | None = None
+    ssim_vs_fp32: float | None = None
+    metrics: Mapping[str, float | None] = field(default_factory=lambda: MappingProxyType({}))
+    metrics_fp32: Mapping[str, float | None] = field(default_factory=lambda: MappingProxyType({}))
+    metric_drop: float | None = None
+    seeds: tuple[int, ...] = ()
+    samples: int | None = None
+    backend: str | None = None
+    reference: str | None = None
+    verdict: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def passed(self) -> bool:
+        """Not failed: an artifact without a verdict (external data, older bundles) passes."""
+        return self.verdict != "fail"
+
+    @property
+    def max_abs_err(self) -> float | None:
+        """The error export measured: vs fp32 for reduced precision, else vs torch."""
+        return (
+            self.max_abs_err_vs_torch
+            if self.max_abs_err_vs_fp32 is None
+            else self.max_abs_err_vs_fp32
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        for key in _VERIFICATION_KEYS:
+            v = getattr(self, key)
+            if v is None or (key in ("metrics", "metrics_fp32", "seeds") and not v):
+                continue
+            d[key] = list(v) if key == "seeds" else dict(v) if key.startswith("metrics") else v
+        d.update(self.extra)
+        return d
+
+
+_VERIFICATION_KEYS = tuple(k for k in Verification.__dataclass_fields__ if k != "extra")
+
+
+def _metrics(where: str, name: str, v: Any) -> Mapping[str, float | None]:
+    v = _object(where, name, v)
+    return MappingProxyType({str(k): _num(where, f"{name}.{k}", x) for k, x in v.items()})
+
+
+def verification_from(d: Any, where: str, name: str = "verification") -> Verification:
+    d = _object(where, name, d)
+    seeds = d.get("seeds", [])
+    if not isinstance(seeds, list) or any(type(s) is not int for s in seeds):
+        _fail(where, f"{name}.seeds", seeds, "a list of integers")
+    nums = (
+        "max_abs_err_vs_torch",
+        "max_abs_err_vs_fp32",
+        "psnr_vs_fp32",
+        "ssim_vs_fp32",
+        "metric_drop",
+    )
+    return Verification(
+        **{k: _num(where, f"{name}.{k}", d.get(k)) for k in nums},
+        metrics=_metrics(where, f"{name}.metrics", d.get("metrics")),
+        metrics_fp32=_metrics(where, f"{name}.metrics_fp32", d.get("metrics_fp32")),
+        seeds=tuple(seeds),
+        samples=_int(where, f"{name}.samples", d.get("samples"), optional=True),
+        backend=_text(where, f"{name}.backend", d.get("backend"), optional=True),
+        reference=_text(where, f"{name}.reference", d.get("reference"), optional=True),
+        verdict=_text(where, f"{name}.verdict", d.get("verdict"), VERDICTS, optional=True),
+        extra=_extra(d, set(_VERIFICATION_KEYS)),
+    )
+
+
+_CC = re.compile(r"[0-9]{1,2}\.[0-9]{1,2}")  # "8.7": the one spelling export writes
+
+
+@dataclass(frozen=True)
+class EngineRecord:
+    """How a TensorRT engine was built (docs/bundle.md): what a machine must match to run it.
+
+    ``compute_capability`` is ``"MAJOR.MINOR"`` (``"8.7"``); ``profiles`` are
+    ``(min, opt, max)`` batch sizes; ``version_compatible`` engines carry host code.
+    """
+
+    tensorrt_version: str
+    compute_capability: str
+    device_name: str = ""
+    profiles: tuple[tuple[int, int, int], ...] = ()
+    version_compatible: bool = False
+    dla_core: int | None = None
+    built_from: str | None = None
+    path: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "tensorrt_version": self.tensorrt_version,
+            "device_name": self.device_name,
+            "compute_capability": self.compute_capability,
+            "profiles": [list(p) for p in self.profiles],
+            "version_compatible": self.version_compatible,
+            "dla_core": self.dla_core,
+        }
+        for key in ("built_from", "path"):
+            if getattr(self, key) is not None:
+                d[key] = getattr(self, key)
+        d.update(self.extra)
+        return d
+
+
+def engine_record_from(d: Any, where: str, name: str = "engine") -> EngineRecord:
+    """Parse an engine record, refusing (exit 2) a missing or malformed field by name."""
+    d = _object(where, name, d, optional=False)
+    trt = d.get("tensorrt_version")
+    if not isinstance(trt, str) or not re.match(r"[0-9]+(\.[0-9]+)*$", trt):
+        _fail(where, f"{name}.tensorrt_version", trt, 'a version such as "10.3.0"')
+    cc = d.get("compute_capability")
+    if not isinstance(cc, str) or not _CC.fullmatch(cc):
+        _fail(where, f"{name}.compute_capability", cc, 'MAJOR.MINOR such as "8.7"')
+    profiles = d.get("profiles", [])
+    ok = isinstance(profiles, list) and all(
+        isinstance(p, list)
+        and len(p) == 3
+        and all(type(b) is int for b in p)
+        and 1 <= p[0] <= p[1] <= p[2]
+        for p in profiles
+    )
+    if not ok:
+        _fail(
+            where,
+            f"{name}.profiles",
+            profiles,
+            "a list of [min, opt, max] batch sizes, 1 <= min <= opt <= max",
+        )
+    known = {"tensorrt_version", "compute_capability", "device_name", "profiles"}
+    known |= {"version_compatible", "dla_core", "built_from", "path"}
+    return EngineRecord(
+        tensorrt_version=trt,
+        compute_capability=cc,
+        device_name=_text(where, f"{name}.device_name", d.get("device_name", "")),
+        profiles=tuple(tuple(p) for p in profiles),
+        version_compatible=_bool(where, f"{name}.version_compatible", d.get("version_compatible")),
+        dla_core=_int(where, f"{name}.dla_core", d.get("dla_core"), optional=True),
+        built_from=_text(where, f"{name}.built_from", d.get("built_from"), optional=True),
+        path=_text(where, f"{name}.path", d.get("path"), optional=True),
+        extra=_extra(d, known),
+    )
+
+
+@dataclass(frozen=True)
+class BatchSpeed:
+    """Export's CPU timing of one artifact at one batch size (docs/bundle.md ``speed``)."""
+
+    p50_ms: float
+    speedup_vs_fp32: float | None = None
+    round_range: tuple[float, float] | None = None
+    rounds: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"p50_ms": self.p50_ms}
+        if self.speedup_vs_fp32 is not None:
+            d["speedup_vs_fp32"] = self.speedup_vs_fp32
+        if self.round_range is not None:
+            d["round_range"] = list(self.round_range)
+        if self.rounds is not None:
+            d["rounds"] = self.rounds
+        return d
+
+
+@dataclass(frozen=True)
+class Speed:
+    """CPU latency export measured per artifact: ``batch`` maps a batch size to its timing."""
+
+    batch: Mapping[int, BatchSpeed]
+    backend: str = "ort-cpu"
+    threads: int | None = None
+    machine: str = ""
+
+    def p50s(self) -> dict[int, float]:
+        return {b: s.p50_ms for b, s in self.batch.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batch": {str(b): s.to_dict() for b, s in self.batch.items()},
+            "backend": self.backend,
+            "threads": self.threads,
+            "machine": self.machine,
+        }
+
+
+def speed_from(d: Any, where: str, name: str = "speed") -> Speed:
+    d = _object(where, name, d, optional=False)
+    _no_unknown(where, name, d, {"batch", "backend", "threads", "machine"})
+    batches = _object(where, f"{name}.batch", d.get("batch"), optional=False)
+    out = {}
+    for b, rec in batches.items():
+        if not (isinstance(b, str) and b.isdigit() and int(b) >= 1):
+            _fail(where, f"{name}.batch key", b, "a batch size >= 1")
+        out[int(b)] = _batch_speed(rec, where, f"{name}.batch.{b}")
+    return Speed(
+        batch=MappingProxyType(out),
+        backend=_text(where, f"{name}.backend", d.get("backend", "ort-cpu")),
+        threads=_int(where, f"{name}.threads", d.get("threads"), lo=1, optional=True),
+        machine=_text(where, f"{name}.machine", d.get("machine", "")),
+    )
+
+
+def _batch_speed(rec: Any, where: str, name: str) -> BatchSpeed:
+    rec = _object(where, name, rec, optional=False)
+    _no_unknown(where, name, rec, {"p50_ms", "speedup_vs_fp32", "round_range", "rounds"})
+    p50 = _num(where, f"{name}.p50_ms", rec.get("p50_ms"))
+    if p50 is None or not 0 < p50 < float("inf"):
+        _fail(where, f"{name}.p50_ms", rec.get("p50_ms"), "a time in milliseconds > 0")
+    rr = rec.get("round_range")
+    if rr is not None and not (
+        isinstance(rr, list) and len(rr) == 2 and all(type(x) in (int, float) for x in rr)
+    ):
+        _fail(where, f"{name}.round_range", rr, "[low, high] ratios")
+    return BatchSpeed(
+        p50_ms=p50,
+        speedup_vs_fp32=_num(where, f"{name}.speedup_vs_fp32", rec.get("speedup_vs_fp32")),
+        round_range=None if rr is None else (float(rr[0]), float(rr[1])),
+        rounds=_int(where, f"{name}.rounds", rec.get("rounds"), optional=True),
+    )
+
+
+_RECORD_PARSERS = {
+    "verification": verification_from,
+    "engine": engine_record_from,
+    "speed": speed_from,
+}
+
+
 @dataclass(frozen=True)
 class Artifact:
-    """One file of a bundle, as the manifest records it."""
+    """One file of a bundle, as the manifest records it.
+
+    ``verification``, ``engine`` and ``speed`` are typed records; a ``dict`` given for one
+    (export assembles records as dicts) is parsed here, as a manifest's would be.
+    """
 
     file: str
     graph: str
@@ -61,15 +566,27 @@ class Artifact:
     sha256: str
     size: int
     precision: str | None = None
-    verification: dict[str, Any] = field(default_factory=dict)
+    verification: Verification = field(default_factory=Verification)
     calibration: dict[str, Any] | None = None
-    engine: dict[str, Any] | None = None
+    engine: EngineRecord | None = None
     quality_approved: bool = False
     recipe: dict[str, Any] | None = None
-    speed: dict[str, Any] | None = None  # CPU latency measured at export (docs/bundle.md)
+    speed: Speed | None = None  # CPU latency measured at export (docs/bundle.md)
+
+    def __post_init__(self) -> None:
+        for key, parse in _RECORD_PARSERS.items():
+            value = getattr(self, key)
+            if isinstance(value, dict):
+                object.__setattr__(
+                    self, key, parse(value, f"Artifact record '{printable(self.file)}'", key)
+                )
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if v is not None}
+        d = {}
+        for key in self.__dataclass_fields__:
+            v = getattr(self, key)
+            if v is not None:
+                d[key] = v.to_dict() if key in _RECORD_PARSERS else v
         return d
 
 
@@ -79,8 +596,8 @@ class Manifest:
 
     root: Path
     kind: str
-    model: dict[str, Any]
-    graphs: dict[str, Any]
+    model: ModelConfig
+    graphs: Mapping[str, GraphIO]
     artifacts: tuple[Artifact, ...]
     producer: dict[str, Any]
     source: dict[str, Any]
@@ -131,8 +648,8 @@ class Manifest:
             "format": FORMAT,
             "schema_version": self.schema_version,
             "kind": self.kind,
-            "model": self.model,
-            "graphs": self.graphs,
+            "model": self.model.to_dict(),
+            "graphs": {name: g.to_dict() for name, g in self.graphs.items()},
             "artifacts": [a.to_dict() for a in self.artifacts],
             "producer": self.producer,
             "source": self.source,
@@ -263,8 +780,19 @@ def _artifact_from(d: Any, where: Path) -> Artifact:
     )
     for key in ("verification", "calibration", "engine", "recipe", "speed"):
         _expect(d.get(key) is None or isinstance(d[key], dict), where, f"'{key}' is not an object")
-    known = set(Artifact.__dataclass_fields__)
-    return Artifact(**{k: v for k, v in d.items() if k in known})
+    at = f"Manifest '{where}', artifact '{printable(d['file'])}',"
+    _int(at, "size", d["size"])
+    _no_unknown(at, "artifact", d, set(Artifact.__dataclass_fields__))
+    records = {
+        key: parse(d[key], at, key)
+        for key, parse in _RECORD_PARSERS.items()
+        if d.get(key) is not None
+    }
+    return Artifact(
+        **{k: v for k, v in d.items() if k not in records and k != "quality_approved"},
+        quality_approved=_bool(at, "quality_approved", d.get("quality_approved")),
+        **records,
+    )
 
 
 def read_manifest(bundle: str | os.PathLike, *, check_files: bool = True) -> Manifest:
@@ -308,7 +836,16 @@ def read_manifest(bundle: str | os.PathLike, *, check_files: bool = True) -> Man
     return manifest_from_dict(raw, root, check_files=check_files)
 
 
+_TOP_LEVEL_KEYS = {"format", "schema_version", "kind", "model", "graphs", "artifacts"}
+_TOP_LEVEL_KEYS |= {"producer", "source"}
+
+
 def manifest_from_dict(raw: Any, root: str | os.PathLike, *, check_files: bool = True) -> Manifest:
+    """Parse and check a manifest's JSON object into typed records (``root``: the bundle).
+
+    Every field a stage reads is checked here, once: a missing, mistyped or unknown field
+    raises ``CorruptArtifactError`` (exit 2) naming it; the rest is as ``read_manifest``.
+    """
     root = Path(root)
     where = root / MANIFEST_NAME
     _expect(isinstance(raw, dict), where, "top level is not an object")
@@ -345,13 +882,20 @@ def manifest_from_dict(raw: Any, root: str | os.PathLike, *, check_files: bool =
     _expect(len(set(names)) == len(names), where, "an artifact file is listed twice")
     for a in artifacts:
         resolve_inside(root, a.file)  # refuse escaping entries before anything is read
+    at = f"Manifest '{where}'"
+    _no_unknown(at, "top-level", raw, _TOP_LEVEL_KEYS)
+    model = model_config_from(raw["model"], kind, at)
+    graphs = {
+        _text(at, "graph name", name): graph_io_from(g, at, f"graphs.{printable(name, 40)}")
+        for name, g in raw.get("graphs", {}).items()
+    }
     if check_files:
         _check_listing(root, artifacts)
     return Manifest(
         root=root.resolve(),
         kind=raw["kind"],
-        model=raw.get("model", {}),
-        graphs=raw.get("graphs", {}),
+        model=model,
+        graphs=MappingProxyType(graphs),
         artifacts=artifacts,
         producer=raw.get("producer", {}),
         source=raw.get("source", {}),

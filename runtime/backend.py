@@ -15,17 +15,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from genedge.errors import BadInputError
-
-Dim = int | str  # a fixed size, or a symbolic one such as "B"
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One graph input or output: name, numpy dtype and shape (ints or symbols like "B")."""
-
-    name: str
-    dtype: np.dtype
-    shape: tuple[Dim, ...]
+from genedge.manifest import Dim, TensorSpec
 
 
 @dataclass(frozen=True)
@@ -65,10 +55,10 @@ def check_array(spec: TensorSpec, x: Any, symbols: dict[str, int]) -> None:
             f"Input '{spec.name}': received {type(x).__name__}; expected a numpy array "
             f"{spec.dtype} {_expected(spec)}."
         )
-    if x.dtype != spec.dtype:
+    if x.dtype != spec.np_dtype:
         raise BadInputError(
             f"Input '{spec.name}': received dtype {x.dtype}; expected {spec.dtype}.",
-            hint=f"Convert with x.astype(np.{spec.dtype.name}).",
+            hint=f"Convert with x.astype(np.{spec.dtype}).",
         )
     if x.ndim != len(spec.shape):
         raise BadInputError(
@@ -167,7 +157,7 @@ def check_out(spec: TensorSpec, out: Any, shape: tuple[int, ...]) -> None:
     """Refuse a caller's output buffer unless it is a writeable C-contiguous array of the right kind."""
     ok = (
         isinstance(out, np.ndarray)
-        and out.dtype == spec.dtype
+        and out.dtype == spec.np_dtype
         and out.shape == shape
         and out.flags.c_contiguous
         and out.flags.writeable
@@ -177,7 +167,7 @@ def check_out(spec: TensorSpec, out: Any, shape: tuple[int, ...]) -> None:
         raise BadInputError(
             f"Output buffer for '{spec.name}': received {got}; expected a writeable C-contiguous "
             f"{spec.dtype} array of shape {shape}.",
-            hint=f"Allocate it with np.empty({shape}, np.{spec.dtype.name}).",
+            hint=f"Allocate it with np.empty({shape}, np.{spec.dtype}).",
         )
 
 

@@ -86,7 +86,7 @@ def _spec(arg: Any) -> TensorSpec:
     if arg.type not in _ORT_DTYPES:
         raise CorruptArtifactError(f"Graph tensor '{arg.name}' has unsupported type {arg.type}.")
     shape = tuple(d if isinstance(d, int) else (d or "?") for d in arg.shape)
-    return TensorSpec(arg.name, np.dtype(_ORT_DTYPES[arg.type]), shape)
+    return TensorSpec(arg.name, np.dtype(_ORT_DTYPES[arg.type]).name, shape)
 
 
 def _session_options(ort: Any, opts: OrtOptions) -> Any:
@@ -237,7 +237,7 @@ class OrtBackend(Backend):
         if bufs is None:
             symbols = bind_symbols(self.inputs, feed)
             bufs = {
-                s.name: np.empty(resolve_shape(s.shape, symbols), s.dtype) for s in self.outputs
+                s.name: np.empty(resolve_shape(s.shape, symbols), s.np_dtype) for s in self.outputs
             }
             self._buffers[key] = bufs
             if len(self._buffers) > MAX_BUFFER_SETS:  # many batch sizes: forget the oldest set

@@ -37,7 +37,7 @@ from .backend import (
     raise_closed,
 )
 from .latents import MAX_WALK_FRAMES, WALKS, cached_latents, lerp, make_labels, walk_latents
-from .select import BackendOptions, backend_options, model_int, open_backend, read_bundle
+from .select import BackendOptions, backend_options, open_backend, read_bundle
 
 if TYPE_CHECKING:
     from .stream import Stream
@@ -76,14 +76,14 @@ class Sampler:
         self._t_open = t_open
         self.cold_start_s: float | None = None  # open() to the first image, seconds
         self.open_s = time.perf_counter() - t_open  # open() alone
-        self.num_classes = model_int(manifest, "num_classes")
+        self.num_classes = manifest.model.num_classes
         z_spec = backend.input_spec("z")
         if z_spec is None or not isinstance(z_spec.shape[-1], int):
             raise BadInputError(f"Graph in '{backend.info.file}' has no input 'z' of shape [B, Z].")
         self.latent_dim = int(z_spec.shape[-1])
         out = backend.outputs[0]
         self._out_name = out.name
-        self._float_out = out.dtype.kind == "f"
+        self._float_out = out.np_dtype.kind == "f"
         dims = out.shape[1:]
         self.image_shape: tuple[int, int, int] = tuple(  # (H, W, C)
             int(d) for d in ((dims[1], dims[2], dims[0]) if self._float_out else dims)
@@ -98,7 +98,7 @@ class Sampler:
         self._default_labels: dict[int, np.ndarray | None] = {}
         self._encoder: Backend | None = None
         self._max_batch = getattr(backend, "profile", (1, 1, 1 << 30))[2]
-        self._image_spec = TensorSpec("image", np.dtype(np.uint8), ("n", *self.image_shape))
+        self._image_spec = TensorSpec("image", "uint8", ("n", *self.image_shape))
         self._max_images = MAX_SAMPLE_BYTES // (
             int(np.prod(self.image_shape)) + 4 * self.latent_dim
         )
@@ -134,7 +134,7 @@ class Sampler:
                 f"Bundle '{bundle}' is a '{manifest.kind}' bundle; Sampler needs gan or vae.",
                 hint="Use genedge.runtime.TextGenerator for text (ar) bundles.",
             )
-        k = model_int(manifest, "num_classes")
+        k = manifest.model.num_classes
         ranges = {"label": (0, k - 1)} if k > 0 else None
         b = open_backend(manifest, IMAGE_GRAPHS[manifest.kind], backend, precision, opts, ranges)
         try:

@@ -27,7 +27,15 @@ from genedge.errors import (
     printable,
 )
 from genedge.limits import check_threads
-from genedge.manifest import MANIFEST_NAME, PRECISIONS, Artifact, Manifest, read_manifest
+from genedge.manifest import (
+    MANIFEST_NAME,
+    PRECISIONS,
+    Artifact,
+    EngineRecord,
+    Manifest,
+    engine_record_from,
+    read_manifest,
+)
 
 from .backend import Backend, TensorSpec
 
@@ -78,19 +86,6 @@ def validate_options(opts: BackendOptions) -> None:
         raise BadInputError(f"device_id {opts.device_id!r}: expected an integer >= 0.")
 
 
-def model_int(manifest: Manifest, key: str, default: int = 0) -> int:
-    """An integer field of the manifest's model config (absent or null: ``default``); exit 2 otherwise."""
-    v = manifest.model.get(key)
-    if v is None:
-        return default
-    if type(v) is not int or v < 0:
-        raise CorruptArtifactError(
-            f"Manifest of '{manifest.root}': model.{key} is {printable(repr(v))}; expected an integer >= 0.",
-            hint="Re-export the bundle with `genedge export`.",
-        )
-    return v
-
-
 def read_bundle(bundle: str | os.PathLike) -> Manifest:
     """The bundle's manifest, with every ONNX graph's hash checked now (exit 4 on a mismatch).
 
@@ -119,7 +114,7 @@ def check_names(backend: str, precision: str | None) -> None:
 
 
 def _passed(a: Artifact) -> bool:
-    return a.verification.get("verdict", "pass") == "pass"
+    return a.verification.passed
 
 
 def onnx_artifact(manifest: Manifest, graph: str, backend: str, precision: str | None) -> Artifact:
@@ -206,26 +201,8 @@ def auto_precision_note(manifest: Manifest, graph: str) -> str | None:
 
 
 def _speed_p50s(a: Artifact) -> dict[str, float]:
-    """``{batch: p50_ms}`` of an artifact's speed record (a typed record or its JSON dict)."""
-    speed: Any = a.speed
-    if speed is None:
-        return {}
-    if hasattr(speed, "p50s"):
-        return {str(b): float(v) for b, v in speed.p50s().items() if v and v > 0}
-    return _p50s(speed.get("batch") if isinstance(speed, dict) else None)
-
-
-def _p50s(batches: Any) -> dict[str, float]:
-    """``{batch: p50_ms}`` of a speed record; {} when malformed (then the record is ignored)."""
-    if not isinstance(batches, dict):
-        return {}
-    out = {}
-    for b, rec in batches.items():
-        v = rec.get("p50_ms") if isinstance(rec, dict) else None
-        if type(v) not in (int, float) or not v > 0:
-            return {}
-        out[str(b)] = float(v)
-    return out
+    """``{batch: p50_ms}`` of an artifact's speed record ({} without one), batch as text."""
+    return {} if a.speed is None else {str(b): ms for b, ms in a.speed.p50s().items()}
 
 
 def matching_engines(
@@ -236,21 +213,32 @@ def matching_engines(
 
     ok = []
     for a in manifest.find(graph=graph, format="engine"):
+        if a.engine is None:
+            continue
         try:
             check_engine_record(
-                a.engine or {},
+                a.engine,
                 env,
                 file=a.file,
                 bundle=manifest.root,
                 allow_version_compatible=allow_version_compatible,
             )
-        except (GenedgeError, ValueError) as e:
+        except GenedgeError as e:
             log.debug("engine %s skipped: %s", printable(a.file), e)
             continue
         if _passed(a) and (a.precision != "int8" or a.quality_approved):
             ok.append(a)
     rank = {"int8": 0, "fp16": 1, "fp32": 2}
     return sorted(ok, key=lambda a: rank.get(a.precision or "fp32", 3))
+
+
+def _engine_record(a: Artifact, bundle: Any) -> EngineRecord:
+    if a.engine is None:  # a hand-made bundle may list an engine without its record
+        raise CorruptArtifactError(
+            f"Engine '{printable(a.file)}' has no engine record.",
+            hint=f"Rebuild it: genedge export CKPT --out {bundle} --trt",
+        )
+    return a.engine
 
 
 def _trt_environment(device_id: int):
@@ -281,7 +269,7 @@ def _engine_for(manifest: Manifest, graph: str, precision: str | None, opts: Bac
                 f"--precision {precision} --trt",
             )
         check_engine_record(
-            engines[0].engine or {},
+            _engine_record(engines[0], manifest.root),
             env,
             file=engines[0].file,
             bundle=manifest.root,
@@ -349,11 +337,13 @@ def check_io_spec(manifest: Manifest, graph: str, b: Backend) -> None:
     """Refuse (exit 2) a graph whose tensors disagree with the manifest's I/O spec for it (names,
     dtypes, ranks, fixed dims): C/C++ hosts size their buffers from that spec, not from the graph."""
     spec = manifest.graphs.get(graph)
-    if not isinstance(spec, dict):
+    if spec is None:
         return  # a bundle without an I/O spec for this graph: nothing to hold it to
-    for side, actual in (("inputs", b.inputs), ("outputs", b.outputs)):
-        declared = spec.get(side)
-        problem = _io_problem(side, declared, actual) if isinstance(declared, list) else None
+    for side, declared, actual in (
+        ("inputs", spec.inputs, b.inputs),
+        ("outputs", spec.outputs, b.outputs),
+    ):
+        problem = _io_problem(side, declared, actual)
         if problem:
             raise CorruptArtifactError(
                 f"Bundle '{manifest.root}', graph '{graph}' ({b.info.file}): {problem}.",
@@ -362,24 +352,26 @@ def check_io_spec(manifest: Manifest, graph: str, b: Backend) -> None:
 
 
 def _io_problem(
-    side: str, declared: list, actual: tuple, where: str = "in the manifest"
+    side: str,
+    declared: Sequence[TensorSpec],
+    actual: Sequence[TensorSpec],
+    where: str = "in the manifest",
 ) -> str | None:
-    want = {d.get("name"): d for d in declared if isinstance(d, dict)}
+    want = {t.name: t for t in declared}
     have = {t.name: t for t in actual}
     if set(want) != set(have):
-        shown = printable(sorted(map(str, want)))
-        return f"{side} {shown} {where}, {sorted(have)} in the graph"
+        return f"{side} {printable(sorted(want))} {where}, {sorted(have)} in the graph"
     for name, t in have.items():
-        dtype, shape = str(want[name].get("dtype")), list(want[name].get("shape") or [])
+        shape = list(want[name].shape)
         fixed_ok = all(
             a == e
             for a, e in zip(t.shape, shape, strict=False)
             if isinstance(a, int) and isinstance(e, int)
         )
-        if dtype != t.dtype.name or len(shape) != len(t.shape) or not fixed_ok:
+        if want[name].dtype != t.dtype or len(shape) != len(t.shape) or not fixed_ok:
             return (
-                f"'{name}' is {printable(dtype, 32)} {printable(shape)} {where}, "
-                f"{t.dtype.name} {list(t.shape)} in the graph"
+                f"'{name}' is {want[name].dtype} {printable(shape)} {where}, "
+                f"{t.dtype} {list(t.shape)} in the graph"
             )
     return None
 
@@ -392,14 +384,15 @@ def open_file(
     *,
     inputs: Sequence[TensorSpec] | None = None,
     outputs: Sequence[TensorSpec] | None = None,
-    engine: dict[str, Any] | None = None,
+    engine: EngineRecord | dict[str, Any] | None = None,
 ) -> Backend:
     """Open one ONNX file, or one TensorRT engine with ``backend="tensorrt"``, that no manifest
     lists yet (a file export has just written): the same backend classes ``open_backend`` uses.
 
     No hash is checked, since only a manifest records one: open files you wrote or trust.
-    ``engine`` is the engine's record as a manifest would hold it (TensorRT version, compute
-    capability, ``version_compatible``, ``dla_core``), checked against this machine.
+    ``engine`` is the engine's record (an ``EngineRecord``, or its dict as a manifest holds it:
+    TensorRT version, compute capability, ``version_compatible``, ``dla_core``), checked
+    against this machine; ``backend="tensorrt"`` needs it.
     ``inputs``/``outputs``, when given, are the tensors the file must declare (names, dtypes,
     ranks, fixed dims); a mismatch raises ``CorruptArtifactError`` (exit 2).
     """
@@ -410,9 +403,13 @@ def open_file(
     if backend == "tensorrt":
         from .trt_backend import TrtBackend
 
+        if isinstance(engine, dict):
+            engine = engine_record_from(engine, f"Engine record for '{Path(path).name}'")
+        if engine is None:
+            raise BadInputError("open_file with backend 'tensorrt' needs the engine's record.")
         b: Backend = TrtBackend.open_file(
             Path(path),
-            engine or {},
+            engine,
             _trt_environment(opts.device_id),
             precision=precision,
             check_inputs=opts.check_inputs,
@@ -444,8 +441,7 @@ def _check_declared(
     for side, want, have in (("inputs", inputs, b.inputs), ("outputs", outputs, b.outputs)):
         if want is None:
             continue
-        declared = [{"name": t.name, "dtype": t.dtype.name, "shape": list(t.shape)} for t in want]
-        problem = _io_problem(side, declared, have, "expected")
+        problem = _io_problem(side, want, have, "expected")
         if problem:
             raise CorruptArtifactError(
                 f"'{b.info.file}': {problem}.",

@@ -375,7 +375,7 @@ class Stream:
         """Frame ``k`` into ring ``slot``; False when it was dropped as non-finite."""
         self._path.at(k, self._z)
         b = self._backend
-        if b.outputs[0].dtype.kind != "f":
+        if b.outputs[0].np_dtype.kind != "f":
             b.run_unchecked(self._feed, {b.outputs[0].name: self._slots[slot]})
             return True
         with b.lock:  # the backend's own buffer: another thread sharing the Sampler may run next

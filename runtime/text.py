@@ -127,15 +127,10 @@ class TextGenerator:
 
     def __init__(self, manifest: Manifest, backend: Backend) -> None:
         self.manifest, self.backend = manifest, backend
-        model = manifest.model
-        self.vocab: str = model.get("vocab") or ""
-        if not isinstance(self.vocab, str) or len(self.vocab) < 2:
-            raise BadInputError(
-                "The ar bundle's manifest has no model.vocab string.",
-                hint="Re-export the bundle with `genedge export`.",
-            )
+        model = manifest.model  # an ar config: the manifest parser checked vocab and state names
+        self.vocab: str = model.vocab or ""
         self._index = {ch: i for i, ch in enumerate(self.vocab)}
-        self.state_names: list[str] = list(model.get("state_names") or ["h"])
+        self.state_names: list[str] = list(model.state_names)
         self._token = np.zeros(1, np.int64)
         self._state = self._alloc_state()  # [read set, write set]
         V = len(self.vocab)
@@ -180,9 +175,7 @@ class TextGenerator:
                 f"Bundle '{bundle}' is a '{manifest.kind}' bundle; TextGenerator needs ar.",
                 hint="Use genedge.runtime.Sampler for image bundles.",
             )
-        vocab = manifest.model.get("vocab") or ""
-        V = len(vocab) if isinstance(vocab, str) else 0
-        token_range = {"token": (0, max(V - 1, 0))}
+        token_range = {"token": (0, max(manifest.model.vocab_size - 1, 0))}
         b = open_backend(manifest, MAIN_GRAPH["ar"], backend, precision, opts, token_range)
         return cls(manifest, b)
 

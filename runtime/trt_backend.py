@@ -35,7 +35,7 @@ from genedge.errors import (
     printable,
     require,
 )
-from genedge.manifest import Artifact, Manifest
+from genedge.manifest import Artifact, EngineRecord, Manifest
 
 from .backend import (
     Backend,
@@ -69,25 +69,12 @@ def parse_version(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", str(text))[:4])
 
 
-def normalize_cc(cc: Any) -> str:
-    """Compute capability as "M.m" from "8.7", "sm87", "87", 8.7 or [8, 7]."""
-    if isinstance(cc, list | tuple) and len(cc) == 2:
-        return f"{int(cc[0])}.{int(cc[1])}"
-    text = str(cc).lower().removeprefix("sm_").removeprefix("sm")
-    if "." in text:
-        major, minor = text.split(".", 1)
-        return f"{int(major)}.{int(minor)}"
-    if text.isdigit() and len(text) >= 2:
-        return f"{int(text[:-1])}.{int(text[-1])}"
-    raise ValueError(f"unrecognised compute capability {cc!r}")
-
-
 def rebuild_hint(bundle: str | Path) -> str:
     return f"Rebuild the engine on this machine: genedge export CKPT --out {bundle} --trt"
 
 
 def check_engine_record(
-    record: dict[str, Any],
+    record: EngineRecord,
     env: TrtEnvironment,
     *,
     file: str,
@@ -100,38 +87,22 @@ def check_engine_record(
     (every component the record gives, up to patch). Version-compatible engines run on
     the same or a newer TensorRT of the same major, and only with
     ``allow_version_compatible=True``: they embed a lean runtime (host code) that
-    TensorRT would execute.
+    TensorRT would execute. The record's fields were checked when the manifest was parsed.
     """
-    try:
-        want_cc = normalize_cc(record.get("compute_capability", "?"))
-    except ValueError:
+    if record.compute_capability != env.compute_capability:
         raise IncompatibleEnvironmentError(
-            f"Engine record for '{file}' has no usable compute_capability "
-            f"({printable(repr(record.get('compute_capability')))}).",
-            hint=rebuild_hint(bundle),
-        ) from None
-    have_cc = normalize_cc(env.compute_capability)
-    if want_cc != have_cc:
-        raise IncompatibleEnvironmentError(
-            f"Engine '{file}' was built for compute capability {want_cc} "
-            f"({printable(record.get('device_name', 'unknown GPU'))}); "
-            f"this GPU is {have_cc} ({env.device_name}).",
+            f"Engine '{file}' was built for compute capability {record.compute_capability} "
+            f"({printable(record.device_name or 'unknown GPU')}); "
+            f"this GPU is {env.compute_capability} ({env.device_name}).",
             hint=rebuild_hint(bundle),
         )
-    built, have = (
-        parse_version(record.get("tensorrt_version", "")),
-        parse_version(env.tensorrt_version),
-    )
-    if not built:
-        raise IncompatibleEnvironmentError(
-            f"Engine record for '{file}' has no tensorrt_version.", hint=rebuild_hint(bundle)
-        )
-    vc = bool(record.get("version_compatible"))  # anything truthy needs the host-code opt-in below
+    built, have = parse_version(record.tensorrt_version), parse_version(env.tensorrt_version)
+    vc = record.version_compatible
     ok = (have[:1] == built[:1] and have >= built) if vc else _three(have) == _three(built)
     if not ok:
         rule = "the same major, same or newer" if vc else "exactly that version"
         raise IncompatibleEnvironmentError(
-            f"Engine '{file}' was built with TensorRT {printable(record['tensorrt_version'], 32)}; "
+            f"Engine '{file}' was built with TensorRT {printable(record.tensorrt_version, 32)}; "
             "this machine has "
             f"TensorRT {env.tensorrt_version} (needs {rule}).",
             hint=rebuild_hint(bundle),
@@ -175,7 +146,7 @@ def plan_buffers(specs: tuple[TensorSpec, ...], max_batch: int) -> dict[str, int
                 resolve_shape(s.shape, {d: max_batch for d in s.shape if not isinstance(d, int)})
             )
         )
-        * s.dtype.itemsize
+        * s.np_dtype.itemsize
         for s in specs
     }
 
@@ -273,7 +244,12 @@ class TrtBackend(Backend):
         device_id: int = 0,
     ) -> TrtBackend:
         """Check the record against ``env``, verify the hash, deserialize, allocate buffers."""
-        record = artifact.engine or {}
+        record = artifact.engine
+        if record is None:
+            raise CorruptArtifactError(
+                f"Engine '{printable(artifact.file)}' has no engine record in the manifest.",
+                hint=rebuild_hint(manifest.root),
+            )
         check_engine_record(
             record,
             env,
@@ -300,7 +276,7 @@ class TrtBackend(Backend):
     def open_file(
         cls,
         path: Path,
-        record: dict[str, Any],
+        record: EngineRecord,
         env: TrtEnvironment,
         *,
         precision: str = "fp32",
@@ -337,7 +313,7 @@ class TrtBackend(Backend):
     def _from_path(
         cls,
         path: Path,
-        record: dict[str, Any],
+        record: EngineRecord,
         env: TrtEnvironment,
         precision: str,
         file: str,
@@ -366,22 +342,16 @@ class TrtBackend(Backend):
         self._file = printable(file)
         return self
 
-    def _load(self, path: Path, record: dict[str, Any], allow_vc: bool) -> None:
+    def _load(self, path: Path, record: EngineRecord, allow_vc: bool) -> None:
         trt = require("tensorrt", "trt", purpose="the native TensorRT backend")
         self._cudart = cudart = _cudart()
         _call(cudart.cudaSetDevice(self._device_id))  # the GPU probe_environment described
         self._trt_logger = _make_logger(trt)
         self._runtime = trt.Runtime(self._trt_logger)
-        if allow_vc and record.get("version_compatible"):
+        if allow_vc and record.version_compatible:
             self._runtime.engine_host_code_allowed = True
-        dla = record.get("dla_core")
-        if dla is not None:  # an engine built for DLA runs on the core it was built for
-            if type(dla) is not int or dla < 0:
-                raise CorruptArtifactError(
-                    f"Engine record for '{path.name}': dla_core {dla!r} is not a core number.",
-                    hint=rebuild_hint(path.parent),
-                )
-            self._runtime.DLA_core = dla
+        if record.dla_core is not None:  # an engine built for DLA runs on the core it was built for
+            self._runtime.DLA_core = record.dla_core
         self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
             raise IncompatibleEnvironmentError(
@@ -416,7 +386,9 @@ class TrtBackend(Backend):
     def _tensor_spec(self, trt: Any, name: str) -> TensorSpec:
         dims = tuple(self._engine.get_tensor_shape(name))
         shape = tuple("B" if d == -1 else int(d) for d in dims)
-        return TensorSpec(name, np.dtype(trt.nptype(self._engine.get_tensor_dtype(name))), shape)
+        return TensorSpec(
+            name, np.dtype(trt.nptype(self._engine.get_tensor_dtype(name))).name, shape
+        )
 
     def _allocate(self, integrated: bool) -> None:
         cudart, self._mapped = self._cudart, integrated
@@ -436,8 +408,8 @@ class TrtBackend(Backend):
             self._context.set_tensor_address(name, int(dev))
 
     def _view(self, spec: TensorSpec, shape: tuple[int, ...]) -> np.ndarray:
-        n = int(np.prod(shape)) * spec.dtype.itemsize
-        return self._host[spec.name][:n].view(spec.dtype).reshape(shape)
+        n = int(np.prod(shape)) * spec.np_dtype.itemsize
+        return self._host[spec.name][:n].view(spec.np_dtype).reshape(shape)
 
     def _run(
         self, feed: dict[str, np.ndarray], out: dict[str, np.ndarray] | None
@@ -520,7 +492,7 @@ class TrtBackend(Backend):
             raise IncompatibleEnvironmentError(f"TensorRT failed to execute '{self._file}'.")
         if not self._mapped:
             for spec in self.outputs:
-                n = int(np.prod(shapes[spec.name])) * spec.dtype.itemsize
+                n = int(np.prod(shapes[spec.name])) * spec.np_dtype.itemsize
                 _call(
                     cudart.cudaMemcpyAsync(
                         self._host[spec.name].ctypes.data,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from genedge.errors import (
@@ -101,38 +100,50 @@ def test_a_dtype_mismatch_against_the_manifest_is_escaped():
     from genedge.runtime.backend import TensorSpec
     from genedge.runtime.select import _io_problem
 
-    actual = (TensorSpec("z", np.dtype(np.float32), ("B", 8)),)
-    problem = _io_problem("inputs", [{"name": "z", "dtype": HOSTILE, "shape": ["B", 8]}], actual)
+    actual = (TensorSpec("z", "float32", ("B", 8)),)
+    problem = _io_problem("inputs", [TensorSpec(HOSTILE, "float32", ("B", 8))], actual)
     assert problem is not None
     _no_control(problem)
-    problem = _io_problem("inputs", [{"name": HOSTILE, "dtype": "float32"}], actual)
-    _no_control(problem)
+
+
+def test_a_hostile_dtype_in_the_manifest_is_escaped(tmp_path):
+    b = _bundle(tmp_path)
+    raw = json.loads((b / MANIFEST_NAME).read_text())
+    raw["graphs"] = {
+        "generator": {"inputs": [{"name": "z", "dtype": HOSTILE, "shape": ["B", 8]}], "outputs": []}
+    }
+    (b / MANIFEST_NAME).write_text(json.dumps(raw))
+    with pytest.raises(CorruptArtifactError) as info:
+        read_manifest(b)
+    _no_control(_error_text(info.value))
 
 
 def test_a_model_field_from_the_manifest_is_escaped(tmp_path):
-    from genedge.runtime.select import model_int
-
     b = _bundle(tmp_path)
     raw = json.loads((b / MANIFEST_NAME).read_text())
     raw["model"]["num_classes"] = HOSTILE
     (b / MANIFEST_NAME).write_text(json.dumps(raw))
     with pytest.raises(CorruptArtifactError) as info:
-        model_int(read_manifest(b), "num_classes")
+        read_manifest(b)
     _no_control(_error_text(info.value))
 
 
 def test_engine_records_are_escaped():
+    from genedge.manifest import engine_record_from
     from genedge.runtime.trt_backend import TrtEnvironment, check_engine_record
 
-    env = TrtEnvironment("10.3.0", "8.7", "Orin")
-    for record in (
-        {"compute_capability": HOSTILE},
-        {"compute_capability": "8.6", "device_name": HOSTILE},
+    for record in (  # refused where the manifest is parsed
+        {"tensorrt_version": "10.3.0", "compute_capability": HOSTILE},
         {"compute_capability": "8.7", "tensorrt_version": "9.1" + HOSTILE},
     ):
-        with pytest.raises(IncompatibleEnvironmentError) as info:
-            check_engine_record(record, env, file=f"e{HOSTILE}.engine")
+        with pytest.raises(CorruptArtifactError) as info:
+            engine_record_from(record, f"e{HOSTILE}")
         _no_control(_error_text(info.value))
+    env = TrtEnvironment("10.3.0", "8.7", "Orin")
+    rec = {"tensorrt_version": "10.3.0", "compute_capability": "8.6", "device_name": HOSTILE}
+    with pytest.raises(IncompatibleEnvironmentError) as info:
+        check_engine_record(engine_record_from(rec, "e"), env, file=f"e{HOSTILE}.engine")
+    _no_control(_error_text(info.value))
 
 
 def test_a_300_character_file_name_is_a_clean_exit_2(tmp_path):

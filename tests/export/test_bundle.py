@@ -14,26 +14,25 @@ from export_helpers import fast_options
 from genedge.errors import IntegrityError
 from genedge.export.bundle import LOCK_NAME, export_bundle
 from genedge.export.parity import ParityError
-from genedge.manifest import read_manifest, sha256_file
+from genedge.manifest import TensorSpec, read_manifest, sha256_file
 
 
 def test_manifest_validates_and_every_hash_matches(gan_bundle):
     m = read_manifest(gan_bundle)
-    assert m.kind == "gan" and m.model["latent_dim"] == 16 and m.model["num_classes"] == 4
-    assert m.model["output_format"] == "uint8" and m.model["latent"] == {"distribution": "normal"}
+    assert m.kind == "gan" and m.model.latent_dim == 16 and m.model.num_classes == 4
+    assert m.model.output_format == "uint8" and m.model.latent_distribution == "normal"
+    assert m.model.image_shape == (8, 8, 1) and m.model.extra["g_width"] == 16
     assert {a.file for a in m.artifacts} == {"model.onnx", "model.fp16.onnx", "model.int8.onnx"}
     for a in m.artifacts:
         assert m.path_of(a) and sha256_file(gan_bundle / a.file) == a.sha256
-        assert a.graph == "generator" and a.verification["verdict"] in ("pass", "fail")
+        assert a.graph == "generator" and a.verification.verdict in ("pass", "fail")
     g = m.graphs["generator"]
-    assert [t["name"] for t in g["inputs"]] == ["z", "label"]
-    assert g["outputs"] == [
-        {"name": "image", "dtype": "uint8", "shape": ["B", 8, 8, 1], "layout": "NHWC"}
-    ]
+    assert [t.name for t in g.inputs] == ["z", "label"]
+    assert g.outputs == (TensorSpec("image", "uint8", ("B", 8, 8, 1), "NHWC"),)
     assert {"genedge", "torch", "onnx", "onnxruntime", "onnxslim"} <= set(m.producer)
     assert m.source["checkpoint"] == "gan.safetensors" and len(m.source["sha256"]) == 64
     (fp32,) = m.find(precision="fp32")
-    assert fp32.verification["max_abs_err_vs_torch"] <= 1
+    assert fp32.verification.max_abs_err_vs_torch <= 1
     (int8,) = m.find(precision="int8")
     assert int8.calibration == {
         "method": "minmax",
@@ -42,7 +41,8 @@ def test_manifest_validates_and_every_hash_matches(gan_bundle):
         "seed": 0,
         "truncation": 1.0,
     }
-    assert "psnr_vs_fp32" in int8.verification and "ssim_vs_fp32" in int8.verification
+    assert int8.verification.psnr_vs_fp32 is not None
+    assert int8.verification.ssim_vs_fp32 is not None
     assert int8.recipe is not None and "kept_float" in int8.recipe
 
 
@@ -58,11 +58,11 @@ def test_vae_bundle_has_encoder_and_decoder(vae_bundle):
 
 def test_ar_bundle_records_vocab_and_state(lstm_bundle):
     m = read_manifest(lstm_bundle)
-    assert m.model["vocab"] == "?abcde " and m.model["state_names"] == ["h", "c"]
-    assert m.model["state_shape"] == [2, "B", 16]
-    assert [t["name"] for t in m.graphs["step"]["outputs"]] == ["logits", "h_out", "c_out"]
+    assert m.model.vocab == "?abcde " and m.model.state_names == ("h", "c")
+    assert m.model.state_shape == (2, "B", 16) and m.model.vocab_size == 7
+    assert [t.name for t in m.graphs["step"].outputs] == ["logits", "h_out", "c_out"]
     (int8,) = m.find(precision="int8")
-    assert "bpc" in int8.verification["metrics"]
+    assert "bpc" in int8.verification.metrics
 
 
 def test_reexport_reuses_unchanged_artifacts(ckpts, tmp_path):

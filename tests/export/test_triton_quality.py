@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from genedge.export.quality import metric_drop, psnr, ssim
 from genedge.export.triton import config_pbtxt, write_triton_repository
+from genedge.manifest import graph_io_from, read_manifest
 
 
 def _parse(text: str):
@@ -19,9 +18,8 @@ def _parse(text: str):
 
 
 def test_triton_config_parses_with_triton_schema(gan_bundle, tmp_path):
-    manifest = json.loads((gan_bundle / "manifest.json").read_text())
     (cfg_path,) = write_triton_repository(
-        gan_bundle, tmp_path / "repo", manifest, max_batch_size=16
+        gan_bundle, tmp_path / "repo", read_manifest(gan_bundle), max_batch_size=16
     )
     cfg = _parse(cfg_path.read_text())
     assert cfg.platform == "onnxruntime_onnx" and cfg.max_batch_size == 16
@@ -46,6 +44,7 @@ def test_triton_engine_and_state_graphs():
         ],
         "outputs": [{"name": "logits", "dtype": "float32", "shape": ["B", 7]}],
     }
+    step = graph_io_from(step, "test", "step")
     cfg = _parse(config_pbtxt("ar_step", step, platform="onnxruntime_onnx", max_batch_size=8))
     assert cfg.max_batch_size == 0 and not cfg.HasField(
         "dynamic_batching"
@@ -55,6 +54,7 @@ def test_triton_engine_and_state_graphs():
         "inputs": [{"name": "z", "dtype": "float32", "shape": ["B", 4]}],
         "outputs": [{"name": "image", "dtype": "uint8", "shape": ["B", 8, 8, 1]}],
     }
+    img = graph_io_from(img, "test", "generator")
     cfg = _parse(
         config_pbtxt(
             "g_trt",

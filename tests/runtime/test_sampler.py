@@ -207,9 +207,10 @@ def test_engine_for_another_gpu_is_refused_before_loading(
     gan_bundle, bundle_copy, tmp_path
 ) -> None:
     """An engine record for another GPU: the pure check names both and the rebuild command."""
+    from genedge.manifest import EngineRecord
     from genedge.runtime.trt_backend import TrtEnvironment, check_engine_record
 
-    rec = {"tensorrt_version": "10.3.0", "compute_capability": "8.9", "device_name": "L4"}
+    rec = EngineRecord(tensorrt_version="10.3.0", compute_capability="8.9", device_name="L4")
     with pytest.raises(IncompatibleEnvironmentError, match="8.9.*8.0|rebuild") as e:
         check_engine_record(
             rec,
