@@ -4,7 +4,10 @@ A bundle is a folder of raw artifact files plus ``manifest.json`` (written last)
 module reads and writes that JSON and performs every check that must pass before a
 file is handed to a deserializer: known format and schema version, confined paths
 (no ``..``, absolute paths, symlinks or hardlinks leaving the folder), no missing or
-unlisted files, and the sha256 of each file. stdlib only.
+unlisted files, and the sha256 of each file. The JSON is parsed once into frozen records
+(``ModelConfig``, ``GraphIO`` of ``TensorSpec``, ``Artifact`` with its ``Verification``,
+``EngineRecord`` and ``Speed``) that every stage reads; a malformed or unknown field is
+refused here, naming it. stdlib and numpy only.
 
 Layout of ``manifest.json`` (schema_version 1)::
 
@@ -251,6 +254,7 @@ class ModelConfig:
         return len(self.vocab or "")
 
     def to_dict(self) -> dict[str, Any]:
+        """The section as export writes it (an absent ``output_format`` is written as its default)."""
         if self.vocab is not None:
             return {
                 "vocab": self.vocab,
