@@ -44,6 +44,14 @@ def accuracy(clf, images_uint8: np.ndarray, labels: np.ndarray) -> float:
 
 @pytest.mark.slow
 def test_trained_dcgan_int8_keeps_accuracy_or_is_refused(tmp_path):
+    import genedge.export.bundle  # noqa: F401  (every stage's code loaded before minutes of training)
+    import genedge.export.fp16  # noqa: F401
+    import genedge.export.int8  # noqa: F401
+    import genedge.export.mixed  # noqa: F401
+    import genedge.export.parity  # noqa: F401
+    import genedge.export.quality  # noqa: F401
+    import genedge.export.speed  # noqa: F401
+    import genedge.train.eval  # noqa: F401
     from genedge.export.byo import export_generator
     from genedge.runtime import Sampler
 
@@ -82,6 +90,8 @@ def test_trained_dcgan_int8_keeps_accuracy_or_is_refused(tmp_path):
     for prec in ("fp32", "int8"):
         with Sampler.open(bundle, backend="ort-cpu", precision=prec) as s:
             acc[prec] = accuracy(clf, s.sample(1000, seed=99, labels=labels), labels)
+    v = int8[0]["verification"]
+    print(f"independent accuracy {acc}; gate: approved={int8[0]['quality_approved']}, {v}")
     assert acc["fp32"] > 0.5, f"training did not learn the classes: {acc}"
     if int8[0]["quality_approved"]:
         assert acc["fp32"] - acc["int8"] <= 0.02, acc
