@@ -405,6 +405,7 @@ class OnnxGeneratorGraph:
     def __init__(self, path: Path, model, io: OnnxIO, gspec: GeneratorSpec, output_format: str):
         self.path, self.model, self.io, self.gspec = path, model, io, gspec
         self.output_format = output_format
+        self._reference: SourceReference | None = None
 
     def build_onnx(self, spec: Any, opset: int):
         from .onnx_export import finish_model
@@ -422,17 +423,25 @@ class OnnxGeneratorGraph:
             ) from None
 
     def reference(self) -> SourceReference:
-        return SourceReference(self.path, self.io, self.gspec, self.output_format)
+        if self._reference is None:  # one ORT session for the probe, the batch check and parity
+            self._reference = SourceReference.open(
+                self.path, self.io, self.gspec, self.output_format
+            )
+        return self._reference
 
 
 class SourceReference:
     """Callable like a torch wrapper: ``(z[, label]) -> image`` by running the original file."""
 
-    def __init__(self, path: Path, io: OnnxIO, gspec: GeneratorSpec, output_format: str) -> None:
+    def __init__(self, runner: Any, io: OnnxIO, gspec: GeneratorSpec, output_format: str) -> None:
+        self.runner, self.io, self.gspec, self.output_format = runner, io, gspec, output_format
+
+    @classmethod
+    def open(cls, path: Path, io: OnnxIO, gspec: GeneratorSpec, output_format: str):
+        """The ONNX file ``path`` on the runtime's ORT CPU backend."""
         from .parity import onnx_runner
 
-        self.io, self.gspec, self.output_format = io, gspec, output_format
-        self.runner = onnx_runner(path)
+        return cls(onnx_runner(path), io, gspec, output_format)
 
     def raw(self, z: np.ndarray, label: np.ndarray | None) -> np.ndarray:
         """The original graph's image output, float32 NCHW, for latents ``z`` (n, Z)."""
@@ -532,10 +541,8 @@ def check_dynamic_batch(graph: OnnxGeneratorGraph, ref: SourceReference) -> None
         try:
             runner = onnx_runner(p)
             try:
-                feed_ref = SourceReference.__new__(SourceReference)
-                feed_ref.io = dataclasses.replace(io, fixed_batch=None)
-                feed_ref.gspec, feed_ref.output_format, feed_ref.runner = gspec, "float", runner
-                got = feed_ref.raw(z, labels)
+                dynamic = dataclasses.replace(io, fixed_batch=None)
+                got = SourceReference(runner, dynamic, gspec, "float").raw(z, labels)
             finally:
                 runner.close()
             want = ref.raw(z, labels)

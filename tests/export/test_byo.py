@@ -523,3 +523,20 @@ def test_bench_runs_the_torch_baseline_of_a_user_module(user_files, tmp_path):
 def test_byo_flags_on_a_genedge_checkpoint_are_refused(ckpts, tmp_path, capsys):
     rc, err = run_bad([str(ckpts["gan"]), "--latent-dist", "uniform"], tmp_path / "o", capsys)
     assert rc == 2 and "--latent-dist apply to your own generator" in err
+
+
+def test_onnx_uniform_prior(tmp_path):
+    from genedge.export.options import ExportOptions
+    from genedge.export.source_onnx import OnnxSourceSpec, export_onnx_file
+    from genedge.runtime import Sampler
+
+    g = dcgan(seed=5)
+    src = export_user_onnx(tmp_path / "u.onnx", g, (torch.zeros(2, 8, 1, 1),), ("x",))
+    opts = ExportOptions(checkpoint=src, out=tmp_path / "b", precisions=("fp32",), **FAST)
+    out = export_onnx_file(src, opts, OnnxSourceSpec(latent_dist="uniform"))
+    z = np.random.default_rng(6).standard_normal((4, 8)).astype(np.float32)
+    with torch.no_grad():
+        u = torch.erf(torch.from_numpy(z) / np.sqrt(2.0)).reshape(-1, 8, 1, 1)
+        want = as_uint8_nhwc(g(u).numpy())
+    with Sampler.open(out, backend="ort-cpu", precision="fp32") as s:
+        assert np.abs(s.sample_latents(z).astype(int) - want.astype(int)).max() <= 1
