@@ -437,7 +437,9 @@ def engine_record_from(d: Any, where: str, name: str = "engine") -> EngineRecord
     """Parse an engine record, refusing (exit 2) a missing or malformed field by name."""
     d = _object(where, name, d, optional=False)
     trt = d.get("tensorrt_version")
-    if not isinstance(trt, str) or not re.match(r"[0-9]+(\.[0-9]+)*$", trt):
+    if not isinstance(trt, str) or not re.fullmatch(
+        r"[0-9]{1,9}(\.[0-9A-Za-z_+-]{1,16}){0,5}", trt
+    ):
         _fail(where, f"{name}.tensorrt_version", trt, 'a version such as "10.3.0"')
     cc = d.get("compute_capability")
     if not isinstance(cc, str) or not _CC.fullmatch(cc):
@@ -519,7 +521,7 @@ def speed_from(d: Any, where: str, name: str = "speed") -> Speed:
     batches = _object(where, f"{name}.batch", d.get("batch"), optional=False)
     out = {}
     for b, rec in batches.items():
-        if not (isinstance(b, str) and b.isdigit() and int(b) >= 1):
+        if not (isinstance(b, str) and re.fullmatch(r"[0-9]{1,9}", b) and int(b) >= 1):
             _fail(where, f"{name}.batch key", b, "a batch size >= 1")
         out[int(b)] = _batch_speed(rec, where, f"{name}.batch.{b}")
     return Speed(

@@ -390,6 +390,8 @@ def _set(path: str, value):
         ("artifacts/1/engine/dla_core", -1, "engine.dla_core"),
         ("artifacts/1/engine/tensorrt_version", "", "engine.tensorrt_version"),
         ("artifacts/1/engine/tensorrt_version", 10.3, "engine.tensorrt_version"),
+        ("artifacts/1/engine/tensorrt_version", "10.3\n", "engine.tensorrt_version"),
+        ("artifacts/0/speed/batch/\u00b2", {"p50_ms": 1.0}, "speed.batch key"),
         ("unexpected", {}, "top-level key"),
     ],
 )

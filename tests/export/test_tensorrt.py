@@ -121,7 +121,7 @@ def test_engine_record_matches_the_bundle_contract():
         "path": "legacy",
         "gpu_fallback": True,
     }
-    Artifact(
+    a = Artifact(
         file="model.int8.sm87.trt10.3.engine",
         graph="generator",
         format="engine",
@@ -130,6 +130,8 @@ def test_engine_record_matches_the_bundle_contract():
         precision="int8",
         engine=rec,
     )
+    assert a.engine.compute_capability == "8.7" and a.engine.dla_core == 0
+    assert a.engine.extra == {"gpu_fallback": True} and a.to_dict()["engine"] == rec
 
 
 def test_rebatch_to_calibration_batch():
@@ -155,6 +157,6 @@ def test_engine_builds_and_matches_ort(ckpts, tmp_path):
 
         plan = m.path_of(a).read_bytes()  # a raw plan: TensorRT deserializes the file as is
         assert trt.Runtime(trt.Logger()).deserialize_cuda_engine(plan) is not None
-        assert a.verification["verdict"] == "pass", a.verification
-        assert a.engine["profiles"] == [[1, 4, 8]] and a.file.endswith(".engine")
+        assert a.verification.verdict == "pass", a.verification
+        assert a.engine.profiles == ((1, 4, 8),) and a.file.endswith(".engine")
     assert m.find(format="cache")[0].file == "timing.cache"
