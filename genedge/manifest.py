@@ -122,7 +122,7 @@ def _no_unknown(where: str, name: str, d: dict[str, Any], known: set[str]) -> No
         _fail(
             where,
             f"{name} key {printable(unknown[0], 40)!r}",
-            d[unknown[0]],
+            d.get(unknown[0]),
             f"only {sorted(known)}",
         )
 
@@ -264,6 +264,8 @@ class ModelConfig:
                 "state_shape": list(self.state_shape),
             }
         d: dict[str, Any] = {"latent_dim": self.latent_dim, "num_classes": self.num_classes}
+        if self.latent_dim is None:
+            del d["latent_dim"]
         for key in ("image_size", "height", "width", "channels"):
             if getattr(self, key) is not None:
                 d[key] = getattr(self, key)
@@ -290,7 +292,7 @@ def model_config_from(d: Any, kind: str, where: str) -> ModelConfig:
         )
     return ModelConfig(
         latent_dim=_int(where, "model.latent_dim", d.get("latent_dim"), lo=1, optional=True),
-        num_classes=_int(where, "model.num_classes", d.get("num_classes", 0)),
+        num_classes=_int(where, "model.num_classes", d.get("num_classes"), optional=True) or 0,
         output_format=_text(
             where, "model.output_format", d.get("output_format", "uint8"), OUTPUT_FORMATS
         ),

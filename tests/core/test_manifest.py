@@ -342,6 +342,12 @@ def test_extra_model_keys_stay_readable(bundle):
     assert m.model.extra == {"g_width": 16, "output_range": [-1, 1]}
 
 
+def test_a_null_or_absent_class_count_is_unconditional(bundle):
+    assert read_manifest(bundle).model.num_classes == 0
+    _edit(bundle, lambda raw: raw["model"].update(num_classes=None))
+    assert read_manifest(bundle).model.num_classes == 0
+
+
 def _set(path: str, value):
     """An edit that sets ``raw[k1][k2]...`` (ints index lists) to ``value``."""
     *keys, last = path.split("/")
