@@ -1,8 +1,8 @@
 """CPU latency of every ONNX artifact of the main graph, measured side by side at export.
 
-Each artifact runs on the runtime's ONNX Runtime CPU backend (default threads: what a
-``Sampler`` gets) at batch 1 and 16, interleaved run by run (A B C A B C ...) so that every
-artifact sees the same machine state, for a fixed time budget. The record lands in the
+Each artifact runs on the runtime's ONNX Runtime CPU backend (default thread count: what a
+``Sampler`` gets; threads sleep between runs) at batch 1 and 16, interleaved run by run in a
+rotating order so that every artifact sees the same machine state, for a fixed time budget. The record lands in the
 artifact's ``speed`` field (docs/bundle.md) and ``precision=None`` on ``ort-cpu`` reads it:
 the fastest quality-approved artifact, never one measured slower than fp32.
 """
@@ -36,27 +36,44 @@ def _feed(ctx: Any, batch: int) -> dict[str, np.ndarray]:
 def interleaved_p50(
     runners: list[Any], feed: dict[str, np.ndarray], budget_s: float = BUDGET_S
 ) -> tuple[list[float], list[list[float]]]:
-    """p50 latency (ms) of each runner on ``feed``, and every round's times (ms), interleaved."""
+    """p50 latency (ms) of each runner on ``feed``, and every round's times (ms), interleaved.
+
+    The order rotates every round (A B C, B C A, C A B, ...) so that no runner always follows
+    the same one: what a run leaves behind (cache state, waking threads) falls on each in turn.
+    """
+    k = len(runners)
     for _ in range(WARMUP):
         for r in runners:
             r.run(feed)
     rounds: list[list[float]] = []
     t_end = time.perf_counter() + budget_s
     while len(rounds) < MAX_ROUNDS and (len(rounds) < MIN_ROUNDS or time.perf_counter() < t_end):
-        row = []
-        for r in runners:
+        row = [0.0] * k
+        for j in range(k):
+            i = (j + len(rounds)) % k
             t0 = time.perf_counter_ns()
-            r.run(feed)
-            row.append((time.perf_counter_ns() - t0) / 1e6)
+            runners[i].run(feed)
+            row[i] = (time.perf_counter_ns() - t0) / 1e6
         rounds.append(row)
-    p50 = [float(np.median([row[i] for row in rounds])) for i in range(len(runners))]
+    p50 = [float(np.median([row[i] for row in rounds])) for i in range(k)]
     return p50, rounds
+
+
+def _open(path: Any) -> Any | None:
+    """``path`` on the runtime's ORT CPU backend with threads that sleep between runs: spinning
+    threads of one session would steal the cores from the next one in the interleaving. None
+    when ORT CPU has no kernel for one of its ops (it cannot be ``ort-cpu``'s choice then)."""
+    from genedge.runtime.ort_backend import MissingKernelError
+    from genedge.runtime.select import BackendOptions, open_file
+
+    try:
+        return open_file(path, "ort-cpu", options=BackendOptions(spin=False))
+    except MissingKernelError:
+        return None
 
 
 def measure_artifacts(ctx: Any) -> dict[str, dict[str, Any]]:
     """``{file: speed record}`` for the main graph's ONNX artifacts (fp32 first)."""
-    from .parity import onnx_runner
-
     spec = ctx.main
     arts = [
         a
@@ -66,8 +83,11 @@ def measure_artifacts(ctx: Any) -> dict[str, dict[str, Any]]:
     arts.sort(key=lambda a: a["precision"] != "fp32")
     if len(arts) < 2 or arts[0]["precision"] != "fp32":
         return {}
-    runners = [onnx_runner(ctx.tmp / a["file"]) for a in arts]
+    opened = [(a, _open(ctx.tmp / a["file"])) for a in arts]
+    arts, runners = [a for a, r in opened if r], [r for _, r in opened if r]
     try:
+        if len(runners) < 2 or arts[0]["precision"] != "fp32":
+            return {}
         records: dict[str, dict[str, Any]] = {a["file"]: {"batch": {}} for a in arts}
         for batch in BATCHES:
             p50, rounds = interleaved_p50(runners, _feed(ctx, batch))
@@ -82,10 +102,8 @@ def measure_artifacts(ctx: Any) -> dict[str, dict[str, Any]]:
     finally:
         for r in runners:
             r.close()
-    backend = getattr(runners[0], "backend", "onnxruntime-cpu")
     for rec in records.values():
-        rec.update(backend="ort-cpu" if backend == "onnxruntime-cpu" else backend, threads=None)
-        rec["machine"] = _machine()
+        rec.update(backend="ort-cpu", threads=None, machine=_machine())
     return records
 
 
