@@ -540,3 +540,9 @@ def test_onnx_uniform_prior(tmp_path):
         want = as_uint8_nhwc(g(u).numpy())
     with Sampler.open(out, backend="ort-cpu", precision="fp32") as s:
         assert np.abs(s.sample_latents(z).astype(int) - want.astype(int)).max() <= 1
+
+
+def test_onnx_output_outside_declared_range(tmp_path, capsys):
+    src = export_user_onnx(tmp_path / "t.onnx", dcgan(seed=6), (torch.zeros(2, 8, 1, 1),), ("x",))
+    rc, err = run_bad([str(src), "--output-range", "0,1"], tmp_path / "o", capsys)
+    assert rc == 2 and "returned values in [-" in err and "[0, 1]" in err
