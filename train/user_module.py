@@ -202,22 +202,15 @@ def load_weights(path: Path) -> dict[str, Any]:
         raise BadInputError(f"--weights '{path}' does not exist or is not a file.")
     if path.suffix == ".safetensors":
         return _load_safetensors(path)
-    import pickle
+    from .checkpoint import torch_load_weights_only
 
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
+        obj = torch_load_weights_only(path)  # the one place genedge unpickles
+    except SecurityRefusal as e:
         raise SecurityRefusal(
-            f"--weights '{path}' holds more than tensors (a pickled object: "
-            f"{str(e).strip().splitlines()[0][:200]}); it was not loaded.",
+            f"--weights '{path}' holds more than tensors; it was not loaded. {e.message}",
             hint="Save only the weights: torch.save(model.state_dict(), 'weights.pt'), or use "
             "safetensors. genedge never loads pickles with weights_only=False.",
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise CorruptArtifactError(
-            f"--weights '{path}' is not a readable torch file ({type(e).__name__}: "
-            f"{str(e).strip()[:200]}).",
-            hint="Pass a .safetensors file or a .pt saved with torch.save(state_dict, path).",
         ) from None
     return _state_dict_in(obj, path)
 
