@@ -157,9 +157,13 @@ def _why_unpickling_failed(e: Exception) -> str:
     does that and must not tell users to, so only the reason is kept (printable, bounded).
     """
     boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
-    for line in str(e).splitlines():
-        line = line.strip()
-        if line and not line.startswith(boilerplate):
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    # torch >= 2.6 lists "(1) re-run with weights_only=False" first; the reason is the
+    # "WeightsUnpickler error: ..." line
+    reason = [line for line in lines if line.startswith("WeightsUnpickler error")]
+    for line in reason or [line for line in lines if not line.startswith(("(1)", "(2)"))]:
+        if not line.startswith(boilerplate):
+            line = line.removeprefix("WeightsUnpickler error: ").split(". Please use")[0]
             return "".join(c for c in line if c.isprintable())[:160]
     return type(e).__name__
 
