@@ -273,20 +273,18 @@ def with_dynamic_batch(model, io: OnnxIO):
         if vi.name in names and vi.type.tensor_type.shape.dim:
             vi.type.tensor_type.shape.dim[0].dim_param = "B"
     shapes = {n.input[1] for n in m.graph.node if n.op_type == "Reshape" and len(n.input) > 1}
-    for init in m.graph.initializer:
-        if init.name in shapes:
-            arr = numpy_helper.to_array(init).copy()
-            if arr.ndim == 1 and len(arr) and arr[0] == io.fixed_batch and -1 not in arr:
-                arr[0] = -1
-                init.CopyFrom(numpy_helper.from_array(arr, init.name))
-    for node in m.graph.node:
-        if node.op_type == "Constant" and node.output[0] in shapes:
-            for a in node.attribute:
-                if a.name == "value":
-                    arr = numpy_helper.to_array(a.t).copy()
-                    if arr.ndim == 1 and len(arr) and arr[0] == io.fixed_batch and -1 not in arr:
-                        arr[0] = -1
-                        a.t.CopyFrom(numpy_helper.from_array(arr))
+    targets = [t for t in m.graph.initializer if t.name in shapes] + [
+        a.t
+        for n in m.graph.node
+        if n.op_type == "Constant" and n.output[0] in shapes
+        for a in n.attribute
+        if a.name == "value"
+    ]
+    for t in targets:
+        arr = numpy_helper.to_array(t).copy()
+        if arr.ndim == 1 and len(arr) and arr[0] == io.fixed_batch and -1 not in arr:
+            arr[0] = -1  # (N, ...) -> (-1, ...)
+            t.CopyFrom(numpy_helper.from_array(arr, t.name))
     return m
 
 
