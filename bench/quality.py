@@ -35,8 +35,16 @@ def quality_rows(manifest: Manifest) -> list[dict[str, Any]]:
         row["calibration"] = a.calibration
         row["kept_float"] = len((a.recipe or {}).get("kept_float") or [])
         row["quality_approved"] = a.quality_approved if a.precision == "int8" else None
+        row["export_speed"] = _export_speed(a.speed)
         rows.append(row)
     return rows
+
+
+def _export_speed(speed: Any) -> dict[str, dict[str, Any]]:
+    """The export-time CPU record (docs/bundle.md ``speed``) as ``{batch: {p50_ms, ...}}``."""
+    if speed is None:
+        return {}
+    return {str(b): s.to_dict() for b, s in sorted(speed.batch.items())}
 
 
 SKIP_METRICS = ("num_samples",)

@@ -158,8 +158,16 @@ SHORT = {
 
 
 def quality_table(report: BenchReport) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
-    """Per artifact: max error vs torch / fp32, PSNR, SSIM, task-metric drop, verdict."""
-    header = ("file", "precision", *(SHORT[k] for k in FIELDS), "verdict", "int8 approved")
+    """Per artifact: max error vs torch / fp32, PSNR, SSIM, task-metric drop, verdict, and the
+    speed vs fp32 export measured on its CPU (the record ``precision=None`` on ort-cpu reads)."""
+    header = (
+        "file",
+        "precision",
+        *(SHORT[k] for k in FIELDS),
+        "verdict",
+        "int8 approved",
+        "export CPU x fp32",
+    )
     body = [
         (
             q["file"],
@@ -167,10 +175,21 @@ def quality_table(report: BenchReport) -> tuple[tuple[str, ...], list[tuple[str,
             *(fmt(q.get(k), 3) for k in FIELDS),
             fmt(q.get("verdict")),
             fmt(q.get("quality_approved")),
+            _export_speed_text(q.get("export_speed") or {}),
         )
         for q in report.quality
     ]
     return header, body
+
+
+def _export_speed_text(speed: dict[str, dict[str, Any]]) -> str:
+    """``b1 0.54x, b16 0.82x`` from an export-time speed record ("-" when none)."""
+    parts = [
+        f"b{b} {rec['speedup_vs_fp32']:.2f}x"
+        for b, rec in speed.items()
+        if rec.get("speedup_vs_fp32") is not None
+    ]
+    return ", ".join(parts) or "-"
 
 
 def metric_table(report: BenchReport) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:

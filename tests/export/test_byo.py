@@ -547,3 +547,13 @@ def test_onnx_output_outside_declared_range(tmp_path, capsys):
     src = export_user_onnx(tmp_path / "t.onnx", dcgan(seed=6), (torch.zeros(2, 8, 1, 1),), ("x",))
     rc, err = run_bad([str(src), "--output-range", "0,1"], tmp_path / "o", capsys)
     assert rc == 2 and "returned values in [-" in err and "[0, 1]" in err
+
+
+def test_bench_quality_table_shows_the_export_speed_record(dcgan_bundle):
+    from genedge.bench.quality import quality_rows
+    from genedge.bench.report import _export_speed_text
+    from genedge.manifest import read_manifest
+
+    rows = {r["precision"]: r for r in quality_rows(read_manifest(dcgan_bundle[0]))}
+    assert set(rows["int8"]["export_speed"]) == {"1", "16"}
+    assert _export_speed_text(rows["fp32"]["export_speed"]) == "b1 1.00x, b16 1.00x"
