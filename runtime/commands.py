@@ -58,14 +58,20 @@ def sample_command(args: argparse.Namespace) -> int:
             f"{_describe(s.info)}; cold start {s.cold_start_s * 1e3:.1f} ms",
             file=sys.stderr,
         )
-        if args.precision in (None, "auto") and s.info.backend == "ort-cpu":
-            from .sampler import IMAGE_GRAPHS
-            from .select import auto_precision_note
-
-            note = auto_precision_note(s.manifest, IMAGE_GRAPHS[s.manifest.kind])
-            if note:
-                print(f"precision auto -> {note}", file=sys.stderr)
+        _say_auto_precision(args, s)
     return 0
+
+
+def _say_auto_precision(args: argparse.Namespace, s: Any) -> None:
+    """On ort-cpu with no --precision: which artifact the bundle's speed record chose, and why."""
+    if args.precision not in (None, "auto") or s.info.backend != "ort-cpu":
+        return
+    from .sampler import IMAGE_GRAPHS
+    from .select import auto_precision_note
+
+    note = auto_precision_note(s.manifest, IMAGE_GRAPHS[s.manifest.kind])
+    if note:
+        print(f"precision auto -> {note}", file=sys.stderr)
 
 
 def _upscale(image: np.ndarray) -> np.ndarray:
@@ -215,6 +221,7 @@ def live_command(args: argparse.Namespace) -> int:
     outputs = _Outputs(args) if (args.video or args.window) else None
     with _open_sampler(args) as s, contextlib.ExitStack() as stack:
         print(f"live: {_describe(s.info)} at {args.fps:g} fps", file=sys.stderr)
+        _say_auto_precision(args, s)
         if outputs is not None:
             video = stack.enter_context(atomic_path(args.video)) if args.video else None
             stack.callback(outputs.close)  # released before the file is renamed into place

@@ -557,3 +557,8 @@ def test_bench_quality_table_shows_the_export_speed_record(dcgan_bundle):
     rows = {r["precision"]: r for r in quality_rows(read_manifest(dcgan_bundle[0]))}
     assert set(rows["int8"]["export_speed"]) == {"1", "16"}
     assert _export_speed_text(rows["fp32"]["export_speed"]) == "b1 1.00x, b16 1.00x"
+
+
+def test_sample_says_why_auto_chose_its_precision(dcgan_bundle, tmp_path, capsys):
+    assert main(["sample", str(dcgan_bundle[0]), "-n", "2", "--out", str(tmp_path / "g.png")]) == 0
+    assert "precision auto -> " in capsys.readouterr().err
