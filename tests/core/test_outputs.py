@@ -212,3 +212,32 @@ def test_a_second_writer_is_refused(tmp_path):
     second = folder_lock(tmp_path, who="genedge train")
     with held, pytest.raises(IntegrityError, match="another"), second:
         pass
+
+
+@pytest.fixture()
+def read_only_folder(tmp_path):
+    """A read-only bind mount (root may mount; elsewhere the test is skipped)."""
+    import subprocess
+
+    src, ro = tmp_path / "src", tmp_path / "ro"
+    src.mkdir()
+    ro.mkdir()
+    if subprocess.run(["mount", "--bind", str(src), str(ro)], capture_output=True).returncode:
+        pytest.skip("cannot bind-mount here")
+    try:
+        remount = ["mount", "-o", "remount,bind,ro", str(ro)]
+        if subprocess.run(remount, capture_output=True).returncode:
+            pytest.skip("cannot remount read-only here")
+        yield ro
+    finally:
+        subprocess.run(["umount", str(ro)], capture_output=True)
+
+
+def test_a_read_only_filesystem_is_refused_before_work(read_only_folder, capsys):
+    with pytest.raises(BadInputError, match="read-only filesystem"):
+        check_output_file(read_only_folder / "x.png")
+    with pytest.raises(BadInputError, match="read-only filesystem"):
+        check_bundle_out(read_only_folder / "bundle")
+    assert main(["train", "gan", "--data", "digits", "--out", str(read_only_folder / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "read-only filesystem" in err and "Traceback" not in err
