@@ -8,6 +8,14 @@ import numpy as np
 
 from genedge.manifest import sha256_file
 
+from .context import (
+    BuildContext,
+    add_artifact,
+    calibration_feeds,
+    calibration_spec,
+    fp32_runner,
+    save_bundle_file,
+)
 from .tensorrt import (
     LEGACY,
     EngineRequest,
@@ -24,19 +32,17 @@ from .tensorrt import (
 )
 
 
-def _previous_file(ctx: Any, name: str) -> tuple[dict[str, Any] | None, bytes | None]:
-    prev = ctx.previous or {}
-    rec = next((a for a in prev.get("artifacts", []) if a["file"] == name), None)
+def _previous_file(ctx: BuildContext, name: str) -> tuple[dict[str, Any] | None, bytes | None]:
+    prev = ctx.previous
+    rec = next((a for a in prev.artifacts if a.file == name), None) if prev else None
     path = ctx.opts.out / name
-    if rec is None or not path.is_file() or sha256_file(path) != rec["sha256"]:
+    if rec is None or not path.is_file() or sha256_file(path) != rec.sha256:
         return None, None
-    return rec, path.read_bytes()
+    return rec.to_dict(), path.read_bytes()
 
 
-def build_engines(ctx: Any) -> None:
+def build_engines(ctx: BuildContext) -> None:
     """One engine per requested precision from the bundle's ONNX, with parity vs ORT fp32."""
-    from .bundle import add_artifact, calibration_feeds, calibration_spec, save_bundle_file
-
     trt_version = tensorrt_version() or require_tensorrt().__version__
     device_name, cc = device_info()
     _, timing = _previous_file(ctx, "timing.cache")
@@ -109,7 +115,9 @@ def build_engines(ctx: Any) -> None:
         )
 
 
-def engine_parity(ctx: Any, file: str, record: dict[str, Any], precision: str) -> dict[str, Any]:
+def engine_parity(
+    ctx: BuildContext, file: str, record: dict[str, Any], precision: str
+) -> dict[str, Any]:
     """Engine (on the runtime's ``TrtBackend``) vs ORT fp32 on the parity seeds (batch = first
     profile's OPT)."""
     from .parity import engine_runner
@@ -128,14 +136,14 @@ def engine_parity(ctx: Any, file: str, record: dict[str, Any], precision: str) -
         runner.close()
 
 
-def _engine_parity(ctx: Any, runner: Any, precision: str) -> dict[str, Any]:
+def _engine_parity(ctx: BuildContext, runner: Any, precision: str) -> dict[str, Any]:
     from .calibration import image_feed
     from .parity import max_abs_error, parity_feed, tolerance_for
     from .quality import psnr
 
     spec, o = ctx.main, ctx.opts
     n, worst, psnrs = o.profiles[0][1], 0.0, []
-    ref_runner = ctx.cache.get(f"runner:{spec.stem}") or _runner(ctx)
+    ref_runner = fp32_runner(ctx, spec)
     for seed in o.parity_seeds:
         feed = (
             image_feed(ctx.cfg, n, seed)
@@ -160,9 +168,3 @@ def _engine_parity(ctx: Any, runner: Any, precision: str) -> dict[str, Any]:
     )
     rec["verdict"] = "pass" if ok and np.isfinite(worst) else "fail"
     return rec
-
-
-def _runner(ctx: Any):
-    from .bundle import fp32_runner
-
-    return fp32_runner(ctx, ctx.main)

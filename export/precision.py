@@ -1,0 +1,185 @@
+"""The precision stages of an export: fp32 (parity vs the reference), fp16 and int8 (gated).
+
+Each stage writes its artifacts into ``ctx.tmp`` and appends their manifest records; the
+reduced-precision stages keep nodes in float until the quality gate (``genedge.export.gate``)
+passes, and record the verdict either way. ``STAGES`` maps a precision to its stage; the
+``--trt`` stage is ``genedge.export.trt_stage``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from .context import BuildContext, add_artifact, calibration_feeds, calibration_spec
+from .gate import compare_to_fp32, gate, summary
+from .wrappers import GraphSpec
+
+
+def stage_fp32(ctx: BuildContext) -> None:
+    """Export every graph, check parity vs torch (raises ParityError), record."""
+    from .onnx_export import onnx_from_module, save_onnx
+    from .parity import check_parity
+
+    for spec, wrapper in ctx.graphs:
+        ctx.log(f"exporting {spec.name} -> {spec.stem}.onnx")
+        build = getattr(wrapper, "build_onnx", None)  # a source that makes its own graph
+        model = (
+            build(spec, ctx.opts.opset)
+            if build
+            else onnx_from_module(wrapper, spec, opset=ctx.opts.opset)
+        )
+        files = save_onnx(model, ctx.tmp / f"{spec.stem}.onnx")
+        verification = check_parity(
+            wrapper.reference(), files[0], spec, ctx.cfg, ctx.kind, ctx.opts.parity_seeds
+        )
+        against = getattr(wrapper, "reference_name", "torch")
+        verification["reference"] = against
+        ctx.log(
+            f"{spec.stem}.onnx parity vs {against}: max abs err {verification['max_abs_err_vs_torch']:.3g}"
+        )
+        add_artifact(
+            ctx,
+            files[0].name,
+            graph=spec.name,
+            format="onnx",
+            precision="fp32",
+            verification=verification,
+        )
+        for extra in files[1:]:
+            add_artifact(ctx, extra.name, graph=spec.name, format="onnx-data", precision="fp32")
+
+
+def stage_fp16(ctx: BuildContext) -> None:
+    """fp16 with fp32 I/O and the overflow guard; keep more nodes fp32 while the PSNR floor fails."""
+    for spec, _ in ctx.graphs:
+        _fp16_graph(ctx, spec)
+
+
+def _fp16_graph(ctx: BuildContext, spec: GraphSpec) -> None:
+    import onnx
+
+    from .fp16 import COMPUTE_OPS, fp16_from_onnx, largest_compute_nodes
+    from .onnx_export import save_onnx
+    from .parity import onnx_runner
+
+    file = f"{spec.stem}.fp16.onnx"
+    fp32 = onnx.load(str(ctx.tmp / f"{spec.stem}.onnx"))
+    feeds = calibration_feeds(ctx, spec)[:4]
+    keep: tuple[str, ...] = ()
+    n_compute = sum(n.op_type in COMPUTE_OPS for n in fp32.graph.node)
+    while True:
+        model, blocked, ranges = fp16_from_onnx(fp32, feeds, keep_float=keep)
+        save_onnx(model, ctx.tmp / file)
+        rec = compare_to_fp32(ctx, spec, onnx_runner(ctx.tmp / file, spec))
+        passed = gate(ctx, rec, use_metric=spec.name == "step")
+        more = largest_compute_nodes(fp32, ranges, set(blocked), 1)
+        if passed or not more or len(keep) >= n_compute:
+            break
+        keep = keep + tuple(more)
+        ctx.log(
+            f"{file}: PSNR {rec.get('psnr_vs_fp32', 0):.1f} dB below floor; keeping {more[0]} in fp32"
+        )
+    rec["verdict"] = "pass" if passed else "fail"
+    ctx.log(f"{file}: {summary(rec)}; kept fp32: {blocked or 'none'}")
+    add_artifact(
+        ctx,
+        file,
+        graph=spec.name,
+        format="onnx",
+        precision="fp16",
+        verification=rec,
+        recipe={"kept_float": blocked},
+        quality_approved=passed,
+    )
+
+
+def stage_int8(ctx: BuildContext) -> None:
+    """Q/DQ int8 of the main graph, gated on held-out seeds, mixed-precision search on failure."""
+    import onnx
+
+    from .int8 import WEIGHTED_OPS, int8_from_onnx, quantizable_nodes, quantized_weight_nodes
+    from .mixed import GateResult, search_recipe
+    from .parity import onnx_runner
+
+    spec, o = ctx.main, ctx.opts
+    src = ctx.tmp / f"{spec.stem}.onnx"
+    feeds = calibration_feeds(ctx, spec)
+    work = ctx.tmp / ".genedge-tmp-int8"
+    work.mkdir(exist_ok=True)
+
+    def build(kept: tuple[str, ...]) -> Path:
+        return int8_from_onnx(
+            src,
+            work / f"cand{len(list(work.iterdir()))}.onnx",
+            feeds,
+            method=o.calib_method,
+            keep_float=kept,
+        )
+
+    def evaluate(path: Path) -> GateResult:
+        rec = compare_to_fp32(ctx, spec, onnx_runner(path, spec))
+        score = rec.get("psnr_vs_fp32", 0.0) - 100.0 * max(rec.get("metric_drop", 0.0), 0.0)
+        return GateResult(gate(ctx, rec, use_metric=True), score, rec)
+
+    ctx.log(
+        f"calibrating int8 ({o.calib_method}, {o.calib_samples} samples from {calibration_spec(ctx).source})"
+    )
+    candidates = quantizable_nodes(onnx.load(str(src)))
+    recipe = search_recipe(build, evaluate, candidates, log=ctx.log)
+    if not quantized_weight_nodes(onnx.load(str(recipe.path))):
+        shutil.rmtree(work, ignore_errors=True)
+        why = (
+            f"{len(candidates)} such node(s); {len(recipe.kept_float)} kept in float by the "
+            "quality gate, the quantizer quantized none of the others"
+            if candidates
+            else "the graph has none"
+        )
+        skip_precision(
+            ctx, "int8", f"no {'/'.join(WEIGHTED_OPS)} weight of {src.name} is int8 ({why})"
+        )
+        return
+    os.replace(recipe.path, ctx.tmp / "model.int8.onnx")
+    shutil.rmtree(work, ignore_errors=True)
+    rec = dict(recipe.result.record, verdict="pass" if recipe.result.passed else "fail")
+    kept = list(recipe.kept_float)
+    ctx.log(f"model.int8.onnx: {summary(rec)}; kept in float: {kept or 'none'}")
+    recipe_rec = (
+        {"kept_float": kept, "sensitivity": recipe.sensitivity}
+        if recipe.sensitivity
+        else {"kept_float": kept}
+    )
+    add_artifact(
+        ctx,
+        "model.int8.onnx",
+        graph=spec.name,
+        format="onnx",
+        precision="int8",
+        verification=rec,
+        calibration=calibration_spec(ctx).record(),
+        recipe=recipe_rec,
+        quality_approved=recipe.result.passed,
+    )
+
+
+def skip_precision(ctx: BuildContext, precision: str, reason: str) -> None:
+    """Write no artifact for ``precision``: log why and record it in the manifest's
+    ``source.skipped`` (a file labelled int8 that runs in float would be a lie)."""
+    ctx.log(f"{precision} skipped: {reason}")
+    ctx.skipped[precision] = reason
+
+
+def stage_trt(ctx: BuildContext) -> None:
+    from .trt_stage import build_engines
+
+    build_engines(ctx)
+
+
+STAGES: dict[str, Callable[[BuildContext], None]] = {
+    "fp32": stage_fp32,
+    "fp16": stage_fp16,
+    "int8": stage_int8,
+    "trt": stage_trt,
+}

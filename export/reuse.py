@@ -1,0 +1,72 @@
+"""Reusing the bundle already at ``--out``: an unchanged source with unchanged options keeps
+its artifacts instead of rebuilding them.
+
+The previous bundle is read once, as typed records (``genedge.manifest.Manifest``), and only
+when it is a valid genedge bundle whose every file matches its hash. A stage's artifacts are
+reused when the source's sha256 and that stage's artifact key (``ExportOptions.artifact_key``)
+are the ones recorded; TensorRT engines are always rebuilt (the GPU may differ).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from genedge.manifest import MANIFEST_NAME, Artifact, Manifest
+
+from .context import BuildContext
+from .options import ExportOptions
+
+
+def read_previous(out: Path) -> Manifest | None:
+    """The bundle at ``out``, if it is a valid genedge bundle with intact files; else None."""
+    from genedge.errors import GenedgeError
+    from genedge.manifest import read_manifest
+
+    if not (out / MANIFEST_NAME).is_file():
+        return None
+    try:
+        m = read_manifest(out)
+        for a in m.artifacts:
+            m.path_of(a)  # sha256 of every file
+    except GenedgeError:
+        return None
+    return m
+
+
+def is_current(prev: Manifest | None, opts: ExportOptions, source_sha: str) -> bool:
+    """True when the bundle already holds exactly what ``opts`` asks for, from this source."""
+    if opts.force or opts.trt or not prev or prev.source.get("sha256") != source_sha:
+        return False
+    wanted = {s: opts.artifact_key(s) for s in opts.precisions}
+    return prev.source.get("artifact_keys") == wanted
+
+
+def reusable(ctx: BuildContext, stage: str) -> list[Artifact] | None:
+    """Records of ``stage``'s artifacts in the previous bundle when source and options are unchanged."""
+    prev, key = ctx.previous, ctx.opts.artifact_key(stage)
+    ctx.keys[stage] = key
+    if stage == "trt" or ctx.opts.force or not prev:  # engines are rebuilt: the GPU may differ
+        return None
+    if (
+        prev.source.get("sha256") != ctx.source["sha256"]
+        or (prev.source.get("artifact_keys") or {}).get(stage) != key
+    ):
+        return None
+    records = [a for a in prev.artifacts if stage_of(a) == stage]
+    return records or None
+
+
+def stage_of(a: Artifact) -> str:
+    """The stage that wrote ``a``: ``trt`` for engines and caches, else its precision."""
+    return "trt" if a.format in ("engine", "cache") else a.precision or "fp32"
+
+
+def copy_previous(ctx: BuildContext, records: list[Artifact], stage: str) -> None:
+    """Copy ``records``' files from the previous bundle into the new one and record them."""
+    for rec in records:
+        shutil.copyfile(ctx.opts.out / rec.file, ctx.tmp / rec.file)
+        ctx.artifacts.append(rec.to_dict())
+    ctx.log(
+        f"reused {', '.join(r.file for r in records)} (checkpoint and {stage} options unchanged)"
+    )
