@@ -44,7 +44,7 @@ def export_command(args: argparse.Namespace) -> int:
 
     from genedge.errors import MESSAGE_CHARS, printable
 
-    from .byo import export_from_args
+    from .dispatch import export_from_args
 
     opts = options_from_args(args)
     console = Console(stderr=True)

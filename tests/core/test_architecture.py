@@ -226,6 +226,63 @@ def test_export_does_not_import_bench():
     assert _violations("export", rule) == []
 
 
+def _export_import_graph() -> dict[str, set[str]]:
+    """``{module: export modules it imports}`` over ``export/``, lazy imports included."""
+    modules = {
+        _package_of(p) if p.name == "__init__.py" else f"{_package_of(p)}.{p.stem}": p
+        for p in _files("export")
+    }
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        graph[name] = set()
+        for imp in imports_of(path):
+            parts = imp.module.split(".")
+            target = next(
+                (
+                    ".".join(parts[:n])
+                    for n in range(len(parts), 0, -1)
+                    if ".".join(parts[:n]) in modules
+                ),
+                None,
+            )
+            if target and target not in (name, "genedge.export"):
+                graph[name].add(target)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` as ``[a, b, ..., a]``, or None (depth-first search)."""
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        if node in path:
+            return path[path.index(node) :] + [node]
+        if node in done:
+            return None
+        for nxt in sorted(graph.get(node, ())):
+            cycle = visit(nxt, [*path, node])
+            if cycle:
+                return cycle
+        done.add(node)
+        return None
+
+    return next((c for n in sorted(graph) if (c := visit(n, []))), None)
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_export_modules_import_each_other_without_cycles():
+    """Stages and helpers never import the orchestrator back (lazy imports count too)."""
+    graph = _export_import_graph()
+    assert "genedge.export.context" in graph["genedge.export.trt_stage"]
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
+    for leaf in ("context", "gate", "precision", "reuse", "manifest_build", "trt_stage", "speed"):
+        assert "genedge.export.bundle" not in graph[f"genedge.export.{leaf}"], leaf
+
+
 PROBE = """
 import glob, json, os, sys
 sys.modules["torch"] = None  # any `import torch` now raises ImportError

@@ -1,0 +1,93 @@
+"""``genedge export SOURCE``: which exporter a command line names, and its arguments.
+
+A genedge checkpoint goes to ``bundle.export_bundle``, an ``.onnx`` file to
+``source_onnx.export_onnx_file``, ``--module FILE.py:NAME`` to ``byo.export_module_file``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from genedge.errors import BadInputError
+
+from .byo import GeneratorSpec, Log, export_module_file, parse_output_range, parse_shape
+from .options import ExportOptions
+
+
+def _module_args(text: str | None) -> Any:
+    from genedge.train.user_module import parse_module_args
+
+    return parse_module_args(text)
+
+
+BYO_FLAGS = (
+    "module",
+    "weights",
+    "module_args",
+    "latent_dim",
+    "num_classes",
+    "output_range",
+    "latent_shape",
+    "latent_dist",
+    "latent_input",
+    "label_input",
+    "image_output",
+)
+
+
+def spec_from_args(args: Any, *, latent_dim: int | None = None) -> GeneratorSpec:
+    """GeneratorSpec from the ``genedge export`` flags (``latent_dim`` when detected elsewhere)."""
+    z = args.latent_dim if args.latent_dim is not None else latent_dim
+    if z is None:
+        raise BadInputError(
+            "--module needs --latent-dim Z (the size of the generator's latent vector).",
+            hint="For the classic DCGAN: --latent-dim 100 --latent-shape 100,1,1",
+        )
+    return GeneratorSpec(
+        latent_dim=z,
+        num_classes=args.num_classes or 0,
+        output_range=parse_output_range(args.output_range) if args.output_range else (-1.0, 1.0),
+        latent_shape=parse_shape(args.latent_shape),
+        latent_dist=args.latent_dist or "normal",
+    )
+
+
+def export_from_args(args: Any, opts: ExportOptions, log: Log) -> Path:
+    """``genedge export``: a checkpoint, an ONNX file (SOURCE ends in .onnx) or ``--module``."""
+    source = args.checkpoint
+    if args.module:
+        if source:
+            raise BadInputError(
+                f"genedge export received both SOURCE '{source}' and --module; pass one.",
+                hint="--module FILE.py:NAME --weights W exports your module; SOURCE is a "
+                "checkpoint or an .onnx file.",
+            )
+        return export_module_file(
+            args.module,
+            args.weights,
+            opts.out,
+            spec_from_args(args),
+            module_args=_module_args(args.module_args),
+            opts=opts,
+            log=log,
+        )
+    if not source:
+        raise BadInputError(
+            "genedge export needs SOURCE (a checkpoint or an .onnx file) or --module FILE.py:NAME.",
+            hint="For example: genedge export run/ckpt.safetensors --out bundle",
+        )
+    if str(source).lower().endswith(".onnx"):
+        from .source_onnx import export_onnx_file, onnx_spec_from_args
+
+        return export_onnx_file(Path(source), opts, onnx_spec_from_args(args), log=log)
+    given = [f"--{f.replace('_', '-')}" for f in BYO_FLAGS if getattr(args, f, None) is not None]
+    if given:
+        raise BadInputError(
+            f"{', '.join(given)} apply to your own generator (--module or an .onnx SOURCE); "
+            f"'{source}' is a genedge checkpoint, which records all of that itself.",
+            hint="Drop those flags, or pass --module FILE.py:NAME / MODEL.onnx.",
+        )
+    from .bundle import export_bundle
+
+    return export_bundle(opts, log=log)
