@@ -84,6 +84,19 @@ def test_reexport_reuses_unchanged_artifacts(ckpts, tmp_path):
     assert not any("reused" in line for line in logs)
 
 
+def test_triton_repository_is_written_for_a_current_bundle(ckpts, tmp_path):
+    logs: list[str] = []
+    opts = fast_options(ckpts["gan"], tmp_path / "b", precisions=("fp32",))
+    export_bundle(opts, log=logs.append)
+    repo = tmp_path / "triton"
+    export_bundle(dataclasses.replace(opts, triton=repo), log=logs.append)
+    assert any("is current" in line for line in logs)
+    assert logs[-1].startswith("Triton model repository:")
+    model = repo / "b_generator"
+    assert (model / "config.pbtxt").is_file()
+    assert (model / "1" / "model.onnx").read_bytes() == (tmp_path / "b" / "model.onnx").read_bytes()
+
+
 def test_parity_failure_raises_and_leaves_no_bundle(ckpts, tmp_path, monkeypatch):
     import genedge.export.onnx_export as onnx_export
 
