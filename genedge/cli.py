@@ -31,6 +31,7 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "live": ("genedge.runtime.commands:live_command", "cpu"),
     "generate": ("genedge.runtime.commands:generate_command", "cpu"),
     "bench": ("genedge.bench.commands:bench_command", "cpu"),
+    "inspect": ("genedge.export.inspection:inspect_command", "export"),
 }
 
 
@@ -340,6 +341,23 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", default=None)
 
 
+def _add_inspect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "inspect",
+        help="describe a bundle, an ONNX file or a checkpoint (I/O, precisions, engines, hashes)",
+        description="Describe what a bundle, an ONNX file or a genedge checkpoint holds, without "
+        "running it: inputs and outputs with shapes and dtypes; for a bundle also each "
+        "precision's quality verdict and export-time CPU latency, its TensorRT engines and the "
+        "TensorRT version and GPU they need, the source and the sha256 of every file.",
+    )
+    p.add_argument(
+        "path",
+        metavar="PATH",
+        help="a bundle folder (or its manifest.json), an .onnx file or a .safetensors checkpoint",
+    )
+    p.add_argument("--json", action="store_true", help="print the description as JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genedge",
@@ -348,7 +366,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"genedge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_demo, _add_train, _add_eval, _add_export, _add_runtime, _add_bench):
+    for add in (
+        _add_demo,
+        _add_train,
+        _add_eval,
+        _add_export,
+        _add_runtime,
+        _add_bench,
+        _add_inspect,
+    ):
         add(sub)
     return parser
 
