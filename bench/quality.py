@@ -1,7 +1,8 @@
 """Quality beside speed: what each precision costs, read from the manifest's verification records.
 
 The exporter measured these on fixed seeds (docs/bundle.md "Artifact records"); the
-bench only shows them next to the timings, it never re-derives them.
+bench only shows them next to the timings, it never re-derives them (the definitions live in
+``genedge.metrics`` and ``genedge.train.eval``).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 Every artifact is compared with the bundle's fp32 graph on seeded inputs (the runtime's
 seeding, docs/bundle.md): PSNR/SSIM and max error for image graphs, plus task metrics
 (``genedge.train.eval``) when reference data is available; bits per character for ``ar``.
+The metrics are defined in ``genedge.metrics`` and ``genedge.train.eval``; this module runs them.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def _eval_images(ref, runner, m, cfg, n: int, seed: int, real) -> dict[str, Any]
 
 
 def _eval_text(ref, runner, cfg, n: int, seed: int, steps: int = 64) -> dict[str, Any]:
-    from .quality import bits_per_char
+    from genedge.metrics import bits_per_char
 
     rows = max(1, min(n // steps, 64))
     tokens = _sample_tokens(ref, cfg, rows, steps, seed)

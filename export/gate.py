@@ -55,7 +55,7 @@ def compare_to_fp32(ctx: BuildContext, spec: GraphSpec, runner: Any) -> dict[str
 
 
 def _bpc_record(ctx: BuildContext, ref_runner: Any, runner: Any) -> dict[str, Any]:
-    from .quality import bits_per_char
+    from genedge.metrics import bits_per_char
 
     feeds = quality_feeds(ctx, ctx.main)
     tokens = np.stack([f["token"] for f in feeds], axis=1)  # (B, T)

@@ -137,9 +137,10 @@ def engine_parity(
 
 
 def _engine_parity(ctx: BuildContext, runner: Any, precision: str) -> dict[str, Any]:
+    from genedge.metrics import psnr
+
     from .calibration import image_feed
     from .parity import max_abs_error, parity_feed, tolerance_for
-    from .quality import psnr
 
     spec, o = ctx.main, ctx.opts
     n, worst, psnrs = o.profiles[0][1], 0.0, []

@@ -13,7 +13,8 @@ converts the bundle's uint8 NHWC output). The feature space is chosen from the r
   too weak to trust).
 
 ``frechet_distance`` is FID's formula in that feature space, not FID: numbers compare runs
-on the same data and image size only.
+on the same data and image size only. The metrics that need only numpy (PSNR, SSIM, a step
+graph's bits per character) live in ``genedge.metrics``, which lists where each metric is.
 """
 
 from __future__ import annotations
