@@ -10,16 +10,19 @@ the fastest quality-approved artifact, never one measured slower than fp32.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .context import BuildContext
 
 BATCHES = (1, 16)
 BUDGET_S = 0.4  # timed rounds per batch size, all artifacts together
 MIN_ROUNDS, MAX_ROUNDS, WARMUP = 3, 200, 1
 
 
-def _feed(ctx: Any, batch: int) -> dict[str, np.ndarray]:
+def _feed(ctx: BuildContext, batch: int) -> dict[str, np.ndarray]:
     from .calibration import image_feed
 
     spec = ctx.main
@@ -72,7 +75,7 @@ def _open(path: Any) -> Any | None:
         return None
 
 
-def measure_artifacts(ctx: Any) -> dict[str, dict[str, Any]]:
+def measure_artifacts(ctx: BuildContext) -> dict[str, dict[str, Any]]:
     """``{file: speed record}`` for the main graph's ONNX artifacts (fp32 first)."""
     spec = ctx.main
     arts = [
@@ -114,7 +117,7 @@ def _machine() -> str:
     return f"{platform.machine()} {os.cpu_count()} cpus"
 
 
-def stage_speed(ctx: Any) -> None:
+def stage_speed(ctx: BuildContext) -> None:
     """Measure and record the main graph's artifacts (skipped with fewer than two)."""
     records = measure_artifacts(ctx)
     for a in ctx.artifacts:
@@ -124,7 +127,7 @@ def stage_speed(ctx: Any) -> None:
         ctx.log("CPU latency at export (ort-cpu, p50 ms, batch 1 / 16): " + _summary(ctx, records))
 
 
-def _summary(ctx: Any, records: dict[str, dict[str, Any]]) -> str:
+def _summary(ctx: BuildContext, records: dict[str, dict[str, Any]]) -> str:
     parts = []
     for a in ctx.artifacts:
         rec = records.get(a["file"])
