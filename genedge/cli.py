@@ -47,18 +47,68 @@ def _csv(kind: Callable[[str], object] = str) -> Callable[[str], list]:
     return parse
 
 
+# subcommand -> the one example its --help ends with
+EXAMPLES: dict[str, str] = {
+    "demo": "genedge demo --quick --out demo-quick",
+    "train": "genedge train gan --data digits --conditional --minutes 4 --out runs/gan",
+    "eval": "genedge eval runs/gan/generator.safetensors --json metrics.json",
+    "export": "genedge export runs/gan/generator.safetensors --out gan-bundle --precision fp32,int8",
+    "sample": "genedge sample gan-bundle -n 64 --seed 0 --label 3 --out threes.png",
+    "live": "genedge live gan-bundle --fps 30 --seconds 10 --video walk.mp4 --json live.json",
+    "generate": 'genedge generate ar-bundle --prompt "Return the " --max-new-tokens 200',
+    "bench": "genedge bench gan-bundle --batch 1,8,32 --json bench.json --plot bench.png",
+    "inspect": "genedge inspect gan-bundle --json",
+}
+
+
+def default_text(value: object) -> str:
+    """An option's default as ``--help`` shows it: lists comma-separated, as they are typed."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return '""' if value == "" else str(value)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Ends each option's help with its default, when it has one (not None, not a switch's
+    False); text holding line breaks (an example) keeps its lines, the rest is wrapped."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        d = action.default
+        if not action.option_strings or d is None or d is False or d == argparse.SUPPRESS:
+            return text
+        if "%(default)" in text:
+            return text
+        shown = default_text(d).replace("%", "%%")
+        return f"{text} (default: {shown})".lstrip()
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo", help="end-to-end on the built-in digits data (train, export, sample, bench)"
     )
     p.add_argument("--out", default="demo-out", help="output folder for every artifact and picture")
-    p.add_argument("--minutes", type=float, default=None, help="GAN training budget (default: 4)")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="GAN training budget (default: 4, --quick: less)",
+    )
     p.add_argument("--quick", action="store_true", help="a fast smoke run with tiny budgets")
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a generator (gan, vae) or a text model (ar)")
-    p.add_argument("kind", choices=["gan", "vae", "ar"])
+    p.add_argument(
+        "kind",
+        choices=["gan", "vae", "ar"],
+        help="gan: (conditional) GAN; vae: variational autoencoder; ar: character-level text model",
+    )
     p.add_argument(
         "--data",
         required=True,
@@ -71,19 +121,36 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--steps",
         type=int,
         default=None,
-        help="total optimizer steps (with --resume: the total to reach)",
+        help="total optimizer steps (with --resume: the total to reach; default: 2000 when "
+        "--minutes is not given)",
     )
     budget.add_argument("--minutes", type=float, default=None, help="wall-clock training budget")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images or text windows per step (default: gan/vae 64, ar 32)",
+    )
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="learning rate (default: gan 2e-4, vae 1e-3, ar 3e-3)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of weights, data order and noise")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument(
-        "--image-size", type=int, default=None, help="resize images to this size (default 16)"
+        "--image-size", type=int, default=None, help="resize images to this size (default: 16)"
     )
-    p.add_argument("--latent-dim", type=int, default=None)
-    p.add_argument("--sample-every", type=int, default=None, help="steps between sample grids")
-    p.add_argument("--eval-every", type=int, default=None, help="steps between evaluations")
+    p.add_argument(
+        "--latent-dim", type=int, default=None, help="size of z (default: gan 64, vae 16)"
+    )
+    p.add_argument(
+        "--sample-every", type=int, default=None, help="steps between sample grids (default: 250)"
+    )
+    p.add_argument(
+        "--eval-every", type=int, default=None, help="steps between evaluations (default: 250)"
+    )
     p.add_argument(
         "--resume", action="store_true", help="continue from RUN's newest complete checkpoint"
     )
@@ -93,7 +160,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="start an existing run in --out over (only its own files are replaced; a folder "
         "holding other files is refused)",
     )
-    p.add_argument("--cell", choices=["gru", "lstm"], default=None, help="ar: recurrent cell")
+    p.add_argument(
+        "--cell", choices=["gru", "lstm"], default=None, help="ar: recurrent cell (default: gru)"
+    )
     p.add_argument(
         "--no-progress", action="store_true", help="plain log lines instead of a progress bar"
     )
@@ -114,9 +183,16 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--data", default=None, help="reference data (default: what the model was trained on)"
     )
-    p.add_argument("-n", "--num-samples", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--precision", type=_csv(), default=None, help="bundle: artifacts to evaluate")
+    p.add_argument(
+        "-n", "--num-samples", type=int, default=1000, help="generated samples per metric"
+    )
+    p.add_argument("--seed", type=int, default=1234, help="seed of the generated samples")
+    p.add_argument(
+        "--precision",
+        type=_csv(),
+        default=None,
+        help="bundle: artifacts to evaluate, e.g. fp32,int8 (default: every one)",
+    )
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
@@ -177,9 +253,24 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     byo.add_argument("--latent-input", default=None, metavar="NAME", help="ONNX: latent input")
     byo.add_argument("--label-input", default=None, metavar="NAME", help="ONNX: label input")
     byo.add_argument("--image-output", default=None, metavar="NAME", help="ONNX: image output")
-    p.add_argument("--precision", type=_csv(), default=["fp32", "fp16", "int8"])
-    p.add_argument("--calib-method", choices=["entropy", "minmax", "percentile"], default="minmax")
-    p.add_argument("--calib-samples", type=int, default=512)
+    p.add_argument(
+        "--precision",
+        type=_csv(),
+        default=["fp32", "fp16", "int8"],
+        help="precisions to build, comma-separated (fp32 is always built)",
+    )
+    p.add_argument(
+        "--calib-method",
+        choices=["entropy", "minmax", "percentile"],
+        default="minmax",
+        help="int8 calibration: how activation ranges are chosen",
+    )
+    p.add_argument(
+        "--calib-samples",
+        type=int,
+        default=512,
+        help="int8 calibration: inputs drawn from the prior",
+    )
     p.add_argument(
         "--calib-data", default=None, help="real data for calibration instead of the prior"
     )
@@ -202,9 +293,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         "--output-format",
         choices=["uint8", "float"],
         default="uint8",
-        help="uint8 NHWC (default) or float NCHW in [-1, 1]",
+        help="image output: uint8 NHWC, or float NCHW in [-1, 1]",
     )
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset of the exported graphs")
     p.add_argument(
         "--trt",
         action="store_true",
@@ -213,19 +304,30 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--batch", default="1:8:32", help="TensorRT profile MIN:OPT:MAX (several: comma-separated)"
     )
-    p.add_argument("--workspace-mb", type=int, default=1024)
+    p.add_argument(
+        "--workspace-mb", type=int, default=1024, help="TensorRT builder workspace limit (MiB)"
+    )
     p.add_argument(
         "--trt-path",
         choices=["auto", "strongly-typed", "legacy"],
         default="auto",
         help="TensorRT precision path (legacy = builder flags + calibrator, TensorRT 10 only)",
     )
-    p.add_argument("--dla-core", type=int, default=None)
-    p.add_argument("--version-compatible", action="store_true")
+    p.add_argument(
+        "--dla-core",
+        type=int,
+        default=None,
+        help="Jetson: build the engines for this DLA core (default: the GPU)",
+    )
+    p.add_argument(
+        "--version-compatible",
+        action="store_true",
+        help="TensorRT engines that later TensorRT versions load (they carry host code)",
+    )
     p.add_argument(
         "--triton", default=None, metavar="DIR", help="also write a Triton model repository"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of calibration and quality latents")
     p.add_argument(
         "--force", action="store_true", help="rebuild everything even if the bundle is current"
     )
@@ -233,14 +335,19 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 def _add_runtime(sub: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("bundle")
+    common.add_argument("bundle", help="bundle folder written by `genedge export`")
     common.add_argument(
-        "--backend", default="auto", help="auto | ort-cpu | ort-cuda | ort-trt | tensorrt"
+        "--backend",
+        default="auto",
+        help="auto | ort-cpu | ort-cuda | ort-trt | tensorrt (auto: the fastest available, and "
+        "says which)",
     )
     common.add_argument(
         "--precision", default=None, help="fp32 | fp16 | int8 (default: best for the backend)"
     )
-    common.add_argument("--threads", type=int, default=None)
+    common.add_argument(
+        "--threads", type=int, default=None, help="CPU threads (default: the backend's choice)"
+    )
     common.add_argument(
         "--allow-version-compatible",
         action="store_true",
@@ -248,31 +355,55 @@ def _add_runtime(sub: argparse._SubParsersAction) -> None:
     )
 
     p = sub.add_parser("sample", parents=[common], help="sample a grid of images from a bundle")
-    p.add_argument("-n", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--label", type=int, default=None)
-    p.add_argument("--truncation", type=float, default=1.0)
+    p.add_argument("-n", type=int, default=64, help="images in the grid")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the latents (same seed, same images)"
+    )
+    p.add_argument(
+        "--label",
+        type=int,
+        default=None,
+        help="class of every image (default: 0, 1, 2, ... in turn)",
+    )
+    p.add_argument(
+        "--truncation", type=float, default=1.0, help="latent truncation in (0, 1]; 1: none"
+    )
     p.add_argument("--out", required=True, help="PNG file to write")
 
     p = sub.add_parser(
         "live", parents=[common], help="real-time stream loop (video file, window, summary)"
     )
-    p.add_argument("--fps", type=float, default=30.0)
-    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--fps", type=float, default=30.0, help="frames per second to deliver")
+    p.add_argument("--seconds", type=float, default=10.0, help="how long the stream runs")
     p.add_argument("--video", default=None, help="write the frames to this .mp4/.avi")
     p.add_argument("--window", action="store_true", help="show an OpenCV window")
-    p.add_argument("--walk", choices=["slerp", "lerp", "circle"], default="circle")
-    p.add_argument("--late", choices=["drop", "block"], default="drop")
+    p.add_argument(
+        "--walk",
+        choices=["slerp", "lerp", "circle"],
+        default="circle",
+        help="latent walk between frames",
+    )
+    p.add_argument(
+        "--late",
+        choices=["drop", "block"],
+        default="drop",
+        help="a frame not ready in time: drop (skip its slot) or block (deliver it late)",
+    )
     p.add_argument("--batch", type=int, default=1, help="frames per inference (a tiled frame)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--label", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0, help="seed of the latent walk")
+    p.add_argument(
+        "--label",
+        type=int,
+        default=None,
+        help="class of every frame (default: tile i of a --batch frame shows class i)",
+    )
     p.add_argument(
         "--realtime-priority",
         type=int,
         default=10,
         metavar="P",
-        help="SCHED_FIFO priority of the frame loop, where permitted: on by default here "
-        "(10), unlike the library's Sampler.stream; 0: normal scheduling",
+        help="SCHED_FIFO priority of the frame loop, where permitted: on by default here, "
+        "unlike the library's Sampler.stream; 0: normal scheduling",
     )
     p.add_argument(
         "--json",
@@ -283,27 +414,45 @@ def _add_runtime(sub: argparse._SubParsersAction) -> None:
     )
 
     p = sub.add_parser("generate", parents=[common], help="stream text from an `ar` bundle")
-    p.add_argument("--prompt", default="")
-    p.add_argument("--max-new-tokens", type=int, default=200)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prompt", default="", help="text the generation continues")
+    p.add_argument("--max-new-tokens", type=int, default=200, help="characters to generate")
+    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature; 0: greedy")
+    p.add_argument(
+        "--top-k", type=int, default=0, help="sample among the k likeliest characters; 0: all"
+    )
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass; 1: no cut-off")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench", help="latency/throughput benchmark with baselines and quality beside speed"
     )
-    p.add_argument("bundle")
-    p.add_argument("--backend", type=_csv(), default=["auto"])
-    p.add_argument("--precision", type=_csv(), default=None)
-    p.add_argument("--batch", type=_csv(int), default=[1, 8, 32])
+    p.add_argument("bundle", help="bundle folder written by `genedge export`")
+    p.add_argument(
+        "--backend",
+        type=_csv(),
+        default=["auto"],
+        help="backends to time, comma-separated (auto | ort-cpu | ort-cuda | ort-trt | tensorrt)",
+    )
+    p.add_argument(
+        "--precision",
+        type=_csv(),
+        default=None,
+        help="precisions to time, comma-separated (default: every one in the bundle)",
+    )
+    p.add_argument(
+        "--batch", type=_csv(int), default=[1, 8, 32], help="batch sizes to time, comma-separated"
+    )
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--iters", type=int, default=None)
-    budget.add_argument("--seconds", type=float, default=None)
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--threads", type=int, default=None)
+    budget.add_argument("--iters", type=int, default=None, help="timed runs per case")
+    budget.add_argument(
+        "--seconds", type=float, default=None, help="time per case (default: 2 s, unless --iters)"
+    )
+    p.add_argument("--warmup", type=int, default=20, help="untimed runs before timing")
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads (default: the backend's choice)"
+    )
     p.add_argument(
         "--fps", type=float, default=None, help="also run the real-time mode at this fps"
     )
@@ -336,9 +485,19 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-new-tokens", type=int, default=64, help="ar bundles: tokens per timed generation"
     )
-    p.add_argument("--json", dest="json_out", default=None)
-    p.add_argument("--markdown", default=None)
-    p.add_argument("--plot", default=None)
+    p.add_argument(
+        "--json",
+        dest="json_out",
+        default=None,
+        metavar="FILE",
+        help="also write the results as JSON",
+    )
+    p.add_argument(
+        "--markdown", default=None, metavar="FILE", help="also write the report as Markdown"
+    )
+    p.add_argument(
+        "--plot", default=None, metavar="FILE", help="also plot the latency distributions (PNG)"
+    )
 
 
 def _add_inspect(sub: argparse._SubParsersAction) -> None:
@@ -376,6 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_inspect,
     ):
         add(sub)
+    for name, p in sub.choices.items():
+        p.formatter_class = HelpFormatter
+        p.epilog = f"example:\n  {EXAMPLES[name]}"
     return parser
 
 

@@ -1,4 +1,5 @@
 import argparse
+import shlex
 import subprocess
 import sys
 
@@ -149,3 +150,35 @@ def test_eval_routes_bundles_to_export_and_checkpoints_to_train(tmp_path):
     assert _handler_key(args) == "eval-bundle"
     args = build_parser().parse_args(["eval", str(tmp_path / "g.safetensors")])
     assert _handler_key(args) == "eval"
+
+
+def _subparsers() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+@pytest.mark.parametrize("command", _subcommands())
+def test_help_describes_every_argument_and_shows_every_default(command):
+    from genedge.cli import default_text
+
+    p = _subparsers()[command]
+    formatter = p._get_formatter()
+    for action in p._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        name = "/".join(action.option_strings) or action.dest
+        assert action.help, f"{command} {name}: no help text"
+        d = action.default
+        if action.option_strings and d is not None and d is not False:
+            shown = formatter._expand_help(action)
+            assert f"(default: {default_text(d)})" in shown, f"{command} {name}: {shown!r}"
+
+
+@pytest.mark.parametrize("command", _subcommands())
+def test_help_ends_with_one_example(command):
+    text = _subparsers()[command].format_help()
+    example = text.rstrip().splitlines()[-1].strip()
+    assert text.rstrip().splitlines()[-2] == "example:"
+    assert example.startswith(f"genedge {command} ")
+    build_parser().parse_args(shlex.split(example)[1:])  # it parses as written
