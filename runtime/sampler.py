@@ -383,6 +383,14 @@ class Sampler:
 
         return Stream(self, fps=fps, seconds=seconds, realtime_priority=realtime_priority, **kwargs)
 
+    def __repr__(self) -> str:
+        b = self.backend.info
+        return (
+            f"Sampler(bundle={str(self.manifest.root)!r}, kind={self.manifest.kind!r}, "
+            f"backend={b.name!r}, provider={b.provider!r}, precision={b.precision!r}, "
+            f"file={b.file!r}{', closed' if self.closed else ''})"
+        )
+
     def close(self) -> None:
         """Release the sessions; safe to call twice. A closed Sampler refuses to sample."""
         self.closed = True

@@ -143,11 +143,15 @@ def onnx_artifact(manifest: Manifest, graph: str, backend: str, precision: str |
             log.info("precision auto -> %s on ort-cpu: %s", measured[0].precision, measured[1])
             return measured[0]
     if backend == "ort-cpu" and "int8" in found and found["int8"].quality_approved:
+        log.info("precision auto -> int8 on ort-cpu: quality-approved (no speed record)")
         return found["int8"]
     if backend in ("ort-cuda", "ort-trt") and "fp16" in found and _passed(found["fp16"]):
+        log.info("precision auto -> fp16 on %s: it passed its export checks", backend)
         return found["fp16"]
     if "fp32" not in found:
         raise BadInputError(f"Bundle has no fp32 ONNX graph for '{graph}'; pass --precision.")
+    if len(found) > 1:
+        log.info("precision auto -> fp32 on %s: no reduced precision qualifies", backend)
     return found["fp32"]
 
 

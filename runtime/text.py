@@ -145,6 +145,7 @@ class TextGenerator:
         self._logits = np.empty((1, V), np.float32)  # (B, V)
         self._work = np.empty(V, np.float64)  # sampling scratch: a step allocates nothing
         self._active: Generation | None = None  # the generation that owns the state buffers
+        self.closed = False
 
     def _alloc_state(self) -> list[dict[str, np.ndarray]]:
         shapes = {}
@@ -245,7 +246,16 @@ class TextGenerator:
         self._state.reverse()
         return self._logits
 
+    def __repr__(self) -> str:
+        b = self.backend.info
+        return (
+            f"TextGenerator(bundle={str(self.manifest.root)!r}, backend={b.name!r}, "
+            f"provider={b.provider!r}, precision={b.precision!r}, file={b.file!r}, "
+            f"vocab={len(self.vocab)}{', closed' if self.closed else ''})"
+        )
+
     def close(self) -> None:
+        self.closed = True
         self.backend.close()
 
     def __enter__(self) -> TextGenerator:
