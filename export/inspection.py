@@ -434,6 +434,11 @@ def _source_line(source: dict[str, Any]) -> str:
     return text + (f"  {key} {printable(str(source[key]), 16)}" if key else "")
 
 
+def _value(key: str, value: Any) -> str:
+    """A config value for the report; the vocabulary quoted (its spaces and newlines matter)."""
+    return printable(repr(value) if key == "vocab" else str(value), 60 if key == "vocab" else 30)
+
+
 def _wrapped(label: str, items: list[str]) -> list[str]:
     """``label`` then ``items`` joined by commas, wrapped at 98 columns under the label."""
     import textwrap
@@ -452,7 +457,7 @@ def _bundle_report(d: dict[str, Any]) -> list[str]:
         f"bundle     {printable(d['path'], 80)}  (kind {d['kind']}, schema {d['schema_version']})"
     ]
     model = {k: v for k, v in d["model"].items() if not isinstance(v, (dict, list))}
-    lines += _wrapped("model", [f"{k} {printable(str(v), 30)}" for k, v in model.items()])
+    lines += _wrapped("model", [f"{k} {_value(k, v)}" for k, v in model.items()])
     for name, g in d["graphs"].items():
         lines.append(f"graph {printable(name, 40)}")
         lines += _io_lines(g["inputs"], g["outputs"])
@@ -501,12 +506,12 @@ def _onnx_report(d: dict[str, Any]) -> list[str]:
 def _checkpoint_report(d: dict[str, Any]) -> list[str]:
     lines = [f"checkpoint {printable(d['path'], 80)}  ({_size(d['size'])})"]
     lines.append(f"kind       {d['kind']}, step {d['step']}, genedge {d['producer']['genedge']}")
-    lines += _wrapped("config", [f"{k} {printable(str(v), 30)}" for k, v in d["config"].items()])
+    lines += _wrapped("config", [f"{k} {_value(k, v)}" for k, v in d["config"].items()])
     lines.append(
         f"weights    {d['tensors']} tensors, {d['parameters']:,} parameters "
         f"({', '.join(d['dtypes'])})"
     )
-    lines.append("generator call (torch)")
+    lines.append("model call (torch)")
     lines += _io_lines(d["inputs"], d["outputs"])
     lines.append(f"sha256     {d['sha256']}")
     return lines
