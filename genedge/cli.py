@@ -34,6 +34,22 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "inspect": ("genedge.export.inspection:inspect_command", "export"),
 }
 
+# an optional package (top-level import name) -> the extra that installs it (pyproject.toml)
+MODULE_EXTRAS: dict[str, str] = {
+    "torch": "train",
+    "sklearn": "train",
+    "cv2": "train",
+    "safetensors": "train",
+    "rich": "train",
+    "matplotlib": "train",
+    "onnx": "export",
+    "onnxslim": "export",
+    "onnxconverter_common": "export",
+    "onnxruntime": "cpu",
+    "tensorrt": "trt",
+    "cuda": "trt",
+}
+
 
 def _csv(kind: Callable[[str], object] = str) -> Callable[[str], list]:
     def parse(text: str) -> list:
@@ -559,8 +575,16 @@ def _load_handler(command: str) -> Callable[[argparse.Namespace], int | None]:
         missing = (e.name or "a dependency").split(".")[0]
         if missing == "genedge":
             raise  # our own module is broken: a bug, keep the traceback
+        extra = MODULE_EXTRAS.get(missing, extra)
         raise MissingExtraError(missing, extra, purpose=f"`genedge {command}`") from e
     return getattr(module, func)
+
+
+def _missing_extra(command: str, e: ImportError) -> MissingExtraError | None:
+    """An optional package that a handler imports where it uses it, as the extra to install."""
+    missing = (e.name or "").split(".")[0]
+    extra = MODULE_EXTRAS.get(missing)
+    return MissingExtraError(missing, extra, purpose=f"`genedge {command}`") if extra else None
 
 
 # subcommand -> its single-file outputs (argparse dest, flag), vetted before any work
@@ -644,6 +668,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"genedge {args.command}: interrupted", file=sys.stderr)
         return 130
+    except ImportError as e:  # a lazily imported optional package; anything else is a bug
+        missing = _missing_extra(args.command, e)
+        if missing is None:
+            return _internal_error(args.command, e)
+        print(f"genedge {args.command}: error: {missing}", file=sys.stderr)
+        return missing.exit_code
     except Exception as e:  # anything else is a bug, or the machine's (disk, memory)
         code = _environment_error(args.command, e)
         return code if code is not None else _internal_error(args.command, e)

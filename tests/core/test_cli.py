@@ -1,4 +1,5 @@
 import argparse
+import importlib
 import shlex
 import subprocess
 import sys
@@ -182,3 +183,37 @@ def test_help_ends_with_one_example(command):
     assert text.rstrip().splitlines()[-2] == "example:"
     assert example.startswith(f"genedge {command} ")
     build_parser().parse_args(shlex.split(example)[1:])  # it parses as written
+
+
+def test_a_package_imported_late_names_its_extra(monkeypatch, capsys, tmp_path):
+    def handler(args):
+        importlib.import_module("onnxslim")
+
+    monkeypatch.setitem(sys.modules, "onnxslim", None)
+    monkeypatch.setattr("genedge.cli._load_handler", lambda command: handler)
+    assert main(["sample", "b", "--out", str(tmp_path / "x.png")]) == 3
+    err = capsys.readouterr().err
+    assert "'onnxslim' is not installed" in err and "pip install 'genedge[export]'" in err
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_export_without_rich_names_the_train_extra(monkeypatch, capsys, tmp_path):
+    for name in [m for m in sys.modules if m == "rich" or m.startswith("rich.")] + ["rich"]:
+        monkeypatch.setitem(sys.modules, name, None)
+    code = main(["export", str(tmp_path / "g.safetensors"), "--out", str(tmp_path / "b")])
+    err = capsys.readouterr().err
+    assert code == 3 and "'rich' is not installed" in err and "genedge[train]" in err
+    assert not (tmp_path / "b").exists()
+
+
+def test_an_import_error_of_our_own_is_still_a_bug(monkeypatch, capsys, tmp_path):
+    def handler(args):
+        raise ImportError("cannot import name 'x'", name="genedge.runtime.sampler")
+
+    import tempfile
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # the crash file lands in tmp_path
+    monkeypatch.setattr("genedge.cli._load_handler", lambda command: handler)
+    assert main(["sample", "b", "--out", str(tmp_path / "x.png")]) == 1
+    assert "internal error: ImportError" in capsys.readouterr().err
