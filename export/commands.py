@@ -38,6 +38,9 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
     )
 
 
+SUMMARY_WIDTH = 140  # columns of the summary table when stdout is not a terminal
+
+
 def export_command(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
@@ -47,7 +50,7 @@ def export_command(args: argparse.Namespace) -> int:
     from .dispatch import export_from_args
 
     opts = options_from_args(args)
-    console = Console(stderr=True)
+    console = Console(stderr=True, log_path=False)  # a source-file column helps no user
     with console.status("exporting...") as status:
 
         def log(msg: str) -> None:  # messages carry names from files: escaped, never markup
@@ -56,7 +59,10 @@ def export_command(args: argparse.Namespace) -> int:
             status.update(escape(msg))
 
         out = export_from_args(args, opts, log)
-    Console().print(summary_table(read_manifest(out)))
+    out_console = Console()
+    if not out_console.is_terminal:  # a pipe or a log file: no width to fit, so none to cut
+        out_console = Console(width=SUMMARY_WIDTH)
+    out_console.print(summary_table(read_manifest(out)))
     return 0
 
 
