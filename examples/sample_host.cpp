@@ -59,11 +59,25 @@ std::vector<uint8_t> tile(const std::vector<uint8_t>& s, int h, int w, int c) {
     return grid;
 }
 
+bool ends_with(const std::string& s, const std::string& tail) {
+    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// A .ppm file is always colour (P6: a gray image is written as equal R, G and B);
+// otherwise gray images are PGM (P5) and colour ones PPM.
 bool write_pnm(const std::string& path, const std::vector<uint8_t>& px, int h, int w, int c) {
+    std::vector<uint8_t> rgb;
+    const std::vector<uint8_t>* out = &px;
+    if (c == 1 && ends_with(path, ".ppm")) {
+        rgb.resize(px.size() * 3);
+        for (size_t i = 0; i < px.size(); ++i) rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = px[i];
+        out = &rgb;
+        c = 3;
+    }
     FILE* f = std::fopen(path.c_str(), "wb");
     if (!f) return false;
     std::fprintf(f, "P%d\n%d %d\n255\n", c == 1 ? 5 : 6, w, h);
-    bool ok = std::fwrite(px.data(), 1, px.size(), f) == px.size();
+    bool ok = std::fwrite(out->data(), 1, out->size(), f) == out->size();
     return std::fclose(f) == 0 && ok;
 }
 

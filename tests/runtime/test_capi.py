@@ -257,6 +257,18 @@ def test_sample_host_grid_and_stream(capi: Path, bundle: Path, tmp_path: Path) -
     assert frames + dropped <= 20 and 0 <= dropped <= missed <= frames + dropped, stream
 
 
+def test_sample_host_ppm_is_colour_even_for_a_gray_model(
+    capi: Path, bundle: Path, tmp_path: Path
+) -> None:
+    grid = tmp_path / "grid.ppm"
+    r = run(capi, "sample_host", bundle, "--out", grid, "--seed", 7, "--seconds", 0.1)
+    assert r.returncode == 0, r.stderr
+    assert grid.read_bytes()[:2] == b"P6"  # what a .ppm reader expects, whatever C is
+    gray_or_rgb = tile(python_samples(bundle, 100, seed=7), 10)
+    expected = np.repeat(gray_or_rgb, 3, axis=2) if gray_or_rgb.shape[2] == 1 else gray_or_rgb
+    np.testing.assert_array_equal(read_pnm(grid), expected)
+
+
 def test_c_pixels_equal_python_for_several_seeds(capi: Path, bundle: Path, tmp_path: Path) -> None:
     for n, seed in ((1, 0), (5, 3), (33, 2**40 + 1)):
         out = tmp_path / f"raw-{seed}.bin"
