@@ -106,13 +106,20 @@ def summary_rows(manifest: Manifest) -> list[list[str]]:
                 a.file,
                 a.precision or "",
                 _size(a.size),
-                "" if err is None else f"{err:.3g}",
+                "" if err is None else _err_text(manifest, a.graph, err),
                 quality,
                 metrics,
                 verdict,
             ]
         )
     return rows
+
+
+def _err_text(manifest: Manifest, graph: str, err: float) -> str:
+    """A max abs error with its scale: uint8 images err in pixel levels of 255."""
+    g = manifest.graphs.get(graph)
+    uint8 = bool(g and g.outputs and g.outputs[0].dtype == "uint8")
+    return f"{err:.3g} of 255" if uint8 else f"{err:.3g}"
 
 
 _SHORT = {"conditional_accuracy": "acc", "frechet_distance": "FD", "bpc": "bpc"}
