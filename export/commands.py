@@ -79,10 +79,37 @@ def eval_bundle_command(args: argparse.Namespace) -> int:
         seed=args.seed,
         data=args.data,
     )
-    print(json.dumps(metrics, indent=2, default=str))
+    for record in metrics["artifacts"].values():  # the runtime's backend names, everywhere
+        record["backend"] = _BACKEND_NAMES.get(record.get("backend"), record.get("backend"))
+    print(bundle_metrics_text(metrics))
     if args.json_out:
         atomic_write_text(args.json_out, json.dumps(metrics, indent=2, default=str) + "\n")
     return 0
+
+
+_BACKEND_NAMES = {"onnxruntime-cpu": "ort-cpu", "onnxruntime-cuda": "ort-cuda"}
+
+
+def bundle_metrics_text(metrics: dict) -> str:
+    """``evaluate_bundle``'s result as ``genedge eval CKPT`` prints its own: one block per
+    artifact, one metric per line."""
+    from genedge.errors import printable
+
+    lines = [
+        f"metrics of {printable(metrics['bundle'], None)} "
+        f"({metrics['kind']}, {metrics['n']} samples, seed {metrics['seed']})"
+    ]
+    for file, record in metrics["artifacts"].items():
+        lines.append(f"{printable(file)} ({record.get('precision')}, {record.get('backend')})")
+        flat = {k: v for k, v in record.items() if k not in ("precision", "backend", "metrics")}
+        flat.update(record.get("metrics") or {})
+        width = max((len(k) for k in flat), default=6)
+        for k, v in flat.items():
+            shown = f"{v:.4f}" if isinstance(v, float) else printable(str(v))
+            lines.append(f"  {k:<{width}}  {shown}")
+        if not flat:
+            lines.append("  (none: the reference itself, and no task metric for this data)")
+    return "\n".join(lines)
 
 
 def summary_rows(manifest: Manifest) -> list[list[str]]:
