@@ -38,6 +38,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         rounds=getattr(args, "rounds", 10),
         cold_runs=getattr(args, "cold_runs", 1),
         max_new_tokens=getattr(args, "max_new_tokens", 64),
+        check_targets=getattr(args, "check_targets", False),
     )
 
 
@@ -64,6 +65,7 @@ def command_line(o: BenchOptions) -> tuple[str, ...]:
     cmd += ["--module", o.module] if o.module else []
     cmd += ["--weights", str(o.weights)] if o.weights else []
     cmd += ["--module-args", o.module_args] if o.module_args else []
+    cmd += ["--check-targets"] if o.check_targets else []
     for flag, value in (("--json", o.json_out), ("--markdown", o.markdown), ("--plot", o.plot)):
         cmd += [flag, str(value)] if value else []
     return tuple(cmd)

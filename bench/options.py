@@ -41,6 +41,7 @@ class BenchOptions:
     cold_runs: int = 1  # fresh-process cold starts per configuration (0: skip)
     seed: int = 0
     max_new_tokens: int = 64  # ar bundles: tokens per generation
+    check_targets: bool = False  # also grade genedge's own regression targets (ratios.TARGETS)
     argv: tuple[str, ...] = ()
 
 

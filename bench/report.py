@@ -148,6 +148,14 @@ def ratio_rows(report: BenchReport) -> list[tuple[str, ...]]:
     ]
 
 
+def ratio_table(report: BenchReport) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """The ratio table; its target and holds columns (genedge's own regression targets) only
+    when the run was asked to grade them (``--check-targets``)."""
+    if report.options.get("check_targets"):
+        return RATIO_HEADER, ratio_rows(report)
+    return RATIO_HEADER[:-2], [row[:-2] for row in ratio_rows(report)]
+
+
 SHORT = {
     "max_abs_err_vs_torch": "err vs torch",
     "max_abs_err_vs_fp32": "err vs fp32",
@@ -361,9 +369,9 @@ def markdown(report: BenchReport) -> str:
         lines += [
             "## Ratios (p50, measured side by side in one interleaved run)",
             "",
-            *_md_table(RATIO_HEADER, ratio_rows(report)),
+            *_md_table(*ratio_table(report)),
         ]
-    if report.ratios:
+    if report.ratios and report.options.get("check_targets"):
         lines += [
             "## Must-hold targets",
             "",

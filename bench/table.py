@@ -10,7 +10,6 @@ from .ratios import must_hold
 from .report import (
     COLD_HEADER,
     LATENCY_HEADER,
-    RATIO_HEADER,
     RT_HEADER,
     TEXT_HEADER,
     BenchReport,
@@ -18,7 +17,7 @@ from .report import (
     latency_rows,
     metric_table,
     quality_table,
-    ratio_rows,
+    ratio_table,
     realtime_rows,
     text_rows,
 )
@@ -36,9 +35,7 @@ def sections(report: BenchReport) -> list[tuple[str, tuple[str, ...], list[tuple
             )
         )
     if report.ratios:
-        out.append(
-            ("Ratios (p50, side by side, one interleaved run)", RATIO_HEADER, ratio_rows(report))
-        )
+        out.append(("Ratios (p50, side by side, one interleaved run)", *ratio_table(report)))
     if report.quality:
         out.append(("Quality beside speed (manifest verification)", *quality_table(report)))
         header, rows = metric_table(report)
@@ -55,7 +52,7 @@ def sections(report: BenchReport) -> list[tuple[str, tuple[str, ...], list[tuple
 
 def _extras(report: BenchReport) -> list[str]:
     lines = []
-    if report.ratios:
+    if report.ratios and report.options.get("check_targets"):
         lines.append("Must-hold targets:")
         lines += [
             f"  [{'ok' if h else '--' if h is None else 'MISSED'}] {t}: {o}"

@@ -502,6 +502,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "--max-new-tokens", type=int, default=64, help="ar bundles: tokens per timed generation"
     )
     p.add_argument(
+        "--check-targets",
+        action="store_true",
+        help="also grade genedge's own regression targets (speed-ups over torch, runtime "
+        "overhead, int8 gain) in the report; for genedge's benchmark scripts",
+    )
+    p.add_argument(
         "--json",
         dest="json_out",
         default=None,

@@ -30,6 +30,6 @@ for T in 2 1; do
     --backend ort-cpu --precision fp32,int8 --batch 1,16 \
     --seconds "$SECONDS_PER_CASE" --warmup 50 --threads "$T" --rounds 10 --cold-runs 3 \
     --baselines torch,torch-compile,ort --checkpoint "$RUN/generator.safetensors" \
-    --fps 60 --fps-seconds 5 \
+    --fps 60 --fps-seconds 5 --check-targets \
     --json "$OUT/$NAME$SUFFIX.json" --markdown "$OUT/$NAME$SUFFIX.md" --plot "$OUT/$NAME$SUFFIX.png"
 done
