@@ -21,7 +21,7 @@ from typing import Any
 from genedge.atomic import TMP_PREFIX, atomic_dir, clean_stale_temps
 from genedge.errors import BadInputError, printable
 from genedge.manifest import MANIFEST_NAME, Manifest, sha256_file
-from genedge.outputs import LOCK_NAME, check_bundle_out, folder_lock, lock_fd
+from genedge.outputs import LOCK_NAME, check_bundle_out, check_triton_out, folder_lock, lock_fd
 
 from .context import BuildContext, LoadedModel, Log, save_bundle_file, silent
 from .manifest_build import manifest_dict
@@ -134,6 +134,8 @@ def export_source(
 
         require_tensorrt()
     inputs = (opts.checkpoint, opts.calib_data, opts.eval_data)
+    if opts.triton:
+        check_triton_out(opts.triton, opts.out)  # before any work, as --out is
     with bundle_lock(opts.out, sources=tuple(Path(p) if p else None for p in inputs)):
         previous = read_previous(opts.out)
         if is_current(previous, opts, source["sha256"]):
@@ -184,6 +186,7 @@ def _write_triton(opts: ExportOptions, log: Log) -> None:
     from .triton import write_triton_repository
 
     manifest = read_manifest(opts.out)
+    check_triton_out(opts.triton, opts.out)  # again: the repository may have changed meanwhile
     written = write_triton_repository(
         opts.out, Path(opts.triton), manifest, max_batch_size=max(p[2] for p in opts.profiles)
     )

@@ -123,11 +123,15 @@ def _mbs(art: Artifact, default: int) -> int:
 
 def _write_model(folder: Path, src: Path, file: str, config: str) -> Path:
     from genedge.atomic import atomic_path, atomic_write_text
+    from genedge.outputs import check_output_file
 
+    data = src.with_name(src.name + ".data")
+    targets = [folder / "1" / file, folder / "config.pbtxt"]
+    for target in [*targets, *([folder / "1" / data.name] if data.exists() else [])]:
+        check_output_file(target, flag="--triton")  # symlinks and users' files are refused
     (folder / "1").mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / "1" / file) as tmp:
         shutil.copyfile(src, tmp)
-    data = src.with_name(src.name + ".data")
     if data.exists():  # external weights keep the name the graph refers to
         with atomic_path(folder / "1" / data.name) as tmp:
             shutil.copyfile(data, tmp)

@@ -244,12 +244,13 @@ def atomic_dir(
 
 
 def _writer_alive(name: str) -> bool:
-    """Whether the process that owns temporary ``name`` is still running (so: not stale)."""
+    """Whether temporary ``name`` must be kept: its writer is still running, or the name is not
+    one genedge makes (``.genedge-tmp-<pid>-...``), so it may be a user's file."""
     rest = name[len(TMP_PREFIX) :]
     rest = rest[len("old-") :] if rest.startswith("old-") else rest
     pid_text = rest.split("-", 1)[0]
     if not pid_text.isdigit():
-        return False  # a name from before pids were recorded: stale
+        return True  # not a name genedge makes: never treated as a leftover
     pid = int(pid_text)
     if pid == os.getpid():
         return True

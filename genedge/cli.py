@@ -593,12 +593,18 @@ def _missing_extra(command: str, e: ImportError) -> MissingExtraError | None:
     return MissingExtraError(missing, extra, purpose=f"`genedge {command}`") if extra else None
 
 
-# subcommand -> its single-file outputs (argparse dest, flag), vetted before any work
-OUTPUT_FILES: dict[str, tuple[tuple[str, str], ...]] = {
-    "sample": (("out", "--out"),),
-    "live": (("video", "--video"), ("json_out", "--json")),
-    "eval": (("json_out", "--json"),),
-    "bench": (("json_out", "--json"), ("markdown", "--markdown"), ("plot", "--plot")),
+# subcommand -> its single-file outputs (argparse dest, flag, suffixes of what it writes),
+# vetted before any work
+_JSON, _PNG = (".json",), (".png",)
+OUTPUT_FILES: dict[str, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
+    "sample": (("out", "--out", _PNG),),
+    "live": (("video", "--video", (".mp4", ".avi")), ("json_out", "--json", _JSON)),
+    "eval": (("json_out", "--json", _JSON),),
+    "bench": (
+        ("json_out", "--json", _JSON),
+        ("markdown", "--markdown", (".md", ".markdown")),
+        ("plot", "--plot", _PNG),
+    ),
 }
 
 
@@ -606,10 +612,10 @@ def check_output_files(args: argparse.Namespace) -> None:
     """Apply the output contract (``genedge.outputs``) to a command's single-file outputs."""
     from genedge.outputs import check_output_file
 
-    for dest, flag in OUTPUT_FILES.get(args.command, ()):
+    for dest, flag, suffixes in OUTPUT_FILES.get(args.command, ()):
         value = getattr(args, dest, None)
         if value:
-            check_output_file(value, flag=flag)
+            check_output_file(value, flag=flag, suffixes=suffixes)
 
 
 def _internal_error(command: str, e: BaseException) -> int:

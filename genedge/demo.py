@@ -166,6 +166,7 @@ DEMO_NAMES = frozenset(
 def check_demo_out(out: Path) -> None:
     """The demo folder may be new, empty or an earlier demo's; each step vets its own output."""
     from genedge.errors import printable
+    from genedge.outputs import is_housekeeping
 
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise BadInputError(
@@ -174,7 +175,7 @@ def check_demo_out(out: Path) -> None:
         )
     if not out.is_dir():
         return
-    foreign = sorted(n for n in os.listdir(out) if n not in DEMO_NAMES)
+    foreign = sorted(n for n in os.listdir(out) if n not in DEMO_NAMES and not is_housekeeping(n))
     if foreign:
         shown = ", ".join(printable(n) for n in foreign[:5])
         raise BadInputError(

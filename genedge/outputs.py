@@ -26,7 +26,7 @@ import fcntl
 import json
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from genedge.atomic import TMP_PREFIX
@@ -51,7 +51,8 @@ RUN_FILES = frozenset(
 )
 
 
-def _always_ours(name: str) -> bool:
+def is_housekeeping(name: str) -> bool:
+    """genedge's lock file and temporaries: always genedge's own."""
     return name == LOCK_NAME or name.startswith(TMP_PREFIX)
 
 
@@ -123,14 +124,19 @@ def _check_not_cwd(path: Path, flag: str) -> None:
 
 
 # ---------------------------------------------------------------- single files
-def check_output_file(path: str | os.PathLike, *, flag: str = "--out") -> Path:
+def check_output_file(
+    path: str | os.PathLike, *, flag: str = "--out", suffixes: tuple[str, ...] = ()
+) -> Path:
     """Check that genedge may write the single file ``path``; return it as a Path.
 
-    Allowed: a new path in a writable folder; a regular file genedge wrote; a FIFO or a
-    character device (written through, never replaced). Refused (exit 2): a folder, a
-    symlink, a socket, a block device, or a regular file genedge did not write.
+    Allowed: a new path in a writable folder; a regular file genedge wrote of the same kind
+    (its suffix among ``suffixes`` when given); a FIFO or a character device (written
+    through, never replaced). Refused (exit 2): a folder, a symlink, a socket, a block
+    device, a regular file genedge did not write, another kind of genedge output, and any
+    path inside a bundle or a file of a training run (they would break them).
     """
     path = Path(path)
+    _refuse_inside_artifacts(path, flag)
     st = _lstat(path)
     if st is None:
         _check_parent_writable(path, flag)
@@ -161,10 +167,35 @@ def check_output_file(path: str | os.PathLike, *, flag: str = "--out") -> Path:
             "replaces a file it did not write.",
             hint="Pass a new path, or move that file away first.",
         )
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise BadInputError(
+            f"{flag} '{_show(path)}' is another kind of genedge output (expected a "
+            f"{' or '.join(suffixes)} file); genedge does not replace one kind with another.",
+            hint="Pass a new path.",
+        )
     if not os.access(path, os.W_OK) or not os.access(path.absolute().parent, os.W_OK | os.X_OK):
         _check_parent_writable(path, flag)
         raise BadInputError(f"{flag} '{_show(path)}': not writable.", hint="Pass another path.")
     return path
+
+
+def _refuse_inside_artifacts(path: Path, flag: str) -> None:
+    """A file inside a bundle folder (it would be an unlisted file there) or a run's own file."""
+    folder = path.absolute().parent
+    if _manifest_files(folder) is not None:
+        raise BadInputError(
+            f"{flag} '{_show(path)}' is inside the genedge bundle '{_show(folder)}'; a file there "
+            "would break the bundle (bundles hold only the files their manifest lists).",
+            hint="Pass a path outside the bundle folder.",
+        )
+    in_run = _run_kind(folder) is not None and path.name in RUN_FILES
+    in_samples = folder.name == "samples" and _run_kind(folder.parent) is not None
+    if in_run or in_samples:
+        raise BadInputError(
+            f"{flag} '{_show(path)}' is a file of the training run '{_show(folder)}'; writing it "
+            "would replace part of the run.",
+            hint="Pass another path.",
+        )
 
 
 def is_write_through(path: str | os.PathLike) -> bool:
@@ -240,18 +271,27 @@ def check_bundle_out(out: str | os.PathLike, *, sources: Iterable[str | os.PathL
     _check_sources_outside(out, sources, "--out")
     if _check_folder_common(out, "--out") is None:
         return out
-    entries = [n for n in _entries(out) if not _always_ours(n)]
+    entries = [n for n in _entries(out) if not is_housekeeping(n)]
     if not entries:
         return out
     listed = _manifest_files(out)
     if listed is None:
         raise _foreign_message("--out", out, "holds files and is not a genedge bundle", entries)
-    foreign = [n for n in entries if n not in listed]
+    foreign = [n for n in entries if n not in listed or not _plain_file(out / n)]
     if foreign:
         raise _foreign_message(
             "--out", out, "is a bundle but also holds files genedge did not write", foreign
         )
     return out
+
+
+def _plain_file(p: Path) -> bool:
+    st = _lstat(p)
+    return st is not None and stat.S_ISREG(st.st_mode)
+
+
+def _marked_file(p: Path) -> bool:
+    return _plain_file(p) and written_by_genedge(p)
 
 
 def _check_sources_outside(out: Path, sources: Iterable[str | os.PathLike], flag: str) -> None:
@@ -266,6 +306,52 @@ def _check_sources_outside(out: Path, sources: Iterable[str | os.PathLike], flag
                 "replace the folder it is read from.",
                 hint="Pass an --out outside the input's folder, e.g. a sibling folder.",
             )
+
+
+def check_triton_out(repo: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Check that ``export --triton REPO`` may write the model folders of bundle ``out``.
+
+    ``REPO`` is a Triton model repository, which usually holds other models: it may be new
+    or an existing folder that is not a genedge bundle or run and does not overlap ``out``.
+    The model folders this bundle writes (``REPO/<bundle name>_*``) must be new or hold only
+    files genedge wrote; nothing else in ``REPO`` is touched.
+    """
+    repo, out = Path(repo), Path(out)
+    r, o = repo.resolve(), out.resolve()
+    if r == o or o in r.parents or r in o.parents:
+        raise BadInputError(
+            f"--triton '{_show(repo)}' and --out '{_show(out)}' overlap; a Triton repository "
+            "inside a bundle (or around it) breaks one of them.",
+            hint="Give the Triton repository its own folder, beside the bundle.",
+        )
+    if _check_folder_common(repo, "--triton") is None:
+        return repo
+    if _manifest_files(repo) is not None or _run_kind(repo) is not None:
+        raise BadInputError(
+            f"--triton '{_show(repo)}' is a genedge bundle or training run, not a Triton model "
+            "repository.",
+            hint="Pass a new folder or an existing Triton model repository.",
+        )
+    foreign: list[str] = []
+    for name in _entries(repo):
+        if name.startswith(f"{out.name}_"):
+            foreign += _unmarked_under(repo / name, name)
+    if foreign:
+        raise _foreign_message(
+            "--triton",
+            repo,
+            "holds model folders of this bundle's name with files genedge did not write",
+            foreign,
+        )
+    return repo
+
+
+def _unmarked_under(p: Path, shown: str) -> list[str]:
+    """Entries under ``p`` that genedge may not replace: anything but marked files and folders."""
+    st = _lstat(p)
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        return [x for n in _entries(p) for x in _unmarked_under(p / n, f"{shown}/{n}")]
+    return [] if _marked_file(p) else [shown]
 
 
 def _run_kind(folder: Path) -> str | None:
@@ -287,7 +373,7 @@ def check_run_out(out: str | os.PathLike, *, kind: str, resume: bool, overwrite:
     out = Path(out)
     if _check_folder_common(out, "--out") is None:
         return out
-    entries = [n for n in _entries(out) if not _always_ours(n)]
+    entries = [n for n in _entries(out) if not is_housekeeping(n)]
     if not entries:
         return out
     found = _run_kind(out)
@@ -295,8 +381,11 @@ def check_run_out(out: str | os.PathLike, *, kind: str, resume: bool, overwrite:
         raise _foreign_message(
             "--out", out, "holds files and is not a genedge training run", entries
         )
-    foreign = [n for n in entries if n not in RUN_FILES]
-    foreign += [f"samples/{n}" for n in _sample_strangers(out)]
+    # --overwrite deletes the run's files, so each must carry genedge's marker; --resume
+    # replaces them in place, so runs written before markers existed can still be continued
+    own = _marked_file if overwrite else _plain_file
+    foreign = [n for n in entries if n not in RUN_FILES or not _run_entry_ok(out / n, own)]
+    foreign += [f"samples/{n}" for n in _sample_strangers(out, own)]
     if foreign:
         raise _foreign_message(
             "--out", out, "is a training run but also holds files genedge did not write", foreign
@@ -314,28 +403,37 @@ def check_run_out(out: str | os.PathLike, *, kind: str, resume: bool, overwrite:
     return out
 
 
-def _sample_strangers(out: Path) -> list[str]:
+def _run_entry_ok(p: Path, own: Callable[[Path], bool]) -> bool:
+    if p.name == "samples":
+        st = _lstat(p)
+        return st is not None and stat.S_ISDIR(st.st_mode)
+    return own(p)
+
+
+def _sample_strangers(out: Path, own: Callable[[Path], bool]) -> list[str]:
     samples = out / "samples"
     if not samples.is_dir() or samples.is_symlink():
-        return [] if not samples.exists() else ["(not a folder)"]
+        return []  # a samples entry that is no folder is reported by _run_entry_ok
     return [
         n
         for n in _entries(samples)
-        if not _always_ours(n) and not (n.startswith("step_") and n.endswith((".png", ".txt")))
+        if not is_housekeeping(n)
+        and not (n.startswith("step_") and n.endswith((".png", ".txt")) and own(samples / n))
     ]
 
 
 def clear_run(out: Path) -> None:
-    """Remove a vetted genedge run's own files (``train --overwrite``), nothing else."""
+    """Remove a vetted genedge run's own files (``train --overwrite``): only files that carry
+    genedge's marker, under the names a run uses; nothing else."""
     for name in RUN_FILES:
         p = out / name
         if name == "samples" and p.is_dir() and not p.is_symlink():
             for child in p.iterdir():
-                if child.name.startswith("step_") and child.is_file():
+                if child.name.startswith("step_") and _marked_file(child):
                     child.unlink()
             with contextlib.suppress(OSError):
                 p.rmdir()
-        elif p.is_file() and not p.is_symlink():
+        elif _marked_file(p):
             p.unlink()
 
 
@@ -356,8 +454,9 @@ def lock_fd(fd: int, folder: Path, *, who: str) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise IntegrityError(
-            f"'{_show(folder)}' is being written by another `{who}` (it holds {_show(folder / LOCK_NAME)}).",
-            hint="Wait for it to finish, or write into another folder.",
+            f"'{_show(folder)}' is being written by another genedge command (it holds "
+            f"{_show(folder / LOCK_NAME)}); `{who}` does not share a folder with it.",
+            hint="Wait for the other command to finish, or write into another folder.",
         ) from None
     except OSError as e:
         if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP):  # filesystems without flock: no lock

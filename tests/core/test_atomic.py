@@ -166,16 +166,16 @@ def test_clean_keeps_a_live_writers_temps_and_removes_dead_ones(tmp_path):
     dead = _dead_pid()
     live = tmp_path / f"{TMP_PREFIX}{os.getpid()}-abc-model.bin"
     stale = tmp_path / f"{TMP_PREFIX}{dead}-abc-model.bin"
-    legacy = tmp_path / f"{TMP_PREFIX}abcdef-model.bin"  # written before pids were recorded
+    users = tmp_path / f"{TMP_PREFIX}notes.txt"  # not a name genedge makes: kept
     stale_dir = tmp_path / f"{TMP_PREFIX}{dead}-xyz-bundle"
-    for p in (live, stale, legacy):
+    for p in (live, stale, users):
         p.write_bytes(b"x")
     stale_dir.mkdir()
     (stale_dir / "f").write_bytes(b"y")
     (tmp_path / "model.bin").write_bytes(b"keep")
     removed = clean_stale_temps(tmp_path)
-    assert sorted(removed) == sorted([stale, legacy, stale_dir])
-    assert live.exists() and (tmp_path / "model.bin").read_bytes() == b"keep"
+    assert sorted(removed) == sorted([stale, stale_dir])
+    assert users.exists() and live.exists() and (tmp_path / "model.bin").read_bytes() == b"keep"
 
 
 def test_clean_puts_back_a_folder_moved_aside_by_a_killed_swap(tmp_path):

@@ -46,3 +46,17 @@ def test_quick_demo_writes_every_artifact(tmp_path) -> None:
     assert live["frames"] > 0 and live["batch"] == 10 and live["frames"] + live["dropped"] == 60
     assert (out / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Demo finished" in r.stdout and "missed deadlines" in r.stdout
+
+
+def test_a_killed_demos_leftovers_do_not_block_a_rerun(tmp_path):
+    from genedge.demo import check_demo_out
+    from genedge.errors import BadInputError
+
+    out = tmp_path / "demo-out"
+    (out / "gan").mkdir(parents=True)
+    (out / ".genedge-tmp-99999-abcd-gan-bundle").mkdir()
+    (out / ".genedge.lock").write_bytes(b"")
+    check_demo_out(out)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(BadInputError, match="notes.txt"):
+        check_demo_out(out)

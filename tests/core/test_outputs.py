@@ -18,6 +18,7 @@ from genedge.outputs import (
     check_bundle_out,
     check_output_file,
     check_run_out,
+    check_triton_out,
     clear_run,
     folder_lock,
     written_by_genedge,
@@ -34,10 +35,11 @@ def _bundle(folder: Path, files=("model.onnx",)) -> Path:
 
 
 def _run(folder: Path, kind: str = "gan") -> Path:
+    """A run folder as genedge writes it: each file carries genedge's marker."""
     (folder / "samples").mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"options": {"kind": kind}}))
-    (folder / "generator.safetensors").write_bytes(b"w")
-    (folder / "samples" / "step_000010.png").write_bytes(b"p")
+    atomic_write_text(folder / "config.json", json.dumps({"options": {"kind": kind}}))
+    atomic_write_bytes(folder / "generator.safetensors", b"w")
+    atomic_write_bytes(folder / "samples" / "step_000010.png", b"p")
     return folder
 
 
@@ -241,3 +243,95 @@ def test_a_read_only_filesystem_is_refused_before_work(read_only_folder, capsys)
     assert main(["train", "gan", "--data", "digits", "--out", str(read_only_folder / "run")]) == 2
     err = capsys.readouterr().err
     assert "read-only filesystem" in err and "Traceback" not in err
+
+
+def test_overwrite_never_deletes_a_users_file_under_a_run_files_name(tmp_path):
+    run = _run(tmp_path / "run")
+    (run / "samples.txt").write_text("my notes")  # a gan run never writes it; a user did
+    (run / "samples" / "step_mine.png").write_bytes(b"mine")
+    with pytest.raises(BadInputError, match="samples.txt") as e:
+        check_run_out(run, kind="gan", resume=False, overwrite=True)
+    assert "samples/step_mine.png" in str(e.value)
+    clear_run(run)  # even called directly, only marked files go
+    assert (run / "samples.txt").read_text() == "my notes"
+    assert (run / "samples" / "step_mine.png").read_bytes() == b"mine"
+    assert not (run / "generator.safetensors").exists()
+
+
+def test_a_symlink_in_a_run_is_refused_before_work(tmp_path):
+    run = _run(tmp_path / "run")
+    (tmp_path / "elsewhere.png").write_bytes(b"e")
+    (run / "samples.png").symlink_to(tmp_path / "elsewhere.png")
+    for resume, overwrite in ((True, False), (False, True)):
+        with pytest.raises(BadInputError, match="samples.png"):
+            check_run_out(run, kind="gan", resume=resume, overwrite=overwrite)
+
+
+def test_a_folder_under_a_listed_bundle_name_is_foreign(tmp_path):
+    b = _bundle(tmp_path / "b")
+    (b / "model.onnx").unlink()
+    (b / "model.onnx").mkdir()
+    (b / "model.onnx" / "precious.txt").write_text("p")
+    with pytest.raises(BadInputError, match="model.onnx"):
+        check_bundle_out(b)
+
+
+def test_single_files_never_land_inside_a_bundle_or_over_a_runs_files(tmp_path):
+    b = _bundle(tmp_path / "b")
+    with pytest.raises(BadInputError, match="inside the genedge bundle"):
+        check_output_file(b / "grid.png")
+    with pytest.raises(BadInputError, match="inside the genedge bundle"):
+        check_output_file(b / "manifest.json", flag="--json")
+    run = _run(tmp_path / "run")
+    with pytest.raises(BadInputError, match="file of the training run"):
+        check_output_file(run / "generator.safetensors")
+    with pytest.raises(BadInputError, match="file of the training run"):
+        check_output_file(run / "samples" / "step_000010.png")
+    check_output_file(run / "eval.json", flag="--json")  # a new file beside a run is fine
+
+
+def test_one_kind_of_genedge_output_never_replaces_another(tmp_path):
+    atomic_write_text(tmp_path / "metrics.json", "{}")
+    with pytest.raises(BadInputError, match="another kind of genedge output"):
+        check_output_file(tmp_path / "metrics.json", suffixes=(".png",))
+    check_output_file(tmp_path / "metrics.json", suffixes=(".json",))
+
+
+def test_the_cli_refuses_a_sample_over_a_checkpoint(tmp_path, capsys):
+    run = _run(tmp_path / "run")
+    assert main(["sample", "bundle", "--out", str(run / "generator.safetensors")]) == 2
+    assert (run / "generator.safetensors").read_bytes() == b"w"
+    atomic_write_bytes(tmp_path / "weights.safetensors", b"w")
+    assert main(["sample", "bundle", "--out", str(tmp_path / "weights.safetensors")]) == 2
+    assert "another kind" in capsys.readouterr().err
+
+
+def test_triton_repository_rules(tmp_path):
+    out = tmp_path / "b"
+    check_triton_out(tmp_path / "repo", out)  # new
+    repo = tmp_path / "repo"
+    (repo / "someone_else_model" / "1").mkdir(parents=True)
+    (repo / "someone_else_model" / "config.pbtxt").write_text("theirs")
+    check_triton_out(repo, out)  # other models are left alone
+    mine = repo / "b_generator"
+    (mine / "1").mkdir(parents=True)
+    atomic_write_text(mine / "config.pbtxt", "genedge's")
+    check_triton_out(repo, out)  # this bundle's own model folder: rewritten
+    (mine / "1" / "model.onnx").write_bytes(b"user's")
+    with pytest.raises(BadInputError, match="b_generator/1/model.onnx"):
+        check_triton_out(repo, out)
+    with pytest.raises(BadInputError, match="overlap"):
+        check_triton_out(out / "tri", out)
+    with pytest.raises(BadInputError, match="not a Triton model repository"):
+        check_triton_out(_bundle(tmp_path / "other"), out)
+
+
+def test_a_triton_model_folder_that_is_a_symlink_is_refused(tmp_path):
+    user = tmp_path / "userdir"
+    user.mkdir()
+    (user / "config.pbtxt").write_text("mine")
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "b_generator").symlink_to(user)
+    with pytest.raises(BadInputError, match="b_generator"):
+        check_triton_out(tmp_path / "repo", tmp_path / "b")
+    assert (user / "config.pbtxt").read_text() == "mine"
