@@ -166,11 +166,14 @@ def _metric_text(v: Verification) -> str:
 
 
 def summary_table(manifest: Manifest):
+    from rich.markup import escape
     from rich.table import Table
+
+    from genedge.errors import printable
 
     source = manifest.source
     origin = source.get("checkpoint") or source.get("module") or source.get("onnx")
-    table = Table(title=f"bundle ({manifest.kind}, from {origin})")
+    table = Table(title=escape(f"bundle ({manifest.kind}, from {printable(origin)})"))
     table.add_column("artifact", no_wrap=True)
     for col in ("precision", "size", "max err", "PSNR / SSIM vs fp32", "task metric", "verdict"):
         table.add_column(col)

@@ -101,3 +101,14 @@ def test_cli_export_prints_summary(ckpts, tmp_path, capsys):
     assert code == 0 and "model.onnx" in out and "pass" in out
     assert (tmp_path / "triton" / "b_generator" / "config.pbtxt").is_file()
     assert (tmp_path / "triton" / "b_generator" / "1" / "model.onnx").is_file()
+
+
+def test_the_summary_escapes_a_hostile_source_name(ckpts, tmp_path, capsys):
+    import shutil
+
+    evil = tmp_path / "odd \x1b[31mname [bold].safetensors"
+    shutil.copy(ckpts["gan"], evil)
+    argv = ["export", str(evil), "--out", str(tmp_path / "b"), "--precision", "fp32"]
+    assert main([*argv, "--calib-samples", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b[31m" not in out and "\\x1b[31mname" in out.replace("\n", "")
