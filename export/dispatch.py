@@ -63,9 +63,16 @@ def export_from_args(args: Any, opts: ExportOptions, log: Log) -> Path:
                 hint="--module FILE.py:NAME --weights W exports your module; SOURCE is a "
                 "checkpoint or an .onnx file.",
             )
+        if not args.weights:
+            raise BadInputError(
+                "--module needs --weights W: without it the bundle would hold the module's "
+                "untrained initial weights.",
+                hint="Pass the trained weights (.safetensors or .pt); if NAME already returns a "
+                "trained module (a factory that loads its own weights), pass --weights none.",
+            )
         return export_module_file(
             args.module,
-            args.weights,
+            None if args.weights.lower() == "none" else args.weights,
             opts.out,
             spec_from_args(args),
             module_args=_module_args(args.module_args),

@@ -240,8 +240,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         "--weights",
         default=None,
         metavar="W",
-        help="weights for --module: .safetensors, or .pt/.pth loaded with "
-        "torch.load(weights_only=True) (a state_dict, or a dict holding one)",
+        help="weights for --module (required): .safetensors, or .pt/.pth loaded with "
+        "torch.load(weights_only=True) (a state_dict, or a dict holding one); 'none' when NAME "
+        "returns an already trained module",
     )
     byo.add_argument("--module-args", default=None, metavar="JSON", help="NAME's arguments")
     byo.add_argument("--latent-dim", type=int, default=None, metavar="Z", help="size of z")

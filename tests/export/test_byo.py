@@ -296,7 +296,7 @@ def run_bad(argv: list[str], out: Path, capsys) -> tuple[int, str]:
 
 
 def module_args(user_files, name, *extra, weights=None):
-    w = ["--weights", str(user_files[weights])] if weights else []
+    w = ["--weights", str(user_files[weights]) if weights else "none"]
     return ["--module", f"{user_files['file']}:{name}", *w, "--latent-dim", "8", *extra]
 
 
@@ -562,3 +562,9 @@ def test_bench_quality_table_shows_the_export_speed_record(dcgan_bundle):
 def test_sample_says_why_auto_chose_its_precision(dcgan_bundle, tmp_path, capsys):
     assert main(["sample", str(dcgan_bundle[0]), "-n", "2", "--out", str(tmp_path / "g.png")]) == 0
     assert "precision auto -> " in capsys.readouterr().err
+
+
+def test_module_without_weights_is_refused_unless_none_is_said(user_files, tmp_path, capsys):
+    argv = ["--module", f"{user_files['file']}:DCGAN", "--latent-dim", "8"]
+    rc, err = run_bad([*argv, "--latent-shape", "8,1,1"], tmp_path / "o", capsys)
+    assert rc == 2 and "--weights" in err and "untrained" in err
