@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 from .options import BenchOptions, validate_options
@@ -89,7 +90,7 @@ def bench_command(args: argparse.Namespace) -> int:
     opts = options_from_args(args)
     opts = dataclasses.replace(opts, argv=command_line(opts))
     validate_options(opts)
-    report = run_bench(opts)
+    report = run_bench(opts, announce=lambda line: print(line, file=sys.stderr, flush=True))
     print_report(report)
     for path in write_outputs(report, opts):
         print(f"wrote {path}")

@@ -102,9 +102,22 @@ def fmt(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
+# the terminal's latency columns (under 100 characters); JSON and Markdown keep them all
+TERMINAL_LATENCY = ("configuration", "batch", "p50 ms", "p90 ms", "p99 ms", "samples/s", "load ms")
+
+
+def latency_table(
+    report: BenchReport, columns: tuple[str, ...] = LATENCY_HEADER
+) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """``latency_rows`` cut to ``columns`` (names from ``LATENCY_HEADER``)."""
+    keep = [LATENCY_HEADER.index(c) for c in columns]
+    return columns, [tuple(row[i] for i in keep) for row in latency_rows(report)]
+
+
 def latency_rows(report: BenchReport) -> list[tuple[str, ...]]:
+    """One row per configuration and batch size, each configuration's batch sizes together."""
     rows = []
-    for r in sorted(report.results, key=lambda r: (r.batch, r.stats.p50)):
+    for r in sorted(report.results, key=lambda r: (r.label, r.batch)):
         s = r.stats
         rows.append(
             (

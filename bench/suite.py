@@ -9,6 +9,7 @@ mode. ``ar`` bundles: the text benchmark (``genedge.bench.text``).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -153,10 +154,38 @@ def _check_runtime_ran(results: list[CaseResult], targets: list[RuntimeTarget]) 
     )
 
 
+COLD_START_S = 1.5  # a fresh process: interpreter, imports, open, first result (about)
+
+
+def expected_duration(o: BenchOptions, cases: int, configurations: int) -> str:
+    """What an image bench will take, said before it starts: ``cases`` timed (configuration,
+    batch) cases, ``configurations`` runtime configurations for the cold starts."""
+    cold = o.cold_runs * configurations
+    parts = [f"{cases} timed cases"]
+    total = cold * COLD_START_S + (o.fps_seconds if o.fps is not None else 0.0)
+    if o.seconds is not None:
+        parts[0] += f" x {o.seconds:g} s"
+        total += cases * o.seconds
+    else:
+        parts[0] += f" x {o.iters} calls"
+    if cold:
+        parts.append(f"{cold} cold start{'s' if cold != 1 else ''}")
+    if o.fps is not None:
+        parts.append(f"a {o.fps_seconds:g} s real-time run")
+    about = f": about {total:.0f} s" if o.seconds is not None else ""
+    return f"bench: {', '.join(parts)}{about} (plus loading)"
+
+
 def image_bench(
-    o: BenchOptions, manifest: Manifest, notes: list[str]
+    o: BenchOptions,
+    manifest: Manifest,
+    notes: list[str],
+    announce: Callable[[str], None] | None = None,
 ) -> tuple[list[CaseResult], list[dict]]:
-    """Interleaved steady state of every target, then cold starts. Returns (results, cold starts)."""
+    """Interleaved steady state of every target, then cold starts. Returns (results, cold starts).
+
+    ``announce`` receives one line saying how long the run will take, before it starts.
+    """
     runtime = runtime_targets(o)
     baselines: list[Target] = []
     if "ort" in o.baselines:
@@ -164,6 +193,11 @@ def image_bench(
     baselines += torch_targets(o, manifest, notes)
     inputs: list[Inputs] = [make_inputs(manifest, b, o.seed) for b in o.batches]
     budget = Budget(iters=o.iters, seconds=o.seconds, warmup=o.warmup)
+    if announce is not None:
+        configurations = len({(t.backend, t.precision) for t in runtime})
+        announce(
+            expected_duration(o, (len(runtime) + len(baselines)) * len(inputs), configurations)
+        )
     results = run_cases([*runtime, *baselines], inputs, budget, rounds=o.rounds, notes=notes)
     _check_runtime_ran(results, runtime)
     measured = dict.fromkeys((r.backend, r.precision) for r in results if r.kind == "runtime")
@@ -175,8 +209,11 @@ def image_bench(
     return results, cold
 
 
-def run_bench(opts: BenchOptions) -> BenchReport:
-    """Measure the bundle as ``opts`` says; no files written (see ``write_outputs``)."""
+def run_bench(opts: BenchOptions, announce: Callable[[str], None] | None = None) -> BenchReport:
+    """Measure the bundle as ``opts`` says; no files written (see ``write_outputs``).
+
+    ``announce``: called with one line on the expected duration before measuring starts.
+    """
     validate_options(opts)
     manifest = read_manifest(opts.bundle)
     o = resolved(opts, manifest)
@@ -191,7 +228,7 @@ def run_bench(opts: BenchOptions) -> BenchReport:
 
         text = text_bench(o, notes)
     else:
-        results, cold = image_bench(o, manifest, notes)
+        results, cold = image_bench(o, manifest, notes, announce)
         trt = _trtexec(o, manifest, notes) if "trtexec" in o.baselines else []
         if o.fps is not None:
             from .realtime import realtime_bench

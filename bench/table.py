@@ -9,12 +9,12 @@ from typing import TextIO
 from .ratios import must_hold
 from .report import (
     COLD_HEADER,
-    LATENCY_HEADER,
     RT_HEADER,
+    TERMINAL_LATENCY,
     TEXT_HEADER,
     BenchReport,
     cold_rows,
-    latency_rows,
+    latency_table,
     metric_table,
     quality_table,
     ratio_table,
@@ -29,9 +29,8 @@ def sections(report: BenchReport) -> list[tuple[str, tuple[str, ...], list[tuple
     if report.results:
         out.append(
             (
-                "Latency (steady state; load and warm-up excluded)",
-                LATENCY_HEADER,
-                latency_rows(report),
+                "Latency (steady state; load and warm-up excluded; every percentile: --markdown)",
+                *latency_table(report, TERMINAL_LATENCY),
             )
         )
     if report.ratios:

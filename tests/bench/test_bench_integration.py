@@ -59,8 +59,11 @@ def test_bench_tiny_bundle_end_to_end(tiny_bundle, tmp_path, capsys):
             str(out / "b.md"),
         ]
     )
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert rc == 0
+    said = captured.err.splitlines()[0]  # before the run: what it will measure
+    assert said.startswith("bench: ") and "timed cases x 6 calls, 1 cold start," in said
     data = json.loads((out / "b.json").read_text())
     kinds = {(r["kind"], r["batch"]) for r in data["results"]}
     # the source checkpoint is found beside the bundle (RUN/generator.safetensors, sha256 checked)

@@ -171,3 +171,33 @@ def test_must_hold_summary_names_missing_and_missed():
     assert "+11.1%" in rows[2][1] and "MISSED" in rows[2][1]
     only_runtime = [r for r in _results() if r.kind == "runtime"]
     assert [h for _, _, h in must_hold(compute_ratios(only_runtime))] == [None, None, None, True]
+
+
+def test_terminal_latency_table_fits_100_columns_one_configuration_together():
+    buf = io.StringIO()
+    print_report(_report(), file=buf)
+    lines = buf.getvalue().splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("Latency"))
+    end = next(i for i, ln in enumerate(lines) if i > start and ln.startswith("└"))
+    table = lines[start + 1 : end + 1]
+    assert max(len(ln) for ln in table) < 100 and "p99.9" not in "".join(table)
+    labels = [ln.split("│")[1].strip() for ln in table if ln.startswith("│")]
+    firsts = [labels.index(name) for name in dict.fromkeys(labels)]
+    assert all(
+        labels[i : i + labels.count(n)] == [n] * labels.count(n)
+        for i, n in zip(firsts, dict.fromkeys(labels), strict=True)
+    )  # each configuration's batch sizes in one block
+    assert "| p99.9 ms |" in markdown(_report())  # the Markdown keeps every column
+
+
+def test_the_expected_duration_is_said_before_the_run():
+    from pathlib import Path
+
+    from genedge.bench.options import BenchOptions
+    from genedge.bench.suite import expected_duration
+
+    o = BenchOptions(bundle=Path("b"), seconds=2.0, cold_runs=1, fps=30.0, fps_seconds=5.0)
+    line = expected_duration(o, cases=12, configurations=2)
+    assert line.startswith("bench: 12 timed cases x 2 s, 2 cold starts, a 5 s real-time run")
+    assert "about 32 s" in line
+    assert "x 50 calls" in expected_duration(dataclasses.replace(o, seconds=None, iters=50), 12, 2)
