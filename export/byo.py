@@ -16,6 +16,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -270,6 +271,17 @@ def _check_output(x: Any, spec: GeneratorSpec, call: str) -> tuple[int, int, int
             f"range is [{lo:g}, {hi:g}].",
             hint="Pass the range the module really produces, e.g. --output-range 0,1 for a "
             "sigmoid, -1,1 for tanh.",
+        )
+    if lo < 0 <= (lo + hi) / 2 <= seen_lo:  # a sigmoid's [0, 1] inside a range such as [-1, 1]
+        logging.getLogger("genedge.export").warning(
+            "%s returned values in [%.4g, %.4g], only the upper half of the declared output "
+            "range [%g, %g]: if the module ends in a sigmoid, pass --output-range 0,1 (or "
+            "output_range=(0, 1)), else the images come out washed-out grey.",
+            call,
+            seen_lo,
+            seen_hi,
+            lo,
+            hi,
         )
     return shape[1], shape[2], shape[3]
 

@@ -568,3 +568,23 @@ def test_module_without_weights_is_refused_unless_none_is_said(user_files, tmp_p
     argv = ["--module", f"{user_files['file']}:DCGAN", "--latent-dim", "8"]
     rc, err = run_bad([*argv, "--latent-shape", "8,1,1"], tmp_path / "o", capsys)
     assert rc == 2 and "--weights" in err and "untrained" in err
+
+
+def test_a_sigmoid_output_under_the_default_range_is_warned_about(caplog):
+    from genedge.export.byo import GeneratorSpec, probe_module
+
+    class Sig(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(8, 64)
+
+        def forward(self, z):
+            return torch.sigmoid(self.fc(z)).reshape(-1, 1, 8, 8)
+
+    with caplog.at_level("WARNING", logger="genedge.export"):
+        assert probe_module(Sig(), GeneratorSpec(latent_dim=8), "Sig") == (1, 8, 8)
+    assert "--output-range 0,1" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="genedge.export"):
+        probe_module(Sig(), GeneratorSpec(latent_dim=8, output_range=(0.0, 1.0)), "Sig")
+    assert "--output-range" not in caplog.text
