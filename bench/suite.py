@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from genedge.errors import BadInputError
+from genedge.errors import BadInputError, printable
 from genedge.manifest import MAIN_GRAPH, PRECISIONS, Manifest, read_manifest
 from genedge.runtime.ort_backend import PROVIDERS
 
@@ -115,6 +115,12 @@ def _user_module_targets(
 ) -> list[TorchTarget]:
     """Torch baselines of a bundle exported from a user's module (``--module``/``--weights``)."""
     if manifest.source.get("type") == "onnx":
+        if o.module:
+            raise BadInputError(
+                "--module was given, but the bundle comes from an ONNX file: there is no torch "
+                "model to compare with.",
+                hint="Drop --module.",
+            )
         notes.append("torch baselines skipped: the bundle comes from an ONNX file (no torch model)")
         return []
     if not o.module:
@@ -125,9 +131,12 @@ def _user_module_targets(
         )
         return []
     why = check_module_source(manifest, o.weights)
-    if why:
-        notes.append(f"torch baselines skipped: {why}")
-        return []
+    if why:  # the baselines were asked for by name: measuring nothing would mislead
+        raise BadInputError(
+            f"--module {printable(o.module)}: {why}.",
+            hint="Pass --weights with the file the bundle was exported from (its sha256 is in "
+            "the manifest's source record), or drop --module.",
+        )
     module = (o.module, o.weights, o.module_args)
     return [
         TorchTarget(

@@ -490,7 +490,7 @@ def bench_json(bundle: Path, tmp_path: Path, *extra: str) -> dict:
     return json.loads(out.read_text())
 
 
-def test_bench_runs_the_torch_baseline_of_a_user_module(user_files, tmp_path):
+def test_bench_runs_the_torch_baseline_of_a_user_module(user_files, tmp_path, capsys):
     bundle = tmp_path / "b"
     rc = main(
         [
@@ -517,8 +517,9 @@ def test_bench_runs_the_torch_baseline_of_a_user_module(user_files, tmp_path):
     module = ["--module", f"{user_files['file']}:DCGAN"]
     report = bench_json(bundle, tmp_path, *module, "--weights", str(user_files["pt"]))
     assert {r["kind"] for r in report["results"]} == {"runtime", "torch"}
-    report = bench_json(bundle, tmp_path, *module, "--weights", str(user_files["ckpt"]))
-    assert any("not the file the bundle was exported from" in n for n in report["notes"])
+    argv = ["bench", str(bundle), "--batch", "1", "--iters", "5", "--cold-runs", "0"]
+    assert main([*argv, *module, "--weights", str(user_files["ckpt"])]) == 2  # asked, not run
+    assert "not the file the bundle was exported from" in capsys.readouterr().err
 
 
 def test_byo_flags_on_a_genedge_checkpoint_are_refused(ckpts, tmp_path, capsys):
