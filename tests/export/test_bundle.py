@@ -137,7 +137,7 @@ def test_concurrent_export_is_refused(ckpts, tmp_path):
     fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
-        with pytest.raises(IntegrityError, match="another `genedge export`"):
+        with pytest.raises(IntegrityError, match="being written by another genedge command"):
             export_bundle(fast_options(ckpts["gan"], out, precisions=("fp32",)))
     finally:
         os.close(fd)

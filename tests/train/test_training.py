@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -118,9 +120,10 @@ def test_resume_matches_uninterrupted(kind, tiny_images, tiny_text, tmp_path):
     data = tiny_text if kind == "ar" else tiny_images
     full = train_run(_opts(kind, data, tmp_path / "full", steps=6, sample_every=3, eval_every=3))
     train_run(_opts(kind, data, tmp_path / "split", steps=3, sample_every=3, eval_every=3))
-    (tmp_path / "split" / ".genedge-tmp-killed-generator.safetensors").write_bytes(
-        b"half"
-    )  # killed mid-save
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a writer that no longer runs: its temporary is a leftover
+    leftover = f".genedge-tmp-{dead.pid}-abc-generator.safetensors"
+    (tmp_path / "split" / leftover).write_bytes(b"half")  # killed mid-save
     resumed = train_run(
         _opts(kind, data, tmp_path / "split", steps=6, sample_every=3, eval_every=3, resume=True)
     )
