@@ -246,6 +246,13 @@ def _check_folder_common(folder: Path, flag: str) -> os.stat_result | None:
     return st
 
 
+def _existing_entries(folder: Path, flag: str) -> list[str]:
+    """What an output folder holds besides genedge's housekeeping ([] when new or empty)."""
+    if _check_folder_common(folder, flag) is None:
+        return []
+    return [n for n in _entries(folder) if not is_housekeeping(n)]
+
+
 def _manifest_files(folder: Path) -> set[str] | None:
     """Top-level names a genedge bundle's manifest lists, or None if it is no genedge bundle."""
     try:
@@ -269,9 +276,7 @@ def check_bundle_out(out: str | os.PathLike, *, sources: Iterable[str | os.PathL
     """
     out = Path(out)
     _check_sources_outside(out, sources, "--out")
-    if _check_folder_common(out, "--out") is None:
-        return out
-    entries = [n for n in _entries(out) if not is_housekeeping(n)]
+    entries = _existing_entries(out, "--out")
     if not entries:
         return out
     listed = _manifest_files(out)
@@ -371,9 +376,7 @@ def check_run_out(out: str | os.PathLike, *, kind: str, resume: bool, overwrite:
     even with ``overwrite``.
     """
     out = Path(out)
-    if _check_folder_common(out, "--out") is None:
-        return out
-    entries = [n for n in _entries(out) if not is_housekeeping(n)]
+    entries = _existing_entries(out, "--out")
     if not entries:
         return out
     found = _run_kind(out)

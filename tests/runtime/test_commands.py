@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
-import json
-from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None, reason="needs torch for bundles"
 )
-
-
-def _edit_manifest(bundle: Path, edit) -> None:
-    path = bundle / "manifest.json"
-    raw = json.loads(path.read_text())
-    edit(raw)
-    path.write_text(json.dumps(raw))
 
 
 def test_cli_bad_seed_and_out_folder_are_one_line_exit_2(gan_bundle, tmp_path, capsys) -> None:

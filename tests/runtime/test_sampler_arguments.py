@@ -1,8 +1,6 @@
 """Odd arguments to Sampler, TextGenerator and backend options: exit 2 with the field named."""
 
 import importlib.util
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,13 +11,6 @@ from genedge.runtime import Sampler, TextGenerator
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None, reason="needs torch for bundles"
 )
-
-
-def _edit_manifest(bundle: Path, edit) -> None:
-    path = bundle / "manifest.json"
-    raw = json.loads(path.read_text())
-    edit(raw)
-    path.write_text(json.dumps(raw))
 
 
 @pytest.mark.parametrize("seed", [-1, 1.5, None, "3"])

@@ -1,9 +1,7 @@
 """A Sampler or TextGenerator shared by threads, closed, or fed many batch sizes."""
 
 import importlib.util
-import json
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,13 +13,6 @@ from genedge.runtime.ort_backend import MAX_BUFFER_SETS
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None, reason="needs torch for bundles"
 )
-
-
-def _edit_manifest(bundle: Path, edit) -> None:
-    path = bundle / "manifest.json"
-    raw = json.loads(path.read_text())
-    edit(raw)
-    path.write_text(json.dumps(raw))
 
 
 def test_threads_sharing_a_sampler_get_their_own_images(cgan_bundle) -> None:

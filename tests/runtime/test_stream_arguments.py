@@ -1,9 +1,7 @@
 """Stream arguments that are non-finite or mistyped, and the drop policy under slow inference."""
 
 import importlib.util
-import json
 import time
-from pathlib import Path
 
 import pytest
 
@@ -13,13 +11,6 @@ from genedge.runtime import Sampler
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None, reason="needs torch for bundles"
 )
-
-
-def _edit_manifest(bundle: Path, edit) -> None:
-    path = bundle / "manifest.json"
-    raw = json.loads(path.read_text())
-    edit(raw)
-    path.write_text(json.dumps(raw))
 
 
 @pytest.mark.parametrize(
