@@ -18,10 +18,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from genedge.atomic import TMP_PREFIX, atomic_dir, clean_stale_temps
+from genedge.atomic import atomic_dir, clean_stale_temps
 from genedge.errors import BadInputError, printable
 from genedge.manifest import MANIFEST_NAME, Manifest, sha256_file
-from genedge.outputs import LOCK_NAME, check_bundle_out, check_triton_out, folder_lock, lock_fd
+from genedge.outputs import (
+    LOCK_NAME,
+    check_bundle_out,
+    check_triton_out,
+    folder_lock,
+    is_housekeeping,
+    open_lock,
+)
 
 from .context import BuildContext, LoadedModel, Log, save_bundle_file, silent
 from .manifest_build import manifest_dict
@@ -68,19 +75,12 @@ def _remove_empty_bundle(out: Path) -> None:
     """Remove a folder this export created, if nothing but its own lock and temporaries are in it."""
     with contextlib.suppress(OSError):
         for p in out.iterdir():
-            if p.name == LOCK_NAME or p.name.startswith(TMP_PREFIX):
+            if is_housekeeping(p.name):
                 if p.is_dir() and not p.is_symlink():
                     shutil.rmtree(p, ignore_errors=True)
                 else:
                     p.unlink()
         out.rmdir()
-
-
-def _hold_lock_in(folder: Path, out: Path) -> int:
-    """Lock the new folder's lock file too, so the lock survives the folder swap."""
-    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    lock_fd(fd, out, who="genedge export")
-    return fd
 
 
 # ---------------------------------------------------------------- entry point
@@ -165,7 +165,7 @@ def _build(
     fd = None
     try:
         with atomic_dir(opts.out, before_swap=lambda: check_bundle_out(opts.out)) as tmp:
-            fd = _hold_lock_in(tmp, opts.out)  # held until the new folder is in place
+            fd = open_lock(tmp, who="genedge export")  # the lock survives the folder swap
             ctx = BuildContext(opts, tmp, loaded, source, previous, log, real)
             for stage in (*opts.precisions, *(("trt",) if opts.trt else ())):
                 records = reusable(ctx, stage)

@@ -19,6 +19,7 @@ from pathlib import Path
 from genedge.errors import BadInputError, GenedgeError, printable
 
 TMP_PREFIX = ".genedge-tmp-"
+LOCK_NAME = ".genedge.lock"  # held by a command writing a folder (genedge.outputs)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -41,7 +41,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from genedge.atomic import TMP_PREFIX, atomic_write_text
+from genedge.atomic import LOCK_NAME, TMP_PREFIX, atomic_write_text
 from genedge.errors import CorruptArtifactError, IntegrityError, SecurityRefusal, printable
 
 FORMAT = "genedge.bundle"
@@ -59,7 +59,7 @@ LATENT_DISTRIBUTIONS = ("normal",)  # the graph's z; a module's own prior is map
 VERDICTS = ("pass", "fail")
 Dim = int | str  # a fixed size, or a symbolic one such as "B"
 # Files a bundle may hold without listing them: the manifest itself and export's lock.
-_UNLISTED_OK = {MANIFEST_NAME, ".genedge.lock"}
+_UNLISTED_OK = {MANIFEST_NAME, LOCK_NAME}
 _MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 _MAX_NAME_BYTES = 255  # NAME_MAX on Linux, macOS and Windows file systems
 _MAX_ENTRY_CHARS = 1024

@@ -29,12 +29,12 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from genedge.atomic import TMP_PREFIX
+from genedge.atomic import LOCK_NAME, TMP_PREFIX
 from genedge.errors import BadInputError, IntegrityError, printable
+from genedge.manifest import FORMAT, MANIFEST_NAME
 
 MARK_XATTR = "user.genedge"
 PNG_MARK = b"tEXtSoftware\x00genedge"
-LOCK_NAME = ".genedge.lock"
 
 # What a training run folder holds when genedge wrote it (train/trainer.py's RunPaths).
 RUN_FILES = frozenset(
@@ -256,12 +256,12 @@ def _existing_entries(folder: Path, flag: str) -> list[str]:
 def _manifest_files(folder: Path) -> set[str] | None:
     """Top-level names a genedge bundle's manifest lists, or None if it is no genedge bundle."""
     try:
-        data = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        data = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict) or data.get("format") != "genedge.bundle":
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
         return None
-    names = {"manifest.json"}
+    names = {MANIFEST_NAME}
     for a in data.get("artifacts") or []:
         if isinstance(a, dict) and isinstance(a.get("file"), str):
             names.add(a["file"].split("/", 1)[0])
@@ -444,12 +444,22 @@ def clear_run(out: Path) -> None:
 @contextlib.contextmanager
 def folder_lock(folder: Path, *, who: str) -> Iterator[int]:
     """Hold ``FOLDER/.genedge.lock`` (fcntl) while writing; refuse (exit 4) if another holds it."""
-    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_lock(folder, who=who)
     try:
-        lock_fd(fd, folder, who=who)
         yield fd
     finally:
         os.close(fd)
+
+
+def open_lock(folder: Path, *, who: str) -> int:
+    """Open and lock ``FOLDER/.genedge.lock``; the caller closes the returned fd to release it."""
+    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        lock_fd(fd, folder, who=who)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def lock_fd(fd: int, folder: Path, *, who: str) -> None:

@@ -120,6 +120,14 @@ def _three(version: tuple[int, ...]) -> tuple[int, int, int]:
     return (tuple(version) + (0, 0, 0))[:3]  # type: ignore[return-value]
 
 
+def _check_fits(
+    record: EngineRecord, env: TrtEnvironment, file: str, bundle: Path, allow_vc: bool
+) -> None:
+    """The engine record matches this TensorRT and GPU, and the TensorRT is new enough."""
+    check_engine_record(record, env, file=file, bundle=bundle, allow_version_compatible=allow_vc)
+    _check_min_trt(env)
+
+
 def _check_min_trt(env: TrtEnvironment) -> None:
     if parse_version(env.tensorrt_version)[:2] < MIN_TRT:
         raise IncompatibleEnvironmentError(
@@ -250,14 +258,7 @@ class TrtBackend(Backend):
                 f"Engine '{printable(artifact.file)}' has no engine record in the manifest.",
                 hint=rebuild_hint(manifest.root),
             )
-        check_engine_record(
-            record,
-            env,
-            file=printable(artifact.file),
-            bundle=manifest.root,
-            allow_version_compatible=allow_version_compatible,
-        )
-        _check_min_trt(env)
+        _check_fits(record, env, printable(artifact.file), manifest.root, allow_version_compatible)
         path = manifest.path_of(artifact)  # sha256 checked before anything deserializes it
         return cls._from_path(
             path,
@@ -288,14 +289,7 @@ class TrtBackend(Backend):
     ) -> TrtBackend:
         """``open`` for an engine file no manifest lists yet (one export has just built): the
         same record checks, without the hash only a manifest holds."""
-        check_engine_record(
-            record,
-            env,
-            file=path.name,
-            bundle=path.parent,
-            allow_version_compatible=allow_version_compatible,
-        )
-        _check_min_trt(env)
+        _check_fits(record, env, path.name, path.parent, allow_version_compatible)
         return cls._from_path(
             path,
             record,

@@ -335,3 +335,14 @@ def test_a_triton_model_folder_that_is_a_symlink_is_refused(tmp_path):
     with pytest.raises(BadInputError, match="b_generator"):
         check_triton_out(tmp_path / "repo", tmp_path / "b")
     assert (user / "config.pbtxt").read_text() == "mine"
+
+
+def test_the_run_files_the_contract_knows_are_the_ones_train_writes():
+    pytest.importorskip("torch")
+    from genedge.outputs import RUN_FILES
+    from genedge.train.trainer import RunPaths
+
+    paths = RunPaths(Path("run"))
+    written = {paths.generator, paths.resume, paths.metrics, paths.samples_dir}
+    assert {p.name for p in written} <= RUN_FILES
+    assert {"config.json", "samples.png", "samples.txt", "curves.png"} <= RUN_FILES
