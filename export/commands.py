@@ -27,7 +27,7 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
         output_format=args.output_format,
         opset=args.opset,
         trt=args.trt,
-        profiles=parse_profiles(args.batch),
+        profiles=parse_profiles(args.trt_profile),
         workspace_mb=args.workspace_mb,
         trt_path=args.trt_path,
         dla_core=args.dla_core,

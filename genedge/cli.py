@@ -104,6 +104,39 @@ class HelpFormatter(argparse.HelpFormatter):
         return super()._fill_text(text, width, indent)
 
 
+class DeprecatedAlias(argparse.Action):
+    """An old spelling of an option: stores into the new option's destination and says, once
+    per use on stderr, which spelling replaces it."""
+
+    def __init__(self, option_strings, dest, new: str = "", **kwargs) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(
+            f"genedge: warning: {option_string} is deprecated here; use {self.new} "
+            f"(same meaning). The old spelling will be removed in a later release.",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
+
+
+def add_deprecated_alias(
+    p: argparse.ArgumentParser, old: str, new: str, type: Callable | None = None
+) -> None:
+    """Accept ``old`` as a deprecated spelling of ``new`` (whose destination it fills)."""
+    dest = new.lstrip("-").replace("-", "_")
+    p.add_argument(
+        old,
+        dest=dest,
+        type=type,
+        action=DeprecatedAlias,
+        new=new,
+        default=argparse.SUPPRESS,
+        help=f"deprecated spelling of {new}",
+    )
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo", help="end-to-end on the built-in digits data (train, export, sample, bench)"
@@ -319,8 +352,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         help="also build TensorRT engines (needs genedge[trt] and a GPU)",
     )
     p.add_argument(
-        "--batch", default="1:8:32", help="TensorRT profile MIN:OPT:MAX (several: comma-separated)"
+        "--trt-profile",
+        default="1:8:32",
+        metavar="MIN:OPT:MAX",
+        help="TensorRT optimisation profile(s) of batch sizes (several: comma-separated)",
     )
+    add_deprecated_alias(p, "--batch", "--trt-profile")
     p.add_argument(
         "--workspace-mb", type=int, default=1024, help="TensorRT builder workspace limit (MiB)"
     )
@@ -406,13 +443,16 @@ def _add_runtime(sub: argparse._SubParsersAction) -> None:
         default="drop",
         help="a frame not ready in time: drop (skip its slot) or block (deliver it late)",
     )
-    p.add_argument("--batch", type=int, default=1, help="frames per inference (a tiled frame)")
+    p.add_argument(
+        "--tile", type=int, default=1, metavar="N", help="images per frame, tiled (one inference)"
+    )
+    add_deprecated_alias(p, "--batch", "--tile", type=int)
     p.add_argument("--seed", type=int, default=0, help="seed of the latent walk")
     p.add_argument(
         "--label",
         type=int,
         default=None,
-        help="class of every frame (default: tile i of a --batch frame shows class i)",
+        help="class of every frame (default: tile i of a --tile frame shows class i)",
     )
     p.add_argument(
         "--realtime-priority",

@@ -113,7 +113,7 @@ def demo_plan(o: DemoOptions) -> list[tuple[str, list[str]]]:
                 "30",
                 "--seconds",
                 "2" if o.quick else "6",
-                "--batch",
+                "--tile",
                 "10",
                 "--video",
                 str(out / "walk.mp4"),

@@ -230,7 +230,7 @@ def live_command(args: argparse.Namespace) -> int:
             stack.callback(outputs.close)  # released before the file is renamed into place
             if video is not None:
                 outputs.open_video(
-                    video, (args.batch, *s.image_shape) if args.batch > 1 else s.image_shape
+                    video, (args.tile, *s.image_shape) if args.tile > 1 else s.image_shape
                 )
         stream = stack.enter_context(
             s.stream(
@@ -238,7 +238,7 @@ def live_command(args: argparse.Namespace) -> int:
                 seconds=args.seconds,
                 walk=args.walk,
                 late=args.late,
-                batch=args.batch,
+                batch=args.tile,
                 seed=args.seed,
                 labels=args.label,
                 realtime_priority=args.realtime_priority or None,
@@ -267,7 +267,7 @@ def live_command(args: argparse.Namespace) -> int:
             "precision": s.info.precision,
             "file": s.info.file,
             "target_fps": args.fps,
-            "batch": args.batch,
+            "tile": args.tile,
             **stream.stats.to_dict(),
         }
         atomic_write_text(args.json_out, json.dumps(record, indent=2) + "\n")

@@ -171,9 +171,25 @@ def test_help_describes_every_argument_and_shows_every_default(command):
         name = "/".join(action.option_strings) or action.dest
         assert action.help, f"{command} {name}: no help text"
         d = action.default
-        if action.option_strings and d is not None and d is not False:
+        if action.option_strings and d not in (None, False, argparse.SUPPRESS):
             shown = formatter._expand_help(action)
             assert f"(default: {default_text(d)})" in shown, f"{command} {name}: {shown!r}"
+
+
+def test_one_meaning_per_flag_name():
+    """A flag spelled the same in two commands means the same thing; the old spellings with
+    another meaning are deprecated aliases whose help names the new one."""
+    from genedge.cli import DeprecatedAlias
+
+    subs = _subparsers()
+    live_help = subs["live"].format_help()
+    export_help = subs["export"].format_help()
+    assert "--tile N" in live_help and "--trt-profile MIN:OPT:MAX" in export_help
+    for command in ("export", "live"):
+        old = next(a for a in subs[command]._actions if "--batch" in a.option_strings)
+        assert isinstance(old, DeprecatedAlias) and "deprecated spelling of --" in old.help
+    bench = next(a for a in subs["bench"]._actions if "--batch" in a.option_strings)
+    assert not isinstance(bench, DeprecatedAlias)  # bench keeps --batch: batch sizes to time
 
 
 @pytest.mark.parametrize("command", _subcommands())

@@ -53,14 +53,20 @@ def test_unknown_precision(ckpts, tmp_path, capsys):
 
 @pytest.mark.parametrize("batch", ["32:8:1", "8:1:4", "a:b:c", "0:1:2"])
 def test_bad_batch_range(ckpts, tmp_path, capsys, batch):
-    code, err = _run(capsys, ckpts["gan"], "--out", tmp_path / "b", "--batch", batch)
-    assert code == 2 and "--batch" in err
+    code, err = _run(capsys, ckpts["gan"], "--out", tmp_path / "b", "--trt-profile", batch)
+    assert code == 2 and "--trt-profile" in err
     assert not (tmp_path / "b").exists()
 
 
 def test_min_larger_than_max_names_both(ckpts, tmp_path, capsys):
-    _, err = _run(capsys, ckpts["gan"], "--out", tmp_path / "b", "--batch", "1:8:32,32:8:1")
+    _, err = _run(capsys, ckpts["gan"], "--out", tmp_path / "b", "--trt-profile", "1:8:32,32:8:1")
     assert "MIN 32 is larger than MAX 1" in err
+
+
+def test_old_batch_spelling_still_works_and_says_deprecated(ckpts, tmp_path, capsys):
+    code, err = _run(capsys, ckpts["gan"], "--out", tmp_path / "b", "--batch", "32:8:1")
+    assert code == 2 and "--batch is deprecated here; use --trt-profile" in err
+    assert "--trt-profile 32:8:1: MIN 32 is larger than MAX 1" in err
 
 
 def test_dla_core_without_trt(ckpts, tmp_path, capsys):

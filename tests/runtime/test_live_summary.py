@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 pytest.importorskip("onnxruntime")
@@ -55,3 +57,14 @@ def test_misses_say_whether_frames_came_late_or_were_dropped():
     text = summary_table(Stats(), 30.0)
     assert "missed deadlines                 1 (0 shown late, 1 dropped)" in text
     assert "0.000 / 0.000 / 0.000 ms (between frames shown)" in text
+
+
+@pytest.mark.parametrize("flag", ["--tile", "--batch"])
+def test_tile_tiles_frames_and_the_old_spelling_says_deprecated(gan_bundle, tmp_path, capsys, flag):
+    out = tmp_path / "live.json"
+    argv = ["live", str(gan_bundle.path), "--fps", "20", "--seconds", "0.3", flag, "4"]
+    assert main([*argv, "--realtime-priority", "0", "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["tile"] == 4
+    err = capsys.readouterr().err
+    assert ("--batch is deprecated here; use --tile" in err) == (flag == "--batch")
