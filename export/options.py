@@ -99,24 +99,24 @@ def parse_profiles(text: str) -> tuple[Profile, ...]:
             nums = nums * 3
         if len(nums) != 3:
             raise BadInputError(
-                f"--batch received {part!r}; expected MIN:OPT:MAX integers (e.g. 1:8:32).",
-                hint="Pass one or more comma-separated ranges, e.g. --batch 1:8:32,64:64:64.",
+                f"--trt-profile received {part!r}; expected MIN:OPT:MAX integers (e.g. 1:8:32).",
+                hint="Pass one or more comma-separated ranges, e.g. --trt-profile 1:8:32,64:64:64.",
             )
         lo, opt, hi = nums
         if lo < 1:
-            raise BadInputError(f"--batch {part}: MIN must be >= 1 (received {lo}).")
+            raise BadInputError(f"--trt-profile {part}: MIN must be >= 1 (received {lo}).")
         if lo > hi:
             raise BadInputError(
-                f"--batch {part}: MIN {lo} is larger than MAX {hi}.",
-                hint=f"Did you mean --batch {hi}:{opt}:{lo}?",
+                f"--trt-profile {part}: MIN {lo} is larger than MAX {hi}.",
+                hint=f"Did you mean --trt-profile {hi}:{opt}:{lo}?",
             )
         if not lo <= opt <= hi:
             raise BadInputError(
-                f"--batch {part}: OPT {opt} must lie between MIN {lo} and MAX {hi}."
+                f"--trt-profile {part}: OPT {opt} must lie between MIN {lo} and MAX {hi}."
             )
         profiles.append((lo, opt, hi))
     if not profiles:
-        raise BadInputError("--batch is empty; expected MIN:OPT:MAX (e.g. 1:8:32).")
+        raise BadInputError("--trt-profile is empty; expected MIN:OPT:MAX (e.g. 1:8:32).")
     return tuple(profiles)
 
 

@@ -142,7 +142,7 @@ def check_profile_batch(batch: int, profile: tuple[int, int, int], *, file: str 
     if not lo <= batch <= hi:
         raise BadInputError(
             f"Batch {batch} is outside the profile of '{file}': min {lo}, opt {opt}, max {hi}.",
-            hint=f"Sample in chunks of at most {hi}, or re-export with --batch {lo}:{opt}:{max(batch, hi)} --trt.",
+            hint=f"Sample in chunks of at most {hi}, or re-export with --trt-profile {lo}:{opt}:{max(batch, hi)} --trt.",
         )
 
 
@@ -459,7 +459,7 @@ class TrtBackend(Backend):
             ranges = ", ".join(f"[{lo}, {hi}] (opt {opt})" for lo, opt, hi in self.profiles)
             raise BadInputError(
                 f"Batch {B} fits none of the profiles of '{self._file}': {ranges}.",
-                hint="Sample in a batch size inside one of them, or re-export with --batch.",
+                hint="Sample in a batch size inside one of them, or re-export with --trt-profile.",
             )
         self._context.set_optimization_profile_async(fits[0], int(self._stream))
         self._active = fits[0]
