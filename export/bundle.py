@@ -83,6 +83,16 @@ def _remove_empty_bundle(out: Path) -> None:
         out.rmdir()
 
 
+def source_path(source: Path, bundle: Path) -> str:
+    """Where the source file is, as the manifest records it: relative to the bundle folder
+    when both sit on one filesystem tree (the pair can move together), else absolute."""
+    src, root = source.resolve(), bundle.resolve()
+    try:
+        return Path(os.path.relpath(src, root)).as_posix()
+    except ValueError:  # another drive (Windows)
+        return src.as_posix()
+
+
 # ---------------------------------------------------------------- entry point
 def export_bundle(opts: ExportOptions, *, log: Log = silent) -> Path:
     """Export ``opts.checkpoint`` into the bundle folder ``opts.out`` and return its path.
@@ -98,6 +108,7 @@ def export_bundle(opts: ExportOptions, *, log: Log = silent) -> Path:
     info = read_checkpoint_info(opts.checkpoint)
     source = {
         "checkpoint": opts.checkpoint.name,
+        "path": source_path(opts.checkpoint, opts.out),
         "sha256": sha256_file(opts.checkpoint),
         "step": info.step,
     }

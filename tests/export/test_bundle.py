@@ -6,6 +6,7 @@ import dataclasses
 import fcntl
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,6 +32,9 @@ def test_manifest_validates_and_every_hash_matches(gan_bundle):
     assert g.outputs == (TensorSpec("image", "uint8", ("B", 8, 8, 1), "NHWC"),)
     assert {"genedge", "torch", "onnx", "onnxruntime", "onnxslim"} <= set(m.producer)
     assert m.source["checkpoint"] == "gan.safetensors" and len(m.source["sha256"]) == 64
+    # the checkpoint's place, relative to the bundle, so baselines find it without flags
+    assert not Path(m.source["path"]).is_absolute()
+    assert sha256_file(gan_bundle / m.source["path"]) == m.source["sha256"]
     (fp32,) = m.find(precision="fp32")
     assert fp32.verification.max_abs_err_vs_torch <= 1
     (int8,) = m.find(precision="int8")
