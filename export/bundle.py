@@ -34,7 +34,7 @@ from .context import BuildContext, LoadedModel, Log, save_bundle_file, silent
 from .manifest_build import manifest_dict
 from .options import ExportOptions, validate_export_options
 from .precision import STAGES
-from .reuse import copy_previous, is_current, read_previous, reusable
+from .reuse import copy_previous, dropped_note, is_current, read_previous, reusable
 
 __all__ = [
     "LOCK_NAME",
@@ -185,6 +185,9 @@ def _build(
                 else:
                     STAGES[stage](ctx)
             stage_speed(ctx)
+            note = dropped_note(ctx)
+            if note:
+                log(note)
             write_manifest(tmp, manifest_dict(ctx))
     finally:
         if fd is not None:

@@ -70,3 +70,24 @@ def copy_previous(ctx: BuildContext, records: list[Artifact], stage: str) -> Non
     ctx.log(
         f"reused {', '.join(r.file for r in records)} (checkpoint and {stage} options unchanged)"
     )
+
+
+def dropped_note(ctx: BuildContext) -> str | None:
+    """A line naming the previous bundle's artifacts that this export does not write again
+    (fewer precisions asked, or no ``--trt``), with how to keep them; None when none."""
+    prev = ctx.previous
+    if prev is None:
+        return None
+    written = {a["file"] for a in ctx.artifacts}
+    gone = [a for a in prev.artifacts if a.file not in written]
+    if not gone:
+        return None
+    names = ", ".join(f"{a.file} ({stage_of(a)})" for a in gone)
+    stages = sorted({stage_of(a) for a in gone} - {"trt"})
+    keep = []
+    if stages:
+        wanted = ",".join(dict.fromkeys([*ctx.opts.precisions, *stages]))
+        keep.append(f"--precision {wanted}")
+    if any(stage_of(a) == "trt" for a in gone):
+        keep.append("--trt")
+    return f"removed {names}: not asked for this time (to keep: {' '.join(keep)})"

@@ -81,11 +81,16 @@ def test_reexport_reuses_unchanged_artifacts(ckpts, tmp_path):
     assert any(line.startswith("reused model.onnx") for line in logs)
     m = read_manifest(tmp_path / "b")
     assert {a.precision for a in m.artifacts} == {"fp32", "int8"}  # fp16 no longer asked for
+    assert any(
+        line.startswith("removed model.fp16.onnx (fp16): not asked for this time")
+        and "--precision fp32,int8,fp16" in line
+        for line in logs
+    ), logs
     logs.clear()
     export_bundle(
         dataclasses.replace(opts, precisions=("fp32", "int8"), force=True), log=logs.append
     )
-    assert not any("reused" in line for line in logs)
+    assert not any("reused" in line or "removed" in line for line in logs)
 
 
 def test_triton_repository_is_written_for_a_current_bundle(ckpts, tmp_path):
