@@ -8,7 +8,7 @@ EXTRAS ?= cpu,train,export,dev
 CONSTRAINT_FLAG := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 DEMO_OUT ?= demo-out
 
-.PHONY: install demo test test-all lint clean capi
+.PHONY: install demo test test-all lint clean capi lean-check
 CAPI_BUILD ?= build/capi
 
 $(BIN)/.genedge-installed: pyproject.toml $(CONSTRAINTS)
@@ -30,12 +30,21 @@ test: install
 test-all: install
 	$(BIN)/python -m pytest -q -m "" 
 
+# The lean runtime install on its own: a second venv with only genedge[cpu] runs the runtime's
+# commands, and every other command must name its extra (exit 3). CI runs it after `test`.
+LEAN_VENV ?= .venv-lean
+lean-check: install
+	test -x $(LEAN_VENV)/bin/python || $(PY) -m venv $(LEAN_VENV)
+	$(LEAN_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LEAN_VENV)/bin/python -m pip install -q -e '.[cpu]'
+	GENEDGE_LEAN_PYTHON=$(abspath $(LEAN_VENV))/bin/python $(BIN)/python -m pytest -q tests/core/test_lean_install.py
+
 lint: install
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m ruff format --check .
 
 clean:
-	rm -rf $(VENV) build *.egg-info $(DEMO_OUT)
+	rm -rf $(VENV) $(LEAN_VENV) build *.egg-info $(DEMO_OUT)
 
 # The C ABI (libgenedge.so embedding the runtime) and the C++ example host: docs/embedding.md
 capi: install

@@ -1,14 +1,18 @@
 """A lean runtime install (`pip install 'genedge[cpu]'`: numpy and onnxruntime) on its own.
 
-One fresh interpreter, with every package of the other extras made unimportable, runs each
-command: the runtime's commands work on a bundle and an ONNX file, and every other command
-exits 3 with one line naming the extra to install. The bundles are exported beforehand, in
-this process, from tiny checkpoints.
+One fresh interpreter runs each command: the runtime's commands work on a bundle and an ONNX
+file, and every other command exits 3 with one line naming the extra to install. The bundles
+are exported beforehand, in this process, from tiny checkpoints.
+
+By default that interpreter is this one with every package of the other extras made
+unimportable. With ``GENEDGE_LEAN_PYTHON`` set (``make lean-check``, which CI runs) it is the
+Python of a separate virtual environment where only ``genedge[cpu]`` is installed.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +38,7 @@ NOT_IN_CPU = (
     "onnxconverter_common",
     "tensorrt",
 )
+LEAN_PYTHON = os.environ.get("GENEDGE_LEAN_PYTHON")
 DRIVER = """
 import contextlib, io, json, sys
 for name in {blocked!r}:
@@ -85,9 +90,9 @@ def lean_run(tmp_path_factory):
     out = root / "results.json"
     proc = subprocess.run(
         [
-            sys.executable,
+            LEAN_PYTHON or sys.executable,
             "-c",
-            DRIVER.format(blocked=NOT_IN_CPU),
+            DRIVER.format(blocked=() if LEAN_PYTHON else NOT_IN_CPU),
             json.dumps(list(commands.values())),
             str(out),
         ],
@@ -128,3 +133,13 @@ def test_every_other_command_names_its_extra(lean_run, command, extra):
     if extra:
         assert f"pip install 'genedge[{extra}]'" in r["err"], r["err"]
     assert not (root / "b2").exists() and not (root / "run").exists()
+
+
+@pytest.mark.skipif(not LEAN_PYTHON, reason="GENEDGE_LEAN_PYTHON not set (make lean-check sets it)")
+def test_the_lean_environment_really_lacks_the_other_extras():
+    probe = "import importlib.util as u, json; print(json.dumps([n for n in %r if u.find_spec(n)]))"
+    proc = subprocess.run(
+        [LEAN_PYTHON, "-c", probe % (NOT_IN_CPU,)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [], proc.stdout
