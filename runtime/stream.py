@@ -468,7 +468,7 @@ def _validate(
         ),
         (
             lambda: seconds is not None and fps * seconds > MAX_FRAMES,
-            f"fps {fps!r} x seconds {seconds!r} is more than {MAX_FRAMES:g} frames; pass seconds=None for an endless stream",
+            f"fps {fps!r} x seconds {seconds!r} is more than {MAX_FRAMES:g} frames (the frame counter's limit); lower fps or seconds, or (Python) pass seconds=None for an endless stream",
         ),
     ]
     for bad, message in checks:

@@ -98,6 +98,11 @@ def _on_sys_path(folder: Path) -> Iterator[None]:
 
 def import_user_file(path: Path) -> Any:
     """Import ``path`` as a fresh module (this runs its code). Its folder is on sys.path meanwhile."""
+    if not path.exists():
+        raise BadInputError(
+            f"--module file '{path}' does not exist.",
+            hint="Pass the file that defines your generator, e.g. --module models/dcgan.py:Generator.",
+        )
     if not path.is_file() or path.suffix != ".py":
         raise BadInputError(f"--module file '{path}' is not a Python file (FILE.py:NAME).")
     digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]

@@ -118,3 +118,22 @@ def test_the_summary_escapes_a_hostile_source_name(ckpts, tmp_path, capsys):
     assert main([*argv, "--calib-samples", "16"]) == 0
     out = capsys.readouterr().out
     assert "\x1b[31m" not in out and "\\x1b[31mname" in out.replace("\n", "")
+
+
+def test_a_missing_module_file_is_called_missing(tmp_path, capsys):
+    args = ("--module", tmp_path / "none.py:G", "--weights", "none", "--latent-dim", "8")
+    code, err = _run(capsys, *args, "--out", tmp_path / "b")
+    assert code == 2 and "none.py' does not exist" in err and "not a Python file" not in err
+    (tmp_path / "notes.txt").write_text("x")
+    code, err = _run(
+        capsys,
+        "--module",
+        f"{tmp_path / 'notes.txt'}:G",
+        "--weights",
+        "none",
+        "--latent-dim",
+        "8",
+        "--out",
+        tmp_path / "b",
+    )
+    assert code == 2 and "is not a Python file" in err
