@@ -24,11 +24,14 @@ class GanConfig:
     num_classes: int = 0  # 0: unconditional
     image_size: int = 16
     channels: int = 1
-    g_width: int = (
-        128  # channels at the lowest resolution; halved per upsampling (128: int8 pays off)
-    )
-    d_width: int = 32
+    g_width: int = 128  # channels at the lowest resolution; halved per upsampling
+    d_width: int = 32  # channels after the first downsampling; doubled per downsampling
     embed_dim: int = 32
+
+    @classmethod
+    def sized(cls, image_size: int, **fields: object) -> GanConfig:
+        """The config for ``image_size`` with channel widths scaled to it (see ``g_width_for``)."""
+        return cls(image_size=image_size, g_width=g_width_for(image_size), **fields)
 
     @property
     def n_up(self) -> int:
@@ -43,6 +46,21 @@ class GanConfig:
             raise ValueError(
                 f"image_size {self.image_size} must be >= 8 and divisible by {2**self.n_up}"
             )
+
+
+G_MIN_WIDTH = 16  # the generator's width at full resolution, where a conv costs the most
+G_BASE_MIN_WIDTH = 128  # the lowest-resolution width never drops below this (int8 pays off)
+
+
+def g_width_for(image_size: int) -> int:
+    """Generator width at the base resolution for ``image_size``: 128 up to 32x32, then x2 per x2.
+
+    Widths halve per upsampling down to ``G_MIN_WIDTH`` at full resolution, so within a
+    generator every up-block costs the same multiply-adds, and that cost follows the pixel
+    count: 16 and 32 -> 128, 64 -> 256 (widths 256, 128, 64, 32, 16), 128 -> 512.
+    """
+    n_up = max(1, int(math.log2(image_size / 4)))
+    return max(G_BASE_MIN_WIDTH, G_MIN_WIDTH * 2**n_up)
 
 
 class UpBlock(nn.Module):
@@ -68,7 +86,7 @@ class Generator(nn.Module):
         c0, s0 = cfg.g_width, cfg.base_size
         self.fc = nn.Linear(cfg.latent_dim + cond, c0 * s0 * s0)
         self.bn0 = nn.BatchNorm2d(c0)
-        widths = [max(c0 // 2**i, 16) for i in range(cfg.n_up + 1)]
+        widths = [max(c0 // 2**i, G_MIN_WIDTH) for i in range(cfg.n_up + 1)]
         self.ups = nn.ModuleList(
             UpBlock(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)
         )

@@ -44,10 +44,10 @@ class GanFamily(ImageFamily):
 
     def __init__(self, opts: TrainOptions, ctx: ddp.DistContext) -> None:
         super().__init__(opts, ctx)
-        self.cfg = GanConfig(
+        self.cfg = GanConfig.sized(
+            self.image_size,
             latent_dim=opts.latent_dim or 64,
             num_classes=self.num_classes,
-            image_size=self.image_size,
             channels=self.channels,
         )
         G, D = Generator(self.cfg).to(self.device), Discriminator(self.cfg).to(self.device)
