@@ -146,6 +146,10 @@ EngineRecord engine_from(const json& a, const std::string& where) {
     auto vc = eng.find("version_compatible");
     e.version_compatible = vc != eng.end() && vc->is_boolean() && vc->get<bool>();
     e.dla_core = int_or(eng, "dla_core", -1);
+    auto approved = a.find("quality_approved");
+    e.quality_approved = approved != a.end() && approved->is_boolean() && approved->get<bool>();
+    if (a.contains("verification") && a["verification"].is_object())
+        e.verified = str_or(a["verification"], "verdict") != "fail";
     if (eng.contains("profiles") && eng["profiles"].is_array())
         for (const json& p : eng["profiles"])
             if (p.is_array() && p.size() == 3 && p[0].is_number_integer())
@@ -221,40 +225,56 @@ Bundle read_bundle(const std::string& root) {
     return b;
 }
 
+bool version_fits(const EngineRecord& e, const Version& trt) {
+    auto key = [](const Version& v) { return std::array<int, 3>{v.major, v.minor, v.patch}; };
+    return e.version_compatible ? key(trt) >= key(e.tensorrt) : key(trt) == key(e.tensorrt);
+}
+
 const EngineRecord& pick_engine(const Bundle& b, const std::string& precision, const Version& trt,
-                                const std::string& compute_capability) {
-    std::vector<std::string> order = precision.empty() ? std::vector<std::string>{"fp16", "int8", "fp32"}
-                                                       : std::vector<std::string>{precision};
-    const EngineRecord* found = nullptr;
+                                const std::string& compute_capability, bool allow_version_compatible) {
+    const bool chosen = !precision.empty();
+    std::vector<std::string> order = chosen ? std::vector<std::string>{precision}
+                                            : std::vector<std::string>{"int8", "fp16", "fp32"};
+    const std::string cc = normalise_cc(compute_capability);
+    const EngineRecord* refused = nullptr;  // the first candidate that did not fit, to explain
+    std::string why;
+    int code = kEnvironment;
     for (const std::string& p : order) {
-        for (const EngineRecord& e : b.engines)
-            if (e.precision == p && (e.graph == "generator" || e.graph == "decoder")) {
-                found = &e;
-                break;
+        for (const EngineRecord& e : b.engines) {
+            if (e.precision != p || (e.graph != "generator" && e.graph != "decoder")) continue;
+            if (!chosen && (!e.verified || (p == "int8" && !e.quality_approved))) continue;
+            std::string problem;
+            int problem_code = kEnvironment;
+            if (!version_fits(e, trt)) {
+                problem = "Engine '" + e.file + "' was built with TensorRT " + e.tensorrt.str() +
+                          "; this process runs TensorRT " + trt.str() + " (needs " +
+                          (e.version_compatible ? "that version or newer" : "exactly that version, up to the patch") +
+                          "). Rebuild the engine on this device (`genedge export --trt`).";
+            } else if (!e.compute_capability.empty() && e.compute_capability != cc) {
+                problem = "Engine '" + e.file + "' was built for compute capability " + e.compute_capability +
+                          " (" + e.device_name + "); this GPU is " + cc + ". Rebuild the engine on this GPU.";
+            } else if (e.version_compatible && !allow_version_compatible) {
+                problem = "Engine '" + e.file + "' is version-compatible: it carries host code that TensorRT "
+                          "would run. Pass --allow-version-compatible if you trust this bundle, or rebuild it "
+                          "without --version-compatible.";
+                problem_code = kIntegrity;
             }
-        if (found) break;
+            if (problem.empty()) {
+                if (chosen && p == "int8" && !e.quality_approved)
+                    std::fprintf(stderr, "trt_host: warning: '%s' is not quality-approved; running it because "
+                                         "--precision int8 was asked for\n", e.file.c_str());
+                return e;
+            }
+            if (!refused) refused = &e, why = problem, code = problem_code;
+        }
     }
-    if (!found) {
-        std::string have;
-        for (const EngineRecord& e : b.engines) have += (have.empty() ? "" : ", ") + e.file;
-        throw CheckError(kBadInput, "Bundle '" + b.root + "' has no " + (precision.empty() ? "" : precision + " ") +
-                                        "TensorRT engine for its image graph (engines: " +
-                                        (have.empty() ? "none" : have) +
-                                        "). Build one with `genedge export --trt` on this device.");
-    }
-    const EngineRecord& e = *found;
-    bool same = e.tensorrt.major == trt.major && e.tensorrt.minor == trt.minor;
-    bool compatible = e.version_compatible && e.tensorrt.major == trt.major && trt.minor >= e.tensorrt.minor;
-    if (!same && !compatible)
-        throw CheckError(kEnvironment, "Engine '" + e.file + "' was built with TensorRT " + e.tensorrt.str() +
-                                           "; this process runs TensorRT " + trt.str() +
-                                           ". Rebuild the engine on this device (`genedge export --trt`).");
-    std::string cc = normalise_cc(compute_capability);
-    if (!e.compute_capability.empty() && e.compute_capability != cc)
-        throw CheckError(kEnvironment, "Engine '" + e.file + "' was built for compute capability " +
-                                           e.compute_capability + " (" + e.device_name + "); this GPU is " +
-                                           cc + ". Rebuild the engine on this GPU.");
-    return e;
+    if (refused) throw CheckError(code, why);
+    std::string have;
+    for (const EngineRecord& e : b.engines) have += (have.empty() ? "" : ", ") + e.file;
+    throw CheckError(kBadInput, "Bundle '" + b.root + "' has no " + (chosen ? precision + " " : "usable ") +
+                                    "TensorRT engine for its image graph (engines: " + (have.empty() ? "none" : have) +
+                                    "). Build one with `genedge export --trt` on this device" +
+                                    (chosen ? "." : ", or pass --precision."));
 }
 
 std::vector<char> read_verified(const Bundle& b, const EngineRecord& e) {

@@ -36,6 +36,8 @@ struct EngineRecord {
     std::vector<std::array<int64_t, 3>> profiles;   // [[min, opt, max] batch sizes]
     bool version_compatible = false;
     int dla_core = -1;                              // -1: GPU
+    bool quality_approved = false;                  // the artifact's int8 quality gate
+    bool verified = true;                           // export's verification verdict is not "fail"
 };
 
 struct Bundle {
@@ -49,10 +51,18 @@ struct Bundle {
 // Read and validate ROOT/manifest.json (format, schema_version, engine records).
 Bundle read_bundle(const std::string& root);
 
-// The engine of PRECISION ("" = the first of fp16, int8, fp32 that exists) for the image
-// graph, checked against the running TensorRT version and compute capability ("8.7").
+// The rules the Python runtime applies (runtime/trt_backend.py check_engine_record):
+// a plain engine needs exactly its TensorRT major.minor.patch; a version-compatible one runs
+// on that version or any newer one, and only when the caller trusts its host code.
+bool version_fits(const EngineRecord& e, const Version& trt);
+
+// The engine of PRECISION for the image graph that this TensorRT and GPU ("8.7") can run.
+// PRECISION "" picks as Python's runtime does: a quality-approved, verified int8, then a
+// verified fp16, then fp32. Exit 3 for a version or GPU mismatch; exit 4 for a
+// version-compatible engine (it carries host code) unless allow_version_compatible.
 const EngineRecord& pick_engine(const Bundle& b, const std::string& precision, const Version& trt,
-                                const std::string& compute_capability);
+                                const std::string& compute_capability,
+                                bool allow_version_compatible = false);
 
 // The plan's bytes, read only from inside the bundle and only if size and sha256 match.
 std::vector<char> read_verified(const Bundle& b, const EngineRecord& e);

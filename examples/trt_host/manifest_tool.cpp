@@ -1,6 +1,7 @@
 // manifest_tool: trt_host's bundle checks without TensorRT, for CPU machines and tests.
 //
-//   manifest_tool BUNDLE [--precision P] --trt 10.3.0 --cc 8.7   pick + verify the engine
+//   manifest_tool BUNDLE [--precision P] --trt 10.3.0 --cc 8.7 [--allow-version-compatible]
+//                                                                pick + verify the engine
 //   manifest_tool --sha256 FILE                                  print a file's sha256
 //   manifest_tool --summary 1.5 2 0.5 ...                        trtexec-style percentiles
 //
@@ -25,21 +26,26 @@ int main(int argc, char** argv) {
             std::printf("%s\n", format_summary("Latency", summarise(v)).c_str());
             return 0;
         }
-        if (argc < 2) throw CheckError(2, "usage: manifest_tool BUNDLE [--precision P] --trt X.Y.Z --cc M.m");
+        if (argc < 2)
+            throw CheckError(2, "usage: manifest_tool BUNDLE [--precision P] --trt X.Y.Z --cc M.m "
+                                "[--allow-version-compatible]");
         std::string precision, trt, cc;
-        for (int i = 2; i + 1 < argc; i += 2) {
+        bool allow_vc = false;
+        for (int i = 2; i < argc; ++i) {
             std::string k = argv[i];
-            if (k == "--precision") precision = argv[i + 1];
-            else if (k == "--trt") trt = argv[i + 1];
-            else if (k == "--cc") cc = argv[i + 1];
+            if (k == "--allow-version-compatible") { allow_vc = true; continue; }
+            if (i + 1 >= argc) throw CheckError(2, "option " + k + " needs a value");
+            if (k == "--precision") precision = argv[++i];
+            else if (k == "--trt") trt = argv[++i];
+            else if (k == "--cc") cc = argv[++i];
             else throw CheckError(2, "unknown option " + k);
         }
         Bundle b = read_bundle(argv[1]);
-        const EngineRecord& e = pick_engine(b, precision, Version::parse(trt), cc);
+        const EngineRecord& e = pick_engine(b, precision, Version::parse(trt), cc, allow_vc);
         std::vector<char> plan = read_verified(b, e);
-        std::printf("file=%s precision=%s trt=%s cc=%s bytes=%zu sha256=%s\n", e.file.c_str(),
+        std::printf("file=%s precision=%s trt=%s cc=%s bytes=%zu sha256=%s host_code=%s\n", e.file.c_str(),
                     e.precision.c_str(), e.tensorrt.str().c_str(), e.compute_capability.c_str(),
-                    plan.size(), e.sha256.c_str());
+                    plan.size(), e.sha256.c_str(), e.version_compatible ? "allowed" : "none");
         for (const auto& p : e.profiles)
             std::printf("profile=%lld,%lld,%lld\n", static_cast<long long>(p[0]),
                         static_cast<long long>(p[1]), static_cast<long long>(p[2]));

@@ -2,9 +2,14 @@
 //
 //   trt_host BUNDLE [--precision fp16] [--batch 1] [--iterations 200] [--warmup 20]
 //                   [--cuda-graph] [--seed 0] [--z latents.f32] [--out trt_samples.pgm]
+//                   [--allow-version-compatible]
 //
-// 1. reads manifest.json (manifest_check.cpp) and picks the engine record of the precision;
-// 2. checks the record against getInferLibVersion() and this GPU's compute capability;
+// 1. reads manifest.json (manifest_check.cpp) and picks the engine record of the precision
+//    (default: as Python's runtime picks: quality-approved int8, then fp16, then fp32);
+// 2. checks the record against getInferLibVersion() and this GPU's compute capability, as
+//    Python does: a plain engine needs its exact major.minor.patch; a version-compatible one
+//    (it embeds a lean runtime: host code) needs that version or newer AND
+//    --allow-version-compatible, the trust opt-in that lets the runtime run its host code;
 // 3. checks the plan's size and sha256 before deserializing the raw plan;
 // 4. runs the sample loop with the named-tensor API (setInputShape, setTensorAddress,
 //    enqueueV3) on one stream, pinned host buffers, optionally replaying a CUDA graph;
@@ -54,17 +59,20 @@ struct Args {
     std::string bundle, precision, z_file, out = "trt_samples.pgm";
     int batch = 1, iterations = 200, warmup = 20;
     bool cuda_graph = false;
+    bool allow_version_compatible = false;  // trust the host code of version-compatible engines
     uint64_t seed = 0;
 };
 
 Args parse(int argc, char** argv) {
     if (argc < 2) throw CheckError(2, "usage: trt_host BUNDLE [--precision P] [--batch N] [--iterations N] "
-                                      "[--warmup N] [--cuda-graph] [--seed S] [--z FILE] [--out FILE]");
+                                      "[--warmup N] [--cuda-graph] [--seed S] [--z FILE] [--out FILE] "
+                                      "[--allow-version-compatible]");
     Args a;
     a.bundle = argv[1];
     for (int i = 2; i < argc; ++i) {
         std::string k = argv[i];
         if (k == "--cuda-graph") { a.cuda_graph = true; continue; }
+        if (k == "--allow-version-compatible") { a.allow_version_compatible = true; continue; }
         if (i + 1 >= argc) throw CheckError(2, "option " + k + " needs a value");
         std::string v = argv[++i];
         if (k == "--precision") a.precision = v;
@@ -282,7 +290,8 @@ int run(const Args& a) {
     std::printf("TensorRT %s, GPU %s (compute capability %s)\n", trt.str().c_str(), prop.name, cc.c_str());
 
     genedge::Bundle bundle = genedge::read_bundle(a.bundle);
-    const genedge::EngineRecord& rec = genedge::pick_engine(bundle, a.precision, trt, cc);
+    const genedge::EngineRecord& rec =
+        genedge::pick_engine(bundle, a.precision, trt, cc, a.allow_version_compatible);
     std::vector<char> plan = genedge::read_verified(bundle, rec);  // sha256 checked first
     std::printf("engine: %s (%s, built with TensorRT %s for sm%s), sha256 ok\n", rec.file.c_str(),
                 rec.precision.c_str(), rec.tensorrt.str().c_str(), rec.compute_capability.c_str());
@@ -290,6 +299,13 @@ int run(const Args& a) {
     Logger logger;
     std::unique_ptr<IRuntime> runtime{createInferRuntime(logger)};
     if (!runtime) throw CheckError(3, "createInferRuntime failed");
+    if (rec.version_compatible) {  // pick_engine returned it: --allow-version-compatible was given
+#if NV_TENSORRT_MAJOR > 8 || (NV_TENSORRT_MAJOR == 8 && NV_TENSORRT_MINOR >= 6)
+        runtime->setEngineHostCodeAllowed(true);
+#else
+        throw CheckError(3, "version-compatible engines need TensorRT >= 8.6");
+#endif
+    }
     if (rec.dla_core >= 0) runtime->setDLACore(rec.dla_core);
     std::unique_ptr<ICudaEngine> engine{runtime->deserializeCudaEngine(plan.data(), plan.size())};
     if (!engine) throw CheckError(3, "TensorRT could not deserialize '" + rec.file + "' (see the [TensorRT] lines); rebuild it on this device.");

@@ -570,7 +570,7 @@ def test_manifest_check_reads_the_engine_record(manifest_tool: Path, tmp_path: P
     plan = os.urandom(4096)
     b = engine_bundle(tmp_path / "b", plan)
     r = subprocess.run(
-        [str(manifest_tool), str(b), "--precision", "fp16", "--trt", "10.3.1", "--cc", "8.7"],
+        [str(manifest_tool), str(b), "--precision", "fp16", "--trt", "10.3.0", "--cc", "8.7"],
         capture_output=True,
         text=True,
     )
@@ -615,3 +615,76 @@ def test_sha256_matches_hashlib(manifest_tool: Path, tmp_path: Path) -> None:
         f.write_bytes(os.urandom(size))
         r = subprocess.run([str(manifest_tool), "--sha256", str(f)], capture_output=True, text=True)
         assert r.returncode == 0 and r.stdout.strip() == hashlib.sha256(f.read_bytes()).hexdigest()
+
+
+def add_engine(
+    b: Path, precision: str, *, trt: str = "10.3.0", vc: bool = False, approved: bool = False
+) -> str:
+    """Append an engine artifact (random plan bytes) to bundle ``b``'s manifest."""
+    import json
+
+    name = f"model.{precision}.sm87.trt{trt}{'.vc' if vc else ''}.engine"
+    (b / name).write_bytes(os.urandom(512))
+    m = json.loads((b / "manifest.json").read_text())
+    rec = artifact_record(
+        b,
+        name,
+        graph="generator",
+        format="engine",
+        precision=precision,
+        quality_approved=approved,
+        engine={
+            "tensorrt_version": trt,
+            "device_name": "Orin",
+            "compute_capability": "8.7",
+            "profiles": [[1, 8, 64]],
+            "version_compatible": vc,
+            "dla_core": None,
+            "built_from": f"model.{precision}.onnx",
+            "path": "strongly-typed",
+        },
+    )
+    m["artifacts"].append(rec.to_dict())
+    write_manifest(b, m)
+    return name
+
+
+def pick(tool: Path, b: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(tool), str(b), *args], capture_output=True, text=True)
+
+
+def test_manifest_check_version_rules_match_python(manifest_tool: Path, tmp_path: Path) -> None:
+    """Plain engines: exact major.minor.patch (as check_engine_record); version-compatible ones:
+    that version or newer, a later major included, and only with the trust opt-in (exit 4)."""
+    b = engine_bundle(tmp_path / "b", os.urandom(256))
+    patch = pick(manifest_tool, b, "--precision", "fp16", "--trt", "10.3.1", "--cc", "8.7")
+    assert patch.returncode == 3 and "up to the patch" in patch.stderr
+    vc_bundle = make_tiny_bundle(tmp_path / "vc")
+    add_engine(vc_bundle, "fp16", trt="10.3.0", vc=True)
+    args = ["--precision", "fp16", "--cc", "8.7"]
+    untrusted = pick(manifest_tool, vc_bundle, *args, "--trt", "11.4.0")
+    assert untrusted.returncode == 4 and "host code" in untrusted.stderr
+    trusted = pick(manifest_tool, vc_bundle, *args, "--trt", "11.4.0", "--allow-version-compatible")
+    assert trusted.returncode == 0, trusted.stderr
+    assert "host_code=allowed" in trusted.stdout
+    older = pick(manifest_tool, vc_bundle, *args, "--trt", "10.2.0", "--allow-version-compatible")
+    assert older.returncode == 3 and "or newer" in older.stderr
+
+
+def test_manifest_check_picks_int8_only_when_quality_approved(
+    manifest_tool: Path, tmp_path: Path
+) -> None:
+    b = make_tiny_bundle(tmp_path / "b")
+    add_engine(b, "int8")  # failed its quality gate
+    add_engine(b, "fp16")
+    env = ["--trt", "10.3.0", "--cc", "8.7"]
+    default = pick(manifest_tool, b, *env)
+    assert default.returncode == 0 and "precision=fp16" in default.stdout, default.stderr
+    asked = pick(manifest_tool, b, "--precision", "int8", *env)
+    assert asked.returncode == 0 and "precision=int8" in asked.stdout
+    assert "not quality-approved" in asked.stderr
+    approved = make_tiny_bundle(tmp_path / "approved")
+    add_engine(approved, "int8", approved=True)
+    add_engine(approved, "fp16")
+    best = pick(manifest_tool, approved, *env)
+    assert best.returncode == 0 and "precision=int8" in best.stdout, best.stderr
