@@ -31,6 +31,7 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "live": ("genedge.runtime.commands:live_command", "cpu"),
     "generate": ("genedge.runtime.commands:generate_command", "cpu"),
     "bench": ("genedge.bench.commands:bench_command", "cpu"),
+    "tune": ("genedge.runtime.tune:tune_command", "cpu"),
     "inspect": ("genedge.export.inspection:inspect_command", "export"),
 }
 
@@ -46,6 +47,7 @@ MODULE_EXTRAS: dict[str, str] = {
     "onnxslim": "export",
     "onnxconverter_common": "export",
     "onnxruntime": "cpu",
+    "openvino": "openvino",
     "tensorrt": "trt",
     "cuda": "trt",
 }
@@ -73,6 +75,7 @@ EXAMPLES: dict[str, str] = {
     "live": "genedge live gan-bundle --fps 30 --seconds 10 --video walk.mp4 --json live.json",
     "generate": 'genedge generate ar-bundle --prompt "Return the " --max-new-tokens 200',
     "bench": "genedge bench gan-bundle --batch 1,8,32 --json bench.json --plot bench.png",
+    "tune": "genedge tune gan-bundle --batch 1,16 --threads 2",
     "inspect": "genedge inspect gan-bundle --json",
 }
 
@@ -393,11 +396,14 @@ def _add_runtime(sub: argparse._SubParsersAction) -> None:
     common.add_argument(
         "--backend",
         default="auto",
-        help="auto | ort-cpu | ort-cuda | ort-trt | tensorrt (auto: the fastest available, and "
-        "says which)",
+        help="auto | ort-cpu | ort-cuda | ort-trt | tensorrt | openvino (auto: the fastest "
+        "available, measured by `genedge tune` where it ran, and says which)",
     )
     common.add_argument(
-        "--precision", default=None, help="fp32 | fp16 | int8 (default: best for the backend)"
+        "--precision",
+        default=None,
+        help="fp32 | fp16 | bf16 | int8 (default: best for the backend; bf16: openvino on a CPU "
+        "with AVX-512 BF16 or AMX)",
     )
     common.add_argument(
         "--threads", type=int, default=None, help="CPU threads (default: the backend's choice)"
@@ -490,7 +496,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "--backend",
         type=_csv(),
         default=["auto"],
-        help="backends to time, comma-separated (auto | ort-cpu | ort-cuda | ort-trt | tensorrt)",
+        help="backends to time, comma-separated (auto | ort-cpu | ort-cuda | ort-trt | tensorrt | openvino)",
     )
     p.add_argument(
         "--precision",
@@ -563,6 +569,34 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_tune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "tune",
+        help="measure which backend and precision are fastest here, per batch size, for "
+        "backend auto",
+        description="Time every quality-approved (backend, precision) pair available on this "
+        "machine for the bundle, per batch size, briefly and interleaved; cache the result "
+        "outside the bundle (keyed by bundle, CPU, threads and library versions) so that "
+        "--backend auto picks the fastest for the batch it is asked.",
+    )
+    p.add_argument("bundle", help="bundle folder written by `genedge export`")
+    p.add_argument(
+        "--batch", type=_csv(int), default=[1, 16], help="batch sizes to measure, comma-separated"
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads (default: the backend's choice)"
+    )
+    p.add_argument(
+        "--seconds", type=float, default=3.0, help="measuring time, all batch sizes together"
+    )
+    p.add_argument(
+        "--backends",
+        type=_csv(),
+        default=None,
+        help="backends to consider, comma-separated (default: every one installed here)",
+    )
+
+
 def _add_inspect(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "inspect",
@@ -595,6 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_export,
         _add_runtime,
         _add_bench,
+        _add_tune,
         _add_inspect,
     ):
         add(sub)

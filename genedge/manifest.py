@@ -23,7 +23,9 @@ Layout of ``manifest.json`` (schema_version 1)::
     Artifact = {"file", "graph", "format": "onnx"|"onnx-data"|"engine"|"cache",
                 "precision"?: "fp32"|"fp16"|"int8", "sha256", "size",
                 "verification"?: {...}, "calibration"?: {...}, "engine"?: {...},
-                "quality_approved"?: bool, "recipe"?: {...}}
+                "quality_approved"?: bool, "recipe"?: {...},
+                "inference_precisions"?: {"bf16": {"backend": "openvino", "verification",
+                                                   "quality_approved"}}}
 """
 
 from __future__ import annotations
@@ -553,10 +555,63 @@ def _batch_speed(rec: Any, where: str, name: str) -> BatchSpeed:
     )
 
 
+# Precisions that are not a file of their own but a way of running one: bf16 is the fp32 ONNX
+# run with OpenVINO's bf16 inference precision, gated at export like fp16 (docs/bundle.md).
+INFERENCE_PRECISIONS = {"bf16": "openvino"}  # precision -> the backend that runs it
+
+
+@dataclass(frozen=True)
+class InferencePrecision:
+    """One precision an fp32 file is run in by a backend's hint (``bf16`` on ``openvino``)."""
+
+    backend: str
+    verification: Verification = field(default_factory=Verification)
+    quality_approved: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "verification": self.verification.to_dict(),
+            "quality_approved": self.quality_approved,
+        }
+
+
+@dataclass(frozen=True)
+class InferencePrecisions:
+    """An fp32 artifact's ``inference_precisions`` record: precision -> ``InferencePrecision``."""
+
+    entries: Mapping[str, InferencePrecision]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {p: e.to_dict() for p, e in self.entries.items()}
+
+
+def inference_precisions_from(
+    d: Any, where: str, name: str = "inference_precisions"
+) -> InferencePrecisions:
+    d = _object(where, name, d, optional=False)
+    entries = {}
+    for prec, rec in d.items():
+        at = f"{name}.{printable(str(prec), 20)}"
+        if prec not in INFERENCE_PRECISIONS:
+            _fail(where, name, prec, f"one of {tuple(INFERENCE_PRECISIONS)}")
+        rec = _object(where, at, rec, optional=False)
+        _no_unknown(where, at, rec, {"backend", "verification", "quality_approved"})
+        entries[prec] = InferencePrecision(
+            backend=_text(
+                where, f"{at}.backend", rec.get("backend"), (INFERENCE_PRECISIONS[prec],)
+            ),
+            verification=verification_from(rec.get("verification"), where, f"{at}.verification"),
+            quality_approved=_bool(where, f"{at}.quality_approved", rec.get("quality_approved")),
+        )
+    return InferencePrecisions(MappingProxyType(entries))
+
+
 _RECORD_PARSERS = {
     "verification": verification_from,
     "engine": engine_record_from,
     "speed": speed_from,
+    "inference_precisions": inference_precisions_from,
 }
 
 
@@ -580,6 +635,8 @@ class Artifact:
     quality_approved: bool = False
     recipe: dict[str, Any] | None = None
     speed: Speed | None = None  # CPU latency measured at export (docs/bundle.md)
+    # fp32 ONNX only: other precisions it runs in by a backend's hint (bf16 on openvino)
+    inference_precisions: InferencePrecisions | None = None
 
     def __post_init__(self) -> None:
         for key, parse in _RECORD_PARSERS.items():
@@ -786,7 +843,7 @@ def _artifact_from(d: Any, where: Path) -> Artifact:
         where,
         f"unknown precision {_shown(prec)}",
     )
-    for key in ("verification", "calibration", "engine", "recipe", "speed"):
+    for key in ("verification", "calibration", "engine", "recipe", "speed", "inference_precisions"):
         _expect(d.get(key) is None or isinstance(d[key], dict), where, f"'{key}' is not an object")
     at = f"Manifest '{where}', artifact '{printable(d['file'])}',"
     _int(at, "size", d["size"])

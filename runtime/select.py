@@ -1,16 +1,20 @@
 """Choosing and opening a backend for one graph of a bundle.
 
-``backend="auto"``: native TensorRT when an engine in the bundle matches this GPU and
-TensorRT, then ONNX Runtime CUDA, then ONNX Runtime CPU; the choice is logged on the
+``backend="auto"``: the (backend, precision) this machine's tuning measured fastest for
+the batch asked (``runtime.tune``; ``genedge tune BUNDLE``); without a tuning, native
+TensorRT when an engine in the bundle matches this GPU and TensorRT, then ONNX Runtime
+CUDA, then ONNX Runtime CPU. The choice and its reason are logged on the
 ``genedge.runtime`` logger. Precision when not given: on ``ort-cpu`` int8 if the bundle
 has a ``quality_approved`` int8 graph, else fp32; on ``ort-cuda``/``ort-trt`` fp16 if
 its verification passed, else fp32; on ``tensorrt`` the best matching engine (approved
-int8, then fp16, then fp32). A backend named explicitly that is unavailable raises
+int8, then fp16, then fp32); on ``openvino`` approved int8, then approved bf16 where the
+CPU has it, else fp32. A backend named explicitly that is unavailable raises
 ``IncompatibleEnvironmentError`` (exit 3): never a silent fallback.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -28,8 +32,8 @@ from genedge.errors import (
 )
 from genedge.limits import check_threads
 from genedge.manifest import (
+    INFERENCE_PRECISIONS,
     MANIFEST_NAME,
-    PRECISIONS,
     Artifact,
     EngineRecord,
     Manifest,
@@ -40,7 +44,9 @@ from genedge.manifest import (
 from .backend import Backend, TensorSpec
 
 log = logging.getLogger("genedge.runtime")
-BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
+BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt", "openvino")
+# what a caller may ask for: the files' precisions plus those a backend runs a file in (bf16)
+RUN_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,9 @@ class BackendOptions:
     # ORT worker threads spin between runs: lowest latency back to back, but they burn the
     # cores between paced frames (battery, thermals, other work on a 2-core edge box).
     spin: bool = True
+    static_shapes: bool = True  # openvino: one compiled model per batch size (see openvino_backend)
+    batch: int | None = None  # auto: the batch size to choose for (tuned choice; None: 1)
+    tune: bool = False  # auto: measure now when this machine has no tuning for the bundle
 
 
 def backend_options(**fields: object) -> BackendOptions:
@@ -107,9 +116,9 @@ def read_bundle(bundle: str | os.PathLike) -> Manifest:
 def check_names(backend: str, precision: str | None) -> None:
     if backend not in BACKENDS:
         raise BadInputError(f"Unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}.")
-    if precision is not None and precision not in PRECISIONS:
+    if precision is not None and precision not in RUN_PRECISIONS:
         raise BadInputError(
-            f"Unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}."
+            f"Unknown precision {precision!r}; expected one of {', '.join(RUN_PRECISIONS)}."
         )
 
 
@@ -117,9 +126,56 @@ def _passed(a: Artifact) -> bool:
     return a.verification.passed
 
 
+def onnx_artifacts(manifest: Manifest, graph: str) -> dict[str, Artifact]:
+    """``{precision: Artifact}`` of ``graph``'s ONNX files, plus the precisions the fp32 file
+    runs in by a backend's hint (``bf16``): those appear as the fp32 file with the hint's
+    precision, verification and approval."""
+    found = {a.precision or "fp32": a for a in manifest.find(graph=graph, format="onnx")}
+    fp32 = found.get("fp32")
+    hints = fp32.inference_precisions if fp32 is not None else None
+    for prec, rec in hints.entries.items() if hints is not None else ():
+        found[prec] = dataclasses.replace(
+            fp32,
+            precision=prec,
+            verification=rec.verification,
+            quality_approved=rec.quality_approved,
+            speed=None,
+            inference_precisions=None,
+        )
+    return found
+
+
+def _hinted(manifest: Manifest, graph: str, backend: str, precision: str) -> Artifact:
+    """The fp32 file for a precision the bundle holds no record of (``bf16`` not gated at
+    export): runs when asked for by name on its backend, with a warning."""
+    runner = INFERENCE_PRECISIONS[precision]
+    if backend != runner:
+        raise BadInputError(
+            f"Precision {precision} runs on backend '{runner}' only; received backend '{backend}'.",
+            hint=f"Pass --backend {runner} --precision {precision}.",
+        )
+    fp32 = onnx_artifacts(manifest, graph).get("fp32")
+    if fp32 is None:
+        raise BadInputError(f"Bundle has no fp32 ONNX graph for '{graph}' to run in {precision}.")
+    log.warning(
+        "%s in %s was not quality-gated at export (no manifest record); running it because it "
+        "was asked for. Re-export with --precision %s on a CPU that has it to gate it.",
+        printable(fp32.file),
+        precision,
+        precision,
+    )
+    return dataclasses.replace(fp32, precision=precision, quality_approved=False)
+
+
 def onnx_artifact(manifest: Manifest, graph: str, backend: str, precision: str | None) -> Artifact:
     """The ONNX file to run for ``graph``: the precision asked for, or the default for ``backend``."""
-    found = {a.precision or "fp32": a for a in manifest.find(graph=graph, format="onnx")}
+    found = onnx_artifacts(manifest, graph)
+    if precision in INFERENCE_PRECISIONS and backend != INFERENCE_PRECISIONS[precision]:
+        return _hinted(manifest, graph, backend, precision)  # raises: wrong backend
+    if precision in INFERENCE_PRECISIONS and precision not in found and found:
+        return _hinted(manifest, graph, backend, precision)
+    if backend != "openvino":  # a hint only the openvino backend applies
+        found = {p: a for p, a in found.items() if p not in INFERENCE_PRECISIONS}
     if not found:
         raise BadInputError(
             f"Bundle '{manifest.root}' has no ONNX graph '{graph}'.",
@@ -142,9 +198,12 @@ def onnx_artifact(manifest: Manifest, graph: str, backend: str, precision: str |
         if measured is not None:
             log.info("precision auto -> %s on ort-cpu: %s", measured[0].precision, measured[1])
             return measured[0]
-    if backend == "ort-cpu" and "int8" in found and found["int8"].quality_approved:
-        log.info("precision auto -> int8 on ort-cpu: quality-approved (no speed record)")
+    if backend in ("ort-cpu", "openvino") and "int8" in found and found["int8"].quality_approved:
+        log.info("precision auto -> int8 on %s: quality-approved (no speed record)", backend)
         return found["int8"]
+    if backend == "openvino" and _bf16_ok(found):
+        log.info("precision auto -> bf16 on openvino: quality-approved and this CPU has it")
+        return found["bf16"]
     if backend in ("ort-cuda", "ort-trt") and "fp16" in found and _passed(found["fp16"]):
         log.info("precision auto -> fp16 on %s: it passed its export checks", backend)
         return found["fp16"]
@@ -153,6 +212,14 @@ def onnx_artifact(manifest: Manifest, graph: str, backend: str, precision: str |
     if len(found) > 1:
         log.info("precision auto -> fp32 on %s: no reduced precision qualifies", backend)
     return found["fp32"]
+
+
+def _bf16_ok(found: dict[str, Artifact]) -> bool:
+    if "bf16" not in found or not (found["bf16"].quality_approved and _passed(found["bf16"])):
+        return False
+    from .openvino_backend import bf16_support
+
+    return bf16_support()[0]
 
 
 MIN_SPEEDUP = 1.05  # a reduced precision must beat fp32 by this factor: not by timing noise
@@ -324,6 +391,34 @@ def _open_ort(
     )
 
 
+def _open_openvino(
+    manifest: Manifest,
+    graph: str,
+    precision: str | None,
+    opts: BackendOptions,
+    int_ranges: dict[str, tuple[int, int]] | None,
+) -> Backend:
+    from .openvino_backend import OpenVinoBackend
+
+    artifact = onnx_artifact(manifest, graph, "openvino", precision)
+    path = manifest.path_of(artifact)  # sha256 (external data included) before OpenVINO parses it
+    io = manifest.graphs.get(graph)
+    return OpenVinoBackend.open(
+        path,
+        precision=artifact.precision or "fp32",
+        options=_openvino_options(opts),
+        check_inputs=opts.check_inputs,
+        int_ranges=int_ranges,
+        declared=() if io is None else (*io.inputs, *io.outputs),
+    )
+
+
+def _openvino_options(opts: BackendOptions):
+    from .openvino_backend import OpenVinoOptions
+
+    return OpenVinoOptions(threads=opts.threads, static=opts.static_shapes)
+
+
 def _ort_options(opts: BackendOptions, trt_cache_dir: str | None = None):
     from .ort_backend import OrtOptions
 
@@ -421,7 +516,22 @@ def open_file(
             cuda_graphs=opts.cuda_graphs,
             device_id=opts.device_id,
         )
+    elif backend == "openvino":
+        from .openvino_backend import OpenVinoBackend
+
+        b = OpenVinoBackend.open(
+            path,
+            precision=precision,
+            options=_openvino_options(opts),
+            check_inputs=opts.check_inputs,
+            declared=(*(inputs or ()), *(outputs or ())),
+        )
     else:
+        if precision in INFERENCE_PRECISIONS:
+            raise BadInputError(
+                f"Precision {precision} runs on backend '{INFERENCE_PRECISIONS[precision]}' only; "
+                f"received backend '{backend}'."
+            )
         from .ort_backend import OrtBackend
 
         b = OrtBackend.open(
@@ -499,6 +609,8 @@ def _open_backend(
             cuda_graphs=opts.cuda_graphs,
             device_id=opts.device_id,
         )
+    if backend == "openvino":
+        return _open_openvino(manifest, graph, precision, opts, int_ranges)
     return _open_ort(manifest, graph, backend, precision, opts, int_ranges)
 
 
@@ -509,6 +621,9 @@ def _open_auto(
     opts: BackendOptions,
     int_ranges: dict[str, tuple[int, int]] | None,
 ) -> Backend:
+    tuned = _open_tuned(manifest, graph, precision, opts, int_ranges)
+    if tuned is not None:
+        return tuned
     tried = []
     candidates = ["ort-cpu"]
     if importlib.util.find_spec("onnxruntime") is not None:
@@ -544,3 +659,28 @@ def _open_auto(
         )
         return b
     raise AssertionError("unreachable: the last candidate raises")
+
+
+def _open_tuned(
+    manifest: Manifest,
+    graph: str,
+    precision: str | None,
+    opts: BackendOptions,
+    int_ranges: dict[str, tuple[int, int]] | None,
+) -> Backend | None:
+    """The (backend, precision) this machine's tuning measured fastest for ``opts.batch``, or
+    None (no tuning, or its choice cannot open here now) for the fixed rule to decide."""
+    from .tune import tuned_choice
+
+    choice = tuned_choice(manifest, graph, precision, opts)
+    if choice is None:
+        log.debug("backend auto: no tuning for %s on this machine; fixed rule", manifest.root)
+        return None
+    c = choice.candidate
+    try:
+        b = _open_backend(manifest, graph, c.backend, c.precision, opts, int_ranges)
+    except GenedgeError as e:
+        log.warning("backend auto: tuned choice %s cannot open (%s); fixed rule", c.label, e)
+        return None
+    log.info("backend auto -> %s %s (%s): %s", c.backend, c.precision, b.info.file, choice.why)
+    return b

@@ -1,0 +1,470 @@
+"""The tuned choice behind ``backend="auto"``: measure, on the machine that samples, every
+quality-approved (backend, precision) pair available for a bundle's graph, per batch size,
+and keep the fastest.
+
+    genedge tune gan-bundle --batch 1,16 --threads 2       # or tune_bundle(...) from Python
+
+Candidates come from ``available_backends()`` (the CPU backends here; the GPU backends,
+``tensorrt``, ``ort-trt`` and ``ort-cuda``, where their libraries and a GPU are present) and
+the precisions the bundle approved for each: fp32 always, fp16 and int8 when their export
+gate passed, bf16 on ``openvino`` when gated and the CPU has it. Every candidate runs
+through the runtime's own backends, interleaved round by round so that they share the
+machine's state, and is timed per run with ``perf_counter_ns``; the choice per batch is
+the lowest p50.
+
+The result lives outside the bundle (a bundle holds only listed, hashed files), in
+``$GENEDGE_CACHE/tune`` (else ``$XDG_CACHE_HOME/genedge/tune``, else
+``~/.cache/genedge/tune``), one JSON file per key: the sha256 of the bundle's manifest (so
+of every artifact), the graph, the CPU model, the thread count and the versions of genedge,
+onnxruntime, openvino and tensorrt. Anything that changes one of them is a new key, so a
+stale measurement is never used. ``backend="auto"`` reads it for the batch asked
+(``BackendOptions.batch``; the nearest measured batch on a log scale) and says which and
+why on the ``genedge.runtime`` logger; without a tuning it falls back to the fixed rule of
+``runtime.select``, unless ``tune=True`` (or ``GENEDGE_TUNE=1``) asks for a short probe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genedge.atomic import atomic_write_text
+from genedge.errors import BadInputError, GenedgeError, printable
+from genedge.limits import check_threads
+from genedge.manifest import INFERENCE_PRECISIONS, MAIN_GRAPH, MANIFEST_NAME, Manifest
+
+from .backend import Backend
+from .select import BackendOptions, onnx_artifacts, open_backend, read_bundle
+
+log = logging.getLogger("genedge.runtime")
+
+FORMAT = "genedge.tune"
+VERSION = 1
+DEFAULT_BATCHES = (1, 16)
+DEFAULT_SECONDS = 3.0  # measuring time of `genedge tune`, all batches together
+PROBE_SECONDS = 1.0  # the opt-in probe on first open: one batch size
+MAX_TUNE_BATCH = 4096
+MIN_ROUNDS = 3
+BLOCK_S = 0.01  # one candidate's turn in a round: this long, at least one run
+_VERSIONED = ("genedge", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt")
+_CPU_BACKENDS = ("ort-cpu", "openvino")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One (backend, precision) pair ``auto`` may choose."""
+
+    backend: str
+    precision: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend} {self.precision}"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What the tuning chose for one batch size, and why (for the log)."""
+
+    candidate: Candidate
+    batch: int  # the measured batch the choice was made for
+    why: str
+
+
+# ------------------------------------------------------------------ candidates
+def available_backends() -> list[str]:
+    """Backends whose libraries are installed here, GPU ones first (``auto``'s order)."""
+    found = []
+    if importlib.util.find_spec("tensorrt") is not None:
+        found.append("tensorrt")
+    if importlib.util.find_spec("onnxruntime") is not None:
+        import onnxruntime
+
+        providers = onnxruntime.get_available_providers()
+        if "TensorrtExecutionProvider" in providers:
+            found.append("ort-trt")
+        if "CUDAExecutionProvider" in providers:
+            found.append("ort-cuda")
+        found.append("ort-cpu")
+    if importlib.util.find_spec("openvino") is not None:
+        found.append("openvino")
+    return found
+
+
+def candidates(
+    manifest: Manifest, graph: str, backends: Sequence[str] | None = None
+) -> tuple[list[Candidate], dict[str, str]]:
+    """The quality-approved (backend, precision) pairs for ``graph``, and why others are out."""
+    from .openvino_backend import bf16_support
+
+    backends = available_backends() if backends is None else list(backends)
+    onnx = onnx_artifacts(manifest, graph)
+    out: list[Candidate] = []
+    skipped: dict[str, str] = {}
+    for b in backends:
+        if b == "tensorrt":
+            precs = {a.precision or "fp32": a for a in manifest.find(graph=graph, format="engine")}
+        else:
+            precs = {
+                p: a for p, a in onnx.items() if p not in INFERENCE_PRECISIONS or b == "openvino"
+            }
+        for p, a in sorted(precs.items()):
+            c = Candidate(b, p)
+            if p != "fp32" and not (a.quality_approved and a.verification.passed):
+                skipped[c.label] = "not quality-approved at export"
+            elif p == "bf16" and not bf16_support()[0]:
+                skipped[c.label] = bf16_support()[1]
+            elif p == "fp16" and b in _CPU_BACKENDS:
+                skipped[c.label] = "fp16 is not a CPU speed path (no fp16 compute on this backend)"
+            else:
+                out.append(c)
+    return out, skipped
+
+
+# ------------------------------------------------------------------ the cache
+def cache_dir() -> Path:
+    """Where tunings are kept (the folder may not exist yet)."""
+    if os.environ.get("GENEDGE_CACHE"):
+        return Path(os.environ["GENEDGE_CACHE"]) / "tune"
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "genedge" / "tune"
+    return Path.home() / ".cache" / "genedge" / "tune"
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the packages whose speed a tuning measured (no imports)."""
+    from importlib import metadata
+
+    out = {}
+    for name in _VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def tune_identity(manifest: Manifest, graph: str, threads: int | None) -> dict[str, Any]:
+    """Everything a measurement depends on; its hash is the cache key."""
+    from .openvino_backend import cpu_model
+
+    manifest_bytes = (Path(manifest.root) / MANIFEST_NAME).read_bytes()
+    return {
+        "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
+        "graph": graph,
+        "cpu": cpu_model(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "threads": threads,
+        "versions": library_versions(),
+    }
+
+
+def tune_key(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def tune_path(manifest: Manifest, graph: str, threads: int | None) -> Path:
+    return cache_dir() / f"{tune_key(tune_identity(manifest, graph, threads))}.json"
+
+
+def read_tuning(path: Path) -> dict[str, Any] | None:
+    """A cached tuning, or None when absent or unreadable (a broken cache file is ignored)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    ok = (
+        isinstance(data, dict)
+        and data.get("format") == FORMAT
+        and data.get("version") == VERSION
+        and isinstance(data.get("batches"), dict)
+    )
+    if not ok:
+        log.debug("ignoring tuning cache %s: not a %s v%d file", path, FORMAT, VERSION)
+        return None
+    return data
+
+
+def write_tuning(path: Path, data: dict[str, Any]) -> bool:
+    """Write ``data`` atomically; False (with a warning) where the cache is not writable."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+    except (OSError, GenedgeError) as e:
+        log.warning("tuning not cached (%s); set GENEDGE_CACHE to a writable folder", e)
+        return False
+    return True
+
+
+# ------------------------------------------------------------------ measuring
+def _feed(b: Backend, batch: int, int_ranges: dict[str, tuple[int, int]]) -> dict[str, np.ndarray]:
+    """Inputs of ``batch`` for ``b``: normal floats, integers cycling through their range."""
+    rng = np.random.default_rng(0)
+    feed = {}
+    for s in b.inputs:
+        shape = tuple(d if isinstance(d, int) else batch for d in s.shape)
+        if s.np_dtype.kind == "f":
+            feed[s.name] = rng.standard_normal(shape).astype(s.np_dtype)
+        else:
+            lo, hi = int_ranges.get(s.name, (0, 0))
+            feed[s.name] = (lo + np.arange(np.prod(shape)) % (hi - lo + 1)).reshape(shape)
+            feed[s.name] = feed[s.name].astype(s.np_dtype)
+    return feed
+
+
+def _int_ranges(manifest: Manifest) -> dict[str, tuple[int, int]]:
+    k = manifest.model.num_classes if manifest.kind != "ar" else 0
+    ranges = {"label": (0, max(k - 1, 0))}
+    if manifest.kind == "ar":
+        ranges["token"] = (0, max(manifest.model.vocab_size - 1, 0))
+    return ranges
+
+
+def _time_block(b: Backend, feed: dict[str, np.ndarray], times: list[float]) -> None:
+    run = b.run_unchecked
+    t_end = time.perf_counter() + BLOCK_S
+    while True:
+        t0 = time.perf_counter_ns()
+        run(feed)
+        t1 = time.perf_counter_ns()
+        times.append((t1 - t0) / 1e6)
+        if time.perf_counter() >= t_end:
+            return
+
+
+def measure(
+    opened: dict[Candidate, Backend],
+    batch: int,
+    seconds: float,
+    int_ranges: dict[str, tuple[int, int]],
+    progress: Callable[[str], None] | None = None,
+) -> dict[Candidate, list[float]]:
+    """Per-run times (ms) of every opened candidate at ``batch``, interleaved round by round."""
+    feeds = {c: _feed(b, batch, int_ranges) for c, b in opened.items()}
+    for c, b in opened.items():  # warm-up: compiles a static shape, fills caches
+        for _ in range(3):
+            b.run_unchecked(feeds[c])
+    times: dict[Candidate, list[float]] = {c: [] for c in opened}
+    order = list(opened)
+    t_end = time.perf_counter() + seconds
+    rounds = 0
+    while rounds < MIN_ROUNDS or time.perf_counter() < t_end:
+        for c in order:
+            _time_block(opened[c], feeds[c], times[c])
+        order.append(order.pop(0))  # rotate: nobody always runs right after the same one
+        rounds += 1
+        if progress is not None:
+            done = min(1.0, 1 - (t_end - time.perf_counter()) / max(seconds, 1e-9))
+            progress(f"batch {batch}: {'#' * int(20 * done):20s} {rounds} rounds")
+    return times
+
+
+def _choice_record(times: dict[Candidate, list[float]]) -> dict[str, Any]:
+    p50 = {c.label: float(np.median(t)) for c, t in times.items()}
+    best = min(times, key=lambda c: p50[c.label])
+    return {
+        "choice": {"backend": best.backend, "precision": best.precision},
+        "p50_ms": p50,
+        "runs": {c.label: len(t) for c, t in times.items()},
+    }
+
+
+def tune_manifest(
+    manifest: Manifest,
+    *,
+    batches: Sequence[int] = DEFAULT_BATCHES,
+    threads: int | None = None,
+    seconds: float = DEFAULT_SECONDS,
+    backends: Sequence[str] | None = None,
+    graph: str | None = None,
+    progress: Callable[[str], None] | None = None,
+    write: bool = True,
+) -> tuple[dict[str, Any], Path]:
+    """Measure the candidates of ``graph`` (default: the bundle's main graph) at each batch,
+    merge the result into the cache file for this machine and return (record, path)."""
+    graph = graph or MAIN_GRAPH[manifest.kind]
+    threads = check_threads("threads", threads)
+    identity = tune_identity(manifest, graph, threads)
+    path = cache_dir() / f"{tune_key(identity)}.json"
+    cands, skipped = candidates(manifest, graph, backends)
+    opts = BackendOptions(threads=threads, check_inputs=False)
+    ranges = _int_ranges(manifest)
+    opened: dict[Candidate, Backend] = {}
+    try:
+        for c in cands:
+            try:
+                opened[c] = open_backend(manifest, graph, c.backend, c.precision, opts, ranges)
+            except GenedgeError as e:  # not on this machine after all: say why, go on
+                skipped[c.label] = e.message
+        if not opened:
+            raise BadInputError(
+                f"No backend could open '{manifest.root}' here: "
+                + "; ".join(f"{k}: {v}" for k, v in skipped.items()),
+                hint="Install a runtime extra: pip install 'genedge[cpu]' (or [openvino]).",
+            )
+        record = read_tuning(path) or {}
+        found = dict(record.get("batches", {}))
+        for b in batches:
+            times = measure(opened, b, seconds / len(batches), ranges, progress)
+            found[str(b)] = _choice_record(times)
+    finally:
+        for b in opened.values():
+            b.close()
+    record = {
+        "format": FORMAT,
+        "version": VERSION,
+        "bundle": str(manifest.root),
+        **identity,
+        "seconds": seconds,
+        "measured_unix": int(time.time()),
+        "batches": found,
+        "skipped": skipped,
+    }
+    if write:
+        write_tuning(path, record)
+    return record, path
+
+
+# ------------------------------------------------------------------ choosing
+def nearest_batch(measured: Sequence[int], batch: int) -> int:
+    """The measured batch closest to ``batch`` on a log scale (ties: the larger)."""
+    return min(measured, key=lambda m: (abs(math.log(m) - math.log(batch)), -m))
+
+
+def choose(record: dict[str, Any], batch: int, precision: str | None = None) -> Choice | None:
+    """The fastest measured candidate for ``batch`` (of ``precision`` when given), with why."""
+    measured = {}
+    for b, rec in record.get("batches", {}).items():
+        if str(b).isdigit() and int(b) >= 1 and isinstance(rec, dict):
+            measured[int(b)] = rec
+    if not measured:
+        return None
+    at = nearest_batch(sorted(measured), batch)
+    p50 = measured[at].get("p50_ms", {})
+    pairs = []
+    for label, ms in p50.items():
+        parts = str(label).split()
+        if len(parts) == 2 and isinstance(ms, int | float) and ms > 0:
+            pairs.append((float(ms), Candidate(*parts)))
+    if precision is not None:
+        pairs = [p for p in pairs if p[1].precision == precision]
+    if not pairs:
+        return None
+    pairs.sort(key=lambda p: p[0])
+    best_ms, best = pairs[0]
+    others = ", ".join(f"{c.label} {ms:.3g} ms" for ms, c in pairs[1:4])
+    why = (
+        f"fastest at batch {at} in this machine's tuning ({best_ms:.3g} ms p50"
+        f"{'; ' + others if others else ''})"
+        + ("" if at == batch else f"; batch {batch} asked, {at} the nearest measured")
+    )
+    return Choice(best, at, why)
+
+
+def tuned_choice(
+    manifest: Manifest, graph: str, precision: str | None, opts: BackendOptions
+) -> Choice | None:
+    """``auto``'s tuned choice for ``graph`` at ``opts.batch`` (1 when unset), or None.
+
+    Without a cached tuning: None, unless ``opts.tune`` or ``GENEDGE_TUNE=1`` asks for a
+    short probe at that batch now (cached for the next open).
+    """
+    batch = opts.batch or 1
+    try:
+        path = tune_path(manifest, graph, opts.threads)
+    except OSError as e:  # the manifest vanished meanwhile: the open that follows says so
+        log.debug("no tuning lookup: %s", e)
+        return None
+    record = read_tuning(path)
+    if (record is None or str(batch) not in record["batches"]) and _probe_asked(opts):
+        log.info("tuning %s at batch %d (a %.1f s probe)...", manifest.root, batch, PROBE_SECONDS)
+        record, path = tune_manifest(
+            manifest, batches=(batch,), threads=opts.threads, seconds=PROBE_SECONDS, graph=graph
+        )
+    if record is None:
+        return None
+    choice = choose(record, batch, precision)
+    if choice is not None:
+        choice = Choice(choice.candidate, choice.batch, f"{choice.why}; {path}")
+    return choice
+
+
+def _probe_asked(opts: BackendOptions) -> bool:
+    return opts.tune or os.environ.get("GENEDGE_TUNE", "") not in ("", "0")
+
+
+# ------------------------------------------------------------------ the command
+def _progress_line(text: str) -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r  {text}")
+        sys.stderr.flush()
+
+
+def tune_command(args: argparse.Namespace) -> int:
+    """``genedge tune BUNDLE [--batch 1,16] [--threads N] [--seconds S] [--backends ...]``."""
+    batches = tuple(args.batch or DEFAULT_BATCHES)
+    for b in batches:
+        if type(b) is not int or not 1 <= b <= MAX_TUNE_BATCH:
+            raise BadInputError(
+                f"--batch {b!r}: expected batch sizes in [1, {MAX_TUNE_BATCH}], e.g. --batch 1,16."
+            )
+    if not (math.isfinite(args.seconds) and 0.1 <= args.seconds <= 600):
+        raise BadInputError(
+            f"--seconds {args.seconds}: expected a measuring time in [0.1, 600] seconds."
+        )
+    backends = args.backends
+    if backends is not None:
+        known = available_backends()
+        unknown = [b for b in backends if b not in known]
+        if unknown:
+            raise BadInputError(
+                f"--backends {','.join(unknown)}: not available here; available: {', '.join(known)}."
+            )
+    manifest = read_bundle(args.bundle)
+    print(
+        f"tuning {args.bundle}: batch {','.join(map(str, batches))}, threads "
+        f"{args.threads or 'default'}, {args.seconds:g} s",
+        file=sys.stderr,
+    )
+    record, path = tune_manifest(
+        manifest,
+        batches=batches,
+        threads=args.threads,
+        seconds=args.seconds,
+        backends=backends,
+        progress=_progress_line,
+    )
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+    print(format_tuning(record, batches))
+    print(f"cached in {path}; backend auto now uses it", file=sys.stderr)
+    return 0
+
+
+def format_tuning(record: dict[str, Any], batches: Sequence[int]) -> str:
+    """The measured table: one line per batch, candidates fastest first, the choice marked."""
+    lines = []
+    for b in batches:
+        rec = record["batches"][str(b)]
+        p50 = sorted(rec["p50_ms"].items(), key=lambda kv: kv[1])
+        best = p50[0][1]
+        cells = ", ".join(f"{label} {ms:.3f} ms ({ms / best:.2f}x)" for label, ms in p50)
+        lines.append(f"batch {b}: -> {p50[0][0]}   [{cells}]")
+    for label, why in record.get("skipped", {}).items():
+        lines.append(f"skipped {label}: {printable(why, 160)}")
+    return "\n".join(lines)
