@@ -17,6 +17,7 @@ CALIB_METHODS = ("entropy", "minmax", "percentile")
 OUTPUT_FORMATS = ("uint8", "float")
 
 Profile = tuple[int, int, int]
+DEFAULT_PROFILES: tuple[Profile, ...] = ((1, 8, 32),)
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class ExportOptions:
     output_format: str = "uint8"
     opset: int = 17
     trt: bool = False
-    profiles: tuple[Profile, ...] = ((1, 8, 32),)
+    profiles: tuple[Profile, ...] = DEFAULT_PROFILES
     trt_path: str = "auto"  # auto | strongly-typed | legacy (TensorRT 10 only)
     workspace_mb: int = 1024
     dla_core: int | None = None
@@ -186,9 +187,10 @@ def validate_export_options(opts: ExportOptions) -> ExportOptions:
             f"{name} only applies to TensorRT engines; add --trt or drop {name}",
         )
     _check(
-        opts.dla_core is None or opts.dla_core >= 0,
-        f"dla_core must be >= 0 (received {opts.dla_core})",
+        opts.dla_core is None or (type(opts.dla_core) is int and opts.dla_core >= 0),
+        f"dla_core must be an integer >= 0 (received {opts.dla_core!r})",
     )
+    _check_dla_profiles(opts)
     for p in opts.profiles:
         _check(
             len(p) == 3 and 1 <= p[0] <= p[1] <= p[2],
@@ -207,6 +209,24 @@ def validate_export_options(opts: ExportOptions) -> ExportOptions:
     return dataclasses.replace(
         opts, precisions=precisions, checkpoint=Path(opts.checkpoint), out=Path(opts.out)
     )
+
+
+def _check_dla_profiles(opts: ExportOptions) -> None:
+    """DLA runs static shapes only: every profile must have MIN = OPT = MAX (refused here, before
+    any TensorRT or GPU probe, so the mistake shows on any machine)."""
+    if opts.dla_core is None:
+        return
+    dynamic = [p for p in opts.profiles if len(set(p)) != 1]
+    if dynamic:
+        shown = ",".join(":".join(map(str, p)) for p in dynamic)
+        fix = ",".join(f"{p[1]}:{p[1]}:{p[1]}" for p in opts.profiles)
+        raise BadInputError(
+            f"--dla-core {opts.dla_core} with --trt-profile {shown}: DLA runs static shapes only, so "
+            "every profile needs MIN = OPT = MAX"
+            + (" (the default profile is 1:8:32)." if opts.profiles == DEFAULT_PROFILES else "."),
+            hint=f"Pass static batch sizes, e.g. --trt-profile {fix} (one profile per batch size you "
+            "sample), or drop --dla-core to build for the GPU.",
+        )
 
 
 def _check(cond: bool, what: str) -> None:

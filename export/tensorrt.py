@@ -10,7 +10,9 @@ Two build paths, chosen by TensorRT version:
 
 The top half (profiles, version switch, names, cache keys, records) is pure Python and
 tested on CPU. Everything that touches ``tensorrt`` or CUDA is imported inside functions,
-and TensorRT subclasses (calibrator, progress monitor) are defined inside factories.
+and TensorRT subclasses (calibrator, progress monitor) are defined inside factories. The
+builder logs through the runtime's one process-wide TensorRT logger, and CUDA goes through
+the runtime's cuda-python helpers.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from genedge.errors import BadInputError, IncompatibleEnvironmentError, require
+from genedge.runtime.trt_compat import check_dla
 
 from .calibration import Feed
 from .options import Profile
@@ -52,9 +55,11 @@ def choose_build_path(
     """``strongly-typed`` or ``legacy`` for this TensorRT version and request.
 
     TensorRT >= 11 has only strongly typed networks; asking for ``legacy`` there is an
-    IncompatibleEnvironmentError. On 10.x ``auto`` picks legacy only for DLA reduced precision.
+    IncompatibleEnvironmentError, and so is a DLA core on a TensorRT 11 without DLA (before
+    11.4.1). On 10.x ``auto`` picks legacy only for DLA reduced precision.
     """
     major, _ = parse_trt_version(trt_version)
+    check_dla(trt_version, dla_core)
     if requested not in ("auto", STRONGLY_TYPED, LEGACY):
         raise BadInputError(f"--trt-path {requested!r}: expected auto, strongly-typed or legacy.")
     if major >= 11:
@@ -67,7 +72,8 @@ def choose_build_path(
     if major < 10:
         raise IncompatibleEnvironmentError(
             f"TensorRT {trt_version} is too old; genedge builds engines with TensorRT 10 or 11.",
-            hint="Install 'genedge[trt]' (TensorRT >= 10), or JetPack 6.",
+            hint="Install 'genedge[trt-cu12]' (TensorRT 10) or 'genedge[trt-cu13]' (TensorRT 11), "
+            "or use JetPack 6's TensorRT.",
         )
     if requested != "auto":
         return requested
@@ -146,65 +152,38 @@ def engine_record(
 
 
 def rebatch(feeds: list[Feed], batch: int) -> list[Feed]:
-    """Concatenate ``feeds`` and cut into full batches of ``batch`` rows (the calibration profile's OPT)."""
+    """Concatenate ``feeds`` and cut into full batches of ``batch`` rows (the calibration
+    profile's OPT); a remainder is dropped. Fewer rows than one batch are repeated in order
+    to fill exactly one (the calibrator's batch size is fixed; repeating rows leaves the
+    ranges it observes unchanged)."""
     cat = {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]}
-    n = (len(next(iter(cat.values()))) // batch) * batch
+    rows = len(next(iter(cat.values())))
+    if rows == 0:
+        raise BadInputError("The legacy INT8 path got no calibration samples.")
+    if rows < batch:
+        take = np.arange(batch) % rows
+        return [{k: v[take] for k, v in cat.items()}]
+    n = (rows // batch) * batch
     return [{k: v[i : i + batch] for k, v in cat.items()} for i in range(0, n, batch)]
 
 
 # ---------------------------------------------------------------- TensorRT (GPU only)
-def tensorrt_version() -> str | None:
-    """Installed TensorRT version without importing it, or None."""
-    from importlib import metadata
-
-    for dist in ("tensorrt", "tensorrt-cu12", "tensorrt-cu13", "tensorrt_libs"):
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
-
-
 def require_tensorrt():
     """Import tensorrt or raise MissingExtraError (exit 3) naming ``genedge[trt]``."""
     return require("tensorrt", "trt", purpose="--trt (building TensorRT engines)")
 
 
-def _cudart():
-    try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-    except ImportError:
-        cudart = require("cuda.cudart", "trt", purpose="TensorRT calibration and engine checks")
-    return cudart
+def _device_buffers(cudart, arrays: dict[str, np.ndarray], live: list[int]) -> dict[str, int]:
+    """Device copies of ``arrays``; each pointer goes into ``live`` as soon as it exists, so
+    a failure half-way leaves nothing unfreed."""
+    from genedge.runtime.trt_backend import cuda_call
 
-
-def _ck(result):
-    err, *rest = result
-    if int(err) != 0:
-        raise IncompatibleEnvironmentError(f"CUDA call failed with error {err}.")
-    if not rest:
-        return None
-    return rest[0] if len(rest) == 1 else rest
-
-
-def device_info() -> tuple[str, tuple[int, int]]:
-    """(GPU name, compute capability) of device 0."""
-    cudart = _cudart()
-    props = _ck(cudart.cudaGetDeviceProperties(0))
-    name = (
-        props.name.decode(errors="replace").rstrip("\x00")
-        if isinstance(props.name, bytes)
-        else str(props.name)
-    )
-    return name, (int(props.major), int(props.minor))
-
-
-def _device_buffers(cudart, arrays: dict[str, np.ndarray]) -> dict[str, int]:
     ptrs = {}
     for k, a in arrays.items():
         a = np.ascontiguousarray(a)
-        ptrs[k] = int(_ck(cudart.cudaMalloc(max(a.nbytes, 1))))
-        _ck(
+        ptrs[k] = int(cuda_call(cudart.cudaMalloc(max(a.nbytes, 1))))
+        live.append(ptrs[k])
+        cuda_call(
             cudart.cudaMemcpy(
                 ptrs[k], a.ctypes.data, a.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
             )
@@ -217,7 +196,9 @@ def make_entropy_calibrator(
 ):
     """An ``IInt8EntropyCalibrator2`` over ``feeds`` (same-sized batches), defined here so that
     importing this module never imports tensorrt."""
-    trt, cudart = require_tensorrt(), _cudart()
+    from genedge.runtime.trt_backend import cuda_runtime
+
+    trt, cudart = require_tensorrt(), cuda_runtime()
 
     class _EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
@@ -234,8 +215,7 @@ def make_entropy_calibrator(
             feed = next(self._it, None)
             if feed is None:
                 return None
-            ptrs = _device_buffers(cudart, {n: feed[n] for n in names})
-            self._live = list(ptrs.values())
+            ptrs = _device_buffers(cudart, {n: feed[n] for n in names}, self._live)
             return [ptrs[n] for n in names]
 
         def read_calibration_cache(self) -> bytes | None:
@@ -302,8 +282,10 @@ def engine_from_onnx(
     log: Callable[[str], None] = lambda s: None,
 ) -> EngineBuild:
     """Build a raw TensorRT plan (bytes, no header) from ``req.onnx_path``. GPU only; unverified here."""
+    from genedge.runtime.trt_backend import trt_logger
+
     trt = require_tensorrt()
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = trt_logger(trt)
     builder = trt.Builder(logger)
     flags = (
         1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
@@ -317,8 +299,7 @@ def engine_from_onnx(
         raise BadInputError(f"TensorRT could not parse '{req.onnx_path.name}': {errors[:500]}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, req.workspace_mb << 20)
-    cache = config.create_timing_cache(timing_cache or b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    attach_timing_cache(config, timing_cache, log)
     monitor = make_progress_monitor(log)
     if monitor is not None:
         config.progress_monitor = monitor
@@ -345,6 +326,21 @@ def engine_from_onnx(
         bytes(config.get_timing_cache().serialize()),
         new_calib[-1] if new_calib else calibration_cache,
     )
+
+
+def attach_timing_cache(config, data: bytes | None, log: Callable[[str], None]) -> None:
+    """Give the builder the bundle's timing cache; one TensorRT refuses (another GPU or
+    TensorRT version) is replaced by a fresh cache, with a warning, rather than failing later."""
+    cache = config.create_timing_cache(data or b"")
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        return
+    log(
+        "warning: the bundle's timing.cache is from another GPU or TensorRT version; "
+        "building with a fresh one (it replaces the old cache in the bundle)"
+    )
+    fresh = config.create_timing_cache(b"")
+    if not config.set_timing_cache(fresh, ignore_mismatch=False):
+        raise IncompatibleEnvironmentError("TensorRT refused even an empty timing cache.")
 
 
 def _add_profiles(builder, config, req: EngineRequest) -> list:

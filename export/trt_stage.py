@@ -21,14 +21,12 @@ from .tensorrt import (
     EngineRequest,
     calibration_cache_key,
     choose_build_path,
-    device_info,
     engine_file_name,
     engine_from_onnx,
     engine_record,
     require_tensorrt,
     reusable_calibration_cache,
     source_onnx_for,
-    tensorrt_version,
 )
 
 
@@ -41,10 +39,27 @@ def _previous_file(ctx: BuildContext, name: str) -> tuple[dict[str, Any] | None,
     return rec.to_dict(), path.read_bytes()
 
 
+def build_environment():
+    """This machine's TensorRT and GPU (the runtime's probe), or exit 3 saying what is missing."""
+    from genedge.errors import IncompatibleEnvironmentError
+    from genedge.runtime.trt_backend import probe_environment
+
+    require_tensorrt()  # names genedge[trt] when the package is missing
+    env = probe_environment()
+    if env is None:
+        raise IncompatibleEnvironmentError(
+            "--trt builds TensorRT engines on an NVIDIA GPU; tensorrt is installed but no GPU "
+            "or CUDA driver was found.",
+            hint="Run the export on the GPU machine that will sample, or drop --trt.",
+        )
+    return env
+
+
 def build_engines(ctx: BuildContext) -> None:
     """One engine per requested precision from the bundle's ONNX, with parity vs ORT fp32."""
-    trt_version = tensorrt_version() or require_tensorrt().__version__
-    device_name, cc = device_info()
+    env = build_environment()
+    trt_version, device_name = env.tensorrt_version, env.device_name
+    cc = tuple(int(p) for p in env.compute_capability.split("."))
     _, timing = _previous_file(ctx, "timing.cache")
     calib_rec, calib_bytes = _previous_file(ctx, "calibration.cache")
     spec, o, calib_key = ctx.main, ctx.opts, None

@@ -127,20 +127,44 @@ def trt_ep_cache_dir(key: str) -> Path | None:
     return path
 
 
-def _provider_options(provider: str, opts: OrtOptions) -> dict[str, Any]:
+# ORT's TensorRT provider builds in fp32 unless told otherwise: an fp16 graph would run its
+# layers in fp32 between casts, and a Q/DQ graph needs TensorRT's INT8 mode (no calibration
+# table: the scales are in the graph).
+TRT_EP_PRECISION: dict[str, dict[str, Any]] = {
+    "fp16": {"trt_fp16_enable": True},
+    "int8": {"trt_int8_enable": True},
+}
+
+
+def _provider_options(provider: str, opts: OrtOptions, precision: str = "fp32") -> dict[str, Any]:
     if provider == "CPUExecutionProvider":
         return {}
-    if (
-        provider == "TensorrtExecutionProvider" and opts.trt_cache_dir
-    ):  # reuse engines across sessions
-        return {
-            "device_id": opts.device_id,
-            "trt_engine_cache_enable": True,
-            "trt_engine_cache_path": opts.trt_cache_dir,
-            "trt_timing_cache_enable": True,
-            "trt_timing_cache_path": opts.trt_cache_dir,
-        }
-    return {"device_id": opts.device_id}
+    if provider != "TensorrtExecutionProvider":
+        return {"device_id": opts.device_id}
+    out: dict[str, Any] = {"device_id": opts.device_id, **TRT_EP_PRECISION.get(precision, {})}
+    if opts.trt_cache_dir:  # reuse engines across sessions
+        out.update(
+            trt_engine_cache_enable=True,
+            trt_engine_cache_path=opts.trt_cache_dir,
+            trt_timing_cache_enable=True,
+            trt_timing_cache_path=opts.trt_cache_dir,
+        )
+    return out
+
+
+def check_ort_trt_environment(ort: Any) -> None:
+    """Refuse (exit 3) an onnxruntime-gpu whose TensorRT provider cannot load the installed
+    TensorRT (another libnvinfer major or CUDA major), before ORT tries and falls back."""
+    from .trt_compat import (
+        check_ort_tensorrt,
+        elf_needed,
+        installed_tensorrt,
+        ort_tensorrt_provider,
+    )
+
+    provider = ort_tensorrt_provider(ort.__file__)
+    if provider is not None:
+        check_ort_tensorrt(elf_needed(provider), installed_tensorrt(), ort.__version__)
 
 
 def _run_error(file: str, e: Exception) -> CorruptArtifactError:
@@ -200,7 +224,9 @@ class OrtBackend(Backend):
                 hint="Install onnxruntime-gpu (pip install 'genedge[gpu]') on a CUDA machine, "
                 "or pass --backend ort-cpu.",
             )
-        provider_opts = [_provider_options(p, opts) for p in wanted]
+        if name == "ort-trt":
+            check_ort_trt_environment(ort)
+        provider_opts = [_provider_options(p, opts, precision) for p in wanted]
         try:
             sess = ort.InferenceSession(
                 str(path),

@@ -8,11 +8,16 @@ against the engine record (mismatch: exit 3 naming both and the rebuild command)
 the opt-in for version-compatible engines, which carry host code (exit 4 without it).
 
 Run path: input arrays -> pinned host buffers -> one stream: H2D copies,
-``execute_async_v3``, D2H copies -> synchronize. Device and pinned buffers are sized
+``execute_async_v3``, D2H copies -> synchronize -> outputs copied into the caller's ``out=``
+arrays, or into new arrays (never views of the pinned buffers, which the next run overwrites
+and ``close()`` frees). Device and pinned buffers are sized
 once for the profile's max batch; with ``cuda_graphs=True`` that sequence is captured
 once per batch size, right after an eager run at that shape, and replayed (a failed
 capture leaves that batch size eager, as trtexec does). On integrated GPUs (Jetson) host buffers are
-allocated mapped and handed to TensorRT directly: no copies at all.
+allocated mapped and handed to TensorRT directly: no H2D/D2H copies.
+
+TensorRT keeps one logger for the whole process (the first one a Builder or Runtime was
+given), so there is one: ``trt_logger()``, shared with export's builder.
 """
 
 from __future__ import annotations
@@ -45,6 +50,13 @@ from .backend import (
     check_out,
     raise_closed,
     resolve_shape,
+)
+from .trt_compat import (
+    check_cuda_python,
+    check_dla,
+    check_driver,
+    installed_cuda_python,
+    installed_tensorrt,
 )
 
 log = logging.getLogger("genedge.runtime")
@@ -84,10 +96,11 @@ def check_engine_record(
     """Refuse an engine built for another GPU or TensorRT (exit 3) or with unwanted host code (exit 4).
 
     Plain engines need the same compute capability and the same TensorRT version
-    (every component the record gives, up to patch). Version-compatible engines run on
-    the same or a newer TensorRT of the same major, and only with
-    ``allow_version_compatible=True``: they embed a lean runtime (host code) that
-    TensorRT would execute. The record's fields were checked when the manifest was parsed.
+    (major.minor.patch). Version-compatible engines run on the same or a newer TensorRT,
+    a later major included (NVIDIA: TensorRT 10 version-compatible engines run on
+    TensorRT 11), and only with ``allow_version_compatible=True``: they embed a lean
+    runtime (host code) that TensorRT would execute. The record's fields were checked when
+    the manifest was parsed.
     """
     if record.compute_capability != env.compute_capability:
         raise IncompatibleEnvironmentError(
@@ -98,9 +111,9 @@ def check_engine_record(
         )
     built, have = parse_version(record.tensorrt_version), parse_version(env.tensorrt_version)
     vc = record.version_compatible
-    ok = (have[:1] == built[:1] and have >= built) if vc else _three(have) == _three(built)
+    ok = _three(have) >= _three(built) if vc else _three(have) == _three(built)
     if not ok:
-        rule = "the same major, same or newer" if vc else "exactly that version"
+        rule = "that version or newer" if vc else "exactly that version, up to the patch"
         raise IncompatibleEnvironmentError(
             f"Engine '{file}' was built with TensorRT {printable(record.tensorrt_version, 32)}; "
             "this machine has "
@@ -126,13 +139,15 @@ def _check_fits(
     """The engine record matches this TensorRT and GPU, and the TensorRT is new enough."""
     check_engine_record(record, env, file=file, bundle=bundle, allow_version_compatible=allow_vc)
     _check_min_trt(env)
+    check_dla(env.tensorrt_version, record.dla_core)
 
 
 def _check_min_trt(env: TrtEnvironment) -> None:
     if parse_version(env.tensorrt_version)[:2] < MIN_TRT:
         raise IncompatibleEnvironmentError(
             f"TensorRT {env.tensorrt_version} is older than 8.5.",
-            hint="Install tensorrt>=10 (pip install 'genedge[trt]').",
+            hint="Install TensorRT 10 or 11: pip install 'genedge[trt-cu12]' or 'genedge[trt-cu13]' "
+            "(README: GPU and TensorRT).",
         )
 
 
@@ -162,7 +177,7 @@ def plan_buffers(specs: tuple[TensorSpec, ...], max_batch: int) -> dict[str, int
 # ---------------------------------------------------------------- CUDA / TensorRT glue
 
 
-def _cudart() -> Any:
+def cuda_runtime() -> Any:
     """cuda-python's runtime module: ``cuda.bindings.runtime`` (>= 12.6) or ``cuda.cudart``."""
     try:
         from cuda.bindings import runtime  # type: ignore[import-not-found]
@@ -172,7 +187,7 @@ def _cudart() -> Any:
         return require("cuda.cudart", "trt", purpose="the native TensorRT backend")
 
 
-def _call(result: Any) -> Any:
+def cuda_call(result: Any) -> Any:
     """Unpack cuda-python's ``(err, *values)`` and raise on error."""
     err, *values = result if isinstance(result, tuple) else (result,)
     if int(err) != 0:
@@ -181,12 +196,23 @@ def _call(result: Any) -> Any:
 
 
 def probe_environment(device: int = 0) -> TrtEnvironment | None:
-    """TensorRT version and GPU of this machine, or ``None`` when either is missing."""
+    """TensorRT version and GPU of this machine, or ``None`` when either is missing.
+
+    Installed packages that cannot work together are not "no GPU": a TensorRT wheel and
+    cuda-python of different CUDA majors, or a cuda-python newer than the driver, raise
+    ``IncompatibleEnvironmentError`` (exit 3) naming the versions.
+    """
     try:
         trt = require("tensorrt", "trt")
-        cudart = _cudart()
-        prop = _call(cudart.cudaGetDeviceProperties(device))
-    except Exception as e:  # no package, no driver, no GPU: not a TensorRT machine
+        cudart = cuda_runtime()
+    except Exception as e:  # no package: not a TensorRT machine
+        log.debug("native TensorRT unavailable: %s", e)
+        return None
+    check_cuda_python(installed_tensorrt(), installed_cuda_python())
+    try:
+        prop = cuda_call(cudart.cudaGetDeviceProperties(device))
+    except Exception as e:  # no driver, no GPU, or a driver too old for these bindings
+        _check_driver(cudart)
         log.debug("native TensorRT unavailable: %s", e)
         return None
     name = (
@@ -197,6 +223,33 @@ def probe_environment(device: int = 0) -> TrtEnvironment | None:
     return TrtEnvironment(
         trt.__version__, f"{prop.major}.{prop.minor}", name, bool(prop.integrated)
     )
+
+
+def _check_driver(cudart: Any) -> None:
+    """Raise (exit 3) when the driver is older than the CUDA major cuda-python binds."""
+    try:
+        err, version = cudart.cudaDriverGetVersion()
+    except Exception:  # no driver library at all: plainly no GPU
+        return
+    if int(err) == 0:
+        check_driver(int(version), installed_cuda_python())
+
+
+_LOGGER: Any = None
+_LOGGER_LOCK = threading.Lock()
+
+
+def trt_logger(trt: Any) -> Any:
+    """The process's one TensorRT logger (built on first use, then kept for the process).
+
+    TensorRT takes the logger of the first Builder/Runtime/Refitter for the whole process;
+    a logger per object would leave TensorRT calling one that may have been freed.
+    """
+    global _LOGGER
+    with _LOGGER_LOCK:
+        if _LOGGER is None:
+            _LOGGER = _make_logger(trt)
+        return _LOGGER
 
 
 def _make_logger(trt: Any) -> Any:
@@ -320,6 +373,7 @@ class TrtBackend(Backend):
     ) -> TrtBackend:
         self = cls()
         self._device_id = int(device_id)
+        self._file = printable(file)
         try:
             self._load(path, record, allow_version_compatible)
             self._allocate(env.integrated)
@@ -333,15 +387,13 @@ class TrtBackend(Backend):
             printable(file),
         )
         self.check_inputs, self.int_ranges, self._use_graphs = check_inputs, int_ranges, cuda_graphs
-        self._file = printable(file)
         return self
 
     def _load(self, path: Path, record: EngineRecord, allow_vc: bool) -> None:
         trt = require("tensorrt", "trt", purpose="the native TensorRT backend")
-        self._cudart = cudart = _cudart()
-        _call(cudart.cudaSetDevice(self._device_id))  # the GPU probe_environment described
-        self._trt_logger = _make_logger(trt)
-        self._runtime = trt.Runtime(self._trt_logger)
+        self._cudart = cudart = cuda_runtime()
+        cuda_call(cudart.cudaSetDevice(self._device_id))  # the GPU probe_environment described
+        self._runtime = trt.Runtime(trt_logger(trt))
         if allow_vc and record.version_compatible:
             self._runtime.engine_host_code_allowed = True
         if record.dla_core is not None:  # an engine built for DLA runs on the core it was built for
@@ -358,7 +410,7 @@ class TrtBackend(Backend):
                 "(out of GPU memory?)."
             )
         # non-blocking: work other threads put on the legacy default stream cannot break a capture
-        self._stream = _call(cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking))
+        self._stream = cuda_call(cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking))
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         is_in = {n: self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
         spec = {n: self._tensor_spec(trt, n) for n in names}
@@ -390,16 +442,20 @@ class TrtBackend(Backend):
         self._device: dict[str, int] = {}
         for name, nbytes in plan_buffers(self.inputs + self.outputs, self.profile[2]).items():
             if integrated:  # Jetson: one mapped allocation, seen by CPU and GPU
-                host = _call(cudart.cudaHostAlloc(nbytes, cudart.cudaHostAllocMapped))
-                dev = _call(cudart.cudaHostGetDevicePointer(host, 0))
+                host = cuda_call(cudart.cudaHostAlloc(nbytes, cudart.cudaHostAllocMapped))
+                dev = cuda_call(cudart.cudaHostGetDevicePointer(host, 0))
                 self._allocs.append(("host", host))
             else:
-                host = _call(cudart.cudaMallocHost(nbytes))
+                host = cuda_call(cudart.cudaMallocHost(nbytes))
                 self._allocs.append(("host", host))
-                dev = _call(cudart.cudaMalloc(nbytes))
+                dev = cuda_call(cudart.cudaMalloc(nbytes))
                 self._allocs.append(("device", dev))
             self._host[name], self._device[name] = _host_array(int(host), nbytes), int(dev)
-            self._context.set_tensor_address(name, int(dev))
+            if not self._context.set_tensor_address(name, int(dev)):
+                raise IncompatibleEnvironmentError(
+                    f"TensorRT refused the device buffer of tensor '{printable(name)}' of "
+                    f"'{self._file}' (set_tensor_address returned False; see its log)."
+                )
 
     def _view(self, spec: TensorSpec, shape: tuple[int, ...]) -> np.ndarray:
         n = int(np.prod(shape)) * spec.np_dtype.itemsize
@@ -419,7 +475,7 @@ class TrtBackend(Backend):
         if (
             self._device_id
         ):  # the current device is per thread (the stream's worker is another thread)
-            _call(self._cudart.cudaSetDevice(self._device_id))
+            cuda_call(self._cudart.cudaSetDevice(self._device_id))
         B = next(iter(feed.values())).shape[0]
         lo, _, hi = self.profiles[self._active]
         if not lo <= B <= hi:
@@ -427,16 +483,22 @@ class TrtBackend(Backend):
         for spec in self.inputs:
             x = feed[spec.name]
             np.copyto(self._view(spec, x.shape), x)
-            self._context.set_input_shape(spec.name, x.shape)
+            if not self._context.set_input_shape(spec.name, x.shape):
+                lo, opt, hi = self.profiles[self._active]
+                raise BadInputError(
+                    f"TensorRT refused shape {tuple(x.shape)} for input '{spec.name}' of "
+                    f"'{self._file}' (profile min {lo}, opt {opt}, max {hi}).",
+                    hint="Pass inputs of the shapes the bundle's manifest declares.",
+                )
         graph = self._graphs.get(B)
         if graph is not None:
-            _call(self._cudart.cudaGraphLaunch(graph, self._stream))
-            _call(self._cudart.cudaStreamSynchronize(self._stream))
+            cuda_call(self._cudart.cudaGraphLaunch(graph, self._stream))
+            cuda_call(self._cudart.cudaStreamSynchronize(self._stream))
             return self._outputs(feed, out)
         # eager run: it gives this call's results, and it is the enqueue at exactly this shape
         # that TensorRT needs right before a capture (its lazy setup must not be captured)
         self._enqueue(feed)
-        _call(self._cudart.cudaStreamSynchronize(self._stream))
+        cuda_call(self._cudart.cudaStreamSynchronize(self._stream))
         if self._use_graphs and B not in self._no_graph:
             try:
                 self._graphs[B] = self._capture(feed)
@@ -461,7 +523,11 @@ class TrtBackend(Backend):
                 f"Batch {B} fits none of the profiles of '{self._file}': {ranges}.",
                 hint="Sample in a batch size inside one of them, or re-export with --trt-profile.",
             )
-        self._context.set_optimization_profile_async(fits[0], int(self._stream))
+        if not self._context.set_optimization_profile_async(fits[0], int(self._stream)):
+            raise IncompatibleEnvironmentError(
+                f"TensorRT could not switch '{self._file}' to optimisation profile {fits[0]} "
+                f"for batch {B} (set_optimization_profile_async returned False; see its log)."
+            )
         self._active = fits[0]
         for g in self._graphs.values():  # captured graphs belong to the previous profile
             self._cudart.cudaGraphExecDestroy(g)
@@ -473,7 +539,7 @@ class TrtBackend(Backend):
         if not self._mapped:
             for spec in self.inputs:
                 n = feed[spec.name].nbytes
-                _call(
+                cuda_call(
                     cudart.cudaMemcpyAsync(
                         self._device[spec.name],
                         self._view(spec, feed[spec.name].shape).ctypes.data,
@@ -487,7 +553,7 @@ class TrtBackend(Backend):
         if not self._mapped:
             for spec in self.outputs:
                 n = int(np.prod(shapes[spec.name])) * spec.np_dtype.itemsize
-                _call(
+                cuda_call(
                     cudart.cudaMemcpyAsync(
                         self._host[spec.name].ctypes.data,
                         self._device[spec.name],
@@ -500,7 +566,7 @@ class TrtBackend(Backend):
     def _capture(self, feed: dict[str, np.ndarray]) -> Any:
         """Record copies + execute_async_v3 as a CUDA graph (call right after an eager run at this shape)."""
         cudart = self._cudart
-        _call(
+        cuda_call(
             cudart.cudaStreamBeginCapture(
                 self._stream, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
             )
@@ -520,7 +586,7 @@ class TrtBackend(Backend):
         if int(err) != 0:
             raise IncompatibleEnvironmentError(f"cudaStreamEndCapture failed: {err!r}.")
         try:
-            return _call(cudart.cudaGraphInstantiate(graph, 0))
+            return cuda_call(cudart.cudaGraphInstantiate(graph, 0))
         finally:
             cudart.cudaGraphDestroy(graph)
 
@@ -534,8 +600,9 @@ class TrtBackend(Backend):
             if out is not None and spec.name in out:
                 check_out(spec, out[spec.name], view.shape)
                 np.copyto(out[spec.name], view)
-                view = out[spec.name]
-            res[spec.name] = view
+                res[spec.name] = out[spec.name]
+            else:  # our own array: the pinned buffer is reused by the next run, freed by close()
+                res[spec.name] = view.copy()
         return res
 
     def close(self) -> None:

@@ -53,7 +53,7 @@ def test_parse_profiles():
 
 def test_version_switch():
     assert choose_build_path("11.0.0") == STRONGLY_TYPED
-    assert choose_build_path("11.1.0", precision="int8", dla_core=0) == STRONGLY_TYPED
+    assert choose_build_path("11.4.1", precision="int8", dla_core=0) == STRONGLY_TYPED
     with pytest.raises(IncompatibleEnvironmentError, match="removed the legacy"):
         choose_build_path("11.0.0", requested=LEGACY)
     assert choose_build_path("10.3.0.30") == STRONGLY_TYPED

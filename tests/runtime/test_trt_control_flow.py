@@ -13,9 +13,11 @@ import logging
 import numpy as np
 import pytest
 
-from genedge.errors import BadInputError
+from genedge.errors import BadInputError, IncompatibleEnvironmentError, SecurityRefusal
+from genedge.manifest import EngineRecord, engine_record_from
+from genedge.runtime import trt_backend
 from genedge.runtime.backend import TensorSpec
-from genedge.runtime.trt_backend import TrtBackend
+from genedge.runtime.trt_backend import TrtBackend, TrtEnvironment, check_engine_record
 
 
 class FakeCudart:
@@ -68,6 +70,7 @@ class FakeContext:
 
     def set_input_shape(self, name, shape):
         self.shape = tuple(shape)
+        return True  # TensorRT's bool: False for a shape outside the active profile
 
     def execute_async_v3(self, stream):
         self.log.append(
@@ -77,6 +80,7 @@ class FakeContext:
 
     def set_optimization_profile_async(self, i, stream):
         self.log.append(("profile", i))
+        return True
 
 
 def fake_backend(profiles=((1, 4, 8),), fail_in_capture=False) -> tuple[TrtBackend, list]:
@@ -136,3 +140,105 @@ def test_a_closed_engine_refuses_to_run() -> None:
     b._context = None
     with pytest.raises(BadInputError, match="closed"):
         run(b, 1)
+
+
+# ------------------------------------------------------------------ results, checked returns
+
+
+def test_results_without_out_are_our_own_arrays() -> None:
+    """Never views of the pinned buffers: the next run overwrites those and close() frees them."""
+    b, _ = fake_backend()
+    b._use_graphs = False
+    first = b.run({"z": np.zeros((2, 4), np.float32)})["image"]
+    assert not np.shares_memory(first, b._host["image"])
+    b._host["image"][:] = 7  # what a later D2H copy would leave there
+    assert (first == 0).all()
+    out = {"image": np.empty((2, 2, 2, 1), np.uint8)}
+    assert b.run({"z": np.zeros((2, 4), np.float32)}, out=out)["image"] is out["image"]
+
+
+def test_a_refused_input_shape_is_an_error_not_a_stale_run() -> None:
+    b, log = fake_backend()
+    b._context.set_input_shape = lambda name, shape: False
+    with pytest.raises(BadInputError, match=r"refused shape \(3, 4\) for input 'z'"):
+        run(b, 3)
+    assert not any(isinstance(e, tuple) and e[0] == "enqueue" for e in log)
+
+
+def test_a_failed_profile_switch_keeps_the_old_profile() -> None:
+    b, _ = fake_backend(profiles=((1, 2, 4), (8, 12, 16)))
+    b._context.set_optimization_profile_async = lambda i, stream: False
+    with pytest.raises(IncompatibleEnvironmentError, match="optimisation profile 1"):
+        run(b, 12)
+    assert b._active == 0
+
+
+class AllocCudart(FakeCudart):
+    """Host allocations are real (numpy) memory; device pointers are just numbers."""
+
+    def __init__(self, log: list) -> None:
+        super().__init__(log)
+        self.keep: list[np.ndarray] = []
+
+    def cudaMallocHost(self, n):  # noqa: N802
+        self.keep.append(np.zeros(n, np.uint8))
+        return (0, self.keep[-1].ctypes.data)
+
+    def cudaMalloc(self, n):  # noqa: N802
+        return (0, 4096 * (len(self.keep) + 1))
+
+
+def test_a_refused_tensor_address_fails_the_open() -> None:
+    b, log = fake_backend()
+    b._cudart = AllocCudart(log)
+    b._context.set_tensor_address = lambda name, ptr: name != "image"
+    with pytest.raises(IncompatibleEnvironmentError, match="device buffer of tensor 'image'"):
+        b._allocate(False)
+
+
+# ------------------------------------------------------------------ version rules, logger
+
+
+def _record(version: str, vc: bool = False) -> EngineRecord:
+    return engine_record_from(
+        {
+            "tensorrt_version": version,
+            "device_name": "GPU",
+            "compute_capability": "8.9",
+            "profiles": [[1, 4, 8]],
+            "version_compatible": vc,
+            "dla_core": None,
+            "built_from": "model.onnx",
+            "path": "strongly-typed",
+        },
+        "test",
+    )
+
+
+def test_version_compatible_tensorrt_10_engines_run_on_tensorrt_11() -> None:
+    env = TrtEnvironment("11.4.0", "8.9", "GPU")
+    check_engine_record(_record("10.3.0", vc=True), env, file="e", allow_version_compatible=True)
+    with pytest.raises(SecurityRefusal):  # still only with the opt-in
+        check_engine_record(_record("10.3.0", vc=True), env, file="e")
+    with pytest.raises(IncompatibleEnvironmentError, match="or newer"):
+        check_engine_record(
+            _record("11.4.1", vc=True), env, file="e", allow_version_compatible=True
+        )
+    with pytest.raises(IncompatibleEnvironmentError, match="up to the patch"):
+        check_engine_record(_record("11.4.1"), env, file="e")
+
+
+def test_one_tensorrt_logger_per_process(monkeypatch) -> None:
+    import types
+
+    class ILogger:
+        class Severity:
+            INTERNAL_ERROR, ERROR, WARNING, INFO = range(4)
+
+        def __init__(self) -> None:
+            pass
+
+    trt = types.SimpleNamespace(ILogger=ILogger)
+    monkeypatch.setattr(trt_backend, "_LOGGER", None)
+    first = trt_backend.trt_logger(trt)
+    assert isinstance(first, ILogger) and trt_backend.trt_logger(trt) is first
