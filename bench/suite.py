@@ -277,7 +277,11 @@ def _trtexec(o: BenchOptions, manifest: Manifest, notes: list[str]) -> list[dict
             shapes = {i.name: [batch if d == "B" else int(d) for d in i.shape] for i in io}
             for graph in (False, True):
                 res = run_trtexec(
-                    manifest.path_of(a), shapes, seconds=o.seconds or 3.0, cuda_graph=graph
+                    manifest.path_of(a),
+                    shapes,
+                    seconds=o.seconds or 3.0,
+                    cuda_graph=graph,
+                    record=a.engine,
                 )
                 out.append({"file": a.file, "precision": a.precision, "batch": batch, **res})
                 if "error" in res:

@@ -4,6 +4,11 @@ trtexec runs in its own process, so it cannot be interleaved with the in-process
 it runs right after them. Its summary uses the vocabulary the report adopts: host
 latency, GPU compute, H2D, D2H, enqueue. Parsing is tested here on canned output; the
 run itself needs a GPU (tests marked ``gpu``).
+
+An engine runs under trtexec only after the runtime's own checks passed against trtexec's
+TensorRT (its banner) and this GPU: the record's TensorRT version and compute capability,
+and the opt-in for version-compatible engines (host code), which trtexec then loads with
+``--versionCompatible``. A DLA engine runs on its DLA core (``--useDLACore``).
 """
 
 from __future__ import annotations
@@ -12,7 +17,11 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from genedge.manifest import EngineRecord
+    from genedge.runtime.trt_backend import TrtEnvironment
 
 # trtexec summary line name -> our key
 SECTIONS = {
@@ -29,6 +38,17 @@ _FIELD = re.compile(
     r"(min|max|mean|median|percentile\((\d+(?:\.\d+)?)%\))\s*=\s*([0-9.eE+-]+)\s*ms"
 )
 _THROUGHPUT = re.compile(r"Throughput:\s*([0-9.eE+-]+)\s*qps")
+_BANNER = re.compile(r"\[TensorRT v(\d+)\]")  # "&&&& RUNNING TensorRT.trtexec [TensorRT v100300]"
+
+
+def banner_version(text: str) -> str | None:
+    """ "10.3.0" from trtexec's ``[TensorRT v100300]`` (``v8601`` before TensorRT 10), or None."""
+    m = _BANNER.search(text)
+    if not m:
+        return None
+    v = int(m.group(1))
+    scale = 10000 if v >= 100000 else 1000
+    return f"{v // scale}.{(v % scale) // 100}.{v % 100}"
 
 
 def parse_trtexec(text: str) -> dict[str, Any]:
@@ -62,7 +82,11 @@ def trtexec_command(
     warmup_ms: int,
     cuda_graph: bool,
     exe: str = "trtexec",
+    dla_core: int | None = None,
+    version_compatible: bool = False,
 ) -> list[str]:
+    """trtexec's argument list; ``version_compatible`` only for an engine already allowed to
+    run host code, ``dla_core`` for an engine built for that DLA core."""
     cmd = [
         exe,
         f"--loadEngine={engine}",
@@ -71,7 +95,54 @@ def trtexec_command(
         f"--warmUp={warmup_ms}",
         "--useSpinWait",
     ]
+    if dla_core is not None:
+        cmd.append(f"--useDLACore={dla_core}")
+    if version_compatible:
+        cmd.append("--versionCompatible")
     return [*cmd, "--useCudaGraph"] if cuda_graph else cmd
+
+
+def refusal(
+    engine: Path,
+    record: EngineRecord,
+    env: TrtEnvironment | None,
+    trtexec_trt: str | None,
+    *,
+    allow_version_compatible: bool,
+) -> str | None:
+    """Why trtexec must not run ``engine`` here (the runtime's checks, against trtexec's own
+    TensorRT version when its banner gave one), or None."""
+    from dataclasses import replace
+
+    from genedge.errors import GenedgeError
+    from genedge.runtime.trt_backend import check_engine_record
+    from genedge.runtime.trt_compat import check_dla
+
+    if env is None:
+        return "no TensorRT GPU environment to check the engine against"
+    if trtexec_trt:
+        env = replace(env, tensorrt_version=trtexec_trt)
+    try:
+        check_engine_record(
+            record,
+            env,
+            file=engine.name,
+            bundle=engine.parent,
+            allow_version_compatible=allow_version_compatible,
+        )
+        check_dla(env.tensorrt_version, record.dla_core)
+    except GenedgeError as e:
+        return str(e)
+    return None
+
+
+def trtexec_version(exe: str) -> str | None:
+    """The TensorRT version trtexec links (its ``--help`` banner), or None."""
+    try:
+        proc = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return banner_version(proc.stdout + proc.stderr)
 
 
 def run_trtexec(
@@ -82,13 +153,47 @@ def run_trtexec(
     warmup_ms: int = 500,
     cuda_graph: bool = False,
     timeout: float = 300.0,
+    record: EngineRecord | None = None,
+    env: TrtEnvironment | None = None,
+    allow_version_compatible: bool = False,
 ) -> dict[str, Any]:
-    """Run trtexec on ``engine``; returns the parsed summary, or ``{"error": why}``."""
+    """Run trtexec on ``engine``; returns the parsed summary, or ``{"error": why}``.
+
+    ``record`` (the manifest's engine record) is checked first against ``env`` (default:
+    the runtime's probe of this machine) with trtexec's TensorRT version; a refused engine
+    is not run."""
     exe = shutil.which("trtexec")
     if exe is None:
         return {"error": "trtexec is not on PATH"}
+    vc = False
+    if record is not None:
+        if env is None:
+            from genedge.errors import GenedgeError
+            from genedge.runtime.trt_backend import probe_environment
+
+            try:
+                env = probe_environment()
+            except GenedgeError as e:  # e.g. cuda-python and TensorRT of different CUDA majors
+                return {"error": f"not run: {e}"}
+        why = refusal(
+            engine,
+            record,
+            env,
+            trtexec_version(exe),
+            allow_version_compatible=allow_version_compatible,
+        )
+        if why:
+            return {"error": f"not run: {why}"}
+        vc = record.version_compatible
     cmd = trtexec_command(
-        engine, shapes, seconds=seconds, warmup_ms=warmup_ms, cuda_graph=cuda_graph, exe=exe
+        engine,
+        shapes,
+        seconds=seconds,
+        warmup_ms=warmup_ms,
+        cuda_graph=cuda_graph,
+        exe=exe,
+        dla_core=None if record is None else record.dla_core,
+        version_compatible=vc,
     )
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
