@@ -93,6 +93,13 @@ def validate_options(opts: BackendOptions) -> None:
         )
     if type(opts.device_id) is not int or opts.device_id < 0:
         raise BadInputError(f"device_id {opts.device_id!r}: expected an integer >= 0.")
+    if opts.batch is not None and (type(opts.batch) is not int or opts.batch < 1):
+        raise BadInputError(
+            f"batch {opts.batch!r}: expected the batch size auto chooses for, an integer >= 1."
+        )
+    for name in ("tune", "static_shapes"):
+        if type(getattr(opts, name)) is not bool:
+            raise BadInputError(f"{name} {getattr(opts, name)!r}: expected True or False.")
 
 
 def read_bundle(bundle: str | os.PathLike) -> Manifest:
