@@ -19,24 +19,36 @@ from .cases import Inputs, SkipCase
 from .timer import Call, time_once
 
 
+def recorded_path(manifest: Manifest) -> Path | None:
+    """The manifest's ``source.path``: where export read the checkpoint, relative to the
+    bundle folder (or absolute when it could not be made relative); None when not recorded."""
+    text = manifest.source.get("path")
+    if not isinstance(text, str) or not text or "\x00" in text:
+        return None
+    path = Path(text)
+    return path if path.is_absolute() else manifest.root / path
+
+
 def checkpoint_candidates(manifest: Manifest, explicit: str | Path | None) -> list[Path]:
-    """Where the source checkpoint may be: ``--checkpoint``, else the manifest's
-    ``source.checkpoint`` resolved against the bundle, its parent and sibling run folders."""
+    """Where the source checkpoint may be: ``--checkpoint``; else the manifest's
+    ``source.path``, then its ``source.checkpoint`` name resolved against the bundle, its
+    parent and sibling run folders (bundles written before ``source.path`` existed)."""
     if explicit is not None:
         return [Path(explicit)]
+    recorded = recorded_path(manifest)
+    found = [recorded] if recorded is not None else []
     name = str(manifest.source.get("checkpoint") or "")
-    if not name:
-        return []
     given = Path(name)
     if given.is_absolute():
-        return [given]
-    root = manifest.root
-    places = [
-        root,
-        root.parent,
-        *sorted(p for p in root.parent.iterdir() if p.is_dir() and p != root),
-    ]
-    found = [place / given for place in places] + [place / given.name for place in places]
+        found.append(given)
+    elif name:
+        root = manifest.root
+        places = [
+            root,
+            root.parent,
+            *sorted(p for p in root.parent.iterdir() if p.is_dir() and p != root),
+        ]
+        found += [place / given for place in places] + [place / given.name for place in places]
     return list(dict.fromkeys(found))
 
 
@@ -69,9 +81,18 @@ def find_checkpoint(manifest: Manifest, explicit: str | Path | None) -> tuple[Pa
     candidates = [p for p in checkpoint_candidates(manifest, explicit) if p.is_file()]
     if explicit is not None and not candidates:
         return None, f"--checkpoint {explicit} does not exist"
+    recorded = recorded_path(manifest) if explicit is None else None
     for path in candidates:
         if not want or sha256_file(path) == want:
-            return path, f"source checkpoint {path}"
+            how = (
+                "--checkpoint"
+                if explicit is not None
+                else "the manifest's source.path"
+                if path == recorded
+                else f"found by the name {manifest.source.get('checkpoint')!r} near the bundle"
+            )
+            checked = ", sha256 matches the manifest" if want else ", no sha256 recorded to check"
+            return path, f"torch baselines: checkpoint {path} ({how}{checked})"
     if candidates:
         return None, (
             f"checkpoint(s) {', '.join(map(str, candidates))} found but none matches the "

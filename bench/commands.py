@@ -90,7 +90,9 @@ def bench_command(args: argparse.Namespace) -> int:
     opts = options_from_args(args)
     opts = dataclasses.replace(opts, argv=command_line(opts))
     validate_options(opts)
-    report = run_bench(opts, announce=lambda line: print(line, file=sys.stderr, flush=True))
+    report = run_bench(
+        opts, announce=lambda line: print(line, file=sys.stderr, flush=True), progress=True
+    )
     print_report(report)
     for path in write_outputs(report, opts):
         print(f"wrote {path}")

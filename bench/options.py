@@ -13,7 +13,7 @@ from genedge.runtime.select import BACKENDS
 
 MAX_SECONDS = 86400.0  # per case: a day is already a typo
 
-BASELINES = ("torch", "torch-compile", "ort", "trtexec")
+BASELINES = ("torch", "torch-compile", "ort", "openvino", "trtexec")
 DEFAULT_SECONDS = 2.0  # per case, when neither --iters nor --seconds is given
 
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .runner import CaseResult
-from .stats import ratio
+from .stats import iqr, ratio
 
 # The issue's must-hold targets: (what, precision, batch, bound).
 SPEEDUP_VS_EAGER = 2.5  # runtime on ORT CPU vs PyTorch eager, fp32, batch 1
@@ -39,38 +39,69 @@ class Ratio:
     value: float
     target: str | None = None  # e.g. ">= 2.5x"
     holds: bool | None = None
-    spread: tuple[float, float] | None = None  # min and max of the same ratio taken round by round
+    iqr: tuple[float, float] | None = None  # quartiles of the same ratio taken round by round
+    rounds: int = 0  # how many rounds ``iqr`` comes from
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["value"] = None if math.isnan(self.value) else self.value
-        d["spread"] = list(self.spread) if self.spread else None
+        d["iqr"] = list(self.iqr) if self.iqr else None
         return d
 
     @property
-    def text(self) -> str:
-        return self._fmt(self.value)
+    def percent(self) -> bool:
+        return self.name.startswith("overhead")
 
     @property
-    def spread_text(self) -> str:
-        return f"{self._fmt(self.spread[0])} .. {self._fmt(self.spread[1])}" if self.spread else ""
+    def text(self) -> str:
+        return ratio_text(self.value, percent=self.percent)
 
-    def _fmt(self, v: float) -> str:
-        if math.isnan(v):
-            return "n/a"
-        return f"{v * 100:+.1f}%" if self.name.startswith("overhead") else f"{v:.2f}x"
+    @property
+    def iqr_text(self) -> str:
+        """``3.50-3.80x`` (``+1.0% to +3.0%`` for an overhead); empty without rounds."""
+        return iqr_text(self.iqr, percent=self.percent) if self.iqr else ""
+
+    @property
+    def text_with_iqr(self) -> str:
+        """``3.65x (IQR 3.50-3.80x)``: the p50 ratio and the middle half of its rounds."""
+        return f"{self.text} (IQR {self.iqr_text})" if self.iqr else self.text
 
 
-def round_spread(
+def ratio_text(v: float, *, percent: bool = False) -> str:
+    if math.isnan(v):
+        return "n/a"
+    return f"{v * 100:+.1f}%" if percent else f"{v:.2f}x"
+
+
+def iqr_text(iqr: tuple[float, float], *, percent: bool = False) -> str:
+    lo, hi = iqr
+    if percent:  # signed values: a hyphen would read as a minus sign
+        return f"{lo * 100:+.1f}% to {hi * 100:+.1f}%"
+    return f"{lo:.2f}-{hi:.2f}x"
+
+
+def round_iqr(
     num: CaseResult, den: CaseResult, *, minus_one: bool = False
-) -> tuple[float, float] | None:
-    """Min and max over rounds of p50(num round k) / p50(den round k): interleaving makes
-    round k of both cases share the same machine conditions."""
+) -> tuple[tuple[float, float], int] | None:
+    """The interquartile range over rounds of p50(num round k) / p50(den round k), and the
+    number of rounds: interleaving makes round k of both cases share the same machine
+    conditions, and the quartiles keep one preempted round from setting the interval."""
     a, b = num.round_p50s(), den.round_p50s()
     if len(a) != len(b) or len(a) < 2:
         return None
     values = [ratio(x, y) - (1.0 if minus_one else 0.0) for x, y in zip(a, b, strict=True)]
-    return min(values), max(values)
+    values = [v for v in values if not math.isnan(v)]
+    return (iqr(values), len(values)) if len(values) >= 2 else None
+
+
+def speedup(ref: CaseResult, case: CaseResult) -> tuple[float, tuple[float, float] | None, int]:
+    """p50(ref) / p50(case) (above 1: ``case`` is faster), its round IQR and round count."""
+    spread = round_iqr(ref, case)
+    return (
+        ratio(ref.stats.p50, case.stats.p50),
+        spread[0] if spread else None,
+        spread[1] if spread else 0,
+    )
 
 
 def _check(value: float, bound: float, op: str) -> bool | None:
@@ -115,11 +146,9 @@ def _vs_torch(results: Sequence[CaseResult], rt: CaseResult) -> list[Ratio]:
         ref = _one(results, kind, rt.batch)
         if ref is None:
             continue
-        value = ratio(ref.stats.p50, rt.stats.p50)
+        value, spread, n = speedup(ref, rt)
         target, holds = _target(value, bound, op) if targeted else (None, None)
-        out.append(
-            Ratio(name, rt.label, ref.label, rt.batch, value, target, holds, round_spread(ref, rt))
-        )
+        out.append(Ratio(name, rt.label, ref.label, rt.batch, value, target, holds, spread, n))
     return out
 
 
@@ -129,9 +158,18 @@ def _vs_ort(results: Sequence[CaseResult], rt: CaseResult) -> list[Ratio]:
         return []
     value = ratio(rt.stats.p50, ref.stats.p50) - 1.0
     target, holds = _target(value, MAX_OVERHEAD, "<", "%")
-    spread = round_spread(rt, ref, minus_one=True)
+    spread = round_iqr(rt, ref, minus_one=True)
     return [
-        Ratio("overhead vs bare ORT", rt.label, ref.label, rt.batch, value, target, holds, spread)
+        Ratio(
+            "overhead vs bare ORT",
+            rt.label,
+            ref.label,
+            rt.batch,
+            value,
+            target,
+            holds,
+            *(spread or (None, 0)),
+        )
     ]
 
 
@@ -141,21 +179,11 @@ def _vs_fp32(results: Sequence[CaseResult], rt: CaseResult) -> list[Ratio]:
     ref = _one(results, "runtime", rt.batch, rt.backend, "fp32")
     if ref is None:
         return []
-    value = ratio(ref.stats.p50, rt.stats.p50)
+    value, spread, n = speedup(ref, rt)
     targeted = rt.precision == "int8" and rt.batch == INT8_TARGET_BATCH
     target, holds = _target(value, INT8_SPEEDUP, ">=") if targeted else (None, None)
-    return [
-        Ratio(
-            f"{rt.precision} speedup vs fp32",
-            rt.label,
-            ref.label,
-            rt.batch,
-            value,
-            target,
-            holds,
-            round_spread(ref, rt),
-        )
-    ]
+    name = f"{rt.precision} speedup vs fp32"
+    return [Ratio(name, rt.label, ref.label, rt.batch, value, target, holds, spread, n)]
 
 
 def compute_ratios(results: Sequence[CaseResult]) -> list[Ratio]:

@@ -17,19 +17,26 @@ from genedge.atomic import atomic_write_text
 from .quality import FIELDS, metric_names
 from .ratios import Ratio, must_hold
 from .runner import CaseResult
+from .summary import SummaryLine, effective_gflops, image_summary, ordered, text_summary
 
-SCHEMA = "genedge.bench/2"  # 2: per-case timing summaries instead of raw times_ns
+# 2: per-case timing summaries instead of raw times_ns
+# 3: ratios carry the interquartile range over rounds (``iqr``, ``rounds``) instead of min..max
+#    (``spread``); a ``summary`` line per configuration; FLOPs per call (``flops``) and each
+#    case's ``effective_gflops``; the environment's ``matmul`` probe
+SCHEMA = "genedge.bench/3"
 LATENCY_HEADER = (
     "configuration",
     "batch",
     "p50 ms",
+    "GFLOP/s",
+    "% of GEMM",
     "p90 ms",
     "p99 ms",
     "p99.9 ms",
     "max ms",
     "mean ms",
     "std ms",
-    "samples/s",
+    "images/s",
     "n",
     "load ms",
     "first call (compile) ms",
@@ -50,15 +57,44 @@ class BenchReport:
     trtexec: tuple[dict[str, Any], ...] = ()
     peak_rss_mib: float | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    flops: dict[int, float] = field(default_factory=dict)  # batch -> FLOPs of one call
+
+    def summary(self) -> list[SummaryLine]:
+        """One line per configuration and batch size (``genedge.bench.summary``)."""
+        if self.text:
+            return text_summary(self.text)
+        baselines = self.options.get("baselines") or ()
+        return image_summary(self.results, baselines, self.kind, self.flops)
+
+    def gflops(self, r: CaseResult) -> float | None:
+        """Effective GFLOP/s of a case at its p50 (None when the graph's FLOPs are unknown)."""
+        return effective_gflops(self.flops.get(r.batch), r.stats.p50)
+
+    def gemm_fraction(self, r: CaseResult) -> float | None:
+        """The case's effective GFLOP/s over the machine's measured float32 GEMM rate."""
+        rate = (self.environment.get("matmul") or {}).get("gflops")
+        g = self.gflops(r)
+        return g / rate if g is not None and rate else None
 
     def to_dict(self) -> dict[str, Any]:
+        results = []
+        for r in self.results:
+            d = r.to_dict()
+            d["effective_gflops"] = self.gflops(r)
+            d["fraction_of_matmul"] = self.gemm_fraction(r)
+            results.append(d)
         return _clean(
             {
                 "schema": SCHEMA,
                 "kind": self.kind,
                 "environment": self.environment,
                 "options": self.options,
-                "results": [r.to_dict() for r in self.results],
+                "summary": [line.to_dict() for line in self.summary()],
+                "flops": {
+                    "per_call": {str(b): f for b, f in sorted(self.flops.items())},
+                    "counted": "2 x multiply-accumulates of Conv, ConvTranspose, Gemm, MatMul",
+                },
+                "results": results,
                 "ratios": [r.to_dict() for r in self.ratios],
                 "quality": list(self.quality),
                 "cold_start": list(self.cold_start),
@@ -103,34 +139,51 @@ def fmt(x: Any, digits: int = 3) -> str:
 
 
 # the terminal's latency columns (under 100 characters); JSON and Markdown keep them all
-TERMINAL_LATENCY = ("configuration", "batch", "p50 ms", "p90 ms", "p99 ms", "samples/s", "load ms")
+TERMINAL_LATENCY = ("configuration", "batch", "p50 ms", "GFLOP/s", "p90 ms", "p99 ms", "images/s")
 
 
 def latency_table(
     report: BenchReport, columns: tuple[str, ...] = LATENCY_HEADER
 ) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     """``latency_rows`` cut to ``columns`` (names from ``LATENCY_HEADER``)."""
+    return columns, [row for group in latency_groups(report, columns) for row in group]
+
+
+def latency_groups(
+    report: BenchReport, columns: tuple[str, ...] = LATENCY_HEADER
+) -> list[list[tuple[str, ...]]]:
+    """The latency rows in groups of one (backend, precision) each (``summary.ordered``),
+    cut to ``columns`` (names from ``LATENCY_HEADER``)."""
     keep = [LATENCY_HEADER.index(c) for c in columns]
-    return columns, [tuple(row[i] for i in keep) for row in latency_rows(report)]
+    return [
+        [tuple(row[i] for i in keep) for row in (_latency_row(report, r) for r in group)]
+        for group in ordered(report.results)
+    ]
 
 
 def latency_rows(report: BenchReport) -> list[tuple[str, ...]]:
-    """One row per configuration and batch size, each configuration's batch sizes together."""
-    rows = []
-    for r in sorted(report.results, key=lambda r: (r.label, r.batch)):
-        s = r.stats
-        rows.append(
-            (
-                r.label,
-                str(r.batch),
-                *(fmt(s.ms(k)) for k in ("p50", "p90", "p99", "p999", "max", "mean", "std")),
-                fmt(r.throughput, 1),
-                str(s.n),
-                fmt(r.load_ms, 1),
-                fmt(r.info.get("compile_ms", r.first_call_ms), 1),
-            )
-        )
-    return rows
+    """One row per configuration and batch size, grouped by backend and precision."""
+    return [row for group in latency_groups(report) for row in group]
+
+
+def _percent(x: float | None) -> str:
+    return "-" if x is None else f"{x * 100:.0f}%"
+
+
+def _latency_row(report: BenchReport, r: CaseResult) -> tuple[str, ...]:
+    s = r.stats
+    return (
+        r.label,
+        str(r.batch),
+        fmt(s.ms("p50")),
+        fmt(report.gflops(r), 1),
+        _percent(report.gemm_fraction(r)),
+        *(fmt(s.ms(k)) for k in ("p90", "p99", "p999", "max", "mean", "std")),
+        fmt(r.throughput, 1),
+        str(s.n),
+        fmt(r.load_ms, 1),
+        fmt(r.info.get("compile_ms", r.first_call_ms), 1),
+    )
 
 
 RATIO_HEADER = (
@@ -139,7 +192,7 @@ RATIO_HEADER = (
     "reference",
     "batch",
     "value",
-    "per-round range",
+    "IQR over rounds",
     "target",
     "holds",
 )
@@ -153,7 +206,7 @@ def ratio_rows(report: BenchReport) -> list[tuple[str, ...]]:
             r.reference,
             str(r.batch),
             r.text,
-            r.spread_text,
+            r.iqr_text,
             r.target or "",
             fmt(r.holds),
         )
@@ -161,12 +214,18 @@ def ratio_rows(report: BenchReport) -> list[tuple[str, ...]]:
     ]
 
 
-def ratio_table(report: BenchReport) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+def ratio_table(
+    report: BenchReport, *, terminal: bool = False
+) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     """The ratio table; its target and holds columns (genedge's own regression targets) only
-    when the run was asked to grade them (``--check-targets``)."""
-    if report.options.get("check_targets"):
-        return RATIO_HEADER, ratio_rows(report)
-    return RATIO_HEADER[:-2], [row[:-2] for row in ratio_rows(report)]
+    when the run was asked to grade them (``--check-targets``). The terminal's leaves out the
+    reference column (the comparison names it) to stay under 100 columns."""
+    keep = list(range(len(RATIO_HEADER) - (0 if report.options.get("check_targets") else 2)))
+    if terminal:
+        keep.remove(RATIO_HEADER.index("reference"))
+    return tuple(RATIO_HEADER[i] for i in keep), [
+        tuple(row[i] for i in keep) for row in ratio_rows(report)
+    ]
 
 
 SHORT = {
@@ -365,13 +424,49 @@ def _md_env(env: dict[str, Any]) -> list[str]:
         f" {env.get('physical_cores')} physical), load average {env.get('load_average')}",
         f"- GPU: {gpus}",
         f"- libraries: {libs}",
+        f"- {matmul_text(env.get('matmul'))}",
         f"- bundle manifest sha256: `{env.get('manifest_sha256')}`",
         "",
     ]
 
 
+def matmul_text(probe: dict[str, Any] | None) -> str:
+    """The environment's float32 GEMM probe in one phrase."""
+    if not probe:
+        return "matrix multiply: not measured"
+    if "error" in probe:
+        return f"matrix multiply: not measured ({probe['error']})"
+    return (
+        f"matrix multiply (numpy float32 {probe['n']}x{probe['n']}, {probe.get('threads')} "
+        f"threads, {probe.get('blas') or 'BLAS'}): {probe['gflops']:.1f} GFLOP/s"
+    )
+
+
+def flops_text(report: BenchReport) -> str | None:
+    """``FLOPs per image (from the graph): 59.3 MFLOP``; None when they were not counted."""
+    per_image = {b: f / b for b, f in report.flops.items() if b}
+    if not per_image:
+        return None
+    values = sorted(set(round(v) for v in per_image.values()))
+    shown = ", ".join(f"{v / 1e6:.2f}" for v in values)
+    return (
+        f"FLOPs per image, counted from the graph (2 x multiply-accumulates of Conv, "
+        f"ConvTranspose, Gemm, MatMul): {shown} MFLOP"
+    )
+
+
 def markdown(report: BenchReport) -> str:
     lines = ["# genedge bench", "", *_md_env(report.environment)]
+    summary = report.summary()
+    if summary:
+        lines += [
+            "## Summary (per configuration; speed-up: p50 ratio, IQR over rounds)",
+            "",
+            *(f"- {line.text}" for line in summary),
+            "",
+        ]
+    if flops_text(report):
+        lines += [str(flops_text(report)), ""]
     if report.results:
         lines += [
             "## Latency (steady state; load and warm-up excluded)",

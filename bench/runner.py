@@ -96,6 +96,11 @@ def split_budget(budget: Budget, rounds: int) -> list[int | float]:
     return [budget.seconds / rounds] * rounds
 
 
+def rounds_of(budget: Budget, rounds: int) -> int:
+    """How many rounds ``measure_interleaved`` runs for this budget."""
+    return len(split_budget(budget, rounds))
+
+
 def _open(target: Target, notes: list[str]) -> tuple[float, float | None] | None:
     """Import the target's libraries (untimed: imports are part of the cold start), then time open()."""
     preload = getattr(target, "preload", None)
@@ -145,9 +150,13 @@ def start_cases(
 
 
 def measure_interleaved(
-    live: Sequence[_Live], budget: Budget, rounds: int = DEFAULT_ROUNDS
+    live: Sequence[_Live],
+    budget: Budget,
+    rounds: int = DEFAULT_ROUNDS,
+    step: Callable[[], None] | None = None,
 ) -> None:
-    """Warm-up, then rounds over all cases; appends each case's timings to ``.times``."""
+    """Warm-up, then rounds over all cases; appends each case's timings to ``.times``.
+    ``step`` is called after each case's share of each round (a progress bar)."""
     for case in live:
         warm_up(case.call, budget.warmup, case.sync)
     for share in split_budget(budget, rounds):
@@ -160,6 +169,8 @@ def measure_interleaved(
                 chunk = time_for(case.call, float(share), case.sync)
             case.times.extend(chunk)
             case.rounds.append(len(chunk))
+            if step is not None:
+                step()
 
 
 def _result(case: _Live) -> CaseResult:
@@ -191,12 +202,14 @@ def run_cases(
     *,
     rounds: int = DEFAULT_ROUNDS,
     notes: list[str] | None = None,
+    step: Callable[[], None] | None = None,
 ) -> list[CaseResult]:
-    """Measure every target at every batch size, interleaved; close every target after."""
+    """Measure every target at every batch size, interleaved; close every target after.
+    ``step`` is called once per case and round (``rounds_of(budget, rounds)`` rounds)."""
     notes = [] if notes is None else notes
     try:
         live = start_cases(targets, inputs, notes)
-        measure_interleaved(live, budget, rounds)
+        measure_interleaved(live, budget, rounds, step)
         return [_result(c) for c in live]
     finally:
         for target in targets:

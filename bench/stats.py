@@ -86,6 +86,16 @@ def latency_stats(times_ns: Sequence[int | float]) -> LatencyStats:
     return LatencyStats(n, mean, math.sqrt(var), xs[0], p50, p90, p99, p999, xs[-1], math.fsum(xs))
 
 
+def iqr(values: Sequence[float]) -> tuple[float, float]:
+    """The interquartile range (25th and 75th percentiles, ``percentile``'s interpolation):
+    the middle half of ``values``, which one preempted round cannot stretch as it does
+    min..max."""
+    xs = sorted(float(v) for v in values if not math.isnan(v))
+    if not xs:
+        raise ValueError("interquartile range of an empty sample")
+    return percentile(xs, 25.0), percentile(xs, 75.0)
+
+
 def round_p50s(times_ns: Sequence[int | float], round_sizes: Sequence[int]) -> list[float | None]:
     """The median (ns) of each round's calls, in order (``None`` for a round with no calls):
     ``times_ns`` holds the rounds back to back, ``round_sizes`` says how many calls each."""

@@ -28,12 +28,14 @@ from .cases import (
 )
 from .coldstart import measure_cold_start
 from .env import environment, load_average, usable_cpus
+from .machine import matmul_probe
 from .memory import gpu_memory, peak_rss_bytes
 from .options import DEFAULT_SECONDS, BenchOptions, validate_options
+from .progress import progress_bar
 from .quality import quality_rows
 from .ratios import compute_ratios
 from .report import BenchReport
-from .runner import CaseResult, run_cases
+from .runner import CaseResult, rounds_of, run_cases
 from .timer import Budget
 
 
@@ -87,6 +89,20 @@ def ort_targets(o: BenchOptions, manifest: Manifest, notes: list[str]) -> list[O
     return out
 
 
+def openvino_targets(o: BenchOptions, manifest: Manifest, notes: list[str]) -> list[Target]:
+    """Standalone OpenVINO on the file of each precision (bf16: the fp32 file, bf16 hint)."""
+    from .openvino_baseline import OpenVinoTarget
+
+    out: list[Target] = []
+    for p in o.precisions or ():
+        path = onnx_path(manifest, "fp32" if p == "bf16" else p)
+        if path is None:
+            notes.append(f"openvino {p}: the bundle has no {p} ONNX file")
+            continue
+        out.append(OpenVinoTarget(path, p, o.threads))
+    return out
+
+
 def torch_targets(o: BenchOptions, manifest: Manifest, notes: list[str]) -> list[TorchTarget]:
     wanted = [b for b in ("torch", "torch-compile") if b in o.baselines]
     if not wanted:
@@ -104,6 +120,7 @@ def torch_targets(o: BenchOptions, manifest: Manifest, notes: list[str]) -> list
     if ckpt is None:
         notes.append(f"torch baselines skipped: {why}")
         return []
+    notes.append(why)  # which file the baselines load, and how it was found
     return [
         TorchTarget(ckpt, compile=b == "torch-compile", threads=o.threads, uint8_nhwc=uint8)
         for b in wanted
@@ -190,38 +207,71 @@ def image_bench(
     manifest: Manifest,
     notes: list[str],
     announce: Callable[[str], None] | None = None,
+    progress: bool = False,
 ) -> tuple[list[CaseResult], list[dict]]:
     """Interleaved steady state of every target, then cold starts. Returns (results, cold starts).
 
-    ``announce`` receives one line saying how long the run will take, before it starts.
+    ``announce`` receives one line saying how long the run will take, before it starts;
+    ``progress`` draws a bar on stderr while it runs (only when stderr is a terminal).
     """
     runtime = runtime_targets(o)
     baselines: list[Target] = []
     if "ort" in o.baselines:
         baselines += ort_targets(o, manifest, notes)
+    if "openvino" in o.baselines:
+        baselines += openvino_targets(o, manifest, notes)
     baselines += torch_targets(o, manifest, notes)
     inputs: list[Inputs] = [make_inputs(manifest, b, o.seed) for b in o.batches]
     budget = Budget(iters=o.iters, seconds=o.seconds, warmup=o.warmup)
+    cases = (len(runtime) + len(baselines)) * len(inputs)
+    configurations = len({(t.backend, t.precision) for t in runtime})
     if announce is not None:
-        configurations = len({(t.backend, t.precision) for t in runtime})
-        announce(
-            expected_duration(o, (len(runtime) + len(baselines)) * len(inputs), configurations)
+        announce(expected_duration(o, cases, configurations))
+    steps = cases * rounds_of(budget, o.rounds) + o.cold_runs * configurations
+    with progress_bar(steps if progress else 0, "bench") as step:
+        results = run_cases(
+            [*runtime, *baselines], inputs, budget, rounds=o.rounds, notes=notes, step=step
         )
-    results = run_cases([*runtime, *baselines], inputs, budget, rounds=o.rounds, notes=notes)
-    _check_runtime_ran(results, runtime)
-    measured = dict.fromkeys((r.backend, r.precision) for r in results if r.kind == "runtime")
-    cold = [
-        measure_cold_start(o.bundle, b, p, o.threads)
-        for (b, p) in measured
-        for _ in range(o.cold_runs)
-    ]
+        _check_runtime_ran(results, runtime)
+        measured = dict.fromkeys((r.backend, r.precision) for r in results if r.kind == "runtime")
+        cold = []
+        for b, p in measured:
+            for _ in range(o.cold_runs):
+                cold.append(measure_cold_start(o.bundle, b, p, o.threads))
+                step()
     return results, cold
 
 
-def run_bench(opts: BenchOptions, announce: Callable[[str], None] | None = None) -> BenchReport:
+def graph_flops(o: BenchOptions, manifest: Manifest, notes: list[str]) -> dict[int, float]:
+    """FLOPs of one call of the main graph at each batch size (``genedge.bench.flops``),
+    counted on the fp32 file (the other precisions hold the same operators)."""
+    path = next((p for p in (onnx_path(manifest, q) for q in PRECISIONS) if p), None)
+    if path is None:
+        return {}
+    try:
+        from .flops import flops_by_batch
+
+        counted = flops_by_batch(path, o.batches)
+    except ImportError:
+        notes.append("GFLOP/s: not computed (the onnx package is missing: genedge[export])")
+        return {}
+    for f in counted.values():
+        if f.uncounted:
+            notes.append(
+                f"GFLOP/s: {len(f.uncounted)} node(s) of {path.name} had unknown shapes and are "
+                f"not counted (e.g. {f.uncounted[0]}); the GFLOP/s shown are a lower bound"
+            )
+            break
+    return {b: float(f.total) for b, f in counted.items() if f.total}
+
+
+def run_bench(
+    opts: BenchOptions, announce: Callable[[str], None] | None = None, progress: bool = False
+) -> BenchReport:
     """Measure the bundle as ``opts`` says; no files written (see ``write_outputs``).
 
     ``announce``: called with one line on the expected duration before measuring starts.
+    ``progress``: draw a progress bar on stderr while measuring, if stderr is a terminal.
     """
     validate_options(opts)
     manifest = read_manifest(opts.bundle)
@@ -232,12 +282,15 @@ def run_bench(opts: BenchOptions, announce: Callable[[str], None] | None = None)
     cold: list[dict] = []
     text = realtime = None
     trt: list[dict] = []
+    flops: dict[int, float] = {}
     if manifest.kind == "ar":
         from .text import text_bench
 
-        text = text_bench(o, notes)
+        text = text_bench(o, notes, announce)
     else:
-        results, cold = image_bench(o, manifest, notes, announce)
+        env["matmul"] = matmul_probe(o.threads)
+        flops = graph_flops(o, manifest, notes)
+        results, cold = image_bench(o, manifest, notes, announce, progress)
         trt = _trtexec(o, manifest, notes) if "trtexec" in o.baselines else []
         if o.fps is not None:
             from .realtime import realtime_bench
@@ -259,6 +312,7 @@ def run_bench(opts: BenchOptions, announce: Callable[[str], None] | None = None)
         trtexec=tuple(trt),
         peak_rss_mib=peak_rss_bytes() / 2**20,
         notes=tuple(notes),
+        flops=flops,
     )
 
 

@@ -14,7 +14,9 @@ from .report import (
     TEXT_HEADER,
     BenchReport,
     cold_rows,
-    latency_table,
+    flops_text,
+    latency_groups,
+    matmul_text,
     metric_table,
     quality_table,
     ratio_table,
@@ -22,35 +24,48 @@ from .report import (
     text_rows,
 )
 
+Row = tuple[str, ...]
+Section = tuple[str, Row, list[list[Row]]]  # title, header, groups of rows
 
-def sections(report: BenchReport) -> list[tuple[str, tuple[str, ...], list[tuple[str, ...]]]]:
-    """(title, header, rows) for every non-empty table."""
-    out = []
+
+def sections(report: BenchReport) -> list[Section]:
+    """(title, header, groups of rows) for every non-empty table; the latency table has one
+    group per backend and precision, the others a single group."""
+    out: list[Section] = []
     if report.results:
         out.append(
             (
-                "Latency (steady state; load and warm-up excluded; every percentile: --markdown)",
-                *latency_table(report, TERMINAL_LATENCY),
+                "Latency by backend and precision (steady state; every percentile: --markdown)",
+                TERMINAL_LATENCY,
+                latency_groups(report, TERMINAL_LATENCY),
             )
         )
     if report.ratios:
-        out.append(("Ratios (p50, side by side, one interleaved run)", *ratio_table(report)))
+        header, rows = ratio_table(report, terminal=True)
+        out.append(("Ratios (p50, side by side, one interleaved run)", header, [rows]))
     if report.quality:
-        out.append(("Quality beside speed (manifest verification)", *quality_table(report)))
+        header, rows = quality_table(report)
+        out.append(("Quality beside speed (manifest verification)", header, [rows]))
         header, rows = metric_table(report)
         if rows:
-            out.append(("Task metrics (manifest verification)", header, rows))
+            out.append(("Task metrics (manifest verification)", header, [rows]))
     if report.cold_start:
-        out.append(("Cold start (fresh process)", COLD_HEADER, cold_rows(report)))
+        out.append(("Cold start (fresh process)", COLD_HEADER, [cold_rows(report)]))
     if report.realtime:
-        out.append(("Real-time stream", RT_HEADER, realtime_rows(report)))
+        out.append(("Real-time stream", RT_HEADER, [realtime_rows(report)]))
     if report.text:
-        out.append(("Text generation (ar)", TEXT_HEADER, text_rows(report)))
+        out.append(("Text generation (ar)", TEXT_HEADER, [text_rows(report)]))
     return out
 
 
+def summary_lines(report: BenchReport) -> list[str]:
+    """The per-configuration summary, trtexec style, with the title line first."""
+    lines = [line.text for line in report.summary()]
+    return ["Summary (speed-up: p50 ratio, IQR over rounds):", *lines] if lines else []
+
+
 def _extras(report: BenchReport) -> list[str]:
-    lines = []
+    lines = summary_lines(report)
     if report.ratios and report.options.get("check_targets"):
         lines.append("Must-hold targets:")
         lines += [
@@ -66,6 +81,10 @@ def _extras(report: BenchReport) -> list[str]:
         f"CPU {env.get('cpu_model')} | {env.get('usable_cpus')} usable CPUs | threads "
         f"{report.options.get('threads')} | peak RSS {report.peak_rss_mib or 0:.0f} MiB"
     )
+    if report.results:
+        lines.append(matmul_text(env.get("matmul")))
+    if flops_text(report):
+        lines.append(str(flops_text(report)))
     lines += [f"note: {n}" for n in report.notes]
     return lines
 
@@ -79,32 +98,41 @@ def print_report(report: BenchReport, file: TextIO | None = None) -> None:
         _print_plain(report, file)
         return
     console = Console(file=file, width=max(160, Console(file=file).width))
-    for title, header, rows in sections(report):
+    for title, header, groups in sections(report):
         table = Table(title=title, title_justify="left")
         for i, h in enumerate(header):
             table.add_column(h, justify="left" if i == 0 else "right")
-        for row in rows:
-            table.add_row(*row)
+        for g, rows in enumerate(groups):
+            if g:
+                table.add_section()
+            for row in rows:
+                table.add_row(*row)
         console.print(table)
     for line in _extras(report):
         console.print(line, markup=False, highlight=False)
 
 
 def _print_plain(report: BenchReport, file: TextIO) -> None:
-    for title, header, rows in sections(report):
+    for title, header, groups in sections(report):
+        rows = [r for g in groups for r in g]
         widths = [
             max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
             for i, h in enumerate(header)
         ]
-        print(title, file=file)
-        for row in (header, *rows):
-            print(
-                "  ".join(
-                    c.ljust(w) if i == 0 else c.rjust(w)
-                    for i, (c, w) in enumerate(zip(row, widths, strict=True))
-                ),
-                file=file,
+
+        def line(row: Row, widths: list[int] = widths) -> str:
+            return "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
             )
+
+        print(title, file=file)
+        print(line(header), file=file)
+        for g, group in enumerate(groups):
+            if g:
+                print("-" * len(line(header)), file=file)
+            for row in group:
+                print(line(row), file=file)
         print(file=file)
     for line in _extras(report):
         print(line, file=file)

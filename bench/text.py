@@ -51,10 +51,23 @@ def summarize_text(runs: list[list[int]]) -> dict[str, Any]:
     }
 
 
-def text_bench(o: BenchOptions, notes: list[str]) -> dict[str, Any]:
-    """One entry per backend x precision: TTFT, per-token percentiles, tokens/s."""
+def expected_text_duration(o: BenchOptions) -> str:
+    """What a text bench will take, said before it starts."""
+    n = len(o.backends) * len(o.precisions or ("fp32",))
+    each = f"{o.seconds:g} s" if o.seconds is not None else f"{o.iters} tokens"
+    about = f": about {n * o.seconds:.0f} s" if o.seconds is not None else ""
+    return f"bench: {n} text configuration{'s' if n != 1 else ''} x {each}{about} (plus loading)"
+
+
+def text_bench(
+    o: BenchOptions, notes: list[str], announce: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """One entry per backend x precision: TTFT, per-token percentiles, tokens/s.
+    ``announce`` receives one line saying how long it will take, before it starts."""
     from genedge.runtime import TextGenerator
 
+    if announce is not None:
+        announce(expected_text_duration(o))
     out: dict[str, Any] = {
         "prompt": PROMPT,
         "max_new_tokens": o.max_new_tokens,

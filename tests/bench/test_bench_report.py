@@ -82,7 +82,7 @@ def _report():
 def test_json_roundtrip_has_environment_ratios_and_timing_summaries(tmp_path):
     path = write_json(_report(), tmp_path / "out" / "bench.json")
     data = json.loads(path.read_text())
-    assert data["schema"] == "genedge.bench/2"
+    assert data["schema"] == "genedge.bench/3"
     assert data["environment"]["cpu_model"] == "Test CPU"
     first = data["results"][0]
     assert first["latency"]["unit"] == "ms" and first["latency"]["p50"] == pytest.approx(1.0)

@@ -7,7 +7,7 @@ import pytest
 from bench_fakes import SleepTarget
 
 from genedge.bench.cases import Inputs
-from genedge.bench.runner import REWARM_CALLS, run_cases, split_budget
+from genedge.bench.runner import REWARM_CALLS, rounds_of, run_cases, split_budget
 from genedge.bench.timer import Budget, measure, time_calls
 
 
@@ -88,11 +88,16 @@ def test_budget_validation():
         Budget(iters=1, seconds=1.0)
 
 
-def test_round_sizes_split_the_timings_and_give_a_ratio_spread():
-    from genedge.bench.ratios import round_spread
+def test_round_sizes_split_the_timings_and_give_a_ratio_iqr():
+    from genedge.bench.ratios import round_iqr
 
     fast, slow = SleepTarget("fast", 0.001), SleepTarget("slow", 0.004)
-    rf, rs = run_cases([fast, slow], _inputs(1), Budget(iters=9, warmup=0), rounds=3)
+    steps = []
+    rf, rs = run_cases(
+        [fast, slow], _inputs(1), Budget(iters=9, warmup=0), rounds=3, step=lambda: steps.append(1)
+    )
     assert rf.round_sizes == (3, 3, 3) and len(rf.round_p50s()) == 3
-    lo, hi = round_spread(rs, rf)
-    assert 1.0 < lo <= hi  # the slow case is slower in every round
+    (lo, hi), rounds = round_iqr(rs, rf)
+    assert 1.0 < lo <= hi and rounds == 3  # the slow case is slower in every round
+    assert len(steps) == 2 * 3  # the progress step: once per case and round
+    assert rounds_of(Budget(iters=2, warmup=0), 10) == 2

@@ -10,7 +10,7 @@ from genedge.bench.text import _one
 from genedge.manifest import Manifest, sha256_file
 
 
-def _manifest(root: Path, name: str, sha: str | None) -> Manifest:
+def _manifest(root: Path, name: str, sha: str | None, path: str | None = None) -> Manifest:
     return Manifest(
         root=root,
         kind="gan",
@@ -18,8 +18,51 @@ def _manifest(root: Path, name: str, sha: str | None) -> Manifest:
         graphs={},
         artifacts=(),
         producer={},
-        source={"checkpoint": name, **({"sha256": sha} if sha else {})},
+        source={
+            "checkpoint": name,
+            **({"sha256": sha} if sha else {}),
+            **({"path": path} if path else {}),
+        },
     )
+
+
+def test_checkpoint_found_through_the_manifests_source_path(tmp_path):
+    """source.path (relative to the bundle) finds a checkpoint no name search would."""
+    bundle = tmp_path / "out" / "bundles" / "b"
+    bundle.mkdir(parents=True)
+    ckpt = tmp_path / "elsewhere" / "deep" / "g.safetensors"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"weights")
+    sha = sha256_file(ckpt)
+    rel = "../../../elsewhere/deep/g.safetensors"
+    found, why = find_checkpoint(_manifest(bundle, "g.safetensors", sha, rel), None)
+    assert found == bundle / rel and found.resolve() == ckpt.resolve()
+    assert str(found) in why and "source.path" in why and "sha256 matches" in why
+    found, _ = find_checkpoint(_manifest(bundle, "g.safetensors", sha, str(ckpt)), None)
+    assert found == ckpt  # an absolute source.path
+    # the file at source.path changed since export: not used, and the note says why
+    found, why = find_checkpoint(_manifest(bundle, "g.safetensors", "0" * 64, rel), None)
+    assert found is None and "sha256" in why and "--checkpoint" in why
+    # without source.path (older bundles) the name search is all there is: not found here
+    found, why = find_checkpoint(_manifest(bundle, "g.safetensors", sha), None)
+    assert found is None and "no source checkpoint found" in why
+    # --checkpoint wins over source.path
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(b"weights")
+    found, why = find_checkpoint(_manifest(bundle, "g.safetensors", sha, rel), other)
+    assert found == other and "--checkpoint" in why
+
+
+def test_source_path_that_moved_falls_back_to_the_name_search(tmp_path):
+    (tmp_path / "bundle").mkdir()
+    ckpt = tmp_path / "run" / "generator.safetensors"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"weights")
+    m = _manifest(
+        tmp_path / "bundle", "generator.safetensors", sha256_file(ckpt), "../gone/x.safetensors"
+    )
+    found, why = find_checkpoint(m, None)
+    assert found == ckpt and "found by the name" in why
 
 
 def test_checkpoint_found_in_sibling_run_folder_and_hash_checked(tmp_path):

@@ -96,3 +96,11 @@ def test_timing_summary_keeps_round_medians_and_the_cdf_in_ms():
     assert cdf[0.0] == 1.0 and cdf[100.0] == 30.0 and cdf[50.0] == 4.0
     assert cdf[90.0] == pytest.approx(float(np.percentile(times, 90)) / 1e6)
     assert s["cdf_ms"]["ms"] == sorted(s["cdf_ms"]["ms"])
+
+
+def test_matmul_probe_reports_a_rate_at_the_thread_count():
+    from genedge.bench.machine import matmul_probe
+
+    probe = matmul_probe(1, n=32, seconds=0.01)
+    assert probe["n"] == 32 and probe["threads"] == 1 and probe["calls"] >= 5
+    assert probe["gflops"] >= probe["gflops_median"] > 0  # the best call, then the median
