@@ -8,7 +8,7 @@ EXTRAS ?= cpu,train,export,dev
 CONSTRAINT_FLAG := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 DEMO_OUT ?= demo-out
 
-.PHONY: install demo test test-all lint clean capi lean-check
+.PHONY: install demo test test-all lint clean capi lean-check trt-api-wheels gpu-check
 CAPI_BUILD ?= build/capi
 
 $(BIN)/.genedge-installed: pyproject.toml $(CONSTRAINTS)
@@ -22,10 +22,31 @@ install: $(BIN)/.genedge-installed
 demo: install
 	$(BIN)/genedge demo --out $(DEMO_OUT)
 
-test: install
+test: install trt-api-wheels
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m ruff format --check .
 	$(BIN)/python -m pytest -q
+
+# Real TensorRT 10/11 and cuda-python 12/13 binding wheels for the API conformance test
+# (tests/gpu_api): downloaded once, --no-deps, exact versions and sha256 hashes. A set that
+# cannot be downloaded is left out; the test then skips, or fails in CI (docs in the test).
+TRT_API_WHEELS := build/trt-api/wheels
+TRT_API_REQS := $(sort $(wildcard tests/gpu_api/wheels/*.txt))
+
+$(TRT_API_WHEELS)/.downloaded: $(TRT_API_REQS) | install
+	@ok=1; for req in $(TRT_API_REQS); do \
+	  set=$$(basename $$req .txt); rm -rf $(TRT_API_WHEELS)/$$set; \
+	  $(BIN)/python -m pip download -q --no-deps --require-hashes -r $$req -d $(TRT_API_WHEELS)/$$set \
+	    || { ok=0; rm -rf $(TRT_API_WHEELS)/$$set; echo "trt-api-wheels: no $$set wheels (see above)"; }; \
+	done; if [ $$ok = 1 ]; then touch $@; fi
+
+trt-api-wheels: $(TRT_API_WHEELS)/.downloaded
+
+# On a machine with an NVIDIA GPU: install the matching extras, run the GPU tests, build and
+# compare engines, bench, the C++ host; one report (markdown + JSON) in OUT. bench/gpu_check.py
+GPU_CHECK_OUT ?= $(if $(OUT),$(OUT),gpu-check-out)
+gpu-check: install
+	$(BIN)/python bench/gpu_check.py --out $(GPU_CHECK_OUT)
 
 test-all: install
 	$(BIN)/python -m pytest -q -m "" 
