@@ -54,7 +54,15 @@ def manifest_dict(ctx: BuildContext) -> dict[str, Any]:
         "kind": ctx.kind,
         "model": model_section(ctx.kind, ctx.cfg, ctx.opts.output_format),
         "graphs": {spec.name: spec.to_dict() for spec, _ in ctx.graphs},
-        "artifacts": ctx.artifacts,
+        "artifacts": _artifacts(ctx),
         "producer": producer_versions(),
         "source": source,
     }
+
+
+def _artifacts(ctx: BuildContext) -> list[dict[str, Any]]:
+    """The artifact records; a reused fp32 record keeps a bf16 gate only when bf16 was asked
+    this time (the record says what this export checked)."""
+    if "bf16" in ctx.opts.precisions:
+        return ctx.artifacts
+    return [{k: v for k, v in a.items() if k != "inference_precisions"} for a in ctx.artifacts]

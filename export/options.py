@@ -11,7 +11,7 @@ from pathlib import Path
 
 from genedge.errors import BadInputError
 from genedge.limits import MAX_BATCH, MAX_CALIB_SAMPLES, MAX_OPSET, MIN_OPSET
-from genedge.manifest import PRECISIONS
+from genedge.manifest import PRECISIONS, RUN_PRECISIONS
 
 CALIB_METHODS = ("entropy", "minmax", "percentile")
 OUTPUT_FORMATS = ("uint8", "float")
@@ -127,10 +127,10 @@ def validate_export_options(opts: ExportOptions) -> ExportOptions:
     fp32 is always exported (it is the reference every reduced precision is checked
     against); it is added when missing and the precisions are put in canonical order.
     """
-    unknown = [p for p in opts.precisions if p not in PRECISIONS]
+    unknown = [p for p in opts.precisions if p not in RUN_PRECISIONS]
     if unknown:
         raise BadInputError(
-            f"--precision received {', '.join(map(repr, unknown))}; expected a subset of {', '.join(PRECISIONS)}.",
+            f"--precision received {', '.join(map(repr, unknown))}; expected a subset of {', '.join(RUN_PRECISIONS)}.",
             hint="For example: --precision fp32,fp16,int8",
         )
     _check(
@@ -205,7 +205,14 @@ def validate_export_options(opts: ExportOptions) -> ExportOptions:
         raise BadInputError(
             "--triton and --out name the same folder; give the Triton repository its own folder."
         )
-    precisions = tuple(p for p in PRECISIONS if p in set(opts.precisions) | {"fp32"})
+    if "bf16" in opts.precisions:  # before any work: exit 3 on a CPU without bf16
+        from genedge.errors import require
+        from genedge.runtime.openvino_backend import require_bf16
+
+        require_bf16()
+        require("openvino", "openvino", purpose="--precision bf16 (gated on OpenVINO)")
+    # in stage order; bf16 (a gated hint on the fp32 file) only when asked for, never by default
+    precisions = tuple(p for p in RUN_PRECISIONS if p in set(opts.precisions) | {"fp32"})
     return dataclasses.replace(
         opts, precisions=precisions, checkpoint=Path(opts.checkpoint), out=Path(opts.out)
     )

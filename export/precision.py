@@ -1,9 +1,11 @@
-"""The precision stages of an export: fp32 (parity vs the reference), fp16 and int8 (gated).
+"""The precision stages of an export: fp32 (parity vs the reference), fp16, bf16 and int8 (gated).
 
 Each stage writes its artifacts into ``ctx.tmp`` and appends their manifest records; the
 reduced-precision stages keep nodes in float until the quality gate (``genedge.export.gate``)
 passes, and record the verdict either way. ``STAGES`` maps a precision to its stage; the
-``--trt`` stage is ``genedge.export.trt_stage``.
+``--trt`` stage is ``genedge.export.trt_stage``. bf16 writes no file: it is the fp32 graph
+run with OpenVINO's bf16 inference precision, and its gate record goes on the fp32 artifact
+(``inference_precisions``, docs/bundle.md).
 """
 
 from __future__ import annotations
@@ -96,6 +98,41 @@ def _fp16_graph(ctx: BuildContext, spec: GraphSpec) -> None:
     )
 
 
+def stage_bf16(ctx: BuildContext) -> None:
+    """Every fp32 graph on OpenVINO with the bf16 hint, gated like fp16; recorded on the fp32
+    artifact. Needs a CPU with AVX-512 BF16 or AMX (refused, exit 3, where it has neither)."""
+    from genedge.runtime.openvino_backend import require_bf16
+    from genedge.runtime.select import BackendOptions, open_file
+
+    from .parity import ArtifactRunner
+
+    require_bf16()
+    for spec, _ in ctx.graphs:
+        b = open_file(
+            ctx.tmp / f"{spec.stem}.onnx",
+            "openvino",
+            "bf16",
+            BackendOptions(check_inputs=False),
+            inputs=spec.inputs,
+            outputs=spec.outputs,
+        )
+        try:
+            rec = compare_to_fp32(ctx, spec, ArtifactRunner(b, "openvino-cpu-bf16"))
+        finally:
+            b.close()
+        passed = gate(ctx, rec, use_metric=spec.name == "step")  # as fp16
+        rec["verdict"] = "pass" if passed else "fail"
+        ctx.log(f"{spec.stem}.onnx in bf16 (OpenVINO): {summary(rec)}")
+        fp32 = next(
+            a
+            for a in ctx.artifacts
+            if a["graph"] == spec.name and a["format"] == "onnx" and a.get("precision") == "fp32"
+        )
+        fp32["inference_precisions"] = {
+            "bf16": {"backend": "openvino", "verification": rec, "quality_approved": passed}
+        }
+
+
 def stage_int8(ctx: BuildContext) -> None:
     """Q/DQ int8 of the main graph, gated on held-out seeds, mixed-precision search on failure."""
     import onnx
@@ -180,6 +217,7 @@ def stage_trt(ctx: BuildContext) -> None:
 STAGES: dict[str, Callable[[BuildContext], None]] = {
     "fp32": stage_fp32,
     "fp16": stage_fp16,
+    "bf16": stage_bf16,
     "int8": stage_int8,
     "trt": stage_trt,
 }

@@ -558,6 +558,8 @@ def _batch_speed(rec: Any, where: str, name: str) -> BatchSpeed:
 # Precisions that are not a file of their own but a way of running one: bf16 is the fp32 ONNX
 # run with OpenVINO's bf16 inference precision, gated at export like fp16 (docs/bundle.md).
 INFERENCE_PRECISIONS = {"bf16": "openvino"}  # precision -> the backend that runs it
+# every precision a caller may ask for (files' and hints'), in export stage order
+RUN_PRECISIONS = ("fp32", "fp16", *INFERENCE_PRECISIONS, "int8")
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from genedge.limits import check_threads
 from genedge.manifest import (
     INFERENCE_PRECISIONS,
     MANIFEST_NAME,
+    RUN_PRECISIONS,
     Artifact,
     EngineRecord,
     Manifest,
@@ -45,8 +46,6 @@ from .backend import Backend, TensorSpec
 
 log = logging.getLogger("genedge.runtime")
 BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt", "openvino")
-# what a caller may ask for: the files' precisions plus those a backend runs a file in (bf16)
-RUN_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 @dataclass(frozen=True)

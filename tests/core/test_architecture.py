@@ -208,7 +208,8 @@ def test_shared_names_have_one_home():
     from genedge.runtime import ort_backend, sampler, select
 
     assert options.BACKENDS is select.BACKENDS
-    assert export_options.PRECISIONS is manifest.PRECISIONS is select.PRECISIONS
+    assert export_options.PRECISIONS is manifest.PRECISIONS
+    assert export_options.RUN_PRECISIONS is manifest.RUN_PRECISIONS is select.RUN_PRECISIONS
     assert cases.PROVIDERS is suite.PROVIDERS is ort_backend.PROVIDERS
     assert cases.MAIN_GRAPH is manifest.MAIN_GRAPH
     assert sampler.IMAGE_GRAPHS.items() <= manifest.MAIN_GRAPH.items()
