@@ -104,3 +104,69 @@ def test_tensorrt_cuda_graphs_across_changing_batches(trt_bundle) -> None:
         for n in (4, 8, 4, 2, 8, 2):
             a, b = cpu.sample(n, seed=n), trt.sample(n, seed=n)
             assert np.abs(a.astype(int) - b.astype(int)).max() <= 2, n
+
+
+def _zeros_feed(backend, n: int) -> dict[str, np.ndarray]:
+    return {
+        s.name: np.zeros(tuple(n if not isinstance(d, int) else d for d in s.shape), s.np_dtype)
+        for s in backend.inputs
+    }
+
+
+def test_tensorrt_results_outlive_the_backend(trt_bundle) -> None:
+    """run() without out= returns arrays of its own: unchanged by later runs, valid after close()."""
+    with Sampler.open(trt_bundle.path, backend="tensorrt", precision="fp32") as s:
+        b = s.backend
+        first = b.run(_zeros_feed(b, 4))
+        kept = {k: v.copy() for k, v in first.items()}
+        feed = _zeros_feed(b, 4)
+        for v in feed.values():
+            if v.dtype.kind == "f":
+                v += 1.0
+        b.run(feed)
+    for k, v in first.items():  # the pinned buffers are freed by now
+        np.testing.assert_array_equal(v, kept[k])
+
+
+def test_two_backends_share_the_process_logger(trt_bundle) -> None:
+    import tensorrt as trt
+
+    from genedge.runtime.trt_backend import trt_logger
+
+    a = Sampler.open(trt_bundle.path, backend="tensorrt", precision="fp32")
+    a.close()  # TensorRT keeps the first logger: it must outlive this backend
+    with Sampler.open(trt_bundle.path, backend="tensorrt", precision="fp16") as b:
+        assert b.sample(2, seed=0).shape[0] == 2
+    assert trt_logger(trt) is trt_logger(trt)
+
+
+def test_a_foreign_timing_cache_falls_back_to_a_fresh_one(trt_bundle) -> None:
+    import tensorrt as trt
+
+    from genedge.export.tensorrt import attach_timing_cache
+    from genedge.runtime.trt_backend import trt_logger
+
+    config = trt.Builder(trt_logger(trt)).create_builder_config()
+    logs: list[str] = []
+    attach_timing_cache(config, b"\x00" * 256, logs.append)  # no GPU wrote these bytes
+    assert config.get_timing_cache() is not None
+    assert isinstance(bytes(config.get_timing_cache().serialize()), bytes)
+
+
+def _ort_trt() -> bool:
+    try:
+        import onnxruntime
+    except ImportError:
+        return False
+    return "TensorrtExecutionProvider" in onnxruntime.get_available_providers()
+
+
+@pytest.mark.skipif(not _ort_trt(), reason="needs onnxruntime-gpu with TensorRT")
+def test_ort_trt_builds_the_fp16_graph_in_fp16(trt_bundle) -> None:
+    with (
+        Sampler.open(trt_bundle.path, backend="ort-cpu", precision="fp32") as cpu,
+        Sampler.open(trt_bundle.path, backend="ort-trt", precision="fp16") as s,
+    ):
+        assert s.info.provider == "TensorrtExecutionProvider"
+        a, b = cpu.sample(4, seed=3), s.sample(4, seed=3)
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 8
