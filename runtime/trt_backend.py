@@ -208,7 +208,7 @@ def probe_environment(device: int = 0) -> TrtEnvironment | None:
     except Exception as e:  # no package: not a TensorRT machine
         log.debug("native TensorRT unavailable: %s", e)
         return None
-    check_cuda_python(installed_tensorrt(), installed_cuda_python())
+    check_cuda_python(installed_tensorrt(trt.__version__), installed_cuda_python())
     try:
         prop = cuda_call(cudart.cudaGetDeviceProperties(device))
     except Exception as e:  # no driver, no GPU, or a driver too old for these bindings

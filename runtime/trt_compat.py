@@ -58,18 +58,24 @@ def dist_version(name: str) -> str | None:
         return None
 
 
-def installed_tensorrt() -> TensorRTInstall | None:
-    """The TensorRT bindings wheel installed by pip (``tensorrt-cuNN-bindings``), or None."""
-    for cuda in (13, 12, 11):
-        for dist in (f"tensorrt-cu{cuda}-bindings", f"tensorrt_cu{cuda}_bindings"):
-            v = dist_version(dist)
-            if v is not None:
-                return TensorRTInstall(v, cuda, dist)
-    for dist in ("tensorrt-bindings", "tensorrt"):  # older single-CUDA wheels, system installs
-        v = dist_version(dist)
-        if v is not None:
-            return TensorRTInstall(v, None, dist)
-    return None
+def installed_tensorrt(imported: str | None = None) -> TensorRTInstall | None:
+    """The TensorRT bindings wheel installed by pip (``tensorrt-cuNN-bindings``), or None.
+
+    ``imported``: the version of the ``tensorrt`` module actually imported; when wheels for
+    several CUDA majors are installed, the one of that version is the one in use.
+    """
+    found = [
+        TensorRTInstall(v, cuda, f"tensorrt-cu{cuda}-bindings")
+        for cuda in (13, 12, 11)
+        if (v := dist_version(f"tensorrt-cu{cuda}-bindings")) is not None
+    ]
+    found += [
+        TensorRTInstall(v, None, dist)
+        for dist in ("tensorrt-bindings", "tensorrt")  # older single-CUDA wheels, system installs
+        if (v := dist_version(dist)) is not None
+    ]
+    same = [t for t in found if imported and version_tuple(t.version) == version_tuple(imported)]
+    return (same or found or [None])[0]
 
 
 def installed_cuda_python() -> str | None:

@@ -69,7 +69,19 @@ def _fake_cuda(monkeypatch, *, driver: int, device_error: int) -> None:
         ("tensorrt", trt),
     ):
         monkeypatch.setitem(sys.modules, name, mod)
-    monkeypatch.setattr(trt_backend, "installed_tensorrt", lambda: TRT11_CU13)
+    monkeypatch.setattr(trt_backend, "installed_tensorrt", lambda imported=None: TRT11_CU13)
+
+
+def test_the_imported_tensorrt_wheel_is_the_one_checked(monkeypatch) -> None:
+    import genedge.runtime.trt_compat as compat
+
+    versions = {"tensorrt-cu13-bindings": "11.4.0.106", "tensorrt-cu12-bindings": "10.16.1.11"}
+    monkeypatch.setattr(compat, "dist_version", versions.get)
+    assert compat.installed_tensorrt("10.16.1.11").dist == "tensorrt-cu12-bindings"
+    assert compat.installed_tensorrt("11.4.0.106").cuda_major == 13
+    assert compat.installed_tensorrt() is not None
+    monkeypatch.setattr(compat, "dist_version", {}.get)
+    assert compat.installed_tensorrt("10.3.0") is None
 
 
 def test_probe_names_a_driver_too_old_instead_of_no_gpu(monkeypatch) -> None:
