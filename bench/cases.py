@@ -96,17 +96,24 @@ class RuntimeTarget:
     sampler: Any = None
     error: Exception | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    requested: str = ""  # the backend asked for ("auto" stays visible once resolved)
 
     def __post_init__(self) -> None:
         if self.call not in RUNTIME_CALLS:
             raise ValueError(f"call {self.call!r} is not one of {RUNTIME_CALLS}")
         if self.call == "sample":
             self.kind = "runtime-sample"
+        self.requested = self.requested or self.backend
 
     @property
     def label(self) -> str:
         extra = "".join(f" +{k.replace('_', '-')}" for k, v in self.options.items() if v)
-        return f"runtime {self.backend} {self.precision}{extra}" + (
+        backend = (
+            f"auto:{self.backend}"
+            if self.requested == "auto" and self.backend != "auto"
+            else self.backend
+        )
+        return f"runtime {backend} {self.precision}{extra}" + (
             " sample()" if self.call == "sample" else ""
         )
 
@@ -120,7 +127,7 @@ class RuntimeTarget:
         from genedge.runtime import Sampler
 
         kwargs = {
-            **open_kwargs(Sampler.open, self.backend, self.precision, self.threads),
+            **open_kwargs(Sampler.open, self.requested, self.precision, self.threads),
             **self.options,
         }
         try:

@@ -186,12 +186,33 @@ def _vs_fp32(results: Sequence[CaseResult], rt: CaseResult) -> list[Ratio]:
     return [Ratio(name, rt.label, ref.label, rt.batch, value, target, holds, spread, n)]
 
 
+# precisions of the same quality class: a runtime case is set against the fastest standalone
+# OpenVINO case of its class (an fp32 path against OpenVINO's fp32 or bf16)
+SAME_QUALITY = {"fp32": ("fp32", "bf16"), "bf16": ("fp32", "bf16")}
+
+
+def _vs_openvino(results: Sequence[CaseResult], rt: CaseResult) -> list[Ratio]:
+    """Against the fastest standalone OpenVINO case of the same quality class and batch."""
+    wanted = SAME_QUALITY.get(rt.precision, (rt.precision,))
+    refs = [
+        r for r in results if r.kind == "openvino" and r.batch == rt.batch and r.precision in wanted
+    ]
+    if not refs:
+        return []
+    ref = min(refs, key=lambda r: r.stats.p50)
+    value, spread, n = speedup(ref, rt)
+    name = "speedup vs standalone OpenVINO"
+    return [Ratio(name, rt.label, ref.label, rt.batch, value, None, None, spread, n)]
+
+
 def compute_ratios(results: Sequence[CaseResult]) -> list[Ratio]:
-    """Every runtime case against torch eager/compile, bare ORT and its own fp32."""
+    """Every runtime case against torch eager/compile, bare ORT, standalone OpenVINO and its
+    own fp32."""
     out: list[Ratio] = []
     for rt in results:
         if rt.kind == "runtime":
-            out += _vs_torch(results, rt) + _vs_ort(results, rt) + _vs_fp32(results, rt)
+            out += _vs_torch(results, rt) + _vs_ort(results, rt) + _vs_openvino(results, rt)
+            out += _vs_fp32(results, rt)
         elif (
             rt.kind == "runtime-sample"
         ):  # Sampler.sample(n, seed): the issue's overhead measurement

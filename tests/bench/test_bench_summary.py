@@ -283,3 +283,34 @@ def test_steps_advance_once_per_case_and_round():
         step=lambda: steps.append(1),
     )
     assert len(steps) == 2 * 2 * 2  # targets x batches x rounds
+
+
+def test_runtime_against_the_fastest_standalone_openvino_of_its_quality_class():
+    rs = [
+        case("runtime ort-cpu fp32", "runtime", "ort-cpu", "fp32", 16, [6.0] * 4),
+        case("runtime ort-cpu int8", "runtime", "ort-cpu", "int8", 16, [3.0] * 4),
+        case("openvino fp32 (standalone)", "openvino", "openvino", "fp32", 16, [4.0] * 4),
+        case("openvino bf16 (standalone)", "openvino", "openvino", "bf16", 16, [3.0] * 4),
+        case("openvino int8 (standalone)", "openvino", "openvino", "int8", 16, [1.5] * 4),
+    ]
+    got = {
+        (r.subject, r.reference): r.value
+        for r in compute_ratios(rs)
+        if r.name == "speedup vs standalone OpenVINO"
+    }
+    assert got == {
+        ("runtime ort-cpu fp32", "openvino bf16 (standalone)"): pytest.approx(0.5),
+        ("runtime ort-cpu int8", "openvino int8 (standalone)"): pytest.approx(0.5),
+    }
+
+
+def test_auto_stays_visible_in_the_label_once_resolved(tmp_path):
+    from genedge.bench.cases import RuntimeTarget
+
+    t = RuntimeTarget(tmp_path, "auto", "fp32", 2)
+    assert t.label == "runtime auto fp32"
+    t.backend = "openvino"  # what open() does with the backend the runtime chose
+    assert t.label == "runtime auto:openvino fp32" and t.requested == "auto"
+    assert RuntimeTarget(tmp_path, "ort-cpu", "int8", 2, call="sample").label == (
+        "runtime ort-cpu int8 sample()"
+    )
