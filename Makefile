@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # torch is pinned in ONE place: constraints.txt (CPU build here). GPU users: CONSTRAINTS=
 CONSTRAINTS ?= constraints.txt
-EXTRAS ?= cpu,train,export,dev
+EXTRAS ?= cpu,train,export,dev,openvino
 CONSTRAINT_FLAG := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 DEMO_OUT ?= demo-out
 
