@@ -1,0 +1,134 @@
+"""bench/gpu_check.py (``make gpu-check``) on a machine without a GPU: its no-GPU report,
+its report writer and its step runner. The GPU steps themselves only run on a GPU."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "bench" / "gpu_check.py"
+
+
+@pytest.fixture(scope="module")
+def gc():
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = mod  # dataclasses resolve their module by name
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_without_a_gpu_every_step_is_skipped_and_the_exit_code_is_3(tmp_path, gc):
+    out = tmp_path / "report"
+    p = subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(out), "--nvidia-smi", "no-such-nvidia-smi"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 3, p.stdout + p.stderr
+    report = json.loads((out / "gpu-check.json").read_text())
+    assert report["gpu"] is None
+    assert [s["name"] for s in report["steps"]] == [name for name, _ in gc.STEPS]
+    for step in report["steps"]:
+        assert step["status"] == "skipped"
+        assert step["detail"].startswith("no NVIDIA GPU found"), step
+    assert report["summary"]["skipped"] == len(gc.STEPS)
+    md = (out / "gpu-check.md").read_text()
+    assert "no NVIDIA GPU found" in md and "every GPU step was skipped" in md
+    for name, _ in gc.STEPS:
+        assert f"| {name} | skipped |" in md
+
+
+def test_the_script_never_imports_tensorrt_or_cuda():
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('gpu_check', {str(SCRIPT)!r})\n"
+        "m = importlib.util.module_from_spec(spec); sys.modules['gpu_check'] = m\n"
+        "spec.loader.exec_module(m)\n"
+        "print(sorted(k for k in sys.modules if k.split('.')[0] in ('tensorrt', 'cuda', 'torch')))"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.stdout.strip() == "[]", p.stdout + p.stderr
+
+
+def test_nvidia_smi_parsing_and_the_extra_for_the_driver(gc):
+    banner = "| NVIDIA-SMI 550.54.15   Driver Version: 550.54.15   CUDA Version: 12.4     |"
+    gpu = gc.parse_nvidia_smi("NVIDIA H100 80GB HBM3, 550.54.15, 9.0\n", banner)
+    assert gpu == gc.GpuInfo("NVIDIA H100 80GB HBM3", "550.54.15", "12.4", "9.0")
+    assert gpu.cuda_major == 12 and gc.extra_for_cuda(12) == "trt-cu12"
+    assert gc.extra_for_cuda(13) == "trt-cu13" and gc.extra_for_cuda(14) == "trt-cu13"
+    assert gc.extra_for_cuda(11) is None
+    assert gc.parse_nvidia_smi("", banner) is None
+
+
+def _ctx(gc, tmp_path, total=60.0):
+    gpu = gc.GpuInfo("Test GPU", "580.1", "13.0", "9.0")
+    return gc.Context(tmp_path, tmp_path / "work", sys.executable, gpu, time.monotonic() + total, 1)
+
+
+def test_a_failing_step_is_recorded_and_the_others_still_run(gc, tmp_path, monkeypatch):
+    def boom(ctx):
+        raise RuntimeError("broken step")
+
+    def ok(ctx):
+        return gc.StepResult("b", "passed", detail="fine")
+
+    def needs_a(ctx):
+        return gc.StepResult("c", "skipped", detail=gc._needs(ctx, "a") or "")
+
+    monkeypatch.setattr(gc, "STEPS", [("a", boom), ("b", ok), ("c", needs_a)])
+    ctx = _ctx(gc, tmp_path)
+    gc.run_steps(ctx, skip_install=False)
+    assert ctx.results["a"].status == "failed" and "broken step" in ctx.results["a"].detail
+    assert ctx.results["b"].status == "passed"
+    assert ctx.results["c"].detail == "needs step 'a' (failed)"
+    assert gc.exit_code(gc.build_report(ctx, "now")) == 1
+
+
+def test_a_command_past_its_limit_is_killed_and_logged(gc, tmp_path):
+    ctx = _ctx(gc, tmp_path)
+    t0 = time.monotonic()
+    code, tail = ctx.run("slow", [sys.executable, "-c", "import time; time.sleep(30)"], 1)
+    assert code == 124 and time.monotonic() - t0 < 15
+    assert "killed after 1 s" in tail
+    assert (tmp_path / "logs" / "slow.log").is_file()
+    late = _ctx(gc, tmp_path, total=0.0)
+    gc.run_steps(late, skip_install=False)
+    assert all(r.detail == "no time left in --total-seconds" for r in late.results.values())
+
+
+def test_report_writer(gc, tmp_path):
+    ctx = _ctx(gc, tmp_path)
+    rows = [
+        {"backend": "tensorrt", "precision": "fp32", "max_abs_err": 1, "psnr_db": 58.25},
+        {"backend": "ort-trt", "precision": "int8", "error": "provider | not loaded"},
+    ]
+    for r in rows:
+        r["verdict"] = "pass" if gc.parity_verdict(r) else "fail"
+    ctx.results = {
+        "install": gc.StepResult("install", "passed", 12.0, "genedge[gpu,trt-cu13]"),
+        "parity": gc.StepResult("parity", "failed", 30.4, "failing: ort-trt/int8", {"rows": rows}),
+        "bench": gc.StepResult("bench", "timeout", 75.0, "killed"),
+    }
+    ctx.facts["tensorrt_version"] = "11.4.0.106"
+    report = gc.build_report(ctx, "2026-01-01 00:00:00 UTC")
+    md_path, js_path = gc.write_report(tmp_path / "out", report)
+    assert json.loads(js_path.read_text()) == json.loads(json.dumps(report))
+    md = md_path.read_text()
+    assert "GPU: Test GPU (compute capability 9.0), driver 580.1, CUDA 13.0." in md
+    assert "TensorRT: 11.4.0.106" in md
+    assert "1 passed, 1 failed, 1 timeout, 0 skipped" in md
+    assert "| parity | failed | 30 | failing: ort-trt/int8 |" in md
+    assert "| tensorrt | fp32 | 1 | 58.25 | pass |" in md
+    assert "provider \\| not loaded" in md  # a pipe in a value cannot break the table
+    assert [r["verdict"] for r in rows] == ["pass", "fail"]
+    assert gc.exit_code(report) == 1
+    assert not list((tmp_path / "out").glob("*.tmp*"))
