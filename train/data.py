@@ -3,10 +3,15 @@
 Images (``load_image_data``) come back as ``ImageData``: float32 (N, C, H, W) in [-1, 1],
 white ink on black (MNIST convention), optional int64 labels. Sources:
 
-- ``"digits"``: scikit-learn's bundled 8x8 digits (1797 images, labels 0..9), resized.
+- ``"digits"``: scikit-learn's bundled 8x8 digits (1797 images, labels 0..9), shown at 16x16.
+- ``"mnist"``, ``"fashion-mnist"``: the 60 000 training images (28x28, labels 0..9),
+  downloaded once into the user cache and verified (``genedge.train.datasets``).
 - an image folder: subfolders are classes (sorted by name), loose files are unlabeled.
 - an ``.npz`` (keys ``images``/``x``, optional ``labels``/``y``) or ``.npy`` array.
 - MNIST IDX files (``*-images-idx3-ubyte`` with ``*-labels-idx1-ubyte`` beside it, or .gz).
+
+Without ``image_size`` images keep their own size when the generators can build it, and
+are resized to the nearest size they can otherwise (with a note on stderr).
 
 Text (``load_text_data``) is ``"stdlib-docs"`` (docstrings of the running Python's
 standard library) or a UTF-8 text file. Every bad input raises ``BadInputError`` (exit 2)
@@ -34,6 +39,8 @@ import numpy as np
 
 from genedge.errors import BadInputError, require
 
+from .options import MAX_IMAGE_SIZE, buildable_image_size, nearest_buildable_size
+
 DIGITS_DEFAULT_SIZE = 16
 UNKNOWN_CHAR = "\ufffd"
 IMAGE_EXTENSIONS = (
@@ -49,7 +56,8 @@ IMAGE_EXTENSIONS = (
     ".pbm",
 )
 SOURCES_HELP = (
-    "digits, an image folder, an .npz/.npy array, or an MNIST *-images-idx3-ubyte[.gz] file"
+    "digits, mnist, fashion-mnist, an image folder, an .npz/.npy array, or an MNIST "
+    "*-images-idx3-ubyte[.gz] file"
 )
 
 
@@ -93,15 +101,19 @@ def load_image_data(
 ) -> ImageData:
     """Load an image source (see the module docstring) as float32 (N, C, H, W) in [-1, 1].
 
-    ``image_size`` resizes every image to a square of that side (default: 16 for digits,
-    the native size otherwise, which must then be square and shared by every image).
-    ``need_labels`` (``--conditional``) makes an unlabelled source an error.
+    ``image_size`` resizes every image to a square of that side. Without it: 16 for
+    digits; otherwise the data's own size, which must be square and shared by every image,
+    and is rounded to the nearest size the generators build (``buildable_image_size``) with
+    a note on stderr when they cannot build it. ``need_labels`` (``--conditional``) makes an
+    unlabelled source an error.
     """
     if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
         raise BadInputError(
             f"--image-size received {image_size!r}; expected a positive integer such as 16."
         )
     data = _load_images(src, image_size)
+    if image_size is None:
+        data = _fit_generators(data)
     if need_labels and data.labels is None:
         raise BadInputError(
             f"Data '{src}' has no labels, but a class-conditional model needs them.",
@@ -111,9 +123,34 @@ def load_image_data(
     return data
 
 
+def _fit_generators(data: ImageData) -> ImageData:
+    """Native size -> the nearest size the generators build (a note on stderr when it changes)."""
+    size = data.image_size
+    if size > MAX_IMAGE_SIZE:
+        raise BadInputError(
+            f"Images in '{data.name}' are {size}x{size}; genedge's generators build at most "
+            f"{MAX_IMAGE_SIZE}x{MAX_IMAGE_SIZE} (and train in minutes on a CPU up to about 64x64).",
+            hint="Pass --image-size 64 (or another size up to 512) to resize them.",
+        )
+    if buildable_image_size(size):
+        return data
+    new = nearest_buildable_size(size)
+    print(
+        f"note: images in '{data.name}' are {size}x{size}, a size the generators cannot build; "
+        f"training at {new}x{new} (pass --image-size to choose another size).",
+        file=sys.stderr,
+    )
+    x01 = (data.images.transpose(0, 2, 3, 1) + 1.0) * 0.5  # (N, H, W, C) in [0, 1]
+    return replace(data, images=_to_model_range(_resize_nhwc(x01, new)))
+
+
 def _load_images(src: str, image_size: int | None) -> ImageData:
     if src == "digits":
         return _load_digits(image_size or DIGITS_DEFAULT_SIZE)
+    from .datasets import is_dataset_name
+
+    if is_dataset_name(src):
+        return _load_named(src, image_size)
     path = Path(src).expanduser()
     if not path.exists():
         raise BadInputError(
@@ -135,6 +172,20 @@ def _load_images(src: str, image_size: int | None) -> ImageData:
     raise BadInputError(
         f"Image data '{src}' has an unknown file type.", hint=f"Pass one of: {SOURCES_HELP}."
     )
+
+
+def _load_named(name: str, image_size: int | None) -> ImageData:
+    """A dataset by name: its training split, from the verified cache (downloaded once)."""
+    from .datasets import DATASETS, dataset_folder
+
+    if Path(name).exists():
+        print(
+            f"note: --data {name} names the built-in dataset; pass ./{name} for the local path.",
+            file=sys.stderr,
+        )
+    ds = DATASETS[name]
+    data = _load_idx(dataset_folder(name) / ds.train_images, image_size, name=name)
+    return replace(data, class_names=ds.class_names)
 
 
 def _load_digits(image_size: int) -> ImageData:
@@ -188,7 +239,8 @@ def _finish(
     elif h != w:
         raise BadInputError(
             f"Images in '{name}' are {h}x{w} (HxW); generators need square images.",
-            hint=f"Pass --image-size (for example --image-size {min(h, w)}) to resize them to a square.",
+            hint=f"Pass --image-size {nearest_buildable_size(min(h, w))} (or another size) to "
+            "resize them to a square.",
         )
     labels, num_classes = _check_labels(labels, n, name)
     if class_names is not None:
@@ -372,17 +424,34 @@ def _read_images(files: list[Path], image_size: int | None) -> np.ndarray:
     if image_size is not None:
         images = [_resize_nhwc(im[None], image_size)[0] for im in images]
     else:
-        shapes = {im.shape[:2]: f for im, f in zip(images, files, strict=True)}
-        if len(shapes) > 1:
-            (s1, f1), (s2, f2) = list(shapes.items())[:2]
-            raise BadInputError(
-                f"Images have different sizes: '{f1.name}' is {s1[0]}x{s1[1]}, '{f2.name}' is {s2[0]}x{s2[1]}.",
-                hint="Pass --image-size N to resize every image to NxN.",
-            )
+        _check_one_size(images, files)
     gray = all(im.shape[2] == 1 for im in images)
     if not gray:  # promote gray images so the stack has one channel count
         images = [np.repeat(im, 3, axis=2) if im.shape[2] == 1 else im for im in images]
     return np.stack(images)  # (N, H, W, C)
+
+
+def _check_one_size(images: list[np.ndarray], files: list[Path]) -> None:
+    """Refuse a folder whose images differ in size, listing the most common sizes found."""
+    counts = Counter(im.shape[:2] for im in images)
+    if len(counts) == 1:
+        return
+    example = {}
+    for im, f in zip(images, files, strict=True):
+        example.setdefault(im.shape[:2], f.name)
+    found = ", ".join(
+        f"{h}x{w} ({n} image{'s' * (n > 1)}, e.g. '{example[(h, w)]}')"
+        for (h, w), n in counts.most_common(4)
+    )
+    more = f" and {len(counts) - 4} more" if len(counts) > 4 else ""
+    (h, w), _ = counts.most_common(1)[0]
+    size = nearest_buildable_size(min(h, w))
+    raise BadInputError(
+        f"Images in '{files[0].parent}' have {len(counts)} different sizes: {found}{more}; "
+        "without --image-size every image must have the same size.",
+        hint=f"Pass --image-size {size} (the most common size, or the nearest the generators "
+        "build) to resize every image to that square, or pick any other size.",
+    )
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -443,7 +512,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     )  # native order
 
 
-def _load_idx(path: Path, image_size: int | None) -> ImageData:
+def _load_idx(path: Path, image_size: int | None, name: str | None = None) -> ImageData:
     if "idx1-ubyte" in path.name:
         raise BadInputError(
             f"'{path}' is an IDX labels file; expected the images file.",
@@ -452,7 +521,8 @@ def _load_idx(path: Path, image_size: int | None) -> ImageData:
     images = read_idx(path)
     labels_path = _idx_labels_path(path)
     labels = read_idx(labels_path) if labels_path else None
-    return _finish(array_to_nhwc01(images, path.name), labels, path.name, image_size)
+    name = name or path.name
+    return _finish(array_to_nhwc01(images, name), labels, name, image_size)
 
 
 def _idx_labels_path(images: Path) -> Path | None:

@@ -18,6 +18,47 @@ from genedge.errors import BadInputError
 from genedge.limits import MAX_EVAL_SAMPLES, check_count, check_threads
 
 KINDS = ("gan", "vae", "ar")
+MAX_IMAGE_SIZE = 512  # genedge's generators are sized for small images
+
+
+def buildable_image_size(size: int) -> bool:
+    """Whether the GAN and VAE build ``size`` x ``size`` images.
+
+    They start from a ``base`` x ``base`` map (4 <= base < 8) and double it ``n`` times
+    (n >= 1), so a size is ``base * 2**n``; genedge also keeps sizes to multiples of 4
+    (8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, ..., 512). ``GanConfig.validate`` and
+    ``VaeConfig.validate`` apply the same rule (a test checks they agree).
+    """
+    if isinstance(size, bool) or not isinstance(size, int):
+        return False
+    if size < 8 or size % 4 or size > MAX_IMAGE_SIZE:
+        return False
+    n_up = max(1, int(math.log2(size / 4)))
+    return size % 2**n_up == 0
+
+
+BUILDABLE_SIZES = tuple(s for s in range(8, MAX_IMAGE_SIZE + 1) if buildable_image_size(s))
+
+
+def nearest_buildable_sizes(size: int) -> tuple[int, ...]:
+    """The buildable sizes closest to ``size``: one, or two on a tie (ascending)."""
+    gap = min(abs(s - size) for s in BUILDABLE_SIZES)
+    return tuple(s for s in BUILDABLE_SIZES if abs(s - size) == gap)
+
+
+def nearest_buildable_size(size: int) -> int:
+    """The buildable size closest to ``size``; on a tie the larger (no detail is thrown away)."""
+    return nearest_buildable_sizes(size)[-1]
+
+
+def image_size_problem(size: int) -> str:
+    """Why ``size`` cannot be built and which size to pass instead (for error messages)."""
+    near = " or ".join(str(s) for s in nearest_buildable_sizes(size))
+    shown = ", ".join(str(s) for s in BUILDABLE_SIZES[:13])
+    return (
+        f"the generators build {shown}, ... up to {MAX_IMAGE_SIZE} (a base of 4 to 7 doubled, "
+        f"a multiple of 4); the nearest to {size} is {near}"
+    )
 
 
 @dataclass(frozen=True)
@@ -99,9 +140,21 @@ def validate_options(opts: TrainOptions) -> None:
             raise BadInputError(
                 f"{name}: received {getattr(opts, value)}; the limit is {limit:,} ({reason})."
             )
-    if opts.image_size is not None and (opts.image_size < 8 or opts.image_size % 4):
+    if opts.image_size is not None and (
+        isinstance(opts.image_size, bool) or not isinstance(opts.image_size, int)
+    ):
         raise BadInputError(
-            f"--image-size: received {opts.image_size}; expected a multiple of 4, at least 8 (e.g. 16 or 32)."
+            f"--image-size: received {opts.image_size!r}; expected a whole number such as 28."
+        )
+    if (
+        opts.image_size is not None
+        and opts.image_size <= MAX_IMAGE_SIZE
+        and not buildable_image_size(opts.image_size)
+    ):
+        raise BadInputError(
+            f"--image-size: received {opts.image_size}; {image_size_problem(opts.image_size)}.",
+            hint=f"Pass --image-size {nearest_buildable_size(opts.image_size)}, or leave it out "
+            "to train at the data's own size.",
         )
     if opts.kind == "ar":
         for name, value in (
@@ -120,7 +173,12 @@ def validate_options(opts: TrainOptions) -> None:
 # (flag, field, limit, reason): sizes past these exhaust memory long before training helps
 _LIMITS = (
     ("--batch-size", "batch_size", 4096, "larger batches of small images exhaust memory"),
-    ("--image-size", "image_size", 512, "genedge's generators are sized for small images"),
+    (
+        "--image-size",
+        "image_size",
+        MAX_IMAGE_SIZE,
+        "genedge's generators are sized for small images",
+    ),
     ("--latent-dim", "latent_dim", 4096, "the generator's first layer grows with it"),
     ("--eval-samples", "eval_samples", MAX_EVAL_SAMPLES, "evaluation keeps every sample in memory"),
 )

@@ -11,6 +11,7 @@ never stopped, bit for bit on CPU.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import random
 import time
@@ -310,6 +311,8 @@ def _train(opts: TrainOptions, ctx: ddp.DistContext) -> Path:
 def _train_in(opts: TrainOptions, ctx: ddp.DistContext) -> Path:
     seed_everything(opts.seed)
     family = build_family(opts, ctx)  # same init on every rank (DDP also broadcasts rank 0's)
+    if opts.kind != "ar" and opts.image_size is None:  # config.json records the size trained
+        opts = dataclasses.replace(opts, image_size=family.image_size)
     seed_everything(opts.seed + 7919 * ctx.rank)  # per-rank noise and batches
     trainer = Trainer(opts, ctx, family)
     resumed = opts.resume and trainer.load_resume()

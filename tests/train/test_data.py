@@ -63,9 +63,9 @@ def _write(path, image) -> None:
 def test_folder_with_class_subfolders_gray(tmp_path):
     for name, value in [("b_dog", 255), ("a_cat", 0)]:
         for i in range(3):
-            _write(tmp_path / name / f"{i}.png", np.full((10, 10), value, np.uint8))
+            _write(tmp_path / name / f"{i}.png", np.full((12, 12), value, np.uint8))
     d = load_image_data(str(tmp_path), need_labels=True)
-    assert d.images.shape == (6, 1, 10, 10)
+    assert d.images.shape == (6, 1, 12, 12)
     assert d.class_names == ("a_cat", "b_dog") and d.num_classes == 2
     assert d.labels.tolist() == [0, 0, 0, 1, 1, 1]
     assert np.all(d.images[:3] == -1.0) and np.all(d.images[3:] == 1.0)
@@ -87,10 +87,88 @@ def test_folder_rgb_is_converted_from_bgr(tmp_path):
 
 def test_folder_mixed_sizes(tmp_path):
     _write(tmp_path / "a.png", np.zeros((8, 8), np.uint8))
-    _write(tmp_path / "b.png", np.zeros((12, 12), np.uint8))
-    err = _bad("different sizes", load_image_data, str(tmp_path))
-    assert "a.png" in str(err) and "--image-size" in str(err)
-    assert load_image_data(str(tmp_path), image_size=16).images.shape == (2, 1, 16, 16)
+    for name in ("b.png", "c.png", "d.png"):
+        _write(tmp_path / name, np.zeros((30, 30), np.uint8))
+    _write(tmp_path / "e.png", np.zeros((12, 20), np.uint8))
+    err = _bad("3 different sizes", load_image_data, str(tmp_path))
+    text = str(err)
+    assert "30x30 (3 images, e.g. 'b.png')" in text and "8x8 (1 image, e.g. 'a.png')" in text
+    assert "12x20" in text
+    assert "--image-size 32" in text  # the most common size, rounded to one the generators build
+    assert load_image_data(str(tmp_path), image_size=16).images.shape == (5, 1, 16, 16)
+
+
+def test_native_size_is_kept_when_the_generators_build_it(tmp_path, capsys):
+    for size in (8, 12, 28, 40, 64):
+        np.save(tmp_path / f"x{size}.npy", np.zeros((2, size, size), np.uint8))
+        assert load_image_data(str(tmp_path / f"x{size}.npy")).image_size == size
+    assert "note" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size,fitted", [(6, 8), (10, 12), (30, 32), (36, 40), (100, 96)])
+def test_native_size_the_generators_cannot_build_is_resized(size, fitted, tmp_path, capsys):
+    ramp = np.linspace(0, 1, size, dtype=np.float32)[None, None, :].repeat(size, 1)  # (1, H, W)
+    np.save(tmp_path / "x.npy", np.concatenate([ramp, 1 - ramp]))
+    d = load_image_data(str(tmp_path / "x.npy"))
+    assert d.images.shape == (2, 1, fitted, fitted)
+    assert d.images[0, 0, 0, 0] < -0.8 and d.images[0, 0, 0, -1] > 0.8  # resized, not cropped
+    err = capsys.readouterr().err
+    assert f"are {size}x{size}" in err and f"training at {fitted}x{fitted}" in err
+    assert "--image-size" in err
+    # an explicit size is taken as given (eval and export pass the checkpoint's own)
+    assert load_image_data(str(tmp_path / "x.npy"), image_size=size).image_size == size
+
+
+def test_native_size_above_the_limit_is_refused(tmp_path):
+    np.save(tmp_path / "big.npy", np.zeros((1, 600, 600), np.uint8))
+    err = _bad("600x600", load_image_data, str(tmp_path / "big.npy"))
+    assert "--image-size 64" in str(err)
+
+
+def test_non_square_hint_names_a_buildable_size(tmp_path):
+    np.save(tmp_path / "rect.npy", np.zeros((2, 30, 45), np.uint8))
+    err = _bad("30x45", load_image_data, str(tmp_path / "rect.npy"))
+    assert "--image-size 32" in str(err)
+
+
+def test_buildable_sizes_match_the_generators():
+    from genedge.train.gan import GanConfig
+    from genedge.train.options import (
+        BUILDABLE_SIZES,
+        MAX_IMAGE_SIZE,
+        buildable_image_size,
+        nearest_buildable_size,
+        nearest_buildable_sizes,
+    )
+    from genedge.train.vae import VaeConfig
+
+    for size in range(1, MAX_IMAGE_SIZE + 40):
+        ok = buildable_image_size(size)
+        for cfg in (GanConfig(image_size=size), VaeConfig(image_size=size)):
+            try:
+                cfg.validate()
+                builds = True
+            except ValueError:
+                builds = False
+            assert not ok or builds, (size, cfg)  # every size we accept, the models build
+            if builds and size % 4 == 0 and size <= MAX_IMAGE_SIZE:
+                assert ok, size
+    assert BUILDABLE_SIZES[:8] == (8, 12, 16, 20, 24, 28, 32, 40) and BUILDABLE_SIZES[-1] == 512
+    assert nearest_buildable_sizes(30) == (28, 32) and nearest_buildable_size(30) == 32
+    assert nearest_buildable_size(29) == 28 and nearest_buildable_size(3) == 8
+    assert nearest_buildable_size(10**4) == 512
+
+
+def test_image_size_option_names_the_nearest_buildable_size(tmp_path):
+    from genedge.train.options import TrainOptions, validate_options
+
+    for size, near in ((30, "28 or 32"), (44, "40 or 48"), (6, "8"), (100, "96")):
+        opts = TrainOptions(kind="gan", data="digits", out=tmp_path, image_size=size)
+        err = _bad(f"--image-size: received {size}", validate_options, opts)
+        assert f"the nearest to {size} is {near}" in str(err)
+        assert f"Pass --image-size {near.split()[-1]}" in str(err)
+    validate_options(TrainOptions(kind="gan", data="digits", out=tmp_path, image_size=28))
+    _bad("whole number", validate_options, TrainOptions("gan", "digits", tmp_path, image_size=28.0))
 
 
 def test_folder_errors(tmp_path):
@@ -181,7 +259,7 @@ def test_idx_round_trip_with_gz_labels(tmp_path):
     (tmp_path / "train-images-idx3-ubyte").write_bytes(_idx_bytes(images))
     (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(labels)))
     d = load_image_data(str(tmp_path / "train-images-idx3-ubyte"), need_labels=True)
-    assert d.images.shape == (7, 1, 28, 28) and d.labels.tolist() == labels.tolist()
+    assert d.images.shape == (7, 1, 28, 28) and d.labels.tolist() == labels.tolist()  # no flag
     np.testing.assert_allclose(d.images[:, 0], images / 127.5 - 1.0, atol=1e-6)
     assert load_image_data(str(tmp_path), image_size=16).images.shape == (
         7,
