@@ -196,3 +196,24 @@ def test_ort_trt_builds_reduced_precision_graphs_in_their_precision() -> None:
     assert "trt_fp16_enable" not in _provider_options("CUDAExecutionProvider", opts, "fp16")
     cached = _provider_options(trt, OrtOptions(trt_cache_dir="/tmp/c"), "fp16")
     assert cached["trt_fp16_enable"] is True and cached["trt_engine_cache_path"] == "/tmp/c"
+
+
+def test_each_trt_extra_resolves_within_one_cuda_major() -> None:
+    """TensorRT wheel and cuda-python of the same CUDA major, bounded above; JetPack's extra
+    installs no TensorRT wheel; `trt` is an alias of trt-cu12."""
+    tomllib = pytest.importorskip("tomllib")
+    from packaging.requirements import Requirement
+
+    extras = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    for extra, cuda, trt_major in (("trt-cu12", 12, 10), ("trt-cu13", 13, 11)):
+        reqs = {r.name: r.specifier for r in map(Requirement, extras[extra])}
+        assert set(reqs) == {f"tensorrt-cu{cuda}", "cuda-python"}, extra
+        trt = reqs[f"tensorrt-cu{cuda}"]
+        assert f"{trt_major}.3.0" in trt and f"{trt_major + 1}.0.0" not in trt, extra
+        assert f"{cuda}.9.0" in reqs["cuda-python"], extra
+        assert f"{cuda + 1}.0.0" not in reqs["cuda-python"], extra
+    assert extras["trt"] == ["genedge[trt-cu12]"]
+    jetpack = [Requirement(r).name for r in extras["trt-jetpack"]]
+    assert jetpack == ["cuda-python"]
