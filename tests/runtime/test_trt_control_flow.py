@@ -242,3 +242,92 @@ def test_one_tensorrt_logger_per_process(monkeypatch) -> None:
     monkeypatch.setattr(trt_backend, "_LOGGER", None)
     first = trt_backend.trt_logger(trt)
     assert isinstance(first, ILogger) and trt_backend.trt_logger(trt) is first
+
+
+# ------------------------------------------------------------------ loading, on stand-ins
+
+
+def fake_load_modules(monkeypatch) -> tuple[object, list]:
+    """Stand-in tensorrt + cuda-python for ``TrtBackend._load``; returns (trt, runtimes made)."""
+    import sys
+    import types
+
+    runtimes: list = []
+
+    class ILogger:
+        class Severity:
+            INTERNAL_ERROR, ERROR, WARNING, INFO = range(4)
+
+        def __init__(self) -> None:
+            pass
+
+    class Engine:
+        num_io_tensors, num_optimization_profiles = 2, 1
+
+        def get_tensor_name(self, i):
+            return ("z", "image")[i]
+
+        def get_tensor_mode(self, name):
+            return "in" if name == "z" else "out"
+
+        def get_tensor_shape(self, name):
+            return (-1, 4) if name == "z" else (-1, 2, 2, 1)
+
+        def get_tensor_dtype(self, name):
+            return np.float32 if name == "z" else np.uint8
+
+        def get_tensor_profile_shape(self, name, i):
+            return [(1, 4), (4, 4), (8, 4)]
+
+        def create_execution_context(self):
+            return object()
+
+    class Runtime:
+        def __init__(self, logger) -> None:
+            self.logger, self.DLA_core, self.engine_host_code_allowed = logger, -1, False
+            runtimes.append(self)
+
+        def deserialize_cuda_engine(self, data):
+            return Engine()
+
+    trt = types.SimpleNamespace(
+        ILogger=ILogger,
+        Runtime=Runtime,
+        TensorIOMode=types.SimpleNamespace(INPUT="in"),
+        nptype=lambda t: t,
+    )
+    cudart = types.SimpleNamespace(
+        cudaSetDevice=lambda d: (0,),
+        cudaStreamNonBlocking=1,
+        cudaStreamCreateWithFlags=lambda f: (0, 77),
+    )
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setattr(trt_backend, "cuda_runtime", lambda: cudart)
+    monkeypatch.setattr(trt_backend, "_LOGGER", None)
+    return trt, runtimes
+
+
+def _engine_record(*, vc: bool = False, dla: int | None = None) -> EngineRecord:
+    rec = _record("10.3.0", vc=vc)
+    return engine_record_from(dict(rec.to_dict(), dla_core=dla), "test")
+
+
+def test_load_runs_a_dla_engine_on_its_core_and_allows_host_code_only_when_trusted(
+    monkeypatch, tmp_path
+) -> None:
+    """Export verifies through this same load: a DLA engine is checked on its DLA core."""
+    trt, runtimes = fake_load_modules(monkeypatch)
+    plan = tmp_path / "e.engine"
+    plan.write_bytes(b"plan")
+    for record, allow, dla, host_code in (
+        (_engine_record(dla=1), False, 1, False),
+        (_engine_record(vc=True), True, -1, True),
+        (_engine_record(vc=True), False, -1, False),
+        (_engine_record(), True, -1, False),  # a plain engine never gets host code allowed
+    ):
+        b = TrtBackend()
+        b._load(plan, record, allow)
+        rt = runtimes[-1]
+        assert (rt.DLA_core, rt.engine_host_code_allowed) == (dla, host_code)
+        assert b.profiles == [(1, 4, 8)] and [s.name for s in b.inputs] == ["z"]
+    assert len({id(rt.logger) for rt in runtimes}) == 1  # one logger for every runtime
