@@ -164,7 +164,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--data",
         required=True,
-        help="digits | stdlib-docs | image folder | .npz/.npy | MNIST IDX file | text file",
+        help="digits | mnist | fashion-mnist | stdlib-docs | image folder | .npz/.npy | "
+        "MNIST IDX file | text file (mnist, fashion-mnist: downloaded once into ~/.cache/genedge)",
     )
     p.add_argument("--out", required=True, help="run folder (checkpoints, samples, metrics)")
     p.add_argument("--conditional", action="store_true", help="class-conditional (needs labels)")
@@ -192,7 +193,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of weights, data order and noise")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument(
-        "--image-size", type=int, default=None, help="resize images to this size (default: 16)"
+        "--image-size",
+        type=int,
+        default=None,
+        help="resize images to this size (default: the data's own size, the nearest one the "
+        "generators build; digits: 16)",
     )
     p.add_argument(
         "--latent-dim", type=int, default=None, help="size of z (default: gan 64, vae 16)"

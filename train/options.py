@@ -119,7 +119,8 @@ def validate_options(opts: TrainOptions) -> None:
         )
     if not isinstance(opts.data, str) or not opts.data.strip():
         raise BadInputError(
-            "--data is empty; pass digits, an image folder, an .npz/.npy file, MNIST IDX files "
+            "--data is empty; pass digits, mnist, fashion-mnist, an image folder, an .npz/.npy "
+            "file, MNIST IDX files "
             "or (for ar) a text file or stdlib-docs."
         )
     if opts.steps is not None and opts.minutes is not None:

@@ -142,6 +142,30 @@ def test_file_url_mirror(served, cache, monkeypatch):
     assert len(_cached(cache)) == 4
 
 
+def test_a_name_wins_over_a_local_path_and_says_so(served, cache, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv(MIRROR_ENV, served["root"].as_uri())
+    _use(monkeypatch, served)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mnist").mkdir()
+    assert load_image_data("mnist").name == "mnist"
+    assert "pass ./mnist for the local path" in capsys.readouterr().err
+
+
+def test_registry_pins_every_file():
+    for name, ds in DATASETS.items():
+        assert ds.name == name and len(ds.class_names) == 10 and ds.mirrors
+        assert all(m.startswith(("https://", "http://")) and m.endswith("/") for m in ds.mirrors)
+        names = [f.name for f in ds.files]
+        assert sorted(names) == sorted(
+            f"{split}-{kind}-idx{rank}-ubyte.gz"
+            for split in ("train", "t10k")
+            for kind, rank in (("images", 3), ("labels", 1))
+        )
+        for f in ds.files:
+            assert f.size > 0 and len(f.sha256) == 64 and int(f.sha256, 16) >= 0
+    assert DATASETS["mnist"].files[0].sha256 != DATASETS["fashion-mnist"].files[0].sha256
+
+
 @pytest.mark.parametrize("damage", ["truncated", "flipped"])
 def test_partial_or_corrupt_cached_file_is_downloaded_again(
     damage, served, server, cache, monkeypatch
