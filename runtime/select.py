@@ -642,6 +642,8 @@ def _open_auto(
         and importlib.util.find_spec("tensorrt") is not None
     ):
         candidates.insert(0, "tensorrt")
+    if precision in INFERENCE_PRECISIONS:  # bf16: only the backend that applies the hint
+        candidates = [INFERENCE_PRECISIONS[precision]]
     for name in candidates:
         try:
             b = _open_backend(manifest, graph, name, precision, opts, int_ranges)

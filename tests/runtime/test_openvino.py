@@ -92,6 +92,7 @@ def test_threads_and_precision_hint_reach_openvino(cgan_bundle) -> None:
     with Sampler.open(cgan_bundle.path, backend="openvino", threads=1) as s:
         compiled = next(iter(s.backend._compiled.values())).compiled
         assert int(compiled.get_property("INFERENCE_NUM_THREADS")) == 1
+        assert not compiled.get_property("ENABLE_CPU_PINNING")
         # pinned to f32: OpenVINO would run fp32 graphs in bf16 on CPUs that have it
         assert compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "f32"
 
@@ -122,6 +123,8 @@ def test_bf16_passes_the_hint_where_the_cpu_has_it(cgan_bundle, monkeypatch, cap
         assert captured["INFERENCE_PRECISION_HINT"] == "bf16"
         assert s.sample(2).shape[0] == 2  # this CPU may emulate or ignore it: runs either way
     assert "not quality-gated" in caplog.text  # no bf16 record in this bundle's manifest
+    with Sampler.open(cgan_bundle.path, precision="bf16", threads=1) as s:  # auto: openvino
+        assert (s.info.backend, s.info.precision) == ("openvino", "bf16")
 
 
 def test_missing_package_names_the_extra(cgan_bundle, monkeypatch) -> None:
