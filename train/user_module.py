@@ -110,10 +110,12 @@ def import_user_file(path: Path) -> Any:
     if spec is None or spec.loader is None:
         raise BadInputError(f"--module file '{path}' cannot be imported as Python.")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # torch.compile (dynamo) and dataclasses look it up by name
     try:
         with _on_sys_path(path.resolve().parent):
             spec.loader.exec_module(mod)
     except Exception as e:
+        sys.modules.pop(spec.name, None)
         raise BadInputError(
             f"Importing '{path}' raised {type(e).__name__}: {str(e).strip()[:300]}",
             hint="Fix the file so that `python FILE.py` imports cleanly (top-level code runs on import).",

@@ -119,3 +119,17 @@ def test_busy_machine_note():
         {"usable_cpus": 2, "load_average": [9.4, 9, 8], "load_average_end": None}, 2
     )
     assert "9.4 on 2 usable CPUs" in note
+
+
+def test_a_user_module_is_importable_by_name_for_torch_compile(tmp_path):
+    """torch.compile (dynamo) imports a model's module by name: the user file must be there."""
+    import sys
+
+    from genedge.train.user_module import import_user_file
+
+    path = tmp_path / "gen.py"
+    path.write_text(
+        "from dataclasses import dataclass\n\n@dataclass\nclass Cfg:\n    nz: int = 4\n"
+    )
+    mod = import_user_file(path)
+    assert sys.modules[mod.__name__] is mod and mod.Cfg().nz == 4
