@@ -4,7 +4,8 @@
 (``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``, ``t10k-images-...``,
 ``t10k-labels-...``), each checked against its pinned size and sha256 on every call:
 
-- the cache is ``$XDG_CACHE_HOME/genedge/datasets/<name>/`` (default ``~/.cache``), a
+- the cache is ``<genedge's user cache>/datasets/<name>/`` (``features.cache_root``:
+  ``$GENEDGE_CACHE``, else ``$XDG_CACHE_HOME/genedge``, else ``~/.cache/genedge``), a
   folder genedge owns: a file there that fails its check is downloaded again and replaced
   (only the four names above; nothing else in the folder is touched), and never read;
 - a download streams into a temporary file beside the final one, hashing as it goes, and
@@ -144,10 +145,10 @@ def is_dataset_name(src: str) -> bool:
 
 
 def cache_root() -> Path:
-    """``$XDG_CACHE_HOME/genedge/datasets`` (``~/.cache/genedge/datasets`` by default)."""
-    base = os.environ.get("XDG_CACHE_HOME") or ""
-    root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
-    return root / "genedge" / "datasets"
+    """``<genedge's user cache>/datasets``: ``~/.cache/genedge/datasets`` by default."""
+    from .features import cache_root as genedge_cache
+
+    return genedge_cache() / "datasets"
 
 
 def dataset_folder(name: str) -> Path:
@@ -261,14 +262,17 @@ def _check_lookup(url: str) -> None:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https"):
         return
-    if not parts.hostname:
+    try:
+        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as e:  # a port that is not a number
+        raise _Unreachable(f"bad URL ({e})") from None
+    if not host:
         raise _Unreachable("no host in the URL")
     result: list[BaseException | None] = []
 
     def lookup() -> None:
         try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-            socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+            socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
             result.append(None)
         except OSError as e:
             result.append(e)
@@ -277,7 +281,7 @@ def _check_lookup(url: str) -> None:
     thread.start()
     thread.join(TIMEOUT_S)
     if not result:
-        raise _Unreachable(f"name lookup of {parts.hostname} took over {TIMEOUT_S:g} s")
+        raise _Unreachable(f"name lookup of {host} took over {TIMEOUT_S:g} s")
     if result[0] is not None:
         raise _Unreachable(_reason(result[0]))
 

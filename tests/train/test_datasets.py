@@ -87,6 +87,7 @@ def server(served):
 @pytest.fixture
 def cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("GENEDGE_CACHE", raising=False)
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
     return tmp_path / "cache" / "genedge" / "datasets"
@@ -270,9 +271,20 @@ def test_refused_connection_fails_at_once(cache, monkeypatch):
     assert "refused" in str(info.value).lower() and _cached(cache) == []
 
 
+def test_a_name_lookup_that_hangs_is_cut_short(cache, monkeypatch):
+    """urllib's timeout does not cover DNS; a resolver that never answers must not hang us."""
+    monkeypatch.setattr(datasets, "TIMEOUT_S", 0.3)
+    monkeypatch.setattr(datasets.socket, "getaddrinfo", lambda *a, **k: time.sleep(3))
+    monkeypatch.setenv(MIRROR_ENV, "http://mirror.invalid")
+    t0 = time.monotonic()
+    with pytest.raises(IncompatibleEnvironmentError, match="name lookup of mirror.invalid"):
+        datasets.dataset_folder("mnist")
+    assert time.monotonic() - t0 < 2
+
+
 def test_offline_cli_exits_3_fast_with_the_local_file_hint(tmp_path):
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "GENEDGE_CACHE"},
         "XDG_CACHE_HOME": str(tmp_path / "cache"),
         MIRROR_ENV: f"http://127.0.0.1:{_closed_port()}",
     }
@@ -315,3 +327,11 @@ def test_train_by_name_records_the_native_size(served, server, cache, monkeypatc
 
     info = read_checkpoint_info(out / "generator.safetensors")
     assert info.config.image_size == 28 and info.meta["data"] == "mnist"
+
+    # eval reloads the data by name from the verified cache, with no mirror reachable
+    monkeypatch.setenv(MIRROR_ENV, f"http://127.0.0.1:{_closed_port()}")
+    report = tmp_path / "eval.json"
+    code = main(["eval", str(out / "generator.safetensors"), "-n", "40", "--json", str(report)])
+    assert code == 0
+    metrics = json.loads(report.read_text())
+    assert metrics["data"] == "mnist" and 0.0 <= metrics["conditional_accuracy"] <= 1.0
