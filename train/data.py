@@ -447,7 +447,8 @@ def _check_one_size(images: list[np.ndarray], files: list[Path]) -> None:
     (h, w), _ = counts.most_common(1)[0]
     size = nearest_buildable_size(min(h, w))
     raise BadInputError(
-        f"Images in '{files[0].parent}' have {len(counts)} different sizes: {found}{more}; "
+        f"Images in '{os.path.commonpath([f.parent for f in files])}' have {len(counts)} "
+        f"different sizes: {found}{more}; "
         "without --image-size every image must have the same size.",
         hint=f"Pass --image-size {size} (the most common size, or the nearest the generators "
         "build) to resize every image to that square, or pick any other size.",
