@@ -79,6 +79,7 @@ class OpenVinoOptions:
 
     threads: int | None = None
     static: bool = True  # compile per batch size (see the module docstring)
+    first_batch: int = 1  # the batch size compiled at open (static): the one expected first
     max_compiled: int = MAX_COMPILED
 
 
@@ -254,13 +255,14 @@ class OpenVinoBackend(Backend):
         return backend
 
     def _warm_up(self) -> None:
-        """Compile now what the first run needs (batch 1, or the dynamic model), so a graph the
-        CPU plugin cannot compile is refused at open, not at the first sample."""
+        """Compile now what the first run needs (``first_batch``, or the dynamic model), so a graph
+        the CPU plugin cannot compile is refused at open, not at the first sample."""
         if not self._opts.static:
             self._compiled_for(None)
             return
+        n = self._opts.first_batch
         feed_shapes = {
-            s.name: tuple(1 if not isinstance(d, int) else d for d in s.shape) for s in self.inputs
+            s.name: tuple(n if not isinstance(d, int) else d for d in s.shape) for s in self.inputs
         }
         self._compiled_for(tuple(feed_shapes.items()))
 

@@ -404,8 +404,10 @@ def _open_openvino(
     opts: BackendOptions,
     int_ranges: dict[str, tuple[int, int]] | None,
 ) -> Backend:
-    from .openvino_backend import OpenVinoBackend
+    from .openvino_backend import OpenVinoBackend, require_bf16
 
+    if precision == "bf16":
+        require_bf16()  # exit 3 before anything else is said about bf16
     artifact = onnx_artifact(manifest, graph, "openvino", precision)
     path = manifest.path_of(artifact)  # sha256 (external data included) before OpenVINO parses it
     io = manifest.graphs.get(graph)
@@ -422,7 +424,9 @@ def _open_openvino(
 def _openvino_options(opts: BackendOptions):
     from .openvino_backend import OpenVinoOptions
 
-    return OpenVinoOptions(threads=opts.threads, static=opts.static_shapes)
+    return OpenVinoOptions(
+        threads=opts.threads, static=opts.static_shapes, first_batch=opts.batch or 1
+    )
 
 
 def _ort_options(opts: BackendOptions, trt_cache_dir: str | None = None):

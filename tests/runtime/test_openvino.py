@@ -88,6 +88,15 @@ def test_static_shapes_bounded_and_equal_to_dynamic(cgan_bundle) -> None:
         assert s.backend.compile_count == 11
 
 
+def test_the_batch_expected_is_compiled_at_open(cgan_bundle) -> None:
+    with Sampler.open(cgan_bundle.path, backend="openvino", threads=1, batch=4) as s:
+        assert s.backend.compile_count == 1
+        s.sample(4)
+        assert s.backend.compile_count == 1  # compiled at open, for batch 4
+        s.sample(1)
+        assert s.backend.compile_count == 2
+
+
 def test_threads_and_precision_hint_reach_openvino(cgan_bundle) -> None:
     with Sampler.open(cgan_bundle.path, backend="openvino", threads=1) as s:
         compiled = next(iter(s.backend._compiled.values())).compiled
