@@ -296,7 +296,7 @@ def test_runtime_against_the_fastest_standalone_openvino_of_its_quality_class():
     got = {
         (r.subject, r.reference): r.value
         for r in compute_ratios(rs)
-        if r.name == "speedup vs standalone OpenVINO"
+        if r.name == "speedup vs OpenVINO"
     }
     assert got == {
         ("runtime ort-cpu fp32", "openvino bf16 (standalone)"): pytest.approx(0.5),
