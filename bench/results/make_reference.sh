@@ -18,13 +18,15 @@
 # Environment (defaults in brackets):
 #   MODELS ["digits mnist28 dcgan64"]  which models to run
 #   SECONDS_PER_CASE [5]  ROUNDS [10]  COLD_RUNS [3]  FPS_SECONDS [5]  the bench budget
+#   WARMUP                untimed calls per case [50 digits, 20 mnist28, 10 dcgan64: a batch-16
+#                         call of the 64x64 model takes a few hundred ms on two cores]
 #   OUT [bench/results]   where the JSON, Markdown and PNG go (the terminal output is not kept:
 #                         the .md has it)
 #   RUN, BUNDLE           the digits run and bundle [runs/digits-cgan, runs/digits-cgan-bundle]
 #   BUNDLE28, BUNDLE64    [runs/mnist28-cgan-bundle, runs/dcgan64-rgb-bundle]
 #   GENEDGE               [.venv/bin/genedge]
 # A quick check that every case runs (seconds, not minutes):
-#   MODELS="mnist28 dcgan64" SECONDS_PER_CASE=0.5 ROUNDS=4 COLD_RUNS=1 FPS_SECONDS=1 \
+#   MODELS="mnist28 dcgan64" SECONDS_PER_CASE=0.5 ROUNDS=4 COLD_RUNS=1 FPS_SECONDS=1 WARMUP=3 \
 #     OUT=/tmp/bench-smoke bash bench/results/make_reference.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -52,16 +54,16 @@ if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then PIN=(taskset
 BACKENDS=auto,ort-cpu
 if "$PYTHON" -c "import openvino" >/dev/null 2>&1; then BACKENDS=auto,ort-cpu,openvino; fi
 
-# bench NAME BUNDLE THREADS [extra bench flags...]
+# bench NAME BUNDLE THREADS WARMUP [extra bench flags...]
 bench() {
-  local name=$1 bundle=$2 threads=$3
-  shift 3
+  local name=$1 bundle=$2 threads=$3 warmup=${WARMUP:-$4}
+  shift 4
   # the committed results carry no genedge marker after a git checkout, so genedge would refuse
   # to replace them: this script owns them and removes them first
   rm -f "$OUT/$name.json" "$OUT/$name.md" "$OUT/$name.png"
   "${PIN[@]}" "$GENEDGE" bench "$bundle" \
     --backend "$BACKENDS" --precision fp32,int8 --batch 1,16 \
-    --seconds "$SECONDS_PER_CASE" --warmup 50 --threads "$threads" --rounds "$ROUNDS" \
+    --seconds "$SECONDS_PER_CASE" --warmup "$warmup" --threads "$threads" --rounds "$ROUNDS" \
     --cold-runs "$COLD_RUNS" --baselines torch,torch-compile,ort,openvino \
     --fps 60 --fps-seconds "$FPS_SECONDS" --check-targets \
     --json "$OUT/$name.json" --markdown "$OUT/$name.md" --plot "$OUT/$name.png" "$@"
@@ -79,8 +81,8 @@ for MODEL in $MODELS; do
       # Two threads (both cores) is the headline; one thread is recorded too, because with two
       # ORT threads on two cores every stray wake-up lands on a busy core and the latency turns
       # bimodal. --checkpoint: bundles exported before the manifest recorded source.path.
-      bench cpu-digits-cgan "$BUNDLE" 2 --checkpoint "$RUN/generator.safetensors"
-      bench cpu-digits-cgan-1thread "$BUNDLE" 1 --checkpoint "$RUN/generator.safetensors"
+      bench cpu-digits-cgan "$BUNDLE" 2 50 --checkpoint "$RUN/generator.safetensors"
+      bench cpu-digits-cgan-1thread "$BUNDLE" 1 50 --checkpoint "$RUN/generator.safetensors"
       ;;
     mnist28)
       ARGS28='{"num_classes": 10, "ngf": 64}'
@@ -89,7 +91,7 @@ for MODEL in $MODELS; do
           --latent-dim 64 --num-classes 10 --latent-shape 64,1,1 --precision fp32,int8 \
           --out "$BUNDLE28"
       fi
-      bench cpu-mnist28-cgan "$BUNDLE28" 2 --module "$DCGAN:Generator28" --module-args "$ARGS28"
+      bench cpu-mnist28-cgan "$BUNDLE28" 2 20 --module "$DCGAN:Generator28" --module-args "$ARGS28"
       ;;
     dcgan64)
       ARGS64='{"nc": 3}'
@@ -97,7 +99,7 @@ for MODEL in $MODELS; do
         "$GENEDGE" export --module "$DCGAN:Generator64" --weights none --module-args "$ARGS64" \
           --latent-dim 100 --latent-shape 100,1,1 --precision fp32,int8 --out "$BUNDLE64"
       fi
-      bench cpu-dcgan64-rgb "$BUNDLE64" 2 --module "$DCGAN:Generator64" --module-args "$ARGS64"
+      bench cpu-dcgan64-rgb "$BUNDLE64" 2 10 --module "$DCGAN:Generator64" --module-args "$ARGS64"
       ;;
     *)
       echo "make_reference.sh: unknown model '$MODEL' in MODELS; expected digits, mnist28, dcgan64" >&2
