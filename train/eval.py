@@ -3,14 +3,14 @@
 Image metrics work on numpy arrays, float32 (N, C, H, W) in [-1, 1], so export can score
 ONNX Runtime or TensorRT outputs as well as torch ones (``float_images_from_uint8``
 converts the bundle's uint8 NHWC output). The feature space is chosen from the real data
-(see ``genedge.train.features``):
+(``feature_space``; ``genedge.train.features`` and ``genedge.train.judge``):
 
-- digits-like data (one channel, and either the built-in digits or 10 labelled classes the
-  digits classifier recognises at >= 90%): the digits classifier's 64-d penultimate layer;
-  conditional accuracy is reported for labelled samples;
-- anything else: a fixed-seed random conv net (128-d); ``conditional_accuracy`` is None
-  (we do not train a classifier on the fly for arbitrary data: too slow for a metric and
-  too weak to trust).
+- labelled data (two or more classes, at least ``judge.MIN_IMAGES`` images): the
+  dataset's own judge, a small CNN trained on its labels and cached; its held-out
+  accuracy is reported beside the scores (``judge_heldout_accuracy``), and conditional
+  accuracy for labelled samples;
+- anything else: a fixed-seed random conv net (128-d), rescaled so the real features'
+  mean variance is 1; ``conditional_accuracy`` is None and ``feature_note`` says why.
 
 ``frechet_distance`` is FID's formula in that feature space, not FID: numbers compare runs
 on the same data and image size only. The metrics that need only numpy (PSNR, SSIM, a step
@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,15 +34,7 @@ from genedge.errors import BadInputError
 from genedge.latents import seeded_latents
 
 from .data import ImageData, encode, load_image_data, load_text_data, split_text
-from .features import (
-    RandomConvFeatures,
-    classify,
-    digits_classifier,
-    extract_features,
-)
-
-DIGITS_LIKE_MIN_ACCURACY = 0.9  # the classifier must recognise the real data's own labels
-
+from .features import RandomConvFeatures, classify, extract_features, unit_variance_scale
 
 # ----------------------------------------------------------------------------- images
 
@@ -54,20 +47,27 @@ def image_metrics(
     fake: float32 (N, C, H, W) in [-1, 1] with real's C, H, W; fake_labels: int64 (N,) the
     labels the samples were asked for, or None. Real images are subsampled (fixed seed) to
     N so that precision and recall compare equal-sized sets. Returns ``num_samples``,
-    ``feature_space``, ``frechet_distance``, ``precision``, ``recall`` (Kynkaanniemi et al.
-    2019, k-NN manifolds) and ``conditional_accuracy`` (None when it does not apply).
+    ``feature_space`` ("judge" or "random-conv"), ``judge_heldout_accuracy`` (None without
+    a judge), ``feature_note`` (why there is no judge, or None), ``frechet_distance``,
+    ``precision``, ``recall`` (Kynkaanniemi et al. 2019, k-NN manifolds) and
+    ``conditional_accuracy`` (None when it does not apply).
     """
     fake = _check_fake(fake, real)
     real_x = _subsample(real.images, len(fake))
-    net, name, classifier = feature_space(real)
-    f_real, f_fake = extract_features(net, real_x), extract_features(net, fake)
+    space = feature_space(real)
+    f_real, f_fake = extract_features(space.net, real_x), extract_features(space.net, fake)
+    if space.judge is None:
+        scale = unit_variance_scale(f_real)
+        f_real, f_fake = f_real * scale, f_fake * scale
     precision, recall = knn_precision_recall(f_real, f_fake, k=k)
     accuracy = None
-    if classifier is not None and fake_labels is not None:
-        accuracy = float(np.mean(classify(classifier, fake) == np.asarray(fake_labels)))
+    if space.judge is not None and fake_labels is not None:
+        accuracy = float(np.mean(classify(space.judge, fake) == np.asarray(fake_labels)))
     return {
         "num_samples": len(fake),
-        "feature_space": name,
+        "feature_space": space.name,
+        "judge_heldout_accuracy": space.heldout_accuracy,
+        "feature_note": space.note,
         "frechet_distance": frechet_distance(f_real, f_fake),
         "precision": precision,
         "recall": recall,
@@ -99,22 +99,27 @@ def _subsample(images: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     return images[np.sort(np.random.default_rng(seed).choice(len(images), n, replace=False))]
 
 
-def feature_space(real: ImageData) -> tuple[nn.Module, str, nn.Module | None]:
-    """(feature net, its name, digits classifier or None) suited to ``real``."""
-    if real.channels == 1 and _digits_like(real):
-        clf = digits_classifier()
-        return clf, "digits-classifier", clf
-    return RandomConvFeatures(real.channels), "random-conv", None
+@dataclass(frozen=True)
+class FeatureSpace:
+    """What image metrics measure in: ``net.features`` gives (N, D); ``judge`` classifies."""
+
+    name: str  # "judge" or "random-conv"
+    net: nn.Module
+    judge: nn.Module | None = None
+    heldout_accuracy: float | None = None
+    note: str | None = None  # why there is no judge
 
 
-def _digits_like(real: ImageData) -> bool:
-    if real.name == "digits":
-        return True
-    if real.labels is None or real.num_classes != 10:
-        return False
-    idx = np.random.default_rng(0).permutation(len(real))[:500]
-    acc = np.mean(classify(digits_classifier(), real.images[idx]) == real.labels[idx])
-    return bool(acc >= DIGITS_LIKE_MIN_ACCURACY)
+def feature_space(real: ImageData) -> FeatureSpace:
+    """The judge of ``real`` when it has labels to train one (trained on first use, then
+    cached), else fixed random conv features."""
+    from .judge import judge_for, judge_unavailable_reason
+
+    reason = judge_unavailable_reason(real)
+    if reason is not None:
+        return FeatureSpace("random-conv", RandomConvFeatures(real.channels), note=reason)
+    judge = judge_for(real)
+    return FeatureSpace("judge", judge.model, judge.model, judge.heldout_accuracy)
 
 
 def frechet_distance(feat_a: np.ndarray, feat_b: np.ndarray, eps: float = 1e-6) -> float:

@@ -51,6 +51,10 @@ class ImageFamily:
                 f"--data {opts.data!r}: images are {self.image_size}x{width}; expected square images.",
                 hint="Pass --image-size N to resize them.",
             )
+        if ctx.is_main:  # the data's judge trains (or loads) before --minutes' clock starts
+            from .eval import feature_space
+
+            feature_space(self.data)
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Random real batch: images (B, C, H, W), labels (B,) or None."""
