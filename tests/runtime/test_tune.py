@@ -162,3 +162,26 @@ def test_cli(cgan_bundle, capsys) -> None:
         main(["tune", "--help"])
     text = capsys.readouterr().out
     assert "genedge tune gan-bundle --batch 1,16" in text and "(default: 1,16)" in text
+
+
+def test_candidates_are_the_approved_pairs_installed_here(cgan_bundle, bundle_copy, monkeypatch):
+    from genedge.runtime import openvino_backend as ovb
+
+    path = bundle_copy(cgan_bundle)
+    raw = json.loads((path / "manifest.json").read_text())
+    gate = {"backend": "openvino", "quality_approved": True, "verification": {"verdict": "pass"}}
+    raw["artifacts"][0]["inference_precisions"] = {"bf16": gate}
+    (path / "manifest.json").write_text(json.dumps(raw))
+    m = read_bundle(path)
+    backends = ["ort-cpu", "openvino"]
+    monkeypatch.setattr(ovb, "cpu_flags", lambda *a: {"avx2"})
+    got, skipped = tune.candidates(m, "generator", backends)
+    assert {c.label for c in got} == {"ort-cpu fp32", "openvino fp32"}
+    assert "avx512_bf16" in skipped["openvino bf16"] and "ort-cpu bf16" not in skipped
+    monkeypatch.setattr(ovb, "cpu_flags", lambda *a: {"amx_bf16"})
+    got, _ = tune.candidates(m, "generator", backends)
+    assert tune.Candidate("openvino", "bf16") in got
+    gate["quality_approved"] = False
+    (path / "manifest.json").write_text(json.dumps(raw))
+    got, skipped = tune.candidates(read_bundle(path), "generator", backends)
+    assert skipped["openvino bf16"] == "not quality-approved at export"
