@@ -110,9 +110,11 @@ def test_report_writer(gc, tmp_path):
     rows = [
         {"backend": "tensorrt", "precision": "fp32", "max_abs_err": 1, "psnr_db": 58.25},
         {"backend": "ort-trt", "precision": "int8", "error": "provider | not loaded"},
+        {"backend": "ort-trt", "precision": "fp16", "unavailable": "TensorRT 11: refused"},
+        {"backend": "ort-cuda", "precision": "fp16", "max_abs_err": 9, "psnr_db": 30.0},
     ]
     for r in rows:
-        r["verdict"] = "pass" if gc.parity_verdict(r) else "fail"
+        r["verdict"] = gc.parity_verdict(r)
     ctx.results = {
         "install": gc.StepResult("install", "passed", 12.0, "genedge[gpu,trt-cu13]"),
         "parity": gc.StepResult("parity", "failed", 30.4, "failing: ort-trt/int8", {"rows": rows}),
@@ -129,6 +131,30 @@ def test_report_writer(gc, tmp_path):
     assert "| parity | failed | 30 | failing: ort-trt/int8 |" in md
     assert "| tensorrt | fp32 | 1 | 58.25 | pass |" in md
     assert "provider \\| not loaded" in md  # a pipe in a value cannot break the table
-    assert [r["verdict"] for r in rows] == ["pass", "fail"]
+    assert [r["verdict"] for r in rows] == ["pass", "fail", "unavailable", "fail"]
     assert gc.exit_code(report) == 1
     assert not list((tmp_path / "out").glob("*.tmp*"))
+
+
+def test_the_parity_step_runs_on_a_cpu_bundle_and_names_what_is_missing(gc, tmp_path):
+    """The parity child script against a real (tiny, fp32) bundle: ORT CPU is the reference,
+    the GPU backends are listed as unavailable (not failed), and without a native TensorRT
+    engine the step fails saying so."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(REPO / "tests" / "export"))
+        from export_helpers import GAN_CFG, fast_options, make_checkpoint
+    from genedge.export.bundle import export_bundle
+
+    ckpt = make_checkpoint(tmp_path / "g.safetensors", "gan", GAN_CFG)
+    export_bundle(fast_options(ckpt, tmp_path / "bundle", precisions=("fp32",)))
+    ctx = _ctx(gc, tmp_path / "report", total=120)
+    ctx.results["bundle"] = gc.StepResult("bundle", "passed")
+    ctx.facts["bundle"] = str(tmp_path / "bundle")
+    r = gc.step_parity(ctx)
+    rows = {(x["backend"], x["precision"]): x for x in r.data["rows"]}
+    assert len(rows) == 9
+    for backend in ("tensorrt", "ort-cuda", "ort-trt"):
+        assert rows[(backend, "fp32")]["verdict"] == "unavailable", rows[(backend, "fp32")]
+    assert r.status == "failed" and "no native TensorRT engine ran" in r.detail
