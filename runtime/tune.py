@@ -26,6 +26,7 @@ why on the ``genedge.runtime`` logger; without a tuning it falls back to the fix
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import importlib.util
 import json
@@ -145,8 +146,10 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "genedge" / "tune"
 
 
+@functools.lru_cache(maxsize=1)
 def library_versions() -> dict[str, str]:
-    """Installed versions of the packages whose speed a tuning measured (no imports)."""
+    """Installed versions of the packages whose speed a tuning measured (no imports; read once
+    per process: importlib.metadata's first lookup costs tens of milliseconds)."""
     from importlib import metadata
 
     out = {}
@@ -158,13 +161,16 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def manifest_sha256(manifest: Manifest) -> str:
+    return hashlib.sha256((Path(manifest.root) / MANIFEST_NAME).read_bytes()).hexdigest()
+
+
 def tune_identity(manifest: Manifest, graph: str, threads: int | None) -> dict[str, Any]:
     """Everything a measurement depends on; its hash is the cache key."""
     from .openvino_backend import cpu_model
 
-    manifest_bytes = (Path(manifest.root) / MANIFEST_NAME).read_bytes()
     return {
-        "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
+        "manifest_sha256": manifest_sha256(manifest),
         "graph": graph,
         "cpu": cpu_model(),
         "machine": platform.machine(),
@@ -175,11 +181,22 @@ def tune_identity(manifest: Manifest, graph: str, threads: int | None) -> dict[s
 
 
 def tune_key(identity: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+    """The cache file's name: the bundle's manifest hash first (so that ``auto`` finds out
+    cheaply that a bundle was never tuned), then the hash of the whole identity."""
+    whole = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    return f"{identity['manifest_sha256'][:16]}-{whole[:32]}"
 
 
 def tune_path(manifest: Manifest, graph: str, threads: int | None) -> Path:
     return cache_dir() / f"{tune_key(tune_identity(manifest, graph, threads))}.json"
+
+
+def _ever_tuned(manifest: Manifest) -> bool:
+    """Whether any tuning of this bundle is cached here (any machine state, any threads)."""
+    try:
+        return any(cache_dir().glob(f"{manifest_sha256(manifest)[:16]}-*.json"))
+    except OSError:
+        return False
 
 
 def read_tuning(path: Path) -> dict[str, Any] | None:
@@ -385,6 +402,8 @@ def tuned_choice(
     short probe at that batch now (cached for the next open).
     """
     batch = opts.batch or 1
+    if not _probe_asked(opts) and not _ever_tuned(manifest):
+        return None  # the common case: no tuning, decided without reading package versions
     try:
         path = tune_path(manifest, graph, opts.threads)
     except OSError as e:  # the manifest vanished meanwhile: the open that follows says so
