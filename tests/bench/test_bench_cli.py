@@ -39,3 +39,17 @@ def test_bad_flags_exit_2(tmp_path, capsys, flags):
 def test_validate_names_the_option():
     with pytest.raises(BadInputError, match="--warmup"):
         validate_options(BenchOptions(bundle=".", warmup=-1))
+
+
+def test_make_reference_script_parses_and_names_an_unknown_model(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[2] / "bench" / "results" / "make_reference.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    env = {**os.environ, "MODELS": "mnist32", "OUT": str(tmp_path / "out")}
+    env["PYTHON"] = sys.executable
+    res = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+    assert res.returncode == 2 and "unknown model 'mnist32'" in res.stderr
