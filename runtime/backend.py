@@ -1,6 +1,6 @@
 """The backend protocol: open once, ``run(feed) -> outputs`` many times, ``close()``.
 
-Every backend (ONNX Runtime, native TensorRT) describes its graph with ``TensorSpec``s,
+Every backend (ONNX Runtime, native TensorRT, OpenVINO) describes its graph with ``TensorSpec``s,
 allocates its output buffers once per batch size and reuses them, and checks its
 inputs cheaply before running (names, dtype, rank/shape, NaN/Inf, integer ranges)
 unless opened with ``check_inputs=False``. numpy + stdlib only.
@@ -22,9 +22,9 @@ from genedge.manifest import Dim, TensorSpec
 class BackendInfo:
     """What actually runs: backend name, provider used, precision and the artifact file."""
 
-    name: str  # "ort-cpu" | "ort-cuda" | "ort-trt" | "tensorrt"
-    provider: str  # e.g. "CPUExecutionProvider", "TensorRT 10.3 (sm87)"
-    precision: str  # "fp32" | "fp16" | "int8"
+    name: str  # "ort-cpu" | "ort-cuda" | "ort-trt" | "tensorrt" | "openvino"
+    provider: str  # e.g. "CPUExecutionProvider", "TensorRT 10.3 (sm87)", "OpenVINO 2026.4.1 CPU"
+    precision: str  # "fp32" | "fp16" | "bf16" | "int8"
     file: str  # artifact file inside the bundle
 
 

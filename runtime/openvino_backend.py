@@ -222,7 +222,8 @@ class OpenVinoBackend(Backend):
         int_ranges: dict[str, tuple[int, int]] | None = None,
         declared: Sequence[TensorSpec] = (),
     ) -> OpenVinoBackend:
-        """Read ``path`` (already hash-checked) and compile it for batch 1 (or dynamic).
+        """Read ``path`` (already hash-checked) and compile it for ``options.first_batch``
+        (or one dynamic model with ``options.static=False``).
 
         ``precision`` is the artifact's ("fp32" | "fp16" | "int8"), or "bf16" for the fp32
         file run with OpenVINO's bf16 inference precision (exit 3 on a CPU without it).
