@@ -171,40 +171,62 @@ class Walker:
 
     def __init__(self, files: dict[str, str], resolver: Resolver | None = None) -> None:
         self.sources = files  # display path -> source text
-        self.trees = {f: ast.parse(src, filename=f) for f, src in files.items()}
         self.resolver = resolver or NullResolver()
-        self.scopes = {f: _Scope() for f in files}
         self.returns: dict[str, set[Type]] = {}  # our function name -> types it returns
-        self.nodes = {f: list(ast.walk(t)) for f, t in self.trees.items()}
-        self.funcs = {f: _functions(t) for f, t in self.trees.items()}
-        self.rets = {  # file -> [(function name, returned expression)]
-            f: [
-                (name.rsplit(".", 1)[-1], n.value)
-                for name, fn in fs
-                for n in _own_nodes(fn)
-                if isinstance(n, ast.Return) and n.value is not None
-            ]
-            for f, fs in self.funcs.items()
-        }
-        self.helpers = {  # our one-argument functions (candidates for the unwrap idiom)
-            name.rsplit(".", 1)[-1]
-            for fs in self.funcs.values()
-            for name, fn in fs
-            if len(fn.args.args) == 1
-        }
+        self.trees: dict[str, ast.Module] = {}  # the files walked (see infer)
+        self.scopes: dict[str, _Scope] = {}
+        self.nodes: dict[str, list[ast.AST]] = {}
+        self.funcs: dict[str, list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]] = {}
+        self.own: dict[int, list[ast.AST]] = {}  # id(function) -> its own nodes
+        self.rets: dict[str, list[tuple[str, ast.AST]]] = {}  # file -> [(function, returned)]
+        self.helpers: set[str] = set()  # one-argument functions (the unwrap idiom)
         self._inferred = False
+
+    def _activate(self, f: str) -> None:
+        tree = self.trees[f] = ast.parse(self.sources[f], filename=f)
+        self.scopes[f] = _Scope()
+        self.nodes[f] = list(ast.walk(tree))
+        self.funcs[f] = _functions(tree)
+        for _, fn in self.funcs[f]:
+            self.own[id(fn)] = _own_nodes(fn)
+        self.rets[f] = [
+            (name.rsplit(".", 1)[-1], n.value)
+            for name, fn in self.funcs[f]
+            for n in self.own[id(fn)]
+            if isinstance(n, ast.Return) and n.value is not None
+        ]
+        self.helpers |= {
+            name.rsplit(".", 1)[-1] for name, fn in self.funcs[f] if len(fn.args.args) == 1
+        }
 
     # ------------------------------------------------------------------ inference
     def infer(self) -> None:
+        """Type every name, to a fixed point. Only files that can hold a binding type are
+        walked: those naming a root module, then those calling one of our functions found
+        to return a binding type (a file with neither can bind no such name)."""
         if self._inferred:
             return
         self._inferred = True
-        for _ in range(12):  # to a fixed point: each pass may type a few more names
-            changed = False
-            for f, tree in self.trees.items():
-                changed |= self._pass(f, tree)
-            if not changed:
+        wanted = ("tensorrt", "cuda")
+        while True:
+            new = [
+                f
+                for f, src in self.sources.items()
+                if f not in self.trees
+                and (
+                    any(w in src for w in wanted) or any(f"{name}(" in src for name in self.returns)
+                )
+            ]
+            if not new:
                 return
+            for f in new:
+                self._activate(f)
+            for _ in range(12):  # each pass may type a few more names
+                changed = False
+                for f, tree in self.trees.items():
+                    changed |= self._pass(f, tree)
+                if not changed:
+                    break
 
     def _pass(self, f: str, tree: ast.Module) -> bool:
         scope, changed = self.scopes[f], False
@@ -300,7 +322,7 @@ class Walker:
     def _file_uses(self, f: str, tree: ast.Module) -> list[Use]:
         where = {}  # node id -> enclosing function name
         for name, fn in self.funcs[f]:
-            for n in _own_nodes(fn):
+            for n in self.own[id(fn)]:
                 where[id(n)] = name
         nodes = self.nodes[f]
         calls = {id(n.func): n for n in nodes if isinstance(n, ast.Call)}
