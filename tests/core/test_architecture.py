@@ -25,7 +25,7 @@ STAGES = {
     "train": "genedge.train",
     "export": "genedge.export",
 }
-HEAVY = ("torch", "torchvision", "onnx", "onnxruntime", "tensorrt", "cuda", "pycuda")
+HEAVY = ("torch", "torchvision", "onnx", "onnxruntime", "openvino", "tensorrt", "cuda", "pycuda")
 CORE_EXEMPT = {"cli.py", "demo.py", "__main__.py"}  # dispatch to stages lazily, by name
 
 
