@@ -47,8 +47,8 @@ def image_metrics(
     fake: float32 (N, C, H, W) in [-1, 1] with real's C, H, W; fake_labels: int64 (N,) the
     labels the samples were asked for, or None. Real images are subsampled (fixed seed) to
     N so that precision and recall compare equal-sized sets. Returns ``num_samples``,
-    ``feature_space`` ("judge" or "random-conv"), ``judge_heldout_accuracy`` (None without
-    a judge), ``feature_note`` (why there is no judge, or None), ``frechet_distance``,
+    ``feature_space`` ("judge" or "random-conv"), then ``judge_heldout_accuracy`` (with a
+    judge) or ``feature_note`` (without: why not), ``frechet_distance``,
     ``precision``, ``recall`` (Kynkaanniemi et al. 2019, k-NN manifolds) and
     ``conditional_accuracy`` (None when it does not apply).
     """
@@ -63,11 +63,15 @@ def image_metrics(
     accuracy = None
     if space.judge is not None and fake_labels is not None:
         accuracy = float(np.mean(classify(space.judge, fake) == np.asarray(fake_labels)))
+    about_space = (
+        {"judge_heldout_accuracy": space.heldout_accuracy}
+        if space.judge is not None
+        else {"feature_note": space.note}
+    )
     return {
         "num_samples": len(fake),
         "feature_space": space.name,
-        "judge_heldout_accuracy": space.heldout_accuracy,
-        "feature_note": space.note,
+        **about_space,
         "frechet_distance": frechet_distance(f_real, f_fake),
         "precision": precision,
         "recall": recall,
