@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import json
 import os
 import re
@@ -53,16 +54,21 @@ def missing_sets() -> list[str]:
     return [s for pair in PAIRS.values() for s in pair if s not in have]
 
 
-def _runtime_provides(symbol: str) -> bool:
-    """Whether the C/C++ runtime (or this interpreter) already defines ``symbol``."""
+@functools.cache
+def _runtime_handles() -> tuple[ctypes.CDLL, ...]:
+    """This interpreter and the C / C++ runtime libraries, opened once."""
+    handles = []
     for lib in (None, "c", "m", "stdc++", "gcc_s", "dl", "pthread"):
         try:
-            handle = ctypes.CDLL(ctypes.util.find_library(lib) if lib else None)
+            handles.append(ctypes.CDLL(ctypes.util.find_library(lib) if lib else None))
         except OSError:
             continue
-        if hasattr(handle, symbol):
-            return True
-    return False
+    return tuple(handles)
+
+
+def _runtime_provides(symbol: str) -> bool:
+    """Whether the C/C++ runtime (or this interpreter) already defines ``symbol``."""
+    return any(hasattr(h, symbol) for h in _runtime_handles())
 
 
 def undefined_symbols(extension: Path) -> tuple[list[str], list[str]]:

@@ -54,6 +54,16 @@ def test_every_binding_name_we_use_fits_this_tensorrt(api_reports, checker, majo
 
 
 @pytest.mark.parametrize("major", MAJORS)
+def test_the_stand_ins_replace_only_tensorrt_entry_points(api_envs, major):
+    """What the stand-in libraries define is read from the bindings' own symbol table: the
+    handful of TensorRT C entry points, nothing of the C or C++ runtime."""
+    symbols = api_envs[major].stand_in_symbols
+    assert "createInferBuilder_INTERNAL" in symbols and "createInferRuntime_INTERNAL" in symbols
+    assert all(re.fullmatch(r"(create|get|init)\w+", s) for s in symbols), symbols
+    assert len(symbols) < 20, symbols
+
+
+@pytest.mark.parametrize("major", MAJORS)
 def test_the_walk_reaches_the_tensorrt_objects(api_reports, major):
     """The type inference follows builder -> network -> config and runtime -> engine ->
     context (otherwise their methods would go unchecked)."""

@@ -81,9 +81,12 @@ class GuardChecker:
     def __init__(self, files: dict[str, str]) -> None:
         self.trees = {f: ast.parse(s) for f, s in files.items()}
         self.funcs = {f: _functions(t) for f, t in self.trees.items()}
+        self._if_cache: dict[str, list[ast.If]] = {}
 
     def _ifs(self, f: str) -> list[ast.If]:
-        return [n for n in ast.walk(self.trees[f]) if isinstance(n, ast.If)]
+        if f not in self._if_cache:
+            self._if_cache[f] = [n for n in ast.walk(self.trees[f]) if isinstance(n, ast.If)]
+        return self._if_cache[f]
 
     def guarded(self, f: str, line: int, function: str, guard: str, _seen=None) -> bool:
         seen = _seen if _seen is not None else set()
@@ -110,22 +113,24 @@ class GuardChecker:
 
     def call_sites(self, name: str) -> list[tuple[str, int, str]]:
         """(file, line, enclosing function) of every call of ``name`` in our sources."""
+        if not hasattr(self, "_calls"):
+            self._calls = [c for f in self.trees for c in self._file_calls(f)]
+        return [(f, line, owner) for f, line, called, owner in self._calls if called == name]
+
+    def _file_calls(self, f: str) -> list[tuple[str, int, str | None, str]]:
+        owners = sorted(
+            ((fn.lineno, fn.end_lineno or fn.lineno, q) for q, fn in self.funcs[f].items()),
+            key=lambda t: t[1] - t[0],
+        )
         out = []
-        for f, tree in self.trees.items():
-            owners = sorted(
-                ((fn.lineno, fn.end_lineno or fn.lineno, q) for q, fn in self.funcs[f].items()),
-                key=lambda t: t[1] - t[0],
-            )
-            for n in ast.walk(tree):
-                if not isinstance(n, ast.Call):
-                    continue
+        for n in ast.walk(self.trees[f]):
+            if isinstance(n, ast.Call):
                 callee = n.func
                 called = (
                     callee.id if isinstance(callee, ast.Name) else getattr(callee, "attr", None)
                 )
-                if called == name:
-                    owner = next((q for lo, hi, q in owners if lo <= n.lineno <= hi), "")
-                    out.append((f, n.lineno, owner))
+                owner = next((q for lo, hi, q in owners if lo <= n.lineno <= hi), "")
+                out.append((f, n.lineno, called, owner))
         return out
 
     def _callers_guarded(self, f: str, function: str, guard: str, seen: set) -> bool:
