@@ -410,38 +410,49 @@ def step_cuda_graphs(ctx: Context) -> StepResult:
     )
 
 
+def bench_backends(ctx: Context) -> list[str]:
+    """The GPU backends to bench: all three, less those the parity step found refused here
+    (an ``unavailable`` backend would stop ``genedge bench`` with exit 3)."""
+    rows = ctx.results.get("parity", StepResult("parity", "skipped")).data.get("rows") or []
+    refused = {
+        b
+        for b in {r["backend"] for r in rows}
+        if all(r["verdict"] == "unavailable" for r in rows if r["backend"] == b)
+    }
+    return [b for b in ("tensorrt", "ort-cuda", "ort-trt") if b not in refused]
+
+
 def step_bench(ctx: Context) -> StepResult:
     why = _needs(ctx, "bundle")
     if why:
         return StepResult("bench", "skipped", detail=why)
     report = ctx.out / "bench.json"
+    backends = bench_backends(ctx)
     cmd = [
-        ctx.python,
-        "-m",
-        "genedge.cli",
-        "bench",
-        ctx.facts["bundle"],
-        "--backend",
-        "tensorrt,ort-cuda,ort-trt",
-        "--precision",
-        "fp32,fp16,int8",
-        "--batch",
-        "1,8",
-        "--seconds",
-        "1",
-        "--baselines",
-        "trtexec",
-        "--json",
-        str(report),
-    ]
-    code, tail = ctx.run("bench", cmd, 75, cwd=REPO)
+        ctx.python, "-m", "genedge.cli", "bench", ctx.facts["bundle"], "--backend",
+        ",".join(backends), "--precision", "fp32,fp16,int8", "--batch", "1,8", "--seconds", "1",
+        "--baselines", "trtexec", "--json", str(report),
+    ]  # fmt: skip
+    code, tail = ctx.run("bench", cmd, 90, cwd=REPO)
     status = "passed" if code == 0 else "timeout" if code == 124 else "failed"
     trtexec = "trtexec on PATH" if shutil.which("trtexec") else "no trtexec on PATH"
+    said = f"report {report.name}" if code == 0 else tail[-500:]
     return StepResult(
-        "bench",
-        status,
-        detail=f"{trtexec}; " + (f"report {report.name}" if code == 0 else tail[-500:]),
-    )
+        "bench", status, detail=f"{','.join(backends)}; {trtexec}; {said}",
+        data={"backends": backends},
+    )  # fmt: skip
+
+
+def tensorrt_headers() -> Path | None:
+    """Where NvInfer.h is ($TENSORRT_ROOT, the distribution's include folders), or None."""
+    roots = [os.environ.get("TENSORRT_ROOT", "")]
+    dirs = [Path(r) / "include" for r in roots if r] + [
+        Path("/usr/include/x86_64-linux-gnu"),
+        Path("/usr/include/aarch64-linux-gnu"),
+        Path("/usr/local/tensorrt/include"),
+        Path("/usr/include"),
+    ]
+    return next((d for d in dirs if (d / "NvInfer.h").is_file()), None)
 
 
 def step_trt_host(ctx: Context) -> StepResult:
@@ -450,6 +461,13 @@ def step_trt_host(ctx: Context) -> StepResult:
         return StepResult("trt-host", "skipped", detail=why)
     if shutil.which("cmake") is None:
         return StepResult("trt-host", "failed", detail="cmake is not on PATH")
+    if tensorrt_headers() is None:  # pip's TensorRT wheels carry no C++ headers
+        return StepResult(
+            "trt-host",
+            "skipped",
+            detail="no TensorRT C++ headers (NvInfer.h): install TensorRT's dev package "
+            "(JetPack has it) or set TENSORRT_ROOT to a TensorRT tar install",
+        )
     build = ctx.work / "trt_host"
     inc = _nlohmann_include(ctx.python)
     code, tail = ctx.run(

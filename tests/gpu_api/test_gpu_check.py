@@ -158,3 +158,16 @@ def test_the_parity_step_runs_on_a_cpu_bundle_and_names_what_is_missing(gc, tmp_
     for backend in ("tensorrt", "ort-cuda", "ort-trt"):
         assert rows[(backend, "fp32")]["verdict"] == "unavailable", rows[(backend, "fp32")]
     assert r.status == "failed" and "no native TensorRT engine ran" in r.detail
+
+
+def test_bench_leaves_out_backends_refused_here(gc, tmp_path):
+    ctx = _ctx(gc, tmp_path)
+    assert gc.bench_backends(ctx) == ["tensorrt", "ort-cuda", "ort-trt"]  # parity did not run
+    rows = [
+        {"backend": "tensorrt", "precision": "fp32", "verdict": "pass"},
+        {"backend": "ort-cuda", "precision": "fp32", "verdict": "fail"},
+        {"backend": "ort-trt", "precision": "fp32", "verdict": "unavailable"},
+        {"backend": "ort-trt", "precision": "int8", "verdict": "unavailable"},
+    ]
+    ctx.results["parity"] = gc.StepResult("parity", "failed", data={"rows": rows})
+    assert gc.bench_backends(ctx) == ["tensorrt", "ort-cuda"]
