@@ -24,7 +24,8 @@ LIVE_MIN_SIZE = 256  # tiny frames are upscaled (nearest) to at least this many 
 OVERLAY_BAND = 20  # rows above the picture for the fps / latency / miss overlay
 
 
-def _open_sampler(args: argparse.Namespace):
+def _open_sampler(args: argparse.Namespace, batch: int):
+    """The bundle's Sampler; ``batch`` (images per call) is what a tuned ``auto`` chooses for."""
     from .sampler import Sampler
 
     return Sampler.open(
@@ -33,6 +34,7 @@ def _open_sampler(args: argparse.Namespace):
         precision=args.precision,
         threads=args.threads,
         allow_version_compatible=getattr(args, "allow_version_compatible", False),
+        batch=batch,
     )
 
 
@@ -44,7 +46,7 @@ def sample_command(args: argparse.Namespace) -> int:
     """``genedge sample BUNDLE -n 64 --seed 0 [--label 3] --out grid.png``."""
     if args.n < 1:
         raise BadInputError(f"-n {args.n} must be >= 1.")
-    with _open_sampler(args) as s:
+    with _open_sampler(args, batch=args.n) as s:
         images = s.sample(args.n, seed=args.seed, labels=args.label, truncation=args.truncation)
         # default labels cycle 0..K-1: K columns put one class in each column
         cols = (
@@ -219,10 +221,12 @@ def live_command(args: argparse.Namespace) -> int:
     the stream ends normally (or the window is closed): an interrupted run leaves no partial file,
     but still prints the summary of the frames it ran (Ctrl-C is how a long run is stopped).
     """
+    if args.tile < 1:
+        raise BadInputError(f"--tile {args.tile}: expected the images per frame, an integer >= 1.")
     if args.video and Path(args.video).suffix.lower() not in (".mp4", ".avi"):
         raise BadInputError(f"--video {args.video}: expected a .mp4 or .avi file name.")
     outputs = _Outputs(args) if (args.video or args.window) else None
-    with _open_sampler(args) as s, contextlib.ExitStack() as stack:
+    with _open_sampler(args, batch=args.tile) as s, contextlib.ExitStack() as stack:
         print(f"live: {_describe(s.info)} at {args.fps:g} fps", file=sys.stderr)
         _say_auto_precision(args, s)
         if outputs is not None:

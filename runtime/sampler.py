@@ -120,11 +120,13 @@ class Sampler:
         check_inputs: bool = True,
         **options: Any,
     ) -> Sampler:
-        """Open ``bundle`` (a folder) on ``backend`` ("auto", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt").
+        """Open ``bundle`` (a folder) on ``backend`` ("auto", "ort-cpu", "openvino", "ort-cuda",
+        "ort-trt", "tensorrt").
 
-        ``precision``: "fp32" | "fp16" | "int8" or ``None`` for the backend's best;
-        ``threads``: ORT intra-op threads; further ``options`` are ``BackendOptions`` fields
-        (``allow_version_compatible``, ``cuda_graphs``, ``graph_optimization``, ...).
+        ``precision``: "fp32" | "fp16" | "int8" | "bf16" (openvino) or ``None`` for the backend's
+        best; ``threads``: intra-op threads; further ``options`` are ``BackendOptions`` fields
+        (``batch``: the batch size a tuned "auto" chooses for, ``tune``: measure on first open,
+        ``allow_version_compatible``, ``cuda_graphs``, ``graph_optimization``, ...).
         """
         t_open = time.perf_counter()
         opts = backend_options(threads=threads, check_inputs=check_inputs, **options)  # no I/O yet
