@@ -33,6 +33,7 @@ from genedge.manifest import (
     Manifest,
     Speed,
     TensorSpec,
+    Verification,
     read_manifest,
     sha256_file,
 )
@@ -90,8 +91,21 @@ def _speed(s: Speed | None) -> dict[str, Any] | None:
     return {"backend": s.backend, "machine": s.machine, "threads": s.threads, "batch": batch}
 
 
-def _precision(a: Artifact) -> dict[str, Any]:
-    v = a.verification
+def _hinted(a: Artifact) -> list[dict[str, Any]]:
+    """The precisions a backend runs ``a`` (an fp32 file) in by hint, e.g. OpenVINO's bf16."""
+    if a.inference_precisions is None:
+        return []
+    rows = []
+    for prec, rec in a.inference_precisions.entries.items():
+        row = _precision(a, rec.verification)
+        row.update(precision=prec, backend=rec.backend, quality_approved=rec.quality_approved)
+        row.update(kept_float=None, speed=None)
+        rows.append(row)
+    return rows
+
+
+def _precision(a: Artifact, v: Verification | None = None) -> dict[str, Any]:
+    v = a.verification if v is None else v
     return {
         "file": a.file,
         "graph": a.graph,
@@ -136,7 +150,7 @@ def describe_bundle(root: Path) -> dict[str, Any]:
         "schema_version": m.schema_version,
         "model": m.model.to_dict(),
         "graphs": {name: _graph(g) for name, g in m.graphs.items()},
-        "precisions": [_precision(a) for a in onnx],
+        "precisions": [row for a in onnx for row in (_precision(a), *_hinted(a))],
         "engines": [_engine(a, a.engine) for a in m.artifacts if a.engine is not None],
         "skipped": dict(m.source.get("skipped", {}) or {}),
         "source": m.source,
@@ -370,13 +384,14 @@ def _precision_lines(precisions: list[dict]) -> list[str]:
     batches = sorted(
         {b for p in precisions for b in ((p["speed"] or {}).get("batch") or {})}, key=int
     )[:2]
-    head = f"  {'precision':<10}{'file':<18}{'verdict':<8}{'approved':<9}{'PSNR':>8}{'SSIM':>7}"
+    head = f"  {'precision':<10}{'file':<22}{'verdict':<8}{'approved':<9}{'PSNR':>8}{'SSIM':>7}"
     head += "".join(f"{'p50 batch ' + b:>18}" for b in batches)
     lines = [head]
     for p in precisions:
         approved = "yes" if p["quality_approved"] else ("-" if p["precision"] == "fp32" else "no")
         psnr = _num(p["psnr_vs_fp32"], ".1f") + (" dB" if p["psnr_vs_fp32"] is not None else "")
-        line = f"  {p['precision'] or '-':<10}{printable(p['file'], 17):<18}"
+        file = p["file"] + (f" ({p['backend']})" if p.get("backend") else "")
+        line = f"  {p['precision'] or '-':<10}{printable(file, 21):<22}"
         line += f"{p['verdict'] or '-':<8}{approved:<9}{psnr:>8}{_num(p['ssim_vs_fp32'], '.4f'):>7}"
         line += "".join(f"{_speed_cell(p['speed'], b):>18}" for b in batches)
         lines.append(line)

@@ -56,6 +56,12 @@ def test_bf16_gate_recorded_on_the_fp32_artifact(ckpts, tmp_path, monkeypatch) -
             assert s.info.precision == "bf16"
     with Sampler.open(out, backend="ort-cpu", threads=1) as s:  # a hint ORT does not run
         assert s.info.precision == "fp32"
+    from genedge.export.inspection import describe_bundle, format_report
+
+    rows = {p["precision"]: p for p in describe_bundle(out)["precisions"]}
+    assert rows["bf16"]["file"] == "model.onnx" and rows["bf16"]["backend"] == "openvino"
+    assert rows["bf16"]["psnr_vs_fp32"] == v["psnr_vs_fp32"]
+    assert "model.onnx (openvino)" in format_report(describe_bundle(out))
 
 
 def test_reexport_without_bf16_drops_its_record(ckpts, tmp_path, monkeypatch) -> None:
