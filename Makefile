@@ -48,7 +48,7 @@ trt-api-wheels: $(TRT_API_WHEELS)/.downloaded
 GPU_CHECK_OUT ?= $(if $(OUT),$(OUT),gpu-check-out)
 GPU_CHECK_ARGS ?=
 gpu-check: install
-	$(BIN)/python bench/gpu_check.py --out $(GPU_CHECK_OUT) $(GPU_CHECK_ARGS)
+	$(BIN)/python bench/gpu_check.py --out $(GPU_CHECK_OUT) --constraints '$(CONSTRAINTS)' $(GPU_CHECK_ARGS)
 
 test-all: install
 	$(BIN)/python -m pytest -q -m "" 

@@ -160,6 +160,8 @@ def _needs(ctx: Context, *steps: str) -> str | None:
 
 
 def step_install(ctx: Context) -> StepResult:
+    """The extras for this driver into ``--venv`` (made with --system-site-packages, so a
+    torch or TensorRT the machine already has is reused; ``--constraints`` pins torch)."""
     extra = extra_for_cuda(ctx.gpu.cuda_major if ctx.gpu else 0)
     if extra is None:
         return StepResult(
@@ -171,36 +173,20 @@ def step_install(ctx: Context) -> StepResult:
     venv = Path(ctx.facts["venv"])
     extras = f"gpu,{extra},train,export,dev"
     if not (venv / "bin" / "python").exists():
-        code, tail = ctx.run("install", [sys.executable, "-m", "venv", str(venv)], 60)
+        make = [sys.executable, "-m", "venv", "--system-site-packages", str(venv)]
+        code, tail = ctx.run("install", make, 60)
         if code:
             return StepResult("install", "failed", detail=tail[-600:])
     py = str(venv / "bin" / "python")
-    cmd = [
-        py,
-        "-m",
-        "pip",
-        "install",
-        "-q",
-        "-c",
-        str(REPO / "constraints.txt"),
-        "-e",
-        f"{REPO}[{extras}]",
-    ]
-    code, tail = ctx.run("install", cmd, 150)
+    pins = ["-c", ctx.facts["constraints"]] if ctx.facts.get("constraints") else []
+    cmd = [py, "-m", "pip", "install", "-q", *pins, "-e", f"{REPO}[{extras}]"]
+    code, tail = ctx.run("install", cmd, 200)
     if code:
-        return StepResult(
-            "install",
-            "timeout" if code == 124 else "failed",
-            detail=tail[-600:],
-            data={"extras": extras},
-        )
+        status = "timeout" if code == 124 else "failed"
+        return StepResult("install", status, detail=tail[-600:], data={"extras": extras})
     ctx.python = py
-    return StepResult(
-        "install",
-        "passed",
-        detail=f"genedge[{extras}] in {venv}",
-        data={"extras": extras, "python": py},
-    )
+    detail = f"genedge[{extras}] in {venv}"
+    return StepResult("install", "passed", detail=detail, data={"extras": extras, "python": py})
 
 
 def step_pytest_gpu(ctx: Context) -> StepResult:
@@ -641,6 +627,12 @@ def main(argv: list[str] | None = None) -> int:
         help="virtual environment the extras go into (default .venv-gpu)",
     )
     ap.add_argument(
+        "--constraints",
+        default=str(REPO / "constraints.txt"),
+        help="pip constraints for the install (default: constraints.txt's torch pin; '' for "
+        "none, to keep a torch the machine has)",
+    )
+    ap.add_argument(
         "--no-install",
         action="store_true",
         help="use this Python as it is (extras already installed)",
@@ -677,7 +669,11 @@ def main(argv: list[str] | None = None) -> int:
         a.train_steps,
     )
     ctx.facts.update(
-        venv=str(a.venv), no_gpu=why, train_device=a.train_device, checkpoint=checkpoint
+        venv=str(a.venv),
+        no_gpu=why,
+        train_device=a.train_device,
+        checkpoint=checkpoint,
+        constraints=str(Path(a.constraints).resolve()) if a.constraints else "",
     )
     run_steps(ctx, a.no_install)
     report = build_report(ctx, started)

@@ -171,3 +171,26 @@ def test_bench_leaves_out_backends_refused_here(gc, tmp_path):
     ]
     ctx.results["parity"] = gc.StepResult("parity", "failed", data={"rows": rows})
     assert gc.bench_backends(ctx) == ["tensorrt", "ort-cuda"]
+
+
+def test_install_picks_the_extra_from_the_drivers_cuda(gc, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        gc.Context, "run", lambda self, name, cmd, budget, **kw: calls.append(cmd) or (0, "")
+    )
+    ctx = _ctx(gc, tmp_path)  # CUDA 13.0 driver
+    ctx.facts.update(venv=str(tmp_path / "venv"), constraints="/repo/constraints.txt")
+    r = gc.step_install(ctx)
+    assert r.status == "passed" and r.data["extras"] == "gpu,trt-cu13,train,export,dev"
+    assert calls[0][1:] == ["-m", "venv", "--system-site-packages", str(tmp_path / "venv")]
+    assert calls[1][-4:] == [
+        "-c",
+        "/repo/constraints.txt",
+        "-e",
+        f"{gc.REPO}[gpu,trt-cu13,train,export,dev]",
+    ]
+    assert ctx.python == str(tmp_path / "venv" / "bin" / "python")
+    old = _ctx(gc, tmp_path)
+    old.gpu = gc.GpuInfo("Old GPU", "470.1", "11.4", "7.5")
+    r = gc.step_install(old)
+    assert r.status == "failed" and "CUDA 11.4" in r.detail and "update the driver" in r.detail
