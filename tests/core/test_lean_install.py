@@ -24,7 +24,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 EXPORT_TESTS = Path(__file__).parents[1] / "export"
-# the import names of the train, export and trt extras' packages (pyproject.toml)
+# the import names of the train, export, openvino and trt extras' packages (pyproject.toml)
 NOT_IN_CPU = (
     "torch",
     "torchvision",
@@ -36,6 +36,7 @@ NOT_IN_CPU = (
     "onnx",
     "onnxslim",
     "onnxconverter_common",
+    "openvino",
     "tensorrt",
 )
 LEAN_PYTHON = os.environ.get("GENEDGE_LEAN_PYTHON")
@@ -78,6 +79,7 @@ def lean_run(tmp_path_factory):
             *("bench", f"{root}/gan", "--batch", "1", "--iters", "3", "--warmup", "1"),
             *("--rounds", "2", "--cold-runs", "0", "--baselines", "torch,ort"),
         ],
+        "tune": ["tune", f"{root}/gan", "--batch", "1", "--seconds", "0.3"],
         "inspect bundle": ["inspect", f"{root}/gan"],
         "inspect onnx": ["inspect", f"{root}/gan/model.onnx"],
         "inspect checkpoint": ["inspect", str(gan)],
@@ -99,6 +101,7 @@ def lean_run(tmp_path_factory):
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, "GENEDGE_CACHE": str(root / "cache")},  # tune's cache
     )
     assert proc.returncode == 0, proc.stderr
     return dict(zip(commands, json.loads(out.read_text()), strict=True)), root
@@ -106,7 +109,7 @@ def lean_run(tmp_path_factory):
 
 @pytest.mark.parametrize(
     "command",
-    ["sample", "live", "generate", "bench", "inspect bundle", "inspect onnx"],
+    ["sample", "live", "generate", "bench", "tune", "inspect bundle", "inspect onnx"],
 )
 def test_the_runtime_commands_work_with_the_cpu_extra_alone(lean_run, command):
     results, _ = lean_run
