@@ -55,7 +55,7 @@ typedef struct genedge genedge_t;
 /* Options of genedge_open(). Zero-initialise or call genedge_options_init(): NULL strings
  * and 0 mean "the runtime's default". */
 typedef struct genedge_options {
-    const char* backend;   /* "auto" (default), "ort-cpu", "ort-cuda", "ort-trt", "tensorrt" */
+    const char* backend;   /* "auto" (default), "ort-cpu", "openvino", "ort-cuda", "ort-trt", "tensorrt" */
     const char* precision; /* NULL: the runtime's choice; "fp32", "fp16", "int8" */
     int32_t threads;       /* intra-op CPU threads; 0: the runtime's default; negative or more
                               than 4 per CPU: GENEDGE_ERR_BAD_INPUT */
