@@ -199,7 +199,8 @@ def expected_duration(o: BenchOptions, cases: int, configurations: int) -> str:
     if o.fps is not None:
         parts.append(f"a {o.fps_seconds:g} s real-time run")
     about = f": about {total:.0f} s" if o.seconds is not None else ""
-    return f"bench: {', '.join(parts)}{about} (plus loading)"
+    warm = f" and {o.warmup} warm-up calls per case" if o.warmup else ""
+    return f"bench: {', '.join(parts)}{about} (plus loading{warm})"
 
 
 def image_bench(

@@ -199,5 +199,6 @@ def test_the_expected_duration_is_said_before_the_run():
     o = BenchOptions(bundle=Path("b"), seconds=2.0, cold_runs=1, fps=30.0, fps_seconds=5.0)
     line = expected_duration(o, cases=12, configurations=2)
     assert line.startswith("bench: 12 timed cases x 2 s, 2 cold starts, a 5 s real-time run")
-    assert "about 32 s" in line
+    assert "about 32 s" in line and line.endswith("(plus loading and 20 warm-up calls per case)")
+    assert line.startswith("bench: 12 timed cases")
     assert "x 50 calls" in expected_duration(dataclasses.replace(o, seconds=None, iters=50), 12, 2)
