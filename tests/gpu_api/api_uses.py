@@ -245,8 +245,8 @@ class Walker:
                         changed |= scope.add(a.asname or a.name, Type(root))
             elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                for t in self.types_of(f, node.value):
-                    for target in targets:
+                for target, value in self._pairs(targets, node.value):
+                    for t in self.types_of(f, value):
                         changed |= self._bind(scope, target, t)
         for name, value in self.rets[f]:
             for t in self.types_of(f, value):
@@ -255,6 +255,18 @@ class Walker:
                     got.add(t)
                     changed = True
         return changed
+
+    @staticmethod
+    def _pairs(targets: list[ast.expr], value: ast.expr) -> list[tuple[ast.expr, ast.expr]]:
+        """(target, value) pairs: ``a, b = x, y`` pairs element by element."""
+        out = []
+        for target in targets:
+            same = isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple)
+            if same and len(target.elts) == len(value.elts):
+                out += list(zip(target.elts, value.elts, strict=True))
+            else:
+                out.append((target, value))
+        return out
 
     def _bind(self, scope: _Scope, target: ast.AST, t: Type) -> bool:
         if isinstance(target, (ast.Tuple, ast.List)):

@@ -69,7 +69,7 @@ def test_the_walk_reaches_the_tensorrt_objects(api_reports, major):
     context (otherwise their methods would go unchecked)."""
     report = api_reports[major]
     recv = report["receivers"]
-    assert {"builder", "network", "parser", "config"} <= set(recv["export/tensorrt.py"])
+    assert {"builder", "network", "parser", "config", "cudart"} <= set(recv["export/tensorrt.py"])
     assert {"self._runtime", "self._engine", "self._context", "prop"} <= set(
         recv["runtime/trt_backend.py"]
     )
@@ -80,6 +80,7 @@ def test_the_walk_reaches_the_tensorrt_objects(api_reports, major):
         "tensorrt:IBuilderConfig.set_timing_cache",
         "tensorrt:ILogger.log",
         "cudart:cudaMemcpyAsync",
+        "cudart:cudaMemcpy",  # export's calibrator, reached through ``trt, cudart = ..., ...``
         "cudart:cudaDeviceProp.integrated",
     ):
         assert expected in names, expected
@@ -217,6 +218,8 @@ def use():
     rt = get_rt()
     b = trt2.Builder(None)
     rt.cudaFoo(1, x=2)
+    t, c = trt2, get_rt()
+    c.cudaBar()
     class M(trt2.IProgressMonitor):
         def phase_start(self, a, b, c):
             pass
@@ -224,6 +227,7 @@ def use():
     uses = {(u.name, u.kind) for u in Walker({"x.py": src}).uses()}
     assert ("tensorrt:Builder", "call") in uses
     assert ("cudart:cudaFoo", "call") in uses
+    assert ("cudart:cudaBar", "call") in uses
     assert ("tensorrt:IProgressMonitor.phase_start", "override") in uses
 
 
