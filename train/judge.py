@@ -46,6 +46,7 @@ JUDGE_FORMAT = "genedge.judge"
 JUDGE_VERSION = "1"  # bump when training or architecture change in a way the settings don't show
 MAX_INPUT_SIZE = 32  # larger images are shrunk to this before the judge sees them
 MIN_IMAGES = 50  # fewer labelled images cannot train a judge worth reporting
+MIN_HELDOUT = 20  # fewer held-out images cannot say how far to trust it
 
 Say = Callable[[str], None]
 
@@ -135,6 +136,9 @@ def judge_unavailable_reason(data: ImageData) -> str | None:
         return "a single class"
     if len(data) < MIN_IMAGES:
         return f"{len(data)} labelled images, fewer than {MIN_IMAGES}"
+    held = len(stratified_split(data.labels, JudgeTraining().holdout, 0)[1])
+    if held < MIN_HELDOUT:
+        return f"{held} images to hold out (too few per class), fewer than {MIN_HELDOUT}"
     return None
 
 
@@ -235,7 +239,12 @@ def train_judge(
 def _fit(
     cfg: JudgeConfig, data: ImageData, idx: np.ndarray, training: JudgeTraining, say: Say
 ) -> Judge:
-    x = resize_square(torch.from_numpy(data.images[idx]), cfg.input_size)  # (N, C, S, S)
+    x = torch.cat(  # (N, C, S, S), resized in chunks to bound the peak memory
+        [
+            resize_square(torch.from_numpy(data.images[idx[i : i + 4096]]), cfg.input_size)
+            for i in range(0, len(idx), 4096)
+        ]
+    )
     y = torch.from_numpy(data.labels[idx])
     epochs = max(1, min(training.max_epochs, training.max_images_seen // len(x)))
     say(

@@ -177,6 +177,8 @@ def test_no_judge_without_labels(digits28):
     assert judge_unavailable_reason(one) == "a single class"
     few = ImageData(digits28.images[:20], digits28.labels[:20], 10, "few")
     assert "fewer than" in judge_unavailable_reason(few)
+    singletons = ImageData(digits28.images[:100], np.arange(100), 100, "one per class")
+    assert "too few per class" in judge_unavailable_reason(singletons)
     space = feature_space(few)
     assert space.name == "random-conv" and space.judge is None and "fewer than" in space.note
 
