@@ -248,6 +248,9 @@ class Walker:
                 for target, value in self._pairs(targets, node.value):
                     for t in self.types_of(f, value):
                         changed |= self._bind(scope, target, t)
+            elif isinstance(node, ast.withitem) and node.optional_vars is not None:
+                for t in self.types_of(f, node.context_expr):  # TensorRT's __enter__: self
+                    changed |= self._bind(scope, node.optional_vars, t)
         for name, value in self.rets[f]:
             for t in self.types_of(f, value):
                 got = self.returns.setdefault(name, set())

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from api_decisions import CHECKS
 from api_env import PAIRS, REPO
-from api_uses import Walker, source_files
+from api_uses import NullResolver, Type, Walker, source_files
 from conformance import excused, failures
 from version_guards import GUARDS, GuardChecker
 
@@ -220,6 +220,8 @@ def use():
     rt.cudaFoo(1, x=2)
     t, c = trt2, get_rt()
     c.cudaBar()
+    with trt2.Runtime(None) as runtime:
+        runtime.deserialize_cuda_engine(b"")
     class M(trt2.IProgressMonitor):
         def phase_start(self, a, b, c):
             pass
@@ -228,6 +230,18 @@ def use():
     assert ("tensorrt:Builder", "call") in uses
     assert ("cudart:cudaFoo", "call") in uses
     assert ("cudart:cudaBar", "call") in uses
+    assert ("tensorrt:Runtime.deserialize_cuda_engine", "call") not in uses  # no return types
+
+    class Classes(NullResolver):  # calling tensorrt.Runtime gives a Runtime, as the bindings say
+        def returns(self, callee):
+            return (
+                Type(callee.root, callee.path, instance=True)
+                if callee.path == ("Runtime",)
+                else None
+            )
+
+    uses = {(u.name, u.kind) for u in Walker({"x.py": src}, Classes()).uses()}
+    assert ("tensorrt:Runtime.deserialize_cuda_engine", "call") in uses  # through ``with ... as``
     assert ("tensorrt:IProgressMonitor.phase_start", "override") in uses
 
 
