@@ -23,7 +23,6 @@ skips with the reason, except in CI or with GENEDGE_REQUIRE_TRT_API=1, where it 
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -246,12 +245,18 @@ def use():
 
 
 def test_the_wheels_are_pinned_with_hashes():
-    """make trt-api-wheels downloads with --require-hashes: every line pins ==, with hashes."""
+    """make trt-api-wheels downloads with --require-hashes: every requirement is name==version
+    with sha256 hashes, one file per wheel set the tests use."""
     reqs = sorted((REPO / "tests" / "gpu_api" / "wheels").glob("*.txt"))
     assert {p.stem for p in reqs} == {s for pair in PAIRS.values() for s in pair}
     for p in reqs:
-        text = p.read_text()
-        for req in re.findall(r"^([A-Za-z][\w.-]*==[\w.]+)", text, re.M):
-            assert req.split("==")[1], req
-        assert "--hash=sha256:" in text, p
-    assert shutil.which("make") is None or "trt-api-wheels" in (REPO / "Makefile").read_text()
+        lines = [ln for ln in p.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        heads = [ln for ln in lines if not ln.startswith(" ")]
+        assert heads, p
+        for head in heads:
+            assert re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][\w.]*\s*\\", head), head
+        hashes = [ln for ln in lines if ln.startswith(" ")]
+        assert len(hashes) >= len(heads)
+        assert all(re.fullmatch(r"\s+--hash=sha256:[0-9a-f]{64}(\s*\\)?", h) for h in hashes)
+    make = (REPO / "Makefile").read_text()
+    assert "--no-deps --require-hashes" in make and "test: install trt-api-wheels" in make
