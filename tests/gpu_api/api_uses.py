@@ -7,12 +7,12 @@ conformance tests run it in a subprocess that has the real binding wheels on ``s
 
 Roots, found in the source rather than listed here:
 
-* ``import tensorrt as X``, ``from cuda.bindings import runtime as X``, ``import cuda.cudart``;
+* ``import tensorrt as X``, ``from cuda.bindings import runtime as X``, ``import cuda.cudart as X``;
 * ``require("tensorrt", ...)`` / ``require("cuda.cudart", ...)`` (genedge.errors' lazy import);
 * a call of one of our functions that returns one of the above (``require_tensorrt()``,
-  ``_cudart()``), found by following ``return`` statements.
+  ``cuda_runtime()``), found by following ``return`` statements.
 
-Types then flow through assignments, flow-insensitively and keyed by the bound name
+Types then flow through assignments (``a, b = x, y`` pairwise, ``with X as y``), flow-insensitively and keyed by the bound name
 (``config``, ``self._engine``) within a file, so a helper's parameter named like the value
 passed to it (``_add_profiles(builder, config, req)``) has that value's type:
 
@@ -21,8 +21,9 @@ passed to it (``_add_profiles(builder, config, req)``) has that value's type:
   (pybind11 puts ``name(self: ..., arg: T = d) -> R`` lines in every ``__doc__``);
 * a cuda-python call -> its ``(cudaError_t, value...)`` tuple, from the docstring's
   ``Returns`` section; tuple unpacking, or passing it through a one-argument helper of
-  ours (the ``_call`` / ``_ck`` unwrap idiom), gives the values.
+  ours (the ``cuda_call(...)`` unwrap idiom), gives the values.
 
+Only files that name a root, or call a function found to return a binding type, are walked.
 A name whose type cannot be inferred is not checked: ``checked_receivers`` in the report
 shows what was, and the tests assert the main TensorRT objects are among them.
 """
