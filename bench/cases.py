@@ -97,6 +97,7 @@ class RuntimeTarget:
     error: Exception | None = None
     info: dict[str, Any] = field(default_factory=dict)
     requested: str = ""  # the backend asked for ("auto" stays visible once resolved)
+    per_batch: dict[int, Any] = field(default_factory=dict)  # auto: a Sampler per batch size
 
     def __post_init__(self) -> None:
         if self.call not in RUNTIME_CALLS:
@@ -140,24 +141,55 @@ class RuntimeTarget:
         # "auto" resolves to a concrete backend; name what was actually measured.
         self.backend = str(self.info.get("backend") or self.backend)
 
+    def sampler_for(self, batch: int) -> Any:
+        """The Sampler that runs ``batch``: for "auto", one opened for that batch size (a tuned
+        auto may pick another backend or precision per batch); else the one opened."""
+        if self.requested != "auto":
+            return self.sampler
+        if batch not in self.per_batch:
+            from genedge.runtime import Sampler
+
+            kwargs = open_kwargs(Sampler.open, "auto", self.precision, self.threads)
+            self.per_batch[batch] = Sampler.open(self.bundle, **kwargs, **self.options, batch=batch)
+        return self.per_batch[batch]
+
+    def case_info(self, batch: int) -> dict[str, Any]:
+        if self.requested != "auto" or batch not in self.per_batch:
+            return {}
+        return describe(getattr(self.per_batch[batch], "info", None))
+
+    def label_for(self, batch: int) -> str:
+        """The label of the case at ``batch``: auto names the backend it chose for that batch."""
+        if self.requested != "auto" or batch not in self.per_batch:
+            return self.label
+        chosen = self.per_batch[batch].info
+        extra = "".join(f" +{k.replace('_', '-')}" for k, v in self.options.items() if v)
+        return f"runtime auto:{chosen.backend} {chosen.precision}{extra}" + (
+            " sample()" if self.call == "sample" else ""
+        )
+
     def prepare(self, inputs: Inputs) -> Call:
+        sampler = self.sampler_for(inputs.batch)
         if self.call == "sample":
-            draw, n = self.sampler.sample, inputs.batch
+            draw, n = sampler.sample, inputs.batch
             return lambda: draw(n, seed=0)
-        sample = self.sampler.sample_latents
+        sample = sampler.sample_latents
         z, labels = inputs.z, inputs.labels
         out = np.array(sample(z, labels), copy=True)  # allocated once, outside the timed call
         return lambda: sample(z, labels, out=out)
 
     def sync(self) -> None:
-        sync = getattr(self.sampler, "synchronize", None)
-        if sync is not None:
-            sync()
+        for sampler in (self.sampler, *self.per_batch.values()):
+            sync = getattr(sampler, "synchronize", None)
+            if sync is not None:
+                sync()
 
     def close(self) -> None:
-        close = getattr(self.sampler, "close", None)
-        if close is not None:
-            close()
+        for sampler in (*self.per_batch.values(), self.sampler):
+            close = getattr(sampler, "close", None)
+            if close is not None:
+                close()
+        self.per_batch.clear()
 
 
 def open_kwargs(

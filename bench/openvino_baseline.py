@@ -66,7 +66,9 @@ class OpenVinoTarget:
         return list(self._core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
 
     def config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {}
+        # unpinned, as genedge's openvino backend runs: pinning threads to cores costs up to
+        # 10x on a shared machine, and the comparison is meant to be like for like
+        config: dict[str, Any] = {"ENABLE_CPU_PINNING": "NO"}
         if self.threads is not None:
             config["INFERENCE_NUM_THREADS"] = self.threads
         if self.precision in HINTS:

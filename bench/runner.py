@@ -178,11 +178,12 @@ def _result(case: _Live) -> CaseResult:
     stats = latency_stats(case.times)
     case_info = getattr(t, "case_info", None)
     info = {**(getattr(t, "info", {}) or {}), **(case_info(case.inputs.batch) if case_info else {})}
+    label_for = getattr(t, "label_for", None)
     return CaseResult(
-        label=t.label,
+        label=label_for(case.inputs.batch) if label_for else t.label,
         kind=t.kind,
-        backend=t.backend,
-        precision=t.precision,
+        backend=str(info.get("backend") or t.backend) if label_for else t.backend,
+        precision=str(info.get("precision") or t.precision) if label_for else t.precision,
         batch=case.inputs.batch,
         stats=stats,
         throughput=throughput(stats, case.inputs.batch),

@@ -529,7 +529,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "--baselines",
         type=_csv(),
         default=["torch", "torch-compile", "ort"],
-        help="torch, torch-compile, ort, trtexec (those available are run)",
+        help="torch, torch-compile, ort, openvino, trtexec (those available are run)",
     )
     p.add_argument("--checkpoint", default=None, help="source checkpoint for the torch baselines")
     p.add_argument(

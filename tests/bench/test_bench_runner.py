@@ -101,3 +101,39 @@ def test_round_sizes_split_the_timings_and_give_a_ratio_iqr():
     assert 1.0 < lo <= hi and rounds == 3  # the slow case is slower in every round
     assert len(steps) == 2 * 3  # the progress step: once per case and round
     assert rounds_of(Budget(iters=2, warmup=0), 10) == 2
+
+
+def test_auto_is_opened_per_batch_and_each_case_names_its_choice(monkeypatch, tmp_path):
+    """A tuned auto may choose another backend per batch size: each batch gets its own
+    Sampler opened for it, and each result names what ran at that batch."""
+    from types import SimpleNamespace
+
+    from genedge.bench.cases import RuntimeTarget
+    from genedge.runtime import Sampler
+
+    opened: list[int | None] = []
+
+    class FakeSampler:
+        def __init__(self, batch):
+            backend = "openvino" if batch and batch >= 8 else "ort-cpu"
+            self.info = SimpleNamespace(backend=backend, precision="int8", file="model.int8.onnx")
+            self.closed = False
+
+        def sample_latents(self, z, labels, out=None):
+            return np.zeros((len(z), 2, 2, 1), np.uint8) if out is None else out
+
+        def close(self):
+            self.closed = True
+
+    def fake_open(bundle, batch=None, **kw):
+        opened.append(batch)
+        return FakeSampler(batch)
+
+    monkeypatch.setattr(Sampler, "open", staticmethod(fake_open))
+    t = RuntimeTarget(tmp_path, "auto", "int8", 1)
+    results = run_cases([t], _inputs(1, 16), Budget(iters=3, warmup=0), rounds=1)
+    assert opened == [None, 1, 16]
+    by_batch = {r.batch: r for r in results}
+    assert by_batch[1].label == "runtime auto:ort-cpu int8" and by_batch[1].backend == "ort-cpu"
+    assert by_batch[16].label == "runtime auto:openvino int8"
+    assert by_batch[16].backend == "openvino" and not t.per_batch
