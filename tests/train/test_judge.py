@@ -228,3 +228,19 @@ def test_eval_cli_json_reports_the_judge(tmp_path, digits28_idx, capsys):
     assert m["frechet_distance"] > 0 and m["num_samples"] == 100
     printed = capsys.readouterr().out
     assert re.search(r"feature_space +judge\n +judge_heldout_accuracy +0\.\d{4}\n", printed)
+
+
+@pytest.mark.slow  # trains a full default judge: ~10 s of one core, longer on a busy machine
+def test_default_judge_on_mnist_style_idx(fresh, tmp_path):
+    """All 1797 digits upscaled to 28x28 as IDX files: the default judge holds >= 0.97."""
+    import time
+
+    d = load_image_data("digits", image_size=28)
+    x = np.rint((d.images[:, 0] + 1.0) * 127.5).astype(np.uint8)  # (1797, 28, 28)
+    data = load_image_data(str(_write_idx(tmp_path / "idx", x, d.labels)))
+    said, say = _lines()
+    t0 = time.process_time()
+    judge = judge_for(data, say=say)
+    assert time.process_time() - t0 < 120
+    assert judge.heldout_images == 269 and judge.heldout_accuracy >= 0.97, said
+    assert said[0].startswith("judge: training a classifier") and "cached in" in said[-1]
