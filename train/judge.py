@@ -15,8 +15,9 @@ never trusted.
 
 Training is deterministic for a given seed (its own RNGs, a fixed thread count) and
 bounded by images seen (``max_images_seen``), not by wall time, so the same data gives
-the same judge on a slow machine too: seconds for the bundled digits, well under a
-minute on two cores for 60 000 MNIST digits.
+the same judge on a slow machine too: seconds for the bundled digits, about a minute of
+one core for 60 000 MNIST-size images (two epochs). One thread, because results differ in
+the last bits between thread counts, and a net this small gains little from more.
 """
 
 from __future__ import annotations
@@ -296,7 +297,7 @@ class _Ticker:
 
     def tick(self, n: int, loss: float) -> None:
         self.done += n
-        self.loss = loss if self.loss != self.loss else 0.9 * self.loss + 0.1 * loss
+        self.loss = loss if math.isnan(self.loss) else 0.9 * self.loss + 0.1 * loss
         now = time.perf_counter()
         if now - self.last >= self.every_s and self.done < self.total:
             self.last = now
