@@ -61,11 +61,15 @@ def image_task_metrics(
     return {k: float(v) for k, v in dict(out).items() if isinstance(v, (int, float, np.floating))}
 
 
+# recorded beside the task metrics, but about the yardstick rather than the images
+CONTEXT_METRICS = frozenset({"judge_heldout_accuracy"})
+
+
 def metric_drop(ref: dict[str, float], test: dict[str, float]) -> float:
     """Largest degradation over the gated metrics: accuracy-like (fraction) drop, bpc increase."""
     drops = [0.0]
     for k, v in ref.items():
-        if k not in test:
+        if k not in test or k in CONTEXT_METRICS:
             continue
         scale = 100.0 if abs(v) > 1.0 and "acc" in k else 1.0
         if "acc" in k:

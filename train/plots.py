@@ -8,7 +8,15 @@ from genedge.atomic import atomic_path
 
 from .metrics_log import read_metrics
 
-SKIP = {"step", "phase", "elapsed_s", "num_samples", "num_chars", "vocab_size"}
+SKIP = {
+    "step",
+    "phase",
+    "elapsed_s",
+    "num_samples",
+    "num_chars",
+    "vocab_size",
+    "judge_heldout_accuracy",  # the yardstick's own accuracy: a flat line, not progress
+}
 Series = dict[str, tuple[list[int], list[float]]]
 
 

@@ -18,6 +18,8 @@
 # Environment (defaults in brackets):
 #   MODELS ["digits mnist28 dcgan64"]  which models to run
 #   SECONDS_PER_CASE [5]  ROUNDS [10]  COLD_RUNS [3]  FPS_SECONDS [5]  the bench budget
+#   TUNE_SECONDS [8]      `genedge tune` before each bench, so auto is the tuned choice
+#   GENEDGE_CACHE         where those tunings go [a fresh temporary folder]
 #   WARMUP                untimed calls per case [50 digits, 20 mnist28, 10 dcgan64: a batch-16
 #                         call of the 64x64 model takes a few hundred ms on two cores]
 #   OUT [bench/results]   where the JSON, Markdown and PNG go (the terminal output is not kept:
@@ -44,6 +46,9 @@ BUNDLE28=${BUNDLE28:-runs/mnist28-cgan-bundle}
 BUNDLE64=${BUNDLE64:-runs/dcgan64-rgb-bundle}
 DCGAN=examples/byo/dcgan.py
 mkdir -p "$OUT"
+# the tunings auto reads live in a cache of this run's own, not the user's
+export GENEDGE_CACHE=${GENEDGE_CACHE:-$(mktemp -d)}
+TUNE_SECONDS=${TUNE_SECONDS:-8}
 
 # Two cores: pin the process where taskset exists, and give every framework 2 threads.
 PIN=()
@@ -61,6 +66,8 @@ bench() {
   # the committed results carry no genedge marker after a git checkout, so genedge would refuse
   # to replace them: this script owns them and removes them first
   rm -f "$OUT/$name.json" "$OUT/$name.md" "$OUT/$name.png"
+  # auto as a user gets it after `genedge tune`: measured on this machine, per batch size
+  "${PIN[@]}" "$GENEDGE" tune "$bundle" --batch 1,16 --threads "$threads" --seconds "$TUNE_SECONDS"
   "${PIN[@]}" "$GENEDGE" bench "$bundle" \
     --backend "$BACKENDS" --precision fp32,int8 --batch 1,16 \
     --seconds "$SECONDS_PER_CASE" --warmup "$warmup" --threads "$threads" --rounds "$ROUNDS" \

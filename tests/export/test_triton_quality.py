@@ -81,3 +81,6 @@ def test_metric_drop():
     assert (
         metric_drop({"frechet_distance": 10.0}, {"frechet_distance": 30.0}) == 0.0
     )  # recorded, not gated
+    # the judge's own held-out accuracy describes the yardstick, not the images: never gated
+    ref = {"judge_heldout_accuracy": 0.98, "conditional_accuracy": 0.9}
+    assert metric_drop(ref, {"judge_heldout_accuracy": 0.5, "conditional_accuracy": 0.9}) == 0.0
