@@ -10,7 +10,9 @@
 The step graph maps ``token`` int64 (1,) and state ``h`` (+ ``c``) float32 (L, 1, Hd) to
 ``logits`` float32 (1, V) and ``h_out`` (+ ``c_out``). The state lives in two
 preallocated sets of buffers that swap roles every step (ping-pong): the graph reads
-one set and writes the other, so a step allocates nothing but the token id.
+one set and writes the other, so a step allocates nothing but the token id. The
+unknown-character token (id 0, ``UNKNOWN_TOKEN``) is a valid input (an empty prompt
+starts from it) but is never sampled: ``BanToken`` masks its logit before every draw.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,6 +33,22 @@ from genedge.manifest import MAIN_GRAPH, Manifest
 from .backend import Backend, BackendInfo
 from .sampling import make_filters, sample_token
 from .select import backend_options, open_backend, read_bundle
+
+UNKNOWN_TOKEN = 0  # training puts the unknown-character token first in the vocabulary
+
+
+@dataclass(frozen=True)
+class BanToken:
+    """Logit filter: ``token`` gets -inf, so it is never drawn (float64 (V,), in place)."""
+
+    token: int
+
+    def __call__(self, logits: np.ndarray) -> np.ndarray:
+        logits[self.token] = -np.inf
+        return logits
+
+
+UNKNOWN_BAN = BanToken(UNKNOWN_TOKEN)
 
 
 class Generation:
@@ -82,7 +101,7 @@ class Generation:
             logits = self._tg._reset_and_feed(self._prompt)
         else:
             logits = self._tg._step(self.tokens[-1])
-        token = sample_token(logits[0], self._rng, self._filters, self._greedy, self._tg._work)
+        token = self._draw(logits[0])
         self.tokens.append(token)
         self._t_last = time.perf_counter()
         if self.ttft_s is None:
@@ -90,6 +109,14 @@ class Generation:
             self.ttft_s = self._t_last - self._t_start
         self.done = len(self.tokens) >= self._max
         return self._tg.vocab[token]
+
+    def _draw(self, logits: np.ndarray) -> int:
+        """A token id from logits (V,); the filters (first ``BanToken``) run on a float64 copy."""
+        if not self._greedy:
+            return sample_token(logits, self._rng, self._filters, False, self._tg._work)
+        work = self._tg._work
+        np.copyto(work, logits)
+        return int(np.argmax(UNKNOWN_BAN(work)))
 
     def __iter__(self) -> Iterator[str]:
         return self
@@ -202,7 +229,7 @@ class TextGenerator:
     ) -> Generation:
         """A new generation (state reset); drive it with ``step()`` or iterate it."""
         max_new_tokens = check_request(prompt, max_new_tokens)
-        filters = make_filters(temperature, top_k, top_p)
+        filters = [UNKNOWN_BAN, *make_filters(temperature, top_k, top_p)]
         seed = check_seed(seed)
         ids = self.encode(prompt) or [0]  # an empty prompt starts from the unknown-char token
         self._active = Generation(self, ids, max_new_tokens, filters, temperature == 0, seed)

@@ -2,11 +2,16 @@
 
 The last 5% of the text (``split_text``) is held out for bits per character; the unigram
 baseline is estimated on the training part. Each rank draws windows from its own
-contiguous slice of the training text.
+contiguous slice of the training text. The learning rate warms up linearly for
+``WARMUP_STEPS``, holds ``--lr`` until ``DECAY_START`` of the budget (steps, or wall clock
+with ``--minutes``: ``Budget``), then follows a cosine down to ``MIN_LR_FRACTION`` of it.
+Short CPU budgets are far from convergence, so a high peak held for most of the run and
+annealed at the end beats both a constant rate and a cosine from the first step.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -17,6 +22,7 @@ from genedge.errors import BadInputError
 
 from . import ddp
 from .ar import ArConfig, CharRNN
+from .budget import Budget
 from .options import TrainOptions
 
 SEQ_LEN = 64
@@ -26,6 +32,38 @@ SAMPLE_PROMPTS = ("Return the ", "The ", "If ")
 SAMPLE_CHARS = 300
 TEMPERATURE = 0.8
 EVAL_CHARS = 50_000
+WARMUP_STEPS = 5
+DECAY_START = 0.7  # fraction of the budget held at the peak before the cosine starts
+MIN_LR_FRACTION = 0.1
+UNKNOWN_TOKEN = 0  # build_vocab puts the unknown-character token first; never sampled
+
+
+def lr_factor(step: int, progress: float) -> float:
+    """Multiplier of the peak learning rate at ``step`` (0-based), ``progress`` in [0, 1]."""
+    warmup = min(1.0, (step + 1) / WARMUP_STEPS)
+    t = min(max((progress - DECAY_START) / (1.0 - DECAY_START), 0.0), 1.0)
+    cosine = 0.5 * (1.0 + math.cos(math.pi * t))
+    return warmup * (MIN_LR_FRACTION + (1.0 - MIN_LR_FRACTION) * cosine)
+
+
+@torch.no_grad()
+def sample_text(
+    model: CharRNN, prompt: str, n: int, g: torch.Generator, temperature: float = TEMPERATURE
+) -> str:
+    """``n`` characters after ``prompt`` by temperature sampling through ``step`` (the exported
+    graph's path); the unknown-character token is never drawn."""
+    device = next(model.parameters()).device
+    state = model.init_state(1, device)
+    for t in model.encode_text(prompt) or [UNKNOWN_TOKEN]:
+        logits, *state = model.step(torch.tensor([t], device=device), *state)
+    out: list[int] = []
+    for _ in range(n):
+        scores = logits[0].float().cpu()  # (V,)
+        scores[UNKNOWN_TOKEN] = -math.inf
+        t = int(torch.multinomial(torch.softmax(scores / temperature, dim=-1), 1, generator=g))
+        out.append(t)
+        logits, *state = model.step(torch.tensor([t], device=device), *state)
+    return model.decode_tokens(out)
 
 
 class ArFamily:
@@ -51,6 +89,8 @@ class ArFamily:
         self.model = CharRNN(self.cfg).to(self.device)
         self.net = ddp.wrap(self.model, ctx)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=opts.lr)
+        self.steps_done = 0
+        self.budget = Budget(opts)
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Random windows: inputs (B, T), targets (B, T)."""
@@ -60,6 +100,9 @@ class ArFamily:
         return chunk[:, :-1], chunk[:, 1:]
 
     def train_step(self) -> dict[str, float]:
+        lr = self.opts.lr * lr_factor(self.steps_done, self.budget.progress(self.steps_done))
+        for group in self.opt.param_groups:
+            group["lr"] = lr
         x, y = self.batch()
         logits, _ = self.net(x)  # (B, T, V)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
@@ -67,24 +110,13 @@ class ArFamily:
         loss.backward()
         nn.utils.clip_grad_norm_(self.model.parameters(), GRAD_CLIP)
         self.opt.step()
-        return {"loss": loss.item(), "bpc": loss.item() / 0.6931471805599453}
+        self.steps_done += 1
+        return {"loss": loss.item(), "bpc": loss.item() / 0.6931471805599453, "lr": lr}
 
-    @torch.no_grad()
     def generate(self, prompt: str, n: int, g: torch.Generator) -> str:
-        """Temperature sampling through ``step`` (the exported graph's path)."""
         self.model.eval()
         try:
-            state = self.model.init_state(1, self.device)
-            ids = self.model.encode_text(prompt) or [0]
-            for t in ids:
-                logits, *state = self.model.step(torch.tensor([t], device=self.device), *state)
-            out: list[int] = []
-            for _ in range(n):
-                probs = torch.softmax(logits[0].float().cpu() / TEMPERATURE, dim=-1)
-                t = int(torch.multinomial(probs, 1, generator=g))
-                out.append(t)
-                logits, *state = self.model.step(torch.tensor([t], device=self.device), *state)
-            return prompt + self.model.decode_tokens(out)
+            return prompt + sample_text(self.model, prompt, n, g)
         finally:
             self.model.train()
 
@@ -119,8 +151,13 @@ class ArFamily:
         return self.model
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict()}
+        return {
+            "model": self.model.state_dict(),
+            "opt": self.opt.state_dict(),
+            "steps_done": self.steps_done,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
+        self.steps_done = int(state.get("steps_done", 0))  # resume files from before the schedule

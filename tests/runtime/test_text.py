@@ -68,12 +68,12 @@ def test_greedy_matches_torch_reference(ar_bundle) -> None:
     with torch.no_grad():
         logits, state = model(torch.tensor([ids]))
         out = []
-        tok = int(logits[0, -1].argmax())
+        tok = int(logits[0, -1, 1:].argmax()) + 1  # the unknown token (id 0) is never emitted
         for _ in range(20):
             out.append(tok)
             step = model.step(torch.tensor([tok]), *state)
             logits1, state = step[0], step[1:]
-            tok = int(logits1[0].argmax())
+            tok = int(logits1[0, 1:].argmax()) + 1
     assert got == model.decode_tokens(out)
 
 
@@ -115,3 +115,56 @@ def test_generate_cli(ar_bundle, capsys) -> None:
     assert cap.out.startswith("hi ") and len(cap.out.strip("\n")) == 33
     assert "ttft" in cap.err and "tok/s" in cap.err
     assert main(["generate", str(ar_bundle.path), "--top-p", "0"]) == 2
+
+
+@pytest.fixture(scope="module")
+def unknown_first_bundle(tmp_path_factory):
+    """An ar bundle whose unknown-character logit (id 0) is the highest at every step."""
+    import torch
+
+    from genedge.export.bundle import export_bundle
+    from genedge.export.options import ExportOptions
+    from genedge.train.ar import ArConfig, CharRNN
+    from genedge.train.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = ArConfig(vocab="\ufffd abcdefgh", hidden=16, embed_dim=8)
+    model = CharRNN(cfg).eval()
+    with torch.no_grad():
+        model.head.bias[0] = 50.0
+    root = tmp_path_factory.mktemp("unknown")
+    ckpt = save_checkpoint(root / "ar.safetensors", model, cfg, kind="ar")
+    export_bundle(ExportOptions(checkpoint=ckpt, out=root / "b", precisions=("fp32",)))
+    return root / "b", model
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"temperature": 0},
+        {"temperature": 1.0},
+        {"temperature": 5.0, "top_k": 1},
+        {"temperature": 2.0, "top_p": 0.5},
+    ],
+)
+def test_unknown_token_is_never_sampled(unknown_first_bundle, settings) -> None:
+    import torch
+
+    bundle, model = unknown_first_bundle
+    with torch.no_grad():
+        logits = model.step(torch.tensor([1]), *model.init_state(1))[0]  # (1, V)
+    assert int(logits.argmax()) == 0  # the graph prefers the unknown token
+    with TextGenerator.open(bundle) as tg:
+        text = "".join(tg.generate("", max_new_tokens=60, seed=1, **settings))
+        text += "".join(tg.generate("ab\ufffd", max_new_tokens=60, seed=2, **settings))
+    assert len(text) == 120 and "\ufffd" not in text
+
+
+def test_torch_sampling_never_emits_the_unknown_token(unknown_first_bundle) -> None:
+    import torch
+
+    from genedge.train.ar_trainer import sample_text
+
+    _, model = unknown_first_bundle
+    text = sample_text(model, "", 200, torch.Generator().manual_seed(0), temperature=3.0)
+    assert len(text) == 200 and "\ufffd" not in text and len(set(text)) > 3

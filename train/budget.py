@@ -1,0 +1,26 @@
+"""How much of a run's training budget is spent: steps, or wall clock with ``--minutes``.
+
+Schedules that span the run (the character model's learning rate, the VAE's KL warm-up)
+read ``Budget.progress``; with ``--minutes`` the clock starts at the first step, and a
+resumed run has a fresh budget, as the training loop gives it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .options import TrainOptions
+
+
+class Budget:
+    def __init__(self, opts: TrainOptions) -> None:
+        self.minutes, self.steps = opts.minutes, opts.steps
+        self._t0: float | None = None
+
+    def progress(self, steps_done: int) -> float:
+        """Fraction of the budget used before step ``steps_done`` (0-based), in [0, inf)."""
+        if self.minutes is not None:
+            if self._t0 is None:
+                self._t0 = time.perf_counter()
+            return (time.perf_counter() - self._t0) / (self.minutes * 60.0)
+        return steps_done / max(self.steps or 1, 1)
