@@ -80,3 +80,28 @@ def subpixel_gan_generator(G: nn.Module) -> nn.Module:
     G = copy.deepcopy(G).eval()
     G.ups = nn.ModuleList(SubpixelUp(up.conv, up.bn) for up in G.ups)
     return G
+
+
+def subpixel_vae(vae: nn.Module) -> nn.Module:
+    """A copy of a ``genedge.train.vae.VAE`` whose decoder upsamples as sub-pixel convs.
+
+    The decoder's ``ups`` is ``[Upsample(x2, nearest), Conv3x3, LeakyReLU(0.2)] * n``; each
+    triple becomes one ``SubpixelUp`` (LeakyReLU commutes with ``pixel_shuffle``).
+    """
+    import copy
+
+    vae = copy.deepcopy(vae).eval()
+    layers = list(vae.decoder.ups)
+    ups, convs, acts = layers[0::3], layers[1::3], layers[2::3]
+    if not (
+        len(layers) % 3 == 0
+        and all(
+            isinstance(u, nn.Upsample) and u.mode == "nearest" and u.scale_factor == 2.0
+            for u in ups
+        )
+        and all(isinstance(c, nn.Conv2d) for c in convs)
+        and all(isinstance(a, nn.LeakyReLU) and a.negative_slope == 0.2 for a in acts)
+    ):
+        raise ValueError("subpixel_vae expects [Upsample, Conv2d, LeakyReLU(0.2)] blocks")
+    vae.decoder.ups = nn.Sequential(*(SubpixelUp(c, None, act="leaky") for c in convs))
+    return vae

@@ -61,7 +61,7 @@ class ImageGraph(GraphWrapper):
     """GAN generator / VAE decoder: ``z (B, Z) float32 [, label (B,) int64] -> image``.
 
     ``deploy`` is an equivalent rewrite of ``generator`` used for the exported graph (the
-    GAN's sub-pixel form); ``reference()`` keeps the checkpoint's own module so parity
+    sub-pixel form); ``reference()`` keeps the checkpoint's own module so parity
     compares ONNX against the model as trained, not against the rewrite.
     """
 
@@ -169,7 +169,14 @@ def graphs_for(
         return [(spec, graph)]
     if kind == "vae":
         spec = image_graph_spec("decoder", cfg, output_format)
-        dec = ImageGraph(model, conditional=cfg.num_classes > 0, output_format=output_format)
+        from .subpixel import subpixel_vae
+
+        dec = ImageGraph(
+            model,
+            conditional=cfg.num_classes > 0,
+            output_format=output_format,
+            deploy=subpixel_vae(model),
+        )
         return [(spec, dec), (encoder_graph_spec(cfg), EncoderGraph(model.encoder))]
     if kind == "ar":
         return [(step_graph_spec(cfg), StepGraph(model))]
