@@ -132,7 +132,11 @@ def test_standalone_openvino_baseline_matches_ort(tiny_bundle, tmp_path):
         want = ort.prepare(inputs)()[0]
         assert got.shape == want.shape and got.dtype == want.dtype
         assert np.abs(got.astype(np.int32) - want.astype(np.int32)).max() <= 1  # uint8 levels
-        assert ov.info["config"] == {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "f32"}
+        assert ov.info["config"] == {
+            "ENABLE_CPU_PINNING": "NO",
+            "INFERENCE_NUM_THREADS": 1,
+            "INFERENCE_PRECISION_HINT": "f32",
+        }
         assert ov.case_info(3)["compile_ms"] > 0
     finally:
         ov.close()

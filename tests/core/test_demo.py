@@ -43,7 +43,7 @@ def test_quick_demo_writes_every_artifact(tmp_path) -> None:
     ):
         assert (out / rel).is_file() and (out / rel).stat().st_size > 0, rel
     live = json.loads((out / "live.json").read_text())
-    assert live["frames"] > 0 and live["batch"] == 10 and live["frames"] + live["dropped"] == 60
+    assert live["frames"] > 0 and live["tile"] == 10 and live["frames"] + live["dropped"] == 60
     assert (out / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Demo finished" in r.stdout and "missed deadlines" in r.stdout
 
