@@ -314,3 +314,32 @@ def test_auto_stays_visible_in_the_label_once_resolved(tmp_path):
     assert RuntimeTarget(tmp_path, "ort-cpu", "int8", 2, call="sample").label == (
         "runtime ort-cpu int8 sample()"
     )
+
+
+def test_headline_ratio_is_the_median_of_round_ratios_and_sits_in_its_iqr():
+    """Round by round torch is 3x slower; a slow last round in which the runtime made many
+    calls drags the runtime's pooled p50 up (a pooled ratio of 0.75x), not the quoted one."""
+
+    def rounds(label, kind, backend, spec):
+        times = [int(ms * 1e6) for ms, n in spec for _ in range(n)]
+        stats = latency_stats(times)
+        return CaseResult(
+            label,
+            kind,
+            backend,
+            "fp32",
+            1,
+            stats,
+            throughput(stats, 1),
+            1.0,
+            1.0,
+            None,
+            tuple(times),
+            round_sizes=tuple(n for _, n in spec),
+        )
+
+    rt = rounds("runtime ort-cpu fp32", "runtime", "ort-cpu", [(1, 2), (1, 2), (1, 2), (4, 20)])
+    torch = rounds("torch eager", "torch", "torch-cpu", [(3, 2), (3, 2), (3, 2), (12, 2)])
+    assert torch.stats.p50 / rt.stats.p50 == pytest.approx(0.75)
+    [r] = [r for r in compute_ratios([rt, torch]) if r.name == "speedup vs torch eager"]
+    assert r.value == pytest.approx(3.0) and r.iqr[0] <= r.value <= r.iqr[1]
