@@ -22,7 +22,7 @@ from genedge.errors import BadInputError
 
 from . import ddp
 from .ar import ArConfig, CharRNN
-from .budget import Budget
+from .budget import Budget, hold_then_cosine
 from .options import TrainOptions
 
 SEQ_LEN = 64
@@ -40,10 +40,13 @@ UNKNOWN_TOKEN = 0  # build_vocab puts the unknown-character token first; never s
 
 def lr_factor(step: int, progress: float) -> float:
     """Multiplier of the peak learning rate at ``step`` (0-based), ``progress`` in [0, 1]."""
-    warmup = min(1.0, (step + 1) / WARMUP_STEPS)
-    t = min(max((progress - DECAY_START) / (1.0 - DECAY_START), 0.0), 1.0)
-    cosine = 0.5 * (1.0 + math.cos(math.pi * t))
-    return warmup * (MIN_LR_FRACTION + (1.0 - MIN_LR_FRACTION) * cosine)
+    return hold_then_cosine(
+        step,
+        progress,
+        warmup_steps=WARMUP_STEPS,
+        decay_start=DECAY_START,
+        floor=MIN_LR_FRACTION,
+    )
 
 
 @torch.no_grad()

@@ -7,6 +7,7 @@ resumed run has a fresh budget, as the training loop gives it.
 
 from __future__ import annotations
 
+import math
 import time
 
 from .options import TrainOptions
@@ -24,3 +25,13 @@ class Budget:
                 self._t0 = time.perf_counter()
             return (time.perf_counter() - self._t0) / (self.minutes * 60.0)
         return steps_done / max(self.steps or 1, 1)
+
+
+def hold_then_cosine(
+    step: int, progress: float, *, warmup_steps: int, decay_start: float, floor: float
+) -> float:
+    """Learning-rate multiplier: linear warm-up over ``warmup_steps``, 1 until ``decay_start``
+    of the budget, then a cosine down to ``floor`` at its end (``progress`` 1)."""
+    warmup = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    t = min(max((progress - decay_start) / (1.0 - decay_start), 0.0), 1.0)
+    return warmup * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t)))

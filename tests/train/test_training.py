@@ -116,8 +116,11 @@ def test_same_seed_same_weights(kind, tiny_images, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["gan", "ar"])
-def test_resume_matches_uninterrupted(kind, tiny_images, tiny_text, tmp_path):
+def test_resume_matches_uninterrupted(kind, tiny_images, tiny_text, tmp_path, monkeypatch):
     data = tiny_text if kind == "ar" else tiny_images
+    # The split run plans 3 steps, then 6: hold the AR learning rate past both so that the
+    # two plans agree (the warm-up still needs the step count restored to match).
+    monkeypatch.setattr("genedge.train.ar_trainer.DECAY_START", 0.9)
     full = train_run(_opts(kind, data, tmp_path / "full", steps=6, sample_every=3, eval_every=3))
     train_run(_opts(kind, data, tmp_path / "split", steps=3, sample_every=3, eval_every=3))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -195,3 +198,29 @@ def test_resume_with_other_options_is_refused(tiny_images, tmp_path):
         train_run(
             _opts("gan", tiny_images, tmp_path / "run", steps=2, resume=True, conditional=False)
         )
+
+
+def test_ar_learning_rate_warms_up_holds_then_decays():
+    from genedge.train.ar_trainer import (
+        DECAY_START,
+        MIN_LR_FRACTION,
+        WARMUP_STEPS,
+        lr_factor,
+    )
+
+    ramp = [lr_factor(s, 0.0) for s in range(WARMUP_STEPS)]
+    assert ramp == sorted(ramp) and ramp[0] < 0.5 and ramp[-1] == 1.0
+    assert lr_factor(10_000, DECAY_START) == 1.0
+    tail = [lr_factor(10_000, DECAY_START + i * (1 - DECAY_START) / 10) for i in range(11)]
+    assert tail == sorted(tail, reverse=True) and tail[-1] == pytest.approx(MIN_LR_FRACTION)
+    assert lr_factor(10_000, 1.7) == pytest.approx(MIN_LR_FRACTION)  # past the budget: the floor
+
+
+def test_ar_run_logs_its_learning_rate(tiny_text, tmp_path):
+    train_run(_opts("ar", tiny_text, tmp_path / "run", steps=12, sample_every=12, eval_every=12))
+    rows = [
+        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
+    lrs = [r["lr"] for r in rows if r["phase"] == "train"]
+    peak = max(lrs)
+    assert len(lrs) == 12 and lrs[0] < peak and lrs[-1] < 0.5 * peak
