@@ -17,23 +17,11 @@ from typing import Any
 
 from genedge import __version__
 from genedge.manifest import MANIFEST_NAME, sha256_file
+from genedge.runtime.openvino_backend import cpu_model  # one reading of /proc/cpuinfo
 
 from .memory import gpu_memory
 
 LIBRARIES = ("numpy", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt", "cuda-python")
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name from /proc/cpuinfo (falls back to ``platform.processor``)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() in ("model name", "Model", "Hardware"):
-                    return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def physical_cores() -> int | None:

@@ -9,12 +9,13 @@ unless opened with ``check_inputs=False``. numpy + stdlib only.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import numpy as np
 
-from genedge.errors import BadInputError
+from genedge.errors import BadInputError, CorruptArtifactError
 from genedge.manifest import Dim, TensorSpec
 
 
@@ -151,6 +152,29 @@ def check_range(name: str, x: np.ndarray, lo: int, hi: int) -> None:
             if name == "label"
             else None,
         )
+
+
+def merge_out(
+    backend: Any,
+    bufs: dict[str, np.ndarray],
+    out: dict[str, np.ndarray],
+    checked: Callable[[str, np.ndarray], bool] | None = None,
+) -> dict[str, np.ndarray]:
+    """The backend's own output buffers ``bufs`` with the caller's ``out`` arrays in their
+    place, each checked against its output's spec (``checked(name, arr)``: already checked)."""
+    merged = dict(bufs)
+    for name, arr in out.items():
+        if checked is not None and checked(name, arr):
+            merged[name] = arr
+            continue
+        spec = backend.output_spec(name)
+        if spec is None:
+            raise CorruptArtifactError(
+                f"The graph has no output '{name}'; outputs: {[o.name for o in backend.outputs]}."
+            )
+        check_out(spec, arr, bufs[name].shape)
+        merged[name] = arr
+    return merged
 
 
 def check_out(spec: TensorSpec, out: Any, shape: tuple[int, ...]) -> None:

@@ -48,7 +48,7 @@ from .backend import (
     BackendInfo,
     TensorSpec,
     bind_symbols,
-    check_out,
+    merge_out,
     raise_closed,
     resolve_shape,
 )
@@ -346,16 +346,7 @@ class OpenVinoBackend(Backend):
     def _with_out(
         self, bufs: dict[str, np.ndarray], out: dict[str, np.ndarray]
     ) -> dict[str, np.ndarray]:
-        merged = dict(bufs)
-        for name, arr in out.items():
-            spec = self.output_spec(name)
-            if spec is None:
-                raise CorruptArtifactError(
-                    f"The graph has no output '{name}'; outputs: {self._out_names}."
-                )
-            check_out(spec, arr, bufs[name].shape)
-            merged[name] = arr
-        return merged
+        return merge_out(self, bufs, out)
 
     def close(self) -> None:
         with self.lock:  # never under a run of another thread

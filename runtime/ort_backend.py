@@ -32,7 +32,7 @@ from .backend import (
     BackendInfo,
     TensorSpec,
     bind_symbols,
-    check_out,
+    merge_out,
     raise_closed,
     resolve_shape,
 )
@@ -326,20 +326,11 @@ class OrtBackend(Backend):
     def _with_out(
         self, bufs: dict[str, np.ndarray], out: dict[str, np.ndarray]
     ) -> dict[str, np.ndarray]:
-        merged = dict(bufs)
-        for name, arr in out.items():
-            ref = self._bound.get(name)
-            if ref is not None and ref() is arr and arr.shape == bufs[name].shape:
-                merged[name] = arr  # the caller's buffer of the last run: checked when it was bound
-                continue
-            spec = self.output_spec(name)
-            if spec is None:
-                raise CorruptArtifactError(
-                    f"The graph has no output '{name}'; outputs: {self._out_names}."
-                )
-            check_out(spec, arr, bufs[name].shape)
-            merged[name] = arr
-        return merged
+        def bound_last_run(name: str, arr: np.ndarray) -> bool:
+            ref = self._bound.get(name)  # the caller's buffer of the last run: checked then
+            return ref is not None and ref() is arr and arr.shape == bufs[name].shape
+
+        return merge_out(self, bufs, out, bound_last_run)
 
     def close(self) -> None:
         with self.lock:  # never under a run of another thread
