@@ -57,6 +57,19 @@ def test_out_buffer_is_written_in_place(cgan_bundle) -> None:
             s.sample(6, seed=4, out=np.zeros((5, *s.image_shape), np.uint8))
 
 
+@pytest.mark.parametrize("backend", ["openvino", "ort-cpu"])
+def test_out_names_an_output_the_graph_lacks(cgan_bundle, backend) -> None:
+    from genedge.errors import CorruptArtifactError
+
+    with Sampler.open(cgan_bundle.path, backend=backend, threads=1) as s:
+        b = s.backend
+        feed = {"z": np.zeros((2, s.latent_dim), np.float32), "label": np.zeros(2, np.int64)}
+        buf = np.zeros((2, *s.image_shape), np.uint8)
+        with pytest.raises(CorruptArtifactError, match=r"no output 'nope'; outputs: \['image'\]"):
+            b.run(feed, out={"nope": buf})
+        assert b.run(feed, out={"image": buf})["image"] is buf
+
+
 def test_input_checks(cgan_bundle) -> None:
     with Sampler.open(cgan_bundle.path, backend="openvino", threads=1) as s:
         z = np.zeros((2, s.latent_dim), np.float32)
