@@ -48,18 +48,6 @@ def train_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_metrics(title: str, metrics: dict) -> None:
-    flat = {
-        k: v
-        for k, v in metrics.items()
-        if isinstance(v, (int, float, str)) and not isinstance(v, bool)
-    }
-    width = max((len(k) for k in flat), default=6)
-    print(title)
-    for k, v in flat.items():
-        print(f"  {k:<{width}}  {v:.4f}" if isinstance(v, float) else f"  {k:<{width}}  {v}")
-
-
 def eval_command(args: argparse.Namespace) -> int:
     target = Path(args.target)
     if target.is_dir():  # the CLI routes bundles to the export stage; train never imports it
@@ -80,7 +68,9 @@ def eval_command(args: argparse.Namespace) -> int:
             f"eval: '{target}' does not exist.",
             hint="Pass RUN/generator.safetensors from `genedge train` or a bundle folder from `genedge export`.",
         )
-    _print_metrics(f"metrics of {target}", metrics)
+    from .trainer import print_table
+
+    print_table(f"metrics of {target}", metrics)
     if args.json_out:
         atomic_write_text(args.json_out, json.dumps(metrics, indent=2, default=str) + "\n")
     return 0

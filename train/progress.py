@@ -14,7 +14,8 @@ def format_value(v: object) -> str:
 
 
 def _fmt(values: dict[str, object]) -> str:
-    return " ".join(f"{k} {format_value(v)}" for k, v in values.items())
+    """``key value`` pairs; a value that does not apply (None) is left out."""
+    return " ".join(f"{k} {format_value(v)}" for k, v in values.items() if v is not None)
 
 
 class Progress:

@@ -264,9 +264,16 @@ def write_config(opts: TrainOptions, family: Family) -> None:
 
 
 def print_table(title: str, metrics: dict[str, object]) -> None:
-    width = max((len(k) for k in metrics), default=6)
+    """``metrics`` as a two-column table: numbers and text only; a metric that does not apply
+    (None, e.g. conditional accuracy of an unconditional model) is left out."""
+    flat = {
+        k: v
+        for k, v in metrics.items()
+        if isinstance(v, (int, float, str)) and not isinstance(v, bool)
+    }
+    width = max((len(k) for k in flat), default=6)
     print(title)
-    for k, v in metrics.items():
+    for k, v in flat.items():
         print(f"  {k:<{width}}  {v:.4f}" if isinstance(v, float) else f"  {k:<{width}}  {v}")
 
 

@@ -234,3 +234,14 @@ def test_evaluate_text_checkpoint(tmp_path):
     m = evaluate_checkpoint(path)
     assert m["kind"] == "ar" and m["unigram_source"] == "train"
     assert abs(m["bpc"] - math.log2(len(cfg.vocab))) < 1e-3
+
+
+def test_tables_and_log_lines_leave_out_what_does_not_apply(capsys):
+    from genedge.train.progress import _fmt
+    from genedge.train.trainer import print_table
+
+    m = {"frechet_distance": 3.5, "feature_space": "judge", "conditional_accuracy": None}
+    print_table("metrics", m)
+    out = capsys.readouterr().out
+    assert "frechet_distance  3.5000" in out and "judge" in out and "conditional" not in out
+    assert "conditional" not in _fmt(m) and "frechet_distance 3.5" in _fmt(m)
