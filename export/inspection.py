@@ -436,7 +436,8 @@ def _size(n: int) -> str:
 
 def _source_line(source: dict[str, Any]) -> str:
     kind = source.get("type", "checkpoint")
-    name = source.get("checkpoint") or source.get("module") or source.get("onnx") or "-"
+    name = source.get("path") or source.get("checkpoint") or source.get("module")
+    name = name or source.get("onnx") or "-"
     key = next(
         (
             k

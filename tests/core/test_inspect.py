@@ -100,6 +100,8 @@ def test_bundle_report_shows_io_precisions_verdicts_speed_and_hashes(bundle, cap
     for a in m.artifacts:
         assert a.sha256[:16] in out
     assert "TensorRT engines\n  none" in out
+    source = next(ln for ln in out.splitlines() if ln.startswith("source "))
+    assert m.source["path"] in source  # where the checkpoint is, relative to the bundle
     assert max(len(ln) for ln in out.splitlines()) < 100 + len(str(bundle))
 
 
