@@ -228,6 +228,7 @@ def _train(ctx: Context) -> StepResult | None:
     cmd = [
         ctx.python, "-m", "genedge.cli", "train", "gan", "--data", "digits", "--conditional",
         "--steps", str(ctx.train_steps), "--device", ctx.facts["train_device"], "--out", str(run),
+        "--overwrite",  # a re-run into the same --out replaces its own run
     ]  # fmt: skip
     code, tail = ctx.run("bundle", cmd, 120, cwd=REPO)
     if code:
@@ -600,6 +601,26 @@ def _cell(v: Any) -> str:
     return "" if v is None else " ".join(str(v).split()).replace("|", "\\|")[:120]
 
 
+def refuse_out(out: Path) -> str | None:
+    """Why gpu-check may not write into ``out`` (None when it may): a new or empty folder, or
+    one holding an earlier gpu-check's report, whose logs and work it replaces."""
+    from genedge.outputs import is_housekeeping, written_by_genedge
+
+    if not out.exists():
+        return None
+    if out.is_symlink() or not out.is_dir():
+        return "exists and is not a folder; pass a new or empty folder."
+    entries = sorted(p.name for p in out.iterdir() if not is_housekeeping(p.name))
+    report = out / "gpu-check.json"
+    if not entries or (report.is_file() and written_by_genedge(report)):
+        return None
+    shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+    return (
+        f"holds files gpu-check did not write ({shown}); pass a new or empty folder "
+        "(gpu-check replaces only its own earlier report)."
+    )
+
+
 def write_report(out: Path, report: dict[str, Any]) -> tuple[Path, Path]:
     """``gpu-check.json`` and ``gpu-check.md`` in ``out``, each written atomically."""
     from genedge.atomic import atomic_write_text
@@ -651,10 +672,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--total-seconds", type=float, default=460.0, help="budget of all steps")
     ap.add_argument("--nvidia-smi", default="nvidia-smi", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
-    if a.out.exists() and not a.out.is_dir():
-        print(
-            f"gpu-check: --out {a.out} exists and is not a folder; pass a folder.", file=sys.stderr
-        )
+    why_not = refuse_out(a.out)
+    if why_not:
+        print(f"gpu-check: --out {a.out} {why_not}", file=sys.stderr)
         return 2
     a.out = a.out.resolve()  # the steps run in the repository root
     checkpoint = str(Path(a.checkpoint).resolve()) if a.checkpoint else None

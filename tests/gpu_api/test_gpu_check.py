@@ -194,3 +194,18 @@ def test_install_picks_the_extra_from_the_drivers_cuda(gc, tmp_path, monkeypatch
     old.gpu = gc.GpuInfo("Old GPU", "470.1", "11.4", "7.5")
     r = gc.step_install(old)
     assert r.status == "failed" and "CUDA 11.4" in r.detail and "update the driver" in r.detail
+
+
+def test_out_holding_other_files_is_refused_and_kept(gc, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "gpu-check.md").write_text("my notes\n")
+    argv = [sys.executable, str(SCRIPT), "--out", str(out), "--nvidia-smi", "no-such-nvidia-smi"]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "holds files gpu-check did not write (gpu-check.md)" in p.stderr
+    assert (out / "gpu-check.md").read_text() == "my notes\n"
+    assert sorted(x.name for x in out.iterdir()) == ["gpu-check.md"]
+    fresh = tmp_path / "fresh"
+    argv[3] = str(fresh)
+    assert subprocess.run(argv, capture_output=True, timeout=120).returncode == 3
+    assert subprocess.run(argv, capture_output=True, timeout=120).returncode == 3  # its own
