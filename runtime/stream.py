@@ -253,6 +253,7 @@ class Stream:
         while not self._done:
             item = self._ready.get()
             if item is _END:
+                self._count_skipped_tail()
                 self._done, self._stats.t_end = True, time.perf_counter()
                 self._waiter.release()  # the consumer is back on its own scheduling after the last frame
                 break
@@ -264,6 +265,16 @@ class Stream:
             if frame is not None:
                 return frame
         return None
+
+    def _count_skipped_tail(self) -> None:
+        """Slots at the end of a timed stream that the worker skipped (due before it could
+        make them): missed and dropped like skipped slots before a delivered frame."""
+        if self._total is None or self._stop.is_set() or self._expect >= self._total:
+            return
+        n = self._total - self._expect
+        self._stats.missed_deadlines += n
+        self._stats.dropped += n
+        self._expect = self._total
 
     def _deliver(self, k: int, slot: int, t_start: float, t_ready: float) -> Frame | None:
         st = self._stats

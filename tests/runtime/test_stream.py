@@ -106,6 +106,18 @@ def test_slow_consumer_counts_misses(gan_bundle) -> None:
                 assert st.late_delivered > 0 and st.dropped == 0 and st.frames == 30
 
 
+def test_slots_skipped_at_the_end_are_counted(gan_bundle) -> None:
+    """A consumer that stalls past the whole schedule: the worker skips the remaining slots
+    and ends; every one of the stream's slots is a frame shown or a frame dropped."""
+    with Sampler.open(gan_bundle.path) as s:
+        stream = s.stream(fps=100, seconds=0.1, late="drop")
+        for i, _ in enumerate(stream):
+            if i == 0:
+                time.sleep(0.2)  # past the last of the 10 slots
+        st = stream.stats
+        assert st.frames + st.dropped == 10 and st.missed_deadlines == st.dropped > 0
+
+
 def test_nonfinite_policy_on_float_graphs(float_gan_bundle) -> None:
     with Sampler.open(float_gan_bundle.path) as s:
         real = s.backend._run
