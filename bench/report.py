@@ -142,13 +142,6 @@ def fmt(x: Any, digits: int = 3) -> str:
 TERMINAL_LATENCY = ("configuration", "batch", "p50 ms", "GFLOP/s", "p90 ms", "p99 ms", "images/s")
 
 
-def latency_table(
-    report: BenchReport, columns: tuple[str, ...] = LATENCY_HEADER
-) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
-    """``latency_rows`` cut to ``columns`` (names from ``LATENCY_HEADER``)."""
-    return columns, [row for group in latency_groups(report, columns) for row in group]
-
-
 def latency_groups(
     report: BenchReport, columns: tuple[str, ...] = LATENCY_HEADER
 ) -> list[list[tuple[str, ...]]]:
@@ -460,7 +453,7 @@ def markdown(report: BenchReport) -> str:
     summary = report.summary()
     if summary:
         lines += [
-            "## Summary (per configuration; speed-up: p50 ratio, IQR over rounds)",
+            "## Summary (per configuration; speed-up: median of per-round p50 ratios, with their IQR)",
             "",
             *(f"- {line.text}" for line in summary),
             "",

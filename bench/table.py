@@ -61,7 +61,11 @@ def sections(report: BenchReport) -> list[Section]:
 def summary_lines(report: BenchReport) -> list[str]:
     """The per-configuration summary, trtexec style, with the title line first."""
     lines = [line.text for line in report.summary()]
-    return ["Summary (speed-up: p50 ratio, IQR over rounds):", *lines] if lines else []
+    return (
+        ["Summary (speed-up: median of per-round p50 ratios, with their IQR):", *lines]
+        if lines
+        else []
+    )
 
 
 def _extras(report: BenchReport) -> list[str]:

@@ -158,21 +158,23 @@ def merge_out(
     backend: Any,
     bufs: dict[str, np.ndarray],
     out: dict[str, np.ndarray],
-    checked: Callable[[str, np.ndarray], bool] | None = None,
+    checked: Callable[[str, np.ndarray, tuple[int, ...]], bool] | None = None,
 ) -> dict[str, np.ndarray]:
     """The backend's own output buffers ``bufs`` with the caller's ``out`` arrays in their
-    place, each checked against its output's spec (``checked(name, arr)``: already checked)."""
+    place, each checked against its output's spec (``checked(name, arr, shape)``: already
+    checked for an output of that shape)."""
     merged = dict(bufs)
     for name, arr in out.items():
-        if checked is not None and checked(name, arr):
+        own = bufs.get(name)
+        if own is not None and checked is not None and checked(name, arr, own.shape):
             merged[name] = arr
             continue
         spec = backend.output_spec(name)
-        if spec is None:
+        if spec is None or own is None:
             raise CorruptArtifactError(
                 f"The graph has no output '{name}'; outputs: {[o.name for o in backend.outputs]}."
             )
-        check_out(spec, arr, bufs[name].shape)
+        check_out(spec, arr, own.shape)
         merged[name] = arr
     return merged
 

@@ -326,11 +326,12 @@ class OrtBackend(Backend):
     def _with_out(
         self, bufs: dict[str, np.ndarray], out: dict[str, np.ndarray]
     ) -> dict[str, np.ndarray]:
-        def bound_last_run(name: str, arr: np.ndarray) -> bool:
-            ref = self._bound.get(name)  # the caller's buffer of the last run: checked then
-            return ref is not None and ref() is arr and arr.shape == bufs[name].shape
+        return merge_out(self, bufs, out, self._bound_last_run)
 
-        return merge_out(self, bufs, out, bound_last_run)
+    def _bound_last_run(self, name: str, arr: np.ndarray, shape: tuple[int, ...]) -> bool:
+        """Whether ``arr`` is the caller's buffer bound by the last run (checked then)."""
+        ref = self._bound.get(name)
+        return ref is not None and ref() is arr and arr.shape == shape
 
     def close(self) -> None:
         with self.lock:  # never under a run of another thread

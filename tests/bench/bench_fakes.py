@@ -46,9 +46,22 @@ class SleepTarget:
 
 
 def fake_result(
-    label: str, kind: str, backend: str, precision: str, batch: int, p50_ms: float, n: int = 5
+    label: str,
+    kind: str,
+    backend: str,
+    precision: str,
+    batch: int,
+    p50_ms: float,
+    n: int = 5,
+    *,
+    round_ms: list[float] | None = None,
 ) -> CaseResult:
-    times = [int(p50_ms * 1e6)] * n
+    """A result of ``n`` calls of ``p50_ms`` each, or with ``round_ms`` one round of 3 calls
+    per entry, round k taking ``round_ms[k]`` ms."""
+    if round_ms is None:
+        times, rounds = [int(p50_ms * 1e6)] * n, ()
+    else:
+        times, rounds = [int(ms * 1e6) for ms in round_ms for _ in range(3)], (3,) * len(round_ms)
     stats = latency_stats(times)
     return CaseResult(
         label,
@@ -62,4 +75,5 @@ def fake_result(
         1.0,
         None,
         tuple(times),
+        round_sizes=rounds,
     )

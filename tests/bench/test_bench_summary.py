@@ -8,7 +8,7 @@ import io
 import json
 
 import pytest
-from bench_fakes import SleepTarget
+from bench_fakes import SleepTarget, fake_result
 
 from genedge.bench.progress import progress_bar
 from genedge.bench.ratios import Ratio, compute_ratios, round_iqr
@@ -27,22 +27,7 @@ from genedge.bench.table import print_report
 
 def case(label, kind, backend, precision, batch, round_ms) -> CaseResult:
     """A result of len(round_ms) rounds of 3 calls each, round k taking round_ms[k] ms."""
-    times = [int(ms * 1e6) for ms in round_ms for _ in range(3)]
-    stats = latency_stats(times)
-    return CaseResult(
-        label,
-        kind,
-        backend,
-        precision,
-        batch,
-        stats,
-        throughput(stats, batch),
-        1.0,
-        1.0,
-        None,
-        tuple(times),
-        round_sizes=(3,) * len(round_ms),
-    )
+    return fake_result(label, kind, backend, precision, batch, 0.0, round_ms=round_ms)
 
 
 def test_iqr_is_the_middle_half():
@@ -193,7 +178,7 @@ def test_terminal_latency_table_groups_precisions_and_fits_100_columns():
     ratio_table = ratios[: next(i for i, ln in enumerate(ratios) if ln.startswith("└")) + 1]
     assert max(len(ln) for ln in ratio_table) < 100 and "IQR over rounds" in out
     assert ".." not in "".join(ratio_table)  # no min..max spreads any more
-    summary = lines.index("Summary (speed-up: p50 ratio, IQR over rounds):")
+    summary = lines.index("Summary (speed-up: median of per-round p50 ratios, with their IQR):")
     assert lines[summary + 1].startswith("runtime ort-cpu fp32, batch 1: p50/p90/p99")
     assert "matrix multiply (numpy float32 512x512, 2 threads, openblas): 100.0 GFLOP/s" in out
     assert "2.00 MFLOP" in out
