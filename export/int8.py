@@ -1,8 +1,10 @@
 """INT8: static Q/DQ quantization with onnxruntime, symmetric (zero-point 0), per-channel weights.
 
 The same ``model.int8.onnx`` runs on ONNX Runtime CPU (QLinearConv kernels after Q/DQ
-fusion) and builds in TensorRT with explicit quantization. Only compute ops are quantized
-(Conv, Gemm, MatMul): the fused post-processing (``(x+1)*127.5``, round, clamp) stays exact.
+fusion), on OpenVINO, and builds in TensorRT with explicit quantization. Only compute ops are
+quantized (Conv, Gemm, MatMul): the fused post-processing (``(x+1)*127.5``, round, clamp)
+stays exact. Strided ConvTranspose layers are first rewritten as per-phase convolutions
+(``deconv.phase_convs``), which have int8 kernels where ConvTranspose has none.
 """
 
 from __future__ import annotations
@@ -79,25 +81,42 @@ def int8_from_onnx(
 ) -> Path:
     """Calibrate on ``feeds`` and write a Q/DQ int8 ONNX to ``out_path``.
 
-    Activations and weights are QInt8 with zero-point 0; weights per output channel; biases
-    stay float (no int32 Q/DQ, which TensorRT cannot parse).
+    Activations and weights are QInt8 with zero-point 0 (weights in 7-bit range); weights per
+    output channel; biases stay float (no int32 Q/DQ, which TensorRT cannot parse).
     ``keep_float`` names nodes left in float (the mixed-precision recipe). fp32 I/O.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from .deconv import phase_convs, private_qdq_scales
+
     # QuantizeBias=False: TensorRT rejects int32 DequantizeLinear inputs (bias), and ORT CPU
     # still fuses Q/DQ Conv with a float bias into QLinearConv (it quantizes the bias itself).
-    extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
+    # DedicatedQDQPair: one Q/DQ pair per reader of a tensor (the phase convs share an input),
+    # which ORT needs to fuse each reader into its own int8 kernel.
+    extra = {
+        "ActivationSymmetric": True,
+        "WeightSymmetric": True,
+        "QuantizeBias": False,
+        "DedicatedQDQPair": True,
+    }
     if method == "percentile":
         extra["CalibPercentile"] = 99.999
     with tempfile.TemporaryDirectory(prefix="genedge-int8-") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(
-            str(fp32_path), str(pre), skip_symbolic_shape=True, skip_optimization=True
-        )
+        phased, pre = Path(tmp) / "phased.onnx", Path(tmp) / "pre.onnx"
+        model = onnx.load(str(fp32_path))
+        phase_concats = set(phase_convs(model, skip=keep_float))
+        onnx.save(model, str(phased))
+        quant_pre_process(str(phased), str(pre), skip_symbolic_shape=True, skip_optimization=True)
+        pre_model = onnx.load(str(pre))
+        # only the phase interleaves' Concats are quantized: they join int8 convs
+        other_concats = [
+            n.name
+            for n in pre_model.graph.node
+            if n.op_type == "Concat" and n.name not in phase_concats
+        ]
         quantize_static(
             str(pre),
             str(out_path),
@@ -106,10 +125,17 @@ def int8_from_onnx(
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
             per_channel=True,
-            op_types_to_quantize=list(QUANT_OPS),
-            nodes_to_exclude=list(float_neighbourhood(onnx.load(str(pre)), keep_float)),
+            # 7-bit weights: x86 CPUs without VNNI multiply u8 x s8 pairs into saturating int16
+            # (vpmaddubsw); full-range weights overflow there and wreck pictures, so a file
+            # gated on one machine would draw worse ones on another
+            reduce_range=True,
+            op_types_to_quantize=[*QUANT_OPS, "Concat"],
+            nodes_to_exclude=[*float_neighbourhood(pre_model, keep_float), *other_concats],
             calibrate_method=getattr(CalibrationMethod, METHODS[method]),
             extra_options=extra,
             calibration_providers=["CPUExecutionProvider"],
         )
+        quantized = onnx.load(str(out_path))
+        if private_qdq_scales(quantized):
+            onnx.save(quantized, str(out_path))
     return Path(out_path)

@@ -78,12 +78,15 @@ def _load_bytes(data: bytes):
 
 
 def finish_model(model, spec: GraphSpec):
-    """Simplify with onnxslim, then check, infer shapes and restore the symbolic batch names."""
+    """Simplify with onnxslim, rewrite 1x1 ConvTranspose layers as Gemm, then check, infer
+    shapes and restore the symbolic batch names."""
     import onnx
 
+    from .deconv import dense_first_layers
     from .fp16 import name_nodes
 
     model = slim_model(model)
+    dense_first_layers(model)
     model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     _name_batch_dims(model, spec)
     name_nodes(model)

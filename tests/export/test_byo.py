@@ -193,9 +193,18 @@ def test_uniform_prior_is_mapped_in_graph(tmp_path):
 def test_int8_dcgan_really_quantizes_conv_transpose(dcgan_bundle):
     import onnx
 
+    from export.int8 import quantized_weight_nodes
+
     bundle, _ = dcgan_bundle
-    ops = [n.op_type for n in onnx.load(str(bundle / "model.int8.onnx")).graph.node]
-    assert "DequantizeLinear" in ops and "ConvTranspose" in ops
+    fp32 = onnx.load(str(bundle / "model.onnx"))
+    int8 = onnx.load(str(bundle / "model.int8.onnx"))
+    ups = [n.name for n in fp32.graph.node if n.op_type == "ConvTranspose"]
+    assert ups and "Gemm" in {n.op_type for n in fp32.graph.node}  # first layer made dense
+    # every strided deconvolution became int8 phase convolutions, none left in float
+    assert "ConvTranspose" not in {n.op_type for n in int8.graph.node}
+    quantized = quantized_weight_nodes(int8)
+    for up in ups:
+        assert sum(q.startswith(f"{up}/phase") for q in quantized) == 4
 
 
 def test_export_records_cpu_speed_and_auto_never_picks_slower_than_fp32(dcgan_bundle):
