@@ -9,8 +9,10 @@ Candidates come from ``available_backends()`` (the CPU backends here; the GPU ba
 the precisions the bundle approved for each: fp32 always, fp16 and int8 when their export
 gate passed, bf16 on ``openvino`` when gated and the CPU has it. Every candidate runs
 through the runtime's own backends, interleaved round by round so that they share the
-machine's state, and is timed per run with ``perf_counter_ns``; the choice per batch is
-the lowest p50.
+machine's state, and is timed per run with ``perf_counter_ns``. The choice per batch is the
+lowest median, over rounds, of each candidate's time relative to the round's fastest: a
+load spike slows every candidate of its round alike and cancels out, where pooled p50s let
+it decide between two close candidates.
 
 The result lives outside the bundle (a bundle holds only listed, hashed files), in
 ``$GENEDGE_CACHE/tune`` (else ``$XDG_CACHE_HOME/genedge/tune``, else
@@ -270,19 +272,21 @@ def measure(
     seconds: float,
     int_ranges: dict[str, tuple[int, int]],
     progress: Callable[[str], None] | None = None,
-) -> dict[Candidate, list[float]]:
-    """Per-run times (ms) of every opened candidate at ``batch``, interleaved round by round."""
+) -> dict[Candidate, list[list[float]]]:
+    """Per-run times (ms) of every opened candidate at ``batch``, one list per round
+    (candidates interleaved round by round)."""
     feeds = {c: _feed(b, batch, int_ranges) for c, b in opened.items()}
     for c, b in opened.items():  # warm-up: compiles a static shape, fills caches
         for _ in range(3):
             b.run_unchecked(feeds[c])
-    times: dict[Candidate, list[float]] = {c: [] for c in opened}
+    times: dict[Candidate, list[list[float]]] = {c: [] for c in opened}
     order = list(opened)
     t_end = time.perf_counter() + seconds
     rounds = 0
     while rounds < MIN_ROUNDS or time.perf_counter() < t_end:
         for c in order:
-            _time_block(opened[c], feeds[c], times[c])
+            times[c].append([])
+            _time_block(opened[c], feeds[c], times[c][-1])
         order.append(order.pop(0))  # rotate: nobody always runs right after the same one
         rounds += 1
         if progress is not None:
@@ -291,13 +295,28 @@ def measure(
     return times
 
 
-def _choice_record(times: dict[Candidate, list[float]]) -> dict[str, Any]:
-    p50 = {c.label: float(np.median(t)) for c, t in times.items()}
-    best = min(times, key=lambda c: p50[c.label])
+def relative_to_fastest(rounds: dict[str, list[float]]) -> dict[str, float]:
+    """Per label: the median over rounds of its round p50 over the round's fastest p50.
+
+    ``rounds[label][i]`` is the label's p50 in round i; every label has the same rounds.
+    """
+    per_round = np.array(list(rounds.values()), dtype=float)  # (labels, rounds)
+    ratios = per_round / per_round.min(axis=0, keepdims=True)
+    return {label: float(np.median(r)) for label, r in zip(rounds, ratios, strict=True)}
+
+
+def _choice_record(times: dict[Candidate, list[list[float]]]) -> dict[str, Any]:
+    p50 = {c.label: float(np.median(np.concatenate(t))) for c, t in times.items()}
+    relative = relative_to_fastest(
+        {c.label: [float(np.median(block)) for block in t] for c, t in times.items()}
+    )
+    best = min(times, key=lambda c: (relative[c.label], p50[c.label]))
     return {
         "choice": {"backend": best.backend, "precision": best.precision},
         "p50_ms": p50,
-        "runs": {c.label: len(t) for c, t in times.items()},
+        "relative": relative,
+        "runs": {c.label: sum(len(block) for block in t) for c, t in times.items()},
+        "rounds": len(next(iter(times.values()))),
     }
 
 
@@ -373,18 +392,21 @@ def choose(record: dict[str, Any], batch: int, precision: str | None = None) -> 
         return None
     at = nearest_batch(sorted(measured), batch)
     p50 = measured[at].get("p50_ms", {})
+    relative = measured[at].get("relative", {})  # absent in tunings written before it existed
     pairs = []
     for label, ms in p50.items():
         parts = str(label).split()
         if len(parts) == 2 and isinstance(ms, int | float) and ms > 0:
-            pairs.append((float(ms), Candidate(*parts)))
+            rel = relative.get(label) if isinstance(relative, dict) else None
+            rank = float(rel) if isinstance(rel, int | float) and rel > 0 else float(ms)
+            pairs.append((rank, float(ms), Candidate(*parts)))
     if precision is not None:
-        pairs = [p for p in pairs if p[1].precision == precision]
+        pairs = [p for p in pairs if p[2].precision == precision]
     if not pairs:
         return None
-    pairs.sort(key=lambda p: p[0])
-    best_ms, best = pairs[0]
-    others = ", ".join(f"{c.label} {ms:.3g} ms" for ms, c in pairs[1:4])
+    pairs.sort(key=lambda p: (p[0], p[1]))
+    _, best_ms, best = pairs[0]
+    others = ", ".join(f"{c.label} {ms:.3g} ms" for _, ms, c in pairs[1:4])
     why = (
         f"fastest at batch {at} in this machine's tuning ({best_ms:.3g} ms p50"
         f"{'; ' + others if others else ''})"
@@ -476,14 +498,21 @@ def tune_command(args: argparse.Namespace) -> int:
 
 
 def format_tuning(record: dict[str, Any], batches: Sequence[int]) -> str:
-    """The measured table: one line per batch, candidates fastest first, the choice marked."""
+    """The measured table: one line per batch, candidates fastest first, the choice marked.
+
+    The factor beside each p50 is its median per-round time relative to the fastest.
+    """
     lines = []
     for b in batches:
         rec = record["batches"][str(b)]
-        p50 = sorted(rec["p50_ms"].items(), key=lambda kv: kv[1])
-        best = p50[0][1]
-        cells = ", ".join(f"{label} {ms:.3f} ms ({ms / best:.2f}x)" for label, ms in p50)
-        lines.append(f"batch {b}: -> {p50[0][0]}   [{cells}]")
+        p50, rel = rec["p50_ms"], rec.get("relative") or {}
+        best = min(p50.values())
+        ranked = sorted(p50, key=lambda label: (rel.get(label, p50[label] / best), p50[label]))
+        cells = ", ".join(
+            f"{label} {p50[label]:.3f} ms ({rel.get(label, p50[label] / best):.2f}x)"
+            for label in ranked
+        )
+        lines.append(f"batch {b}: -> {ranked[0]}   [{cells}]")
     for label, why in record.get("skipped", {}).items():
         lines.append(f"skipped {label}: {printable(why, 160)}")
     return "\n".join(lines)

@@ -67,8 +67,10 @@ def test_tune_measures_and_caches(cgan_bundle, cache) -> None:
     for b in ("1", "4"):
         rec = record["batches"][b]
         assert set(rec["p50_ms"]) == labels
-        fastest = min(rec["p50_ms"], key=rec["p50_ms"].get)
+        assert set(rec["relative"]) == labels and min(rec["relative"].values()) >= 1.0
+        fastest = min(rec["relative"], key=rec["relative"].get)
         assert f"{rec['choice']['backend']} {rec['choice']['precision']}" == fastest
+        assert rec["rounds"] >= tune.MIN_ROUNDS
         assert all(n >= tune.MIN_ROUNDS for n in rec["runs"].values())
     tune.tune_manifest(m, batches=(2,), threads=1, seconds=0.2)  # merged, not replaced
     assert set(json.loads(path.read_text())["batches"]) == {"1", "2", "4"}
@@ -185,3 +187,24 @@ def test_candidates_are_the_approved_pairs_installed_here(cgan_bundle, bundle_co
     (path / "manifest.json").write_text(json.dumps(raw))
     got, skipped = tune.candidates(read_bundle(path), "generator", backends)
     assert skipped["openvino bf16"] == "not quality-approved at export"
+
+
+def test_relative_to_fastest_cancels_a_slow_round() -> None:
+    # b is faster in 3 of 4 rounds; one loaded round makes its pooled times look worse
+    rounds = {"a": [1.0, 1.0, 1.0, 1.0], "b": [0.9, 0.9, 0.9, 5.0]}
+    rel = tune.relative_to_fastest(rounds)
+    assert rel["b"] == 1.0 and rel["a"] == pytest.approx(1 / 0.9)
+
+
+def test_choose_ranks_by_relative_when_recorded() -> None:
+    record = {
+        "batches": {
+            "1": {
+                "p50_ms": {"ort-cpu fp32": 1.0, "openvino fp32": 1.1},
+                "relative": {"ort-cpu fp32": 1.08, "openvino fp32": 1.0},
+            }
+        }
+    }
+    assert tune.choose(record, 1).candidate == tune.Candidate("openvino", "fp32")
+    del record["batches"]["1"]["relative"]  # a tuning from before: pooled p50 decides
+    assert tune.choose(record, 1).candidate == tune.Candidate("ort-cpu", "fp32")
