@@ -99,30 +99,53 @@ def _fp16_graph(ctx: BuildContext, spec: GraphSpec) -> None:
 
 
 def stage_bf16(ctx: BuildContext) -> None:
-    """Every fp32 graph on OpenVINO with the bf16 hint, gated like fp16; recorded on the fp32
-    artifact. Needs a CPU with AVX-512 BF16 or AMX (refused, exit 3, where it has neither)."""
-    from genedge.runtime.openvino_backend import require_bf16
+    """Every fp32 graph in bf16, gated like fp16; recorded on the fp32 artifact.
+
+    On a CPU with AVX-512 BF16 or AMX the graph runs on OpenVINO with the bf16 hint, as
+    users will run it. Elsewhere the gate runs the graph with every weight and tensor rounded
+    to bf16 on ONNX Runtime (``export.bf16``), recorded as ``"method": "emulated"``: the
+    bundle then carries a bf16 gate for the machines that have it, and the runtime still
+    refuses bf16 (exit 3) on the ones that do not.
+    """
+    import onnx
+
+    from genedge.runtime.openvino_backend import bf16_support
     from genedge.runtime.select import BackendOptions, open_file
 
+    from .bf16 import bf16_emulation
     from .parity import ArtifactRunner
 
-    require_bf16()
+    native, why = bf16_support()
+    if not native:
+        ctx.log(f"bf16 gate emulated on ONNX Runtime: {why}")
     for spec, _ in ctx.graphs:
+        src = ctx.tmp / f"{spec.stem}.onnx"
+        if native:
+            path, backend, precision, label = src, "openvino", "bf16", "openvino-cpu-bf16"
+        else:
+            path = ctx.tmp / f".genedge-tmp-{spec.stem}.bf16-emulated.onnx"
+            onnx.save(bf16_emulation(onnx.load(str(src))), str(path))
+            backend, precision, label = "ort-cpu", "fp32", "onnxruntime-cpu-bf16-emulated"
         b = open_file(
-            ctx.tmp / f"{spec.stem}.onnx",
-            "openvino",
-            "bf16",
+            path,
+            backend,
+            precision,
             BackendOptions(check_inputs=False),
             inputs=spec.inputs,
             outputs=spec.outputs,
         )
         try:
-            rec = compare_to_fp32(ctx, spec, ArtifactRunner(b, "openvino-cpu-bf16"))
+            rec = compare_to_fp32(ctx, spec, ArtifactRunner(b, label))
         finally:
             b.close()
+            if not native:
+                path.unlink(missing_ok=True)
+        rec["method"] = "openvino" if native else "emulated"
         passed = gate(ctx, rec, use_metric=spec.name == "step")  # as fp16
         rec["verdict"] = "pass" if passed else "fail"
-        ctx.log(f"{spec.stem}.onnx in bf16 (OpenVINO): {summary(rec)}")
+        ctx.log(
+            f"{spec.stem}.onnx in bf16 ({'OpenVINO' if native else 'emulated'}): {summary(rec)}"
+        )
         fp32 = next(
             a
             for a in ctx.artifacts

@@ -316,7 +316,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         type=_csv(),
         default=["fp32", "fp16", "int8"],
         help="precisions to build, comma-separated (fp32 is always built; bf16, asked for "
-        "explicitly, gates the fp32 graph on OpenVINO bf16: CPUs with AVX-512 BF16 or AMX)",
+        "explicitly, gates the fp32 graph in bf16: on OpenVINO where the CPU has AVX-512 BF16 or "
+        "AMX, else by emulated bf16 rounding on ONNX Runtime)",
     )
     p.add_argument(
         "--calib-method",
