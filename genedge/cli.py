@@ -594,7 +594,10 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
         "--threads", type=int, default=None, help="CPU threads (default: the backend's choice)"
     )
     p.add_argument(
-        "--seconds", type=float, default=3.0, help="measuring time, all batch sizes together"
+        "--seconds",
+        type=float,
+        default=6.0,
+        help="measuring time, all batch sizes together (at least 3 rounds)",
     )
     p.add_argument(
         "--backends",
