@@ -25,12 +25,14 @@ def write_plot(report: BenchReport, path: str | Path, *, cdf_batch: int | None =
     results = list(report.results)
     batches = sorted({r.batch for r in results})
     cdf_batch = cdf_batch if cdf_batch is not None else (batches[0] if batches else 1)
-    fig, (ax_cdf, ax_tp) = plt.subplots(1, 2, figsize=(13, 5))
+    labels = list(dict.fromkeys(r.label for r in results))
+    style = {label: _style(label, i, plt) for i, label in enumerate(labels)}
+    fig, (ax_cdf, ax_tp) = plt.subplots(1, 2, figsize=(13, 5.5 + 0.1 * len(labels)))
     try:
         for r in (r for r in results if r.batch == cdf_batch):
             xs = sorted(t / 1e6 for t in r.times_ns)
             ys = [(i + 1) / len(xs) for i in range(len(xs))]
-            ax_cdf.step(xs, ys, where="post", label=r.label)
+            ax_cdf.step(xs, ys, where="post", **style[r.label])
         ax_cdf.set(
             xscale="log",
             xlabel="latency per call (ms, log)",
@@ -43,7 +45,7 @@ def write_plot(report: BenchReport, path: str | Path, *, cdf_batch: int | None =
             series[r.label].append((r.batch, r.throughput))
         for label, points in series.items():
             points.sort()
-            ax_tp.plot([b for b, _ in points], [t for _, t in points], marker="o", label=label)
+            ax_tp.plot([b for b, _ in points], [t for _, t in points], marker="o", **style[label])
         ax_tp.set(
             xscale="log",
             yscale="log",
@@ -52,14 +54,21 @@ def write_plot(report: BenchReport, path: str | Path, *, cdf_batch: int | None =
             title="Throughput vs batch",
         )
         ax_tp.grid(True, which="both", alpha=0.3)
-        for ax in (ax_cdf, ax_tp):
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7)
         fig.suptitle(f"genedge bench: {report.environment.get('cpu_model', '')}", fontsize=9)
-        fig.tight_layout()
+        handles, names = ax_tp.get_legend_handles_labels()
+        if handles:  # one legend for both panels, below them: it hides no curve
+            fig.legend(handles, names, loc="lower center", ncol=3, fontsize=7, frameon=False)
+        fig.tight_layout(rect=(0, 0.04 + 0.022 * ((len(labels) + 2) // 3), 1, 1))
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110)
     finally:
         plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
     return Path(path)
+
+
+def _style(label: str, i: int, plt) -> dict:
+    """One colour per configuration (tab20, so 20 stay apart); solid for the runtime, dashed
+    for baselines, dotted for ``sample()`` calls."""
+    dash = ":" if "sample()" in label else ("-" if label.startswith("runtime") else "--")
+    return {"label": label, "color": plt.get_cmap("tab20")(i % 20), "linestyle": dash}
