@@ -17,8 +17,9 @@ from .calibration import Feed, feeds_reader
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")  # mixed-precision search candidates
 # Relu and DepthToSpace too, so the GAN's sub-pixel blocks stay int8 from conv to conv
-# (a float island between two QLinearConvs costs a DequantizeLinear + QuantizeLinear pair).
-QUANT_OPS = (*WEIGHTED_OPS, "Relu", "DepthToSpace")
+# (a float island between two QLinearConvs costs a DequantizeLinear + QuantizeLinear pair);
+# Concat for the phase convs' interleave (``deconv.phase_convs``), the only Concat quantized.
+QUANT_OPS = (*WEIGHTED_OPS, "Relu", "DepthToSpace", "Concat")
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
 
@@ -48,7 +49,7 @@ def quantized_weight_nodes(model) -> list[str]:
 
 
 def float_neighbourhood(model, keep: tuple[str, ...]) -> tuple[str, ...]:
-    """``keep`` plus the weightless quantized ops (Relu, DepthToSpace) feeding a kept node.
+    """``keep`` plus the weightless quantized ops (Relu, DepthToSpace, Concat) feeding a kept node.
 
     Keeping a conv "in float" must keep its input activation float too; otherwise the
     Relu -> DepthToSpace chain before it would still be quantized and the recipe would not
@@ -129,7 +130,7 @@ def int8_from_onnx(
             # (vpmaddubsw); full-range weights overflow there and wreck pictures, so a file
             # gated on one machine would draw worse ones on another
             reduce_range=True,
-            op_types_to_quantize=[*QUANT_OPS, "Concat"],
+            op_types_to_quantize=list(QUANT_OPS),
             nodes_to_exclude=[*float_neighbourhood(pre_model, keep_float), *other_concats],
             calibrate_method=getattr(CalibrationMethod, METHODS[method]),
             extra_options=extra,

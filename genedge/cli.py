@@ -596,8 +596,8 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--seconds",
         type=float,
-        default=6.0,
-        help="measuring time, all batch sizes together (at least 3 rounds)",
+        default=None,
+        help="measuring time, all batch sizes together (default 6 s; at least 3 rounds)",
     )
     p.add_argument(
         "--backends",

@@ -470,6 +470,8 @@ def tune_command(args: argparse.Namespace) -> int:
             raise BadInputError(
                 f"--batch {b!r}: expected batch sizes in [1, {MAX_TUNE_BATCH}], e.g. --batch 1,16."
             )
+    if args.seconds is None:
+        args.seconds = DEFAULT_SECONDS
     if not (math.isfinite(args.seconds) and 0.1 <= args.seconds <= 600):
         raise BadInputError(
             f"--seconds {args.seconds}: expected a measuring time in [0.1, 600] seconds."
