@@ -16,7 +16,6 @@ import copy
 import dataclasses
 import hashlib
 import json
-import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ class GeneratorSpec:
     output_range: tuple[float, float] = (-1.0, 1.0)
     latent_shape: tuple[int, ...] | None = None
     latent_dist: str = "normal"
+    check_range: bool = True  # False: export even when seeded outputs do not fit output_range
 
     def record(self) -> dict[str, Any]:
         return {
@@ -262,28 +262,42 @@ def _check_output(x: Any, spec: GeneratorSpec, call: str) -> tuple[int, int, int
             f"{call} returned {bad} NaN/Inf values on seeded N(0, I) latents.",
             hint="Check the weights (a diverged training run?) and --latent-dist.",
         )
+    check_output_range(float(x.min()), float(x.max()), spec, call)
+    return shape[1], shape[2], shape[3]
+
+
+def check_output_range(seen_lo: float, seen_hi: float, spec: GeneratorSpec, call: str) -> None:
+    """BadInputError unless the outputs seen on seeded latents fit ``spec.output_range``.
+
+    Refused: values beyond the range by more than ``RANGE_MARGIN`` of its span, and values that
+    stay in one half of it (a sigmoid's [0, 1] read as [-1, 1] comes out washed-out grey).
+    ``spec.check_range=False`` (``--trust-output-range``) exports such a model as declared.
+    """
+    if not spec.check_range:
+        return
     lo, hi = spec.output_range
-    seen_lo, seen_hi = float(x.min()), float(x.max())
-    margin = RANGE_MARGIN * (hi - lo)
+    margin, mid = RANGE_MARGIN * (hi - lo), (lo + hi) / 2
+    seen = f"[{seen_lo:.4g}, {seen_hi:.4g}]"
+    declared = f"[{lo:g}, {hi:g}]"
+    override = "--trust-output-range exports it as declared (a model that means it)."
     if seen_lo < lo - margin or seen_hi > hi + margin:
         raise BadInputError(
-            f"{call} returned values in [{seen_lo:.4g}, {seen_hi:.4g}]; the declared output "
-            f"range is [{lo:g}, {hi:g}].",
-            hint="Pass the range the module really produces, e.g. --output-range 0,1 for a "
-            "sigmoid, -1,1 for tanh.",
+            f"{call} returned values in {seen} on seeded latents; the declared output range is "
+            f"{declared}, exceeded by more than {RANGE_MARGIN:.0%} of its span.",
+            hint="Pass the range the model really produces with --output-range LO,HI (0,1 for "
+            f"a sigmoid, -1,1 for tanh); {override}",
         )
-    if lo < 0 <= (lo + hi) / 2 <= seen_lo:  # a sigmoid's [0, 1] inside a range such as [-1, 1]
-        logging.getLogger("genedge.export").warning(
-            "%s returned values in [%.4g, %.4g], only the upper half of the declared output "
-            "range [%g, %g]: if the module ends in a sigmoid, pass --output-range 0,1 (or "
-            "output_range=(0, 1)), else the images come out washed-out grey.",
-            call,
-            seen_lo,
-            seen_hi,
-            lo,
-            hi,
+    upper = seen_lo >= mid and seen_hi > mid + margin  # nothing below the middle
+    lower = seen_hi <= mid and seen_lo < mid - margin
+    half = "upper" if upper else "lower" if lower else None
+    if half:
+        guess = f"{mid:g},{hi:g}" if half == "upper" else f"{lo:g},{mid:g}"
+        raise BadInputError(
+            f"{call} returned values in {seen} on seeded latents: only the {half} half of the "
+            f"declared output range {declared}, so the images would come out washed-out.",
+            hint=f"Pass the range the model really produces, e.g. --output-range {guess} "
+            f"(0,1 for a sigmoid); {override}",
         )
-    return shape[1], shape[2], shape[3]
 
 
 def config_for(spec: GeneratorSpec, chw: tuple[int, int, int]) -> ByoConfig:
@@ -394,6 +408,7 @@ def export_generator(
     precisions: tuple[str, ...] = ("fp32", "fp16", "int8"),
     latent_shape: tuple[int, ...] | None = None,
     latent_dist: str = "normal",
+    check_range: bool = True,
     log: Log | None = None,
     **options: Any,
 ) -> Path:
@@ -402,14 +417,17 @@ def export_generator(
     ``module(z)`` (``module(z, labels)`` when ``num_classes > 0``) returns float images
     (B, C, H, W), C in {1, 3}, in ``output_range``; z is (B, latent_dim) float32, reshaped to
     ``(B, *latent_shape)`` when given (the classic DCGAN: ``latent_shape=(Z, 1, 1)``); labels
-    are (B,) int64. ``options`` are ``ExportOptions`` fields (``calib_samples``, ``eval_data``,
+    are (B,) int64. Outputs outside ``output_range``, or in only one half of it, are refused
+    unless ``check_range=False``. ``options`` are ``ExportOptions`` fields (``calib_samples``, ``eval_data``,
     ``trt``, ...). The caller's module is not modified (a copy is exported).
 
     Raises BadInputError (exit 2) for a module, output or option that cannot work, and the
     errors of ``export_bundle``; nothing is left at ``out`` on failure.
     """
     spec = validate_spec(
-        GeneratorSpec(latent_dim, num_classes, tuple(output_range), latent_shape, latent_dist)
+        GeneratorSpec(
+            latent_dim, num_classes, tuple(output_range), latent_shape, latent_dist, check_range
+        )
     )
     where = type(module).__name__
     model, cfg = _prepared(module, spec, where)

@@ -28,6 +28,7 @@ BYO_FLAGS = (
     "latent_dim",
     "num_classes",
     "output_range",
+    "trust_output_range",
     "latent_shape",
     "latent_dist",
     "latent_input",
@@ -50,6 +51,7 @@ def spec_from_args(args: Any, *, latent_dim: int | None = None) -> GeneratorSpec
         output_range=parse_output_range(args.output_range) if args.output_range else (-1.0, 1.0),
         latent_shape=parse_shape(args.latent_shape),
         latent_dist=args.latent_dist or "normal",
+        check_range=not args.trust_output_range,
     )
 
 

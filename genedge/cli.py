@@ -294,7 +294,15 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         "--output-range",
         default=None,
         metavar="LO,HI",
-        help="range of the generator's float output (default -1,1; 0,1 for a sigmoid)",
+        help="range of the generator's float output (default -1,1; 0,1 for a sigmoid); "
+        "checked on seeded latents",
+    )
+    byo.add_argument(
+        "--trust-output-range",
+        action="store_true",
+        default=None,
+        help="export even when the outputs on seeded latents leave --output-range or fill only "
+        "half of it (a model that means it)",
     )
     byo.add_argument(
         "--latent-shape",

@@ -580,21 +580,51 @@ def test_module_without_weights_is_refused_unless_none_is_said(user_files, tmp_p
     assert rc == 2 and "--weights" in err and "untrained" in err
 
 
-def test_a_sigmoid_output_under_the_default_range_is_warned_about(caplog):
+class Sig(torch.nn.Module):
+    """A sigmoid generator: its images live in [0, 1]."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(8, 64)
+
+    def forward(self, z):
+        return torch.sigmoid(self.fc(z)).reshape(-1, 1, 8, 8)
+
+
+def test_a_sigmoid_module_under_the_default_range_is_refused(tmp_path, capsys):
+    from genedge.cli import build_parser
     from genedge.export.byo import GeneratorSpec, probe_module
+    from genedge.export.dispatch import spec_from_args
 
-    class Sig(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc = torch.nn.Linear(8, 64)
+    with pytest.raises(Exception) as e:
+        probe_module(Sig(), GeneratorSpec(latent_dim=8), "Sig")
+    assert "only the upper half" in str(e.value) and "--output-range 0,1" in e.value.hint
+    assert "--trust-output-range" in e.value.hint
+    assert probe_module(Sig(), GeneratorSpec(latent_dim=8, output_range=(0.0, 1.0)), "Sig")
+    trusting = GeneratorSpec(latent_dim=8, check_range=False)
+    assert probe_module(Sig(), trusting, "Sig") == (1, 8, 8)  # the override
+    args = build_parser().parse_args(
+        [
+            "export",
+            "--module",
+            "f.py:Sig",
+            "--latent-dim",
+            "8",
+            "--out",
+            "o",
+            "--trust-output-range",
+        ]
+    )
+    assert spec_from_args(args).check_range is False
 
-        def forward(self, z):
-            return torch.sigmoid(self.fc(z)).reshape(-1, 1, 8, 8)
 
-    with caplog.at_level("WARNING", logger="genedge.export"):
-        assert probe_module(Sig(), GeneratorSpec(latent_dim=8), "Sig") == (1, 8, 8)
-    assert "--output-range 0,1" in caplog.text
-    caplog.clear()
-    with caplog.at_level("WARNING", logger="genedge.export"):
-        probe_module(Sig(), GeneratorSpec(latent_dim=8, output_range=(0.0, 1.0)), "Sig")
-    assert "--output-range" not in caplog.text
+def test_a_sigmoid_onnx_under_the_default_range_is_refused(tmp_path, capsys):
+    src = export_user_onnx(tmp_path / "sig.onnx", Sig(), (torch.zeros(2, 8),), ("z",))
+    rc, err = run_bad([str(src)], tmp_path / "o", capsys)
+    assert rc == 2 and "only the upper half" in err and "[-1, 1]" in err
+    assert "--output-range 0,1" in err and "--trust-output-range" in err
+    out = tmp_path / "trusted"
+    argv = [str(src), "--trust-output-range", "--precision", "fp32", "--out", str(out)]
+    assert main(["export", *argv, *FAST_FLAGS]) == 0, capsys.readouterr().err
+    assert "latent 'z' float32" in capsys.readouterr().err  # the matched tensors are said
