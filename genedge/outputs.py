@@ -26,6 +26,7 @@ import fcntl
 import json
 import os
 import stat
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -442,30 +443,49 @@ def clear_run(out: Path) -> None:
 
 # ---------------------------------------------------------------- locking
 @contextlib.contextmanager
-def folder_lock(folder: Path, *, who: str) -> Iterator[int]:
-    """Hold ``FOLDER/.genedge.lock`` (fcntl) while writing; refuse (exit 4) if another holds it."""
-    fd = open_lock(folder, who=who)
+def folder_lock(folder: Path, *, who: str, wait_s: float = 0.0) -> Iterator[int]:
+    """Hold ``FOLDER/.genedge.lock`` (fcntl) while writing; refuse (exit 4) if another holds
+    it for longer than ``wait_s`` seconds (0: refuse at once)."""
+    fd = open_lock(folder, who=who, wait_s=wait_s)
     try:
         yield fd
     finally:
         os.close(fd)
 
 
-def open_lock(folder: Path, *, who: str) -> int:
+def open_lock(folder: Path, *, who: str, wait_s: float = 0.0) -> int:
     """Open and lock ``FOLDER/.genedge.lock``; the caller closes the returned fd to release it."""
-    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    flags = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        lock_fd(fd, folder, who=who)
+        fd = os.open(folder / LOCK_NAME, flags, 0o644)
+    except OSError as e:  # ELOOP: a symlink in the lock's place
+        raise BadInputError(
+            f"Cannot open the lock file {_show(folder / LOCK_NAME)}: {e.strerror}.",
+            hint="Remove whatever is in its place; genedge creates it.",
+        ) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BadInputError(
+                f"{_show(folder / LOCK_NAME)} is not a regular file; genedge's lock file is one.",
+                hint="Remove whatever is in its place; genedge creates it.",
+            )
+        deadline = time.monotonic() + wait_s
+        while not lock_fd(fd, folder, who=who, last_try=time.monotonic() >= deadline):
+            time.sleep(0.02)
     except BaseException:
         os.close(fd)
         raise
     return fd
 
 
-def lock_fd(fd: int, folder: Path, *, who: str) -> None:
+def lock_fd(fd: int, folder: Path, *, who: str, last_try: bool = True) -> bool:
+    """Lock ``fd`` (the lock file of ``folder``) without waiting: True when locked; when
+    another process holds it, False, or ``IntegrityError`` (exit 4) on the ``last_try``."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        if not last_try:
+            return False
         raise IntegrityError(
             f"'{_show(folder)}' is being written by another genedge command (it holds "
             f"{_show(folder / LOCK_NAME)}); `{who}` does not share a folder with it.",
@@ -473,5 +493,6 @@ def lock_fd(fd: int, folder: Path, *, who: str) -> None:
         ) from None
     except OSError as e:
         if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP):  # filesystems without flock: no lock
-            return
+            return True
         raise
+    return True

@@ -36,6 +36,7 @@ import logging
 import math
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -46,12 +47,27 @@ from typing import Any
 import numpy as np
 
 from genedge.atomic import atomic_write_text
-from genedge.errors import BadInputError, GenedgeError, printable
+from genedge.errors import (
+    BadInputError,
+    GenedgeError,
+    IncompatibleEnvironmentError,
+    printable,
+)
 from genedge.limits import check_threads
 from genedge.manifest import INFERENCE_PRECISIONS, MAIN_GRAPH, MANIFEST_NAME, Manifest
+from genedge.outputs import folder_lock
+from genedge.readback import (
+    MANIFEST_BYTES,
+    TUNE_CACHE_BYTES,
+    ReadbackError,
+    check,
+    field,
+    read_bytes,
+    read_cache_json,
+)
 
 from .backend import Backend
-from .select import BackendOptions, onnx_artifacts, open_backend, read_bundle
+from .select import BACKENDS, BackendOptions, onnx_artifacts, open_backend, read_bundle
 
 log = logging.getLogger("genedge.runtime")
 
@@ -62,6 +78,7 @@ DEFAULT_SECONDS = 6.0  # measuring time of `genedge tune`, all batches together
 PROBE_SECONDS = 1.0  # the opt-in probe on first open: one batch size (MIN_ROUNDS rounds at least)
 MAX_TUNE_BATCH = 4096
 MIN_ROUNDS = 3
+LOCK_WAIT_S = 10.0  # another tune's cache write holds the lock for milliseconds
 # One candidate's turn in a round: this long, at least BLOCK_RUNS runs, the first not kept.
 # Runs just after a switch pay for the other backend's threads and the caches it filled, and
 # a user samples from one backend, so that cost is not theirs: with 50 ms turns OpenVINO fp32
@@ -169,7 +186,8 @@ def library_versions() -> dict[str, str]:
 
 
 def manifest_sha256(manifest: Manifest) -> str:
-    return hashlib.sha256((Path(manifest.root) / MANIFEST_NAME).read_bytes()).hexdigest()
+    path = Path(manifest.root) / MANIFEST_NAME
+    return hashlib.sha256(read_bytes(path, what="Manifest", limit=MANIFEST_BYTES)).hexdigest()
 
 
 def tune_identity(manifest: Manifest, graph: str, threads: int | None) -> dict[str, Any]:
@@ -207,32 +225,60 @@ def _ever_tuned(manifest: Manifest) -> bool:
 
 
 def read_tuning(path: Path) -> dict[str, Any] | None:
-    """A cached tuning, or None when absent or unreadable (a broken cache file is ignored)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    ok = (
-        isinstance(data, dict)
-        and data.get("format") == FORMAT
-        and data.get("version") == VERSION
-        and isinstance(data.get("batches"), dict)
+    """A cached tuning, or None: silently when absent, with one warning when the file is not
+    a regular file, too large, not JSON or not a tuning (``_checked_tuning``)."""
+    return read_cache_json(
+        path, what="Tuning cache", limit=TUNE_CACHE_BYTES, schema=_checked_tuning
     )
-    if not ok:
-        log.debug("ignoring tuning cache %s: not a %s v%d file", path, FORMAT, VERSION)
-        return None
+
+
+_LABEL = re.compile(r"([a-z0-9-]{1,16}) ([a-z0-9]{1,16})")
+_MAX_MS = 1e9  # a p50 past 11 days is no measurement
+
+
+def _checked_tuning(data: Any) -> dict[str, Any]:
+    """``data`` if it is a tuning as ``tune_manifest`` writes it, else ``ReadbackError``:
+    batch keys are sizes in [1, MAX_TUNE_BATCH], labels name a backend and a precision,
+    times are positive numbers."""
+    where = "Tuning cache"
+    check(data, dict, where=where)
+    if data.get("format") != FORMAT or data.get("version") != VERSION:
+        raise ReadbackError(f"{where}: not a {FORMAT} version {VERSION} file.")
+    for b, rec in field(data, "batches", dict, where=where, max_len=MAX_TUNE_BATCH).items():
+        at = f"{where}: batch {printable(b, 20)}"
+        if not (b.isascii() and b.isdigit() and 1 <= int(b[:5]) <= MAX_TUNE_BATCH):
+            raise ReadbackError(f"{at}: expected a batch size in [1, {MAX_TUNE_BATCH}].")
+        check(rec, dict, where=at)
+        for key in ("p50_ms", "relative"):
+            for label, value in field(rec, key, dict, where=at, default={}, max_len=64).items():
+                m = _LABEL.fullmatch(label)
+                if m is None or m.group(1) not in BACKENDS:
+                    raise ReadbackError(
+                        f"{at}: {printable(label, 40)} is no backend and precision."
+                    )
+                check(value, (int, float), where=f"{at}: {label}", low=0, high=_MAX_MS)
+    for label, why in field(data, "skipped", dict, where=where, default={}, max_len=64).items():
+        check(why, str, where=f"{where}: skipped {printable(label, 40)}", max_len=1024)
     return data
 
 
-def write_tuning(path: Path, data: dict[str, Any]) -> bool:
-    """Write ``data`` atomically; False (with a warning) where the cache is not writable."""
+def write_tuning(path: Path, data: dict[str, Any]) -> dict[str, Any] | None:
+    """Merge ``data``'s batches into the cache file ``path`` and write it atomically, under
+    the cache folder's lock, so that two ``tune`` runs keep both results (for one batch, the
+    later measurement wins). Returns what was written, or None (with a warning) where the
+    cache is not writable."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+        with folder_lock(path.parent, who="tune", wait_s=LOCK_WAIT_S):
+            old = read_tuning(path)
+            if old is not None:
+                data = {**data, "batches": {**old["batches"], **data["batches"]}}
+            atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
     except (OSError, GenedgeError) as e:
-        log.warning("tuning not cached (%s); set GENEDGE_CACHE to a writable folder", e)
-        return False
-    return True
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        log.warning("tuning not cached (%s); set GENEDGE_CACHE to a writable folder", why)
+        return None
+    return data
 
 
 # ------------------------------------------------------------------ measuring
@@ -336,9 +382,10 @@ def tune_manifest(
     graph: str | None = None,
     progress: Callable[[str], None] | None = None,
     write: bool = True,
-) -> tuple[dict[str, Any], Path]:
+) -> tuple[dict[str, Any], Path | None]:
     """Measure the candidates of ``graph`` (default: the bundle's main graph) at each batch,
-    merge the result into the cache file for this machine and return (record, path)."""
+    merge the result into the cache file for this machine and return (record, path); path
+    is None when the cache could not be written (a warning says why)."""
     graph = graph or MAIN_GRAPH[manifest.kind]
     threads = check_threads("threads", threads)
     identity = tune_identity(manifest, graph, threads)
@@ -359,8 +406,7 @@ def tune_manifest(
                 + "; ".join(f"{k}: {v}" for k, v in skipped.items()),
                 hint="Install a runtime extra: pip install 'genedge[cpu]' (or [openvino]).",
             )
-        record = read_tuning(path) or {}
-        found = dict(record.get("batches", {}))
+        found: dict[str, Any] = {}
         for b in batches:
             times = measure(opened, b, seconds / len(batches), ranges, progress)
             found[str(b)] = _choice_record(times)
@@ -378,7 +424,8 @@ def tune_manifest(
         "skipped": skipped,
     }
     if write:
-        write_tuning(path, record)
+        written = write_tuning(path, record)
+        return (record, None) if written is None else (written, path)
     return record, path
 
 
@@ -447,7 +494,8 @@ def tuned_choice(
         return None
     choice = choose(record, batch, precision)
     if choice is not None:
-        choice = Choice(choice.candidate, choice.batch, f"{choice.why}; {path}")
+        where = f"; {printable(path, None)}" if path is not None else "; not cached"
+        choice = Choice(choice.candidate, choice.batch, f"{choice.why}{where}")
     return choice
 
 
@@ -479,10 +527,18 @@ def tune_command(args: argparse.Namespace) -> int:
     backends = args.backends
     if backends is not None:
         known = available_backends()
-        unknown = [b for b in backends if b not in known]
+        unknown = [b for b in backends if b not in BACKENDS or b == "auto"]
         if unknown:
             raise BadInputError(
-                f"--backends {','.join(unknown)}: not available here; available: {', '.join(known)}."
+                f"--backends {printable(','.join(unknown))}: not a backend; expected some of "
+                f"{', '.join(BACKENDS[1:])}."
+            )
+        missing = [b for b in backends if b not in known]
+        if missing:
+            raise IncompatibleEnvironmentError(
+                f"--backends {','.join(missing)}: not installed here; available: "
+                f"{', '.join(known)}.",
+                hint="Install its extra (e.g. pip install 'genedge[openvino]') or leave it out.",
             )
     manifest = read_bundle(args.bundle)
     print(
@@ -501,7 +557,8 @@ def tune_command(args: argparse.Namespace) -> int:
     if sys.stderr.isatty():
         sys.stderr.write("\n")
     print(format_tuning(record, batches))
-    print(f"cached in {path}; backend auto now uses it", file=sys.stderr)
+    if path is not None:
+        print(f"cached in {printable(path, None)}; backend auto now uses it", file=sys.stderr)
     return 0
 
 
