@@ -15,6 +15,8 @@ import numpy as np
 from genedge.atomic import atomic_write_bytes
 from genedge.errors import BadInputError
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
 
 def make_grid(
     images: np.ndarray, ncols: int | None = None, pad: int = 1, scale: int = 1
@@ -57,12 +59,22 @@ def encode_png(image: np.ndarray) -> bytes:
 
     header = struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0)
     return (
-        b"\x89PNG\r\n\x1a\n"
+        PNG_SIGNATURE
         + chunk(b"IHDR", header)
         + chunk(b"tEXt", b"Software\x00genedge")  # marks the file as genedge's own output
         + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
         + chunk(b"IEND", b"")
     )
+
+
+def png_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) from the IHDR chunk at the start of a PNG (its first 24 bytes), or
+    None when ``head`` is not the start of a PNG. Read before decoding: a 1 MB file may
+    declare 30000 x 30000 pixels."""
+    if len(head) < 24 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
+        return None
+    w, h = struct.unpack(">II", head[16:24])
+    return w, h
 
 
 def save_png(path: str | os.PathLike, image: np.ndarray) -> None:

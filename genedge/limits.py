@@ -23,6 +23,10 @@ MIN_OPSET, MAX_OPSET = 17, 20  # torch's TorchScript ONNX exporter writes opsets
 MAX_REQUEST_BYTES = 4 << 30  # buffers one call allocates up front (images, rings, batches)
 MAX_BATCH = 4096  # one engine profile or benchmark batch; buffers are sized for it up front
 MAX_EVAL_SAMPLES = 50_000  # evaluation keeps every sample (and its features) in memory
+MAX_IMAGE_PIXELS = 1 << 24  # one image a file declares (4096 x 4096); decoded as float32 later
+MAX_IMAGE_FILE_BYTES = 256 << 20  # one image file read from a folder
+MAX_DECODED_BYTES = 256 << 20  # an IDX array a file declares (MNIST's training images: 47 MB)
+MAX_GRID_PIXELS = 1 << 28  # the one PNG `sample --out` writes (16384 x 16384)
 
 
 def cpu_count() -> int:
@@ -91,5 +95,15 @@ def check_bytes(what: str, nbytes: int, hint: str) -> None:
         raise BadInputError(
             f"{what} needs {nbytes / 2**30:.1f} GiB of buffers up front; the limit is "
             f"{MAX_REQUEST_BYTES / 2**30:g} GiB per call.",
+            hint=hint,
+        )
+
+
+def check_declared(what: str, declared: str, nbytes: int, limit: int, hint: str) -> None:
+    """Refuse a size a file *declares* (image dimensions, an array's shape) past ``limit``
+    before anything is decoded or allocated: a few kB of header can claim gigabytes."""
+    if nbytes > limit:
+        raise BadInputError(
+            f"{what} declares {declared} ({nbytes:,} bytes); the limit is {limit:,} bytes.",
             hint=hint,
         )

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import stat
 import time
@@ -33,6 +32,13 @@ from pathlib import Path
 from genedge.atomic import LOCK_NAME, TMP_PREFIX
 from genedge.errors import BadInputError, IntegrityError, printable
 from genedge.manifest import FORMAT, MANIFEST_NAME
+from genedge.readback import (
+    MANIFEST_BYTES,
+    RUN_CONFIG_BYTES,
+    MissingFileError,
+    ReadbackError,
+    read_json,
+)
 
 MARK_XATTR = "user.genedge"
 PNG_MARK = b"tEXtSoftware\x00genedge"
@@ -257,8 +263,8 @@ def _existing_entries(folder: Path, flag: str) -> list[str]:
 def _manifest_files(folder: Path) -> set[str] | None:
     """Top-level names a genedge bundle's manifest lists, or None if it is no genedge bundle."""
     try:
-        data = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = read_json(folder / MANIFEST_NAME, what="Manifest", limit=MANIFEST_BYTES)
+    except ReadbackError:  # absent, not a regular file, too large, not JSON: no bundle
         return None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         return None
@@ -360,12 +366,22 @@ def _unmarked_under(p: Path, shown: str) -> list[str]:
     return [] if _marked_file(p) else [shown]
 
 
-def _run_kind(folder: Path) -> str | None:
+def _run_kind(folder: Path, *, strict: bool = False) -> str | None:
+    """The kind a training run's ``config.json`` names, or None when ``folder`` holds no run.
+
+    ``strict``: a ``config.json`` that is there but not a run's (a FIFO, a device, too large,
+    not JSON) is ``ReadbackError`` (exit 2) rather than "no run".
+    """
     try:
-        data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        kind = data["options"]["kind"]
-    except (OSError, ValueError, KeyError, TypeError):
+        data = read_json(folder / "config.json", what="Run config", limit=RUN_CONFIG_BYTES)
+    except MissingFileError:
         return None
+    except ReadbackError:
+        if strict:
+            raise
+        return None
+    options = data.get("options") if isinstance(data, dict) else None
+    kind = options.get("kind") if isinstance(options, dict) else None
     return kind if isinstance(kind, str) else None
 
 
@@ -380,7 +396,7 @@ def check_run_out(out: str | os.PathLike, *, kind: str, resume: bool, overwrite:
     entries = _existing_entries(out, "--out")
     if not entries:
         return out
-    found = _run_kind(out)
+    found = _run_kind(out, strict=True)
     if found is None:
         raise _foreign_message(
             "--out", out, "holds files and is not a genedge training run", entries

@@ -60,6 +60,10 @@ def _show(path: str | os.PathLike) -> str:
 
 
 # ---------------------------------------------------------------- bytes
+def _size(n: int) -> str:
+    return f"{n // MiB} MiB" if n >= MiB and n % MiB == 0 else f"{n:,} bytes"
+
+
 def _kind_of(mode: int) -> str:
     if stat.S_ISLNK(mode):
         return "a symbolic link"
@@ -109,7 +113,8 @@ def open_regular(
             )
         if now.st_size > limit:
             raise ReadbackError(
-                f"{what} '{_show(path)}' is {now.st_size:,} bytes; the limit for it is {limit:,}.",
+                f"{what} '{_show(path)}' is {now.st_size:,} bytes; the limit for it is "
+                f"{_size(limit)}.",
                 hint="It is not a file genedge wrote: replace or remove it.",
             )
     except BaseException:
@@ -126,7 +131,7 @@ def read_bytes(
     with os.fdopen(fd, "rb") as f:
         data = f.read(limit + 1)
     if len(data) > limit:  # grew after the fstat
-        raise ReadbackError(f"{what} '{_show(path)}' is larger than its limit of {limit:,} bytes.")
+        raise ReadbackError(f"{what} '{_show(path)}' is larger than its limit of {_size(limit)}.")
     return data
 
 
@@ -177,6 +182,40 @@ def read_json(
     """Read and parse the JSON file ``path`` with every check of this module."""
     data = read_bytes(path, what=what, limit=limit, follow_symlinks=follow_symlinks)
     return parse_json(data, what=what, path=path, max_depth=max_depth)
+
+
+# ---------------------------------------------------------------- safetensors
+def safetensors_metadata(head: bytes, *, what: str, path: str | os.PathLike) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file whose first bytes are ``head`` (at least
+    the 8-byte header length and the header): a dict of strings, or ``ReadbackError``."""
+    if len(head) < 8:
+        raise ReadbackError(f"{what} '{_show(path)}' is truncated ({len(head)} bytes).")
+    n = int.from_bytes(head[:8], "little")
+    if n > SAFETENSORS_HEADER_BYTES or 8 + n > len(head):
+        raise ReadbackError(
+            f"{what} '{_show(path)}' declares a {n:,}-byte header; the file holds "
+            f"{len(head) - 8:,} bytes after its length (limit {_size(SAFETENSORS_HEADER_BYTES)}).",
+            hint="The file is truncated or not a safetensors file.",
+        )
+    header = parse_json(head[8 : 8 + n], what=what, path=path, max_depth=8)
+    meta = header.get("__metadata__", {}) if isinstance(header, dict) else None
+    if not isinstance(meta, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in meta.items()
+    ):
+        raise ReadbackError(f"{what} '{_show(path)}': its metadata is not a map of strings.")
+    return meta
+
+
+def read_safetensors_metadata(
+    path: str | os.PathLike, *, what: str, follow_symlinks: bool = True
+) -> dict[str, str]:
+    """The metadata of the safetensors file ``path``, reading only its header."""
+    fd = open_regular(path, what=what, limit=1 << 50, follow_symlinks=follow_symlinks)
+    with os.fdopen(fd, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        f.seek(0)
+        head = f.read(8 + min(n, SAFETENSORS_HEADER_BYTES + 1))
+    return safetensors_metadata(head, what=what, path=path)
 
 
 # ---------------------------------------------------------------- schema
@@ -273,5 +312,7 @@ __all__ = [
     "read_bytes",
     "read_cache_json",
     "read_json",
+    "read_safetensors_metadata",
+    "safetensors_metadata",
     "warn_ignored",
 ]

@@ -26,18 +26,23 @@ import gzip
 import importlib
 import inspect
 import io
+import math
 import os
 import pkgutil
 import struct
 import sys
 import warnings
+import zlib
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from genedge.errors import BadInputError, require
+from genedge.errors import BadInputError, printable, require
+from genedge.imageio import png_size
+from genedge.limits import MAX_DECODED_BYTES, MAX_IMAGE_FILE_BYTES, MAX_IMAGE_PIXELS, check_declared
+from genedge.readback import open_regular, read_bytes
 
 from .options import MAX_IMAGE_SIZE, buildable_image_size, nearest_buildable_size
 
@@ -458,7 +463,17 @@ def _check_one_size(images: list[np.ndarray], files: list[Path]) -> None:
 def _read_image(path: Path) -> np.ndarray:
     """One image file -> float32 (H, W, C) in [0, 1], C = 1 (gray, or RGB with R=G=B) or 3 (RGB)."""
     cv2 = require("cv2", "train", purpose="reading image folders")
-    im = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    data = read_bytes(path, what="Image", limit=MAX_IMAGE_FILE_BYTES, follow_symlinks=True)
+    size = png_size(data[:24])
+    if size is not None:
+        check_declared(
+            f"PNG '{printable(path)}'",
+            f"{size[0]} x {size[1]} pixels",
+            size[0] * size[1] * 4,
+            MAX_IMAGE_PIXELS * 4,
+            "Resize it to at most 4096 x 4096 pixels, or remove it from the folder.",
+        )
+    im = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     if im is None or im.size == 0:
         raise BadInputError(
             f"Could not read image '{path}'.",
@@ -484,25 +499,41 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Parse an IDX file (optionally gzip'd): magic 0x0000, dtype code, rank, big-endian dims."""
+    """Parse an IDX file (optionally gzip'd): magic 0x0000, dtype code, rank, big-endian dims.
+
+    The header is read first and the size it declares checked against
+    ``MAX_DECODED_BYTES`` before the body is read; a gzip stream is decompressed only up
+    to the declared size (plus one byte, to notice a longer body).
+    """
     path = Path(path)
-    opener = gzip.open if path.name.endswith(".gz") else open
+    fd = open_regular(path, what="IDX file", limit=1 << 40, follow_symlinks=True)
     try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as e:
+        with os.fdopen(fd, "rb") as raw_file:
+            f = gzip.GzipFile(fileobj=raw_file) if path.name.endswith(".gz") else raw_file
+            head = f.read(4)
+            if len(head) < 4 or head[:2] != b"\x00\x00" or head[2] not in _IDX_DTYPES:
+                raise BadInputError(
+                    f"'{path}' is not an IDX file (header {head[:4].hex() or 'empty'}).",
+                    hint="Pass the MNIST *-images-idx3-ubyte file (optionally .gz).",
+                )
+            dtype, rank = np.dtype(_IDX_DTYPES[head[2]]), head[3]
+            shape = f.read(4 * rank)
+            if len(shape) < 4 * rank:
+                raise BadInputError(f"IDX file '{path}' is truncated in its header.")
+            dims = struct.unpack(f">{rank}I", shape)
+            expected = math.prod(dims) * dtype.itemsize
+            check_declared(
+                f"IDX file '{printable(path)}'",
+                f"shape {dims}",
+                expected,
+                MAX_DECODED_BYTES,
+                "Split the data into smaller files.",
+            )
+            body = f.read(expected + 1)
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
         raise BadInputError(
             f"Could not read IDX file '{path}' ({e}).", hint="Re-download or unpack it."
         ) from None
-    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_DTYPES:
-        raise BadInputError(
-            f"'{path}' is not an IDX file (header {raw[:4].hex() or 'empty'}).",
-            hint="Pass the MNIST *-images-idx3-ubyte file (optionally .gz).",
-        )
-    dtype, rank = np.dtype(_IDX_DTYPES[raw[2]]), raw[3]
-    dims = struct.unpack(f">{rank}I", raw[4 : 4 + 4 * rank])
-    body = raw[4 + 4 * rank :]
-    expected = int(np.prod(dims)) * dtype.itemsize
     if len(body) != expected:
         raise BadInputError(
             f"IDX file '{path}' declares shape {dims} ({expected} bytes) but holds {len(body)} bytes.",

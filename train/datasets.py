@@ -36,6 +36,7 @@ from pathlib import Path
 
 from genedge.atomic import atomic_path, clean_stale_temps
 from genedge.errors import IncompatibleEnvironmentError, IntegrityError, printable
+from genedge.readback import ReadbackError, open_regular
 
 MIRROR_ENV = "GENEDGE_DATASETS_URL"
 TIMEOUT_S = 10.0  # name lookup, connect and each read; a mirror that stalls longer is skipped
@@ -172,10 +173,14 @@ def _mirrors(ds: Dataset) -> list[str]:
 def _verified(path: Path, f: RemoteFile) -> bool:
     """Whether ``path`` is a regular file with the pinned size and sha256 (a partial file is not)."""
     try:
-        if not path.is_file() or path.is_symlink() or path.stat().st_size != f.size:
-            return False
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
+        fd = open_regular(path, what="Dataset file", limit=f.size)
+    except ReadbackError:  # absent, a link, a FIFO or device, larger than the pinned size
+        return False
+    h = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            if os.fstat(fh.fileno()).st_size != f.size:
+                return False
             while block := fh.read(1 << 20):
                 h.update(block)
     except OSError:

@@ -39,6 +39,14 @@ from torch import nn
 
 from genedge.atomic import atomic_path
 from genedge.errors import GenedgeError, printable
+from genedge.readback import (
+    JUDGE_CACHE_BYTES,
+    MissingFileError,
+    ReadbackError,
+    read_bytes,
+    safetensors_metadata,
+    warn_ignored,
+)
 
 from .data import ImageData
 from .features import cache_root, classify, resize_square
@@ -372,15 +380,20 @@ def save_judge(judge: TrainedJudge, data_hash: str) -> None:
 
 
 def load_judge(path: Path, cfg: JudgeConfig, data_hash: str) -> TrainedJudge | None:
-    """The cached judge at ``path``, or None when it is missing or does not check out."""
-    if not path.is_file():
-        return None
-    from safetensors import safe_open
+    """The cached judge at ``path``, or None when it is missing or does not check out (a
+    file that is not a regular file, too large or not a safetensors file: one warning)."""
+    from safetensors.torch import load
 
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+        data = read_bytes(path, what="Judge cache", limit=JUDGE_CACHE_BYTES)
+        meta = safetensors_metadata(data, what="Judge cache", path=path)
+    except MissingFileError:
+        return None
+    except ReadbackError as e:
+        warn_ignored(path, e)
+        return None
+    try:
+        state = load(data)
         ok = (
             meta.get("format") == JUDGE_FORMAT
             and meta.get("version") == JUDGE_VERSION
