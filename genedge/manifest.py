@@ -45,6 +45,7 @@ import numpy as np
 
 from genedge.atomic import LOCK_NAME, TMP_PREFIX, atomic_write_text
 from genedge.errors import CorruptArtifactError, IntegrityError, SecurityRefusal, printable
+from genedge.readback import read_json
 
 FORMAT = "genedge.bundle"
 SCHEMA_VERSION = 1
@@ -884,22 +885,7 @@ def read_manifest(bundle: str | os.PathLike, *, check_files: bool = True) -> Man
         )
     if path.is_symlink():
         raise SecurityRefusal(f"'{path}' is a symlink; a bundle's manifest must be a plain file.")
-    if path.stat().st_size > _MAX_MANIFEST_BYTES:
-        raise CorruptArtifactError(
-            f"Manifest '{path}' is larger than 16 MiB; refusing to parse it."
-        )
-    try:
-        raw = json.loads(path.read_bytes().decode("utf-8"))
-    except (
-        UnicodeDecodeError,
-        json.JSONDecodeError,
-        RecursionError,
-        ValueError,
-    ) as e:  # ValueError: 5000-digit ints
-        raise CorruptArtifactError(
-            f"Manifest '{path}' is not valid JSON ({type(e).__name__}).",
-            hint="The file is truncated or corrupt; re-export the bundle.",
-        ) from None
+    raw = read_json(path, what="Manifest", limit=_MAX_MANIFEST_BYTES)
     return manifest_from_dict(raw, root, check_files=check_files)
 
 

@@ -23,6 +23,7 @@ from torch import nn
 from genedge import __version__
 from genedge.atomic import atomic_path
 from genedge.errors import BadInputError, CorruptArtifactError, SecurityRefusal
+from genedge.readback import MissingFileError, open_regular, parse_json
 
 from .ar import ArConfig, CharRNN
 from .gan import GanConfig, Generator
@@ -30,6 +31,8 @@ from .vae import VAE, VaeConfig
 
 CHECKPOINT_FORMAT = "genedge.checkpoint"
 CHECKPOINT_VERSION = "1"
+# Checkpoints are read only when they are regular files; torch and safetensors check sizes.
+MAX_CHECKPOINT_BYTES = 1 << 40
 # kind -> (config class, model class). The model class is called as Model(config).
 FAMILIES: dict[str, tuple[type, type[nn.Module]]] = {
     "gan": (GanConfig, Generator),
@@ -83,7 +86,7 @@ def save_checkpoint(
 def _config_from(kind: str, raw: str, path: Path) -> Any:
     cfg_cls = FAMILIES[kind][0]
     try:
-        fields = json.loads(raw)
+        fields = parse_json(raw, what="Checkpoint config", path=path)
         if not isinstance(fields, dict):
             raise TypeError(f"expected a JSON object, got {type(fields).__name__}")
         known = {f.name for f in dataclasses.fields(cfg_cls)}
@@ -113,11 +116,15 @@ def _not_ours(path: Path, why: str) -> CorruptArtifactError:
 def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
     """Read kind, config and step from a checkpoint's metadata (weights not loaded)."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        os.close(
+            open_regular(path, what="Checkpoint", limit=MAX_CHECKPOINT_BYTES, follow_symlinks=True)
+        )
+    except MissingFileError:
         raise BadInputError(
             f"Checkpoint '{path}' does not exist.",
             hint="Train one with `genedge train gan --data digits --out RUN` and pass RUN/generator.safetensors.",
-        )
+        ) from None
     if path.suffix in (".pt", ".pth", ".ckpt", ".bin"):
         payload = _load_pickle_weights_only(path)
         meta = {k: str(v) for k, v in payload.items() if k != "state_dict"}
@@ -177,7 +184,8 @@ def torch_load_weights_only(path: str | os.PathLike) -> Any:
     truncated files are ``CorruptArtifactError`` (exit 2).
     """
     path = Path(path)
-    with open(path, "rb") as f:
+    fd = open_regular(path, what="Checkpoint", limit=MAX_CHECKPOINT_BYTES, follow_symlinks=True)
+    with os.fdopen(fd, "rb") as f:
         head = f.read(4)
     if not (head.startswith(_ZIP_MAGIC) or head[:1] == bytes([_PICKLE_PROTO])):
         raise CorruptArtifactError(
