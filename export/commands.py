@@ -62,8 +62,22 @@ def export_command(args: argparse.Namespace) -> int:
     out_console = Console()
     if not out_console.is_terminal:  # a pipe or a log file: no width to fit, so none to cut
         out_console = Console(width=SUMMARY_WIDTH)
-    out_console.print(summary_table(read_manifest(out)))
+    manifest = read_manifest(out)
+    out_console.print(summary_table(manifest))
+    for line in gate_lines(manifest):
+        out_console.print(line, markup=False, highlight=False)
     return 0
+
+
+def gate_lines(manifest: Manifest) -> list[str]:
+    """One line per gated artifact: its verdict and what it rests on (measured vs limits)."""
+    from genedge.errors import printable
+
+    return [
+        f"{printable(a.file)}: {a.verification.verdict} - {printable(a.verification.reason, 300)}"
+        for a in manifest.artifacts
+        if a.verification.reason
+    ]
 
 
 def eval_bundle_command(args: argparse.Namespace) -> int:
@@ -123,8 +137,10 @@ def summary_rows(manifest: Manifest) -> list[list[str]]:
             if v.psnr_vs_fp32 is not None and v.ssim_vs_fp32 is not None
             else ""
         )
-        metrics = _metric_text(v)
+        metrics = metric_text(v)
         verdict = v.verdict or ""
+        if v.checks:
+            verdict += f" ({checks_text(v.checks)})"
         kept = (a.recipe or {}).get("kept_float")
         if kept:
             verdict += f" (kept float: {len(kept)})"
@@ -152,7 +168,20 @@ def _err_text(manifest: Manifest, graph: str, err: float) -> str:
 _SHORT = {"conditional_accuracy": "acc", "frechet_distance": "FD", "bpc": "bpc"}
 
 
-def _metric_text(v: Verification) -> str:
+CHECK_NAMES = {
+    "parity": "parity vs source",
+    "psnr": "image quality",
+    "task_metric": "task metric",
+    "max_err": "max error",
+}
+
+
+def checks_text(checks: tuple[str, ...] | list[str]) -> str:
+    """``image quality + task metric``: which checks a verdict rests on."""
+    return " + ".join(CHECK_NAMES.get(c, c) for c in checks)
+
+
+def metric_text(v: Verification) -> str:
     """``acc 0.991 (fp32 0.988), FD 13.8`` from a verification record."""
     now, ref = v.metrics, v.metrics_fp32
     parts = []

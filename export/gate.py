@@ -16,6 +16,9 @@ from .context import BuildContext, fp32_runner, quality_feeds
 from .wrappers import GraphSpec
 
 ENCODER_TOL = 0.05  # max |mu, logvar - fp32| for a reduced-precision encoder
+# comparisons allow float rounding: 0.755 - 0.745 is 0.010000000000000009, a drop *of* 0.01
+GATE_TOLERANCE = 1e-9
+NO_METRIC = "image quality only: no reference data; pass --eval-data for the task metric"
 
 
 def compare_to_fp32(ctx: BuildContext, spec: GraphSpec, runner: Any) -> dict[str, Any]:
@@ -64,13 +67,42 @@ def _bpc_record(ctx: BuildContext, ref_runner: Any, runner: Any) -> dict[str, An
 
 
 def gate(ctx: BuildContext, rec: dict[str, Any], *, use_metric: bool) -> bool:
-    """PSNR floor (image graphs) and task-metric drop budget."""
-    ok = rec.get("psnr_vs_fp32", float("inf")) >= ctx.opts.min_psnr
-    if use_metric and "metric_drop" in rec:
-        ok = ok and rec["metric_drop"] <= ctx.opts.max_quality_drop
-    if "psnr_vs_fp32" not in rec and "metric_drop" not in rec:  # encoder: mu/logvar error only
-        ok = rec["max_abs_err_vs_fp32"] <= ENCODER_TOL
+    """PSNR floor (image graphs) and task-metric drop budget, each with ``GATE_TOLERANCE``.
+
+    Writes into ``rec`` what decided: ``checks`` (which ran: ``psnr``, ``task_metric``,
+    ``max_err``), the ``psnr_floor`` and ``metric_budget`` it was held to, and ``reason``, one
+    line with the measured values against them.
+    """
+    from .quality import gated_metrics
+
+    o, checks, why, ok = ctx.opts, [], [], True
+    if "psnr_vs_fp32" in rec:
+        good = rec["psnr_vs_fp32"] >= o.min_psnr - GATE_TOLERANCE
+        checks.append("psnr")
+        rec["psnr_floor"] = o.min_psnr
+        why.append(f"PSNR {rec['psnr_vs_fp32']:.1f} dB {'>=' if good else '<'} {o.min_psnr:g}")
+        ok = ok and good
+    gated = gated_metrics(rec.get("metrics_fp32") or {})
+    if use_metric and "metric_drop" in rec and gated:
+        good = rec["metric_drop"] <= o.max_quality_drop + GATE_TOLERANCE
+        checks.append("task_metric")
+        rec["metric_budget"] = o.max_quality_drop
+        drop = f"{'/'.join(gated)} drop {rec['metric_drop']:.4f}"
+        why.append(f"{drop} {'<=' if good else '>'} budget {o.max_quality_drop:g}")
+        ok = ok and good
+    elif use_metric and spec_is_image(rec):
+        why.append(f"no task metric ({NO_METRIC})")
+    if not checks:  # encoder: mu/logvar error only
+        ok = rec["max_abs_err_vs_fp32"] <= ENCODER_TOL + GATE_TOLERANCE
+        checks.append("max_err")
+        why.append(f"max err {rec['max_abs_err_vs_fp32']:.3g} vs {ENCODER_TOL:g}")
+    rec["checks"] = checks
+    rec["reason"] = f"{'; '.join(why)} on {rec.get('samples', '?')} held-out samples"
     return bool(ok)
+
+
+def spec_is_image(rec: dict[str, Any]) -> bool:
+    return "psnr_vs_fp32" in rec
 
 
 def summary(rec: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,12 @@ def _precision(a: Artifact, v: Verification | None = None) -> dict[str, Any]:
         "psnr_vs_fp32": v.psnr_vs_fp32,
         "ssim_vs_fp32": v.ssim_vs_fp32,
         "metrics": dict(v.metrics),
+        "metrics_fp32": dict(v.metrics_fp32),
         "metric_drop": v.metric_drop,
+        "metric_budget": v.metric_budget,
+        "samples": v.samples,
+        "checks": list(v.checks),
+        "reason": v.reason,
         "kept_float": len((a.recipe or {}).get("kept_float", [])) if a.recipe else None,
         "speed": _speed(a.speed),
     }
@@ -395,6 +401,9 @@ def _precision_lines(precisions: list[dict]) -> list[str]:
         line += f"{p['verdict'] or '-':<8}{approved:<9}{psnr:>8}{_num(p['ssim_vs_fp32'], '.4f'):>7}"
         line += "".join(f"{_speed_cell(p['speed'], b):>18}" for b in batches)
         lines.append(line)
+        if p.get("checks") or p.get("metrics"):
+            text = f"checks: {_checks_line(p)}"
+            lines += textwrap.wrap(text, 96, initial_indent="    ", subsequent_indent="      ")
     speeds = [p["speed"] for p in precisions if p["speed"]]
     if speeds:
         s = speeds[0]
@@ -403,6 +412,21 @@ def _precision_lines(precisions: list[dict]) -> list[str]:
             f"({printable(s['machine'], 40) or 'machine not recorded'}); (Nx): speed-up over fp32"
         )
     return lines
+
+
+def _checks_line(p: dict[str, Any]) -> str:
+    """What a verdict rests on: the checks, the task metrics, the gate's reason."""
+    from .commands import checks_text, metric_text
+
+    parts = [checks_text(p.get("checks") or []) or "not recorded"]
+    metrics = metric_text(
+        Verification(metrics=p["metrics"], metrics_fp32=p.get("metrics_fp32", {}))
+    )
+    if metrics:
+        parts.append(metrics)
+    if p.get("reason"):
+        parts.append(printable(p["reason"], 300))
+    return "; ".join(parts)
 
 
 def _engine_lines(engines: list[dict]) -> list[str]:

@@ -25,12 +25,14 @@ class GateResult:
 
 @dataclass(frozen=True)
 class Recipe:
-    """The chosen int8 artifact: nodes kept in float, its gate result, per-node sensitivity."""
+    """The chosen int8 artifact: nodes kept in float, its gate result, per-node sensitivity,
+    and the all-int8 graph's gate result (what made the search keep nodes in float)."""
 
     path: Path
     kept_float: tuple[str, ...]
     result: GateResult
     sensitivity: dict[str, float]
+    all_int8: GateResult | None = None
 
 
 def search_recipe(
@@ -64,4 +66,4 @@ def search_recipe(
             if attempt(kept).passed:
                 break
     path, result = tried[kept]
-    return Recipe(path, kept, result, sensitivity)
+    return Recipe(path, kept, result, sensitivity, tried[()][1])

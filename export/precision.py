@@ -48,7 +48,8 @@ def stage_fp32(ctx: BuildContext) -> None:
             graph=spec.name,
             format="onnx",
             precision="fp32",
-            verification=verification,
+            verification=dict(verification, verdict="pass", checks=["parity"]),
+            quality_approved=True,  # the reference the other precisions are gated against
         )
         for extra in files[1:]:
             add_artifact(ctx, extra.name, graph=spec.name, format="onnx-data", precision="fp32")
@@ -85,7 +86,7 @@ def _fp16_graph(ctx: BuildContext, spec: GraphSpec) -> None:
             f"{file}: PSNR {rec.get('psnr_vs_fp32', 0):.1f} dB below floor; keeping {more[0]} in fp32"
         )
     rec["verdict"] = "pass" if passed else "fail"
-    ctx.log(f"{file}: {summary(rec)}; kept fp32: {blocked or 'none'}")
+    ctx.log(f"{file}: {summary(rec)}; kept fp32: {blocked or 'none'}; gate: {rec['reason']}")
     add_artifact(
         ctx,
         file,
@@ -187,6 +188,11 @@ def stage_int8(ctx: BuildContext) -> None:
     ctx.log(
         f"calibrating int8 ({o.calib_method}, {o.calib_samples} samples from {calibration_spec(ctx).source})"
     )
+    if o.max_quality_drop < 5 / o.quality_samples:
+        ctx.log(
+            f"warning: the task-metric budget {o.max_quality_drop:g} is under 5 samples of "
+            f"{o.quality_samples} (one sample moves an accuracy by {1 / o.quality_samples:g})"
+        )
     candidates = quantizable_nodes(onnx.load(str(src)))
     recipe = search_recipe(build, evaluate, candidates, log=ctx.log)
     if not quantized_weight_nodes(onnx.load(str(recipe.path))):
@@ -201,16 +207,22 @@ def stage_int8(ctx: BuildContext) -> None:
             ctx, "int8", f"no {'/'.join(WEIGHTED_OPS)} weight of {src.name} is int8 ({why})"
         )
         return
+    pointless = _fallback_not_worth_it(ctx, src, recipe) if recipe.kept_float else None
+    if pointless:
+        shutil.rmtree(work, ignore_errors=True)
+        skip_precision(ctx, "int8", pointless)
+        return
     os.replace(recipe.path, ctx.tmp / "model.int8.onnx")
     shutil.rmtree(work, ignore_errors=True)
     rec = dict(recipe.result.record, verdict="pass" if recipe.result.passed else "fail")
     kept = list(recipe.kept_float)
     ctx.log(f"model.int8.onnx: {summary(rec)}; kept in float: {kept or 'none'}")
-    recipe_rec = (
-        {"kept_float": kept, "sensitivity": recipe.sensitivity}
-        if recipe.sensitivity
-        else {"kept_float": kept}
-    )
+    ctx.log(f"model.int8.onnx gate: {rec.get('reason', '')}")
+    recipe_rec: dict = {"kept_float": kept}
+    if recipe.sensitivity:
+        recipe_rec["sensitivity"] = recipe.sensitivity
+    if kept and recipe.all_int8 is not None:  # what made the search keep nodes in float
+        recipe_rec["all_int8"] = _gate_numbers(recipe.all_int8.record)
     add_artifact(
         ctx,
         "model.int8.onnx",
@@ -222,6 +234,47 @@ def stage_int8(ctx: BuildContext) -> None:
         recipe=recipe_rec,
         quality_approved=recipe.result.passed,
     )
+
+
+FALLBACK_SIZE = 0.9  # a fallback recipe below 90% of fp32's bytes counts as smaller
+
+
+def _fallback_not_worth_it(ctx: BuildContext, src: Path, recipe) -> str | None:
+    """Why a recipe with nodes kept in float is no better than fp32 (neither smaller nor
+    faster at batch 16 on ONNX Runtime CPU), or None when it is worth keeping."""
+    from .speed import interleaved_p50, open_for_speed, speed_feed
+
+    size, size32 = recipe.path.stat().st_size, src.stat().st_size
+    if size < FALLBACK_SIZE * size32:
+        return None
+    runners = [open_for_speed(p) for p in (src, recipe.path)]
+    try:
+        if None in runners:
+            return None
+        (p32, p8), _ = interleaved_p50(runners, speed_feed(ctx, 16))
+    finally:
+        for r in runners:
+            if r is not None:
+                r.close()
+    first = recipe.all_int8.record.get("reason", "") if recipe.all_int8 else ""
+    return fallback_refusal(size / size32, p32 / p8, len(recipe.kept_float), first)
+
+
+def fallback_refusal(size_ratio: float, speedup: float, kept: int, why: str) -> str | None:
+    """The reason to write no int8 file for a fallback recipe that is neither smaller
+    (``size_ratio`` of fp32's bytes) nor faster (``speedup`` over fp32) than fp32; else None."""
+    if size_ratio < FALLBACK_SIZE or speedup > 1.0:
+        return None
+    return (
+        f"all-int8 failed the gate ({why}); the fallback keeping {kept} node(s) in float is "
+        f"{size_ratio:.0%} of fp32's size and {speedup:.2f}x its speed (batch 16, ort-cpu): "
+        "no better than fp32, so no int8 file"
+    )
+
+
+def _gate_numbers(rec: dict) -> dict:
+    keys = ("psnr_vs_fp32", "metric_drop", "metric_budget", "samples", "reason")
+    return {k: rec[k] for k in keys if k in rec}
 
 
 def skip_precision(ctx: BuildContext, precision: str, reason: str) -> None:

@@ -65,15 +65,22 @@ def image_task_metrics(
 CONTEXT_METRICS = frozenset({"judge_heldout_accuracy"})
 
 
+def gated_metrics(ref: dict[str, Any]) -> list[str]:
+    """The metrics of ``ref`` that ``metric_drop`` reads (accuracy-like, bits per character)."""
+    return [
+        k
+        for k, v in ref.items()
+        if v is not None and k not in CONTEXT_METRICS and ("acc" in k or k == "bpc")
+    ]
+
+
 def metric_drop(ref: dict[str, float], test: dict[str, float]) -> float:
     """Largest degradation over the gated metrics: accuracy-like (fraction) drop, bpc increase."""
     drops = [0.0]
-    for k, v in ref.items():
-        if k not in test or k in CONTEXT_METRICS:
+    for k in gated_metrics(ref):
+        v = ref[k]
+        if test.get(k) is None:
             continue
         scale = 100.0 if abs(v) > 1.0 and "acc" in k else 1.0
-        if "acc" in k:
-            drops.append((v - test[k]) / scale)
-        elif k == "bpc":
-            drops.append(test[k] - v)
+        drops.append((v - test[k]) / scale if "acc" in k else test[k] - v)
     return max(drops)

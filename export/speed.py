@@ -22,7 +22,7 @@ BUDGET_S = 0.4  # timed rounds per batch size, all artifacts together
 MIN_ROUNDS, MAX_ROUNDS, WARMUP = 3, 200, 1
 
 
-def _feed(ctx: BuildContext, batch: int) -> dict[str, np.ndarray]:
+def speed_feed(ctx: BuildContext, batch: int) -> dict[str, np.ndarray]:
     from .calibration import image_feed
 
     spec = ctx.main
@@ -62,7 +62,7 @@ def interleaved_p50(
     return p50, rounds
 
 
-def _open(path: Any) -> Any | None:
+def open_for_speed(path: Any) -> Any | None:
     """``path`` on the runtime's ORT CPU backend with threads that sleep between runs: spinning
     threads of one session would steal the cores from the next one in the interleaving. None
     when ORT CPU has no kernel for one of its ops (it cannot be ``ort-cpu``'s choice then)."""
@@ -86,14 +86,14 @@ def measure_artifacts(ctx: BuildContext) -> dict[str, dict[str, Any]]:
     arts.sort(key=lambda a: a["precision"] != "fp32")
     if len(arts) < 2 or arts[0]["precision"] != "fp32":
         return {}
-    opened = [(a, _open(ctx.tmp / a["file"])) for a in arts]
+    opened = [(a, open_for_speed(ctx.tmp / a["file"])) for a in arts]
     arts, runners = [a for a, r in opened if r], [r for _, r in opened if r]
     try:
         if len(runners) < 2 or arts[0]["precision"] != "fp32":
             return {}
         records: dict[str, dict[str, Any]] = {a["file"]: {"batch": {}} for a in arts}
         for batch in BATCHES:
-            p50, rounds = interleaved_p50(runners, _feed(ctx, batch))
+            p50, rounds = interleaved_p50(runners, speed_feed(ctx, batch))
             for i, a in enumerate(arts):
                 ratios = [row[0] / row[i] for row in rounds]
                 records[a["file"]]["batch"][str(batch)] = {

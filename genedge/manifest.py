@@ -361,9 +361,15 @@ class Verification:
         d: dict[str, Any] = {}
         for key in _VERIFICATION_KEYS:
             v = getattr(self, key)
-            if v is None or (key in ("metrics", "metrics_fp32", "seeds") and not v):
+            if v is None or (key in ("metrics", "metrics_fp32", "seeds", "checks") and not v):
                 continue
-            d[key] = list(v) if key == "seeds" else dict(v) if key.startswith("metrics") else v
+            d[key] = (
+                list(v)
+                if key in ("seeds", "checks")
+                else dict(v)
+                if key.startswith("metrics")
+                else v
+            )
         d.update(self.extra)
         return d
 
@@ -419,11 +425,15 @@ class EngineRecord:
     version_compatible: bool = False
     dla_core: int | None = None
     built_from: str | None = None
+    metric_budget: float | None = None  # the largest drop the gate allowed
+    psnr_floor: float | None = None  # the lowest PSNR the gate allowed
     path: str | None = None
     extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
+    checks: tuple[str, ...] = ()  # which checks decided: parity, psnr, task_metric, max_err
+    reason: str | None = None  # the measured values against their limits, in one line
             "tensorrt_version": self.tensorrt_version,
             "device_name": self.device_name,
             "compute_capability": self.compute_capability,
@@ -470,7 +480,12 @@ def engine_record_from(d: Any, where: str, name: str = "engine") -> EngineRecord
         tensorrt_version=trt,
         compute_capability=cc,
         device_name=_text(where, f"{name}.device_name", d.get("device_name", "")),
+        "metric_budget",
+        "psnr_floor",
         profiles=tuple(tuple(p) for p in profiles),
+    checks = d.get("checks", [])
+    if not isinstance(checks, list) or any(not isinstance(c, str) for c in checks):
+        _fail(where, f"{name}.checks", checks, "a list of strings")
         version_compatible=_bool(where, f"{name}.version_compatible", d.get("version_compatible")),
         dla_core=_int(where, f"{name}.dla_core", d.get("dla_core"), optional=True),
         built_from=_text(where, f"{name}.built_from", d.get("built_from"), optional=True),
@@ -480,6 +495,8 @@ def engine_record_from(d: Any, where: str, name: str = "engine") -> EngineRecord
 
 
 @dataclass(frozen=True)
+        checks=tuple(checks),
+        reason=_text(where, f"{name}.reason", d.get("reason"), optional=True),
 class BatchSpeed:
     """Export's CPU timing of one artifact at one batch size (docs/bundle.md ``speed``)."""
 
