@@ -11,6 +11,7 @@ from typing import Any
 
 from genedge.errors import BadInputError
 
+from .bundle import bundle_lock
 from .byo import GeneratorSpec, Log, export_module_file, parse_output_range, parse_shape
 from .options import ExportOptions
 
@@ -56,7 +57,19 @@ def spec_from_args(args: Any, *, latent_dim: int | None = None) -> GeneratorSpec
 
 
 def export_from_args(args: Any, opts: ExportOptions, log: Log) -> Path:
-    """``genedge export``: a checkpoint, an ONNX file (SOURCE ends in .onnx) or ``--module``."""
+    """``genedge export``: a checkpoint, an ONNX file (SOURCE ends in .onnx) or ``--module``.
+
+    ``--out``'s lock is taken first, before any source is read, imported or loaded: a second
+    export into the same folder is refused (exit 4) at once, not after minutes of work.
+    """
+    module_file = args.module.rsplit(":", 1)[0] if args.module else None
+    inputs = (args.checkpoint, module_file, args.weights, opts.calib_data, opts.eval_data)
+    sources = tuple(Path(p) for p in inputs if p and str(p).lower() != "none")
+    with bundle_lock(Path(opts.out), sources=sources):
+        return _export(args, opts, log)
+
+
+def _export(args: Any, opts: ExportOptions, log: Log) -> Path:
     source = args.checkpoint
     if args.module:
         if source:

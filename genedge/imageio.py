@@ -6,6 +6,7 @@ OpenCV nor PIL, so PNG encoding (zlib + CRC, the format is simple) lives here.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import zlib
@@ -13,9 +14,15 @@ import zlib
 import numpy as np
 
 from genedge.atomic import atomic_write_bytes
-from genedge.errors import BadInputError
+from genedge.errors import BadInputError, GenedgeError
+from genedge.readback import open_regular
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# The PNGs genedge writes carry, right after IHDR, a tEXt chunk holding the sha256 of every
+# other byte of the file: a PNG is genedge's own output only while that hash matches.
+SELF_HASH_KEY = b"genedge-sha256\x00"
+_IHDR_END = 8 + 25  # signature, then IHDR: length, type, 13 bytes, CRC
+_HASH_CHUNK = 4 + 4 + len(SELF_HASH_KEY) + 64 + 4
 
 
 def make_grid(
@@ -57,14 +64,14 @@ def encode_png(image: np.ndarray) -> bytes:
     def chunk(tag: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
-    header = struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0)
-    return (
-        PNG_SIGNATURE
-        + chunk(b"IHDR", header)
-        + chunk(b"tEXt", b"Software\x00genedge")  # marks the file as genedge's own output
+    head = PNG_SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0))
+    rest = (
+        chunk(b"tEXt", b"Software\x00genedge")
         + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
         + chunk(b"IEND", b"")
     )
+    digest = hashlib.sha256(head + rest).hexdigest().encode()
+    return head + chunk(b"tEXt", SELF_HASH_KEY + digest) + rest
 
 
 def png_size(head: bytes) -> tuple[int, int] | None:
@@ -75,6 +82,32 @@ def png_size(head: bytes) -> tuple[int, int] | None:
         return None
     w, h = struct.unpack(">II", head[16:24])
     return w, h
+
+
+def is_own_png(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a PNG exactly as ``encode_png`` wrote it: its self-hash chunk is
+    in place and matches every other byte (an edited copy, or a foreign PNG that merely
+    says ``Software: genedge``, is not)."""
+    try:
+        fd = open_regular(path, what="PNG", limit=1 << 40)
+    except GenedgeError:
+        return False
+    with os.fdopen(fd, "rb") as f:
+        head = f.read(_IHDR_END + _HASH_CHUNK)
+        key_at = _IHDR_END + 8
+        ok = (
+            len(head) == _IHDR_END + _HASH_CHUNK
+            and head[:8] == PNG_SIGNATURE
+            and head[_IHDR_END:key_at] == struct.pack(">I", _HASH_CHUNK - 12) + b"tEXt"
+            and head[key_at : key_at + len(SELF_HASH_KEY)] == SELF_HASH_KEY
+        )
+        if not ok:
+            return False
+        h = hashlib.sha256(head[:_IHDR_END])
+        while block := f.read(1 << 20):
+            h.update(block)
+    recorded = head[key_at + len(SELF_HASH_KEY) : key_at + len(SELF_HASH_KEY) + 64]
+    return h.hexdigest().encode() == recorded
 
 
 def save_png(path: str | os.PathLike, image: np.ndarray) -> None:

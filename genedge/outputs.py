@@ -13,9 +13,11 @@ never deletes or replaces a file it did not write. A single-file output that exi
 not a regular file is written through (a FIFO, a character device such as ``/dev/null``)
 or refused (a symlink, a socket, a block device), never replaced.
 
-Files genedge writes carry a marker: the extended attribute ``user.genedge`` (set by
-``genedge.atomic``), and for PNGs also a ``tEXt`` ``Software: genedge`` chunk, which
-survives copies to filesystems without extended attributes.
+genedge recognises a file as its own by content, never by a marker alone: each file it
+writes records the sha256 of what was written in the extended attribute ``user.genedge``
+(set by ``genedge.atomic``), and each PNG it encodes also holds the sha256 of its other
+bytes in a ``tEXt`` chunk, which survives copies to filesystems without extended
+attributes. A file is replaced only while the recorded hash matches its content.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import os
 import stat
 import time
@@ -31,17 +34,19 @@ from pathlib import Path
 
 from genedge.atomic import LOCK_NAME, TMP_PREFIX
 from genedge.errors import BadInputError, IntegrityError, printable
+from genedge.imageio import is_own_png
 from genedge.manifest import FORMAT, MANIFEST_NAME
 from genedge.readback import (
     MANIFEST_BYTES,
     RUN_CONFIG_BYTES,
     MissingFileError,
     ReadbackError,
+    open_regular,
     read_json,
 )
 
 MARK_XATTR = "user.genedge"
-PNG_MARK = b"tEXtSoftware\x00genedge"
+MARK_PREFIX = b"sha256:"  # the xattr's value: this, then the hex sha256 of the content written
 
 # What a training run folder holds when genedge wrote it (train/trainer.py's RunPaths).
 RUN_FILES = frozenset(
@@ -68,21 +73,41 @@ def _show(path: Path | str) -> str:
 
 
 # ---------------------------------------------------------------- markers
+def _sha256(path: str | os.PathLike) -> str | None:
+    """The sha256 of the regular file ``path`` (not followed if a link), or None."""
+    try:
+        fd = open_regular(path, what="Output", limit=1 << 50)
+    except ReadbackError:
+        return None
+    h = hashlib.sha256()
+    with os.fdopen(fd, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
 def mark_written(path: str | os.PathLike) -> None:
-    """Mark ``path`` as written by genedge (best effort: not every filesystem has xattrs)."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.setxattr(path, MARK_XATTR, b"1", follow_symlinks=False)
+    """Record in ``path``'s extended attribute the sha256 of what genedge wrote there (best
+    effort: not every filesystem has xattrs)."""
+    digest = _sha256(path)
+    if digest is not None:
+        with contextlib.suppress(OSError, AttributeError):
+            os.setxattr(path, MARK_XATTR, MARK_PREFIX + digest.encode(), follow_symlinks=False)
 
 
 def written_by_genedge(path: str | os.PathLike) -> bool:
-    """Whether genedge wrote the regular file ``path`` (its xattr, or a PNG's text chunk)."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.getxattr(path, MARK_XATTR, follow_symlinks=False)
+    """Whether the regular file ``path`` is exactly what genedge wrote: the sha256 its
+    extended attribute recorded matches its content, or it is a PNG whose self-hash chunk
+    matches (``genedge.imageio.is_own_png``). An edited file, a copy that kept the
+    attribute but not the bytes, or a file that only carries a marker is not."""
+    try:
+        mark = os.getxattr(path, MARK_XATTR, follow_symlinks=False)
+    except (OSError, AttributeError):
+        mark = b""
+    recorded = mark[len(MARK_PREFIX) :].decode("ascii", "replace")
+    if mark.startswith(MARK_PREFIX) and len(recorded) == 64 and _sha256(path) == recorded:
         return True
-    with contextlib.suppress(OSError), open(path, "rb") as f:
-        head = f.read(256)
-        return head.startswith(b"\x89PNG") and PNG_MARK in head
-    return False
+    return is_own_png(path)
 
 
 # ---------------------------------------------------------------- common checks
@@ -461,12 +486,25 @@ def clear_run(out: Path) -> None:
 @contextlib.contextmanager
 def folder_lock(folder: Path, *, who: str, wait_s: float = 0.0) -> Iterator[int]:
     """Hold ``FOLDER/.genedge.lock`` (fcntl) while writing; refuse (exit 4) if another holds
-    it for longer than ``wait_s`` seconds (0: refuse at once)."""
+    it for longer than ``wait_s`` seconds (0: refuse at once).
+
+    Re-entrant within a process: a command takes the lock before it loads its source, and
+    the stage that writes takes it again without refusing itself.
+    """
+    key = os.path.abspath(folder)
+    if key in _held:
+        yield _held[key]
+        return
     fd = open_lock(folder, who=who, wait_s=wait_s)
+    _held[key] = fd
     try:
         yield fd
     finally:
+        del _held[key]
         os.close(fd)
+
+
+_held: dict[str, int] = {}  # folder -> the descriptor of its lock this process holds
 
 
 def open_lock(folder: Path, *, who: str, wait_s: float = 0.0) -> int:
