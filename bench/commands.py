@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .options import BenchOptions, validate_options
-from .report import BenchReport, write_json, write_markdown
+from .report import BenchReport, is_llm_text, write_json, write_markdown
 from .suite import run_bench
 from .table import print_report
 
@@ -39,6 +39,8 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         rounds=getattr(args, "rounds", 10),
         cold_runs=getattr(args, "cold_runs", 1),
         max_new_tokens=getattr(args, "max_new_tokens", 64),
+        prompt_tokens=tuple(getattr(args, "prompt_tokens", None) or (16,)),
+        new_tokens=tuple(args.new_tokens) if getattr(args, "new_tokens", None) else None,
         check_targets=getattr(args, "check_targets", False),
     )
 
@@ -67,6 +69,12 @@ def command_line(o: BenchOptions) -> tuple[str, ...]:
     cmd += ["--weights", str(o.weights)] if o.weights else []
     cmd += ["--module-args", o.module_args] if o.module_args else []
     cmd += ["--check-targets"] if o.check_targets else []
+    default = BenchOptions(bundle=o.bundle)
+    if o.max_new_tokens != default.max_new_tokens:
+        cmd += ["--max-new-tokens", str(o.max_new_tokens)]
+    if o.prompt_tokens != default.prompt_tokens:
+        cmd += ["--prompt-tokens", csv(o.prompt_tokens)]
+    cmd += ["--new-tokens", csv(o.new_tokens)] if o.new_tokens else []
     for flag, value in (("--json", o.json_out), ("--markdown", o.markdown), ("--plot", o.plot)):
         cmd += [flag, str(value)] if value else []
     return tuple(cmd)
@@ -83,6 +91,10 @@ def write_outputs(report: BenchReport, opts: BenchOptions) -> list[Path]:
         from .plot import write_plot
 
         written.append(write_plot(report, opts.plot))
+    elif opts.plot and is_llm_text(report.text):
+        from .plot import write_text_plot
+
+        written.append(write_text_plot(report, opts.plot))
     return written
 
 

@@ -13,7 +13,7 @@ from genedge.runtime.select import BACKENDS
 
 MAX_SECONDS = 86400.0  # per case: a day is already a typo
 
-BASELINES = ("torch", "torch-compile", "ort", "openvino", "trtexec")
+BASELINES = ("torch", "torch-compile", "ort", "openvino", "trtexec", "genai")
 DEFAULT_SECONDS = 2.0  # per case, when neither --iters nor --seconds is given
 
 
@@ -29,7 +29,7 @@ class BenchOptions:
     threads: int | None = None  # None: every CPU this process may use
     fps: float | None = None  # also run the real-time mode at this fps
     fps_seconds: float = 5.0
-    baselines: tuple[str, ...] = ("torch", "torch-compile", "ort")
+    baselines: tuple[str, ...] = ("torch", "torch-compile", "ort", "genai")
     checkpoint: Path | None = None
     module: str | None = None  # FILE.py:NAME of a bundle exported from a user's module
     weights: Path | None = None
@@ -41,6 +41,8 @@ class BenchOptions:
     cold_runs: int = 1  # fresh-process cold starts per configuration (0: skip)
     seed: int = 0
     max_new_tokens: int = 64  # ar bundles: tokens per generation
+    prompt_tokens: tuple[int, ...] = (16,)  # transformer bundles: prompt lengths to time
+    new_tokens: tuple[int, ...] | None = None  # ... and generation lengths (None: max_new_tokens)
     check_targets: bool = False  # also grade genedge's own regression targets (ratios.TARGETS)
     argv: tuple[str, ...] = ()
 
@@ -76,6 +78,14 @@ def validate_options(o: BenchOptions) -> None:
         raise _bad("--warmup", o.warmup, "an integer >= 0")
     check_threads("--threads", o.threads)
     check_count("--max-new-tokens", o.max_new_tokens, MAX_NEW_TOKENS, "characters per generation")
+    if not o.prompt_tokens or (o.new_tokens is not None and not o.new_tokens):
+        raise _bad(
+            "--prompt-tokens/--new-tokens", (o.prompt_tokens, o.new_tokens), "non-empty lists"
+        )
+    for n in o.prompt_tokens:
+        check_count("--prompt-tokens", n, MAX_NEW_TOKENS, "tokens per prompt")
+    for n in o.new_tokens or ():
+        check_count("--new-tokens", n, MAX_NEW_TOKENS, "tokens per generation")
     if o.fps is not None and not (math.isfinite(o.fps) and o.fps > 0):
         raise _bad("--fps", o.fps, "a finite number of frames per second > 0")
     if any(b not in BASELINES for b in o.baselines):

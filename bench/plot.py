@@ -70,5 +70,57 @@ def write_plot(report: BenchReport, path: str | Path, *, cdf_batch: int | None =
 def _style(label: str, i: int, plt) -> dict:
     """One colour per configuration (tab20, so 20 stay apart); solid for the runtime, dashed
     for baselines, dotted for ``sample()`` calls."""
-    dash = ":" if "sample()" in label else ("-" if label.startswith("runtime") else "--")
+    own = label.startswith(("runtime", "genedge"))
+    dash = ":" if "sample()" in label else ("-" if own else "--")
     return {"label": label, "color": plt.get_cmap("tab20")(i % 20), "linestyle": dash}
+
+
+def write_text_plot(report: BenchReport, path: str | Path) -> Path:
+    """A transformer bundle's PNG: left, tokens/s of every configuration per (prompt, new
+    tokens) case; right, the cost of a token against its position in the longest case (a
+    flat line: the KV cache works; a rising one: each token recomputes the context)."""
+    matplotlib = require("matplotlib", "train", purpose="--plot")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    configs = list((report.text or {}).get("configurations", []))
+    labels = list(dict.fromkeys(c["label"] for c in configs))
+    cases = list(dict.fromkeys((c["prompt_tokens"], c["new_tokens"]) for c in configs))
+    style = {label: _style(label, i, plt) for i, label in enumerate(labels)}
+    fig, (ax_tp, ax_pos) = plt.subplots(1, 2, figsize=(13, 5.5 + 0.1 * len(labels)))
+    try:
+        width = 0.8 / max(1, len(labels))
+        for i, label in enumerate(labels):
+            by_case = {
+                (c["prompt_tokens"], c["new_tokens"]): c for c in configs if c["label"] == label
+            }
+            xs = [j + i * width for j in range(len(cases))]
+            ys = [(by_case.get(k) or {}).get("tokens_per_s") or 0.0 for k in cases]
+            ax_tp.bar(xs, ys, width, color=style[label]["color"], label=label)
+        ax_tp.set_xticks([j + 0.4 - width / 2 for j in range(len(cases))])
+        ax_tp.set_xticklabels([f"prompt {p}\n{n} new" for p, n in cases], fontsize=8)
+        ax_tp.set(yscale="log", ylabel="tokens / s (whole generation)", title="Tokens/s per case")
+        ax_tp.grid(True, axis="y", which="both", alpha=0.3)
+        longest = max(cases, key=lambda k: k[0] + k[1]) if cases else None
+        for c in (c for c in configs if (c["prompt_tokens"], c["new_tokens"]) == longest):
+            curve = c.get("token_ms_by_position") or {}
+            ax_pos.plot(curve.get("position", []), curve.get("ms", []), **style[c["label"]])
+        if longest is not None:
+            ax_pos.set(
+                yscale="log",
+                xlabel="position in the sequence",
+                ylabel="ms per token (median over rounds, log)",
+                title=f"Token cost vs position (prompt {longest[0]}, {longest[1]} new)",
+            )
+        ax_pos.grid(True, which="both", alpha=0.3)
+        fig.suptitle(f"genedge bench: {report.environment.get('cpu_model', '')}", fontsize=9)
+        handles, names = ax_tp.get_legend_handles_labels()
+        if handles:
+            fig.legend(handles, names, loc="lower center", ncol=3, fontsize=7, frameon=False)
+        fig.tight_layout(rect=(0, 0.04 + 0.022 * ((len(labels) + 2) // 3), 1, 1))
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)

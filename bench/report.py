@@ -15,7 +15,7 @@ from typing import Any
 from genedge.atomic import atomic_write_text
 
 from .quality import FIELDS, metric_names
-from .ratios import Ratio, must_hold
+from .ratios import Ratio, iqr_text, must_hold, ratio_text
 from .runner import CaseResult
 from .summary import SummaryLine, effective_gflops, image_summary, ordered, text_summary
 
@@ -372,6 +372,88 @@ TEXT_HEADER = (
 )
 
 
+LLM_HEADER = (
+    "configuration",
+    "prompt",
+    "new",
+    "rounds",
+    "TTFT p50 ms",
+    "token p50 ms",
+    "token p90 ms",
+    "token p99 ms",
+    "tokens/s",
+    "decode tokens/s",
+    "same tokens",
+    "load ms",
+)
+LLM_RATIO_HEADER = ("genedge", "vs", "prompt", "new", "speed-up (gen. time)", "IQR", "rounds")
+POSITION_HEADER = ("configuration", "prompt", "new", "token ms at ~50", "at ~600", "ratio")
+
+
+def is_llm_text(text: dict[str, Any] | None) -> bool:
+    """A transformer text section (cases x configurations), not the RNN one."""
+    return bool(text) and "cases" in text
+
+
+def llm_rows(report: BenchReport) -> list[tuple[str, ...]]:
+    """One row per configuration and (prompt, new tokens) case of a transformer bundle."""
+    rows = []
+    for c in (report.text or {}).get("configurations", []):
+        tok = c.get("inter_token") or {}
+        rows.append(
+            (
+                c["label"],
+                str(c["prompt_tokens"]),
+                str(c["new_tokens"]),
+                str(c["rounds"]),
+                fmt(c["time_to_first_token"].get("p50")),
+                fmt(tok.get("p50")),
+                fmt(tok.get("p90")),
+                fmt(tok.get("p99")),
+                fmt(c.get("tokens_per_s"), 1),
+                fmt(c.get("decode_tokens_per_s"), 1),
+                f"{c['leading_tokens_equal']}/{c['new_tokens']}",
+                fmt(c.get("load_ms"), 1),
+            )
+        )
+    return rows
+
+
+def llm_ratio_rows(report: BenchReport) -> list[tuple[str, ...]]:
+    """Generation time of each other configuration over each genedge one, per round."""
+    return [
+        (
+            r["subject"],
+            r["reference"],
+            str(r["prompt_tokens"]),
+            str(r["new_tokens"]),
+            ratio_text(r["speedup"]),
+            iqr_text(tuple(r["iqr"])),
+            str(r["rounds"]),
+        )
+        for r in (report.text or {}).get("ratios", [])
+    ]
+
+
+def position_rows(report: BenchReport) -> list[tuple[str, ...]]:
+    """Per-token cost at position ~600 against ~50, where a case reached that far."""
+    rows = []
+    for c in (report.text or {}).get("configurations", []):
+        at = c.get("per_token_at")
+        if at:
+            rows.append(
+                (
+                    c["label"],
+                    str(c["prompt_tokens"]),
+                    str(c["new_tokens"]),
+                    fmt(at["50_ms"]),
+                    fmt(at["600_ms"]),
+                    f"{at['ratio']:.2f}x",
+                )
+            )
+    return rows
+
+
 def text_rows(report: BenchReport) -> list[tuple[str, ...]]:
     rows = []
     for c in (report.text or {}).get("configurations", []):
@@ -499,7 +581,23 @@ def markdown(report: BenchReport) -> str:
             "",
             *_md_table(RT_HEADER, realtime_rows(report)),
         ]
-    if report.text:
+    if is_llm_text(report.text):
+        lines += [
+            "## Text generation (greedy, same prompt token ids, no EOS stop; one generation "
+            "per configuration per round, interleaved)",
+            "",
+            *_md_table(LLM_HEADER, llm_rows(report)),
+            "## Generation-time speed-ups (per round; above 1: genedge is faster)",
+            "",
+            *_md_table(LLM_RATIO_HEADER, llm_ratio_rows(report)),
+        ]
+        if position_rows(report):
+            lines += [
+                "## Cost of a token deep in the context (median gap around the position)",
+                "",
+                *_md_table(POSITION_HEADER, position_rows(report)),
+            ]
+    elif report.text:
         lines += [
             f"## Text generation (prompt {report.text['prompt']!r}, {report.text['max_new_tokens']} new tokens)",
             "",

@@ -290,7 +290,7 @@ def run_bench(
     if manifest.kind == "ar":
         from .text import text_bench
 
-        text = text_bench(o, notes, announce)
+        text = text_bench(o, notes, announce, manifest)
     else:
         env["matmul"] = matmul_probe(o.threads)
         flops = graph_flops(o, manifest, notes)

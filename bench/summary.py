@@ -169,10 +169,10 @@ def text_summary(text: Mapping[str, Any] | None) -> list[SummaryLine]:
     """``ar`` bundles: per-token latency percentiles and tokens/s per configuration."""
     out = []
     for c in (text or {}).get("configurations", []):
-        tok = c.get("per_token") or c["time_to_first_token"]
+        tok = c.get("per_token") or c.get("inter_token") or c["time_to_first_token"]
         out.append(
             SummaryLine(
-                f"runtime {c['backend']} {c['precision']}",
+                _text_label(c),
                 1,
                 float(tok["p50"]),
                 float(tok["p90"]),
@@ -182,3 +182,10 @@ def text_summary(text: Mapping[str, Any] | None) -> list[SummaryLine]:
             )
         )
     return out
+
+
+def _text_label(c: Mapping[str, Any]) -> str:
+    """``runtime ort-cpu fp32`` (RNN); ``genedge ort-cpu fp32, prompt 16 + 64 new`` (transformer)."""
+    if "prompt_tokens" not in c:
+        return f"runtime {c['backend']} {c['precision']}"
+    return f"{c['label']}, prompt {c['prompt_tokens']} + {c['new_tokens']} new"

@@ -9,15 +9,22 @@ from typing import TextIO
 from .ratios import must_hold
 from .report import (
     COLD_HEADER,
+    LLM_HEADER,
+    LLM_RATIO_HEADER,
+    POSITION_HEADER,
     RT_HEADER,
     TERMINAL_LATENCY,
     TEXT_HEADER,
     BenchReport,
     cold_rows,
     flops_text,
+    is_llm_text,
     latency_groups,
+    llm_ratio_rows,
+    llm_rows,
     matmul_text,
     metric_table,
+    position_rows,
     quality_table,
     ratio_table,
     realtime_rows,
@@ -53,7 +60,12 @@ def sections(report: BenchReport) -> list[Section]:
         out.append(("Cold start (fresh process)", COLD_HEADER, [cold_rows(report)]))
     if report.realtime:
         out.append(("Real-time stream", RT_HEADER, [realtime_rows(report)]))
-    if report.text:
+    if is_llm_text(report.text):
+        out.append(("Text generation (transformer)", LLM_HEADER, [llm_rows(report)]))
+        out.append(("Generation-time speed-ups", LLM_RATIO_HEADER, [llm_ratio_rows(report)]))
+        if position_rows(report):
+            out.append(("Token cost at ~600 vs ~50", POSITION_HEADER, [position_rows(report)]))
+    elif report.text:
         out.append(("Text generation (ar)", TEXT_HEADER, [text_rows(report)]))
     return out
 

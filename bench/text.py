@@ -1,23 +1,34 @@
 """AR bundles: time to first token, per-token latency percentiles and tokens/s via ``TextGenerator``.
 
-Each run streams ``max_new_tokens`` tokens from a fixed prompt and seed; the clock
+Character-level RNN bundles (below ``text_bench``): each run streams ``max_new_tokens`` tokens from a fixed prompt and seed; the clock
 starts at the call, the first token's arrival gives the time to first token (which
 includes the prompt's prefill) and the gaps between later tokens give the per-token
 latency. Runs are repeated for the budget; the first ``warmup`` tokens' worth of runs
 are discarded.
+
+Transformer bundles (``transformer_bench``): for each (prompt tokens, new tokens) case,
+every configuration of the bundle and every baseline (``genedge.bench.text_targets``)
+generates greedily from the same prompt token ids, exactly the same number of new tokens,
+in interleaved rounds (A B C A B C ...: one generation per configuration per round). Per
+configuration and case: time to first token, inter-token p50/p90/p99, tokens/s; per round
+the ratio of each baseline's generation time to each genedge configuration's (median and
+interquartile range over rounds); and, when a case reaches position ~600, the cost of a
+token there against one at ~50 (a cache that grows like a recompute shows here).
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
-from genedge.errors import BadInputError
+from genedge.errors import BadInputError, printable
 
-from .cases import describe, open_kwargs
+from .cases import SkipCase, describe, open_kwargs
 from .options import BenchOptions
-from .stats import NS_PER_S, intervals, latency_stats
+from .stats import NS_PER_MS, NS_PER_S, intervals, iqr, latency_stats, percentile
 
 PROMPT = "def "
 
@@ -60,12 +71,18 @@ def expected_text_duration(o: BenchOptions) -> str:
 
 
 def text_bench(
-    o: BenchOptions, notes: list[str], announce: Callable[[str], None] | None = None
+    o: BenchOptions,
+    notes: list[str],
+    announce: Callable[[str], None] | None = None,
+    manifest: Any = None,
 ) -> dict[str, Any]:
     """One entry per backend x precision: TTFT, per-token percentiles, tokens/s.
-    ``announce`` receives one line saying how long it will take, before it starts."""
+    ``announce`` receives one line saying how long it will take, before it starts.
+    A transformer bundle's ``manifest`` sends it to ``transformer_bench``."""
     from genedge.runtime import TextGenerator
 
+    if manifest is not None and is_transformer(manifest):
+        return transformer_bench(o, manifest, notes, announce)
     if announce is not None:
         announce(expected_text_duration(o))
     out: dict[str, Any] = {
@@ -112,3 +129,254 @@ def _one(gen: Any, o: BenchOptions, backend: str, precision: str) -> dict[str, A
         "info": info,
         **summarize_text(runs),
     }
+
+
+# ------------------------------------------------------------------ transformer bundles
+
+# The prompt every configuration reads, cut to the number of tokens asked (repeated if short).
+PROMPT_TEXT = (
+    "Return a new list containing all items from the iterable in ascending order. A custom "
+    "key function can be supplied to customize the sort order, and the reverse flag can be "
+    "set to request the result in descending order. The sort is stable: it never changes "
+    "the relative order of elements that compare equal. "
+)
+POSITIONS = (50, 600)  # the per-token cost here shows whether the cache grows like a recompute
+POSITION_WINDOW = 8  # tokens on each side of a position whose gaps are pooled
+SETTLE_S = 0.02  # between configurations in a round: the last one's thread pool parks
+
+
+def is_transformer(manifest: Any) -> bool:
+    return getattr(manifest.model, "arch", None) == "transformer"
+
+
+def prompt_ids(tokenizer_json: Path, n: int) -> list[int]:
+    """The first ``n`` token ids of ``PROMPT_TEXT`` (repeated as needed) under the bundle's
+    tokenizer: every configuration gets exactly these ids."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_json))
+    ids: list[int] = []
+    while len(ids) < n:
+        ids += tok.encode(PROMPT_TEXT, add_special_tokens=False).ids
+    return ids[:n]
+
+
+def text_cases(o: BenchOptions, max_context: int | None) -> list[tuple[int, int]]:
+    """(prompt tokens, new tokens) pairs; one past the model's context is refused (exit 2)."""
+    cases = [(p, n) for p in o.prompt_tokens for n in (o.new_tokens or (o.max_new_tokens,))]
+    too_long = [c for c in cases if max_context and c[0] + c[1] > max_context]
+    if too_long:
+        p, n = too_long[0]
+        raise BadInputError(
+            f"bench: {p} prompt + {n} new tokens = {p + n} positions; the model's context is "
+            f"{max_context}.",
+            hint="Pass smaller --prompt-tokens/--new-tokens.",
+        )
+    return cases
+
+
+def text_targets(o: BenchOptions, manifest: Any, notes: list[str], work: Path) -> list[Any]:
+    """genedge's configurations, then the baselines on the source folder (when found)."""
+    from .baselines import recorded_path
+    from .text_targets import (
+        GENAI_PRECISIONS,
+        GenaiTarget,
+        GenedgeTextTarget,
+        TransformersTarget,
+        is_hf_folder,
+    )
+
+    out: list[Any] = [
+        GenedgeTextTarget(o.bundle, b, p, o.threads)
+        for b in o.backends
+        for p in o.precisions or ("fp32",)
+    ]
+    wanted = [b for b in ("torch", "torch-compile", "genai") if b in o.baselines]
+    if not wanted:
+        return out
+    folder = o.checkpoint or recorded_path(manifest)
+    if folder is None or not is_hf_folder(folder):
+        where = f"'{printable(str(folder))}' is not" if folder else "the manifest records no"
+        notes.append(
+            f"text baselines skipped: {where} a Hugging Face folder (config.json, *.safetensors, "
+            "tokenizer.json); pass it with --checkpoint FOLDER"
+        )
+        return out
+    notes.append(f"text baselines read the source folder {printable(str(folder))}")
+    if "torch" in wanted:
+        out.append(TransformersTarget(folder, o.threads))
+    if "torch-compile" in wanted:
+        out.append(TransformersTarget(folder, o.threads, compile=True))
+    if "genai" in wanted:
+        out += [GenaiTarget(folder, p, o.threads, work) for p in GENAI_PRECISIONS]
+    return out
+
+
+def _open_targets(targets: list[Any], notes: list[str]) -> list[tuple[Any, float]]:
+    live = []
+    for t in targets:
+        try:
+            t.preload()
+            t0 = time.perf_counter()
+            t.open()
+        except SkipCase as e:
+            notes.append(f"{t.label}: skipped ({e})")
+            continue
+        live.append((t, (time.perf_counter() - t0) * 1e3))
+    return live
+
+
+def transformer_bench(
+    o: BenchOptions,
+    manifest: Any,
+    notes: list[str],
+    announce: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Every configuration and baseline on every (prompt, new tokens) case, interleaved."""
+    cases = text_cases(o, getattr(manifest.model, "max_context", None))
+    tokenizer = manifest.root / (getattr(manifest.model, "tokenizer", None) or "tokenizer.json")
+    prompts = {p: prompt_ids(tokenizer, p) for p, _ in cases}
+    with tempfile.TemporaryDirectory(prefix="genedge-bench-text-") as work:
+        targets = text_targets(o, manifest, notes, Path(work))
+        if announce is not None:
+            announce(
+                f"bench: {len(targets)} text configurations x {len(cases)} case(s) x "
+                f"{o.rounds} round(s), one generation each (plus loading and one warm-up each)"
+            )
+        try:
+            live = _open_targets(targets, notes)
+            if not any(t.kind == "runtime" for t, _ in live):
+                raise BadInputError(
+                    "No genedge text configuration could be measured: " + "; ".join(notes[-3:]),
+                    hint="Check --backend/--precision against the bundle's artifacts.",
+                )
+            results = [r for case in cases for r in _measure_case(live, case, prompts, o.rounds)]
+        finally:
+            for t in targets:
+                t.close()
+    return {
+        "prompt_text": PROMPT_TEXT,
+        "cases": [{"prompt_tokens": p, "new_tokens": n} for p, n in cases],
+        "configurations": results,
+        "ratios": text_ratios(results),
+    }
+
+
+def _measure_case(
+    live: list[tuple[Any, float]], case: tuple[int, int], prompts: dict[int, list[int]], rounds: int
+) -> list[dict[str, Any]]:
+    p, n = case
+    ids = prompts[p]
+    first_ms = {}
+    for t, _ in live:  # warm-up (for torch.compile: the compile)
+        t0 = time.perf_counter()
+        t.generate(ids, n)
+        first_ms[t.label] = (time.perf_counter() - t0) * 1e3
+    runs: dict[str, list[tuple[list[int], list[int]]]] = {t.label: [] for t, _ in live}
+    for _ in range(rounds):
+        for t, _ in live:
+            time.sleep(SETTLE_S)
+            runs[t.label].append(t.generate(ids, n))
+    reference = next(runs[t.label][0][0] for t, _ in live if t.kind == "runtime")
+    return [
+        {
+            "label": t.label,
+            "kind": t.kind,
+            "backend": str(t.info.get("backend") or t.backend),
+            "precision": t.precision,
+            "prompt_tokens": p,
+            "new_tokens": n,
+            "load_ms": load_ms,
+            "first_generation_ms": first_ms[t.label],
+            "info": t.info,
+            "leading_tokens_equal": leading_equal(runs[t.label][0][0], reference),
+            **summarize_generations([times for _, times in runs[t.label]], p),
+        }
+        for t, load_ms in live
+    ]
+
+
+def leading_equal(a: list[int], b: list[int]) -> int:
+    """How many first tokens of ``a`` and ``b`` agree (greedy runs of one model: all)."""
+    k = 0
+    while k < min(len(a), len(b)) and a[k] == b[k]:
+        k += 1
+    return k
+
+
+def summarize_generations(runs: list[list[int]], prompt_tokens: int) -> dict[str, Any]:
+    """TTFT, inter-token percentiles, tokens/s and per-round generation times (ms) of
+    several generations given as token arrival offsets (ns since the call)."""
+    runs = [r for r in runs if r]
+    totals = [r[-1] for r in runs]
+    gaps = [g for r in runs for g in intervals(r)]
+    n = len(runs[0])
+    total_p50 = latency_stats(totals).p50
+    decode = latency_stats([r[-1] - r[0] for r in runs]).p50
+    return {
+        "rounds": len(runs),
+        "time_to_first_token": latency_stats([r[0] for r in runs]).to_dict(),
+        "inter_token": latency_stats(gaps).to_dict() if gaps else None,
+        "generation_ms": [t / NS_PER_MS for t in totals],
+        "tokens_per_s": n * NS_PER_S / total_p50 if total_p50 else None,
+        "decode_tokens_per_s": (n - 1) * NS_PER_S / decode if n > 1 and decode else None,
+        "per_token_at": position_costs(runs, prompt_tokens),
+        "token_ms_by_position": gap_curve(runs, prompt_tokens),
+    }
+
+
+def gap_curve(runs: list[list[int]], prompt_tokens: int, points: int = 96) -> dict[str, list]:
+    """The median gap (ms) before new token k over the runs, at up to ``points`` positions
+    (absolute: ``prompt_tokens + k``): the plot's token-cost-against-position curve."""
+    n = min(len(r) for r in runs)
+    ks = range(1, n, max(1, (n - 1) // points))
+    return {
+        "position": [prompt_tokens + k for k in ks],
+        "ms": [latency_stats([r[k] - r[k - 1] for r in runs]).p50 / NS_PER_MS for k in ks],
+    }
+
+
+def position_costs(runs: list[list[int]], prompt_tokens: int) -> dict[str, float] | None:
+    """Median gap (ms) between tokens around each of ``POSITIONS`` (absolute positions in the
+    sequence), and the ratio of the last to the first; None when the runs stop short."""
+    out: dict[str, float] = {}
+    for q in POSITIONS:
+        k = q - prompt_tokens  # the new token that sits at position q
+        lo, hi = max(1, k - POSITION_WINDOW), k + POSITION_WINDOW
+        gaps = [r[i] - r[i - 1] for r in runs for i in range(lo, min(hi + 1, len(r)))]
+        if k < 1 or hi >= len(runs[0]) or not gaps:
+            return None
+        out[f"{q}_ms"] = latency_stats(gaps).p50 / NS_PER_MS
+    first, last = (out[f"{q}_ms"] for q in (POSITIONS[0], POSITIONS[-1]))
+    out["ratio"] = last / first if first else float("nan")
+    return out
+
+
+def text_ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per case, each baseline's generation time over each genedge configuration's, round by
+    round: median and interquartile range (above 1: genedge is faster)."""
+    out = []
+    for rt in (r for r in results if r["kind"] == "runtime"):
+        for other in results:
+            if other is rt or (other["prompt_tokens"], other["new_tokens"]) != (
+                rt["prompt_tokens"],
+                rt["new_tokens"],
+            ):
+                continue
+            per_round = [
+                b / a for a, b in zip(rt["generation_ms"], other["generation_ms"], strict=True) if a
+            ]
+            if not per_round:
+                continue
+            out.append(
+                {
+                    "subject": rt["label"],
+                    "reference": other["label"],
+                    "prompt_tokens": rt["prompt_tokens"],
+                    "new_tokens": rt["new_tokens"],
+                    "speedup": percentile(sorted(per_round), 50.0),
+                    "iqr": list(iqr(per_round)),
+                    "rounds": len(per_round),
+                }
+            )
+    return out

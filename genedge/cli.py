@@ -537,10 +537,17 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--baselines",
         type=_csv(),
-        default=["torch", "torch-compile", "ort"],
-        help="torch, torch-compile, ort, openvino, trtexec (those available are run)",
+        default=["torch", "torch-compile", "ort", "genai"],
+        help="torch, torch-compile, ort, openvino, trtexec, genai (those available are run; for a "
+        "transformer bundle torch is transformers' generate, torch-compile the same with a static "
+        "cache, genai onnxruntime-genai's builder fp32 and int4, all on the source folder)",
     )
-    p.add_argument("--checkpoint", default=None, help="source checkpoint for the torch baselines")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="source checkpoint for the torch baselines (a transformer bundle: its Hugging Face "
+        "folder, when the manifest does not record it)",
+    )
     p.add_argument(
         "--module",
         default=None,
@@ -562,6 +569,19 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--max-new-tokens", type=int, default=64, help="ar bundles: tokens per timed generation"
+    )
+    p.add_argument(
+        "--prompt-tokens",
+        type=_csv(int),
+        default=[16],
+        help="transformer bundles: prompt lengths in tokens, comma-separated (e.g. 16,128)",
+    )
+    p.add_argument(
+        "--new-tokens",
+        type=_csv(int),
+        default=None,
+        help="transformer bundles: generation lengths, comma-separated (e.g. 64,256; default "
+        "--max-new-tokens); every prompt length is timed with every generation length",
     )
     p.add_argument(
         "--check-targets",
