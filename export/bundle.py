@@ -20,7 +20,7 @@ from typing import Any
 
 from genedge.atomic import atomic_dir, clean_stale_temps
 from genedge.errors import BadInputError, printable
-from genedge.manifest import MANIFEST_NAME, Manifest, sha256_file
+from genedge.manifest import MANIFEST_NAME, WEIGHT_ONLY_PRECISIONS, Manifest, sha256_file
 from genedge.outputs import (
     LOCK_NAME,
     check_bundle_out,
@@ -140,6 +140,13 @@ def export_source(
     Errors as ``export_bundle``; no partial bundle is left.
     """
     opts = validate_export_options(opts)
+    weight_only = [p for p in opts.precisions if p in WEIGHT_ONLY_PRECISIONS]
+    if weight_only:
+        raise BadInputError(
+            f"--precision {','.join(weight_only)} is for transformer language models only; "
+            f"'{printable(str(opts.checkpoint))}' is not one.",
+            hint="Pass --precision fp32,fp16,int8 (or a subset).",
+        )
     if opts.trt:
         from .tensorrt import require_tensorrt
 

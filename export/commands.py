@@ -201,7 +201,12 @@ def summary_table(manifest: Manifest):
     from genedge.errors import printable
 
     source = manifest.source
-    origin = source.get("checkpoint") or source.get("module") or source.get("onnx")
+    origin = (
+        source.get("checkpoint")
+        or source.get("module")
+        or source.get("onnx")
+        or source.get("folder")
+    )
     table = Table(title=escape(f"bundle ({manifest.kind}, from {printable(origin)})"))
     table.add_column("artifact", no_wrap=True)
     for col in ("precision", "size", "max err", "PSNR / SSIM vs fp32", "task metric", "verdict"):

@@ -1,7 +1,8 @@
 """``genedge export SOURCE``: which exporter a command line names, and its arguments.
 
 A genedge checkpoint goes to ``bundle.export_bundle``, an ``.onnx`` file to
-``source_onnx.export_onnx_file``, ``--module FILE.py:NAME`` to ``byo.export_module_file``.
+``source_onnx.export_onnx_file``, ``--module FILE.py:NAME`` to ``byo.export_module_file``,
+a Hugging Face folder (``config.json`` inside) to ``text_source.export_hf_folder``.
 """
 
 from __future__ import annotations
@@ -99,6 +100,10 @@ def _export(args: Any, opts: ExportOptions, log: Log) -> Path:
             "genedge export needs SOURCE (a checkpoint or an .onnx file) or --module FILE.py:NAME.",
             hint="For example: genedge export run/ckpt.safetensors --out bundle",
         )
+    from .text_source import export_hf_folder, is_hf_folder
+
+    if is_hf_folder(source):
+        return export_hf_folder(Path(source), opts, log=log)
     if str(source).lower().endswith(".onnx"):
         from .source_onnx import export_onnx_file, onnx_spec_from_args
 

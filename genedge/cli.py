@@ -500,6 +500,19 @@ def _add_runtime(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass; 1: no cut-off")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument(
+        "--repetition-penalty",
+        type=float,
+        default=None,
+        help="transformer bundles: divide the logits of tokens already seen (1: off)",
+    )
+    p.add_argument(
+        "--stop",
+        action="append",
+        default=None,
+        metavar="TEXT",
+        help="transformer bundles: end the generation at TEXT (repeatable)",
+    )
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:

@@ -53,8 +53,13 @@ MANIFEST_NAME = "manifest.json"
 KINDS = ("gan", "vae", "ar")
 # the graph each kind's users run: the image graph of gan/vae, the text model's step
 MAIN_GRAPH = {"gan": "generator", "vae": "decoder", "ar": "step"}
+TRANSFORMER_GRAPH = "decoder"  # the main graph of an ar bundle whose model.arch is transformer
+TRANSFORMER_FAMILIES = ("llama", "qwen2", "mistral", "gpt2")  # docs/text.md
 PRECISIONS = ("fp32", "fp16", "int8")
-ARTIFACT_FORMATS = ("onnx", "onnx-data", "engine", "cache")
+WEIGHT_ONLY_PRECISIONS = ("int4",)  # MatMulNBits block-wise: transformer language models only
+ARTIFACT_PRECISIONS = (*PRECISIONS, *WEIGHT_ONLY_PRECISIONS)
+MAX_CONTEXT = 1 << 20  # positions a transformer bundle may declare; its KV cache is sized by it
+ARTIFACT_FORMATS = ("onnx", "onnx-data", "engine", "cache", "tokenizer")
 DTYPES = ("float32", "float16", "float64", "uint8", "int8", "int32", "int64", "bool")
 LAYOUTS = ("NHWC", "NCHW")
 OUTPUT_FORMATS = ("uint8", "float")
@@ -243,7 +248,13 @@ class ModelConfig:
     vocab: str | None = None
     state_names: tuple[str, ...] = ()
     state_shape: tuple[Dim, ...] = ()
+    transformer: TransformerConfig | None = None  # ar with model.arch "transformer" (docs/text.md)
     extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def arch(self) -> str | None:
+        """``"transformer"`` for a transformer language model, else the section's own ``arch``."""
+        return "transformer" if self.transformer is not None else self.extra.get("arch")
 
     @property
     def image_shape(self) -> tuple[int, int, int] | None:
@@ -254,10 +265,14 @@ class ModelConfig:
 
     @property
     def vocab_size(self) -> int:
+        if self.transformer is not None:
+            return self.transformer.vocab_size
         return len(self.vocab or "")
 
     def to_dict(self) -> dict[str, Any]:
         """The section as export writes it (an absent ``output_format`` is written as its default)."""
+        if self.transformer is not None:
+            return {**self.transformer.to_dict(), **self.extra}
         if self.vocab is not None:
             return {
                 "vocab": self.vocab,
@@ -280,6 +295,10 @@ class ModelConfig:
 
 def model_config_from(d: Any, kind: str, where: str) -> ModelConfig:
     d = _object(where, "model", d, optional=False)
+    if kind == "ar" and d.get("arch") == "transformer":
+        return ModelConfig(
+            transformer=transformer_config_from(d, where), extra=_extra(d, _TRANSFORMER_KEYS)
+        )
     if kind == "ar":
         return _text_config(d, where)
     size = {
@@ -325,6 +344,70 @@ def _text_config(d: dict[str, Any], where: str) -> ModelConfig:
 
 
 @dataclass(frozen=True)
+class TransformerConfig:
+    """The ``model`` section of a transformer language model (docs/text.md): the decoder
+    graph's sizes, its context, the bundle's tokenizer file and the special token ids."""
+
+    family: str
+    tokenizer: str  # a bundle file, listed (and hashed) as an artifact of format "tokenizer"
+    vocab_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    hidden_size: int
+    max_context: int
+    bos_token_id: int | None = None
+    eos_token_ids: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"arch": "transformer"}
+        d.update({k: getattr(self, k) for k in self.__dataclass_fields__})
+        d["eos_token_ids"] = list(self.eos_token_ids)
+        return d
+
+
+_TRANSFORMER_KEYS = {"arch", *TransformerConfig.__dataclass_fields__}
+
+
+def transformer_config_from(d: dict[str, Any], where: str) -> TransformerConfig:
+    """Parse and bound-check a transformer ``model`` section (CorruptArtifactError naming a field)."""
+    ints = {
+        k: _int(where, f"model.{k}", d.get(k), lo=1)
+        for k in ("vocab_size", "num_layers", "num_heads", "num_kv_heads", "head_dim")
+    }
+    ints["hidden_size"] = _int(where, "model.hidden_size", d.get("hidden_size"), lo=1)
+    ints["max_context"] = _int(where, "model.max_context", d.get("max_context"), lo=2)
+    if ints["max_context"] > MAX_CONTEXT:
+        _fail(where, "model.max_context", ints["max_context"], f"at most {MAX_CONTEXT}")
+    if ints["num_heads"] % ints["num_kv_heads"]:
+        _fail(where, "model.num_kv_heads", ints["num_kv_heads"], "a divisor of model.num_heads")
+    V = ints["vocab_size"]
+    bos = _int(where, "model.bos_token_id", d.get("bos_token_id"), optional=True)
+    eos = d.get("eos_token_ids", [])
+    if not isinstance(eos, list):
+        _fail(where, "model.eos_token_ids", eos, "a list of token ids")
+    for t in [*eos, *([] if bos is None else [bos])]:
+        if type(t) is not int or not 0 <= t < V:
+            _fail(where, "model token id", t, f"an integer in [0, {V}) (model.vocab_size)")
+    tok = _text(where, "model.tokenizer", d.get("tokenizer"))
+    return TransformerConfig(
+        family=_text(where, "model.family", d.get("family"), TRANSFORMER_FAMILIES),
+        tokenizer=tok,
+        bos_token_id=bos,
+        eos_token_ids=tuple(eos),
+        **ints,
+    )
+
+
+def main_graph(manifest: Manifest) -> str:
+    """The graph users run: ``decoder`` for a transformer language model, else ``MAIN_GRAPH``."""
+    if manifest.model.transformer is not None:
+        return TRANSFORMER_GRAPH
+    return MAIN_GRAPH[manifest.kind]
+
+
+@dataclass(frozen=True)
 class Verification:
     """An artifact's export checks (docs/bundle.md): errors vs torch or fp32, PSNR/SSIM and
     task metrics vs fp32 on fixed seeds, and the verdict. Other keys stay in ``extra``."""
@@ -336,11 +419,15 @@ class Verification:
     metrics: Mapping[str, float | None] = field(default_factory=lambda: MappingProxyType({}))
     metrics_fp32: Mapping[str, float | None] = field(default_factory=lambda: MappingProxyType({}))
     metric_drop: float | None = None
+    metric_budget: float | None = None  # the largest drop the gate allowed
+    psnr_floor: float | None = None  # the lowest PSNR the gate allowed
     seeds: tuple[int, ...] = ()
     samples: int | None = None
     backend: str | None = None
     reference: str | None = None
     verdict: str | None = None
+    checks: tuple[str, ...] = ()  # which checks decided: parity, psnr, task_metric, max_err
+    reason: str | None = None  # the measured values against their limits, in one line
     extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
@@ -393,7 +480,12 @@ def verification_from(d: Any, where: str, name: str = "verification") -> Verific
         "psnr_vs_fp32",
         "ssim_vs_fp32",
         "metric_drop",
+        "metric_budget",
+        "psnr_floor",
     )
+    checks = d.get("checks", [])
+    if not isinstance(checks, list) or any(not isinstance(c, str) for c in checks):
+        _fail(where, f"{name}.checks", checks, "a list of strings")
     return Verification(
         **{k: _num(where, f"{name}.{k}", d.get(k)) for k in nums},
         metrics=_metrics(where, f"{name}.metrics", d.get("metrics")),
@@ -403,6 +495,8 @@ def verification_from(d: Any, where: str, name: str = "verification") -> Verific
         backend=_text(where, f"{name}.backend", d.get("backend"), optional=True),
         reference=_text(where, f"{name}.reference", d.get("reference"), optional=True),
         verdict=_text(where, f"{name}.verdict", d.get("verdict"), VERDICTS, optional=True),
+        checks=tuple(checks),
+        reason=_text(where, f"{name}.reason", d.get("reason"), optional=True),
         extra=_extra(d, set(_VERIFICATION_KEYS)),
     )
 
@@ -425,15 +519,11 @@ class EngineRecord:
     version_compatible: bool = False
     dla_core: int | None = None
     built_from: str | None = None
-    metric_budget: float | None = None  # the largest drop the gate allowed
-    psnr_floor: float | None = None  # the lowest PSNR the gate allowed
     path: str | None = None
     extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
-    checks: tuple[str, ...] = ()  # which checks decided: parity, psnr, task_metric, max_err
-    reason: str | None = None  # the measured values against their limits, in one line
             "tensorrt_version": self.tensorrt_version,
             "device_name": self.device_name,
             "compute_capability": self.compute_capability,
@@ -480,12 +570,7 @@ def engine_record_from(d: Any, where: str, name: str = "engine") -> EngineRecord
         tensorrt_version=trt,
         compute_capability=cc,
         device_name=_text(where, f"{name}.device_name", d.get("device_name", "")),
-        "metric_budget",
-        "psnr_floor",
         profiles=tuple(tuple(p) for p in profiles),
-    checks = d.get("checks", [])
-    if not isinstance(checks, list) or any(not isinstance(c, str) for c in checks):
-        _fail(where, f"{name}.checks", checks, "a list of strings")
         version_compatible=_bool(where, f"{name}.version_compatible", d.get("version_compatible")),
         dla_core=_int(where, f"{name}.dla_core", d.get("dla_core"), optional=True),
         built_from=_text(where, f"{name}.built_from", d.get("built_from"), optional=True),
@@ -495,8 +580,6 @@ def engine_record_from(d: Any, where: str, name: str = "engine") -> EngineRecord
 
 
 @dataclass(frozen=True)
-        checks=tuple(checks),
-        reason=_text(where, f"{name}.reason", d.get("reason"), optional=True),
 class BatchSpeed:
     """Export's CPU timing of one artifact at one batch size (docs/bundle.md ``speed``)."""
 
@@ -577,7 +660,7 @@ def _batch_speed(rec: Any, where: str, name: str) -> BatchSpeed:
 # run with OpenVINO's bf16 inference precision, gated at export like fp16 (docs/bundle.md).
 INFERENCE_PRECISIONS = {"bf16": "openvino"}  # precision -> the backend that runs it
 # every precision a caller may ask for (files' and hints'), in export stage order
-RUN_PRECISIONS = ("fp32", "fp16", *INFERENCE_PRECISIONS, "int8")
+RUN_PRECISIONS = ("fp32", "fp16", *INFERENCE_PRECISIONS, "int8", *WEIGHT_ONLY_PRECISIONS)
 
 
 @dataclass(frozen=True)
@@ -859,7 +942,7 @@ def _artifact_from(d: Any, where: Path) -> Artifact:
     )
     prec = d.get("precision")
     _expect(
-        prec is None or (isinstance(prec, str) and prec in PRECISIONS),
+        prec is None or (isinstance(prec, str) and prec in ARTIFACT_PRECISIONS),
         where,
         f"unknown precision {_shown(prec)}",
     )

@@ -279,6 +279,25 @@ def live_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _transformer_sampling(args: argparse.Namespace, tg: Any) -> dict[str, Any]:
+    """``--repetition-penalty`` and ``--stop``, which only transformer bundles take."""
+    given = {
+        k: v
+        for k, v in (
+            ("repetition_penalty", getattr(args, "repetition_penalty", None)),
+            ("stop", tuple(getattr(args, "stop", None) or ())),
+        )
+        if v not in (None, ())
+    }
+    if given and tg.manifest.model.transformer is None:
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
+        raise BadInputError(
+            f"{flags} apply to transformer bundles; this is a character-level RNN bundle.",
+            hint="Drop those flags for this bundle.",
+        )
+    return given
+
+
 def generate_command(args: argparse.Namespace) -> int:
     """``genedge generate BUNDLE --prompt ...``: characters to stdout as produced, timings to stderr."""
     from .text import TextGenerator, check_request
@@ -298,6 +317,7 @@ def generate_command(args: argparse.Namespace) -> int:
             top_k=args.top_k,
             top_p=args.top_p,
             seed=args.seed,
+            **_transformer_sampling(args, tg),
         )
         sys.stdout.write(args.prompt)
         t0 = time.perf_counter()

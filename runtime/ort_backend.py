@@ -315,6 +315,27 @@ class OrtBackend(Backend):
             raise _run_error(self.info.file, e) from None
         return bufs
 
+    def run_bound(self, feed: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
+        """Run with every input and output bound to the caller's C-contiguous host arrays (no
+        checks, no buffers of the backend's own): for graphs whose output shapes follow from
+        input sizes in ways the declared symbols do not say, such as a KV cache's P + S.
+
+        ``out`` must name every output, each of the shape this feed makes it.
+        """
+        with self.lock:
+            if self._sess is None:
+                raise_closed(self.info.file)
+            b = self._binding
+            for name, x in feed.items():
+                b.bind_input(name, "cpu", 0, x.dtype.type, x.shape, x.ctypes.data)
+            for name, x in out.items():
+                b.bind_output(name, "cpu", 0, x.dtype.type, x.shape, x.ctypes.data)
+            self._bound.clear()  # the next ``run`` binds its own arrays afresh
+            try:
+                self._sess.run_with_iobinding(b)
+            except Exception as e:  # ORT's own error types
+                raise _run_error(self.info.file, e) from None
+
     def _bind_input(self, name: str, x: np.ndarray) -> None:
         c = np.ascontiguousarray(x)
         # host memory on every provider: ORT copies inputs to the device and results back

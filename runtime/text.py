@@ -195,7 +195,8 @@ class TextGenerator:
         check_inputs: bool = True,
         **options: Any,
     ) -> TextGenerator:
-        """Open an ``ar`` bundle's step graph on ``backend`` (names as for ``Sampler.open``)."""
+        """Open an ``ar`` bundle on ``backend`` (names as for ``Sampler.open``): its step graph,
+        or for a transformer (``model.arch``) an ``LmGenerator`` over its KV-cache decoder."""
         opts = backend_options(threads=threads, check_inputs=check_inputs, **options)  # no I/O yet
         manifest = read_bundle(bundle)
         if manifest.kind != "ar":
@@ -203,6 +204,10 @@ class TextGenerator:
                 f"Bundle '{bundle}' is a '{manifest.kind}' bundle; TextGenerator needs ar.",
                 hint="Use genedge.runtime.Sampler for image bundles.",
             )
+        if manifest.model.transformer is not None:  # KV-cache decoder (runtime/text_lm.py)
+            from .text_lm import LmGenerator
+
+            return LmGenerator.from_manifest(manifest, backend, precision, opts)  # type: ignore[return-value]
         token_range = {"token": (0, max(manifest.model.vocab_size - 1, 0))}
         b = open_backend(manifest, MAIN_GRAPH["ar"], backend, precision, opts, token_range)
         return cls(manifest, b)

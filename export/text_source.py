@@ -1,0 +1,501 @@
+"""A Hugging Face causal-LM folder -> verified transformer bundle (docs/text.md).
+
+    genedge export HF_FOLDER --out BUNDLE
+
+The folder holds ``config.json``, ``*.safetensors`` and ``tokenizer.json``. It is checked
+before anything is loaded (family, remote code, files), loaded with ``transformers``
+(``local_files_only=True``, never ``trust_remote_code``) in float32, checked again (missing,
+unexpected or mis-shaped weights), wrapped by ``text_wrappers`` and traced to the KV-cache
+``decoder`` graph. Parity runs the written file through ``genedge.runtime`` (the
+``KvDecoder`` generation uses): a prefill of held-out text, then single-token decode steps,
+compared with the ``transformers`` model's logits on the same tokens. The bundle is built in
+a temporary folder and moved into place whole (``bundle_lock`` + ``atomic_dir``), manifest
+last; nothing partial is left at ``--out``.
+
+``TEXT_STAGES`` maps a precision to the stage that builds it from ``TextBuild``; precisions
+without a stage are skipped and recorded in the manifest's ``source.skipped``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genedge.errors import BadInputError, printable
+from genedge.manifest import (
+    FORMAT,
+    SCHEMA_VERSION,
+    TRANSFORMER_FAMILIES,
+    TRANSFORMER_GRAPH,
+    TransformerConfig,
+    artifact_record,
+    sha256_file,
+    transformer_config_from,
+)
+
+from .context import Log, silent
+from .options import ExportOptions, validate_export_options
+from .parity import ParityError
+
+CONFIG = "config.json"
+TOKENIZER = "tokenizer.json"
+ROPE_TYPES = ("default", "linear", "llama3", "yarn")  # fixed tables: ``inv_freq`` says it all
+PARITY_PREFILL = 48  # held-out tokens in the prefill parity run
+PARITY_DECODE = 16  # then this many single-token steps
+HELD_OUT_CHARS = 8192  # stdlib-docs characters read for held-out text
+MAX_FOLDER_CONTEXT = 1 << 20
+SUPPORTED = ", ".join(TRANSFORMER_FAMILIES)
+
+
+def is_hf_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder with a ``config.json`` (the Hugging Face layout)."""
+    p = Path(path)
+    return p.is_dir() and (p / CONFIG).is_file()
+
+
+# ---------------------------------------------------------------- checks before loading
+def _refuse(folder: Path, what: str, hint: str | None = None) -> BadInputError:
+    return BadInputError(
+        f"Hugging Face folder '{printable(str(folder))}': {what}",
+        hint=hint or f"genedge exports decoder-only language models of the families {SUPPORTED}.",
+    )
+
+
+def read_hf_config(folder: Path) -> dict[str, Any]:
+    """``config.json`` as a dict, checked: a supported ``model_type``, no remote code."""
+    try:
+        cfg = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as e:
+        raise _refuse(folder, f"{CONFIG} is not readable JSON ({type(e).__name__}).") from None
+    if not isinstance(cfg, dict):
+        raise _refuse(folder, f"{CONFIG} holds {type(cfg).__name__}; expected an object.")
+    if "auto_map" in cfg:
+        raise _refuse(
+            folder,
+            f"{CONFIG} has 'auto_map': the model needs its own code (trust_remote_code), which "
+            f"genedge never runs; supported families: {SUPPORTED}.",
+        )
+    kind = cfg.get("model_type")
+    if kind not in TRANSFORMER_FAMILIES:
+        raise _refuse(
+            folder,
+            f"model_type {printable(repr(kind), 60)} is not supported; expected one of {SUPPORTED}.",
+        )
+    return cfg
+
+
+def check_hf_files(folder: Path) -> list[Path]:
+    """The folder's weight files (``*.safetensors``) and its tokenizer, or exit 2."""
+    weights = sorted(p for p in folder.glob("*.safetensors") if p.is_file())
+    if not weights:
+        pickles = sorted(p.name for p in folder.glob("*.bin"))
+        raise _refuse(
+            folder,
+            "no *.safetensors weights"
+            + (
+                f" ({', '.join(pickles[:3])} are pickles, which genedge never loads)."
+                if pickles
+                else "."
+            ),
+            hint="Save the model with `model.save_pretrained(folder)` (safetensors by default).",
+        )
+    if not (folder / TOKENIZER).is_file():
+        raise _refuse(
+            folder,
+            f"no {TOKENIZER}; the bundle carries the tokenizer the runtime reads.",
+            hint="Save a fast tokenizer beside it: `AutoTokenizer.from_pretrained(...)"
+            ".save_pretrained(folder)` writes tokenizer.json.",
+        )
+    return weights
+
+
+def check_rope(folder: Path, cfg: Any) -> None:
+    """Refuse rotary scalings whose tables change with the sequence length."""
+    params = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {}
+    kinds = {p.get("rope_type", p.get("type", "default")) for p in _rope_dicts(params)}
+    bad = sorted(k for k in kinds if k not in ROPE_TYPES)
+    if bad:
+        raise _refuse(
+            folder,
+            f"rope scaling {bad[0]!r} is not supported; expected one of {', '.join(ROPE_TYPES)}.",
+            hint="Export a model with fixed rotary tables, or remove rope scaling from config.json.",
+        )
+
+
+def _rope_dicts(params: Any) -> list[dict[str, Any]]:
+    if not isinstance(params, dict):
+        return []
+    if all(isinstance(v, dict) for v in params.values()) and params:  # per layer type
+        return list(params.values())
+    return [params]
+
+
+# ---------------------------------------------------------------- loading
+@dataclass(frozen=True)
+class HfModel:
+    """A loaded folder: the ``transformers`` model (float32, eval), its family and the
+    manifest ``model`` section."""
+
+    model: Any
+    family: str
+    section: dict[str, Any]
+
+    @property
+    def config(self) -> TransformerConfig:
+        return transformer_config_from(self.section, "export")
+
+
+def load_hf_folder(folder: Path) -> HfModel:
+    """Check and load ``folder``; every user-side problem is a ``BadInputError`` (exit 2)."""
+    raw = read_hf_config(folder)
+    check_hf_files(folder)
+    tokenizer = load_tokenizer_file(folder / TOKENIZER)
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # export logs its own lines
+
+    try:
+        cfg = AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+    except Exception as e:  # transformers raises ValueError/TypeError/OSError for bad configs
+        raise _refuse(
+            folder, f"{CONFIG} is not a valid {raw['model_type']} config: {_first(e)}"
+        ) from None
+    check_rope(folder, cfg)
+    if raw["model_type"] == "gpt2" and getattr(cfg, "scale_attn_by_inverse_layer_idx", False):
+        raise _refuse(folder, "scale_attn_by_inverse_layer_idx is not supported for gpt2.")
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(
+            folder,
+            local_files_only=True,
+            trust_remote_code=False,
+            dtype=torch.float32,
+            output_loading_info=True,
+        )
+    except Exception as e:
+        raise _refuse(folder, f"the weights do not load: {_first(e)}") from None
+    problems = {
+        k: list(info.get(k) or ()) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")
+    }
+    problems = {k: v for k, v in problems.items() if v}
+    if problems:
+        k, v = next(iter(problems.items()))
+        raise _refuse(
+            folder,
+            f"the weights do not match config.json: {len(v)} {k.replace('_', ' ')} "
+            f"(e.g. {printable(str(v[0]), 80)}).",
+            hint="The safetensors files belong to another model or config; re-save the model.",
+        )
+    model = model.float().eval()
+    section = model_section(folder, raw["model_type"], model, tokenizer)
+    return HfModel(model, raw["model_type"], section)
+
+
+def _first(e: Exception) -> str:
+    text = str(e).strip()
+    return printable(text.splitlines()[0] if text else type(e).__name__, 200)
+
+
+def load_tokenizer_file(path: Path) -> Any:
+    from tokenizers import Tokenizer
+
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as e:  # the Rust library raises its own Exception type
+        raise _refuse(path.parent, f"{TOKENIZER} is not a tokenizer file: {_first(e)}") from None
+
+
+def model_section(folder: Path, family: str, model: Any, tokenizer: Any) -> dict[str, Any]:
+    """The manifest ``model`` section of docs/text.md, bound-checked."""
+    c = model.config
+    H = c.num_attention_heads if family != "gpt2" else c.n_head
+    C = c.hidden_size if family != "gpt2" else c.n_embd
+    Hkv = H if family == "gpt2" else (getattr(c, "num_key_value_heads", None) or H)
+    D = getattr(c, "head_dim", None) or C // H
+    L = c.num_hidden_layers if family != "gpt2" else c.n_layer
+    ctx = c.max_position_embeddings if family != "gpt2" else c.n_positions
+    window = getattr(c, "sliding_window", None)
+    if window and (family == "mistral" or getattr(c, "use_sliding_window", False)):
+        ctx = min(ctx, int(window))  # within the window, sliding attention is full attention
+    V = c.vocab_size
+    if H % Hkv or (family == "gpt2" and C % H):
+        raise _refuse(folder, f"{H} attention heads cannot be shared by {Hkv} key/value heads.")
+    if tokenizer.get_vocab_size(with_added_tokens=True) > V:
+        raise _refuse(
+            folder,
+            f"{TOKENIZER} has {tokenizer.get_vocab_size(with_added_tokens=True)} tokens; the model's "
+            f"vocab_size is {V}.",
+            hint="The tokenizer belongs to another model; save the model's own tokenizer.",
+        )
+    if not 2 <= ctx <= MAX_FOLDER_CONTEXT:
+        raise _refuse(folder, f"context of {ctx} positions; expected 2 to {MAX_FOLDER_CONTEXT}.")
+    eos = c.eos_token_id
+    eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    gen = getattr(model, "generation_config", None)
+    if gen is not None and gen.eos_token_id is not None:  # what transformers' generate stops at
+        g = gen.eos_token_id
+        eos = [g] if isinstance(g, int) else list(g)
+    bos = c.bos_token_id if isinstance(c.bos_token_id, int) else None
+    for t in [*eos, *([] if bos is None else [bos])]:
+        if not 0 <= t < V:
+            raise _refuse(folder, f"special token id {t} is outside the vocabulary of {V}.")
+    return {
+        "arch": "transformer",
+        "family": family,
+        "tokenizer": TOKENIZER,
+        "vocab_size": V,
+        "num_layers": L,
+        "num_heads": H,
+        "num_kv_heads": Hkv,
+        "head_dim": D,
+        "hidden_size": C,
+        "max_context": ctx,
+        "bos_token_id": bos,
+        "eos_token_ids": sorted(set(eos)),
+    }
+
+
+def folder_source(folder: Path, out: Path, family: str) -> dict[str, Any]:
+    """The manifest ``source`` record: the folder, its family and the sha256 of its files."""
+    from .bundle import source_path
+    from .byo import combined_sha256
+
+    files = {p.name: sha256_file(p) for p in sorted(folder.glob("*.safetensors"))}
+    for name in (CONFIG, TOKENIZER):
+        files[name] = sha256_file(folder / name)
+    return {
+        "type": "hf-folder",
+        "folder": folder.name,
+        "path": source_path(folder, out),
+        "model_type": family,
+        "files": files,
+        "sha256": combined_sha256(files),
+    }
+
+
+# ---------------------------------------------------------------- building the bundle
+@dataclass(frozen=True)
+class TextBuild:
+    """One text export's shared state: options, the bundle folder being filled, the loaded
+    model and its graph, the held-out tokens, and the artifact records the stages append."""
+
+    opts: ExportOptions
+    tmp: Path
+    hf: HfModel
+    wrapper: Any
+    spec: Any  # GraphSpec of the decoder
+    held_out: np.ndarray  # int64 (N,) token ids of held-out text
+    held_out_text: str  # where it came from
+    log: Log
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def add(self, file: str, **fields: Any) -> dict[str, Any]:
+        rec = artifact_record(self.tmp, file, graph=TRANSFORMER_GRAPH, **fields).to_dict()
+        self.artifacts.append(rec)
+        return rec
+
+
+def open_decoder(path: Path, build: TextBuild) -> Any:
+    """The runtime's ``KvDecoder`` on the ONNX file ``path`` (ORT CPU), as generation runs it."""
+    from genedge.runtime.select import open_file
+    from genedge.runtime.text_lm import KvDecoder
+
+    b = open_file(path, "ort-cpu", inputs=build.spec.inputs, outputs=build.spec.outputs)
+    return KvDecoder(b, build.hf.config)
+
+
+def runtime_logits(decoder: Any, ids: np.ndarray, prefill: int) -> np.ndarray:
+    """Logits (N, V) of ``ids`` through ``decoder``: ``prefill`` tokens in one run, then one
+    token per run (the cache path generation takes)."""
+    decoder.reserve(len(ids))
+    out = [decoder.feed(ids[:prefill]).copy()]
+    out += [decoder.feed(ids[i : i + 1]).copy() for i in range(prefill, len(ids))]
+    return np.concatenate(out)
+
+
+def torch_logits(model: Any, ids: np.ndarray) -> np.ndarray:
+    """Logits (N, V) of the ``transformers`` model on ``ids`` in one causal forward."""
+    import torch
+
+    with torch.no_grad():
+        return model(torch.from_numpy(ids[None]).long()).logits[0].float().numpy()
+
+
+def stage_fp32(build: TextBuild) -> None:
+    """Trace the decoder, write ``model.onnx``, check parity through the runtime, record it."""
+    from .onnx_export import save_onnx
+    from .text_wrappers import onnx_from_decoder
+
+    build.log(f"exporting {TRANSFORMER_GRAPH} -> model.onnx ({build.hf.family})")
+    files = save_onnx(
+        onnx_from_decoder(build.wrapper, build.spec, build.opts.opset), build.tmp / "model.onnx"
+    )
+    verification = check_text_parity(build, files[0])
+    build.log(
+        f"model.onnx parity vs transformers: max abs err {verification['max_abs_err_vs_torch']:.3g} "
+        f"over {verification['tokens']} tokens (prefill + cached decode)"
+    )
+    build.add(
+        files[0].name,
+        format="onnx",
+        precision="fp32",
+        verification=verification,
+        quality_approved=True,
+    )
+    for extra in files[1:]:
+        build.add(extra.name, format="onnx-data", precision="fp32")
+
+
+def check_text_parity(build: TextBuild, path: Path) -> dict[str, Any]:
+    """Logits of ``path`` (prefill, then cached decode) vs the ``transformers`` model; raises
+    ``ParityError`` (exit 4) past the tolerance."""
+    n = min(PARITY_PREFILL + PARITY_DECODE, build.hf.config.max_context, len(build.held_out))
+    ids = build.held_out[:n]
+    prefill = max(1, n - PARITY_DECODE)
+    decoder = open_decoder(path, build)
+    try:
+        got = runtime_logits(decoder, ids, prefill)
+    finally:
+        decoder.backend.close()
+    ref = torch_logits(build.hf.model, ids)
+    err = float(np.max(np.abs(got - ref)))
+    tol = max(1e-3, 1e-4 * float(np.max(np.abs(ref))))
+    rec = {
+        "max_abs_err_vs_torch": err,
+        "tolerance": tol,
+        "reference": "transformers",
+        "backend": "onnxruntime-cpu",
+        "tokens": int(n),
+        "prefill_tokens": int(prefill),
+        "decode_tokens": int(n - prefill),
+        "text": build.held_out_text,
+        "verdict": "pass" if err <= tol else "fail",
+    }
+    if not np.isfinite(err) or err > tol:
+        raise ParityError(
+            f"{path.name}: logits differ from transformers' by {err:.3g} (tolerance {tol:.3g}) "
+            f"over {n} held-out tokens.",
+            hint="This is a bug in genedge's decoder wrapper for this family; please report it "
+            "with the folder's config.json.",
+        )
+    return rec
+
+
+def held_out_tokens(opts: ExportOptions, tokenizer: Any) -> tuple[np.ndarray, str]:
+    """Token ids of held-out text: ``--eval-data`` (a text file) or standard-library docstrings."""
+    from genedge.train.data import load_text_data, stdlib_docs
+
+    if opts.eval_data:
+        data = load_text_data(opts.eval_data)
+        text, name = data.text, data.source
+    else:
+        text, name = stdlib_docs(HELD_OUT_CHARS), "stdlib-docs"
+    ids = np.asarray(tokenizer.encode(text).ids, np.int64)
+    if len(ids) < 2:
+        raise BadInputError(
+            f"Held-out text '{printable(name)}' gives {len(ids)} tokens; expected more."
+        )
+    return ids, name
+
+
+TEXT_STAGES: dict[str, Callable[[TextBuild], None]] = {"fp32": stage_fp32}
+
+
+def export_hf_folder(folder: str | os.PathLike, opts: ExportOptions, *, log: Log = silent) -> Path:
+    """``genedge export HF_FOLDER --out BUNDLE``: check, load, export, verify; returns the bundle.
+
+    Raises ``BadInputError`` (exit 2) for a folder genedge cannot export (naming the supported
+    families), ``ParityError`` (exit 4) when the graph disagrees with the model; the folder at
+    ``opts.out`` is untouched on any error.
+    """
+    from .bundle import bundle_lock
+    from .text_wrappers import WRAPPERS, DecoderShape, decoder_graph_spec
+
+    folder = Path(folder)
+    opts = validate_export_options(dataclasses.replace(opts, checkpoint=folder))
+    if opts.trt:
+        raise BadInputError(
+            "--trt is not available for transformer bundles yet.",
+            hint="Drop --trt; ONNX Runtime runs the bundle on CPU and CUDA.",
+        )
+    read_hf_config(folder)  # cheap refusals before the lock and before transformers loads
+    check_hf_files(folder)
+    with bundle_lock(opts.out, sources=(folder, opts.eval_data)):
+        hf = load_hf_folder(folder)
+        c = hf.config
+        shape = DecoderShape(c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim, c.vocab_size)
+        tokenizer = load_tokenizer_file(folder / TOKENIZER)
+        held, where = held_out_tokens(opts, tokenizer)
+        source = folder_source(folder, opts.out, hf.family)
+        _build(
+            opts,
+            hf,
+            WRAPPERS[hf.family](hf.model, shape),
+            decoder_graph_spec(shape),
+            held,
+            where,
+            source,
+            folder,
+            log,
+        )
+    return opts.out
+
+
+def _build(opts, hf, wrapper, spec, held, where, source, folder, log) -> None:
+    from genedge.atomic import atomic_dir, atomic_write_bytes
+    from genedge.manifest import write_manifest
+    from genedge.outputs import check_bundle_out, open_lock
+
+    fd = None
+    try:
+        with atomic_dir(opts.out, before_swap=lambda: check_bundle_out(opts.out)) as tmp:
+            fd = open_lock(tmp, who="genedge export")
+            build = TextBuild(opts, tmp, hf, wrapper, spec, held, where, log)
+            atomic_write_bytes(tmp / TOKENIZER, (folder / TOKENIZER).read_bytes())
+            build.add(TOKENIZER, format="tokenizer")
+            for precision in opts.precisions:
+                stage = TEXT_STAGES.get(precision)
+                if stage is None:
+                    build.skipped[precision] = "not built for transformer bundles by this genedge"
+                    log(f"{precision}: skipped (not built for transformer bundles yet)")
+                    continue
+                stage(build)
+            write_manifest(tmp, manifest_for(build, source))
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def manifest_for(build: TextBuild, source: dict[str, Any]) -> dict[str, Any]:
+    from .manifest_build import producer_versions
+
+    src = dict(source)
+    if build.skipped:
+        src["skipped"] = dict(build.skipped)
+    producer = producer_versions()
+    from importlib import metadata
+
+    for name in ("transformers", "tokenizers"):
+        try:
+            producer[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "kind": "ar",
+        "model": build.hf.section,
+        "graphs": {TRANSFORMER_GRAPH: build.spec.to_dict()},
+        "artifacts": build.artifacts,
+        "producer": producer,
+        "source": src,
+    }

@@ -1,0 +1,242 @@
+"""The ``decoder`` graph of a transformer language model, one small wrapper per family shape.
+
+Both wrappers implement the contract of docs/text.md: ``input_ids`` int64 (B, S),
+``position_ids`` int64 (B, S) and per layer ``past_key_values.{i}.key/value`` float32
+(B, H_kv, P, D) in; ``logits`` float32 (B, S, V) and ``present.{i}.key/value`` float32
+(B, H_kv, P + S, D) out. The causal mask is computed in the graph from S and P. Weights are
+read from the loaded ``transformers`` model's public modules (its own norms and MLPs run
+as they are); attention, rotary embedding and the cache are written out here so that the
+traced graph has the flat I/O above.
+
+``LlamaDecoder`` covers ``llama``, ``qwen2`` (q/k/v bias comes with its ``Linear``s) and
+``mistral``; ``Gpt2Decoder`` covers ``gpt2``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from genedge.manifest import TensorSpec
+
+from .wrappers import B, GraphSpec
+
+GRAPH = "decoder"
+STEM = "model"
+
+
+@dataclass(frozen=True)
+class DecoderShape:
+    """The sizes the graph's I/O is declared with."""
+
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    vocab_size: int
+
+
+def decoder_graph_spec(shape: DecoderShape) -> GraphSpec:
+    """The ``decoder`` GraphSpec of docs/text.md (symbolic B, S, P, T = P + S)."""
+    kv = (B, shape.num_kv_heads, "P", shape.head_dim)
+    present = (B, shape.num_kv_heads, "T", shape.head_dim)
+    inputs = [
+        TensorSpec("input_ids", "int64", (B, "S")),
+        TensorSpec("position_ids", "int64", (B, "S")),
+    ]
+    outputs = [TensorSpec("logits", "float32", (B, "S", shape.vocab_size))]
+    for i in range(shape.num_layers):
+        for part in ("key", "value"):
+            inputs.append(TensorSpec(f"past_key_values.{i}.{part}", "float32", kv))
+            outputs.append(TensorSpec(f"present.{i}.{part}", "float32", present))
+    return GraphSpec(GRAPH, STEM, tuple(inputs), tuple(outputs))
+
+
+def dynamic_axes(spec: GraphSpec) -> dict[str, dict[int, str]]:
+    """Every symbolic dimension of ``spec``, by name, as ``torch.onnx.export`` takes them."""
+    return {
+        t.name: {i: d for i, d in enumerate(t.shape) if isinstance(d, str)}
+        for t in spec.inputs + spec.outputs
+    }
+
+
+def causal_mask(S: int, P: int, device: Any) -> torch.Tensor:
+    """bool (S, P + S): query i (absolute position P + i) sees keys 0 .. P + i."""
+    keys = torch.arange(P + S, device=device)  # (T,)
+    queries = torch.arange(S, device=device) + P  # (S,)
+    return keys[None, :] <= queries[:, None]  # (S, T)
+
+
+def attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """Softmax attention with grouped kv heads: q (B, H, S, D), k/v (B, Hkv, T, D) -> (B, S, H*D)."""
+    Bq, H, S, D = q.shape
+    Hkv, T = k.shape[1], k.shape[2]
+    if Hkv != H:  # each kv head serves H / Hkv query heads
+        k = k[:, :, None].expand(Bq, Hkv, H // Hkv, T, D).reshape(Bq, H, T, D)  # (B, H, T, D)
+        v = v[:, :, None].expand(Bq, Hkv, H // Hkv, T, D).reshape(Bq, H, T, D)  # (B, H, T, D)
+    att = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, H, S, T)
+    att = att.masked_fill(~mask, torch.finfo(att.dtype).min)
+    y = torch.matmul(torch.softmax(att, dim=-1), v)  # (B, H, S, D)
+    return y.transpose(1, 2).reshape(Bq, S, H * D)  # (B, S, H*D)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class LlamaDecoder(nn.Module):
+    """llama / qwen2 / mistral: RMSNorm pre-norm blocks, rotary positions, GQA, SwiGLU MLP.
+
+    ``inv_freq`` (D/2,) and ``attention_scaling`` are the model's own rotary tables (its
+    rope type already applied: default, linear, llama3 or yarn).
+    """
+
+    def __init__(self, hf: nn.Module, shape: DecoderShape) -> None:
+        super().__init__()
+        base = hf.model
+        self.shape = shape
+        self.embed_tokens = base.embed_tokens
+        self.layers = base.layers
+        self.norm = base.norm
+        self.lm_head = hf.lm_head
+        self.register_buffer("inv_freq", base.rotary_emb.inv_freq.detach().float().clone())
+        self.attention_scaling = float(base.rotary_emb.attention_scaling)
+        self.scale = shape.head_dim**-0.5
+
+    def rope(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin (B, 1, S, D) for absolute positions (B, S)."""
+        freqs = position_ids[..., None].float() * self.inv_freq  # (B, S, D/2)
+        emb = torch.cat((freqs, freqs), dim=-1)  # (B, S, D)
+        cos = (emb.cos() * self.attention_scaling)[:, None]  # (B, 1, S, D)
+        sin = (emb.sin() * self.attention_scaling)[:, None]  # (B, 1, S, D)
+        return cos, sin
+
+    def forward(
+        self, input_ids: torch.Tensor, position_ids: torch.Tensor, *past: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        n = self.shape
+        Bx, S = input_ids.shape
+        P = past[0].shape[2]
+        x = self.embed_tokens(input_ids)  # (B, S, C)
+        cos, sin = self.rope(position_ids)
+        mask = causal_mask(S, P, x.device)
+        present: list[torch.Tensor] = []
+        for i, layer in enumerate(self.layers):
+            a = layer.self_attn
+            h = layer.input_layernorm(x)
+            q = a.q_proj(h).view(Bx, S, n.num_heads, n.head_dim).transpose(1, 2)  # (B, H, S, D)
+            k = (
+                a.k_proj(h).view(Bx, S, n.num_kv_heads, n.head_dim).transpose(1, 2)
+            )  # (B, Hkv, S, D)
+            v = (
+                a.v_proj(h).view(Bx, S, n.num_kv_heads, n.head_dim).transpose(1, 2)
+            )  # (B, Hkv, S, D)
+            q = q * cos + rotate_half(q) * sin
+            k = k * cos + rotate_half(k) * sin
+            k = torch.cat((past[2 * i], k), dim=2)  # (B, Hkv, T, D)
+            v = torch.cat((past[2 * i + 1], v), dim=2)  # (B, Hkv, T, D)
+            present += [k, v]
+            x = x + a.o_proj(attend(q, k, v, mask, self.scale))
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+        logits = self.lm_head(self.norm(x))  # (B, S, V)
+        return (logits.float(), *present)
+
+
+class Gpt2Decoder(nn.Module):
+    """gpt2: learned positions, LayerNorm pre-norm blocks, fused qkv ``Conv1D``, GELU MLP."""
+
+    def __init__(self, hf: nn.Module, shape: DecoderShape) -> None:
+        super().__init__()
+        base = hf.transformer
+        self.shape = shape
+        self.wte, self.wpe, self.h, self.ln_f = base.wte, base.wpe, base.h, base.ln_f
+        self.lm_head = hf.lm_head
+        self.scale = shape.head_dim**-0.5 if hf.config.scale_attn_weights else 1.0
+
+    def forward(
+        self, input_ids: torch.Tensor, position_ids: torch.Tensor, *past: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        n = self.shape
+        Bx, S = input_ids.shape
+        P = past[0].shape[2]
+        x = self.wte(input_ids) + self.wpe(position_ids)  # (B, S, C)
+        mask = causal_mask(S, P, x.device)
+        C = x.shape[-1]
+        present: list[torch.Tensor] = []
+        for i, block in enumerate(self.h):
+            qkv = block.attn.c_attn(block.ln_1(x))  # (B, S, 3C)
+            q, k, v = (
+                t.view(Bx, S, n.num_heads, n.head_dim).transpose(1, 2)  # (B, H, S, D)
+                for t in qkv.split(C, dim=2)
+            )
+            k = torch.cat((past[2 * i], k), dim=2)  # (B, H, T, D)
+            v = torch.cat((past[2 * i + 1], v), dim=2)  # (B, H, T, D)
+            present += [k, v]
+            x = x + block.attn.c_proj(attend(q, k, v, mask, self.scale))
+            x = x + block.mlp(block.ln_2(x))
+        logits = self.lm_head(self.ln_f(x))  # (B, S, V)
+        return (logits.float(), *present)
+
+
+WRAPPERS: dict[str, type[nn.Module]] = {
+    "llama": LlamaDecoder,
+    "qwen2": LlamaDecoder,
+    "mistral": LlamaDecoder,
+    "gpt2": Gpt2Decoder,
+}
+
+
+def example_inputs(shape: DecoderShape, S: int = 3, P: int = 2) -> tuple[torch.Tensor, ...]:
+    """Trace inputs: batch 1, S new tokens after P cached positions (P > 0 so the concat and
+    the mask trace with both lengths symbolic)."""
+    ids = torch.zeros(1, S, dtype=torch.int64)
+    pos = torch.arange(P, P + S, dtype=torch.int64)[None]
+    kv = torch.zeros(1, shape.num_kv_heads, P, shape.head_dim)
+    return (ids, pos, *([kv] * (2 * shape.num_layers)))
+
+
+def onnx_from_decoder(wrapper: nn.Module, spec: GraphSpec, opset: int) -> Any:
+    """Trace ``wrapper`` with the TorchScript exporter into an ``onnx.ModelProto`` (shape-inferred,
+    checked; symbolic dims B, S, P, T as the spec names them)."""
+    import io
+    import warnings
+
+    import onnx
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper.eval(),
+            example_inputs(wrapper.shape),
+            buf,
+            dynamo=False,
+            opset_version=opset,
+            input_names=[t.name for t in spec.inputs],
+            output_names=[t.name for t in spec.outputs],
+            dynamic_axes=dynamic_axes(spec),
+            do_constant_folding=True,
+        )
+    model = onnx.load_from_string(buf.getvalue())
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    _name_dims(model, spec)
+    onnx.checker.check_model(model)
+    return model
+
+
+def _name_dims(model: Any, spec: GraphSpec) -> None:
+    """Put the spec's symbolic names on the graph's I/O (the exporter invents some for T)."""
+    declared = {t.name: t for t in spec.inputs + spec.outputs}
+    for vi in list(model.graph.input) + list(model.graph.output):
+        t = declared[vi.name]
+        for d, want in zip(vi.type.tensor_type.shape.dim, t.shape, strict=True):
+            if isinstance(want, str):
+                d.dim_param = want
+            else:
+                d.dim_value = want

@@ -1,0 +1,505 @@
+"""Text generation from a transformer ``ar`` bundle (docs/text.md): a KV cache, no torch.
+
+    with TextGenerator.open("bundle") as tg:           # dispatches here on model.arch
+        for piece in tg.generate("def main", max_new_tokens=64, temperature=0):
+            print(piece, end="", flush=True)
+        g = tg.start("def main", seed=0)               # or own the loop
+        while not g.done:
+            piece = g.step()                           # "" while a character is incomplete
+
+The ``decoder`` graph takes ``input_ids`` (1, S), ``position_ids`` (1, S) and the past keys
+and values of every layer, (1, H_kv, P, D) each, and returns ``logits`` (1, S, V) and the
+present keys and values, (1, H_kv, P + S, D). ``KvDecoder`` keeps the cache in two sets of
+flat buffers allocated once per request size: a run reads the past from one set and ONNX
+Runtime writes the present straight into the other (bound by pointer), then the sets swap
+roles. No step copies the cache in Python or allocates. The prompt goes in one run (prefill),
+then one token per run.
+
+Text is streamed by ``Detokenizer``: a piece is released only once it decodes to whole
+characters, so a character split over byte-level BPE tokens never comes out in halves.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from genedge.errors import (
+    BadInputError,
+    CorruptArtifactError,
+    IncompatibleEnvironmentError,
+    printable,
+    require,
+)
+from genedge.latents import check_seed, is_int, is_real
+from genedge.limits import MAX_NEW_TOKENS, check_bytes, check_prompt
+from genedge.manifest import TRANSFORMER_GRAPH, Manifest, TransformerConfig
+
+from .backend import Backend, BackendInfo
+from .sampling import make_filters, sample_token
+
+CACHE_BACKENDS = ("ort-cpu", "ort-cuda")  # backends with caller-bound buffers (``run_bound``)
+MAX_STOP_STRINGS = 16
+DETOKENIZE_CONTEXT = 5  # tokens before the new ones decoded with them (merges across the seam)
+
+
+# ---------------------------------------------------------------- the decoder and its cache
+class KvDecoder:
+    """The ``decoder`` graph with its cache: ``reset()``, then ``feed(ids)`` any number of
+    times; each ``feed`` appends ``len(ids)`` positions and returns their logits.
+
+    Batch 1. Buffers are sized by ``reserve(n)`` (at most ``max_context`` positions) and kept
+    until a longer reservation; ``feed`` past the reservation raises ``BadInputError``.
+    """
+
+    def __init__(self, backend: Backend, cfg: TransformerConfig) -> None:
+        if not hasattr(backend, "run_bound"):
+            raise IncompatibleEnvironmentError(
+                f"Backend '{backend.info.name}' cannot run a transformer bundle's KV cache; "
+                f"expected one of {', '.join(CACHE_BACKENDS)}.",
+                hint="Pass --backend ort-cpu (or ort-cuda on an NVIDIA GPU).",
+            )
+        self.backend, self.cfg = backend, cfg
+        self.names = [
+            (f"past_key_values.{i}.{p}", f"present.{i}.{p}")
+            for i in range(cfg.num_layers)
+            for p in ("key", "value")
+        ]
+        self.length = 0  # P: positions in the cache
+        self.capacity = 0
+        self._kv = np.empty((2, len(self.names), 0), np.float32)  # (set, layer*2, Hkv*T*D)
+        self._read = 0  # which set holds the past
+        self._positions = np.arange(cfg.max_context, dtype=np.int64)[None]  # (1, max_context)
+        self._ids = np.zeros((1, cfg.max_context), np.int64)
+        self._logits = np.empty(0, np.float32)  # (S * V,), grown for the longest feed
+
+    def reserve(self, positions: int) -> None:
+        """Make room for ``positions`` cached positions (<= max_context); resets the cache."""
+        c = self.cfg
+        if positions > c.max_context:
+            raise BadInputError(
+                f"{positions} positions requested; the model's context is {c.max_context}."
+            )
+        if positions > self.capacity:
+            per = c.num_kv_heads * positions * c.head_dim
+            check_bytes(
+                "The KV cache",
+                2 * len(self.names) * per * 4,
+                hint="Ask for fewer tokens (a shorter prompt or a smaller max_new_tokens).",
+            )
+            self._kv = np.zeros((2, len(self.names), per), np.float32)
+            self.capacity = positions
+        self.reset()
+
+    def reset(self) -> None:
+        self.length, self._read = 0, 0
+
+    def _view(self, which: int, j: int, T: int) -> np.ndarray:
+        c = self.cfg
+        n = c.num_kv_heads * T * c.head_dim
+        return self._kv[which, j, :n].reshape(1, c.num_kv_heads, T, c.head_dim)
+
+    def feed(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Run ``ids`` (S >= 1 token ids) at positions P .. P+S-1: logits float32 (S, V), a view
+        into a buffer the next ``feed`` overwrites."""
+        S, P, V = len(ids), self.length, self.cfg.vocab_size
+        if S < 1 or self.capacity < P + S:
+            raise BadInputError(
+                f"feed of {S} tokens at position {P}: expected 1 to {self.capacity - P} "
+                f"(the cache holds {self.capacity} positions)."
+            )
+        if self._logits.size < S * V:
+            self._logits = np.empty(S * V, np.float32)
+        self._ids[0, :S] = ids
+        logits = self._logits[: S * V].reshape(1, S, V)
+        feed = {"input_ids": self._ids[:, :S], "position_ids": self._positions[:, P : P + S]}
+        out = {"logits": logits}
+        write = 1 - self._read
+        for j, (past, present) in enumerate(self.names):
+            feed[past] = self._view(self._read, j, P)
+            out[present] = self._view(write, j, P + S)
+        self.backend.run_bound(feed, out)
+        self._read, self.length = write, P + S
+        return logits[0]
+
+
+# ---------------------------------------------------------------- logits processors
+class RepetitionPenalty:
+    """Logit filter (CTRL / ``transformers``' rule): every token already in the prompt or the
+    output has its logit divided by ``penalty`` when positive, multiplied when negative."""
+
+    def __init__(self, penalty: float, vocab_size: int) -> None:
+        self.penalty = penalty
+        self.seen = np.zeros(vocab_size, bool)
+
+    def add(self, token: int) -> None:
+        self.seen[token] = True
+
+    def __call__(self, logits: np.ndarray) -> np.ndarray:
+        x = logits[self.seen]
+        logits[self.seen] = np.where(x > 0, x / self.penalty, x * self.penalty)
+        return logits
+
+
+# ---------------------------------------------------------------- incremental detokenizing
+class Detokenizer:
+    """Token ids -> text pieces that never split a character.
+
+    The new tokens are decoded together with up to ``DETOKENIZE_CONTEXT`` tokens before them
+    (decoders that drop a leading space or merge bytes need the context); a piece is released
+    when the decoded text grows and does not end in U+FFFD (an incomplete UTF-8 sequence).
+    """
+
+    def __init__(self, tokenizer: Any, context: Sequence[int] = ()) -> None:
+        self._tok = tokenizer
+        self._ids = list(context)
+        self._prefix = max(len(self._ids) - DETOKENIZE_CONTEXT, 0)
+        self._read = len(self._ids)
+
+    def _decode(self, ids: list[int]) -> str:
+        return self._tok.decode(ids, skip_special_tokens=True)
+
+    def add(self, token: int) -> str:
+        """The text ``token`` completes ("" while a character is still incomplete)."""
+        self._ids.append(token)
+        return self._release(final=False)
+
+    def flush(self) -> str:
+        """Whatever is held back (an incomplete character comes out as U+FFFD)."""
+        return self._release(final=True)
+
+    def _release(self, final: bool) -> str:
+        before = self._decode(self._ids[self._prefix : self._read])
+        now = self._decode(self._ids[self._prefix :])
+        if len(now) <= len(before) or (now.endswith("\ufffd") and not final):
+            return ""
+        self._prefix, self._read = self._read, len(self._ids)
+        return now[len(before) :]
+
+
+def _held_back(text: str, stops: tuple[str, ...]) -> int:
+    """How many characters at the end of ``text`` could begin a stop string."""
+    best = 0
+    for s in stops:
+        for n in range(min(len(s) - 1, len(text)), best, -1):
+            if s.startswith(text[-n:]):
+                best = n
+                break
+    return best
+
+
+# ---------------------------------------------------------------- options
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How to pick each token. ``temperature=0`` is greedy; ``stop``: strings that end the
+    generation (not included in the text); ``eos``: stop at the model's end-of-text tokens."""
+
+    max_new_tokens: int = 200
+    temperature: float = 0.8
+    top_k: int = 0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+    eos: bool = True
+
+
+def validate_sampling(o: SamplingOptions) -> SamplingOptions:
+    """Refuse (exit 2) settings no generation can use, naming the field."""
+    if not is_int(o.max_new_tokens) or not 0 <= o.max_new_tokens <= MAX_NEW_TOKENS:
+        raise BadInputError(
+            f"max_new_tokens {o.max_new_tokens!r}: expected an integer in [0, {MAX_NEW_TOKENS:,}]."
+        )
+    p = o.repetition_penalty
+    if not is_real(p) or not np.isfinite(p) or p <= 0:
+        raise BadInputError(
+            f"repetition_penalty {p!r}: expected a finite number > 0 (1: off, 1.1-1.3 typical)."
+        )
+    stop = (o.stop,) if isinstance(o.stop, str) else tuple(o.stop)
+    if len(stop) > MAX_STOP_STRINGS or not all(isinstance(s, str) and s for s in stop):
+        raise BadInputError(
+            f"stop {printable(repr(o.stop), 80)}: expected up to {MAX_STOP_STRINGS} non-empty strings."
+        )
+    check_seed(o.seed)
+    make_filters(o.temperature, o.top_k, o.top_p)  # raises on bad values
+    return SamplingOptions(
+        int(o.max_new_tokens), o.temperature, o.top_k, o.top_p, float(p), stop, int(o.seed), o.eos
+    )
+
+
+# ---------------------------------------------------------------- one generation
+class LmGeneration:
+    """One generation in progress: ``step()`` until ``done``, or iterate it for text pieces.
+
+    ``tokens``: the ids generated so far; ``text``: their text (stop string cut);
+    ``ttft_s``: start to the first token; ``tokens_per_s``: decode speed after the first.
+    """
+
+    def __init__(self, lm: LmGenerator, prompt_ids: list[int], opts: SamplingOptions) -> None:
+        self._lm, self._prompt, self._o = lm, prompt_ids, opts
+        V = lm.config.vocab_size
+        self._penalty = RepetitionPenalty(opts.repetition_penalty, V)
+        for t in prompt_ids:
+            self._penalty.add(t)
+        self._filters = ([self._penalty] if opts.repetition_penalty != 1.0 else []) + make_filters(
+            opts.temperature, opts.top_k, opts.top_p
+        )
+        self._greedy = opts.temperature == 0
+        self._rng = np.random.default_rng(opts.seed)
+        self._eos = set(lm.config.eos_token_ids) if opts.eos else set()
+        self._detok = Detokenizer(lm.tokenizer, prompt_ids)
+        self._full = ""  # decoded text of the tokens so far (stop strings cut)
+        self._emitted = 0  # characters of _full handed out
+        self._t_start = time.perf_counter()
+        self._t_first = self._t_last = 0.0
+        self.tokens: list[int] = []
+        self.ttft_s: float | None = None
+        self.stop_reason: str | None = None  # "length", "eos", "stop"
+        self.done = opts.max_new_tokens == 0
+        if self.done:
+            self.stop_reason = "length"
+
+    @property
+    def text(self) -> str:
+        return self._full
+
+    @property
+    def tokens_per_s(self) -> float:
+        """(n - 1) / (t_last - t_first): decode speed after the first token; 0 before two."""
+        n, dt = len(self.tokens), self._t_last - self._t_first
+        return (n - 1) / dt if n > 1 and dt > 0 else 0.0
+
+    def step(self) -> str:
+        """Generate one token; return the text it completes ("" when a character or a possible
+        stop string is still incomplete; the rest comes out with the last step)."""
+        if self.done:
+            raise BadInputError("This generation is done; call start() again.")
+        if self._lm._active is not self:
+            raise BadInputError(
+                "Another generation was started on this TextGenerator since this one; they "
+                "share its KV cache, so this one cannot continue.",
+                hint="Open one TextGenerator per concurrent generation.",
+            )
+        dec = self._lm.decoder
+        logits = dec.feed(self._prompt if not self.tokens else self.tokens[-1:])[-1]
+        token = self._draw(logits, dec.length)
+        self.tokens.append(token)
+        self._penalty.add(token)
+        self._t_last = time.perf_counter()
+        if self.ttft_s is None:
+            self._t_first = self._t_last
+            self.ttft_s = self._t_last - self._t_start
+        piece = self._detok.add(token)
+        if token in self._eos:
+            self.stop_reason = "eos"
+        elif len(self.tokens) >= self._o.max_new_tokens:
+            self.stop_reason = "length"
+        else:
+            return self._text_after(piece, final=False)
+        self.done = True
+        return self._text_after(piece + self._detok.flush(), final=True)
+
+    def _draw(self, logits: np.ndarray, position: int) -> int:
+        """A token id from logits (V,); NaN/Inf logits are an error, never a token."""
+        if not np.isfinite(logits).all():
+            raise CorruptArtifactError(
+                f"The model returned NaN/Inf logits at position {position} "
+                f"('{self._lm.backend.info.file}', {self._lm.backend.info.precision}).",
+                hint="The weights or this precision are broken: try --precision fp32, or re-export.",
+            )
+        work = self._lm._work
+        if self._greedy:
+            if not self._filters:
+                return int(np.argmax(logits))
+            np.copyto(work, logits)
+            for f in self._filters:
+                f(work)
+            return int(np.argmax(work))
+        return sample_token(logits, self._rng, self._filters, False, work)
+
+    def _text_after(self, piece: str, final: bool) -> str:
+        self._full += piece
+        stops = self._o.stop
+        if stops:
+            start = max(self._emitted - max(map(len, stops)), 0)
+            cut = [i for i in (self._full.find(s, start) for s in stops) if i >= 0]
+            if cut:
+                self._full = self._full[: min(cut)]
+                self.done, self.stop_reason, final = True, "stop", True
+        end = len(self._full) if final else len(self._full) - _held_back(self._full, stops)
+        out = self._full[self._emitted : max(end, self._emitted)]
+        self._emitted += len(out)
+        return out
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        while not self.done:
+            piece = self.step()
+            if piece:
+                return piece
+        raise StopIteration
+
+
+# ---------------------------------------------------------------- the generator
+class LmGenerator:
+    """Generation from a transformer bundle; made by ``TextGenerator.open`` (``model.arch``)."""
+
+    def __init__(self, manifest: Manifest, backend: Backend, tokenizer: Any) -> None:
+        cfg = manifest.model.transformer
+        assert cfg is not None, "LmGenerator needs a transformer bundle"
+        self.manifest, self.backend, self.tokenizer, self.config = manifest, backend, tokenizer, cfg
+        self.decoder = KvDecoder(backend, cfg)
+        self._work = np.empty(cfg.vocab_size, np.float64)  # sampling scratch
+        self._active: LmGeneration | None = None
+        self.closed = False
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest, backend: str, precision: str | None, opts: Any):
+        from .select import open_backend
+
+        tokenizer = load_tokenizer(manifest)
+        b = open_backend(manifest, TRANSFORMER_GRAPH, backend, precision, opts)
+        try:
+            return cls(manifest, b, tokenizer)
+        except BaseException:
+            b.close()
+            raise
+
+    @property
+    def info(self) -> BackendInfo:
+        return self.backend.info
+
+    @property
+    def max_context(self) -> int:
+        return self.config.max_context
+
+    def encode(self, text: str) -> list[int]:
+        """Text -> token ids with the bundle's tokenizer (its special tokens added as it says)."""
+        return list(self.tokenizer.encode(text).ids)
+
+    def decode(self, tokens: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(tokens), skip_special_tokens=True)
+
+    def prompt_ids(self, prompt: object) -> list[int]:
+        """The prompt's token ids; refused (exit 2) when not text or longer than the context."""
+        if not isinstance(prompt, str):
+            raise BadInputError(
+                f"prompt: received {type(prompt).__name__}; expected a str (may be empty)."
+            )
+        check_prompt(prompt)
+        ids = self.encode(prompt)
+        if not ids:  # nothing to condition on: start from BOS (or end-of-text)
+            start = self.config.bos_token_id
+            if start is None and self.config.eos_token_ids:
+                start = self.config.eos_token_ids[0]
+            if start is None:
+                raise BadInputError(
+                    "The prompt is empty and this model has no BOS or EOS token to start from.",
+                    hint="Pass a prompt of at least one token.",
+                )
+            ids = [start]
+        if len(ids) >= self.max_context:
+            raise BadInputError(
+                f"prompt: {len(ids)} tokens; the model's context is {self.max_context} tokens, "
+                "and at least one must stay free for the output.",
+                hint=f"Pass at most the last {self.max_context - 1} tokens' worth of text.",
+            )
+        return ids
+
+    def start(self, prompt: str = "", max_new_tokens: int = 200, **sampling: Any) -> LmGeneration:
+        """A new generation (the cache is reset); ``sampling``: ``SamplingOptions`` fields."""
+        known = set(SamplingOptions.__dataclass_fields__) - {"max_new_tokens"}
+        unknown = sorted(set(sampling) - known)
+        if unknown:
+            raise BadInputError(
+                f"Unknown generation option(s) {unknown}; expected {sorted(known)}."
+            )
+        opts = validate_sampling(SamplingOptions(max_new_tokens=max_new_tokens, **sampling))
+        ids = self.prompt_ids(prompt)
+        if len(ids) + opts.max_new_tokens > self.max_context:
+            raise BadInputError(
+                f"prompt of {len(ids)} tokens + max_new_tokens {opts.max_new_tokens} = "
+                f"{len(ids) + opts.max_new_tokens} positions; the model's context is "
+                f"{self.max_context}.",
+                hint=f"Pass max_new_tokens {self.max_context - len(ids)} or less, or a shorter prompt.",
+            )
+        if self.closed:
+            raise BadInputError("This TextGenerator is closed; open the bundle again.")
+        self.decoder.reserve(len(ids) + max(opts.max_new_tokens - 1, 0) or 1)
+        self._active = LmGeneration(self, ids, opts)
+        return self._active
+
+    def generate(
+        self,
+        prompt: str = "",
+        max_new_tokens: int = 200,
+        temperature: float = 0.8,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        **sampling: Any,
+    ) -> LmGeneration:
+        """Text pieces as they are produced (iterate the returned ``LmGeneration``); after the
+        loop its ``tokens``, ``text``, ``ttft_s``, ``tokens_per_s``, ``stop_reason`` tell the
+        rest. ``sampling``: ``repetition_penalty``, ``stop`` (strings), ``eos`` (bool).
+
+        Refused before any run (exit 2): a prompt of ``max_context`` tokens or more, a prompt
+        plus ``max_new_tokens`` past the context, invalid sampling settings.
+        """
+        return self.start(
+            prompt,
+            max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            **sampling,
+        )
+
+    def __repr__(self) -> str:
+        b, c = self.backend.info, self.config
+        return (
+            f"TextGenerator(bundle={str(self.manifest.root)!r}, arch='transformer', "
+            f"family={c.family!r}, backend={b.name!r}, precision={b.precision!r}, "
+            f"file={b.file!r}, vocab={c.vocab_size}, context={c.max_context}"
+            f"{', closed' if self.closed else ''})"
+        )
+
+    def close(self) -> None:
+        self.closed = True
+        self.backend.close()
+
+    def __enter__(self) -> LmGenerator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def load_tokenizer(manifest: Manifest) -> Any:
+    """The bundle's ``tokenizers.Tokenizer``, its file's sha256 checked before it is parsed."""
+    cfg = manifest.model.transformer
+    assert cfg is not None
+    found = [a for a in manifest.find(format="tokenizer") if a.file == cfg.tokenizer]
+    if not found:
+        raise CorruptArtifactError(
+            f"Bundle '{manifest.root}': model.tokenizer names "
+            f"'{printable(cfg.tokenizer)}', which no tokenizer artifact lists.",
+            hint="Re-export the bundle with `genedge export`.",
+        )
+    path = manifest.path_of(found[0])
+    tokenizers = require("tokenizers", "cpu", purpose="tokenizing text for a transformer bundle")
+    try:
+        return tokenizers.Tokenizer.from_file(str(path))
+    except Exception as e:  # the Rust library raises its own Exception type
+        raise CorruptArtifactError(
+            f"Bundle '{manifest.root}': '{printable(cfg.tokenizer)}' is not a tokenizer the "
+            f"tokenizers library reads ({printable(str(e), 200)}).",
+            hint="Re-export the bundle with `genedge export`.",
+        ) from None
