@@ -1,21 +1,24 @@
 """Side-by-side ratios of medians (p50) from one interleaved run, and the must-hold targets.
 
 Ratios use p50 because one preempted call on a shared machine moves the mean but not
-the median. ``speedup = p50(reference) / p50(genedge)`` per round, the median over rounds: above
-1 means genedge is faster.
+the median. ``speedup = p50(reference) / p50(genedge)``, the very p50s of the latency table
+(so a headline can never contradict its table), with the interquartile range of the same
+ratio taken round by round beside it: above 1 means genedge is faster. A ratio whose rounds
+disagree (``rounds_disagree``) or that was taken on a busy machine is marked.
 ``overhead = p50(runtime) / p50(bare ORT) - 1``: what the runtime adds over calling
 ``InferenceSession.run`` directly on the same file with the same threads.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from .runner import CaseResult
-from .stats import iqr, percentile, ratio
+from .stats import iqr, ratio
 
 # The issue's must-hold targets: (what, precision, batch, bound).
 SPEEDUP_VS_EAGER = 2.5  # runtime on ORT CPU vs PyTorch eager, fp32, batch 1
@@ -42,12 +45,24 @@ class Ratio:
     holds: bool | None = None
     iqr: tuple[float, float] | None = None  # quartiles of the same ratio taken round by round
     rounds: int = 0  # how many rounds ``iqr`` comes from
+    busy: bool = False  # measured while other processes competed for the cores
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["value"] = None if math.isnan(self.value) else self.value
         d["iqr"] = list(self.iqr) if self.iqr else None
+        d["mark"] = self.mark or None
         return d
+
+    @property
+    def mark(self) -> str:
+        """Why this ratio is not to be trusted as it stands ("" when nothing is known)."""
+        why = []
+        if rounds_disagree(self.value, self.iqr, percent=self.percent):
+            why.append("rounds disagree")
+        if self.busy:
+            why.append("busy machine")
+        return ", ".join(why)
 
     @property
     def percent(self) -> bool:
@@ -63,9 +78,35 @@ class Ratio:
         return iqr_text(self.iqr, percent=self.percent) if self.iqr else ""
 
     @property
+    def iqr_cell(self) -> str:
+        """The IQR with the mark, if any: ``3.50-3.80x, busy machine``."""
+        return ", ".join(t for t in (self.iqr_text, self.mark) if t)
+
+    @property
     def text_with_iqr(self) -> str:
         """``3.65x (IQR 3.50-3.80x)``: the p50 ratio and the middle half of its rounds."""
-        return f"{self.text} (IQR {self.iqr_text})" if self.iqr else self.text
+        text = f"{self.text} (IQR {self.iqr_text})" if self.iqr else self.text
+        return f"{text} [{self.mark}]" if self.mark else text
+
+
+UNSTEADY_SPREAD = 0.25  # rounds disagree: their middle half spans more than 25% of the ratio
+OUTSIDE_SLACK = 0.05  # ... or the ratio of p50s lies over 5% outside that middle half
+
+
+def rounds_disagree(
+    value: float, iqr: tuple[float, float] | None, *, percent: bool = False
+) -> bool:
+    """Whether the per-round ratios disagree with each other or with the quoted ``value``
+    (an overhead, ``percent``, is read as the ratio ``1 + value``)."""
+    if iqr is None or math.isnan(value):
+        return False
+    shift = 1.0 if percent else 0.0
+    v, lo, hi = value + shift, iqr[0] + shift, iqr[1] + shift
+    if v <= 0:
+        return True
+    return hi - lo > UNSTEADY_SPREAD * v or not (
+        lo * (1 - OUTSIDE_SLACK) <= v <= hi * (1 + OUTSIDE_SLACK)
+    )
 
 
 def ratio_text(v: float, *, percent: bool = False) -> str:
@@ -79,9 +120,6 @@ def iqr_text(iqr: tuple[float, float], *, percent: bool = False) -> str:
     if percent:  # signed values: a hyphen would read as a minus sign
         return f"{lo * 100:+.1f}% to {hi * 100:+.1f}%"
     return f"{lo:.2f}-{hi:.2f}x"
-
-
-MEDIAN_OF_ROUNDS = 3  # from this many rounds on, the headline ratio is the rounds' median
 
 
 def round_ratios(num: CaseResult, den: CaseResult, *, minus_one: bool = False) -> list[float]:
@@ -104,12 +142,9 @@ def round_iqr(
 
 
 def headline(num: CaseResult, den: CaseResult, *, minus_one: bool = False) -> float:
-    """The ratio quoted: the median of the per-round ratios (so it sits inside its own IQR
-    however the rounds' call counts differ), or with fewer rounds p50(num) / p50(den) over
-    all calls."""
-    values = round_ratios(num, den, minus_one=minus_one)
-    if len(values) >= MEDIAN_OF_ROUNDS:
-        return percentile(sorted(values), 50.0)
+    """The ratio quoted: p50(num) / p50(den) over all calls, the p50s the latency table
+    shows, so the headline and the table are one estimator. Its rounds' IQR says how far the
+    rounds agree; where they do not, ``rounds_disagree`` marks it."""
     return ratio(num.stats.p50, den.stats.p50) - (1.0 if minus_one else 0.0)
 
 
@@ -224,9 +259,14 @@ def _vs_openvino(results: Sequence[CaseResult], rt: CaseResult) -> list[Ratio]:
     return [Ratio(name, rt.label, ref.label, rt.batch, value, None, None, spread, n)]
 
 
-def compute_ratios(results: Sequence[CaseResult]) -> list[Ratio]:
+def compute_ratios(results: Sequence[CaseResult], *, busy: bool = False) -> list[Ratio]:
     """Every runtime case against torch eager/compile, bare ORT, standalone OpenVINO and its
-    own fp32."""
+    own fp32; each marked ``busy`` when the machine was busy during the run."""
+    out = _all_ratios(results)
+    return [dataclasses.replace(r, busy=True) for r in out] if busy else out
+
+
+def _all_ratios(results: Sequence[CaseResult]) -> list[Ratio]:
     out: list[Ratio] = []
     for rt in results:
         if rt.kind == "runtime":

@@ -199,7 +199,7 @@ def ratio_rows(report: BenchReport) -> list[tuple[str, ...]]:
             r.reference,
             str(r.batch),
             r.text,
-            r.iqr_text,
+            r.iqr_cell,
             r.target or "",
             fmt(r.holds),
         )
@@ -530,12 +530,21 @@ def flops_text(report: BenchReport) -> str | None:
     )
 
 
+def read_first(report: BenchReport) -> list[str]:
+    """What makes this run's numbers doubtful (a busy machine, rounds that disagree): said
+    before any number."""
+    return list(report.environment.get("read_first") or [])
+
+
 def markdown(report: BenchReport) -> str:
-    lines = ["# genedge bench", "", *_md_env(report.environment)]
+    lines = ["# genedge bench", ""]
+    if read_first(report):
+        lines += ["## Read this first", "", *(f"- **{w}**" for w in read_first(report)), ""]
+    lines += _md_env(report.environment)
     summary = report.summary()
     if summary:
         lines += [
-            "## Summary (per configuration; speed-up: median of per-round p50 ratios, with their IQR)",
+            "## Summary (per configuration; speed-up: ratio of the p50s in the latency table, with the IQR of per-round ratios)",
             "",
             *(f"- {line.text}" for line in summary),
             "",

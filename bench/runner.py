@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .cases import Inputs, SkipCase, Target
+from .machine import RoundLoad
 from .memory import current_rss_bytes
 from .stats import LatencyStats, latency_stats, round_p50s, throughput, timing_summary
 from .timer import Budget, Call, time_calls, time_for, time_once, warm_up
@@ -154,12 +155,16 @@ def measure_interleaved(
     budget: Budget,
     rounds: int = DEFAULT_ROUNDS,
     step: Callable[[], None] | None = None,
+    load: RoundLoad | None = None,
 ) -> None:
     """Warm-up, then rounds over all cases; appends each case's timings to ``.times``.
-    ``step`` is called after each case's share of each round (a progress bar)."""
+    ``step`` is called after each case's share of each round (a progress bar); ``load``
+    measures how long this process waited for a CPU in each round."""
     for case in live:
         warm_up(case.call, budget.warmup, case.sync)
     for share in split_budget(budget, rounds):
+        if load is not None:
+            load.start()
         for case in live:
             time.sleep(SETTLE_S)
             warm_up(case.call, REWARM_CALLS, case.sync)
@@ -171,6 +176,8 @@ def measure_interleaved(
             case.rounds.append(len(chunk))
             if step is not None:
                 step()
+        if load is not None:
+            load.stop()
 
 
 def _result(case: _Live) -> CaseResult:
@@ -204,13 +211,14 @@ def run_cases(
     rounds: int = DEFAULT_ROUNDS,
     notes: list[str] | None = None,
     step: Callable[[], None] | None = None,
+    load: RoundLoad | None = None,
 ) -> list[CaseResult]:
     """Measure every target at every batch size, interleaved; close every target after.
     ``step`` is called once per case and round (``rounds_of(budget, rounds)`` rounds)."""
     notes = [] if notes is None else notes
     try:
         live = start_cases(targets, inputs, notes)
-        measure_interleaved(live, budget, rounds, step)
+        measure_interleaved(live, budget, rounds, step, load)
         return [_result(c) for c in live]
     finally:
         for target in targets:

@@ -28,12 +28,12 @@ from .cases import (
 )
 from .coldstart import measure_cold_start
 from .env import environment, load_average, usable_cpus
-from .machine import matmul_probe
+from .machine import RoundLoad, matmul_probe
 from .memory import gpu_memory, peak_rss_bytes
 from .options import DEFAULT_SECONDS, BenchOptions, validate_options
 from .progress import progress_bar
 from .quality import quality_rows
-from .ratios import compute_ratios
+from .ratios import Ratio, compute_ratios, rounds_disagree
 from .report import BenchReport
 from .runner import CaseResult, rounds_of, run_cases
 from .timer import Budget
@@ -181,14 +181,25 @@ def _check_runtime_ran(results: list[CaseResult], targets: list[RuntimeTarget]) 
 
 
 COLD_START_S = 1.5  # a fresh process: interpreter, imports, open, first result (about)
+# a baseline's one-off cost per (baseline, batch) case on a 2-core CPU: imports, building,
+# torch.compile's compile for each batch size (about; a busy machine takes longer)
+BASELINE_SETUP_S = {"torch": 1.0, "torch-compile": 25.0, "ort": 0.2, "openvino": 1.0}
 
 
-def expected_duration(o: BenchOptions, cases: int, configurations: int) -> str:
+def expected_duration(
+    o: BenchOptions, cases: int, configurations: int, setup: list[str] | None = None
+) -> str:
     """What an image bench will take, said before it starts: ``cases`` timed (configuration,
-    batch) cases, ``configurations`` runtime configurations for the cold starts."""
+    batch) cases, ``configurations`` runtime configurations for the cold starts, and the
+    one-off setup of each baseline case (``setup``: their kinds, one per case)."""
+    from .runner import SETTLE_S
+
     cold = o.cold_runs * configurations
     parts = [f"{cases} timed cases"]
     total = cold * COLD_START_S + (o.fps_seconds if o.fps is not None else 0.0)
+    total += cases * o.rounds * SETTLE_S
+    baseline_s = sum(BASELINE_SETUP_S.get(k, 1.0) for k in setup or [])
+    total += baseline_s
     if o.seconds is not None:
         parts[0] += f" x {o.seconds:g} s"
         total += cases * o.seconds
@@ -196,6 +207,8 @@ def expected_duration(o: BenchOptions, cases: int, configurations: int) -> str:
         parts[0] += f" x {o.iters} calls"
     if cold:
         parts.append(f"{cold} cold start{'s' if cold != 1 else ''}")
+    if baseline_s:
+        parts.append(f"about {baseline_s:.0f} s setting up the baselines")
     if o.fps is not None:
         parts.append(f"a {o.fps_seconds:g} s real-time run")
     about = f": about {total:.0f} s" if o.seconds is not None else ""
@@ -209,6 +222,7 @@ def image_bench(
     notes: list[str],
     announce: Callable[[str], None] | None = None,
     progress: bool = False,
+    load: RoundLoad | None = None,
 ) -> tuple[list[CaseResult], list[dict]]:
     """Interleaved steady state of every target, then cold starts. Returns (results, cold starts).
 
@@ -227,11 +241,18 @@ def image_bench(
     cases = (len(runtime) + len(baselines)) * len(inputs)
     configurations = len({(t.backend, t.precision) for t in runtime})
     if announce is not None:
-        announce(expected_duration(o, cases, configurations))
+        setup = [t.kind for t in baselines for _ in inputs]
+        announce(expected_duration(o, cases, configurations, setup))
     steps = cases * rounds_of(budget, o.rounds) + o.cold_runs * configurations
     with progress_bar(steps if progress else 0, "bench") as step:
         results = run_cases(
-            [*runtime, *baselines], inputs, budget, rounds=o.rounds, notes=notes, step=step
+            [*runtime, *baselines],
+            inputs,
+            budget,
+            rounds=o.rounds,
+            notes=notes,
+            step=step,
+            load=load,
         )
         _check_runtime_ran(results, runtime)
         measured = dict.fromkeys((r.backend, r.precision) for r in results if r.kind == "runtime")
@@ -287,6 +308,7 @@ def run_bench(
     text = realtime = None
     trt: list[dict] = []
     flops: dict[int, float] = {}
+    load = RoundLoad()
     if manifest.kind == "ar":
         from .text import text_bench
 
@@ -294,7 +316,7 @@ def run_bench(
     else:
         env["matmul"] = matmul_probe(o.threads)
         flops = graph_flops(o, manifest, notes)
-        results, cold = image_bench(o, manifest, notes, announce, progress)
+        results, cold = image_bench(o, manifest, notes, announce, progress, load)
         trt = _trtexec(o, manifest, notes) if "trtexec" in o.baselines else []
         if o.fps is not None:
             from .realtime import realtime_bench
@@ -302,13 +324,16 @@ def run_bench(
             realtime = realtime_bench(o, results, notes)
     env["gpus_after"] = gpu_memory() if env.get("gpus") else []
     env["load_average_end"] = load_average()
-    notes += busy_machine_notes(env, o.threads)
+    env["round_load"] = load.record()
+    busy = busy_machine_notes(env, o.threads)
+    ratios = compute_ratios(results, busy=bool(busy))
+    env["read_first"] = busy + disagreeing_ratios_notes(ratios)
     return BenchReport(
         kind=manifest.kind,
         options=_options_dict(o),
         environment=env,
         results=tuple(results),
-        ratios=tuple(compute_ratios(results)),
+        ratios=tuple(ratios),
         quality=tuple(quality_rows(manifest)),
         cold_start=tuple(cold),
         realtime=realtime,
@@ -349,16 +374,42 @@ def _trtexec(o: BenchOptions, manifest: Manifest, notes: list[str]) -> list[dict
 
 
 def busy_machine_notes(env: dict[str, Any], threads: int | None) -> list[str]:
-    """Warn when other processes competed for the cores (the 1-minute load average)."""
+    """Warn when other processes competed for the cores: the 1-minute load average before or
+    after the run above the usable CPUs, or this process waiting for a CPU in a round
+    (``env["round_load"]``, ``machine.RoundLoad``)."""
     cpus = env.get("usable_cpus") or 1
     loads = [la[0] for la in (env.get("load_average"), env.get("load_average_end")) if la]
-    if not loads or max(loads) <= cpus:
+    rounds = env.get("round_load") or {}
+    busy_rounds, n = rounds.get("busy_rounds", 0), rounds.get("rounds", 0)
+    if (not loads or max(loads) <= cpus) and not busy_rounds:
+        return []
+    seen = []
+    if loads:
+        seen.append(f"1-minute load average up to {max(loads):.1f} on {cpus} usable CPUs")
+    if busy_rounds:
+        waits = sorted(rounds.get("wait_fraction") or [0.0])
+        seen.append(
+            f"this process waited for a CPU in {busy_rounds} of {n} rounds (median "
+            f"{waits[len(waits) // 2]:.0%} of the round's wall time)"
+        )
+    return [
+        f"the machine was busy: {'; '.join(seen)}. Other processes competed for the cores; "
+        f"multi-threaded runs ({threads} threads), OpenMP's (PyTorch) most of all, lose "
+        "disproportionately when a thread is descheduled at a barrier. Every ratio of this run "
+        "is marked 'busy machine' and is unreliable: re-run on a quiet machine (or with "
+        "--threads 1)."
+    ]
+
+
+def disagreeing_ratios_notes(ratios: list[Ratio]) -> list[str]:
+    """One line when some ratios' rounds disagree (``ratios.rounds_disagree``)."""
+    bad = [r for r in ratios if rounds_disagree(r.value, r.iqr, percent=r.percent)]
+    if not bad:
         return []
     return [
-        f"the machine was busy: 1-minute load average up to {max(loads):.1f} on {cpus} usable CPUs. "
-        f"Other processes competed for the cores; multi-threaded runs ({threads} threads), OpenMP's "
-        "(PyTorch) most of all, lose disproportionately when a thread is descheduled at a barrier. "
-        "Ratios from this run are unreliable: re-run on a quiet machine (or with --threads 1)."
+        f"{len(bad)} of {len(ratios)} ratios have rounds that disagree (their per-round IQR "
+        "spans over 25% of the ratio, or the ratio of p50s lies outside it): they are marked "
+        "'rounds disagree'; re-run with more --seconds or --rounds on a quiet machine."
     ]
 
 

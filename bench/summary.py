@@ -16,7 +16,7 @@ from typing import Any
 
 from genedge.manifest import PRECISIONS
 
-from .ratios import iqr_text, ratio_text, speedup
+from .ratios import iqr_text, ratio_text, rounds_disagree, speedup
 from .runner import CaseResult
 
 # --baselines name -> the kind of the case it measures
@@ -117,7 +117,8 @@ class SummaryLine:
             parts.append("the baseline")
         elif self.reference is not None and self.speedup is not None:
             spread = f" (IQR {iqr_text(self.iqr)})" if self.iqr else ""
-            parts.append(f"{ratio_text(self.speedup)}{spread} vs {self.reference}")
+            mark = " [rounds disagree]" if rounds_disagree(self.speedup, self.iqr) else ""
+            parts.append(f"{ratio_text(self.speedup)}{spread} vs {self.reference}{mark}")
         return " | ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:

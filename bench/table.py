@@ -27,6 +27,7 @@ from .report import (
     position_rows,
     quality_table,
     ratio_table,
+    read_first,
     realtime_rows,
     text_rows,
 )
@@ -74,7 +75,10 @@ def summary_lines(report: BenchReport) -> list[str]:
     """The per-configuration summary, trtexec style, with the title line first."""
     lines = [line.text for line in report.summary()]
     return (
-        ["Summary (speed-up: median of per-round p50 ratios, with their IQR):", *lines]
+        [
+            "Summary (speed-up: ratio of the p50s in the latency table, with the IQR of per-round ratios):",
+            *lines,
+        ]
         if lines
         else []
     )
@@ -114,6 +118,8 @@ def print_report(report: BenchReport, file: TextIO | None = None) -> None:
         _print_plain(report, file)
         return
     console = Console(file=file, width=max(160, Console(file=file).width))
+    for line in read_first(report):
+        console.print(f"READ FIRST: {line}", markup=False, highlight=False)
     for title, header, groups in sections(report):
         table = Table(title=title, title_justify="left")
         for i, h in enumerate(header):
@@ -129,6 +135,8 @@ def print_report(report: BenchReport, file: TextIO | None = None) -> None:
 
 
 def _print_plain(report: BenchReport, file: TextIO) -> None:
+    for line in read_first(report):
+        print(f"READ FIRST: {line}", file=file)
     for title, header, groups in sections(report):
         rows = [r for g in groups for r in g]
         widths = [
