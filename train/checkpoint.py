@@ -83,8 +83,18 @@ def save_checkpoint(
     return path
 
 
-def _config_from(kind: str, raw: str, path: Path) -> Any:
-    cfg_cls = FAMILIES[kind][0]
+def model_classes(kind: str, meta: dict[str, str]) -> tuple[type, type[nn.Module]]:
+    """(config class, model class) of a checkpoint: ``FAMILIES[kind]``, or the transformer
+    language model for an ``ar`` checkpoint whose metadata says ``arch: "transformer"``."""
+    if kind == "ar" and meta.get("arch") == "transformer":
+        from .transformer import TransformerConfig, TransformerLM
+
+        return TransformerConfig, TransformerLM
+    return FAMILIES[kind]
+
+
+def _config_from(kind: str, raw: str, path: Path, meta: dict[str, str]) -> Any:
+    cfg_cls = model_classes(kind, meta)[0]
     try:
         fields = parse_json(raw, what="Checkpoint config", path=path)
         if not isinstance(fields, dict):
@@ -132,7 +142,7 @@ def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
         meta = _safetensors_metadata(path)
     if meta.get("format") != CHECKPOINT_FORMAT or meta.get("kind") not in FAMILIES:
         raise _not_ours(path, "its metadata does not name a genedge model kind")
-    config = _config_from(meta["kind"], meta.get("config", "{}"), path)
+    config = _config_from(meta["kind"], meta.get("config", "{}"), path, meta)
     return CheckpointInfo(path, meta["kind"], config, _step_from(meta, path), meta)
 
 
@@ -231,7 +241,7 @@ def _check_shapes(info: CheckpointInfo, shapes: dict[str, tuple[int, ...]]) -> N
     """
     try:
         with torch.device("meta"):
-            skeleton = FAMILIES[info.kind][1](info.config)
+            skeleton = model_classes(info.kind, info.meta)[1](info.config)
     except Exception as e:  # any failure to build from an untrusted config is a bad file
         raise CorruptArtifactError(
             f"Checkpoint '{info.path}' has a config that does not build a {info.kind} model "
@@ -266,12 +276,13 @@ def load_checkpoint(path: str | os.PathLike, *, device: str = "cpu") -> tuple[nn
 
     For ``gan`` and ``vae`` the model is callable as ``G(z, labels)`` -> float images in
     [-1, 1], shape (B, C, H, W); ``labels`` is None for unconditional models. For ``ar``
-    it is a ``CharRNN`` with ``step(token, *state)``.
+    it is a ``CharRNN`` with ``step(token, *state)``, or a ``TransformerLM`` (metadata
+    ``arch: "transformer"``; its ``tokenizer.json`` is the metadata's ``tokenizer``).
     """
     info = read_checkpoint_info(path)
     state = load_state(info.path)
     _check_shapes(info, {k: tuple(v.shape) for k, v in state.items()})
-    model = FAMILIES[info.kind][1](info.config)
+    model = model_classes(info.kind, info.meta)[1](info.config)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

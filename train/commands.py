@@ -14,7 +14,7 @@ from pathlib import Path
 from genedge.atomic import atomic_write_text
 from genedge.errors import BadInputError
 
-from .options import TrainOptions
+from .options import TRANSFORMER_FLAGS, TrainOptions
 
 
 def options_from_args(args: argparse.Namespace) -> TrainOptions:
@@ -36,6 +36,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         resume=args.resume,
         overwrite=getattr(args, "overwrite", False),
         cell=args.cell,
+        **{f: getattr(args, f, None) for f in ("arch", *TRANSFORMER_FLAGS)},
         progress=not args.no_progress,
         threads=getattr(args, "threads", None),
     )

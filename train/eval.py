@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -303,6 +304,93 @@ def _sequence_nll(model: nn.Module, tokens: torch.Tensor, chunk: int) -> float:
     return total
 
 
+def unigram_bpc(train_text: str, heldout_text: str) -> float:
+    """Bits per character of ``heldout_text`` under add-one smoothed character frequencies of
+    ``train_text`` (over the characters of both): the baseline any tokenizer is compared with."""
+    counts = Counter(train_text)
+    alphabet = sorted(set(counts) | set(heldout_text))
+    freq = np.array([counts.get(ch, 0) for ch in alphabet], dtype=np.float64) + 1.0
+    log2p = dict(zip(alphabet, np.log2(freq / freq.sum()), strict=True))
+    return float(-sum(log2p[ch] for ch in heldout_text) / len(heldout_text))
+
+
+@torch.no_grad()
+def transformer_text_metrics(
+    model: nn.Module,
+    tokenizer: Any,
+    heldout_text: str,
+    *,
+    max_chars: int = 50_000,
+    train_text: str | None = None,
+    batch: int = 16,
+) -> dict[str, Any]:
+    """Bits per character and perplexity of a ``TransformerLM`` on held-out text.
+
+    The first ``max_chars`` characters are tokenized and scored after one EOS token, in
+    windows of the model's context that advance by half a context: every token after the
+    first window is predicted from at least half a context of text. ``bpc`` is total nats
+    / ln 2 / characters (so tokenizers compare), ``perplexity`` is per token.
+    ``unigram_bpc`` is ``unigram_bpc`` of the same characters, from ``train_text`` when
+    given (``unigram_source: "train"``) else from the held-out text itself.
+    """
+    from .tokenizer import encode as encode_text
+
+    text = heldout_text[:max_chars]
+    ids = [model.cfg.eos_token_id, *encode_text(tokenizer, text)]
+    if len(ids) < 2:
+        raise BadInputError("Held-out text is empty; bpc needs at least one character.")
+    windows, first_scored = _score_windows(len(ids), model.cfg.context)
+    nats = _windows_nll(model, torch.tensor(ids), windows, first_scored, batch)
+    n_tokens = len(ids) - 1
+    return {
+        "bpc": nats / math.log(2) / len(text),
+        "perplexity": math.exp(nats / n_tokens),
+        "unigram_bpc": unigram_bpc(train_text if train_text is not None else text, text),
+        "unigram_source": "train" if train_text is not None else "heldout",
+        "num_chars": len(text),
+        "num_tokens": n_tokens,
+        "vocab_size": model.cfg.vocab_size,
+        "tokenizer": model.cfg.tokenizer,
+    }
+
+
+def _score_windows(n: int, context: int) -> tuple[list[int], list[int]]:
+    """Starts of windows of ``context + 1`` ids over ``n`` ids, and per window the offset of
+    its first target that no earlier window scored; together they score ids 1..n-1 once."""
+    stride = max(1, context // 2)
+    starts, first = [0], [0]
+    while starts[-1] + context + 1 < n:
+        start = starts[-1] + stride
+        starts.append(start)
+        first.append(context - stride)  # targets before it were scored by the window before
+    return starts, first
+
+
+def _windows_nll(
+    model: nn.Module, ids: torch.Tensor, starts: list[int], first: list[int], batch: int
+) -> float:
+    """Summed cross-entropy (nats) of the targets each window owns; windows run in batches,
+    a short last window padded (its padding is not scored)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total, T = 0.0, model.cfg.context + 1
+    padded = torch.cat((ids, ids.new_zeros(T)))  # (n + T,)
+    try:
+        for b in range(0, len(starts), batch):
+            s = torch.tensor(starts[b : b + batch])  # (N,)
+            x = padded[s[:, None] + torch.arange(T)[None, :]].to(device)  # (N, T)
+            logits, _ = model(x[:, :-1])  # (N, T-1, V)
+            nll = F.cross_entropy(logits.transpose(1, 2).float(), x[:, 1:], reduction="none")
+            pos = torch.arange(T - 1)[None, :]  # (1, T-1): target j is ids[start + 1 + j]
+            lo = torch.tensor(first[b : b + batch])[:, None]
+            keep = (pos >= lo) & (s[:, None] + 1 + pos < len(ids))  # (N, T-1)
+            total += float(nll[keep.to(device)].sum())
+    finally:
+        model.train(was_training)
+    return total
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
 
@@ -329,7 +417,13 @@ def evaluate_checkpoint(
             hint="Pass the data it was trained on, e.g. `genedge eval CKPT --data digits`.",
         )
     model, cfg = load_checkpoint(path)
-    if info.kind == "ar":
+    if info.kind == "ar" and info.meta.get("arch") == "transformer":
+        from .tokenizer import tokenizer_from_json
+
+        train_text, heldout = split_text(load_text_data(src).text)
+        tokenizer = tokenizer_from_json(info.meta.get("tokenizer", ""))
+        metrics = transformer_text_metrics(model, tokenizer, heldout, train_text=train_text)
+    elif info.kind == "ar":
         train_text, heldout = split_text(load_text_data(src).text)
         metrics = text_metrics(model, heldout, train_text=train_text)
     else:

@@ -82,6 +82,35 @@ FAMILY_DEFAULTS: dict[str, FamilyDefaults] = {
     ),
     "ar": FamilyDefaults(steps=2000, batch_size=32, lr=3e-3, sample_every=250, eval_every=250),
 }
+ARCHS = ("gru", "lstm", "transformer")  # `train ar --arch`; gru and lstm are recurrent cells
+RNN_CELLS = ("gru", "lstm")
+
+
+@dataclass(frozen=True)
+class TransformerDefaults:
+    """``train ar --arch transformer`` sizes and schedule, chosen to train in minutes on 2 cores."""
+
+    layers: int = 4
+    d_model: int = 128
+    heads: int = 4
+    kv_heads: int = 2  # default_kv_heads(heads)
+    context: int = 128
+    tokenizer: str = "char"
+    vocab_size: int = 512  # bpe only
+    batch_size: int = 32
+    lr: float = 3e-3
+
+
+TRANSFORMER_DEFAULTS = TransformerDefaults()
+
+
+def default_kv_heads(heads: int) -> int:
+    """Grouped-query attention by default: half as many key/value heads (all when odd)."""
+    return heads // 2 if heads % 2 == 0 else heads
+
+
+TRANSFORMER_FLAGS = ("layers", "d_model", "heads", "kv_heads", "context", "tokenizer", "vocab_size")
+TRANSFORMER_LIMITS = {"layers": 64, "d_model": 4096, "heads": 256, "kv_heads": 256, "context": 8192}
 
 
 @dataclass(frozen=True)
@@ -104,7 +133,15 @@ class TrainOptions:
     eval_samples: int = 500
     resume: bool = False
     overwrite: bool = False  # start a finished run over (its own files only)
-    cell: str | None = None  # ar only
+    cell: str | None = None  # ar only; the older spelling of --arch gru|lstm
+    arch: str | None = None  # ar only: gru | lstm | transformer
+    layers: int | None = None  # ar --arch transformer only, through vocab_size
+    d_model: int | None = None
+    heads: int | None = None
+    kv_heads: int | None = None
+    context: int | None = None
+    tokenizer: str | None = None  # char | bpe
+    vocab_size: int | None = None  # bpe only
     progress: bool = True
     threads: int | None = None  # torch intra-op threads; None: torch's default
 
@@ -165,8 +202,14 @@ def validate_options(opts: TrainOptions) -> None:
         ):
             if value:
                 raise BadInputError(f"{name} does not apply to `train ar` (a text model); drop it.")
-    elif opts.cell is not None:
-        raise BadInputError(f"--cell applies to `train ar` only, not `train {opts.kind}`; drop it.")
+        _validate_arch(opts)
+    else:
+        for name in ("cell", "arch", *TRANSFORMER_FLAGS):
+            if getattr(opts, name) is not None:
+                flag = "--" + name.replace("_", "-")
+                raise BadInputError(
+                    f"{flag} applies to `train ar` only, not `train {opts.kind}`; drop it."
+                )
     if not isinstance(opts.device, str) or not re.fullmatch(r"cpu|cuda(:[0-9]{1,3})?", opts.device):
         raise BadInputError(f"--device: received {opts.device!r}; expected cpu, cuda or cuda:N.")
 
@@ -185,6 +228,69 @@ _LIMITS = (
 )
 
 
+def _validate_arch(opts: TrainOptions) -> None:
+    """``--arch``/``--cell`` agree, and the transformer's flags are given to it only and fit."""
+    if opts.arch is not None and opts.arch not in ARCHS:
+        raise BadInputError(f"--arch: received {opts.arch!r}; expected one of {', '.join(ARCHS)}.")
+    if opts.cell is not None and opts.cell not in RNN_CELLS:
+        raise BadInputError(f"--cell: received {opts.cell!r}; expected gru or lstm.")
+    if opts.cell is not None and opts.arch is not None and opts.cell != opts.arch:
+        raise BadInputError(
+            f"--cell {opts.cell} and --arch {opts.arch} disagree; pass --arch alone."
+        )
+    if (opts.arch or opts.cell or "gru") != "transformer":
+        given = [
+            f"--{f.replace('_', '-')}" for f in TRANSFORMER_FLAGS if getattr(opts, f) is not None
+        ]
+        if given:
+            raise BadInputError(
+                f"{', '.join(given)} apply to `train ar --arch transformer` only; add "
+                "--arch transformer or drop them."
+            )
+        return
+    for name, limit in TRANSFORMER_LIMITS.items():
+        _positive_int("--" + name.replace("_", "-"), getattr(opts, name), limit)
+    _check_transformer_shape(opts)
+    if opts.tokenizer is not None and opts.tokenizer not in ("char", "bpe"):
+        raise BadInputError(f"--tokenizer: received {opts.tokenizer!r}; expected char or bpe.")
+    if opts.vocab_size is not None:
+        if (opts.tokenizer or TRANSFORMER_DEFAULTS.tokenizer) != "bpe":
+            raise BadInputError(
+                "--vocab-size applies to --tokenizer bpe only (the char tokenizer holds the 256 "
+                "bytes); add --tokenizer bpe or drop it."
+            )
+        from .tokenizer import check_vocab_size
+
+        check_vocab_size(opts.vocab_size)
+
+
+def _check_transformer_shape(opts: TrainOptions) -> None:
+    d = TRANSFORMER_DEFAULTS
+    d_model, heads = opts.d_model or d.d_model, opts.heads or d.heads
+    kv_heads = opts.kv_heads or default_kv_heads(heads)
+    if d_model % heads or (d_model // heads) % 2:
+        raise BadInputError(
+            f"--d-model {d_model} --heads {heads}: each head needs an even width (rotary "
+            "embeddings turn pairs), so d_model must be heads x an even number.",
+            hint=f"Try --d-model {heads * max(2, 2 * round(d_model / heads / 2))}.",
+        )
+    if heads % kv_heads:
+        raise BadInputError(
+            f"--heads {heads} --kv-heads {kv_heads}: the query heads must share key/value heads "
+            "evenly, so heads must be a multiple of kv-heads.",
+            hint=f"Try --kv-heads {math.gcd(heads, kv_heads)}.",
+        )
+
+
+def _positive_int(name: str, value: int | None, limit: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        raise BadInputError(
+            f"{name}: received {value!r}; expected a whole number from 1 to {limit:,}."
+        )
+
+
 def _positive(name: str, value: float | None) -> None:
     """Refuse a value that is not a finite number > 0 (NaN, inf, 0 and negatives)."""
     if value is None:
@@ -200,16 +306,36 @@ def resolve_options(opts: TrainOptions) -> TrainOptions:
     validate_options(opts)
     d = FAMILY_DEFAULTS[opts.kind]
     steps = opts.steps if opts.steps is not None or opts.minutes is not None else d.steps
-    return dataclasses.replace(
+    arch = (opts.arch or opts.cell or "gru") if opts.kind == "ar" else None
+    t = TRANSFORMER_DEFAULTS if arch == "transformer" else None
+    opts = dataclasses.replace(
         opts,
         out=Path(opts.out),
         steps=steps,
-        batch_size=opts.batch_size or d.batch_size,
-        lr=opts.lr or d.lr,
+        batch_size=opts.batch_size or (t.batch_size if t else d.batch_size),
+        lr=opts.lr or (t.lr if t else d.lr),
         latent_dim=opts.latent_dim or d.latent_dim,
         sample_every=opts.sample_every or d.sample_every,
         eval_every=opts.eval_every or d.eval_every,
-        cell=opts.cell or ("gru" if opts.kind == "ar" else None),
+        cell=arch if arch in RNN_CELLS else None,
+        arch=arch,
+    )
+    return _resolve_transformer(opts) if t else opts
+
+
+def _resolve_transformer(opts: TrainOptions) -> TrainOptions:
+    d = TRANSFORMER_DEFAULTS
+    tokenizer = opts.tokenizer or d.tokenizer
+    heads = opts.heads or d.heads
+    return dataclasses.replace(
+        opts,
+        layers=opts.layers or d.layers,
+        d_model=opts.d_model or d.d_model,
+        heads=heads,
+        kv_heads=opts.kv_heads or default_kv_heads(heads),
+        context=opts.context or d.context,
+        tokenizer=tokenizer,
+        vocab_size=(opts.vocab_size or d.vocab_size) if tokenizer == "bpe" else None,
     )
 
 

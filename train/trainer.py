@@ -79,6 +79,8 @@ def build_family(opts: TrainOptions, ctx: ddp.DistContext) -> Family:
         from .gan_trainer import GanFamily as cls
     elif opts.kind == "vae":
         from .vae_trainer import VaeFamily as cls
+    elif opts.arch == "transformer":
+        from .transformer_trainer import TransformerFamily as cls
     else:
         from .ar_trainer import ArFamily as cls
     return cls(opts, ctx)

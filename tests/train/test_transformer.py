@@ -1,0 +1,330 @@
+"""The transformer language model: shapes, causality, rotary embeddings, its key/value cache,
+its tokenizers, checkpoints, training and resume, held-out scoring and its Llama folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genedge.errors import BadInputError
+from genedge.train import load_checkpoint, read_checkpoint_info, save_checkpoint
+from genedge.train.eval import _score_windows, transformer_text_metrics, unigram_bpc
+from genedge.train.options import TrainOptions, resolve_options
+from genedge.train.tokenizer import (
+    EOS_ID,
+    bpe_tokenizer,
+    char_tokenizer,
+    decode,
+    encode,
+    tokenizer_from_json,
+)
+from genedge.train.trainer import train_run
+from genedge.train.transformer import (
+    TransformerConfig,
+    TransformerLM,
+    apply_rotary,
+    hf_folder_from_checkpoint,
+)
+
+TEXTS = [
+    "plain ascii, with  two spaces\tand a tab\n",
+    "héllo wörld — ünïcödé ✓ 😀 中文字符 \u200b zero width",
+    "\x00\x01 control bytes \x7f and a lone combining \u0301 mark",
+    "   leading and trailing spaces   ",
+    "",
+]
+
+
+def _tiny(**kw) -> TransformerConfig:
+    base = dict(vocab_size=61, layers=2, d_model=32, heads=4, kv_heads=2, context=24)
+    return TransformerConfig(**{**base, **kw})
+
+
+def _model(seed: int = 0, **kw) -> TransformerLM:
+    torch.manual_seed(seed)
+    return TransformerLM(_tiny(**kw)).eval()
+
+
+# ---------------------------------------------------------------- the model
+def test_shapes_of_logits_and_cache_with_grouped_query_attention():
+    m = _model()
+    logits, present = m(torch.randint(0, 61, (3, 10)))
+    assert logits.shape == (3, 10, 61)
+    assert len(present) == 2
+    assert all(k.shape == v.shape == (3, 2, 10, 8) for k, v in present)
+    _, longer = m(torch.randint(0, 61, (3, 4)), past=present)
+    assert longer[0][0].shape == (3, 2, 14, 8)
+
+
+def test_a_token_never_sees_the_future():
+    m = _model()
+    x = torch.randint(0, 61, (1, 16))
+    y = x.clone()
+    y[0, 9:] = (y[0, 9:] + 7) % 61  # change every token from position 9 on
+    with torch.no_grad():
+        a, b = m(x)[0], m(y)[0]
+    assert torch.equal(a[0, :9], b[0, :9])
+    assert not torch.allclose(a[0, 9:], b[0, 9:])
+
+
+def test_prefill_then_one_token_at_a_time_matches_the_full_pass():
+    m = _model()
+    x = torch.randint(0, 61, (2, 12))
+    with torch.no_grad():
+        full, _ = m(x)
+        steps, past = [m(x[:, :5])[0]], m(x[:, :5])[1]
+        for t in range(5, 12):
+            logits, past = m(x[:, t : t + 1], past=past)
+            steps.append(logits)
+    assert torch.allclose(torch.cat(steps, dim=1), full, atol=1e-5)
+
+
+def test_rotary_scores_depend_only_on_the_distance():
+    m = _model()
+    q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
+
+    def score(pos_q: int, pos_k: int) -> torch.Tensor:
+        cq, sq = m.model.rotary(torch.tensor([[pos_q]]))
+        ck, sk = m.model.rotary(torch.tensor([[pos_k]]))
+        return (apply_rotary(q, cq, sq) * apply_rotary(k, ck, sk)).sum()
+
+    assert torch.allclose(score(7, 3), score(107, 103), atol=1e-4)
+    assert not torch.allclose(score(7, 3), score(7, 6), atol=1e-3)
+    cos, sin = m.model.rotary(torch.tensor([[5]]))
+    assert torch.allclose(apply_rotary(q, cos, sin).norm(), q.norm(), atol=1e-5)
+
+
+def test_tied_head_shares_the_embedding_and_untied_does_not():
+    tied, untied = _model(), _model(tie_embeddings=False)
+    assert tied.lm_head.weight is tied.model.embed_tokens.weight
+    assert untied.lm_head.weight is not untied.model.embed_tokens.weight
+
+
+@pytest.mark.parametrize(
+    "change", [dict(d_model=30), dict(heads=3), dict(kv_heads=3), dict(layers=0)]
+)
+def test_config_that_cannot_build_is_refused(change):
+    with pytest.raises(ValueError):
+        TransformerLM(_tiny(**change))
+
+
+# ---------------------------------------------------------------- tokenizers
+@pytest.mark.parametrize("text", TEXTS)
+def test_char_tokenizer_round_trips_utf8_one_token_per_byte(text):
+    tok = char_tokenizer()
+    ids = encode(tok, text)
+    assert ids == [b + 1 for b in text.encode("utf-8")]
+    assert decode(tok, ids) == text
+
+
+def test_bpe_tokenizer_learns_merges_and_round_trips_utf8():
+    corpus = "Return the value of the named attribute of object. " * 200 + "".join(TEXTS[:3])
+    tok = bpe_tokenizer(corpus, 300)
+    assert tok.get_vocab_size() == 300
+    assert tok.id_to_token(EOS_ID) == "<|endoftext|>"
+    sentence = "Return the value of the attribute"
+    assert len(encode(tok, sentence)) < len(sentence.encode()) / 2
+    for text in TEXTS:
+        assert decode(tok, encode(tok, text)) == text
+    again = tokenizer_from_json(tok.to_str())
+    assert encode(again, TEXTS[1]) == encode(tok, TEXTS[1])
+
+
+# ---------------------------------------------------------------- scoring
+def test_score_windows_score_every_target_once():
+    for n, context in ((2, 8), (9, 8), (10, 8), (57, 8), (100, 7)):
+        starts, first = _score_windows(n, context)
+        owned = [
+            s + 1 + j
+            for s, f in zip(starts, first, strict=True)
+            for j in range(f, context)
+            if s + 1 + j < n
+        ]
+        assert sorted(owned) == list(range(1, n)), (n, context)
+
+
+def test_transformer_metrics_are_the_cross_entropy_after_eos():
+    tok = char_tokenizer()
+    m = _model(vocab_size=257, context=64)
+    text = "abc déf"
+    ids = torch.tensor([[EOS_ID, *encode(tok, text)]])
+    with torch.no_grad():
+        nats = F.cross_entropy(m(ids[:, :-1])[0][0], ids[0, 1:], reduction="sum").item()
+    got = transformer_text_metrics(m, tok, text, train_text="aabbc")
+    assert got["bpc"] == pytest.approx(nats / math.log(2) / len(text), rel=1e-5)
+    assert got["perplexity"] == pytest.approx(math.exp(nats / (ids.shape[1] - 1)), rel=1e-5)
+    assert got["num_chars"] == len(text) and got["num_tokens"] == len(text.encode())
+
+
+def test_unigram_bpc_of_a_uniform_text_is_log2_of_its_alphabet():
+    assert unigram_bpc("abcd" * 100, "dcba") == pytest.approx(2.0)
+    assert unigram_bpc("aaaa" * 100, "ab") > unigram_bpc("aaaa" * 100, "aa")
+
+
+# ---------------------------------------------------------------- checkpoints and training
+@pytest.fixture(scope="module")
+def tiny_text(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("text") / "t.txt"
+    lines = ["Return the value of the named attribute of object. Ünïcode ✓.\n"] * 40
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+def _opts(data: Path, out: Path, **kw) -> TrainOptions:
+    base = dict(
+        kind="ar",
+        arch="transformer",
+        data=str(data),
+        out=out,
+        steps=4,
+        batch_size=4,
+        sample_every=2,
+        eval_every=4,
+        log_every=1,
+        progress=False,
+        seed=3,
+        threads=1,
+        layers=1,
+        d_model=16,
+        heads=2,
+        context=16,
+    )
+    return TrainOptions(**{**base, **kw})
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "bpe"])
+def test_checkpoint_describes_itself_and_loads_back(tokenizer, tiny_text, tmp_path):
+    vocab = {"vocab_size": 300} if tokenizer == "bpe" else {}
+    ckpt = train_run(_opts(tiny_text, tmp_path / "run", tokenizer=tokenizer, **vocab))
+    info = read_checkpoint_info(ckpt)
+    assert info.kind == "ar" and info.step == 4
+    assert info.meta["family"] == "ar" and info.meta["arch"] == "transformer"
+    assert isinstance(info.config, TransformerConfig)
+    assert (info.config.layers, info.config.d_model, info.config.context) == (1, 16, 16)
+    assert info.config.tokenizer == tokenizer and info.config.rope_theta == 10_000.0
+    tok = tokenizer_from_json(info.meta["tokenizer"])
+    assert tok.get_vocab_size() == info.config.vocab_size == (300 if tokenizer == "bpe" else 257)
+    model, _ = load_checkpoint(ckpt)
+    assert isinstance(model, TransformerLM)
+    samples = (tmp_path / "run" / "samples.txt").read_text(encoding="utf-8")
+    assert samples.startswith("Return the ")
+    evals = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in evals if r["phase"] == "eval"][-1]
+    assert last["tokenizer"] == tokenizer and last["bpc"] > 0 and last["unigram_bpc"] > 0
+
+
+def test_saved_weights_give_the_same_logits(tmp_path):
+    m = _model(vocab_size=257)
+    path = save_checkpoint(
+        tmp_path / "m.safetensors",
+        m,
+        m.cfg,
+        kind="ar",
+        extra={"arch": "transformer", "tokenizer": char_tokenizer().to_str()},
+    )
+    back, cfg = load_checkpoint(path)
+    x = torch.randint(0, 257, (2, 9))
+    with torch.no_grad():
+        assert torch.equal(back(x)[0], m(x)[0])
+    assert cfg == m.cfg
+
+
+def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(
+    tiny_text, tmp_path, monkeypatch
+):
+    monkeypatch.setattr("genedge.train.transformer_trainer.DECAY_START", 0.9)
+    full = train_run(_opts(tiny_text, tmp_path / "full", steps=6, sample_every=3, eval_every=3))
+    train_run(_opts(tiny_text, tmp_path / "split", steps=3, sample_every=3, eval_every=3))
+    resumed = train_run(
+        _opts(tiny_text, tmp_path / "split", steps=6, sample_every=3, eval_every=3, resume=True)
+    )
+    assert read_checkpoint_info(resumed).step == 6
+    a, b = load_checkpoint(full)[0].state_dict(), load_checkpoint(resumed)[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = [json.loads(r) for r in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["phase"] == "train"] == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_with_other_sizes_is_refused(tiny_text, tmp_path):
+    train_run(_opts(tiny_text, tmp_path / "run", steps=2))
+    with pytest.raises(BadInputError, match="does not match these options"):
+        train_run(_opts(tiny_text, tmp_path / "run", steps=3, d_model=32, resume=True))
+
+
+# ---------------------------------------------------------------- options
+def test_defaults_resolve_for_the_transformer_only(tmp_path):
+    t = resolve_options(TrainOptions(kind="ar", data="x", out=tmp_path, arch="transformer"))
+    assert (t.layers, t.d_model, t.heads, t.kv_heads, t.context) == (4, 128, 4, 2, 128)
+    assert t.tokenizer == "char" and t.vocab_size is None and t.cell is None
+    bpe = resolve_options(
+        dataclasses.replace(t, tokenizer="bpe", vocab_size=None, heads=8, kv_heads=None)
+    )
+    assert bpe.vocab_size == 512 and bpe.kv_heads == 4
+    gru = resolve_options(TrainOptions(kind="ar", data="x", out=tmp_path))
+    assert gru.arch == gru.cell == "gru" and gru.layers is None and gru.tokenizer is None
+    lstm = resolve_options(TrainOptions(kind="ar", data="x", out=tmp_path, cell="lstm"))
+    assert lstm.arch == lstm.cell == "lstm"
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (dict(d_model=100, heads=3), "--d-model 100 --heads 3"),
+        (dict(d_model=12, heads=4), "even width"),
+        (dict(heads=4, kv_heads=3), "--kv-heads 3"),
+        (dict(layers=0), "--layers"),
+        (dict(context=10**6), "--context"),
+        (dict(tokenizer="bpe", vocab_size=100), "--vocab-size"),
+        (dict(vocab_size=600), "--tokenizer bpe only"),
+        (dict(tokenizer="word"), "--tokenizer"),
+        (dict(arch="gru", layers=2), "--layers"),
+        (dict(arch="gru", cell="lstm"), "disagree"),
+        (dict(kind="gan", arch="transformer"), "--arch applies to `train ar` only"),
+    ],
+)
+def test_bad_transformer_options_name_the_flag(change, field, tmp_path):
+    opts = TrainOptions(**{**dict(kind="ar", data="x", out=tmp_path, arch="transformer"), **change})
+    with pytest.raises(BadInputError, match=field.replace("(", r"\(")):
+        resolve_options(opts)
+
+
+# ---------------------------------------------------------------- the Llama folder
+@pytest.mark.parametrize("tie", [True, False])
+def test_llama_folder_gives_the_same_logits_in_transformers(tie, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    tok = bpe_tokenizer("Return the value of the named attribute. " * 50, 280)
+    m = _model(vocab_size=280, tie_embeddings=tie, kv_heads=1, tokenizer="bpe")
+    ckpt = save_checkpoint(
+        tmp_path / "m.safetensors",
+        m,
+        m.cfg,
+        kind="ar",
+        extra={"family": "ar", "arch": "transformer", "tokenizer": tok.to_str()},
+    )
+    folder = hf_folder_from_checkpoint(ckpt, tmp_path / "hf")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_type"] == "llama" and config["tie_word_embeddings"] is tie
+    hf = transformers.LlamaForCausalLM.from_pretrained(folder, local_files_only=True).eval()
+    ids = encode(tok, "Return the value of the named attribute.")
+    x = torch.tensor([ids[:20]])
+    with torch.no_grad():
+        ours, theirs = m(x)[0], hf(x).logits
+    assert torch.allclose(ours, theirs, atol=1e-4), (ours - theirs).abs().max()
+    hf_tok = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    assert hf_tok(TEXTS[1], add_special_tokens=False)["input_ids"] == encode(tok, TEXTS[1])
+    assert hf_tok.eos_token_id == EOS_ID
+
+
+def test_llama_folder_refuses_an_image_checkpoint(tmp_path):
+    from genedge.train.gan import GanConfig, Generator
+
+    cfg = GanConfig(latent_dim=8, image_size=8, channels=1, g_width=16, d_width=8)
+    ckpt = save_checkpoint(tmp_path / "g.safetensors", Generator(cfg), cfg, kind="gan")
+    with pytest.raises(BadInputError, match="not a transformer"):
+        hf_folder_from_checkpoint(ckpt, tmp_path / "hf")
