@@ -200,3 +200,14 @@ def test_refuses_tokenizer_larger_than_vocab(tmp_path, capsys):
     folder = hf_folder(tmp_path / "src", "llama", vocab_size=280, tokenizer=False)
     write_tokenizer(folder, vocab_size=320)
     _refused(capsys, folder, tmp_path / "o", "320 tokens", "vocab_size is 280")
+
+
+def test_int4_is_refused_for_image_bundles(ckpts, tmp_path):
+    from genedge.errors import BadInputError
+    from genedge.export.bundle import export_bundle
+    from genedge.export.options import ExportOptions
+
+    opts = ExportOptions(ckpts["gan"], tmp_path / "o", precisions=("fp32", "int4"))
+    with pytest.raises(BadInputError, match="transformer language models only"):
+        export_bundle(opts)
+    assert not (tmp_path / "o").exists()

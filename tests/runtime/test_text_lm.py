@@ -1,0 +1,177 @@
+"""``TextGenerator`` on transformer bundles (runtime/text_lm.py): the KV-cache decoder, sampling
+options against ``transformers``, stop strings, streaming that never splits a character, and
+the requests it must refuse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("transformers")
+pytest.importorskip("tokenizers")
+pytest.importorskip("onnxruntime")
+
+from text_fixtures import export_folder, hf_folder, hf_greedy  # noqa: E402
+
+from genedge.errors import BadInputError, CorruptArtifactError  # noqa: E402
+from genedge.runtime import TextGenerator  # noqa: E402
+from genedge.runtime.text_lm import Detokenizer, LmGenerator  # noqa: E402
+
+PROMPT = "Return the"
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory) -> tuple[Path, Path]:
+    """A GQA llama with a 64-position context: (HF folder, bundle)."""
+    d = tmp_path_factory.mktemp("lm")
+    folder = hf_folder(d / "llama", "llama", max_position_embeddings=64)
+    return folder, export_folder(folder, d / "bundle")
+
+
+@pytest.fixture
+def tg(llama):
+    with TextGenerator.open(llama[1], backend="ort-cpu") as t:
+        yield t
+
+
+def test_open_dispatches_on_arch_and_auto_backend_works(llama):
+    with TextGenerator.open(llama[1]) as t:
+        assert isinstance(t, LmGenerator)
+        assert t.info.name == "ort-cpu" and t.max_context == 64
+        assert len(list(t.generate(PROMPT, max_new_tokens=5, temperature=0))) >= 1
+
+
+def test_repetition_penalty_matches_transformers(llama, tg):
+    want = hf_greedy(llama[0], PROMPT, 30, repetition_penalty=1.5)
+    g = tg.generate(PROMPT, max_new_tokens=30, temperature=0, repetition_penalty=1.5)
+    list(g)
+    assert g.tokens == want
+    assert g.tokens != hf_greedy(llama[0], PROMPT, 30)  # the penalty changed something
+
+
+def test_sampling_is_seeded_and_top_k_1_is_greedy(tg):
+    def run(**kw):
+        g = tg.generate(PROMPT, max_new_tokens=20, **kw)
+        list(g)
+        return g.tokens
+
+    a, b = run(temperature=1.5, seed=3), run(temperature=1.5, seed=3)
+    assert a == b
+    assert any(run(temperature=1.5, seed=s) != a for s in (4, 5, 6))
+    assert run(temperature=1.0, top_k=1, seed=9) == run(temperature=0)
+    assert run(temperature=1.0, top_p=1e-9, seed=9) == run(temperature=0)
+
+
+def test_generation_exposes_tokens_and_timings(tg):
+    g = tg.start(PROMPT, max_new_tokens=10, temperature=0)
+    pieces = list(g)
+    assert len(g.tokens) == 10 and g.done and g.stop_reason == "length"
+    assert "".join(pieces) == g.text == tg.decode(g.tokens)
+    assert g.ttft_s is not None and g.ttft_s > 0 and g.tokens_per_s > 0
+
+
+def test_stop_string_cuts_the_text(tg):
+    full = tg.generate(PROMPT, max_new_tokens=30, temperature=0)
+    text = "".join(full)
+    stop = text[8:11]
+    assert len(stop) == 3 and text.find(stop) >= 0
+    g = tg.generate(PROMPT, max_new_tokens=30, temperature=0, stop=[stop, "\x00never"])
+    streamed = "".join(g)
+    assert streamed == g.text == text[: text.find(stop)]
+    assert g.stop_reason == "stop" and len(g.tokens) < len(full.tokens)
+
+
+def test_a_new_generation_ends_the_previous_one(tg):
+    g1 = tg.start(PROMPT, max_new_tokens=5, temperature=0)
+    g1.step()
+    tg.start(PROMPT, max_new_tokens=5, temperature=0)
+    with pytest.raises(BadInputError, match="Another generation"):
+        g1.step()
+
+
+def test_cache_survives_many_generations_of_different_lengths(llama, tg):
+    want = hf_greedy(llama[0], PROMPT, 12)
+    for n in (40, 3, 12):
+        g = tg.generate(PROMPT, max_new_tokens=n, temperature=0)
+        list(g)
+    assert g.tokens == want
+
+
+# ---------------------------------------------------------------- refusals
+def test_prompt_longer_than_context_is_refused(tg):
+    with pytest.raises(BadInputError, match="context is 64 tokens"):
+        tg.generate("word " * 200, max_new_tokens=1)
+
+
+def test_max_new_tokens_past_context_is_refused(tg):
+    n = len(tg.encode(PROMPT))
+    with pytest.raises(BadInputError, match=f"Pass max_new_tokens {64 - n} or less"):
+        tg.generate(PROMPT, max_new_tokens=64)
+    g = tg.generate(PROMPT, max_new_tokens=64 - n, temperature=0, eos=False)
+    list(g)
+    assert len(g.tokens) == 64 - n  # the whole context is usable
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"repetition_penalty": 0.0},
+        {"repetition_penalty": float("nan")},
+        {"stop": [""]},
+        {"temperature": -1},
+        {"top_p": 0},
+        {"seed": -1},
+        {"max_new_tokens": -1},
+        {"bogus": 1},
+    ],
+)
+def test_bad_sampling_options_are_refused(tg, kw):
+    with pytest.raises(BadInputError):
+        tg.start(PROMPT, **kw)
+
+
+class NanBackend:
+    """A backend whose logits are NaN (a broken artifact)."""
+
+    def __init__(self, info):
+        self.info = info
+
+    def run_bound(self, feed, out):
+        out["logits"].fill(np.nan)
+
+    def close(self):
+        pass
+
+
+def test_nan_logits_are_a_clear_error(tg):
+    lm = LmGenerator(tg.manifest, NanBackend(tg.info), tg.tokenizer)
+    with pytest.raises(CorruptArtifactError, match="NaN/Inf logits at position"):
+        lm.start(PROMPT, max_new_tokens=3).step()
+
+
+def test_cli_generate_refuses_a_prompt_past_the_context(llama, capsys):
+    from genedge.cli import main
+
+    rc = main(["generate", str(llama[1]), "--prompt", "word " * 200, "--max-new-tokens", "2"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "context is 64 tokens" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------- streaming text
+def test_detokenizer_never_splits_a_character():
+    """Characters the tokenizer never saw come out as single-byte tokens: a 3-byte character
+    spans 3 tokens. Every piece is whole text and the pieces add up to the decoded text."""
+    from text_fixtures import _tokenizer_json
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_str(_tokenizer_json(320))
+    text = "naïve café — 日本語 ✓ done 🙂!"
+    ids = tok.encode(text).ids
+    assert len(ids) > len(text.split())  # multi-byte characters span several tokens
+    d = Detokenizer(tok, tok.encode("Return").ids)
+    pieces = [d.add(t) for t in ids] + [d.flush()]
+    assert all("\ufffd" not in p for p in pieces)
+    assert "".join(pieces) == tok.decode(ids) == text
+    assert "" in pieces  # some token completed no character on its own
