@@ -25,7 +25,7 @@ demo: install
 test: install trt-api-wheels
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m ruff format --check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest --durations=10  # one line per test file, the slowest tests at the end
 
 # Real TensorRT 10/11 and cuda-python 12/13 binding wheels for the API conformance test
 # (tests/gpu_api): downloaded once, --no-deps, exact versions and sha256 hashes. A set that
@@ -51,7 +51,7 @@ gpu-check: install
 	$(BIN)/python bench/gpu_check.py --out $(GPU_CHECK_OUT) --constraints '$(CONSTRAINTS)' $(GPU_CHECK_ARGS)
 
 test-all: install
-	$(BIN)/python -m pytest -q -m "" 
+	$(BIN)/python -m pytest --durations=10 -m "" 
 
 # The lean runtime install on its own: a second venv with only genedge[cpu] runs the runtime's
 # commands, and every other command must name its extra (exit 3). CI runs it after `test`.

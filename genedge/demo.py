@@ -30,6 +30,47 @@ class DemoOptions:
         return [*steps, "--overwrite"]
 
 
+# the README's reference run of each demo model ("Measured"): (minutes, steps, what it reached)
+README_REFERENCE = {
+    "gan": (4.0, 2647, "conditional accuracy 1.000, Frechet distance 3.66"),
+}
+
+
+def steps_made(run: Path) -> int | None:
+    """The last step a training run logged in ``RUN/metrics.jsonl`` (None: none readable)."""
+    import json
+
+    try:
+        lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    steps = []
+    for line in lines[-50:]:
+        try:
+            step = json.loads(line).get("step")
+        except (ValueError, AttributeError, RecursionError):
+            continue
+        if type(step) is int:
+            steps.append(step)
+    return max(steps) if steps else None
+
+
+def steps_beside_reference(kind: str, run: Path, minutes: float | None) -> str | None:
+    """``gan: 78 steps in 4 min; the README's reference run made 2647 (...)``, or None."""
+    made = steps_made(run)
+    if made is None:
+        return None
+    line = f"{kind}: {made} steps" + (f" in {minutes:g} min" if minutes else "")
+    ref = README_REFERENCE.get(kind)
+    if ref is None:
+        return line
+    ref_min, ref_steps, reached = ref
+    line += f"; the README's reference run made {ref_steps} in {ref_min:g} min ({reached})"
+    if minutes and made < 0.5 * ref_steps * minutes / ref_min:
+        line += ": far fewer here (a busy or slower machine), so expect a weaker model"
+    return line
+
+
 def demo_plan(o: DemoOptions) -> list[tuple[str, list[str]]]:
     """The demo as (title, genedge argv) steps."""
     out = o.out
@@ -198,6 +239,15 @@ def run_demo(o: DemoOptions) -> int:
         if code:
             print(f"genedge demo: step {i} failed with exit code {code}; stopping.")
             return code
+        if argv[0] == "train":
+            minutes = (
+                None
+                if o.quick
+                else {"gan": o.gan_minutes, "vae": o.vae_minutes}.get(argv[1], o.ar_minutes)
+            )
+            said = steps_beside_reference(argv[1], o.out / argv[1], minutes)
+            if said:
+                print(said, flush=True)
     print(f"\nDemo finished in {time.perf_counter() - t0:.0f} s. Everything is in {o.out}/:")
     for p in sorted(o.out.glob("**/*")):
         if p.suffix in (".png", ".mp4", ".md", ".json", ".txt") and "samples/" not in p.as_posix():

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import json
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from genedge.imageio import save_png
 from genedge.outputs import LOCK_NAME, check_run_out, clear_run, folder_lock
 
 from . import ddp
+from .budget import StepPace
 from .checkpoint import save_checkpoint, torch_load_weights_only
 from .metrics_log import MetricsLog
 from .options import TrainOptions, options_to_json, resolve_options
@@ -134,6 +136,8 @@ class Trainer:
         self.paths = RunPaths(opts.out)
         self.step = 0
         self.log = MetricsLog(self.paths.metrics, enabled=ctx.is_main)
+        self.pace = StepPace()
+        self._first_step = 0
         self._loss_sums: dict[str, float] = {}
         self._loss_count = 0
 
@@ -236,9 +240,12 @@ class Trainer:
 
     def run(self, progress: Progress) -> dict[str, float]:
         self._t0 = time.perf_counter()
+        self._first_step = self.step  # a resumed run's budget is its own
         o = self.opts
         while not self.done():
+            t_step = time.perf_counter()
             losses = self.family.train_step()
+            self.pace.add(time.perf_counter() - t_step)
             self.step += 1
             self.record_losses(losses)
             progress.update(self.step, losses)
@@ -250,6 +257,11 @@ class Trainer:
                 progress.note_metrics(self.step, metrics)
         progress.close()
         return self.finish()
+
+    def budget_report(self) -> tuple[str, bool]:
+        """The run's steps against its idle pace (``StepPace.report``)."""
+        budget_s = None if self.opts.minutes is None else self.opts.minutes * 60.0
+        return self.pace.report(self.step - self._first_step, budget_s)
 
     def finish(self) -> dict[str, float]:
         self.save()
@@ -344,6 +356,11 @@ def _train_in(opts: TrainOptions, ctx: ddp.DistContext) -> Path:
         progress.close()
     ddp.dump_parameter_hash(family.trained_module(), ctx)
     if ctx.is_main:
+        pace, short = trainer.budget_report()
+        print(
+            f"{'warning: ' if short else ''}budget: {pace}",
+            file=sys.stderr if short else sys.stdout,
+        )
         took = time.perf_counter() - t0
         print_table(
             f"{opts.kind}: {trainer.step} steps in {took:.1f}s -> {trainer.paths.generator}",

@@ -115,7 +115,9 @@ def test_slots_skipped_at_the_end_are_counted(gan_bundle) -> None:
             if i == 0:
                 time.sleep(0.2)  # past the last of the 10 slots
         st = stream.stats
-        assert st.frames + st.dropped == 10 and st.missed_deadlines == st.dropped > 0
+        assert st.frames + st.dropped == 10 and st.dropped > 0
+        # a busy machine may also wake the consumer late for a frame it shows: missed, not dropped
+        assert st.missed_deadlines == st.dropped + st.late_delivered
 
 
 def test_nonfinite_policy_on_float_graphs(float_gan_bundle) -> None:
