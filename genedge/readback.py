@@ -129,9 +129,10 @@ def read_bytes(
     """The bytes of the regular file ``path`` (at most ``limit``), checked as ``open_regular``."""
     fd = open_regular(path, what=what, limit=limit, follow_symlinks=follow_symlinks)
     with os.fdopen(fd, "rb") as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:  # grew after the fstat
-        raise ReadbackError(f"{what} '{_show(path)}' is larger than its limit of {_size(limit)}.")
+        data = f.read(os.fstat(fd).st_size)  # no buffer beyond the file's own size
+        grew = f.read(1)
+    if grew:
+        raise ReadbackError(f"{what} '{_show(path)}' grew while it was read; try again.")
     return data
 
 
