@@ -978,13 +978,13 @@ def read_manifest(bundle: str | os.PathLike, *, check_files: bool = True) -> Man
             f"Bundle '{root}' is not a folder.",
             hint="Pass the folder written by `genedge export CKPT --out BUNDLE`.",
         )
-    if not path.is_file():
+    if path.is_symlink():
+        raise SecurityRefusal(f"'{path}' is a symlink; a bundle's manifest must be a plain file.")
+    if not path.exists():
         raise CorruptArtifactError(
             f"Bundle '{root}' has no {MANIFEST_NAME}: it is incomplete or not a genedge bundle.",
             hint="Re-export it with `genedge export CKPT --out BUNDLE`.",
         )
-    if path.is_symlink():
-        raise SecurityRefusal(f"'{path}' is a symlink; a bundle's manifest must be a plain file.")
     raw = read_json(path, what="Manifest", limit=_MAX_MANIFEST_BYTES)
     return manifest_from_dict(raw, root, check_files=check_files)
 
