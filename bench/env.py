@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from genedge import __version__
+from genedge.cpu_load import load_average, usable_cpus
 from genedge.manifest import MANIFEST_NAME, sha256_file
 from genedge.runtime.openvino_backend import cpu_model  # one reading of /proc/cpuinfo
 
@@ -38,22 +39,6 @@ def physical_cores() -> int | None:
         if "core id" in fields:
             cores.add((fields.get("physical id", "0"), fields["core id"]))
     return len(cores) or None
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (affinity, cgroup-pinned sets), else ``os.cpu_count``."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def load_average() -> list[float] | None:
-    """1, 5 and 15 minute load averages: a busy shared machine shows here."""
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
 
 
 def library_versions() -> dict[str, str | None]:

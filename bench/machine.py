@@ -11,7 +11,6 @@ load); the median call is kept beside it.
 from __future__ import annotations
 
 import contextlib
-import glob
 import statistics
 import time
 from typing import Any
@@ -19,54 +18,6 @@ from typing import Any
 import numpy as np
 
 PROBE_N = 512
-BUSY_WAIT = 0.1  # a round is busy when this process's threads waited 10% of it for a CPU
-
-
-def runqueue_wait_ns() -> int | None:
-    """Nanoseconds this process's threads have spent runnable but waiting for a CPU (the
-    second field of Linux's ``/proc/self/task/*/schedstat``); None where it is not kept.
-    Other processes competing for the cores show here, whatever the load average says."""
-    total, seen = 0, False
-    for path in glob.glob("/proc/self/task/*/schedstat"):
-        try:
-            with open(path) as f:
-                total += int(f.read().split()[1])
-            seen = True
-        except (OSError, ValueError, IndexError):  # a thread that just ended
-            continue
-    return total if seen else None
-
-
-class RoundLoad:
-    """Per-round machine load of an interleaved run: the fraction of each round's wall time
-    this process's threads waited for a CPU (``start`` and ``stop`` around each round)."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-        self._t0 = self._w0 = None
-
-    def start(self) -> None:
-        self._w0, self._t0 = runqueue_wait_ns(), time.perf_counter_ns()
-
-    def stop(self) -> None:
-        w1, t1 = runqueue_wait_ns(), time.perf_counter_ns()
-        if self._w0 is not None and w1 is not None and t1 > self._t0:
-            self.waits.append((w1 - self._w0) / (t1 - self._t0))
-
-    @property
-    def busy_rounds(self) -> int:
-        return sum(w > BUSY_WAIT for w in self.waits)
-
-    def record(self) -> dict[str, Any]:
-        """``{"wait_fraction": [...], "busy_rounds": n, "rounds": n}`` for the environment."""
-        return {
-            "wait_fraction": [round(w, 3) for w in self.waits],
-            "busy_rounds": self.busy_rounds,
-            "rounds": len(self.waits),
-            "busy_above": BUSY_WAIT,
-        }
-
-
 PROBE_SECONDS = 0.5
 MIN_CALLS = 5
 

@@ -21,8 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from genedge.cpu_load import RoundLoad
+
 from .cases import Inputs, SkipCase, Target
-from .machine import RoundLoad
 from .memory import current_rss_bytes
 from .stats import LatencyStats, latency_stats, round_p50s, throughput, timing_summary
 from .timer import Budget, Call, time_calls, time_for, time_once, warm_up

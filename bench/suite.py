@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from genedge.cpu_load import RoundLoad, load_average, usable_cpus
 from genedge.errors import BadInputError, printable
 from genedge.manifest import MAIN_GRAPH, PRECISIONS, Manifest, read_manifest
 from genedge.runtime.ort_backend import PROVIDERS
@@ -27,8 +28,8 @@ from .cases import (
     onnx_path,
 )
 from .coldstart import measure_cold_start
-from .env import environment, load_average, usable_cpus
-from .machine import RoundLoad, matmul_probe
+from .env import environment
+from .machine import matmul_probe
 from .memory import gpu_memory, peak_rss_bytes
 from .options import DEFAULT_SECONDS, BenchOptions, validate_options
 from .progress import progress_bar
@@ -376,7 +377,7 @@ def _trtexec(o: BenchOptions, manifest: Manifest, notes: list[str]) -> list[dict
 def busy_machine_notes(env: dict[str, Any], threads: int | None) -> list[str]:
     """Warn when other processes competed for the cores: the 1-minute load average before or
     after the run above the usable CPUs, or this process waiting for a CPU in a round
-    (``env["round_load"]``, ``machine.RoundLoad``)."""
+    (``env["round_load"]``, ``genedge.cpu_load.RoundLoad``)."""
     cpus = env.get("usable_cpus") or 1
     loads = [la[0] for la in (env.get("load_average"), env.get("load_average_end")) if la]
     rounds = env.get("round_load") or {}

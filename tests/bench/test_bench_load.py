@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from bench_fakes import fake_result
 
-from genedge.bench.machine import BUSY_WAIT, RoundLoad, runqueue_wait_ns
 from genedge.bench.ratios import compute_ratios, rounds_disagree
 from genedge.bench.report import BenchReport, markdown
 from genedge.bench.suite import busy_machine_notes, disagreeing_ratios_notes
 from genedge.bench.summary import image_summary
 from genedge.bench.table import print_report
+from genedge.cpu_load import BUSY_WAIT, RoundLoad, runqueue_wait_ns
 
 
 def _noisy_results(seed: int):
