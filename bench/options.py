@@ -12,6 +12,9 @@ from genedge.manifest import PRECISIONS
 from genedge.runtime.select import BACKENDS
 
 MAX_SECONDS = 86400.0  # per case: a day is already a typo
+MAX_ROUNDS = 1000  # interleaving rounds; ranges settle within tens
+MAX_COLD_RUNS = 100  # fresh-process cold starts per configuration, seconds each
+MAX_ITERS = 10_000_000  # timed or warm-up runs per case
 
 BASELINES = ("torch", "torch-compile", "ort", "openvino", "trtexec", "genai")
 DEFAULT_SECONDS = 2.0  # per case, when neither --iters nor --seconds is given
@@ -94,7 +97,8 @@ def validate_options(o: BenchOptions) -> None:
             ",".join(o.baselines),
             f"a comma-separated subset of {', '.join(BASELINES)}",
         )
-    if o.rounds < 1 or o.cold_runs < 0:
-        raise _bad(
-            "--rounds/--cold-runs", (o.rounds, o.cold_runs), "rounds >= 1 and cold runs >= 0"
-        )
+    check_count("--rounds", o.rounds, MAX_ROUNDS, "each round times every case once more")
+    check_count("--cold-runs", o.cold_runs, MAX_COLD_RUNS, "each starts a fresh process", low=0)
+    if o.iters is not None:
+        check_count("--iters", o.iters, MAX_ITERS, "timed runs per case")
+    check_count("--warmup", o.warmup, MAX_ITERS, "untimed runs per case", low=0)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from genedge.errors import BadInputError
+from genedge.interrupts import user_code
 from genedge.latents import default_labels, seeded_latents
 
 from .options import ExportOptions
@@ -453,14 +454,15 @@ def export_module_file(
     spec = validate_spec(spec)
     path, name = split_module_ref(ref)
     wpath = Path(weights) if weights else None
-    module = module_from_files(ref, wpath, module_args)  # weights are read before FILE.py runs
-    model, cfg = _prepared(module, spec, name)
-    source = module_source(
-        model, spec, file=path, name=name, weights=wpath, module_args=module_args
-    )
-    opts = opts or ExportOptions(checkpoint=wpath or path, out=Path(out))
-    opts = dataclasses.replace(opts, checkpoint=wpath or path, out=Path(out))
-    return _export(opts, model, cfg, spec, source, log)
+    with user_code(f"--module {ref}"):  # its forward runs in probing, export and parity
+        module = module_from_files(ref, wpath, module_args)  # weights are read before FILE.py
+        model, cfg = _prepared(module, spec, name)
+        source = module_source(
+            model, spec, file=path, name=name, weights=wpath, module_args=module_args
+        )
+        opts = opts or ExportOptions(checkpoint=wpath or path, out=Path(out))
+        opts = dataclasses.replace(opts, checkpoint=wpath or path, out=Path(out))
+        return _export(opts, model, cfg, spec, source, log)
 
 
 def _options(

@@ -23,7 +23,11 @@ import torch
 from torch import nn
 
 from genedge.errors import BadInputError, CorruptArtifactError, SecurityRefusal
+from genedge.interrupts import user_code
 
+MAX_MODULE_ARGS_CHARS = 65_536
+MAX_MODULE_ARGS_DEPTH = 32  # JSON nesting of --module-args
+_TOO_DEEP = object()
 STATE_DICT_KEYS = ("state_dict", "generator", "netG", "G", "g_ema", "ema", "model", "gen", "params")
 
 
@@ -112,8 +116,11 @@ def import_user_file(path: Path) -> Any:
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # torch.compile (dynamo) and dataclasses look it up by name
     try:
-        with _on_sys_path(path.resolve().parent):
+        with _on_sys_path(path.resolve().parent), user_code(f"Importing '{path}'"):
             spec.loader.exec_module(mod)
+    except BadInputError:
+        sys.modules.pop(spec.name, None)
+        raise
     except Exception as e:
         sys.modules.pop(spec.name, None)
         raise BadInputError(
@@ -152,7 +159,10 @@ def build_user_module(path: Path, name: str, module_args: Any = None) -> Any:
         )
     args, kwargs = _split_args(module_args)
     try:
-        module = obj(*args, **kwargs)
+        with user_code(f"{name}(...) from '{path}'"):
+            module = obj(*args, **kwargs)
+    except BadInputError:
+        raise
     except Exception as e:
         raise BadInputError(
             f"{name}({_args_text(args, kwargs)}) raised {type(e).__name__}: {str(e).strip()[:300]}",
@@ -170,6 +180,11 @@ def build_user_module(path: Path, name: str, module_args: Any = None) -> Any:
 def parse_module_args(text: str | None) -> Any:
     if not text:
         return None
+    if len(text) > MAX_MODULE_ARGS_CHARS:
+        raise BadInputError(
+            f"--module-args: {len(text):,} characters; the limit is {MAX_MODULE_ARGS_CHARS:,}.",
+            hint="Pass a JSON object of keyword arguments, e.g. --module-args '{\"nz\": 100}'.",
+        )
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
@@ -177,11 +192,30 @@ def parse_module_args(text: str | None) -> Any:
             f"--module-args is not valid JSON ({e.msg} at column {e.colno}): {text[:100]!r}.",
             hint="Pass a JSON object of keyword arguments, e.g. --module-args '{\"nz\": 100}'.",
         ) from None
+    except RecursionError:
+        value = _TOO_DEEP  # nested past what the parser recurses
+    if value is _TOO_DEEP or _depth(value) > MAX_MODULE_ARGS_DEPTH:
+        raise BadInputError(
+            f"--module-args nests lists or objects deeper than {MAX_MODULE_ARGS_DEPTH} levels.",
+            hint="Pass a JSON object of keyword arguments, e.g. --module-args '{\"nz\": 100}'.",
+        )
     if not isinstance(value, dict | list):
         raise BadInputError(
             f"--module-args received {type(value).__name__}; expected a JSON object or list."
         )
     return value
+
+
+def _depth(value: Any, limit: int = MAX_MODULE_ARGS_DEPTH + 1) -> int:
+    """How deep lists and objects nest in ``value`` (a scalar: 0), counted up to ``limit``."""
+    level, layer = 0, [value]
+    while level < limit:
+        layer = [c for c in layer if isinstance(c, dict | list)]
+        if not layer:
+            break
+        level += 1
+        layer = [v for c in layer for v in (c.values() if isinstance(c, dict) else c)]
+    return level
 
 
 def _split_args(module_args: Any) -> tuple[list[Any], dict[str, Any]]:
