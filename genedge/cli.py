@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from genedge import __version__
 from genedge.errors import GenedgeError, MissingExtraError
+from genedge.interrupts import sigint_watch
 
 # subcommand -> (module:function, extra that provides it)
 HANDLERS: dict[str, tuple[str, str]] = {
@@ -63,6 +67,22 @@ def _csv(kind: Callable[[str], object] = str) -> Callable[[str], list]:
             ) from None
 
     return parse
+
+
+def whole_number(text: str) -> int:
+    """An integer flag that also takes the ``1e9`` spelling of a whole number (its bound is
+    checked where the option is validated, with the reason)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value.is_integer()):
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+    return int(value)
 
 
 # subcommand -> the one example its --help ends with
@@ -536,11 +556,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "--batch", type=_csv(int), default=[1, 8, 32], help="batch sizes to time, comma-separated"
     )
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--iters", type=int, default=None, help="timed runs per case")
+    budget.add_argument("--iters", type=whole_number, default=None, help="timed runs per case")
     budget.add_argument(
         "--seconds", type=float, default=None, help="time per case (default: 2 s, unless --iters)"
     )
-    p.add_argument("--warmup", type=int, default=20, help="untimed runs before timing")
+    p.add_argument("--warmup", type=whole_number, default=20, help="untimed runs before timing")
     p.add_argument(
         "--threads", type=int, default=None, help="CPU threads (default: the backend's choice)"
     )
@@ -573,10 +593,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--fps-seconds", type=float, default=5.0, help="duration of the real-time run at --fps"
     )
-    p.add_argument("--rounds", type=int, default=10, help="interleaving rounds (A B C A B C ...)")
+    p.add_argument(
+        "--rounds", type=whole_number, default=10, help="interleaving rounds (A B C A B C ...)"
+    )
     p.add_argument(
         "--cold-runs",
-        type=int,
+        type=whole_number,
         default=1,
         help="fresh-process cold starts per configuration (0: none)",
     )
@@ -665,8 +687,41 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the description as JSON")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line usage error (exit 2) that points at ``--help``, not the whole
+    usage block; subcommand parsers inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        from genedge.errors import printable
+
+        self.exit(2, f"{self.prog}: error: {printable(message, 400)} (see {self.prog} --help)\n")
+
+
+# options whose value may start with '-' (a negative number): `--output-range -1,1` is joined
+# into `--output-range=-1,1` before parsing, since argparse reads "-1,1" as a flag
+NEGATIVE_VALUE_FLAGS = ("--output-range",)
+_NUMBER_LIST = re.compile(r"-[0-9.]+([eE][-+]?[0-9]+)?(,[-+]?[0-9.]+([eE][-+]?[0-9]+)?)*")
+
+
+def join_negative_values(argv: Sequence[str]) -> list[str]:
+    """``argv`` with each of ``NEGATIVE_VALUE_FLAGS`` followed by a negative number (list)
+    written as one ``--flag=value`` token."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if tok in NEGATIVE_VALUE_FLAGS and nxt is not None and _NUMBER_LIST.fullmatch(nxt):
+            out.append(f"{tok}={nxt}")
+            i += 2
+            continue
+        out.append(tok)
+        i += 1
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="genedge",
         description="Train small generative models, export them to ONNX/TensorRT (FP16/INT8), "
         "sample them in real time, and benchmark them honestly.",
@@ -793,20 +848,31 @@ def _environment_error(command: str, e: BaseException) -> int | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     if not args.command:
         parser.print_help()
         return 0
     try:
-        check_output_files(args)
-        handler = _load_handler(_handler_key(args))
-        return int(handler(args) or 0)
+        with sigint_watch(f"genedge {args.command}"):
+            check_output_files(args)
+            handler = _load_handler(_handler_key(args))
+            return int(handler(args) or 0)
     except GenedgeError as e:
         print(f"genedge {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print(f"genedge {args.command}: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as e:  # genedge's handlers never exit: this came from a user's module
+        from genedge.errors import printable
+
+        print(
+            f"genedge {args.command}: error: a module genedge ran (--module) called "
+            f"sys.exit({printable(repr(e.code), 60)}); nothing was written. Guard script code "
+            "with `if __name__ == '__main__':`.",
+            file=sys.stderr,
+        )
+        return 2
     except ImportError as e:  # a lazily imported optional package; anything else is a bug
         missing = _missing_extra(args.command, e)
         if missing is None:
