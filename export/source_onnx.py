@@ -21,6 +21,7 @@ import numpy as np
 from genedge.errors import BadInputError, CorruptArtifactError
 
 from .byo import GeneratorSpec, config_for, image_graph_spec_for, validate_spec
+from .control_flow import check_control_flow
 from .options import ExportOptions
 
 FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64"}
@@ -587,6 +588,7 @@ def export_onnx_file(
 
     path, spec = Path(path), spec or OnnxSourceSpec()
     model = _upgrade_opset(load_user_onnx(path), path)
+    check_control_flow(model)
     io = detect_io(model, spec)
     if spec.latent_dim is not None and spec.latent_dim != io.latent.dims[1]:
         raise BadInputError(
