@@ -195,8 +195,24 @@ def load_hf_folder(folder: Path) -> HfModel:
             hint="The safetensors files belong to another model or config; re-save the model.",
         )
     model = model.float().eval()
+    check_graph_size(folder, model)
     section = model_section(folder, raw["model_type"], model, tokenizer)
     return HfModel(model, raw["model_type"], section)
+
+
+def check_graph_size(folder: Path, model: Any) -> None:
+    """Refuse a model whose fp32 weights do not fit one ONNX protobuf (2 GiB): the decoder is
+    traced in memory."""
+    from .onnx_export import PROTOBUF_LIMIT
+
+    nbytes = sum(p.numel() * 4 for p in model.parameters())
+    if nbytes >= PROTOBUF_LIMIT * 0.95:
+        raise _refuse(
+            folder,
+            f"{nbytes / 2**30:.2f} GiB of fp32 weights; genedge exports transformer models "
+            "under 1.9 GiB in fp32 (one ONNX file).",
+            hint="Export a smaller model (about 450M parameters at most).",
+        )
 
 
 def _first(e: Exception) -> str:
@@ -410,8 +426,17 @@ def held_out_tokens(opts: ExportOptions, tokenizer: Any) -> tuple[np.ndarray, st
 TEXT_STAGES: dict[str, Callable[[TextBuild], None]] = {"fp32": stage_fp32}
 
 
-def export_hf_folder(folder: str | os.PathLike, opts: ExportOptions, *, log: Log = silent) -> Path:
+def export_hf_folder(
+    folder: str | os.PathLike,
+    opts: ExportOptions,
+    *,
+    log: Log = silent,
+    source: dict[str, Any] | None = None,
+) -> Path:
     """``genedge export HF_FOLDER --out BUNDLE``: check, load, export, verify; returns the bundle.
+
+    ``source`` replaces the manifest's source record (default: the folder's) when the folder
+    is a conversion of another source, such as a genedge transformer checkpoint.
 
     Raises ``BadInputError`` (exit 2) for a folder genedge cannot export (naming the supported
     families), ``ParityError`` (exit 4) when the graph disagrees with the model; the folder at
@@ -435,7 +460,7 @@ def export_hf_folder(folder: str | os.PathLike, opts: ExportOptions, *, log: Log
         shape = DecoderShape(c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim, c.vocab_size)
         tokenizer = load_tokenizer_file(folder / TOKENIZER)
         held, where = held_out_tokens(opts, tokenizer)
-        source = folder_source(folder, opts.out, hf.family)
+        source = source or folder_source(folder, opts.out, hf.family)
         _build(
             opts,
             hf,
