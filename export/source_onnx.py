@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from genedge.errors import BadInputError, CorruptArtifactError
+from genedge.limits import MAX_BATCH, MAX_LATENT_SIZE, MAX_OUTPUT_PIXELS
 
 from .byo import GeneratorSpec, config_for, image_graph_spec_for, validate_spec
 from .control_flow import check_control_flow
@@ -235,7 +236,36 @@ def _check_dims(latent: TensorInfo, label: TensorInfo | None, image: TensorInfo)
         )
     batch = [t.dims[0] for t in (latent, label, image) if t is not None]
     fixed = [b for b in batch if isinstance(b, int)]
-    return fixed[0] if fixed and len(fixed) == len(batch) else None
+    fixed_batch = fixed[0] if fixed and len(fixed) == len(batch) else None
+    _check_declared_sizes(latent, image, [int(d) for d in spatial], fixed_batch)
+    return fixed_batch
+
+
+def _check_declared_sizes(
+    latent: TensorInfo, image: TensorInfo, spatial: list[int], fixed_batch: int | None
+) -> None:
+    """Refuse sizes the graph declares past genedge's limits, before any tensor is made: a few
+    kB of ONNX can declare a batch of 2^24 or a 4096 x 4096 image, and export runs the graph
+    on hundreds of samples of that size."""
+    if fixed_batch is not None and not 1 <= fixed_batch <= MAX_BATCH:
+        raise BadInputError(
+            f"Graph declares a fixed batch of {fixed_batch} on {latent.shown}; genedge accepts "
+            f"1 to {MAX_BATCH:,}.",
+            hint="Re-export the ONNX with a dynamic batch (dynamic_axes on dimension 0).",
+        )
+    z = math.prod(d for d in latent.dims[1:] if isinstance(d, int))
+    if not 1 <= z <= MAX_LATENT_SIZE:
+        raise BadInputError(
+            f"Latent input {latent.shown} declares {z:,} values per sample; genedge accepts 1 "
+            f"to {MAX_LATENT_SIZE:,}."
+        )
+    h, w = spatial
+    if not (h >= 1 and w >= 1 and h * w <= MAX_OUTPUT_PIXELS):
+        raise BadInputError(
+            f"Image output {image.shown} declares {h} x {w} pixels; genedge exports generators of "
+            f"at most {MAX_OUTPUT_PIXELS:,} pixels per image (export runs hundreds of them).",
+            hint="Export a generator of a smaller image size.",
+        )
 
 
 def num_classes_of(model, io: OnnxIO, spec: OnnxSourceSpec) -> int:

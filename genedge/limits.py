@@ -27,6 +27,8 @@ MAX_IMAGE_PIXELS = 1 << 24  # one image a file declares (4096 x 4096); decoded a
 MAX_IMAGE_FILE_BYTES = 256 << 20  # one image file read from a folder
 MAX_DECODED_BYTES = 256 << 20  # an IDX array a file declares (MNIST's training images: 47 MB)
 MAX_GRID_PIXELS = 1 << 28  # the one PNG `sample --out` writes (16384 x 16384)
+MAX_OUTPUT_PIXELS = 1 << 20  # one image of an imported generator (1024 x 1024)
+MAX_LATENT_SIZE = 1 << 16  # values of one latent an imported generator declares
 
 
 def cpu_count() -> int:

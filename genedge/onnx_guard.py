@@ -32,6 +32,7 @@ from pathlib import Path
 
 from genedge.errors import CorruptArtifactError, IntegrityError, SecurityRefusal, printable
 from genedge.manifest import resolve_inside
+from genedge.readback import read_bytes
 
 MAX_MODEL_BYTES = 2**31 - 1  # protobuf's own hard limit for one message
 MAX_DEPTH = 64  # nested messages (graphs inside If/Loop bodies); protobuf's default is 100
@@ -157,9 +158,9 @@ def _read_locations(model: Path) -> list[bytes]:
             f"ONNX model '{model}' has {size} bytes, more than protobuf's 2 GiB limit.",
             hint="Store large weights as external data (`*.onnx.data`).",
         )
-    # read(), not mmap: a file truncated by someone else while mapped would SIGBUS us
-    with open(model, "rb") as f:
-        buf = f.read(MAX_MODEL_BYTES + 1)
+    # read(), not mmap: a file truncated by someone else while mapped would SIGBUS us; and
+    # no more than the file holds (a read of MAX_MODEL_BYTES would reserve 2 GiB first)
+    buf = read_bytes(model, what="ONNX model", limit=MAX_MODEL_BYTES, follow_symlinks=True)
     try:
         return external_locations(buf, len(buf))
     except _Malformed as e:

@@ -207,18 +207,6 @@ def safetensors_metadata(head: bytes, *, what: str, path: str | os.PathLike) -> 
     return meta
 
 
-def read_safetensors_metadata(
-    path: str | os.PathLike, *, what: str, follow_symlinks: bool = True
-) -> dict[str, str]:
-    """The metadata of the safetensors file ``path``, reading only its header."""
-    fd = open_regular(path, what=what, limit=1 << 50, follow_symlinks=follow_symlinks)
-    with os.fdopen(fd, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        f.seek(0)
-        head = f.read(8 + min(n, SAFETENSORS_HEADER_BYTES + 1))
-    return safetensors_metadata(head, what=what, path=path)
-
-
 # ---------------------------------------------------------------- schema
 _REQUIRED = object()
 
@@ -313,7 +301,6 @@ __all__ = [
     "read_bytes",
     "read_cache_json",
     "read_json",
-    "read_safetensors_metadata",
     "safetensors_metadata",
     "warn_ignored",
 ]

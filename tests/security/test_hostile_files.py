@@ -553,3 +553,63 @@ def _locked(lock: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+# ---------------------------------------------------------------- declared sizes in an ONNX
+def _onnx_generator(path: Path, batch: int | str, image: tuple[int, int, int]) -> Path:
+    """z (batch, 16) -> Expand to (batch, C, H, W): a few hundred bytes that declare ``image``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    c, h, w = image
+    shape = numpy_helper.from_array(np.array([1, c, h, w], np.int64), "shape")
+    nodes = [
+        helper.make_node("ReduceMean", ["z"], ["m"], axes=[1], keepdims=1),  # (B, 1)
+        helper.make_node("Unsqueeze", ["m", "axes"], ["m4"]),  # (B, 1, 1, 1)
+        helper.make_node("Expand", ["m4", "shape"], ["image"]),  # (B, C, H, W)
+    ]
+    axes = numpy_helper.from_array(np.array([2, 3], np.int64), "axes")
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [batch, 16])],
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, c, h, w])],
+        initializer=[shape, axes],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "batch, image, match",
+    [
+        (1 << 24, (1, 8, 8), "fixed batch of 16777216"),
+        ("B", (3, 4096, 4096), "declares 4096 x 4096 pixels"),
+    ],
+    ids=["batch 2^24", "4096x4096 image"],
+)
+def test_an_onnx_declaring_huge_sizes_is_refused_before_any_tensor(tmp_path, batch, image, match):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from genedge.cli import main
+
+    src = _onnx_generator(tmp_path / "g.onnx", batch, image)
+    assert src.stat().st_size < 4096
+    before = _sha(src)
+    out = tmp_path / "bundle"
+    tracemalloc.start()
+    try:
+        with pytest.raises(BadInputError, match=match) as e:
+            from genedge.export.options import ExportOptions
+            from genedge.export.source_onnx import OnnxSourceSpec, export_onnx_file
+
+            export_onnx_file(src, ExportOptions(checkpoint=src, out=out), OnnxSourceSpec())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 256 << 20 and "\n" not in str(e.value)
+    assert main(["export", str(src), "--out", str(out)]) == 2
+    assert not out.exists() and _sha(src) == before
