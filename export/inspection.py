@@ -219,7 +219,10 @@ def _read_with_onnx(onnx: Any, path: Path) -> dict[str, Any]:
         try:
             dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type).name
         except Exception:  # undefined or a type numpy lacks (bfloat16, float8)
-            dtype = helper.tensor_dtype_to_string(tt.elem_type).removeprefix("TensorProto.")
+            try:
+                dtype = helper.tensor_dtype_to_string(tt.elem_type).removeprefix("TensorProto.")
+            except Exception:  # a number no ONNX version defines (999)
+                dtype = f"unknown type {tt.elem_type}"
         return {"name": vi.name, "dtype": dtype, "shape": _onnx_dims(tt), "layout": None}
 
     ops: dict[str, int] = {}
@@ -361,7 +364,7 @@ def _safetensors_tensors(path: Path) -> list[tuple[str, list[int]]]:
 
 # ---------------------------------------------------------------- text report
 def _dims(shape: list[Any]) -> str:
-    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+    return "[" + ", ".join("?" if d is None else printable(str(d), 40) for d in shape) + "]"
 
 
 def _io_lines(inputs: list[dict], outputs: list[dict], indent: str = "  ") -> list[str]:
@@ -565,5 +568,8 @@ def format_report(d: dict[str, Any]) -> str:
 
 def inspect_command(args: argparse.Namespace) -> int:
     info = describe(args.path)
-    print(json.dumps(info, indent=2) if args.json else format_report(info))
+    if args.json:  # ensure_ascii: every control or bidi character is written as \uXXXX
+        print(json.dumps(info, indent=2, ensure_ascii=True))
+    else:  # each line once more through printable: no field can reach the terminal raw
+        print("\n".join(printable(line, None) for line in format_report(info).splitlines()))
     return 0

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from genedge.atomic import atomic_path, atomic_write_text
-from genedge.errors import BadInputError, IncompatibleEnvironmentError, require
+from genedge.errors import BadInputError, IncompatibleEnvironmentError, printable, require
 from genedge.imageio import make_grid, save_png
 
 LIVE_MIN_SIZE = 256  # tiny frames are upscaled (nearest) to at least this many pixels
@@ -39,7 +39,8 @@ def _open_sampler(args: argparse.Namespace, batch: int):
 
 
 def _describe(info: Any) -> str:
-    return f"{info.name} ({info.provider}, {info.precision}, {info.file})"  # SamplerInfo or BackendInfo
+    """A SamplerInfo or BackendInfo as one escaped line (its file name came from a manifest)."""
+    return printable(f"{info.name} ({info.provider}, {info.precision}, {info.file})", None)
 
 
 def sample_command(args: argparse.Namespace) -> int:
@@ -298,6 +299,14 @@ def _transformer_sampling(args: argparse.Namespace, tg: Any) -> dict[str, Any]:
     return given
 
 
+def shown_text(text: str) -> str:
+    """Generated text as the terminal may show it: its lines and tabs kept, every other
+    control or bidi character escaped by ``printable`` (a vocabulary comes from a file)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch in "\n\t" else printable(ch, None) for ch in text)
+
+
 def generate_command(args: argparse.Namespace) -> int:
     """``genedge generate BUNDLE --prompt ...``: characters to stdout as produced, timings to stderr."""
     from .text import TextGenerator, check_request
@@ -319,10 +328,10 @@ def generate_command(args: argparse.Namespace) -> int:
             seed=args.seed,
             **_transformer_sampling(args, tg),
         )
-        sys.stdout.write(args.prompt)
+        sys.stdout.write(shown_text(args.prompt))
         t0 = time.perf_counter()
         while not g.done:
-            sys.stdout.write(g.step())
+            sys.stdout.write(shown_text(g.step()))
             sys.stdout.flush()
         sys.stdout.write("\n")
         print(

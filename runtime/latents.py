@@ -66,20 +66,18 @@ def make_labels(
             f"labels {labels!r}: received {y.dtype} values; expected class ids "
             f"(integers 0..{num_classes - 1})."
         )
-    if y.ndim == 0:
-        y = np.full(n, int(y), dtype=np.int64)
-    elif y.shape != (n,):
+    if y.ndim != 0 and y.shape != (n,):
         raise BadInputError(
             f"labels: received {y.dtype} array of shape {y.shape}; expected one class "
             f"id or {n} of them, shape ({n},)."
         )
-    else:
-        y = y.astype(np.int64, copy=False)
-    if y.size and (y.min() < 0 or y.max() >= num_classes):
+    if y.size and (y.min() < 0 or y.max() >= num_classes):  # before any cast: 2^63 wraps
         raise BadInputError(
             f"labels span [{y.min()}, {y.max()}]; this model has classes 0..{num_classes - 1}."
         )
-    return y
+    if y.ndim == 0:
+        return np.full(n, int(y), dtype=np.int64)
+    return y.astype(np.int64, copy=False)
 
 
 def lerp(a: np.ndarray, b: np.ndarray, t: float | np.ndarray) -> np.ndarray:

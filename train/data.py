@@ -47,6 +47,7 @@ from genedge.readback import open_regular, read_bytes
 from .options import MAX_IMAGE_SIZE, buildable_image_size, nearest_buildable_size
 
 DIGITS_DEFAULT_SIZE = 16
+MAX_CLASSES = 100_000  # labels a dataset may use; a class embedding holds a row per class
 UNKNOWN_CHAR = "\ufffd"
 IMAGE_EXTENSIONS = (
     ".png",
@@ -271,12 +272,13 @@ def _check_labels(labels: np.ndarray | None, n: int, name: str) -> tuple[np.ndar
             f"Labels in '{name}' are {labels.dtype} values; expected integers 0..K-1.",
             hint="Store class indices as integers (map class names to 0..K-1 first).",
         )
-    labels = labels.astype(np.int64)
-    if labels.min() < 0:
+    if labels.size and (labels.min() < 0 or labels.max() >= MAX_CLASSES):  # before the cast
         raise BadInputError(
-            f"Labels in '{name}' include {int(labels.min())}; expected integers 0..K-1.",
+            f"Labels in '{name}' span [{labels.min()}, {labels.max()}]; expected integers 0..K-1 "
+            f"with K at most {MAX_CLASSES:,}.",
             hint="Map the classes to 0..K-1 before saving.",
         )
+    labels = labels.astype(np.int64)
     return labels, int(labels.max()) + 1
 
 
@@ -302,8 +304,14 @@ def _load_array_file(path: Path, image_size: int | None) -> ImageData:
                 hint="Save with numpy.savez(path, images=..., labels=...).",
             )
         label_key = next((k for k in ("labels", "y") if k in keys), None)
-        images = loaded[image_key]
-        labels = loaded[label_key] if label_key else None
+        try:  # an .npz member is read here, on access
+            images = loaded[image_key]
+            labels = loaded[label_key] if label_key else None
+        except (ValueError, OSError, EOFError) as e:  # object arrays: allow_pickle=False
+            raise BadInputError(
+                f"Could not read an array of '{path}' ({type(e).__name__}: {str(e)[:120]}).",
+                hint="Save arrays with numpy.save / numpy.savez (no pickled objects).",
+            ) from None
     return _finish(array_to_nhwc01(images, path.name), labels, path.name, image_size)
 
 
