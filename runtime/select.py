@@ -694,5 +694,10 @@ def _open_tuned(
     except GenedgeError as e:
         log.warning("backend auto: tuned choice %s cannot open (%s); fixed rule", c.label, e)
         return None
-    log.info("backend auto -> %s %s (%s): %s", c.backend, c.precision, b.info.file, choice.why)
+    log.info(
+        "backend auto -> %s (%s): %s",
+        printable(c.label, 40),
+        printable(b.info.file),
+        printable(choice.why, 400),
+    )
     return b
