@@ -12,12 +12,14 @@ it). Single-file outputs are vetted by the output contract (``genedge.outputs``)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import logging
 import math
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 
 from genedge import __version__
@@ -846,6 +848,31 @@ def _environment_error(command: str, e: BaseException) -> int | None:
     return None
 
 
+class LogLine(logging.Formatter):
+    """A genedge log record as the CLI prints it: its message through ``printable``, so a
+    name, path or ``$GENEDGE_CACHE`` value in it reaches the terminal escaped, on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from genedge.errors import MESSAGE_CHARS, printable
+
+        return printable(super().format(record), MESSAGE_CHARS)
+
+
+@contextlib.contextmanager
+def log_lines() -> Iterator[None]:
+    """genedge's warnings on stderr through ``LogLine`` while a command runs (in place of
+    Python's last-resort handler, which prints them raw)."""
+    logger = logging.getLogger("genedge")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(LogLine("%(message)s"))
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
@@ -853,7 +880,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        with sigint_watch(f"genedge {args.command}"):
+        with sigint_watch(f"genedge {args.command}"), log_lines():
             check_output_files(args)
             handler = _load_handler(_handler_key(args))
             return int(handler(args) or 0)
