@@ -8,7 +8,7 @@ from pathlib import Path
 
 from genedge.errors import BadInputError
 from genedge.limits import MAX_BATCH, MAX_NEW_TOKENS, check_count, check_threads
-from genedge.manifest import PRECISIONS
+from genedge.manifest import ARTIFACT_PRECISIONS
 from genedge.runtime.select import BACKENDS
 
 MAX_SECONDS = 86400.0  # per case: a day is already a typo
@@ -62,12 +62,12 @@ def validate_options(o: BenchOptions) -> None:
             "--backend", ",".join(o.backends), f"a comma-separated subset of {', '.join(BACKENDS)}"
         )
     if o.precisions is not None and (
-        not o.precisions or any(p not in PRECISIONS for p in o.precisions)
+        not o.precisions or any(p not in ARTIFACT_PRECISIONS for p in o.precisions)
     ):
         raise _bad(
             "--precision",
             ",".join(o.precisions),
-            f"a comma-separated subset of {', '.join(PRECISIONS)}",
+            f"a comma-separated subset of {', '.join(ARTIFACT_PRECISIONS)}",
         )
     if not o.batches or any(not 1 <= b <= MAX_BATCH for b in o.batches):
         raise _bad("--batch", o.batches, f"batch sizes in [1, {MAX_BATCH}], e.g. 1,8,32")

@@ -15,7 +15,14 @@ from typing import Any
 
 from genedge.cpu_load import RoundLoad, load_average, usable_cpus
 from genedge.errors import BadInputError, printable
-from genedge.manifest import MAIN_GRAPH, PRECISIONS, Manifest, read_manifest
+from genedge.manifest import (
+    ARTIFACT_PRECISIONS,
+    MAIN_GRAPH,
+    PRECISIONS,
+    Manifest,
+    main_graph,
+    read_manifest,
+)
 from genedge.runtime.ort_backend import PROVIDERS
 
 from .baselines import TorchTarget, check_module_source, find_checkpoint
@@ -41,14 +48,14 @@ from .timer import Budget
 
 
 def bundle_precisions(manifest: Manifest) -> tuple[str, ...]:
-    """Precisions the bundle holds for its main graph, in fp32, fp16, int8 order."""
-    graph = MAIN_GRAPH.get(manifest.kind, "generator")
+    """Precisions the bundle holds for its main graph, in fp32, fp16, int8 (int4) order."""
+    graph = main_graph(manifest)
     held = {
         a.precision
         for a in manifest.artifacts
         if a.graph == graph and a.format in ("onnx", "engine")
     }
-    return tuple(p for p in PRECISIONS if p in held)
+    return tuple(p for p in ARTIFACT_PRECISIONS if p in held)
 
 
 def resolved(opts: BenchOptions, manifest: Manifest) -> BenchOptions:

@@ -29,6 +29,7 @@ from genedge.errors import BadInputError, printable
 from .cases import SkipCase, describe, open_kwargs
 from .options import BenchOptions
 from .stats import NS_PER_MS, NS_PER_S, intervals, iqr, latency_stats, percentile
+from .text_targets import Prompt
 
 PROMPT = "def "
 
@@ -149,16 +150,19 @@ def is_transformer(manifest: Any) -> bool:
     return getattr(manifest.model, "arch", None) == "transformer"
 
 
-def prompt_ids(tokenizer_json: Path, n: int) -> list[int]:
-    """The first ``n`` token ids of ``PROMPT_TEXT`` (repeated as needed) under the bundle's
-    tokenizer: every configuration gets exactly these ids."""
+def make_prompt(tokenizer_json: Path, n: int) -> Prompt:
+    """The longest start of ``PROMPT_TEXT`` (repeated as needed) that the bundle's tokenizer
+    encodes to at most ``n`` ids (exactly ``n`` unless a merge jumps past it), with those ids:
+    genedge encodes the text itself and gets these very ids; the baselines are given them."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(tokenizer_json))
-    ids: list[int] = []
-    while len(ids) < n:
-        ids += tok.encode(PROMPT_TEXT, add_special_tokens=False).ids
-    return ids[:n]
+    text = PROMPT_TEXT * (1 + n // max(1, len(tok.encode(PROMPT_TEXT).ids)))
+    lo, hi = 1, len(text)  # the longest prefix with at most n ids (lengths grow with the prefix)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if len(tok.encode(text[:mid]).ids) <= n else (lo, mid - 1)
+    return Prompt(text[:lo], tuple(tok.encode(text[:lo]).ids))
 
 
 def text_cases(o: BenchOptions, max_context: int | None) -> list[tuple[int, int]]:
@@ -233,9 +237,12 @@ def transformer_bench(
     announce: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Every configuration and baseline on every (prompt, new tokens) case, interleaved."""
-    cases = text_cases(o, getattr(manifest.model, "max_context", None))
-    tokenizer = manifest.root / (getattr(manifest.model, "tokenizer", None) or "tokenizer.json")
-    prompts = {p: prompt_ids(tokenizer, p) for p, _ in cases}
+    cfg = manifest.model.transformer
+    cases = text_cases(o, cfg.max_context)
+    prompts = {p: make_prompt(manifest.root / cfg.tokenizer, p) for p, _ in cases}
+    short = sorted({f"{p} -> {len(q.ids)}" for p, q in prompts.items() if len(q.ids) != p})
+    if short:
+        notes.append(f"prompt tokens (asked -> made; a merge jumped past the count): {short}")
     with tempfile.TemporaryDirectory(prefix="genedge-bench-text-") as work:
         targets = text_targets(o, manifest, notes, Path(work))
         if announce is not None:
@@ -263,26 +270,27 @@ def transformer_bench(
 
 
 def _measure_case(
-    live: list[tuple[Any, float]], case: tuple[int, int], prompts: dict[int, list[int]], rounds: int
+    live: list[tuple[Any, float]], case: tuple[int, int], prompts: dict[int, Prompt], rounds: int
 ) -> list[dict[str, Any]]:
     p, n = case
-    ids = prompts[p]
+    prompt = prompts[p]
+    p = len(prompt.ids)
     first_ms = {}
     for t, _ in live:  # warm-up (for torch.compile: the compile)
         t0 = time.perf_counter()
-        t.generate(ids, n)
+        t.generate(prompt, n)
         first_ms[t.label] = (time.perf_counter() - t0) * 1e3
     runs: dict[str, list[tuple[list[int], list[int]]]] = {t.label: [] for t, _ in live}
     for _ in range(rounds):
         for t, _ in live:
             time.sleep(SETTLE_S)
-            runs[t.label].append(t.generate(ids, n))
+            runs[t.label].append(t.generate(prompt, n))
     reference = next(runs[t.label][0][0] for t, _ in live if t.kind == "runtime")
     return [
         {
             "label": t.label,
             "kind": t.kind,
-            "backend": str(t.info.get("backend") or t.backend),
+            "backend": str(t.info.get("name") or t.backend),
             "precision": t.precision,
             "prompt_tokens": p,
             "new_tokens": n,

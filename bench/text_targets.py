@@ -7,8 +7,8 @@ bundle's source folder (a Hugging Face folder: ``config.json``, ``*.safetensors`
 - onnxruntime-genai: its model builder run on the same folder (fp32 and int4, CPU) into a
   scratch folder, then its ``Generator`` loop (``append_tokens``, ``generate_next_token``).
 
-Every target does one thing the same way: ``generate(prompt_ids, n)`` runs greedy decoding
-from the same prompt token ids for exactly ``n`` new tokens (no stop at EOS) on the same
+Every target does one thing the same way: ``generate(prompt, n)`` runs greedy decoding
+from the same prompt token ids (``Prompt``: genedge encodes its text to exactly these ids) for exactly ``n`` new tokens (no stop at EOS) on the same
 number of threads, and returns the new token ids and each token's arrival time (ns since
 the call). Prefill is inside the first arrival (time to first token). Heavy packages load
 in ``preload``/``open``; a package that is missing is a ``SkipCase`` (a note in the report).
@@ -22,7 +22,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,14 @@ from .cases import SkipCase, describe, open_kwargs
 
 GENAI_PRECISIONS = ("fp32", "int4")  # the builder's CPU precisions the bench compares with
 BUILD_TIMEOUT_S = 1800.0
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A prompt as text and as the ids the bundle's tokenizer makes of it."""
+
+    text: str
+    ids: tuple[int, ...]
 
 
 def is_hf_folder(path: Path) -> bool:
@@ -72,9 +80,10 @@ class GenedgeTextTarget:
         except Exception as e:  # a configuration this machine cannot run is a note
             raise SkipCase(f"{type(e).__name__}: {e}") from e
         self.info = describe(getattr(self._gen, "info", None))
+        self.label = f"genedge {self.info.get('name') or self.backend} {self.precision}"
 
-    def generate(self, prompt_ids: Sequence[int], n: int) -> tuple[list[int], list[int]]:
-        g = self._gen.start(list(prompt_ids), max_new_tokens=n, temperature=0.0, ignore_eos=True)
+    def generate(self, prompt: Prompt, n: int) -> tuple[list[int], list[int]]:
+        g = self._gen.start(prompt.text, max_new_tokens=n, temperature=0.0, eos=False)
         clock = time.perf_counter_ns
         t0, times = clock(), []
         while not g.done:
@@ -125,10 +134,10 @@ class TransformersTarget:
         self._streamer_type = _arrival_streamer(BaseStreamer)
         self.info = {"torch": torch.__version__, "threads": torch.get_num_threads()}
 
-    def generate(self, prompt_ids: Sequence[int], n: int) -> tuple[list[int], list[int]]:
+    def generate(self, prompt: Prompt, n: int) -> tuple[list[int], list[int]]:
         import torch
 
-        ids = torch.tensor([list(prompt_ids)], dtype=torch.long)
+        ids = torch.tensor([list(prompt.ids)], dtype=torch.long)
         streamer = self._streamer_type()
         extra = {"cache_implementation": "static"} if self.compile else {}
         pad = self._model.generation_config.pad_token_id
@@ -145,7 +154,7 @@ class TransformersTarget:
                 pad_token_id=pad if pad is not None else 0,
                 **extra,
             )
-        return out[0, len(prompt_ids) :].tolist(), streamer.times
+        return out[0, len(prompt.ids) :].tolist(), streamer.times
 
     def close(self) -> None:
         self._model = None
@@ -203,7 +212,7 @@ class GenaiTarget:
         set_genai_threads(out / "genai_config.json", self.threads)
         self._model = og.Model(str(out))
         try:  # some shapes build but do not run (CPU GroupQueryAttention: head size % 16 == 0)
-            self.generate([0], 2)
+            self.generate(Prompt("", (0,)), 2)
         except RuntimeError as e:
             self._model = None
             raise SkipCase(f"its model does not run here: {printable(str(e))[-200:]}") from e
@@ -213,21 +222,21 @@ class GenaiTarget:
             "threads": self.threads,
         }
 
-    def generate(self, prompt_ids: Sequence[int], n: int) -> tuple[list[int], list[int]]:
+    def generate(self, prompt: Prompt, n: int) -> tuple[list[int], list[int]]:
         import onnxruntime_genai as og
 
-        total = len(prompt_ids) + n
+        total = len(prompt.ids) + n
         params = og.GeneratorParams(self._model)
         # min_length = max_length: no stop at EOS, exactly n new tokens
         params.set_search_options(do_sample=False, max_length=total, min_length=total)
         g = og.Generator(self._model, params)
         clock = time.perf_counter_ns
         t0, times = clock(), []
-        g.append_tokens(list(prompt_ids))
+        g.append_tokens(list(prompt.ids))
         while not g.is_done():
             g.generate_next_token()
             times.append(clock() - t0)
-        return [int(t) for t in g.get_sequence(0)[len(prompt_ids) :]], times
+        return [int(t) for t in g.get_sequence(0)[len(prompt.ids) :]], times
 
     def close(self) -> None:
         self._model = None

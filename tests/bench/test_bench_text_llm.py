@@ -21,6 +21,7 @@ from genedge.bench.text import (
     text_cases,
     text_ratios,
 )
+from genedge.bench.text_targets import Prompt
 from genedge.errors import BadInputError
 
 MS = 1_000_000
@@ -36,7 +37,8 @@ class FakeTarget:
         self.info: dict[str, Any] = {}
         self.calls: list[tuple[int, int]] = []
 
-    def generate(self, prompt_ids: list[int], n: int) -> tuple[list[int], list[int]]:
+    def generate(self, prompt: Prompt, n: int) -> tuple[list[int], list[int]]:
+        prompt_ids = prompt.ids
         self.calls.append((len(prompt_ids), n))
         t = self.ttft * MS
         times = [int(t)]
@@ -45,6 +47,10 @@ class FakeTarget:
             times.append(int(t))
         tokens = [prompt_ids[-1] + 1 + k + (self.shift if k >= 3 else 0) for k in range(n)]
         return tokens, times
+
+
+def ids(n: int) -> Prompt:
+    return Prompt("x" * n, tuple(range(n)))
 
 
 def flat(_: int) -> float:
@@ -58,7 +64,9 @@ def recompute(position: int) -> float:  # grows with the context: what a missing
 def test_measure_case_interleaves_and_summarises() -> None:
     ours = FakeTarget("genedge ort-cpu fp32", "runtime", 5.0, flat)
     theirs = FakeTarget("onnxruntime-genai fp32", "baseline", 10.0, lambda p: 4.0, shift=7)
-    res = _measure_case([(ours, 1.0), (theirs, 2.0)], (4, 10), {4: [1, 2, 3, 4]}, rounds=3)
+    res = _measure_case(
+        [(ours, 1.0), (theirs, 2.0)], (4, 10), {4: Prompt("abcd", (1, 2, 3, 4))}, rounds=3
+    )
     assert ours.calls == theirs.calls == [(4, 10)] * 4  # one warm-up, then one per round
     a, b = res
     assert a["rounds"] == b["rounds"] == 3
@@ -74,14 +82,14 @@ def test_measure_case_interleaves_and_summarises() -> None:
 
 def test_position_costs_tell_a_cache_from_a_recompute() -> None:
     def runs(per_token) -> list[list[int]]:
-        return [FakeTarget("x", "runtime", 1.0, per_token).generate(list(range(16)), 640)[1]]
+        return [FakeTarget("x", "runtime", 1.0, per_token).generate(ids(16), 640)[1]]
 
     cached = position_costs(runs(flat), 16)
     assert cached["50_ms"] == pytest.approx(2.0) and cached["ratio"] == pytest.approx(1.0)
     grows = position_costs(runs(recompute), 16)
     assert grows["ratio"] == pytest.approx(600 / 50, rel=0.05)
     assert position_costs(runs(flat)[:1], 600) is None  # the prompt is already past 50
-    short = [FakeTarget("x", "runtime", 1.0, flat).generate([0] * 16, 100)[1]]
+    short = [FakeTarget("x", "runtime", 1.0, flat).generate(ids(16), 100)[1]]
     assert position_costs(short, 16) is None
     curve = summarize_generations(runs(recompute), 16)["token_ms_by_position"]
     assert curve["position"][0] == 17 and curve["ms"][-1] > 5 * curve["ms"][0]
@@ -104,7 +112,7 @@ def _report(tmp_path: Path) -> BenchReport:
     ours = FakeTarget("genedge ort-cpu fp32", "runtime", 5.0, flat)
     theirs = FakeTarget("transformers fp32", "baseline", 20.0, recompute)
     live = [(ours, 1.0), (theirs, 2.0)]
-    configs = _measure_case(live, (16, 640), {16: list(range(16))}, rounds=2)
+    configs = _measure_case(live, (16, 640), {16: ids(16)}, rounds=2)
     text = {"prompt_text": "x", "cases": [], "configurations": configs}
     text["ratios"] = text_ratios(configs)
     env = {"cpu_model": "test cpu", "command": "genedge bench b"}
@@ -177,6 +185,7 @@ def tiny_llama(folder: Path, hidden: int = 64) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_genai_skips_a_model_it_cannot_run(tmp_path: Path) -> None:
     """A head size genai's CPU attention refuses is a note (SkipCase), not a crash."""
     pytest.importorskip("onnxruntime_genai")
@@ -207,7 +216,7 @@ def test_baselines_agree_on_greedy_tokens(tmp_path: Path) -> None:
         for t in targets:
             t.preload()
             t.open()
-            outs.append(t.generate([5, 6, 7, 8], 24))
+            outs.append(t.generate(Prompt("ignored", (5, 6, 7, 8)), 24))
     finally:
         for t in targets:
             t.close()
@@ -217,3 +226,33 @@ def test_baselines_agree_on_greedy_tokens(tmp_path: Path) -> None:
         assert len(times) == 24 and all(b >= a for a, b in zip(times, times[1:], strict=False))
     config = json.loads((tmp_path / "work" / "genai-fp32" / "genai_config.json").read_text())
     assert config["model"]["decoder"]["session_options"]["intra_op_num_threads"] == 1
+
+
+def test_bench_on_an_exported_llama_matches_transformers(tmp_path: Path) -> None:
+    """``genedge bench`` on a bundle exported from a Llama folder: genedge's greedy tokens are
+    transformers' own, every case and ratio is reported, and a bad --precision is refused."""
+    pytest.importorskip("transformers")
+    from text_fixtures import export_folder, hf_folder
+
+    from genedge.bench.suite import run_bench
+
+    bundle = export_folder(hf_folder(tmp_path / "llama"), tmp_path / "bundle")
+    o = BenchOptions(
+        bundle=bundle,
+        backends=("ort-cpu",),
+        threads=1,
+        rounds=2,
+        prompt_tokens=(8,),
+        new_tokens=(12,),
+        baselines=("torch",),
+    )
+    report = run_bench(o)
+    ours, theirs = report.text["configurations"]
+    assert (ours["label"], theirs["label"]) == ("genedge ort-cpu fp32", "transformers fp32")
+    assert ours["prompt_tokens"] == 8 and ours["new_tokens"] == 12
+    assert theirs["leading_tokens_equal"] == 12  # greedy: the same 12 tokens
+    [ratio] = report.text["ratios"]
+    assert ratio["rounds"] == 2 and ratio["speedup"] > 0
+    assert any("source folder" in n for n in report.notes)
+    with pytest.raises(BadInputError, match="context is 1024"):
+        run_bench(BenchOptions(bundle=bundle, prompt_tokens=(1000,), new_tokens=(100,)))
