@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+import sys
 import traceback
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from genedge.errors import BadInputError, GenedgeError, IncompatibleEnvironmentError
+from genedge.errors import BadInputError, GenedgeError, IncompatibleEnvironmentError, printable
 
 ABI_VERSION = 1  # must equal GENEDGE_ABI_VERSION in runtime/c/genedge.h
 DTYPE_UINT8, LAYOUT_NHWC = 1, 0  # GENEDGE_DTYPE_UINT8, GENEDGE_LAYOUT_NHWC: Sampler's images
@@ -53,13 +55,21 @@ def check_abi(version: int) -> None:
 
 
 def describe_error(exc: BaseException, context: str) -> tuple[int, str]:
-    """(exit code, one-line message) for an exception raised under a C call."""
+    """(exit code, one-line message) for an exception raised under a C call: codes as the
+    CLI's (an OS error on a file is 2), text through ``printable`` (a 1 MiB path is cut)."""
     if isinstance(exc, GenedgeError):
         return exc.exit_code, str(exc)
     if isinstance(exc, MemoryError):
         return 1, f"{context}: out of memory."
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
-    return 1, f"{context}: internal error (a bug; please report it): {tb}"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        name = f" '{printable(exc.filename)}'" if exc.filename else ""
+        return 2, f"{context}:{name} {printable(exc.strerror or str(exc))}."
+    if os.environ.get("GENEDGE_DEBUG"):
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    return 1, (
+        f"{context}: internal error (a bug; please report it): {type(exc).__name__}: "
+        f"{printable(str(exc))} (GENEDGE_DEBUG=1 prints the traceback on stderr)"
+    )
 
 
 def _get(hid: int) -> _Handle:

@@ -600,6 +600,13 @@ int genedge_shutdown(void) {
         pthread_mutex_unlock(&g_mu);
         return set_error(NULL, 2, "genedge_shutdown: %zu handle(s) still open; genedge_close them first.", n);
     }
+    /* Py_FinalizeEx waits for the thread that started the interpreter to finish: from any
+     * other thread it would wait forever, so that call is refused and nothing changes */
+    if (g_owns_interpreter && !pthread_equal(pthread_self(), g_init_thread)) {
+        pthread_mutex_unlock(&g_mu);
+        return set_error(NULL, 2, "genedge_shutdown: called from a thread other than the one that "
+                                  "made the first genedge call; call it from that thread.");
+    }
     g_finalized = 1;
     pthread_mutex_unlock(&g_mu);
     if (!g_capi && !g_owns_interpreter) return 0; /* never started, or the host owns Python */
@@ -609,10 +616,7 @@ int genedge_shutdown(void) {
         PyGILState_Release(st);
         return 0;
     }
-    if (pthread_equal(pthread_self(), g_init_thread))
-        PyEval_RestoreThread(g_init_tstate);
-    else
-        (void)PyGILState_Ensure(); /* finalising from another thread: keep the GIL to the end */
+    PyEval_RestoreThread(g_init_tstate);
     Py_CLEAR(g_capi);
     if (Py_FinalizeEx() < 0) return set_error(NULL, 1, "genedge_shutdown: Py_FinalizeEx failed.");
     return 0;

@@ -177,6 +177,15 @@ static int cmd_errors(const char* bundle) {
     o.backend = "no-such-backend";
     rc = genedge_open(bundle, &o, &h);
     report("open_bad_backend", rc, genedge_last_error(NULL));
+    size_t long_len = (size_t)1 << 20; /* a 1 MiB path: one line back, not a traceback */
+    char* long_path = malloc(long_len + 1);
+    if (!long_path) return 1;
+    memset(long_path, 'a', long_len);
+    long_path[long_len] = '\0';
+    rc = genedge_open(long_path, NULL, &h);
+    const char* long_msg = genedge_last_error(NULL);
+    report("open_long_path", rc, strchr(long_msg, '\n') ? "MULTI-LINE" : long_msg);
+    free(long_path);
 
     genedge_output_info_t info;
     if ((rc = open_bundle(bundle, &h, &info))) return rc;
@@ -294,6 +303,14 @@ static int cmd_leak(const char* bundle, long n) {
     return genedge_close(h);
 }
 
+static char g_other_error[1024];
+
+static void* shutdown_thread(void* rc) {
+    *(int*)rc = genedge_shutdown(); /* not the thread that started genedge: refused */
+    snprintf(g_other_error, sizeof g_other_error, "%s", genedge_last_error(NULL));
+    return NULL;
+}
+
 static int cmd_shutdown(const char* bundle) {
     genedge_t* h;
     genedge_output_info_t info;
@@ -302,6 +319,11 @@ static int cmd_shutdown(const char* bundle) {
     rc = genedge_shutdown();
     report("shutdown_with_open_handle", rc, genedge_last_error(NULL));
     genedge_close(h);
+    pthread_t other;
+    int other_rc = -1;
+    pthread_create(&other, NULL, shutdown_thread, &other_rc);
+    pthread_join(other, NULL);
+    report("shutdown_other_thread", other_rc, g_other_error);
     rc = genedge_shutdown();
     report("shutdown", rc, genedge_last_error(NULL));
     rc = genedge_open(bundle, NULL, &h);

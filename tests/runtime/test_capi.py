@@ -342,6 +342,8 @@ def test_errors_come_back_as_codes_and_messages(capi: Path, bundle: Path) -> Non
     assert "/nonexistent/genedge-bundle" in got["open_missing"][1]
     assert str(H * W * C * 4) in got["sample_wrong_size"][1]  # says what was expected
     assert "label" in got["sample_bad_label"][1].lower()
+    rc, msg = got["open_long_path"]  # ENAMETOOLONG: one bounded line, exit code 2
+    assert rc == 2 and msg != "MULTI-LINE" and len(msg) < 1000, msg[:300]
 
 
 def test_missing_genedge_is_an_environment_error(capi: Path, bundle: Path) -> None:
@@ -393,6 +395,8 @@ def test_shutdown_finalises_once(capi: Path, bundle: Path) -> None:
     assert r.returncode == 0, r.stderr
     got = cases(r.stdout)
     assert got["shutdown_with_open_handle"][0] == 2
+    rc, msg = got["shutdown_other_thread"]  # refused at once, where it used to wait forever
+    assert rc == 2 and "thread" in msg, msg
     assert got["shutdown"][0] == 0
     assert got["open_after_shutdown"][0] == 3
 
