@@ -7,14 +7,17 @@ OpenCV nor PIL, so PNG encoding (zlib + CRC, the format is simple) lives here.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import struct
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 
 from genedge.atomic import atomic_write_bytes
 from genedge.errors import BadInputError, GenedgeError
+from genedge.limits import MAX_GRID_PIXELS, check_declared
 from genedge.readback import open_regular
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -23,6 +26,66 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SELF_HASH_KEY = b"genedge-sha256\x00"
 _IHDR_END = 8 + 25  # signature, then IHDR: length, type, 13 bytes, CRC
 _HASH_CHUNK = 4 + 4 + len(SELF_HASH_KEY) + 64 + 4
+
+
+@dataclass(frozen=True)
+class GridLayout:
+    """Where ``n`` tiles of (h, w, c) go in one grid image, planned before any tile exists:
+    the grid's size is known (and checked) before the work that fills it."""
+
+    n: int
+    h: int  # tile height after scaling
+    w: int
+    c: int
+    ncols: int
+    pad: int
+    scale: int
+
+    @classmethod
+    def plan(
+        cls,
+        n: int,
+        image_shape: tuple[int, int, int],
+        ncols: int | None = None,
+        pad: int = 1,
+        scale: int = 1,
+    ) -> GridLayout:
+        """The layout of ``n`` images of ``image_shape`` (H, W, C); ``BadInputError`` when the
+        grid would exceed ``MAX_GRID_PIXELS``."""
+        h, w, c = image_shape
+        ncols = min(ncols or int(math.ceil(math.sqrt(n))), n)
+        layout = cls(n, h * scale, w * scale, c, ncols, pad, scale)
+        gh, gw, _ = layout.shape
+        check_declared(
+            f"A grid of {n:,} images",
+            f"{gw:,} x {gh:,} pixels",
+            gh * gw,
+            MAX_GRID_PIXELS,
+            "Ask for fewer images (-n), or sample several files with different --seed.",
+            unit="pixels",
+        )
+        return layout
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        nrows = -(-self.n // self.ncols)
+        return (
+            nrows * (self.h + self.pad) + self.pad,
+            self.ncols * (self.w + self.pad) + self.pad,
+            self.c,
+        )
+
+    def empty(self) -> np.ndarray:
+        return np.full(self.shape, 32, dtype=np.uint8)
+
+    def paste(self, grid: np.ndarray, images: np.ndarray, start: int = 0) -> None:
+        """Put uint8 tiles (k, H, W, C) (before scaling) at positions ``start .. start+k-1``."""
+        if self.scale > 1:
+            images = images.repeat(self.scale, axis=1).repeat(self.scale, axis=2)
+        for i, image in enumerate(images, start):
+            r, q = divmod(i, self.ncols)
+            y, x = self.pad + r * (self.h + self.pad), self.pad + q * (self.w + self.pad)
+            grid[y : y + self.h, x : x + self.w] = image
 
 
 def make_grid(
@@ -35,17 +98,9 @@ def make_grid(
         raise BadInputError(
             f"make_grid received {images.dtype} array of shape {images.shape}; expected uint8 (N, H, W, C)."
         )
-    n, h, w, c = images.shape
-    if scale > 1:
-        images = images.repeat(scale, axis=1).repeat(scale, axis=2)
-        h, w = h * scale, w * scale
-    ncols = ncols or int(np.ceil(np.sqrt(n)))
-    nrows = int(np.ceil(n / ncols))
-    grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), 32, dtype=np.uint8)
-    for i in range(n):
-        r, q = divmod(i, ncols)
-        y, x = pad + r * (h + pad), pad + q * (w + pad)
-        grid[y : y + h, x : x + w] = images[i]
+    layout = GridLayout.plan(len(images), images.shape[1:], ncols, pad, scale)
+    grid = layout.empty()
+    layout.paste(grid, images)
     return grid
 
 

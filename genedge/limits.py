@@ -26,7 +26,7 @@ MAX_EVAL_SAMPLES = 50_000  # evaluation keeps every sample (and its features) in
 MAX_IMAGE_PIXELS = 1 << 24  # one image a file declares (4096 x 4096); decoded as float32 later
 MAX_IMAGE_FILE_BYTES = 256 << 20  # one image file read from a folder
 MAX_DECODED_BYTES = 256 << 20  # an IDX array a file declares (MNIST's training images: 47 MB)
-MAX_GRID_PIXELS = 1 << 28  # the one PNG `sample --out` writes (16384 x 16384)
+MAX_GRID_PIXELS = 1 << 26  # the one PNG `sample --out` writes (8192 x 8192; encoding copies it)
 MAX_OUTPUT_PIXELS = 1 << 20  # one image of an imported generator (1024 x 1024)
 MAX_LATENT_SIZE = 1 << 16  # values of one latent an imported generator declares
 
@@ -101,11 +101,13 @@ def check_bytes(what: str, nbytes: int, hint: str) -> None:
         )
 
 
-def check_declared(what: str, declared: str, nbytes: int, limit: int, hint: str) -> None:
-    """Refuse a size a file *declares* (image dimensions, an array's shape) past ``limit``
-    before anything is decoded or allocated: a few kB of header can claim gigabytes."""
-    if nbytes > limit:
+def check_declared(
+    what: str, declared: str, size: int, limit: int, hint: str, unit: str = "bytes"
+) -> None:
+    """Refuse a size a file or request *declares* (image dimensions, an array's shape) past
+    ``limit`` before anything is decoded or allocated: a few kB of header can claim gigabytes."""
+    if size > limit:
         raise BadInputError(
-            f"{what} declares {declared} ({nbytes:,} bytes); the limit is {limit:,} bytes.",
+            f"{what} declares {declared} ({size:,} {unit}); the limit is {limit:,} {unit}.",
             hint=hint,
         )

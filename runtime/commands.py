@@ -18,8 +18,12 @@ import numpy as np
 
 from genedge.atomic import atomic_path, atomic_write_text
 from genedge.errors import BadInputError, IncompatibleEnvironmentError, printable, require
-from genedge.imageio import make_grid, save_png
+from genedge.imageio import GridLayout, make_grid, save_png
+from genedge.latents import seeded_latents
 
+from .latents import make_labels
+
+SAMPLE_CHUNK = 256  # images per run of `genedge sample`: the generator's activations follow it
 LIVE_MIN_SIZE = 256  # tiny frames are upscaled (nearest) to at least this many pixels
 OVERLAY_BAND = 20  # rows above the picture for the fps / latency / miss overlay
 
@@ -44,18 +48,28 @@ def _describe(info: Any) -> str:
 
 
 def sample_command(args: argparse.Namespace) -> int:
-    """``genedge sample BUNDLE -n 64 --seed 0 [--label 3] --out grid.png``."""
+    """``genedge sample BUNDLE -n 64 --seed 0 [--label 3] --out grid.png``.
+
+    The grid's size is checked before any image is made, and images are made
+    ``SAMPLE_CHUNK`` at a time straight into it: memory follows the PNG, not ``-n``.
+    The images are those of ``Sampler.sample(n, seed)``: one latent draw, one label cycle.
+    """
     if args.n < 1:
         raise BadInputError(f"-n {args.n} must be >= 1.")
-    with _open_sampler(args, batch=args.n) as s:
-        images = s.sample(args.n, seed=args.seed, labels=args.label, truncation=args.truncation)
+    n = args.n
+    with _open_sampler(args, batch=min(n, SAMPLE_CHUNK)) as s:
         # default labels cycle 0..K-1: K columns put one class in each column
         cols = (
-            s.num_classes
-            if s.num_classes and args.label is None and args.n >= s.num_classes
-            else None
+            s.num_classes if s.num_classes and args.label is None and n >= s.num_classes else None
         )
-        save_png(args.out, make_grid(images, ncols=cols, scale=max(1, 64 // s.image_shape[0])))
+        layout = GridLayout.plan(n, s.image_shape, ncols=cols, scale=max(1, 64 // s.image_shape[0]))
+        grid = layout.empty()
+        z = seeded_latents(n, s.latent_dim, args.seed, args.truncation)  # (n, Z)
+        y = make_labels(n, s.num_classes, args.label)  # (n,) or None
+        for lo in range(0, n, SAMPLE_CHUNK):
+            hi = min(n, lo + SAMPLE_CHUNK)
+            layout.paste(grid, s.sample_latents(z[lo:hi], None if y is None else y[lo:hi]), lo)
+        save_png(args.out, grid)
         print(
             f"wrote {args.out}: {args.n} images {s.image_shape} from seed {args.seed} on "
             f"{_describe(s.info)}; cold start {s.cold_start_s * 1e3:.1f} ms",

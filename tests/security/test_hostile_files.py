@@ -613,3 +613,47 @@ def test_an_onnx_declaring_huge_sizes_is_refused_before_any_tensor(tmp_path, bat
     assert peak < 256 << 20 and "\n" not in str(e.value)
     assert main(["export", str(src), "--out", str(out)]) == 2
     assert not out.exists() and _sha(src) == before
+
+
+# ---------------------------------------------------------------- sample -n
+def test_sample_makes_chunks_into_the_grid_and_matches_one_call(bundle, tmp_path, monkeypatch):
+    from genedge.cli import main
+    from genedge.imageio import make_grid
+    from genedge.runtime import Sampler, commands
+
+    monkeypatch.setattr(commands, "SAMPLE_CHUNK", 7)  # 20 images: three chunks
+    out = tmp_path / "g.png"
+    assert main(["sample", str(bundle), "-n", "20", "--seed", "3", "--out", str(out)]) == 0
+    with Sampler.open(bundle, backend="ort-cpu") as s:
+        images = s.sample(20, seed=3)
+        scale = max(1, 64 // s.image_shape[0])
+    want = encode_png(make_grid(images, scale=scale))
+    got = out.read_bytes()
+    assert len(got) == len(want)  # same size and layout
+    assert got == want or _pixels_close(got, want)
+
+
+def _pixels_close(a: bytes, b: bytes) -> bool:
+    """Both PNGs decode to pixels that differ by at most 1 (batch size may round differently)."""
+    import cv2
+
+    x = cv2.imdecode(np.frombuffer(a, np.uint8), cv2.IMREAD_UNCHANGED).astype(int)
+    y = cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_UNCHANGED).astype(int)
+    return x.shape == y.shape and int(np.abs(x - y).max()) <= 1
+
+
+@pytest.mark.timeout(60)
+def test_sample_refuses_a_grid_past_its_limit_before_any_image(bundle, tmp_path, capsys):
+    from genedge.cli import main
+
+    out = tmp_path / "g.png"
+    tracemalloc.start()
+    try:
+        assert main(["sample", str(bundle), "-n", "200000", "--out", str(out)]) == 2
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    err = capsys.readouterr().err
+    assert "A grid of 200,000 images declares" in err and "the limit is" in err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert peak < 256 << 20 and not out.exists()
