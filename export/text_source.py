@@ -43,6 +43,7 @@ from genedge.manifest import (
 from .context import Log, silent
 from .options import ExportOptions, validate_export_options
 from .parity import ParityError
+from .text_precision import TEXT_PRECISION_STAGES
 
 CONFIG = "config.json"
 TOKENIZER = "tokenizer.json"
@@ -412,7 +413,7 @@ def held_out_tokens(opts: ExportOptions, tokenizer: Any) -> tuple[np.ndarray, st
 
     if opts.eval_data:
         data = load_text_data(opts.eval_data)
-        text, name = data.text, data.source
+        text, name = data.text, data.name
     else:
         text, name = stdlib_docs(HELD_OUT_CHARS), "stdlib-docs"
     ids = np.asarray(tokenizer.encode(text).ids, np.int64)
@@ -423,7 +424,10 @@ def held_out_tokens(opts: ExportOptions, tokenizer: Any) -> tuple[np.ndarray, st
     return ids, name
 
 
-TEXT_STAGES: dict[str, Callable[[TextBuild], None]] = {"fp32": stage_fp32}
+TEXT_STAGES: dict[str, Callable[[TextBuild], None]] = {
+    "fp32": stage_fp32,
+    **TEXT_PRECISION_STAGES,  # fp16, int8, int4: gated on held-out perplexity
+}
 
 
 def export_hf_folder(

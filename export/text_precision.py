@@ -1,0 +1,317 @@
+"""Reduced precisions of a transformer ``decoder`` graph: weight-only int8/int4 and fp16.
+
+Weight-only int8 and int4 replace every ``MatMul`` with a constant weight (the q/k/v/o
+projections, the MLP and the language-model head) by ONNX Runtime's ``MatMulNBits``,
+quantized block-wise along the input dimension by ONNX Runtime's own
+``MatMulNBitsQuantizer``; activations, the KV cache and the embedding table stay float32.
+``WEIGHT_ONLY`` is the recipe of each precision, chosen by measured perplexity and decode
+speed (docs/text.md). fp16 is the image path's conversion (``genedge.export.fp16``): fp16
+weights and math, fp32 I/O, and the overflow guard keeping in fp32 every node whose
+activations leave the fp16 range on calibration text.
+
+No file here decides whether a precision is kept: ``genedge.export.text_gate`` does, from
+perplexity of held-out text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .calibration import Feed
+
+QUANTIZER_LOGGER = "onnxruntime.quantization.matmul_nbits_quantizer"
+
+
+@dataclass(frozen=True)
+class WeightOnlyRecipe:
+    """One weight-only precision: ``bits`` per weight in blocks of ``block_size`` input rows,
+    each block with its scale (and zero point unless ``symmetric``). ``accuracy_level`` is
+    MatMulNBits' compute type on CPU (4: int8 activations, the fast path; 0/None: fp32)."""
+
+    bits: int
+    block_size: int
+    symmetric: bool
+    accuracy_level: int | None
+
+    def record(self) -> dict[str, Any]:
+        """The recipe as the manifest records it."""
+        return {
+            "method": "weight-only",
+            "op": "com.microsoft.MatMulNBits",
+            "quantizer": "onnxruntime MatMulNBitsQuantizer (default: round to nearest)",
+            "bits": self.bits,
+            "block_size": self.block_size,
+            "symmetric": self.symmetric,
+            "accuracy_level": self.accuracy_level or 0,
+        }
+
+
+# Measured on small Llamas (docs/text.md, "Reduced precision"): asymmetric blocks keep int4
+# perplexity closest to fp32; symmetric int8 is as close and packs no zero points; accuracy
+# level 4 (int8 compute on CPU) decodes fastest at equal perplexity.
+WEIGHT_ONLY: dict[str, WeightOnlyRecipe] = {
+    "int8": WeightOnlyRecipe(bits=8, block_size=32, symmetric=True, accuracy_level=4),
+    "int4": WeightOnlyRecipe(bits=4, block_size=32, symmetric=False, accuracy_level=4),
+}
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """Import and run ORT's quantizer without its log lines: its module calls
+    ``logging.basicConfig(level=INFO)`` on import, which would switch the root logger of
+    the calling program to INFO; the root logger's handlers and level are restored."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        import onnxruntime.quantization.matmul_nbits_quantizer  # noqa: F401
+
+        logging.getLogger(QUANTIZER_LOGGER).setLevel(logging.WARNING)
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def quantizable_matmuls(model: Any) -> list[str]:
+    """Names of the ``MatMul`` nodes whose weight (second input) is a constant initializer."""
+    inits = {t.name for t in model.graph.initializer}
+    return [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in inits]
+
+
+def weight_only_from_onnx(src: Path, dst: Path, recipe: WeightOnlyRecipe) -> list[Path]:
+    """fp32 decoder ONNX ``src`` -> weight-only ``dst`` (MatMulNBits); returns the files written
+    (``dst``, then its external data file for models past protobuf's 2 GiB).
+
+    At least one MatMul is quantized, or ``ValueError``.
+    """
+    import onnx
+
+    from .fp16 import name_nodes
+    from .onnx_export import save_onnx
+
+    model = onnx.load(str(src))
+    name_nodes(model)
+    with _quiet_quantizer():
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+        quantizer = MatMulNBitsQuantizer(
+            model,
+            bits=recipe.bits,
+            block_size=recipe.block_size,
+            is_symmetric=recipe.symmetric,
+            accuracy_level=recipe.accuracy_level,
+        )
+        quantizer.process()
+    out = quantizer.model.model
+    if not any(n.op_type == "MatMulNBits" for n in out.graph.node):
+        raise ValueError(f"no MatMul of {src.name} has a constant weight to quantize")
+    return save_onnx(out, dst)
+
+
+def matmulnbits_count(path: Path) -> int:
+    """How many MatMulNBits nodes ``path`` holds (0: the file runs its weights in float)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return sum(n.op_type == "MatMulNBits" for n in model.graph.node)
+
+
+def fp16_text_from_onnx(src: Path, dst: Path, feeds: list[Feed]) -> tuple[list[Path], list[str]]:
+    """fp32 decoder ONNX ``src`` -> fp16 ``dst`` with fp32 I/O (the KV cache stays float32 at
+    the graph's edge) and the overflow guard run on ``feeds``. Returns (files written, nodes
+    kept in fp32)."""
+    import onnx
+
+    from .fp16 import fp16_from_onnx
+    from .onnx_export import save_onnx
+
+    model = onnx.load(str(src))
+    split_output_consumers(model)
+    model, kept, _ = fp16_from_onnx(model, feeds)
+    return save_onnx(model, dst), kept
+
+
+def split_output_consumers(model: Any) -> int:
+    """Give every graph output that other nodes also read (a layer's ``present`` keys and
+    values, which attention reads too) an internal twin: the producer writes ``NAME.internal``,
+    its readers read that, and an Identity writes ``NAME``. The fp16 converter keeps graph
+    outputs fp32 by casting at the edge, but leaves such readers fed with the fp32 tensor
+    (an ONNX type error at load). Returns how many outputs were split."""
+    import onnx
+
+    outputs = {o.name for o in model.graph.output}
+    read = {i for n in model.graph.node for i in n.input}
+    split = sorted(outputs & read)
+    for name in split:
+        twin = f"{name}.internal"
+        for n in model.graph.node:
+            n.input[:] = [twin if i == name else i for i in n.input]
+            n.output[:] = [twin if o == name else o for o in n.output]
+        model.graph.node.append(onnx.helper.make_node("Identity", [twin], [name], name=twin))
+    return len(split)
+
+
+def prefill_feeds(
+    ids: np.ndarray, layers: int, kv_shape: tuple[int, ...], *, window: int, count: int = 4
+) -> list[Feed]:
+    """Up to ``count`` prefill inputs (batch 1, empty cache of ``kv_shape`` (1, H_kv, 0, D) per
+    past input of ``layers`` layers) of ``window`` consecutive ``ids`` each, for the overflow
+    guard (a decode step computes what a prefill's last position does)."""
+    empty = np.zeros(kv_shape, np.float32)
+    past = {f"past_key_values.{i}.{p}": empty for i in range(layers) for p in ("key", "value")}
+    window = min(window, len(ids))
+    starts = range(0, len(ids) - window + 1, window)[:count]
+    return [
+        {
+            "input_ids": ids[s : s + window][None].astype(np.int64),  # (1, S)
+            "position_ids": np.arange(window, dtype=np.int64)[None],  # (1, S)
+            **past,
+        }
+        for s in starts
+    ]
+
+
+# ---------------------------------------------------------------- the export stages
+def stage_text_precision(build: Any, precision: str) -> None:
+    """Build ``precision``'s decoder graph in ``build.tmp``, score it and fp32 on held-out text
+    through the runtime, and keep it (an artifact carrying the gate's record) or refuse it (no
+    file; the record goes on the fp32 artifact's ``verification.refused`` and the reason into
+    ``source.skipped``). ``build`` is the export's ``text_source.TextBuild``."""
+    from .text_gate import gate_record, summary
+
+    texts = _gate_text(build)
+    reference = fp32_score(build, texts)
+    file = f"{build.spec.stem}.{precision}.onnx"
+    build.log(f"{file}: building ({_what(precision)})")
+    files, recipe = _build(build, precision, texts)
+    score = score_file(build, build.tmp / file, texts.held_out)
+    rec = gate_record(precision, score, reference, texts.source)
+    build.log(f"{file}: {summary(rec)}")
+    if rec["quality_approved"]:
+        build.add(
+            file,
+            format="onnx",
+            precision=precision,
+            verification=rec,
+            recipe=recipe,
+            quality_approved=True,
+        )
+        for extra in files[1:]:
+            build.add(extra.name, format="onnx-data", precision=precision)
+        return
+    for f in files:
+        f.unlink(missing_ok=True)
+    refused = _fp32_artifact(build)["verification"].setdefault("refused", {})
+    refused[precision] = dict(rec, recipe=recipe)
+    build.skipped[precision] = f"refused by the perplexity gate: {summary(rec)}"
+    build.log(f"{precision} skipped: {build.skipped[precision]}")
+
+
+def _what(precision: str) -> str:
+    if precision == "fp16":
+        return "fp16 weights and math, fp32 I/O, overflow guard"
+    r = WEIGHT_ONLY[precision]
+    return f"weight-only MatMulNBits, {r.bits} bits, blocks of {r.block_size}"
+
+
+def _build(build: Any, precision: str, texts: Any) -> tuple[list[Path], dict[str, Any]]:
+    stem = build.spec.stem
+    src, dst = build.tmp / f"{stem}.onnx", build.tmp / f"{stem}.{precision}.onnx"
+    if precision == "fp16":
+        files, kept = fp16_text_from_onnx(src, dst, _guard_feeds(build, texts.calibration))
+        return files, {"kept_float": kept, "overflow_guard_text": texts.calibration_source}
+    recipe = WEIGHT_ONLY[precision]
+    files = weight_only_from_onnx(src, dst, recipe)
+    return files, dict(recipe.record(), matmuls=matmulnbits_count(dst))
+
+
+def _tokenizer(build: Any) -> Any:
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(build.tmp / build.hf.config.tokenizer))
+
+
+def _window(build: Any) -> int:
+    from genedge.runtime.perplexity import DEFAULT_WINDOW
+
+    return min(DEFAULT_WINDOW, build.hf.config.max_context)
+
+
+GUARD_WINDOWS = 4  # prefill windows of calibration text the overflow guard runs
+
+
+def _guard_feeds(build: Any, text: str) -> list[Feed]:
+    c = build.hf.config
+    ids = _tokenizer(build).encode(text[:200_000], add_special_tokens=False).ids
+    shape = (1, c.num_kv_heads, 0, c.head_dim)
+    return prefill_feeds(
+        np.asarray(ids, np.int64), c.num_layers, shape, window=_window(build), count=GUARD_WINDOWS
+    )
+
+
+def _gate_text(build: Any) -> Any:
+    from .text_gate import gate_text
+
+    o = build.opts
+    return gate_text(o.eval_data, getattr(build, "trained_on", None), o.calib_data)
+
+
+def score_file(build: Any, path: Path, text: str) -> Any:
+    """``path`` scored on ``text`` through the runtime's ``KvDecoder`` on ORT CPU (as
+    generation runs it)."""
+    from genedge.runtime.perplexity import score_text
+
+    from .text_source import open_decoder
+
+    decoder = open_decoder(path, build)
+    try:
+        return score_text(
+            decoder,
+            _tokenizer(build),
+            text,
+            window=_window(build),
+            bos_token_id=build.hf.config.bos_token_id,
+        )
+    finally:
+        decoder.backend.close()
+
+
+def fp32_score(build: Any, texts: Any) -> Any:
+    """fp32's score on the held-out text: measured once per export and recorded on the fp32
+    artifact's verification."""
+    from genedge.runtime.perplexity import TextScore
+
+    from .text_gate import reference_record
+
+    ver = _fp32_artifact(build)["verification"]
+    if "perplexity" in ver:
+        return TextScore(
+            math.log(ver["perplexity"]), ver["perplexity_tokens"], ver["perplexity_chars"]
+        )
+    score = score_file(build, build.tmp / f"{build.spec.stem}.onnx", texts.held_out)
+    ver.update(reference_record(score, texts.source))
+    build.log(
+        f"{build.spec.stem}.onnx: perplexity {score.perplexity:.4g} on {score.tokens} tokens "
+        f"of {texts.source}"
+    )
+    return score
+
+
+def _fp32_artifact(build: Any) -> dict[str, Any]:
+    return next(
+        a for a in build.artifacts if a["format"] == "onnx" and a.get("precision") == "fp32"
+    )
+
+
+TEXT_PRECISION_STAGES: dict[str, Callable[[Any], None]] = {
+    p: functools.partial(stage_text_precision, precision=p) for p in ("fp16", *WEIGHT_ONLY)
+}
