@@ -2,7 +2,8 @@
 
 A genedge checkpoint goes to ``bundle.export_bundle``, an ``.onnx`` file to
 ``source_onnx.export_onnx_file``, ``--module FILE.py:NAME`` to ``byo.export_module_file``,
-a Hugging Face folder (``config.json`` inside) to ``text_source.export_hf_folder``.
+a Hugging Face folder (``config.json`` inside) to ``text_source.export_hf_folder``, and a
+``train ar --arch transformer`` checkpoint to it through a temporary Llama folder.
 """
 
 from __future__ import annotations
@@ -57,6 +58,33 @@ def spec_from_args(args: Any, *, latent_dim: int | None = None) -> GeneratorSpec
     )
 
 
+def export_transformer_checkpoint(ckpt: Path, opts: ExportOptions, log: Log) -> Path:
+    """A ``train ar --arch transformer`` checkpoint: the same weights under Llama names in a
+    temporary Hugging Face folder, exported as one; the manifest names the checkpoint."""
+    import tempfile
+
+    from genedge.manifest import sha256_file
+    from genedge.train.checkpoint import read_checkpoint_info
+    from genedge.train.transformer import hf_folder_from_checkpoint
+
+    from .bundle import source_path
+    from .text_source import export_hf_folder
+
+    info = read_checkpoint_info(ckpt)
+    source = {
+        "type": "checkpoint",
+        "checkpoint": ckpt.name,
+        "path": source_path(ckpt, opts.out),
+        "sha256": sha256_file(ckpt),
+        "step": info.step,
+        "model_type": "llama",
+        **({"data": info.meta["data"]} if info.meta.get("data") else {}),
+    }
+    with tempfile.TemporaryDirectory(prefix="genedge-llama-") as tmp:
+        folder = hf_folder_from_checkpoint(ckpt, Path(tmp) / ckpt.stem)
+        return export_hf_folder(folder, opts, log=log, source=source)
+
+
 def export_from_args(args: Any, opts: ExportOptions, log: Log) -> Path:
     """``genedge export``: a checkpoint, an ONNX file (SOURCE ends in .onnx) or ``--module``.
 
@@ -104,6 +132,10 @@ def _export(args: Any, opts: ExportOptions, log: Log) -> Path:
 
     if is_hf_folder(source):
         return export_hf_folder(Path(source), opts, log=log)
+    from genedge.train.transformer import is_transformer_checkpoint
+
+    if is_transformer_checkpoint(source):
+        return export_transformer_checkpoint(Path(source), opts, log)
     if str(source).lower().endswith(".onnx"):
         from .source_onnx import export_onnx_file, onnx_spec_from_args
 

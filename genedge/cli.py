@@ -242,6 +242,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--cell", choices=["gru", "lstm"], default=None, help="ar: recurrent cell (default: gru)"
     )
+    _add_transformer_flags(p)
     p.add_argument(
         "--no-progress", action="store_true", help="plain log lines instead of a progress bar"
     )
@@ -249,7 +250,38 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--threads",
         type=int,
         default=None,
-        help="torch CPU threads (default: torch's choice; 1 is fastest on a busy machine)",
+        help="torch CPU threads (default: torch's choice, 1 for ar --arch transformer; 1 is "
+        "fastest on a busy machine)",
+    )
+
+
+def _add_transformer_flags(p: argparse.ArgumentParser) -> None:
+    """``train ar --arch transformer`` sizes; defaults live in train/options.py (shown in help)."""
+    p.add_argument(
+        "--arch",
+        choices=["gru", "lstm", "transformer"],
+        default=None,
+        help="ar: model (default: gru; transformer: a small Llama-layout decoder)",
+    )
+    t = p.add_argument_group("ar --arch transformer (a 2-layer, 128-wide Llama-layout decoder)")
+    t.add_argument("--layers", type=int, default=None, help="decoder layers (default: 2)")
+    t.add_argument("--d-model", type=int, default=None, help="hidden width (default: 128)")
+    t.add_argument("--heads", type=int, default=None, help="attention heads (default: 4)")
+    t.add_argument(
+        "--kv-heads",
+        type=int,
+        default=None,
+        help="key/value heads, grouped-query attention (default: half of --heads, all if odd)",
+    )
+    t.add_argument("--context", type=int, default=None, help="context in tokens (default: 64)")
+    t.add_argument(
+        "--tokenizer",
+        choices=["char", "bpe"],
+        default=None,
+        help="char: one token per byte; bpe: byte-level BPE trained on the data (default: bpe)",
+    )
+    t.add_argument(
+        "--vocab-size", type=int, default=None, help="bpe: tokens in the vocabulary (default: 512)"
     )
 
 

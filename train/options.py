@@ -90,15 +90,20 @@ RNN_CELLS = ("gru", "lstm")
 class TransformerDefaults:
     """``train ar --arch transformer`` sizes and schedule, chosen to train in minutes on 2 cores."""
 
-    layers: int = 4
+    layers: int = 2
     d_model: int = 128
     heads: int = 4
     kv_heads: int = 2  # default_kv_heads(heads)
-    context: int = 128
-    tokenizer: str = "char"
+    context: int = 64  # tokens; about 128 characters of stdlib-docs with the BPE
+    tokenizer: str = "bpe"  # a BPE token covers ~2 characters: twice the text per step
     vocab_size: int = 512  # bpe only
-    batch_size: int = 32
+    batch_size: int = 16
     lr: float = 3e-3
+    # torch threads unless --threads says otherwise: a model this small gains little from a
+    # second thread on an idle machine, and on 2 shared cores 2 threads ran 6-15x slower per
+    # step than 1 (92-160 ms against 875-2211 ms at load 8-9), their barriers waiting on
+    # descheduled peers
+    threads: int = 1
 
 
 TRANSFORMER_DEFAULTS = TransformerDefaults()
@@ -329,6 +334,7 @@ def _resolve_transformer(opts: TrainOptions) -> TrainOptions:
     heads = opts.heads or d.heads
     return dataclasses.replace(
         opts,
+        threads=opts.threads or d.threads,
         layers=opts.layers or d.layers,
         d_model=opts.d_model or d.d_model,
         heads=heads,

@@ -264,6 +264,22 @@ def hf_state_dict(model: TransformerLM) -> dict[str, torch.Tensor]:
     return state
 
 
+def is_transformer_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a genedge checkpoint of a transformer language model (reads only
+    the safetensors header; anything else, including unreadable files, is False)."""
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        return False
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception:  # not ours to diagnose here: the checkpoint loader says what is wrong
+        return False
+    return meta.get("kind") == "ar" and meta.get("arch") == ARCH
+
+
 def hf_folder_from_checkpoint(ckpt: str | os.PathLike, folder: str | os.PathLike) -> Path:
     """Write a genedge transformer checkpoint as a Hugging Face folder.
 

@@ -3,9 +3,12 @@ its tokenizers, checkpoints, training and resume, held-out scoring and its Llama
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,7 @@ import torch.nn.functional as F
 from genedge.errors import BadInputError
 from genedge.train import load_checkpoint, read_checkpoint_info, save_checkpoint
 from genedge.train.eval import _score_windows, transformer_text_metrics, unigram_bpc
-from genedge.train.options import TrainOptions, resolve_options
+from genedge.train.options import ARCHS, TRANSFORMER_DEFAULTS, TrainOptions, resolve_options
 from genedge.train.tokenizer import (
     EOS_ID,
     bpe_tokenizer,
@@ -260,12 +263,14 @@ def test_resume_with_other_sizes_is_refused(tiny_text, tmp_path):
 # ---------------------------------------------------------------- options
 def test_defaults_resolve_for_the_transformer_only(tmp_path):
     t = resolve_options(TrainOptions(kind="ar", data="x", out=tmp_path, arch="transformer"))
-    assert (t.layers, t.d_model, t.heads, t.kv_heads, t.context) == (4, 128, 4, 2, 128)
-    assert t.tokenizer == "char" and t.vocab_size is None and t.cell is None
-    bpe = resolve_options(
-        dataclasses.replace(t, tokenizer="bpe", vocab_size=None, heads=8, kv_heads=None)
+    assert (t.layers, t.d_model, t.heads, t.kv_heads, t.context) == (2, 128, 4, 2, 64)
+    assert (t.tokenizer, t.vocab_size, t.batch_size, t.cell) == ("bpe", 512, 16, None)
+    assert t.threads == 1
+    assert resolve_options(dataclasses.replace(t, threads=2)).threads == 2
+    char = resolve_options(
+        dataclasses.replace(t, tokenizer="char", vocab_size=None, heads=8, kv_heads=None)
     )
-    assert bpe.vocab_size == 512 and bpe.kv_heads == 4
+    assert char.vocab_size is None and char.kv_heads == 4
     gru = resolve_options(TrainOptions(kind="ar", data="x", out=tmp_path))
     assert gru.arch == gru.cell == "gru" and gru.layers is None and gru.tokenizer is None
     lstm = resolve_options(TrainOptions(kind="ar", data="x", out=tmp_path, cell="lstm"))
@@ -281,7 +286,7 @@ def test_defaults_resolve_for_the_transformer_only(tmp_path):
         (dict(layers=0), "--layers"),
         (dict(context=10**6), "--context"),
         (dict(tokenizer="bpe", vocab_size=100), "--vocab-size"),
-        (dict(vocab_size=600), "--tokenizer bpe only"),
+        (dict(tokenizer="char", vocab_size=600), "--tokenizer bpe only"),
         (dict(tokenizer="word"), "--tokenizer"),
         (dict(arch="gru", layers=2), "--layers"),
         (dict(arch="gru", cell="lstm"), "disagree"),
@@ -328,3 +333,53 @@ def test_llama_folder_refuses_an_image_checkpoint(tmp_path):
     ckpt = save_checkpoint(tmp_path / "g.safetensors", Generator(cfg), cfg, kind="gan")
     with pytest.raises(BadInputError, match="not a transformer"):
         hf_folder_from_checkpoint(ckpt, tmp_path / "hf")
+
+
+# ---------------------------------------------------------------- the command line
+def _train_actions() -> dict[str, argparse.Action]:
+    from genedge.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return {a.dest: a for a in sub.choices["train"]._actions}
+
+
+def test_cli_help_states_the_defaults_options_resolve():
+    actions = _train_actions()
+    d = TRANSFORMER_DEFAULTS
+    for dest in ("layers", "d_model", "heads", "context", "tokenizer", "vocab_size"):
+        assert f"(default: {getattr(d, dest)})" in actions[dest].help, dest
+    assert actions["arch"].choices == list(ARCHS)
+
+
+def test_cli_flags_reach_the_options():
+    from genedge.cli import build_parser
+    from genedge.train.commands import options_from_args
+
+    argv = "train ar --data t.txt --out r --arch transformer --layers 3 --d-model 48 --heads 6"
+    argv += " --kv-heads 3 --context 40 --tokenizer bpe --vocab-size 400"
+    opts = options_from_args(build_parser().parse_args(argv.split()))
+    got = (opts.arch, opts.layers, opts.d_model, opts.heads, opts.kv_heads, opts.context)
+    assert got == ("transformer", 3, 48, 6, 3, 40)
+    assert (opts.tokenizer, opts.vocab_size) == ("bpe", 400)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--arch", "transformer", "--d-model", "100", "--heads", "3"],
+        ["--arch", "transformer", "--tokenizer", "bpe", "--vocab-size", "10"],
+        ["--layers", "2"],
+    ],
+)
+def test_cli_bad_values_exit_2_with_one_line(flags, tmp_path):
+    argv = ["train", "ar", "--data", "stdlib-docs", "--out", "r", "--steps", "1", *flags]
+    r = subprocess.run(
+        [sys.executable, "-m", "genedge", *argv],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "r").exists()
