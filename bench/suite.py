@@ -383,17 +383,19 @@ def _trtexec(o: BenchOptions, manifest: Manifest, notes: list[str]) -> list[dict
 
 def busy_machine_notes(env: dict[str, Any], threads: int | None) -> list[str]:
     """Warn when other processes competed for the cores: the 1-minute load average before or
-    after the run above the usable CPUs, or this process waiting for a CPU in a round
+    after the run above the usable CPUs, or other processes taking CPU time during the rounds
     (``env["round_load"]``, ``genedge.cpu_load.RoundLoad``)."""
     cpus = env.get("usable_cpus") or 1
     loads = [la[0] for la in (env.get("load_average"), env.get("load_average_end")) if la]
     rounds = env.get("round_load") or {}
     busy_rounds, n = rounds.get("busy_rounds", 0), rounds.get("rounds", 0)
-    if (not loads or max(loads) <= cpus) and not busy_rounds:
+    if (not loads or max(loads) <= cpus) and not rounds.get("busy"):
         return []
     seen = []
     if loads:
         seen.append(f"1-minute load average up to {max(loads):.1f} on {cpus} usable CPUs")
+    if rounds.get("others_share") is not None:
+        seen.append(f"other processes took {rounds['others_share']:.0%} of the CPU time meanwhile")
     if busy_rounds:
         waits = sorted(rounds.get("wait_fraction") or [0.0])
         seen.append(

@@ -1,10 +1,13 @@
 """CPU latency of every ONNX artifact of the main graph, measured side by side at export.
 
-Each artifact runs on the runtime's ONNX Runtime CPU backend (default thread count: what a
-``Sampler`` gets; threads sleep between runs) at batch 1 and 16, interleaved run by run in a
-rotating order so that every artifact sees the same machine state, for a fixed time budget. The record lands in the
-artifact's ``speed`` field (docs/bundle.md) and ``precision=None`` on ``ort-cpu`` reads it:
-the fastest quality-approved artifact, never one measured slower than fp32.
+Each artifact runs on every installed CPU backend of the runtime (ONNX Runtime CPU always,
+OpenVINO where installed; default thread count, what a ``Sampler`` gets; ORT threads sleep
+between runs) at batch 1 and 16, interleaved run by run in a rotating order so that every
+(backend, artifact) sees the same machine state, for a fixed time budget, while the CPU load
+is measured (``genedge.cpu_load``). The record lands in the artifact's ``speed`` field
+(docs/bundle.md): ORT's timings in ``batch``, the other backends' in ``others``, the load in
+``load``. An untuned ``backend="auto"`` reads it to pick the fastest quality-approved
+(backend, precision), and ignores a record taken while the machine was busy.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from genedge.cpu_load import RoundLoad
 
 if TYPE_CHECKING:
     from .context import BuildContext
@@ -37,7 +42,10 @@ def speed_feed(ctx: BuildContext, batch: int) -> dict[str, np.ndarray]:
 
 
 def interleaved_p50(
-    runners: list[Any], feed: dict[str, np.ndarray], budget_s: float = BUDGET_S
+    runners: list[Any],
+    feed: dict[str, np.ndarray],
+    budget_s: float = BUDGET_S,
+    load: RoundLoad | None = None,
 ) -> tuple[list[float], list[list[float]]]:
     """p50 latency (ms) of each runner on ``feed``, and every round's times (ms), interleaved.
 
@@ -52,31 +60,45 @@ def interleaved_p50(
     t_end = time.perf_counter() + budget_s
     while len(rounds) < MAX_ROUNDS and (len(rounds) < MIN_ROUNDS or time.perf_counter() < t_end):
         row = [0.0] * k
+        if load is not None:
+            load.start()
         for j in range(k):
             i = (j + len(rounds)) % k
             t0 = time.perf_counter_ns()
             runners[i].run(feed)
             row[i] = (time.perf_counter_ns() - t0) / 1e6
+        if load is not None:
+            load.stop()
         rounds.append(row)
     p50 = [float(np.median([row[i] for row in rounds])) for i in range(k)]
     return p50, rounds
 
 
-def open_for_speed(path: Any) -> Any | None:
-    """``path`` on the runtime's ORT CPU backend with threads that sleep between runs: spinning
-    threads of one session would steal the cores from the next one in the interleaving. None
-    when ORT CPU has no kernel for one of its ops (it cannot be ``ort-cpu``'s choice then)."""
+def open_for_speed(path: Any, backend: str = "ort-cpu") -> Any | None:
+    """``path`` on one of the runtime's CPU backends; ORT's threads sleep between runs:
+    spinning threads of one session would steal the cores from the next one in the
+    interleaving. None when the backend cannot run the file (no kernel for one of its ops on
+    ORT, a graph OpenVINO refuses): it cannot be that backend's choice then."""
+    from genedge.errors import GenedgeError
     from genedge.runtime.ort_backend import MissingKernelError
     from genedge.runtime.select import BackendOptions, open_file
 
     try:
-        return open_file(path, "ort-cpu", options=BackendOptions(spin=False))
-    except MissingKernelError:
+        return open_file(path, backend, options=BackendOptions(spin=False))
+    except (MissingKernelError, GenedgeError):
         return None
 
 
+def cpu_backends() -> tuple[str, ...]:
+    """The runtime's CPU backends installed here, ORT first (fp32 on ORT is the reference)."""
+    import importlib.util
+
+    return ("ort-cpu", *(("openvino",) if importlib.util.find_spec("openvino") else ()))
+
+
 def measure_artifacts(ctx: BuildContext) -> dict[str, dict[str, Any]]:
-    """``{file: speed record}`` for the main graph's ONNX artifacts (fp32 first)."""
+    """``{file: speed record}`` for the main graph's ONNX artifacts (fp32 first), every
+    artifact on every installed CPU backend, interleaved."""
     spec = ctx.main
     arts = [
         a
@@ -86,17 +108,27 @@ def measure_artifacts(ctx: BuildContext) -> dict[str, dict[str, Any]]:
     arts.sort(key=lambda a: a["precision"] != "fp32")
     if len(arts) < 2 or arts[0]["precision"] != "fp32":
         return {}
-    opened = [(a, open_for_speed(ctx.tmp / a["file"])) for a in arts]
-    arts, runners = [a for a, r in opened if r], [r for _, r in opened if r]
+    pairs = [(b, a) for b in cpu_backends() for a in arts]  # (ort-cpu, fp32) first
+    opened = [(b, a, open_for_speed(ctx.tmp / a["file"], b)) for b, a in pairs]
+    cases = [(b, a, r) for b, a, r in opened if r is not None]
+    runners = [r for _, _, r in cases]
+    load = RoundLoad()
     try:
-        if len(runners) < 2 or arts[0]["precision"] != "fp32":
+        if len(runners) < 2 or cases[0][:2] != ("ort-cpu", arts[0]):
             return {}
-        records: dict[str, dict[str, Any]] = {a["file"]: {"batch": {}} for a in arts}
+        records: dict[str, dict[str, Any]] = {
+            a["file"]: {"batch": {}, "others": {}} for b, a, _ in cases if b == "ort-cpu"
+        }
+        budget = BUDGET_S * max(1.0, len(runners) / 3)
         for batch in BATCHES:
-            p50, rounds = interleaved_p50(runners, speed_feed(ctx, batch))
-            for i, a in enumerate(arts):
+            p50, rounds = interleaved_p50(runners, speed_feed(ctx, batch), budget, load)
+            for i, (backend, a, _) in enumerate(cases):
+                rec = records.setdefault(a["file"], {"batch": {}, "others": {}})
+                if backend != "ort-cpu":
+                    rec["others"].setdefault(backend, {})[str(batch)] = round(p50[i], 4)
+                    continue
                 ratios = [row[0] / row[i] for row in rounds]
-                records[a["file"]]["batch"][str(batch)] = {
+                rec["batch"][str(batch)] = {
                     "p50_ms": round(p50[i], 4),
                     "speedup_vs_fp32": round(p50[0] / p50[i], 3),
                     "round_range": [round(float(q), 3) for q in np.percentile(ratios, [10, 90])],
@@ -105,9 +137,26 @@ def measure_artifacts(ctx: BuildContext) -> dict[str, dict[str, Any]]:
     finally:
         for r in runners:
             r.close()
+    measured = load_record(load)
     for rec in records.values():
-        rec.update(backend="ort-cpu", threads=None, machine=_machine())
-    return records
+        rec.update(backend="ort-cpu", threads=None, machine=_machine(), load=measured)
+        if not rec["others"]:
+            del rec["others"]
+    return {f: rec for f, rec in records.items() if rec["batch"]}
+
+
+def load_record(load: RoundLoad) -> dict[str, Any]:
+    """The manifest's compact form of a ``RoundLoad``: load averages, busy rounds, median wait."""
+    full = load.record()
+    waits = sorted(full["wait_fraction"]) or [0.0]
+    return {
+        "load_average": full["load_average"],
+        "rounds": full["rounds"],
+        "busy_rounds": full["busy_rounds"],
+        "median_wait": waits[len(waits) // 2],
+        "others_share": full["others_share"],
+        "busy": full["busy"],
+    }
 
 
 def _machine() -> str:
@@ -125,13 +174,25 @@ def stage_speed(ctx: BuildContext) -> None:
             a["speed"] = records[a["file"]]
     if records:
         ctx.log("CPU latency at export (ort-cpu, p50 ms, batch 1 / 16): " + _summary(ctx, records))
+        load = next(iter(records.values()))["load"]
+        if load["busy"]:
+            ctx.log(
+                f"warning: the machine was busy while export timed the artifacts (other "
+                f"processes took {load['others_share']:.0%} of the CPU time; load average "
+                f"{load['load_average'][0]}): backend='auto' will not choose by this record; "
+                "run `genedge tune BUNDLE` on the machine that samples"
+            )
 
 
 def _summary(ctx: BuildContext, records: dict[str, dict[str, Any]]) -> str:
-    parts = []
+    parts, others = [], {}
     for a in ctx.artifacts:
         rec = records.get(a["file"])
         if rec:
             b = rec["batch"]
             parts.append(f"{a['precision']} {b['1']['p50_ms']:.3g} / {b['16']['p50_ms']:.3g}")
-    return ", ".join(parts)
+            for backend, p50 in rec.get("others", {}).items():
+                others.setdefault(backend, []).append(
+                    f"{a['precision']} {p50.get('1', 0):.3g} / {p50.get('16', 0):.3g}"
+                )
+    return "; ".join([", ".join(parts), *(f"{k}: {', '.join(v)}" for k, v in others.items())])

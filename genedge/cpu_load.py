@@ -1,10 +1,13 @@
 """How busy the CPUs were while something was timed: load averages and this process's wait.
 
-The 1-minute load average says how many tasks wanted a CPU; the time this process's own
-threads spent runnable but waiting for one (Linux ``/proc/self/task/*/schedstat``, second
-field) says whether that competition reached the measurement. Both are recorded beside
-timings (``genedge bench``, export's speed record), and a timing taken while the machine was
-busy is marked as such and not used to choose a backend. stdlib only.
+The 1-minute load average says how many tasks wanted a CPU. During a measurement, the CPU
+time other processes took (all CPUs' busy time in ``/proc/stat`` less this process's own)
+says whether another job competed with it, and the time this process's threads spent
+runnable but waiting for a CPU (``/proc/self/task/*/schedstat``) says how much that cost it.
+They are recorded beside timings (``genedge bench``, export's speed record); a timing taken
+while other processes used over ``BUSY_SHARE`` of the machine is marked busy and is not
+used to choose a backend. Linux only where it reads ``/proc``; elsewhere nothing is claimed.
+stdlib only.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import time
 from typing import Any
 
 BUSY_WAIT = 0.1  # a round is busy when this process's threads waited 10% of it for a CPU
+BUSY_SHARE = 0.25  # the machine is busy when other processes took a quarter of its CPU time
 
 
 def load_average() -> list[float] | None:
@@ -48,6 +52,20 @@ def runqueue_wait_ns() -> int | None:
     return total if seen else None
 
 
+def cpu_seconds() -> tuple[float, float] | None:
+    """(CPU seconds all CPUs spent busy, CPU seconds this process used) so far; None without
+    ``/proc/stat``. Steal time counts as busy: another guest had the CPU."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        hz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+    busy = sum(fields[i] for i in (0, 1, 2, 5, 6, 7) if i < len(fields))  # not idle, iowait
+    t = os.times()
+    return busy / hz, t.user + t.system
+
+
 class RoundLoad:
     """Per-round load of a timed run: the fraction of each round's wall time this process's
     threads waited for a CPU (``start`` and ``stop`` around each round), and the load
@@ -58,30 +76,43 @@ class RoundLoad:
         self.before = load_average()
         self._t0: int | None = None
         self._w0: int | None = None
+        self._c0: tuple[float, float] | None = None
+        self._others_s = self._wall_s = 0.0
 
     def start(self) -> None:
-        self._w0, self._t0 = runqueue_wait_ns(), time.perf_counter_ns()
+        self._w0, self._c0, self._t0 = runqueue_wait_ns(), cpu_seconds(), time.perf_counter_ns()
 
     def stop(self) -> None:
-        w1, t1 = runqueue_wait_ns(), time.perf_counter_ns()
-        if self._w0 is not None and w1 is not None and self._t0 is not None and t1 > self._t0:
+        w1, c1, t1 = runqueue_wait_ns(), cpu_seconds(), time.perf_counter_ns()
+        if self._t0 is None or t1 <= self._t0:
+            return
+        if self._w0 is not None and w1 is not None:
             self.waits.append((w1 - self._w0) / (t1 - self._t0))
+        if self._c0 is not None and c1 is not None:
+            self._others_s += max((c1[0] - self._c0[0]) - (c1[1] - self._c0[1]), 0.0)
+            self._wall_s += (t1 - self._t0) / 1e9
+
+    @property
+    def others_share(self) -> float | None:
+        """The share of the machine's CPU time other processes took during the rounds."""
+        if self._wall_s <= 0:
+            return None
+        return self._others_s / (self._wall_s * (os.cpu_count() or 1))
 
     @property
     def busy_rounds(self) -> int:
         return sum(w > BUSY_WAIT for w in self.waits)
 
     def record(self) -> dict[str, Any]:
-        """``wait_fraction`` per round, ``busy_rounds``, ``rounds``, the threshold, and whether
-        the machine was ``busy``: a busy round, or a load average above the usable CPUs."""
-        after = load_average()
-        loads = [la[0] for la in (self.before, after) if la]
-        busy = bool(self.busy_rounds) or bool(loads and max(loads) > usable_cpus())
+        """``wait_fraction`` per round, ``busy_rounds`` (rounds that waited over ``BUSY_WAIT``),
+        ``rounds``, the load averages before and now, ``others_share``, and whether the
+        machine was ``busy``: other processes took over ``BUSY_SHARE`` of its CPU time."""
+        share = self.others_share
         return {
             "wait_fraction": [round(w, 3) for w in self.waits],
             "busy_rounds": self.busy_rounds,
             "rounds": len(self.waits),
-            "busy_above": BUSY_WAIT,
-            "load_average": [self.before, after],
-            "busy": busy,
+            "load_average": [self.before, load_average()],
+            "others_share": None if share is None else round(share, 3),
+            "busy": share is not None and share > BUSY_SHARE,
         }

@@ -607,34 +607,67 @@ class Speed:
     backend: str = "ort-cpu"
     threads: int | None = None
     machine: str = ""
+    # the CPU load it was taken under (``genedge.cpu_load.RoundLoad.record``); None: unknown
+    load: Mapping[str, Any] | None = None
+    # the same file on the other CPU backends, side by side: backend -> batch -> p50 ms
+    others: Mapping[str, Mapping[int, float]] = field(default_factory=lambda: MappingProxyType({}))
 
     def p50s(self) -> dict[int, float]:
         return {b: s.p50_ms for b, s in self.batch.items()}
 
+    @property
+    def busy(self) -> bool:
+        """Taken while other processes competed for the CPUs: not a basis for choosing."""
+        return bool(self.load and self.load.get("busy"))
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "batch": {str(b): s.to_dict() for b, s in self.batch.items()},
             "backend": self.backend,
             "threads": self.threads,
             "machine": self.machine,
         }
+        if self.load is not None:
+            d["load"] = dict(self.load)
+        if self.others:
+            d["others"] = {k: {str(b): ms for b, ms in v.items()} for k, v in self.others.items()}
+        return d
 
 
 def speed_from(d: Any, where: str, name: str = "speed") -> Speed:
     d = _object(where, name, d, optional=False)
-    _no_unknown(where, name, d, {"batch", "backend", "threads", "machine"})
+    _no_unknown(where, name, d, {"batch", "backend", "threads", "machine", "load", "others"})
     batches = _object(where, f"{name}.batch", d.get("batch"), optional=False)
     out = {}
     for b, rec in batches.items():
-        if not (isinstance(b, str) and re.fullmatch(r"[0-9]{1,9}", b) and int(b) >= 1):
-            _fail(where, f"{name}.batch key", b, "a batch size >= 1")
+        _batch_key(where, f"{name}.batch key", b)
         out[int(b)] = _batch_speed(rec, where, f"{name}.batch.{b}")
+    load = d.get("load")
+    if load is not None:
+        load = _object(where, f"{name}.load", load, optional=False)
+        _bool(where, f"{name}.load.busy", load.get("busy"))
+    others = {}
+    for backend, p50s in _object(where, f"{name}.others", d.get("others")).items():
+        at = f"{name}.others.{printable(str(backend), 20)}"
+        p50s = _object(where, at, p50s, optional=False)
+        for b, ms in p50s.items():
+            _batch_key(where, f"{at} key", b)
+            if type(ms) not in (int, float) or not 0 < ms < float("inf"):
+                _fail(where, f"{at}.{b}", ms, "a time in milliseconds > 0")
+        others[str(backend)] = MappingProxyType({int(b): float(ms) for b, ms in p50s.items()})
     return Speed(
         batch=MappingProxyType(out),
         backend=_text(where, f"{name}.backend", d.get("backend", "ort-cpu")),
         threads=_int(where, f"{name}.threads", d.get("threads"), lo=1, optional=True),
         machine=_text(where, f"{name}.machine", d.get("machine", "")),
+        load=None if load is None else MappingProxyType(dict(load)),
+        others=MappingProxyType(others),
     )
+
+
+def _batch_key(where: str, name: str, b: Any) -> None:
+    if not (isinstance(b, str) and re.fullmatch(r"[0-9]{1,9}", b) and int(b) >= 1):
+        _fail(where, name, b, "a batch size >= 1")
 
 
 def _batch_speed(rec: Any, where: str, name: str) -> BatchSpeed:

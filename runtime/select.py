@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import logging
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -239,6 +240,11 @@ def fastest_measured(found: dict[str, Artifact]) -> tuple[Artifact, str] | None:
     ref = _speed_p50s(fp32) if fp32 else {}
     if not ref:
         return None
+    if fp32.speed.busy:  # its numbers decide nothing: the reference, never slower than itself
+        return fp32, (
+            "export's speed record was taken on a busy machine, so it is not used; fp32 until "
+            "`genedge tune BUNDLE` measures this machine"
+        )
     best, best_ms = fp32, ref.get("1", min(ref.values()))
     for prec, a in found.items():
         mine = _speed_p50s(a)
@@ -267,6 +273,44 @@ def fastest_measured(found: dict[str, Artifact]) -> tuple[Artifact, str] | None:
             f"(batch {b}: {best_ms:.3g} ms vs fp32 {ref[b]:.3g} ms)"
         )
     return best, why
+
+
+def fastest_cpu(
+    found: dict[str, Artifact], batch: int, backends: Sequence[str]
+) -> tuple[str, Artifact, str] | None:
+    """From export's speed records (``found``: ``{precision: Artifact}``): the quality-approved
+    (backend, artifact) of ``backends`` with the lowest p50 at the measured batch nearest
+    ``batch``, and why, for the log. None without a usable record (none, or taken on a busy
+    machine), or when nothing beats ONNX Runtime fp32 by ``MIN_SPEEDUP`` there (the fixed
+    rule then decides, as it would without a record)."""
+    fp32 = found.get("fp32")
+    if fp32 is None or fp32.speed is None or not fp32.speed.batch:
+        return None
+    if fp32.speed.busy:
+        log.info("backend auto: export's speed record was taken on a busy machine; not used")
+        return None
+    b = min(fp32.speed.batch, key=lambda m: (abs(math.log(m / max(batch, 1))), m))
+    ref = fp32.speed.batch[b].p50_ms
+    options = []
+    for prec, a in found.items():
+        if a.speed is None or a.speed.busy or prec in INFERENCE_PRECISIONS:
+            continue
+        if prec != "fp32" and not (a.quality_approved and _passed(a)):
+            continue
+        times = {"ort-cpu": a.speed.p50s().get(b)}
+        times.update({k: v.get(b) for k, v in a.speed.others.items()})
+        options += [(ms, k, prec) for k, ms in times.items() if ms is not None and k in backends]
+    if not options:
+        return None
+    ms, backend, prec = min(options)
+    if (backend, prec) == ("ort-cpu", "fp32") or ms * MIN_SPEEDUP > ref:
+        return None
+    shown = ", ".join(f"{k} {p} {t:.3g} ms" for t, k, p in sorted(options)[:4])
+    why = (
+        f"the fastest quality-approved (backend, precision) in export's CPU speed record at "
+        f"batch {b} ({shown}); `genedge tune` measures it on this machine"
+    )
+    return backend, found[prec], why
 
 
 def auto_precision_note(manifest: Manifest, graph: str) -> str | None:
@@ -635,6 +679,9 @@ def _open_auto(
     if tuned is not None:
         return tuned
     tried = []
+    measured = _open_measured(manifest, graph, precision, opts, int_ranges)
+    if measured is not None:
+        return measured
     candidates = ["ort-cpu"]
     if importlib.util.find_spec("onnxruntime") is not None:
         import onnxruntime
@@ -671,6 +718,51 @@ def _open_auto(
         )
         return b
     raise AssertionError("unreachable: the last candidate raises")
+
+
+def _open_measured(
+    manifest: Manifest,
+    graph: str,
+    precision: str | None,
+    opts: BackendOptions,
+    int_ranges: dict[str, tuple[int, int]] | None,
+) -> Backend | None:
+    """On a machine without a GPU backend for this bundle: the fastest quality-approved CPU
+    (backend, precision) by export's speed record (``fastest_cpu``), or None for the fixed
+    rule to decide (a GPU path exists, no usable record, or the choice cannot open here)."""
+    if precision in INFERENCE_PRECISIONS or _gpu_possible(manifest, graph):
+        return None
+    found = onnx_artifacts(manifest, graph)
+    if precision is not None:  # the fastest backend for the precision asked
+        found = {p: a for p, a in found.items() if p in (precision, "fp32")}
+        if precision not in found:
+            return None
+    backends = ("ort-cpu", *(("openvino",) if importlib.util.find_spec("openvino") else ()))
+    pick = fastest_cpu(found, opts.batch or 1, backends)
+    if pick is None or (precision is not None and pick[1].precision != precision):
+        return None
+    backend, artifact, why = pick
+    try:
+        b = _open_backend(manifest, graph, backend, artifact.precision, opts, int_ranges)
+    except GenedgeError as e:
+        log.warning(
+            "backend auto: %s %s cannot open (%s); fixed rule", backend, artifact.precision, e
+        )
+        return None
+    log.info("backend auto -> %s %s (%s): %s", backend, artifact.precision, b.info.file, why)
+    return b
+
+
+def _gpu_possible(manifest: Manifest, graph: str) -> bool:
+    """Whether the fixed rule would try a GPU backend first (an engine and TensorRT, or ORT
+    with CUDA): export's CPU record then does not decide."""
+    if manifest.find(graph=graph, format="engine") and importlib.util.find_spec("tensorrt"):
+        return True
+    if importlib.util.find_spec("onnxruntime") is None:
+        return False
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
 def _open_tuned(

@@ -13,7 +13,7 @@ from genedge.bench.report import BenchReport, markdown
 from genedge.bench.suite import busy_machine_notes, disagreeing_ratios_notes
 from genedge.bench.summary import image_summary
 from genedge.bench.table import print_report
-from genedge.cpu_load import BUSY_WAIT, RoundLoad, runqueue_wait_ns
+from genedge.cpu_load import BUSY_SHARE, BUSY_WAIT, RoundLoad, runqueue_wait_ns
 
 
 def _noisy_results(seed: int):
@@ -60,14 +60,19 @@ def test_round_load_measures_waiting_per_round():
         return
     assert rec["rounds"] == 3 and all(w >= 0 for w in rec["wait_fraction"])
     assert rec["busy_rounds"] == sum(w > BUSY_WAIT for w in load.waits)
+    assert 0.0 <= rec["others_share"] <= 1.0
+    assert rec["busy"] == (rec["others_share"] > BUSY_SHARE)
 
 
-def test_busy_rounds_alone_make_the_machine_busy():
+def test_other_processes_cpu_time_makes_the_machine_busy():
     quiet = {"usable_cpus": 2, "load_average": [0.5, 0.5, 0.5], "load_average_end": [0.6, 1, 1]}
     assert busy_machine_notes(quiet, 2) == []
     rounds = {"wait_fraction": [0.0, 0.4, 0.5], "busy_rounds": 2, "rounds": 3}
+    assert busy_machine_notes({**quiet, "round_load": rounds}, 2) == []  # own threads waiting
+    rounds.update(others_share=0.8, busy=True)
     [note] = busy_machine_notes({**quiet, "round_load": rounds}, 2)
-    assert "waited for a CPU in 2 of 3 rounds" in note and "'busy machine'" in note
+    assert "other processes took 80% of the CPU time" in note and "'busy machine'" in note
+    assert "waited for a CPU in 2 of 3 rounds" in note
 
 
 def _report(results, read_first):
