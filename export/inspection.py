@@ -483,11 +483,15 @@ def _value(key: str, value: Any) -> str:
 
 
 def _wrapped(label: str, items: list[str]) -> list[str]:
-    """``label`` then ``items`` joined by commas, wrapped at 98 columns under the label."""
+    """``label`` then ``items`` joined by commas, wrapped at 98 columns under the label.
+
+    Each item is cut to a line's length first: textwrap splits an over-long word by
+    repeated slicing, which is quadratic (a 15 MiB manifest key took minutes).
+    """
     import textwrap
 
     return textwrap.wrap(
-        ", ".join(items) or "-",
+        ", ".join(printable(item, 98) for item in items) or "-",
         width=98,
         initial_indent=f"{label:<11}",
         subsequent_indent=" " * 11,

@@ -657,3 +657,22 @@ def test_sample_refuses_a_grid_past_its_limit_before_any_image(bundle, tmp_path,
     assert "A grid of 200,000 images declares" in err and "the limit is" in err
     assert "Traceback" not in err and err.count("\n") == 1
     assert peak < 256 << 20 and not out.exists()
+
+
+# ---------------------------------------------------------------- inspect
+@pytest.mark.timeout(60)
+def test_inspect_is_linear_in_a_15_mib_manifest_key(bundle, tmp_path, capsys):
+    import shutil
+
+    from genedge.cli import main
+
+    big = tmp_path / "big"
+    shutil.copytree(bundle, big)
+    manifest = json.loads((big / "manifest.json").read_text())
+    manifest["producer"]["k" * (15 << 20)] = "v"  # textwrap alone took minutes on this
+    (big / "manifest.json").write_text(json.dumps(manifest))
+    before = _sha(big / "manifest.json")
+    assert main(["inspect", str(big)]) == 0
+    out = capsys.readouterr().out
+    assert len(out) < 20_000 and "kkkk..." in out
+    assert _sha(big / "manifest.json") == before
