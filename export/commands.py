@@ -85,7 +85,11 @@ def eval_bundle_command(args: argparse.Namespace) -> int:
     from genedge.atomic import atomic_write_text
 
     from .evaluate import evaluate_bundle
+    from .text_eval import eval_text_command, is_text_bundle
 
+    manifest = read_manifest(Path(args.target))
+    if is_text_bundle(manifest):  # perplexity on --data, per precision
+        return eval_text_command(args, manifest)
     metrics = evaluate_bundle(
         Path(args.target),
         precisions=args.precision,
