@@ -19,8 +19,9 @@ import itertools
 import math
 import os
 import sys
+import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,12 +34,15 @@ DTYPE_UINT8, LAYOUT_NHWC = 1, 0  # GENEDGE_DTYPE_UINT8, GENEDGE_LAYOUT_NHWC: Sam
 
 @dataclass
 class _Handle:
-    """One open bundle: its sampler and the current (or last) stream."""
+    """One open bundle: its sampler and the current (or last) stream, or for an ``ar``
+    bundle its text generator and the current (or last) generation."""
 
-    sampler: Any  # genedge.runtime.Sampler
+    sampler: Any  # genedge.runtime.Sampler; None for an ar bundle
     stream: Any = None  # genedge.runtime.stream.Stream, running or finished
     running: bool = False
     batch: int = 1
+    text: Any = None  # genedge.runtime.TextGenerator of an ar bundle
+    gen: _TextRun | None = None  # its current (or last) generation
 
 
 _handles: dict[int, _Handle] = {}
@@ -72,10 +76,19 @@ def describe_error(exc: BaseException, context: str) -> tuple[int, str]:
     )
 
 
-def _get(hid: int) -> _Handle:
+def _get(hid: int, text: bool = False) -> _Handle:
+    """The open handle ``hid``, of an image bundle (or with ``text``, of an ar bundle)."""
     h = _handles.get(hid)
     if h is None:
         raise BadInputError(f"Handle {hid} is not open; it was closed or never opened.")
+    if (h.text is not None) != text:
+        raise BadInputError(
+            "This handle holds an ar (text) bundle; the image calls need a gan or vae bundle."
+            if h.text is not None
+            else "This handle holds an image bundle; the genedge_generate calls need an ar "
+            "(text) bundle.",
+            hint="Open the bundle of the kind these calls are for.",
+        )
     return h
 
 
@@ -90,6 +103,8 @@ def open_bundle(
             f"genedge_open: options.threads is {threads}; expected 0 (the runtime's default) "
             "or a thread count >= 1."
         )
+    if _is_text_bundle(bundle):
+        return _open_text(bundle, backend, precision, threads)
     sampler = Sampler.open(
         bundle,
         backend=backend or "auto",
@@ -280,4 +295,176 @@ def close(hid: int) -> None:
             h.stream.close()
     finally:
         h.stream = None
-        h.sampler.close()
+        (h.sampler if h.text is None else h.text).close()
+
+
+# ------------------------------------------------------------------ text generation
+
+
+@dataclass
+class _TextRun:
+    """One generation driven from C: its runtime object, per-token timestamps and the bytes
+    of a piece that did not fit the caller's buffer."""
+
+    g: Any  # the generation (``Generation`` or ``LmGeneration``)
+    prompt_tokens: int
+    t_start: float
+    steps: list[float] = field(default_factory=list)  # seconds each token's step took
+    arrivals: list[float] = field(default_factory=list)  # perf_counter when each token came
+    pending: bytes = b""
+    cancelled: bool = False
+
+
+_OPTION_DEFAULTS = {"repetition_penalty": 1.0, "stop": (), "eos": True}
+
+
+def _is_text_bundle(bundle: str) -> bool:
+    from genedge.manifest import read_manifest
+
+    return read_manifest(bundle, check_files=False).kind == "ar"
+
+
+def _open_text(bundle: str, backend: str | None, precision: str | None, threads: int) -> int:
+    """``TextGenerator.open`` the ar bundle; returns the new handle's key."""
+    from genedge.runtime import TextGenerator
+
+    tg = TextGenerator.open(
+        bundle, backend=backend or "auto", precision=precision or None, threads=threads or None
+    )
+    hid = next(_ids)
+    _handles[hid] = _Handle(None, text=tg)
+    return hid
+
+
+def text_info(hid: int) -> tuple[int, int, int, str, str]:
+    """(vocabulary size, context in tokens (0: unbounded), is a transformer, backend, precision)."""
+    tg = _get(hid, text=True).text
+    config = getattr(tg, "config", None)  # a transformer's TransformerConfig
+    vocab = config.vocab_size if config is not None else len(tg.vocab)
+    context = config.max_context if config is not None else 0
+    return vocab, context, int(config is not None), tg.info.name, tg.info.precision
+
+
+def generate_start(
+    hid: int,
+    prompt: str,
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    repetition_penalty: float,
+    seed: int,
+    stop: list[str],
+    eos: int,
+) -> None:
+    """Start a generation (a running one of this handle ends); C's zeros mean the defaults."""
+    h = _get(hid, text=True)
+    tg = h.text
+    if max_new_tokens < 0:
+        raise BadInputError(
+            f"genedge_generate_start: max_new_tokens is {max_new_tokens}; expected 0 (the "
+            "default, 200) or a count >= 1."
+        )
+    options = {
+        "repetition_penalty": repetition_penalty or 1.0,
+        "stop": tuple(stop),
+        "eos": bool(eos),
+    }
+    asked = {k: v for k, v in options.items() if v != _OPTION_DEFAULTS[k]}
+    if asked and getattr(tg, "config", None) is None:  # the RNN's generator has no such options
+        raise BadInputError(
+            f"genedge_generate_start: {', '.join(sorted(asked))} need a transformer bundle; this "
+            "is a character-level RNN bundle.",
+            hint="Leave repetition_penalty 0, stop NULL and ignore_eos 0 for an RNN bundle.",
+        )
+    h.gen = None
+    prompt_ids = tg.prompt_ids(prompt) if hasattr(tg, "prompt_ids") else tg.encode(prompt)
+    g = tg.start(
+        prompt,
+        max_new_tokens=max_new_tokens if max_new_tokens > 0 else 200,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p if top_p > 0 else 1.0,
+        seed=seed,
+        **asked,
+    )
+    h.gen = _TextRun(g, len(prompt_ids), time.perf_counter())
+
+
+def _fit(piece: bytes, cap: int) -> int:
+    """The longest start of UTF-8 ``piece`` of at most ``cap`` bytes that ends on a character."""
+    if len(piece) <= cap:
+        return len(piece)
+    n = cap
+    while n > 0 and piece[n] & 0xC0 == 0x80:  # a continuation byte: the character started earlier
+        n -= 1
+    return n
+
+
+def generate_next(hid: int, cap: int) -> bytes | None:
+    """The next text piece as UTF-8 (at most ``cap`` bytes, whole characters), generating
+    tokens until one completes some text; None once the generation is over."""
+    h = _get(hid, text=True)
+    run = h.gen
+    if run is None:
+        raise BadInputError(
+            "genedge_generate_next: no generation was started on this handle.",
+            hint="Call genedge_generate_start first.",
+        )
+    if cap < 4:
+        raise BadInputError(
+            f"genedge_generate_next: the buffer holds {cap} bytes of text; expected at least 4 "
+            "(one UTF-8 character) plus the terminating NUL.",
+            hint="Pass a buffer of 64 bytes or more.",
+        )
+    while not run.pending and not run.g.done and not run.cancelled:
+        t0 = time.perf_counter()
+        piece = run.g.step()
+        t1 = time.perf_counter()
+        run.steps.append(t1 - t0)
+        run.arrivals.append(t1)
+        run.pending = piece.encode("utf-8")
+    if not run.pending:
+        return None
+    n = _fit(run.pending, cap)
+    out, run.pending = run.pending[:n], run.pending[n:]
+    return out
+
+
+def generate_cancel(hid: int) -> None:
+    """End the handle's generation early (the host's callback asked to stop)."""
+    run = _get(hid, text=True).gen
+    if run is not None:
+        run.cancelled, run.pending = True, b""
+
+
+def generate_stats(hid: int) -> tuple[int, int, float, float, float, float, float, str]:
+    """(prompt tokens, tokens, TTFT s, inter-token p50 s, p99 s, tokens/s, elapsed s, stop
+    reason) of the current or last generation; the inter-token times are each token's own
+    step (the host's time between calls left out), tokens/s the wall rate after the first."""
+    run = _get(hid, text=True).gen
+    if run is None:
+        return (0, 0, math.nan, math.nan, math.nan, math.nan, 0.0, "")
+    n = len(run.arrivals)
+    later = sorted(run.steps[1:])  # the first step is the prompt's prefill (in the TTFT)
+    p50, p99 = (float(np.percentile(later, q)) if later else math.nan for q in (50, 99))
+    span = run.arrivals[-1] - run.arrivals[0] if n > 1 else 0.0
+    ttft = run.arrivals[0] - run.t_start if n else math.nan
+    elapsed = (run.arrivals[-1] if n else time.perf_counter()) - run.t_start
+    reason = (
+        "callback"
+        if run.cancelled
+        else (getattr(run.g, "stop_reason", None) or "length")
+        if run.g.done
+        else ""
+    )
+    return (
+        run.prompt_tokens,
+        n,
+        ttft,
+        p50,
+        p99,
+        (n - 1) / span if span > 0 else math.nan,
+        elapsed,
+        reason,
+    )

@@ -621,3 +621,194 @@ int genedge_shutdown(void) {
     if (Py_FinalizeEx() < 0) return set_error(NULL, 1, "genedge_shutdown: Py_FinalizeEx failed.");
     return 0;
 }
+
+/* ------------------------------------------------------- text generation (ar bundles) */
+
+int genedge_text_info(genedge_t* h, genedge_text_info_t* info) {
+    int rc = enter(&h, "genedge_text_info");
+    if (rc) return rc;
+    if (!info) {
+        rc = set_error(h, 2, "genedge_text_info: info is NULL.");
+        leave(h);
+        return rc;
+    }
+    memset(info, 0, sizeof *info);
+    PyGILState_STATE st = PyGILState_Ensure();
+    PyObject* r = PyObject_CallMethod(g_capi, "text_info", "l", h->id);
+    const char *backend = "", *precision = "";
+    if (!r || !PyArg_ParseTuple(r, "iiiss", &info->vocab_size, &info->max_context,
+                                &info->is_transformer, &backend, &precision)) {
+        rc = python_error(h, 1, "genedge_text_info");
+    } else {
+        snprintf(info->backend, sizeof info->backend, "%s", backend);
+        snprintf(info->precision, sizeof info->precision, "%s", precision);
+    }
+    Py_XDECREF(r);
+    PyGILState_Release(st);
+    leave(h);
+    return rc;
+}
+
+#define MAX_STOP_STRINGS 1024 /* the runtime refuses more than a few; this bounds the copy */
+
+/* A new Python str from UTF-8 text, or NULL with the message set (GIL held). */
+static PyObject* utf8_arg(genedge_t* h, const char* fn, const char* what, const char* text) {
+    PyObject* s = PyUnicode_DecodeUTF8(text, (Py_ssize_t)strlen(text), "strict");
+    if (!s) {
+        PyErr_Clear();
+        set_error(h, 2, "%s: %s is not valid UTF-8; pass UTF-8 text.", fn, what);
+    }
+    return s;
+}
+
+/* The stop strings as a Python list, or NULL with the message set (GIL held). */
+static PyObject* stop_list(genedge_t* h, const genedge_generate_options_t* o) {
+    PyObject* list = PyList_New(0);
+    for (size_t i = 0; list && i < o->num_stop; ++i) {
+        char what[48];
+        snprintf(what, sizeof what, "stop[%zu]", i);
+        if (!o->stop[i]) {
+            set_error(h, 2, "genedge_generate_start: %s is NULL; pass num_stop strings.", what);
+            Py_CLEAR(list);
+            break;
+        }
+        PyObject* s = utf8_arg(h, "genedge_generate_start", what, o->stop[i]);
+        if (!s || PyList_Append(list, s) < 0) Py_CLEAR(list);
+        Py_XDECREF(s);
+    }
+    return list;
+}
+
+int genedge_generate_start(genedge_t* h, const char* prompt, const genedge_generate_options_t* options) {
+    int rc = enter(&h, "genedge_generate_start");
+    if (rc) return rc;
+    genedge_generate_options_t o;
+    memset(&o, 0, sizeof o);
+    if (options) o = *options;
+    if (!prompt)
+        rc = set_error(h, 2, "genedge_generate_start: prompt is NULL; pass \"\" for no prompt.");
+    else if (!o.stop && o.num_stop)
+        rc = set_error(h, 2, "genedge_generate_start: stop is NULL but num_stop is %zu.", o.num_stop);
+    else if (o.num_stop > MAX_STOP_STRINGS)
+        rc = set_error(h, 2, "genedge_generate_start: num_stop is %zu; expected at most %d.",
+                       o.num_stop, MAX_STOP_STRINGS);
+    if (rc) {
+        leave(h);
+        return rc;
+    }
+    PyGILState_STATE st = PyGILState_Ensure();
+    PyObject* text = utf8_arg(h, "genedge_generate_start", "the prompt", prompt);
+    PyObject* stop = text ? stop_list(h, &o) : NULL;
+    if (!text || !stop) {
+        rc = 2; /* the message is set */
+    } else {
+        PyObject* r = PyObject_CallMethod(g_capi, "generate_start", "lOididdKOi", h->id, text,
+                                          (int)o.max_new_tokens, (double)o.temperature,
+                                          (int)o.top_k, (double)o.top_p,
+                                          (double)o.repetition_penalty,
+                                          (unsigned long long)o.seed, stop, (int)(o.ignore_eos == 0));
+        if (!r) rc = python_error(h, 1, "genedge_generate_start");
+        Py_XDECREF(r);
+    }
+    Py_XDECREF(stop);
+    Py_XDECREF(text);
+    PyGILState_Release(st);
+    leave(h);
+    return rc;
+}
+
+int genedge_generate_next(genedge_t* h, char* buf, size_t cap, size_t* len) {
+    if (len) *len = 0;
+    int rc = enter(&h, "genedge_generate_next");
+    if (rc) return rc;
+    if (!buf)
+        rc = set_error(h, 2, "genedge_generate_next: buf is NULL; pass a buffer of 64 bytes or more.");
+    else if (cap < 5)
+        rc = set_error(h, 2, "genedge_generate_next: cap is %zu; expected at least 5 (one UTF-8 "
+                             "character and the terminating NUL).", cap);
+    if (rc) {
+        leave(h);
+        return rc;
+    }
+    buf[0] = '\0';
+    size_t room = cap - 1 < (size_t)PY_SSIZE_T_MAX ? cap - 1 : (size_t)PY_SSIZE_T_MAX;
+    PyGILState_STATE st = PyGILState_Ensure();
+    PyObject* r = PyObject_CallMethod(g_capi, "generate_next", "ln", h->id, (Py_ssize_t)room);
+    char* data = NULL;
+    Py_ssize_t n = 0;
+    if (!r) {
+        rc = python_error(h, 1, "genedge_generate_next");
+    } else if (r == Py_None) {
+        rc = GENEDGE_END;
+    } else if (PyBytes_AsStringAndSize(r, &data, &n) < 0 || (size_t)n > room) {
+        rc = PyErr_Occurred() ? python_error(h, 1, "genedge_generate_next")
+                              : set_error(h, 1, "genedge_generate_next: a piece longer than the "
+                                                "buffer (a bug; please report it).");
+    } else {
+        memcpy(buf, data, (size_t)n);
+        buf[n] = '\0';
+        if (len) *len = (size_t)n;
+    }
+    Py_XDECREF(r);
+    PyGILState_Release(st);
+    leave(h);
+    return rc;
+}
+
+static int generate_cancel(genedge_t* h) {
+    int rc = enter(&h, "genedge_generate");
+    if (rc) return rc;
+    PyGILState_STATE st = PyGILState_Ensure();
+    PyObject* r = PyObject_CallMethod(g_capi, "generate_cancel", "l", h->id);
+    if (!r) rc = python_error(h, 1, "genedge_generate");
+    Py_XDECREF(r);
+    PyGILState_Release(st);
+    leave(h);
+    return rc;
+}
+
+int genedge_generate(genedge_t* h, const char* prompt, const genedge_generate_options_t* options,
+                     genedge_piece_fn on_piece, void* user) {
+    if (!on_piece) {
+        int rc = enter(&h, "genedge_generate");
+        if (rc) return rc;
+        rc = set_error(h, 2, "genedge_generate: on_piece is NULL; pass a callback, or drive the "
+                             "loop with genedge_generate_start and genedge_generate_next.");
+        leave(h);
+        return rc;
+    }
+    int rc = genedge_generate_start(h, prompt, options);
+    char piece[256];
+    size_t n = 0;
+    while (rc == 0) {
+        rc = genedge_generate_next(h, piece, sizeof piece, &n);
+        if (rc == 0 && on_piece(piece, n, user)) return generate_cancel(h);
+    }
+    return rc == GENEDGE_END ? 0 : rc;
+}
+
+int genedge_generate_stats(genedge_t* h, genedge_text_stats_t* s) {
+    int rc = enter(&h, "genedge_generate_stats");
+    if (rc) return rc;
+    if (!s) {
+        rc = set_error(h, 2, "genedge_generate_stats: stats is NULL.");
+        leave(h);
+        return rc;
+    }
+    memset(s, 0, sizeof *s);
+    PyGILState_STATE st = PyGILState_Ensure();
+    PyObject* r = PyObject_CallMethod(g_capi, "generate_stats", "l", h->id);
+    long long counts[2] = {0, 0};
+    const char* reason = "";
+    if (!r || !PyArg_ParseTuple(r, "LLddddds", &counts[0], &counts[1], &s->ttft_s,
+                                &s->inter_token_p50_s, &s->inter_token_p99_s, &s->tokens_per_s,
+                                &s->elapsed_s, &reason))
+        rc = python_error(h, 1, "genedge_generate_stats");
+    s->prompt_tokens = counts[0];
+    s->tokens = counts[1];
+    snprintf(s->stop_reason, sizeof s->stop_reason, "%s", reason);
+    Py_XDECREF(r);
+    PyGILState_Release(st);
+    leave(h);
+    return rc;
+}

@@ -168,6 +168,78 @@ GENEDGE_API int genedge_close(genedge_t* h);
  * genedge call. Afterwards genedge_open returns GENEDGE_ERR_ENVIRONMENT. */
 GENEDGE_API int genedge_shutdown(void);
 
+/* ------------------------------------------------------------- text generation (ar bundles)
+ *
+ * genedge_open also opens an ar bundle (a transformer language model, or the character-level
+ * RNN); its handle takes the calls below, and the image calls above refuse it (and these
+ * refuse an image handle) with GENEDGE_ERR_BAD_INPUT. Text is UTF-8 and never split inside a
+ * character. Drive a generation with genedge_generate_start + genedge_generate_next (you own
+ * the loop), or hand genedge_generate a callback. One generation at a time per handle:
+ * starting one ends the previous. */
+
+/* What the bundle generates with. */
+typedef struct genedge_text_info {
+    int32_t vocab_size;
+    int32_t max_context;    /* tokens of prompt + output the model takes; 0: no limit (RNN) */
+    int32_t is_transformer; /* 1: transformer (KV cache); 0: character-level RNN */
+    int32_t reserved;
+    char backend[32];
+    char precision[16];
+} genedge_text_info_t;
+
+/* Sampling options; zero-initialise, then set: every 0 / NULL means the default named. */
+typedef struct genedge_generate_options {
+    int32_t max_new_tokens;   /* 0: 200 */
+    float temperature;        /* 0: greedy (argmax); else softmax(logits / temperature) */
+    int32_t top_k;            /* 0: off; else keep the k most likely tokens */
+    float top_p;              /* 0 or 1: off; else the smallest set holding this probability */
+    float repetition_penalty; /* 0 or 1: off; > 1 discourages tokens already seen (transformer) */
+    int32_t ignore_eos;       /* 0: stop at the model's end-of-text token; 1: go on (transformer) */
+    uint64_t seed;            /* same seed, same options -> same text */
+    const char* const* stop;  /* NULL or num_stop UTF-8 strings that end the text (not included;
+                                 transformer) */
+    size_t num_stop;
+} genedge_generate_options_t;
+
+/* Counters of the current or last generation (before any: zeros, times NaN). */
+typedef struct genedge_text_stats {
+    int64_t prompt_tokens;
+    int64_t tokens;            /* new tokens generated so far */
+    double ttft_s;             /* start to the first new token (includes the prompt's prefill) */
+    double inter_token_p50_s;  /* time each later token took to produce: median ... */
+    double inter_token_p99_s;  /* ... and 99th percentile (the host's time between calls not in) */
+    double tokens_per_s;       /* (tokens - 1) / (last token - first token), wall clock */
+    double elapsed_s;          /* start to the last token */
+    char stop_reason[16];      /* "length", "eos", "stop", "callback"; "" while running */
+} genedge_text_stats_t;
+
+/* Called with each piece of text (not NUL-terminated; len bytes, whole characters). Return 0
+ * to go on, nonzero to end the generation (stop_reason "callback"). Runs on the thread that
+ * called genedge_generate, with no genedge lock held: it may call genedge functions, also on
+ * this handle (genedge_generate_stats), but must not start another generation on it. */
+typedef int (*genedge_piece_fn)(const char* piece, size_t len, void* user);
+
+GENEDGE_API int genedge_text_info(genedge_t* h, genedge_text_info_t* info);
+
+/* Start generating from PROMPT (UTF-8, may be ""). options may be NULL (all defaults). Options
+ * an RNN bundle does not have (repetition_penalty, ignore_eos, stop) are refused for it. */
+GENEDGE_API int genedge_generate_start(genedge_t* h, const char* prompt,
+                                       const genedge_generate_options_t* options);
+
+/* Generate until the next piece of text is complete and copy it into BUF as a NUL-terminated
+ * string of *len bytes (len may be NULL). cap: BUF's size, at least 5; a longer piece comes out
+ * over several calls, split between characters. Returns GENEDGE_END once the generation is
+ * over (then *len is 0). */
+GENEDGE_API int genedge_generate_next(genedge_t* h, char* buf, size_t cap, size_t* len);
+
+/* The whole loop: start, then on_piece(piece, len, user) for every piece until the end or until
+ * on_piece returns nonzero. Returns 0, or the code of the call that failed. */
+GENEDGE_API int genedge_generate(genedge_t* h, const char* prompt,
+                                 const genedge_generate_options_t* options,
+                                 genedge_piece_fn on_piece, void* user);
+
+GENEDGE_API int genedge_generate_stats(genedge_t* h, genedge_text_stats_t* stats);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -692,3 +692,104 @@ def test_manifest_check_picks_int8_only_when_quality_approved(
     add_engine(approved, "fp16")
     best = pick(manifest_tool, approved, *env)
     assert best.returncode == 0 and "precision=int8" in best.stdout, best.stderr
+
+
+# ------------------------------------------------------------------ text generation
+
+
+@pytest.fixture(scope="module")
+def llama_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama (grouped-query attention) exported as a transformer ar bundle."""
+    pytest.importorskip("transformers")
+    from text_fixtures import export_folder, hf_folder
+
+    root = tmp_path_factory.mktemp("capi-llama")
+    return export_folder(hf_folder(root / "llama", "llama"), root / "bundle")
+
+
+def text_stats(stdout: str) -> dict[str, str]:
+    """The key=value pairs text_probe prints (text info and stats lines)."""
+    return dict(re.findall(r"(\w+)=(\S+)", stdout))
+
+
+def python_text(bundle: Path, prompt: str, **options: object) -> tuple[str, object]:
+    """The reference: Python's TextGenerator with the same options (the C side's defaults)."""
+    from genedge.runtime import TextGenerator
+
+    with TextGenerator.open(bundle) as tg:
+        g = tg.generate(prompt, **options)
+        return "".join(g), g
+
+
+@pytest.mark.parametrize("loop", [[], ["--next", 5]], ids=["callback", "next-piece-5-bytes"])
+def test_c_greedy_text_equals_python(
+    capi: Path, llama_bundle: Path, tmp_path: Path, loop: list
+) -> None:
+    """Greedy, no EOS stop: the same text as Python, through the callback and through
+    genedge_generate_next with a buffer that holds one character at a time."""
+    out = tmp_path / "text.bin"
+    r = run(capi, "text_probe", "gen", llama_bundle, out, "--prompt", "def main",
+            "--n", 40, "--ignore-eos", *loop)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    text, g = python_text(llama_bundle, "def main", max_new_tokens=40, temperature=0, eos=False)
+    assert out.read_bytes().decode("utf-8") == text and len(g.tokens) == 40
+    s = text_stats(r.stdout)
+    assert (s["transformer"], s["context"], s["vocab"]) == ("1", "1024", "320")
+    assert s["tokens"] == "40" and s["reason"] == "length" and s["split"] == "0"
+    assert int(s["prompt_tokens"]) == len(g._lm.prompt_ids("def main"))
+    assert 0 < float(s["ttft_s"]) <= float(s["elapsed_s"])
+    assert 0 < float(s["p50_s"]) <= float(s["p99_s"]) and float(s["tokens_per_s"]) > 0
+
+
+def test_c_sampling_options_equal_python(capi: Path, llama_bundle: Path, tmp_path: Path) -> None:
+    """Temperature, top-k, top-p, repetition penalty, seed and a stop string: the C host gets
+    Python's text and stop reason for the same options."""
+    out = tmp_path / "text.bin"
+    opts = dict(temperature=0.9, top_k=40, top_p=0.9, repetition_penalty=1.3, seed=11)
+    text, g = python_text(llama_bundle, "Return", max_new_tokens=60, **opts)
+    stop = text[len(text) // 2 :][:2] or "x"  # a string the unstopped text holds
+    text, g = python_text(llama_bundle, "Return", max_new_tokens=60, stop=(stop,), **opts)
+    r = run(capi, "text_probe", "gen", llama_bundle, out, "--prompt", "Return", "--n", 60,
+            "--temperature", 0.9, "--top-k", 40, "--top-p", 0.9, "--rep", 1.3, "--seed", 11,
+            "--stop", stop)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes().decode("utf-8") == text and stop not in text
+    s = text_stats(r.stdout)
+    assert s["reason"] == g.stop_reason == "stop" and int(s["tokens"]) == len(g.tokens)
+
+
+def test_c_callback_ends_the_generation(capi: Path, llama_bundle: Path, tmp_path: Path) -> None:
+    r = run(capi, "text_probe", "gen", llama_bundle, tmp_path / "t", "--n", 50, "--ignore-eos",
+            "--cancel-after", 3)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    s = text_stats(r.stdout)
+    assert s["reason"] == "callback" and 3 <= int(s["tokens"]) < 50
+
+
+def test_c_generates_from_an_rnn_bundle(capi: Path, ar_bundle, tmp_path: Path) -> None:
+    """The character-level RNN through the same calls; options it lacks are refused."""
+    out = tmp_path / "text.bin"
+    r = run(capi, "text_probe", "gen", ar_bundle.path, out, "--prompt", "the ", "--n", 30,
+            "--temperature", 0.7, "--seed", 3)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    text, _ = python_text(ar_bundle.path, "the ", max_new_tokens=30, temperature=0.7, seed=3)
+    assert out.read_bytes().decode("utf-8") == text and len(text) == 30
+    s = text_stats(r.stdout)
+    assert s["transformer"] == "0" and s["context"] == "0" and s["tokens"] == "30"
+    r = run(capi, "text_probe", "gen", ar_bundle.path, out, "--rep", 1.2)
+    assert r.returncode == 2 and "need a transformer bundle" in r.stderr
+
+
+def test_c_text_errors_are_codes_and_messages(capi: Path, llama_bundle: Path, bundle: Path) -> None:
+    r = run(capi, "text_probe", "errors", llama_bundle, bundle)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = {ln.split(" ", 1)[0]: ln for ln in r.stdout.splitlines()}
+    assert "need an ar (text) bundle" in lines["generate_on_image"]
+    assert "holds an ar (text) bundle" in lines["image_call_on_text"]
+    assert "not valid UTF-8" in lines["bad_utf8_prompt"] and "stop[1]" in lines["bad_utf8_stop"]
+    assert "genedge_generate_start first" in lines["next_before_start"]
+    assert (
+        "at least 5" in lines["small_buffer"] and "max_new_tokens is -1" in lines["negative_tokens"]
+    )
+    assert "closed or was never opened" in lines["next_after_close"]
+    assert "Traceback" not in r.stdout and "internal error" not in r.stdout
