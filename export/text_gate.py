@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from genedge.errors import printable
@@ -36,15 +37,23 @@ class GateText:
     source: str
     calibration: str
     calibration_source: str
+    note: str | None = None  # said once in the export log
 
 
 def gate_text(eval_data: str | None, trained_on: str | None, calib_data: str | None) -> GateText:
     """The gate's texts: ``--eval-data`` FILE, else the held-out slice of the training corpus
-    (``trained_on``: ``stdlib-docs`` or a text file), else of ``stdlib-docs``. The guard reads
-    ``--calib-data`` FILE, else the corpus before its held-out slice (the FILE itself for
-    ``--eval-data``)."""
+    (``trained_on``: ``stdlib-docs`` or a text file that is still there), else of
+    ``stdlib-docs``. The guard reads ``--calib-data`` FILE, else the corpus before its held-out
+    slice (the FILE itself for ``--eval-data``)."""
     from genedge.train.data import load_text_data, split_text
 
+    note = None
+    if not eval_data and trained_on not in (None, STDLIB_DOCS) and not Path(trained_on).is_file():
+        note = (
+            f"the training corpus '{printable(trained_on)}' is not at hand, so the perplexity "
+            f"gate scores {STDLIB_DOCS}; pass --eval-data FILE to score held-out text of your own"
+        )
+        trained_on = None
     if eval_data:
         data = load_text_data(eval_data)
         held, source = data.text, f"--eval-data {data.name}"
@@ -59,7 +68,7 @@ def gate_text(eval_data: str | None, trained_on: str | None, calib_data: str | N
     if calib_data:
         data = load_text_data(calib_data)
         calib, calib_source = data.text, f"--calib-data {data.name}"
-    return GateText(held, source, calib, calib_source)
+    return GateText(held, source, calib, calib_source, note)
 
 
 def within_bound(ratio: float, bound: float) -> bool:

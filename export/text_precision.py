@@ -262,7 +262,7 @@ def _gate_text(build: Any) -> Any:
     from .text_gate import gate_text
 
     o = build.opts
-    return gate_text(o.eval_data, getattr(build, "trained_on", None), o.calib_data)
+    return gate_text(o.eval_data, build.trained_on, o.calib_data)
 
 
 def score_file(build: Any, path: Path, text: str) -> Any:
@@ -297,6 +297,8 @@ def fp32_score(build: Any, texts: Any) -> Any:
         return TextScore(
             math.log(ver["perplexity"]), ver["perplexity_tokens"], ver["perplexity_chars"]
         )
+    if texts.note:
+        build.log(texts.note)
     score = score_file(build, build.tmp / f"{build.spec.stem}.onnx", texts.held_out)
     ver.update(reference_record(score, texts.source))
     build.log(

@@ -314,6 +314,7 @@ class TextBuild:
     log: Log
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    trained_on: str | None = None  # the training corpus of a genedge checkpoint (source.data)
 
     def add(self, file: str, **fields: Any) -> dict[str, Any]:
         rec = artifact_record(self.tmp, file, graph=TRANSFORMER_GRAPH, **fields).to_dict()
@@ -488,7 +489,9 @@ def _build(opts, hf, wrapper, spec, held, where, source, folder, log) -> None:
     try:
         with atomic_dir(opts.out, before_swap=lambda: check_bundle_out(opts.out)) as tmp:
             fd = open_lock(tmp, who="genedge export")
-            build = TextBuild(opts, tmp, hf, wrapper, spec, held, where, log)
+            build = TextBuild(
+                opts, tmp, hf, wrapper, spec, held, where, log, trained_on=source.get("data")
+            )
             atomic_write_bytes(tmp / TOKENIZER, (folder / TOKENIZER).read_bytes())
             build.add(TOKENIZER, format="tokenizer")
             for precision in opts.precisions:

@@ -218,3 +218,18 @@ def test_eval_refuses_a_file_that_is_not_utf8(made, tmp_path, capsys):
     assert main(["eval", str(made["all"]), "--data", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "is not UTF-8" in err and "Traceback" not in err
+
+
+def test_gate_text_is_the_training_corpus_held_out_slice(tmp_path):
+    from genedge.export.text_gate import gate_text
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"line {i}\n" for i in range(2000)), encoding="utf-8")
+    text = corpus.read_text()
+    t = gate_text(None, str(corpus), None)
+    cut = len(text) - int(len(text) * 0.05)
+    assert (t.calibration, t.held_out) == (text[:cut], text[cut:])
+    assert t.source == "the training corpus corpus.txt (last 5%, held out)" and t.note is None
+    given = gate_text(str(corpus), "gone.txt", None)  # --eval-data wins, nothing to say
+    assert given.held_out == text and given.source == "--eval-data corpus.txt"
+    assert given.note is None
