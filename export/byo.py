@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from genedge.errors import BadInputError
 from genedge.interrupts import user_code
 from genedge.latents import default_labels, seeded_latents
 
-from .options import ExportOptions
+from .options import ExportOptions, validate_export_options
 
 LATENT_DISTS = ("normal", "uniform")
 RANGE_MARGIN = 0.05  # outputs may overshoot the declared range by 5% of its span (rounding, BN)
@@ -177,8 +178,6 @@ def _wrapper_class():
 
 def unexportable_error(e: Exception, opset: int) -> BadInputError:
     """A BadInputError naming the operator torch could not export, when its message names one."""
-    import re
-
     text = str(e).strip()
     first = text.splitlines()[0][:300] if text else type(e).__name__
     m = re.search(r"operator '([\w:.]+)'", text) or re.search(r"\b(aten::\w+|prim::\w+)", text)
@@ -220,14 +219,24 @@ def probe_module(module: Any, spec: GeneratorSpec, where: str) -> tuple[int, int
         with torch.no_grad():
             x = raw(z, None if labels is None else torch.from_numpy(labels))
     except Exception as e:
+        said = str(e).strip()[:300].rstrip(".")
         raise BadInputError(
-            f"{call} with z of shape {shape} raised {type(e).__name__}: {str(e).strip()[:300]}",
-            hint=_call_hint(spec),
+            f"{call} with z of shape {shape} raised {type(e).__name__}: {said}.",
+            hint=_call_hint(spec, said),
         ) from None
     return _check_output(x, spec, call)
 
 
-def _call_hint(spec: GeneratorSpec) -> str:
+def _call_hint(spec: GeneratorSpec, said: str = "") -> str:
+    """What to change, the likeliest cause first: labels the call lacks or has too many of,
+    then the latent's shape."""
+    if not spec.num_classes and "missing 1 required positional argument" in said:
+        return (
+            "forward() wants a second argument (class labels): pass --num-classes K, the number "
+            "of classes (then it is called as module(z, labels))."
+        )
+    if spec.num_classes and re.search(r"takes \d+ positional arguments? but \d+ were given", said):
+        return "forward() takes no labels: drop --num-classes (it is called as module(z))."
     if spec.latent_shape is None:
         return (
             f"A module that takes z as (B, {spec.latent_dim}, 1, 1) needs "
@@ -420,7 +429,9 @@ def export_generator(
     ``(B, *latent_shape)`` when given (the classic DCGAN: ``latent_shape=(Z, 1, 1)``); labels
     are (B,) int64. Outputs outside ``output_range``, or in only one half of it, are refused
     unless ``check_range=False``. ``options`` are ``ExportOptions`` fields (``calib_samples``, ``eval_data``,
-    ``trt``, ...). The caller's module is not modified (a copy is exported).
+    ``trt``, ...). The caller's module is not modified (a copy is exported). Progress and each
+    precision's verdict (with what it rests on) go to ``log``, by default to stderr; pass
+    ``log=lambda line: None`` for silence.
 
     Raises BadInputError (exit 2) for a module, output or option that cannot work, and the
     errors of ``export_bundle``; nothing is left at ``out`` on failure.
@@ -431,10 +442,27 @@ def export_generator(
         )
     )
     where = type(module).__name__
+    opts = _options(Path(f"<{where}>"), Path(out), precisions, options)
     model, cfg = _prepared(module, spec, where)
     source = module_source(model, spec)
-    opts = _options(Path(f"<{where}>"), Path(out), precisions, options)
-    return _export(opts, model, cfg, spec, source, log)
+    path = _export(opts, model, cfg, spec, source, log or _stderr_log)
+    if log is None:
+        from genedge.manifest import read_manifest
+
+        from .commands import gate_lines
+
+        for line in gate_lines(read_manifest(path)):
+            _stderr_log(line)
+        _stderr_log(f"bundle: {path}")
+    return path
+
+
+def _stderr_log(line: str) -> None:
+    import sys
+
+    from genedge.errors import printable
+
+    print(f"genedge export: {printable(line, None)}", file=sys.stderr, flush=True)
 
 
 def export_module_file(
@@ -474,7 +502,8 @@ def _options(
         raise BadInputError(
             f"Unknown export option(s) {unknown}; expected some of {sorted(known)}."
         )
-    return ExportOptions(checkpoint=checkpoint, out=out, precisions=tuple(precisions), **options)
+    opts = ExportOptions(checkpoint=checkpoint, out=out, precisions=tuple(precisions), **options)
+    return validate_export_options(opts)  # before the module is copied and run
 
 
 def _export(

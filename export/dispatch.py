@@ -13,9 +13,15 @@ from typing import Any
 
 from genedge.errors import BadInputError
 
-from .bundle import bundle_lock
-from .byo import GeneratorSpec, Log, export_module_file, parse_output_range, parse_shape
-from .options import ExportOptions
+from .byo import (
+    GeneratorSpec,
+    Log,
+    export_module_file,
+    parse_output_range,
+    parse_shape,
+    validate_spec,
+)
+from .options import ExportOptions, validate_export_options
 
 
 def _module_args(text: str | None) -> Any:
@@ -91,6 +97,9 @@ def export_from_args(args: Any, opts: ExportOptions, log: Log) -> Path:
     ``--out``'s lock is taken first, before any source is read, imported or loaded: a second
     export into the same folder is refused (exit 4) at once, not after minutes of work.
     """
+    check_arguments(args, opts)  # flag errors first: before torch or the user's file loads
+    from .bundle import bundle_lock
+
     module_file = args.module.rsplit(":", 1)[0] if args.module else None
     inputs = (args.checkpoint, module_file, args.weights, opts.calib_data, opts.eval_data)
     sources = tuple(Path(p) for p in inputs if p and str(p).lower() != "none")
@@ -98,7 +107,10 @@ def export_from_args(args: Any, opts: ExportOptions, log: Log) -> Path:
         return _export(args, opts, log)
 
 
-def _export(args: Any, opts: ExportOptions, log: Log) -> Path:
+def check_arguments(args: Any, opts: ExportOptions) -> None:
+    """The errors the flags alone show (BadInputError), found without importing torch, a
+    model library or the user's file."""
+    validate_export_options(opts)
     source = args.checkpoint
     if args.module:
         if source:
@@ -114,6 +126,17 @@ def _export(args: Any, opts: ExportOptions, log: Log) -> Path:
                 hint="Pass the trained weights (.safetensors or .pt); if NAME already returns a "
                 "trained module (a factory that loads its own weights), pass --weights none.",
             )
+        validate_spec(spec_from_args(args))
+    elif not source:
+        raise BadInputError(
+            "genedge export needs SOURCE (a checkpoint or an .onnx file) or --module FILE.py:NAME.",
+            hint="For example: genedge export run/ckpt.safetensors --out bundle",
+        )
+
+
+def _export(args: Any, opts: ExportOptions, log: Log) -> Path:
+    source = args.checkpoint
+    if args.module:
         return export_module_file(
             args.module,
             None if args.weights.lower() == "none" else args.weights,
@@ -122,11 +145,6 @@ def _export(args: Any, opts: ExportOptions, log: Log) -> Path:
             module_args=_module_args(args.module_args),
             opts=opts,
             log=log,
-        )
-    if not source:
-        raise BadInputError(
-            "genedge export needs SOURCE (a checkpoint or an .onnx file) or --module FILE.py:NAME.",
-            hint="For example: genedge export run/ckpt.safetensors --out bundle",
         )
     from .text_source import export_hf_folder, is_hf_folder
 

@@ -14,6 +14,7 @@ import importlib.util
 import inspect
 import json
 import math
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -155,7 +156,7 @@ def build_user_module(path: Path, name: str, module_args: Any = None) -> Any:
             f"'{path}' has no class or function named {name!r}"
             f"{'' if obj is None else ' (it is not callable)'}; it defines: "
             f"{', '.join(found) or 'no nn.Module class or function'}.",
-            hint=f"Pass --module {path}:{found[0] if found else 'NAME'}.",
+            hint=f"Pass --module {path}:{suggest_name(name, found)}.",
         )
     args, kwargs = _split_args(module_args)
     try:
@@ -175,6 +176,18 @@ def build_user_module(path: Path, name: str, module_args: Any = None) -> Any:
             hint="NAME must be an nn.Module class or a function that returns one.",
         )
     return module
+
+
+def suggest_name(asked: str, found: list[str]) -> str:
+    """The name in ``found`` to suggest for ``asked``: the closest spelling, else the one that
+    reads as a generator, never a discriminator or critic by default ("NAME" when unsure)."""
+    import difflib
+
+    close = difflib.get_close_matches(asked, found, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    generators = [n for n in found if re.search(r"gen|^netg$|^g$", n, re.I)]
+    return generators[0] if len(generators) == 1 else "NAME"
 
 
 def parse_module_args(text: str | None) -> Any:
