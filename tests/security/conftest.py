@@ -48,3 +48,14 @@ def make_bundle(tmp_path: Path) -> Callable[..., tuple[Path, Path]]:
         return bundle, path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_bundles(tmp_path_factory) -> dict[str, Path]:
+    """Tiny exported bundles and their checkpoints (``hostile_corpus.build_tiny_bundles``)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from hostile_corpus import build_tiny_bundles
+
+    return build_tiny_bundles(tmp_path_factory.mktemp("tiny"))
