@@ -192,10 +192,11 @@ class TransformerLM(nn.Module):
         cfg.validate()
         self.cfg = cfg
         self.model = Decoder(cfg)
-        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        # a tied head reads the embedding matrix: one tensor, saved once, as transformers does
+        self.lm_head = (
+            None if cfg.tie_embeddings else nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        )
         self.apply(self._init)
-        if cfg.tie_embeddings:
-            self.lm_head.weight = self.model.embed_tokens.weight
         # the attributes the causal-LM call contract (docs/text.md) names
         self.num_layers, self.num_kv_heads, self.head_dim = cfg.layers, cfg.kv_heads, cfg.head_dim
         self.vocab_size, self.max_context = cfg.vocab_size, cfg.context
@@ -222,7 +223,9 @@ class TransformerLM(nn.Module):
         for i, layer in enumerate(self.model.layers):
             x, kv = layer(x, rope, past[i] if past else None)
             present.append(kv)
-        return self.lm_head(self.model.norm(x)), present  # (B, S, V)
+        x = self.model.norm(x)
+        W = self.model.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
+        return F.linear(x, W), present  # (B, S, V)
 
 
 # ---------------------------------------------------------------- Hugging Face folder
@@ -257,11 +260,8 @@ def llama_config(cfg: TransformerConfig) -> dict[str, Any]:
 
 
 def hf_state_dict(model: TransformerLM) -> dict[str, torch.Tensor]:
-    """The weights under their ``LlamaForCausalLM`` names; a tied head is left to the config."""
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    if model.cfg.tie_embeddings:
-        state.pop("lm_head.weight")
-    return state
+    """The weights under their ``LlamaForCausalLM`` names (a tied head has none of its own)."""
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
 
 def is_transformer_checkpoint(path: str | os.PathLike) -> bool:

@@ -103,10 +103,15 @@ def test_rotary_scores_depend_only_on_the_distance():
     assert torch.allclose(apply_rotary(q, cos, sin).norm(), q.norm(), atol=1e-5)
 
 
-def test_tied_head_shares_the_embedding_and_untied_does_not():
+def test_tied_head_reads_the_embedding_and_untied_has_its_own():
     tied, untied = _model(), _model(tie_embeddings=False)
-    assert tied.lm_head.weight is tied.model.embed_tokens.weight
-    assert untied.lm_head.weight is not untied.model.embed_tokens.weight
+    assert "lm_head.weight" not in tied.state_dict()
+    assert untied.state_dict()["lm_head.weight"].shape == (61, 32)
+    x = torch.randint(0, 61, (1, 5))
+    with torch.no_grad():
+        h = tied.model.norm(tied.model.embed_tokens(x))  # what the head sees with no layers
+        tied.model.layers = torch.nn.ModuleList()
+        assert torch.allclose(tied(x)[0], h @ tied.model.embed_tokens.weight.T)
 
 
 @pytest.mark.parametrize(
