@@ -12,6 +12,7 @@ unchanged checkpoint with unchanged options reuses the artifacts already there
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -47,13 +48,24 @@ __all__ = [
 
 
 # ---------------------------------------------------------------- locking
+_held: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "genedge_export_locks", default=frozenset()
+)  # --out folders whose lock this export (thread, task) holds
+
+
 @contextlib.contextmanager
 def bundle_lock(out: Path, *, sources: tuple[Path | None, ...] = ()) -> Iterator[None]:
     """Vet ``out`` (the output contract), hold ``OUT/.genedge.lock`` for the export.
 
     Refuses (exit 2) an ``out`` that holds anything but a genedge bundle, or the export's own
-    inputs; refuses (exit 4) when another export holds the lock.
+    inputs; refuses (exit 4) when another export holds the lock. Within one export (this
+    context), a nested call for the same ``out`` is a no-op: ``genedge export`` takes the
+    lock before it reads its source, and the stage that builds the bundle asks again.
     """
+    key = os.path.abspath(out)
+    if key in _held.get():
+        yield
+        return
     check_bundle_out(out, sources=[s for s in sources if s is not None])
     created = not out.exists()
     try:
@@ -65,7 +77,11 @@ def bundle_lock(out: Path, *, sources: tuple[Path | None, ...] = ()) -> Iterator
             check_bundle_out(out)  # again under the lock: another process may have written
             clean_stale_temps(out.parent)  # leftovers of a killed export (live writers' are kept)
             clean_stale_temps(out)
-            yield
+            token = _held.set(_held.get() | {key})
+            try:
+                yield
+            finally:
+                _held.reset(token)
     finally:
         if created and not (out / MANIFEST_NAME).exists():  # failed first export: leave nothing
             _remove_empty_bundle(out)

@@ -486,25 +486,12 @@ def clear_run(out: Path) -> None:
 @contextlib.contextmanager
 def folder_lock(folder: Path, *, who: str, wait_s: float = 0.0) -> Iterator[int]:
     """Hold ``FOLDER/.genedge.lock`` (fcntl) while writing; refuse (exit 4) if another holds
-    it for longer than ``wait_s`` seconds (0: refuse at once).
-
-    Re-entrant within a process: a command takes the lock before it loads its source, and
-    the stage that writes takes it again without refusing itself.
-    """
-    key = os.path.abspath(folder)
-    if key in _held:
-        yield _held[key]
-        return
+    it for longer than ``wait_s`` seconds (0: refuse at once)."""
     fd = open_lock(folder, who=who, wait_s=wait_s)
-    _held[key] = fd
     try:
         yield fd
     finally:
-        del _held[key]
         os.close(fd)
-
-
-_held: dict[str, int] = {}  # folder -> the descriptor of its lock this process holds
 
 
 def open_lock(folder: Path, *, who: str, wait_s: float = 0.0) -> int:
