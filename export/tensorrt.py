@@ -262,6 +262,9 @@ class EngineRequest:
     workspace_mb: int = 1024
     dla_core: int | None = None
     version_compatible: bool = False
+    # per profile, every input's (min, opt, max) shape; replaces ``profiles`` (batch only) for
+    # graphs with more symbolic dims than the batch (a text decoder's S and P)
+    shapes: tuple[dict[str, tuple[tuple[int, ...], ...]], ...] = ()
 
 
 @dataclass
@@ -345,9 +348,10 @@ def attach_timing_cache(config, data: bytes | None, log: Callable[[str], None]) 
 
 def _add_profiles(builder, config, req: EngineRequest) -> list:
     profiles = []
-    for p in req.profiles:
+    shapes = req.shapes or tuple(profile_shapes(list(req.inputs), p) for p in req.profiles)
+    for shape in shapes:
         prof = builder.create_optimization_profile()
-        for name, (lo, opt, hi) in profile_shapes(list(req.inputs), p).items():
+        for name, (lo, opt, hi) in shape.items():
             prof.set_shape(name, lo, opt, hi)
         config.add_optimization_profile(prof)
         profiles.append(prof)

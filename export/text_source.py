@@ -44,6 +44,7 @@ from .context import Log, silent
 from .options import ExportOptions, validate_export_options
 from .parity import ParityError
 from .text_precision import TEXT_PRECISION_STAGES
+from .text_tensorrt import stage_text_trt
 
 CONFIG = "config.json"
 TOKENIZER = "tokenizer.json"
@@ -452,11 +453,10 @@ def export_hf_folder(
 
     folder = Path(folder)
     opts = validate_export_options(dataclasses.replace(opts, checkpoint=folder))
-    if opts.trt:
-        raise BadInputError(
-            "--trt is not available for transformer bundles yet.",
-            hint="Drop --trt; ONNX Runtime runs the bundle on CPU and CUDA.",
-        )
+    if opts.trt:  # engines are built last (text_tensorrt), on this machine's GPU
+        from .tensorrt import require_tensorrt
+
+        require_tensorrt()
     read_hf_config(folder)  # cheap refusals before the lock and before transformers loads
     check_hf_files(folder)
     with bundle_lock(opts.out, sources=(folder, opts.eval_data)):
@@ -501,6 +501,8 @@ def _build(opts, hf, wrapper, spec, held, where, source, folder, log) -> None:
                     log(f"{precision}: skipped (not built for transformer bundles yet)")
                     continue
                 stage(build)
+            if opts.trt:
+                stage_text_trt(build)
             write_manifest(tmp, manifest_for(build, source))
     finally:
         if fd is not None:
