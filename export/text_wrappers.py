@@ -63,26 +63,39 @@ def dynamic_axes(spec: GraphSpec) -> dict[str, dict[int, str]]:
     }
 
 
-def causal_mask(S: int, P: int, device: Any) -> torch.Tensor:
-    """bool (S, P + S): query i (absolute position P + i) sees keys 0 .. P + i."""
+def causal_bias(S: int, P: int, device: Any) -> torch.Tensor:
+    """float (S, P + S), added to attention scores: 0 where query i (absolute position P + i)
+    may see key j (j <= P + i), the most negative float elsewhere. Built once per run."""
     keys = torch.arange(P + S, device=device)  # (T,)
     queries = torch.arange(S, device=device) + P  # (S,)
-    return keys[None, :] <= queries[:, None]  # (S, T)
+    visible = keys[None, :] <= queries[:, None]  # (S, T)
+    return torch.zeros(visible.shape, device=device).masked_fill(~visible, torch.finfo().min)
 
 
 def attend(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, scale: float
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, scale: float
 ) -> torch.Tensor:
-    """Softmax attention with grouped kv heads: q (B, H, S, D), k/v (B, Hkv, T, D) -> (B, S, H*D)."""
+    """Softmax attention with grouped kv heads: q (B, H, S, D), k/v (B, Hkv, T, D) -> (B, S, H*D).
+
+    The H / Hkv query heads of one kv head are stacked along the query axis, so each kv head
+    is multiplied once and never copied per query head (no repeat of the cache per step).
+    """
     Bq, H, S, D = q.shape
     Hkv, T = k.shape[1], k.shape[2]
-    if Hkv != H:  # each kv head serves H / Hkv query heads
-        k = k[:, :, None].expand(Bq, Hkv, H // Hkv, T, D).reshape(Bq, H, T, D)  # (B, H, T, D)
-        v = v[:, :, None].expand(Bq, Hkv, H // Hkv, T, D).reshape(Bq, H, T, D)  # (B, H, T, D)
-    att = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, H, S, T)
-    att = att.masked_fill(~mask, torch.finfo(att.dtype).min)
-    y = torch.matmul(torch.softmax(att, dim=-1), v)  # (B, H, S, D)
+    r = H // Hkv  # query heads per kv head
+    q = q.reshape(Bq, Hkv, r * S, D)  # (B, Hkv, r*S, D)
+    att = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, Hkv, r*S, T)
+    att = att.reshape(Bq, Hkv, r, S, T) + bias  # (B, Hkv, r, S, T)
+    p = torch.softmax(att, dim=-1).reshape(Bq, Hkv, r * S, T)  # (B, Hkv, r*S, T)
+    y = torch.matmul(p, v).reshape(Bq, H, S, D)  # (B, H, S, D)
     return y.transpose(1, 2).reshape(Bq, S, H * D)  # (B, S, H*D)
+
+
+def rms_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's RMSNorm (its ``weight`` and ``variance_epsilon``) as x / sqrt(mean(x^2) + eps)
+    * w: the form ONNX Runtime fuses into SimplifiedLayerNormalization when it loads the graph."""
+    ms = x.pow(2).mean(-1, keepdim=True)  # (..., 1)
+    return norm.weight * (x / torch.sqrt(ms + norm.variance_epsilon))
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -125,11 +138,11 @@ class LlamaDecoder(nn.Module):
         P = past[0].shape[2]
         x = self.embed_tokens(input_ids)  # (B, S, C)
         cos, sin = self.rope(position_ids)
-        mask = causal_mask(S, P, x.device)
+        bias = causal_bias(S, P, x.device)
         present: list[torch.Tensor] = []
         for i, layer in enumerate(self.layers):
             a = layer.self_attn
-            h = layer.input_layernorm(x)
+            h = rms_norm(layer.input_layernorm, x)
             q = a.q_proj(h).view(Bx, S, n.num_heads, n.head_dim).transpose(1, 2)  # (B, H, S, D)
             k = (
                 a.k_proj(h).view(Bx, S, n.num_kv_heads, n.head_dim).transpose(1, 2)
@@ -142,9 +155,9 @@ class LlamaDecoder(nn.Module):
             k = torch.cat((past[2 * i], k), dim=2)  # (B, Hkv, T, D)
             v = torch.cat((past[2 * i + 1], v), dim=2)  # (B, Hkv, T, D)
             present += [k, v]
-            x = x + a.o_proj(attend(q, k, v, mask, self.scale))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
-        logits = self.lm_head(self.norm(x))  # (B, S, V)
+            x = x + a.o_proj(attend(q, k, v, bias, self.scale))
+            x = x + layer.mlp(rms_norm(layer.post_attention_layernorm, x))
+        logits = self.lm_head(rms_norm(self.norm, x))  # (B, S, V)
         return (logits.float(), *present)
 
 
@@ -166,7 +179,7 @@ class Gpt2Decoder(nn.Module):
         Bx, S = input_ids.shape
         P = past[0].shape[2]
         x = self.wte(input_ids) + self.wpe(position_ids)  # (B, S, C)
-        mask = causal_mask(S, P, x.device)
+        bias = causal_bias(S, P, x.device)
         C = x.shape[-1]
         present: list[torch.Tensor] = []
         for i, block in enumerate(self.h):
@@ -178,7 +191,7 @@ class Gpt2Decoder(nn.Module):
             k = torch.cat((past[2 * i], k), dim=2)  # (B, H, T, D)
             v = torch.cat((past[2 * i + 1], v), dim=2)  # (B, H, T, D)
             present += [k, v]
-            x = x + block.attn.c_proj(attend(q, k, v, mask, self.scale))
+            x = x + block.attn.c_proj(attend(q, k, v, bias, self.scale))
             x = x + block.mlp(block.ln_2(x))
         logits = self.lm_head(self.ln_f(x))  # (B, S, V)
         return (logits.float(), *present)
