@@ -449,7 +449,7 @@ def export_generator(
     if log is None:
         from genedge.manifest import read_manifest
 
-        from .commands import gate_lines
+        from .verdicts import gate_lines
 
         for line in gate_lines(read_manifest(path)):
             _stderr_log(line)

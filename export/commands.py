@@ -6,9 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from genedge.manifest import Manifest, Verification, read_manifest
+from genedge.manifest import Manifest, read_manifest
 
 from .options import ExportOptions, parse_profiles
+from .verdicts import checks_text, gate_lines, metric_text
 
 
 def options_from_args(args: argparse.Namespace) -> ExportOptions:
@@ -67,17 +68,6 @@ def export_command(args: argparse.Namespace) -> int:
     for line in gate_lines(manifest):
         out_console.print(line, markup=False, highlight=False)
     return 0
-
-
-def gate_lines(manifest: Manifest) -> list[str]:
-    """One line per gated artifact: its verdict and what it rests on (measured vs limits)."""
-    from genedge.errors import printable
-
-    return [
-        f"{printable(a.file)}: {a.verification.verdict} - {printable(a.verification.reason, 300)}"
-        for a in manifest.artifacts
-        if a.verification.reason
-    ]
 
 
 def eval_bundle_command(args: argparse.Namespace) -> int:
@@ -167,35 +157,6 @@ def _err_text(manifest: Manifest, graph: str, err: float) -> str:
     g = manifest.graphs.get(graph)
     uint8 = bool(g and g.outputs and g.outputs[0].dtype == "uint8")
     return f"{err:.3g} of 255" if uint8 else f"{err:.3g}"
-
-
-_SHORT = {"conditional_accuracy": "acc", "frechet_distance": "FD", "bpc": "bpc"}
-
-
-CHECK_NAMES = {
-    "parity": "parity vs source",
-    "psnr": "image quality",
-    "task_metric": "task metric",
-    "max_err": "max error",
-}
-
-
-def checks_text(checks: tuple[str, ...] | list[str]) -> str:
-    """``image quality + task metric``: which checks a verdict rests on."""
-    return " + ".join(CHECK_NAMES.get(c, c) for c in checks)
-
-
-def metric_text(v: Verification) -> str:
-    """``acc 0.991 (fp32 0.988), FD 13.8`` from a verification record."""
-    now, ref = v.metrics, v.metrics_fp32
-    parts = []
-    for key, short in _SHORT.items():
-        if now.get(key) is not None:
-            parts.append(
-                f"{short} {now[key]:.3f}"
-                + (f" (fp32 {ref[key]:.3f})" if ref.get(key) is not None else "")
-            )
-    return ", ".join(parts)
 
 
 def summary_table(manifest: Manifest):

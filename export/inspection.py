@@ -419,7 +419,7 @@ def _precision_lines(precisions: list[dict]) -> list[str]:
 
 def _checks_line(p: dict[str, Any]) -> str:
     """What a verdict rests on: the checks, the task metrics, the gate's reason."""
-    from .commands import checks_text, metric_text
+    from .verdicts import checks_text, metric_text
 
     parts = [checks_text(p.get("checks") or []) or "not recorded"]
     metrics = metric_text(
