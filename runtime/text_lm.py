@@ -15,12 +15,16 @@ Runtime writes the present straight into the other (bound by pointer), then the 
 roles. No step copies the cache in Python or allocates. The prompt goes in one run (prefill),
 then one token per run.
 
-Text is streamed by ``Detokenizer``: a piece is released only once it decodes to whole
-characters, so a character split over byte-level BPE tokens never comes out in halves.
+Text is streamed by ``ByteDetokenizer`` (byte-level BPE: each token's bytes through an
+incremental UTF-8 decoder) or ``Detokenizer`` (any other tokenizer: a piece is released only
+once it decodes to whole characters), so a character split over tokens never comes out in
+halves.
 """
 
 from __future__ import annotations
 
+import codecs
+import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -181,6 +185,56 @@ class Detokenizer:
         return now[len(before) :]
 
 
+class ByteDetokenizer:
+    """The same pieces as ``Detokenizer`` for byte-level BPE tokenizers, in O(1) per token:
+    each token's bytes go through an incremental UTF-8 decoder (invalid bytes become U+FFFD,
+    as the tokenizer's own lossy decoding does)."""
+
+    def __init__(self, table: list[bytes]) -> None:
+        self._table = table
+        self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def add(self, token: int) -> str:
+        return self._utf8.decode(self._table[token] if token < len(self._table) else b"")
+
+    def flush(self) -> str:
+        return self._utf8.decode(b"", final=True)
+
+
+def _byte_to_unicode() -> dict[str, int]:
+    """GPT-2's byte-level alphabet: printable character -> the byte it stands for."""
+    keep = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    chars, n = list(keep), 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(keep, chars, strict=True)}
+
+
+def byte_table(tokenizer: Any) -> list[bytes] | None:
+    """Token id -> its bytes, for a tokenizer whose decoder is exactly byte-level and whose
+    added tokens are all special (skipped when decoding); None for any other tokenizer."""
+    spec = json.loads(tokenizer.to_str())
+    if (spec.get("decoder") or {}).get("type") != "ByteLevel":
+        return None
+    added = spec.get("added_tokens") or []
+    if any(not t.get("special") for t in added):
+        return None
+    special = {t["id"] for t in added}
+    u2b = _byte_to_unicode()
+    vocab = tokenizer.get_vocab(with_added_tokens=True)
+    table = [b""] * (max(vocab.values(), default=-1) + 1)
+    for tok, i in vocab.items():
+        if i in special:
+            continue
+        if any(c not in u2b for c in tok):
+            return None
+        table[i] = bytes(u2b[c] for c in tok)
+    return table
+
+
 def _held_back(text: str, stops: tuple[str, ...]) -> int:
     """How many characters at the end of ``text`` could begin a stop string."""
     best = 0
@@ -251,7 +305,7 @@ class LmGeneration:
         self._greedy = opts.temperature == 0
         self._rng = np.random.default_rng(opts.seed)
         self._eos = set(lm.config.eos_token_ids) if opts.eos else set()
-        self._detok = Detokenizer(lm.tokenizer, prompt_ids)
+        self._detok = lm.detokenizer(prompt_ids)
         self._full = ""  # decoded text of the tokens so far (stop strings cut)
         self._emitted = 0  # characters of _full handed out
         self._t_start = time.perf_counter()
@@ -355,6 +409,7 @@ class LmGenerator:
         assert cfg is not None, "LmGenerator needs a transformer bundle"
         self.manifest, self.backend, self.tokenizer, self.config = manifest, backend, tokenizer, cfg
         self.decoder = KvDecoder(backend, cfg)
+        self._bytes = byte_table(tokenizer)  # None: decode by text offsets
         self._work = np.empty(cfg.vocab_size, np.float64)  # sampling scratch
         self._active: LmGeneration | None = None
         self.closed = False
@@ -385,6 +440,12 @@ class LmGenerator:
 
     def decode(self, tokens: Sequence[int]) -> str:
         return self.tokenizer.decode(list(tokens), skip_special_tokens=True)
+
+    def detokenizer(self, context: Sequence[int]) -> Detokenizer | ByteDetokenizer:
+        """A fresh streaming decoder that continues after the tokens ``context``."""
+        if self._bytes is not None:
+            return ByteDetokenizer(self._bytes)
+        return Detokenizer(self.tokenizer, context)
 
     def prompt_ids(self, prompt: object) -> list[int]:
         """The prompt's token ids; refused (exit 2) when not text or longer than the context."""

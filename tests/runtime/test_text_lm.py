@@ -160,7 +160,16 @@ def test_cli_generate_refuses_a_prompt_past_the_context(llama, capsys):
 
 
 # ---------------------------------------------------------------- streaming text
-def test_detokenizer_never_splits_a_character():
+def _detokenizers(tok, context):
+    from genedge.runtime.text_lm import ByteDetokenizer, byte_table
+
+    table = byte_table(tok)
+    assert table is not None  # the fixture's tokenizer is byte-level BPE
+    return {"bytes": ByteDetokenizer(table), "offsets": Detokenizer(tok, context)}
+
+
+@pytest.mark.parametrize("kind", ["bytes", "offsets"])
+def test_detokenizer_never_splits_a_character(kind):
     """Characters the tokenizer never saw come out as single-byte tokens: a 3-byte character
     spans 3 tokens. Every piece is whole text and the pieces add up to the decoded text."""
     from text_fixtures import _tokenizer_json
@@ -170,8 +179,32 @@ def test_detokenizer_never_splits_a_character():
     text = "naïve café — 日本語 ✓ done 🙂!"
     ids = tok.encode(text).ids
     assert len(ids) > len(text.split())  # multi-byte characters span several tokens
-    d = Detokenizer(tok, tok.encode("Return").ids)
+    d = _detokenizers(tok, tok.encode("Return").ids)[kind]
     pieces = [d.add(t) for t in ids] + [d.flush()]
     assert all("\ufffd" not in p for p in pieces)
     assert "".join(pieces) == tok.decode(ids) == text
     assert "" in pieces  # some token completed no character on its own
+
+
+@pytest.mark.parametrize("kind", ["bytes", "offsets"])
+def test_detokenizers_agree_with_decode_on_invalid_byte_sequences(kind):
+    from text_fixtures import _tokenizer_json
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_str(_tokenizer_json(320))
+    ids = np.random.default_rng(0).integers(0, 320, 300).tolist()  # byte tokens in any order
+    d = _detokenizers(tok, [])[kind]
+    text = "".join([d.add(t) for t in ids] + [d.flush()])
+    assert text == tok.decode(ids)
+    assert "\ufffd" in text  # the sequence did hold broken characters
+
+
+def test_byte_table_is_refused_for_other_decoders():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    from genedge.runtime.text_lm import byte_table
+
+    tok = Tokenizer(models.WordLevel({"a": 0, "b": 1, "[UNK]": 2}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.decoder = decoders.WordPiece()
+    assert byte_table(tok) is None
