@@ -470,7 +470,9 @@ def test_an_edited_copy_of_a_genedge_json_is_not_replaced(tmp_path):
 
 
 # ---------------------------------------------------------------- locks before work
-def _cli(args: list[str], timeout: float = 120) -> tuple[int, str, float, int]:
+def _cli(
+    args: list[str], timeout: float = 120, env: dict[str, str] | None = None
+) -> tuple[int, str, float, int]:
     """Run ``genedge ARGS``: (exit code, stderr, seconds, peak RSS bytes of the child)."""
     t0 = time.monotonic()
     proc = subprocess.Popen(
@@ -478,6 +480,7 @@ def _cli(args: list[str], timeout: float = 120) -> tuple[int, str, float, int]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         cwd=REPO,
+        env={**os.environ, **(env or {})},
     )
     timer = threading.Timer(timeout, proc.kill)
     timer.start()
@@ -676,3 +679,53 @@ def test_inspect_is_linear_in_a_15_mib_manifest_key(bundle, tmp_path, capsys):
     out = capsys.readouterr().out
     assert len(out) < 20_000 and "kkkk..." in out
     assert _sha(big / "manifest.json") == before
+
+
+# ---------------------------------------------------------------- the commands, end to end
+def _tune_fifo(tmp: Path, bundle: Path) -> tuple[list[str], Path, dict[str, str]]:
+    from genedge.runtime import tune
+    from genedge.runtime.select import read_bundle
+
+    cache = tmp / "cache"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GENEDGE_CACHE", str(cache))
+        path = tune.tune_path(read_bundle(bundle), "generator", 1)
+    path.parent.mkdir(parents=True)
+    argv = ["sample", str(bundle), "-n", "2", "--threads", "1", "--out", str(tmp / "g.png")]
+    return argv, _fifo(path), {"GENEDGE_CACHE": str(cache)}
+
+
+def _run_config_fifo(tmp: Path, bundle: Path) -> tuple[list[str], Path, dict[str, str]]:
+    run = tmp / "run"
+    run.mkdir()
+    argv = ["train", "gan", "--data", "digits", "--out", str(run), "--resume", "--steps", "1"]
+    return argv, _fifo(run / "config.json"), {}
+
+
+def _manifest_fifo(tmp: Path, bundle: Path) -> tuple[list[str], Path, dict[str, str]]:
+    b = tmp / "b"
+    b.mkdir()
+    return ["inspect", str(b)], _fifo(b / "manifest.json"), {}
+
+
+# (name, build(tmp, bundle) -> (argv, hostile path, env), exit code, a phrase of the message)
+CLI_CASES = [
+    ("FIFO tune cache, sample with backend auto", _tune_fifo, 0, "ignoring cache file"),
+    ("FIFO run config.json, train --resume", _run_config_fifo, 2, "is a FIFO; expected"),
+    ("FIFO manifest.json, inspect", _manifest_fifo, 2, "is a FIFO; expected"),
+]
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(
+    "build, code, phrase", [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES]
+)
+def test_a_command_meets_a_hostile_file_in_bounded_time_and_memory(
+    bundle, tmp_path, build, code, phrase
+):
+    argv, hostile, env = build(tmp_path, bundle)
+    got, err, seconds, rss = _cli(argv, timeout=60, env=env)
+    assert got == code and phrase in err, err
+    assert "Traceback" not in err and "\x1b" not in err
+    assert rss < MAX_RSS_BYTES and seconds < 60
+    assert hostile.exists() and not hostile.is_file()  # the FIFO is still there, untouched
