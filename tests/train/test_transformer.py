@@ -388,3 +388,15 @@ def test_cli_bad_values_exit_2_with_one_line(flags, tmp_path):
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_resume_keeps_the_tokenizer_the_run_began_with(tiny_text, tmp_path):
+    other = tmp_path / "other.txt"
+    other.write_text("Completely different words for another merge table.\n" * 40, encoding="utf-8")
+    bpe = dict(tokenizer="bpe", vocab_size=280)
+    first = train_run(_opts(tiny_text, tmp_path / "run", steps=2, **bpe))
+    began = read_checkpoint_info(first).meta["tokenizer"]
+    assert began != bpe_tokenizer(other.read_text(encoding="utf-8"), 280).to_str()
+    again = train_run(_opts(other, tmp_path / "run", steps=3, resume=True, **bpe))
+    assert read_checkpoint_info(again).meta["tokenizer"] == began
+    assert read_checkpoint_info(again).step == 3
