@@ -123,7 +123,9 @@ class TransformersTarget:
         import torch
         from transformers import AutoModelForCausalLM
         from transformers.generation.streamers import BaseStreamer
+        from transformers.utils import logging
 
+        logging.disable_progress_bar()  # its loading bar would cut through the bench's output
         if self.threads:
             torch.set_num_threads(self.threads)
         self._model = AutoModelForCausalLM.from_pretrained(

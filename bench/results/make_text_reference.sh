@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The exact commands behind bench/results/cpu-llama27m-text.*: a 27M-parameter Llama on two
+# CPU cores, genedge against transformers and onnxruntime-genai.
+#
+#   the model   bench/results/make_llama_folder.py: LlamaConfig (hidden 512, 8 layers, 8 heads,
+#               4 kv heads, MLP 1376, context 1024), untrained seeded weights, a 4096-token
+#               byte-level BPE trained on stdlib-docs; a Hugging Face folder
+#   the bundle  `genedge export FOLDER --precision fp32,int8,int4` (weight-only int8 and int4,
+#               gated on held-out perplexity)
+#   the bench   `genedge bench BUNDLE`, twice, each one interleaved run (one generation per
+#               configuration per round), greedy, the same prompt token ids, the same number of
+#               new tokens (no EOS stop), batch 1, two threads for everyone:
+#     cpu-llama27m-text        the runtime (ORT CPU) at fp32, int8 and int4 against
+#                              onnxruntime-genai's builder (fp32 and int4, CPU) on the same
+#                              folder; prompts of 16 and 128 tokens, 32 and 512 new tokens
+#                              (128 + 512 reaches position 600: the token cost there vs 50)
+#     cpu-llama27m-text-torch  the same runtime configurations against transformers' eager
+#                              greedy generate and torch.compile with a static cache, on the
+#                              short case only (eager PyTorch takes an order of magnitude longer
+#                              per token than the ONNX paths: the long cases would take hours)
+#
+# Usage: bash bench/results/make_text_reference.sh
+# Environment (defaults in brackets):
+#   ROUNDS [3]  PROMPTS [16,128]  NEW [32,512]     the genai comparison
+#   TORCH_ROUNDS [3]  TORCH_PROMPTS [16]  TORCH_NEW [32]  the PyTorch comparison
+#   RUNS ["genai torch"]   which of the two to run
+#   WORK [runs/llama27m]   where the folder and the bundle go (kept: not in git)
+#   OUT [bench/results]    where the JSON, Markdown and PNG go
+#   GENEDGE [.venv/bin/genedge]
+# A quick check that every case runs (a few minutes, most of it genai's builder):
+#   ROUNDS=1 PROMPTS=16 NEW=16 TORCH_ROUNDS=1 TORCH_NEW=8 OUT=/tmp/text-smoke \
+#     bash bench/results/make_text_reference.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+GENEDGE=${GENEDGE:-.venv/bin/genedge}
+PYTHON=${PYTHON:-$(dirname "$GENEDGE")/python}
+ROUNDS=${ROUNDS:-3}
+PROMPTS=${PROMPTS:-16,128}
+NEW=${NEW:-32,512}
+TORCH_ROUNDS=${TORCH_ROUNDS:-3}
+TORCH_PROMPTS=${TORCH_PROMPTS:-16}
+TORCH_NEW=${TORCH_NEW:-32}
+RUNS=${RUNS:-genai torch}
+WORK=${WORK:-runs/llama27m}
+OUT=${OUT:-bench/results}
+mkdir -p "$OUT" "$WORK"
+
+# Two cores: pin the process where taskset exists, and give every framework 2 threads.
+PIN=()
+if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then PIN=(taskset -c 0,1); fi
+
+[ -d "$WORK/llama" ] || "$PYTHON" bench/results/make_llama_folder.py "$WORK/llama"
+[ -f "$WORK/bundle/manifest.json" ] ||
+  "$GENEDGE" export "$WORK/llama" --out "$WORK/bundle" --precision fp32,int8,int4
+
+bench() { # NAME ROUNDS PROMPTS NEW BASELINES
+  "${PIN[@]}" "$GENEDGE" bench "$WORK/bundle" --backend ort-cpu --precision fp32,int8,int4 \
+    --threads 2 --rounds "$2" --prompt-tokens "$3" --new-tokens "$4" --baselines "$5" \
+    --json "$OUT/$1.json" --markdown "$OUT/$1.md" --plot "$OUT/$1.png"
+}
+for run in $RUNS; do
+  case $run in
+    genai) bench cpu-llama27m-text "$ROUNDS" "$PROMPTS" "$NEW" genai ;;
+    torch) bench cpu-llama27m-text-torch "$TORCH_ROUNDS" "$TORCH_PROMPTS" "$TORCH_NEW" \
+      torch,torch-compile ;;
+    *) echo "unknown run '$run' (genai, torch)" >&2; exit 2 ;;
+  esac
+done
