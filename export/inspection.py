@@ -222,7 +222,13 @@ def _read_with_onnx(onnx: Any, path: Path) -> dict[str, Any]:
             try:
                 dtype = helper.tensor_dtype_to_string(tt.elem_type).removeprefix("TensorProto.")
             except Exception:  # a number no ONNX version defines (999)
-                dtype = f"unknown type {tt.elem_type}"
+                raise _not_onnx(
+                    path,
+                    ValueError(
+                        f"tensor '{printable(vi.name, 60)}' has element type {tt.elem_type}, "
+                        "which no ONNX version defines"
+                    ),
+                ) from None
         return {"name": vi.name, "dtype": dtype, "shape": _onnx_dims(tt), "layout": None}
 
     ops: dict[str, int] = {}
@@ -294,9 +300,10 @@ def describe_onnx(path: Path) -> dict[str, Any]:
 def _checkpoint_io(kind: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """The generator's call signature in torch (docs: ``model(z, labels)``)."""
     if kind == "ar":
-        v = len(cfg.get("vocab", ""))
+        v = cfg.get("vocab_size") or len(cfg.get("vocab", ""))  # transformer, or RNN's characters
+        ids = "input_ids" if cfg.get("arch") == "transformer" else "token"
         return {
-            "inputs": [{"name": "token", "dtype": "int64", "shape": ["B", "T"], "layout": None}],
+            "inputs": [{"name": ids, "dtype": "int64", "shape": ["B", "T"], "layout": None}],
             "outputs": [
                 {"name": "logits", "dtype": "float32", "shape": ["B", "T", v], "layout": None}
             ],
