@@ -257,7 +257,9 @@ def transformer_bench(
                     "No genedge text configuration could be measured: " + "; ".join(notes[-3:]),
                     hint="Check --backend/--precision against the bundle's artifacts.",
                 )
-            results = [r for case in cases for r in _measure_case(live, case, prompts, o.rounds)]
+            results = [
+                r for case in cases for r in _measure_case(live, case, prompts, o.rounds, notes)
+            ]
         finally:
             for t in targets:
                 t.close()
@@ -270,15 +272,28 @@ def transformer_bench(
 
 
 def _measure_case(
-    live: list[tuple[Any, float]], case: tuple[int, int], prompts: dict[int, Prompt], rounds: int
+    live: list[tuple[Any, float]],
+    case: tuple[int, int],
+    prompts: dict[int, Prompt],
+    rounds: int,
+    notes: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     p, n = case
     prompt = prompts[p]
     p = len(prompt.ids)
     first_ms = {}
-    for t, _ in live:  # warm-up (for torch.compile: the compile)
+    for t, _ in list(live):  # warm-up (for torch.compile: the compile)
         t0 = time.perf_counter()
-        t.generate(prompt, n)
+        try:
+            t.generate(prompt, n)
+        except Exception as e:  # a baseline that fails here is a note; genedge's failure is not
+            if t.kind == "runtime" or notes is None:
+                raise
+            notes.append(
+                f"{t.label}, prompt {p} + {n} new: skipped ({type(e).__name__}: {e})"[:400]
+            )
+            live = [x for x in live if x[0] is not t]
+            continue
         first_ms[t.label] = (time.perf_counter() - t0) * 1e3
     runs: dict[str, list[tuple[list[int], list[int]]]] = {t.label: [] for t, _ in live}
     for _ in range(rounds):

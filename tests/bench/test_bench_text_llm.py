@@ -80,6 +80,21 @@ def test_measure_case_interleaves_and_summarises() -> None:
     assert r["speedup"] == pytest.approx((10 + 36) / (5 + 18)) and r["rounds"] == 3
 
 
+def test_a_baseline_that_fails_is_a_note() -> None:
+    ours = FakeTarget("genedge ort-cpu fp32", "runtime", 5.0, flat)
+    broken = FakeTarget("torch.compile fp32", "baseline", 1.0, flat)
+    broken.generate = lambda prompt, n: (_ for _ in ()).throw(RuntimeError("no C++ compiler"))
+    notes: list[str] = []
+    res = _measure_case([(ours, 1.0), (broken, 1.0)], (4, 3), {4: ids(4)}, 2, notes)
+    assert [r["label"] for r in res] == ["genedge ort-cpu fp32"]
+    assert notes == [
+        "torch.compile fp32, prompt 4 + 3 new: skipped (RuntimeError: no C++ compiler)"
+    ]
+    ours.generate = broken.generate  # genedge's own failure is not hidden
+    with pytest.raises(RuntimeError):
+        _measure_case([(ours, 1.0)], (4, 3), {4: ids(4)}, 1, notes)
+
+
 def test_position_costs_tell_a_cache_from_a_recompute() -> None:
     def runs(per_token) -> list[list[int]]:
         return [FakeTarget("x", "runtime", 1.0, per_token).generate(ids(16), 640)[1]]
