@@ -211,3 +211,40 @@ def test_int4_is_refused_for_image_bundles(ckpts, tmp_path):
     with pytest.raises(BadInputError, match="transformer language models only"):
         export_bundle(opts)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "rope",
+    [
+        {"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0},
+        {
+            "rope_type": "llama3",
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 64,
+            "rope_theta": 500000.0,
+        },
+    ],
+)
+def test_scaled_rope_kinds_export_with_parity(tmp_path, rope):
+    folder = hf_folder(tmp_path / "l", "llama", rope_parameters=rope)
+    (onnx,) = read_manifest(export_folder(folder, tmp_path / "b")).find(format="onnx")
+    assert onnx.verification.max_abs_err_vs_torch < 1e-3
+
+
+def test_mistral_sliding_window_caps_the_context(tmp_path):
+    folder = hf_folder(tmp_path / "m", "mistral", sliding_window=48)
+    m = read_manifest(export_folder(folder, tmp_path / "b"))
+    assert m.model.transformer.max_context == 48
+
+
+def test_eval_data_file_is_the_held_out_text(tmp_path):
+    from text_fixtures import sample_text
+
+    text = tmp_path / "held.txt"
+    text.write_text(sample_text()[-4000:], encoding="utf-8")
+    folder = hf_folder(tmp_path / "g", "gpt2")
+    m = read_manifest(export_folder(folder, tmp_path / "b", eval_data=str(text)))
+    (onnx,) = m.find(format="onnx")
+    assert onnx.verification.extra["text"] == "held.txt"
