@@ -114,6 +114,7 @@ def print_report(report: BenchReport, file: TextIO | None = None) -> None:
     try:
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
     except ImportError:
         _print_plain(report, file)
         return
@@ -127,8 +128,8 @@ def print_report(report: BenchReport, file: TextIO | None = None) -> None:
         for g, rows in enumerate(groups):
             if g:
                 table.add_section()
-            for row in rows:
-                table.add_row(*row)
+            for row in rows:  # cells hold names from files: plain text, never markup
+                table.add_row(*(Text(str(cell)) for cell in row))
         console.print(table)
     for line in _extras(report):
         console.print(line, markup=False, highlight=False)

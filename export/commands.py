@@ -162,6 +162,7 @@ def _err_text(manifest: Manifest, graph: str, err: float) -> str:
 def summary_table(manifest: Manifest):
     from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     from genedge.errors import printable
 
@@ -176,8 +177,8 @@ def summary_table(manifest: Manifest):
     table.add_column("artifact", no_wrap=True)
     for col in ("precision", "size", "max err", "PSNR / SSIM vs fp32", "task metric", "verdict"):
         table.add_column(col)
-    for row in summary_rows(manifest):
-        table.add_row(*row)
+    for row in summary_rows(manifest):  # cells hold names from files: plain text, never markup
+        table.add_row(*(Text(str(cell)) for cell in row))
     return table
 
 

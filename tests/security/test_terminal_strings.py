@@ -319,3 +319,23 @@ def test_a_hostile_cache_path_reaches_the_terminal_escaped(
     code, out = _run(capsys, *argv)
     assert code == 0 and "not cached" in out, out[-1000:]
     assert not raw_controls(out), raw_controls(out)
+
+
+def test_rich_tables_show_markup_from_files_as_text(tiny_bundles, tmp_path):
+    """A file named like rich markup is shown as named in export's summary table."""
+    import io
+
+    from rich.console import Console
+
+    from genedge.export.commands import summary_table
+
+    b = tmp_path / "b"
+    shutil.copytree(tiny_bundles["ar"], b)
+    name = "[bold]m[red].onnx"  # markup needs no closing tag
+    (b / "model.onnx").rename(b / name)
+    doc = json.loads((b / MANIFEST_NAME).read_text())
+    doc["artifacts"][0]["file"] = name
+    write_json(b / MANIFEST_NAME, doc)
+    text = io.StringIO()
+    Console(file=text, width=200).print(summary_table(read_manifest(b)))
+    assert name in text.getvalue(), text.getvalue()
