@@ -14,7 +14,6 @@ None; it returns ``(logits (B, S, V), present)`` with ``P + S`` positions per pa
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -26,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genedge.errors import BadInputError
+from genedge.errors import BadInputError, printable
 
 from .options import TRANSFORMER_DEFAULTS
-from .tokenizer import EOS_ID
+from .tokenizer import EOS_ID, tokenizer_from_json
 
 ARCH = "transformer"
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]
@@ -297,15 +296,17 @@ def hf_folder_from_checkpoint(ckpt: str | os.PathLike, folder: str | os.PathLike
     info = read_checkpoint_info(ckpt)
     if info.kind != "ar" or not isinstance(info.config, TransformerConfig):
         raise BadInputError(
-            f"'{ckpt}' holds a {info.kind} model, not a transformer language model.",
+            f"'{printable(str(ckpt))}' holds a {info.kind} model, not a transformer language "
+            "model.",
             hint="Pass RUN/generator.safetensors of `genedge train ar --arch transformer`.",
         )
+    tokenizer = tokenizer_from_json(info.meta.get("tokenizer", ""))  # refuses a missing one
     model, cfg = load_checkpoint(ckpt)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / "model.safetensors") as tmp:
         save_file(hf_state_dict(model), str(tmp), metadata={"format": "pt"})
-    atomic_write_text(folder / "tokenizer.json", info.meta["tokenizer"])
+    atomic_write_text(folder / "tokenizer.json", tokenizer.to_str())
     atomic_write_text(folder / "tokenizer_config.json", _json(tokenizer_config(cfg)))
     atomic_write_text(folder / "config.json", _json(llama_config(cfg)))
     return folder
@@ -328,7 +329,5 @@ def _json(obj: dict[str, Any]) -> str:
 
 def config_from_options(opts: Any, vocab_size: int) -> TransformerConfig:
     """The model ``genedge train ar --arch transformer`` builds from resolved options."""
-    fields = {f.name for f in dataclasses.fields(TransformerConfig)}
     sizes = {k: getattr(opts, k) for k in ("layers", "d_model", "heads", "kv_heads", "context")}
-    assert set(sizes) <= fields
     return TransformerConfig(vocab_size=vocab_size, tokenizer=opts.tokenizer, **sizes)

@@ -400,3 +400,15 @@ def test_resume_keeps_the_tokenizer_the_run_began_with(tiny_text, tmp_path):
     again = train_run(_opts(other, tmp_path / "run", steps=3, resume=True, **bpe))
     assert read_checkpoint_info(again).meta["tokenizer"] == began
     assert read_checkpoint_info(again).step == 3
+
+
+def test_checkpoint_without_its_tokenizer_is_refused(tmp_path):
+    from genedge.errors import CorruptArtifactError
+
+    m = _model(vocab_size=257)
+    ckpt = save_checkpoint(
+        tmp_path / "m.safetensors", m, m.cfg, kind="ar", extra={"arch": "transformer", "data": "x"}
+    )
+    with pytest.raises(CorruptArtifactError, match="tokenizer does not load"):
+        hf_folder_from_checkpoint(ckpt, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
