@@ -99,6 +99,8 @@ def gate_record(
         "bits_per_char_fp32": reference.bits_per_char,
         "tokens": score.tokens,
         "text": text_source,
+        "metrics": {"bpc": _finite_or_none(score.bits_per_char)},  # the export summary's column
+        "metrics_fp32": {"bpc": reference.bits_per_char},
         "backend": "ort-cpu",
         "quality_approved": passed,
         "verdict": "pass" if passed else "fail",

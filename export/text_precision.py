@@ -266,12 +266,19 @@ def _gate_text(build: Any) -> Any:
     return gate_text(o.eval_data, build.trained_on, o.calib_data)
 
 
+def open_decoder(path: Path, build: Any) -> Any:
+    """The runtime's ``KvDecoder`` on the ONNX file ``path`` (ORT CPU), as generation runs it."""
+    from genedge.runtime.select import open_file
+    from genedge.runtime.text_lm import KvDecoder
+
+    backend = open_file(path, "ort-cpu", inputs=build.spec.inputs, outputs=build.spec.outputs)
+    return KvDecoder(backend, build.hf.config)
+
+
 def score_file(build: Any, path: Path, text: str) -> Any:
     """``path`` scored on ``text`` through the runtime's ``KvDecoder`` on ORT CPU (as
     generation runs it)."""
     from genedge.runtime.perplexity import score_text
-
-    from .text_source import open_decoder
 
     decoder = open_decoder(path, build)
     try:

@@ -192,7 +192,7 @@ def engine_check(build: Any, path: Path, precision: str) -> dict[str, Any]:
 
 def _ort_logits(build: Any, ids: np.ndarray) -> np.ndarray:
     """Logits float64 (S, V) of one prefill of ``ids`` through ONNX Runtime fp32."""
-    from .text_source import open_decoder
+    from .text_precision import open_decoder
 
     decoder = open_decoder(build.tmp / f"{build.spec.stem}.onnx", build)
     try:
