@@ -170,16 +170,18 @@ def test_a_refused_precision_is_exit_0_on_the_command_line(made, tmp_path, monke
 
 
 # ---------------------------------------------------------------- genedge eval
+# what a `genedge[cpu]` install lacks (tests/core/test_lean_install.py), and transformers
 LEAN = """
 import sys
-sys.modules["torch"] = None
-sys.modules["transformers"] = None
+for name in ("torch", "torchvision", "sklearn", "cv2", "safetensors", "rich", "matplotlib",
+             "onnx", "onnxslim", "onnxconverter_common", "openvino", "tensorrt", "transformers"):
+    sys.modules[name] = None
 from genedge.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_eval_reports_perplexity_per_precision_without_torch(made, tmp_path):
+def test_eval_reports_perplexity_per_precision_on_a_lean_install(made, tmp_path):
     out = tmp_path / "m.json"
     argv = ["eval", str(made["all"]), "--data", str(made["held"]), "--json", str(out)]
     r = subprocess.run(
