@@ -419,6 +419,8 @@ class LmGenerator:
         from .select import open_backend
 
         tokenizer = load_tokenizer(manifest)
+        if backend == "auto":
+            backend = auto_cache_backend()
         b = open_backend(manifest, TRANSFORMER_GRAPH, backend, precision, opts)
         try:
             return cls(manifest, b, tokenizer)
@@ -541,6 +543,19 @@ class LmGenerator:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def auto_cache_backend() -> str:
+    """``auto`` for a transformer bundle: ``ort-cuda`` where this onnxruntime offers CUDA, else
+    ``ort-cpu`` (the backends that run the KV cache; engines and OpenVINO do not yet)."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is not None:
+        import onnxruntime
+
+        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            return "ort-cuda"
+    return "ort-cpu"
 
 
 def load_tokenizer(manifest: Manifest) -> Any:
