@@ -103,6 +103,7 @@ def gate_record(
         "metrics_fp32": {"bpc": reference.bits_per_char},
         "backend": "ort-cpu",
         "quality_approved": passed,
+        "checks": ["perplexity"],
         "verdict": "pass" if passed else "fail",
         "reason": _reason(precision, score.perplexity, reference.perplexity, ratio, bound, passed),
     }
