@@ -51,6 +51,7 @@ from genedge.readback import (
     read_bytes,
     read_cache_json,
     read_json,
+    safetensors_metadata,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -150,6 +151,30 @@ def test_the_schema_helpers_check_types_and_bounds():
         check(rec["ratio"], float, where="r", low=0)
     with pytest.raises(ReadbackError, match="'missing' is missing"):
         field(rec, "missing", int, where="r")
+
+
+@pytest.mark.parametrize(
+    "head, match",
+    [
+        (b"\x00" * 4, "truncated"),
+        ((1 << 60).to_bytes(8, "little") + b"{}", "declares a 1,152,921,504,606,846,976-byte"),
+        ((8).to_bytes(8, "little") + b'{"a": [}', "not valid JSON"),
+        ((30).to_bytes(8, "little") + b'{"__metadata__": {"k": 1}}    ', "not a map of strings"),
+    ],
+    ids=["truncated", "header length 2^60", "bad JSON", "metadata not strings"],
+)
+def test_a_hostile_safetensors_header_is_refused(head, match):
+    with pytest.raises(ReadbackError, match=match):
+        safetensors_metadata(head, what="Judge cache", path="j.safetensors")
+
+
+def test_safetensors_metadata_reads_what_safetensors_wrote(tmp_path):
+    pytest.importorskip("safetensors")
+    from safetensors.numpy import save_file
+
+    save_file({"w": np.zeros(3, np.float32)}, tmp_path / "m.safetensors", metadata={"k": "v"})
+    data = (tmp_path / "m.safetensors").read_bytes()
+    assert safetensors_metadata(data, what="Judge cache", path="m") == {"k": "v"}
 
 
 def test_a_cache_that_fails_a_check_is_ignored_with_one_warning(tmp_path, caplog):
