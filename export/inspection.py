@@ -89,7 +89,15 @@ def _speed(s: Speed | None) -> dict[str, Any] | None:
         str(b): {"p50_ms": r.p50_ms, "speedup_vs_fp32": r.speedup_vs_fp32}
         for b, r in sorted(s.batch.items())
     }
-    return {"backend": s.backend, "machine": s.machine, "threads": s.threads, "batch": batch}
+    others = {k: {str(b): ms for b, ms in sorted(v.items())} for k, v in s.others.items()}
+    return {
+        "backend": s.backend,
+        "machine": s.machine,
+        "threads": s.threads,
+        "batch": batch,
+        "others": others,
+        "busy": s.busy,
+    }
 
 
 def _hinted(a: Artifact) -> list[dict[str, Any]]:
@@ -421,6 +429,26 @@ def _precision_lines(precisions: list[dict]) -> list[str]:
             f"  p50: median latency measured at export on {s['backend']} "
             f"({printable(s['machine'], 40) or 'machine not recorded'}); (Nx): speed-up over fp32"
         )
+        lines += _other_backend_lines(precisions, batches)
+        if s.get("busy"):
+            lines += [
+                "  measured while other processes competed for the CPUs: backend='auto' does not",
+                "  choose by it (run `genedge tune` on the machine that samples)",
+            ]
+    return lines
+
+
+def _other_backend_lines(precisions: list[dict], batches: list[str]) -> list[str]:
+    """``openvino  fp32 0.131 / 0.71 ms, int8 ...``: the other CPU backends export timed."""
+    found: dict[str, list[str]] = {}
+    for p in precisions:
+        for backend, p50 in ((p["speed"] or {}).get("others") or {}).items():
+            times = " / ".join(f"{p50[b]:.3f}" if b in p50 else "-" for b in batches)
+            found.setdefault(backend, []).append(f"{p['precision']} {times} ms")
+    lines = []
+    for k, v in found.items():
+        text = f"{printable(k, 20)} p50 (batch {' / '.join(batches)}): {', '.join(v)}"
+        lines += textwrap.wrap(text, 96, initial_indent="  ", subsequent_indent="    ")
     return lines
 
 

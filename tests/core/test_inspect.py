@@ -133,6 +133,11 @@ def test_bundle_json_carries_the_manifest_records(bundle, capsys):
                     str(b): {"p50_ms": s.p50_ms, "speedup_vs_fp32": s.speedup_vs_fp32}
                     for b, s in sorted(a.speed.batch.items())
                 },
+                "others": {
+                    k: {str(b): ms for b, ms in sorted(v.items())}
+                    for k, v in a.speed.others.items()
+                },
+                "busy": a.speed.busy,
             }
         )
     assert {f["file"]: f["sha256"] for f in d["files"]} == {a.file: a.sha256 for a in m.artifacts}

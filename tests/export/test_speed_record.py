@@ -74,6 +74,15 @@ def test_the_record_round_trips_through_the_manifest(gan_bundle):
         assert Artifact(**{**a.to_dict(), "speed": s.to_dict()}).speed == s
 
 
+def test_inspect_shows_every_backend_and_whether_the_machine_was_busy(gan_bundle):
+    from genedge.export.inspection import describe, format_report
+
+    text = format_report(describe(gan_bundle))
+    busy = read_manifest(gan_bundle).find(precision="fp32")[0].speed.busy
+    assert ("openvino p50 (batch 1 / 16): fp32 " in text) == HAS_OPENVINO
+    assert ("backend='auto' does not" in text) == busy
+
+
 @pytest.mark.skipif(not HAS_OPENVINO, reason="needs openvino")
 def test_untuned_auto_opens_what_the_record_says_is_fastest(gan_bundle, tmp_path, caplog):
     from genedge.runtime import Sampler
