@@ -208,3 +208,25 @@ def test_byte_table_is_refused_for_other_decoders():
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.decoder = decoders.WordPiece()
     assert byte_table(tok) is None
+
+
+def test_offset_detokenizer_keeps_spaces_of_metaspace_tokenizers():
+    """A SentencePiece-style decoder drops the leading space of the first token it decodes;
+    decoding with the prompt's last tokens as context keeps the space between prompt and text."""
+    from text_fixtures import sample_text
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>"], show_progress=False)
+    tok.train_from_iterator([sample_text(20_000)], trainer=trainer)
+    from genedge.runtime.text_lm import byte_table
+
+    assert byte_table(tok) is None  # not byte-level: the offset decoder runs
+    prompt, rest = tok.encode("Return the").ids, tok.encode(" value of the object").ids
+    d = Detokenizer(tok, prompt)
+    text = "".join([d.add(t) for t in rest] + [d.flush()])
+    full = tok.decode(prompt + rest)
+    assert text == full[len(tok.decode(prompt)) :]
+    assert text.startswith(" ")
