@@ -248,3 +248,34 @@ def test_eval_data_file_is_the_held_out_text(tmp_path):
     m = read_manifest(export_folder(folder, tmp_path / "b", eval_data=str(text)))
     (onnx,) = m.find(format="onnx")
     assert onnx.verification.extra["text"] == "held.txt"
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_graph_runs_batches_of_two_with_a_cache(bundles, family):
+    """B is symbolic: two rows prefilled, then one cached step, against transformers."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    folder, bundle = bundles[family]
+    m = read_manifest(bundle)
+    t = m.model.transformer
+    ids = np.random.default_rng(0).integers(0, t.vocab_size, (2, 9)).astype(np.int64)
+    sess = ort.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])
+    kv = np.zeros((2, t.num_kv_heads, 0, t.head_dim), np.float32)
+    feed = {"input_ids": ids[:, :8], "position_ids": np.tile(np.arange(8), (2, 1))}
+    for i in range(t.num_layers):
+        feed[f"past_key_values.{i}.key"] = feed[f"past_key_values.{i}.value"] = kv
+    names = [o.name for o in sess.get_outputs()]
+    first = dict(zip(names, sess.run(None, feed), strict=True))
+    step = {"input_ids": ids[:, 8:], "position_ids": np.full((2, 1), 8)}
+    for i in range(t.num_layers):
+        for p in ("key", "value"):
+            step[f"past_key_values.{i}.{p}"] = first[f"present.{i}.{p}"]
+    last = sess.run(["logits"], step)[0]
+    got = np.concatenate([first["logits"], last], axis=1)  # (2, 9, V)
+    model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True).eval()
+    with torch.no_grad():
+        ref = model(torch.from_numpy(ids)).logits.numpy()
+    assert np.abs(got - ref).max() < 1e-3

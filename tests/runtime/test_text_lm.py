@@ -230,3 +230,18 @@ def test_offset_detokenizer_keeps_spaces_of_metaspace_tokenizers():
     full = tok.decode(prompt + rest)
     assert text == full[len(tok.decode(prompt)) :]
     assert text.startswith(" ")
+
+
+def test_empty_prompt_starts_from_bos_as_transformers_does(llama, tg):
+    """An empty prompt is the BOS token alone (P = 0, S = 1 on the first run)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(llama[0], local_files_only=True).eval()
+    bos = torch.tensor([[tg.config.bos_token_id]])
+    with torch.no_grad():
+        want = model.generate(bos, attention_mask=torch.ones_like(bos), max_new_tokens=12,
+                              do_sample=False, pad_token_id=0)[0, 1:].tolist()  # fmt: skip
+    g = tg.generate("", max_new_tokens=12, temperature=0)
+    list(g)
+    assert g.tokens == want
