@@ -78,6 +78,7 @@ def build_tiny_bundles(root: Path) -> dict[str, Path]:
         "ar": export_tiny(ar_ckpt, root / "ar"),
         "evil_ar": export_tiny(evil_ckpt, root / "evil_ar"),
         "gan_ckpt": gan_ckpt,
+        "evil_ar_ckpt": evil_ckpt,
         "ar_ckpt": ar_ckpt,
     }
 

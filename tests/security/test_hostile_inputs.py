@@ -9,8 +9,8 @@ one ``error:`` line when it fails, and every corpus file byte-for-byte as it was
 
 To add a case: build its file in ``corpus`` (small, written by the test) under a new
 placeholder name, then add a ``Case`` row; ``{tmp}`` is a fresh folder per case for
-outputs, ``{blocked}`` a ``PYTHONPATH`` entry that hides OpenVINO. Rows run two at a time
-(process start-up dominates), so the whole table takes about a minute on two cores.
+outputs, ``{blocked}`` a ``PYTHONPATH`` entry that hides OpenVINO. Rows run three at a time
+(process start-up dominates); the file takes about three minutes on two busy cores.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ pytest.importorskip("onnxruntime")
 GENEDGE = [sys.executable, "-m", "genedge"]
 MEMORY_BYTES = 2 << 30  # RLIMIT_AS per case
 TIME_S = 60
+WORKERS = 3  # cases at once: most of a case is process start-up and imports
 TRIPS_2_62 = 1 << 62
 
 
@@ -56,7 +57,6 @@ CASES: list[Case] = [
     # graphs genedge will not run: loops whose trips are not static and small
     Case("loop-2^62-trips", "export {loop_huge} --out {tmp}/b", 2, "4,611,686,018,427,387,904 trips"),
     Case("loop-trips-from-input", "export {loop_dynamic} --out {tmp}/b", 2, "computed at run time"),
-    Case("loop-without-trip-count", "export {loop_unbounded} --out {tmp}/b", 2, "no trip count"),
     Case("loops-nested-past-bound", "export {loop_nested} --out {tmp}/b", 2, "enclosing loops"),
     # user modules that exit or interrupt while imported or called
     Case("module-sys-exit-0-on-import", "export --module {exit_on_import}:G --weights none --latent-dim 4 --out {tmp}/b", 2, "sys.exit(0)"),
@@ -66,11 +66,9 @@ CASES: list[Case] = [
     Case("module-args-nested-deep", "export --module {exit_in_call}:G --weights none --latent-dim 4 --module-args {deep_json} --out {tmp}/b", 2, "deeper than 32"),
     # values that ended in "internal error"
     Case("label-2^63", "sample {gan} -n 4 --label 9223372036854775808 --out {tmp}/s.png", 2, "labels span"),
-    Case("label-below-int64", "sample {gan} -n 4 --label -9223372036854775809 --out {tmp}/s.png", 2, "class ids"),
     Case("npz-object-array", "train gan --data {npz_object} --out {tmp}/r --steps 1", 2, "allow_pickle"),
     Case("npz-labels-2^40", "train gan --data {npz_labels_2_40} --conditional --out {tmp}/r --steps 1", 2, "at most 100,000"),
     Case("onnx-element-type-999", "inspect {onnx_type_999}", 2, "element type 999"),
-    Case("onnx-element-type-999-json", "inspect {onnx_type_999} --json", 2, "element type 999"),
     # messages
     Case("output-range-as-documented", "export --module {tmp}/none.py:G --weights none --latent-dim 4 --output-range -1,1 --out {tmp}/b", 2, "does not exist", "expected one argument"),
     Case("tune-openvino-not-installed", "tune {gan} --backends openvino", 3, "not installed", env=(("PYTHONPATH", "{blocked}"),)),
@@ -84,6 +82,9 @@ CASES: list[Case] = [
     Case("inspect-onnx-hostile-names-json", "inspect {onnx_hostile} --json", 0, "\\u001b"),
     Case("inspect-bundle-hostile-unknown-keys", "inspect {gan_hostile_keys}", 0, "\\x1b"),
     Case("sample-bundle-hostile-unknown-keys", "sample {gan_hostile_keys} -n 2 --out {tmp}/s.png", 0),
+    Case("inspect-checkpoint-hostile-metadata", "inspect {ckpt_hostile}", 0, "\\x1b"),
+    Case("eval-checkpoint-hostile-metadata", "eval {ckpt_hostile} --data {text} -n 16", 0, "bpc"),
+    Case("generate-hostile-prompt", "generate {evil_ar} --prompt {hostile} --max-new-tokens 5", 0, "\\x1b"),
     Case("generate-hostile-vocabulary", "generate {evil_ar} --prompt a --max-new-tokens 60 --temperature 1.5", 0),
     Case("cache-path-hostile", "tune {gan} --seconds 0.2 --batch 1 --backends ort-cpu", 0, "cached in", env=(("GENEDGE_CACHE", "{tmp}/cache" + HOSTILE),)),
 ]  # fmt: skip
@@ -211,6 +212,20 @@ def _type_999_onnx(path: Path) -> Path:
     return path
 
 
+def _hostile_checkpoint(src: Path, dst: Path) -> Path:
+    """``src`` (a checkpoint whose vocabulary is escape characters) with hostile metadata."""
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    with safe_open(str(src), framework="np") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    meta["genedge"] = HOSTILE
+    meta["note" + HOSTILE] = HOSTILE
+    save_file(tensors, str(dst), metadata=meta)
+    return dst
+
+
 def _hostile_keys_bundle(src: Path, dst: Path) -> Path:
     """A copy of ``src`` whose manifest carries hostile unknown keys and producer names."""
     import shutil
@@ -229,7 +244,6 @@ def corpus(tiny_bundles, tmp_path_factory) -> dict[str, str]:
     files: dict[str, Path] = {
         "loop_huge": _loop_model(root / "loop_huge.onnx", TRIPS_2_62),
         "loop_dynamic": _loop_model(root / "loop_dynamic.onnx", None, dynamic=True),
-        "loop_unbounded": _loop_model(root / "loop_unbounded.onnx", None),
         "loop_nested": _loop_model(root / "loop_nested.onnx", 100, nested=100),
         "onnx_hostile": _hostile_onnx(root / "hostile.onnx"),
         "onnx_type_999": _type_999_onnx(root / "type999.onnx"),
@@ -238,6 +252,11 @@ def corpus(tiny_bundles, tmp_path_factory) -> dict[str, str]:
     for name, text in USER_MODULES.items():
         files[name] = root / f"{name}.py"
         files[name].write_text(text)
+    files["ckpt_hostile"] = _hostile_checkpoint(
+        tiny_bundles["evil_ar_ckpt"], root / "evil.safetensors"
+    )
+    files["text"] = root / "text.txt"
+    files["text"].write_text("abc de " * 300)
     rng = np.random.default_rng(0)
     images = rng.random((24, 8, 8), dtype=np.float32)
     np.savez(root / "object.npz", x=np.array([{"a": 1}, 2], dtype=object))
@@ -252,6 +271,7 @@ def corpus(tiny_bundles, tmp_path_factory) -> dict[str, str]:
         gan=str(tiny_bundles["gan"]),
         evil_ar=str(tiny_bundles["evil_ar"]),
         blocked=str(blocked),
+        hostile=HOSTILE,
         deep_json="[" * 5000 + "]" * 5000,
         root=str(root),
     )
@@ -299,14 +319,14 @@ def _run_case(case: Case, places: dict[str, str], tmp: Path) -> tuple[int, str, 
 
 @pytest.fixture(scope="module")
 def results(corpus, tmp_path_factory, request):
-    """Futures of every selected case, run two at a time in the background."""
+    """Futures of every selected case, run WORKERS at a time in the background."""
     selected = {
         item.callspec.params["case"].name
         for item in request.session.items
         if item.originalname == "test_hostile_input" and hasattr(item, "callspec")
     }
     before = _snapshot(Path(corpus["root"]))
-    pool = ThreadPoolExecutor(max_workers=2)
+    pool = ThreadPoolExecutor(max_workers=WORKERS)
     futures: dict[str, Future] = {}
     for case in CASES:
         if case.name in selected:
