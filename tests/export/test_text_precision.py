@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("transformers")
@@ -235,3 +236,59 @@ def test_gate_text_is_the_training_corpus_held_out_slice(tmp_path):
     given = gate_text(str(corpus), "gone.txt", None)  # --eval-data wins, nothing to say
     assert given.held_out == text and given.source == "--eval-data corpus.txt"
     assert given.note is None
+
+
+def _gemm_model(nodes, inits):
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 5])],
+        [numpy_helper.from_array(a, n) for n, a in inits.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_gemm_weights_become_matmuls_with_the_same_outputs():
+    """GPT-2's Conv1D layers export as Gemm; the quantizer takes MatMuls only."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper
+
+    from genedge.export.text_precision import gemms_to_matmuls
+
+    rng = np.random.default_rng(0)
+    inits = {
+        "w1": rng.standard_normal((8, 6)).astype(np.float32),  # (in, out)
+        "w2": rng.standard_normal((5, 6)).astype(np.float32),  # (out, in): transB
+        "b": rng.standard_normal(5).astype(np.float32),
+    }
+    model = _gemm_model(
+        [
+            helper.make_node("Gemm", ["x", "w1"], ["h"], name="g1"),
+            helper.make_node("Gemm", ["h", "w2", "b"], ["y"], name="g2", transB=1),
+        ],
+        inits,
+    )
+    x = rng.standard_normal((3, 8)).astype(np.float32)
+
+    def run(m):
+        s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        return s.run(None, {"x": x})[0]
+
+    want = run(model)
+    assert gemms_to_matmuls(model) == 2
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == ["MatMul", "MatMul", "Add"]
+    np.testing.assert_allclose(run(model), want, rtol=1e-6, atol=1e-6)
+    scaled = _gemm_model(
+        [
+            helper.make_node("Gemm", ["x", "w1"], ["h"], name="g1", alpha=0.5),
+            helper.make_node("Gemm", ["h", "w2", "b"], ["y"], name="g2", transB=1),
+            helper.make_node("Gemm", ["h", "w2"], ["unused"], name="g3", transB=1),
+        ],
+        inits,
+    )
+    assert gemms_to_matmuls(scaled) == 0  # alpha != 1, and a transposed weight read twice
