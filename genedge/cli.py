@@ -204,7 +204,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--batch-size",
         type=int,
         default=None,
-        help="images or text windows per step (default: gan/vae 64, ar 32)",
+        help="images or text windows per step (default: gan/vae 64, ar 32, ar --arch "
+        "transformer 8)",
     )
     p.add_argument(
         "--lr",
@@ -273,7 +274,7 @@ def _add_transformer_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         help="key/value heads, grouped-query attention (default: half of --heads, all if odd)",
     )
-    t.add_argument("--context", type=int, default=None, help="context in tokens (default: 64)")
+    t.add_argument("--context", type=int, default=None, help="context in tokens (default: 128)")
     t.add_argument(
         "--tokenizer",
         choices=["char", "bpe"],

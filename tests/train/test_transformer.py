@@ -268,8 +268,8 @@ def test_resume_with_other_sizes_is_refused(tiny_text, tmp_path):
 # ---------------------------------------------------------------- options
 def test_defaults_resolve_for_the_transformer_only(tmp_path):
     t = resolve_options(TrainOptions(kind="ar", data="x", out=tmp_path, arch="transformer"))
-    assert (t.layers, t.d_model, t.heads, t.kv_heads, t.context) == (2, 128, 4, 2, 64)
-    assert (t.tokenizer, t.vocab_size, t.batch_size, t.cell) == ("bpe", 512, 16, None)
+    assert (t.layers, t.d_model, t.heads, t.kv_heads, t.context) == (2, 128, 4, 2, 128)
+    assert (t.tokenizer, t.vocab_size, t.batch_size, t.cell) == ("bpe", 512, 8, None)
     assert t.threads == 1
     assert resolve_options(dataclasses.replace(t, threads=2)).threads == 2
     char = resolve_options(
