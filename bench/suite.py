@@ -195,11 +195,17 @@ BASELINE_SETUP_S = {"torch": 1.0, "torch-compile": 25.0, "ort": 0.2, "openvino":
 
 
 def expected_duration(
-    o: BenchOptions, cases: int, configurations: int, setup: list[str] | None = None
+    o: BenchOptions,
+    cases: int,
+    configurations: int,
+    setup: list[str] | None = None,
+    load: tuple[float, int] | None = None,
 ) -> str:
     """What an image bench will take, said before it starts: ``cases`` timed (configuration,
     batch) cases, ``configurations`` runtime configurations for the cold starts, and the
-    one-off setup of each baseline case (``setup``: their kinds, one per case)."""
+    one-off setup of each baseline case (``setup``: their kinds, one per case). ``load``:
+    (1-minute load average, usable CPUs) now; a busy machine stretches everything but the
+    timed budget, and the line says by how much."""
     from .runner import SETTLE_S
 
     cold = o.cold_runs * configurations
@@ -221,7 +227,15 @@ def expected_duration(
         parts.append(f"a {o.fps_seconds:g} s real-time run")
     about = f": about {total:.0f} s" if o.seconds is not None else ""
     warm = f" and {o.warmup} warm-up calls per case" if o.warmup else ""
-    return f"bench: {', '.join(parts)}{about} (plus loading{warm})"
+    line = f"bench: {', '.join(parts)}{about} (plus loading{warm})"
+    if load is not None and load[0] > load[1] and o.seconds is not None:
+        timed = cases * o.seconds
+        stretched = timed + (total - timed) * load[0] / load[1]
+        line += (
+            f"; the machine is busy (load {load[0]:.1f} on {load[1]} CPUs): expect about "
+            f"{stretched:.0f} s or more"
+        )
+    return line
 
 
 def image_bench(
@@ -250,7 +264,9 @@ def image_bench(
     configurations = len({(t.backend, t.precision) for t in runtime})
     if announce is not None:
         setup = [t.kind for t in baselines for _ in inputs]
-        announce(expected_duration(o, cases, configurations, setup))
+        now = load_average()
+        busy = (now[0], usable_cpus()) if now else None
+        announce(expected_duration(o, cases, configurations, setup, busy))
     steps = cases * rounds_of(budget, o.rounds) + o.cold_runs * configurations
     with progress_bar(steps if progress else 0, "bench") as step:
         results = run_cases(

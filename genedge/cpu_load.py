@@ -97,7 +97,8 @@ class RoundLoad:
         """The share of the machine's CPU time other processes took during the rounds."""
         if self._wall_s <= 0:
             return None
-        return self._others_s / (self._wall_s * (os.cpu_count() or 1))
+        share = self._others_s / (self._wall_s * (os.cpu_count() or 1))
+        return min(share, 1.0)  # /proc/stat counts in clock ticks: short rounds overshoot
 
     @property
     def busy_rounds(self) -> int:

@@ -204,5 +204,8 @@ def test_the_expected_duration_is_said_before_the_run():
     assert line.startswith("bench: 12 timed cases")
     with_baselines = expected_duration(o, 12, 2, ["torch-compile", "torch-compile", "torch"])
     assert "about 51 s setting up the baselines" in with_baselines
-    assert "run: about 85 s" in with_baselines
+    assert "run: about 85 s" in with_baselines and "busy" not in with_baselines
+    busy = expected_duration(o, 12, 2, ["torch-compile", "torch-compile", "torch"], (8.0, 2))
+    assert busy.endswith("the machine is busy (load 8.0 on 2 CPUs): expect about 270 s or more")
+    assert "busy" not in expected_duration(o, 12, 2, [], (1.5, 2))
     assert "x 50 calls" in expected_duration(dataclasses.replace(o, seconds=None, iters=50), 12, 2)
