@@ -343,9 +343,9 @@ def _train_and_cache(
     judge = TrainedJudge(model, accuracy, n_train, n_held, path, "trained")
     try:
         save_judge(judge, data_hash)
-        where = f"cached in {path}"
+        where = f"cached in {printable(path, None)}"  # $GENEDGE_CACHE: any characters
     except (GenedgeError, OSError) as e:  # a read-only cache costs a retrain next time, no more
-        where = f"not cached ({e})"
+        where = f"not cached ({printable(str(e))})"
     say(
         f"judge: held-out accuracy {accuracy:.3f} on {n_held} images "
         f"after {time.perf_counter() - t0:.1f} s; {where}"

@@ -244,3 +244,12 @@ def test_default_judge_on_mnist_style_idx(fresh, tmp_path):
     assert time.process_time() - t0 < 120
     assert judge.heldout_images == 269 and judge.heldout_accuracy >= 0.97, said
     assert said[0].startswith("judge: training a classifier") and "cached in" in said[-1]
+
+
+def test_a_hostile_cache_path_is_escaped_in_the_judge_line(monkeypatch, tmp_path, digits28):
+    monkeypatch.setenv("GENEDGE_CACHE", str(tmp_path / "cache\x1b[31m\x07"))
+    monkeypatch.setattr(judge_mod, "_MEMO", {})
+    said, say = _lines()
+    judge_for(digits28, QUICK, say=say)
+    assert "cached in" in said[-1] and "\\x1b[31m\\x07" in said[-1], said[-1]
+    assert "\x1b" not in said[-1] and "\x07" not in said[-1]
