@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 from pathlib import Path
+
+from genedge.interrupts import user_code
 
 from .options import BenchOptions, validate_options
 from .report import BenchReport, is_llm_text, write_json, write_markdown
@@ -102,9 +105,12 @@ def bench_command(args: argparse.Namespace) -> int:
     opts = options_from_args(args)
     opts = dataclasses.replace(opts, argv=command_line(opts))
     validate_options(opts)
-    report = run_bench(
-        opts, announce=lambda line: print(line, file=sys.stderr, flush=True), progress=True
-    )
+    # a --module's code runs in the torch baselines: its sys.exit is exit 2 naming it
+    guard = user_code(f"--module {opts.module}") if opts.module else contextlib.nullcontext()
+    with guard:
+        report = run_bench(
+            opts, announce=lambda line: print(line, file=sys.stderr, flush=True), progress=True
+        )
     print_report(report)
     for path in write_outputs(report, opts):
         print(f"wrote {path}")
