@@ -19,6 +19,7 @@ ENCODER_TOL = 0.05  # max |mu, logvar - fp32| for a reduced-precision encoder
 # comparisons allow float rounding: 0.755 - 0.745 is 0.010000000000000009, a drop *of* 0.01
 GATE_TOLERANCE = 1e-9
 NO_METRIC = "image quality only: no reference data; pass --eval-data for the task metric"
+NO_GATED_METRIC = "image quality only: an unconditional model's distances are recorded, not gated"
 
 
 def compare_to_fp32(ctx: BuildContext, spec: GraphSpec, runner: Any) -> dict[str, Any]:
@@ -91,7 +92,7 @@ def gate(ctx: BuildContext, rec: dict[str, Any], *, use_metric: bool) -> bool:
         why.append(f"{drop} {'<=' if good else '>'} budget {o.max_quality_drop:g}")
         ok = ok and good
     elif use_metric and spec_is_image(rec):
-        why.append(f"no task metric ({NO_METRIC})")
+        why.append(f"no task metric ({NO_GATED_METRIC if rec.get('metrics') else NO_METRIC})")
     if not checks:  # encoder: mu/logvar error only
         ok = rec["max_abs_err_vs_fp32"] <= ENCODER_TOL + GATE_TOLERANCE
         checks.append("max_err")

@@ -67,7 +67,7 @@ def test_unconditional_metrics_are_not_a_task_metric_check():
     rec = _rec(0.9, 0.9)
     rec["metrics_fp32"] = rec["metrics"] = {"frechet_distance": 3.0}
     assert gate(_ctx(), rec, use_metric=True)
-    assert rec["checks"] == ["psnr"]
+    assert rec["checks"] == ["psnr"] and "recorded, not gated" in rec["reason"]
 
 
 def test_default_samples_resolve_a_tenth_of_the_default_budget():
