@@ -422,9 +422,14 @@ def test_onnx_fixed_batch_made_dynamic(tmp_path):
     src = export_user_onnx(
         tmp_path / "b1.onnx", g, (torch.zeros(1, 8, 1, 1),), ("x",), dynamic=False
     )
+    said: list[str] = []
     out = export_onnx_file(
-        src, ExportOptions(checkpoint=src, out=tmp_path / "b", precisions=("fp32",), **FAST)
+        src,
+        ExportOptions(checkpoint=src, out=tmp_path / "b", precisions=("fp32",), **FAST),
+        log=said.append,
     )
+    assert any("latent 'x' float32 [1, 8, 1, 1]" in s for s in said)  # what it matched
+    assert any("fixed batch 1 made dynamic" in s for s in said)
     z = np.random.default_rng(2).standard_normal((5, 8)).astype(np.float32)
     with torch.no_grad():
         want = as_uint8_nhwc(g(torch.from_numpy(z).reshape(-1, 8, 1, 1)).numpy())
