@@ -17,7 +17,12 @@ import torch.nn.functional as F
 
 from genedge.errors import BadInputError
 from genedge.train import load_checkpoint, read_checkpoint_info, save_checkpoint
-from genedge.train.eval import _score_windows, transformer_text_metrics, unigram_bpc
+from genedge.train.eval import (
+    _score_windows,
+    evaluate_checkpoint,
+    transformer_text_metrics,
+    unigram_bpc,
+)
 from genedge.train.options import ARCHS, TRANSFORMER_DEFAULTS, TrainOptions, resolve_options
 from genedge.train.tokenizer import (
     EOS_ID,
@@ -225,6 +230,10 @@ def test_checkpoint_describes_itself_and_loads_back(tokenizer, tiny_text, tmp_pa
     evals = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     last = [r for r in evals if r["phase"] == "eval"][-1]
     assert last["tokenizer"] == tokenizer and last["bpc"] > 0 and last["unigram_bpc"] > 0
+    again = evaluate_checkpoint(ckpt)  # what `genedge eval CKPT` prints
+    assert again["data"] == str(tiny_text) and again["step"] == 4
+    assert again["bpc"] == pytest.approx(last["bpc"], rel=1e-4)
+    assert again["perplexity"] == pytest.approx(last["perplexity"], rel=1e-4)
 
 
 def test_saved_weights_give_the_same_logits(tmp_path):
