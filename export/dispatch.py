@@ -126,7 +126,8 @@ def check_arguments(args: Any, opts: ExportOptions) -> None:
                 hint="Pass the trained weights (.safetensors or .pt); if NAME already returns a "
                 "trained module (a factory that loads its own weights), pass --weights none.",
             )
-        validate_spec(spec_from_args(args))
+        if not getattr(args, "tokenizer", None):  # --tokenizer: a causal LM (text_module)
+            validate_spec(spec_from_args(args))
     elif not source:
         raise BadInputError(
             "genedge export needs SOURCE (a checkpoint or an .onnx file) or --module FILE.py:NAME.",
@@ -136,6 +137,17 @@ def check_arguments(args: Any, opts: ExportOptions) -> None:
 
 def _export(args: Any, opts: ExportOptions, log: Log) -> Path:
     source = args.checkpoint
+    if args.module and getattr(args, "tokenizer", None):
+        from .text_module import export_text_module
+
+        return export_text_module(
+            args.module,
+            None if args.weights.lower() == "none" else args.weights,
+            args.tokenizer,
+            opts,
+            module_args=_module_args(args.module_args),
+            log=log,
+        )
     if args.module:
         return export_module_file(
             args.module,

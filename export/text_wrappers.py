@@ -197,11 +197,29 @@ class Gpt2Decoder(nn.Module):
         return (logits.float(), *present)
 
 
+class ModuleDecoder(nn.Module):
+    """A user's causal LM with the ``--module`` call contract of docs/text.md: its
+    ``forward(input_ids, position_ids, past)`` takes and returns the cache as a list of
+    ``(key, value)`` pairs; this wrapper flattens them into the graph's named tensors."""
+
+    def __init__(self, module: nn.Module, shape: DecoderShape) -> None:
+        super().__init__()
+        self.module, self.shape = module, shape
+
+    def forward(
+        self, input_ids: torch.Tensor, position_ids: torch.Tensor, *past: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        pairs = [(past[2 * i], past[2 * i + 1]) for i in range(self.shape.num_layers)]
+        logits, present = self.module(input_ids, position_ids, pairs)
+        return (logits.float(), *(t for pair in present for t in pair))
+
+
 WRAPPERS: dict[str, type[nn.Module]] = {
     "llama": LlamaDecoder,
     "qwen2": LlamaDecoder,
     "mistral": LlamaDecoder,
     "gpt2": Gpt2Decoder,
+    "module": ModuleDecoder,
 }
 
 

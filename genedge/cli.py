@@ -341,6 +341,13 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         "returns an already trained module",
     )
     byo.add_argument("--module-args", default=None, metavar="JSON", help="NAME's arguments")
+    byo.add_argument(
+        "--tokenizer",
+        default=None,
+        metavar="FILE",
+        help="with --module: NAME is a causal language model (docs/text.md) and FILE its "
+        "tokenizer.json",
+    )
     byo.add_argument("--latent-dim", type=int, default=None, metavar="Z", help="size of z")
     byo.add_argument(
         "--num-classes", type=int, default=None, metavar="K", help="K > 0: module(z, labels)"

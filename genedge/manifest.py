@@ -54,7 +54,7 @@ KINDS = ("gan", "vae", "ar")
 # the graph each kind's users run: the image graph of gan/vae, the text model's step
 MAIN_GRAPH = {"gan": "generator", "vae": "decoder", "ar": "step"}
 TRANSFORMER_GRAPH = "decoder"  # the main graph of an ar bundle whose model.arch is transformer
-TRANSFORMER_FAMILIES = ("llama", "qwen2", "mistral", "gpt2")  # docs/text.md
+TRANSFORMER_FAMILIES = ("llama", "qwen2", "mistral", "gpt2", "module")  # docs/text.md
 PRECISIONS = ("fp32", "fp16", "int8")
 WEIGHT_ONLY_PRECISIONS = ("int4",)  # MatMulNBits block-wise: transformer language models only
 ARTIFACT_PRECISIONS = (*PRECISIONS, *WEIGHT_ONLY_PRECISIONS)

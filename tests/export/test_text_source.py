@@ -279,3 +279,60 @@ def test_graph_runs_batches_of_two_with_a_cache(bundles, family):
     with torch.no_grad():
         ref = model(torch.from_numpy(ids)).logits.numpy()
     assert np.abs(got - ref).max() < 1e-3
+
+
+# ---------------------------------------------------------------- --module causal LM
+def test_module_causal_lm_exports_and_generates_its_own_greedy_tokens(tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+    from text_fixtures import write_tokenizer
+    from text_user_lm import TinyLM, greedy
+
+    from genedge.runtime import TextGenerator
+
+    here = Path(__file__).with_name("text_user_lm.py")
+    torch.manual_seed(0)
+    module = TinyLM().eval()
+    with torch.no_grad():
+        for p in module.parameters():
+            p.mul_(3.0)
+    save_file(module.state_dict(), str(tmp_path / "w.safetensors"))
+    tok = write_tokenizer(tmp_path)
+    out = tmp_path / "b"
+    argv = ["export", "--module", f"{here}:TinyLM", "--weights", str(tmp_path / "w.safetensors")]
+    argv += ["--tokenizer", str(tok), "--out", str(out), "--precision", "fp32"]
+    assert main(argv) == 0, capsys.readouterr().err
+    m = read_manifest(out)
+    assert (m.model.transformer.family, m.model.transformer.max_context) == ("module", 128)
+    (onnx,) = m.find(format="onnx")
+    v = onnx.verification
+    assert v.reference == "module" and v.verdict == "pass"
+    assert v.max_abs_err_vs_torch <= v.extra["tolerance"]
+    with TextGenerator.open(out, backend="ort-cpu") as tg:
+        g = tg.generate(PROMPT, max_new_tokens=30, temperature=0)
+        list(g)
+        want = greedy(module, tg.encode(PROMPT), 30)
+    assert g.tokens == want
+
+
+def test_module_breaking_the_call_contract_is_refused(tmp_path, capsys):
+    from text_fixtures import write_tokenizer
+
+    src = tmp_path / "bad_lm.py"
+    src.write_text(
+        "import torch\n"
+        "class Bad(torch.nn.Module):\n"
+        "    num_layers, num_kv_heads, head_dim, vocab_size, max_context = 1, 1, 4, 320, 64\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.e = torch.nn.Embedding(320, 320)\n"
+        "    def forward(self, ids, pos, past):\n"
+        "        return self.e(ids), []\n"
+    )
+    tok = write_tokenizer(tmp_path)
+    out = tmp_path / "b"
+    argv = ["export", "--module", f"{src}:Bad", "--weights", "none", "--tokenizer", str(tok)]
+    rc = main([*argv, "--out", str(out), "--precision", "fp32"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "present of 0 layers; expected 1" in err and "Traceback" not in err
+    assert not out.exists()
