@@ -89,6 +89,28 @@ def text_profile_shapes(
     return out
 
 
+def text_batch(profiles: tuple[Profile, ...]) -> Profile:
+    """The decoder engines' batch range: 1 (what generation runs, the tuned size) up to the
+    largest ``--trt-profile`` MAX."""
+    return (1, 1, max(p[2] for p in profiles))
+
+
+def check_text_trt_options(opts: Any) -> None:
+    """Refuse ``--trt`` options that do not apply to decoder engines (before any work)."""
+    if opts.dla_core is not None:
+        raise BadInputError(
+            f"--dla-core {opts.dla_core}: DLA runs static shapes, and a decoder engine's "
+            "prompt and cache lengths vary; transformer bundles build GPU engines only.",
+            hint="Drop --dla-core.",
+        )
+    if opts.trt_path == "legacy":
+        raise BadInputError(
+            "--trt-path legacy: decoder engines are built strongly typed (the precision is "
+            "the ONNX file's).",
+            hint="Drop --trt-path, or pass --trt-path strongly-typed.",
+        )
+
+
 def engine_sources(kept: set[str]) -> list[tuple[str, str]]:
     """(precision, ONNX file) of each engine to build, given the precisions the bundle kept."""
     files = {"fp32": "model.onnx", "fp16": "model.fp16.onnx"}
@@ -107,7 +129,7 @@ def stage_text_trt(build: Any) -> None:
     env = build_environment()
     cc = tuple(int(p) for p in env.compute_capability.split("."))
     c, o = build.hf.config, build.opts
-    batch = (o.profiles[0][0], o.profiles[0][0], o.profiles[0][0])  # generation runs batch rows
+    batch = text_batch(o.profiles)
     profiles = text_profiles(c.max_context, batch)
     inputs = [t.to_dict() for t in build.spec.inputs]
     kept = {a.get("precision") for a in build.artifacts if a["format"] == "onnx"}
@@ -120,6 +142,7 @@ def stage_text_trt(build: Any) -> None:
             tuple(inputs),
             (batch,),
             o.workspace_mb,
+            version_compatible=o.version_compatible,
             shapes=tuple(text_profile_shapes(inputs, p) for p in profiles),
         )
         build.log(f"building TensorRT {precision} decoder engine from {src} (prefill + decode)")
@@ -132,13 +155,13 @@ def stage_text_trt(build: Any) -> None:
             device_name=env.device_name,
             compute_capability=cc,
             profiles=(batch,),
-            version_compatible=False,
+            version_compatible=o.version_compatible,
             dla_core=None,
             built_from=src,
             path=STRONGLY_TYPED,
         )
         record["text_profiles"] = [p.record() for p in profiles]
-        verification = engine_check(build, build.tmp / file, precision)
+        verification = engine_check(build, build.tmp / file, precision, o.version_compatible)
         build.log(f"{file}: {verification['reason']}")
         if not verification["quality_approved"]:
             (build.tmp / file).unlink()
@@ -158,7 +181,9 @@ def stage_text_trt(build: Any) -> None:
     build.add("timing.cache", format="cache")
 
 
-def engine_check(build: Any, path: Path, precision: str) -> dict[str, Any]:
+def engine_check(
+    build: Any, path: Path, precision: str, version_compatible: bool = False
+) -> dict[str, Any]:
     """The engine against ONNX Runtime fp32: logits of the first held-out window (max abs
     error) and perplexity of the gate's held-out text (ratio and bound)."""
     from genedge.runtime.perplexity import score_text
@@ -168,7 +193,7 @@ def engine_check(build: Any, path: Path, precision: str) -> dict[str, Any]:
 
     texts = _gate_text(build)
     reference = fp32_score(build, texts)
-    decoder = TrtPrefillDecoder(path.read_bytes(), build.hf.config)
+    decoder = TrtPrefillDecoder(path.read_bytes(), build.hf.config, version_compatible)
     try:
         score = score_text(
             decoder,
@@ -207,14 +232,17 @@ class TrtPrefillDecoder:
     ``reset()``, then one ``feed(ids)`` per reset, a prefill of batch 1 on an empty cache with
     the ``prefill`` profile (0). Export-time checking only; GPU only, unverified here."""
 
-    def __init__(self, plan: bytes, cfg: Any) -> None:
+    def __init__(self, plan: bytes, cfg: Any, version_compatible: bool = False) -> None:
         from genedge.runtime.trt_backend import cuda_call, cuda_runtime, trt_logger
 
         from .tensorrt import require_tensorrt
 
         trt = require_tensorrt()
         self.cfg, self._trt, self._cudart, self._call = cfg, trt, cuda_runtime(), cuda_call
-        self._engine = trt.Runtime(trt_logger(trt)).deserialize_cuda_engine(plan)
+        runtime = trt.Runtime(trt_logger(trt))
+        if version_compatible:  # export built this plan itself, host code included
+            runtime.engine_host_code_allowed = True
+        self._engine = runtime.deserialize_cuda_engine(plan)
         if self._engine is None:
             raise IncompatibleEnvironmentError(
                 "TensorRT could not deserialize the engine it built."

@@ -142,3 +142,20 @@ def test_decoder_engines_build_and_score_like_onnx_runtime(tmp_path):
         assert v["tokens"] > 1000 and Path(bundle / a.file).stat().st_size > 0
     fp32 = next(a for a in engines if a.precision == "fp32")
     assert fp32.verification.max_abs_err_vs_fp32 < 1e-2
+
+
+def test_batch_range_and_trt_options_that_do_not_apply(tmp_path, capsys):
+    from genedge.cli import main
+    from genedge.export.text_tensorrt import text_batch
+
+    assert text_batch(((1, 8, 32),)) == (1, 1, 32)
+    assert text_batch(((4, 4, 4), (16, 16, 16))) == (1, 1, 16)
+    folder = hf_folder(tmp_path / "llama", "llama")
+    for flags, what in (
+        (["--dla-core", "0", "--trt-profile", "1"], "--dla-core 0"),
+        (["--trt-path", "legacy"], "--trt-path legacy"),
+    ):
+        out = tmp_path / "b"
+        assert main(["export", str(folder), "--out", str(out), "--trt", *flags]) == 2
+        err = capsys.readouterr().err
+        assert what in err and "Traceback" not in err and not out.exists()
