@@ -53,7 +53,8 @@ PARITY_PREFILL = 48  # held-out tokens in the prefill parity run
 PARITY_DECODE = 16  # then this many single-token steps
 HELD_OUT_CHARS = 8192  # stdlib-docs characters read for held-out text
 MAX_FOLDER_CONTEXT = 1 << 20
-SUPPORTED = ", ".join(TRANSFORMER_FAMILIES)
+HF_FAMILIES = tuple(f for f in TRANSFORMER_FAMILIES if f != "module")  # module: --module
+SUPPORTED = ", ".join(HF_FAMILIES)
 
 
 def is_hf_folder(path: str | os.PathLike) -> bool:
@@ -85,7 +86,7 @@ def read_hf_config(folder: Path) -> dict[str, Any]:
             f"genedge never runs; supported families: {SUPPORTED}.",
         )
     kind = cfg.get("model_type")
-    if kind not in TRANSFORMER_FAMILIES:
+    if kind not in HF_FAMILIES:
         raise _refuse(
             folder,
             f"model_type {printable(repr(kind), 60)} is not supported; expected one of {SUPPORTED}.",
@@ -142,12 +143,14 @@ def _rope_dicts(params: Any) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- loading
 @dataclass(frozen=True)
 class HfModel:
-    """A loaded folder: the ``transformers`` model (float32, eval), its family and the
-    manifest ``model`` section."""
+    """A loaded source: the model parity calls as ``model(ids).logits`` (the ``transformers``
+    model, float32, eval), its family, the manifest ``model`` section, and what parity calls
+    the reference."""
 
     model: Any
     family: str
     section: dict[str, Any]
+    reference: str = "transformers"
 
     @property
     def config(self) -> TransformerConfig:
@@ -360,7 +363,8 @@ def stage_fp32(build: TextBuild) -> None:
     )
     verification = check_text_parity(build, files[0])
     build.log(
-        f"model.onnx parity vs transformers: max abs err {verification['max_abs_err_vs_torch']:.3g} "
+        f"model.onnx parity vs {build.hf.reference}: max abs err "
+        f"{verification['max_abs_err_vs_torch']:.3g} "
         f"over {verification['tokens']} tokens (prefill + cached decode)"
     )
     build.add(
@@ -391,7 +395,7 @@ def check_text_parity(build: TextBuild, path: Path) -> dict[str, Any]:
     rec = {
         "max_abs_err_vs_torch": err,
         "tolerance": tol,
-        "reference": "transformers",
+        "reference": build.hf.reference,
         "backend": "onnxruntime-cpu",
         "tokens": int(n),
         "prefill_tokens": int(prefill),
@@ -401,7 +405,8 @@ def check_text_parity(build: TextBuild, path: Path) -> dict[str, Any]:
     }
     if not np.isfinite(err) or err > tol:
         raise ParityError(
-            f"{path.name}: logits differ from transformers' by {err:.3g} (tolerance {tol:.3g}) "
+            f"{path.name}: logits differ from {build.hf.reference}'s by {err:.3g} "
+            f"(tolerance {tol:.3g}) "
             f"over {n} held-out tokens.",
             hint="This is a bug in genedge's decoder wrapper for this family; please report it "
             "with the folder's config.json.",
@@ -449,7 +454,6 @@ def export_hf_folder(
     ``opts.out`` is untouched on any error.
     """
     from .bundle import bundle_lock
-    from .text_wrappers import WRAPPERS, DecoderShape, decoder_graph_spec
 
     folder = Path(folder)
     opts = validate_export_options(dataclasses.replace(opts, checkpoint=folder))
@@ -462,26 +466,54 @@ def export_hf_folder(
     check_hf_files(folder)
     with bundle_lock(opts.out, sources=(folder, opts.eval_data)):
         hf = load_hf_folder(folder)
-        c = hf.config
-        shape = DecoderShape(c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim, c.vocab_size)
-        tokenizer = load_tokenizer_file(folder / TOKENIZER)
-        held, where = held_out_tokens(opts, tokenizer)
         source = source or folder_source(folder, opts.out, hf.family)
-        _build(
-            opts,
-            hf,
-            WRAPPERS[hf.family](hf.model, shape),
-            decoder_graph_spec(shape),
-            held,
-            where,
-            source,
-            folder,
-            log,
-        )
+        _export_loaded(hf, hf.model, folder / TOKENIZER, opts, source, log)
     return opts.out
 
 
-def _build(opts, hf, wrapper, spec, held, where, source, folder, log) -> None:
+def export_text_model(
+    hf: HfModel,
+    module: Any,
+    tokenizer: Path,
+    opts: ExportOptions,
+    source: dict[str, Any],
+    *,
+    inputs: tuple[Path | None, ...] = (),
+    log: Log = silent,
+) -> Path:
+    """Export an already loaded model: ``module`` is what ``text_wrappers.WRAPPERS[hf.family]``
+    wraps, ``tokenizer`` its ``tokenizer.json``, ``inputs`` the files it was read from (none
+    may lie inside ``opts.out``). Errors and guarantees as ``export_hf_folder``."""
+    from .bundle import bundle_lock
+
+    opts = validate_export_options(dataclasses.replace(opts, checkpoint=tokenizer))
+    if opts.trt:
+        from .tensorrt import require_tensorrt
+
+        require_tensorrt()
+    with bundle_lock(opts.out, sources=(tokenizer, opts.eval_data, *inputs)):
+        _export_loaded(hf, module, tokenizer, opts, source, log)
+    return opts.out
+
+
+def _export_loaded(
+    hf: HfModel,
+    module: Any,
+    tokenizer: Path,
+    opts: ExportOptions,
+    source: dict[str, Any],
+    log: Log,
+) -> None:
+    from .text_wrappers import WRAPPERS, DecoderShape, decoder_graph_spec
+
+    c = hf.config
+    shape = DecoderShape(c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim, c.vocab_size)
+    held, where = held_out_tokens(opts, load_tokenizer_file(tokenizer))
+    wrapper = WRAPPERS[hf.family](module, shape)
+    _build(opts, hf, wrapper, decoder_graph_spec(shape), held, where, source, tokenizer, log)
+
+
+def _build(opts, hf, wrapper, spec, held, where, source, tokenizer, log) -> None:
     from genedge.atomic import atomic_dir, atomic_write_bytes
     from genedge.manifest import write_manifest
     from genedge.outputs import check_bundle_out, open_lock
@@ -493,7 +525,7 @@ def _build(opts, hf, wrapper, spec, held, where, source, folder, log) -> None:
             build = TextBuild(
                 opts, tmp, hf, wrapper, spec, held, where, log, trained_on=source.get("data")
             )
-            atomic_write_bytes(tmp / TOKENIZER, (folder / TOKENIZER).read_bytes())
+            atomic_write_bytes(tmp / TOKENIZER, Path(tokenizer).read_bytes())
             build.add(TOKENIZER, format="tokenizer")
             for precision in opts.precisions:
                 stage = TEXT_STAGES.get(precision)
