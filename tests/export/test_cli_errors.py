@@ -46,8 +46,14 @@ def test_nan_weights_are_named(tmp_path, capsys):
 
 
 def test_unknown_precision(ckpts, tmp_path, capsys):
+    code, err = _run(capsys, ckpts["gan"], "--out", tmp_path / "b", "--precision", "fp32,int3")
+    assert code == 2 and "'int3'" in err and "fp32, fp16, bf16, int8" in err
+    assert not (tmp_path / "b").exists()
+
+
+def test_int4_is_for_language_models_only(ckpts, tmp_path, capsys):
     code, err = _run(capsys, ckpts["gan"], "--out", tmp_path / "b", "--precision", "fp32,int4")
-    assert code == 2 and "'int4'" in err and "fp32, fp16, bf16, int8" in err
+    assert code == 2 and "transformer language models only" in err
     assert not (tmp_path / "b").exists()
 
 
