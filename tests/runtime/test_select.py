@@ -91,4 +91,4 @@ def test_names() -> None:
     with pytest.raises(BadInputError, match="Unknown backend"):
         check_names("trt", None)
     with pytest.raises(BadInputError, match="Unknown precision"):
-        check_names("auto", "int4")
+        check_names("auto", "int3")
