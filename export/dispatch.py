@@ -8,10 +8,11 @@ a Hugging Face folder (``config.json`` inside) to ``text_source.export_hf_folder
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
-from genedge.errors import BadInputError
+from genedge.errors import BadInputError, printable
 
 from .byo import (
     GeneratorSpec,
@@ -88,7 +89,32 @@ def export_transformer_checkpoint(ckpt: Path, opts: ExportOptions, log: Log) -> 
     }
     with tempfile.TemporaryDirectory(prefix="genedge-llama-") as tmp:
         folder = hf_folder_from_checkpoint(ckpt, Path(tmp) / ckpt.stem)
+        if opts.eval_data is None:
+            held = _held_out_file(info.meta.get("data"), Path(tmp))
+            if held is not None:
+                data = printable(info.meta["data"])
+                log(f"held-out text: the part of {data} that training held out ({held.name})")
+                opts = dataclasses.replace(opts, eval_data=str(held))
         return export_hf_folder(folder, opts, log=log, source=source)
+
+
+def _held_out_file(data: str | None, folder: Path) -> Path | None:
+    """The start of the held-out part (``split_text``) of the text a checkpoint trained on,
+    written to ``folder``; None when that text cannot be read here (then export scores its
+    default text)."""
+    from genedge.train.data import load_text_data, split_text
+
+    from .text_source import HELD_OUT_CHARS
+
+    if not data:
+        return None
+    try:
+        text = load_text_data(data).text
+    except BadInputError:
+        return None
+    path = folder / f"{Path(data).name}.held-out.txt"  # the name the manifest records
+    path.write_text(split_text(text)[1][:HELD_OUT_CHARS], encoding="utf-8")
+    return path
 
 
 def export_from_args(args: Any, opts: ExportOptions, log: Log) -> Path:

@@ -43,14 +43,18 @@ def test_transformer_checkpoint_exports_and_generates_its_greedy_tokens(tmp_path
     model = TransformerLM(cfg).eval()
     with torch.no_grad():  # a peaked head, so greedy choices are not near-ties
         model.model.embed_tokens.weight.mul_(20)
-    extra = {"family": "ar", "arch": "transformer", "tokenizer": tok.to_str(), "data": "x.txt"}
+    data = tmp_path / "corpus.txt"  # what it trained on: export scores the held-out tail
+    data.write_text("Return the value of the named attribute of object.\n" * 40, encoding="utf-8")
+    extra = {"family": "ar", "arch": "transformer", "tokenizer": tok.to_str(), "data": str(data)}
     ckpt = save_checkpoint(tmp_path / "generator.safetensors", model, cfg, kind="ar", extra=extra)
     bundle = tmp_path / "bundle"
     assert main(["export", str(ckpt), "--out", str(bundle), "--precision", "fp32"]) == 0
     m = read_manifest(bundle)
     assert (m.kind, m.model.arch, m.model.transformer.family) == ("ar", "transformer", "llama")
     assert m.source["type"] == "checkpoint" and m.source["checkpoint"] == "generator.safetensors"
-    assert m.source["step"] == 0 and m.source["data"] == "x.txt"
+    assert m.source["step"] == 0 and m.source["data"] == str(data)
+    fp32 = next(a for a in m.artifacts if a.file == "model.onnx")
+    assert fp32.verification.extra["text"] == "corpus.txt.held-out.txt"
     want = _greedy(model, encode(tok, PROMPT), 30)
     with TextGenerator.open(bundle, backend="ort-cpu") as tg:
         g = tg.generate(PROMPT, max_new_tokens=30, temperature=0)
