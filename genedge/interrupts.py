@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 
@@ -54,9 +53,8 @@ def _watch(read_fd: int, label: str, done: threading.Event) -> None:
         _state["signalled"] = True
         if _state["handled"].wait(GRACE_S) or done.is_set():
             continue
-        with contextlib.suppress(OSError, ValueError):
-            sys.stderr.write(f"{label}: interrupted\n")
-            sys.stderr.flush()
+        with contextlib.suppress(OSError):  # the raw fd: sys.stderr's lock may be held
+            os.write(2, f"{label}: interrupted\n".encode(errors="replace"))
         os._exit(EXIT_INTERRUPTED)
 
 
