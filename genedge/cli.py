@@ -903,6 +903,9 @@ def log_lines() -> Iterator[None]:
     """genedge's warnings on stderr through ``LogLine`` while a command runs (in place of
     Python's last-resort handler, which prints them raw)."""
     logger = logging.getLogger("genedge")
+    if any(isinstance(h.formatter, LogLine) for h in logger.handlers):
+        yield  # a command run by a command (demo): the outer one's handler prints
+        return
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(logging.WARNING)
     handler.setFormatter(LogLine("%(message)s"))
