@@ -59,3 +59,14 @@ def test_a_usage_error_is_one_line(capsys):
     err = capsys.readouterr().err
     assert info.value.code == 2
     assert err.count("\n") == 1 and "see genedge bench --help" in err, err
+
+
+def test_nested_commands_print_a_warning_once(capsys):
+    import logging
+
+    from genedge.cli import log_lines
+
+    with log_lines(), log_lines():  # `genedge demo` runs commands through main()
+        logging.getLogger("genedge.runtime").warning("cache %s", "a\x1b[31m")
+    err = capsys.readouterr().err
+    assert err == "cache a\\x1b[31m\n", err
