@@ -421,3 +421,21 @@ def test_checkpoint_without_its_tokenizer_is_refused(tmp_path):
     with pytest.raises(CorruptArtifactError, match="tokenizer does not load"):
         hf_folder_from_checkpoint(ckpt, tmp_path / "hf")
     assert not (tmp_path / "hf").exists()
+
+
+@pytest.mark.gpu
+def test_cuda_training_step_and_cached_decode_match_the_cpu(tiny_text, tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    cpu = _model(vocab_size=257)
+    gpu = _model(vocab_size=257).cuda()
+    x = torch.randint(0, 257, (2, 20))
+    with torch.no_grad():
+        want = cpu(x)[0]
+        full = gpu(x.cuda())[0]
+        logits, past = gpu(x[:, :12].cuda())
+        step, _ = gpu(x[:, 12:].cuda(), past=past)
+    assert torch.allclose(full.cpu(), want, atol=1e-3)
+    assert torch.allclose(torch.cat((logits, step), dim=1).cpu(), want, atol=1e-3)
+    ckpt = train_run(_opts(tiny_text, tmp_path / "run", steps=2, device="cuda"))
+    assert read_checkpoint_info(ckpt).step == 2
