@@ -355,7 +355,7 @@ def _train_in(opts: TrainOptions, ctx: ddp.DistContext) -> Path:
     finally:
         progress.close()
     ddp.dump_parameter_hash(family.trained_module(), ctx)
-    if ctx.is_main:
+    if ctx.is_main and opts.minutes is not None:  # a --steps run made what it was asked
         pace, short = trainer.budget_report()
         print(
             f"{'warning: ' if short else ''}budget: {pace}",
