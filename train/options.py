@@ -84,6 +84,7 @@ FAMILY_DEFAULTS: dict[str, FamilyDefaults] = {
 }
 ARCHS = ("gru", "lstm", "transformer")  # `train ar --arch`; gru and lstm are recurrent cells
 RNN_CELLS = ("gru", "lstm")
+TOKENIZERS = ("char", "bpe")  # train/tokenizer.py builds each
 
 
 @dataclass(frozen=True)
@@ -259,8 +260,10 @@ def _validate_arch(opts: TrainOptions) -> None:
     for name, limit in TRANSFORMER_LIMITS.items():
         _positive_int("--" + name.replace("_", "-"), getattr(opts, name), limit)
     _check_transformer_shape(opts)
-    if opts.tokenizer is not None and opts.tokenizer not in ("char", "bpe"):
-        raise BadInputError(f"--tokenizer: received {opts.tokenizer!r}; expected char or bpe.")
+    if opts.tokenizer is not None and opts.tokenizer not in TOKENIZERS:
+        raise BadInputError(
+            f"--tokenizer: received {opts.tokenizer!r}; expected one of {', '.join(TOKENIZERS)}."
+        )
     if opts.vocab_size is not None:
         if (opts.tokenizer or TRANSFORMER_DEFAULTS.tokenizer) != "bpe":
             raise BadInputError(

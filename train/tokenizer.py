@@ -19,7 +19,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from genedge.errors import BadInputError
 
-TOKENIZERS = ("char", "bpe")
+from .options import TOKENIZERS
+
 EOS_TOKEN = "<|endoftext|>"
 EOS_ID = 0
 BYTE_TOKENS = 256
