@@ -43,12 +43,12 @@ $(TRT_API_WHEELS)/.downloaded: $(TRT_API_REQS) | install
 trt-api-wheels: $(TRT_API_WHEELS)/.downloaded
 
 # On a machine with an NVIDIA GPU: install the matching extras, run the GPU tests, build and
-# compare engines, bench, the C++ host; one report (markdown + JSON) in OUT. bench/gpu_check.py
+# compare engines, bench, the C++ host; one report (markdown + JSON) in OUT. tools/gpu_check.py
 # (GPU_CHECK_ARGS=--no-install where the extras are installed already and PyPI is out of reach)
 GPU_CHECK_OUT ?= $(if $(OUT),$(OUT),gpu-check-out)
 GPU_CHECK_ARGS ?=
 gpu-check: install
-	$(BIN)/python bench/gpu_check.py --out $(GPU_CHECK_OUT) --constraints '$(CONSTRAINTS)' $(GPU_CHECK_ARGS)
+	$(BIN)/python tools/gpu_check.py --out $(GPU_CHECK_OUT) --constraints '$(CONSTRAINTS)' $(GPU_CHECK_ARGS)
 
 test-all: install
 	$(BIN)/python -m pytest --durations=10 -m "" 

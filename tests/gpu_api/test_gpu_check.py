@@ -1,4 +1,4 @@
-"""bench/gpu_check.py (``make gpu-check``) on a machine without a GPU: its no-GPU report,
+"""tools/gpu_check.py (``make gpu-check``) on a machine without a GPU: its no-GPU report,
 its report writer and its step runner. The GPU steps themselves only run on a GPU."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "bench" / "gpu_check.py"
+SCRIPT = REPO / "tools" / "gpu_check.py"
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +23,13 @@ def gc():
     sys.modules["gpu_check"] = mod  # dataclasses resolve their module by name
     spec.loader.exec_module(mod)
     return mod
+
+
+def test_the_check_is_a_tool_beside_the_makefile_not_a_library_module():
+    """It runs pip, pytest and CMake: the installed ``genedge.bench`` package must not ship it."""
+    assert "tools/gpu_check.py" in (REPO / "Makefile").read_text(encoding="utf-8")
+    assert not (REPO / "bench" / "gpu_check.py").exists()
+    assert importlib.util.find_spec("genedge.bench.gpu_check") is None
 
 
 def test_without_a_gpu_every_step_is_skipped_and_the_exit_code_is_3(tmp_path, gc):
