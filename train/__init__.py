@@ -3,9 +3,25 @@
 Needs the ``train`` extra (torch, scikit-learn, opencv, safetensors, rich, matplotlib).
 """
 
-from .checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
+from typing import Any
+
 from .options import TrainOptions
-from .trainer import train_run
+
+_LAZY = {  # imported on first use: option and flag errors are answered before torch loads
+    "load_checkpoint": "checkpoint",
+    "read_checkpoint_info": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "train_run": "trainer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "TrainOptions",

@@ -14,7 +14,7 @@ from pathlib import Path
 from genedge.atomic import atomic_write_text
 from genedge.errors import BadInputError
 
-from .options import TRANSFORMER_FLAGS, TrainOptions
+from .options import TRANSFORMER_FLAGS, TrainOptions, resolve_options
 
 
 def options_from_args(args: argparse.Namespace) -> TrainOptions:
@@ -43,9 +43,11 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
 
 
 def train_command(args: argparse.Namespace) -> int:
+    opts = options_from_args(args)
+    resolve_options(opts)  # flag errors first: before torch and the data load
     from .trainer import train_run
 
-    train_run(options_from_args(args))
+    train_run(opts)
     return 0
 
 

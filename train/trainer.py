@@ -361,6 +361,7 @@ def _train_in(opts: TrainOptions, ctx: ddp.DistContext) -> Path:
             f"{'warning: ' if short else ''}budget: {pace}",
             file=sys.stderr if short else sys.stdout,
         )
+    if ctx.is_main:
         took = time.perf_counter() - t0
         print_table(
             f"{opts.kind}: {trainer.step} steps in {took:.1f}s -> {trainer.paths.generator}",
