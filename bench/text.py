@@ -348,14 +348,18 @@ def summarize_generations(runs: list[list[int]], prompt_tokens: int) -> dict[str
     }
 
 
-def gap_curve(runs: list[list[int]], prompt_tokens: int, points: int = 96) -> dict[str, list]:
-    """The median gap (ms) before new token k over the runs, at up to ``points`` positions
-    (absolute: ``prompt_tokens + k``): the plot's token-cost-against-position curve."""
+def gap_curve(runs: list[list[int]], prompt_tokens: int, points: int = 64) -> dict[str, list]:
+    """The median gap (ms) between new tokens in up to ``points`` bins of consecutive tokens,
+    pooled over the runs, at each bin's middle position (absolute: ``prompt_tokens + k``):
+    the plot's token-cost-against-position curve."""
     n = min(len(r) for r in runs)
-    ks = range(1, n, max(1, (n - 1) // points))
+    width = max(1, -(-(n - 1) // points))
+    bins = [range(k, min(k + width, n)) for k in range(1, n, width)]
     return {
-        "position": [prompt_tokens + k for k in ks],
-        "ms": [latency_stats([r[k] - r[k - 1] for r in runs]).p50 / NS_PER_MS for k in ks],
+        "position": [prompt_tokens + (b.start + b.stop - 1) // 2 for b in bins],
+        "ms": [
+            latency_stats([r[k] - r[k - 1] for r in runs for k in b]).p50 / NS_PER_MS for b in bins
+        ],
     }
 
 

@@ -12,8 +12,9 @@
 #               new tokens (no EOS stop), batch 1, two threads for everyone:
 #     cpu-llama27m-text        the runtime (ORT CPU) at fp32, int8 and int4 against
 #                              onnxruntime-genai's builder (fp32 and int4, CPU) on the same
-#                              folder; prompts of 16 and 128 tokens, 32 and 512 new tokens
-#                              (128 + 512 reaches position 600: the token cost there vs 50)
+#                              folder; prompts of 16 and 128 tokens, 32 and 600 new tokens
+#                              (16 + 600 runs from position 16 past 600: the token cost at
+#                              ~600 against ~50)
 #     cpu-llama27m-text-torch  the same runtime configurations against transformers' eager
 #                              greedy generate and torch.compile with a static cache, on the
 #                              short case only (eager PyTorch takes an order of magnitude longer
@@ -21,7 +22,7 @@
 #
 # Usage: bash bench/results/make_text_reference.sh
 # Environment (defaults in brackets):
-#   ROUNDS [3]  PROMPTS [16,128]  NEW [32,512]     the genai comparison
+#   ROUNDS [3]  PROMPTS [16,128]  NEW [32,600]     the genai comparison
 #   TORCH_ROUNDS [3]  TORCH_PROMPTS [16]  TORCH_NEW [32]  the PyTorch comparison
 #   RUNS ["genai torch"]   which of the two to run
 #   WORK [runs/llama27m]   where the folder and the bundle go (kept: not in git)
@@ -36,7 +37,7 @@ GENEDGE=${GENEDGE:-.venv/bin/genedge}
 PYTHON=${PYTHON:-$(dirname "$GENEDGE")/python}
 ROUNDS=${ROUNDS:-3}
 PROMPTS=${PROMPTS:-16,128}
-NEW=${NEW:-32,512}
+NEW=${NEW:-32,600}
 TORCH_ROUNDS=${TORCH_ROUNDS:-3}
 TORCH_PROMPTS=${TORCH_PROMPTS:-16}
 TORCH_NEW=${TORCH_NEW:-32}

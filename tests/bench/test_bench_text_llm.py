@@ -107,7 +107,9 @@ def test_position_costs_tell_a_cache_from_a_recompute() -> None:
     short = [FakeTarget("x", "runtime", 1.0, flat).generate(ids(16), 100)[1]]
     assert position_costs(short, 16) is None
     curve = summarize_generations(runs(recompute), 16)["token_ms_by_position"]
-    assert curve["position"][0] == 17 and curve["ms"][-1] > 5 * curve["ms"][0]
+    # 639 gaps in 64 bins of 10 tokens: the first bin holds new tokens 1..10, positions 17..26
+    assert len(curve["position"]) == 64 and curve["position"][0] == 16 + 5
+    assert curve["ms"][-1] > 5 * curve["ms"][0]
 
 
 def test_cases_and_options_refuse_what_cannot_run(tmp_path: Path) -> None:
