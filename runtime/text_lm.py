@@ -565,7 +565,7 @@ def load_tokenizer(manifest: Manifest) -> Any:
     found = [a for a in manifest.find(format="tokenizer") if a.file == cfg.tokenizer]
     if not found:
         raise CorruptArtifactError(
-            f"Bundle '{manifest.root}': model.tokenizer names "
+            f"Bundle '{printable(str(manifest.root))}': model.tokenizer names "
             f"'{printable(cfg.tokenizer)}', which no tokenizer artifact lists.",
             hint="Re-export the bundle with `genedge export`.",
         )
@@ -575,7 +575,7 @@ def load_tokenizer(manifest: Manifest) -> Any:
         return tokenizers.Tokenizer.from_file(str(path))
     except Exception as e:  # the Rust library raises its own Exception type
         raise CorruptArtifactError(
-            f"Bundle '{manifest.root}': '{printable(cfg.tokenizer)}' is not a tokenizer the "
+            f"Bundle '{printable(str(manifest.root))}': '{printable(cfg.tokenizer)}' is not a tokenizer the "
             f"tokenizers library reads ({printable(str(e), 200)}).",
             hint="Re-export the bundle with `genedge export`.",
         ) from None

@@ -245,3 +245,18 @@ def test_empty_prompt_starts_from_bos_as_transformers_does(llama, tg):
     g = tg.generate("", max_new_tokens=12, temperature=0)
     list(g)
     assert g.tokens == want
+
+
+def test_a_modified_tokenizer_is_refused_before_it_is_parsed(llama, tmp_path):
+    import shutil
+
+    from genedge.errors import IntegrityError
+
+    bundle = tmp_path / "b"
+    shutil.copytree(llama[1], bundle)
+    tok = bundle / "tokenizer.json"
+    data = bytearray(tok.read_bytes())
+    data[10] ^= 1  # same size, one bit changed
+    tok.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="tokenizer.json' fails its hash"):
+        TextGenerator.open(bundle, backend="ort-cpu")
