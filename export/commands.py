@@ -73,10 +73,15 @@ def export_command(args: argparse.Namespace) -> int:
 def eval_bundle_command(args: argparse.Namespace) -> int:
     """`genedge eval BUNDLE`: re-run the quality metrics on a bundle's artifacts."""
     from genedge.atomic import atomic_write_text
+    from genedge.limits import MAX_EVAL_SAMPLES, check_count
 
     from .evaluate import evaluate_bundle
     from .text_eval import eval_text_command, is_text_bundle
 
+    if args.num_samples is not None:  # a bad flag is named before the bundle is read
+        check_count(
+            "eval -n", args.num_samples, MAX_EVAL_SAMPLES, "evaluation keeps every sample in memory"
+        )
     manifest = read_manifest(Path(args.target))
     if is_text_bundle(manifest):  # perplexity on --data, per precision
         return eval_text_command(args, manifest)
