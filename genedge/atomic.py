@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from genedge.errors import BadInputError, GenedgeError, printable
+from genedge.file_marks import is_write_through, mark_written
 
 TMP_PREFIX = ".genedge-tmp-"
 LOCK_NAME = ".genedge.lock"  # held by a command writing a folder (genedge.outputs)
@@ -109,8 +110,6 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     A FIFO or character device at ``final`` is written through, never replaced; a
     symlink is refused. The new file is marked as genedge's (``genedge.outputs``).
     """
-    from genedge.outputs import is_write_through, mark_written
-
     final = Path(final)
     _refuse_non_file(final)
     if is_write_through(final):

@@ -30,8 +30,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from genedge.bundle_files import resolve_inside
 from genedge.errors import CorruptArtifactError, IntegrityError, SecurityRefusal, printable
-from genedge.manifest import resolve_inside
 from genedge.readback import read_bytes
 
 MAX_MODEL_BYTES = 2**31 - 1  # protobuf's own hard limit for one message

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import os
 import stat
 import time
@@ -34,6 +33,11 @@ from pathlib import Path
 
 from genedge.atomic import LOCK_NAME, TMP_PREFIX
 from genedge.errors import BadInputError, IntegrityError, printable
+from genedge.file_marks import MARK_PREFIX, MARK_XATTR
+from genedge.file_marks import is_write_through as is_write_through  # re-exported
+from genedge.file_marks import lstat_or_none as _lstat
+from genedge.file_marks import mark_written as mark_written  # re-exported
+from genedge.file_marks import regular_file_sha256 as _sha256
 from genedge.imageio import is_own_png
 from genedge.manifest import FORMAT, MANIFEST_NAME
 from genedge.readback import (
@@ -41,12 +45,8 @@ from genedge.readback import (
     RUN_CONFIG_BYTES,
     MissingFileError,
     ReadbackError,
-    open_regular,
     read_json,
 )
-
-MARK_XATTR = "user.genedge"
-MARK_PREFIX = b"sha256:"  # the xattr's value: this, then the hex sha256 of the content written
 
 # What a training run folder holds when genedge wrote it (train/trainer.py's RunPaths).
 RUN_FILES = frozenset(
@@ -73,28 +73,6 @@ def _show(path: Path | str) -> str:
 
 
 # ---------------------------------------------------------------- markers
-def _sha256(path: str | os.PathLike) -> str | None:
-    """The sha256 of the regular file ``path`` (not followed if a link), or None."""
-    try:
-        fd = open_regular(path, what="Output", limit=1 << 50)
-    except ReadbackError:
-        return None
-    h = hashlib.sha256()
-    with os.fdopen(fd, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def mark_written(path: str | os.PathLike) -> None:
-    """Record in ``path``'s extended attribute the sha256 of what genedge wrote there (best
-    effort: not every filesystem has xattrs)."""
-    digest = _sha256(path)
-    if digest is not None:
-        with contextlib.suppress(OSError, AttributeError):
-            os.setxattr(path, MARK_XATTR, MARK_PREFIX + digest.encode(), follow_symlinks=False)
-
-
 def written_by_genedge(path: str | os.PathLike) -> bool:
     """Whether the regular file ``path`` is exactly what genedge wrote: the sha256 its
     extended attribute recorded matches its content, or it is a PNG whose self-hash chunk
@@ -111,15 +89,6 @@ def written_by_genedge(path: str | os.PathLike) -> bool:
 
 
 # ---------------------------------------------------------------- common checks
-def _lstat(path: Path) -> os.stat_result | None:
-    try:
-        return os.lstat(path)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise BadInputError(f"Cannot look at output path '{_show(path)}': {e.strerror}.") from None
-
-
 def _check_parent_writable(path: Path, flag: str) -> None:
     """The nearest existing ancestor of a new ``path`` must be a folder we can write into."""
     parent = path.absolute().parent
@@ -228,12 +197,6 @@ def _refuse_inside_artifacts(path: Path, flag: str) -> None:
             "would replace part of the run.",
             hint="Pass another path.",
         )
-
-
-def is_write_through(path: str | os.PathLike) -> bool:
-    """A FIFO or character device: written into, never replaced."""
-    st = _lstat(Path(path))
-    return st is not None and (stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode))
 
 
 # ---------------------------------------------------------------- folders

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 from genedge.atomic import atomic_write_text
-from genedge.outputs import mark_written
+from genedge.file_marks import mark_written
 from genedge.readback import MissingFileError, read_bytes
 
 MAX_METRICS_BYTES = 256 << 20

@@ -229,10 +229,17 @@ def test_export_does_not_import_bench():
 
 def _export_import_graph() -> dict[str, set[str]]:
     """``{module: export modules it imports}`` over ``export/``, lazy imports included."""
+    return _import_graph("export")
+
+
+def _import_graph(stage: str) -> dict[str, set[str]]:
+    """``{module: modules of the same stage it imports}``, lazy imports included."""
     modules = {
         _package_of(p) if p.name == "__init__.py" else f"{_package_of(p)}.{p.stem}": p
-        for p in _files("export")
+        for p in _files(stage)
     }
+    if stage == "genedge":  # the core's own files: the stage packages live in other folders
+        modules = {m: p for m, p in modules.items() if _stage(m) == "core"}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         graph[name] = set()
@@ -246,7 +253,7 @@ def _export_import_graph() -> dict[str, set[str]]:
                 ),
                 None,
             )
-            if target and target not in (name, "genedge.export"):
+            if target and target not in (name, STAGES[stage]):
                 graph[name].add(target)
     return graph
 
@@ -282,6 +289,18 @@ def test_export_modules_import_each_other_without_cycles():
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
     for leaf in ("context", "gate", "precision", "reuse", "manifest_build", "trt_stage", "speed"):
         assert "genedge.export.bundle" not in graph[f"genedge.export.{leaf}"], leaf
+
+
+def test_core_modules_import_each_other_without_cycles():
+    """The manifest stands on path confinement and hashing, which stand on nothing of the
+    manifest; atomic writes stand on file marks, not on the output contract that uses them."""
+    graph = _import_graph("genedge")
+    assert "genedge.bundle_files" in graph["genedge.onnx_guard"]
+    assert "genedge.onnx_guard" in graph["genedge.manifest"]
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
+    for bottom in ("bundle_files", "record_fields", "file_marks", "errors", "readback"):
+        assert "genedge.manifest" not in graph[f"genedge.{bottom}"], bottom
+        assert "genedge.outputs" not in graph[f"genedge.{bottom}"], bottom
 
 
 PROBE = """

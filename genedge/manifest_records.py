@@ -1,0 +1,333 @@
+"""The artifact side of a manifest: one ``Artifact`` per bundle file and its records.
+
+``Verification``, ``EngineRecord``, ``Speed``, ``InferencePrecisions``, ``CalibrationRecord``
+and ``Recipe`` are typed records whose JSON keys are their fields (``genedge.record_fields``):
+parsing and writing are derived from the dataclass, so each key is spelled once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from genedge.errors import printable
+from genedge.record_fields import (
+    EMPTY,
+    Bool,
+    Check,
+    Int,
+    Items,
+    Num,
+    NumberMap,
+    Text,
+    entry,
+    extra_field,
+    fail,
+    no_unknown,
+    read_bool,
+    read_int,
+    read_num,
+    read_object,
+    read_text,
+    record_from,
+    record_to_dict,
+)
+
+PRECISIONS = ("fp32", "fp16", "int8")
+WEIGHT_ONLY_PRECISIONS = ("int4",)  # MatMulNBits block-wise: transformer language models only
+ARTIFACT_PRECISIONS = (*PRECISIONS, *WEIGHT_ONLY_PRECISIONS)
+ARTIFACT_FORMATS = ("onnx", "onnx-data", "engine", "cache", "tokenizer")
+VERDICTS = ("pass", "fail")
+
+
+@dataclass(frozen=True)
+class Verification:
+    """An artifact's export checks (docs/bundle.md): errors vs torch or fp32, PSNR/SSIM and
+    task metrics vs fp32 on fixed seeds, and the verdict. Other keys stay in ``extra``."""
+
+    max_abs_err_vs_torch: float | None = entry(Num(), None, omit="none")
+    max_abs_err_vs_fp32: float | None = entry(Num(), None, omit="none")
+    psnr_vs_fp32: float | None = entry(Num(), None, omit="none")
+    ssim_vs_fp32: float | None = entry(Num(), None, omit="none")
+    metrics: Mapping[str, float | None] = entry(NumberMap(), EMPTY, omit="empty")
+    metrics_fp32: Mapping[str, float | None] = entry(NumberMap(), EMPTY, omit="empty")
+    metric_drop: float | None = entry(Num(), None, omit="none")
+    metric_budget: float | None = entry(Num(), None, omit="none")  # the largest drop allowed
+    psnr_floor: float | None = entry(Num(), None, omit="none")  # the lowest PSNR allowed
+    seeds: tuple[int, ...] = entry(Items(int, "a list of integers"), (), omit="empty")
+    samples: int | None = entry(Int(optional=True), None, omit="none")
+    backend: str | None = entry(Text(optional=True), None, omit="none")
+    reference: str | None = entry(Text(optional=True), None, omit="none")
+    verdict: str | None = entry(Text(VERDICTS, optional=True), None, omit="none")
+    # which checks decided: parity, psnr, task_metric, max_err
+    checks: tuple[str, ...] = entry(Items(str, "a list of strings"), (), omit="empty")
+    reason: str | None = entry(Text(optional=True), None, omit="none")  # values vs limits
+    extra: Mapping[str, Any] = extra_field()
+
+    @property
+    def passed(self) -> bool:
+        """Not failed: an artifact without a verdict (external data, older bundles) passes."""
+        return self.verdict != "fail"
+
+    @property
+    def max_abs_err(self) -> float | None:
+        """The error export measured: vs fp32 for reduced precision, else vs torch."""
+        return (
+            self.max_abs_err_vs_torch
+            if self.max_abs_err_vs_fp32 is None
+            else self.max_abs_err_vs_fp32
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return record_to_dict(self)
+
+
+def verification_from(d: Any, where: str, name: str = "verification") -> Verification:
+    return record_from(Verification, {} if d is None else d, where, name)
+
+
+def _profiles(where: str, name: str, v: Any) -> tuple[tuple[int, int, int], ...]:
+    ok = isinstance(v, list) and all(
+        isinstance(p, list)
+        and len(p) == 3
+        and all(type(b) is int for b in p)
+        and 1 <= p[0] <= p[1] <= p[2]
+        for p in v
+    )
+    if not ok:
+        fail(where, name, v, "a list of [min, opt, max] batch sizes, 1 <= min <= opt <= max")
+    return tuple(tuple(p) for p in v)
+
+
+@dataclass(frozen=True)
+class EngineRecord:
+    """How a TensorRT engine was built (docs/bundle.md): what a machine must match to run it.
+
+    ``compute_capability`` is ``"MAJOR.MINOR"`` (``"8.7"``); ``profiles`` are
+    ``(min, opt, max)`` batch sizes; ``version_compatible`` engines carry host code.
+    """
+
+    tensorrt_version: str = entry(
+        Text(pattern=r"[0-9]{1,9}(\.[0-9A-Za-z_+-]{1,16}){0,5}", like='a version such as "10.3.0"')
+    )
+    device_name: str = entry(Text(), "", kw_only=True)  # written before compute_capability
+    # "8.7": the one spelling export writes
+    compute_capability: str = entry(
+        Text(pattern=r"[0-9]{1,2}\.[0-9]{1,2}", like='MAJOR.MINOR such as "8.7"')
+    )
+    profiles: tuple[tuple[int, int, int], ...] = entry(
+        Check(_profiles, lambda v: [list(p) for p in v]), ()
+    )
+    version_compatible: bool = entry(Bool(), False)
+    dla_core: int | None = entry(Int(optional=True), None)
+    built_from: str | None = entry(Text(optional=True), None, omit="none")
+    path: str | None = entry(Text(optional=True), None, omit="none")
+    extra: Mapping[str, Any] = extra_field()
+
+    def to_dict(self) -> dict[str, Any]:
+        return record_to_dict(self)
+
+
+def engine_record_from(d: Any, where: str, name: str = "engine") -> EngineRecord:
+    """Parse an engine record, refusing (exit 2) a missing or malformed field by name."""
+    return record_from(EngineRecord, d, where, name)
+
+
+def _milliseconds(where: str, name: str, v: Any) -> float:
+    ms = read_num(where, name, v)
+    if ms is None or not 0 < ms < float("inf"):
+        fail(where, name, v, "a time in milliseconds > 0")
+    return ms
+
+
+def _round_range(where: str, name: str, v: Any) -> tuple[float, float] | None:
+    if v is not None and not (
+        isinstance(v, list) and len(v) == 2 and all(type(x) in (int, float) for x in v)
+    ):
+        fail(where, name, v, "[low, high] ratios")
+    return None if v is None else (float(v[0]), float(v[1]))
+
+
+@dataclass(frozen=True)
+class BatchSpeed:
+    """Export's CPU timing of one artifact at one batch size (docs/bundle.md ``speed``)."""
+
+    p50_ms: float = entry(Check(_milliseconds))
+    speedup_vs_fp32: float | None = entry(Num(), None, omit="none")
+    round_range: tuple[float, float] | None = entry(Check(_round_range, list), None, omit="none")
+    rounds: int | None = entry(Int(optional=True), None, omit="none")
+
+    def to_dict(self) -> dict[str, Any]:
+        return record_to_dict(self)
+
+
+@dataclass(frozen=True)
+class Speed:
+    """CPU latency export measured per artifact: ``batch`` maps a batch size to its timing."""
+
+    batch: Mapping[int, BatchSpeed]
+    backend: str = "ort-cpu"
+    threads: int | None = None
+    machine: str = ""
+    # the CPU load it was taken under (``genedge.cpu_load.RoundLoad.record``); None: unknown
+    load: Mapping[str, Any] | None = None
+    # the same file on the other CPU backends, side by side: backend -> batch -> p50 ms
+    others: Mapping[str, Mapping[int, float]] = field(default_factory=lambda: MappingProxyType({}))
+
+    def p50s(self) -> dict[int, float]:
+        return {b: s.p50_ms for b, s in self.batch.items()}
+
+    @property
+    def busy(self) -> bool:
+        """Taken while other processes competed for the CPUs: not a basis for choosing."""
+        return bool(self.load and self.load.get("busy"))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {
+            "batch": {str(b): s.to_dict() for b, s in self.batch.items()},
+            "backend": self.backend,
+            "threads": self.threads,
+            "machine": self.machine,
+        }
+        if self.load is not None:
+            d["load"] = dict(self.load)
+        if self.others:
+            d["others"] = {k: {str(b): ms for b, ms in v.items()} for k, v in self.others.items()}
+        return d
+
+
+def speed_from(d: Any, where: str, name: str = "speed") -> Speed:
+    d = read_object(where, name, d, optional=False)
+    no_unknown(where, name, d, {"batch", "backend", "threads", "machine", "load", "others"})
+    batches = read_object(where, f"{name}.batch", d.get("batch"), optional=False)
+    out = {}
+    for b, rec in batches.items():
+        _batch_key(where, f"{name}.batch key", b)
+        out[int(b)] = _batch_speed(rec, where, f"{name}.batch.{b}")
+    load = d.get("load")
+    if load is not None:
+        load = read_object(where, f"{name}.load", load, optional=False)
+        read_bool(where, f"{name}.load.busy", load.get("busy"))
+    others = {}
+    for backend, p50s in read_object(where, f"{name}.others", d.get("others")).items():
+        at = f"{name}.others.{printable(str(backend), 20)}"
+        p50s = read_object(where, at, p50s, optional=False)
+        for b, ms in p50s.items():
+            _batch_key(where, f"{at} key", b)
+            if type(ms) not in (int, float) or not 0 < ms < float("inf"):
+                fail(where, f"{at}.{b}", ms, "a time in milliseconds > 0")
+        others[str(backend)] = MappingProxyType({int(b): float(ms) for b, ms in p50s.items()})
+    return Speed(
+        batch=MappingProxyType(out),
+        backend=read_text(where, f"{name}.backend", d.get("backend", "ort-cpu")),
+        threads=read_int(where, f"{name}.threads", d.get("threads"), lo=1, optional=True),
+        machine=read_text(where, f"{name}.machine", d.get("machine", "")),
+        load=None if load is None else MappingProxyType(dict(load)),
+        others=MappingProxyType(others),
+    )
+
+
+def _batch_key(where: str, name: str, b: Any) -> None:
+    if not (isinstance(b, str) and re.fullmatch(r"[0-9]{1,9}", b) and int(b) >= 1):
+        fail(where, name, b, "a batch size >= 1")
+
+
+def _batch_speed(rec: Any, where: str, name: str) -> BatchSpeed:
+    return record_from(BatchSpeed, rec, where, name)
+
+
+# Precisions that are not a file of their own but a way of running one: bf16 is the fp32 ONNX
+# run with OpenVINO's bf16 inference precision, gated at export like fp16 (docs/bundle.md).
+INFERENCE_PRECISIONS = {"bf16": "openvino"}  # precision -> the backend that runs it
+# every precision a caller may ask for (files' and hints'), in export stage order
+RUN_PRECISIONS = ("fp32", "fp16", *INFERENCE_PRECISIONS, "int8", *WEIGHT_ONLY_PRECISIONS)
+
+
+@dataclass(frozen=True)
+class InferencePrecision:
+    """One precision an fp32 file is run in by a backend's hint (``bf16`` on ``openvino``)."""
+
+    backend: str = entry(Text())
+    verification: Verification = entry(
+        Check(lambda where, name, v: verification_from(v, where, name), record_to_dict),
+        default_factory=Verification,
+    )
+    quality_approved: bool = entry(Bool(), False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return record_to_dict(self)
+
+
+@dataclass(frozen=True)
+class InferencePrecisions:
+    """An fp32 artifact's ``inference_precisions`` record: precision -> ``InferencePrecision``."""
+
+    entries: Mapping[str, InferencePrecision]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {p: e.to_dict() for p, e in self.entries.items()}
+
+
+def inference_precisions_from(
+    d: Any, where: str, name: str = "inference_precisions"
+) -> InferencePrecisions:
+    d = read_object(where, name, d, optional=False)
+    entries = {}
+    for prec, rec in d.items():
+        at = f"{name}.{printable(str(prec), 20)}"
+        if prec not in INFERENCE_PRECISIONS:
+            fail(where, name, prec, f"one of {tuple(INFERENCE_PRECISIONS)}")
+        entries[prec] = record_from(InferencePrecision, rec, where, at)
+        read_text(where, f"{at}.backend", entries[prec].backend, (INFERENCE_PRECISIONS[prec],))
+    return InferencePrecisions(MappingProxyType(entries))
+
+
+RECORD_PARSERS = {
+    "verification": verification_from,
+    "engine": engine_record_from,
+    "speed": speed_from,
+    "inference_precisions": inference_precisions_from,
+}
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One file of a bundle, as the manifest records it.
+
+    ``verification``, ``engine`` and ``speed`` are typed records; a ``dict`` given for one
+    (export assembles records as dicts) is parsed here, as a manifest's would be.
+    """
+
+    file: str
+    graph: str
+    format: str
+    sha256: str
+    size: int
+    precision: str | None = None
+    verification: Verification = field(default_factory=Verification)
+    calibration: dict[str, Any] | None = None
+    engine: EngineRecord | None = None
+    quality_approved: bool = False
+    recipe: dict[str, Any] | None = None
+    speed: Speed | None = None  # CPU latency measured at export (docs/bundle.md)
+    # fp32 ONNX only: other precisions it runs in by a backend's hint (bf16 on openvino)
+    inference_precisions: InferencePrecisions | None = None
+
+    def __post_init__(self) -> None:
+        for key, parse in RECORD_PARSERS.items():
+            value = getattr(self, key)
+            if isinstance(value, dict):
+                object.__setattr__(
+                    self, key, parse(value, f"Artifact record '{printable(self.file)}'", key)
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {}
+        for key in self.__dataclass_fields__:
+            v = getattr(self, key)
+            if v is not None:
+                d[key] = v.to_dict() if key in RECORD_PARSERS else v
+        return d

@@ -1,0 +1,107 @@
+"""The JSON on disk does not change: committed schema-1 manifests parse and write back
+byte for byte; a record's fields drive both its parsing and its writing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from genedge.errors import CorruptArtifactError
+from genedge.manifest import (
+    MANIFEST_NAME,
+    EngineRecord,
+    Verification,
+    manifest_from_dict,
+    transformer_config_from,
+    write_manifest,
+)
+from genedge.record_fields import Int, Items, Text, entry, record_from, record_to_dict
+
+GOLDEN = sorted((Path(__file__).parent / "golden").glob("manifest_v1_*.json"))
+
+
+def test_there_are_golden_manifests_of_every_kind():
+    kinds = {json.loads(p.read_text())["kind"] for p in GOLDEN}
+    assert kinds == {"gan", "ar"} and len(GOLDEN) == 3
+
+
+@pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.stem)
+def test_a_committed_manifest_is_written_back_identical(path, tmp_path):
+    text = path.read_text(encoding="utf-8")
+    m = manifest_from_dict(json.loads(text), tmp_path, check_files=False)
+    write_manifest(tmp_path, m)
+    assert (tmp_path / MANIFEST_NAME).read_text(encoding="utf-8") == text
+
+
+def test_the_golden_gan_manifest_is_read_into_typed_records(tmp_path):
+    path = next(p for p in GOLDEN if p.stem.endswith("gan"))
+    m = manifest_from_dict(json.loads(path.read_text()), tmp_path, check_files=False)
+    fp32, int8, engine = m.artifacts
+    assert isinstance(int8.verification, Verification)
+    assert int8.verification.metrics == {"fid_proxy": 1.25, "acc": None}
+    assert int8.verification.extra == {"tolerance": 0.05}  # an unmodelled key is kept
+    assert isinstance(engine.engine, EngineRecord) and engine.engine.profiles == ((1, 4, 8),)
+    assert engine.engine.extra == {"strongly_typed": True} and not engine.verification.passed
+    assert fp32.speed.others["openvino"][8] == 1.5
+    assert fp32.inference_precisions.entries["bf16"].verification.psnr_vs_fp32 == 38.0
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """A record declared only by its fields: the generic reader and writer do the rest."""
+
+    name: str = entry(Text(("a", "b")))
+    size: int = entry(Int(1, 9))
+    tags: tuple[str, ...] = entry(Items(str, "a list of strings"), (), omit="empty")
+    note: str | None = entry(Text(optional=True), None, omit="none")
+
+
+def test_a_record_is_parsed_and_written_from_its_fields_alone():
+    p = record_from(_Probe, {"name": "a", "size": 3, "tags": ["x"]}, "Probe", "probe")
+    assert p == _Probe("a", 3, ("x",))
+    assert record_to_dict(p) == {"name": "a", "size": 3, "tags": ["x"]}
+    assert record_to_dict(_Probe("b", 9)) == {"name": "b", "size": 9}  # empty and None left out
+
+
+@pytest.mark.parametrize(
+    "raw, named, expected",
+    [
+        ({"size": 3}, "probe.name", "one of ('a', 'b')"),  # required and absent
+        ({"name": "c", "size": 3}, "probe.name", "one of ('a', 'b')"),
+        ({"name": "a", "size": 10}, "probe.size", "at most 9"),
+        ({"name": "a", "size": True}, "probe.size", "an integer >= 1"),
+        ({"name": "a", "size": 1, "tags": "x"}, "probe.tags", "a list of strings"),
+        ({"name": "a", "size": 1, "colour": 1}, "probe key 'colour'", "only ["),
+    ],
+)
+def test_a_malformed_field_is_refused_by_name(raw, named, expected):
+    with pytest.raises(CorruptArtifactError) as info:
+        record_from(_Probe, raw, "Probe", "probe")
+    assert f"{named} is" in info.value.message and expected in info.value.message
+    assert info.value.exit_code == 2
+
+
+def test_an_engine_record_keeps_its_json_key_order_and_positional_fields():
+    rec = EngineRecord("10.3.0", "8.7", device_name="L4")
+    keys = list(rec.to_dict())
+    assert keys[:3] == ["tensorrt_version", "device_name", "compute_capability"]
+    assert rec.compute_capability == "8.7"
+
+
+def _check(d: dict[str, Any]) -> None:
+    transformer_config_from(d, "Manifest 'x'")
+
+
+def test_cross_field_rules_run_after_the_fields():
+    base = {"family": "llama", "tokenizer": "t.json", "vocab_size": 8, "num_layers": 1}
+    base |= {"num_heads": 4, "num_kv_heads": 2, "head_dim": 8, "hidden_size": 32}
+    base |= {"max_context": 16}
+    _check(base)
+    with pytest.raises(CorruptArtifactError, match="token id"):
+        _check({**base, "eos_token_ids": [8]})
+    with pytest.raises(CorruptArtifactError, match="model.num_kv_heads"):
+        _check({**base, "num_kv_heads": 3})
