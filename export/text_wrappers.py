@@ -98,6 +98,17 @@ def rms_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return norm.weight * (x / torch.sqrt(ms + norm.variance_epsilon))
 
 
+def packed(*linears: nn.Linear) -> nn.Linear:
+    """One ``Linear`` computing ``linears`` side by side (weights and biases concatenated)."""
+    w = torch.cat([x.weight.detach() for x in linears])  # (sum of outputs, C)
+    biases = [x.bias for x in linears]
+    out = nn.Linear(w.shape[1], w.shape[0], bias=biases[0] is not None)
+    out.weight = nn.Parameter(w.clone())
+    if biases[0] is not None:
+        out.bias = nn.Parameter(torch.cat([b.detach() for b in biases]).clone())
+    return out
+
+
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
@@ -121,6 +132,11 @@ class LlamaDecoder(nn.Module):
         self.register_buffer("inv_freq", base.rotary_emb.inv_freq.detach().float().clone())
         self.attention_scaling = float(base.rotary_emb.attention_scaling)
         self.scale = shape.head_dim**-0.5
+        a = [layer.self_attn for layer in base.layers]
+        m = [layer.mlp for layer in base.layers]
+        # one MatMul for q, k, v and one for gate, up (as ORT GenAI's builder packs them)
+        self.qkv = nn.ModuleList(packed(x.q_proj, x.k_proj, x.v_proj) for x in a)
+        self.gate_up = nn.ModuleList(packed(x.gate_proj, x.up_proj) for x in m)
 
     def rope(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """cos, sin (B, 1, S, D) for absolute positions (B, S)."""
@@ -140,23 +156,22 @@ class LlamaDecoder(nn.Module):
         cos, sin = self.rope(position_ids)
         bias = causal_bias(S, P, x.device)
         present: list[torch.Tensor] = []
+        H, Hkv, D = n.num_heads, n.num_kv_heads, n.head_dim
         for i, layer in enumerate(self.layers):
             a = layer.self_attn
             h = rms_norm(layer.input_layernorm, x)
-            q = a.q_proj(h).view(Bx, S, n.num_heads, n.head_dim).transpose(1, 2)  # (B, H, S, D)
-            k = (
-                a.k_proj(h).view(Bx, S, n.num_kv_heads, n.head_dim).transpose(1, 2)
-            )  # (B, Hkv, S, D)
-            v = (
-                a.v_proj(h).view(Bx, S, n.num_kv_heads, n.head_dim).transpose(1, 2)
-            )  # (B, Hkv, S, D)
+            q, k, v = self.qkv[i](h).split((H * D, Hkv * D, Hkv * D), dim=-1)
+            q = q.view(Bx, S, H, D).transpose(1, 2)  # (B, H, S, D)
+            k = k.view(Bx, S, Hkv, D).transpose(1, 2)  # (B, Hkv, S, D)
+            v = v.view(Bx, S, Hkv, D).transpose(1, 2)  # (B, Hkv, S, D)
             q = q * cos + rotate_half(q) * sin
             k = k * cos + rotate_half(k) * sin
             k = torch.cat((past[2 * i], k), dim=2)  # (B, Hkv, T, D)
             v = torch.cat((past[2 * i + 1], v), dim=2)  # (B, Hkv, T, D)
             present += [k, v]
             x = x + a.o_proj(attend(q, k, v, bias, self.scale))
-            x = x + layer.mlp(rms_norm(layer.post_attention_layernorm, x))
+            gate, up = self.gate_up[i](rms_norm(layer.post_attention_layernorm, x)).chunk(2, -1)
+            x = x + layer.mlp.down_proj(layer.mlp.act_fn(gate) * up)  # SwiGLU
         logits = self.lm_head(rms_norm(self.norm, x))  # (B, S, V)
         return (logits.float(), *present)
 
