@@ -18,27 +18,11 @@ from typing import Any
 from genedge import __version__
 from genedge.cpu_load import load_average, usable_cpus
 from genedge.manifest import MANIFEST_NAME, sha256_file
-from genedge.runtime.openvino_backend import cpu_model  # one reading of /proc/cpuinfo
+from genedge.runtime.machine import cpu_model, physical_cores
 
 from .memory import gpu_memory
 
 LIBRARIES = ("numpy", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt", "cuda-python")
-
-
-def physical_cores() -> int | None:
-    """Distinct (physical id, core id) pairs in /proc/cpuinfo; None where not listed."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            text = f.read()
-    except OSError:
-        return None
-    cores = set()
-    for block in text.split("\n\n"):
-        fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
-        fields = {k.strip(): v.strip() for k, v in fields.items()}
-        if "core id" in fields:
-            cores.add((fields.get("physical id", "0"), fields["core id"]))
-    return len(cores) or None
 
 
 def library_versions() -> dict[str, str | None]:

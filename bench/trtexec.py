@@ -169,7 +169,7 @@ def run_trtexec(
     if record is not None:
         if env is None:
             from genedge.errors import GenedgeError
-            from genedge.runtime.trt_backend import probe_environment
+            from genedge.runtime.cuda import probe_environment
 
             try:
                 env = probe_environment()

@@ -209,7 +209,7 @@ def validate_export_options(opts: ExportOptions) -> ExportOptions:
         )
     if "bf16" in opts.precisions:  # before any work: the gate's backend must be there
         from genedge.errors import require
-        from genedge.runtime.openvino_backend import bf16_support
+        from genedge.runtime.machine import bf16_support
 
         if bf16_support()[0]:
             require("openvino", "openvino", purpose="--precision bf16 (gated on OpenVINO)")

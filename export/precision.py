@@ -110,7 +110,7 @@ def stage_bf16(ctx: BuildContext) -> None:
     """
     import onnx
 
-    from genedge.runtime.openvino_backend import bf16_support
+    from genedge.runtime.machine import bf16_support
     from genedge.runtime.select import BackendOptions, open_file
 
     from .bf16 import bf16_emulation

@@ -176,7 +176,7 @@ def require_tensorrt():
 def _device_buffers(cudart, arrays: dict[str, np.ndarray], live: list[int]) -> dict[str, int]:
     """Device copies of ``arrays``; each pointer goes into ``live`` as soon as it exists, so
     a failure half-way leaves nothing unfreed."""
-    from genedge.runtime.trt_backend import cuda_call
+    from genedge.runtime.cuda import cuda_call
 
     ptrs = {}
     for k, a in arrays.items():
@@ -196,7 +196,7 @@ def make_entropy_calibrator(
 ):
     """An ``IInt8EntropyCalibrator2`` over ``feeds`` (same-sized batches), defined here so that
     importing this module never imports tensorrt."""
-    from genedge.runtime.trt_backend import cuda_runtime
+    from genedge.runtime.cuda import cuda_runtime
 
     trt, cudart = require_tensorrt(), cuda_runtime()
 
@@ -285,7 +285,7 @@ def engine_from_onnx(
     log: Callable[[str], None] = lambda s: None,
 ) -> EngineBuild:
     """Build a raw TensorRT plan (bytes, no header) from ``req.onnx_path``. GPU only; unverified here."""
-    from genedge.runtime.trt_backend import trt_logger
+    from genedge.runtime.cuda import trt_logger
 
     trt = require_tensorrt()
     logger = trt_logger(trt)

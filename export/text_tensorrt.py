@@ -233,7 +233,7 @@ class TrtPrefillDecoder:
     the ``prefill`` profile (0). Export-time checking only; GPU only, unverified here."""
 
     def __init__(self, plan: bytes, cfg: Any, version_compatible: bool = False) -> None:
-        from genedge.runtime.trt_backend import cuda_call, cuda_runtime, trt_logger
+        from genedge.runtime.cuda import cuda_call, cuda_runtime, trt_logger
 
         from .tensorrt import require_tensorrt
 

@@ -42,7 +42,7 @@ def _previous_file(ctx: BuildContext, name: str) -> tuple[dict[str, Any] | None,
 def build_environment():
     """This machine's TensorRT and GPU (the runtime's probe), or exit 3 saying what is missing."""
     from genedge.errors import IncompatibleEnvironmentError
-    from genedge.runtime.trt_backend import probe_environment
+    from genedge.runtime.cuda import probe_environment
 
     require_tensorrt()  # names genedge[trt] when the package is missing
     env = probe_environment()

@@ -1,7 +1,7 @@
 """OpenVINO backend: the bundle's own ONNX files (fp32, fp16, Q/DQ int8) on the CPU plugin.
 
 openvino is imported inside ``OpenVinoBackend.open``, never at module import; the CPU
-capability probe (``bf16_support``) reads ``/proc/cpuinfo`` and needs no package.
+capability probe (``genedge.runtime.machine.bf16_support``) reads ``/proc/cpuinfo``.
 
 Shapes: by default every input-shape signature (in practice, every batch size) gets its
 own model reshaped to static shapes and compiled, kept in a bounded LRU
@@ -26,7 +26,6 @@ same way, so a run copies nothing.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -38,7 +37,6 @@ import numpy as np
 
 from genedge.errors import (
     CorruptArtifactError,
-    IncompatibleEnvironmentError,
     printable,
     require,
 )
@@ -52,13 +50,11 @@ from .backend import (
     raise_closed,
     resolve_shape,
 )
+from .machine import require_bf16
 
 log = logging.getLogger("genedge.runtime")
 
 MAX_COMPILED = 8  # static compiled models kept, one per input-shape signature (LRU)
-# bf16 needs the CPU to compute in bf16 natively: AVX-512 BF16 (Cooper Lake, Zen 4 and later)
-# or AMX (Sapphire Rapids and later). /proc/cpuinfo spells them so.
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 # precision of the artifact -> OpenVINO's INFERENCE_PRECISION_HINT
 _HINTS = {"fp32": "f32", "fp16": "f32", "int8": "f32", "bf16": "bf16"}
 _OV_DTYPES = {
@@ -81,57 +77,6 @@ class OpenVinoOptions:
     static: bool = True  # compile per batch size (see the module docstring)
     first_batch: int = 1  # the batch size compiled at open (static): the one expected first
     max_compiled: int = MAX_COMPILED
-
-
-# ------------------------------------------------------------------ CPU capability
-def cpu_flags(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> set[str]:
-    """The CPU feature flags of the first processor in ``cpuinfo`` (empty where unreadable)."""
-    try:
-        text = Path(cpuinfo).read_text(errors="replace")
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):  # x86 / aarch64
-            return set(value.split())
-    return set()
-
-
-def cpu_model(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str:
-    """The CPU's model name, for messages and the tuning cache key ("" where unknown)."""
-    import platform
-
-    try:
-        for line in Path(cpuinfo).read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Model", "Hardware"):
-                return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def bf16_support(flags: set[str] | None = None) -> tuple[bool, str]:
-    """Whether this CPU computes bf16 natively, and why: (ok, reason for the log or the refusal)."""
-    flags = cpu_flags() if flags is None else flags
-    have = [f for f in BF16_FLAGS if f in flags]
-    if have:
-        return True, f"the CPU has {', '.join(have)}"
-    return False, (
-        f"bf16 needs a CPU with AVX-512 BF16 or AMX (the {' or '.join(BF16_FLAGS)} flag in "
-        f"/proc/cpuinfo); this CPU ({cpu_model() or 'unknown'}) has neither"
-    )
-
-
-def require_bf16(flags: set[str] | None = None) -> None:
-    """Refuse (exit 3) bf16 on a CPU that cannot compute it natively."""
-    ok, why = bf16_support(flags)
-    if not ok:
-        raise IncompatibleEnvironmentError(
-            f"Precision bf16 is not available here: {why}.",
-            hint="Pass --precision fp32 (or int8), or run on a CPU with AVX-512 BF16 "
-            "(Intel Cooper Lake, AMD Zen 4 or later) or AMX (Intel Sapphire Rapids or later).",
-        )
 
 
 # ------------------------------------------------------------------ the backend

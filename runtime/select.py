@@ -224,7 +224,7 @@ def onnx_artifact(manifest: Manifest, graph: str, backend: str, precision: str |
 def _bf16_ok(found: dict[str, Artifact]) -> bool:
     if "bf16" not in found or not (found["bf16"].quality_approved and _passed(found["bf16"])):
         return False
-    from .openvino_backend import bf16_support
+    from .machine import bf16_support
 
     return bf16_support()[0]
 
@@ -363,7 +363,7 @@ def _engine_record(a: Artifact, bundle: Any) -> EngineRecord:
 
 
 def _trt_environment(device_id: int):
-    from .trt_backend import probe_environment
+    from .cuda import probe_environment
 
     env = probe_environment(device_id)
     if env is None:
@@ -448,7 +448,8 @@ def _open_openvino(
     opts: BackendOptions,
     int_ranges: dict[str, tuple[int, int]] | None,
 ) -> Backend:
-    from .openvino_backend import OpenVinoBackend, require_bf16
+    from .machine import require_bf16
+    from .openvino_backend import OpenVinoBackend
 
     if precision == "bf16":
         require_bf16()  # exit 3 before anything else is said about bf16

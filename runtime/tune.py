@@ -134,7 +134,7 @@ def candidates(
     manifest: Manifest, graph: str, backends: Sequence[str] | None = None
 ) -> tuple[list[Candidate], dict[str, str]]:
     """The quality-approved (backend, precision) pairs for ``graph``, and why others are out."""
-    from .openvino_backend import bf16_support
+    from .machine import bf16_support
 
     backends = available_backends() if backends is None else list(backends)
     onnx = onnx_artifacts(manifest, graph)
@@ -192,7 +192,7 @@ def manifest_sha256(manifest: Manifest) -> str:
 
 def tune_identity(manifest: Manifest, graph: str, threads: int | None) -> dict[str, Any]:
     """Everything a measurement depends on; its hash is the cache key."""
-    from .openvino_backend import cpu_model
+    from .machine import cpu_model
 
     return {
         "manifest_sha256": manifest_sha256(manifest),

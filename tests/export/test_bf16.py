@@ -15,11 +15,11 @@ from export_helpers import fast_options
 
 from genedge.cli import main
 from genedge.errors import IncompatibleEnvironmentError
-from genedge.runtime import openvino_backend as ovb
+from genedge.runtime import machine
 
 
 def test_bf16_gate_emulated_where_the_cpu_lacks_it(ckpts, tmp_path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(ovb, "cpu_flags", lambda *a: {"sse2", "avx2", "avx512f"})
+    monkeypatch.setattr(machine, "cpu_flags", lambda *a: {"sse2", "avx2", "avx512f"})
     from genedge.runtime import Sampler
 
     out = tmp_path / "b"
@@ -61,7 +61,7 @@ def test_bf16_round_is_round_to_nearest_even() -> None:
 
 def test_bf16_gate_recorded_on_the_fp32_artifact(ckpts, tmp_path, monkeypatch) -> None:
     pytest.importorskip("openvino")
-    monkeypatch.setattr(ovb, "cpu_flags", lambda *a: {"avx512_bf16"})
+    monkeypatch.setattr(machine, "cpu_flags", lambda *a: {"avx512_bf16"})
     monkeypatch.setenv("GENEDGE_CACHE", str(tmp_path / "cache"))
     from genedge.export.bundle import export_bundle
     from genedge.manifest import read_manifest
@@ -95,7 +95,7 @@ def test_bf16_gate_recorded_on_the_fp32_artifact(ckpts, tmp_path, monkeypatch) -
 
 def test_reexport_without_bf16_drops_its_record(ckpts, tmp_path, monkeypatch) -> None:
     pytest.importorskip("openvino")
-    monkeypatch.setattr(ovb, "cpu_flags", lambda *a: {"amx_bf16"})
+    monkeypatch.setattr(machine, "cpu_flags", lambda *a: {"amx_bf16"})
     from genedge.export.bundle import export_bundle
 
     out = export_bundle(fast_options(ckpts["gan"], tmp_path / "b", precisions=("fp32", "bf16")))

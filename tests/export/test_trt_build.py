@@ -24,7 +24,7 @@ from genedge.export.tensorrt import (
     engine_from_onnx,
     rebatch,
 )
-from genedge.runtime import trt_backend
+from genedge.runtime import cuda
 
 
 def _opts(tmp_path: Path, **kw) -> ExportOptions:
@@ -168,7 +168,7 @@ def trt_module(monkeypatch):
     loggers: list = []
     trt = fake_tensorrt({b"", b"this-gpu"}, loggers)
     monkeypatch.setitem(__import__("sys").modules, "tensorrt", trt)
-    monkeypatch.setattr(trt_backend, "_LOGGER", None)
+    monkeypatch.setattr(cuda, "_LOGGER", None)
     return trt, loggers
 
 
@@ -196,5 +196,5 @@ def test_builds_and_runtimes_share_one_tensorrt_logger(trt_module, tmp_path) -> 
     engine_from_onnx(_request(tmp_path))
     engine_from_onnx(_request(tmp_path))
     assert len(loggers) == 4 and all(lg is loggers[0] for lg in loggers)
-    assert trt_backend.trt_logger(trt) is loggers[0]  # what TrtBackend hands trt.Runtime
+    assert cuda.trt_logger(trt) is loggers[0]  # what TrtBackend hands trt.Runtime
     assert isinstance(loggers[0], trt.ILogger)

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from genedge.errors import IncompatibleEnvironmentError
-from genedge.runtime import ort_backend, trt_backend
+from genedge.runtime import cuda as runtime_cuda
+from genedge.runtime import ort_backend
 from genedge.runtime.ort_backend import OrtOptions, _provider_options
 from genedge.runtime.trt_compat import (
     TensorRTInstall,
@@ -69,7 +70,7 @@ def _fake_cuda(monkeypatch, *, driver: int, device_error: int) -> None:
         ("tensorrt", trt),
     ):
         monkeypatch.setitem(sys.modules, name, mod)
-    monkeypatch.setattr(trt_backend, "installed_tensorrt", lambda imported=None: TRT11_CU13)
+    monkeypatch.setattr(runtime_cuda, "installed_tensorrt", lambda imported=None: TRT11_CU13)
 
 
 def test_the_imported_tensorrt_wheel_is_the_one_checked(monkeypatch) -> None:
@@ -86,22 +87,22 @@ def test_the_imported_tensorrt_wheel_is_the_one_checked(monkeypatch) -> None:
 
 def test_probe_names_a_driver_too_old_instead_of_no_gpu(monkeypatch) -> None:
     _fake_cuda(monkeypatch, driver=12040, device_error=35)  # cudaErrorInsufficientDriver
-    monkeypatch.setattr(trt_backend, "installed_cuda_python", lambda: "13.4.4")
+    monkeypatch.setattr(runtime_cuda, "installed_cuda_python", lambda: "13.4.4")
     with pytest.raises(IncompatibleEnvironmentError, match="CUDA 12.4"):
-        trt_backend.probe_environment()
+        runtime_cuda.probe_environment()
 
 
 def test_probe_refuses_mixed_cuda_majors(monkeypatch) -> None:
     _fake_cuda(monkeypatch, driver=13000, device_error=0)
-    monkeypatch.setattr(trt_backend, "installed_cuda_python", lambda: "12.9.4")
+    monkeypatch.setattr(runtime_cuda, "installed_cuda_python", lambda: "12.9.4")
     with pytest.raises(IncompatibleEnvironmentError, match="built for CUDA 13"):
-        trt_backend.probe_environment()
+        runtime_cuda.probe_environment()
 
 
 def test_probe_without_a_gpu_is_still_none(monkeypatch) -> None:
     _fake_cuda(monkeypatch, driver=0, device_error=100)  # cudaErrorNoDevice, no driver version
-    monkeypatch.setattr(trt_backend, "installed_cuda_python", lambda: "13.4.4")
-    assert trt_backend.probe_environment() is None
+    monkeypatch.setattr(runtime_cuda, "installed_cuda_python", lambda: "13.4.4")
+    assert runtime_cuda.probe_environment() is None
 
 
 # ------------------------------------------------------------------ onnxruntime-gpu's TensorRT EP

@@ -98,7 +98,7 @@ def check_calibrator_factory(trt: Any, cudart: Any) -> None:
 
 def check_logger(trt: Any, cudart: Any) -> None:
     """The process-wide TensorRT logger is an ILogger and maps Severity to logging levels."""
-    from genedge.runtime.trt_backend import trt_logger
+    from genedge.runtime.cuda import trt_logger
 
     logger = trt_logger(trt)
     assert isinstance(logger, trt.ILogger)
@@ -144,7 +144,7 @@ def check_cuda_errors_and_probe(trt: Any, cudart: Any) -> None:
     """No driver here: a real cuda-python call fails with a cudaError_t, our unwrap turns it
     into exit 3, and probe_environment says "no TensorRT machine" (None)."""
     from genedge.errors import IncompatibleEnvironmentError
-    from genedge.runtime.trt_backend import cuda_call, probe_environment
+    from genedge.runtime.cuda import cuda_call, probe_environment
 
     err, _ = cudart.cudaGetDeviceProperties(0)
     assert int(err) != 0 and isinstance(err, cudart.cudaError_t)

@@ -26,7 +26,7 @@ def _ort_cuda() -> bool:
 
 @pytest.fixture(scope="session")
 def trt_bundle(bundle_factory):
-    from genedge.runtime.trt_backend import probe_environment
+    from genedge.runtime.cuda import probe_environment
 
     if probe_environment() is None:
         pytest.skip("needs tensorrt, cuda-python and an NVIDIA GPU")
@@ -131,7 +131,7 @@ def test_tensorrt_results_outlive_the_backend(trt_bundle) -> None:
 def test_two_backends_share_the_process_logger(trt_bundle) -> None:
     import tensorrt as trt
 
-    from genedge.runtime.trt_backend import trt_logger
+    from genedge.runtime.cuda import trt_logger
 
     a = Sampler.open(trt_bundle.path, backend="tensorrt", precision="fp32")
     a.close()  # TensorRT keeps the first logger: it must outlive this backend
@@ -144,7 +144,7 @@ def test_a_foreign_timing_cache_falls_back_to_a_fresh_one(trt_bundle) -> None:
     import tensorrt as trt
 
     from genedge.export.tensorrt import attach_timing_cache
-    from genedge.runtime.trt_backend import trt_logger
+    from genedge.runtime.cuda import trt_logger
 
     config = trt.Builder(trt_logger(trt)).create_builder_config()
     logs: list[str] = []

@@ -84,11 +84,11 @@ def test_an_io_spec_that_contradicts_the_graph_is_corrupt(
 def test_tensorrt_never_swaps_the_precision_asked_for(monkeypatch, gan_bundle) -> None:
     """Only an fp16 engine: asking for int8 names what exists instead of running the fp16 one."""
     from genedge.manifest import Artifact, read_manifest
-    from genedge.runtime import select, trt_backend
+    from genedge.runtime import cuda, select, trt_backend
     from genedge.runtime.select import BackendOptions
 
     env = trt_backend.TrtEnvironment("10.3.0", "8.7", "Orin")
-    monkeypatch.setattr(trt_backend, "probe_environment", lambda device=0: env)
+    monkeypatch.setattr(cuda, "probe_environment", lambda device=0: env)
     m = read_manifest(gan_bundle.path)
     eng = Artifact(
         file="model.fp16.sm87.trt10.3.engine",

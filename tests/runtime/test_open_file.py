@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import genedge.runtime.trt_backend as trt_backend
+import genedge.runtime.cuda as cuda
 from genedge.errors import CorruptArtifactError, IncompatibleEnvironmentError, SecurityRefusal
 from genedge.runtime.backend import TensorSpec
 from genedge.runtime.select import open_file
@@ -28,7 +28,7 @@ def loads(monkeypatch) -> list:
 
     monkeypatch.setattr(TrtBackend, "_load", load)
     monkeypatch.setattr(TrtBackend, "_allocate", lambda self, integrated: None)
-    monkeypatch.setattr(trt_backend, "probe_environment", lambda device=0: ENV)
+    monkeypatch.setattr(cuda, "probe_environment", lambda device=0: ENV)
     return calls
 
 

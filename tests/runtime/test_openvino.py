@@ -13,7 +13,11 @@ from genedge.errors import BadInputError, IncompatibleEnvironmentError, MissingE
 pytest.importorskip("openvino")
 pytest.importorskip("onnxruntime")
 
-from genedge.runtime import Sampler, TextGenerator  # noqa: E402
+from genedge.runtime import (  # noqa: E402
+    Sampler,
+    TextGenerator,
+    machine,  # noqa: E402
+)
 from genedge.runtime import openvino_backend as ovb  # noqa: E402
 
 
@@ -120,7 +124,7 @@ def test_threads_and_precision_hint_reach_openvino(cgan_bundle) -> None:
 
 
 def test_bf16_refused_without_cpu_support(cgan_bundle, monkeypatch) -> None:
-    monkeypatch.setattr(ovb, "cpu_flags", lambda *a: {"avx2", "avx512f"})
+    monkeypatch.setattr(machine, "cpu_flags", lambda *a: {"avx2", "avx512f"})
     with pytest.raises(IncompatibleEnvironmentError, match="avx512_bf16") as e:
         Sampler.open(cgan_bundle.path, backend="openvino", precision="bf16")
     assert e.value.exit_code == 3
@@ -129,7 +133,7 @@ def test_bf16_refused_without_cpu_support(cgan_bundle, monkeypatch) -> None:
 
 
 def test_bf16_passes_the_hint_where_the_cpu_has_it(cgan_bundle, monkeypatch, caplog) -> None:
-    monkeypatch.setattr(ovb, "cpu_flags", lambda *a: {"avx512_bf16"})
+    monkeypatch.setattr(machine, "cpu_flags", lambda *a: {"avx512_bf16"})
     captured = {}
     real = ovb.OpenVinoBackend._compiled_for
 

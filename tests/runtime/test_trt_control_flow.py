@@ -15,7 +15,7 @@ import pytest
 
 from genedge.errors import BadInputError, IncompatibleEnvironmentError, SecurityRefusal
 from genedge.manifest import EngineRecord, engine_record_from
-from genedge.runtime import trt_backend
+from genedge.runtime import cuda, trt_backend
 from genedge.runtime.backend import TensorSpec
 from genedge.runtime.trt_backend import TrtBackend, TrtEnvironment, check_engine_record
 
@@ -239,9 +239,9 @@ def test_one_tensorrt_logger_per_process(monkeypatch) -> None:
             pass
 
     trt = types.SimpleNamespace(ILogger=ILogger)
-    monkeypatch.setattr(trt_backend, "_LOGGER", None)
-    first = trt_backend.trt_logger(trt)
-    assert isinstance(first, ILogger) and trt_backend.trt_logger(trt) is first
+    monkeypatch.setattr(cuda, "_LOGGER", None)
+    first = cuda.trt_logger(trt)
+    assert isinstance(first, ILogger) and cuda.trt_logger(trt) is first
 
 
 # ------------------------------------------------------------------ loading, on stand-ins
@@ -303,7 +303,7 @@ def fake_load_modules(monkeypatch) -> tuple[object, list]:
     )
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setattr(trt_backend, "cuda_runtime", lambda: cudart)
-    monkeypatch.setattr(trt_backend, "_LOGGER", None)
+    monkeypatch.setattr(cuda, "_LOGGER", None)
     return trt, runtimes
 
 

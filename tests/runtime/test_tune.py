@@ -167,7 +167,7 @@ def test_cli(cgan_bundle, capsys) -> None:
 
 
 def test_candidates_are_the_approved_pairs_installed_here(cgan_bundle, bundle_copy, monkeypatch):
-    from genedge.runtime import openvino_backend as ovb
+    from genedge.runtime import machine
 
     path = bundle_copy(cgan_bundle)
     raw = json.loads((path / "manifest.json").read_text())
@@ -176,11 +176,11 @@ def test_candidates_are_the_approved_pairs_installed_here(cgan_bundle, bundle_co
     (path / "manifest.json").write_text(json.dumps(raw))
     m = read_bundle(path)
     backends = ["ort-cpu", "openvino"]
-    monkeypatch.setattr(ovb, "cpu_flags", lambda *a: {"avx2"})
+    monkeypatch.setattr(machine, "cpu_flags", lambda *a: {"avx2"})
     got, skipped = tune.candidates(m, "generator", backends)
     assert {c.label for c in got} == {"ort-cpu fp32", "openvino fp32"}
     assert "avx512_bf16" in skipped["openvino bf16"] and "ort-cpu bf16" not in skipped
-    monkeypatch.setattr(ovb, "cpu_flags", lambda *a: {"amx_bf16"})
+    monkeypatch.setattr(machine, "cpu_flags", lambda *a: {"amx_bf16"})
     got, _ = tune.candidates(m, "generator", backends)
     assert tune.Candidate("openvino", "bf16") in got
     gate["quality_approved"] = False
