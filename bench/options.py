@@ -9,7 +9,7 @@ from pathlib import Path
 from genedge.errors import BadInputError
 from genedge.limits import MAX_BATCH, MAX_NEW_TOKENS, check_count, check_threads
 from genedge.manifest import ARTIFACT_PRECISIONS
-from genedge.runtime.select import BACKENDS
+from genedge.runtime.select import backend_names
 
 MAX_SECONDS = 86400.0  # per case: a day is already a typo
 MAX_ROUNDS = 1000  # interleaving rounds; ranges settle within tens
@@ -56,10 +56,12 @@ def _bad(field: str, got: object, expected: str, hint: str | None = None) -> Bad
 
 def validate_options(o: BenchOptions) -> None:
     """Raise ``BadInputError`` (exit 2) naming the offending option."""
-    unknown = [b for b in o.backends if b not in BACKENDS]
+    unknown = [b for b in o.backends if b not in backend_names()]
     if not o.backends or unknown:
         raise _bad(
-            "--backend", ",".join(o.backends), f"a comma-separated subset of {', '.join(BACKENDS)}"
+            "--backend",
+            ",".join(o.backends),
+            f"a comma-separated subset of {', '.join(backend_names())}",
         )
     if o.precisions is not None and (
         not o.precisions or any(p not in ARTIFACT_PRECISIONS for p in o.precisions)

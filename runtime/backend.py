@@ -266,3 +266,50 @@ class Backend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class OpenRequest:
+    """What a backend's opener gets besides the file and its precision. ``options`` is a
+    ``runtime.options.BackendOptions``; ``declared``: the tensors the graph must declare
+    (the manifest's, whose symbolic dim names a backend may take); ``engine``: a TensorRT
+    engine's record; ``sha256``: the file's hash where a manifest lists it (keys caches)."""
+
+    options: Any
+    int_ranges: dict[str, tuple[int, int]] | None = None
+    declared: tuple[TensorSpec, ...] = ()
+    engine: Any = None
+    sha256: str | None = None
+
+
+def _runs_everything(precision: str) -> tuple[bool, str]:
+    return True, ""
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """One backend as the runtime's registry (``runtime.registry``) lists it.
+
+    ``open(path, precision, request)`` opens a file already hash-checked; ``options_type``
+    is the backend's own options dataclass, which ``make_options`` builds from a
+    ``BackendOptions``; ``available()`` says cheaply (no session) whether its libraries and
+    device are here. ``precisions``: what it runs; ``prefer``: the reduced precisions its
+    default picks, best first, when they qualify (``genedge.precisions`` says whether that
+    takes approval); ``supports(precision) -> (ok, why not)``: whether this machine runs
+    one (bf16 needs a CPU that has it). ``artifact``: what it opens from a bundle ("onnx"
+    or "engine"); ``device``: "cpu" or "gpu"; ``in_auto``: the fixed rule of ``auto``
+    tries it, in the registry's order; ``reference``: export's speed record times every
+    artifact on it (ORT CPU)."""
+
+    name: str
+    open: Callable[[Any, str, OpenRequest], Backend]
+    options_type: type
+    make_options: Callable[[Any, OpenRequest], Any]
+    available: Callable[[], bool]
+    precisions: tuple[str, ...]
+    prefer: tuple[str, ...] = ()
+    supports: Callable[[str], tuple[bool, str]] = _runs_everything
+    artifact: str = "onnx"
+    device: str = "cpu"
+    in_auto: bool = True
+    reference: bool = False

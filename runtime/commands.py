@@ -84,7 +84,7 @@ def _say_auto_precision(args: argparse.Namespace, s: Any) -> None:
     if args.precision not in (None, "auto") or s.info.backend != "ort-cpu":
         return
     from .sampler import IMAGE_GRAPHS
-    from .select import auto_precision_note
+    from .tune import auto_precision_note
 
     note = auto_precision_note(s.manifest, IMAGE_GRAPHS[s.manifest.kind])
     if note:

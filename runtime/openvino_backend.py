@@ -25,6 +25,7 @@ same way, so a run copies nothing.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import threading
 from collections import OrderedDict
@@ -44,13 +45,15 @@ from genedge.errors import (
 from .backend import (
     Backend,
     BackendInfo,
+    BackendSpec,
+    OpenRequest,
     TensorSpec,
     bind_symbols,
     merge_out,
     raise_closed,
     resolve_shape,
 )
-from .machine import require_bf16
+from .machine import bf16_support, require_bf16
 
 log = logging.getLogger("genedge.runtime")
 
@@ -299,3 +302,39 @@ class OpenVinoBackend(Backend):
             self._buffers.clear()
             self._model = None
             self._core = None
+
+
+# ------------------------------------------------------------------ registry entry
+def openvino_options(opts: Any, request: OpenRequest) -> OpenVinoOptions:
+    """``OpenVinoOptions`` from a ``BackendOptions``."""
+    return OpenVinoOptions(
+        threads=opts.threads, static=opts.static_shapes, first_batch=opts.batch or 1
+    )
+
+
+def _open(path: Any, precision: str, request: OpenRequest) -> Backend:
+    return OpenVinoBackend.open(
+        path,
+        precision=precision,
+        options=openvino_options(request.options, request),
+        check_inputs=request.options.check_inputs,
+        int_ranges=request.int_ranges,
+        declared=request.declared,
+    )
+
+
+def _supports(precision: str) -> tuple[bool, str]:
+    return bf16_support() if precision == "bf16" else (True, "")
+
+
+SPEC = BackendSpec(
+    name="openvino",
+    open=_open,
+    options_type=OpenVinoOptions,
+    make_options=openvino_options,
+    available=lambda: importlib.util.find_spec("openvino") is not None,
+    precisions=("fp32", "fp16", "bf16", "int8"),
+    prefer=("int8", "bf16"),
+    supports=_supports,
+    in_auto=False,
+)

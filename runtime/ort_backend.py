@@ -15,10 +15,13 @@ path ran at 0.98-1.02x a bare ``InferenceSession.run`` on the same file, while
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import logging
 import os
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,8 @@ from genedge.errors import CorruptArtifactError, IncompatibleEnvironmentError, p
 from .backend import (
     Backend,
     BackendInfo,
+    BackendSpec,
+    OpenRequest,
     TensorSpec,
     bind_symbols,
     merge_out,
@@ -361,3 +366,66 @@ class OrtBackend(Backend):
             self._copies.clear()
             self._binding = None
             self._sess = None
+
+
+# ------------------------------------------------------------------ registry entries
+def _available(provider: str) -> Callable[[], bool]:
+    def available() -> bool:
+        if importlib.util.find_spec("onnxruntime") is None:
+            return False
+        import onnxruntime
+
+        return provider in onnxruntime.get_available_providers()
+
+    return available
+
+
+def ort_options(opts: Any, request: OpenRequest) -> OrtOptions:
+    """``OrtOptions`` from a ``BackendOptions``; ort-trt's engine cache keyed by the file hash."""
+    folder = trt_ep_cache_dir(request.sha256) if request.sha256 else None
+    return OrtOptions(
+        intra_op_threads=opts.threads,
+        inter_op_threads=opts.inter_op_threads,
+        spin=opts.spin,
+        graph_optimization=opts.graph_optimization,
+        device_id=opts.device_id,
+        trt_cache_dir=None if folder is None else str(folder),
+    )
+
+
+def _opener(name: str) -> Callable[[Any, str, OpenRequest], Backend]:
+    def open_ort(path: Any, precision: str, request: OpenRequest) -> Backend:
+        if name != "ort-trt":
+            request = dataclasses.replace(request, sha256=None)
+        return OrtBackend.open(
+            path,
+            name=name,
+            precision=precision,
+            options=ort_options(request.options, request),
+            check_inputs=request.options.check_inputs,
+            int_ranges=request.int_ranges,
+        )
+
+    return open_ort
+
+
+def _spec_of(name: str, **fields: Any) -> BackendSpec:
+    return BackendSpec(
+        name=name,
+        open=_opener(name),
+        options_type=OrtOptions,
+        make_options=ort_options,
+        available=_available(PROVIDERS[name][0]),
+        **fields,
+    )
+
+
+ORT_CPU = _spec_of(
+    "ort-cpu", precisions=("fp32", "fp16", "int8", "int4"), prefer=("int8",), reference=True
+)
+ORT_CUDA = _spec_of(
+    "ort-cuda", precisions=("fp32", "fp16", "int8", "int4"), prefer=("fp16",), device="gpu"
+)
+ORT_TRT = _spec_of(
+    "ort-trt", precisions=("fp32", "fp16", "int8"), prefer=("fp16",), device="gpu", in_auto=False
+)

@@ -23,9 +23,11 @@ given), so there is one: ``trt_logger()``, shared with export's builder.
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import logging
 import re
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +43,12 @@ from genedge.errors import (
 )
 from genedge.manifest import Artifact, EngineRecord, Manifest
 
+from . import cuda
 from .backend import (
     Backend,
     BackendInfo,
+    BackendSpec,
+    OpenRequest,
     TensorSpec,
     bind_symbols,
     check_out,
@@ -507,3 +512,58 @@ class TrtBackend(Backend):
             if self._stream is not None:
                 cudart.cudaStreamDestroy(self._stream)
         self._graphs, self._allocs, self._stream = {}, [], None
+
+
+# ---------------------------------------------------------------- registry entry
+@dataclass(frozen=True)
+class TrtOptions:
+    """What the native TensorRT backend takes besides the engine."""
+
+    allow_version_compatible: bool = False  # engines carrying host code
+    cuda_graphs: bool = False
+    device_id: int = 0
+
+
+def trt_options(opts: Any, request: OpenRequest) -> TrtOptions:
+    return TrtOptions(opts.allow_version_compatible, opts.cuda_graphs, opts.device_id)
+
+
+def trt_environment(device_id: int) -> TrtEnvironment:
+    """This machine's TensorRT and GPU, or ``IncompatibleEnvironmentError`` (exit 3)."""
+    env = cuda.probe_environment(device_id)
+    if env is None:
+        raise IncompatibleEnvironmentError(
+            "Backend 'tensorrt' needs the tensorrt and cuda-python packages and an NVIDIA GPU.",
+            hint="pip install 'genedge[trt]' on a CUDA machine, or pass --backend ort-cpu.",
+        )
+    return env
+
+
+def _open(path: Any, precision: str, request: OpenRequest) -> Backend:
+    if request.engine is None:
+        raise BadInputError("Opening a TensorRT engine needs the engine's record.")
+    o = trt_options(request.options, request)
+    return TrtBackend.open_file(
+        Path(path),
+        request.engine,
+        trt_environment(o.device_id),
+        precision=precision,
+        check_inputs=request.options.check_inputs,
+        int_ranges=request.int_ranges,
+        allow_version_compatible=o.allow_version_compatible,
+        cuda_graphs=o.cuda_graphs,
+        device_id=o.device_id,
+    )
+
+
+SPEC = BackendSpec(
+    name="tensorrt",
+    open=_open,
+    options_type=TrtOptions,
+    make_options=trt_options,
+    available=lambda: importlib.util.find_spec("tensorrt") is not None,
+    precisions=("fp32", "fp16", "int8"),
+    prefer=("int8", "fp16"),
+    artifact="engine",
+    device="gpu",
+)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
-import importlib.util
 import json
 import logging
 import math
@@ -54,8 +53,10 @@ from genedge.errors import (
     printable,
 )
 from genedge.limits import check_threads
-from genedge.manifest import INFERENCE_PRECISIONS, MAIN_GRAPH, MANIFEST_NAME, Manifest
+from genedge.manifest import MAIN_GRAPH, MANIFEST_NAME, Artifact, Manifest
 from genedge.outputs import folder_lock
+from genedge.precisions import INFERENCE_PRECISIONS, REFERENCE
+from genedge.precisions import precision as precision_row
 from genedge.readback import (
     MANIFEST_BYTES,
     TUNE_CACHE_BYTES,
@@ -66,8 +67,11 @@ from genedge.readback import (
     read_cache_json,
 )
 
+from . import registry
+from .artifacts import onnx_artifacts, qualifies
 from .backend import Backend
-from .select import BACKENDS, BackendOptions, onnx_artifacts, open_backend, read_bundle
+from .options import BackendOptions
+from .select import open_backend, read_bundle
 
 log = logging.getLogger("genedge.runtime")
 
@@ -86,7 +90,7 @@ LOCK_WAIT_S = 10.0  # another tune's cache write holds the lock for milliseconds
 BLOCK_S = 0.2
 BLOCK_RUNS = 3
 _VERSIONED = ("genedge", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt")
-_CPU_BACKENDS = ("ort-cpu", "openvino")
+MIN_SPEEDUP = 1.05  # a reduced precision must beat fp32 by this factor: not by timing noise
 
 
 @dataclass(frozen=True)
@@ -108,53 +112,37 @@ class Choice:
     candidate: Candidate
     batch: int  # the measured batch the choice was made for
     why: str
+    source: str = "tuned choice"  # or "export record's choice": what measured it
 
 
 # ------------------------------------------------------------------ candidates
 def available_backends() -> list[str]:
-    """Backends whose libraries are installed here, GPU ones first (``auto``'s order)."""
-    found = []
-    if importlib.util.find_spec("tensorrt") is not None:
-        found.append("tensorrt")
-    if importlib.util.find_spec("onnxruntime") is not None:
-        import onnxruntime
-
-        providers = onnxruntime.get_available_providers()
-        if "TensorrtExecutionProvider" in providers:
-            found.append("ort-trt")
-        if "CUDAExecutionProvider" in providers:
-            found.append("ort-cuda")
-        found.append("ort-cpu")
-    if importlib.util.find_spec("openvino") is not None:
-        found.append("openvino")
-    return found
+    """Backends whose libraries (and device) are here, in ``auto``'s order (GPU first)."""
+    return [spec.name for spec in registry.available()]
 
 
 def candidates(
     manifest: Manifest, graph: str, backends: Sequence[str] | None = None
 ) -> tuple[list[Candidate], dict[str, str]]:
     """The quality-approved (backend, precision) pairs for ``graph``, and why others are out."""
-    from .machine import bf16_support
-
     backends = available_backends() if backends is None else list(backends)
     onnx = onnx_artifacts(manifest, graph)
     out: list[Candidate] = []
     skipped: dict[str, str] = {}
-    for b in backends:
-        if b == "tensorrt":
+    for spec in map(registry.spec, backends):
+        if spec.artifact == "engine":
             precs = {a.precision or "fp32": a for a in manifest.find(graph=graph, format="engine")}
         else:
-            precs = {
-                p: a for p, a in onnx.items() if p not in INFERENCE_PRECISIONS or b == "openvino"
-            }
+            precs = {p: a for p, a in onnx.items() if p in spec.precisions}
         for p, a in sorted(precs.items()):
-            c = Candidate(b, p)
-            if p != "fp32" and not (a.quality_approved and a.verification.passed):
+            c = Candidate(spec.name, p)
+            ok, why = spec.supports(p)
+            if p != REFERENCE and not (a.quality_approved and a.verification.passed):
                 skipped[c.label] = "not quality-approved at export"
-            elif p == "bf16" and not bf16_support()[0]:
-                skipped[c.label] = bf16_support()[1]
-            elif p == "fp16" and b in _CPU_BACKENDS:
-                skipped[c.label] = "fp16 is not a CPU speed path (no fp16 compute on this backend)"
+            elif not ok:
+                skipped[c.label] = why
+            elif spec.device == "cpu" and not precision_row(p).cpu_compute:
+                skipped[c.label] = f"{p} is not a CPU speed path (no {p} compute on this backend)"
             else:
                 out.append(c)
     return out, skipped
@@ -252,7 +240,7 @@ def _checked_tuning(data: Any) -> dict[str, Any]:
         for key in ("p50_ms", "relative"):
             for label, value in field(rec, key, dict, where=at, default={}, max_len=64).items():
                 m = _LABEL.fullmatch(label)
-                if m is None or m.group(1) not in BACKENDS:
+                if m is None or m.group(1) not in registry.names():
                     raise ReadbackError(
                         f"{at}: {printable(label, 40)} is no backend and precision."
                     )
@@ -468,16 +456,46 @@ def choose(record: dict[str, Any], batch: int, precision: str | None = None) -> 
     return Choice(best, at, why)
 
 
-def tuned_choice(
+def fastest(
+    manifest: Manifest,
+    graph: str,
+    precision: str | None,
+    opts: BackendOptions,
+    *,
+    gpu: bool = False,
+) -> Choice | None:
+    """``auto``'s measured choice for ``graph`` at ``opts.batch`` (1 when unset), or None for
+    the fixed rule to decide.
+
+    This machine's tuning decides when there is one (without one, ``opts.tune`` or
+    ``GENEDGE_TUNE=1`` asks for a short probe now, cached for the next open). Else export's
+    CPU speed record is the hint, where no GPU backend applies (``gpu``) and the precision
+    is not a hint precision: the fastest quality-approved CPU (backend, precision) in it.
+    """
+    tuned = _tuned(manifest, graph, precision, opts)
+    if tuned is not None or gpu or precision in INFERENCE_PRECISIONS:
+        return tuned
+    found = onnx_artifacts(manifest, graph)
+    if precision is not None:  # the fastest backend for the precision asked
+        found = {p: a for p, a in found.items() if p in (precision, REFERENCE)}
+        if precision not in found:
+            return None
+    cpu = tuple(s.name for s in registry.available() if s.device == "cpu")
+    pick = fastest_cpu(found, opts.batch or 1, cpu)
+    if pick is None or (precision is not None and pick[1].precision != precision):
+        return None
+    backend, artifact, why = pick
+    c = Candidate(backend, artifact.precision or REFERENCE)
+    return Choice(c, opts.batch or 1, why, "export record's choice")
+
+
+def _tuned(
     manifest: Manifest, graph: str, precision: str | None, opts: BackendOptions
 ) -> Choice | None:
-    """``auto``'s tuned choice for ``graph`` at ``opts.batch`` (1 when unset), or None.
-
-    Without a cached tuning: None, unless ``opts.tune`` or ``GENEDGE_TUNE=1`` asks for a
-    short probe at that batch now (cached for the next open).
-    """
+    """This machine's tuning's choice, or None (no tuning and no probe asked)."""
     batch = opts.batch or 1
     if not _probe_asked(opts) and not _ever_tuned(manifest):
+        log.debug("backend auto: no tuning for %s on this machine", manifest.root)
         return None  # the common case: no tuning, decided without reading package versions
     try:
         path = tune_path(manifest, graph, opts.threads)
@@ -497,6 +515,102 @@ def tuned_choice(
         where = f"; {printable(path, None)}" if path is not None else "; not cached"
         choice = Choice(choice.candidate, choice.batch, f"{choice.why}{where}")
     return choice
+
+
+# ------------------------------------------------------------------ export's speed record
+def fastest_in_record(found: dict[str, Artifact]) -> tuple[Artifact, str] | None:
+    """From ``{precision: Artifact}``: the quality-approved artifact with the lowest batch-1 p50
+    in the bundle's CPU ``speed`` records, never one measured slower than fp32 at any batch;
+    with the reason, for the log. None when fp32 has no speed record (older bundles)."""
+    fp32 = found.get(REFERENCE)
+    ref = _speed_p50s(fp32) if fp32 else {}
+    if not ref:
+        return None
+    if fp32.speed.busy:  # its numbers decide nothing: the reference, never slower than itself
+        return fp32, (
+            "export's speed record was taken on a busy machine, so it is not used; fp32 until "
+            "`genedge tune BUNDLE` measures this machine"
+        )
+    best, best_ms = fp32, ref.get("1", min(ref.values()))
+    for prec, a in found.items():
+        mine = _speed_p50s(a)
+        if prec == REFERENCE or not (a.quality_approved and qualifies(a)) or set(mine) != set(ref):
+            continue
+        if any(mine[b] > ref[b] for b in ref):
+            continue
+        ms = mine.get("1", min(mine.values()))
+        if ms * MIN_SPEEDUP <= ref.get("1", min(ref.values())) and ms < best_ms:
+            best, best_ms = a, ms
+    b = "1" if "1" in ref else min(ref)
+    others = ", ".join(
+        f"{prec} {_speed_p50s(a).get(b, float('nan')):.3g} ms"
+        for prec, a in found.items()
+        if prec != REFERENCE
+    )
+    if best is fp32:
+        why = (
+            f"no quality-approved artifact measured at export at least {MIN_SPEEDUP:.2f}x faster "
+            f"than fp32 and no slower at any batch (batch {b}: fp32 {ref[b]:.3g} ms"
+            f"{', ' + others if others else ''})"
+        )
+    else:
+        why = (
+            f"the fastest quality-approved artifact in the bundle's export-time CPU measurement "
+            f"(batch {b}: {best_ms:.3g} ms vs fp32 {ref[b]:.3g} ms)"
+        )
+    return best, why
+
+
+def fastest_cpu(
+    found: dict[str, Artifact], batch: int, backends: Sequence[str]
+) -> tuple[str, Artifact, str] | None:
+    """From export's speed records (``found``: ``{precision: Artifact}``): the quality-approved
+    (backend, artifact) of ``backends`` with the lowest p50 at the measured batch nearest
+    ``batch``, and why, for the log. None without a usable record (none, or taken on a busy
+    machine), or when nothing beats the reference backend's fp32 by ``MIN_SPEEDUP`` there
+    (the fixed rule then decides, as it would without a record)."""
+    fp32 = found.get(REFERENCE)
+    if fp32 is None or fp32.speed is None or not fp32.speed.batch:
+        return None
+    if fp32.speed.busy:
+        log.info("backend auto: export's speed record was taken on a busy machine; not used")
+        return None
+    b = min(fp32.speed.batch, key=lambda m: (abs(math.log(m / max(batch, 1))), m))
+    ref = fp32.speed.batch[b].p50_ms
+    timed_on = registry.reference().name  # the record's ``batch``; the others' in ``others``
+    options = []
+    for prec, a in found.items():
+        if a.speed is None or a.speed.busy or prec in INFERENCE_PRECISIONS:
+            continue
+        if prec != REFERENCE and not (a.quality_approved and qualifies(a)):
+            continue
+        times = {timed_on: a.speed.p50s().get(b)}
+        times.update({k: v.get(b) for k, v in a.speed.others.items()})
+        options += [(ms, k, prec) for k, ms in times.items() if ms is not None and k in backends]
+    if not options:
+        return None
+    ms, backend, prec = min(options)
+    if (backend, prec) == (timed_on, REFERENCE) or ms * MIN_SPEEDUP > ref:
+        return None
+    shown = ", ".join(f"{k} {p} {t:.3g} ms" for t, k, p in sorted(options)[:4])
+    why = (
+        f"the fastest quality-approved (backend, precision) in export's CPU speed record at "
+        f"batch {b} ({shown}); `genedge tune` measures it on this machine"
+    )
+    return backend, found[prec], why
+
+
+def auto_precision_note(manifest: Manifest, graph: str) -> str | None:
+    """Why ``precision=None`` on the reference CPU backend picks what it picks, when the
+    bundle's speed record decided it (None otherwise): for the CLI to say so."""
+    found = {a.precision or REFERENCE: a for a in manifest.find(graph=graph, format="onnx")}
+    measured = fastest_in_record(found)
+    return None if measured is None else f"{measured[0].precision}, {measured[1]}"
+
+
+def _speed_p50s(a: Artifact) -> dict[str, float]:
+    """``{batch: p50_ms}`` of an artifact's speed record ({} without one), batch as text."""
+    return {} if a.speed is None else {str(b): ms for b, ms in a.speed.p50s().items()}
 
 
 def _probe_asked(opts: BackendOptions) -> bool:
@@ -527,11 +641,11 @@ def tune_command(args: argparse.Namespace) -> int:
     backends = args.backends
     if backends is not None:
         known = available_backends()
-        unknown = [b for b in backends if b not in BACKENDS or b == "auto"]
+        unknown = [b for b in backends if b not in registry.names()]
         if unknown:
             raise BadInputError(
                 f"--backends {printable(','.join(unknown))}: not a backend; expected some of "
-                f"{', '.join(BACKENDS[1:])}."
+                f"{', '.join(registry.names())}."
             )
         missing = [b for b in backends if b not in known]
         if missing:

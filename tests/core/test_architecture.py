@@ -207,7 +207,7 @@ def test_shared_names_have_one_home():
     from genedge.export import options as export_options
     from genedge.runtime import ort_backend, sampler, select
 
-    assert options.BACKENDS is select.BACKENDS
+    assert options.backend_names is select.backend_names
     assert export_options.PRECISIONS is manifest.PRECISIONS
     assert export_options.RUN_PRECISIONS is manifest.RUN_PRECISIONS is select.RUN_PRECISIONS
     assert cases.PROVIDERS is suite.PROVIDERS is ort_backend.PROVIDERS

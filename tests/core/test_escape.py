@@ -98,7 +98,7 @@ def test_a_bad_format_kind_and_precision_are_escaped(tmp_path):
 
 def test_a_dtype_mismatch_against_the_manifest_is_escaped():
     from genedge.runtime.backend import TensorSpec
-    from genedge.runtime.select import _io_problem
+    from genedge.runtime.iospec import io_problem as _io_problem
 
     actual = (TensorSpec("z", "float32", ("B", 8)),)
     problem = _io_problem("inputs", [TensorSpec(HOSTILE, "float32", ("B", 8))], actual)

@@ -84,8 +84,9 @@ def test_an_io_spec_that_contradicts_the_graph_is_corrupt(
 def test_tensorrt_never_swaps_the_precision_asked_for(monkeypatch, gan_bundle) -> None:
     """Only an fp16 engine: asking for int8 names what exists instead of running the fp16 one."""
     from genedge.manifest import Artifact, read_manifest
-    from genedge.runtime import cuda, select, trt_backend
-    from genedge.runtime.select import BackendOptions
+    from genedge.runtime import cuda, registry, trt_backend
+    from genedge.runtime.engines import engine_artifact
+    from genedge.runtime.options import BackendOptions
 
     env = trt_backend.TrtEnvironment("10.3.0", "8.7", "Orin")
     monkeypatch.setattr(cuda, "probe_environment", lambda device=0: env)
@@ -101,6 +102,7 @@ def test_tensorrt_never_swaps_the_precision_asked_for(monkeypatch, gan_bundle) -
         engine={"tensorrt_version": "10.3.0", "compute_capability": "8.7", "device_name": "Orin"},
     )
     m = type(m)(**{**m.__dict__, "artifacts": (*m.artifacts, eng)})
+    trt = registry.spec("tensorrt")
     with pytest.raises(BadInputError, match=r"no int8 TensorRT engine.*model\.fp16\.sm87"):
-        select._engine_for(m, "generator", "int8", BackendOptions())
-    assert select._engine_for(m, "generator", "fp16", BackendOptions())[0].file == eng.file
+        engine_artifact(m, "generator", trt, "int8", BackendOptions())
+    assert engine_artifact(m, "generator", trt, "fp16", BackendOptions()).file == eng.file
