@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from genedge.runtime import registry
+
 from .runner import CaseResult
 from .stats import iqr, ratio
 
@@ -27,7 +29,7 @@ MAX_OVERHEAD = 0.05  # runtime over bare ORT
 INT8_SPEEDUP = 1.5  # int8 vs fp32 at batch 16
 INT8_TARGET_BATCH = 16
 TARGET_BATCH = 1
-TARGET_BACKEND = "ort-cpu"
+TARGET_BACKEND = registry.reference().name
 
 
 @dataclass(frozen=True)

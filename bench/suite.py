@@ -23,6 +23,7 @@ from genedge.manifest import (
     main_graph,
     read_manifest,
 )
+from genedge.runtime import registry
 from genedge.runtime.ort_backend import PROVIDERS
 
 from .baselines import TorchTarget, check_module_source, find_checkpoint
@@ -76,9 +77,10 @@ def runtime_targets(o: BenchOptions) -> list[RuntimeTarget]:
     for b in o.backends:
         for p in o.precisions or ():
             out.append(RuntimeTarget(o.bundle, b, p, o.threads))
-            if b != "tensorrt" and "ort" in o.baselines:  # Sampler.sample(n) beside bare ORT
+            engine = b != registry.AUTO and registry.spec(b).artifact == "engine"
+            if not engine and "ort" in o.baselines:  # Sampler.sample(n) beside bare ORT
                 out.append(RuntimeTarget(o.bundle, b, p, o.threads, call="sample"))
-            if b == "tensorrt":
+            if engine:
                 out.append(RuntimeTarget(o.bundle, b, p, o.threads, {"cuda_graphs": True}))
     return out
 
@@ -86,7 +88,8 @@ def runtime_targets(o: BenchOptions) -> list[RuntimeTarget]:
 def ort_targets(o: BenchOptions, manifest: Manifest, notes: list[str]) -> list[OrtTarget]:
     """Bare ORT on each file the runtime's ORT backends run (auto is taken as ort-cpu here)."""
     out = []
-    backends = dict.fromkeys("ort-cpu" if b == "auto" else b for b in o.backends)
+    cpu = registry.reference().name
+    backends = dict.fromkeys(cpu if b == "auto" else b for b in o.backends)
     for backend in (b for b in backends if b in PROVIDERS):
         for p in o.precisions or ():
             path = onnx_path(manifest, p)

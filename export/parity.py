@@ -74,7 +74,7 @@ def onnx_runner(path: str | Path, spec: GraphSpec | None = None) -> ArtifactRunn
 
     io = {} if spec is None else {"inputs": spec.inputs, "outputs": spec.outputs}
     try:
-        b = open_file(path, "ort-cpu", **io)
+        b = open_file(path, **io)
     except MissingKernelError:
         return ArtifactRunner(_ReferenceEvaluator(Path(path)), "onnx-reference")
     return ArtifactRunner(b, "onnxruntime-cpu")

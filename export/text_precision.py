@@ -303,7 +303,7 @@ def open_decoder(path: Path, build: Any) -> Any:
     from genedge.runtime.select import open_file
     from genedge.runtime.text_lm import KvDecoder
 
-    backend = open_file(path, "ort-cpu", inputs=build.spec.inputs, outputs=build.spec.outputs)
+    backend = open_file(path, inputs=build.spec.inputs, outputs=build.spec.outputs)
     return KvDecoder(backend, build.hf.config)
 
 

@@ -331,7 +331,7 @@ def open_decoder(path: Path, build: TextBuild) -> Any:
     from genedge.runtime.select import open_file
     from genedge.runtime.text_lm import KvDecoder
 
-    b = open_file(path, "ort-cpu", inputs=build.spec.inputs, outputs=build.spec.outputs)
+    b = open_file(path, inputs=build.spec.inputs, outputs=build.spec.outputs)
     return KvDecoder(b, build.hf.config)
 
 

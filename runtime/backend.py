@@ -23,7 +23,7 @@ from genedge.manifest import Dim, TensorSpec
 class BackendInfo:
     """What actually runs: backend name, provider used, precision and the artifact file."""
 
-    name: str  # "ort-cpu" | "ort-cuda" | "ort-trt" | "tensorrt" | "openvino"
+    name: str  # a backend's name in runtime.registry
     provider: str  # e.g. "CPUExecutionProvider", "TensorRT 10.3 (sm87)", "OpenVINO 2026.4.1 CPU"
     precision: str  # "fp32" | "fp16" | "bf16" | "int8"
     file: str  # artifact file inside the bundle

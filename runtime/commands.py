@@ -21,6 +21,7 @@ from genedge.errors import BadInputError, IncompatibleEnvironmentError, printabl
 from genedge.imageio import GridLayout, make_grid, save_png
 from genedge.latents import seeded_latents
 
+from . import registry
 from .latents import make_labels
 
 SAMPLE_CHUNK = 256  # images per run of `genedge sample`: the generator's activations follow it
@@ -81,7 +82,7 @@ def sample_command(args: argparse.Namespace) -> int:
 
 def _say_auto_precision(args: argparse.Namespace, s: Any) -> None:
     """On ort-cpu with no --precision: which artifact the bundle's speed record chose, and why."""
-    if args.precision not in (None, "auto") or s.info.backend != "ort-cpu":
+    if args.precision not in (None, "auto") or s.info.backend != registry.reference().name:
         return
     from .sampler import IMAGE_GRAPHS
     from .tune import auto_precision_note

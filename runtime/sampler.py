@@ -52,7 +52,7 @@ Labels = int | Sequence[int] | np.ndarray | None
 class SamplerInfo:
     """What a Sampler runs: backend, provider actually used, precision, file, and the model's shape."""
 
-    backend: str  # "ort-cpu" | "ort-cuda" | "ort-trt" | "tensorrt"
+    backend: str  # a backend's name in runtime.registry
     provider: str
     precision: str
     file: str

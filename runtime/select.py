@@ -92,7 +92,7 @@ def check_names(backend: str, precision: str | None) -> None:
 
 def open_file(
     path: str | os.PathLike,
-    backend: str = "ort-cpu",
+    backend: str | None = None,
     precision: str = "fp32",
     options: BackendOptions | None = None,
     *,
@@ -108,8 +108,10 @@ def open_file(
     TensorRT version, compute capability, ``version_compatible``, ``dla_core``), checked
     against this machine; an engine backend needs it.
     ``inputs``/``outputs``, when given, are the tensors the file must declare (names, dtypes,
-    ranks, fixed dims); a mismatch raises ``CorruptArtifactError`` (exit 2).
+    ranks, fixed dims); a mismatch raises ``CorruptArtifactError`` (exit 2). ``backend``
+    None: the reference CPU backend (ONNX Runtime CPU).
     """
+    backend = registry.reference().name if backend is None else backend
     check_names(backend, precision)
     if backend == registry.AUTO:
         raise BadInputError("open_file runs one file: name its backend, not 'auto'.")
