@@ -33,8 +33,8 @@ def quality_rows(manifest: Manifest) -> list[dict[str, Any]]:
         row["metrics"] = dict(v.metrics)
         row["metrics_fp32"] = dict(v.metrics_fp32)  # same seeds, the fp32 graph
         row["verdict"] = v.verdict
-        row["calibration"] = a.calibration
-        row["kept_float"] = len((a.recipe or {}).get("kept_float") or [])
+        row["calibration"] = a.calibration.to_dict() if a.calibration else None
+        row["kept_float"] = len(a.recipe.kept_float or ()) if a.recipe else 0
         row["quality_approved"] = a.quality_approved if a.precision == "int8" else None
         row["export_speed"] = _export_speed(a.speed)
         rows.append(row)

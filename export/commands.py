@@ -140,7 +140,7 @@ def summary_rows(manifest: Manifest) -> list[list[str]]:
         verdict = v.verdict or ""
         if v.checks:
             verdict += f" ({checks_text(v.checks)})"
-        kept = (a.recipe or {}).get("kept_float")
+        kept = a.recipe.kept_float if a.recipe else None
         if kept:
             verdict += f" (kept float: {len(kept)})"
         rows.append(

@@ -132,7 +132,7 @@ def _precision(a: Artifact, v: Verification | None = None) -> dict[str, Any]:
         "samples": v.samples,
         "checks": list(v.checks),
         "reason": v.reason,
-        "kept_float": len((a.recipe or {}).get("kept_float", [])) if a.recipe else None,
+        "kept_float": len(a.recipe.kept_float or ()) if a.recipe else None,
         "speed": _speed(a.speed),
     }
 

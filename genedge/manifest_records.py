@@ -14,6 +14,11 @@ from types import MappingProxyType
 from typing import Any
 
 from genedge.errors import printable
+from genedge.precisions import ARTIFACT_PRECISIONS as ARTIFACT_PRECISIONS
+from genedge.precisions import INFERENCE_PRECISIONS
+from genedge.precisions import PRECISIONS as PRECISIONS
+from genedge.precisions import RUN_PRECISIONS as RUN_PRECISIONS
+from genedge.precisions import WEIGHT_ONLY_PRECISIONS as WEIGHT_ONLY_PRECISIONS
 from genedge.record_fields import (
     EMPTY,
     Bool,
@@ -36,9 +41,6 @@ from genedge.record_fields import (
     record_to_dict,
 )
 
-PRECISIONS = ("fp32", "fp16", "int8")
-WEIGHT_ONLY_PRECISIONS = ("int4",)  # MatMulNBits block-wise: transformer language models only
-ARTIFACT_PRECISIONS = (*PRECISIONS, *WEIGHT_ONLY_PRECISIONS)
 ARTIFACT_FORMATS = ("onnx", "onnx-data", "engine", "cache", "tokenizer")
 VERDICTS = ("pass", "fail")
 
@@ -239,11 +241,71 @@ def _batch_speed(rec: Any, where: str, name: str) -> BatchSpeed:
     return record_from(BatchSpeed, rec, where, name)
 
 
-# Precisions that are not a file of their own but a way of running one: bf16 is the fp32 ONNX
-# run with OpenVINO's bf16 inference precision, gated at export like fp16 (docs/bundle.md).
-INFERENCE_PRECISIONS = {"bf16": "openvino"}  # precision -> the backend that runs it
-# every precision a caller may ask for (files' and hints'), in export stage order
-RUN_PRECISIONS = ("fp32", "fp16", *INFERENCE_PRECISIONS, "int8", *WEIGHT_ONLY_PRECISIONS)
+def _optional_bool(where: str, name: str, v: Any) -> bool | None:
+    return None if v is None else read_bool(where, name, v)
+
+
+def _node_names(where: str, name: str, v: Any) -> tuple[str, ...] | None:
+    if v is None:
+        return None
+    if not isinstance(v, list) or any(not isinstance(n, str) for n in v):
+        fail(where, name, v, "a list of node names")
+    return tuple(v)
+
+
+@dataclass(frozen=True)
+class CalibrationRecord:
+    """How an int8 artifact was calibrated (docs/bundle.md ``calibration``): the method, where
+    the samples came from (``prior`` or ``data:PATH``), how many, the seed and truncation of
+    the latents, and for a legacy TensorRT int8 engine the key of its calibration cache."""
+
+    method: str | None = entry(Text(optional=True), None, omit="none")
+    source: str | None = entry(Text(optional=True), None, omit="none")
+    samples: int | None = entry(Int(optional=True), None, omit="none")
+    seed: int | None = entry(Int(-(1 << 63), optional=True), None, omit="none")
+    truncation: float | None = entry(Num(), None, omit="none")
+    cache_key: str | None = entry(Text(optional=True), None, omit="none")
+    extra: Mapping[str, Any] = extra_field()
+
+    def to_dict(self) -> dict[str, Any]:
+        return record_to_dict(self)
+
+
+def calibration_from(d: Any, where: str, name: str = "calibration") -> CalibrationRecord:
+    return record_from(CalibrationRecord, d, where, name)
+
+
+def _gate_numbers(where: str, name: str, v: Any) -> Verification | None:
+    return None if v is None else verification_from(v, where, name)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a reduced-precision file was made (docs/bundle.md ``recipe``): the weight-only
+    quantizer's settings (int4), the nodes kept in float (fp16, int8) with the int8 search's
+    per-node sensitivity and the all-int8 attempt that made it keep them, and the text the
+    fp16 overflow guard ran on. Other keys stay in ``extra``."""
+
+    method: str | None = entry(Text(optional=True), None, omit="none")
+    op: str | None = entry(Text(optional=True), None, omit="none")
+    quantizer: str | None = entry(Text(optional=True), None, omit="none")
+    bits: int | None = entry(Int(1, optional=True), None, omit="none")
+    block_size: int | None = entry(Int(1, optional=True), None, omit="none")
+    symmetric: bool | None = entry(Check(_optional_bool), None, omit="none")
+    accuracy_level: int | None = entry(Int(optional=True), None, omit="none")
+    matmuls: int | None = entry(Int(optional=True), None, omit="none")  # MatMulNBits nodes
+    kept_float: tuple[str, ...] | None = entry(Check(_node_names, list), None, omit="none")
+    sensitivity: Mapping[str, float | None] | None = entry(NumberMap(), None, omit="none")
+    all_int8: Verification | None = entry(Check(_gate_numbers, record_to_dict), None, omit="none")
+    overflow_guard_text: str | None = entry(Text(optional=True), None, omit="none")
+    extra: Mapping[str, Any] = extra_field()
+
+    def to_dict(self) -> dict[str, Any]:
+        return record_to_dict(self)
+
+
+def recipe_from(d: Any, where: str, name: str = "recipe") -> Recipe:
+    return record_from(Recipe, d, where, name)
 
 
 @dataclass(frozen=True)
@@ -290,6 +352,8 @@ RECORD_PARSERS = {
     "engine": engine_record_from,
     "speed": speed_from,
     "inference_precisions": inference_precisions_from,
+    "calibration": calibration_from,
+    "recipe": recipe_from,
 }
 
 
@@ -297,8 +361,9 @@ RECORD_PARSERS = {
 class Artifact:
     """One file of a bundle, as the manifest records it.
 
-    ``verification``, ``engine`` and ``speed`` are typed records; a ``dict`` given for one
-    (export assembles records as dicts) is parsed here, as a manifest's would be.
+    ``verification``, ``engine``, ``speed``, ``calibration`` and ``recipe`` are typed
+    records; a ``dict`` given for one (export assembles records as dicts) is parsed here,
+    as a manifest's would be.
     """
 
     file: str
@@ -308,10 +373,10 @@ class Artifact:
     size: int
     precision: str | None = None
     verification: Verification = field(default_factory=Verification)
-    calibration: dict[str, Any] | None = None
+    calibration: CalibrationRecord | None = None
     engine: EngineRecord | None = None
     quality_approved: bool = False
-    recipe: dict[str, Any] | None = None
+    recipe: Recipe | None = None
     speed: Speed | None = None  # CPU latency measured at export (docs/bundle.md)
     # fp32 ONNX only: other precisions it runs in by a backend's hint (bf16 on openvino)
     inference_precisions: InferencePrecisions | None = None

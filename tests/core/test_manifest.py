@@ -472,4 +472,4 @@ def test_an_exported_bundle_reads_into_typed_records(tmp_path, monkeypatch):
         assert isinstance(a.verification, Verification) and a.verification.passed
         assert a.speed is None or isinstance(a.speed, Speed)
     (int8,) = m.find(precision="int8")
-    assert int8.verification.psnr_vs_fp32 is not None and int8.calibration["method"]
+    assert int8.verification.psnr_vs_fp32 is not None and int8.calibration.method

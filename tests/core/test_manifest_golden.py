@@ -48,6 +48,35 @@ def test_the_golden_gan_manifest_is_read_into_typed_records(tmp_path):
     assert engine.engine.extra == {"strongly_typed": True} and not engine.verification.passed
     assert fp32.speed.others["openvino"][8] == 1.5
     assert fp32.inference_precisions.entries["bf16"].verification.psnr_vs_fp32 == 38.0
+    assert int8.calibration.method == "entropy" and int8.calibration.samples == 128
+    assert int8.recipe.kept_float == ("/Conv_0",) and int8.recipe.sensitivity["/Conv_0"] == 0.3
+
+
+def test_the_golden_transformer_recipe_is_typed(tmp_path):
+    path = next(p for p in GOLDEN if p.stem.endswith("transformer"))
+    m = manifest_from_dict(json.loads(path.read_text()), tmp_path, check_files=False)
+    (int4,) = m.find(precision="int4")
+    assert (int4.recipe.bits, int4.recipe.block_size, int4.recipe.matmuls) == (4, 32, 14)
+    assert int4.recipe.symmetric is True and int4.recipe.kept_float is None
+
+
+@pytest.mark.parametrize(
+    "key, value, named",
+    [
+        ("recipe", {"kept_float": "/Conv_0"}, "recipe.kept_float"),
+        ("recipe", {"bits": 0}, "recipe.bits"),
+        ("recipe", {"symmetric": "yes"}, "recipe.symmetric"),
+        ("calibration", {"samples": -1}, "calibration.samples"),
+        ("calibration", {"method": 3}, "calibration.method"),
+    ],
+)
+def test_a_malformed_calibration_or_recipe_is_refused_by_name(tmp_path, key, value, named):
+    path = next(p for p in GOLDEN if p.stem.endswith("gan"))
+    raw = json.loads(path.read_text())
+    raw["artifacts"][1][key] = value
+    with pytest.raises(CorruptArtifactError) as info:
+        manifest_from_dict(raw, tmp_path, check_files=False)
+    assert f"{named} is" in info.value.message
 
 
 @dataclass(frozen=True)

@@ -121,10 +121,10 @@ def test_every_precision_kept_with_its_gate_numbers(made):
     assert sizes["int4"] < sizes["int8"] < sizes["fp32"] and sizes["fp16"] < sizes["fp32"]
     for p, bits in (("int8", 8), ("int4", 4)):
         (a,) = m.find(precision=p, format="onnx")
-        assert a.recipe["bits"] == bits and a.recipe["block_size"] == 32
+        assert a.recipe.bits == bits and a.recipe.block_size == 32
         g = onnx.load(str(made["all"] / a.file)).graph
         nbits = [n for n in g.node if n.op_type == "MatMulNBits"]
-        assert len(nbits) == a.recipe["matmuls"] > 0
+        assert len(nbits) == a.recipe.matmuls > 0
         assert {next(x.i for x in n.attribute if x.name == "bits") for n in nbits} == {bits}
         assert not [n for n in g.node if n.op_type == "MatMul" and n.input[1].startswith("onnx::")]
 
