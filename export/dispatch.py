@@ -71,8 +71,7 @@ def export_transformer_checkpoint(ckpt: Path, opts: ExportOptions, log: Log) -> 
     import tempfile
 
     from genedge.manifest import sha256_file
-    from genedge.train.checkpoint import read_checkpoint_info
-    from genedge.train.transformer import hf_folder_from_checkpoint
+    from genedge.train.checkpoint import hf_folder_from_checkpoint, read_checkpoint_info
 
     from .bundle import source_path
     from .text_source import export_hf_folder

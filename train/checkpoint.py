@@ -21,12 +21,20 @@ import torch
 from torch import nn
 
 from genedge import __version__
-from genedge.atomic import atomic_path
-from genedge.errors import BadInputError, CorruptArtifactError, SecurityRefusal
+from genedge.atomic import atomic_path, atomic_write_text
+from genedge.errors import BadInputError, CorruptArtifactError, SecurityRefusal, printable
 from genedge.readback import MissingFileError, open_regular, parse_json
 
 from .ar import ArConfig, CharRNN
 from .gan import GanConfig, Generator
+from .tokenizer import tokenizer_from_json
+from .transformer import (
+    TransformerConfig,
+    TransformerLM,
+    hf_state_dict,
+    llama_config,
+    tokenizer_config,
+)
 from .vae import VAE, VaeConfig
 
 CHECKPOINT_FORMAT = "genedge.checkpoint"
@@ -87,8 +95,6 @@ def model_classes(kind: str, meta: dict[str, str]) -> tuple[type, type[nn.Module
     """(config class, model class) of a checkpoint: ``FAMILIES[kind]``, or the transformer
     language model for an ``ar`` checkpoint whose metadata says ``arch: "transformer"``."""
     if kind == "ar" and meta.get("arch") == "transformer":
-        from .transformer import TransformerConfig, TransformerLM
-
         return TransformerConfig, TransformerLM
     return FAMILIES[kind]
 
@@ -291,3 +297,36 @@ def load_checkpoint(path: str | os.PathLike, *, device: str = "cpu") -> tuple[nn
         ) from None
     model.kind = info.kind  # type: ignore[attr-defined]
     return model.to(device).eval(), info.config
+
+
+def hf_folder_from_checkpoint(ckpt: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """Write a genedge transformer checkpoint as a Hugging Face folder.
+
+    ``folder`` gets ``config.json`` (a ``LlamaConfig``), ``model.safetensors``,
+    ``tokenizer.json`` and ``tokenizer_config.json``, each written atomically; it is
+    created if missing and must not hold other files of those names that genedge did not
+    write (callers pass a fresh temporary folder). Needs no ``transformers``.
+    """
+    from safetensors.torch import save_file
+
+    info = read_checkpoint_info(ckpt)
+    if info.kind != "ar" or not isinstance(info.config, TransformerConfig):
+        raise BadInputError(
+            f"'{printable(str(ckpt))}' holds a {info.kind} model, not a transformer language "
+            "model.",
+            hint="Pass RUN/generator.safetensors of `genedge train ar --arch transformer`.",
+        )
+    tokenizer = tokenizer_from_json(info.meta.get("tokenizer", ""))  # refuses a missing one
+    model, cfg = load_checkpoint(ckpt)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "model.safetensors") as tmp:
+        save_file(hf_state_dict(model), str(tmp), metadata={"format": "pt"})
+    atomic_write_text(folder / "tokenizer.json", tokenizer.to_str())
+    atomic_write_text(folder / "tokenizer_config.json", _json(tokenizer_config(cfg)))
+    atomic_write_text(folder / "config.json", _json(llama_config(cfg)))
+    return folder
+
+
+def _json(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, indent=2) + "\n"

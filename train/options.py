@@ -85,6 +85,9 @@ FAMILY_DEFAULTS: dict[str, FamilyDefaults] = {
 ARCHS = ("gru", "lstm", "transformer")  # `train ar --arch`; gru and lstm are recurrent cells
 RNN_CELLS = ("gru", "lstm")
 TOKENIZERS = ("char", "bpe")  # train/tokenizer.py builds each
+BYTE_TOKENS = 256
+MIN_BPE_VOCAB = BYTE_TOKENS + 1  # the bytes and EOS: fewer could not spell every text
+MAX_BPE_VOCAB = 65_536
 
 
 @dataclass(frozen=True)
@@ -270,9 +273,19 @@ def _validate_arch(opts: TrainOptions) -> None:
                 "--vocab-size applies to --tokenizer bpe only (the char tokenizer holds the 256 "
                 "bytes); add --tokenizer bpe or drop it."
             )
-        from .tokenizer import check_vocab_size
-
         check_vocab_size(opts.vocab_size)
+
+
+def check_vocab_size(vocab_size: int) -> None:
+    """Refuse (exit 2) a BPE vocabulary too small to spell every text or past the limit."""
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
+        raise BadInputError(f"--vocab-size: received {vocab_size!r}; expected a whole number.")
+    if not MIN_BPE_VOCAB <= vocab_size <= MAX_BPE_VOCAB:
+        raise BadInputError(
+            f"--vocab-size: received {vocab_size}; expected {MIN_BPE_VOCAB} to {MAX_BPE_VOCAB:,} "
+            f"(a byte-level BPE holds the {BYTE_TOKENS} bytes and an end-of-text token).",
+            hint="Try --vocab-size 512.",
+        )
 
 
 def _check_transformer_shape(opts: TrainOptions) -> None:

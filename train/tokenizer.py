@@ -19,13 +19,10 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from genedge.errors import BadInputError
 
-from .options import TOKENIZERS
+from .options import MIN_BPE_VOCAB, TOKENIZERS, check_vocab_size
 
 EOS_TOKEN = "<|endoftext|>"
 EOS_ID = 0
-BYTE_TOKENS = 256
-MIN_BPE_VOCAB = BYTE_TOKENS + 1  # the bytes and EOS: fewer could not spell every text
-MAX_BPE_VOCAB = 65_536
 TRAIN_CHUNK_CHARS = 100_000  # the BPE trainer reads the corpus in pieces of this size
 
 
@@ -72,17 +69,6 @@ def bpe_tokenizer(text: str, vocab_size: int) -> Tokenizer:
 def _chunks(text: str) -> Iterator[str]:
     for i in range(0, len(text), TRAIN_CHUNK_CHARS):
         yield text[i : i + TRAIN_CHUNK_CHARS]
-
-
-def check_vocab_size(vocab_size: int) -> None:
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
-        raise BadInputError(f"--vocab-size: received {vocab_size!r}; expected a whole number.")
-    if not MIN_BPE_VOCAB <= vocab_size <= MAX_BPE_VOCAB:
-        raise BadInputError(
-            f"--vocab-size: received {vocab_size}; expected {MIN_BPE_VOCAB} to {MAX_BPE_VOCAB:,} "
-            f"(a byte-level BPE holds the {BYTE_TOKENS} bytes and an end-of-text token).",
-            hint="Try --vocab-size 512.",
-        )
 
 
 def build_tokenizer(kind: str, text: str, vocab_size: int | None) -> Tokenizer:

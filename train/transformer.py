@@ -4,7 +4,7 @@ RMSNorm pre-norm, rotary position embeddings (the rotate-half form ``transformer
 causal attention through ``scaled_dot_product_attention`` with optional grouped-query
 attention (``kv_heads`` < ``heads``), SwiGLU feed-forward. Parameter names are those of
 ``transformers``' ``LlamaForCausalLM`` (``model.layers.{i}.self_attn.q_proj.weight``, ...),
-so ``hf_folder_from_checkpoint`` writes the weights unchanged beside a ``LlamaConfig``.
+so ``checkpoint.hf_folder_from_checkpoint`` writes the weights unchanged beside a ``LlamaConfig``.
 
 ``forward(input_ids, position_ids, past)`` follows the causal-LM call contract of
 docs/text.md: ``input_ids`` int64 (B, S), ``position_ids`` int64 (B, S) (default
@@ -14,7 +14,6 @@ None; it returns ``(logits (B, S, V), present)`` with ``P + S`` positions per pa
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -25,10 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genedge.errors import BadInputError, printable
-
 from .options import TRANSFORMER_DEFAULTS
-from .tokenizer import EOS_ID, tokenizer_from_json
+from .tokenizer import EOS_ID, EOS_TOKEN
 
 ARCH = "transformer"
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]
@@ -279,52 +276,13 @@ def is_transformer_checkpoint(path: str | os.PathLike) -> bool:
     return meta.get("kind") == "ar" and meta.get("arch") == ARCH
 
 
-def hf_folder_from_checkpoint(ckpt: str | os.PathLike, folder: str | os.PathLike) -> Path:
-    """Write a genedge transformer checkpoint as a Hugging Face folder.
-
-    ``folder`` gets ``config.json`` (a ``LlamaConfig``), ``model.safetensors``,
-    ``tokenizer.json`` and ``tokenizer_config.json``, each written atomically; it is
-    created if missing and must not hold other files of those names that genedge did not
-    write (callers pass a fresh temporary folder). Needs no ``transformers``.
-    """
-    from safetensors.torch import save_file
-
-    from genedge.atomic import atomic_path, atomic_write_text
-
-    from .checkpoint import load_checkpoint, read_checkpoint_info
-
-    info = read_checkpoint_info(ckpt)
-    if info.kind != "ar" or not isinstance(info.config, TransformerConfig):
-        raise BadInputError(
-            f"'{printable(str(ckpt))}' holds a {info.kind} model, not a transformer language "
-            "model.",
-            hint="Pass RUN/generator.safetensors of `genedge train ar --arch transformer`.",
-        )
-    tokenizer = tokenizer_from_json(info.meta.get("tokenizer", ""))  # refuses a missing one
-    model, cfg = load_checkpoint(ckpt)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / "model.safetensors") as tmp:
-        save_file(hf_state_dict(model), str(tmp), metadata={"format": "pt"})
-    atomic_write_text(folder / "tokenizer.json", tokenizer.to_str())
-    atomic_write_text(folder / "tokenizer_config.json", _json(tokenizer_config(cfg)))
-    atomic_write_text(folder / "config.json", _json(llama_config(cfg)))
-    return folder
-
-
 def tokenizer_config(cfg: TransformerConfig) -> dict[str, Any]:
-    from .tokenizer import EOS_TOKEN
-
     return {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "eos_token": EOS_TOKEN,
         "model_max_length": cfg.context,
         "clean_up_tokenization_spaces": False,
     }
-
-
-def _json(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, indent=2) + "\n"
 
 
 def config_from_options(opts: Any, vocab_size: int) -> TransformerConfig:

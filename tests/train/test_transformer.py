@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from genedge.errors import BadInputError
 from genedge.train import load_checkpoint, read_checkpoint_info, save_checkpoint
+from genedge.train.checkpoint import hf_folder_from_checkpoint
 from genedge.train.eval import (
     _score_windows,
     evaluate_checkpoint,
@@ -37,7 +38,6 @@ from genedge.train.transformer import (
     TransformerConfig,
     TransformerLM,
     apply_rotary,
-    hf_folder_from_checkpoint,
 )
 
 TEXTS = [
