@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from genedge.runtime import registry
+from genedge.runtime.measure import round_ratios as per_round
 
 from .runner import CaseResult
 from .stats import iqr, ratio
@@ -130,8 +131,7 @@ def round_ratios(num: CaseResult, den: CaseResult, *, minus_one: bool = False) -
     a, b = num.round_p50s(), den.round_p50s()
     if len(a) != len(b):
         return []
-    values = [ratio(x, y) - (1.0 if minus_one else 0.0) for x, y in zip(a, b, strict=True)]
-    return [v for v in values if not math.isnan(v)]
+    return [v - (1.0 if minus_one else 0.0) for v in per_round(a, b)]
 
 
 def round_iqr(

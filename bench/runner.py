@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from genedge.cpu_load import RoundLoad
+from genedge.runtime.measure import interleave
 
 from .cases import Inputs, SkipCase, Target
 from .memory import current_rss_bytes
@@ -163,22 +164,23 @@ def measure_interleaved(
     measures how long this process waited for a CPU in each round."""
     for case in live:
         warm_up(case.call, budget.warmup, case.sync)
-    for share in split_budget(budget, rounds):
-        if load is not None:
-            load.start()
-        for case in live:
-            time.sleep(SETTLE_S)
-            warm_up(case.call, REWARM_CALLS, case.sync)
-            if budget.iters is not None:
-                chunk = time_calls(case.call, int(share), case.sync)
-            else:
-                chunk = time_for(case.call, float(share), case.sync)
-            case.times.extend(chunk)
-            case.rounds.append(len(chunk))
-            if step is not None:
-                step()
-        if load is not None:
-            load.stop()
+    shares = split_budget(budget, rounds)
+
+    def turn(i: int, r: int) -> list[float]:
+        case = live[i]
+        time.sleep(SETTLE_S)
+        warm_up(case.call, REWARM_CALLS, case.sync)
+        if budget.iters is not None:
+            chunk = time_calls(case.call, int(shares[r]), case.sync)
+        else:
+            chunk = time_for(case.call, float(shares[r]), case.sync)
+        case.times.extend(chunk)
+        case.rounds.append(len(chunk))
+        if step is not None:
+            step()
+        return chunk
+
+    interleave(len(live), turn, rounds=len(shares), rotate=False, load=load)
 
 
 def _result(case: _Live) -> CaseResult:

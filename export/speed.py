@@ -12,12 +12,13 @@ is measured (``genedge.cpu_load``). The record lands in the artifact's ``speed``
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from genedge.cpu_load import RoundLoad
+from genedge.runtime import registry
+from genedge.runtime.measure import interleave, median, round_ratios, spread, time_runs
 
 if TYPE_CHECKING:
     from .context import BuildContext
@@ -47,34 +48,25 @@ def interleaved_p50(
     budget_s: float = BUDGET_S,
     load: RoundLoad | None = None,
 ) -> tuple[list[float], list[list[float]]]:
-    """p50 latency (ms) of each runner on ``feed``, and every round's times (ms), interleaved.
-
-    The order rotates every round (A B C, B C A, C A B, ...) so that no runner always follows
-    the same one: what a run leaves behind (cache state, waking threads) falls on each in turn.
-    """
-    k = len(runners)
+    """p50 latency (ms) of each runner on ``feed``, and every round's times (ms), interleaved
+    run by run (``runtime.measure.interleave``: the order rotates every round, A B C, B C A,
+    C A B, so what a run leaves behind falls on each runner in turn)."""
     for _ in range(WARMUP):
         for r in runners:
             r.run(feed)
-    rounds: list[list[float]] = []
-    t_end = time.perf_counter() + budget_s
-    while len(rounds) < MAX_ROUNDS and (len(rounds) < MIN_ROUNDS or time.perf_counter() < t_end):
-        row = [0.0] * k
-        if load is not None:
-            load.start()
-        for j in range(k):
-            i = (j + len(rounds)) % k
-            t0 = time.perf_counter_ns()
-            runners[i].run(feed)
-            row[i] = (time.perf_counter_ns() - t0) / 1e6
-        if load is not None:
-            load.stop()
-        rounds.append(row)
-    p50 = [float(np.median([row[i] for row in rounds])) for i in range(k)]
-    return p50, rounds
+    times = interleave(
+        len(runners),
+        lambda i, _: time_runs(lambda: runners[i].run(feed)),
+        seconds=budget_s,
+        min_rounds=MIN_ROUNDS,
+        max_rounds=MAX_ROUNDS,
+        load=load,
+    )
+    rounds = [[t[r][0] for t in times] for r in range(len(times[0]))]  # (rounds, runners)
+    return [median(t) for t in times], rounds
 
 
-def open_for_speed(path: Any, backend: str = "ort-cpu") -> Any | None:
+def open_for_speed(path: Any, backend: str | None = None) -> Any | None:
     """``path`` on one of the runtime's CPU backends; ORT's threads sleep between runs:
     spinning threads of one session would steal the cores from the next one in the
     interleaving. None when the backend cannot run the file (no kernel for one of its ops on
@@ -90,10 +82,11 @@ def open_for_speed(path: Any, backend: str = "ort-cpu") -> Any | None:
 
 
 def cpu_backends() -> tuple[str, ...]:
-    """The runtime's CPU backends installed here, ORT first (fp32 on ORT is the reference)."""
-    import importlib.util
-
-    return ("ort-cpu", *(("openvino",) if importlib.util.find_spec("openvino") else ()))
+    """The runtime's CPU backends installed here, the reference (ORT: its fp32 is what the
+    others are measured against) first."""
+    ref = registry.reference()
+    others = [s.name for s in registry.available() if s.device == "cpu" and s is not ref]
+    return (ref.name, *others)
 
 
 def measure_artifacts(ctx: BuildContext) -> dict[str, dict[str, Any]]:
@@ -108,30 +101,31 @@ def measure_artifacts(ctx: BuildContext) -> dict[str, dict[str, Any]]:
     arts.sort(key=lambda a: a["precision"] != "fp32")
     if len(arts) < 2 or arts[0]["precision"] != "fp32":
         return {}
-    pairs = [(b, a) for b in cpu_backends() for a in arts]  # (ort-cpu, fp32) first
+    ref = registry.reference().name
+    pairs = [(b, a) for b in cpu_backends() for a in arts]  # (reference, fp32) first
     opened = [(b, a, open_for_speed(ctx.tmp / a["file"], b)) for b, a in pairs]
     cases = [(b, a, r) for b, a, r in opened if r is not None]
     runners = [r for _, _, r in cases]
     load = RoundLoad()
     try:
-        if len(runners) < 2 or cases[0][:2] != ("ort-cpu", arts[0]):
+        if len(runners) < 2 or cases[0][:2] != (ref, arts[0]):
             return {}
         records: dict[str, dict[str, Any]] = {
-            a["file"]: {"batch": {}, "others": {}} for b, a, _ in cases if b == "ort-cpu"
+            a["file"]: {"batch": {}, "others": {}} for b, a, _ in cases if b == ref
         }
         budget = BUDGET_S * max(1.0, len(runners) / 3)
         for batch in BATCHES:
             p50, rounds = interleaved_p50(runners, speed_feed(ctx, batch), budget, load)
             for i, (backend, a, _) in enumerate(cases):
                 rec = records.setdefault(a["file"], {"batch": {}, "others": {}})
-                if backend != "ort-cpu":
+                if backend != ref:
                     rec["others"].setdefault(backend, {})[str(batch)] = round(p50[i], 4)
                     continue
-                ratios = [row[0] / row[i] for row in rounds]
+                ratios = round_ratios([row[0] for row in rounds], [row[i] for row in rounds])
                 rec["batch"][str(batch)] = {
                     "p50_ms": round(p50[i], 4),
                     "speedup_vs_fp32": round(p50[0] / p50[i], 3),
-                    "round_range": [round(float(q), 3) for q in np.percentile(ratios, [10, 90])],
+                    "round_range": [round(q, 3) for q in spread(ratios, 10, 90)],
                     "rounds": len(rounds),
                 }
     finally:
@@ -139,7 +133,7 @@ def measure_artifacts(ctx: BuildContext) -> dict[str, dict[str, Any]]:
             r.close()
     measured = load_record(load)
     for rec in records.values():
-        rec.update(backend="ort-cpu", threads=None, machine=_machine(), load=measured)
+        rec.update(backend=ref, threads=None, machine=_machine(), load=measured)
         if not rec["others"]:
             del rec["others"]
     return {f: rec for f, rec in records.items() if rec["batch"]}

@@ -4,7 +4,7 @@ Precision when not given: the backend's ``prefer`` list (``BackendSpec``), best 
 the bundle's artifact qualifies: approved at export when the precision table says it needs
 approval (int8, bf16, int4), else its verification passed (fp16), and this machine runs it
 (bf16 needs a CPU that has it); on the reference CPU backend export's speed record decides
-first when it has one (``tune.fastest_in_record``). Else fp32.
+first when it has one (``speed_record.fastest_in_record``). Else fp32.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from genedge.precisions import precision as precision_row
 
 from . import registry
 from .backend import BackendSpec
+from .speed_record import fastest_in_record
 
 log = logging.getLogger("genedge.runtime")
 
@@ -129,8 +130,6 @@ def _asked(found: dict[str, Artifact], graph: str, spec: BackendSpec, precision:
 def default_artifact(found: dict[str, Artifact], graph: str, spec: BackendSpec) -> Artifact:
     """The precision ``spec`` runs unasked: export's speed record on the reference backend,
     else the first of ``spec.prefer`` that qualifies here, else fp32."""
-    from .tune import fastest_in_record
-
     if spec.reference:
         measured = fastest_in_record(found)
         if measured is not None:

@@ -85,7 +85,7 @@ def _say_auto_precision(args: argparse.Namespace, s: Any) -> None:
     if args.precision not in (None, "auto") or s.info.backend != registry.reference().name:
         return
     from .sampler import IMAGE_GRAPHS
-    from .tune import auto_precision_note
+    from .speed_record import auto_precision_note
 
     note = auto_precision_note(s.manifest, IMAGE_GRAPHS[s.manifest.kind])
     if note:

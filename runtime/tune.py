@@ -43,8 +43,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from genedge.atomic import atomic_write_text
 from genedge.errors import (
     BadInputError,
@@ -53,7 +51,7 @@ from genedge.errors import (
     printable,
 )
 from genedge.limits import check_threads
-from genedge.manifest import MAIN_GRAPH, MANIFEST_NAME, Artifact, Manifest
+from genedge.manifest import MAIN_GRAPH, MANIFEST_NAME, Manifest
 from genedge.outputs import folder_lock
 from genedge.precisions import INFERENCE_PRECISIONS, REFERENCE
 from genedge.precisions import precision as precision_row
@@ -68,10 +66,20 @@ from genedge.readback import (
 )
 
 from . import registry
-from .artifacts import onnx_artifacts, qualifies
+from .artifacts import onnx_artifacts
 from .backend import Backend
+from .measure import (
+    feed_for,
+    int_ranges,
+    interleave,
+    median,
+    relative_to_fastest,
+    round_medians,
+    time_runs,
+)
+from .opening import open_named, read_bundle
 from .options import BackendOptions
-from .select import open_backend, read_bundle
+from .speed_record import fastest_cpu
 
 log = logging.getLogger("genedge.runtime")
 
@@ -90,7 +98,6 @@ LOCK_WAIT_S = 10.0  # another tune's cache write holds the lock for milliseconds
 BLOCK_S = 0.2
 BLOCK_RUNS = 3
 _VERSIONED = ("genedge", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt")
-MIN_SPEEDUP = 1.05  # a reduced precision must beat fp32 by this factor: not by timing noise
 
 
 @dataclass(frozen=True)
@@ -270,40 +277,11 @@ def write_tuning(path: Path, data: dict[str, Any]) -> dict[str, Any] | None:
 
 
 # ------------------------------------------------------------------ measuring
-def _feed(b: Backend, batch: int, int_ranges: dict[str, tuple[int, int]]) -> dict[str, np.ndarray]:
-    """Inputs of ``batch`` for ``b``: normal floats, integers cycling through their range."""
-    rng = np.random.default_rng(0)
-    feed = {}
-    for s in b.inputs:
-        shape = tuple(d if isinstance(d, int) else batch for d in s.shape)
-        if s.np_dtype.kind == "f":
-            feed[s.name] = rng.standard_normal(shape).astype(s.np_dtype)
-        else:
-            lo, hi = int_ranges.get(s.name, (0, 0))
-            feed[s.name] = (lo + np.arange(np.prod(shape)) % (hi - lo + 1)).reshape(shape)
-            feed[s.name] = feed[s.name].astype(s.np_dtype)
-    return feed
-
-
-def _int_ranges(manifest: Manifest) -> dict[str, tuple[int, int]]:
-    k = manifest.model.num_classes if manifest.kind != "ar" else 0
-    ranges = {"label": (0, max(k - 1, 0))}
-    if manifest.kind == "ar":
-        ranges["token"] = (0, max(manifest.model.vocab_size - 1, 0))
-    return ranges
-
-
-def _time_block(b: Backend, feed: dict[str, np.ndarray], times: list[float]) -> None:
-    run = b.run_unchecked
-    run(feed)  # after a switch: not kept
-    t_end = time.perf_counter() + BLOCK_S
-    while True:
-        t0 = time.perf_counter_ns()
-        run(feed)
-        t1 = time.perf_counter_ns()
-        times.append((t1 - t0) / 1e6)
-        if len(times) >= BLOCK_RUNS - 1 and time.perf_counter() >= t_end:
-            return
+def _time_block(run: Callable[[], object]) -> list[float]:
+    """One candidate's turn: a run not kept (it pays for the switch), then runs for
+    ``BLOCK_S``, at least ``BLOCK_RUNS - 1`` of them timed."""
+    run()
+    return time_runs(run, seconds=BLOCK_S, runs=BLOCK_RUNS - 1)
 
 
 def measure(
@@ -315,41 +293,33 @@ def measure(
 ) -> dict[Candidate, list[list[float]]]:
     """Per-run times (ms) of every opened candidate at ``batch``, one list per round
     (candidates interleaved round by round)."""
-    feeds = {c: _feed(b, batch, int_ranges) for c, b in opened.items()}
-    for c, b in opened.items():  # warm-up: compiles a static shape, fills caches
-        for _ in range(3):
-            b.run_unchecked(feeds[c])
-    times: dict[Candidate, list[list[float]]] = {c: [] for c in opened}
     order = list(opened)
+    calls = []
+    for c in order:  # warm-up: compiles a static shape, fills caches
+        b, feed = opened[c], feed_for(opened[c].inputs, batch, int_ranges)
+        calls.append(functools.partial(b.run_unchecked, feed))
+        for _ in range(3):
+            calls[-1]()
     t_end = time.perf_counter() + seconds
-    rounds = 0
-    while rounds < MIN_ROUNDS or time.perf_counter() < t_end:
-        for c in order:
-            times[c].append([])
-            _time_block(opened[c], feeds[c], times[c][-1])
-        order.append(order.pop(0))  # rotate: nobody always runs right after the same one
-        rounds += 1
+
+    def said(rounds: int) -> None:
         if progress is not None:
             done = min(1.0, 1 - (t_end - time.perf_counter()) / max(seconds, 1e-9))
             progress(f"batch {batch}: {'#' * int(20 * done):20s} {rounds} rounds")
-    return times
 
-
-def relative_to_fastest(rounds: dict[str, list[float]]) -> dict[str, float]:
-    """Per label: the median over rounds of its round p50 over the round's fastest p50.
-
-    ``rounds[label][i]`` is the label's p50 in round i; every label has the same rounds.
-    """
-    per_round = np.array(list(rounds.values()), dtype=float)  # (labels, rounds)
-    ratios = per_round / per_round.min(axis=0, keepdims=True)
-    return {label: float(np.median(r)) for label, r in zip(rounds, ratios, strict=True)}
+    times = interleave(
+        len(order),
+        lambda i, r: _time_block(calls[i]),
+        seconds=seconds,
+        min_rounds=MIN_ROUNDS,
+        after_round=said,
+    )
+    return dict(zip(order, times, strict=True))
 
 
 def _choice_record(times: dict[Candidate, list[list[float]]]) -> dict[str, Any]:
-    p50 = {c.label: float(np.median(np.concatenate(t))) for c, t in times.items()}
-    relative = relative_to_fastest(
-        {c.label: [float(np.median(block)) for block in t] for c, t in times.items()}
-    )
+    p50 = {c.label: median(t) for c, t in times.items()}
+    relative = relative_to_fastest({c.label: round_medians(t) for c, t in times.items()})
     best = min(times, key=lambda c: (relative[c.label], p50[c.label]))
     return {
         "choice": {"backend": best.backend, "precision": best.precision},
@@ -380,12 +350,12 @@ def tune_manifest(
     path = cache_dir() / f"{tune_key(identity)}.json"
     cands, skipped = candidates(manifest, graph, backends)
     opts = BackendOptions(threads=threads, check_inputs=False)
-    ranges = _int_ranges(manifest)
+    ranges = int_ranges(manifest)
     opened: dict[Candidate, Backend] = {}
     try:
         for c in cands:
             try:
-                opened[c] = open_backend(manifest, graph, c.backend, c.precision, opts, ranges)
+                opened[c] = open_named(manifest, graph, c.backend, c.precision, opts, ranges)
             except GenedgeError as e:  # not on this machine after all: say why, go on
                 skipped[c.label] = e.message
         if not opened:
@@ -515,102 +485,6 @@ def _tuned(
         where = f"; {printable(path, None)}" if path is not None else "; not cached"
         choice = Choice(choice.candidate, choice.batch, f"{choice.why}{where}")
     return choice
-
-
-# ------------------------------------------------------------------ export's speed record
-def fastest_in_record(found: dict[str, Artifact]) -> tuple[Artifact, str] | None:
-    """From ``{precision: Artifact}``: the quality-approved artifact with the lowest batch-1 p50
-    in the bundle's CPU ``speed`` records, never one measured slower than fp32 at any batch;
-    with the reason, for the log. None when fp32 has no speed record (older bundles)."""
-    fp32 = found.get(REFERENCE)
-    ref = _speed_p50s(fp32) if fp32 else {}
-    if not ref:
-        return None
-    if fp32.speed.busy:  # its numbers decide nothing: the reference, never slower than itself
-        return fp32, (
-            "export's speed record was taken on a busy machine, so it is not used; fp32 until "
-            "`genedge tune BUNDLE` measures this machine"
-        )
-    best, best_ms = fp32, ref.get("1", min(ref.values()))
-    for prec, a in found.items():
-        mine = _speed_p50s(a)
-        if prec == REFERENCE or not (a.quality_approved and qualifies(a)) or set(mine) != set(ref):
-            continue
-        if any(mine[b] > ref[b] for b in ref):
-            continue
-        ms = mine.get("1", min(mine.values()))
-        if ms * MIN_SPEEDUP <= ref.get("1", min(ref.values())) and ms < best_ms:
-            best, best_ms = a, ms
-    b = "1" if "1" in ref else min(ref)
-    others = ", ".join(
-        f"{prec} {_speed_p50s(a).get(b, float('nan')):.3g} ms"
-        for prec, a in found.items()
-        if prec != REFERENCE
-    )
-    if best is fp32:
-        why = (
-            f"no quality-approved artifact measured at export at least {MIN_SPEEDUP:.2f}x faster "
-            f"than fp32 and no slower at any batch (batch {b}: fp32 {ref[b]:.3g} ms"
-            f"{', ' + others if others else ''})"
-        )
-    else:
-        why = (
-            f"the fastest quality-approved artifact in the bundle's export-time CPU measurement "
-            f"(batch {b}: {best_ms:.3g} ms vs fp32 {ref[b]:.3g} ms)"
-        )
-    return best, why
-
-
-def fastest_cpu(
-    found: dict[str, Artifact], batch: int, backends: Sequence[str]
-) -> tuple[str, Artifact, str] | None:
-    """From export's speed records (``found``: ``{precision: Artifact}``): the quality-approved
-    (backend, artifact) of ``backends`` with the lowest p50 at the measured batch nearest
-    ``batch``, and why, for the log. None without a usable record (none, or taken on a busy
-    machine), or when nothing beats the reference backend's fp32 by ``MIN_SPEEDUP`` there
-    (the fixed rule then decides, as it would without a record)."""
-    fp32 = found.get(REFERENCE)
-    if fp32 is None or fp32.speed is None or not fp32.speed.batch:
-        return None
-    if fp32.speed.busy:
-        log.info("backend auto: export's speed record was taken on a busy machine; not used")
-        return None
-    b = min(fp32.speed.batch, key=lambda m: (abs(math.log(m / max(batch, 1))), m))
-    ref = fp32.speed.batch[b].p50_ms
-    timed_on = registry.reference().name  # the record's ``batch``; the others' in ``others``
-    options = []
-    for prec, a in found.items():
-        if a.speed is None or a.speed.busy or prec in INFERENCE_PRECISIONS:
-            continue
-        if prec != REFERENCE and not (a.quality_approved and qualifies(a)):
-            continue
-        times = {timed_on: a.speed.p50s().get(b)}
-        times.update({k: v.get(b) for k, v in a.speed.others.items()})
-        options += [(ms, k, prec) for k, ms in times.items() if ms is not None and k in backends]
-    if not options:
-        return None
-    ms, backend, prec = min(options)
-    if (backend, prec) == (timed_on, REFERENCE) or ms * MIN_SPEEDUP > ref:
-        return None
-    shown = ", ".join(f"{k} {p} {t:.3g} ms" for t, k, p in sorted(options)[:4])
-    why = (
-        f"the fastest quality-approved (backend, precision) in export's CPU speed record at "
-        f"batch {b} ({shown}); `genedge tune` measures it on this machine"
-    )
-    return backend, found[prec], why
-
-
-def auto_precision_note(manifest: Manifest, graph: str) -> str | None:
-    """Why ``precision=None`` on the reference CPU backend picks what it picks, when the
-    bundle's speed record decided it (None otherwise): for the CLI to say so."""
-    found = {a.precision or REFERENCE: a for a in manifest.find(graph=graph, format="onnx")}
-    measured = fastest_in_record(found)
-    return None if measured is None else f"{measured[0].precision}, {measured[1]}"
-
-
-def _speed_p50s(a: Artifact) -> dict[str, float]:
-    """``{batch: p50_ms}`` of an artifact's speed record ({} without one), batch as text."""
-    return {} if a.speed is None else {str(b): ms for b, ms in a.speed.p50s().items()}
 
 
 def _probe_asked(opts: BackendOptions) -> bool:

@@ -202,14 +202,14 @@ def test_export_verifies_through_the_runtime():
 
 def test_shared_names_have_one_home():
     """Backend names, precisions, ORT providers and each kind's graph are defined once."""
-    from genedge import manifest
+    from genedge import manifest, precisions
     from genedge.bench import cases, options, suite
     from genedge.export import options as export_options
     from genedge.runtime import ort_backend, sampler, select
 
     assert options.backend_names is select.backend_names
     assert export_options.PRECISIONS is manifest.PRECISIONS
-    assert export_options.RUN_PRECISIONS is manifest.RUN_PRECISIONS is select.RUN_PRECISIONS
+    assert export_options.RUN_PRECISIONS is manifest.RUN_PRECISIONS is precisions.RUN_PRECISIONS
     assert cases.PROVIDERS is suite.PROVIDERS is ort_backend.PROVIDERS
     assert cases.MAIN_GRAPH is manifest.MAIN_GRAPH
     assert sampler.IMAGE_GRAPHS.items() <= manifest.MAIN_GRAPH.items()

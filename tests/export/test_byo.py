@@ -241,7 +241,7 @@ def _art(precision, p50s, approved=True):
 
 
 def test_fastest_measured_rules():
-    from genedge.runtime.tune import fastest_in_record as fastest_measured
+    from genedge.runtime.speed_record import fastest_in_record as fastest_measured
 
     fp32 = _art("fp32", (1.0, 10.0), approved=False)
     slow_int8 = {"fp32": fp32, "int8": _art("int8", (1.5, 30.0))}

@@ -10,8 +10,8 @@ import shutil
 import pytest
 
 from genedge.manifest import Artifact, read_manifest
-from genedge.runtime.tune import fastest_cpu
-from genedge.runtime.tune import fastest_in_record as fastest_measured
+from genedge.runtime.speed_record import fastest_cpu
+from genedge.runtime.speed_record import fastest_in_record as fastest_measured
 
 HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
 
