@@ -15,6 +15,7 @@ from genedge.manifest import PRECISIONS, RUN_PRECISIONS
 
 CALIB_METHODS = ("entropy", "minmax", "percentile")
 OUTPUT_FORMATS = ("uint8", "float")
+TRT_PATHS = ("auto", "strongly-typed", "legacy")  # legacy: builder flags, TensorRT 10 only
 
 Profile = tuple[int, int, int]
 DEFAULT_PROFILES: tuple[Profile, ...] = ((1, 8, 32),)
@@ -38,7 +39,7 @@ class ExportOptions:
     opset: int = 17
     trt: bool = False
     profiles: tuple[Profile, ...] = DEFAULT_PROFILES
-    trt_path: str = "auto"  # auto | strongly-typed | legacy (TensorRT 10 only)
+    trt_path: str = TRT_PATHS[0]  # one of TRT_PATHS
     workspace_mb: int = 1024
     dla_core: int | None = None
     version_compatible: bool = False
@@ -172,8 +173,8 @@ def validate_export_options(opts: ExportOptions) -> ExportOptions:
         f"max_quality_drop must be >= 0 (received {opts.max_quality_drop})",
     )
     _check(
-        opts.trt_path in ("auto", "strongly-typed", "legacy"),
-        f"trt_path {opts.trt_path!r} is not one of auto, strongly-typed, legacy",
+        opts.trt_path in TRT_PATHS,
+        f"trt_path {opts.trt_path!r} is not one of {', '.join(TRT_PATHS)}",
     )
     _check(opts.workspace_mb >= 16, f"workspace_mb must be >= 16 (received {opts.workspace_mb})")
     _check(

@@ -20,11 +20,33 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import NoReturn
+from dataclasses import MISSING, fields
+from typing import Any, NoReturn
 
 from genedge import __version__
 from genedge.errors import GenedgeError, MissingExtraError
+from genedge.export.options import (
+    CALIB_METHODS,
+    DEFAULT_PROFILES,
+    OUTPUT_FORMATS,
+    TRT_PATHS,
+    ExportOptions,
+)
 from genedge.interrupts import sigint_watch
+from genedge.precisions import RUN_PRECISIONS
+from genedge.runtime.latents import WALKS
+from genedge.runtime.registry import AUTO, names
+from genedge.runtime.stream import LATE_POLICIES
+from genedge.train.options import (
+    ARCHS,
+    DEFAULT_ARCH,
+    FAMILY_DEFAULTS,
+    KINDS,
+    RNN_CELLS,
+    TOKENIZERS,
+    TRANSFORMER_DEFAULTS,
+    TrainOptions,
+)
 
 # subcommand -> (module:function, extra that provides it)
 HANDLERS: dict[str, tuple[str, str]] = {
@@ -85,6 +107,27 @@ def whole_number(text: str) -> int:
     if not (math.isfinite(value) and value.is_integer()):
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
     return int(value)
+
+
+def option_default(options: type, name: str) -> Any:
+    """The default of field ``name`` of an options dataclass, as the flag takes it (a tuple
+    as a list): the flag's default is read from the options, never restated."""
+    f = next(f for f in fields(options) if f.name == name)
+    value = f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _per_kind(name: str) -> str:
+    """A ``FAMILY_DEFAULTS`` field as ``--help`` shows it: one value, or one per kind."""
+    values = {k: getattr(d, name) for k, d in FAMILY_DEFAULTS.items()}
+    values = {k: v for k, v in values.items() if v is not None}
+    if len(set(values.values())) == 1:
+        return f"{next(iter(values.values())):g}"
+    return ", ".join(f"{k} {v:g}" for k, v in values.items())
+
+
+def _backends_text() -> str:
+    return " | ".join((AUTO, *names()))
 
 
 # subcommand -> the one example its --help ends with
@@ -180,7 +223,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a generator (gan, vae) or a text model (ar)")
     p.add_argument(
         "kind",
-        choices=["gan", "vae", "ar"],
+        choices=KINDS,
         help="gan: (conditional) GAN; vae: variational autoencoder; ar: character-level text model",
     )
     p.add_argument(
@@ -196,25 +239,33 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--steps",
         type=int,
         default=None,
-        help="total optimizer steps (with --resume: the total to reach; default: 2000 when "
-        "--minutes is not given)",
+        help="total optimizer steps (with --resume: the total to reach; default: "
+        f"{_per_kind('steps')} when --minutes is not given)",
     )
     budget.add_argument("--minutes", type=float, default=None, help="wall-clock training budget")
     p.add_argument(
         "--batch-size",
         type=int,
         default=None,
-        help="images or text windows per step (default: gan/vae 64, ar 32, ar --arch "
-        "transformer 8)",
+        help=f"images or text windows per step (default: {_per_kind('batch_size')}, ar --arch "
+        f"transformer {TRANSFORMER_DEFAULTS.batch_size})",
     )
     p.add_argument(
         "--lr",
         type=float,
         default=None,
-        help="learning rate (default: gan 2e-4, vae 1e-3, ar 3e-3)",
+        help=f"learning rate (default: {_per_kind('lr')}, ar --arch transformer "
+        f"{TRANSFORMER_DEFAULTS.lr:g})",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of weights, data order and noise")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=option_default(TrainOptions, "seed"),
+        help="seed of weights, data order and noise",
+    )
+    p.add_argument(
+        "--device", default=option_default(TrainOptions, "device"), help="cpu | cuda | cuda:N"
+    )
     p.add_argument(
         "--image-size",
         type=int,
@@ -223,13 +274,22 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "generators build; digits: 16)",
     )
     p.add_argument(
-        "--latent-dim", type=int, default=None, help="size of z (default: gan 64, vae 16)"
+        "--latent-dim",
+        type=int,
+        default=None,
+        help=f"size of z (default: {_per_kind('latent_dim')})",
     )
     p.add_argument(
-        "--sample-every", type=int, default=None, help="steps between sample grids (default: 250)"
+        "--sample-every",
+        type=int,
+        default=None,
+        help=f"steps between sample grids (default: {_per_kind('sample_every')})",
     )
     p.add_argument(
-        "--eval-every", type=int, default=None, help="steps between evaluations (default: 250)"
+        "--eval-every",
+        type=int,
+        default=None,
+        help=f"steps between evaluations (default: {_per_kind('eval_every')})",
     )
     p.add_argument(
         "--resume", action="store_true", help="continue from RUN's newest complete checkpoint"
@@ -241,7 +301,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "holding other files is refused)",
     )
     p.add_argument(
-        "--cell", choices=["gru", "lstm"], default=None, help="ar: recurrent cell (default: gru)"
+        "--cell",
+        choices=RNN_CELLS,
+        default=None,
+        help=f"ar: recurrent cell (default: {DEFAULT_ARCH})",
     )
     _add_transformer_flags(p)
     p.add_argument(
@@ -251,8 +314,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--threads",
         type=int,
         default=None,
-        help="torch CPU threads (default: torch's choice, 1 for ar --arch transformer; 1 is "
-        "fastest on a busy machine)",
+        help="torch CPU threads (default: torch's choice, "
+        f"{TRANSFORMER_DEFAULTS.threads} for ar --arch transformer; 1 is fastest on a busy "
+        "machine)",
     )
 
 
@@ -260,29 +324,38 @@ def _add_transformer_flags(p: argparse.ArgumentParser) -> None:
     """``train ar --arch transformer`` sizes; defaults live in train/options.py (shown in help)."""
     p.add_argument(
         "--arch",
-        choices=["gru", "lstm", "transformer"],
+        choices=ARCHS,
         default=None,
-        help="ar: model (default: gru; transformer: a small Llama-layout decoder)",
+        help=f"ar: model (default: {DEFAULT_ARCH}; transformer: a small Llama-layout decoder)",
     )
-    t = p.add_argument_group("ar --arch transformer (a 2-layer, 128-wide Llama-layout decoder)")
-    t.add_argument("--layers", type=int, default=None, help="decoder layers (default: 2)")
-    t.add_argument("--d-model", type=int, default=None, help="hidden width (default: 128)")
-    t.add_argument("--heads", type=int, default=None, help="attention heads (default: 4)")
+    d = TRANSFORMER_DEFAULTS
+    t = p.add_argument_group(
+        f"ar --arch transformer (a {d.layers}-layer, {d.d_model}-wide Llama-layout decoder)"
+    )
+    t.add_argument("--layers", type=int, default=None, help=f"decoder layers (default: {d.layers})")
+    t.add_argument("--d-model", type=int, default=None, help=f"hidden width (default: {d.d_model})")
+    t.add_argument("--heads", type=int, default=None, help=f"attention heads (default: {d.heads})")
     t.add_argument(
         "--kv-heads",
         type=int,
         default=None,
         help="key/value heads, grouped-query attention (default: half of --heads, all if odd)",
     )
-    t.add_argument("--context", type=int, default=None, help="context in tokens (default: 128)")
     t.add_argument(
-        "--tokenizer",
-        choices=["char", "bpe"],
-        default=None,
-        help="char: one token per byte; bpe: byte-level BPE trained on the data (default: bpe)",
+        "--context", type=int, default=None, help=f"context in tokens (default: {d.context})"
     )
     t.add_argument(
-        "--vocab-size", type=int, default=None, help="bpe: tokens in the vocabulary (default: 512)"
+        "--tokenizer",
+        choices=TOKENIZERS,
+        default=None,
+        help="char: one token per byte; bpe: byte-level BPE trained on the data (default: "
+        f"{d.tokenizer})",
+    )
+    t.add_argument(
+        "--vocab-size",
+        type=int,
+        default=None,
+        help=f"bpe: tokens in the vocabulary (default: {d.vocab_size})",
     )
 
 
@@ -384,21 +457,21 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--precision",
         type=_csv(),
-        default=["fp32", "fp16", "int8"],
+        default=option_default(ExportOptions, "precisions"),
         help="precisions to build, comma-separated (fp32 is always built; bf16, asked for "
         "explicitly, gates the fp32 graph in bf16: on OpenVINO where the CPU has AVX-512 BF16 or "
         "AMX, else by emulated bf16 rounding on ONNX Runtime)",
     )
     p.add_argument(
         "--calib-method",
-        choices=["entropy", "minmax", "percentile"],
-        default="minmax",
+        choices=CALIB_METHODS,
+        default=option_default(ExportOptions, "calib_method"),
         help="int8 calibration: how activation ranges are chosen",
     )
     p.add_argument(
         "--calib-samples",
         type=int,
-        default=512,
+        default=option_default(ExportOptions, "calib_samples"),
         help="int8 calibration: inputs drawn from the prior",
     )
     p.add_argument(
@@ -410,22 +483,35 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         help="reference data for the task metric (default: what the checkpoint was trained on)",
     )
     p.add_argument(
-        "--truncation", type=float, default=1.0, help="calibration latents: truncation (0, 1]"
+        "--truncation",
+        type=float,
+        default=option_default(ExportOptions, "truncation"),
+        help="calibration latents: truncation (0, 1]",
     )
     p.add_argument(
         "--max-quality-drop",
         type=float,
-        default=0.01,
+        default=option_default(ExportOptions, "max_quality_drop"),
         help="largest allowed drop of the task metric for int8 (e.g. 0.01 = 1 point)",
     )
-    p.add_argument("--min-psnr", type=float, default=30.0, help="int8/fp16 PSNR floor vs fp32 (dB)")
+    p.add_argument(
+        "--min-psnr",
+        type=float,
+        default=option_default(ExportOptions, "min_psnr"),
+        help="int8/fp16 PSNR floor vs fp32 (dB)",
+    )
     p.add_argument(
         "--output-format",
-        choices=["uint8", "float"],
-        default="uint8",
+        choices=OUTPUT_FORMATS,
+        default=option_default(ExportOptions, "output_format"),
         help="image output: uint8 NHWC, or float NCHW in [-1, 1]",
     )
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset of the exported graphs")
+    p.add_argument(
+        "--opset",
+        type=int,
+        default=option_default(ExportOptions, "opset"),
+        help="ONNX opset of the exported graphs",
+    )
     p.add_argument(
         "--trt",
         action="store_true",
@@ -433,18 +519,21 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--trt-profile",
-        default="1:8:32",
+        default=",".join(":".join(map(str, p)) for p in DEFAULT_PROFILES),
         metavar="MIN:OPT:MAX",
         help="TensorRT optimisation profile(s) of batch sizes (several: comma-separated)",
     )
     add_deprecated_alias(p, "--batch", "--trt-profile")
     p.add_argument(
-        "--workspace-mb", type=int, default=1024, help="TensorRT builder workspace limit (MiB)"
+        "--workspace-mb",
+        type=int,
+        default=option_default(ExportOptions, "workspace_mb"),
+        help="TensorRT builder workspace limit (MiB)",
     )
     p.add_argument(
         "--trt-path",
-        choices=["auto", "strongly-typed", "legacy"],
-        default="auto",
+        choices=TRT_PATHS,
+        default=option_default(ExportOptions, "trt_path"),
         help="TensorRT precision path (legacy = builder flags + calibrator, TensorRT 10 only)",
     )
     p.add_argument(
@@ -461,7 +550,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--triton", default=None, metavar="DIR", help="also write a Triton model repository"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of calibration and quality latents")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=option_default(ExportOptions, "seed"),
+        help="seed of calibration and quality latents",
+    )
     p.add_argument(
         "--force", action="store_true", help="rebuild everything even if the bundle is current"
     )
@@ -472,15 +566,15 @@ def _add_runtime(sub: argparse._SubParsersAction) -> None:
     common.add_argument("bundle", help="bundle folder written by `genedge export`")
     common.add_argument(
         "--backend",
-        default="auto",
-        help="auto | ort-cpu | ort-cuda | ort-trt | tensorrt | openvino (auto: the fastest "
-        "available, measured by `genedge tune` where it ran, and says which)",
+        default=AUTO,
+        help=f"{_backends_text()} ({AUTO}: the fastest available, measured by `genedge tune` "
+        "where it ran, and says which)",
     )
     common.add_argument(
         "--precision",
         default=None,
-        help="fp32 | fp16 | bf16 | int8 (default: best for the backend; bf16: openvino on a CPU "
-        "with AVX-512 BF16 or AMX)",
+        help=f"{' | '.join(RUN_PRECISIONS)} (default: best for the backend; bf16: openvino on a "
+        "CPU with AVX-512 BF16 or AMX)",
     )
     common.add_argument(
         "--threads", type=int, default=None, help="CPU threads (default: the backend's choice)"
@@ -516,14 +610,14 @@ def _add_runtime(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--window", action="store_true", help="show an OpenCV window")
     p.add_argument(
         "--walk",
-        choices=["slerp", "lerp", "circle"],
+        choices=WALKS,
         default="circle",
         help="latent walk between frames",
     )
     p.add_argument(
         "--late",
-        choices=["drop", "block"],
-        default="drop",
+        choices=LATE_POLICIES,
+        default=LATE_POLICIES[0],
         help="a frame not ready in time: drop (skip its slot) or block (deliver it late)",
     )
     p.add_argument(
@@ -585,8 +679,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--backend",
         type=_csv(),
-        default=["auto"],
-        help="backends to time, comma-separated (auto | ort-cpu | ort-cuda | ort-trt | tensorrt | openvino)",
+        default=[AUTO],
+        help=f"backends to time, comma-separated ({_backends_text()})",
     )
     p.add_argument(
         "--precision",

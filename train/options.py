@@ -83,6 +83,7 @@ FAMILY_DEFAULTS: dict[str, FamilyDefaults] = {
     "ar": FamilyDefaults(steps=2000, batch_size=32, lr=3e-3, sample_every=250, eval_every=250),
 }
 ARCHS = ("gru", "lstm", "transformer")  # `train ar --arch`; gru and lstm are recurrent cells
+DEFAULT_ARCH = "gru"
 RNN_CELLS = ("gru", "lstm")
 TOKENIZERS = ("char", "bpe")  # train/tokenizer.py builds each
 BYTE_TOKENS = 256
@@ -330,7 +331,7 @@ def resolve_options(opts: TrainOptions) -> TrainOptions:
     validate_options(opts)
     d = FAMILY_DEFAULTS[opts.kind]
     steps = opts.steps if opts.steps is not None or opts.minutes is not None else d.steps
-    arch = (opts.arch or opts.cell or "gru") if opts.kind == "ar" else None
+    arch = (opts.arch or opts.cell or DEFAULT_ARCH) if opts.kind == "ar" else None
     t = TRANSFORMER_DEFAULTS if arch == "transformer" else None
     opts = dataclasses.replace(
         opts,
