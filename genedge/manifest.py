@@ -73,7 +73,6 @@ from genedge.manifest_records import (
     ARTIFACT_PRECISIONS,
     INFERENCE_PRECISIONS,
     PRECISIONS,
-    RECORD_PARSERS,
     RUN_PRECISIONS,
     VERDICTS,
     WEIGHT_ONLY_PRECISIONS,
@@ -84,6 +83,7 @@ from genedge.manifest_records import (
     InferencePrecisions,
     Speed,
     Verification,
+    artifact_from,
     engine_record_from,
     inference_precisions_from,
     speed_from,
@@ -91,7 +91,7 @@ from genedge.manifest_records import (
 )
 from genedge.onnx_guard import check_external_data
 from genedge.readback import read_json
-from genedge.record_fields import Dim, no_unknown, read_bool, read_int, read_text
+from genedge.record_fields import Dim, no_unknown, read_text
 
 __all__ = [
     "ARTIFACT_FORMATS",
@@ -232,41 +232,11 @@ def _expect(cond: bool, where: Path, what: str) -> None:
 
 
 def _artifact_from(d: Any, where: Path) -> Artifact:
-    _expect(isinstance(d, dict), where, "an artifact entry is not an object")
-    for key, typ in (
-        ("file", str),
-        ("graph", str),
-        ("format", str),
-        ("sha256", str),
-        ("size", int),
-    ):
-        _expect(
-            isinstance(d.get(key), typ),
-            where,
-            f"artifact field '{key}' missing or not {typ.__name__}",
-        )
-    _expect(d["format"] in ARTIFACT_FORMATS, where, f"unknown artifact format {shown(d['format'])}")
-    prec = d.get("precision")
-    _expect(
-        prec is None or (isinstance(prec, str) and prec in ARTIFACT_PRECISIONS),
-        where,
-        f"unknown precision {shown(prec)}",
+    file = d.get("file") if isinstance(d, dict) else None
+    at = f"Manifest '{where}'" + (
+        f", artifact '{printable(file)}'," if isinstance(file, str) else ""
     )
-    for key in ("verification", "calibration", "engine", "recipe", "speed", "inference_precisions"):
-        _expect(d.get(key) is None or isinstance(d[key], dict), where, f"'{key}' is not an object")
-    at = f"Manifest '{where}', artifact '{printable(d['file'])}',"
-    read_int(at, "size", d["size"])
-    no_unknown(at, "artifact", d, set(Artifact.__dataclass_fields__))
-    records = {
-        key: parse(d[key], at, key)
-        for key, parse in RECORD_PARSERS.items()
-        if d.get(key) is not None
-    }
-    return Artifact(
-        **{k: v for k, v in d.items() if k not in records and k != "quality_approved"},
-        quality_approved=read_bool(at, "quality_approved", d.get("quality_approved")),
-        **records,
-    )
+    return artifact_from(d, at)
 
 
 def read_manifest(bundle: str | os.PathLike, *, check_files: bool = True) -> Manifest:

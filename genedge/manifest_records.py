@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -31,9 +31,7 @@ from genedge.record_fields import (
     entry,
     extra_field,
     fail,
-    no_unknown,
     read_bool,
-    read_int,
     read_num,
     read_object,
     read_text,
@@ -166,18 +164,53 @@ class BatchSpeed:
         return record_to_dict(self)
 
 
+def _batches(where: str, name: str, v: Any) -> Mapping[int, BatchSpeed]:
+    out = {}
+    for b, rec in read_object(where, name, v, optional=False).items():
+        _batch_key(where, f"{name} key", b)
+        out[int(b)] = _batch_speed(rec, where, f"{name}.{b}")
+    return MappingProxyType(out)
+
+
+def _load(where: str, name: str, v: Any) -> Mapping[str, Any] | None:
+    if v is None:
+        return None
+    v = read_object(where, name, v, optional=False)
+    read_bool(where, f"{name}.busy", v.get("busy"))
+    return MappingProxyType(dict(v))
+
+
+def _others(where: str, name: str, v: Any) -> Mapping[str, Mapping[int, float]]:
+    others = {}
+    for backend, p50s in read_object(where, name, v).items():
+        at = f"{name}.{printable(str(backend), 20)}"
+        p50s = read_object(where, at, p50s, optional=False)
+        for b, ms in p50s.items():
+            _batch_key(where, f"{at} key", b)
+            if type(ms) not in (int, float) or not 0 < ms < float("inf"):
+                fail(where, f"{at}.{b}", ms, "a time in milliseconds > 0")
+        others[str(backend)] = MappingProxyType({int(b): float(ms) for b, ms in p50s.items()})
+    return MappingProxyType(others)
+
+
 @dataclass(frozen=True)
 class Speed:
     """CPU latency export measured per artifact: ``batch`` maps a batch size to its timing."""
 
-    batch: Mapping[int, BatchSpeed]
-    backend: str = "ort-cpu"
-    threads: int | None = None
-    machine: str = ""
+    batch: Mapping[int, BatchSpeed] = entry(
+        Check(_batches, lambda m: {str(b): s.to_dict() for b, s in m.items()})
+    )
+    backend: str = entry(Text(), "ort-cpu")
+    threads: int | None = entry(Int(1, optional=True), None)
+    machine: str = entry(Text(), "")
     # the CPU load it was taken under (``genedge.cpu_load.RoundLoad.record``); None: unknown
-    load: Mapping[str, Any] | None = None
+    load: Mapping[str, Any] | None = entry(Check(_load, dict), None, omit="none")
     # the same file on the other CPU backends, side by side: backend -> batch -> p50 ms
-    others: Mapping[str, Mapping[int, float]] = field(default_factory=lambda: MappingProxyType({}))
+    others: Mapping[str, Mapping[int, float]] = entry(
+        Check(_others, lambda m: {k: {str(b): ms for b, ms in v.items()} for k, v in m.items()}),
+        EMPTY,
+        omit="empty",
+    )
 
     def p50s(self) -> dict[int, float]:
         return {b: s.p50_ms for b, s in self.batch.items()}
@@ -188,48 +221,11 @@ class Speed:
         return bool(self.load and self.load.get("busy"))
 
     def to_dict(self) -> dict[str, Any]:
-        d = {
-            "batch": {str(b): s.to_dict() for b, s in self.batch.items()},
-            "backend": self.backend,
-            "threads": self.threads,
-            "machine": self.machine,
-        }
-        if self.load is not None:
-            d["load"] = dict(self.load)
-        if self.others:
-            d["others"] = {k: {str(b): ms for b, ms in v.items()} for k, v in self.others.items()}
-        return d
+        return record_to_dict(self)
 
 
 def speed_from(d: Any, where: str, name: str = "speed") -> Speed:
-    d = read_object(where, name, d, optional=False)
-    no_unknown(where, name, d, {"batch", "backend", "threads", "machine", "load", "others"})
-    batches = read_object(where, f"{name}.batch", d.get("batch"), optional=False)
-    out = {}
-    for b, rec in batches.items():
-        _batch_key(where, f"{name}.batch key", b)
-        out[int(b)] = _batch_speed(rec, where, f"{name}.batch.{b}")
-    load = d.get("load")
-    if load is not None:
-        load = read_object(where, f"{name}.load", load, optional=False)
-        read_bool(where, f"{name}.load.busy", load.get("busy"))
-    others = {}
-    for backend, p50s in read_object(where, f"{name}.others", d.get("others")).items():
-        at = f"{name}.others.{printable(str(backend), 20)}"
-        p50s = read_object(where, at, p50s, optional=False)
-        for b, ms in p50s.items():
-            _batch_key(where, f"{at} key", b)
-            if type(ms) not in (int, float) or not 0 < ms < float("inf"):
-                fail(where, f"{at}.{b}", ms, "a time in milliseconds > 0")
-        others[str(backend)] = MappingProxyType({int(b): float(ms) for b, ms in p50s.items()})
-    return Speed(
-        batch=MappingProxyType(out),
-        backend=read_text(where, f"{name}.backend", d.get("backend", "ort-cpu")),
-        threads=read_int(where, f"{name}.threads", d.get("threads"), lo=1, optional=True),
-        machine=read_text(where, f"{name}.machine", d.get("machine", "")),
-        load=None if load is None else MappingProxyType(dict(load)),
-        others=MappingProxyType(others),
-    )
+    return record_from(Speed, d, where, name)
 
 
 def _batch_key(where: str, name: str, b: Any) -> None:
@@ -357,6 +353,15 @@ RECORD_PARSERS = {
 }
 
 
+def _record(key: str) -> Check:
+    """The check of an artifact's record ``key``: its parser (absent or null: none)."""
+
+    def read(where: str, name: str, v: Any) -> Any:
+        return None if v is None else RECORD_PARSERS[key](v, where, name)
+
+    return Check(read, lambda record: record.to_dict())
+
+
 @dataclass(frozen=True)
 class Artifact:
     """One file of a bundle, as the manifest records it.
@@ -366,20 +371,25 @@ class Artifact:
     as a manifest's would be.
     """
 
-    file: str
-    graph: str
-    format: str
-    sha256: str
-    size: int
-    precision: str | None = None
-    verification: Verification = field(default_factory=Verification)
-    calibration: CalibrationRecord | None = None
-    engine: EngineRecord | None = None
-    quality_approved: bool = False
-    recipe: Recipe | None = None
-    speed: Speed | None = None  # CPU latency measured at export (docs/bundle.md)
+    file: str = entry(Text())
+    graph: str = entry(Text())
+    format: str = entry(Text(ARTIFACT_FORMATS))
+    sha256: str = entry(Text())
+    size: int = entry(Int())
+    precision: str | None = entry(Text(ARTIFACT_PRECISIONS, optional=True), None, omit="none")
+    verification: Verification = entry(
+        _record("verification"), default_factory=Verification, omit="none"
+    )
+    calibration: CalibrationRecord | None = entry(_record("calibration"), None, omit="none")
+    engine: EngineRecord | None = entry(_record("engine"), None, omit="none")
+    quality_approved: bool = entry(Bool(), False)
+    recipe: Recipe | None = entry(_record("recipe"), None, omit="none")
+    # CPU latency measured at export (docs/bundle.md)
+    speed: Speed | None = entry(_record("speed"), None, omit="none")
     # fp32 ONNX only: other precisions it runs in by a backend's hint (bf16 on openvino)
-    inference_precisions: InferencePrecisions | None = None
+    inference_precisions: InferencePrecisions | None = entry(
+        _record("inference_precisions"), None, omit="none"
+    )
 
     def __post_init__(self) -> None:
         for key, parse in RECORD_PARSERS.items():
@@ -390,9 +400,9 @@ class Artifact:
                 )
 
     def to_dict(self) -> dict[str, Any]:
-        d = {}
-        for key in self.__dataclass_fields__:
-            v = getattr(self, key)
-            if v is not None:
-                d[key] = v.to_dict() if key in RECORD_PARSERS else v
-        return d
+        return record_to_dict(self)
+
+
+def artifact_from(d: Any, where: str, name: str = "artifact") -> Artifact:
+    """Parse one ``artifacts[]`` entry, refusing (exit 2) a missing or malformed field by name."""
+    return record_from(Artifact, d, where, name)

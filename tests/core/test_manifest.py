@@ -379,7 +379,7 @@ def _set(path: str, value):
         ("graphs/generator/outputs/0/layout", "HWC", "graphs.generator.outputs[0].layout"),
         ("graphs/generator/outputs/0/colour", "rgb", "graphs.generator.outputs[0] key"),
         ("graphs/generator/inputs", {}, "graphs.generator.inputs"),
-        ("artifacts/0/precision", "fp8", "unknown precision"),
+        ("artifacts/0/precision", "fp8", "artifact.precision"),
         ("artifacts/0/size", -1, "size"),
         ("artifacts/0/quality_approved", "yes", "quality_approved"),
         ("artifacts/0/checksum", "x", "artifact key"),

@@ -97,5 +97,5 @@ def test_tokenizer_and_int4_artifacts_parse_and_main_graph_is_decoder(tmp_path):
 def test_unknown_precision_still_refused(tmp_path):
     arts = [{"file": "m.onnx", "graph": "decoder", "format": "onnx", "precision": "int3",
              "sha256": "0", "size": 1}]  # fmt: skip
-    with pytest.raises(CorruptArtifactError, match="unknown precision"):
+    with pytest.raises(CorruptArtifactError, match="artifact.precision is .int3."):
         _manifest(tmp_path, arts)
