@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from genedge.errors import CorruptArtifactError, IntegrityError
+from genedge.manifest import Verification
 
 from .calibration import Feed, encoder_feed, image_feed
 from .wrappers import GraphSpec
@@ -147,7 +148,7 @@ def tolerance_for(spec: GraphSpec) -> float:
 
 def check_parity(
     wrapper: Any, onnx_path: Path, spec: GraphSpec, cfg: Any, kind: str, seeds: tuple[int, ...]
-) -> dict[str, Any]:
+) -> Verification:
     """Compare torch and ONNX Runtime fp32 on ``seeds``; raise ParityError past the tolerance.
 
     Returns the verification record: ``max_abs_err_vs_torch``, ``seeds``, ``verdict``.
@@ -174,7 +175,7 @@ def check_parity(
             "its weights are broken, so its images carry no content. Nothing was written.",
             hint="Check it with `genedge eval CKPT`; retrain, or resume from an earlier checkpoint.",
         )
-    return {"max_abs_err_vs_torch": worst, "seeds": list(seeds), "verdict": "pass"}
+    return Verification(max_abs_err_vs_torch=worst, seeds=tuple(seeds), verdict="pass")
 
 
 def at_range_ends(x: np.ndarray) -> bool:
