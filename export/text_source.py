@@ -456,7 +456,7 @@ def export_hf_folder(
     from .bundle import bundle_lock
 
     folder = Path(folder)
-    opts = validate_export_options(dataclasses.replace(opts, checkpoint=folder))
+    opts = validate_export_options(dataclasses.replace(opts, source=folder))
     if opts.trt:  # engines are built last (text_tensorrt), on this machine's GPU
         from .tensorrt import require_tensorrt
 
@@ -486,7 +486,7 @@ def export_text_model(
     may lie inside ``opts.out``). Errors and guarantees as ``export_hf_folder``."""
     from .bundle import bundle_lock
 
-    opts = validate_export_options(dataclasses.replace(opts, checkpoint=tokenizer))
+    opts = validate_export_options(dataclasses.replace(opts, source=tokenizer))
     if opts.trt:
         from .tensorrt import require_tensorrt
 
@@ -509,8 +509,12 @@ def _export_loaded(
     c = hf.config
     shape = DecoderShape(c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim, c.vocab_size)
     held, where = held_out_tokens(opts, load_tokenizer_file(tokenizer))
-    wrapper = WRAPPERS[hf.family](module, shape)
-    _build(opts, hf, wrapper, decoder_graph_spec(shape), held, where, source, tokenizer, log)
+    if hf.family == "module":
+        wrapper = WRAPPERS[hf.family](module, shape)
+    else:  # ONNX Runtime's GroupQueryAttention on a shared cache buffer (docs/text.md)
+        wrapper = WRAPPERS[hf.family](module, shape, shared=True)
+    spec = decoder_graph_spec(shape, shared=wrapper.shared)
+    _build(opts, hf, wrapper, spec, held, where, source, tokenizer, log)
 
 
 def _build(opts, hf, wrapper, spec, held, where, source, tokenizer, log) -> None:

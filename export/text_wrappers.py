@@ -39,10 +39,11 @@ class DecoderShape:
     vocab_size: int
 
 
-def decoder_graph_spec(shape: DecoderShape) -> GraphSpec:
-    """The ``decoder`` GraphSpec of docs/text.md (symbolic B, S, P, T = P + S)."""
-    kv = (B, shape.num_kv_heads, "P", shape.head_dim)
-    present = (B, shape.num_kv_heads, "T", shape.head_dim)
+def decoder_graph_spec(shape: DecoderShape, shared: bool = False) -> GraphSpec:
+    """The ``decoder`` GraphSpec of docs/text.md: symbolic B, S, P, T = P + S; with ``shared``
+    the cache is one buffer of M positions that is both past and present (M for both)."""
+    kv = (B, shape.num_kv_heads, "M" if shared else "P", shape.head_dim)
+    present = (B, shape.num_kv_heads, "M" if shared else "T", shape.head_dim)
     inputs = [
         TensorSpec("input_ids", "int64", (B, "S")),
         TensorSpec("position_ids", "int64", (B, "S")),
@@ -91,6 +92,61 @@ def attend(
     return y.transpose(1, 2).reshape(Bq, S, H * D)  # (B, S, H*D)
 
 
+class GroupQueryAttention(torch.autograd.Function):
+    """ONNX Runtime's ``com.microsoft::GroupQueryAttention`` on a shared cache buffer.
+
+    q (B, S, H*D), k/v (B, S, Hkv*D) with rotary already applied; past_k/past_v
+    (B, Hkv, M, D), the buffer whose first P = total - S positions hold the cache;
+    ``seqlens_k`` int32 (B,) = total - 1, ``total`` int32 scalar. Returns the attention output
+    (B, S, H*D) and the buffers with the new keys/values written at P .. total - 1. The
+    exported node is the contrib op (ORT writes into the buffer in place when past and present
+    are bound to the same memory); ``forward`` is the same math in torch, which tracing runs.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, past_k, past_v, seqlens_k, total, num_heads, kv_heads, scale):
+        del ctx, seqlens_k
+        Bq, S, _ = q.shape
+        D = past_k.shape[-1]
+        T = int(total)
+        present = []
+        for buf, new in ((past_k, k), (past_v, v)):
+            buf = buf.clone()
+            buf[:, :, T - S : T] = new.view(Bq, S, kv_heads, D).transpose(1, 2)
+            present.append(buf)
+        qh = q.view(Bq, S, num_heads, D).transpose(1, 2)  # (B, H, S, D)
+        bias = causal_bias(S, T - S, q.device)
+        k_all, v_all = present[0][:, :, :T], present[1][:, :, :T]
+        return attend(qh, k_all, v_all, bias, scale), present[0], present[1]
+
+    @staticmethod
+    def symbolic(g, q, k, v, past_k, past_v, seqlens_k, total, num_heads, kv_heads, scale):
+        y, present_k, present_v = g.op(
+            "com.microsoft::GroupQueryAttention",
+            q,
+            k,
+            v,
+            past_k,
+            past_v,
+            seqlens_k,
+            total,
+            num_heads_i=num_heads,
+            kv_num_heads_i=kv_heads,
+            scale_f=scale,
+            outputs=3,
+        )
+        for out, like in ((y, q), (present_k, past_k), (present_v, past_v)):
+            out.setType(like.type())
+        return y, present_k, present_v
+
+
+def cache_lengths(position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``seqlens_k`` int32 (B,) and ``total`` int32 scalar from positions P .. P + S - 1 (the
+    cache holds positions 0 .. P - 1): total = P + S."""
+    last = position_ids[:, -1]  # (B,)
+    return last.to(torch.int32), (last[0] + 1).to(torch.int32)
+
+
 def rms_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The model's RMSNorm (its ``weight`` and ``variance_epsilon``) as x / sqrt(mean(x^2) + eps)
     * w: the form ONNX Runtime fuses into SimplifiedLayerNormalization when it loads the graph."""
@@ -121,10 +177,10 @@ class LlamaDecoder(nn.Module):
     rope type already applied: default, linear, llama3 or yarn).
     """
 
-    def __init__(self, hf: nn.Module, shape: DecoderShape) -> None:
+    def __init__(self, hf: nn.Module, shape: DecoderShape, shared: bool = False) -> None:
         super().__init__()
         base = hf.model
-        self.shape = shape
+        self.shape, self.shared = shape, shared
         self.embed_tokens = base.embed_tokens
         self.layers = base.layers
         self.norm = base.norm
@@ -154,9 +210,11 @@ class LlamaDecoder(nn.Module):
         P = past[0].shape[2]
         x = self.embed_tokens(input_ids)  # (B, S, C)
         cos, sin = self.rope(position_ids)
-        bias = causal_bias(S, P, x.device)
         present: list[torch.Tensor] = []
         H, Hkv, D = n.num_heads, n.num_kv_heads, n.head_dim
+        if self.shared:
+            return self._forward_shared(x, position_ids, cos, sin, past)
+        bias = causal_bias(S, P, x.device)
         for i, layer in enumerate(self.layers):
             a = layer.self_attn
             h = rms_norm(layer.input_layernorm, x)
@@ -175,14 +233,40 @@ class LlamaDecoder(nn.Module):
         logits = self.lm_head(rms_norm(self.norm, x))  # (B, S, V)
         return (logits.float(), *present)
 
+    def _forward_shared(self, x, position_ids, cos, sin, past) -> tuple[torch.Tensor, ...]:
+        """The same blocks with attention and the cache in ``GroupQueryAttention`` nodes."""
+        n = self.shape
+        Bx, S, _ = x.shape
+        H, Hkv, D = n.num_heads, n.num_kv_heads, n.head_dim
+        cos, sin = cos.transpose(1, 2), sin.transpose(1, 2)  # (B, S, 1, D)
+        seqlens_k, total = cache_lengths(position_ids)
+        present: list[torch.Tensor] = []
+        for i, layer in enumerate(self.layers):
+            a = layer.self_attn
+            h = rms_norm(layer.input_layernorm, x)
+            q, k, v = self.qkv[i](h).split((H * D, Hkv * D, Hkv * D), dim=-1)
+            q = q.view(Bx, S, H, D)
+            k = k.view(Bx, S, Hkv, D)
+            q = (q * cos + rotate_half(q) * sin).reshape(Bx, S, H * D)
+            k = (k * cos + rotate_half(k) * sin).reshape(Bx, S, Hkv * D)
+            y, pk, pv = GroupQueryAttention.apply(
+                q, k, v, past[2 * i], past[2 * i + 1], seqlens_k, total, H, Hkv, self.scale
+            )
+            present += [pk, pv]
+            x = x + a.o_proj(y)
+            gate, up = self.gate_up[i](rms_norm(layer.post_attention_layernorm, x)).chunk(2, -1)
+            x = x + layer.mlp.down_proj(layer.mlp.act_fn(gate) * up)  # SwiGLU
+        logits = self.lm_head(rms_norm(self.norm, x))  # (B, S, V)
+        return (logits.float(), *present)
+
 
 class Gpt2Decoder(nn.Module):
     """gpt2: learned positions, LayerNorm pre-norm blocks, fused qkv ``Conv1D``, GELU MLP."""
 
-    def __init__(self, hf: nn.Module, shape: DecoderShape) -> None:
+    def __init__(self, hf: nn.Module, shape: DecoderShape, shared: bool = False) -> None:
         super().__init__()
         base = hf.transformer
-        self.shape = shape
+        self.shape, self.shared = shape, shared
         self.wte, self.wpe, self.h, self.ln_f = base.wte, base.wpe, base.h, base.ln_f
         self.lm_head = hf.lm_head
         self.scale = shape.head_dim**-0.5 if hf.config.scale_attn_weights else 1.0
@@ -194,9 +278,21 @@ class Gpt2Decoder(nn.Module):
         Bx, S = input_ids.shape
         P = past[0].shape[2]
         x = self.wte(input_ids) + self.wpe(position_ids)  # (B, S, C)
-        bias = causal_bias(S, P, x.device)
         C = x.shape[-1]
         present: list[torch.Tensor] = []
+        if self.shared:
+            seqlens_k, total = cache_lengths(position_ids)
+            for i, block in enumerate(self.h):
+                q, k, v = block.attn.c_attn(block.ln_1(x)).split(C, dim=2)  # (B, S, C) each
+                y, pk, pv = GroupQueryAttention.apply(
+                    q, k, v, past[2 * i], past[2 * i + 1], seqlens_k, total,
+                    n.num_heads, n.num_heads, self.scale,
+                )  # fmt: skip
+                present += [pk, pv]
+                x = x + block.attn.c_proj(y)
+                x = x + block.mlp(block.ln_2(x))
+            return (self.lm_head(self.ln_f(x)).float(), *present)
+        bias = causal_bias(S, P, x.device)
         for i, block in enumerate(self.h):
             qkv = block.attn.c_attn(block.ln_1(x))  # (B, S, 3C)
             q, k, v = (
@@ -216,6 +312,8 @@ class ModuleDecoder(nn.Module):
     """A user's causal LM with the ``--module`` call contract of docs/text.md: its
     ``forward(input_ids, position_ids, past)`` takes and returns the cache as a list of
     ``(key, value)`` pairs; this wrapper flattens them into the graph's named tensors."""
+
+    shared = False  # the user's forward concatenates its own cache
 
     def __init__(self, module: nn.Module, shape: DecoderShape) -> None:
         super().__init__()
@@ -238,12 +336,14 @@ WRAPPERS: dict[str, type[nn.Module]] = {
 }
 
 
-def example_inputs(shape: DecoderShape, S: int = 3, P: int = 2) -> tuple[torch.Tensor, ...]:
+def example_inputs(
+    shape: DecoderShape, S: int = 3, P: int = 2, shared: bool = False
+) -> tuple[torch.Tensor, ...]:
     """Trace inputs: batch 1, S new tokens after P cached positions (P > 0 so the concat and
-    the mask trace with both lengths symbolic)."""
+    the mask trace with both lengths symbolic); a shared buffer holds P + S + 2 positions."""
     ids = torch.zeros(1, S, dtype=torch.int64)
     pos = torch.arange(P, P + S, dtype=torch.int64)[None]
-    kv = torch.zeros(1, shape.num_kv_heads, P, shape.head_dim)
+    kv = torch.zeros(1, shape.num_kv_heads, P + S + 2 if shared else P, shape.head_dim)
     return (ids, pos, *([kv] * (2 * shape.num_layers)))
 
 
@@ -269,7 +369,7 @@ def onnx_from_decoder(wrapper: nn.Module, spec: GraphSpec, opset: int) -> Any:
         warnings.simplefilter("ignore")
         torch.onnx.export(
             wrapper.eval(),
-            example_inputs(wrapper.shape),
+            example_inputs(wrapper.shape, shared=getattr(wrapper, "shared", False)),
             buf,
             dynamo=False,
             opset_version=opset,

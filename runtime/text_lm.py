@@ -7,13 +7,20 @@
         while not g.done:
             piece = g.step()                           # "" while a character is incomplete
 
-The ``decoder`` graph takes ``input_ids`` (1, S), ``position_ids`` (1, S) and the past keys
-and values of every layer, (1, H_kv, P, D) each, and returns ``logits`` (1, S, V) and the
-present keys and values, (1, H_kv, P + S, D). ``KvDecoder`` keeps the cache in two sets of
-flat buffers allocated once per request size: a run reads the past from one set and ONNX
-Runtime writes the present straight into the other (bound by pointer), then the sets swap
-roles. No step copies the cache in Python or allocates. The prompt goes in one run (prefill),
-then one token per run.
+The ``decoder`` graph takes ``input_ids`` (1, S), ``position_ids`` (1, S) and the cache of
+every layer, and returns ``logits`` (1, S, V) and the cache after the run. Two cache layouts
+(docs/text.md), told apart by the graph's I/O:
+
+- shared (past and present both (1, H_kv, M, D)): ONNX Runtime's ``GroupQueryAttention``
+  writes the new keys and values into the buffer in place. ``KvDecoder`` allocates one buffer
+  of M positions per layer and binds it as both past and present once per reservation; a step
+  binds only the token ids, positions and logits.
+- concatenated (past (1, H_kv, P, D), present (1, H_kv, P + S, D)): two sets of flat buffers;
+  a run reads the past from one set and ONNX Runtime writes the present straight into the
+  other (bound by pointer), then the sets swap roles.
+
+No step copies the cache in Python or allocates. The prompt goes in one run (prefill), then
+one token per run.
 
 Text is streamed by ``ByteDetokenizer`` (byte-level BPE: each token's bytes through an
 incremental UTF-8 decoder) or ``Detokenizer`` (any other tokenizer: a piece is released only
@@ -73,9 +80,11 @@ class KvDecoder:
             for i in range(cfg.num_layers)
             for p in ("key", "value")
         ]
+        self.shared = shared_cache(backend)
         self.length = 0  # P: positions in the cache
         self.capacity = 0
         self._kv = np.empty((2, len(self.names), 0), np.float32)  # (set, layer*2, Hkv*T*D)
+        self._cache_bound = False  # shared: the buffers are bound as past and present
         self._read = 0  # which set holds the past
         self._positions = np.arange(cfg.max_context, dtype=np.int64)[None]  # (1, max_context)
         self._ids = np.zeros((1, cfg.max_context), np.int64)
@@ -90,17 +99,19 @@ class KvDecoder:
             )
         if positions > self.capacity:
             per = c.num_kv_heads * positions * c.head_dim
+            sets = 1 if self.shared else 2
             check_bytes(
                 "The KV cache",
-                2 * len(self.names) * per * 4,
+                sets * len(self.names) * per * 4,
                 hint="Ask for fewer tokens (a shorter prompt or a smaller max_new_tokens).",
             )
-            self._kv = np.zeros((2, len(self.names), per), np.float32)
+            self._kv = np.zeros((sets, len(self.names), per), np.float32)
             self.capacity = positions
         self.reset()
 
     def reset(self) -> None:
         self.length, self._read = 0, 0
+        self._cache_bound = False  # bound again by the next feed
 
     def _view(self, which: int, j: int, T: int) -> np.ndarray:
         c = self.cfg
@@ -122,6 +133,13 @@ class KvDecoder:
         logits = self._logits[: S * V].reshape(1, S, V)
         feed = {"input_ids": self._ids[:, :S], "position_ids": self._positions[:, P : P + S]}
         out = {"logits": logits}
+        if self.shared:
+            if not self._cache_bound:  # names bound by run_bound stay bound for later runs
+                for j, (past, present) in enumerate(self.names):
+                    feed[past] = out[present] = self._view(0, j, self.capacity)
+            self.backend.run_bound(feed, out)
+            self._cache_bound, self.length = True, P + S
+            return logits[0]
         write = 1 - self._read
         for j, (past, present) in enumerate(self.names):
             feed[past] = self._view(self._read, j, P)
@@ -129,6 +147,16 @@ class KvDecoder:
         self.backend.run_bound(feed, out)
         self._read, self.length = write, P + S
         return logits[0]
+
+
+def shared_cache(backend: Backend) -> bool:
+    """Whether the graph reads and writes its cache in one buffer: past and present declared
+    with the same length symbol (M), as the GroupQueryAttention graphs of docs/text.md are."""
+    past = {t.name: t.shape for t in getattr(backend, "inputs", ())}.get("past_key_values.0.key")
+    present = {t.name: t.shape for t in getattr(backend, "outputs", ())}.get("present.0.key")
+    if past is None or present is None or len(past) != 4 or len(present) != 4:
+        return False
+    return isinstance(past[2], str) and past[2] == present[2]
 
 
 # ---------------------------------------------------------------- logits processors
