@@ -8,7 +8,7 @@ from pathlib import Path
 
 from genedge.errors import BadInputError
 from genedge.limits import MAX_BATCH, MAX_NEW_TOKENS, check_count, check_threads
-from genedge.manifest import ARTIFACT_PRECISIONS
+from genedge.precisions import ARTIFACT_PRECISIONS
 from genedge.runtime.select import backend_names
 
 MAX_SECONDS = 86400.0  # per case: a day is already a typo

@@ -15,14 +15,8 @@ from typing import Any
 
 from genedge.cpu_load import RoundLoad, load_average, usable_cpus
 from genedge.errors import BadInputError, printable
-from genedge.manifest import (
-    ARTIFACT_PRECISIONS,
-    MAIN_GRAPH,
-    PRECISIONS,
-    Manifest,
-    main_graph,
-    read_manifest,
-)
+from genedge.manifest import MAIN_GRAPH, Manifest, main_graph, read_manifest
+from genedge.precisions import ARTIFACT_PRECISIONS, PRECISIONS
 from genedge.runtime import registry
 from genedge.runtime.ort_backend import PROVIDERS
 

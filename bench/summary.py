@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from genedge.manifest import PRECISIONS
+from genedge.precisions import PRECISIONS
 
 from .ratios import iqr_text, ratio_text, rounds_disagree, speedup
 from .runner import CaseResult

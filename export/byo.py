@@ -26,6 +26,7 @@ from typing import Any
 from genedge.errors import BadInputError
 from genedge.interrupts import user_code
 from genedge.latents import default_labels, seeded_latents
+from genedge.precisions import PRECISIONS
 
 from .options import ExportOptions, validate_export_options
 
@@ -415,7 +416,7 @@ def export_generator(
     latent_dim: int,
     num_classes: int = 0,
     output_range: tuple[float, float] = (-1.0, 1.0),
-    precisions: tuple[str, ...] = ("fp32", "fp16", "int8"),
+    precisions: tuple[str, ...] = PRECISIONS,
     latent_shape: tuple[int, ...] | None = None,
     latent_dist: str = "normal",
     check_range: bool = True,

@@ -16,6 +16,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from genedge.precisions import SUFFIXES, onnx_file
+
 from .context import BuildContext, add_artifact, calibration_feeds, calibration_spec
 from .gate import compare_to_fp32, gate, summary
 from .wrappers import GraphSpec
@@ -72,7 +74,7 @@ def _fp16_graph(ctx: BuildContext, spec: GraphSpec) -> None:
     from .onnx_export import save_onnx
     from .parity import onnx_runner
 
-    file = f"{spec.stem}.fp16.onnx"
+    file = f"{spec.stem}.{SUFFIXES['fp16']}.onnx"
     fp32 = onnx.load(str(ctx.tmp / f"{spec.stem}.onnx"))
     feeds = calibration_feeds(ctx, spec)[:4]
     keep: tuple[str, ...] = ()
@@ -216,12 +218,12 @@ def stage_int8(ctx: BuildContext) -> None:
         shutil.rmtree(work, ignore_errors=True)
         skip_precision(ctx, "int8", pointless)
         return
-    os.replace(recipe.path, ctx.tmp / "model.int8.onnx")
+    os.replace(recipe.path, ctx.tmp / onnx_file("int8"))
     shutil.rmtree(work, ignore_errors=True)
     rec = dict(recipe.result.record, verdict="pass" if recipe.result.passed else "fail")
     kept = list(recipe.kept_float)
-    ctx.log(f"model.int8.onnx: {summary(rec)}; kept in float: {kept or 'none'}")
-    ctx.log(f"model.int8.onnx gate: {rec.get('reason', '')}")
+    ctx.log(f"{onnx_file('int8')}: {summary(rec)}; kept in float: {kept or 'none'}")
+    ctx.log(f"{onnx_file('int8')} gate: {rec.get('reason', '')}")
     recipe_rec: dict = {"kept_float": kept}
     if recipe.sensitivity:
         recipe_rec["sensitivity"] = recipe.sensitivity
@@ -229,7 +231,7 @@ def stage_int8(ctx: BuildContext) -> None:
         recipe_rec["all_int8"] = _gate_numbers(recipe.all_int8.record)
     add_artifact(
         ctx,
-        "model.int8.onnx",
+        onnx_file("int8"),
         graph=spec.name,
         format="onnx",
         precision="int8",

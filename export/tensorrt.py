@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from genedge.errors import BadInputError, IncompatibleEnvironmentError, require
+from genedge.precisions import onnx_file, trt_flags
 from genedge.runtime.trt_compat import check_dla
 
 from .calibration import Feed
@@ -84,7 +85,7 @@ def source_onnx_for(precision: str, path: str) -> str:
     """Which bundle ONNX an engine is built from."""
     if path == LEGACY:
         return "model.onnx"
-    return {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}[precision]
+    return onnx_file(precision)
 
 
 def engine_file_name(precision: str, compute_capability: tuple[int, int], trt_version: str) -> str:
@@ -359,12 +360,12 @@ def _add_profiles(builder, config, req: EngineRequest) -> list:
 
 
 def _legacy_precision(trt, config, req: EngineRequest, profile, feeds, cache, on_cache) -> None:
-    if req.precision in ("fp16", "int8"):
-        config.set_flag(trt.BuilderFlag.FP16)
-    if req.precision == "int8":
-        if not feeds:
-            raise BadInputError("The legacy INT8 path needs calibration data.")
-        config.set_flag(trt.BuilderFlag.INT8)
+    flags = trt_flags(req.precision)
+    if "INT8" in flags and not feeds:
+        raise BadInputError("The legacy INT8 path needs calibration data.")
+    for flag in flags:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
+    if "INT8" in flags:
         config.set_calibration_profile(profile)
         opt_batch = req.profiles[0][1]
         config.int8_calibrator = make_entropy_calibrator(rebatch(feeds, opt_batch), cache, on_cache)

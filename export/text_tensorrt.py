@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from genedge.errors import BadInputError, IncompatibleEnvironmentError
+from genedge.precisions import onnx_file
 
 from .options import Profile
 
@@ -113,8 +114,7 @@ def check_text_trt_options(opts: Any) -> None:
 
 def engine_sources(kept: set[str]) -> list[tuple[str, str]]:
     """(precision, ONNX file) of each engine to build, given the precisions the bundle kept."""
-    files = {"fp32": "model.onnx", "fp16": "model.fp16.onnx"}
-    return [(p, files[p]) for p in ENGINE_PRECISIONS if p in kept]
+    return [(p, onnx_file(p)) for p in ENGINE_PRECISIONS if p in kept]
 
 
 # ---------------------------------------------------------------- TensorRT (GPU only)
