@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from genedge.cpu_load import RoundLoad
+from genedge.precisions import REFERENCE
 from genedge.runtime import registry
 from genedge.runtime.measure import interleave, median, round_ratios, spread, time_runs
 
@@ -98,8 +99,8 @@ def measure_artifacts(ctx: BuildContext) -> dict[str, dict[str, Any]]:
         for a in ctx.artifacts
         if a.get("graph") == spec.name and a.get("format") == "onnx" and a.get("precision")
     ]
-    arts.sort(key=lambda a: a["precision"] != "fp32")
-    if len(arts) < 2 or arts[0]["precision"] != "fp32":
+    arts.sort(key=lambda a: a["precision"] != REFERENCE)
+    if len(arts) < 2 or arts[0]["precision"] != REFERENCE:
         return {}
     ref = registry.reference().name
     pairs = [(b, a) for b in cpu_backends() for a in arts]  # (reference, fp32) first

@@ -28,7 +28,7 @@ def onnx_artifacts(manifest: Manifest, graph: str) -> dict[str, Artifact]:
     """``{precision: Artifact}`` of ``graph``'s ONNX files, plus the precisions the fp32 file
     runs in by a backend's hint (``bf16``): those appear as the fp32 file with the hint's
     precision, verification and approval."""
-    found = {a.precision or "fp32": a for a in manifest.find(graph=graph, format="onnx")}
+    found = {a.precision or REFERENCE: a for a in manifest.find(graph=graph, format="onnx")}
     fp32 = found.get("fp32")
     hints = fp32.inference_precisions if fp32 is not None else None
     for prec, rec in hints.entries.items() if hints is not None else ():

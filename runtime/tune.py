@@ -138,7 +138,9 @@ def candidates(
     skipped: dict[str, str] = {}
     for spec in map(registry.spec, backends):
         if spec.artifact == "engine":
-            precs = {a.precision or "fp32": a for a in manifest.find(graph=graph, format="engine")}
+            precs = {
+                a.precision or REFERENCE: a for a in manifest.find(graph=graph, format="engine")
+            }
         else:
             precs = {p: a for p, a in onnx.items() if p in spec.precisions}
         for p, a in sorted(precs.items()):

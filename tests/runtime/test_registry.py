@@ -65,3 +65,14 @@ def test_bench_times_the_stand_in(standin, gan_bundle):
     timed = [r for r in report.results if r.kind == "runtime"]
     assert timed and {r.backend for r in timed} == {standin}
     assert all(r.stats.n == 3 for r in timed)
+
+
+def test_every_backend_runs_known_precisions_and_hints_name_a_backend():
+    from genedge import precisions
+
+    for spec in registry.SPECS:
+        assert set(spec.prefer) <= set(spec.precisions) <= set(precisions.RUN_PRECISIONS)
+    for hint, backend in precisions.INFERENCE_PRECISIONS.items():
+        assert hint in registry.spec(backend).precisions
+    assert registry.reference().device == "cpu"
+    assert [s.name for s in registry.SPECS if s.in_auto] == ["tensorrt", "ort-cuda", "ort-cpu"]
