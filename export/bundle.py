@@ -111,7 +111,7 @@ def source_path(source: Path, bundle: Path) -> str:
 
 # ---------------------------------------------------------------- entry point
 def export_bundle(opts: ExportOptions, *, log: Log = silent) -> Path:
-    """Export ``opts.checkpoint`` into the bundle folder ``opts.out`` and return its path.
+    """Export the checkpoint ``opts.source`` into the bundle folder ``opts.out`` and return its path.
 
     Raises BadInputError/CorruptArtifactError (exit 2) for bad options or checkpoints,
     MissingExtraError (exit 3) for ``--trt`` without TensorRT, IntegrityError (exit 4)
@@ -121,11 +121,11 @@ def export_bundle(opts: ExportOptions, *, log: Log = silent) -> Path:
     from genedge.train.checkpoint import read_checkpoint_info
 
     opts = validate_export_options(opts)
-    info = read_checkpoint_info(opts.checkpoint)
+    info = read_checkpoint_info(opts.source)
     source = {
-        "checkpoint": opts.checkpoint.name,
-        "path": source_path(opts.checkpoint, opts.out),
-        "sha256": sha256_file(opts.checkpoint),
+        "checkpoint": opts.source.name,
+        "path": source_path(opts.source, opts.out),
+        "sha256": sha256_file(opts.source),
         "step": info.step,
     }
     if info.meta.get("data"):
@@ -135,7 +135,7 @@ def export_bundle(opts: ExportOptions, *, log: Log = silent) -> Path:
         from .onnx_export import load_generator
         from .wrappers import graphs_for
 
-        model, cfg, kind = load_generator(opts.checkpoint)
+        model, cfg, kind = load_generator(opts.source)
         graphs = graphs_for(kind, model, cfg, opts.output_format)
         return LoadedModel(model, cfg, kind, graphs, info.meta.get("data"))
 
@@ -160,14 +160,14 @@ def export_source(
     if weight_only:
         raise BadInputError(
             f"--precision {','.join(weight_only)} is for transformer language models only; "
-            f"'{printable(str(opts.checkpoint))}' is not one.",
+            f"'{printable(str(opts.source))}' is not one.",
             hint="Pass --precision fp32,fp16,int8 (or a subset).",
         )
     if opts.trt:
         from .tensorrt import require_tensorrt
 
         require_tensorrt()
-    inputs = (opts.checkpoint, opts.calib_data, opts.eval_data)
+    inputs = (opts.source, opts.calib_data, opts.eval_data)
     if opts.triton:
         check_triton_out(opts.triton, opts.out)  # before any work, as --out is
     with bundle_lock(opts.out, sources=tuple(Path(p) if p else None for p in inputs)):

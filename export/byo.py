@@ -489,21 +489,21 @@ def export_module_file(
         source = module_source(
             model, spec, file=path, name=name, weights=wpath, module_args=module_args
         )
-        opts = opts or ExportOptions(checkpoint=wpath or path, out=Path(out))
-        opts = dataclasses.replace(opts, checkpoint=wpath or path, out=Path(out))
+        opts = opts or ExportOptions(source=wpath or path, out=Path(out))
+        opts = dataclasses.replace(opts, source=wpath or path, out=Path(out), module=ref)
         return _export(opts, model, cfg, spec, source, log)
 
 
 def _options(
-    checkpoint: Path, out: Path, precisions: tuple[str, ...], options: dict[str, Any]
+    source: Path, out: Path, precisions: tuple[str, ...], options: dict[str, Any]
 ) -> ExportOptions:
-    known = {f.name for f in dataclasses.fields(ExportOptions)} - {"checkpoint", "out"}
+    known = {f.name for f in dataclasses.fields(ExportOptions)} - {"source", "out", "module"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise BadInputError(
             f"Unknown export option(s) {unknown}; expected some of {sorted(known)}."
         )
-    opts = ExportOptions(checkpoint=checkpoint, out=out, precisions=tuple(precisions), **options)
+    opts = ExportOptions(source=source, out=out, precisions=tuple(precisions), **options)
     return validate_export_options(opts)  # before the module is copied and run
 
 

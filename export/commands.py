@@ -15,8 +15,9 @@ from .verdicts import checks_text, gate_lines, metric_text
 def options_from_args(args: argparse.Namespace) -> ExportOptions:
     """Map the CLI flags onto ExportOptions (validation happens in ``export_bundle``)."""
     return ExportOptions(
-        checkpoint=Path(args.checkpoint or args.weights or args.module or ""),
+        source=Path(args.checkpoint or args.weights or ""),
         out=Path(args.out),
+        module=args.module,
         precisions=tuple(args.precision),
         calib_method=args.calib_method,
         calib_samples=args.calib_samples,

@@ -125,7 +125,7 @@ def export_from_args(args: Any, opts: ExportOptions, log: Log) -> Path:
     check_arguments(args, opts)  # flag errors first: before torch or the user's file loads
     from .bundle import bundle_lock
 
-    module_file = args.module.rsplit(":", 1)[0] if args.module else None
+    module_file = opts.module.rsplit(":", 1)[0] if opts.module else None
     inputs = (args.checkpoint, module_file, args.weights, opts.calib_data, opts.eval_data)
     sources = tuple(Path(p) for p in inputs if p and str(p).lower() != "none")
     with bundle_lock(Path(opts.out), sources=sources):
@@ -137,7 +137,7 @@ def check_arguments(args: Any, opts: ExportOptions) -> None:
     model library or the user's file."""
     validate_export_options(opts)
     source = args.checkpoint
-    if args.module:
+    if opts.module:
         if source:
             raise BadInputError(
                 f"genedge export received both SOURCE '{source}' and --module; pass one.",
@@ -162,20 +162,20 @@ def check_arguments(args: Any, opts: ExportOptions) -> None:
 
 def _export(args: Any, opts: ExportOptions, log: Log) -> Path:
     source = args.checkpoint
-    if args.module and getattr(args, "tokenizer", None):
+    if opts.module and getattr(args, "tokenizer", None):
         from .text_module import export_text_module
 
         return export_text_module(
-            args.module,
+            opts.module,
             None if args.weights.lower() == "none" else args.weights,
             args.tokenizer,
             opts,
             module_args=_module_args(args.module_args),
             log=log,
         )
-    if args.module:
+    if opts.module:
         return export_module_file(
-            args.module,
+            opts.module,
             None if args.weights.lower() == "none" else args.weights,
             opts.out,
             spec_from_args(args),

@@ -17,6 +17,11 @@ CALIB_METHODS = ("entropy", "minmax", "percentile")
 OUTPUT_FORMATS = ("uint8", "float")
 TRT_PATHS = ("auto", "strongly-typed", "legacy")  # legacy: builder flags, TensorRT 10 only
 
+# artifact_key: fields that shape no artifact (``module`` is identified by the source's hash),
+# and fields hashed under their earlier name so that bundles built before keep their keys
+KEY_IGNORES = ("out", "force", "triton", "module")
+KEY_NAMES = {"source": "checkpoint"}
+
 Profile = tuple[int, int, int]
 DEFAULT_PROFILES: tuple[Profile, ...] = ((1, 8, 32),)
 
@@ -25,8 +30,11 @@ DEFAULT_PROFILES: tuple[Profile, ...] = ((1, 8, 32),)
 class ExportOptions:
     """Everything ``export_bundle`` needs. Change one field with ``dataclasses.replace``."""
 
-    checkpoint: Path
+    # what is exported: a genedge checkpoint, an ONNX generator, a Hugging Face folder, or
+    # (with ``module``) the weights of your own module, else its file
+    source: Path
     out: Path
+    module: str | None = None  # FILE.py:NAME of your own generator or language model
     precisions: tuple[str, ...] = PRECISIONS
     calib_method: str = "minmax"
     calib_samples: int = 512
@@ -79,9 +87,9 @@ class ExportOptions:
             ],
         }.get(
             stage,
-            [f.name for f in dataclasses.fields(self) if f.name not in ("out", "force", "triton")],
+            [f.name for f in dataclasses.fields(self) if f.name not in KEY_IGNORES],
         )
-        d = {k: getattr(self, k) for k in base + extra}
+        d = {KEY_NAMES.get(k, k): getattr(self, k) for k in base + extra}
         d["stage"] = stage
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -217,7 +225,7 @@ def validate_export_options(opts: ExportOptions) -> ExportOptions:
     # in stage order; bf16 (a gated hint on the fp32 file) only when asked for, never by default
     precisions = tuple(p for p in RUN_PRECISIONS if p in set(opts.precisions) | {"fp32"})
     return dataclasses.replace(
-        opts, precisions=precisions, checkpoint=Path(opts.checkpoint), out=Path(opts.out)
+        opts, precisions=precisions, source=Path(opts.source), out=Path(opts.out)
     )
 
 

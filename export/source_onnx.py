@@ -637,7 +637,7 @@ def export_onnx_file(
     )
     say = log or (lambda _m: None)
     say(f"{path.name}: {matched_tensors(io)}")
-    opts = dataclasses.replace(opts, checkpoint=path)
+    opts = dataclasses.replace(opts, source=path)
     graph = OnnxGeneratorGraph(path, model, io, gspec, opts.output_format)
     ref = graph.reference()
     probe_source(ref, gspec, path)

@@ -157,9 +157,7 @@ def export_folder(folder: Path, out: Path, **options: Any) -> Path:
     from genedge.export.text_source import export_hf_folder
 
     options.setdefault("precisions", ("fp32",))
-    return export_hf_folder(
-        folder, ExportOptions(checkpoint=Path(folder), out=Path(out), **options)
-    )
+    return export_hf_folder(folder, ExportOptions(source=Path(folder), out=Path(out), **options))
 
 
 def hf_greedy(folder: Path, prompt: str, max_new_tokens: int, **generate: Any) -> list[int]:

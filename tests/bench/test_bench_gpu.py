@@ -28,7 +28,7 @@ def test_bench_tensorrt_and_trtexec(tmp_path):
     )
     bundle = export_bundle(
         ExportOptions(
-            checkpoint=ckpt,
+            source=ckpt,
             out=tmp_path / "bundle",
             precisions=("fp32", "fp16"),
             trt=True,

@@ -26,7 +26,7 @@ def tiny_bundle(tmp_path_factory) -> Path:
     ckpt = save_checkpoint(
         root / "run" / "generator.safetensors", Generator(cfg).eval(), cfg, kind="gan"
     )
-    return export_bundle(ExportOptions(checkpoint=ckpt, out=root / "bundle", precisions=("fp32",)))
+    return export_bundle(ExportOptions(source=ckpt, out=root / "bundle", precisions=("fp32",)))
 
 
 def test_bench_tiny_bundle_end_to_end(tiny_bundle, tmp_path, capsys):

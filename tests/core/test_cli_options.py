@@ -4,6 +4,7 @@ list is the constant the options validate against (``genedge/cli.py`` restates n
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 from pathlib import Path
 
@@ -54,8 +55,20 @@ def test_export_flags_left_out_give_the_options_defaults():
 
     args = build_parser().parse_args(["export", "g.safetensors", "--out", "b"])
     got = options_from_args(args)
-    assert got == ExportOptions(checkpoint=Path("g.safetensors"), out=Path("b"))
+    assert got == ExportOptions(source=Path("g.safetensors"), out=Path("b"))
     assert parse_profiles(args.trt_profile) == ExportOptions.profiles
+
+
+def test_export_module_is_its_own_field_and_source_its_weights():
+    from genedge.export.commands import options_from_args
+
+    argv = ["export", "--module", "g.py:G", "--weights", "w.safetensors", "--out", "b"]
+    got = options_from_args(build_parser().parse_args(argv))
+    assert (got.module, got.source) == ("g.py:G", Path("w.safetensors"))
+    plain = options_from_args(build_parser().parse_args(["export", "m.onnx", "--out", "b"]))
+    assert (plain.module, plain.source) == (None, Path("m.onnx"))
+    # the module names no artifact: its identity is the source's hash, so keys do not move
+    assert got.artifact_key("trt") == dataclasses.replace(got, module=None).artifact_key("trt")
 
 
 def test_export_choices_are_the_constants_the_options_check():

@@ -34,6 +34,6 @@ def make_checkpoint(path: Path, kind: str, cfg, seed: int = 0) -> Path:
 
 def fast_options(ckpt: Path, out: Path, **kw) -> ExportOptions:
     """Small calibration and quality budgets: a bundle in a few seconds on 2 shared cores."""
-    base = dict(checkpoint=ckpt, out=out, calib_samples=32, quality_samples=16, parity_seeds=(0,))
+    base = dict(source=ckpt, out=out, calib_samples=32, quality_samples=16, parity_seeds=(0,))
     base.update(kw)
     return ExportOptions(**base)

@@ -425,7 +425,7 @@ def test_onnx_fixed_batch_made_dynamic(tmp_path):
     said: list[str] = []
     out = export_onnx_file(
         src,
-        ExportOptions(checkpoint=src, out=tmp_path / "b", precisions=("fp32",), **FAST),
+        ExportOptions(source=src, out=tmp_path / "b", precisions=("fp32",), **FAST),
         log=said.append,
     )
     assert any("latent 'x' float32 [1, 8, 1, 1]" in s for s in said)  # what it matched
@@ -548,7 +548,7 @@ def test_onnx_uniform_prior(tmp_path):
 
     g = dcgan(seed=5)
     src = export_user_onnx(tmp_path / "u.onnx", g, (torch.zeros(2, 8, 1, 1),), ("x",))
-    opts = ExportOptions(checkpoint=src, out=tmp_path / "b", precisions=("fp32",), **FAST)
+    opts = ExportOptions(source=src, out=tmp_path / "b", precisions=("fp32",), **FAST)
     out = export_onnx_file(src, opts, OnnxSourceSpec(latent_dist="uniform"))
     z = np.random.default_rng(6).standard_normal((4, 8)).astype(np.float32)
     with torch.no_grad():

@@ -10,7 +10,7 @@ from genedge.errors import BadInputError
 from genedge.export.options import ExportOptions, validate_export_options
 from genedge.limits import MAX_BATCH, MAX_CALIB_SAMPLES, MAX_OPSET
 
-BASE = ExportOptions(checkpoint="g.safetensors", out="bundle")
+BASE = ExportOptions(source="g.safetensors", out="bundle")
 NAN, INF = float("nan"), float("inf")
 
 

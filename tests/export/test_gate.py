@@ -14,7 +14,7 @@ from genedge.manifest import Verification, verification_from
 
 
 def _ctx(**kw) -> SimpleNamespace:
-    return SimpleNamespace(opts=ExportOptions(checkpoint="c", out="o", **kw))
+    return SimpleNamespace(opts=ExportOptions(source="c", out="o", **kw))
 
 
 def _rec(acc_fp32: float, acc: float) -> dict:
@@ -71,7 +71,7 @@ def test_unconditional_metrics_are_not_a_task_metric_check():
 
 
 def test_default_samples_resolve_a_tenth_of_the_default_budget():
-    o = ExportOptions(checkpoint="c", out="o")
+    o = ExportOptions(source="c", out="o")
     assert 1 / o.quality_samples <= o.max_quality_drop / 10
 
 

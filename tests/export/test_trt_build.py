@@ -28,7 +28,7 @@ from genedge.runtime import cuda
 
 
 def _opts(tmp_path: Path, **kw) -> ExportOptions:
-    return ExportOptions(checkpoint=tmp_path / "c.safetensors", out=tmp_path / "b", **kw)
+    return ExportOptions(source=tmp_path / "c.safetensors", out=tmp_path / "b", **kw)
 
 
 def test_dla_needs_static_profiles(tmp_path: Path) -> None:

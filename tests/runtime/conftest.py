@@ -58,7 +58,7 @@ def build_bundle(
     ckpt = save_checkpoint(root / f"{name}.safetensors", model, config, kind=kind)
     out = root / name
     export_bundle(
-        ExportOptions(checkpoint=ckpt, out=out, precisions=("fp32",), output_format=output_format)
+        ExportOptions(source=ckpt, out=out, precisions=("fp32",), output_format=output_format)
     )
     return TinyBundle(out, ckpt, kind, config)
 
@@ -168,7 +168,7 @@ def byo_onnx_bundle(bundles_root: Path) -> TinyBundle:
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         _user_onnx(torch, g, src)
     out = export_onnx_file(
-        src, ExportOptions(checkpoint=src, out=bundles_root / "byo-onnx", precisions=("fp32",))
+        src, ExportOptions(source=src, out=bundles_root / "byo-onnx", precisions=("fp32",))
     )
     return TinyBundle(out, src, "gan", None)
 

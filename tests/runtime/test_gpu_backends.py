@@ -36,7 +36,7 @@ def trt_bundle(bundle_factory):
     b = bundle_factory("gan-trt", "gan")
     export_bundle(
         ExportOptions(
-            checkpoint=b.checkpoint,
+            source=b.checkpoint,
             out=b.path,
             precisions=("fp32", "fp16"),
             trt=True,

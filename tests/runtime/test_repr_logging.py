@@ -46,7 +46,7 @@ def test_precision_auto_between_artifacts_says_why(bundle_factory, caplog):
     out = tiny.path.parent / "gan-repr-int8"
     export_bundle(
         ExportOptions(
-            checkpoint=tiny.checkpoint,
+            source=tiny.checkpoint,
             out=out,
             precisions=("fp32", "int8"),
             calib_samples=32,

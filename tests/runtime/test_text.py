@@ -134,7 +134,7 @@ def unknown_first_bundle(tmp_path_factory):
         model.head.bias[0] = 50.0
     root = tmp_path_factory.mktemp("unknown")
     ckpt = save_checkpoint(root / "ar.safetensors", model, cfg, kind="ar")
-    export_bundle(ExportOptions(checkpoint=ckpt, out=root / "b", precisions=("fp32",)))
+    export_bundle(ExportOptions(source=ckpt, out=root / "b", precisions=("fp32",)))
     return root / "b", model
 
 

@@ -54,7 +54,7 @@ def export_tiny(ckpt: Path, out: Path, precisions: tuple[str, ...] = ("fp32",)) 
     from genedge.export.options import ExportOptions
 
     opts = ExportOptions(
-        checkpoint=ckpt,
+        source=ckpt,
         out=out,
         precisions=precisions,
         calib_samples=32,

@@ -634,7 +634,7 @@ def test_an_onnx_declaring_huge_sizes_is_refused_before_any_tensor(tmp_path, bat
             from genedge.export.options import ExportOptions
             from genedge.export.source_onnx import OnnxSourceSpec, export_onnx_file
 
-            export_onnx_file(src, ExportOptions(checkpoint=src, out=out), OnnxSourceSpec())
+            export_onnx_file(src, ExportOptions(source=src, out=out), OnnxSourceSpec())
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

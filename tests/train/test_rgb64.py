@@ -121,7 +121,7 @@ def test_64x64_rgb_bundle_samples_through_the_runtime(kind, tmp_path):
         cfg = VaeConfig(image_size=64, channels=3, latent_dim=8, width=16)
         model = VAE(cfg).eval()
     ckpt = save_checkpoint(tmp_path / "g.safetensors", model, cfg, kind=kind)
-    export_bundle(ExportOptions(checkpoint=ckpt, out=tmp_path / "b", precisions=("fp32",)))
+    export_bundle(ExportOptions(source=ckpt, out=tmp_path / "b", precisions=("fp32",)))
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert (manifest["model"]["image_size"], manifest["model"]["channels"]) == (64, 3)
     ops = {n.op_type for n in onnx.load(tmp_path / "b" / "model.onnx").graph.node}
