@@ -4,12 +4,13 @@ and keep the fastest.
 
     genedge tune gan-bundle --batch 1,16 --threads 2       # or tune_bundle(...) from Python
 
-Candidates come from ``available_backends()`` (the CPU backends here; the GPU backends,
-``tensorrt``, ``ort-trt`` and ``ort-cuda``, where their libraries and a GPU are present) and
-the precisions the bundle approved for each: fp32 always, fp16 and int8 when their export
-gate passed, bf16 on ``openvino`` when gated and the CPU has it. Every candidate runs
-through the runtime's own backends, interleaved round by round so that they share the
-machine's state, and is timed per run with ``perf_counter_ns``. The choice per batch is the
+Candidates come from ``available_backends()`` (the backends of ``runtime.registry`` whose
+libraries and device are here, in ``auto``'s order) and the precisions the bundle approved
+for each that the backend runs: fp32 always, the others when their export gate passed and
+this machine computes them (bf16 where the CPU has it; fp16 is no CPU speed path). Every
+candidate runs through the runtime's own backends, interleaved round by round so that they
+share the machine's state (``runtime.measure``), and is timed per run with
+``perf_counter_ns``. The choice per batch is the
 lowest median, over rounds, of each candidate's time relative to the round's fastest: a
 load spike slows every candidate of its round alike and cancels out, where pooled p50s let
 it decide between two close candidates.
@@ -21,8 +22,9 @@ of every artifact), the graph, the CPU model, the thread count and the versions 
 onnxruntime, openvino and tensorrt. Anything that changes one of them is a new key, so a
 stale measurement is never used. ``backend="auto"`` reads it for the batch asked
 (``BackendOptions.batch``; the nearest measured batch on a log scale) and says which and
-why on the ``genedge.runtime`` logger; without a tuning it falls back to the fixed rule of
-``runtime.select``, unless ``tune=True`` (or ``GENEDGE_TUNE=1``) asks for a short probe.
+why on the ``genedge.runtime`` logger; without a tuning, unless ``tune=True`` (or
+``GENEDGE_TUNE=1``) asks for a short probe, export's CPU speed record is the hint it starts
+from (``fastest``), and without either ``runtime.select``'s fixed rule decides.
 """
 
 from __future__ import annotations
