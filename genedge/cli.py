@@ -33,6 +33,7 @@ from genedge.export.options import (
     ExportOptions,
 )
 from genedge.interrupts import sigint_watch
+from genedge.lazy import MODULE_EXTRAS
 from genedge.precisions import RUN_PRECISIONS
 from genedge.runtime.latents import WALKS
 from genedge.runtime.registry import AUTO, names
@@ -61,23 +62,6 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "bench": ("genedge.bench.commands:bench_command", "cpu"),
     "tune": ("genedge.runtime.tune:tune_command", "cpu"),
     "inspect": ("genedge.export.inspection:inspect_command", "export"),
-}
-
-# an optional package (top-level import name) -> the extra that installs it (pyproject.toml)
-MODULE_EXTRAS: dict[str, str] = {
-    "torch": "train",
-    "sklearn": "train",
-    "cv2": "train",
-    "safetensors": "train",
-    "rich": "train",
-    "matplotlib": "train",
-    "onnx": "export",
-    "onnxslim": "export",
-    "onnxconverter_common": "export",
-    "onnxruntime": "cpu",
-    "openvino": "openvino",
-    "tensorrt": "trt",
-    "cuda": "trt",
 }
 
 

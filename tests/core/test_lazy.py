@@ -1,0 +1,36 @@
+"""``genedge.lazy``: a declared module is imported at its first use, and a missing one names
+the extra that installs it."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from genedge.errors import MissingExtraError
+from genedge.lazy import MODULE_EXTRAS, lazy_import
+
+
+def test_declaring_imports_nothing_and_first_use_imports_once(monkeypatch):
+    monkeypatch.delitem(sys.modules, "colorsys", raising=False)
+    colorsys = lazy_import("colorsys", extra="train")
+    assert "colorsys" not in sys.modules and not colorsys.loaded
+    assert "not imported yet" in repr(colorsys)
+    assert colorsys.rgb_to_hsv(1.0, 0.0, 0.0) == (0.0, 1.0, 1.0)
+    assert colorsys.loaded and colorsys.load() is sys.modules["colorsys"]
+
+
+def test_a_missing_package_names_its_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # `import onnx` now raises ImportError
+    onnx = lazy_import("onnx.numpy_helper")
+    with pytest.raises(MissingExtraError) as e:
+        _ = onnx.to_array  # the first attribute access imports
+    assert (e.value.module, e.value.extra) == ("onnx", MODULE_EXTRAS["onnx"])
+    assert f"pip install 'genedge[{MODULE_EXTRAS['onnx']}]'" in e.value.hint
+    assert e.value.exit_code == 3
+
+
+def test_a_package_without_a_known_extra_must_name_one():
+    with pytest.raises(ValueError, match="no extra known"):
+        lazy_import("somethingelse")
+    assert lazy_import("somethingelse", extra="cpu")._extra == "cpu"
