@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from genedge.precisions import SUFFIXES, onnx_file
+from genedge.precisions import INFERENCE_PRECISIONS, SUFFIXES, onnx_file
 
 from .context import BuildContext, add_artifact, calibration_feeds, calibration_spec
 from .gate import compare_to_fp32, gate, summary
@@ -123,16 +123,17 @@ def stage_bf16(ctx: BuildContext) -> None:
     from .parity import ArtifactRunner
 
     native, why = bf16_support()
+    runner = INFERENCE_PRECISIONS["bf16"]  # the backend that runs the hint
     if not native:
         ctx.log(f"bf16 gate emulated on ONNX Runtime: {why}")
     for spec, _ in ctx.graphs:
         src = ctx.tmp / f"{spec.stem}.onnx"
         if native:
-            path, backend, precision, label = src, "openvino", "bf16", "openvino-cpu-bf16"
+            path, backend, precision, label = src, runner, "bf16", f"{runner}-cpu-bf16"
         else:
             path = ctx.tmp / f".genedge-tmp-{spec.stem}.bf16-emulated.onnx"
             onnx.save(bf16_emulation(onnx.load(str(src))), str(path))
-            backend, precision, label = "ort-cpu", "fp32", "onnxruntime-cpu-bf16-emulated"
+            backend, precision, label = None, "fp32", "onnxruntime-cpu-bf16-emulated"
         b = open_file(
             path,
             backend,
@@ -147,7 +148,7 @@ def stage_bf16(ctx: BuildContext) -> None:
             b.close()
             if not native:
                 path.unlink(missing_ok=True)
-        rec["method"] = "openvino" if native else "emulated"
+        rec["method"] = runner if native else "emulated"
         passed = gate(ctx, rec, use_metric=spec.name == "step")  # as fp16
         rec["verdict"] = "pass" if passed else "fail"
         ctx.log(
@@ -159,7 +160,7 @@ def stage_bf16(ctx: BuildContext) -> None:
             if a["graph"] == spec.name and a["format"] == "onnx" and a.get("precision") == "fp32"
         )
         fp32["inference_precisions"] = {
-            "bf16": {"backend": "openvino", "verification": rec, "quality_approved": passed}
+            "bf16": {"backend": runner, "verification": rec, "quality_approved": passed}
         }
 
 

@@ -27,6 +27,7 @@ from genedge.imageio import to_uint8
 from genedge.latents import check_count, is_int
 from genedge.manifest import MAIN_GRAPH, Manifest
 
+from . import registry
 from .backend import (
     Backend,
     TensorSpec,
@@ -318,7 +319,8 @@ class Sampler:
             prec = self.backend.info.precision if self.backend.info.precision != "int8" else None
             if not self.manifest.find(graph="encoder", format="onnx", precision=prec):
                 prec = None
-            if name == "tensorrt" and not self.manifest.find(graph="encoder", format="engine"):
+            engines = registry.spec(name).artifact == "engine"
+            if engines and not self.manifest.find(graph="encoder", format="engine"):
                 name = "auto"  # no encoder engine: the best ONNX Runtime provider here
                 log.info("no TensorRT engine for the encoder; opening it with backend auto")
             self._encoder = open_backend(self.manifest, "encoder", name, prec, self._options)
