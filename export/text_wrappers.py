@@ -95,44 +95,48 @@ def attend(
 class GroupQueryAttention(torch.autograd.Function):
     """ONNX Runtime's ``com.microsoft::GroupQueryAttention`` on a shared cache buffer.
 
-    q (B, S, H*D), k/v (B, S, Hkv*D) with rotary already applied; past_k/past_v
-    (B, Hkv, M, D), the buffer whose first P = total - S positions hold the cache;
-    ``seqlens_k`` int32 (B,) = total - 1, ``total`` int32 scalar. Returns the attention output
-    (B, S, H*D) and the buffers with the new keys/values written at P .. total - 1. The
-    exported node is the contrib op (ORT writes into the buffer in place when past and present
-    are bound to the same memory); ``forward`` is the same math in torch, which tracing runs.
+    q (B, S, H*D), k/v (B, S, Hkv*D); past_k/past_v (B, Hkv, M, D), the buffer whose first
+    P = total - S positions hold the cache; ``seqlens_k`` int32 (B,) = total - 1, ``total``
+    int32 scalar; ``cos``/``sin`` (max positions, D/2) or None: rotary embedding (rotate-half
+    form) applied to q and k at positions P .. total - 1 inside the op. Returns the attention
+    output (B, S, H*D) and the buffers with the new keys/values written at P .. total - 1.
+    The exported node is the contrib op (ORT writes into the buffer in place when past and
+    present are bound to the same memory); ``forward`` is the same math in torch, which
+    tracing runs.
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, past_k, past_v, seqlens_k, total, num_heads, kv_heads, scale):
+    def forward(ctx, q, k, v, past_k, past_v, seqlens_k, total, cos, sin, heads, kv_heads, scale):
         del ctx, seqlens_k
         Bq, S, _ = q.shape
         D = past_k.shape[-1]
         T = int(total)
+        q = q.view(Bq, S, heads, D)
+        k = k.view(Bq, S, kv_heads, D)
+        if cos is not None:
+            c = torch.cat((cos[T - S : T], cos[T - S : T]), -1)[:, None]  # (S, 1, D)
+            s = torch.cat((sin[T - S : T], sin[T - S : T]), -1)[:, None]
+            q, k = q * c + rotate_half(q) * s, k * c + rotate_half(k) * s
         present = []
-        for buf, new in ((past_k, k), (past_v, v)):
+        for buf, new in ((past_k, k), (past_v, v.view(Bq, S, kv_heads, D))):
             buf = buf.clone()
-            buf[:, :, T - S : T] = new.view(Bq, S, kv_heads, D).transpose(1, 2)
+            buf[:, :, T - S : T] = new.transpose(1, 2)
             present.append(buf)
-        qh = q.view(Bq, S, num_heads, D).transpose(1, 2)  # (B, H, S, D)
         bias = causal_bias(S, T - S, q.device)
         k_all, v_all = present[0][:, :, :T], present[1][:, :, :T]
-        return attend(qh, k_all, v_all, bias, scale), present[0], present[1]
+        return attend(q.transpose(1, 2), k_all, v_all, bias, scale), present[0], present[1]
 
     @staticmethod
-    def symbolic(g, q, k, v, past_k, past_v, seqlens_k, total, num_heads, kv_heads, scale):
+    def symbolic(g, q, k, v, past_k, past_v, seqlens_k, total, cos, sin, heads, kv_heads, scale):
+        rotary = [] if cos is None else [cos, sin]
         y, present_k, present_v = g.op(
             "com.microsoft::GroupQueryAttention",
-            q,
-            k,
-            v,
-            past_k,
-            past_v,
-            seqlens_k,
-            total,
-            num_heads_i=num_heads,
+            *(q, k, v, past_k, past_v, seqlens_k, total, *rotary),
+            num_heads_i=heads,
             kv_num_heads_i=kv_heads,
             scale_f=scale,
+            do_rotary_i=int(bool(rotary)),
+            rotary_interleaved_i=0,
             outputs=3,
         )
         for out, like in ((y, q), (present_k, past_k), (present_v, past_v)):
@@ -145,6 +149,11 @@ def cache_lengths(position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     cache holds positions 0 .. P - 1): total = P + S."""
     last = position_ids[:, -1]  # (B,)
     return last.to(torch.int32), (last[0] + 1).to(torch.int32)
+
+
+def max_positions(hf: nn.Module) -> int:
+    """The model's context (``max_position_embeddings``), the rows of the rotary tables."""
+    return int(hf.config.max_position_embeddings)
 
 
 def rms_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -188,6 +197,11 @@ class LlamaDecoder(nn.Module):
         self.register_buffer("inv_freq", base.rotary_emb.inv_freq.detach().float().clone())
         self.attention_scaling = float(base.rotary_emb.attention_scaling)
         self.scale = shape.head_dim**-0.5
+        if shared:  # (max positions, D/2): the rope() tables of every position
+            positions = torch.arange(max_positions(hf), dtype=torch.int64)[None]
+            cos, sin = self.rope(positions)
+            self.register_buffer("cos_cache", cos[0, 0, :, : shape.head_dim // 2].contiguous())
+            self.register_buffer("sin_cache", sin[0, 0, :, : shape.head_dim // 2].contiguous())
         a = [layer.self_attn for layer in base.layers]
         m = [layer.mlp for layer in base.layers]
         # one MatMul for q, k, v and one for gate, up (as ORT GenAI's builder packs them)
@@ -209,11 +223,11 @@ class LlamaDecoder(nn.Module):
         Bx, S = input_ids.shape
         P = past[0].shape[2]
         x = self.embed_tokens(input_ids)  # (B, S, C)
+        if self.shared:
+            return self._forward_shared(x, position_ids, past)
         cos, sin = self.rope(position_ids)
         present: list[torch.Tensor] = []
         H, Hkv, D = n.num_heads, n.num_kv_heads, n.head_dim
-        if self.shared:
-            return self._forward_shared(x, position_ids, cos, sin, past)
         bias = causal_bias(S, P, x.device)
         for i, layer in enumerate(self.layers):
             a = layer.self_attn
@@ -233,25 +247,22 @@ class LlamaDecoder(nn.Module):
         logits = self.lm_head(rms_norm(self.norm, x))  # (B, S, V)
         return (logits.float(), *present)
 
-    def _forward_shared(self, x, position_ids, cos, sin, past) -> tuple[torch.Tensor, ...]:
-        """The same blocks with attention and the cache in ``GroupQueryAttention`` nodes."""
+    def _forward_shared(self, x, position_ids, past) -> tuple[torch.Tensor, ...]:
+        """The same blocks with rotary embedding, attention and the cache in
+        ``GroupQueryAttention`` nodes (rotary tables ``cos_cache``/``sin_cache``)."""
         n = self.shape
         Bx, S, _ = x.shape
         H, Hkv, D = n.num_heads, n.num_kv_heads, n.head_dim
-        cos, sin = cos.transpose(1, 2), sin.transpose(1, 2)  # (B, S, 1, D)
         seqlens_k, total = cache_lengths(position_ids)
         present: list[torch.Tensor] = []
         for i, layer in enumerate(self.layers):
             a = layer.self_attn
             h = rms_norm(layer.input_layernorm, x)
             q, k, v = self.qkv[i](h).split((H * D, Hkv * D, Hkv * D), dim=-1)
-            q = q.view(Bx, S, H, D)
-            k = k.view(Bx, S, Hkv, D)
-            q = (q * cos + rotate_half(q) * sin).reshape(Bx, S, H * D)
-            k = (k * cos + rotate_half(k) * sin).reshape(Bx, S, Hkv * D)
             y, pk, pv = GroupQueryAttention.apply(
-                q, k, v, past[2 * i], past[2 * i + 1], seqlens_k, total, H, Hkv, self.scale
-            )
+                q, k, v, past[2 * i], past[2 * i + 1], seqlens_k, total,
+                self.cos_cache, self.sin_cache, H, Hkv, self.scale,
+            )  # fmt: skip
             present += [pk, pv]
             x = x + a.o_proj(y)
             gate, up = self.gate_up[i](rms_norm(layer.post_attention_layernorm, x)).chunk(2, -1)
@@ -286,7 +297,7 @@ class Gpt2Decoder(nn.Module):
                 q, k, v = block.attn.c_attn(block.ln_1(x)).split(C, dim=2)  # (B, S, C) each
                 y, pk, pv = GroupQueryAttention.apply(
                     q, k, v, past[2 * i], past[2 * i + 1], seqlens_k, total,
-                    n.num_heads, n.num_heads, self.scale,
+                    None, None, n.num_heads, n.num_heads, self.scale,
                 )  # fmt: skip
                 present += [pk, pv]
                 x = x + block.attn.c_proj(y)

@@ -85,6 +85,12 @@ class KvDecoder:
         self.capacity = 0
         self._kv = np.empty((2, len(self.names), 0), np.float32)  # (set, layer*2, Hkv*T*D)
         self._cache_bound = False  # shared: the buffers are bound as past and present
+        self._step_bound = False  # shared: the one-token buffers below are bound
+        self._step = (  # one-token feeds: id, position, logits at fixed addresses
+            np.zeros((1, 1), np.int64),
+            np.zeros((1, 1), np.int64),
+            np.empty((1, 1, cfg.vocab_size), np.float32),
+        )
         self._read = 0  # which set holds the past
         self._positions = np.arange(cfg.max_context, dtype=np.int64)[None]  # (1, max_context)
         self._ids = np.zeros((1, cfg.max_context), np.int64)
@@ -111,7 +117,7 @@ class KvDecoder:
 
     def reset(self) -> None:
         self.length, self._read = 0, 0
-        self._cache_bound = False  # bound again by the next feed
+        self._cache_bound = self._step_bound = False  # bound again by the next feed
 
     def _view(self, which: int, j: int, T: int) -> np.ndarray:
         c = self.cfg
@@ -127,25 +133,47 @@ class KvDecoder:
                 f"feed of {S} tokens at position {P}: expected 1 to {self.capacity - P} "
                 f"(the cache holds {self.capacity} positions)."
             )
+        if self.shared:
+            return self._feed_shared(ids, S, P)
         if self._logits.size < S * V:
             self._logits = np.empty(S * V, np.float32)
         self._ids[0, :S] = ids
         logits = self._logits[: S * V].reshape(1, S, V)
         feed = {"input_ids": self._ids[:, :S], "position_ids": self._positions[:, P : P + S]}
         out = {"logits": logits}
-        if self.shared:
-            if not self._cache_bound:  # names bound by run_bound stay bound for later runs
-                for j, (past, present) in enumerate(self.names):
-                    feed[past] = out[present] = self._view(0, j, self.capacity)
-            self.backend.run_bound(feed, out)
-            self._cache_bound, self.length = True, P + S
-            return logits[0]
         write = 1 - self._read
         for j, (past, present) in enumerate(self.names):
             feed[past] = self._view(self._read, j, P)
             out[present] = self._view(write, j, P + S)
         self.backend.run_bound(feed, out)
         self._read, self.length = write, P + S
+        return logits[0]
+
+    def _feed_shared(self, ids: Sequence[int] | np.ndarray, S: int, P: int) -> np.ndarray:
+        """``feed`` on the shared-cache graph. Names bound by ``run_bound`` stay bound for later
+        runs: the cache buffers are bound once after ``reset``, and a run of one token after
+        another rebinds nothing (its id and position are written into the bound arrays)."""
+        feed: dict[str, np.ndarray] = {}
+        out: dict[str, np.ndarray] = {}
+        if S == 1:
+            one_id, one_pos, logits = self._step
+            one_id[0, 0], one_pos[0, 0] = ids[0], P
+            if not self._step_bound:
+                feed = {"input_ids": one_id, "position_ids": one_pos}
+                out = {"logits": logits}
+        else:
+            V = self.cfg.vocab_size
+            if self._logits.size < S * V:
+                self._logits = np.empty(S * V, np.float32)
+            self._ids[0, :S] = ids
+            logits = self._logits[: S * V].reshape(1, S, V)
+            feed = {"input_ids": self._ids[:, :S], "position_ids": self._positions[:, P : P + S]}
+            out = {"logits": logits}
+        if not self._cache_bound:
+            for j, (past, present) in enumerate(self.names):
+                feed[past] = out[present] = self._view(0, j, self.capacity)
+        self.backend.run_bound(feed, out)
+        self._cache_bound, self._step_bound, self.length = True, S == 1, P + S
         return logits[0]
 
 
