@@ -299,7 +299,8 @@ class BackendSpec:
     one (bf16 needs a CPU that has it). ``artifact``: what it opens from a bundle ("onnx"
     or "engine"); ``device``: "cpu" or "gpu"; ``in_auto``: the fixed rule of ``auto``
     tries it, in the registry's order; ``reference``: export's speed record times every
-    artifact on it (ORT CPU)."""
+    artifact on it (ORT CPU); ``binds_buffers``: its backends run into caller-bound buffers
+    (``run_bound``), which a transformer's KV cache needs."""
 
     name: str
     open: Callable[[Any, str, OpenRequest], Backend]
@@ -313,3 +314,4 @@ class BackendSpec:
     device: str = "cpu"
     in_auto: bool = True
     reference: bool = False
+    binds_buffers: bool = False

@@ -421,10 +421,18 @@ def _spec_of(name: str, **fields: Any) -> BackendSpec:
 
 
 ORT_CPU = _spec_of(
-    "ort-cpu", precisions=("fp32", "fp16", "int8", "int4"), prefer=("int8",), reference=True
+    "ort-cpu",
+    precisions=("fp32", "fp16", "int8", "int4"),
+    prefer=("int8",),
+    reference=True,
+    binds_buffers=True,
 )
 ORT_CUDA = _spec_of(
-    "ort-cuda", precisions=("fp32", "fp16", "int8", "int4"), prefer=("fp16",), device="gpu"
+    "ort-cuda",
+    precisions=("fp32", "fp16", "int8", "int4"),
+    prefer=("fp16",),
+    device="gpu",
+    binds_buffers=True,
 )
 ORT_TRT = _spec_of(
     "ort-trt", precisions=("fp32", "fp16", "int8"), prefer=("fp16",), device="gpu", in_auto=False

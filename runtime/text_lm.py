@@ -50,10 +50,10 @@ from genedge.latents import check_seed, is_int, is_real
 from genedge.limits import MAX_NEW_TOKENS, check_bytes, check_prompt
 from genedge.manifest import TRANSFORMER_GRAPH, Manifest, TransformerConfig
 
+from . import registry
 from .backend import Backend, BackendInfo
 from .sampling import make_filters, sample_token
 
-CACHE_BACKENDS = ("ort-cpu", "ort-cuda")  # backends with caller-bound buffers (``run_bound``)
 MAX_STOP_STRINGS = 16
 DETOKENIZE_CONTEXT = 5  # tokens before the new ones decoded with them (merges across the seam)
 
@@ -71,7 +71,7 @@ class KvDecoder:
         if not hasattr(backend, "run_bound"):
             raise IncompatibleEnvironmentError(
                 f"Backend '{backend.info.name}' cannot run a transformer bundle's KV cache; "
-                f"expected one of {', '.join(CACHE_BACKENDS)}.",
+                f"expected one of {', '.join(cache_backends())}.",
                 hint="Pass --backend ort-cpu (or ort-cuda on an NVIDIA GPU).",
             )
         self.backend, self.cfg = backend, cfg
@@ -601,17 +601,18 @@ class LmGenerator:
         self.close()
 
 
+def cache_backends() -> tuple[str, ...]:
+    """The backends that run a KV cache: those with caller-bound buffers (``run_bound``)."""
+    return tuple(s.name for s in registry.SPECS if s.binds_buffers)
+
+
 def auto_cache_backend() -> str:
-    """``auto`` for a transformer bundle: ``ort-cuda`` where this onnxruntime offers CUDA, else
-    ``ort-cpu`` (the backends that run the KV cache; engines and OpenVINO do not yet)."""
-    import importlib.util
-
-    if importlib.util.find_spec("onnxruntime") is not None:
-        import onnxruntime
-
-        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-            return "ort-cuda"
-    return "ort-cpu"
+    """``auto`` for a transformer bundle: the first available backend in the registry's order
+    that runs the KV cache (``ort-cuda`` where this onnxruntime offers CUDA, else ``ort-cpu``;
+    engines and OpenVINO do not yet), else the reference CPU backend (which then says what
+    to install)."""
+    usable = [s.name for s in registry.available() if s.binds_buffers]
+    return usable[0] if usable else registry.reference().name
 
 
 def load_tokenizer(manifest: Manifest) -> Any:
