@@ -4,7 +4,9 @@ Engines are built as the image engines are (``export.tensorrt.engine_from_onnx``
 typed network, so the precision is the ONNX file's): from ``model.onnx`` (fp32) and
 ``model.fp16.onnx`` when the perplexity gate kept it. The weight-only int8/int4 files hold
 ONNX Runtime's ``MatMulNBits``, which TensorRT's ONNX parser does not know: they get no
-engine.
+engine. Nor does it know ``GroupQueryAttention``: when the bundle's decoder is the shared-cache
+graph (docs/text.md), the same wrapper is traced again with the concatenated cache (standard
+ops) into a temporary folder, and the engines are built from that trace (``engine_graphs``).
 
 Every engine has two optimization profiles over the decoder's symbolic dimensions ``B``
 (batch), ``S`` (new tokens) and ``P`` (cached positions), each (min, opt, max):
@@ -24,6 +26,7 @@ compared with ONNX Runtime fp32's.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,22 +124,59 @@ def engine_sources(kept: set[str]) -> list[tuple[str, str]]:
 def stage_text_trt(build: Any) -> None:
     """``--trt`` for a text bundle: one engine per kept fp32/fp16 decoder graph, checked
     against ONNX Runtime fp32 and recorded with its profiles. GPU only; unverified here."""
-    from .context import save_bundle_file
-    from .tensorrt import STRONGLY_TYPED, EngineRequest, engine_file_name, engine_from_onnx
-    from .tensorrt import engine_record as make_engine_record
     from .trt_stage import build_environment
 
     env = build_environment()
     cc = tuple(int(p) for p in env.compute_capability.split("."))
-    c, o = build.hf.config, build.opts
-    batch = text_batch(o.profiles)
-    profiles = text_profiles(c.max_context, batch)
-    inputs = [t.to_dict() for t in build.spec.inputs]
+    batch = text_batch(build.opts.profiles)
+    profiles = text_profiles(build.hf.config.max_context, batch)
     kept = {a.get("precision") for a in build.artifacts if a["format"] == "onnx"}
+    with tempfile.TemporaryDirectory(prefix="genedge-trt-") as folder:
+        inputs, sources = engine_graphs(build, kept, Path(folder))
+        _build_engines(build, env, cc, profiles, batch, inputs, sources)
+
+
+def engine_graphs(build: Any, kept: set[str], folder: Path) -> tuple[list[dict], dict[str, Path]]:
+    """The I/O records and the ONNX file per precision that engines are built from. A bundle
+    whose decoder is the shared-cache graph (``GroupQueryAttention``, an ONNX Runtime op that
+    TensorRT's parser does not know) has its wrapper traced again with the concatenated cache
+    (standard ops; docs/text.md) into ``folder``, fp16 converted as the bundle's file was."""
+    from .onnx_export import save_onnx
+    from .text_precision import _gate_text, _guard_feeds, fp16_text_from_onnx
+    from .text_wrappers import decoder_graph_spec, onnx_from_decoder
+
+    w = build.wrapper
+    if not getattr(w, "shared", False):
+        files = {p: build.tmp / f for p, f in engine_sources(kept)}
+        return [t.to_dict() for t in build.spec.inputs], files
+    spec = decoder_graph_spec(w.shape)
+    w.shared = False
+    try:
+        model = onnx_from_decoder(w, spec, build.opts.opset)
+    finally:
+        w.shared = True
+    fp32 = folder / "model.onnx"
+    save_onnx(model, fp32)
+    files = {}
+    for precision, name in engine_sources(kept):
+        files[precision] = folder / name
+        if precision == "fp16":
+            feeds = _guard_feeds(build, _gate_text(build).calibration)
+            fp16_text_from_onnx(fp32, files[precision], feeds)
+    return [t.to_dict() for t in spec.inputs], files
+
+
+def _build_engines(build, env, cc, profiles, batch, inputs, sources) -> None:
+    from .context import save_bundle_file
+    from .tensorrt import STRONGLY_TYPED, EngineRequest, engine_file_name, engine_from_onnx
+    from .tensorrt import engine_record as make_engine_record
+
+    o = build.opts
     timing = None
-    for precision, src in engine_sources(kept):
+    for precision, path in sources.items():
+        src = path.name if path.parent == build.tmp else f"{path.name}, concatenated-cache trace"
         req = EngineRequest(
-            build.tmp / src,
+            path,
             precision,
             STRONGLY_TYPED,
             tuple(inputs),

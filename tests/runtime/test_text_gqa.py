@@ -92,3 +92,41 @@ def test_int4_generates_from_its_own_buffer(bundle):
         g = tg.generate(PROMPT, max_new_tokens=20, temperature=0, eos=False)
         list(g)
         assert len(first) == 20 and g.tokens == first  # the stale buffer changes nothing
+
+
+def test_tensorrt_sources_are_the_concatenated_cache_trace(tmp_path):
+    """TensorRT cannot parse GroupQueryAttention: its engines are built from the same wrapper
+    traced with the concatenated cache, whose P and S the engine profiles cover."""
+    from types import SimpleNamespace
+
+    import onnx
+    import onnxruntime as ort
+
+    from genedge.export.text_source import load_hf_folder
+    from genedge.export.text_tensorrt import engine_graphs, text_profile_shapes, text_profiles
+    from genedge.export.text_wrappers import DecoderShape, LlamaDecoder, decoder_graph_spec
+
+    folder = hf_folder(tmp_path / "hf", "llama", max_position_embeddings=64)
+    hf = load_hf_folder(folder)
+    c = hf.config
+    shape = DecoderShape(c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim, c.vocab_size)
+    wrapper = LlamaDecoder(hf.model, shape, shared=True)
+    build = SimpleNamespace(
+        wrapper=wrapper,
+        spec=decoder_graph_spec(shape, shared=True),
+        opts=SimpleNamespace(opset=17),
+        tmp=tmp_path / "bundle",
+    )
+    inputs, files = engine_graphs(build, {"fp32", "int4"}, tmp_path)
+    assert list(files) == ["fp32"] and wrapper.shared  # int4 gets no engine; wrapper restored
+    model = onnx.load(str(files["fp32"]))
+    assert {n.domain for n in model.graph.node} <= {"", "ai.onnx"}
+    assert "GroupQueryAttention" not in {n.op_type for n in model.graph.node}
+    assert all(text_profile_shapes(inputs, p) for p in text_profiles(c.max_context))
+    ids = np.arange(3, 12, dtype=np.int64)
+    kv = np.zeros((1, c.num_kv_heads, 0, c.head_dim), np.float32)
+    feed = {"input_ids": ids[None], "position_ids": np.arange(len(ids))[None]}
+    feed |= {t["name"]: kv for t in inputs if t["name"].startswith("past_key_values")}
+    sess = ort.InferenceSession(str(files["fp32"]), providers=["CPUExecutionProvider"])
+    got = sess.run(["logits"], feed)[0][0]
+    assert np.abs(got - _torch_logits(folder, ids)).max() < 1e-4
