@@ -14,7 +14,10 @@ from genedge.errors import (
     printable,
 )
 from genedge.manifest import Artifact, EngineRecord, Manifest
+from genedge.precisions import REFERENCE
 
+from . import registry
+from .artifacts import qualifies
 from .backend import BackendSpec
 from .trt_backend import check_engine_record, trt_environment
 
@@ -27,9 +30,12 @@ def matching_engines(
     env,
     *,
     allow_version_compatible: bool,
-    prefer: tuple[str, ...] = ("int8", "fp16"),
+    prefer: tuple[str, ...] | None = None,
 ) -> list[Artifact]:
-    """Engines for ``graph`` that this machine can run, best first (``prefer``, then fp32)."""
+    """Engines for ``graph`` that this machine can run and ``auto`` may pick, best first
+    (``prefer``, default the engine backend's, then fp32)."""
+    if prefer is None:
+        prefer = next(s for s in registry.SPECS if s.artifact == "engine").prefer
     ok = []
     for a in manifest.find(graph=graph, format="engine"):
         if a.engine is None:
@@ -45,9 +51,9 @@ def matching_engines(
         except GenedgeError as e:
             log.debug("engine %s skipped: %s", printable(a.file), e)
             continue
-        if a.verification.passed and (a.precision != "int8" or a.quality_approved):
+        if qualifies(a):
             ok.append(a)
-    rank = {p: i for i, p in enumerate((*prefer, "fp32"))}
+    rank = {p: i for i, p in enumerate((*prefer, REFERENCE))}
     return sorted(ok, key=lambda a: rank.get(a.precision or "fp32", len(rank)))
 
 
