@@ -21,7 +21,7 @@ from typing import Any
 
 from genedge.atomic import atomic_dir, clean_stale_temps
 from genedge.errors import BadInputError, printable
-from genedge.manifest import MANIFEST_NAME, WEIGHT_ONLY_PRECISIONS, Manifest, sha256_file
+from genedge.manifest import MANIFEST_NAME, Manifest, sha256_file
 from genedge.outputs import (
     LOCK_NAME,
     check_bundle_out,
@@ -30,6 +30,7 @@ from genedge.outputs import (
     is_housekeeping,
     open_lock,
 )
+from genedge.precisions import BY_NAME, PRECISIONS, image_precisions
 
 from .context import BuildContext, LoadedModel, Log, save_bundle_file, silent
 from .manifest_build import manifest_dict
@@ -156,12 +157,12 @@ def export_source(
     Errors as ``export_bundle``; no partial bundle is left.
     """
     opts = validate_export_options(opts)
-    weight_only = [p for p in opts.precisions if p in WEIGHT_ONLY_PRECISIONS]
-    if weight_only:
+    text_only = [p for p in opts.precisions if p in BY_NAME and p not in image_precisions()]
+    if text_only:
         raise BadInputError(
-            f"--precision {','.join(weight_only)} is for transformer language models only; "
+            f"--precision {','.join(text_only)} is for transformer language models only; "
             f"'{printable(str(opts.source))}' is not one.",
-            hint="Pass --precision fp32,fp16,int8 (or a subset).",
+            hint=f"Pass --precision {','.join(PRECISIONS)} (or a subset).",
         )
     if opts.trt:
         from .tensorrt import require_tensorrt

@@ -83,6 +83,11 @@ def choices(kind: str | None = None) -> tuple[str, ...]:
     return tuple(p.name for p in TABLE if kind is None or kind in p.kinds)
 
 
+def image_precisions() -> tuple[str, ...]:
+    """Precisions an image generator's bundle can hold or run in (every kind but text's)."""
+    return tuple(p.name for p in TABLE if set(p.kinds) & set(IMAGE_KINDS))
+
+
 def trt_flags(name: str) -> tuple[str, ...]:
     """TensorRT ``BuilderFlag`` names the legacy path sets for ``name``."""
     return BY_NAME[name].trt_flags
