@@ -26,6 +26,7 @@ def test_legacy_tensorrt_int8_also_allows_fp16_kernels():
 def test_kinds_and_approval():
     assert "int4" in precisions.choices("ar") and "int4" not in precisions.choices("gan")
     assert "bf16" in precisions.choices("gan") and "bf16" not in precisions.choices("ar")
+    assert precisions.image_precisions() == ("fp32", "fp16", "bf16", "int8")
     approved = {p.name for p in precisions.TABLE if p.needs_approval}
     assert approved == {"bf16", "int8", "int4"}
     assert not precisions.precision("fp16").cpu_compute  # stored, not computed, on a CPU
