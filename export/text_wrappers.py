@@ -265,7 +265,10 @@ class LlamaDecoder(nn.Module):
             )  # fmt: skip
             present += [pk, pv]
             x = x + a.o_proj(y)
-            gate, up = self.gate_up[i](rms_norm(layer.post_attention_layernorm, x)).chunk(2, -1)
+            gu = self.gate_up[i]  # a split of static sizes: one Split node, no shape arithmetic
+            gate, up = gu(rms_norm(layer.post_attention_layernorm, x)).split(
+                gu.out_features // 2, -1
+            )
             x = x + layer.mlp.down_proj(layer.mlp.act_fn(gate) * up)  # SwiGLU
         logits = self.lm_head(rms_norm(self.norm, x))  # (B, S, V)
         return (logits.float(), *present)

@@ -17,6 +17,7 @@ starts from it) but is never sampled: ``BanToken`` masks its logit before every 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Iterator
@@ -207,6 +208,9 @@ class TextGenerator:
         if manifest.model.transformer is not None:  # KV-cache decoder (runtime/text_lm.py)
             from .text_lm import LmGenerator
 
+            # Python samples between runs; workers spinning then steal its core under load
+            if "spin" not in options:
+                opts = dataclasses.replace(opts, spin=False)
             return LmGenerator.from_manifest(manifest, backend, precision, opts)  # type: ignore[return-value]
         token_range = {"token": (0, max(manifest.model.vocab_size - 1, 0))}
         b = open_backend(manifest, MAIN_GRAPH["ar"], backend, precision, opts, token_range)

@@ -130,3 +130,13 @@ def test_tensorrt_sources_are_the_concatenated_cache_trace(tmp_path):
     sess = ort.InferenceSession(str(files["fp32"]), providers=["CPUExecutionProvider"])
     got = sess.run(["logits"], feed)[0][0]
     assert np.abs(got - _torch_logits(folder, ids)).max() < 1e-4
+
+
+@pytest.mark.parametrize(("given", "want"), [({}, "0"), ({"spin": True}, "1")])
+def test_decoder_workers_do_not_spin_unless_asked(bundle, given, want):
+    """Token sampling runs in Python between decoder runs; ORT's spinning workers would take
+    its core on a loaded machine, so a transformer bundle opens without spinning by default."""
+    _, _, b = bundle
+    with TextGenerator.open(b, backend="ort-cpu", threads=2, **given) as tg:
+        so = tg.backend._sess.get_session_options()
+        assert so.get_session_config_entry("session.intra_op.allow_spinning") == want
