@@ -9,7 +9,11 @@ as they are); attention, rotary embedding and the cache are written out here so 
 traced graph has the flat I/O above.
 
 ``LlamaDecoder`` covers ``llama``, ``qwen2`` (q/k/v bias comes with its ``Linear``s) and
-``mistral``; ``Gpt2Decoder`` covers ``gpt2``.
+``mistral``; ``Gpt2Decoder`` covers ``gpt2``. Built with ``shared=True`` (what export uses),
+both trace the shared cache layout instead: past and present one buffer of M positions
+(B, H_kv, M, D) each, attention, rotary embedding and the cache write in ONNX Runtime's
+``GroupQueryAttention`` (``GroupQueryAttention.symbolic``); ``shared=False`` traces the
+concatenated layout with standard ops, which TensorRT builds engines from.
 """
 
 from __future__ import annotations
