@@ -16,6 +16,7 @@ from typing import Any
 
 from genedge.errors import BadInputError, printable
 from genedge.manifest import TRANSFORMER_GRAPH, Manifest
+from genedge.runtime import registry
 
 MAX_TEXT_BYTES = 64 << 20  # a held-out text to score; far more than MAX_EVAL_TOKENS need
 MAX_EVAL_TOKENS = 16384  # tokens scored per precision (the text's first ones)
@@ -76,8 +77,9 @@ def evaluate_text_bundle(
         "data": Path(data).name,
         "artifacts": {},
     }
+    cpu = registry.reference().name  # the same CPU backend for every artifact
     for a in arts:
-        with TextGenerator.open(manifest.root, backend="ort-cpu", precision=a.precision) as lm:
+        with TextGenerator.open(manifest.root, backend=cpu, precision=a.precision) as lm:
             score = score_text(
                 lm.decoder,
                 lm.tokenizer,
@@ -88,7 +90,7 @@ def evaluate_text_bundle(
             )
         result["artifacts"][a.file] = {
             "precision": a.precision,
-            "backend": "ort-cpu",
+            "backend": cpu,
             **score.to_dict(),
         }
     _add_ratios(result["artifacts"])

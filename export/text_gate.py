@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from genedge.errors import printable
+from genedge.runtime import registry
 
 # perplexity(precision) / perplexity(fp32) allowed, per precision (docs/text.md, README)
 PERPLEXITY_BOUNDS: dict[str, float] = {"fp16": 1.01, "int8": 1.03, "int4": 1.10}
@@ -101,7 +102,7 @@ def gate_record(
         "text": text_source,
         "metrics": {"bpc": _finite_or_none(score.bits_per_char)},  # the export summary's column
         "metrics_fp32": {"bpc": reference.bits_per_char},
-        "backend": "ort-cpu",
+        "backend": registry.reference().name,
         "quality_approved": passed,
         "checks": ["perplexity"],
         "verdict": "pass" if passed else "fail",
