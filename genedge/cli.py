@@ -24,7 +24,7 @@ from dataclasses import MISSING, fields
 from typing import Any, NoReturn
 
 from genedge import __version__
-from genedge.errors import GenedgeError, MissingExtraError
+from genedge.errors import MESSAGE_CHARS, GenedgeError, MissingExtraError, printable
 from genedge.export.options import (
     CALIB_METHODS,
     DEFAULT_PROFILES,
@@ -34,6 +34,7 @@ from genedge.export.options import (
 )
 from genedge.interrupts import sigint_watch
 from genedge.lazy import MODULE_EXTRAS
+from genedge.outputs import check_output_file
 from genedge.precisions import RUN_PRECISIONS
 from genedge.runtime.latents import WALKS
 from genedge.runtime.registry import AUTO, names
@@ -812,8 +813,6 @@ class Parser(argparse.ArgumentParser):
     usage block; subcommand parsers inherit it."""
 
     def error(self, message: str) -> NoReturn:
-        from genedge.errors import printable
-
         self.exit(2, f"{self.prog}: error: {printable(message, 400)} (see {self.prog} --help)\n")
 
 
@@ -912,8 +911,6 @@ OUTPUT_FILES: dict[str, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
 
 def check_output_files(args: argparse.Namespace) -> None:
     """Apply the output contract (``genedge.outputs``) to a command's single-file outputs."""
-    from genedge.outputs import check_output_file
-
     for dest, flag, suffixes in OUTPUT_FILES.get(args.command, ()):
         value = getattr(args, dest, None)
         if value:
@@ -924,8 +921,6 @@ def _internal_error(command: str, e: BaseException) -> int:
     """A bug: one line on stderr naming where the traceback was saved (exit 1)."""
     import tempfile
     import traceback
-
-    from genedge.errors import printable
 
     text = "".join(traceback.format_exception(type(e), e, e.__traceback__))
     if os.environ.get("GENEDGE_DEBUG"):
@@ -948,8 +943,6 @@ def _internal_error(command: str, e: BaseException) -> int:
 
 def _environment_error(command: str, e: BaseException) -> int | None:
     """Errors of the machine rather than of genedge: a file we cannot read, no memory."""
-    from genedge.errors import printable
-
     if isinstance(e, MemoryError):
         print(
             f"genedge {command}: error: out of memory. Ask for less (fewer samples, a smaller "
@@ -971,8 +964,6 @@ class LogLine(logging.Formatter):
     name, path or ``$GENEDGE_CACHE`` value in it reaches the terminal escaped, on one line."""
 
     def format(self, record: logging.LogRecord) -> str:
-        from genedge.errors import MESSAGE_CHARS, printable
-
         return printable(super().format(record), MESSAGE_CHARS)
 
 
@@ -1012,8 +1003,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"genedge {args.command}: interrupted", file=sys.stderr)
         return 130
     except SystemExit as e:  # genedge's handlers never exit: this came from a user's module
-        from genedge.errors import printable
-
         print(
             f"genedge {args.command}: error: a module genedge ran (--module) called "
             f"sys.exit({printable(repr(e.code), 60)}); nothing was written. Guard script code "

@@ -13,7 +13,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from genedge.errors import BadInputError
+from genedge.cli import main  # the CLI dispatches to the stages lazily
+from genedge.errors import BadInputError, printable
+from genedge.outputs import is_housekeeping
 
 
 @dataclass(frozen=True)
@@ -206,9 +208,6 @@ DEMO_NAMES = frozenset(
 
 def check_demo_out(out: Path) -> None:
     """The demo folder may be new, empty or an earlier demo's; each step vets its own output."""
-    from genedge.errors import printable
-    from genedge.outputs import is_housekeeping
-
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise BadInputError(
             f"--out '{printable(str(out))}' exists and is not a folder.",
@@ -227,8 +226,6 @@ def check_demo_out(out: Path) -> None:
 
 
 def run_demo(o: DemoOptions) -> int:
-    from genedge.cli import main  # the CLI dispatches to the stages lazily
-
     check_demo_out(o.out)
     o.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

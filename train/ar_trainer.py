@@ -23,6 +23,8 @@ from genedge.errors import BadInputError
 from . import ddp
 from .ar import ArConfig, CharRNN
 from .budget import Budget, hold_then_cosine
+from .data import build_vocab, encode, load_text_data, split_text
+from .eval import text_metrics
 from .options import TrainOptions
 
 SEQ_LEN = 64
@@ -73,8 +75,6 @@ class ArFamily:
     kind = "ar"
 
     def __init__(self, opts: TrainOptions, ctx: ddp.DistContext) -> None:
-        from .data import build_vocab, encode, load_text_data, split_text
-
         self.opts, self.ctx, self.device = opts, ctx, ctx.device
         self.text = load_text_data(opts.data)
         self.train_text, self.heldout = split_text(self.text.text)
@@ -129,8 +129,6 @@ class ArFamily:
         return "\n\n-----\n\n".join(texts) + "\n"
 
     def evaluate(self) -> dict[str, float]:
-        from .eval import text_metrics
-
         return text_metrics(
             self.model, self.heldout, max_chars=EVAL_CHARS, train_text=self.train_text
         )

@@ -44,6 +44,7 @@ from genedge.imageio import png_size
 from genedge.limits import MAX_DECODED_BYTES, MAX_IMAGE_FILE_BYTES, MAX_IMAGE_PIXELS, check_declared
 from genedge.readback import open_regular, read_bytes
 
+from .datasets import DATASETS, dataset_folder, is_dataset_name
 from .options import MAX_IMAGE_SIZE, buildable_image_size, nearest_buildable_size
 
 DIGITS_DEFAULT_SIZE = 16
@@ -153,7 +154,6 @@ def _fit_generators(data: ImageData) -> ImageData:
 def _load_images(src: str, image_size: int | None) -> ImageData:
     if src == "digits":
         return _load_digits(image_size or DIGITS_DEFAULT_SIZE)
-    from .datasets import is_dataset_name
 
     if is_dataset_name(src):
         return _load_named(src, image_size)
@@ -182,8 +182,6 @@ def _load_images(src: str, image_size: int | None) -> ImageData:
 
 def _load_named(name: str, image_size: int | None) -> ImageData:
     """A dataset by name: its training split, from the verified cache (downloaded once)."""
-    from .datasets import DATASETS, dataset_folder
-
     if Path(name).exists():
         print(
             f"note: --data {name} names the built-in dataset; pass ./{name} for the local path.",

@@ -36,6 +36,7 @@ from genedge.latents import seeded_latents
 
 from .data import ImageData, encode, load_image_data, load_text_data, split_text
 from .features import RandomConvFeatures, classify, extract_features, unit_variance_scale
+from .judge import judge_for, judge_unavailable_reason
 
 # ----------------------------------------------------------------------------- images
 
@@ -118,8 +119,6 @@ class FeatureSpace:
 def feature_space(real: ImageData) -> FeatureSpace:
     """The judge of ``real`` when it has labels to train one (trained on first use, then
     cached), else fixed random conv features."""
-    from .judge import judge_for, judge_unavailable_reason
-
     reason = judge_unavailable_reason(real)
     if reason is not None:
         return FeatureSpace("random-conv", RandomConvFeatures(real.channels), note=reason)

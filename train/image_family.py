@@ -11,7 +11,9 @@ from torch import nn
 from genedge.errors import BadInputError
 from genedge.imageio import make_grid, to_uint8
 
+from .data import load_image_data
 from .ddp import DistContext
+from .eval import evaluate_generator, feature_space
 from .options import TrainOptions
 
 GRID_SEED = 20240601
@@ -24,8 +26,6 @@ class ImageFamily:
     kind = "image"
 
     def __init__(self, opts: TrainOptions, ctx: DistContext) -> None:
-        from .data import load_image_data
-
         self.opts, self.ctx, self.device = opts, ctx, ctx.device
         self.data = load_image_data(
             opts.data, image_size=opts.image_size, need_labels=opts.conditional
@@ -52,8 +52,6 @@ class ImageFamily:
                 hint="Pass --image-size N to resize them.",
             )
         if ctx.is_main:  # the data's judge trains (or loads) before --minutes' clock starts
-            from .eval import feature_space
-
             feature_space(self.data)
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -90,8 +88,6 @@ class ImageFamily:
         return make_grid(to_uint8(x), ncols=cols, scale=max(1, 64 // self.image_size))
 
     def eval_metrics(self, G: nn.Module, cfg: Any) -> dict[str, float]:
-        from .eval import evaluate_generator
-
         G = G.to(self.device).eval()
         return evaluate_generator(G, cfg, self.data, n=self.opts.eval_samples, seed=EVAL_SEED)
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from genedge.errors import BadInputError
+from genedge.errors import BadInputError, CorruptArtifactError
 
 from .options import MIN_BPE_VOCAB, TOKENIZERS, check_vocab_size
 
@@ -85,8 +85,6 @@ def tokenizer_from_json(text: str) -> Tokenizer:
     try:
         return Tokenizer.from_str(text)
     except Exception as e:  # tokenizers raises plain Exception subclasses for bad JSON
-        from genedge.errors import CorruptArtifactError
-
         raise CorruptArtifactError(
             f"The checkpoint's tokenizer does not load ({type(e).__name__}: {str(e)[:120]}).",
             hint="The file is corrupt or was edited; use an intact checkpoint or retrain.",

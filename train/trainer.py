@@ -30,12 +30,16 @@ from genedge.imageio import save_png
 from genedge.outputs import LOCK_NAME, check_run_out, clear_run, folder_lock
 
 from . import ddp
+from .ar_trainer import ArFamily
 from .budget import StepPace
 from .checkpoint import save_checkpoint, torch_load_weights_only
+from .gan_trainer import GanFamily
 from .metrics_log import MetricsLog
 from .options import TrainOptions, options_to_json, resolve_options
 from .plots import plot_curves
 from .progress import Progress
+from .transformer_trainer import TransformerFamily
+from .vae_trainer import VaeFamily
 
 GENERATOR_FILE = "generator.safetensors"
 RESUME_FILE = "resume.pt"
@@ -78,13 +82,13 @@ class RunPaths:
 
 def build_family(opts: TrainOptions, ctx: ddp.DistContext) -> Family:
     if opts.kind == "gan":
-        from .gan_trainer import GanFamily as cls
+        cls: type[Family] = GanFamily
     elif opts.kind == "vae":
-        from .vae_trainer import VaeFamily as cls
+        cls = VaeFamily
     elif opts.arch == "transformer":
-        from .transformer_trainer import TransformerFamily as cls
+        cls = TransformerFamily
     else:
-        from .ar_trainer import ArFamily as cls
+        cls = ArFamily
     return cls(opts, ctx)
 
 

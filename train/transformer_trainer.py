@@ -28,6 +28,8 @@ from .ar_trainer import (
     TEMPERATURE,
 )
 from .budget import Budget, hold_then_cosine
+from .data import load_text_data, split_text
+from .eval import transformer_text_metrics
 from .options import TrainOptions
 from .tokenizer import build_tokenizer, decode, encode, tokenizer_from_json
 from .transformer import ARCH, TransformerConfig, TransformerLM, config_from_options
@@ -80,8 +82,6 @@ class TransformerFamily:
     kind = "ar"
 
     def __init__(self, opts: TrainOptions, ctx: ddp.DistContext) -> None:
-        from .data import load_text_data, split_text
-
         self.opts, self.ctx, self.device = opts, ctx, ctx.device
         self.text = load_text_data(opts.data)
         self.train_text, self.heldout = split_text(self.text.text)
@@ -154,8 +154,6 @@ class TransformerFamily:
         return "\n\n-----\n\n".join(texts) + "\n"
 
     def evaluate(self) -> dict[str, float]:
-        from .eval import transformer_text_metrics
-
         return transformer_text_metrics(
             self.model,
             self.tokenizer,
