@@ -167,8 +167,8 @@ def describe_bundle(root: Path) -> dict[str, Any]:
         "precisions": [row for a in onnx for row in (_precision(a), *_hinted(a))],
         "engines": [_engine(a, a.engine) for a in m.artifacts if a.engine is not None],
         "skipped": dict(m.source.get("skipped", {}) or {}),
-        "source": m.source,
-        "producer": m.producer,
+        "source": m.source.to_dict(),
+        "producer": m.producer.to_dict(),
         "files": [
             {"file": a.file, "format": a.format, "size": a.size, "sha256": a.sha256}
             for a in m.artifacts

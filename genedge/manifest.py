@@ -3,10 +3,11 @@
 This module is the manifest's public face: it reads and writes ``manifest.json`` and
 re-exports the records it is parsed into. The records live by concern beside it:
 ``genedge.manifest_model`` (the model section and the graphs' tensors),
-``genedge.manifest_records`` (each artifact and its verification, engine, speed records),
-``genedge.record_fields`` (how a record's fields are checked, parsed and written: each key
-is spelled once, in its dataclass) and ``genedge.bundle_files`` (path confinement and
-hashing, at the bottom of the core).
+``genedge.manifest_records`` (each artifact and its verification, engine, speed, calibration
+and recipe records), ``genedge.manifest_source`` (where the bundle came from: ``source``,
+``producer``), ``genedge.record_fields`` (how a record's fields are checked, parsed and
+written: each key is spelled once, in its dataclass) and ``genedge.bundle_files`` (path
+confinement and hashing, at the bottom of the core).
 
 A bundle is a folder of raw artifact files plus ``manifest.json`` (written last). This
 module reads and writes that JSON and performs every check that must pass before a
@@ -89,6 +90,7 @@ from genedge.manifest_records import (
     speed_from,
     verification_from,
 )
+from genedge.manifest_source import Producer, SourceRecord, producer_from, source_from
 from genedge.onnx_guard import check_external_data
 from genedge.readback import read_json
 from genedge.record_fields import Dim, no_unknown, read_text
@@ -122,6 +124,8 @@ __all__ = [
     "InferencePrecisions",
     "Manifest",
     "ModelConfig",
+    "Producer",
+    "SourceRecord",
     "Speed",
     "TensorSpec",
     "TransformerConfig",
@@ -168,9 +172,15 @@ class Manifest:
     model: ModelConfig
     graphs: Mapping[str, GraphIO]
     artifacts: tuple[Artifact, ...]
-    producer: dict[str, Any]
-    source: dict[str, Any]
+    producer: Producer
+    source: SourceRecord
     schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if isinstance(self.producer, dict):  # built in code: parsed as a manifest's would be
+            object.__setattr__(self, "producer", producer_from(self.producer, "Manifest"))
+        if isinstance(self.source, dict):
+            object.__setattr__(self, "source", source_from(self.source, "Manifest"))
 
     def find(
         self, *, graph: str | None = None, format: str | None = None, precision: str | None = None
@@ -218,8 +228,8 @@ class Manifest:
             "model": self.model.to_dict(),
             "graphs": {name: g.to_dict() for name, g in self.graphs.items()},
             "artifacts": [a.to_dict() for a in self.artifacts],
-            "producer": self.producer,
-            "source": self.source,
+            "producer": self.producer.to_dict(),
+            "source": self.source.to_dict(),
         }
 
 
@@ -326,8 +336,8 @@ def manifest_from_dict(raw: Any, root: str | os.PathLike, *, check_files: bool =
         model=model,
         graphs=MappingProxyType(graphs),
         artifacts=artifacts,
-        producer=raw.get("producer", {}),
-        source=raw.get("source", {}),
+        producer=producer_from(raw.get("producer"), at),
+        source=source_from(raw.get("source"), at),
     )
 
 

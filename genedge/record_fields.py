@@ -192,12 +192,15 @@ def _has_default(f: dataclasses.Field) -> bool:
     return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
 
 
-def record_from(cls: type, d: Any, where: str, name: str, *, unknown: str = "refuse") -> Any:
+def record_from(
+    cls: type, d: Any, where: str, name: str, *, unknown: str = "refuse", keep_order: bool = False
+) -> Any:
     """Parse the JSON object ``d`` into the record ``cls``, each field by its check.
 
     An absent key takes the field's default (a field without one is checked as None, so a
     required field is refused by name). Keys the record does not model go to its ``extra``
     field, or are refused (``unknown="refuse"``) or skipped (``"ignore"``) without one.
+    ``keep_order``: ``record_to_dict`` writes the keys back in the order they were read.
     """
     d = read_object(where, name, d, optional=False)
     fields = _entries(cls)
@@ -213,6 +216,8 @@ def record_from(cls: type, d: Any, where: str, name: str, *, unknown: str = "ref
     if has_extra:
         values["extra"] = extra_of(d, known)
     record = cls(**values)
+    if keep_order:
+        object.__setattr__(record, "_json_order", tuple(d))
     if hasattr(record, "check"):
         record.check(where, name)
     return record
@@ -230,4 +235,25 @@ def record_to_dict(record: Any) -> dict[str, Any]:
             continue
         d[f.name] = None if v is None else f.metadata["check"].write(v)
     d.update(getattr(record, "extra", EMPTY))
+    order = getattr(record, "_json_order", None)
+    if order is not None:  # read from a file: its keys first, in the file's order
+        d = {**{k: d[k] for k in order if k in d}, **d}
     return d
+
+
+class MappingRecord(Mapping):
+    """A record that also reads like the JSON object it came from (``rec["sha256"]``,
+    ``rec.get("data")``, ``dict(rec)``), for sections whose keys vary by producer. Declare
+    its dataclass with ``eq=False`` so that it compares equal to that object."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return record_to_dict(self)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def __iter__(self):
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())

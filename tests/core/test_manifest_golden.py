@@ -161,3 +161,41 @@ def test_every_name_imported_from_the_manifest_is_still_there():
                         if not hasattr(manifest, a.name)
                     }
     assert not missing, sorted(missing)
+
+
+def test_source_and_producer_are_typed_and_still_read_like_their_json(tmp_path):
+    path = next(p for p in GOLDEN if p.stem.endswith("gan"))
+    raw = json.loads(path.read_text())
+    m = manifest_from_dict(raw, tmp_path, check_files=False)
+    assert m.source.checkpoint == "gan.safetensors" and m.source.artifact_keys == {"fp32": "k1"}
+    assert m.source["sha256"] == raw["source"]["sha256"] and m.source.get("data") is None
+    assert m.source == raw["source"] and dict(m.producer) == raw["producer"]
+    assert m.producer.torch == "2.5.0"
+
+
+def test_a_source_in_another_key_order_is_written_back_in_its_own(tmp_path):
+    """Each export route orders its source keys its own way; a read manifest keeps them."""
+    path = next(p for p in GOLDEN if p.stem.endswith("gan"))
+    raw = json.loads(path.read_text())
+    raw["source"] = {"type": "checkpoint", "model_type": "llama", "sha256": "ab" * 32, "step": 3}
+    m = manifest_from_dict(raw, tmp_path, check_files=False)
+    assert list(m.to_dict()["source"]) == ["type", "model_type", "sha256", "step"]
+    assert m.source.step == 3 and m.source.extra == {"model_type": "llama"}
+
+
+@pytest.mark.parametrize(
+    "section, value, named",
+    [
+        ("source", {"step": "3"}, "source.step"),
+        ("source", {"skipped": {"int8": 1}}, "source.skipped.int8"),
+        ("source", {"artifact_keys": []}, "source.artifact_keys"),
+        ("producer", {"torch": 2.5}, "producer.torch"),
+    ],
+)
+def test_a_malformed_source_or_producer_is_refused_by_name(tmp_path, section, value, named):
+    path = next(p for p in GOLDEN if p.stem.endswith("gan"))
+    raw = json.loads(path.read_text())
+    raw[section] = value
+    with pytest.raises(CorruptArtifactError) as info:
+        manifest_from_dict(raw, tmp_path, check_files=False)
+    assert f"{named} is" in info.value.message and info.value.exit_code == 2
