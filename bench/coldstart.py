@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from genedge.runtime import Sampler  # import time is part of a cold start
+
 from .cases import open_kwargs
 from .memory import peak_rss_bytes
 
@@ -24,7 +26,6 @@ def _child(
     bundle: str, backend: str, precision: str | None, threads: int | None, batch: int
 ) -> dict[str, Any]:
     t0 = time.perf_counter_ns()
-    from genedge.runtime import Sampler  # import time is part of a cold start
 
     t1 = time.perf_counter_ns()
     sampler = Sampler.open(bundle, **open_kwargs(Sampler.open, backend, precision, threads))

@@ -14,6 +14,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from genedge.runtime import Sampler
+from genedge.runtime.realtime import DEFAULT_PRIORITY
+
 from .cases import describe, open_kwargs
 from .options import BenchOptions
 from .runner import CaseResult
@@ -61,8 +64,6 @@ def summarize_stream(
 def stream_once(sampler: Any, fps: float, seconds: float) -> dict[str, Any]:
     """Run ``sampler.stream(fps=, seconds=)`` to its end, timing each frame's arrival, with the
     consumer at real-time priority as ``genedge live`` runs it."""
-    from genedge.runtime.realtime import DEFAULT_PRIORITY
-
     clock = time.perf_counter_ns
     stream = sampler.stream(fps=fps, seconds=seconds, realtime_priority=DEFAULT_PRIORITY)
     arrivals: list[int] = []
@@ -113,8 +114,6 @@ def realtime_bench(
     o: BenchOptions, results: list[CaseResult], notes: list[str]
 ) -> dict[str, Any] | None:
     """The stream at ``o.fps`` for ``o.fps_seconds``, then the highest fps with no miss."""
-    from genedge.runtime import Sampler
-
     measured = [r for r in results if r.kind == "runtime" and r.batch == 1] or [
         r for r in results if r.kind == "runtime"
     ]

@@ -33,13 +33,15 @@ from .coldstart import measure_cold_start
 from .env import environment
 from .machine import matmul_probe
 from .memory import gpu_memory, peak_rss_bytes
+from .openvino_baseline import OpenVinoTarget
 from .options import DEFAULT_SECONDS, BenchOptions, validate_options
 from .progress import progress_bar
 from .quality import quality_rows
 from .ratios import Ratio, compute_ratios, rounds_disagree
 from .report import BenchReport
-from .runner import CaseResult, rounds_of, run_cases
+from .runner import SETTLE_S, CaseResult, rounds_of, run_cases
 from .timer import Budget
+from .trtexec import run_trtexec
 
 
 def bundle_precisions(manifest: Manifest) -> tuple[str, ...]:
@@ -96,8 +98,6 @@ def ort_targets(o: BenchOptions, manifest: Manifest, notes: list[str]) -> list[O
 
 def openvino_targets(o: BenchOptions, manifest: Manifest, notes: list[str]) -> list[Target]:
     """Standalone OpenVINO on the file of each precision (bf16: the fp32 file, bf16 hint)."""
-    from .openvino_baseline import OpenVinoTarget
-
     out: list[Target] = []
     for p in o.precisions or ():
         path = onnx_path(manifest, "fp32" if p == "bf16" else p)
@@ -203,8 +203,6 @@ def expected_duration(
     one-off setup of each baseline case (``setup``: their kinds, one per case). ``load``:
     (1-minute load average, usable CPUs) now; a busy machine stretches everything but the
     timed budget, and the line says by how much."""
-    from .runner import SETTLE_S
-
     cold = o.cold_runs * configurations
     parts = [f"{cases} timed cases"]
     total = cold * COLD_START_S + (o.fps_seconds if o.fps is not None else 0.0)
@@ -367,8 +365,6 @@ def run_bench(
 
 
 def _trtexec(o: BenchOptions, manifest: Manifest, notes: list[str]) -> list[dict]:
-    from .trtexec import run_trtexec
-
     engines = manifest.find(graph=MAIN_GRAPH.get(manifest.kind, "generator"), format="engine")
     if not engines:
         notes.append("trtexec: the bundle has no TensorRT engine")

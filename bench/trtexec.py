@@ -16,8 +16,14 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from genedge.errors import GenedgeError
+from genedge.runtime.cuda import probe_environment
+from genedge.runtime.trt_backend import check_engine_record
+from genedge.runtime.trt_compat import check_dla
 
 if TYPE_CHECKING:
     from genedge.manifest import EngineRecord
@@ -112,12 +118,6 @@ def refusal(
 ) -> str | None:
     """Why trtexec must not run ``engine`` here (the runtime's checks, against trtexec's own
     TensorRT version when its banner gave one), or None."""
-    from dataclasses import replace
-
-    from genedge.errors import GenedgeError
-    from genedge.runtime.trt_backend import check_engine_record
-    from genedge.runtime.trt_compat import check_dla
-
     if env is None:
         return "no TensorRT GPU environment to check the engine against"
     if trtexec_trt:
@@ -169,7 +169,6 @@ def run_trtexec(
     if record is not None:
         if env is None:
             from genedge.errors import GenedgeError
-            from genedge.runtime.cuda import probe_environment
 
             try:
                 env = probe_environment()

@@ -21,7 +21,7 @@ from typing import Any
 
 from genedge.atomic import atomic_dir, clean_stale_temps
 from genedge.errors import BadInputError, printable
-from genedge.manifest import MANIFEST_NAME, Manifest, sha256_file
+from genedge.manifest import MANIFEST_NAME, Manifest, read_manifest, sha256_file, write_manifest
 from genedge.outputs import (
     LOCK_NAME,
     check_bundle_out,
@@ -34,9 +34,14 @@ from genedge.precisions import BY_NAME, PRECISIONS, image_precisions
 
 from .context import BuildContext, LoadedModel, Log, save_bundle_file, silent
 from .manifest_build import manifest_dict
+from .onnx_export import load_generator
 from .options import ExportOptions, validate_export_options
 from .precision import STAGES
+from .quality import load_reference_data
 from .reuse import copy_previous, dropped_note, is_current, read_previous, reusable
+from .speed import stage_speed
+from .triton import write_triton_repository
+from .wrappers import graphs_for
 
 __all__ = [
     "LOCK_NAME",
@@ -133,9 +138,6 @@ def export_bundle(opts: ExportOptions, *, log: Log = silent) -> Path:
         source["data"] = info.meta["data"]
 
     def load() -> LoadedModel:
-        from .onnx_export import load_generator
-        from .wrappers import graphs_for
-
         model, cfg, kind = load_generator(opts.source)
         graphs = graphs_for(kind, model, cfg, opts.output_format)
         return LoadedModel(model, cfg, kind, graphs, info.meta.get("data"))
@@ -189,11 +191,6 @@ def _build(
     previous: Manifest | None,
     log: Log,
 ) -> None:
-    from genedge.manifest import write_manifest
-
-    from .quality import load_reference_data
-    from .speed import stage_speed
-
     real = None
     if loaded.kind != "ar":
         real = load_reference_data(opts.eval_data or loaded.data, loaded.cfg.image_size)
@@ -219,10 +216,6 @@ def _build(
 
 
 def _write_triton(opts: ExportOptions, log: Log) -> None:
-    from genedge.manifest import read_manifest
-
-    from .triton import write_triton_repository
-
     manifest = read_manifest(opts.out)
     check_triton_out(opts.triton, opts.out)  # again: the repository may have changed meanwhile
     written = write_triton_repository(

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genedge.errors import BadInputError
+from genedge.errors import BadInputError, printable
 from genedge.interrupts import user_code
 from genedge.latents import default_labels, seeded_latents
+from genedge.manifest import sha256_file
 from genedge.precisions import PRECISIONS
 
 from .options import ExportOptions, validate_export_options
@@ -369,8 +370,6 @@ def module_source(
     ``sha256`` identifies the generator as a whole (weights, code, call options): an
     unchanged re-export reuses the artifacts already in the bundle.
     """
-    from genedge.manifest import sha256_file
-
     cls = type(module)
     rec: dict[str, Any] = {"type": "module", "generator": spec.record()}
     if file is not None:
@@ -460,8 +459,6 @@ def export_generator(
 
 def _stderr_log(line: str) -> None:
     import sys
-
-    from genedge.errors import printable
 
     print(f"genedge export: {printable(line, None)}", file=sys.stderr, flush=True)
 

@@ -6,9 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
+from genedge.atomic import atomic_write_text
+from genedge.errors import MESSAGE_CHARS, printable
+from genedge.limits import MAX_EVAL_SAMPLES, check_count
 from genedge.manifest import Manifest, read_manifest
 
+from .dispatch import export_from_args
+from .evaluate import evaluate_bundle
 from .options import ExportOptions, parse_profiles
+from .text_eval import eval_text_command, is_text_bundle
 from .verdicts import checks_text, gate_lines, metric_text
 
 
@@ -47,10 +53,6 @@ def export_command(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from genedge.errors import MESSAGE_CHARS, printable
-
-    from .dispatch import export_from_args
-
     opts = options_from_args(args)
     console = Console(stderr=True, log_path=False)  # a source-file column helps no user
     with console.status("exporting...") as status:
@@ -73,12 +75,6 @@ def export_command(args: argparse.Namespace) -> int:
 
 def eval_bundle_command(args: argparse.Namespace) -> int:
     """`genedge eval BUNDLE`: re-run the quality metrics on a bundle's artifacts."""
-    from genedge.atomic import atomic_write_text
-    from genedge.limits import MAX_EVAL_SAMPLES, check_count
-
-    from .evaluate import evaluate_bundle
-    from .text_eval import eval_text_command, is_text_bundle
-
     if args.num_samples is not None:  # a bad flag is named before the bundle is read
         check_count(
             "eval -n", args.num_samples, MAX_EVAL_SAMPLES, "evaluation keeps every sample in memory"
@@ -107,8 +103,6 @@ _BACKEND_NAMES = {"onnxruntime-cpu": "ort-cpu", "onnxruntime-cuda": "ort-cuda"}
 def bundle_metrics_text(metrics: dict) -> str:
     """``evaluate_bundle``'s result as ``genedge eval CKPT`` prints its own: one block per
     artifact, one metric per line."""
-    from genedge.errors import printable
-
     lines = [
         f"metrics of {printable(metrics['bundle'], None)} "
         f"({metrics['kind']}, {metrics['n']} samples, seed {metrics['seed']})"
@@ -169,8 +163,6 @@ def summary_table(manifest: Manifest):
     from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
-
-    from genedge.errors import printable
 
     source = manifest.source
     origin = (

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from genedge.atomic import atomic_write_bytes
+from genedge.imageio import to_uint8
 from genedge.manifest import Manifest, artifact_record
 
 from .calibration import (
@@ -26,6 +27,7 @@ from .calibration import (
     text_calibration_feeds,
 )
 from .options import ExportOptions
+from .parity import onnx_runner
 from .wrappers import GraphSpec
 
 if TYPE_CHECKING:
@@ -132,8 +134,6 @@ def calibration_feeds(ctx: BuildContext, spec: GraphSpec) -> list[Feed]:
 
 def fp32_runner(ctx: BuildContext, spec: GraphSpec) -> ArtifactRunner:
     """The runtime's ORT CPU backend on ``spec``'s fp32 ONNX in ``ctx.tmp`` (opened once)."""
-    from .parity import onnx_runner
-
     if spec.stem not in ctx.runners:
         ctx.runners[spec.stem] = onnx_runner(ctx.tmp / f"{spec.stem}.onnx", spec)
     return ctx.runners[spec.stem]
@@ -158,7 +158,5 @@ def _quality_feeds(ctx: BuildContext, spec: GraphSpec) -> list[Feed]:
 
 
 def _decoded_uint8(ctx: BuildContext, feed: Feed) -> np.ndarray:
-    from genedge.imageio import to_uint8
-
     img = fp32_runner(ctx, ctx.main).run(feed)["image"]
     return img if img.dtype == np.uint8 else to_uint8(img)

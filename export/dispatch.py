@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from genedge.errors import BadInputError, printable
+from genedge.manifest import sha256_file
+from genedge.train.data import load_text_data, split_text
 
 from .byo import (
     GeneratorSpec,
@@ -23,6 +25,7 @@ from .byo import (
     validate_spec,
 )
 from .options import ExportOptions, validate_export_options
+from .source_onnx import export_onnx_file, onnx_spec_from_args
 
 
 def _module_args(text: str | None) -> Any:
@@ -70,7 +73,6 @@ def export_transformer_checkpoint(ckpt: Path, opts: ExportOptions, log: Log) -> 
     temporary Hugging Face folder, exported as one; the manifest names the checkpoint."""
     import tempfile
 
-    from genedge.manifest import sha256_file
     from genedge.train.checkpoint import hf_folder_from_checkpoint, read_checkpoint_info
 
     from .bundle import source_path
@@ -101,8 +103,6 @@ def _held_out_file(data: str | None, folder: Path) -> Path | None:
     """The start of the held-out part (``split_text``) of the text a checkpoint trained on,
     written to ``folder``; None when that text cannot be read here (then export scores its
     default text)."""
-    from genedge.train.data import load_text_data, split_text
-
     from .text_source import HELD_OUT_CHARS
 
     if not data:
@@ -192,8 +192,6 @@ def _export(args: Any, opts: ExportOptions, log: Log) -> Path:
     if is_transformer_checkpoint(source):
         return export_transformer_checkpoint(Path(source), opts, log)
     if str(source).lower().endswith(".onnx"):
-        from .source_onnx import export_onnx_file, onnx_spec_from_args
-
         return export_onnx_file(Path(source), opts, onnx_spec_from_args(args), log=log)
     given = [f"--{f.replace('_', '-')}" for f in BYO_FLAGS if getattr(args, f, None) is not None]
     if given:

@@ -14,7 +14,12 @@ from typing import Any
 import numpy as np
 
 from genedge.errors import BadInputError
+from genedge.limits import MAX_EVAL_SAMPLES, check_count
 from genedge.manifest import MAIN_GRAPH, ModelConfig, read_manifest
+from genedge.metrics import bits_per_char
+
+from .calibration import image_feed, split_feed
+from .quality import image_quality, image_task_metrics, load_reference_data
 
 
 def evaluate_bundle(
@@ -31,8 +36,6 @@ def evaluate_bundle(
     ``data`` is the reference data for task metrics (default: the training data named in the
     checkpoint, if known). ``n`` samples (images) or token rows x steps (``ar``).
     """
-    from genedge.limits import MAX_EVAL_SAMPLES, check_count
-
     from .parity import onnx_runner
 
     check_count("eval -n", n, MAX_EVAL_SAMPLES, "evaluation keeps every sample in memory")
@@ -87,15 +90,10 @@ class _Cfg:
 
 
 def _reference_data(src: str | None, image_size: int | None):
-    from .quality import load_reference_data
-
     return load_reference_data(src, image_size)
 
 
 def _eval_images(ref, runner, m, cfg, n: int, seed: int, real) -> dict[str, Any]:
-    from .calibration import image_feed, split_feed
-    from .quality import image_quality, image_task_metrics
-
     layout = "NCHW" if m.model.output_format == "float" else "NHWC"
     feeds = split_feed(image_feed(cfg, n, seed), 100)
     a = np.concatenate([ref.run(f)["image"] for f in feeds])
@@ -109,8 +107,6 @@ def _eval_images(ref, runner, m, cfg, n: int, seed: int, real) -> dict[str, Any]
 
 
 def _eval_text(ref, runner, cfg, n: int, seed: int, steps: int = 64) -> dict[str, Any]:
-    from genedge.metrics import bits_per_char
-
     rows = max(1, min(n // steps, 64))
     tokens = _sample_tokens(ref, cfg, rows, steps, seed)
     return {"metrics": {"bpc_on_fp32_samples": bits_per_char(runner, cfg, tokens)}}

@@ -12,7 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from genedge.metrics import bits_per_char
+
 from .context import BuildContext, fp32_runner, quality_feeds
+from .quality import gated_metrics, image_quality, image_task_metrics, metric_drop
 from .wrappers import GraphSpec
 
 ENCODER_TOL = 0.05  # max |mu, logvar - fp32| for a reduced-precision encoder
@@ -24,8 +27,6 @@ NO_GATED_METRIC = "image quality only: an unconditional model's distances are re
 
 def compare_to_fp32(ctx: BuildContext, spec: GraphSpec, runner: Any) -> dict[str, Any]:
     """PSNR/SSIM (image graphs) or max error, and task metrics, of ``runner`` vs fp32 on held-out seeds."""
-    from .quality import image_quality, image_task_metrics, metric_drop
-
     feeds, ref_runner = quality_feeds(ctx, spec), fp32_runner(ctx, spec)
     ref = [ref_runner.run(f) for f in feeds]
     test = [runner.run(f) for f in feeds]
@@ -59,8 +60,6 @@ def compare_to_fp32(ctx: BuildContext, spec: GraphSpec, runner: Any) -> dict[str
 
 
 def _bpc_record(ctx: BuildContext, ref_runner: Any, runner: Any) -> dict[str, Any]:
-    from genedge.metrics import bits_per_char
-
     feeds = quality_feeds(ctx, ctx.main)
     tokens = np.stack([f["token"] for f in feeds], axis=1)  # (B, T)
     ref, test = bits_per_char(ref_runner, ctx.cfg, tokens), bits_per_char(runner, ctx.cfg, tokens)
@@ -74,8 +73,6 @@ def gate(ctx: BuildContext, rec: dict[str, Any], *, use_metric: bool) -> bool:
     ``max_err``), the ``psnr_floor`` and ``metric_budget`` it was held to, and ``reason``, one
     line with the measured values against them.
     """
-    from .quality import gated_metrics
-
     o, checks, why, ok = ctx.opts, [], [], True
     if "psnr_vs_fp32" in rec:
         good = rec["psnr_vs_fp32"] >= o.min_psnr - GATE_TOLERANCE

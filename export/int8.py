@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 from .calibration import Feed, feeds_reader
+from .deconv import phase_convs, private_qdq_scales
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")  # mixed-precision search candidates
 # Relu and DepthToSpace too, so the GAN's sub-pixel blocks stay int8 from conv to conv
@@ -89,8 +90,6 @@ def int8_from_onnx(
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from .deconv import phase_convs, private_qdq_scales
 
     # QuantizeBias=False: TensorRT rejects int32 DequantizeLinear inputs (bias), and ORT CPU
     # still fuses Q/DQ Conv with a float bias into QLinearConv (it quantizes the bias itself).

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 from typing import Any
 
+from genedge import __version__
 from genedge.manifest import FORMAT, SCHEMA_VERSION
 
 from .context import BuildContext
@@ -33,8 +34,6 @@ def model_section(kind: str, cfg: Any, output_format: str) -> dict[str, Any]:
 def producer_versions() -> dict[str, str]:
     """Versions of genedge and every package that shaped the artifacts (installed ones only)."""
     from importlib import metadata
-
-    from genedge import __version__
 
     out = {"genedge": __version__}
     for name in ("torch", "onnx", "onnxruntime", "onnxslim", "onnxconverter-common", "tensorrt"):

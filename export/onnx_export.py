@@ -14,6 +14,8 @@ from typing import Any
 
 from genedge.errors import CorruptArtifactError
 
+from .deconv import dense_first_layers
+from .fp16 import name_nodes
 from .wrappers import GraphSpec, example_feed, graphs_for
 
 PROTOBUF_LIMIT = 2**31 - 1
@@ -81,9 +83,6 @@ def finish_model(model, spec: GraphSpec):
     """Simplify with onnxslim, rewrite 1x1 ConvTranspose layers as Gemm, then check, infer
     shapes and restore the symbolic batch names."""
     import onnx
-
-    from .deconv import dense_first_layers
-    from .fp16 import name_nodes
 
     model = slim_model(model)
     dense_first_layers(model)

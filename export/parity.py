@@ -11,10 +11,12 @@ from typing import Any
 
 import numpy as np
 
+import genedge.runtime.select as select
 from genedge.errors import CorruptArtifactError, IntegrityError
 from genedge.manifest import Verification
+from genedge.runtime.ort_backend import MissingKernelError
 
-from .calibration import Feed, encoder_feed, image_feed
+from .calibration import Feed, encoder_feed, image_feed, single_thread_torch
 from .wrappers import GraphSpec
 
 # max |onnx - torch| allowed per output dtype: one grey level for uint8 (rounding at .5)
@@ -70,12 +72,9 @@ def onnx_runner(path: str | Path, spec: GraphSpec | None = None) -> ArtifactRunn
 
     ORT CPU lacks fp16 kernels for some ops; such a graph runs on ``onnx.reference``.
     """
-    from genedge.runtime.ort_backend import MissingKernelError
-    from genedge.runtime.select import open_file
-
     io = {} if spec is None else {"inputs": spec.inputs, "outputs": spec.outputs}
     try:
-        b = open_file(path, **io)
+        b = select.open_file(path, **io)
     except MissingKernelError:
         return ArtifactRunner(_ReferenceEvaluator(Path(path)), "onnx-reference")
     return ArtifactRunner(b, "onnxruntime-cpu")
@@ -90,10 +89,8 @@ def engine_runner(
     allow_version_compatible: bool = False,
 ) -> ArtifactRunner:
     """A TensorRT engine on the runtime's ``TrtBackend`` (``record``: its manifest engine record). GPU only."""
-    from genedge.runtime.select import BackendOptions, open_file
-
-    opts = BackendOptions(allow_version_compatible=allow_version_compatible)
-    b = open_file(
+    opts = select.BackendOptions(allow_version_compatible=allow_version_compatible)
+    b = select.open_file(
         path,
         "tensorrt",
         precision,
@@ -108,8 +105,6 @@ def engine_runner(
 def torch_outputs(wrapper: Any, spec: GraphSpec, feed: Feed) -> dict[str, np.ndarray]:
     """Run the torch wrapper on a numpy feed: {output name: array}."""
     import torch
-
-    from .calibration import single_thread_torch
 
     with torch.no_grad(), single_thread_torch():
         outs = wrapper(*(torch.from_numpy(np.asarray(feed[t.name])) for t in spec.inputs))

@@ -17,17 +17,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 from genedge.precisions import INFERENCE_PRECISIONS, SUFFIXES, onnx_file
+from genedge.runtime.machine import bf16_support
+from genedge.runtime.select import BackendOptions, open_file
 
+from . import int8
+from .bf16 import bf16_emulation
 from .context import BuildContext, add_artifact, calibration_feeds, calibration_spec
+from .fp16 import COMPUTE_OPS, fp16_from_onnx, largest_compute_nodes
 from .gate import compare_to_fp32, gate, summary
+from .mixed import GateResult, search_recipe
+from .onnx_export import onnx_from_module, save_onnx
+from .parity import ArtifactRunner, check_parity, onnx_runner
+from .speed import interleaved_p50, open_for_speed, speed_feed
+from .trt_stage import build_engines
 from .wrappers import GraphSpec
 
 
 def stage_fp32(ctx: BuildContext) -> None:
     """Export every graph, check parity vs torch (raises ParityError), record."""
-    from .onnx_export import onnx_from_module, save_onnx
-    from .parity import check_parity
-
     for spec, wrapper in ctx.graphs:
         ctx.log(f"exporting {spec.name} -> {spec.stem}.onnx")
         build = getattr(wrapper, "build_onnx", None)  # a source that makes its own graph
@@ -70,10 +77,6 @@ def stage_fp16(ctx: BuildContext) -> None:
 def _fp16_graph(ctx: BuildContext, spec: GraphSpec) -> None:
     import onnx
 
-    from .fp16 import COMPUTE_OPS, fp16_from_onnx, largest_compute_nodes
-    from .onnx_export import save_onnx
-    from .parity import onnx_runner
-
     file = f"{spec.stem}.{SUFFIXES['fp16']}.onnx"
     fp32 = onnx.load(str(ctx.tmp / f"{spec.stem}.onnx"))
     feeds = calibration_feeds(ctx, spec)[:4]
@@ -115,12 +118,6 @@ def stage_bf16(ctx: BuildContext) -> None:
     refuses bf16 (exit 3) on the ones that do not.
     """
     import onnx
-
-    from genedge.runtime.machine import bf16_support
-    from genedge.runtime.select import BackendOptions, open_file
-
-    from .bf16 import bf16_emulation
-    from .parity import ArtifactRunner
 
     native, why = bf16_support()
     runner = INFERENCE_PRECISIONS["bf16"]  # the backend that runs the hint
@@ -168,10 +165,6 @@ def stage_int8(ctx: BuildContext) -> None:
     """Q/DQ int8 of the main graph, gated on held-out seeds, mixed-precision search on failure."""
     import onnx
 
-    from .int8 import WEIGHTED_OPS, int8_from_onnx, quantizable_nodes, quantized_weight_nodes
-    from .mixed import GateResult, search_recipe
-    from .parity import onnx_runner
-
     spec, o = ctx.main, ctx.opts
     src = ctx.tmp / f"{spec.stem}.onnx"
     feeds = calibration_feeds(ctx, spec)
@@ -179,7 +172,7 @@ def stage_int8(ctx: BuildContext) -> None:
     work.mkdir(exist_ok=True)
 
     def build(kept: tuple[str, ...]) -> Path:
-        return int8_from_onnx(
+        return int8.int8_from_onnx(
             src,
             work / f"cand{len(list(work.iterdir()))}.onnx",
             feeds,
@@ -200,9 +193,9 @@ def stage_int8(ctx: BuildContext) -> None:
             f"warning: the task-metric budget {o.max_quality_drop:g} is under 5 samples of "
             f"{o.quality_samples} (one sample moves an accuracy by {1 / o.quality_samples:g})"
         )
-    candidates = quantizable_nodes(onnx.load(str(src)))
+    candidates = int8.quantizable_nodes(onnx.load(str(src)))
     recipe = search_recipe(build, evaluate, candidates, log=ctx.log)
-    if not quantized_weight_nodes(onnx.load(str(recipe.path))):
+    if not int8.quantized_weight_nodes(onnx.load(str(recipe.path))):
         shutil.rmtree(work, ignore_errors=True)
         why = (
             f"{len(candidates)} such node(s); {len(recipe.kept_float)} kept in float by the "
@@ -211,7 +204,7 @@ def stage_int8(ctx: BuildContext) -> None:
             else "the graph has none"
         )
         skip_precision(
-            ctx, "int8", f"no {'/'.join(WEIGHTED_OPS)} weight of {src.name} is int8 ({why})"
+            ctx, "int8", f"no {'/'.join(int8.WEIGHTED_OPS)} weight of {src.name} is int8 ({why})"
         )
         return
     pointless = _fallback_not_worth_it(ctx, src, recipe) if recipe.kept_float else None
@@ -249,8 +242,6 @@ FALLBACK_SIZE = 0.9  # a fallback recipe below 90% of fp32's bytes counts as sma
 def _fallback_not_worth_it(ctx: BuildContext, src: Path, recipe) -> str | None:
     """Why a recipe with nodes kept in float is no better than fp32 (neither smaller nor
     faster at batch 16 on ONNX Runtime CPU), or None when it is worth keeping."""
-    from .speed import interleaved_p50, open_for_speed, speed_feed
-
     size, size32 = recipe.path.stat().st_size, src.stat().st_size
     if size < FALLBACK_SIZE * size32:
         return None
@@ -292,8 +283,6 @@ def skip_precision(ctx: BuildContext, precision: str, reason: str) -> None:
 
 
 def stage_trt(ctx: BuildContext) -> None:
-    from .trt_stage import build_engines
-
     build_engines(ctx)
 
 

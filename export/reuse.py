@@ -12,7 +12,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from genedge.manifest import MANIFEST_NAME, Artifact, Manifest
+from genedge.errors import GenedgeError
+from genedge.manifest import MANIFEST_NAME, Artifact, Manifest, read_manifest
 
 from .context import BuildContext
 from .options import ExportOptions
@@ -20,9 +21,6 @@ from .options import ExportOptions
 
 def read_previous(out: Path) -> Manifest | None:
     """The bundle at ``out``, if it is a valid genedge bundle with intact files; else None."""
-    from genedge.errors import GenedgeError
-    from genedge.manifest import read_manifest
-
     if not (out / MANIFEST_NAME).is_file():
         return None
     try:

@@ -19,9 +19,20 @@ from typing import Any
 import numpy as np
 
 from genedge.errors import BadInputError, CorruptArtifactError
+from genedge.latents import default_labels, seeded_latents
 from genedge.limits import MAX_BATCH, MAX_LATENT_SIZE, MAX_OUTPUT_PIXELS
+from genedge.manifest import sha256_file
+from genedge.onnx_guard import check_external_data
 
-from .byo import GeneratorSpec, config_for, image_graph_spec_for, validate_spec
+from .byo import (
+    GeneratorSpec,
+    check_output_range,
+    combined_sha256,
+    config_for,
+    image_graph_spec_for,
+    parse_output_range,
+    validate_spec,
+)
 from .control_flow import check_control_flow
 from .options import ExportOptions
 
@@ -69,8 +80,6 @@ class OnnxIO:
 
 
 def onnx_spec_from_args(args: Any) -> OnnxSourceSpec:
-    from .byo import parse_output_range
-
     for flag in ("module_args", "latent_shape", "weights"):
         if getattr(args, flag, None) is not None:
             raise BadInputError(
@@ -93,8 +102,6 @@ def onnx_spec_from_args(args: Any) -> OnnxSourceSpec:
 def load_user_onnx(path: Path):
     """The ONNX model at ``path`` (external data confined to its folder), checked."""
     import onnx
-
-    from genedge.onnx_guard import check_external_data
 
     if not path.is_file():
         raise BadInputError(f"ONNX file '{path}' does not exist or is not a file.")
@@ -522,10 +529,6 @@ def _padded(a: np.ndarray, n: int) -> np.ndarray:
 # ---------------------------------------------------------------- checks and entry point
 def probe_source(ref: SourceReference, gspec: GeneratorSpec, path: Path) -> None:
     """Run the original graph on seeded latents: finite, inside the declared range (BadInputError)."""
-    from genedge.latents import default_labels, seeded_latents
-
-    from .byo import check_output_range
-
     n = 8
     z = seeded_latents(n, gspec.latent_dim, seed=0)
     labels = default_labels(n, gspec.num_classes) if gspec.num_classes else None
@@ -549,8 +552,6 @@ def check_dynamic_batch(graph: OnnxGeneratorGraph, ref: SourceReference) -> None
     import tempfile
 
     import onnx
-
-    from genedge.latents import default_labels, seeded_latents
 
     from .parity import onnx_runner
 
@@ -587,10 +588,6 @@ def check_dynamic_batch(graph: OnnxGeneratorGraph, ref: SourceReference) -> None
 
 
 def onnx_source(path: Path, spec: GeneratorSpec, io: OnnxIO) -> dict[str, Any]:
-    from genedge.manifest import sha256_file
-
-    from .byo import combined_sha256
-
     digest = sha256_file(path)
     names = {
         "latent": io.latent.name,

@@ -17,9 +17,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from genedge.cpu_load import RoundLoad
+from genedge.errors import GenedgeError
 from genedge.precisions import REFERENCE
 from genedge.runtime import registry
 from genedge.runtime.measure import interleave, median, round_ratios, spread, time_runs
+from genedge.runtime.ort_backend import MissingKernelError
+from genedge.runtime.select import BackendOptions, open_file
+
+from .calibration import image_feed
 
 if TYPE_CHECKING:
     from .context import BuildContext
@@ -30,8 +35,6 @@ MIN_ROUNDS, MAX_ROUNDS, WARMUP = 3, 200, 1
 
 
 def speed_feed(ctx: BuildContext, batch: int) -> dict[str, np.ndarray]:
-    from .calibration import image_feed
-
     spec = ctx.main
     if spec.name == "step":
         cfg = ctx.cfg
@@ -72,10 +75,6 @@ def open_for_speed(path: Any, backend: str | None = None) -> Any | None:
     spinning threads of one session would steal the cores from the next one in the
     interleaving. None when the backend cannot run the file (no kernel for one of its ops on
     ORT, a graph OpenVINO refuses): it cannot be that backend's choice then."""
-    from genedge.errors import GenedgeError
-    from genedge.runtime.ort_backend import MissingKernelError
-    from genedge.runtime.select import BackendOptions, open_file
-
     try:
         return open_file(path, backend, options=BackendOptions(spin=False))
     except (MissingKernelError, GenedgeError):

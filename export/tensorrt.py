@@ -28,6 +28,7 @@ import numpy as np
 
 from genedge.errors import BadInputError, IncompatibleEnvironmentError, require
 from genedge.precisions import onnx_file, trt_flags
+from genedge.runtime.cuda import cuda_call, cuda_runtime, trt_logger
 from genedge.runtime.trt_compat import check_dla
 
 from .calibration import Feed
@@ -177,8 +178,6 @@ def require_tensorrt():
 def _device_buffers(cudart, arrays: dict[str, np.ndarray], live: list[int]) -> dict[str, int]:
     """Device copies of ``arrays``; each pointer goes into ``live`` as soon as it exists, so
     a failure half-way leaves nothing unfreed."""
-    from genedge.runtime.cuda import cuda_call
-
     ptrs = {}
     for k, a in arrays.items():
         a = np.ascontiguousarray(a)
@@ -197,8 +196,6 @@ def make_entropy_calibrator(
 ):
     """An ``IInt8EntropyCalibrator2`` over ``feeds`` (same-sized batches), defined here so that
     importing this module never imports tensorrt."""
-    from genedge.runtime.cuda import cuda_runtime
-
     trt, cudart = require_tensorrt(), cuda_runtime()
 
     class _EntropyCalibrator(trt.IInt8EntropyCalibrator2):
@@ -286,8 +283,6 @@ def engine_from_onnx(
     log: Callable[[str], None] = lambda s: None,
 ) -> EngineBuild:
     """Build a raw TensorRT plan (bytes, no header) from ``req.onnx_path``. GPU only; unverified here."""
-    from genedge.runtime.cuda import trt_logger
-
     trt = require_tensorrt()
     logger = trt_logger(trt)
     builder = trt.Builder(logger)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from genedge.atomic import atomic_path, atomic_write_text
 from genedge.manifest import Artifact, GraphIO, Manifest, TensorSpec
+from genedge.outputs import check_output_file
 
 TRITON_DTYPES = {
     "float32": "TYPE_FP32",
@@ -122,9 +124,6 @@ def _mbs(art: Artifact, default: int) -> int:
 
 
 def _write_model(folder: Path, src: Path, file: str, config: str) -> Path:
-    from genedge.atomic import atomic_path, atomic_write_text
-    from genedge.outputs import check_output_file
-
     data = src.with_name(src.name + ".data")
     targets = [folder / "1" / file, folder / "config.pbtxt"]
     for target in [*targets, *([folder / "1" / data.name] if data.exists() else [])]:

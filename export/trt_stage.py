@@ -6,8 +6,12 @@ from typing import Any
 
 import numpy as np
 
+from genedge.errors import IncompatibleEnvironmentError
 from genedge.manifest import sha256_file
+from genedge.metrics import psnr
+from genedge.runtime.cuda import probe_environment
 
+from .calibration import image_feed
 from .context import (
     BuildContext,
     add_artifact,
@@ -16,6 +20,7 @@ from .context import (
     fp32_runner,
     save_bundle_file,
 )
+from .parity import engine_runner, max_abs_error, parity_feed, tolerance_for
 from .tensorrt import (
     LEGACY,
     EngineRequest,
@@ -41,9 +46,6 @@ def _previous_file(ctx: BuildContext, name: str) -> tuple[dict[str, Any] | None,
 
 def build_environment():
     """This machine's TensorRT and GPU (the runtime's probe), or exit 3 saying what is missing."""
-    from genedge.errors import IncompatibleEnvironmentError
-    from genedge.runtime.cuda import probe_environment
-
     require_tensorrt()  # names genedge[trt] when the package is missing
     env = probe_environment()
     if env is None:
@@ -135,8 +137,6 @@ def engine_parity(
 ) -> dict[str, Any]:
     """Engine (on the runtime's ``TrtBackend``) vs ORT fp32 on the parity seeds (batch = first
     profile's OPT)."""
-    from .parity import engine_runner
-
     spec, o = ctx.main, ctx.opts
     runner = engine_runner(
         ctx.tmp / file,
@@ -152,11 +152,6 @@ def engine_parity(
 
 
 def _engine_parity(ctx: BuildContext, runner: Any, precision: str) -> dict[str, Any]:
-    from genedge.metrics import psnr
-
-    from .calibration import image_feed
-    from .parity import max_abs_error, parity_feed, tolerance_for
-
     spec, o = ctx.main, ctx.opts
     n, worst, psnrs = o.profiles[0][1], 0.0, []
     ref_runner = fp32_runner(ctx, spec)

@@ -15,6 +15,8 @@ from torch import nn
 
 from genedge.manifest import TensorSpec
 
+from .subpixel import subpixel_vae
+
 B = "B"  # the symbolic batch dimension, everywhere
 
 
@@ -169,7 +171,6 @@ def graphs_for(
         return [(spec, graph)]
     if kind == "vae":
         spec = image_graph_spec("decoder", cfg, output_format)
-        from .subpixel import subpixel_vae
 
         dec = ImageGraph(
             model,

@@ -27,6 +27,9 @@ from typing import Any
 import numpy as np
 
 from genedge.errors import BadInputError, GenedgeError, IncompatibleEnvironmentError, printable
+from genedge.manifest import read_manifest
+from genedge.runtime import TextGenerator
+from genedge.runtime.sampler import Sampler
 
 ABI_VERSION = 1  # must equal GENEDGE_ABI_VERSION in runtime/c/genedge.h
 DTYPE_UINT8, LAYOUT_NHWC = 1, 0  # GENEDGE_DTYPE_UINT8, GENEDGE_LAYOUT_NHWC: Sampler's images
@@ -96,8 +99,6 @@ def open_bundle(
     bundle: str, backend: str | None, precision: str | None, threads: int, check_inputs: int
 ) -> int:
     """``Sampler.open`` the bundle; returns the new handle's key."""
-    from genedge.runtime.sampler import Sampler
-
     if threads < 0:
         raise BadInputError(
             f"genedge_open: options.threads is {threads}; expected 0 (the runtime's default) "
@@ -319,15 +320,11 @@ _OPTION_DEFAULTS = {"repetition_penalty": 1.0, "stop": (), "eos": True}
 
 
 def _is_text_bundle(bundle: str) -> bool:
-    from genedge.manifest import read_manifest
-
     return read_manifest(bundle, check_files=False).kind == "ar"
 
 
 def _open_text(bundle: str, backend: str | None, precision: str | None, threads: int) -> int:
     """``TextGenerator.open`` the ar bundle; returns the new handle's key."""
-    from genedge.runtime import TextGenerator
-
     tg = TextGenerator.open(
         bundle, backend=backend or "auto", precision=precision or None, threads=threads or None
     )

@@ -23,6 +23,9 @@ from genedge.latents import seeded_latents
 
 from . import registry
 from .latents import make_labels
+from .sampler import IMAGE_GRAPHS, Sampler
+from .speed_record import auto_precision_note
+from .text import TextGenerator, check_request
 
 SAMPLE_CHUNK = 256  # images per run of `genedge sample`: the generator's activations follow it
 LIVE_MIN_SIZE = 256  # tiny frames are upscaled (nearest) to at least this many pixels
@@ -31,8 +34,6 @@ OVERLAY_BAND = 20  # rows above the picture for the fps / latency / miss overlay
 
 def _open_sampler(args: argparse.Namespace, batch: int):
     """The bundle's Sampler; ``batch`` (images per call) is what a tuned ``auto`` chooses for."""
-    from .sampler import Sampler
-
     return Sampler.open(
         args.bundle,
         backend=args.backend,
@@ -84,8 +85,6 @@ def _say_auto_precision(args: argparse.Namespace, s: Any) -> None:
     """On ort-cpu with no --precision: which artifact the bundle's speed record chose, and why."""
     if args.precision not in (None, "auto") or s.info.backend != registry.reference().name:
         return
-    from .sampler import IMAGE_GRAPHS
-    from .speed_record import auto_precision_note
 
     note = auto_precision_note(s.manifest, IMAGE_GRAPHS[s.manifest.kind])
     if note:
@@ -324,8 +323,6 @@ def shown_text(text: str) -> str:
 
 def generate_command(args: argparse.Namespace) -> int:
     """``genedge generate BUNDLE --prompt ...``: characters to stdout as produced, timings to stderr."""
-    from .text import TextGenerator, check_request
-
     check_request(args.prompt, args.max_new_tokens)
     with TextGenerator.open(
         args.bundle,

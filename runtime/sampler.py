@@ -39,6 +39,7 @@ from .backend import (
 )
 from .latents import MAX_WALK_FRAMES, WALKS, cached_latents, lerp, make_labels, walk_latents
 from .select import BackendOptions, backend_options, open_backend, read_bundle
+from .stream import Stream
 
 if TYPE_CHECKING:
     from .stream import Stream
@@ -383,8 +384,6 @@ class Sampler:
         integer 1..99 raises the consuming thread to ``SCHED_FIFO`` at that priority for the
         stream's duration, where the OS permits it (``genedge live`` asks for 10).
         """
-        from .stream import Stream
-
         return Stream(self, fps=fps, seconds=seconds, realtime_priority=realtime_priority, **kwargs)
 
     def __repr__(self) -> str:

@@ -34,6 +34,7 @@ from genedge.manifest import MAIN_GRAPH, Manifest
 from .backend import Backend, BackendInfo
 from .sampling import make_filters, sample_token
 from .select import backend_options, open_backend, read_bundle
+from .text_lm import LmGenerator
 
 UNKNOWN_TOKEN = 0  # training puts the unknown-character token first in the vocabulary
 
@@ -206,8 +207,6 @@ class TextGenerator:
                 hint="Use genedge.runtime.Sampler for image bundles.",
             )
         if manifest.model.transformer is not None:  # KV-cache decoder (runtime/text_lm.py)
-            from .text_lm import LmGenerator
-
             # Python samples between runs; workers spinning then steal its core under load
             if "spin" not in options:
                 opts = dataclasses.replace(opts, spin=False)

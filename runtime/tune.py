@@ -70,6 +70,7 @@ from genedge.readback import (
 from . import registry
 from .artifacts import onnx_artifacts
 from .backend import Backend
+from .machine import cpu_model
 from .measure import (
     feed_for,
     int_ranges,
@@ -191,8 +192,6 @@ def manifest_sha256(manifest: Manifest) -> str:
 
 def tune_identity(manifest: Manifest, graph: str, threads: int | None) -> dict[str, Any]:
     """Everything a measurement depends on; its hash is the cache key."""
-    from .machine import cpu_model
-
     return {
         "manifest_sha256": manifest_sha256(manifest),
         "graph": graph,

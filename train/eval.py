@@ -33,6 +33,7 @@ from torch import nn
 
 from genedge.errors import BadInputError
 from genedge.latents import seeded_latents
+from genedge.limits import MAX_EVAL_SAMPLES, check_count
 
 from .data import ImageData, encode, load_image_data, load_text_data, split_text
 from .features import RandomConvFeatures, classify, extract_features, unit_variance_scale
@@ -403,8 +404,6 @@ def evaluate_checkpoint(
     (subsampled to ``n``); ``ar`` models are scored on the held-out tail of the text
     (``split_text``), with the unigram baseline estimated on the training part.
     """
-    from genedge.limits import MAX_EVAL_SAMPLES, check_count
-
     from .checkpoint import load_checkpoint, read_checkpoint_info
 
     check_count("eval -n", n, MAX_EVAL_SAMPLES, "evaluation keeps every sample in memory")
