@@ -22,6 +22,7 @@ def test_declaring_imports_nothing_and_first_use_imports_once(monkeypatch):
 
 def test_a_missing_package_names_its_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)  # `import onnx` now raises ImportError
+    monkeypatch.setitem(sys.modules, "onnx.numpy_helper", None)  # and so does the submodule
     onnx = lazy_import("onnx.numpy_helper")
     with pytest.raises(MissingExtraError) as e:
         _ = onnx.to_array  # the first attribute access imports

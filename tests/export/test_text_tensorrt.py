@@ -16,7 +16,7 @@ from genedge.export.text_tensorrt import (
     text_profile_shapes,
     text_profiles,
 )
-from genedge.runtime import trt_backend
+from genedge.runtime import cuda
 
 pytest.importorskip("transformers")
 from text_fixtures import hf_folder, sample_text  # noqa: E402
@@ -78,7 +78,7 @@ def test_the_builder_gets_one_profile_per_text_profile(monkeypatch, tmp_path):
 
     trt = fake_tensorrt({b""}, [])
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    monkeypatch.setattr(trt_backend, "_LOGGER", None)
+    monkeypatch.setattr(cuda, "_LOGGER", None)
     calls: list[list] = []
 
     class Recorder:

@@ -362,7 +362,7 @@ def test_cli_help_states_the_defaults_options_resolve():
     d = TRANSFORMER_DEFAULTS
     for dest in ("layers", "d_model", "heads", "context", "tokenizer", "vocab_size"):
         assert f"(default: {getattr(d, dest)})" in actions[dest].help, dest
-    assert actions["arch"].choices == list(ARCHS)
+    assert list(actions["arch"].choices) == list(ARCHS)
 
 
 def test_cli_flags_reach_the_options():
