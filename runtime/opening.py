@@ -150,6 +150,11 @@ def open_named(
     check_names(backend, precision)
     spec = registry.spec(backend)
     b = open_spec(manifest, graph, spec, precision, options or BackendOptions(), int_ranges)
+    return checked_io(manifest, graph, b)
+
+
+def checked_io(manifest: Manifest, graph: str, b: Backend) -> Backend:
+    """``b`` once its tensors match the manifest's I/O spec; closed before a mismatch raises."""
     try:
         check_io_spec(manifest, graph, b)
     except BaseException:

@@ -22,8 +22,15 @@ from . import registry
 from .artifacts import default_artifact, onnx_artifact, onnx_artifacts
 from .backend import Backend, BackendSpec
 from .engines import matching_engines
-from .iospec import check_io_spec
-from .opening import backend_names, check_names, open_file, open_named, open_spec, read_bundle
+from .opening import (
+    backend_names,
+    check_names,
+    checked_io,
+    open_file,
+    open_named,
+    open_spec,
+    read_bundle,
+)
 from .options import BackendOptions, backend_options, validate_options
 from .tune import fastest
 
@@ -61,12 +68,7 @@ def open_backend(
     precision = None if precision == "auto" else precision  # "auto" is the default's name
     check_names(backend, precision)
     b = _open_auto(manifest, graph, precision, options or BackendOptions(), int_ranges)
-    try:
-        check_io_spec(manifest, graph, b)
-    except BaseException:
-        b.close()
-        raise
-    return b
+    return checked_io(manifest, graph, b)
 
 
 def _open_auto(
