@@ -15,6 +15,8 @@
 #                              folder; prompts of 16 and 128 tokens, 32 and 600 new tokens
 #                              (16 + 600 runs from position 16 past 600: the token cost at
 #                              ~600 against ~50)
+#     cpu-llama27m-text-t1     the genai comparison again with one thread for everyone (a loaded
+#                              2-core machine deschedules a second thread), 128 new tokens
 #     cpu-llama27m-text-torch  the same runtime configurations against transformers' eager
 #                              greedy generate and torch.compile with a static cache, on the
 #                              short case only (eager PyTorch takes an order of magnitude longer
@@ -24,8 +26,11 @@
 # Environment (defaults in brackets):
 #   ROUNDS [3]  PROMPTS [16,128]  NEW [32,600]     the genai comparison
 #   TORCH_ROUNDS [3]  TORCH_PROMPTS [16]  TORCH_NEW [32]  the PyTorch comparison
-#   RUNS ["genai torch"]   which of the two to run
-#   WORK [runs/llama27m]   where the folder and the bundle go (kept: not in git)
+#   T1_NEW [128]           new tokens of the one-thread genai comparison
+#   RUNS ["genai genai-t1 torch"]   which of the three to run
+#   WORK [runs/llama27m]   where the folder and the bundle go (kept: not in git; an existing
+#                          bundle is reused: delete it after the export changes. The results
+#                          in git were made with WORK=runs/llama27m-gqa, a fresh export.)
 #   OUT [bench/results]    where the JSON, Markdown and PNG go
 #   GENEDGE [.venv/bin/genedge]
 # A quick check that every case runs (a few minutes, most of it genai's builder):
@@ -41,7 +46,8 @@ NEW=${NEW:-32,600}
 TORCH_ROUNDS=${TORCH_ROUNDS:-3}
 TORCH_PROMPTS=${TORCH_PROMPTS:-16}
 TORCH_NEW=${TORCH_NEW:-32}
-RUNS=${RUNS:-genai torch}
+T1_NEW=${T1_NEW:-128}
+RUNS=${RUNS:-genai genai-t1 torch}
 WORK=${WORK:-runs/llama27m}
 OUT=${OUT:-bench/results}
 mkdir -p "$OUT" "$WORK"
@@ -56,14 +62,15 @@ if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then PIN=(taskset
 
 bench() { # NAME ROUNDS PROMPTS NEW BASELINES
   "${PIN[@]}" "$GENEDGE" bench "$WORK/bundle" --backend ort-cpu --precision fp32,int8,int4 \
-    --threads 2 --rounds "$2" --prompt-tokens "$3" --new-tokens "$4" --baselines "$5" \
+    --threads "${THREADS:-2}" --rounds "$2" --prompt-tokens "$3" --new-tokens "$4" --baselines "$5" \
     --json "$OUT/$1.json" --markdown "$OUT/$1.md" --plot "$OUT/$1.png"
 }
 for run in $RUNS; do
   case $run in
     genai) bench cpu-llama27m-text "$ROUNDS" "$PROMPTS" "$NEW" genai ;;
+    genai-t1) THREADS=1 bench cpu-llama27m-text-t1 "$ROUNDS" "$PROMPTS" "$T1_NEW" genai ;;
     torch) bench cpu-llama27m-text-torch "$TORCH_ROUNDS" "$TORCH_PROMPTS" "$TORCH_NEW" \
       torch,torch-compile ;;
-    *) echo "unknown run '$run' (genai, torch)" >&2; exit 2 ;;
+    *) echo "unknown run '$run' (genai, genai-t1, torch)" >&2; exit 2 ;;
   esac
 done
