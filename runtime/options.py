@@ -24,6 +24,9 @@ class BackendOptions:
     # ORT worker threads spin between runs: lowest latency back to back, but they burn the
     # cores between paced frames (battery, thermals, other work on a 2-core edge box).
     spin: bool = True
+    # False: ORT workers spin within a run but stop as soon as it returns (the caller's own
+    # work between runs, such as sampling a token, keeps its core)
+    spin_between_runs: bool = True
     static_shapes: bool = True  # openvino: one compiled model per batch size (see openvino_backend)
     batch: int | None = None  # auto: the batch size to choose for (tuned choice; None: 1)
     tune: bool = False  # auto: measure now when this machine has no tuning for the bundle

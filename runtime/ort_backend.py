@@ -75,6 +75,7 @@ class OrtOptions:
     run_mode: str = "iobinding"  # one of RUN_MODES
     device_id: int = 0
     spin: bool = True  # session.intra_op.allow_spinning
+    spin_between_runs: bool = True  # False: session.force_spinning_stop
     trt_cache_dir: str | None = None  # ort-trt: engine/timing cache folder (see trt_ep_cache_dir)
 
 
@@ -112,6 +113,8 @@ def _session_options(ort: Any, opts: OrtOptions) -> Any:
     if opts.inter_op_threads:
         so.inter_op_num_threads = opts.inter_op_threads
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if opts.spin else "0")
+    if not opts.spin_between_runs:
+        so.add_session_config_entry("session.force_spinning_stop", "1")
     so.log_severity_level = 3
     return so
 
@@ -387,6 +390,7 @@ def ort_options(opts: Any, request: OpenRequest) -> OrtOptions:
         intra_op_threads=opts.threads,
         inter_op_threads=opts.inter_op_threads,
         spin=opts.spin,
+        spin_between_runs=opts.spin_between_runs,
         graph_optimization=opts.graph_optimization,
         device_id=opts.device_id,
         trt_cache_dir=None if folder is None else str(folder),

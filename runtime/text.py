@@ -207,9 +207,9 @@ class TextGenerator:
                 hint="Use genedge.runtime.Sampler for image bundles.",
             )
         if manifest.model.transformer is not None:  # KV-cache decoder (runtime/text_lm.py)
-            # Python samples between runs; workers spinning then steal its core under load
-            if "spin" not in options:
-                opts = dataclasses.replace(opts, spin=False)
+            # Python samples between runs: workers still spinning then would take its core
+            if "spin_between_runs" not in options:
+                opts = dataclasses.replace(opts, spin_between_runs=False)
             return LmGenerator.from_manifest(manifest, backend, precision, opts)  # type: ignore[return-value]
         token_range = {"token": (0, max(manifest.model.vocab_size - 1, 0))}
         b = open_backend(manifest, MAIN_GRAPH["ar"], backend, precision, opts, token_range)

@@ -132,11 +132,27 @@ def test_tensorrt_sources_are_the_concatenated_cache_trace(tmp_path):
     assert np.abs(got - _torch_logits(folder, ids)).max() < 1e-4
 
 
-@pytest.mark.parametrize(("given", "want"), [({}, "0"), ({"spin": True}, "1")])
-def test_decoder_workers_do_not_spin_unless_asked(bundle, given, want):
-    """Token sampling runs in Python between decoder runs; ORT's spinning workers would take
-    its core on a loaded machine, so a transformer bundle opens without spinning by default."""
+@pytest.mark.parametrize(
+    ("given", "want"),
+    [({}, ("1", "1")), ({"spin_between_runs": True}, ("1", "")), ({"spin": False}, ("0", "1"))],
+)
+def test_decoder_workers_stop_spinning_when_a_run_returns(bundle, given, want):
+    """Token sampling runs in Python between decoder runs; ORT's workers still spinning then
+    would take its core, so a transformer bundle opens with workers that spin within a run
+    and stop when it returns, unless asked otherwise."""
     _, _, b = bundle
     with TextGenerator.open(b, backend="ort-cpu", threads=2, **given) as tg:
         so = tg.backend._sess.get_session_options()
-        assert so.get_session_config_entry("session.intra_op.allow_spinning") == want
+        got = tuple(
+            _entry(so, k)
+            for k in ("session.intra_op.allow_spinning", "session.force_spinning_stop")
+        )
+        assert got == want
+
+
+def _entry(so, key: str) -> str:
+    """A session config entry, "" when unset (ORT raises for an unknown key)."""
+    try:
+        return so.get_session_config_entry(key)
+    except Exception:
+        return ""
