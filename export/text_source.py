@@ -509,12 +509,16 @@ def _export_loaded(
     c = hf.config
     shape = DecoderShape(c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim, c.vocab_size)
     held, where = held_out_tokens(opts, load_tokenizer_file(tokenizer))
-    if hf.family == "module":
-        wrapper = WRAPPERS[hf.family](module, shape)
+    if hf.family == "module" or shape.head_dim % GQA_HEAD_MULTIPLE:
+        wrapper = WRAPPERS[hf.family](module, shape)  # concatenated cache, standard ops
     else:  # ONNX Runtime's GroupQueryAttention on a shared cache buffer (docs/text.md)
         wrapper = WRAPPERS[hf.family](module, shape, shared=True)
     spec = decoder_graph_spec(shape, shared=wrapper.shared)
     _build(opts, hf, wrapper, spec, held, where, source, tokenizer, log)
+
+
+# ONNX Runtime's CPU GroupQueryAttention kernel takes head sizes in multiples of 16 only
+GQA_HEAD_MULTIPLE = 16
 
 
 def _build(opts, hf, wrapper, spec, held, where, source, tokenizer, log) -> None:
