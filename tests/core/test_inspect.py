@@ -214,10 +214,20 @@ def test_checkpoint_shows_kind_config_call_and_hash(checkpoint, helpers, capsys)
 
 
 def test_checkpoint_without_torch_names_the_train_extra(checkpoint, monkeypatch, capsys):
+    import genedge
+
     monkeypatch.setitem(sys.modules, "torch", None)
+    # the re-import below rebinds genedge.train (and its submodules' attributes) to new module
+    # objects; put the originals back afterwards, as later tests resolve names through them
+    monkeypatch.setattr(genedge, "train", sys.modules.get("genedge.train"), raising=False)
+    before = set(sys.modules)
     for name in [m for m in sys.modules if m.startswith("genedge.train")]:
         monkeypatch.delitem(sys.modules, name)
-    code, _, err = _run(capsys, checkpoint)
+    try:
+        code, _, err = _run(capsys, checkpoint)
+    finally:  # modules first imported here would hang off the discarded package object
+        for name in [m for m in sys.modules if m.startswith("genedge.train") and m not in before]:
+            del sys.modules[name]
     assert code == 3 and "pip install 'genedge[train]'" in err and "torch" in err
 
 
