@@ -89,7 +89,9 @@ class RoundLoad:
         if self._w0 is not None and w1 is not None:
             self.waits.append((w1 - self._w0) / (t1 - self._t0))
         if self._c0 is not None and c1 is not None:
-            self._others_s += max((c1[0] - self._c0[0]) - (c1[1] - self._c0[1]), 0.0)
+            # signed: both counters tick in 1/CLK_TCK steps, so one short round reads a tick
+            # too many or too few; clipping each round would keep only the "too many" ones
+            self._others_s += (c1[0] - self._c0[0]) - (c1[1] - self._c0[1])
             self._wall_s += (t1 - self._t0) / 1e9
 
     @property
@@ -98,7 +100,7 @@ class RoundLoad:
         if self._wall_s <= 0:
             return None
         share = self._others_s / (self._wall_s * (os.cpu_count() or 1))
-        return min(share, 1.0)  # /proc/stat counts in clock ticks: short rounds overshoot
+        return min(max(share, 0.0), 1.0)  # tick rounding can leave a total just out of range
 
     @property
     def busy_rounds(self) -> int:

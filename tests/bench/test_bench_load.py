@@ -110,3 +110,23 @@ def test_doubt_is_said_before_any_number():
         [],
     )
     assert "Read this first" not in markdown(quiet)
+
+
+def test_tick_rounding_of_short_rounds_cancels_out(monkeypatch):
+    """/proc/stat and os.times() both tick in 1/CLK_TCK steps: over many short rounds a quiet
+    machine reads a tick too many as often as a tick too few, and must not add up to busy."""
+    import genedge.cpu_load as cpu_load
+
+    readings = iter([(0.00, 0.00), (0.01, 0.00), (0.01, 0.00), (0.01, 0.01)] * 100)
+    monkeypatch.setattr(cpu_load, "cpu_seconds", lambda: next(readings))
+    monkeypatch.setattr(cpu_load, "runqueue_wait_ns", lambda: None)
+    load = RoundLoad()
+    for _ in range(100):  # rounds reading others +0.01 s, then -0.01 s: net zero
+        load.start()
+        time.sleep(0.0005)
+        load.stop()
+        load.start()
+        time.sleep(0.0005)
+        load.stop()
+    assert load.others_share is not None and load.others_share < BUSY_SHARE
+    assert load.record()["busy"] is False
