@@ -185,35 +185,37 @@ def stage_int8(ctx: BuildContext) -> None:
         score = rec.get("psnr_vs_fp32", 0.0) - 100.0 * max(rec.get("metric_drop", 0.0), 0.0)
         return GateResult(gate(ctx, rec, use_metric=True), score, rec)
 
-    ctx.log(
-        f"calibrating int8 ({o.calib_method}, {o.calib_samples} samples from {calibration_spec(ctx).source})"
-    )
-    if o.max_quality_drop < 5 / o.quality_samples:
+    try:  # the candidates folder goes, whichever way the search ends
         ctx.log(
-            f"warning: the task-metric budget {o.max_quality_drop:g} is under 5 samples of "
-            f"{o.quality_samples} (one sample moves an accuracy by {1 / o.quality_samples:g})"
+            f"calibrating int8 ({o.calib_method}, {o.calib_samples} samples from {calibration_spec(ctx).source})"
         )
-    candidates = int8.quantizable_nodes(onnx.load(str(src)))
-    recipe = search_recipe(build, evaluate, candidates, log=ctx.log)
-    if not int8.quantized_weight_nodes(onnx.load(str(recipe.path))):
+        if o.max_quality_drop < 5 / o.quality_samples:
+            ctx.log(
+                f"warning: the task-metric budget {o.max_quality_drop:g} is under 5 samples of "
+                f"{o.quality_samples} (one sample moves an accuracy by {1 / o.quality_samples:g})"
+            )
+        candidates = int8.quantizable_nodes(onnx.load(str(src)))
+        recipe = search_recipe(build, evaluate, candidates, log=ctx.log)
+        if not int8.quantized_weight_nodes(onnx.load(str(recipe.path))):
+            why = (
+                f"{len(candidates)} such node(s); {len(recipe.kept_float)} kept in float by the "
+                "quality gate, the quantizer quantized none of the others"
+                if candidates
+                else "the graph has none"
+            )
+            skip_precision(
+                ctx,
+                "int8",
+                f"no {'/'.join(int8.WEIGHTED_OPS)} weight of {src.name} is int8 ({why})",
+            )
+            return
+        pointless = _fallback_not_worth_it(ctx, src, recipe) if recipe.kept_float else None
+        if pointless:
+            skip_precision(ctx, "int8", pointless)
+            return
+        os.replace(recipe.path, ctx.tmp / onnx_file("int8"))
+    finally:
         shutil.rmtree(work, ignore_errors=True)
-        why = (
-            f"{len(candidates)} such node(s); {len(recipe.kept_float)} kept in float by the "
-            "quality gate, the quantizer quantized none of the others"
-            if candidates
-            else "the graph has none"
-        )
-        skip_precision(
-            ctx, "int8", f"no {'/'.join(int8.WEIGHTED_OPS)} weight of {src.name} is int8 ({why})"
-        )
-        return
-    pointless = _fallback_not_worth_it(ctx, src, recipe) if recipe.kept_float else None
-    if pointless:
-        shutil.rmtree(work, ignore_errors=True)
-        skip_precision(ctx, "int8", pointless)
-        return
-    os.replace(recipe.path, ctx.tmp / onnx_file("int8"))
-    shutil.rmtree(work, ignore_errors=True)
     rec = dict(recipe.result.record, verdict="pass" if recipe.result.passed else "fail")
     kept = list(recipe.kept_float)
     ctx.log(f"{onnx_file('int8')}: {summary(rec)}; kept in float: {kept or 'none'}")

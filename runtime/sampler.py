@@ -18,7 +18,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -40,9 +40,6 @@ from .backend import (
 from .latents import MAX_WALK_FRAMES, WALKS, cached_latents, lerp, make_labels, walk_latents
 from .select import BackendOptions, backend_options, open_backend, read_bundle
 from .stream import Stream
-
-if TYPE_CHECKING:
-    from .stream import Stream
 
 log = logging.getLogger("genedge.runtime")
 IMAGE_GRAPHS = {k: MAIN_GRAPH[k] for k in ("gan", "vae")}

@@ -40,6 +40,33 @@ MIN_LR_FRACTION = 0.1
 UNKNOWN_TOKEN = 0  # build_vocab puts the unknown-character token first; never sampled
 
 
+def random_windows(
+    tokens: torch.Tensor, T: int, batch_size: int, device: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch_size`` random windows of ``tokens``: inputs (B, T) and next-token targets (B, T)."""
+    starts = torch.randint(0, len(tokens) - T - 1, (batch_size,))
+    idx = starts[:, None] + torch.arange(T + 1)[None, :]  # (B, T+1)
+    chunk = tokens[idx].to(device)
+    return chunk[:, :-1], chunk[:, 1:]
+
+
+def next_token_step(trainer: Any, lr: float) -> float:
+    """One optimiser step at learning rate ``lr`` of next-token cross-entropy on
+    ``trainer.batch()`` (its ``net`` returns ``(logits (B, T, V), state)``): the loss."""
+    t = trainer
+    for group in t.opt.param_groups:
+        group["lr"] = lr
+    x, y = t.batch()
+    logits, _ = t.net(x)  # (B, T, V)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+    t.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(t.model.parameters(), GRAD_CLIP)
+    t.opt.step()
+    t.steps_done += 1
+    return loss.item()
+
+
 def lr_factor(step: int, progress: float) -> float:
     """Multiplier of the peak learning rate at ``step`` (0-based), ``progress`` in [0, 1]."""
     return hold_then_cosine(
@@ -97,24 +124,12 @@ class ArFamily:
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Random windows: inputs (B, T), targets (B, T)."""
-        starts = torch.randint(0, len(self.tokens) - SEQ_LEN - 1, (self.opts.batch_size,))
-        idx = starts[:, None] + torch.arange(SEQ_LEN + 1)[None, :]  # (B, T+1)
-        chunk = self.tokens[idx].to(self.device)
-        return chunk[:, :-1], chunk[:, 1:]
+        return random_windows(self.tokens, SEQ_LEN, self.opts.batch_size, self.device)
 
     def train_step(self) -> dict[str, float]:
         lr = self.opts.lr * lr_factor(self.steps_done, self.budget.progress(self.steps_done))
-        for group in self.opt.param_groups:
-            group["lr"] = lr
-        x, y = self.batch()
-        logits, _ = self.net(x)  # (B, T, V)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), GRAD_CLIP)
-        self.opt.step()
-        self.steps_done += 1
-        return {"loss": loss.item(), "bpc": loss.item() / 0.6931471805599453, "lr": lr}
+        loss = next_token_step(self, lr)
+        return {"loss": loss, "bpc": loss / 0.6931471805599453, "lr": lr}
 
     def generate(self, prompt: str, n: int, g: torch.Generator) -> str:
         self.model.eval()

@@ -13,7 +13,6 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from genedge.errors import BadInputError
@@ -21,11 +20,12 @@ from genedge.errors import BadInputError
 from . import ddp
 from .ar_trainer import (
     EVAL_CHARS,
-    GRAD_CLIP,
     SAMPLE_CHARS,
     SAMPLE_PROMPTS,
     SAMPLE_SEED,
     TEMPERATURE,
+    next_token_step,
+    random_windows,
 )
 from .budget import Budget, hold_then_cosine
 from .data import load_text_data, split_text
@@ -117,26 +117,13 @@ class TransformerFamily:
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Random windows: inputs (B, T), targets (B, T)."""
-        T = self.cfg.context
-        starts = torch.randint(0, len(self.tokens) - T - 1, (self.opts.batch_size,))
-        idx = starts[:, None] + torch.arange(T + 1)[None, :]  # (B, T+1)
-        chunk = self.tokens[idx].to(self.device)
-        return chunk[:, :-1], chunk[:, 1:]
+        return random_windows(self.tokens, self.cfg.context, self.opts.batch_size, self.device)
 
     def train_step(self) -> dict[str, float]:
         lr = self.opts.lr * lr_factor(self.steps_done, self.budget.progress(self.steps_done))
-        for group in self.opt.param_groups:
-            group["lr"] = lr
-        x, y = self.batch()
-        logits, _ = self.net(x)  # (B, T, V)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), GRAD_CLIP)
-        self.opt.step()
-        self.steps_done += 1
-        bpc = loss.item() / math.log(2) / self.chars_per_token  # training text's average
-        return {"loss": loss.item(), "bpc": bpc, "lr": lr}
+        loss = next_token_step(self, lr)
+        bpc = loss / math.log(2) / self.chars_per_token  # training text's average
+        return {"loss": loss, "bpc": bpc, "lr": lr}
 
     def generate(self, prompt: str, n_chars: int, g: torch.Generator) -> str:
         """``prompt`` and about ``n_chars`` sampled characters after it."""
