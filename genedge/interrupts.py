@@ -41,6 +41,14 @@ def _handler(signum: int, frame: object) -> None:
 
 
 def _watch(read_fd: int, label: str, done: threading.Event) -> None:
+    try:
+        _watch_until_closed(read_fd, label, done)
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(read_fd)  # the watcher owns the read end: closed once nothing reads it
+
+
+def _watch_until_closed(read_fd: int, label: str, done: threading.Event) -> None:
     while not done.is_set():
         try:
             data = os.read(read_fd, 64)
@@ -88,10 +96,8 @@ def sigint_watch(label: str) -> Iterator[None]:
         done.set()
         signal.set_wakeup_fd(previous_fd)
         signal.signal(signal.SIGINT, previous_handler)
-        os.close(write_fd)  # the watcher's read returns b"" and it ends
-        watcher.join(GRACE_S + 1.0)
-        with contextlib.suppress(OSError):
-            os.close(read_fd)
+        os.close(write_fd)  # the watcher's read returns b"", it closes read_fd and ends
+        watcher.join(GRACE_S + 1.0)  # a watcher still starved of CPU closes its fd later
 
 
 @contextlib.contextmanager
