@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
-from genedge.errors import GenedgeError  # noqa: E402
+from genedge.errors import CorruptArtifactError, GenedgeError  # noqa: E402
 from genedge.train import load_checkpoint, save_checkpoint  # noqa: E402
 from genedge.train.gan import GanConfig, Generator  # noqa: E402
 
@@ -95,3 +95,19 @@ def test_random_bytes_as_checkpoint(data, suffix):
 @given(st.data(), st.sampled_from(sorted(SEEDS)))
 def test_mutated_checkpoints_long(data, suffix):
     _load(_mutated(data, SEEDS[suffix]), suffix)
+
+
+def test_a_storage_type_byte_flipped_is_a_corrupt_checkpoint():
+    """One flipped bit turns a storage type into a string torch's unpickler then reads
+    ``.dtype`` from (found by ``test_mutated_checkpoints``)."""
+    buf = bytearray(SEEDS[".pt"])
+    buf[556] ^= 1
+    with pytest.raises(CorruptArtifactError, match="truncated or corrupt"):
+        _load_strict(bytes(buf), ".pt")
+
+
+def _load_strict(data: bytes, suffix: str) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / f"generator{suffix}"
+        path.write_bytes(data)
+        load_checkpoint(path)
