@@ -7,7 +7,7 @@ candidate (int8/int4, symmetric or not, MatMulNBits ``accuracy_level`` 0 or 4) i
 next to the bundle's folder, scored on HELD_OUT.txt through the runtime's ``KvDecoder``
 (the perplexity gate's path) and timed decoding single tokens on a 32-token cache with
 2 threads, all candidates interleaved round by round (medians, with the range beside).
-``genedge.export.text_precision.WEIGHT_ONLY`` holds the recipes this chose.
+``genedge.export.stages.text_precision.WEIGHT_ONLY`` holds the recipes this chose.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from genedge.export.text_precision import WeightOnlyRecipe, weight_only_from_onnx
+from genedge.export.stages.text_precision import WeightOnlyRecipe, weight_only_from_onnx
 from genedge.manifest import read_manifest
 from genedge.runtime.perplexity import score_text
 from genedge.runtime.select import BackendOptions, open_file

@@ -21,6 +21,16 @@ from typing import Any
 
 from genedge.atomic import atomic_dir, clean_stale_temps
 from genedge.errors import BadInputError, printable
+from genedge.export.checks.quality import load_reference_data
+from genedge.export.context import BuildContext, LoadedModel, Log, save_bundle_file, silent
+from genedge.export.manifest_build import manifest_dict
+from genedge.export.options import ExportOptions, validate_export_options
+from genedge.export.reuse import copy_previous, dropped_note, is_current, read_previous, reusable
+from genedge.export.routes.onnx_export import load_generator
+from genedge.export.routes.wrappers import graphs_for
+from genedge.export.stages.precision import STAGES
+from genedge.export.stages.speed import stage_speed
+from genedge.export.stages.triton import write_triton_repository
 from genedge.manifest import MANIFEST_NAME, Manifest, read_manifest, sha256_file, write_manifest
 from genedge.outputs import (
     LOCK_NAME,
@@ -31,17 +41,6 @@ from genedge.outputs import (
     open_lock,
 )
 from genedge.precisions import BY_NAME, PRECISIONS, image_precisions
-
-from .context import BuildContext, LoadedModel, Log, save_bundle_file, silent
-from .manifest_build import manifest_dict
-from .onnx_export import load_generator
-from .options import ExportOptions, validate_export_options
-from .precision import STAGES
-from .quality import load_reference_data
-from .reuse import copy_previous, dropped_note, is_current, read_previous, reusable
-from .speed import stage_speed
-from .triton import write_triton_repository
-from .wrappers import graphs_for
 
 __all__ = [
     "LOCK_NAME",
@@ -167,7 +166,7 @@ def export_source(
             hint=f"Pass --precision {','.join(PRECISIONS)} (or a subset).",
         )
     if opts.trt:
-        from .tensorrt import require_tensorrt
+        from genedge.export.stages.tensorrt import require_tensorrt
 
         require_tensorrt()
     inputs = (opts.source, opts.calib_data, opts.eval_data)

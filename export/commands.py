@@ -8,14 +8,13 @@ from pathlib import Path
 
 from genedge.atomic import atomic_write_text
 from genedge.errors import MESSAGE_CHARS, printable
+from genedge.export.checks.evaluate import evaluate_bundle
+from genedge.export.checks.text_eval import eval_text_command, is_text_bundle
+from genedge.export.dispatch import export_from_args
+from genedge.export.options import ExportOptions, parse_profiles
 from genedge.limits import MAX_EVAL_SAMPLES, check_count
 from genedge.manifest import Manifest, read_manifest
-
-from .dispatch import export_from_args
-from .evaluate import evaluate_bundle
-from .options import ExportOptions, parse_profiles
-from .text_eval import eval_text_command, is_text_bundle
-from .verdicts import checks_text, gate_lines, metric_text
+from genedge.verdicts import checks_text, gate_lines, metric_text
 
 
 def options_from_args(args: argparse.Namespace) -> ExportOptions:

@@ -16,22 +16,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from genedge.atomic import atomic_write_bytes
-from genedge.imageio import to_uint8
-from genedge.manifest import Manifest, artifact_record
-
-from .calibration import (
+from genedge.export.checks.parity import onnx_runner
+from genedge.export.options import ExportOptions
+from genedge.export.routes.wrappers import GraphSpec
+from genedge.export.stages.calibration import (
     CalibrationSpec,
     image_calibration_feeds,
     image_feed,
     split_feed,
     text_calibration_feeds,
 )
-from .options import ExportOptions
-from .parity import onnx_runner
-from .wrappers import GraphSpec
+from genedge.imageio import to_uint8
+from genedge.manifest import Manifest, artifact_record
 
 if TYPE_CHECKING:
-    from .parity import ArtifactRunner
+    from genedge.export.checks.parity import ArtifactRunner
 
 Log = Callable[[str], None]
 Feed = dict[str, np.ndarray]

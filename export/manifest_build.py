@@ -12,9 +12,8 @@ import dataclasses
 from typing import Any
 
 from genedge import __version__
+from genedge.export.context import BuildContext
 from genedge.manifest import FORMAT, SCHEMA_VERSION
-
-from .context import BuildContext
 
 
 def model_section(kind: str, cfg: Any, output_format: str) -> dict[str, Any]:

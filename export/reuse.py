@@ -13,10 +13,9 @@ import shutil
 from pathlib import Path
 
 from genedge.errors import GenedgeError
+from genedge.export.context import BuildContext
+from genedge.export.options import ExportOptions
 from genedge.manifest import MANIFEST_NAME, Artifact, Manifest, read_manifest
-
-from .context import BuildContext
-from .options import ExportOptions
 
 
 def read_previous(out: Path) -> Manifest | None:

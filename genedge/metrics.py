@@ -7,7 +7,7 @@ Where every metric genedge reports is defined:
 - ``genedge.train.eval`` (torch): Frechet distance, k-NN precision/recall, conditional
   accuracy (``image_metrics``) and a checkpoint's bits per character on held-out text
   (``text_metrics``), in the feature spaces of ``genedge.train.features``;
-- ``genedge.export.quality``: how export records them and ``metric_drop``, what its gate
+- ``genedge.export.checks.quality``: how export records them and ``metric_drop``, what its gate
   reads; ``genedge.bench.quality`` only shows the manifest's records beside timings.
 
 Images are what the graphs output: uint8 (B, H, W, C) (peak 255) or float (B, C, H, W)

@@ -154,7 +154,7 @@ def copy_folder(src: Path, dst: Path) -> Path:
 def export_folder(folder: Path, out: Path, **options: Any) -> Path:
     """``genedge export FOLDER --out OUT`` (fp32 only unless ``precisions`` is given)."""
     from genedge.export.options import ExportOptions
-    from genedge.export.text_source import export_hf_folder
+    from genedge.export.routes.text_source import export_hf_folder
 
     options.setdefault("precisions", ("fp32",))
     return export_hf_folder(folder, ExportOptions(source=Path(folder), out=Path(out), **options))

@@ -1,6 +1,6 @@
 """A user's own PyTorch generator: its file, its weights, and the call genedge makes of it.
 
-Shared by ``genedge export --module`` (genedge.export.byo) and the torch baselines of
+Shared by ``genedge export --module`` (genedge.export.routes.byo) and the torch baselines of
 ``genedge bench --module``. ``import_user_file`` imports ``FILE.py``, which runs its code
 with the caller's permissions: only for files the user named. Weights are read before that,
 ``.safetensors`` by the safetensors parser and ``.pt`` with ``torch.load(weights_only=True)``.

@@ -203,7 +203,7 @@ def test_export_verifies_through_the_runtime():
         if _stage(imp.module) == "runtime"
     }
     assert "genedge.runtime.select" in uses, sorted(uses)
-    parity = {i.module for i in imports_of(REPO / "export" / "parity.py")}
+    parity = {i.module for i in imports_of(REPO / "export" / "checks" / "parity.py")}
     assert "genedge.runtime.select" in parity
     assert not any(_top(m) == "onnxruntime" for m in parity), "parity must not open ORT itself"
     for path in _files("export"):
@@ -347,9 +347,17 @@ def test_the_cycle_finder_finds_cycles():
 def test_export_modules_import_each_other_without_cycles():
     """Stages and helpers never import the orchestrator back (lazy imports count too)."""
     graph = _export_import_graph()
-    assert "genedge.export.context" in graph["genedge.export.trt_stage"]
+    assert "genedge.export.context" in graph["genedge.export.stages.trt_stage"]
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
-    for leaf in ("context", "gate", "precision", "reuse", "manifest_build", "trt_stage", "speed"):
+    for leaf in (
+        "context",
+        "checks.gate",
+        "stages.precision",
+        "reuse",
+        "manifest_build",
+        "stages.trt_stage",
+        "stages.speed",
+    ):
         assert "genedge.export.bundle" not in graph[f"genedge.export.{leaf}"], leaf
 
 

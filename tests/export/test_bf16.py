@@ -42,7 +42,7 @@ def test_bf16_gate_emulated_where_the_cpu_lacks_it(ckpts, tmp_path, monkeypatch,
 def test_bf16_round_is_round_to_nearest_even() -> None:
     import numpy as np
 
-    from genedge.export.bf16 import bf16_round
+    from genedge.export.stages.bf16 import bf16_round
 
     big = np.finfo(np.float32).max  # past the largest bf16: rounds to inf
     x = np.array([1.0, 1 + 2**-8, 1 + 3 * 2**-8, 1 + 2**-9, -2.5, np.inf, big], np.float32)

@@ -14,7 +14,7 @@ from export_helpers import fast_options
 
 from genedge.errors import IntegrityError
 from genedge.export.bundle import LOCK_NAME, export_bundle
-from genedge.export.parity import ParityError
+from genedge.export.checks.parity import ParityError
 from genedge.manifest import TensorSpec, read_manifest, sha256_file
 
 
@@ -107,7 +107,7 @@ def test_triton_repository_is_written_for_a_current_bundle(ckpts, tmp_path):
 
 
 def test_parity_failure_raises_and_leaves_no_bundle(ckpts, tmp_path, monkeypatch):
-    import genedge.export.onnx_export as onnx_export
+    import genedge.export.routes.onnx_export as onnx_export
 
     real_slim = onnx_export.slim_model
 
@@ -128,7 +128,7 @@ def test_parity_failure_raises_and_leaves_no_bundle(ckpts, tmp_path, monkeypatch
 def test_parity_failure_keeps_previous_bundle(ckpts, gan_bundle, tmp_path, monkeypatch):
     import shutil
 
-    import genedge.export.parity as parity
+    import genedge.export.checks.parity as parity
 
     out = tmp_path / "b"
     shutil.copytree(gan_bundle, out)
@@ -155,7 +155,7 @@ def test_concurrent_export_is_refused(ckpts, tmp_path):
 
 
 def test_evaluate_bundle(gan_bundle, lstm_bundle):
-    from genedge.export.evaluate import evaluate_bundle
+    from genedge.export.checks.evaluate import evaluate_bundle
 
     res = evaluate_bundle(gan_bundle, n=32, seed=5)
     assert set(res["artifacts"]) == {"model.onnx", "model.fp16.onnx", "model.int8.onnx"}

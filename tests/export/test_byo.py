@@ -128,7 +128,7 @@ def user_files(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def dcgan_bundle(tmp_path_factory) -> tuple[Path, object]:
-    from genedge.export.byo import export_generator
+    from genedge.export.routes.byo import export_generator
 
     g = dcgan()
     out = export_generator(
@@ -168,7 +168,7 @@ def test_dcgan_bundle_streams_like_our_own(dcgan_bundle):
 
 
 def test_uniform_prior_is_mapped_in_graph(tmp_path):
-    from genedge.export.byo import export_generator
+    from genedge.export.routes.byo import export_generator
     from genedge.runtime import Sampler
 
     g = dcgan(seed=4)
@@ -193,7 +193,7 @@ def test_uniform_prior_is_mapped_in_graph(tmp_path):
 def test_int8_dcgan_really_quantizes_conv_transpose(dcgan_bundle):
     import onnx
 
-    from export.int8 import quantized_weight_nodes
+    from genedge.export.stages.int8 import quantized_weight_nodes
 
     bundle, _ = dcgan_bundle
     fp32 = onnx.load(str(bundle / "model.onnx"))
@@ -415,7 +415,7 @@ def test_onnx_with_foreign_names_round_trips(tmp_path, capsys):
 
 def test_onnx_fixed_batch_made_dynamic(tmp_path):
     from genedge.export.options import ExportOptions
-    from genedge.export.source_onnx import export_onnx_file
+    from genedge.export.routes.source_onnx import export_onnx_file
     from genedge.runtime import Sampler
 
     g = dcgan(seed=2)
@@ -543,7 +543,7 @@ def test_byo_flags_on_a_genedge_checkpoint_are_refused(ckpts, tmp_path, capsys):
 
 def test_onnx_uniform_prior(tmp_path):
     from genedge.export.options import ExportOptions
-    from genedge.export.source_onnx import OnnxSourceSpec, export_onnx_file
+    from genedge.export.routes.source_onnx import OnnxSourceSpec, export_onnx_file
     from genedge.runtime import Sampler
 
     g = dcgan(seed=5)
@@ -599,8 +599,8 @@ class Sig(torch.nn.Module):
 
 def test_a_sigmoid_module_under_the_default_range_is_refused(tmp_path, capsys):
     from genedge.cli import build_parser
-    from genedge.export.byo import GeneratorSpec, probe_module
     from genedge.export.dispatch import spec_from_args
+    from genedge.export.routes.byo import GeneratorSpec, probe_module
 
     with pytest.raises(Exception) as e:
         probe_module(Sig(), GeneratorSpec(latent_dim=8), "Sig")

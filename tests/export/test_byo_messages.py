@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
 from genedge.errors import BadInputError  # noqa: E402
-from genedge.export.byo import GeneratorSpec, probe_module  # noqa: E402
+from genedge.export.routes.byo import GeneratorSpec, probe_module  # noqa: E402
 from genedge.train.user_module import suggest_name  # noqa: E402
 
 
@@ -69,7 +69,7 @@ def test_flag_errors_come_before_torch_and_the_users_file(tmp_path):
 
 
 def test_export_generator_says_what_it_did(tmp_path, capsys):
-    from genedge.export.byo import export_generator
+    from genedge.export.routes.byo import export_generator
 
     out = export_generator(
         Tanh(),

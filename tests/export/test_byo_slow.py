@@ -45,14 +45,14 @@ def accuracy(clf, images_uint8: np.ndarray, labels: np.ndarray) -> float:
 @pytest.mark.slow
 def test_trained_dcgan_int8_keeps_accuracy_or_is_refused(tmp_path):
     import genedge.export.bundle  # noqa: F401  (every stage's code loaded before minutes of training)
-    import genedge.export.fp16  # noqa: F401
-    import genedge.export.int8  # noqa: F401
-    import genedge.export.mixed  # noqa: F401
-    import genedge.export.parity  # noqa: F401
-    import genedge.export.quality  # noqa: F401
-    import genedge.export.speed  # noqa: F401
+    import genedge.export.checks.parity  # noqa: F401
+    import genedge.export.checks.quality  # noqa: F401
+    import genedge.export.stages.fp16  # noqa: F401
+    import genedge.export.stages.int8  # noqa: F401
+    import genedge.export.stages.mixed  # noqa: F401
+    import genedge.export.stages.speed  # noqa: F401
     import genedge.train.eval  # noqa: F401
-    from genedge.export.byo import export_generator
+    from genedge.export.routes.byo import export_generator
     from genedge.runtime import Sampler
 
     train = _example("train_dcgan")

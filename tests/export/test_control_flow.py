@@ -9,7 +9,7 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from genedge.errors import BadInputError  # noqa: E402
-from genedge.export.control_flow import MAX_TRIPS, check_control_flow  # noqa: E402
+from genedge.export.checks.control_flow import MAX_TRIPS, check_control_flow  # noqa: E402
 
 
 def _vi(name, dims=("B", 4), t=TensorProto.FLOAT):

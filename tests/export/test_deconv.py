@@ -12,7 +12,12 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from export.deconv import axis_phases, dense_first_layers, phase_convs, private_qdq_scales  # noqa: E402
+from genedge.export.rewrites.deconv import (  # noqa: E402
+    axis_phases,
+    dense_first_layers,
+    phase_convs,
+    private_qdq_scales,
+)
 
 
 def deconv_model(
@@ -185,7 +190,7 @@ def optimized_ops(path) -> Counter:
     reason="which int8 kernels ONNX Runtime fuses is architecture-specific",
 )
 def test_int8_dcgan_runs_int8_kernels_on_onnx_runtime(tmp_path):
-    from export.int8 import int8_from_onnx
+    from genedge.export.stages.int8 import int8_from_onnx
 
     model = dcgan()
     assert dense_first_layers(model) == 1
@@ -213,7 +218,7 @@ def test_int8_dcgan_runs_int8_kernels_on_onnx_runtime(tmp_path):
 )
 def test_shared_qdq_scales_would_leave_phase_convs_in_float(tmp_path):
     """Why private_qdq_scales exists: with the scales shared again, ORT runs float Convs."""
-    from export.int8 import int8_from_onnx
+    from genedge.export.stages.int8 import int8_from_onnx
 
     fp32 = tmp_path / "fp32.onnx"
     onnx.save(dcgan(), fp32)

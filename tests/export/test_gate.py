@@ -6,10 +6,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from genedge.export.gate import gate
-from genedge.export.mixed import GateResult, search_recipe
+from genedge.export.checks.gate import gate
 from genedge.export.options import ExportOptions
-from genedge.export.precision import fallback_refusal
+from genedge.export.stages.mixed import GateResult, search_recipe
+from genedge.export.stages.precision import fallback_refusal
 from genedge.manifest import Verification, verification_from
 
 
@@ -18,7 +18,7 @@ def _ctx(**kw) -> SimpleNamespace:
 
 
 def _rec(acc_fp32: float, acc: float) -> dict:
-    from genedge.export.quality import metric_drop
+    from genedge.export.checks.quality import metric_drop
 
     ref, now = {"conditional_accuracy": acc_fp32}, {"conditional_accuracy": acc}
     return {

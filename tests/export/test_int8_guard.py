@@ -47,7 +47,7 @@ def _graph(tmp_path: Path, op: str) -> Path:
 def test_quantized_weight_nodes_tells_an_int8_graph_from_a_float_one(tmp_path):
     import onnx
 
-    from genedge.export.int8 import int8_from_onnx, quantized_weight_nodes
+    from genedge.export.stages.int8 import int8_from_onnx, quantized_weight_nodes
 
     feeds = [{"z": np.random.default_rng(1).standard_normal((16, 4)).astype(np.float32)}]
     mm = int8_from_onnx(_graph(tmp_path, "MatMul"), tmp_path / "mm.int8.onnx", feeds)
@@ -61,7 +61,7 @@ def test_quantized_weight_nodes_tells_an_int8_graph_from_a_float_one(tmp_path):
 
 
 def test_an_int8_that_quantizes_nothing_is_skipped_with_a_reason(ckpts, tmp_path, monkeypatch):
-    import genedge.export.int8 as int8
+    import genedge.export.stages.int8 as int8
     from genedge.export.bundle import export_bundle
 
     def quantizes_nothing(src, out, feeds, **kw):

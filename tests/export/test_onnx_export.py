@@ -7,9 +7,14 @@ import onnx
 import pytest
 import torch
 
-from genedge.export.onnx_export import load_generator, onnx_from_module, save_onnx
-from genedge.export.parity import onnx_runner, parity_feed, step_sequence_error, torch_outputs
-from genedge.export.wrappers import graphs_for
+from genedge.export.checks.parity import (
+    onnx_runner,
+    parity_feed,
+    step_sequence_error,
+    torch_outputs,
+)
+from genedge.export.routes.onnx_export import load_generator, onnx_from_module, save_onnx
+from genedge.export.routes.wrappers import graphs_for
 
 ONNX_DTYPES = {
     onnx.TensorProto.FLOAT: "float32",

@@ -8,8 +8,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from genedge.errors import BadInputError, CorruptArtifactError
-from genedge.export.parity import onnx_runner
-from genedge.export.wrappers import GraphSpec, TensorSpec
+from genedge.export.checks.parity import onnx_runner
+from genedge.export.routes.wrappers import GraphSpec, TensorSpec
 from genedge.runtime.ort_backend import MissingKernelError, OrtBackend
 
 

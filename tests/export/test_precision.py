@@ -7,10 +7,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from genedge.export.fp16 import FP16_MAX, fp16_from_onnx
-from genedge.export.int8 import int8_from_onnx, quantizable_nodes
-from genedge.export.mixed import GateResult, search_recipe
-from genedge.export.parity import onnx_runner
+from genedge.export.checks.parity import onnx_runner
+from genedge.export.stages.fp16 import FP16_MAX, fp16_from_onnx
+from genedge.export.stages.int8 import int8_from_onnx, quantizable_nodes
+from genedge.export.stages.mixed import GateResult, search_recipe
 
 
 def _huge_activation_model():
@@ -187,8 +187,8 @@ def test_quality_gate_failure_records_kept_float(ckpts, tmp_path):
 
 def test_vae_calibration_from_real_data_uses_posterior(ckpts):
     pytest.importorskip("genedge.train.data")
-    from genedge.export.calibration import CalibrationSpec, image_calibration_feeds
-    from genedge.export.onnx_export import load_generator
+    from genedge.export.routes.onnx_export import load_generator
+    from genedge.export.stages.calibration import CalibrationSpec, image_calibration_feeds
 
     model, cfg, kind = load_generator(ckpts["vae"])
     prior = image_calibration_feeds(model, cfg, kind, CalibrationSpec(samples=40), batch=20)

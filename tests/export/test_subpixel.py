@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from genedge.export.subpixel import SubpixelUp, subpixel_gan_generator
+from genedge.export.rewrites.subpixel import SubpixelUp, subpixel_gan_generator
 from genedge.train.gan import GanConfig, Generator
 
 
@@ -53,7 +53,7 @@ def test_subpixel_refuses_other_convs():
 
 def test_exported_gan_graph_has_no_resize(tmp_path):
     onnx = pytest.importorskip("onnx")
-    from genedge.export.onnx_export import onnx_from_checkpoint
+    from genedge.export.routes.onnx_export import onnx_from_checkpoint
     from genedge.train import save_checkpoint
 
     cfg = GanConfig(num_classes=10, g_width=32)

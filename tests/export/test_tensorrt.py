@@ -10,7 +10,7 @@ import pytest
 
 from genedge.errors import BadInputError, IncompatibleEnvironmentError
 from genedge.export.options import parse_profiles
-from genedge.export.tensorrt import (
+from genedge.export.stages.tensorrt import (
     LEGACY,
     STRONGLY_TYPED,
     calibration_cache_key,
@@ -27,7 +27,7 @@ from genedge.export.tensorrt import (
 def test_importing_the_module_does_not_import_tensorrt():
     """In a fresh interpreter: importing the module (and the TRT stage) loads no TensorRT or CUDA."""
     probe = (
-        "import sys, genedge.export.tensorrt, genedge.export.trt_stage\n"
+        "import sys, genedge.export.stages.tensorrt, genedge.export.stages.trt_stage\n"
         "print(sorted(m for m in ('tensorrt', 'cuda', 'pycuda') if m in sys.modules))"
     )
     res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)

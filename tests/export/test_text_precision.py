@@ -18,7 +18,7 @@ pytest.importorskip("tokenizers")
 from text_fixtures import export_folder, hf_folder, sample_text  # noqa: E402
 
 from genedge.cli import main  # noqa: E402
-from genedge.export.text_gate import PERPLEXITY_BOUNDS, gate_record, within_bound  # noqa: E402
+from genedge.export.checks.text_gate import PERPLEXITY_BOUNDS, gate_record, within_bound  # noqa: E402
 from genedge.manifest import read_manifest  # noqa: E402
 from genedge.runtime.perplexity import TextScore, windows  # noqa: E402
 
@@ -28,7 +28,7 @@ ALL = ("fp32", "fp16", "int8", "int4")
 @pytest.fixture(scope="module")
 def made(tmp_path_factory) -> dict[str, Path]:
     """A tiny Llama exported in every precision, and again with an int4 bound no graph meets."""
-    import genedge.export.text_gate as text_gate
+    import genedge.export.checks.text_gate as text_gate
 
     d = tmp_path_factory.mktemp("textprec")
     folder = hf_folder(d / "llama", "llama")
@@ -152,7 +152,7 @@ def test_refused_precision_keeps_no_file_and_records_why(made):
 
 
 def test_a_refused_precision_is_exit_0_on_the_command_line(made, tmp_path, monkeypatch, capsys):
-    import genedge.export.text_gate as text_gate
+    import genedge.export.checks.text_gate as text_gate
 
     monkeypatch.setitem(text_gate.PERPLEXITY_BOUNDS, "int8", 0.5)
     args = [
@@ -224,7 +224,7 @@ def test_eval_refuses_a_file_that_is_not_utf8(made, tmp_path, capsys):
 
 
 def test_gate_text_is_the_training_corpus_held_out_slice(tmp_path):
-    from genedge.export.text_gate import gate_text
+    from genedge.export.checks.text_gate import gate_text
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("".join(f"line {i}\n" for i in range(2000)), encoding="utf-8")
@@ -257,7 +257,7 @@ def test_gemm_weights_become_matmuls_with_the_same_outputs():
     import onnxruntime as ort
     from onnx import helper
 
-    from genedge.export.text_precision import gemms_to_matmuls
+    from genedge.export.stages.text_precision import gemms_to_matmuls
 
     rng = np.random.default_rng(0)
     inits = {

@@ -49,7 +49,7 @@ def test_greedy_tokens_and_text_equal_transformers_generate(bundles, family):
 
 @pytest.mark.parametrize("family", ["llama", "gpt2", "qwen2", "mistral"])
 def test_manifest_records_parity_and_model_section(bundles, family):
-    from genedge.export.text_source import PARITY_DECODE
+    from genedge.export.routes.text_source import PARITY_DECODE
 
     folder, bundle = bundles[family]
     m = read_manifest(bundle)

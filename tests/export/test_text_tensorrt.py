@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from genedge.errors import BadInputError
-from genedge.export.tensorrt import STRONGLY_TYPED, EngineRequest, engine_from_onnx
-from genedge.export.text_tensorrt import (
+from genedge.export.stages.tensorrt import STRONGLY_TYPED, EngineRequest, engine_from_onnx
+from genedge.export.stages.text_tensorrt import (
     engine_sources,
     text_profile_shapes,
     text_profiles,
@@ -21,7 +21,7 @@ from genedge.runtime import cuda
 pytest.importorskip("transformers")
 from text_fixtures import hf_folder, sample_text  # noqa: E402
 
-from genedge.export.text_wrappers import DecoderShape, decoder_graph_spec  # noqa: E402
+from genedge.export.routes.text_wrappers import DecoderShape, decoder_graph_spec  # noqa: E402
 
 SHAPE = DecoderShape(num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16, vocab_size=320)
 
@@ -146,7 +146,7 @@ def test_decoder_engines_build_and_score_like_onnx_runtime(tmp_path):
 
 def test_batch_range_and_trt_options_that_do_not_apply(tmp_path, capsys):
     from genedge.cli import main
-    from genedge.export.text_tensorrt import text_batch
+    from genedge.export.stages.text_tensorrt import text_batch
 
     assert text_batch(((1, 8, 32),)) == (1, 1, 32)
     assert text_batch(((4, 4, 4), (16, 16, 16))) == (1, 1, 16)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from genedge.export.quality import metric_drop
-from genedge.export.triton import config_pbtxt, write_triton_repository
+from genedge.export.checks.quality import metric_drop
+from genedge.export.stages.triton import config_pbtxt, write_triton_repository
 from genedge.manifest import graph_io_from, read_manifest
 
 

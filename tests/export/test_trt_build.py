@@ -17,7 +17,7 @@ import pytest
 
 from genedge.errors import BadInputError, IncompatibleEnvironmentError
 from genedge.export.options import ExportOptions, validate_export_options
-from genedge.export.tensorrt import (
+from genedge.export.stages.tensorrt import (
     STRONGLY_TYPED,
     EngineRequest,
     choose_build_path,

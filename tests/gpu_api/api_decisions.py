@@ -22,7 +22,7 @@ def _major(trt: Any) -> int:
 def check_build_path_follows_the_version(trt: Any, cudart: Any) -> None:
     """choose_build_path on this TensorRT: legacy exists on 10 only, and never on 11."""
     from genedge.errors import IncompatibleEnvironmentError
-    from genedge.export.tensorrt import LEGACY, STRONGLY_TYPED, choose_build_path
+    from genedge.export.stages.tensorrt import LEGACY, STRONGLY_TYPED, choose_build_path
 
     v = trt.__version__
     for prec in ("fp32", "fp16", "int8"):
@@ -75,7 +75,7 @@ def check_calibrator_factory(trt: Any, cudart: Any) -> None:
     """The legacy entropy calibrator (TensorRT 10 only) is a real IInt8EntropyCalibrator2 whose
     methods answer; its get_batch maps the missing driver's cudaError_t to exit 3."""
     from genedge.errors import IncompatibleEnvironmentError
-    from genedge.export.tensorrt import make_entropy_calibrator, rebatch
+    from genedge.export.stages.tensorrt import make_entropy_calibrator, rebatch
 
     if _major(trt) >= 11:
         return  # no calibrators on TensorRT 11 (check_build_path_follows_the_version)
@@ -128,7 +128,7 @@ def check_logger(trt: Any, cudart: Any) -> None:
 
 def check_progress_monitor(trt: Any, cudart: Any) -> None:
     """The build progress monitor is an IProgressMonitor that logs top-level phases."""
-    from genedge.export.tensorrt import make_progress_monitor
+    from genedge.export.stages.tensorrt import make_progress_monitor
 
     lines: list[str] = []
     mon = make_progress_monitor(lines.append)

@@ -413,7 +413,7 @@ class Walker:
 def source_files(
     root: Path, packages: Iterable[str] = ("export", "runtime", "bench")
 ) -> dict[str, str]:
-    """``{"export/tensorrt.py": text, ...}`` for every Python file of our stage packages."""
+    """``{"export/stages/tensorrt.py": text, ...}`` for every Python file of our stage packages."""
     return {
         str(p.relative_to(root)): p.read_text()
         for pkg in packages

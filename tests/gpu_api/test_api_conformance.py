@@ -68,7 +68,9 @@ def test_the_walk_reaches_the_tensorrt_objects(api_reports, major):
     context (otherwise their methods would go unchecked)."""
     report = api_reports[major]
     recv = report["receivers"]
-    assert {"builder", "network", "parser", "config", "cudart"} <= set(recv["export/tensorrt.py"])
+    assert {"builder", "network", "parser", "config", "cudart"} <= set(
+        recv["export/stages/tensorrt.py"]
+    )
     assert {"self._runtime", "self._engine", "self._context"} <= set(recv["runtime/trt_backend.py"])
     assert "prop" in recv["runtime/cuda.py"]  # probe_environment's device properties
     names = {u["name"] for u in report["uses"]}
@@ -115,8 +117,8 @@ def test_each_version_guard_is_needed_and_holds(api_reports, checker, guard):
 
 
 def _inject(tmp_path: Path, lines: list[str]) -> Path:
-    """export/tensorrt.py with ``lines`` added right after the builder config is created."""
-    src = (REPO / "export" / "tensorrt.py").read_text()
+    """export/stages/tensorrt.py with ``lines`` added right after the builder config is created."""
+    src = (REPO / "export" / "stages" / "tensorrt.py").read_text()
     m = re.search(r"\n( +)config = builder\.create_builder_config\(\)\n", src)
     assert m, "anchor line moved: update _inject"
     indent = m.group(1)
@@ -139,8 +141,8 @@ BOGUS = [
 @pytest.mark.parametrize("major", MAJORS)
 def test_a_name_a_supported_version_lacks_fails(api_envs, tmp_path, major):
     edited = _inject(tmp_path, BOGUS)
-    report = api_envs[major].probe(("export/tensorrt.py", edited), only=True)
-    checker = GuardChecker({"export/tensorrt.py": edited.read_text()})
+    report = api_envs[major].probe(("export/stages/tensorrt.py", edited), only=True)
+    checker = GuardChecker({"export/stages/tensorrt.py": edited.read_text()})
     bad = "\n".join(failures(report, major, checker))
     assert "has no attribute 'BOGUS_FLAG'" in bad
     assert "set_timing_cache(_, ignore_mismatches=_) binds to none of" in bad
@@ -149,7 +151,9 @@ def test_a_name_a_supported_version_lacks_fails(api_envs, tmp_path, major):
     assert "has no attribute 'cudaNoSuchCall'" in bad
     assert ("has no attribute 'INT8'" in bad) == (major == "11"), bad
     clean = failures(
-        api_envs[major].probe(("export/tensorrt.py", REPO / "export/tensorrt.py"), only=True),
+        api_envs[major].probe(
+            ("export/stages/tensorrt.py", REPO / "export/stages/tensorrt.py"), only=True
+        ),
         major,
         checker,
     )

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 class VersionGuard:
     names: tuple[str, ...]  # Use.name values, e.g. "tensorrt:BuilderFlag.INT8"
     missing_on: str  # the TensorRT major that lacks them
-    functions: tuple[str, ...]  # "export/tensorrt.py:_legacy_precision" (nested defs included)
+    functions: tuple[
+        str, ...
+    ]  # "export/stages/tensorrt.py:_legacy_precision" (nested defs included)
     guard: str  # the condition, as ast.unparse writes it
     proved_by: str  # api_decisions check showing the guard is false on ``missing_on``
     why: str
@@ -40,8 +42,8 @@ GUARDS = (
         ),
         missing_on="11",
         functions=(
-            "export/tensorrt.py:_legacy_precision",
-            "export/tensorrt.py:make_entropy_calibrator",
+            "export/stages/tensorrt.py:_legacy_precision",
+            "export/stages/tensorrt.py:make_entropy_calibrator",
         ),
         guard="req.path == LEGACY",
         proved_by="check_build_path_follows_the_version",

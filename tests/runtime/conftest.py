@@ -141,7 +141,7 @@ def _user_dcgan(num_classes: int):
 def byo_bundle(bundles_root: Path) -> TinyBundle:
     """Your own generator: a user's module through ``export_generator`` (fp32)."""
     pytest.importorskip("torch")
-    from genedge.export.byo import export_generator
+    from genedge.export.routes.byo import export_generator
 
     g = _user_dcgan(3)
     out = export_generator(
@@ -160,7 +160,7 @@ def byo_onnx_bundle(bundles_root: Path) -> TinyBundle:
     """Your own generator as an ONNX file with its own tensor names, through ``genedge export``."""
     torch = pytest.importorskip("torch")
     from genedge.export.options import ExportOptions
-    from genedge.export.source_onnx import export_onnx_file
+    from genedge.export.routes.source_onnx import export_onnx_file
 
     g = _user_dcgan(3)
     src = bundles_root / "user.onnx"

@@ -143,7 +143,7 @@ def test_two_backends_share_the_process_logger(trt_bundle) -> None:
 def test_a_foreign_timing_cache_falls_back_to_a_fresh_one(trt_bundle) -> None:
     import tensorrt as trt
 
-    from genedge.export.tensorrt import attach_timing_cache
+    from genedge.export.stages.tensorrt import attach_timing_cache
     from genedge.runtime.cuda import trt_logger
 
     config = trt.Builder(trt_logger(trt)).create_builder_config()

@@ -102,9 +102,13 @@ def test_tensorrt_sources_are_the_concatenated_cache_trace(tmp_path):
     import onnx
     import onnxruntime as ort
 
-    from genedge.export.text_source import load_hf_folder
-    from genedge.export.text_tensorrt import engine_graphs, text_profile_shapes, text_profiles
-    from genedge.export.text_wrappers import DecoderShape, LlamaDecoder, decoder_graph_spec
+    from genedge.export.routes.text_source import load_hf_folder
+    from genedge.export.routes.text_wrappers import DecoderShape, LlamaDecoder, decoder_graph_spec
+    from genedge.export.stages.text_tensorrt import (
+        engine_graphs,
+        text_profile_shapes,
+        text_profiles,
+    )
 
     folder = hf_folder(tmp_path / "hf", "llama", max_position_embeddings=64)
     hf = load_hf_folder(folder)

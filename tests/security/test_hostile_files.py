@@ -632,7 +632,7 @@ def test_an_onnx_declaring_huge_sizes_is_refused_before_any_tensor(tmp_path, bat
     try:
         with pytest.raises(BadInputError, match=match) as e:
             from genedge.export.options import ExportOptions
-            from genedge.export.source_onnx import OnnxSourceSpec, export_onnx_file
+            from genedge.export.routes.source_onnx import OnnxSourceSpec, export_onnx_file
 
             export_onnx_file(src, ExportOptions(source=src, out=out), OnnxSourceSpec())
         peak = tracemalloc.get_traced_memory()[1]

@@ -108,7 +108,7 @@ def test_64x64_rgb_bundle_samples_through_the_runtime(kind, tmp_path):
     onnx = pytest.importorskip("onnx")
     from genedge.export.bundle import export_bundle
     from genedge.export.options import ExportOptions
-    from genedge.export.wrappers import to_image_output
+    from genedge.export.routes.wrappers import to_image_output
     from genedge.latents import seeded_latents
     from genedge.runtime import Sampler
     from genedge.train.checkpoint import save_checkpoint
@@ -137,7 +137,7 @@ def test_64x64_rgb_bundle_samples_through_the_runtime(kind, tmp_path):
 
 
 def test_vae_decoder_subpixel_form_equals_resize_conv():
-    from genedge.export.subpixel import subpixel_vae
+    from genedge.export.rewrites.subpixel import subpixel_vae
 
     torch.manual_seed(0)
     vae = VAE(VaeConfig(image_size=64, channels=3, num_classes=3)).eval()

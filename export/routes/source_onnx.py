@@ -19,12 +19,9 @@ from typing import Any
 import numpy as np
 
 from genedge.errors import BadInputError, CorruptArtifactError
-from genedge.latents import default_labels, seeded_latents
-from genedge.limits import MAX_BATCH, MAX_LATENT_SIZE, MAX_OUTPUT_PIXELS
-from genedge.manifest import sha256_file
-from genedge.onnx_guard import check_external_data
-
-from .byo import (
+from genedge.export.checks.control_flow import check_control_flow
+from genedge.export.options import ExportOptions
+from genedge.export.routes.byo import (
     GeneratorSpec,
     check_output_range,
     combined_sha256,
@@ -33,8 +30,10 @@ from .byo import (
     parse_output_range,
     validate_spec,
 )
-from .control_flow import check_control_flow
-from .options import ExportOptions
+from genedge.latents import default_labels, seeded_latents
+from genedge.limits import MAX_BATCH, MAX_LATENT_SIZE, MAX_OUTPUT_PIXELS
+from genedge.manifest import sha256_file
+from genedge.onnx_guard import check_external_data
 
 FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64"}
 INT_TYPES = {7: "int64", 6: "int32"}
@@ -446,7 +445,7 @@ class OnnxGeneratorGraph:
         self._reference: SourceReference | None = None
 
     def build_onnx(self, spec: Any, opset: int):
-        from .onnx_export import finish_model
+        from genedge.export.routes.onnx_export import finish_model
 
         model = (
             self.model if self.io.fixed_batch is None else with_dynamic_batch(self.model, self.io)
@@ -477,7 +476,7 @@ class SourceReference:
     @classmethod
     def open(cls, path: Path, io: OnnxIO, gspec: GeneratorSpec, output_format: str):
         """The ONNX file ``path`` on the runtime's ORT CPU backend."""
-        from .parity import onnx_runner
+        from genedge.export.checks.parity import onnx_runner
 
         return cls(onnx_runner(path), io, gspec, output_format)
 
@@ -512,7 +511,7 @@ class SourceReference:
     def __call__(self, z: Any, label: Any = None) -> Any:
         import torch
 
-        from .wrappers import to_image_output
+        from genedge.export.routes.wrappers import to_image_output
 
         x = torch.from_numpy(self.raw(z.numpy(), None if label is None else label.numpy()))
         lo, hi = self.gspec.output_range
@@ -553,7 +552,7 @@ def check_dynamic_batch(graph: OnnxGeneratorGraph, ref: SourceReference) -> None
 
     import onnx
 
-    from .parity import onnx_runner
+    from genedge.export.checks.parity import onnx_runner
 
     io, gspec = graph.io, graph.gspec
     model = with_dynamic_batch(graph.model, io)
@@ -611,7 +610,7 @@ def export_onnx_file(
 ) -> Path:
     """``genedge export MODEL.onnx --out BUNDLE``: detect (or take the named) latent, label and
     image tensors, wrap the graph, and run every export stage on it. Returns the bundle path."""
-    from .bundle import LoadedModel, export_source
+    from genedge.export.bundle import LoadedModel, export_source
 
     path, spec = Path(path), spec or OnnxSourceSpec()
     model = _upgrade_opset(load_user_onnx(path), path)

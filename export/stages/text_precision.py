@@ -5,11 +5,11 @@ projections, the MLP and the language-model head) by ONNX Runtime's ``MatMulNBit
 quantized block-wise along the input dimension by ONNX Runtime's own
 ``MatMulNBitsQuantizer``; activations, the KV cache and the embedding table stay float32.
 ``WEIGHT_ONLY`` is the recipe of each precision, chosen by measured perplexity and decode
-speed (docs/text.md). fp16 is the image path's conversion (``genedge.export.fp16``): fp16
+speed (docs/text.md). fp16 is the image path's conversion (``genedge.export.stages.fp16``): fp16
 weights and math, fp32 I/O, and the overflow guard keeping in fp32 every node whose
 activations leave the fp16 range on calibration text.
 
-No file here decides whether a precision is kept: ``genedge.export.text_gate`` does, from
+No file here decides whether a precision is kept: ``genedge.export.checks.text_gate`` does, from
 perplexity of held-out text.
 """
 
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .calibration import Feed
+from genedge.export.stages.calibration import Feed
 
 QUANTIZER_LOGGER = "onnxruntime.quantization.matmul_nbits_quantizer"
 
@@ -124,8 +124,8 @@ def weight_only_from_onnx(src: Path, dst: Path, recipe: WeightOnlyRecipe) -> lis
     (``dst``, then its external data file for models past protobuf's 2 GiB)."""
     import onnx
 
-    from .fp16 import name_nodes
-    from .onnx_export import save_onnx
+    from genedge.export.routes.onnx_export import save_onnx
+    from genedge.export.stages.fp16 import name_nodes
 
     model = onnx.load(str(src))
     gemms_to_matmuls(model)
@@ -158,8 +158,8 @@ def fp16_text_from_onnx(src: Path, dst: Path, feeds: list[Feed]) -> tuple[list[P
     kept in fp32)."""
     import onnx
 
-    from .fp16 import fp16_from_onnx
-    from .onnx_export import save_onnx
+    from genedge.export.routes.onnx_export import save_onnx
+    from genedge.export.stages.fp16 import fp16_from_onnx
 
     model = onnx.load(str(src))
     split_output_consumers(model)
@@ -213,7 +213,7 @@ def stage_text_precision(build: Any, precision: str) -> None:
     through the runtime, and keep it (an artifact carrying the gate's record) or refuse it (no
     file; the record goes on the fp32 artifact's ``verification.refused`` and the reason into
     ``source.skipped``). ``build`` is the export's ``text_source.TextBuild``."""
-    from .text_gate import gate_record, summary
+    from genedge.export.checks.text_gate import gate_record, summary
 
     texts = _gate_text(build)
     reference = fp32_score(build, texts)
@@ -292,7 +292,7 @@ def _guard_feeds(build: Any, text: str) -> list[Feed]:
 
 
 def _gate_text(build: Any) -> Any:
-    from .text_gate import gate_text
+    from genedge.export.checks.text_gate import gate_text
 
     o = build.opts
     return gate_text(o.eval_data, build.trained_on, o.calib_data)
@@ -328,9 +328,8 @@ def score_file(build: Any, path: Path, text: str) -> Any:
 def fp32_score(build: Any, texts: Any) -> Any:
     """fp32's score on the held-out text: measured once per export and recorded on the fp32
     artifact's verification."""
+    from genedge.export.checks.text_gate import reference_record
     from genedge.runtime.perplexity import TextScore
-
-    from .text_gate import reference_record
 
     ver = _fp32_artifact(build)["verification"]
     if "perplexity" in ver:

@@ -1,6 +1,6 @@
 """Your own PyTorch image generator -> verified bundle, through the same stages as a checkpoint.
 
-    from genedge.export.byo import export_generator
+    from genedge.export.routes.byo import export_generator
     export_generator(netG, "bundle", latent_dim=100, latent_shape=(100, 1, 1))
 
 The module's ``forward(z)`` (or ``forward(z, labels)`` with ``num_classes > 0``) returns float
@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from genedge.errors import BadInputError, printable
+from genedge.export.options import ExportOptions, validate_export_options
 from genedge.interrupts import user_code
 from genedge.latents import default_labels, seeded_latents
 from genedge.manifest import sha256_file
 from genedge.precisions import PRECISIONS
-
-from .options import ExportOptions, validate_export_options
 
 LATENT_DISTS = ("normal", "uniform")
 RANGE_MARGIN = 0.05  # outputs may overshoot the declared range by 5% of its span (rounding, BN)
@@ -142,9 +141,8 @@ def _wrapper_class():
     """``UserImageGraph``, defined on first use so importing this module does not import torch."""
     import torch
 
+    from genedge.export.routes.wrappers import GraphWrapper, to_image_output
     from genedge.train.user_module import FloatGenerator
-
-    from .wrappers import GraphWrapper, to_image_output
 
     class UserImageGraph(GraphWrapper):
         """``z (B, Z) [, label (B,)] -> image``: the user's module as a ``FloatGenerator`` (prior
@@ -168,7 +166,7 @@ def _wrapper_class():
 
         def build_onnx(self, gspec: Any, opset: int):
             """The traced, checked ONNX of this wrapper; an op torch cannot export is exit 2."""
-            from .onnx_export import onnx_from_module
+            from genedge.export.routes.onnx_export import onnx_from_module
 
             try:
                 return onnx_from_module(self, gspec, opset=opset)
@@ -329,7 +327,7 @@ def config_for(spec: GeneratorSpec, chw: tuple[int, int, int]) -> ByoConfig:
 
 def image_graph_spec_for(cfg: ByoConfig, output_format: str):
     """The ``generator`` GraphSpec (docs/bundle.md) for an image of cfg's (C, H, W)."""
-    from .wrappers import B, GraphSpec, TensorSpec
+    from genedge.export.routes.wrappers import B, GraphSpec, TensorSpec
 
     inputs = [TensorSpec("z", "float32", (B, cfg.latent_dim))]
     if cfg.num_classes:
@@ -397,7 +395,7 @@ def _prepared(module: Any, spec: GeneratorSpec, where: str) -> tuple[Any, ByoCon
     """An eval-mode float32 CPU copy of ``module`` (the caller's is untouched) and its config."""
     import torch
 
-    from .onnx_export import check_finite_weights
+    from genedge.export.routes.onnx_export import check_finite_weights
 
     if not isinstance(module, torch.nn.Module):
         raise BadInputError(
@@ -448,8 +446,7 @@ def export_generator(
     path = _export(opts, model, cfg, spec, source, log or _stderr_log)
     if log is None:
         from genedge.manifest import read_manifest
-
-        from .verdicts import gate_lines
+        from genedge.verdicts import gate_lines
 
         for line in gate_lines(read_manifest(path)):
             _stderr_log(line)
@@ -512,7 +509,7 @@ def _export(
     source: dict[str, Any],
     log: Log | None,
 ) -> Path:
-    from .bundle import LoadedModel, export_source
+    from genedge.export.bundle import LoadedModel, export_source
 
     def load() -> LoadedModel:
         gspec = image_graph_spec_for(cfg, opts.output_format)

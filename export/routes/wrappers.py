@@ -13,9 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from genedge.export.rewrites.subpixel import subpixel_vae
 from genedge.manifest import TensorSpec
-
-from .subpixel import subpixel_vae
 
 B = "B"  # the symbolic batch dimension, everywhere
 
@@ -160,7 +159,7 @@ def graphs_for(
     """Every graph a checkpoint of ``kind`` exports, main graph first, with its wrapper."""
     if kind == "gan":
         spec = image_graph_spec("generator", cfg, output_format)
-        from .subpixel import subpixel_gan_generator
+        from genedge.export.rewrites.subpixel import subpixel_gan_generator
 
         graph = ImageGraph(
             model,

@@ -7,12 +7,8 @@ from typing import Any
 import numpy as np
 
 from genedge.errors import IncompatibleEnvironmentError
-from genedge.manifest import sha256_file
-from genedge.metrics import psnr
-from genedge.runtime.cuda import probe_environment
-
-from .calibration import image_feed
-from .context import (
+from genedge.export.checks.parity import engine_runner, max_abs_error, parity_feed, tolerance_for
+from genedge.export.context import (
     BuildContext,
     add_artifact,
     calibration_feeds,
@@ -20,8 +16,8 @@ from .context import (
     fp32_runner,
     save_bundle_file,
 )
-from .parity import engine_runner, max_abs_error, parity_feed, tolerance_for
-from .tensorrt import (
+from genedge.export.stages.calibration import image_feed
+from genedge.export.stages.tensorrt import (
     LEGACY,
     EngineRequest,
     calibration_cache_key,
@@ -33,6 +29,9 @@ from .tensorrt import (
     reusable_calibration_cache,
     source_onnx_for,
 )
+from genedge.manifest import sha256_file
+from genedge.metrics import psnr
+from genedge.runtime.cuda import probe_environment
 
 
 def _previous_file(ctx: BuildContext, name: str) -> tuple[dict[str, Any] | None, bytes | None]:

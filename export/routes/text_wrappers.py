@@ -24,9 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from genedge.export.routes.wrappers import B, GraphSpec
 from genedge.manifest import TensorSpec
-
-from .wrappers import B, GraphSpec
 
 GRAPH = "decoder"
 STEM = "model"
@@ -380,7 +379,7 @@ def onnx_from_decoder(wrapper: nn.Module, spec: GraphSpec, opset: int) -> Any:
 
     import onnx
 
-    from .onnx_export import slim_model
+    from genedge.export.routes.onnx_export import slim_model
 
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():

@@ -27,12 +27,11 @@ from typing import Any
 import numpy as np
 
 from genedge.errors import BadInputError, IncompatibleEnvironmentError, require
+from genedge.export.options import Profile
+from genedge.export.stages.calibration import Feed
 from genedge.precisions import onnx_file, trt_flags
 from genedge.runtime.cuda import cuda_call, cuda_runtime, trt_logger
 from genedge.runtime.trt_compat import check_dla
-
-from .calibration import Feed
-from .options import Profile
 
 STRONGLY_TYPED, LEGACY = "strongly-typed", "legacy"
 

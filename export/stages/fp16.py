@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .calibration import Feed
+from genedge.export.stages.calibration import Feed
 
 FP16_MAX = 65504.0
 DEFAULT_MARGIN = 4.0  # block a node whose |activation| exceeds FP16_MAX / margin

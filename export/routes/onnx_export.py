@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from genedge.errors import CorruptArtifactError
-
-from .deconv import dense_first_layers
-from .fp16 import name_nodes
-from .wrappers import GraphSpec, example_feed, graphs_for
+from genedge.export.rewrites.deconv import dense_first_layers
+from genedge.export.routes.wrappers import GraphSpec, example_feed, graphs_for
+from genedge.export.stages.fp16 import name_nodes
 
 PROTOBUF_LIMIT = 2**31 - 1
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000  # bytes of initializers; leave headroom under 2 GiB

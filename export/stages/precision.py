@@ -1,9 +1,9 @@
 """The precision stages of an export: fp32 (parity vs the reference), fp16, bf16 and int8 (gated).
 
 Each stage writes its artifacts into ``ctx.tmp`` and appends their manifest records; the
-reduced-precision stages keep nodes in float until the quality gate (``genedge.export.gate``)
+reduced-precision stages keep nodes in float until the quality gate (``genedge.export.checks.gate``)
 passes, and record the verdict either way. ``STAGES`` maps a precision to its stage; the
-``--trt`` stage is ``genedge.export.trt_stage``. bf16 writes no file: it is the fp32 graph
+``--trt`` stage is ``genedge.export.stages.trt_stage``. bf16 writes no file: it is the fp32 graph
 run with OpenVINO's bf16 inference precision, and its gate record goes on the fp32 artifact
 (``inference_precisions``, docs/bundle.md).
 """
@@ -16,21 +16,20 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from genedge.export.checks.gate import compare_to_fp32, gate, summary
+from genedge.export.checks.parity import ArtifactRunner, check_parity, onnx_runner
+from genedge.export.context import BuildContext, add_artifact, calibration_feeds, calibration_spec
+from genedge.export.routes.onnx_export import onnx_from_module, save_onnx
+from genedge.export.routes.wrappers import GraphSpec
+from genedge.export.stages import int8
+from genedge.export.stages.bf16 import bf16_emulation
+from genedge.export.stages.fp16 import COMPUTE_OPS, fp16_from_onnx, largest_compute_nodes
+from genedge.export.stages.mixed import GateResult, search_recipe
+from genedge.export.stages.speed import interleaved_p50, open_for_speed, speed_feed
+from genedge.export.stages.trt_stage import build_engines
 from genedge.precisions import INFERENCE_PRECISIONS, SUFFIXES, onnx_file
 from genedge.runtime.machine import bf16_support
 from genedge.runtime.select import BackendOptions, open_file
-
-from . import int8
-from .bf16 import bf16_emulation
-from .context import BuildContext, add_artifact, calibration_feeds, calibration_spec
-from .fp16 import COMPUTE_OPS, fp16_from_onnx, largest_compute_nodes
-from .gate import compare_to_fp32, gate, summary
-from .mixed import GateResult, search_recipe
-from .onnx_export import onnx_from_module, save_onnx
-from .parity import ArtifactRunner, check_parity, onnx_runner
-from .speed import interleaved_p50, open_for_speed, speed_feed
-from .trt_stage import build_engines
-from .wrappers import GraphSpec
 
 
 def stage_fp32(ctx: BuildContext) -> None:

@@ -29,6 +29,11 @@ from typing import Any
 import numpy as np
 
 from genedge.errors import BadInputError, printable
+from genedge.export.checks.parity import ParityError
+from genedge.export.context import Log, silent
+from genedge.export.options import ExportOptions, validate_export_options
+from genedge.export.stages.text_precision import TEXT_PRECISION_STAGES
+from genedge.export.stages.text_tensorrt import check_text_trt_options, stage_text_trt
 from genedge.manifest import (
     FORMAT,
     SCHEMA_VERSION,
@@ -39,12 +44,6 @@ from genedge.manifest import (
     sha256_file,
     transformer_config_from,
 )
-
-from .context import Log, silent
-from .options import ExportOptions, validate_export_options
-from .parity import ParityError
-from .text_precision import TEXT_PRECISION_STAGES
-from .text_tensorrt import check_text_trt_options, stage_text_trt
 
 CONFIG = "config.json"
 TOKENIZER = "tokenizer.json"
@@ -208,7 +207,7 @@ def load_hf_folder(folder: Path) -> HfModel:
 def check_graph_size(folder: Path, model: Any) -> None:
     """Refuse a model whose fp32 weights do not fit one ONNX protobuf (2 GiB): the decoder is
     traced in memory."""
-    from .onnx_export import PROTOBUF_LIMIT
+    from genedge.export.routes.onnx_export import PROTOBUF_LIMIT
 
     nbytes = sum(p.numel() * 4 for p in model.parameters())
     if nbytes >= PROTOBUF_LIMIT * 0.95:
@@ -286,8 +285,8 @@ def model_section(folder: Path, family: str, model: Any, tokenizer: Any) -> dict
 
 def folder_source(folder: Path, out: Path, family: str) -> dict[str, Any]:
     """The manifest ``source`` record: the folder, its family and the sha256 of its files."""
-    from .bundle import source_path
-    from .byo import combined_sha256
+    from genedge.export.bundle import source_path
+    from genedge.export.routes.byo import combined_sha256
 
     files = {p.name: sha256_file(p) for p in sorted(folder.glob("*.safetensors"))}
     for name in (CONFIG, TOKENIZER):
@@ -354,8 +353,8 @@ def torch_logits(model: Any, ids: np.ndarray) -> np.ndarray:
 
 def stage_fp32(build: TextBuild) -> None:
     """Trace the decoder, write ``model.onnx``, check parity through the runtime, record it."""
-    from .onnx_export import save_onnx
-    from .text_wrappers import onnx_from_decoder
+    from genedge.export.routes.onnx_export import save_onnx
+    from genedge.export.routes.text_wrappers import onnx_from_decoder
 
     build.log(f"exporting {TRANSFORMER_GRAPH} -> model.onnx ({build.hf.family})")
     files = save_onnx(
@@ -453,12 +452,12 @@ def export_hf_folder(
     families), ``ParityError`` (exit 4) when the graph disagrees with the model; the folder at
     ``opts.out`` is untouched on any error.
     """
-    from .bundle import bundle_lock
+    from genedge.export.bundle import bundle_lock
 
     folder = Path(folder)
     opts = validate_export_options(dataclasses.replace(opts, source=folder))
     if opts.trt:  # engines are built last (text_tensorrt), on this machine's GPU
-        from .tensorrt import require_tensorrt
+        from genedge.export.stages.tensorrt import require_tensorrt
 
         check_text_trt_options(opts)
         require_tensorrt()
@@ -484,11 +483,11 @@ def export_text_model(
     """Export an already loaded model: ``module`` is what ``text_wrappers.WRAPPERS[hf.family]``
     wraps, ``tokenizer`` its ``tokenizer.json``, ``inputs`` the files it was read from (none
     may lie inside ``opts.out``). Errors and guarantees as ``export_hf_folder``."""
-    from .bundle import bundle_lock
+    from genedge.export.bundle import bundle_lock
 
     opts = validate_export_options(dataclasses.replace(opts, source=tokenizer))
     if opts.trt:
-        from .tensorrt import require_tensorrt
+        from genedge.export.stages.tensorrt import require_tensorrt
 
         require_tensorrt()
     with bundle_lock(opts.out, sources=(tokenizer, opts.eval_data, *inputs)):
@@ -504,7 +503,7 @@ def _export_loaded(
     source: dict[str, Any],
     log: Log,
 ) -> None:
-    from .text_wrappers import WRAPPERS, DecoderShape, decoder_graph_spec
+    from genedge.export.routes.text_wrappers import WRAPPERS, DecoderShape, decoder_graph_spec
 
     c = hf.config
     shape = DecoderShape(c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim, c.vocab_size)
@@ -551,7 +550,7 @@ def _build(opts, hf, wrapper, spec, held, where, source, tokenizer, log) -> None
 
 
 def manifest_for(build: TextBuild, source: dict[str, Any]) -> dict[str, Any]:
-    from .manifest_build import producer_versions
+    from genedge.export.manifest_build import producer_versions
 
     src = dict(source)
     if build.skipped:

@@ -18,16 +18,15 @@ import numpy as np
 
 from genedge.cpu_load import RoundLoad
 from genedge.errors import GenedgeError
+from genedge.export.stages.calibration import image_feed
 from genedge.precisions import REFERENCE
 from genedge.runtime import registry
 from genedge.runtime.measure import interleave, median, round_ratios, spread, time_runs
 from genedge.runtime.ort_backend import MissingKernelError
 from genedge.runtime.select import BackendOptions, open_file
 
-from .calibration import image_feed
-
 if TYPE_CHECKING:
-    from .context import BuildContext
+    from genedge.export.context import BuildContext
 
 BATCHES = (1, 16)
 BUDGET_S = 0.4  # timed rounds per batch size, all artifacts together

@@ -3,7 +3,7 @@
 ``compare_to_fp32`` measures (PSNR/SSIM and task metrics for image graphs, max error and
 bits-per-char for the text step, max error for the encoder); ``gate`` decides from that
 record and the export options; ``summary`` is its one-line log form. The metric
-definitions themselves live in ``genedge.export.quality``.
+definitions themselves live in ``genedge.export.checks.quality``.
 """
 
 from __future__ import annotations
@@ -12,11 +12,15 @@ from typing import Any
 
 import numpy as np
 
+from genedge.export.checks.quality import (
+    gated_metrics,
+    image_quality,
+    image_task_metrics,
+    metric_drop,
+)
+from genedge.export.context import BuildContext, fp32_runner, quality_feeds
+from genedge.export.routes.wrappers import GraphSpec
 from genedge.metrics import bits_per_char
-
-from .context import BuildContext, fp32_runner, quality_feeds
-from .quality import gated_metrics, image_quality, image_task_metrics, metric_drop
-from .wrappers import GraphSpec
 
 ENCODER_TOL = 0.05  # max |mu, logvar - fp32| for a reduced-precision encoder
 # comparisons allow float rounding: 0.755 - 0.745 is 0.010000000000000009, a drop *of* 0.01

@@ -13,11 +13,10 @@ import numpy as np
 
 import genedge.runtime.select as select
 from genedge.errors import CorruptArtifactError, IntegrityError
+from genedge.export.routes.wrappers import GraphSpec
+from genedge.export.stages.calibration import Feed, encoder_feed, image_feed, single_thread_torch
 from genedge.manifest import Verification
 from genedge.runtime.ort_backend import MissingKernelError
-
-from .calibration import Feed, encoder_feed, image_feed, single_thread_torch
-from .wrappers import GraphSpec
 
 # max |onnx - torch| allowed per output dtype: one grey level for uint8 (rounding at .5)
 PARITY_TOL = {"uint8": 1.0, "float32": 1e-3}

@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from genedge.errors import BadInputError, printable
-
-from .context import Log, silent
-from .options import ExportOptions
+from genedge.export.context import Log, silent
+from genedge.export.options import ExportOptions
 
 REQUIRED = ("num_layers", "num_kv_heads", "head_dim", "vocab_size", "max_context")
 PROBE_TOKENS = 5
@@ -156,9 +155,8 @@ def export_text_module(
 
     Errors as ``export_hf_folder``; nothing is left at ``opts.out`` on failure.
     """
+    from genedge.export.routes.text_source import HfModel, export_text_model, load_tokenizer_file
     from genedge.train.user_module import module_from_files, split_module_ref
-
-    from .text_source import HfModel, export_text_model, load_tokenizer_file
 
     tok_path = Path(tokenizer)
     if not tok_path.is_file():
@@ -179,9 +177,8 @@ def text_module_source(
     file: Path, name: str, weights: Path | None, tokenizer: Path, module_args: Any
 ) -> dict[str, Any]:
     """The manifest ``source`` record: module file, weights and tokenizer with their sha256."""
+    from genedge.export.routes.byo import combined_sha256
     from genedge.manifest import sha256_file
-
-    from .byo import combined_sha256
 
     rec: dict[str, Any] = {
         "type": "module",

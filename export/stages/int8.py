@@ -13,8 +13,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from .calibration import Feed, feeds_reader
-from .deconv import phase_convs, private_qdq_scales
+from genedge.export.rewrites.deconv import phase_convs, private_qdq_scales
+from genedge.export.stages.calibration import Feed, feeds_reader
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")  # mixed-precision search candidates
 # Relu and DepthToSpace too, so the GAN's sub-pixel blocks stay int8 from conv to conv
