@@ -5,7 +5,7 @@
     python examples/byo/train_dcgan.py --size 64 --minutes 5 --out byo-out64
 
 Training is ordinary user code (dcgan.py and the loop below import nothing from genedge).
-Then: ``genedge.export.routes.byo.export_generator`` writes a verified bundle (fp32, fp16, int8 with
+Then: ``genedge.export.export_generator`` writes a verified bundle (fp32, fp16, int8 with
 the quality gate) and ``genedge.runtime.Sampler`` samples it; ``OUT/samples.png`` shows a grid.
 """
 
@@ -115,7 +115,7 @@ def main() -> None:
     print(f"saved {out / 'netG.pt'}")
 
     # ---- genedge: export the module as it is, then sample the bundle through the runtime
-    from genedge.export.routes.byo import export_generator
+    from genedge.export import export_generator
     from genedge.imageio import make_grid, save_png
     from genedge.runtime import Sampler
 
