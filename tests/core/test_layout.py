@@ -8,15 +8,9 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from test_architecture import STAGES  # the stage folders and their import names
 
 REPO = Path(__file__).resolve().parents[2]
-STAGES = {
-    "genedge": "genedge",
-    "train": "genedge.train",
-    "export": "genedge.export",
-    "runtime": "genedge.runtime",
-    "bench": "genedge.bench",
-}
 
 SCRIPTS = {"bench/results"}  # scripts that remake committed results, run by path: not modules
 
