@@ -13,9 +13,10 @@ import numpy as np
 
 import genedge.runtime.select as select
 from genedge.errors import CorruptArtifactError, IntegrityError
-from genedge.export.routes.wrappers import GraphSpec
+from genedge.export.routes.graph_spec import GraphSpec
 from genedge.export.stages.calibration import Feed, encoder_feed, image_feed, single_thread_torch
 from genedge.manifest import Verification
+from genedge.runtime import trt_backend
 from genedge.runtime.ort_backend import MissingKernelError
 
 # max |onnx - torch| allowed per output dtype: one grey level for uint8 (rounding at .5)
@@ -91,14 +92,14 @@ def engine_runner(
     opts = select.BackendOptions(allow_version_compatible=allow_version_compatible)
     b = select.open_file(
         path,
-        "tensorrt",
+        trt_backend.SPEC.name,
         precision,
         opts,
         inputs=spec.inputs,
         outputs=spec.outputs,
         engine=record,
     )
-    return ArtifactRunner(b, "tensorrt")
+    return ArtifactRunner(b, trt_backend.SPEC.name)
 
 
 def torch_outputs(wrapper: Any, spec: GraphSpec, feed: Feed) -> dict[str, np.ndarray]:

@@ -31,6 +31,7 @@ from genedge.export.stages.tensorrt import (
 )
 from genedge.manifest import sha256_file
 from genedge.metrics import psnr
+from genedge.runtime import trt_backend
 from genedge.runtime.cuda import probe_environment
 
 
@@ -167,7 +168,7 @@ def _engine_parity(ctx: BuildContext, runner: Any, precision: str) -> dict[str, 
     rec: dict[str, Any] = {
         "max_abs_err_vs_fp32": worst,
         "seeds": list(o.parity_seeds),
-        "backend": "tensorrt",
+        "backend": trt_backend.SPEC.name,
     }
     if psnrs:
         rec["psnr_vs_fp32"] = float(min(min(psnrs), 200.0))
