@@ -12,8 +12,10 @@ traced graph has the flat I/O above.
 ``mistral``; ``Gpt2Decoder`` covers ``gpt2``. Built with ``shared=True`` (what export uses),
 both trace the shared cache layout instead: past and present one buffer of M positions
 (B, H_kv, M, D) each, attention, rotary embedding and the cache write in ONNX Runtime's
-``GroupQueryAttention`` (``GroupQueryAttention.symbolic``); ``shared=False`` traces the
-concatenated layout with standard ops, which TensorRT builds engines from.
+``GroupQueryAttention`` (``GroupQueryAttention.symbolic``, fed the packed q/k/v projection),
+and for the Llama families each residual add fused with the RMSNorm after it
+(``SkipRmsNorm``); ``shared=False`` traces the concatenated layout with standard ops, which
+TensorRT builds engines from.
 """
 
 from __future__ import annotations
@@ -98,30 +100,33 @@ def attend(
 class GroupQueryAttention(torch.autograd.Function):
     """ONNX Runtime's ``com.microsoft::GroupQueryAttention`` on a shared cache buffer.
 
-    q (B, S, H*D), k/v (B, S, Hkv*D); past_k/past_v (B, Hkv, M, D), the buffer whose first
-    P = total - S positions hold the cache; ``seqlens_k`` int32 (B,) = total - 1, ``total``
-    int32 scalar; ``cos``/``sin`` (max positions, D/2) or None: rotary embedding (rotate-half
-    form) applied to q and k at positions P .. total - 1 inside the op. Returns the attention
-    output (B, S, H*D) and the buffers with the new keys/values written at P .. total - 1.
-    The exported node is the contrib op (ORT writes into the buffer in place when past and
-    present are bound to the same memory); ``forward`` is the same math in torch, which
-    tracing runs.
+    qkv (B, S, (H + 2 Hkv) D): queries, keys and values side by side, as one packed projection
+    makes them (the op's packed-QKV form: no Split before it); past_k/past_v (B, Hkv, M, D),
+    the buffer whose first P = total - S positions hold the cache; ``seqlens_k`` int32 (B,) =
+    total - 1, ``total`` int32 scalar; ``cos``/``sin`` (max positions, D/2) or None: rotary
+    embedding (rotate-half form) applied to q and k at positions P .. total - 1 inside the op.
+    Returns the attention output (B, S, H*D) and the buffers with the new keys/values written
+    at P .. total - 1. The exported node is the contrib op (ORT writes into the buffer in place
+    when past and present are bound to the same memory); ``forward`` is the same math in
+    torch, which tracing runs.
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, past_k, past_v, seqlens_k, total, cos, sin, heads, kv_heads, scale):
+    def forward(ctx, qkv, past_k, past_v, seqlens_k, total, cos, sin, heads, kv_heads, scale):
         del ctx, seqlens_k
-        Bq, S, _ = q.shape
+        Bq, S, _ = qkv.shape
         D = past_k.shape[-1]
         T = int(total)
-        q = q.view(Bq, S, heads, D)
-        k = k.view(Bq, S, kv_heads, D)
+        qk = (heads + kv_heads) * D
+        q, k, v = qkv[..., : heads * D], qkv[..., heads * D : qk], qkv[..., qk:]
+        q = q.reshape(Bq, S, heads, D)  # (B, S, H, D)
+        k = k.reshape(Bq, S, kv_heads, D)  # (B, S, Hkv, D)
         if cos is not None:
             c = torch.cat((cos[T - S : T], cos[T - S : T]), -1)[:, None]  # (S, 1, D)
             s = torch.cat((sin[T - S : T], sin[T - S : T]), -1)[:, None]
             q, k = q * c + rotate_half(q) * s, k * c + rotate_half(k) * s
         present = []
-        for buf, new in ((past_k, k), (past_v, v.view(Bq, S, kv_heads, D))):
+        for buf, new in ((past_k, k), (past_v, v.reshape(Bq, S, kv_heads, D))):
             buf = buf.clone()
             buf[:, :, T - S : T] = new.transpose(1, 2)
             present.append(buf)
@@ -130,11 +135,12 @@ class GroupQueryAttention(torch.autograd.Function):
         return attend(q.transpose(1, 2), k_all, v_all, bias, scale), present[0], present[1]
 
     @staticmethod
-    def symbolic(g, q, k, v, past_k, past_v, seqlens_k, total, cos, sin, heads, kv_heads, scale):
+    def symbolic(g, qkv, past_k, past_v, seqlens_k, total, cos, sin, heads, kv_heads, scale):
         rotary = [] if cos is None else [cos, sin]
+        absent = [_absent_input(g), _absent_input(g)]  # key, value: packed into qkv
         y, present_k, present_v = g.op(
             "com.microsoft::GroupQueryAttention",
-            *(q, k, v, past_k, past_v, seqlens_k, total, *rotary),
+            *(qkv, *absent, past_k, past_v, seqlens_k, total, *rotary),
             num_heads_i=heads,
             kv_num_heads_i=kv_heads,
             scale_f=scale,
@@ -142,9 +148,49 @@ class GroupQueryAttention(torch.autograd.Function):
             rotary_interleaved_i=0,
             outputs=3,
         )
-        for out, like in ((y, q), (present_k, past_k), (present_v, past_v)):
+        sizes = qkv.type().varyingSizes()  # (B, S, (H + 2 Hkv) D) -> (B, S, H D)
+        if sizes and sizes[-1] is not None:
+            sizes[-1] = sizes[-1] * heads // (heads + 2 * kv_heads)
+        y.setType(qkv.type().with_sizes(sizes))
+        for out, like in ((present_k, past_k), (present_v, past_v)):
             out.setType(like.type())
         return y, present_k, present_v
+
+
+class SkipRmsNorm(torch.autograd.Function):
+    """ONNX Runtime's ``com.microsoft::SkipSimplifiedLayerNormalization``: the residual add and
+    the next RMSNorm in one node. x, skip (B, S, C), weight (C,) -> (weight * s / sqrt(mean(s^2)
+    + eps), s) with s = x + skip: the normalized input of the next block and the residual
+    stream. ``forward`` is the same math in torch, which tracing runs."""
+
+    @staticmethod
+    def forward(ctx, x, skip, weight, eps):
+        del ctx
+        s = x + skip  # (B, S, C)
+        return weight * (s / torch.sqrt(s.pow(2).mean(-1, keepdim=True) + eps)), s
+
+    @staticmethod
+    def symbolic(g, x, skip, weight, eps):
+        # outputs: normalized, mean and inv_std_var (unused: ORT's CPU kernel leaves them
+        # unwritten), the sum x + skip
+        y, _, _, s = g.op(
+            "com.microsoft::SkipSimplifiedLayerNormalization",
+            x,
+            skip,
+            weight,
+            epsilon_f=eps,
+            outputs=4,
+        )
+        y.setType(x.type())
+        s.setType(x.type())
+        return y, s
+
+
+def _absent_input(g: Any) -> Any:
+    """An omitted optional input of a node (exported as the empty name)."""
+    n = g.op("prim::Constant")
+    n.setType(torch._C.OptionalType.ofTensor())
+    return n
 
 
 def cache_lengths(position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,6 +210,14 @@ def rms_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     * w: the form ONNX Runtime fuses into SimplifiedLayerNormalization when it loads the graph."""
     ms = x.pow(2).mean(-1, keepdim=True)  # (..., 1)
     return norm.weight * (x / torch.sqrt(ms + norm.variance_epsilon))
+
+
+def skip_rms_norm(
+    norm: nn.Module, x: torch.Tensor, skip: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``norm`` (the model's RMSNorm) of x + skip, and x + skip itself: one
+    ``SkipSimplifiedLayerNormalization`` node in the graph."""
+    return SkipRmsNorm.apply(x, skip, norm.weight, float(norm.variance_epsilon))
 
 
 def packed(*linears: nn.Linear) -> nn.Linear:
@@ -252,28 +306,30 @@ class LlamaDecoder(nn.Module):
 
     def _forward_shared(self, x, position_ids, past) -> tuple[torch.Tensor, ...]:
         """The same blocks with rotary embedding, attention and the cache in
-        ``GroupQueryAttention`` nodes (rotary tables ``cos_cache``/``sin_cache``)."""
+        ``GroupQueryAttention`` nodes (rotary tables ``cos_cache``/``sin_cache``) fed the packed
+        q/k/v projection, and each residual add fused with the RMSNorm after it
+        (``SkipRmsNorm``): the first norm stays the traced pattern ORT fuses at load."""
         n = self.shape
-        Bx, S, _ = x.shape
-        H, Hkv, D = n.num_heads, n.num_kv_heads, n.head_dim
+        H, Hkv = n.num_heads, n.num_kv_heads
         seqlens_k, total = cache_lengths(position_ids)
         present: list[torch.Tensor] = []
+        h = rms_norm(self.layers[0].input_layernorm, x)
         for i, layer in enumerate(self.layers):
             a = layer.self_attn
-            h = rms_norm(layer.input_layernorm, x)
-            q, k, v = self.qkv[i](h).split((H * D, Hkv * D, Hkv * D), dim=-1)
             y, pk, pv = GroupQueryAttention.apply(
-                q, k, v, past[2 * i], past[2 * i + 1], seqlens_k, total,
+                self.qkv[i](h), past[2 * i], past[2 * i + 1], seqlens_k, total,
                 self.cos_cache, self.sin_cache, H, Hkv, self.scale,
             )  # fmt: skip
             present += [pk, pv]
-            x = x + a.o_proj(y)
+            h, x = skip_rms_norm(layer.post_attention_layernorm, a.o_proj(y), x)
             gu = self.gate_up[i]  # a split of static sizes: one Split node, no shape arithmetic
-            gate, up = gu(rms_norm(layer.post_attention_layernorm, x)).split(
-                gu.out_features // 2, -1
+            gate, up = gu(h).split(gu.out_features // 2, -1)
+            down = layer.mlp.down_proj(layer.mlp.act_fn(gate) * up)  # SwiGLU
+            following = (
+                self.layers[i + 1].input_layernorm if i + 1 < len(self.layers) else self.norm
             )
-            x = x + layer.mlp.down_proj(layer.mlp.act_fn(gate) * up)  # SwiGLU
-        logits = self.lm_head(rms_norm(self.norm, x))  # (B, S, V)
+            h, x = skip_rms_norm(following, down, x)
+        logits = self.lm_head(h)  # (B, S, V)
         return (logits.float(), *present)
 
 
@@ -300,9 +356,9 @@ class Gpt2Decoder(nn.Module):
         if self.shared:
             seqlens_k, total = cache_lengths(position_ids)
             for i, block in enumerate(self.h):
-                q, k, v = block.attn.c_attn(block.ln_1(x)).split(C, dim=2)  # (B, S, C) each
                 y, pk, pv = GroupQueryAttention.apply(
-                    q, k, v, past[2 * i], past[2 * i + 1], seqlens_k, total,
+                    block.attn.c_attn(block.ln_1(x)), past[2 * i], past[2 * i + 1],
+                    seqlens_k, total,
                     None, None, n.num_heads, n.num_heads, self.scale,
                 )  # fmt: skip
                 present += [pk, pv]
@@ -369,10 +425,10 @@ def onnx_from_decoder(wrapper: nn.Module, spec: GraphSpec, opset: int) -> Any:
     with onnxslim (shape arithmetic folded: a third of the nodes), shape-inferred, checked,
     symbolic dims B, S, P, T as the spec names them.
 
-    ORT's offline transformer optimizer is not run: on these graphs it fuses only
-    (Skip)SimplifiedLayerNormalization, which ORT's own session optimizer (level "all")
-    already does at load; no Attention/GQA/RotaryEmbedding pattern of it matches, and
-    measured decode steps were unchanged within noise.
+    ORT's offline transformer optimizer is not run: no Attention/GQA/RotaryEmbedding pattern
+    of it matches these graphs. Its one fusion that ORT's session optimizer (level "all") does
+    not make at load, the residual Add into SkipSimplifiedLayerNormalization, the shared
+    Llama-family wrapper writes itself (``SkipRmsNorm``).
     """
     import io
     import warnings

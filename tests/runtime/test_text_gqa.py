@@ -54,6 +54,23 @@ def test_graph_attends_with_group_query_attention_on_one_buffer(bundle, file):
         for vi in list(model.graph.input) + list(model.graph.output)
     }
     assert dims["past_key_values.0.key"][2] == dims["present.0.key"][2] == "M"
+    # q/k/v reach the op packed (key and value inputs empty), with no Split in between
+    gqa = [n for n in model.graph.node if n.op_type == "GroupQueryAttention"]
+    assert all(n.input[1] == n.input[2] == "" for n in gqa)
+    producers = {o: n.op_type for n in model.graph.node for o in n.output}
+    assert "Split" not in {producers[n.input[0]] for n in gqa}
+
+
+def test_llama_residual_adds_are_fused_with_the_norms(bundle):
+    """Each residual add and the RMSNorm after it: one SkipSimplifiedLayerNormalization."""
+    import onnx
+
+    family, _, b = bundle
+    if family != "llama":
+        pytest.skip("the Llama families' RMSNorm")
+    layers = read_manifest(b).model.transformer.num_layers
+    ops = [n.op_type for n in onnx.load(str(b / "model.onnx")).graph.node]
+    assert ops.count("SkipSimplifiedLayerNormalization") == 2 * layers
 
 
 def test_any_split_into_feeds_matches_transformers(bundle):
