@@ -27,9 +27,9 @@ from genedge.export.manifest_build import manifest_dict
 from genedge.export.options import ExportOptions, validate_export_options
 from genedge.export.reuse import copy_previous, dropped_note, is_current, read_previous, reusable
 from genedge.export.routes.onnx_export import load_generator
-from genedge.export.routes.wrappers import graphs_for
 from genedge.export.stages.precision import STAGES
 from genedge.export.stages.speed import stage_speed
+from genedge.export.stages.tensorrt import require_tensorrt
 from genedge.export.stages.triton import write_triton_repository
 from genedge.manifest import MANIFEST_NAME, Manifest, read_manifest, sha256_file, write_manifest
 from genedge.outputs import (
@@ -137,6 +137,8 @@ def export_bundle(opts: ExportOptions, *, log: Log = silent) -> Path:
         source["data"] = info.meta["data"]
 
     def load() -> LoadedModel:
+        from genedge.export.routes.wrappers import graphs_for  # nn.Module subclasses: torch
+
         model, cfg, kind = load_generator(opts.source)
         graphs = graphs_for(kind, model, cfg, opts.output_format)
         return LoadedModel(model, cfg, kind, graphs, info.meta.get("data"))
@@ -166,8 +168,6 @@ def export_source(
             hint=f"Pass --precision {','.join(PRECISIONS)} (or a subset).",
         )
     if opts.trt:
-        from genedge.export.stages.tensorrt import require_tensorrt
-
         require_tensorrt()
     inputs = (opts.source, opts.calib_data, opts.eval_data)
     if opts.triton:

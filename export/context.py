@@ -18,7 +18,7 @@ import numpy as np
 from genedge.atomic import atomic_write_bytes
 from genedge.export.checks.parity import onnx_runner
 from genedge.export.options import ExportOptions
-from genedge.export.routes.wrappers import GraphSpec
+from genedge.export.routes.graph_spec import GraphSpec
 from genedge.export.stages.calibration import (
     CalibrationSpec,
     image_calibration_feeds,

@@ -19,7 +19,7 @@ from genedge.export.checks.quality import (
     metric_drop,
 )
 from genedge.export.context import BuildContext, fp32_runner, quality_feeds
-from genedge.export.routes.wrappers import GraphSpec
+from genedge.export.routes.graph_spec import GraphSpec
 from genedge.metrics import bits_per_char
 
 ENCODER_TOL = 0.05  # max |mu, logvar - fp32| for a reduced-precision encoder

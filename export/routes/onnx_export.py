@@ -14,7 +14,7 @@ from typing import Any
 
 from genedge.errors import CorruptArtifactError
 from genedge.export.rewrites.deconv import dense_first_layers
-from genedge.export.routes.wrappers import GraphSpec, example_feed, graphs_for
+from genedge.export.routes.graph_spec import GraphSpec, example_feed
 from genedge.export.stages.fp16 import name_nodes
 
 PROTOBUF_LIMIT = 2**31 - 1
@@ -147,6 +147,8 @@ def onnx_from_checkpoint(
 
     ``export_bundle`` is the verified path; this is the bare conversion.
     """
+    from genedge.export.routes.wrappers import graphs_for  # nn.Module subclasses: torch
+
     model, cfg, kind = load_generator(checkpoint)
     paths = {}
     for spec, wrapper in graphs_for(kind, model, cfg, output_format):

@@ -7,39 +7,14 @@ arithmetic, so the runtime hands the output straight to the user.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from genedge.export.rewrites.subpixel import subpixel_vae
+from genedge.export.rewrites.subpixel import subpixel_gan_generator, subpixel_vae
+from genedge.export.routes.graph_spec import B, GraphSpec
 from genedge.manifest import TensorSpec
-
-B = "B"  # the symbolic batch dimension, everywhere
-
-
-@dataclass(frozen=True)
-class GraphSpec:
-    """A graph of the bundle: manifest name, file stem (``model``/``encoder``), inputs, outputs."""
-
-    name: str
-    stem: str
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "inputs": [t.to_dict() for t in self.inputs],
-            "outputs": [t.to_dict() for t in self.outputs],
-        }
-
-    def dynamic_axes(self) -> dict[str, dict[int, str]]:
-        """ONNX dynamic axes: every dimension named ``"B"``."""
-        return {
-            t.name: {i: B for i, d in enumerate(t.shape) if d == B}
-            for t in self.inputs + self.outputs
-        }
 
 
 def to_image_output(x: torch.Tensor, output_format: str) -> torch.Tensor:
@@ -159,8 +134,6 @@ def graphs_for(
     """Every graph a checkpoint of ``kind`` exports, main graph first, with its wrapper."""
     if kind == "gan":
         spec = image_graph_spec("generator", cfg, output_format)
-        from genedge.export.rewrites.subpixel import subpixel_gan_generator
-
         graph = ImageGraph(
             model,
             conditional=cfg.num_classes > 0,
@@ -181,17 +154,3 @@ def graphs_for(
     if kind == "ar":
         return [(step_graph_spec(cfg), StepGraph(model))]
     raise ValueError(f"unknown kind {kind!r}")
-
-
-def example_feed(spec: GraphSpec, n: int = 2) -> dict[str, torch.Tensor]:
-    """Small example tensors matching ``spec`` (batch ``n``) for tracing."""
-    feed: dict[str, torch.Tensor] = {}
-    for t in spec.inputs:
-        shape = tuple(n if d == B else d for d in t.shape)
-        if t.dtype == "float32":
-            feed[t.name] = torch.zeros(shape, dtype=torch.float32)
-        elif t.dtype == "uint8":
-            feed[t.name] = torch.full(shape, 128, dtype=torch.uint8)
-        else:
-            feed[t.name] = torch.zeros(shape, dtype=torch.int64)
-    return feed

@@ -19,8 +19,8 @@ from pathlib import Path
 from genedge.export.checks.gate import compare_to_fp32, gate, summary
 from genedge.export.checks.parity import ArtifactRunner, check_parity, onnx_runner
 from genedge.export.context import BuildContext, add_artifact, calibration_feeds, calibration_spec
+from genedge.export.routes.graph_spec import GraphSpec
 from genedge.export.routes.onnx_export import onnx_from_module, save_onnx
-from genedge.export.routes.wrappers import GraphSpec
 from genedge.export.stages import int8
 from genedge.export.stages.bf16 import bf16_emulation
 from genedge.export.stages.fp16 import COMPUTE_OPS, fp16_from_onnx, largest_compute_nodes
