@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from genedge.errors import BadInputError, printable
+from genedge.export.bundle import bundle_lock, export_bundle, source_path
 from genedge.export.options import ExportOptions, validate_export_options
 from genedge.export.routes.byo import (
     GeneratorSpec,
@@ -23,6 +24,8 @@ from genedge.export.routes.byo import (
     validate_spec,
 )
 from genedge.export.routes.source_onnx import export_onnx_file, onnx_spec_from_args
+from genedge.export.routes.text_module import export_text_module
+from genedge.export.routes.text_source import HELD_OUT_CHARS, export_hf_folder, is_hf_folder
 from genedge.manifest import sha256_file
 from genedge.train.data import load_text_data, split_text
 
@@ -72,8 +75,6 @@ def export_transformer_checkpoint(ckpt: Path, opts: ExportOptions, log: Log) -> 
     temporary Hugging Face folder, exported as one; the manifest names the checkpoint."""
     import tempfile
 
-    from genedge.export.bundle import source_path
-    from genedge.export.routes.text_source import export_hf_folder
     from genedge.train.checkpoint import hf_folder_from_checkpoint, read_checkpoint_info
 
     info = read_checkpoint_info(ckpt)
@@ -101,8 +102,6 @@ def _held_out_file(data: str | None, folder: Path) -> Path | None:
     """The start of the held-out part (``split_text``) of the text a checkpoint trained on,
     written to ``folder``; None when that text cannot be read here (then export scores its
     default text)."""
-    from genedge.export.routes.text_source import HELD_OUT_CHARS
-
     if not data:
         return None
     try:
@@ -121,8 +120,6 @@ def export_from_args(args: Any, opts: ExportOptions, log: Log) -> Path:
     export into the same folder is refused (exit 4) at once, not after minutes of work.
     """
     check_arguments(args, opts)  # flag errors first: before torch or the user's file loads
-    from genedge.export.bundle import bundle_lock
-
     module_file = opts.module.rsplit(":", 1)[0] if opts.module else None
     inputs = (args.checkpoint, module_file, args.weights, opts.calib_data, opts.eval_data)
     sources = tuple(Path(p) for p in inputs if p and str(p).lower() != "none")
@@ -161,8 +158,6 @@ def check_arguments(args: Any, opts: ExportOptions) -> None:
 def _export(args: Any, opts: ExportOptions, log: Log) -> Path:
     source = args.checkpoint
     if opts.module and getattr(args, "tokenizer", None):
-        from genedge.export.routes.text_module import export_text_module
-
         return export_text_module(
             opts.module,
             None if args.weights.lower() == "none" else args.weights,
@@ -181,8 +176,6 @@ def _export(args: Any, opts: ExportOptions, log: Log) -> Path:
             opts=opts,
             log=log,
         )
-    from genedge.export.routes.text_source import export_hf_folder, is_hf_folder
-
     if is_hf_folder(source):
         return export_hf_folder(Path(source), opts, log=log)
     from genedge.train.transformer import is_transformer_checkpoint
@@ -198,6 +191,4 @@ def _export(args: Any, opts: ExportOptions, log: Log) -> Path:
             f"'{source}' is a genedge checkpoint, which records all of that itself.",
             hint="Drop those flags, or pass --module FILE.py:NAME / MODEL.onnx.",
         )
-    from genedge.export.bundle import export_bundle
-
     return export_bundle(opts, log=log)

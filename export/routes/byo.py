@@ -24,10 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from genedge.errors import BadInputError, printable
+from genedge.export.bundle import LoadedModel, export_source
 from genedge.export.options import ExportOptions, validate_export_options
+from genedge.export.routes.graph_spec import B, GraphSpec
+from genedge.export.routes.onnx_export import check_finite_weights, onnx_from_module
 from genedge.interrupts import user_code
 from genedge.latents import default_labels, seeded_latents
-from genedge.manifest import sha256_file
+from genedge.manifest import TensorSpec, sha256_file
 from genedge.precisions import PRECISIONS
 
 LATENT_DISTS = ("normal", "uniform")
@@ -166,8 +169,6 @@ def _wrapper_class():
 
         def build_onnx(self, gspec: Any, opset: int):
             """The traced, checked ONNX of this wrapper; an op torch cannot export is exit 2."""
-            from genedge.export.routes.onnx_export import onnx_from_module
-
             try:
                 return onnx_from_module(self, gspec, opset=opset)
             except Exception as e:  # torch.onnx raises several types for one cause
@@ -327,8 +328,6 @@ def config_for(spec: GeneratorSpec, chw: tuple[int, int, int]) -> ByoConfig:
 
 def image_graph_spec_for(cfg: ByoConfig, output_format: str):
     """The ``generator`` GraphSpec (docs/bundle.md) for an image of cfg's (C, H, W)."""
-    from genedge.export.routes.wrappers import B, GraphSpec, TensorSpec
-
     inputs = [TensorSpec("z", "float32", (B, cfg.latent_dim))]
     if cfg.num_classes:
         inputs.append(TensorSpec("label", "int64", (B,)))
@@ -394,8 +393,6 @@ def module_source(
 def _prepared(module: Any, spec: GeneratorSpec, where: str) -> tuple[Any, ByoConfig]:
     """An eval-mode float32 CPU copy of ``module`` (the caller's is untouched) and its config."""
     import torch
-
-    from genedge.export.routes.onnx_export import check_finite_weights
 
     if not isinstance(module, torch.nn.Module):
         raise BadInputError(
@@ -509,8 +506,6 @@ def _export(
     source: dict[str, Any],
     log: Log | None,
 ) -> Path:
-    from genedge.export.bundle import LoadedModel, export_source
-
     def load() -> LoadedModel:
         gspec = image_graph_spec_for(cfg, opts.output_format)
         return LoadedModel(

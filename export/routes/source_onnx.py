@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 
 from genedge.errors import BadInputError, CorruptArtifactError
+from genedge.export.bundle import LoadedModel, export_source
 from genedge.export.checks.control_flow import check_control_flow
+from genedge.export.checks.parity import onnx_runner
 from genedge.export.options import ExportOptions
 from genedge.export.routes.byo import (
     GeneratorSpec,
@@ -30,6 +32,7 @@ from genedge.export.routes.byo import (
     parse_output_range,
     validate_spec,
 )
+from genedge.export.routes.onnx_export import finish_model
 from genedge.latents import default_labels, seeded_latents
 from genedge.limits import MAX_BATCH, MAX_LATENT_SIZE, MAX_OUTPUT_PIXELS
 from genedge.manifest import sha256_file
@@ -445,8 +448,6 @@ class OnnxGeneratorGraph:
         self._reference: SourceReference | None = None
 
     def build_onnx(self, spec: Any, opset: int):
-        from genedge.export.routes.onnx_export import finish_model
-
         model = (
             self.model if self.io.fixed_batch is None else with_dynamic_batch(self.model, self.io)
         )
@@ -476,8 +477,6 @@ class SourceReference:
     @classmethod
     def open(cls, path: Path, io: OnnxIO, gspec: GeneratorSpec, output_format: str):
         """The ONNX file ``path`` on the runtime's ORT CPU backend."""
-        from genedge.export.checks.parity import onnx_runner
-
         return cls(onnx_runner(path), io, gspec, output_format)
 
     def raw(self, z: np.ndarray, label: np.ndarray | None) -> np.ndarray:
@@ -552,8 +551,6 @@ def check_dynamic_batch(graph: OnnxGeneratorGraph, ref: SourceReference) -> None
 
     import onnx
 
-    from genedge.export.checks.parity import onnx_runner
-
     io, gspec = graph.io, graph.gspec
     model = with_dynamic_batch(graph.model, io)
     z = seeded_latents(3, gspec.latent_dim, seed=7)
@@ -610,8 +607,6 @@ def export_onnx_file(
 ) -> Path:
     """``genedge export MODEL.onnx --out BUNDLE``: detect (or take the named) latent, label and
     image tensors, wrap the graph, and run every export stage on it. Returns the bundle path."""
-    from genedge.export.bundle import LoadedModel, export_source
-
     path, spec = Path(path), spec or OnnxSourceSpec()
     model = _upgrade_opset(load_user_onnx(path), path)
     check_control_flow(model)

@@ -25,6 +25,8 @@ from typing import Any
 from genedge.errors import BadInputError, printable
 from genedge.export.context import Log, silent
 from genedge.export.options import ExportOptions
+from genedge.export.routes.byo import combined_sha256
+from genedge.export.routes.text_source import HfModel, export_text_model, load_tokenizer_file
 
 REQUIRED = ("num_layers", "num_kv_heads", "head_dim", "vocab_size", "max_context")
 PROBE_TOKENS = 5
@@ -155,7 +157,6 @@ def export_text_module(
 
     Errors as ``export_hf_folder``; nothing is left at ``opts.out`` on failure.
     """
-    from genedge.export.routes.text_source import HfModel, export_text_model, load_tokenizer_file
     from genedge.train.user_module import module_from_files, split_module_ref
 
     tok_path = Path(tokenizer)
@@ -177,7 +178,6 @@ def text_module_source(
     file: Path, name: str, weights: Path | None, tokenizer: Path, module_args: Any
 ) -> dict[str, Any]:
     """The manifest ``source`` record: module file, weights and tokenizer with their sha256."""
-    from genedge.export.routes.byo import combined_sha256
     from genedge.manifest import sha256_file
 
     rec: dict[str, Any] = {

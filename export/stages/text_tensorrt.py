@@ -35,7 +35,28 @@ from typing import Any
 import numpy as np
 
 from genedge.errors import BadInputError, IncompatibleEnvironmentError
+from genedge.export.checks.text_gate import PERPLEXITY_BOUNDS, gate_record
+from genedge.export.context import save_bundle_file
 from genedge.export.options import Profile
+from genedge.export.routes.onnx_export import save_onnx
+from genedge.export.stages.tensorrt import (
+    STRONGLY_TYPED,
+    EngineRequest,
+    engine_file_name,
+    engine_from_onnx,
+    require_tensorrt,
+)
+from genedge.export.stages.tensorrt import engine_record as make_engine_record
+from genedge.export.stages.text_precision import (
+    _gate_text,
+    _guard_feeds,
+    _tokenizer,
+    _window,
+    fp16_text_from_onnx,
+    fp32_score,
+    open_decoder,
+)
+from genedge.export.stages.trt_stage import build_environment
 from genedge.precisions import onnx_file
 
 PREFILL_OPT = 128  # prompt tokens the prefill profile is tuned for (at most the context)
@@ -123,8 +144,6 @@ def engine_sources(kept: set[str]) -> list[tuple[str, str]]:
 def stage_text_trt(build: Any) -> None:
     """``--trt`` for a text bundle: one engine per kept fp32/fp16 decoder graph, checked
     against ONNX Runtime fp32 and recorded with its profiles. GPU only; unverified here."""
-    from genedge.export.stages.trt_stage import build_environment
-
     env = build_environment()
     cc = tuple(int(p) for p in env.compute_capability.split("."))
     batch = text_batch(build.opts.profiles)
@@ -140,9 +159,7 @@ def engine_graphs(build: Any, kept: set[str], folder: Path) -> tuple[list[dict],
     whose decoder is the shared-cache graph (``GroupQueryAttention``, an ONNX Runtime op that
     TensorRT's parser does not know) has its wrapper traced again with the concatenated cache
     (standard ops; docs/text.md) into ``folder``, fp16 converted as the bundle's file was."""
-    from genedge.export.routes.onnx_export import save_onnx
     from genedge.export.routes.text_wrappers import decoder_graph_spec, onnx_from_decoder
-    from genedge.export.stages.text_precision import _gate_text, _guard_feeds, fp16_text_from_onnx
 
     w = build.wrapper
     if not getattr(w, "shared", False):
@@ -166,15 +183,6 @@ def engine_graphs(build: Any, kept: set[str], folder: Path) -> tuple[list[dict],
 
 
 def _build_engines(build, env, cc, profiles, batch, inputs, sources) -> None:
-    from genedge.export.context import save_bundle_file
-    from genedge.export.stages.tensorrt import (
-        STRONGLY_TYPED,
-        EngineRequest,
-        engine_file_name,
-        engine_from_onnx,
-    )
-    from genedge.export.stages.tensorrt import engine_record as make_engine_record
-
     o = build.opts
     timing = None
     for precision, path in sources.items():
@@ -230,8 +238,6 @@ def engine_check(
 ) -> dict[str, Any]:
     """The engine against ONNX Runtime fp32: logits of the first held-out window (max abs
     error) and perplexity of the gate's held-out text (ratio and bound)."""
-    from genedge.export.checks.text_gate import PERPLEXITY_BOUNDS, gate_record
-    from genedge.export.stages.text_precision import _gate_text, _tokenizer, _window, fp32_score
     from genedge.runtime.perplexity import score_text
 
     texts = _gate_text(build)
@@ -260,8 +266,6 @@ def engine_check(
 
 def _ort_logits(build: Any, ids: np.ndarray) -> np.ndarray:
     """Logits float64 (S, V) of one prefill of ``ids`` through ONNX Runtime fp32."""
-    from genedge.export.stages.text_precision import open_decoder
-
     decoder = open_decoder(build.tmp / f"{build.spec.stem}.onnx", build)
     try:
         decoder.reserve(len(ids))
@@ -276,7 +280,6 @@ class TrtPrefillDecoder:
     the ``prefill`` profile (0). Export-time checking only; GPU only, unverified here."""
 
     def __init__(self, plan: bytes, cfg: Any, version_compatible: bool = False) -> None:
-        from genedge.export.stages.tensorrt import require_tensorrt
         from genedge.runtime.cuda import cuda_call, cuda_runtime, trt_logger
 
         trt = require_tensorrt()
