@@ -15,12 +15,9 @@ lowest median, over rounds, of each candidate's time relative to the round's fas
 load spike slows every candidate of its round alike and cancels out, where pooled p50s let
 it decide between two close candidates.
 
-The result lives outside the bundle (a bundle holds only listed, hashed files), in
-``$GENEDGE_CACHE/tune`` (else ``$XDG_CACHE_HOME/genedge/tune``, else
-``~/.cache/genedge/tune``), one JSON file per key: the sha256 of the bundle's manifest (so
-of every artifact), the graph, the CPU model, the thread count and the versions of genedge,
-onnxruntime, openvino and tensorrt. Anything that changes one of them is a new key, so a
-stale measurement is never used. ``backend="auto"`` reads it for the batch asked
+The result lives outside the bundle (a bundle holds only listed, hashed files), in the
+tuning cache (``runtime.tune_cache``: one JSON file per bundle, graph, CPU, thread count and
+library versions), so a stale measurement is never used. ``backend="auto"`` reads it for the batch asked
 (``BackendOptions.batch``; the nearest measured batch on a log scale) and says which and
 why on the ``genedge.runtime`` logger; without a tuning, unless ``tune=True`` (or
 ``GENEDGE_TUNE=1``) asks for a short probe, export's CPU speed record is the hint it starts
@@ -31,13 +28,9 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
-import json
 import logging
 import math
 import os
-import platform
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -45,7 +38,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genedge.atomic import atomic_write_text
 from genedge.errors import (
     BadInputError,
     GenedgeError,
@@ -53,24 +45,13 @@ from genedge.errors import (
     printable,
 )
 from genedge.limits import check_threads
-from genedge.manifest import MAIN_GRAPH, MANIFEST_NAME, Manifest
-from genedge.outputs import folder_lock
+from genedge.manifest import MAIN_GRAPH, Manifest
 from genedge.precisions import INFERENCE_PRECISIONS, REFERENCE
 from genedge.precisions import precision as precision_row
-from genedge.readback import (
-    MANIFEST_BYTES,
-    TUNE_CACHE_BYTES,
-    ReadbackError,
-    check,
-    field,
-    read_bytes,
-    read_cache_json,
-)
 
 from . import registry
 from .artifacts import onnx_artifacts
 from .backend import Backend
-from .machine import cpu_model
 from .measure import (
     feed_for,
     int_ranges,
@@ -83,24 +64,31 @@ from .measure import (
 from .opening import open_named, read_bundle
 from .options import BackendOptions
 from .speed_record import fastest_cpu
+from .tune_cache import (
+    FORMAT,
+    MAX_TUNE_BATCH,
+    VERSION,
+    cache_dir,
+    ever_tuned,
+    read_tuning,
+    tune_identity,
+    tune_key,
+    tune_path,
+    write_tuning,
+)
 
 log = logging.getLogger("genedge.runtime")
 
-FORMAT = "genedge.tune"
-VERSION = 1
 DEFAULT_BATCHES = (1, 16)
 DEFAULT_SECONDS = 6.0  # measuring time of `genedge tune`, all batches together
 PROBE_SECONDS = 1.0  # the opt-in probe on first open: one batch size (MIN_ROUNDS rounds at least)
-MAX_TUNE_BATCH = 4096
 MIN_ROUNDS = 3
-LOCK_WAIT_S = 10.0  # another tune's cache write holds the lock for milliseconds
 # One candidate's turn in a round: this long, at least BLOCK_RUNS runs, the first not kept.
 # Runs just after a switch pay for the other backend's threads and the caches it filled, and
 # a user samples from one backend, so that cost is not theirs: with 50 ms turns OpenVINO fp32
 # read 19 ms at batch 16 on the 28x28 DCGAN, with 250 ms turns 10.8 ms, as the bench reads it.
 BLOCK_S = 0.2
 BLOCK_RUNS = 3
-_VERSIONED = ("genedge", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt")
 
 
 @dataclass(frozen=True)
@@ -158,125 +146,6 @@ def candidates(
             else:
                 out.append(c)
     return out, skipped
-
-
-# ------------------------------------------------------------------ the cache
-def cache_dir() -> Path:
-    """Where tunings are kept (the folder may not exist yet)."""
-    if os.environ.get("GENEDGE_CACHE"):
-        return Path(os.environ["GENEDGE_CACHE"]) / "tune"
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]) / "genedge" / "tune"
-    return Path.home() / ".cache" / "genedge" / "tune"
-
-
-@functools.lru_cache(maxsize=1)
-def library_versions() -> dict[str, str]:
-    """Installed versions of the packages whose speed a tuning measured (no imports; read once
-    per process: importlib.metadata's first lookup costs tens of milliseconds)."""
-    from importlib import metadata
-
-    out = {}
-    for name in _VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def manifest_sha256(manifest: Manifest) -> str:
-    path = Path(manifest.root) / MANIFEST_NAME
-    return hashlib.sha256(read_bytes(path, what="Manifest", limit=MANIFEST_BYTES)).hexdigest()
-
-
-def tune_identity(manifest: Manifest, graph: str, threads: int | None) -> dict[str, Any]:
-    """Everything a measurement depends on; its hash is the cache key."""
-    return {
-        "manifest_sha256": manifest_sha256(manifest),
-        "graph": graph,
-        "cpu": cpu_model(),
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-        "threads": threads,
-        "versions": library_versions(),
-    }
-
-
-def tune_key(identity: dict[str, Any]) -> str:
-    """The cache file's name: the bundle's manifest hash first (so that ``auto`` finds out
-    cheaply that a bundle was never tuned), then the hash of the whole identity."""
-    whole = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-    return f"{identity['manifest_sha256'][:16]}-{whole[:32]}"
-
-
-def tune_path(manifest: Manifest, graph: str, threads: int | None) -> Path:
-    return cache_dir() / f"{tune_key(tune_identity(manifest, graph, threads))}.json"
-
-
-def _ever_tuned(manifest: Manifest) -> bool:
-    """Whether any tuning of this bundle is cached here (any machine state, any threads)."""
-    try:
-        return any(cache_dir().glob(f"{manifest_sha256(manifest)[:16]}-*.json"))
-    except OSError:
-        return False
-
-
-def read_tuning(path: Path) -> dict[str, Any] | None:
-    """A cached tuning, or None: silently when absent, with one warning when the file is not
-    a regular file, too large, not JSON or not a tuning (``_checked_tuning``)."""
-    return read_cache_json(
-        path, what="Tuning cache", limit=TUNE_CACHE_BYTES, schema=_checked_tuning
-    )
-
-
-_LABEL = re.compile(r"([a-z0-9-]{1,16}) ([a-z0-9]{1,16})")
-_MAX_MS = 1e9  # a p50 past 11 days is no measurement
-
-
-def _checked_tuning(data: Any) -> dict[str, Any]:
-    """``data`` if it is a tuning as ``tune_manifest`` writes it, else ``ReadbackError``:
-    batch keys are sizes in [1, MAX_TUNE_BATCH], labels name a backend and a precision,
-    times are positive numbers."""
-    where = "Tuning cache"
-    check(data, dict, where=where)
-    if data.get("format") != FORMAT or data.get("version") != VERSION:
-        raise ReadbackError(f"{where}: not a {FORMAT} version {VERSION} file.")
-    for b, rec in field(data, "batches", dict, where=where, max_len=MAX_TUNE_BATCH).items():
-        at = f"{where}: batch {printable(b, 20)}"
-        if not (b.isascii() and b.isdigit() and 1 <= int(b[:5]) <= MAX_TUNE_BATCH):
-            raise ReadbackError(f"{at}: expected a batch size in [1, {MAX_TUNE_BATCH}].")
-        check(rec, dict, where=at)
-        for key in ("p50_ms", "relative"):
-            for label, value in field(rec, key, dict, where=at, default={}, max_len=64).items():
-                m = _LABEL.fullmatch(label)
-                if m is None or m.group(1) not in registry.names():
-                    raise ReadbackError(
-                        f"{at}: {printable(label, 40)} is no backend and precision."
-                    )
-                check(value, (int, float), where=f"{at}: {label}", low=0, high=_MAX_MS)
-    for label, why in field(data, "skipped", dict, where=where, default={}, max_len=64).items():
-        check(why, str, where=f"{where}: skipped {printable(label, 40)}", max_len=1024)
-    return data
-
-
-def write_tuning(path: Path, data: dict[str, Any]) -> dict[str, Any] | None:
-    """Merge ``data``'s batches into the cache file ``path`` and write it atomically, under
-    the cache folder's lock, so that two ``tune`` runs keep both results (for one batch, the
-    later measurement wins). Returns what was written, or None (with a warning) where the
-    cache is not writable."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with folder_lock(path.parent, who="tune", wait_s=LOCK_WAIT_S):
-            old = read_tuning(path)
-            if old is not None:
-                data = {**data, "batches": {**old["batches"], **data["batches"]}}
-            atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
-    except (OSError, GenedgeError) as e:
-        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        log.warning("tuning not cached (%s); set GENEDGE_CACHE to a writable folder", why)
-        return None
-    return data
 
 
 # ------------------------------------------------------------------ measuring
@@ -467,7 +336,7 @@ def _tuned(
 ) -> Choice | None:
     """This machine's tuning's choice, or None (no tuning and no probe asked)."""
     batch = opts.batch or 1
-    if not _probe_asked(opts) and not _ever_tuned(manifest):
+    if not _probe_asked(opts) and not ever_tuned(manifest):
         log.debug("backend auto: no tuning for %s on this machine", manifest.root)
         return None  # the common case: no tuning, decided without reading package versions
     try:

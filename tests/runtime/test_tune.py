@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from genedge.cli import main
-from genedge.runtime import tune
+from genedge.runtime import tune, tune_cache
 from genedge.runtime.select import BackendOptions, read_bundle
 
 pytest.importorskip("onnxruntime")
@@ -24,8 +24,8 @@ def cache(tmp_path, monkeypatch):
 
 def _record(batches: dict[int, dict[str, float]]) -> dict:
     return {
-        "format": tune.FORMAT,
-        "version": tune.VERSION,
+        "format": tune_cache.FORMAT,
+        "version": tune_cache.VERSION,
         "batches": {str(b): {"p50_ms": p50} for b, p50 in batches.items()},
     }
 
@@ -49,11 +49,11 @@ def test_choose_nearest_batch_and_precision() -> None:
 
 def test_key_depends_on_threads_and_bundle(cgan_bundle, gan_bundle) -> None:
     m = read_bundle(cgan_bundle.path)
-    a = tune.tune_path(m, "generator", 1)
-    assert a != tune.tune_path(m, "generator", 2)
-    assert a != tune.tune_path(read_bundle(gan_bundle.path), "generator", 1)
-    assert a == tune.tune_path(m, "generator", 1)
-    ident = tune.tune_identity(m, "generator", 1)
+    a = tune_cache.tune_path(m, "generator", 1)
+    assert a != tune_cache.tune_path(m, "generator", 2)
+    assert a != tune_cache.tune_path(read_bundle(gan_bundle.path), "generator", 1)
+    assert a == tune_cache.tune_path(m, "generator", 1)
+    ident = tune_cache.tune_identity(m, "generator", 1)
     assert ident["threads"] == 1 and "onnxruntime" in ident["versions"] and ident["cpu"]
 
 
@@ -81,7 +81,7 @@ def test_auto_uses_the_tuning_per_batch(cgan_bundle, caplog) -> None:
     from genedge.runtime import Sampler
 
     m = read_bundle(cgan_bundle.path)
-    path = tune.tune_path(m, "generator", 1)
+    path = tune_cache.tune_path(m, "generator", 1)
     path.parent.mkdir(parents=True)
     rec = _record(
         {
@@ -106,7 +106,7 @@ def test_unusable_choice_or_cache_falls_back_to_the_rule(cgan_bundle, caplog) ->
     from genedge.runtime import Sampler
 
     m = read_bundle(cgan_bundle.path)
-    path = tune.tune_path(m, "generator", 1)
+    path = tune_cache.tune_path(m, "generator", 1)
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(_record({1: {"ort-cuda fp16": 0.01}})))  # not on this machine
     with (
@@ -128,7 +128,7 @@ def test_probe_on_first_open_is_opt_in(cgan_bundle, cache, monkeypatch) -> None:
         pass
     assert not cache.exists()  # not on by default
     with Sampler.open(cgan_bundle.path, threads=1, batch=2, tune=True) as s:
-        path = tune.tune_path(read_bundle(cgan_bundle.path), "generator", 1)
+        path = tune_cache.tune_path(read_bundle(cgan_bundle.path), "generator", 1)
         assert set(json.loads(path.read_text())["batches"]) == {"2"}
         assert s.info.backend in tune.available_backends()
     monkeypatch.setenv("GENEDGE_TUNE", "1")

@@ -207,11 +207,11 @@ def bundle(tmp_path_factory) -> Path:
 
 
 def _good_tuning() -> dict:
-    from genedge.runtime import tune
+    from genedge.runtime import tune_cache
 
     return {
-        "format": tune.FORMAT,
-        "version": tune.VERSION,
+        "format": tune_cache.FORMAT,
+        "version": tune_cache.VERSION,
         "batches": {"1": {"p50_ms": {"ort-cpu fp32": 0.1}}},
     }
 
@@ -245,11 +245,11 @@ TUNE_CACHES = {
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("kind", TUNE_CACHES)
 def test_a_hostile_tune_cache_is_ignored_by_auto(bundle, tmp_path, monkeypatch, caplog, kind):
-    from genedge.runtime import Sampler, tune
+    from genedge.runtime import Sampler, tune_cache
     from genedge.runtime.select import read_bundle
 
     monkeypatch.setenv("GENEDGE_CACHE", str(tmp_path / "cache"))
-    path = tune.tune_path(read_bundle(bundle), "generator", 1)
+    path = tune_cache.tune_path(read_bundle(bundle), "generator", 1)
     path.parent.mkdir(parents=True)
     TUNE_CACHES[kind](path)
     with (
@@ -264,17 +264,17 @@ def test_a_hostile_tune_cache_is_ignored_by_auto(bundle, tmp_path, monkeypatch, 
 
 def _write_batches(cache: str, first: int, count: int) -> None:
     os.environ["GENEDGE_CACHE"] = cache
-    from genedge.runtime import tune
+    from genedge.runtime import tune_cache
 
-    path = tune.cache_dir() / "k.json"
+    path = tune_cache.cache_dir() / "k.json"
     for b in range(first, first + count):
         rec = {**_good_tuning(), "batches": {str(b): {"p50_ms": {"ort-cpu fp32": float(b)}}}}
-        assert tune.write_tuning(path, rec) is not None
+        assert tune_cache.write_tuning(path, rec) is not None
 
 
 @pytest.mark.timeout(60)
 def test_two_tune_writers_keep_every_result(tmp_path):
-    from genedge.runtime import tune
+    from genedge.runtime import tune_cache
 
     ctx = multiprocessing.get_context("spawn")
     writers = [
@@ -285,7 +285,7 @@ def test_two_tune_writers_keep_every_result(tmp_path):
     for w in writers:
         w.join(50)
         assert w.exitcode == 0
-    found = tune.read_tuning(tmp_path / "tune" / "k.json")
+    found = tune_cache.read_tuning(tmp_path / "tune" / "k.json")
     assert sorted(int(b) for b in found["batches"]) == list(range(1, 41))
 
 
@@ -708,13 +708,13 @@ def test_inspect_is_linear_in_a_15_mib_manifest_key(bundle, tmp_path, capsys):
 
 # ---------------------------------------------------------------- the commands, end to end
 def _tune_fifo(tmp: Path, bundle: Path) -> tuple[list[str], Path, dict[str, str]]:
-    from genedge.runtime import tune
+    from genedge.runtime import tune_cache
     from genedge.runtime.select import read_bundle
 
     cache = tmp / "cache"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GENEDGE_CACHE", str(cache))
-        path = tune.tune_path(read_bundle(bundle), "generator", 1)
+        path = tune_cache.tune_path(read_bundle(bundle), "generator", 1)
     path.parent.mkdir(parents=True)
     argv = ["sample", str(bundle), "-n", "2", "--threads", "1", "--out", str(tmp / "g.png")]
     return argv, _fifo(path), {"GENEDGE_CACHE": str(cache)}
