@@ -17,9 +17,9 @@ it decide between two close candidates.
 
 The result lives outside the bundle (a bundle holds only listed, hashed files), in the
 tuning cache (``runtime.tune_cache``: one JSON file per bundle, graph, CPU, thread count and
-library versions), so a stale measurement is never used. ``backend="auto"`` reads it for the batch asked
-(``BackendOptions.batch``; the nearest measured batch on a log scale) and says which and
-why on the ``genedge.runtime`` logger; without a tuning, unless ``tune=True`` (or
+library versions), so a stale measurement is never used. ``backend="auto"`` reads it for
+the batch asked (``BackendOptions.batch``; the nearest measured batch on a log scale) and
+says which and why on the ``genedge.runtime`` logger; without a tuning, unless ``tune=True`` (or
 ``GENEDGE_TUNE=1``) asks for a short probe, export's CPU speed record is the hint it starts
 from (``fastest``), and without either ``runtime.select``'s fixed rule decides.
 """
