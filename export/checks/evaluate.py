@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from genedge.errors import BadInputError
+from genedge.export.checks.parity import onnx_runner
 from genedge.export.checks.quality import image_quality, image_task_metrics, load_reference_data
 from genedge.export.stages.calibration import image_feed, split_feed
 from genedge.limits import MAX_EVAL_SAMPLES, check_count
@@ -35,8 +36,6 @@ def evaluate_bundle(
     ``data`` is the reference data for task metrics (default: the training data named in the
     checkpoint, if known). ``n`` samples (images) or token rows x steps (``ar``).
     """
-    from genedge.export.checks.parity import onnx_runner
-
     check_count("eval -n", n, MAX_EVAL_SAMPLES, "evaluation keeps every sample in memory")
     m = read_manifest(path)
     main = MAIN_GRAPH[m.kind]

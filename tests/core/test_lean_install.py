@@ -109,7 +109,16 @@ def lean_run(tmp_path_factory):
 
 @pytest.mark.parametrize(
     "command",
-    ["sample", "live", "generate", "bench", "tune", "inspect bundle", "inspect onnx"],
+    [
+        "sample",
+        "live",
+        "generate",
+        "bench",
+        "tune",
+        "inspect bundle",
+        "inspect onnx",
+        "eval bundle",
+    ],
 )
 def test_the_runtime_commands_work_with_the_cpu_extra_alone(lean_run, command):
     results, _ = lean_run
@@ -122,7 +131,6 @@ def test_the_runtime_commands_work_with_the_cpu_extra_alone(lean_run, command):
         ("inspect checkpoint", "train"),
         ("train", "train"),
         ("eval checkpoint", "train"),
-        ("eval bundle", None),
         ("export", None),
         ("demo", "train"),
     ],
