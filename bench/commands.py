@@ -11,7 +11,7 @@ from pathlib import Path
 from genedge.interrupts import user_code
 
 from .options import BenchOptions, validate_options
-from .plot import write_text_plot
+from .plot import write_plot, write_text_plot
 from .report import BenchReport, is_llm_text, write_json, write_markdown
 from .suite import run_bench
 from .table import print_report
@@ -92,8 +92,6 @@ def write_outputs(report: BenchReport, opts: BenchOptions) -> list[Path]:
     if opts.markdown:
         written.append(write_markdown(report, opts.markdown))
     if opts.plot and report.results:
-        from .plot import write_plot
-
         written.append(write_plot(report, opts.plot))
     elif opts.plot and is_llm_text(report.text):
         written.append(write_text_plot(report, opts.plot))

@@ -31,6 +31,7 @@ from .cases import (
 )
 from .coldstart import measure_cold_start
 from .env import environment
+from .flops import flops_by_batch
 from .machine import matmul_probe
 from .memory import gpu_memory, peak_rss_bytes
 from .openvino_baseline import OpenVinoTarget
@@ -38,8 +39,10 @@ from .options import DEFAULT_SECONDS, BenchOptions, validate_options
 from .progress import progress_bar
 from .quality import quality_rows
 from .ratios import Ratio, compute_ratios, rounds_disagree
+from .realtime import realtime_bench
 from .report import BenchReport
 from .runner import SETTLE_S, CaseResult, rounds_of, run_cases
+from .text import text_bench
 from .timer import Budget
 from .trtexec import run_trtexec
 
@@ -290,8 +293,6 @@ def graph_flops(o: BenchOptions, manifest: Manifest, notes: list[str]) -> dict[i
     if path is None:
         return {}
     try:
-        from .flops import flops_by_batch
-
         counted = flops_by_batch(path, o.batches)
     except ImportError:
         notes.append("GFLOP/s: not computed (the onnx package is missing: genedge[export])")
@@ -329,8 +330,6 @@ def run_bench(
     flops: dict[int, float] = {}
     load = RoundLoad()
     if manifest.kind == "ar":
-        from .text import text_bench
-
         text = text_bench(o, notes, announce, manifest)
     else:
         env["matmul"] = matmul_probe(o.threads)
@@ -338,8 +337,6 @@ def run_bench(
         results, cold = image_bench(o, manifest, notes, announce, progress, load)
         trt = _trtexec(o, manifest, notes) if "trtexec" in o.baselines else []
         if o.fps is not None:
-            from .realtime import realtime_bench
-
             realtime = realtime_bench(o, results, notes)
     env["gpus_after"] = gpu_memory() if env.get("gpus") else []
     env["load_average_end"] = load_average()
