@@ -30,6 +30,7 @@ import numpy as np
 
 from genedge.errors import CorruptArtifactError, IncompatibleEnvironmentError, printable, require
 
+from . import trt_compat
 from .backend import (
     Backend,
     BackendInfo,
@@ -163,16 +164,10 @@ def _provider_options(provider: str, opts: OrtOptions, precision: str = "fp32") 
 def check_ort_trt_environment(ort: Any) -> None:
     """Refuse (exit 3) an onnxruntime-gpu whose TensorRT provider cannot load the installed
     TensorRT (another libnvinfer major or CUDA major), before ORT tries and falls back."""
-    from .trt_compat import (
-        check_ort_tensorrt,
-        elf_needed,
-        installed_tensorrt,
-        ort_tensorrt_provider,
-    )
-
-    provider = ort_tensorrt_provider(ort.__file__)
+    provider = trt_compat.ort_tensorrt_provider(ort.__file__)
     if provider is not None:
-        check_ort_tensorrt(elf_needed(provider), installed_tensorrt(), ort.__version__)
+        needed = trt_compat.elf_needed(provider)
+        trt_compat.check_ort_tensorrt(needed, trt_compat.installed_tensorrt(), ort.__version__)
 
 
 def _run_error(file: str, e: Exception) -> CorruptArtifactError:
