@@ -35,9 +35,12 @@ from genedge.errors import BadInputError
 from genedge.latents import seeded_latents
 from genedge.limits import MAX_EVAL_SAMPLES, check_count
 
+from .checkpoint import load_checkpoint, read_checkpoint_info
 from .data import ImageData, encode, load_image_data, load_text_data, split_text
 from .features import RandomConvFeatures, classify, extract_features, unit_variance_scale
 from .judge import judge_for, judge_unavailable_reason
+from .tokenizer import encode as encode_text
+from .tokenizer import tokenizer_from_json
 
 # ----------------------------------------------------------------------------- images
 
@@ -333,8 +336,6 @@ def transformer_text_metrics(
     ``unigram_bpc`` is ``unigram_bpc`` of the same characters, from ``train_text`` when
     given (``unigram_source: "train"``) else from the held-out text itself.
     """
-    from .tokenizer import encode as encode_text
-
     text = heldout_text[:max_chars]
     ids = [model.cfg.eos_token_id, *encode_text(tokenizer, text)]
     if len(ids) < 2:
@@ -404,8 +405,6 @@ def evaluate_checkpoint(
     (subsampled to ``n``); ``ar`` models are scored on the held-out tail of the text
     (``split_text``), with the unigram baseline estimated on the training part.
     """
-    from .checkpoint import load_checkpoint, read_checkpoint_info
-
     check_count("eval -n", n, MAX_EVAL_SAMPLES, "evaluation keeps every sample in memory")
     info = read_checkpoint_info(path)
     src = data or info.meta.get("data")
@@ -416,8 +415,6 @@ def evaluate_checkpoint(
         )
     model, cfg = load_checkpoint(path)
     if info.kind == "ar" and info.meta.get("arch") == "transformer":
-        from .tokenizer import tokenizer_from_json
-
         train_text, heldout = split_text(load_text_data(src).text)
         tokenizer = tokenizer_from_json(info.meta.get("tokenizer", ""))
         metrics = transformer_text_metrics(model, tokenizer, heldout, train_text=train_text)

@@ -26,6 +26,8 @@ from torch import nn
 from genedge.errors import BadInputError, CorruptArtifactError, SecurityRefusal
 from genedge.interrupts import user_code
 
+from .checkpoint import torch_load_weights_only
+
 MAX_MODULE_ARGS_CHARS = 65_536
 MAX_MODULE_ARGS_DEPTH = 32  # JSON nesting of --module-args
 _TOO_DEEP = object()
@@ -256,8 +258,6 @@ def load_weights(path: Path) -> dict[str, Any]:
         raise BadInputError(f"--weights '{path}' does not exist or is not a file.")
     if path.suffix == ".safetensors":
         return _load_safetensors(path)
-    from .checkpoint import torch_load_weights_only
-
     try:
         obj = torch_load_weights_only(path)  # the one place genedge unpickles
     except SecurityRefusal as e:
