@@ -246,6 +246,14 @@ def _module_name(path: Path) -> str:
     return _package_of(path) if path.name == "__init__.py" else f"{_package_of(path)}.{path.stem}"
 
 
+def _module_of(name: str, modules) -> str | None:
+    """The longest prefix of the dotted ``name`` that is one of ``modules`` (a function or
+    class imported from a module counts as that module), or None."""
+    parts = name.split(".")
+    prefixes = (".".join(parts[:n]) for n in range(len(parts), 0, -1))
+    return next((p for p in prefixes if p in modules), None)
+
+
 def import_graph(sources: dict[str, tuple[str, str]]) -> dict[str, dict[str, str]]:
     """``{module: {module it imports: 'file:line' of the first such import}}`` over the modules
     of ``sources`` (``{module: (file, source text)}``; a file named ``__init__.py`` is its
@@ -256,15 +264,7 @@ def import_graph(sources: dict[str, tuple[str, str]]) -> dict[str, dict[str, str
         package = name if rel.endswith("__init__.py") else name.rpartition(".")[0]
         graph[name] = {}
         for imp in imports_in(source, package, rel, per_name=True):
-            parts = imp.module.split(".")
-            target = next(
-                (
-                    ".".join(parts[:n])
-                    for n in range(len(parts), 0, -1)
-                    if ".".join(parts[:n]) in sources
-                ),
-                None,
-            )
+            target = _module_of(imp.module, sources)
             if target is not None and target != name:
                 graph[name].setdefault(target, f"{imp.file}:{imp.line}")
     return graph
@@ -371,6 +371,71 @@ def test_core_modules_import_each_other_without_cycles():
     for bottom in ("bundle_files", "record_fields", "file_marks", "errors", "readback"):
         assert "genedge.manifest" not in graph[f"genedge.{bottom}"], bottom
         assert "genedge.outputs" not in graph[f"genedge.{bottom}"], bottom
+
+
+_NN = "its classes subclass torch's nn.Module, so importing it imports torch"
+_PENDING = "owned elsewhere, pending"  # the file's imports move to the top with its next change
+
+# (importing file, sibling module it imports inside a function): why it is not at the top
+LAZY_SIBLINGS: dict[tuple[str, str], str] = {
+    ("export/bundle.py", "genedge.export.routes.wrappers"): _NN,
+    ("export/routes/onnx_export.py", "genedge.export.routes.wrappers"): _NN,
+    ("export/routes/source_onnx.py", "genedge.export.routes.wrappers"): _NN,
+    ("export/routes/byo.py", "genedge.export.routes.wrappers"): _NN + " (byo subclasses "
+    "GraphWrapper in a factory, on first use)",
+    ("export/stages/text_tensorrt.py", "genedge.export.routes.text_wrappers"): _NN,
+    ("export/routes/text_source.py", "genedge.export.routes.text_wrappers"): _NN,
+    ("train/commands.py", "genedge.train.trainer"): _NN + " (the models); option errors are "
+    "answered before that",
+    ("train/commands.py", "genedge.train.eval"): _NN + " (RandomConvFeatures); option errors "
+    "are answered before that",
+    ("train/datasets.py", "genedge.train.features"): _NN + " (RandomConvFeatures); the "
+    "dataset table is read without torch",
+    ("bench/text.py", "genedge.bench.baselines"): _PENDING,
+    ("bench/text.py", "genedge.bench.text_targets"): _PENDING,
+    ("export/routes/text_source.py", "genedge.export.bundle"): _PENDING,
+    ("export/routes/text_source.py", "genedge.export.manifest_build"): _PENDING,
+    ("export/routes/text_source.py", "genedge.export.routes.byo"): _PENDING,
+    ("export/routes/text_source.py", "genedge.export.routes.onnx_export"): _PENDING,
+    ("export/routes/text_source.py", "genedge.export.stages.tensorrt"): _PENDING,
+    ("export/routes/text_wrappers.py", "genedge.export.routes.onnx_export"): _PENDING,
+    ("export/stages/text_precision.py", "genedge.export.checks.text_gate"): _PENDING,
+    ("export/stages/text_precision.py", "genedge.export.routes.onnx_export"): _PENDING,
+    ("export/stages/text_precision.py", "genedge.export.stages.fp16"): _PENDING,
+    ("runtime/text_lm.py", "genedge.runtime.select"): _PENDING,
+}
+
+
+def lazy_sibling_imports() -> dict[tuple[str, str], str]:
+    """``{(file, sibling module): 'file:line'}`` for each import, inside a function, of a
+    module of the importer's own package (a stage, or the core outside ``CORE_EXEMPT``)."""
+    modules = set(_project_graph())
+    found: dict[tuple[str, str], str] = {}
+    for stage in STAGES:
+        for path in _files(stage):
+            if stage == "genedge" and path.name in CORE_EXEMPT:
+                continue
+            mine = _stage(STAGES[stage])
+            for imp in imports_of(path):
+                target = _module_of(imp.module, modules)
+                if imp.lazy and target is not None and _stage(target) == mine:
+                    found.setdefault((imp.file, target), f"{imp.file}:{imp.line}")
+    return found
+
+
+def test_sibling_modules_are_imported_at_the_top():
+    """A module of the same package is imported at the top of the file, where a reader sees
+    what the file stands on; only heavy third-party packages load lazily (``genedge.lazy``).
+    A sibling stays inside a function only where importing it would import torch (its classes
+    subclass ``nn.Module``), each such import listed in ``LAZY_SIBLINGS`` with its reason."""
+    found = lazy_sibling_imports()
+    hidden = sorted(where for key, where in found.items() if key not in LAZY_SIBLINGS)
+    assert hidden == [], "import at the top of the file (or list in LAZY_SIBLINGS):\n  " + (
+        "\n  ".join(hidden)
+    )
+    stale = sorted(f"{f} -> {m}" for f, m in LAZY_SIBLINGS if (f, m) not in found)
+    assert stale == [], "LAZY_SIBLINGS lists imports that are gone:\n  " + "\n  ".join(stale)
+    assert all(why.strip() for why in LAZY_SIBLINGS.values())
 
 
 PROBE = """
