@@ -20,7 +20,16 @@ def test_sys_exit_in_user_code_is_bad_input_naming_it():
         raise SystemExit("bye")
 
 
-def test_a_raised_keyboard_interrupt_is_bad_input_but_a_real_ctrl_c_is_not():
+@pytest.fixture
+def sigint_default():
+    """Python's own SIGINT handler for the test: a run started in the background (``make test
+    &`` from a script) inherits SIGINT ignored, and ``sigint_watch`` then rightly stays out."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_a_raised_keyboard_interrupt_is_bad_input_but_a_real_ctrl_c_is_not(sigint_default):
     raised = pytest.raises(BadInputError, match="raised KeyboardInterrupt without a Ctrl-C")
     with raised, sigint_watch("test"), user_code("--module g.py:G"):
         raise KeyboardInterrupt
@@ -28,11 +37,20 @@ def test_a_raised_keyboard_interrupt_is_bad_input_but_a_real_ctrl_c_is_not():
         signal.raise_signal(signal.SIGINT)  # the handler runs: a Ctrl-C stays one
 
 
-def test_sigint_watch_restores_the_previous_handler():
+def test_sigint_watch_restores_the_previous_handler(sigint_default):
     before = signal.getsignal(signal.SIGINT)
     with sigint_watch("test"):
         assert signal.getsignal(signal.SIGINT) is not before
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_sigint_watch_stays_out_where_sigint_is_ignored():
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with sigint_watch("test"):
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_output_range_takes_the_documented_negative_spelling():
