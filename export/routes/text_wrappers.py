@@ -260,10 +260,9 @@ class LlamaDecoder(nn.Module):
             self.register_buffer("cos_cache", cos[0, 0, :, : shape.head_dim // 2].contiguous())
             self.register_buffer("sin_cache", sin[0, 0, :, : shape.head_dim // 2].contiguous())
         a = [layer.self_attn for layer in base.layers]
-        m = [layer.mlp for layer in base.layers]
-        # one MatMul for q, k, v and one for gate, up (as ORT GenAI's builder packs them)
+        # one MatMul for q, k, v (as ORT GenAI's builder packs them); gate and up stay two
+        # MatMuls, the model's own MLP: packed, ORT's fp32 decode step was slower
         self.qkv = nn.ModuleList(packed(x.q_proj, x.k_proj, x.v_proj) for x in a)
-        self.gate_up = nn.ModuleList(packed(x.gate_proj, x.up_proj) for x in m)
 
     def rope(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """cos, sin (B, 1, S, D) for absolute positions (B, S)."""
@@ -299,8 +298,7 @@ class LlamaDecoder(nn.Module):
             v = torch.cat((past[2 * i + 1], v), dim=2)  # (B, Hkv, T, D)
             present += [k, v]
             x = x + a.o_proj(attend(q, k, v, bias, self.scale))
-            gate, up = self.gate_up[i](rms_norm(layer.post_attention_layernorm, x)).chunk(2, -1)
-            x = x + layer.mlp.down_proj(layer.mlp.act_fn(gate) * up)  # SwiGLU
+            x = x + layer.mlp(rms_norm(layer.post_attention_layernorm, x))  # SwiGLU
         logits = self.lm_head(rms_norm(self.norm, x))  # (B, S, V)
         return (logits.float(), *present)
 
@@ -322,13 +320,10 @@ class LlamaDecoder(nn.Module):
             )  # fmt: skip
             present += [pk, pv]
             h, x = skip_rms_norm(layer.post_attention_layernorm, a.o_proj(y), x)
-            gu = self.gate_up[i]  # a split of static sizes: one Split node, no shape arithmetic
-            gate, up = gu(h).split(gu.out_features // 2, -1)
-            down = layer.mlp.down_proj(layer.mlp.act_fn(gate) * up)  # SwiGLU
             following = (
                 self.layers[i + 1].input_layernorm if i + 1 < len(self.layers) else self.norm
             )
-            h, x = skip_rms_norm(following, down, x)
+            h, x = skip_rms_norm(following, layer.mlp(h), x)  # SwiGLU, then the next norm
         logits = self.lm_head(h)  # (B, S, V)
         return (logits.float(), *present)
 
