@@ -41,7 +41,10 @@ MODULE_EXTRAS: dict[str, str] = {
 
 
 class LazyModule:
-    """Stands for module ``name`` and imports it at the first attribute access."""
+    """Stands for module ``name`` and imports it at the first attribute access.
+
+    Every public name reads through to the module (``onnx.load``, ``torch.load``), so the
+    stand-in's own methods are private; ``load`` and ``is_loaded`` below reach them."""
 
     __slots__ = ("_extra", "_module", "_name")
 
@@ -50,8 +53,7 @@ class LazyModule:
         self._extra = extra
         self._module: ModuleType | None = None
 
-    def load(self) -> ModuleType:
-        """The module, imported now if it was not yet; ``MissingExtraError`` when absent."""
+    def _load(self) -> ModuleType:
         if self._module is None:
             try:
                 self._module = importlib.import_module(self._name)
@@ -59,17 +61,23 @@ class LazyModule:
                 raise MissingExtraError(self._name.split(".")[0], self._extra) from e
         return self._module
 
-    @property
-    def loaded(self) -> bool:
-        """Whether the module has been imported through this stand-in."""
-        return self._module is not None
-
     def __getattr__(self, attr: str) -> Any:
-        return getattr(self.load(), attr)
+        return getattr(self._load(), attr)
 
     def __repr__(self) -> str:
         state = "imported" if self._module is not None else "not imported yet"
         return f"<lazy module {self._name!r} ({state}; extra {self._extra!r})>"
+
+
+def load(module: LazyModule) -> ModuleType:
+    """The module ``module`` stands for, imported now if it was not yet; ``MissingExtraError``
+    naming the extra when it is not installed."""
+    return module._load()
+
+
+def is_loaded(module: LazyModule) -> bool:
+    """Whether ``module`` has been imported through this stand-in."""
+    return module._module is not None
 
 
 def lazy_import(name: str, extra: str | None = None) -> LazyModule:

@@ -4,20 +4,21 @@ the extra that installs it."""
 from __future__ import annotations
 
 import sys
+import types
 
 import pytest
 
 from genedge.errors import MissingExtraError
-from genedge.lazy import MODULE_EXTRAS, lazy_import
+from genedge.lazy import MODULE_EXTRAS, is_loaded, lazy_import, load
 
 
 def test_declaring_imports_nothing_and_first_use_imports_once(monkeypatch):
     monkeypatch.delitem(sys.modules, "colorsys", raising=False)
     colorsys = lazy_import("colorsys", extra="train")
-    assert "colorsys" not in sys.modules and not colorsys.loaded
+    assert "colorsys" not in sys.modules and not is_loaded(colorsys)
     assert "not imported yet" in repr(colorsys)
     assert colorsys.rgb_to_hsv(1.0, 0.0, 0.0) == (0.0, 1.0, 1.0)
-    assert colorsys.loaded and colorsys.load() is sys.modules["colorsys"]
+    assert is_loaded(colorsys) and load(colorsys) is sys.modules["colorsys"]
 
 
 def test_a_missing_package_names_its_extra(monkeypatch):
@@ -35,3 +36,14 @@ def test_a_package_without_a_known_extra_must_name_one():
     with pytest.raises(ValueError, match="no extra known"):
         lazy_import("somethingelse")
     assert lazy_import("somethingelse", extra="cpu")._extra == "cpu"
+
+
+def test_the_modules_own_names_read_through(monkeypatch):
+    """``onnx.load`` and ``torch.load`` are the module's, not the stand-in's."""
+    fake = types.ModuleType("genedge_fake_heavy")
+    fake.load = lambda path: f"loaded {path}"
+    fake.loaded = "the module's"
+    monkeypatch.setitem(sys.modules, "genedge_fake_heavy", fake)
+    mod = lazy_import("genedge_fake_heavy", extra="cpu")
+    assert mod.load("m.onnx") == "loaded m.onnx" and mod.loaded == "the module's"
+    assert load(mod) is fake
