@@ -34,6 +34,12 @@ from typing import Any
 
 import numpy as np
 
+from genedge.lazy import lazy_import
+
+onnx = lazy_import("onnx")
+helper = lazy_import("onnx.helper")
+numpy_helper = lazy_import("onnx.numpy_helper")
+
 
 @dataclass(frozen=True)
 class AxisPhase:
@@ -45,8 +51,6 @@ class AxisPhase:
 
 
 def _attrs(node: Any) -> dict[str, Any]:
-    from onnx import helper
-
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
@@ -95,8 +99,6 @@ def _plain_conv_transpose(node: Any, weights: dict[str, np.ndarray]) -> dict[str
 
 
 def _initializers(model: Any) -> dict[str, np.ndarray]:
-    from onnx import numpy_helper
-
     return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
 
 
@@ -129,8 +131,6 @@ def _replace_nodes(model: Any, rewrite: Any, added: list[Any]) -> int:
 
 
 def _spatial_dims(model: Any) -> dict[str, list[int | None]]:
-    import onnx
-
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     values = list(inferred.graph.value_info) + list(inferred.graph.input)
     return {
@@ -149,8 +149,6 @@ def dense_first_layers(model: Any) -> int:
     shape inference; a ConvTranspose whose input size is unknown is left alone. Returns the
     number of layers rewritten.
     """
-    from onnx import helper, numpy_helper
-
     weights = _initializers(model)
     shapes = _spatial_dims(model)
     added: list[Any] = []
@@ -202,8 +200,6 @@ def phase_convs(model: Any, *, skip: tuple[str, ...] = ()) -> list[str]:
     mixed-precision recipe). Returns the names of the new Concat nodes (the int8 pass
     quantizes those and no other Concat).
     """
-    from onnx import helper, numpy_helper
-
     weights = _initializers(model)
     added: list[Any] = []
     concats: list[str] = []
@@ -274,8 +270,6 @@ def private_qdq_scales(model: Any) -> int:
     only the sharing is gone, so ONNX Runtime cannot merge the dedicated pairs back. Returns
     the number of Q nodes given copies.
     """
-    import onnx
-
     g = model.graph
     stored = {t.name: t for t in g.initializer}
     readers: dict[str, list[Any]] = {}

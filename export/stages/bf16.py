@@ -16,6 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from genedge.lazy import lazy_import
+
+onnx = lazy_import("onnx")
+helper = lazy_import("onnx.helper")
+numpy_helper = lazy_import("onnx.numpy_helper")
+
 
 def bf16_round(a: np.ndarray) -> np.ndarray:
     """float32 values rounded to the nearest bf16 (ties to even); NaN and inf kept. float32 out."""
@@ -28,8 +34,6 @@ def bf16_round(a: np.ndarray) -> np.ndarray:
 
 def _float_tensors(model: Any) -> set[str]:
     """Names of the float32 tensors nodes produce or the graph takes in (from shape inference)."""
-    import onnx
-
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     values = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
     return {v.name for v in values if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
@@ -37,9 +41,6 @@ def _float_tensors(model: Any) -> set[str]:
 
 def bf16_emulation(model: Any) -> Any:
     """A copy of ``model`` that rounds every float weight and tensor to bf16 (see the module)."""
-    import onnx
-    from onnx import helper, numpy_helper
-
     model = onnx.ModelProto.FromString(model.SerializeToString())
     g = model.graph
     floats = _float_tensors(model)

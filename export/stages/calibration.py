@@ -17,6 +17,10 @@ import numpy as np
 
 from genedge.errors import BadInputError
 from genedge.latents import default_labels, seeded_latents
+from genedge.lazy import lazy_import
+
+torch = lazy_import("torch")
+quantization = lazy_import("onnxruntime.quantization")
 
 Feed = dict[str, np.ndarray]
 
@@ -95,8 +99,6 @@ def _load_real_images(
 
 
 def _posterior_samples(vae: Any, images: np.ndarray, seed: int) -> np.ndarray:
-    import torch
-
     with torch.no_grad():
         mu, logvar = vae.encode(torch.from_numpy(images))
         eps = torch.from_numpy(
@@ -133,8 +135,6 @@ def text_calibration_feeds(
 
 
 def _step_feeds(model: Any, cfg: Any, tokens: Any, every_step: bool, samples: int) -> list[Feed]:
-    import torch
-
     feeds: list[Feed] = []
     state = model.init_state(tokens.shape[0])
     with torch.no_grad():
@@ -154,8 +154,6 @@ def _step_feeds(model: Any, cfg: Any, tokens: Any, every_step: bool, samples: in
 def single_thread_torch() -> Iterator[None]:
     """Run torch on one thread inside the block: step-by-step loops over tiny RNNs are ~50x
     slower with OpenMP threads spinning on a busy machine."""
-    import torch
-
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -165,8 +163,6 @@ def single_thread_torch() -> Iterator[None]:
 
 
 def _prefix_tokens(model: Any, cfg: Any, spec: CalibrationSpec, steps: int, batch: int):
-    import torch
-
     gen = torch.Generator().manual_seed(spec.seed)
     steps = max(steps, spec.samples // batch)
     if spec.data:
@@ -201,9 +197,8 @@ def _read_text(src: str) -> str:
 
 def feeds_reader(feeds: list[Feed]):
     """An onnxruntime ``CalibrationDataReader`` over ``feeds`` (class made here: lazy import)."""
-    from onnxruntime.quantization import CalibrationDataReader
 
-    class _Reader(CalibrationDataReader):
+    class _Reader(quantization.CalibrationDataReader):
         def __init__(self) -> None:
             self._it = iter(feeds)
 

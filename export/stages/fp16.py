@@ -14,6 +14,12 @@ from typing import Any
 import numpy as np
 
 from genedge.export.stages.calibration import Feed
+from genedge.lazy import lazy_import
+
+onnx = lazy_import("onnx")
+numpy_helper = lazy_import("onnx.numpy_helper")
+ort = lazy_import("onnxruntime")
+float16 = lazy_import("onnxconverter_common.float16")
 
 FP16_MAX = 65504.0
 DEFAULT_MARGIN = 4.0  # block a node whose |activation| exceeds FP16_MAX / margin
@@ -34,9 +40,6 @@ def name_nodes(model) -> None:
 
 def activation_ranges(model, feeds: list[Feed]) -> dict[str, float]:
     """Max |value| of every float tensor any node produces, over ``feeds`` (NaN/Inf -> inf)."""
-    import onnx
-    import onnxruntime as ort
-
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     known = {o.name for o in probe.graph.output}
@@ -75,8 +78,6 @@ def overflow_nodes(model, ranges: dict[str, float], *, margin: float = DEFAULT_M
 
     Inputs count too: a consumer converted to fp16 would cast the huge value to inf.
     """
-    from onnx import numpy_helper
-
     limit = FP16_MAX / margin
     ranges = dict(ranges)
     for t in model.graph.initializer:
@@ -107,8 +108,6 @@ def fp16_from_onnx(
 
     I/O dtypes are unchanged (float32 stays float32; uint8/int64 untouched).
     """
-    from onnxconverter_common import float16
-
     name_nodes(model)
     ranges = activation_ranges(model, feeds)
     rnn = {n.name for n in model.graph.node if n.op_type in FP32_ONLY_OPS}
@@ -118,7 +117,6 @@ def fp16_from_onnx(
     casts = [
         n.name for n in model.graph.node if n.op_type == "Cast"
     ]  # the converter mistypes Cast outputs
-    import onnx
 
     src = onnx.ModelProto()
     src.CopyFrom(model)
@@ -140,8 +138,6 @@ def restore_output_types(model, ref) -> int:
     retypes that output fp16 (a single-layer RNN's ``h_out``), so a caller feeding the state
     back as fp32 fails. The fp16 tensor is renamed and a Cast restores the declared name.
     """
-    import onnx
-
     want = {o.name: o.type.tensor_type.elem_type for o in ref.graph.output}
     fixed = 0
     for out in model.graph.output:
@@ -167,8 +163,6 @@ def drop_cast_round_trips(model) -> int:
     The converter casts every blocked node's output to fp16 even when the consumer is also
     blocked; that round trip would overflow exactly the values the guard kept in fp32.
     """
-    import onnx
-
     f16, f32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
     to = {
         n.name: next((a.i for a in n.attribute if a.name == "to"), None)

@@ -15,6 +15,11 @@ from pathlib import Path
 
 from genedge.export.rewrites.deconv import phase_convs, private_qdq_scales
 from genedge.export.stages.calibration import Feed, feeds_reader
+from genedge.lazy import lazy_import
+
+onnx = lazy_import("onnx")
+quantization = lazy_import("onnxruntime.quantization")
+quant_shape_inference = lazy_import("onnxruntime.quantization.shape_inference")
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")  # mixed-precision search candidates
 # Relu and DepthToSpace too, so the GAN's sub-pixel blocks stay int8 from conv to conv
@@ -87,10 +92,6 @@ def int8_from_onnx(
     output channel; biases stay float (no int32 Q/DQ, which TensorRT cannot parse).
     ``keep_float`` names nodes left in float (the mixed-precision recipe). fp32 I/O.
     """
-    import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     # QuantizeBias=False: TensorRT rejects int32 DequantizeLinear inputs (bias), and ORT CPU
     # still fuses Q/DQ Conv with a float bias into QLinearConv (it quantizes the bias itself).
     # DedicatedQDQPair: one Q/DQ pair per reader of a tensor (the phase convs share an input),
@@ -109,7 +110,9 @@ def int8_from_onnx(
         model = onnx.load(str(fp32_path))
         phase_concats = set(phase_convs(model, skip=keep_float))
         onnx.save(model, str(phased))
-        quant_pre_process(str(phased), str(pre), skip_symbolic_shape=True, skip_optimization=True)
+        quant_shape_inference.quant_pre_process(
+            str(phased), str(pre), skip_symbolic_shape=True, skip_optimization=True
+        )
         pre_model = onnx.load(str(pre))
         # only the phase interleaves' Concats are quantized: they join int8 convs
         other_concats = [
@@ -117,13 +120,13 @@ def int8_from_onnx(
             for n in pre_model.graph.node
             if n.op_type == "Concat" and n.name not in phase_concats
         ]
-        quantize_static(
+        quantization.quantize_static(
             str(pre),
             str(out_path),
             feeds_reader(feeds),
-            quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
+            quant_format=quantization.QuantFormat.QDQ,
+            activation_type=quantization.QuantType.QInt8,
+            weight_type=quantization.QuantType.QInt8,
             per_channel=True,
             # 7-bit weights: x86 CPUs without VNNI multiply u8 x s8 pairs into saturating int16
             # (vpmaddubsw); full-range weights overflow there and wreck pictures, so a file
@@ -131,7 +134,7 @@ def int8_from_onnx(
             reduce_range=True,
             op_types_to_quantize=list(QUANT_OPS),
             nodes_to_exclude=[*float_neighbourhood(pre_model, keep_float), *other_concats],
-            calibrate_method=getattr(CalibrationMethod, METHODS[method]),
+            calibrate_method=getattr(quantization.CalibrationMethod, METHODS[method]),
             extra_options=extra,
             calibration_providers=["CPUExecutionProvider"],
         )

@@ -27,9 +27,12 @@ from genedge.export.stages.fp16 import COMPUTE_OPS, fp16_from_onnx, largest_comp
 from genedge.export.stages.mixed import GateResult, search_recipe
 from genedge.export.stages.speed import interleaved_p50, open_for_speed, speed_feed
 from genedge.export.stages.trt_stage import build_engines
+from genedge.lazy import lazy_import
 from genedge.precisions import INFERENCE_PRECISIONS, SUFFIXES, onnx_file
 from genedge.runtime.machine import bf16_support
 from genedge.runtime.select import BackendOptions, open_file
+
+onnx = lazy_import("onnx")
 
 
 def stage_fp32(ctx: BuildContext) -> None:
@@ -74,8 +77,6 @@ def stage_fp16(ctx: BuildContext) -> None:
 
 
 def _fp16_graph(ctx: BuildContext, spec: GraphSpec) -> None:
-    import onnx
-
     file = f"{spec.stem}.{SUFFIXES['fp16']}.onnx"
     fp32 = onnx.load(str(ctx.tmp / f"{spec.stem}.onnx"))
     feeds = calibration_feeds(ctx, spec)[:4]
@@ -116,8 +117,6 @@ def stage_bf16(ctx: BuildContext) -> None:
     bundle then carries a bf16 gate for the machines that have it, and the runtime still
     refuses bf16 (exit 3) on the ones that do not.
     """
-    import onnx
-
     native, why = bf16_support()
     runner = INFERENCE_PRECISIONS["bf16"]  # the backend that runs the hint
     if not native:
@@ -162,8 +161,6 @@ def stage_bf16(ctx: BuildContext) -> None:
 
 def stage_int8(ctx: BuildContext) -> None:
     """Q/DQ int8 of the main graph, gated on held-out seeds, mixed-precision search on failure."""
-    import onnx
-
     spec, o = ctx.main, ctx.opts
     src = ctx.tmp / f"{spec.stem}.onnx"
     feeds = calibration_feeds(ctx, spec)
