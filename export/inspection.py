@@ -107,8 +107,6 @@ def _onnx_dims(tensor_type: Any) -> list[int | str | None]:
 
 def _read_with_onnx(onnx: Any, path: Path) -> dict[str, Any]:
     """I/O, opsets and weights of ``path``; external data is never opened."""
-    from onnx import helper
-
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # DecodeError and friends
@@ -121,10 +119,12 @@ def _read_with_onnx(onnx: Any, path: Path) -> dict[str, Any]:
     def tensor(vi: Any) -> dict[str, Any]:
         tt = vi.type.tensor_type
         try:
-            dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type).name
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name
         except Exception:  # undefined or a type numpy lacks (bfloat16, float8)
             try:
-                dtype = helper.tensor_dtype_to_string(tt.elem_type).removeprefix("TensorProto.")
+                dtype = onnx.helper.tensor_dtype_to_string(tt.elem_type).removeprefix(
+                    "TensorProto."
+                )
             except Exception:  # a number no ONNX version defines (999)
                 raise _not_onnx(
                     path,

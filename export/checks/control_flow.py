@@ -20,6 +20,10 @@ from typing import Any
 import numpy as np
 
 from genedge.errors import BadInputError, printable
+from genedge.lazy import lazy_import
+
+onnx = lazy_import("onnx")
+numpy_helper = lazy_import("onnx.numpy_helper")
 
 MAX_TRIPS = 4096  # iterations of one loop, nested loops multiplied
 LOOP_OPS = ("Loop", "Scan")
@@ -42,8 +46,6 @@ def _refuse(node: Any, why: str) -> BadInputError:
 
 def _constants(graph: Any, outer: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Values known before running: ``outer``'s, ``graph``'s initializers, Constant outputs."""
-    from onnx import numpy_helper
-
     known = dict(outer)
     for t in graph.initializer:
         if t.data_location != 1 and np.prod(t.dims, dtype=np.int64) <= 16:  # 1: EXTERNAL
@@ -131,8 +133,6 @@ class _FunctionBody:
 def check_control_flow(model: Any) -> None:
     """Refuse (``BadInputError``, exit 2) a ``Loop``/``Scan`` in ``model`` (an ``onnx``
     ModelProto) whose trips are not static and at most ``MAX_TRIPS``; see the module doc."""
-    import onnx
-
     if not any(n.op_type in LOOP_OPS for n in _all_nodes(model)):
         return
     try:

@@ -15,9 +15,13 @@ import genedge.runtime.select as select
 from genedge.errors import CorruptArtifactError, IntegrityError
 from genedge.export.routes.graph_spec import GraphSpec
 from genedge.export.stages.calibration import Feed, encoder_feed, image_feed, single_thread_torch
+from genedge.lazy import lazy_import
 from genedge.manifest import Verification
 from genedge.runtime import trt_backend
 from genedge.runtime.ort_backend import MissingKernelError
+
+onnx_reference = lazy_import("onnx.reference")
+torch = lazy_import("torch")
 
 # max |onnx - torch| allowed per output dtype: one grey level for uint8 (rounding at .5)
 PARITY_TOL = {"uint8": 1.0, "float32": 1e-3}
@@ -55,9 +59,7 @@ class _ReferenceEvaluator:
     """``onnx.reference`` behind ``run(feed) -> {name: array}``: slow, but it has every kernel."""
 
     def __init__(self, path: Path) -> None:
-        from onnx.reference import ReferenceEvaluator
-
-        self._sess = ReferenceEvaluator(str(path))
+        self._sess = onnx_reference.ReferenceEvaluator(str(path))
 
     def run(self, feed: Feed) -> dict[str, np.ndarray]:
         outs = self._sess.run(None, feed)
@@ -104,8 +106,6 @@ def engine_runner(
 
 def torch_outputs(wrapper: Any, spec: GraphSpec, feed: Feed) -> dict[str, np.ndarray]:
     """Run the torch wrapper on a numpy feed: {output name: array}."""
-    import torch
-
     with torch.no_grad(), single_thread_torch():
         outs = wrapper(*(torch.from_numpy(np.asarray(feed[t.name])) for t in spec.inputs))
     outs = outs if isinstance(outs, tuple) else (outs,)
