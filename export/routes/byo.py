@@ -30,8 +30,11 @@ from genedge.export.routes.graph_spec import B, GraphSpec
 from genedge.export.routes.onnx_export import check_finite_weights, onnx_from_module
 from genedge.interrupts import user_code
 from genedge.latents import default_labels, seeded_latents
+from genedge.lazy import lazy_import
 from genedge.manifest import TensorSpec, sha256_file
 from genedge.precisions import PRECISIONS
+
+torch = lazy_import("torch")
 
 LATENT_DISTS = ("normal", "uniform")
 RANGE_MARGIN = 0.05  # outputs may overshoot the declared range by 5% of its span (rounding, BN)
@@ -142,8 +145,6 @@ def parse_shape(text: str | None, flag: str = "--latent-shape") -> tuple[int, ..
 # ---------------------------------------------------------------- the exported wrapper
 def _wrapper_class():
     """``UserImageGraph``, defined on first use so importing this module does not import torch."""
-    import torch
-
     from genedge.export.routes.wrappers import GraphWrapper, to_image_output
     from genedge.train.user_module import FloatGenerator
 
@@ -202,8 +203,6 @@ def probe_module(module: Any, spec: GeneratorSpec, where: str) -> tuple[int, int
     Checked: the output is one float tensor (B, C, H, W) with C in {1, 3}, finite, and inside
     ``output_range`` up to ``RANGE_MARGIN`` of its span.
     """
-    import torch
-
     from genedge.train.user_module import FloatGenerator
 
     raw = FloatGenerator(  # the module's own output range: no mapping
@@ -247,8 +246,6 @@ def _call_hint(spec: GeneratorSpec, said: str = "") -> str:
 
 
 def _check_output(x: Any, spec: GeneratorSpec, call: str) -> tuple[int, int, int]:
-    import torch
-
     if not isinstance(x, torch.Tensor):
         raise BadInputError(
             f"{call} returned {type(x).__name__}; expected one float tensor (B, C, H, W).",
@@ -392,8 +389,6 @@ def module_source(
 # ---------------------------------------------------------------- entry points
 def _prepared(module: Any, spec: GeneratorSpec, where: str) -> tuple[Any, ByoConfig]:
     """An eval-mode float32 CPU copy of ``module`` (the caller's is untouched) and its config."""
-    import torch
-
     if not isinstance(module, torch.nn.Module):
         raise BadInputError(
             f"export_generator received {type(module).__name__}; expected a torch.nn.Module."

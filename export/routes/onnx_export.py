@@ -16,6 +16,11 @@ from genedge.errors import CorruptArtifactError
 from genedge.export.rewrites.deconv import dense_first_layers
 from genedge.export.routes.graph_spec import GraphSpec, example_feed
 from genedge.export.stages.fp16 import name_nodes
+from genedge.lazy import lazy_import
+
+torch = lazy_import("torch")
+onnx = lazy_import("onnx")
+onnxslim = lazy_import("onnxslim")
 
 PROTOBUF_LIMIT = 2**31 - 1
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000  # bytes of initializers; leave headroom under 2 GiB
@@ -32,8 +37,6 @@ def load_generator(checkpoint: str | Path) -> tuple[Any, Any, str]:
 
 def check_finite_weights(model: Any, where: str | Path) -> None:
     """Raise CorruptArtifactError naming every tensor holding NaN or Inf."""
-    import torch
-
     bad = [
         k
         for k, v in model.state_dict().items()
@@ -52,8 +55,6 @@ def onnx_from_module(wrapper: Any, spec: GraphSpec, *, opset: int = 17):
 
     Inputs/outputs are named per ``spec`` with batch dimension ``"B"``.
     """
-    import torch
-
     feed = example_feed(spec)
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
@@ -73,16 +74,12 @@ def onnx_from_module(wrapper: Any, spec: GraphSpec, *, opset: int = 17):
 
 
 def _load_bytes(data: bytes):
-    import onnx
-
     return onnx.load_from_string(data)
 
 
 def finish_model(model, spec: GraphSpec):
     """Simplify with onnxslim, rewrite 1x1 ConvTranspose layers as Gemm, then check, infer
     shapes and restore the symbolic batch names."""
-    import onnx
-
     model = slim_model(model)
     dense_first_layers(model)
     model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
@@ -95,8 +92,6 @@ def finish_model(model, spec: GraphSpec):
 
 def slim_model(model):
     """onnxslim: constant folding, dead-node removal, fusion. Returns the simplified model."""
-    import onnxslim
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return onnxslim.slim(model)
@@ -120,8 +115,6 @@ def save_onnx(
 
     Returns the files written (the .onnx, then the .onnx.data if any).
     """
-    import onnx
-
     path = Path(path)
     weights = sum(len(t.raw_data) for t in model.graph.initializer)
     if weights <= external_threshold:

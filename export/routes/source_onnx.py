@@ -34,9 +34,15 @@ from genedge.export.routes.byo import (
 )
 from genedge.export.routes.onnx_export import finish_model
 from genedge.latents import default_labels, seeded_latents
+from genedge.lazy import lazy_import
 from genedge.limits import MAX_BATCH, MAX_LATENT_SIZE, MAX_OUTPUT_PIXELS
 from genedge.manifest import sha256_file
 from genedge.onnx_guard import check_external_data
+
+onnx = lazy_import("onnx")
+helper = lazy_import("onnx.helper")
+numpy_helper = lazy_import("onnx.numpy_helper")
+torch = lazy_import("torch")
 
 FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64"}
 INT_TYPES = {7: "int64", 6: "int32"}
@@ -103,8 +109,6 @@ def onnx_spec_from_args(args: Any) -> OnnxSourceSpec:
 # ---------------------------------------------------------------- reading the user's graph
 def load_user_onnx(path: Path):
     """The ONNX model at ``path`` (external data confined to its folder), checked."""
-    import onnx
-
     if not path.is_file():
         raise BadInputError(f"ONNX file '{path}' does not exist or is not a file.")
     check_external_data(path, path.resolve().parent)
@@ -167,8 +171,6 @@ def _pick(kind: str, flag: str, named: str | None, pool: list[TensorInfo], every
 def detect_io(model, spec: OnnxSourceSpec) -> OnnxIO:
     """Find the latent input, the optional label input and the image output (BadInputError when
     ambiguous, missing, or of a shape genedge cannot drive)."""
-    import onnx
-
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     inits = {i.name for i in model.graph.initializer}
     inputs = [_info(vi) for vi in model.graph.input if vi.name not in inits]
@@ -288,7 +290,6 @@ def num_classes_of(model, io: OnnxIO, spec: OnnxSourceSpec) -> int:
         return 0
     if spec.num_classes:
         return spec.num_classes
-    from onnx import numpy_helper
 
     inits = {i.name: i for i in model.graph.initializer}
     for node in model.graph.node:
@@ -304,9 +305,6 @@ def num_classes_of(model, io: OnnxIO, spec: OnnxSourceSpec) -> int:
 def with_dynamic_batch(model, io: OnnxIO):
     """A copy of ``model`` with batch dimension ``B`` on its I/O; Reshape targets that spell the
     fixed batch are rewritten to -1. Whether that is right is checked numerically later."""
-    import onnx
-    from onnx import numpy_helper
-
     m = onnx.ModelProto()
     m.CopyFrom(model)
     del m.graph.value_info[:]
@@ -333,9 +331,7 @@ def with_dynamic_batch(model, io: OnnxIO):
 # ---------------------------------------------------------------- the wrapper graph
 def wrapper_onnx(model, io: OnnxIO, gspec: GeneratorSpec, output_format: str):
     """genedge's generator graph around the user's (prefixed) graph; not yet simplified."""
-    from onnx import TensorProto, compose, helper, numpy_helper
-
-    src = compose.add_prefix(model, PREFIX)
+    src = onnx.compose.add_prefix(model, PREFIX)
     nodes, consts = [], []
 
     def const(name: str, value: Any, dtype: Any = np.float32) -> str:
@@ -354,9 +350,9 @@ def wrapper_onnx(model, io: OnnxIO, gspec: GeneratorSpec, output_format: str):
     nodes.append(
         helper.make_node("Cast", ["genedge/zr"], [PREFIX + io.latent.name], to=io.latent.elem)
     )
-    inputs = [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["B", gspec.latent_dim])]
+    inputs = [helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, ["B", gspec.latent_dim])]
     if io.label is not None:
-        inputs.append(helper.make_tensor_value_info("label", TensorProto.INT64, ["B"]))
+        inputs.append(helper.make_tensor_value_info("label", onnx.TensorProto.INT64, ["B"]))
         lshape = const("lshape", [-1, *io.label.dims[1:]], np.int64)
         nodes.append(helper.make_node("Reshape", ["label", lshape], ["genedge/lr"]))
         nodes.append(
@@ -366,7 +362,7 @@ def wrapper_onnx(model, io: OnnxIO, gspec: GeneratorSpec, output_format: str):
     if io.layout == "NHWC":
         nodes.append(helper.make_node("Transpose", [x], ["genedge/nchw"], perm=[0, 3, 1, 2]))
         x = "genedge/nchw"
-    nodes.append(helper.make_node("Cast", [x], ["genedge/x"], to=TensorProto.FLOAT))
+    nodes.append(helper.make_node("Cast", [x], ["genedge/x"], to=onnx.TensorProto.FLOAT))
     x = "genedge/x"
     lo, hi = gspec.output_range
     scale, shift = 2.0 / (hi - lo), -2.0 * lo / (hi - lo) - 1.0
@@ -379,7 +375,7 @@ def wrapper_onnx(model, io: OnnxIO, gspec: GeneratorSpec, output_format: str):
     c, h, w = _chw(io)
     if output_format == "float":
         nodes.append(helper.make_node("Identity", [x], ["image"]))
-        out = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["B", c, h, w])
+        out = helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, ["B", c, h, w])
     else:  # (x + 1) * 127.5, round, clamp, uint8, NHWC: to_image_output's arithmetic
         nodes += [
             helper.make_node("Add", [x, const("one", 1.0)], ["genedge/p1"]),
@@ -388,10 +384,10 @@ def wrapper_onnx(model, io: OnnxIO, gspec: GeneratorSpec, output_format: str):
             helper.make_node(
                 "Clip", ["genedge/p3", const("lo", 0.0), const("hi", 255.0)], ["genedge/p4"]
             ),
-            helper.make_node("Cast", ["genedge/p4"], ["genedge/u8"], to=TensorProto.UINT8),
+            helper.make_node("Cast", ["genedge/p4"], ["genedge/u8"], to=onnx.TensorProto.UINT8),
             helper.make_node("Transpose", ["genedge/u8"], ["image"], perm=[0, 2, 3, 1]),
         ]
-        out = helper.make_tensor_value_info("image", TensorProto.UINT8, ["B", h, w, c])
+        out = helper.make_tensor_value_info("image", onnx.TensorProto.UINT8, ["B", h, w, c])
     graph = helper.make_graph(
         _ordered(nodes, src),
         "genedge_generator",
@@ -420,8 +416,6 @@ def _chw(io: OnnxIO) -> tuple[int, int, int]:
 
 
 def _upgrade_opset(model, path: Path):
-    import onnx
-
     version = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     if version >= MIN_OPSET:
         return model
@@ -494,8 +488,6 @@ class SourceReference:
 
     def _run(self, z: np.ndarray, label: np.ndarray | None) -> np.ndarray:
         if self.gspec.latent_dist == "uniform":
-            import torch
-
             z = torch.erf(torch.from_numpy(z) * (1 / math.sqrt(2))).numpy()
         feed = {
             self.io.latent.name: z.reshape(-1, *self.io.latent.dims[1:]).astype(
@@ -508,8 +500,6 @@ class SourceReference:
         return self.runner.run(feed)[self.io.image.name]
 
     def __call__(self, z: Any, label: Any = None) -> Any:
-        import torch
-
         from genedge.export.routes.wrappers import to_image_output
 
         x = torch.from_numpy(self.raw(z.numpy(), None if label is None else label.numpy()))
@@ -548,8 +538,6 @@ def check_dynamic_batch(graph: OnnxGeneratorGraph, ref: SourceReference) -> None
     """A graph whose fixed batch was made dynamic must give, at batch 3, what the original gives
     sample by sample; otherwise the export is refused."""
     import tempfile
-
-    import onnx
 
     io, gspec = graph.io, graph.gspec
     model = with_dynamic_batch(graph.model, io)
