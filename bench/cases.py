@@ -20,10 +20,13 @@ import numpy as np
 
 from genedge.errors import IncompatibleEnvironmentError
 from genedge.latents import default_labels, seeded_latents
+from genedge.lazy import lazy_import, load
 from genedge.manifest import MAIN_GRAPH, Manifest
 from genedge.runtime.ort_backend import PROVIDERS
 
 from .timer import Call
+
+ort = lazy_import("onnxruntime")
 
 
 class SkipCase(Exception):
@@ -122,7 +125,7 @@ class RuntimeTarget:
         import genedge.runtime.sampler  # noqa: F401
 
         with contextlib.suppress(ImportError):  # a missing ORT is reported by Sampler.open
-            import onnxruntime  # noqa: F401
+            load(ort)
 
     def open(self) -> None:
         from genedge.runtime import Sampler
@@ -241,13 +244,11 @@ class OrtTarget:
 
     def preload(self) -> None:
         try:
-            import onnxruntime  # noqa: F401
+            load(ort)
         except ImportError as e:
             raise SkipCase("onnxruntime is not installed (pip install 'genedge[cpu]')") from e
 
     def open(self) -> None:
-        import onnxruntime as ort
-
         providers = PROVIDERS.get(self.backend)
         if providers is None or providers[0] not in ort.get_available_providers():
             raise SkipCase(f"bare ORT for backend {self.backend!r}: provider not available here")

@@ -13,7 +13,7 @@ every symbolic dimension of the graph's inputs and outputs set to the batch size
     Gemm           MACs = M * N * K                        Y: (M, N); K from A (transA)
     MatMul         MACs = numel(Y) * K                     K = A.shape[-1]
 
-``onnx`` is imported inside the functions that need it (the ``export`` extra).
+``onnx`` (the ``export`` extra) is imported at its first use, through ``genedge.lazy``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from genedge.lazy import lazy_import
+
+onnx = lazy_import("onnx")
 
 # op type -> (index of the left operand / data input, index of the weight / right operand)
 OPERANDS = {
@@ -72,8 +76,6 @@ def static_shapes(model: Any) -> dict[str, tuple[int, ...]]:
 def with_batch(model: Any, batch: int) -> Any:
     """A copy of ``model`` whose graph inputs and outputs have every symbolic dim set to
     ``batch``, with shapes inferred through the graph."""
-    import onnx
-
     m = onnx.ModelProto()
     m.CopyFrom(model)
     for vi in (*m.graph.input, *m.graph.output):
@@ -126,7 +128,5 @@ def count_flops(model: Any, batch: int) -> GraphFlops:
 
 def flops_by_batch(path: str | Path, batches: Sequence[int]) -> dict[int, GraphFlops]:
     """FLOPs of the ONNX file at ``path`` for each batch size (weights' data not loaded)."""
-    import onnx
-
     model = onnx.load(str(path), load_external_data=False)
     return {b: count_flops(model, b) for b in batches}
