@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from genedge.errors import IncompatibleEnvironmentError
 
@@ -79,8 +80,6 @@ def wrap(model: nn.Module, ctx: DistContext) -> nn.Module:
     """``DistributedDataParallel(model)`` when distributed, the model itself otherwise."""
     if not ctx.distributed:
         return model
-    from torch.nn.parallel import DistributedDataParallel
-
     ids = [ctx.device.index] if ctx.device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids)
 
