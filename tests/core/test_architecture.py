@@ -438,6 +438,60 @@ def test_sibling_modules_are_imported_at_the_top():
     assert all(why.strip() for why in LAZY_SIBLINGS.values())
 
 
+# third-party packages a file declares at its top (``name = lazy_import("name")``) rather than
+# importing inside a function; genedge.lazy imports them at first use
+DECLARED_HEAVY = (*HEAVY, "onnxslim", "onnxconverter_common", "transformers")
+_PROBE_INSTALLED = "probes whether the package is installed (try/except ImportError)"
+
+# (importing file, heavy package it imports inside a function): why it is not declared at the top
+LAZY_HEAVY: dict[tuple[str, str], str] = {
+    ("runtime/cuda.py", "cuda"): _PROBE_INSTALLED + ": cuda.bindings (cuda-python >= 12.6), "
+    "else cuda.cudart",
+    ("bench/openvino_baseline.py", "openvino"): _PROBE_INSTALLED + "; a missing one skips the case",
+    ("bench/baselines.py", "torch"): _PROBE_INSTALLED + " together with genedge.train; a missing "
+    "one skips the case",
+    ("bench/results/make_llama_folder.py", "torch"): _PENDING,
+    ("bench/results/make_llama_folder.py", "transformers"): _PENDING,
+    ("bench/text_targets.py", "torch"): _PENDING,
+    ("bench/text_targets.py", "transformers"): _PENDING,
+    ("export/routes/text_module.py", "torch"): _PENDING,
+    ("export/routes/text_source.py", "torch"): _PENDING,
+    ("export/routes/text_source.py", "transformers"): _PENDING,
+    ("export/routes/text_wrappers.py", "onnx"): _PENDING,
+    ("export/stages/text_precision.py", "onnx"): _PENDING,
+    ("export/stages/text_precision.py", "onnxruntime"): _PENDING,
+    ("runtime/ort_backend.py", "onnxruntime"): _PENDING,
+}
+
+
+def lazy_heavy_imports() -> dict[tuple[str, str], str]:
+    """``{(file, heavy package): 'file:line'}`` for each import of a ``DECLARED_HEAVY`` package
+    (or a module of one) inside a function, in every package."""
+    found: dict[tuple[str, str], str] = {}
+    for stage in STAGES:
+        for path in _files(stage):
+            for imp in imports_of(path):
+                if imp.lazy and _top(imp.module) in DECLARED_HEAVY:
+                    found.setdefault((imp.file, _top(imp.module)), f"{imp.file}:{imp.line}")
+    return found
+
+
+def test_heavy_packages_are_declared_at_the_top():
+    """torch, onnx, onnxruntime, TensorRT and the rest are declared at the top of the file that
+    uses them (``torch = lazy_import("torch")``), where a reader sees what the file stands on;
+    ``genedge.lazy`` imports them at first use and names the extra when one is missing. An
+    import stays inside a function only where a stand-in cannot serve (a probe for whether the
+    package is installed), each listed in ``LAZY_HEAVY`` with its reason."""
+    found = lazy_heavy_imports()
+    hidden = sorted(where for key, where in found.items() if key not in LAZY_HEAVY)
+    assert hidden == [], "declare at the top with lazy_import (or list in LAZY_HEAVY):\n  " + (
+        "\n  ".join(hidden)
+    )
+    stale = sorted(f"{f} -> {m}" for f, m in LAZY_HEAVY if (f, m) not in found)
+    assert stale == [], "LAZY_HEAVY lists imports that are gone:\n  " + "\n  ".join(stale)
+    assert all(why.strip() for why in LAZY_HEAVY.values())
+
+
 PROBE = """
 import glob, json, os, sys
 sys.modules["torch"] = None  # any `import torch` now raises ImportError
