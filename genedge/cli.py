@@ -997,6 +997,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             handler = _load_handler(_handler_key(args))
             return int(handler(args) or 0)
     except GenedgeError as e:
+        if isinstance(e, MissingExtraError) and not e.purpose:  # a lazy module's first use
+            e = MissingExtraError(e.module, e.extra, purpose=f"`genedge {args.command}`")
         print(f"genedge {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:

@@ -82,6 +82,7 @@ class MissingExtraError(IncompatibleEnvironmentError, ImportError):
         )
         self.module = module
         self.extra = extra
+        self.purpose = purpose
 
 
 class IntegrityError(GenedgeError):

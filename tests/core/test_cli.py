@@ -16,6 +16,7 @@ from genedge.errors import (
     MissingExtraError,
     SecurityRefusal,
 )
+from genedge.lazy import lazy_import
 
 
 def test_exit_codes_follow_design():
@@ -211,6 +212,20 @@ def test_a_package_imported_late_names_its_extra(monkeypatch, capsys, tmp_path):
     err = capsys.readouterr().err
     assert "'onnxslim' is not installed" in err and "pip install 'genedge[export]'" in err
     assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_a_lazy_module_missing_at_first_use_names_the_command(monkeypatch, capsys, tmp_path):
+    slim = lazy_import("onnxslim")
+
+    def handler(args):
+        slim.slim(None)
+
+    monkeypatch.setitem(sys.modules, "onnxslim", None)
+    monkeypatch.setattr("genedge.cli._load_handler", lambda command: handler)
+    assert main(["sample", "b", "--out", str(tmp_path / "x.png")]) == 3
+    err = capsys.readouterr().err
+    assert "'onnxslim' is not installed (needed for `genedge sample`)" in err
+    assert "pip install 'genedge[export]'" in err and err.count("\n") == 1
 
 
 def test_export_without_rich_names_the_train_extra(monkeypatch, capsys, tmp_path):
