@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from genedge.interrupts import roomy_signal_stack
+
 from .cases import Inputs, SkipCase
 from .timer import Call, time_once
 
@@ -85,6 +87,7 @@ class OpenVinoTarget:
             feed[names[1]] = inputs.labels
         model.reshape({n: list(a.shape) for n, a in feed.items()})
         compiled, ns = time_once(lambda: self._core.compile_model(model, "CPU", self.config()))
+        roomy_signal_stack()  # the plugin's own signal stack is too small for Ctrl-C
         self.compile_ms[inputs.batch] = ns / 1e6
         request = compiled.create_infer_request()
         self._requests.append(request)

@@ -9,6 +9,10 @@ handling it within ``GRACE_S``, the watcher prints one line and ends the process
 130 (``os._exit``: a half-written artifact stays a ``.genedge-tmp-<pid>-`` leftover, never
 a partial file at its final path, and the next run cleans it).
 
+``roomy_signal_stack`` makes sure a native library's alternate signal stack can hold this
+CPU's signal frame: Python's handlers run on that stack (``SA_ONSTACK``), and one sized
+without room for AMX tile state turns Ctrl-C into a segmentation fault.
+
 ``user_code`` turns ``SystemExit`` and a ``KeyboardInterrupt`` that no Ctrl-C caused,
 raised by a user's module while imported or called, into ``BadInputError`` (exit 2).
 """
@@ -16,8 +20,10 @@ raised by a user's module while imported or called, into ``BadInputError`` (exit
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -27,6 +33,55 @@ GRACE_S = 1.0  # how long native code may hold Ctrl-C off before the process end
 EXIT_INTERRUPTED = 130
 
 _state = {"signalled": False, "handled": threading.Event()}
+
+SIGNAL_STACK_BYTES = 256 * 1024  # a signal frame with AVX-512 and AMX state is about 20 KiB
+_SS_ONSTACK, _SS_DISABLE = 1, 2
+_kept_stacks: list[ctypes.Array] = []  # the kernel may write to them at any signal: never freed
+
+
+class _StackT(ctypes.Structure):
+    _fields_ = [
+        ("ss_sp", ctypes.c_void_p),
+        ("ss_flags", ctypes.c_int),
+        ("ss_size", ctypes.c_size_t),
+    ]
+
+
+def signal_stack_bytes() -> int | None:
+    """The calling thread's alternate signal stack size; None when it has none (or the
+    platform does not say)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    now = _StackT()
+    try:
+        if ctypes.CDLL(None).sigaltstack(None, ctypes.byref(now)) != 0:
+            return None
+    except (OSError, AttributeError):
+        return None
+    return None if now.ss_flags & _SS_DISABLE else int(now.ss_size)
+
+
+def roomy_signal_stack() -> bool:
+    """Give the calling thread a ``SIGNAL_STACK_BYTES`` alternate signal stack where a
+    library installed a smaller one; True when it was replaced.
+
+    OpenVINO's CPU plugin installs one of exactly the minimum frame size on the thread that
+    compiles a model (20,144 bytes with AMX): once the thread has used AMX tiles, delivering
+    SIGINT on it faults before any handler runs. Called after every OpenVINO compile.
+    """
+    size = signal_stack_bytes()
+    if size is None or size >= SIGNAL_STACK_BYTES:
+        return False
+    now = _StackT()
+    libc = ctypes.CDLL(None)
+    if libc.sigaltstack(None, ctypes.byref(now)) != 0 or now.ss_flags & _SS_ONSTACK:
+        return False  # running on it now (inside a handler): leave it
+    buf = ctypes.create_string_buffer(SIGNAL_STACK_BYTES)
+    new = _StackT(ctypes.cast(buf, ctypes.c_void_p), 0, SIGNAL_STACK_BYTES)
+    if libc.sigaltstack(ctypes.byref(new), None) != 0:
+        return False
+    _kept_stacks.append(buf)
+    return True
 
 
 def ctrl_c_seen() -> bool:

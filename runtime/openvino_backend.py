@@ -41,6 +41,7 @@ from genedge.errors import (
     printable,
     require,
 )
+from genedge.interrupts import roomy_signal_stack
 
 from .backend import (
     Backend,
@@ -229,6 +230,7 @@ class OpenVinoBackend(Backend):
             c = _Compiled(self._core.compile_model(model, "CPU", self._config))
         except Exception as e:
             raise _load_error(Path(self.info.file), e) from None
+        roomy_signal_stack()  # the plugin's own signal stack is too small for Ctrl-C
         self.compile_count += 1
         self._compiled[key] = c
         if len(self._compiled) > max(1, self._opts.max_compiled):
