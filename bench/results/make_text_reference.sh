@@ -30,7 +30,8 @@
 #   RUNS ["genai genai-t1 torch"]   which of the three to run
 #   WORK [runs/llama27m]   where the folder and the bundle go (kept: not in git; an existing
 #                          bundle is reused: delete it after the export changes. The results
-#                          in git were made with WORK=runs/llama27m-gqa, a fresh export.)
+#                          in git: the genai runs WORK=runs/llama27m-skipln, a fresh export;
+#                          the torch run an earlier export.)
 #   OUT [bench/results]    where the JSON, Markdown and PNG go
 #   GENEDGE [.venv/bin/genedge]
 # A quick check that every case runs (a few minutes, most of it genai's builder):
