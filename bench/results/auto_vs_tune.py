@@ -23,6 +23,7 @@ from pathlib import Path
 
 from genedge.cpu_load import load_average
 from genedge.runtime import Sampler
+from genedge.runtime.machine import cpu_model
 from genedge.runtime.opening import read_bundle
 from genedge.runtime.tune import tune_manifest
 
@@ -75,6 +76,7 @@ def report(bundle: Path, batch: int, threads: int, runs: list[dict]) -> str:
         "",
         f"- command: `python bench/results/auto_vs_tune.py {' '.join(sys.argv[1:])}`",
         f"- bundle: `{bundle}`, batch {batch}, {threads} threads",
+        f"- CPU: {cpu_model()} ({os.cpu_count()} logical)",
         "- cost of not tuning: auto's pair's median per-round time relative to the round's",
         "  fastest, over tune's pick's (1.00: the same pair)",
         "",
