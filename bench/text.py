@@ -26,10 +26,18 @@ from typing import Any
 
 from genedge.errors import BadInputError, printable
 
+from .baselines import recorded_path
 from .cases import SkipCase, describe, open_kwargs
 from .options import BenchOptions
 from .stats import NS_PER_MS, NS_PER_S, intervals, iqr, latency_stats, percentile
-from .text_targets import Prompt
+from .text_targets import (
+    GENAI_PRECISIONS,
+    GenaiTarget,
+    GenedgeTextTarget,
+    Prompt,
+    TransformersTarget,
+    is_hf_folder,
+)
 
 PROMPT = "def "
 
@@ -181,14 +189,6 @@ def text_cases(o: BenchOptions, max_context: int | None) -> list[tuple[int, int]
 
 def text_targets(o: BenchOptions, manifest: Any, notes: list[str], work: Path) -> list[Any]:
     """genedge's configurations, then the baselines on the source folder (when found)."""
-    from .baselines import recorded_path
-    from .text_targets import (
-        GENAI_PRECISIONS,
-        GenaiTarget,
-        GenedgeTextTarget,
-        TransformersTarget,
-        is_hf_folder,
-    )
 
     out: list[Any] = [
         GenedgeTextTarget(o.bundle, b, p, o.threads)

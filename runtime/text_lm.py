@@ -53,6 +53,7 @@ from genedge.manifest import TRANSFORMER_GRAPH, Manifest, TransformerConfig
 from . import registry
 from .backend import Backend, BackendInfo
 from .sampling import make_filters, sample_token
+from .select import open_backend
 
 MAX_STOP_STRINGS = 16
 DETOKENIZE_CONTEXT = 5  # tokens before the new ones decoded with them (merges across the seam)
@@ -472,8 +473,6 @@ class LmGenerator:
 
     @classmethod
     def from_manifest(cls, manifest: Manifest, backend: str, precision: str | None, opts: Any):
-        from .select import open_backend
-
         tokenizer = load_tokenizer(manifest)
         if backend == "auto":
             backend = auto_cache_backend()

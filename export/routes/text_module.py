@@ -27,6 +27,10 @@ from genedge.export.context import Log, silent
 from genedge.export.options import ExportOptions
 from genedge.export.routes.byo import combined_sha256
 from genedge.export.routes.text_source import HfModel, export_text_model, load_tokenizer_file
+from genedge.lazy import lazy_import
+from genedge.manifest import sha256_file
+
+torch = lazy_import("torch")
 
 REQUIRED = ("num_layers", "num_kv_heads", "head_dim", "vocab_size", "max_context")
 PROBE_TOKENS = 5
@@ -45,8 +49,6 @@ class ModuleLogits:
 
     def __call__(self, ids: Any) -> Any:
         import types
-
-        import torch
 
         B, S = ids.shape
         empty = torch.zeros(B, self.kv[0], 0, self.kv[1])
@@ -99,8 +101,6 @@ def module_section(module: Any, where: str, tokenizer: Any) -> dict[str, Any]:
 def probe_module(module: Any, section: dict[str, Any], where: str) -> None:
     """Call the module as the graph will (prefill, then one cached step); refuse (exit 2) any
     output that breaks the contract, naming it."""
-    import torch
-
     L, Hkv, D, V = (section[k] for k in ("num_layers", "num_kv_heads", "head_dim", "vocab_size"))
     ids = torch.zeros(1, PROBE_TOKENS, dtype=torch.int64)
     empty = torch.zeros(1, Hkv, 0, D)
@@ -119,8 +119,6 @@ def probe_module(module: Any, section: dict[str, Any], where: str) -> None:
 
 
 def _check_output(out: Any, call: str, logits_shape: tuple, kv_shape: tuple, L: int) -> Any:
-    import torch
-
     def bad(what: str) -> BadInputError:
         return BadInputError(f"{call} returned {what}.", hint=f"The call contract: {CONTRACT}.")
 
@@ -178,7 +176,6 @@ def text_module_source(
     file: Path, name: str, weights: Path | None, tokenizer: Path, module_args: Any
 ) -> dict[str, Any]:
     """The manifest ``source`` record: module file, weights and tokenizer with their sha256."""
-    from genedge.manifest import sha256_file
 
     rec: dict[str, Any] = {
         "type": "module",

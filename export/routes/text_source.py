@@ -28,12 +28,19 @@ from typing import Any
 
 import numpy as np
 
+from genedge.atomic import atomic_dir, atomic_write_bytes
 from genedge.errors import BadInputError, printable
+from genedge.export.bundle import bundle_lock, source_path
 from genedge.export.checks.parity import ParityError
 from genedge.export.context import Log, silent
+from genedge.export.manifest_build import producer_versions
 from genedge.export.options import ExportOptions, validate_export_options
+from genedge.export.routes.byo import combined_sha256
+from genedge.export.routes.onnx_export import PROTOBUF_LIMIT, save_onnx
+from genedge.export.stages.tensorrt import require_tensorrt
 from genedge.export.stages.text_precision import TEXT_PRECISION_STAGES
 from genedge.export.stages.text_tensorrt import check_text_trt_options, stage_text_trt
+from genedge.lazy import lazy_import
 from genedge.manifest import (
     FORMAT,
     SCHEMA_VERSION,
@@ -43,7 +50,15 @@ from genedge.manifest import (
     artifact_record,
     sha256_file,
     transformer_config_from,
+    write_manifest,
 )
+from genedge.outputs import check_bundle_out, open_lock
+from genedge.runtime.select import open_file
+from genedge.runtime.text_lm import KvDecoder
+
+torch = lazy_import("torch")
+transformers = lazy_import("transformers")
+hf_logging = lazy_import("transformers.utils.logging")
 
 CONFIG = "config.json"
 TOKENIZER = "tokenizer.json"
@@ -161,14 +176,12 @@ def load_hf_folder(folder: Path) -> HfModel:
     raw = read_hf_config(folder)
     check_hf_files(folder)
     tokenizer = load_tokenizer_file(folder / TOKENIZER)
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-    from transformers.utils import logging as hf_logging
-
     hf_logging.disable_progress_bar()  # export logs its own lines
 
     try:
-        cfg = AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+        cfg = transformers.AutoConfig.from_pretrained(
+            folder, local_files_only=True, trust_remote_code=False
+        )
     except Exception as e:  # transformers raises ValueError/TypeError/OSError for bad configs
         raise _refuse(
             folder, f"{CONFIG} is not a valid {raw['model_type']} config: {_first(e)}"
@@ -177,7 +190,7 @@ def load_hf_folder(folder: Path) -> HfModel:
     if raw["model_type"] == "gpt2" and getattr(cfg, "scale_attn_by_inverse_layer_idx", False):
         raise _refuse(folder, "scale_attn_by_inverse_layer_idx is not supported for gpt2.")
     try:
-        model, info = AutoModelForCausalLM.from_pretrained(
+        model, info = transformers.AutoModelForCausalLM.from_pretrained(
             folder,
             local_files_only=True,
             trust_remote_code=False,
@@ -207,7 +220,6 @@ def load_hf_folder(folder: Path) -> HfModel:
 def check_graph_size(folder: Path, model: Any) -> None:
     """Refuse a model whose fp32 weights do not fit one ONNX protobuf (2 GiB): the decoder is
     traced in memory."""
-    from genedge.export.routes.onnx_export import PROTOBUF_LIMIT
 
     nbytes = sum(p.numel() * 4 for p in model.parameters())
     if nbytes >= PROTOBUF_LIMIT * 0.95:
@@ -285,8 +297,6 @@ def model_section(folder: Path, family: str, model: Any, tokenizer: Any) -> dict
 
 def folder_source(folder: Path, out: Path, family: str) -> dict[str, Any]:
     """The manifest ``source`` record: the folder, its family and the sha256 of its files."""
-    from genedge.export.bundle import source_path
-    from genedge.export.routes.byo import combined_sha256
 
     files = {p.name: sha256_file(p) for p in sorted(folder.glob("*.safetensors"))}
     for name in (CONFIG, TOKENIZER):
@@ -327,8 +337,6 @@ class TextBuild:
 
 def open_decoder(path: Path, build: TextBuild) -> Any:
     """The runtime's ``KvDecoder`` on the ONNX file ``path`` (ORT CPU), as generation runs it."""
-    from genedge.runtime.select import open_file
-    from genedge.runtime.text_lm import KvDecoder
 
     b = open_file(path, inputs=build.spec.inputs, outputs=build.spec.outputs)
     return KvDecoder(b, build.hf.config)
@@ -345,15 +353,12 @@ def runtime_logits(decoder: Any, ids: np.ndarray, prefill: int) -> np.ndarray:
 
 def torch_logits(model: Any, ids: np.ndarray) -> np.ndarray:
     """Logits (N, V) of the ``transformers`` model on ``ids`` in one causal forward."""
-    import torch
-
     with torch.no_grad():
         return model(torch.from_numpy(ids[None]).long()).logits[0].float().numpy()
 
 
 def stage_fp32(build: TextBuild) -> None:
     """Trace the decoder, write ``model.onnx``, check parity through the runtime, record it."""
-    from genedge.export.routes.onnx_export import save_onnx
     from genedge.export.routes.text_wrappers import onnx_from_decoder
 
     build.log(f"exporting {TRANSFORMER_GRAPH} -> model.onnx ({build.hf.family})")
@@ -452,13 +457,9 @@ def export_hf_folder(
     families), ``ParityError`` (exit 4) when the graph disagrees with the model; the folder at
     ``opts.out`` is untouched on any error.
     """
-    from genedge.export.bundle import bundle_lock
-
     folder = Path(folder)
     opts = validate_export_options(dataclasses.replace(opts, source=folder))
     if opts.trt:  # engines are built last (text_tensorrt), on this machine's GPU
-        from genedge.export.stages.tensorrt import require_tensorrt
-
         check_text_trt_options(opts)
         require_tensorrt()
     read_hf_config(folder)  # cheap refusals before the lock and before transformers loads
@@ -483,12 +484,8 @@ def export_text_model(
     """Export an already loaded model: ``module`` is what ``text_wrappers.WRAPPERS[hf.family]``
     wraps, ``tokenizer`` its ``tokenizer.json``, ``inputs`` the files it was read from (none
     may lie inside ``opts.out``). Errors and guarantees as ``export_hf_folder``."""
-    from genedge.export.bundle import bundle_lock
-
     opts = validate_export_options(dataclasses.replace(opts, source=tokenizer))
     if opts.trt:
-        from genedge.export.stages.tensorrt import require_tensorrt
-
         require_tensorrt()
     with bundle_lock(opts.out, sources=(tokenizer, opts.eval_data, *inputs)):
         _export_loaded(hf, module, tokenizer, opts, source, log)
@@ -521,9 +518,6 @@ GQA_HEAD_MULTIPLE = 16
 
 
 def _build(opts, hf, wrapper, spec, held, where, source, tokenizer, log) -> None:
-    from genedge.atomic import atomic_dir, atomic_write_bytes
-    from genedge.manifest import write_manifest
-    from genedge.outputs import check_bundle_out, open_lock
 
     fd = None
     try:
@@ -550,7 +544,6 @@ def _build(opts, hf, wrapper, spec, held, where, source, tokenizer, log) -> None
 
 
 def manifest_for(build: TextBuild, source: dict[str, Any]) -> dict[str, Any]:
-    from genedge.export.manifest_build import producer_versions
 
     src = dict(source)
     if build.skipped:

@@ -26,8 +26,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from genedge.export.routes.onnx_export import slim_model
 from genedge.export.routes.wrappers import B, GraphSpec
+from genedge.lazy import lazy_import
 from genedge.manifest import TensorSpec
+
+onnx = lazy_import("onnx")
 
 GRAPH = "decoder"
 STEM = "model"
@@ -427,10 +431,6 @@ def onnx_from_decoder(wrapper: nn.Module, spec: GraphSpec, opset: int) -> Any:
     """
     import io
     import warnings
-
-    import onnx
-
-    from genedge.export.routes.onnx_export import slim_model
 
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():

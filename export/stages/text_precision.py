@@ -26,7 +26,19 @@ from typing import Any
 
 import numpy as np
 
+from genedge import lazy
+from genedge.export.checks.text_gate import gate_record, gate_text, reference_record, summary
+from genedge.export.routes.onnx_export import save_onnx
 from genedge.export.stages.calibration import Feed
+from genedge.export.stages.fp16 import fp16_from_onnx, name_nodes
+from genedge.lazy import lazy_import
+from genedge.runtime.perplexity import DEFAULT_WINDOW, TextScore, score_text
+from genedge.runtime.select import open_file
+from genedge.runtime.text_lm import KvDecoder
+
+onnx = lazy_import("onnx")
+numpy_helper = lazy_import("onnx.numpy_helper")
+matmul_nbits_quantizer = lazy_import("onnxruntime.quantization.matmul_nbits_quantizer")
 
 QUANTIZER_LOGGER = "onnxruntime.quantization.matmul_nbits_quantizer"
 
@@ -73,7 +85,7 @@ def _quiet_quantizer() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     try:
-        import onnxruntime.quantization.matmul_nbits_quantizer  # noqa: F401
+        lazy.load(matmul_nbits_quantizer)  # imported here: its import sets the root logger
 
         logging.getLogger(QUANTIZER_LOGGER).setLevel(logging.WARNING)
         yield
@@ -87,9 +99,6 @@ def gemms_to_matmuls(model: Any) -> int:
     beta 1) as ``MatMul(A, B)`` (+ ``Add C``), ``B`` transposed in place when ``transB``: the
     quantizer takes MatMuls only, and GPT-2's ``Conv1D`` layers export as Gemm. Same math;
     returns how many were rewritten."""
-    import onnx
-    from onnx import numpy_helper
-
     inits = {t.name: t for t in model.graph.initializer}
     readers: dict[str, int] = {}
     for n in model.graph.node:
@@ -122,18 +131,11 @@ def gemms_to_matmuls(model: Any) -> int:
 def weight_only_from_onnx(src: Path, dst: Path, recipe: WeightOnlyRecipe) -> list[Path]:
     """fp32 decoder ONNX ``src`` -> weight-only ``dst`` (MatMulNBits); returns the files written
     (``dst``, then its external data file for models past protobuf's 2 GiB)."""
-    import onnx
-
-    from genedge.export.routes.onnx_export import save_onnx
-    from genedge.export.stages.fp16 import name_nodes
-
     model = onnx.load(str(src))
     gemms_to_matmuls(model)
     name_nodes(model)
     with _quiet_quantizer():
-        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
-        quantizer = MatMulNBitsQuantizer(
+        quantizer = matmul_nbits_quantizer.MatMulNBitsQuantizer(
             model,
             bits=recipe.bits,
             block_size=recipe.block_size,
@@ -146,8 +148,6 @@ def weight_only_from_onnx(src: Path, dst: Path, recipe: WeightOnlyRecipe) -> lis
 
 def matmulnbits_count(path: Path) -> int:
     """How many MatMulNBits nodes ``path`` holds (0: the file runs its weights in float)."""
-    import onnx
-
     model = onnx.load(str(path), load_external_data=False)
     return sum(n.op_type == "MatMulNBits" for n in model.graph.node)
 
@@ -156,11 +156,6 @@ def fp16_text_from_onnx(src: Path, dst: Path, feeds: list[Feed]) -> tuple[list[P
     """fp32 decoder ONNX ``src`` -> fp16 ``dst`` with fp32 I/O (the KV cache stays float32 at
     the graph's edge) and the overflow guard run on ``feeds``. Returns (files written, nodes
     kept in fp32)."""
-    import onnx
-
-    from genedge.export.routes.onnx_export import save_onnx
-    from genedge.export.stages.fp16 import fp16_from_onnx
-
     model = onnx.load(str(src))
     split_output_consumers(model)
     model, kept, _ = fp16_from_onnx(model, feeds)
@@ -173,8 +168,6 @@ def split_output_consumers(model: Any) -> int:
     its readers read that, and an Identity writes ``NAME``. The fp16 converter keeps graph
     outputs fp32 by casting at the edge, but leaves such readers fed with the fp32 tensor
     (an ONNX type error at load). Returns how many outputs were split."""
-    import onnx
-
     outputs = {o.name for o in model.graph.output}
     read = {i for n in model.graph.node for i in n.input}
     split = sorted(outputs & read)
@@ -213,7 +206,6 @@ def stage_text_precision(build: Any, precision: str) -> None:
     through the runtime, and keep it (an artifact carrying the gate's record) or refuse it (no
     file; the record goes on the fp32 artifact's ``verification.refused`` and the reason into
     ``source.skipped``). ``build`` is the export's ``text_source.TextBuild``."""
-    from genedge.export.checks.text_gate import gate_record, summary
 
     texts = _gate_text(build)
     reference = fp32_score(build, texts)
@@ -274,7 +266,6 @@ def _tokenizer(build: Any) -> Any:
 
 
 def _window(build: Any) -> int:
-    from genedge.runtime.perplexity import DEFAULT_WINDOW
 
     return min(DEFAULT_WINDOW, build.hf.config.max_context)
 
@@ -292,7 +283,6 @@ def _guard_feeds(build: Any, text: str) -> list[Feed]:
 
 
 def _gate_text(build: Any) -> Any:
-    from genedge.export.checks.text_gate import gate_text
 
     o = build.opts
     return gate_text(o.eval_data, build.trained_on, o.calib_data)
@@ -300,8 +290,6 @@ def _gate_text(build: Any) -> Any:
 
 def open_decoder(path: Path, build: Any) -> Any:
     """The runtime's ``KvDecoder`` on the ONNX file ``path`` (ORT CPU), as generation runs it."""
-    from genedge.runtime.select import open_file
-    from genedge.runtime.text_lm import KvDecoder
 
     backend = open_file(path, inputs=build.spec.inputs, outputs=build.spec.outputs)
     return KvDecoder(backend, build.hf.config)
@@ -310,7 +298,6 @@ def open_decoder(path: Path, build: Any) -> Any:
 def score_file(build: Any, path: Path, text: str) -> Any:
     """``path`` scored on ``text`` through the runtime's ``KvDecoder`` on ORT CPU (as
     generation runs it)."""
-    from genedge.runtime.perplexity import score_text
 
     decoder = open_decoder(path, build)
     try:
@@ -328,8 +315,6 @@ def score_file(build: Any, path: Path, text: str) -> Any:
 def fp32_score(build: Any, texts: Any) -> Any:
     """fp32's score on the held-out text: measured once per export and recorded on the fp32
     artifact's verification."""
-    from genedge.export.checks.text_gate import reference_record
-    from genedge.runtime.perplexity import TextScore
 
     ver = _fp32_artifact(build)["verification"]
     if "perplexity" in ver:

@@ -374,7 +374,6 @@ def test_core_modules_import_each_other_without_cycles():
 
 
 _NN = "its classes subclass torch's nn.Module, so importing it imports torch"
-_PENDING = "owned elsewhere, pending"  # the file's imports move to the top with its next change
 
 # (importing file, sibling module it imports inside a function): why it is not at the top
 LAZY_SIBLINGS: dict[tuple[str, str], str] = {
@@ -391,18 +390,6 @@ LAZY_SIBLINGS: dict[tuple[str, str], str] = {
     "are answered before that",
     ("train/datasets.py", "genedge.train.features"): _NN + " (RandomConvFeatures); the "
     "dataset table is read without torch",
-    ("bench/text.py", "genedge.bench.baselines"): _PENDING,
-    ("bench/text.py", "genedge.bench.text_targets"): _PENDING,
-    ("export/routes/text_source.py", "genedge.export.bundle"): _PENDING,
-    ("export/routes/text_source.py", "genedge.export.manifest_build"): _PENDING,
-    ("export/routes/text_source.py", "genedge.export.routes.byo"): _PENDING,
-    ("export/routes/text_source.py", "genedge.export.routes.onnx_export"): _PENDING,
-    ("export/routes/text_source.py", "genedge.export.stages.tensorrt"): _PENDING,
-    ("export/routes/text_wrappers.py", "genedge.export.routes.onnx_export"): _PENDING,
-    ("export/stages/text_precision.py", "genedge.export.checks.text_gate"): _PENDING,
-    ("export/stages/text_precision.py", "genedge.export.routes.onnx_export"): _PENDING,
-    ("export/stages/text_precision.py", "genedge.export.stages.fp16"): _PENDING,
-    ("runtime/text_lm.py", "genedge.runtime.select"): _PENDING,
 }
 
 
@@ -450,17 +437,17 @@ LAZY_HEAVY: dict[tuple[str, str], str] = {
     ("bench/openvino_baseline.py", "openvino"): _PROBE_INSTALLED + "; a missing one skips the case",
     ("bench/baselines.py", "torch"): _PROBE_INSTALLED + " together with genedge.train; a missing "
     "one skips the case",
-    ("bench/results/make_llama_folder.py", "torch"): _PENDING,
-    ("bench/results/make_llama_folder.py", "transformers"): _PENDING,
-    ("bench/text_targets.py", "torch"): _PENDING,
-    ("bench/text_targets.py", "transformers"): _PENDING,
-    ("export/routes/text_module.py", "torch"): _PENDING,
-    ("export/routes/text_source.py", "torch"): _PENDING,
-    ("export/routes/text_source.py", "transformers"): _PENDING,
-    ("export/routes/text_wrappers.py", "onnx"): _PENDING,
-    ("export/stages/text_precision.py", "onnx"): _PENDING,
-    ("export/stages/text_precision.py", "onnxruntime"): _PENDING,
-    ("runtime/ort_backend.py", "onnxruntime"): _PENDING,
+    ("bench/results/make_llama_folder.py", "torch"): "a script: imports after its arguments parse",
+    (
+        "bench/results/make_llama_folder.py",
+        "transformers",
+    ): "a script: imports after its arguments parse",
+    ("bench/text_targets.py", "torch"): "install probe; a baseline whose import time is measured",
+    (
+        "bench/text_targets.py",
+        "transformers",
+    ): "install probe; a baseline whose import time is measured",
+    ("runtime/ort_backend.py", "onnxruntime"): "install probe: whether a provider is available",
 }
 
 
