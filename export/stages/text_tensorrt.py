@@ -58,6 +58,7 @@ from genedge.export.stages.text_precision import (
 )
 from genedge.export.stages.trt_stage import build_environment
 from genedge.precisions import onnx_file
+from genedge.runtime import trt_backend
 
 PREFILL_OPT = 128  # prompt tokens the prefill profile is tuned for (at most the context)
 ENGINE_PRECISIONS = ("fp32", "fp16")  # the decoder files TensorRT can parse
@@ -260,7 +261,7 @@ def engine_check(
     bound = PERPLEXITY_BOUNDS.get(precision, PERPLEXITY_BOUNDS["fp16"])
     rec = gate_record(precision, score, reference, texts.source, bound=bound)
     rec["max_abs_err_vs_fp32"] = float(np.max(np.abs(got.astype(np.float64) - ref)))
-    rec["backend"] = "tensorrt"
+    rec["backend"] = trt_backend.SPEC.name
     return rec
 
 
