@@ -410,19 +410,22 @@ def lazy_sibling_imports() -> dict[tuple[str, str], str]:
     return found
 
 
+def _holds_to(found: dict, allowed: dict, name: str, fix: str) -> None:
+    """Every function-level import ``found`` ((file, module) -> where) is in ``allowed`` with a
+    reason, and ``allowed`` lists none that is gone."""
+    hidden = sorted(where for key, where in found.items() if key not in allowed)
+    assert hidden == [], f"{fix} (or list in {name}):\n  " + "\n  ".join(hidden)
+    stale = sorted(f"{f} -> {m}" for f, m in allowed if (f, m) not in found)
+    assert stale == [], f"{name} lists imports that are gone:\n  " + "\n  ".join(stale)
+    assert all(why.strip() for why in allowed.values())
+
+
 def test_sibling_modules_are_imported_at_the_top():
     """A module of the same package is imported at the top of the file, where a reader sees
     what the file stands on; only heavy third-party packages load lazily (``genedge.lazy``).
     A sibling stays inside a function only where importing it would import torch (its classes
     subclass ``nn.Module``), each such import listed in ``LAZY_SIBLINGS`` with its reason."""
-    found = lazy_sibling_imports()
-    hidden = sorted(where for key, where in found.items() if key not in LAZY_SIBLINGS)
-    assert hidden == [], "import at the top of the file (or list in LAZY_SIBLINGS):\n  " + (
-        "\n  ".join(hidden)
-    )
-    stale = sorted(f"{f} -> {m}" for f, m in LAZY_SIBLINGS if (f, m) not in found)
-    assert stale == [], "LAZY_SIBLINGS lists imports that are gone:\n  " + "\n  ".join(stale)
-    assert all(why.strip() for why in LAZY_SIBLINGS.values())
+    _holds_to(lazy_sibling_imports(), LAZY_SIBLINGS, "LAZY_SIBLINGS", "import at the top")
 
 
 # third-party packages a file declares at its top (``name = lazy_import("name")``) rather than
@@ -469,14 +472,7 @@ def test_heavy_packages_are_declared_at_the_top():
     ``genedge.lazy`` imports them at first use and names the extra when one is missing. An
     import stays inside a function only where a stand-in cannot serve (a probe for whether the
     package is installed), each listed in ``LAZY_HEAVY`` with its reason."""
-    found = lazy_heavy_imports()
-    hidden = sorted(where for key, where in found.items() if key not in LAZY_HEAVY)
-    assert hidden == [], "declare at the top with lazy_import (or list in LAZY_HEAVY):\n  " + (
-        "\n  ".join(hidden)
-    )
-    stale = sorted(f"{f} -> {m}" for f, m in LAZY_HEAVY if (f, m) not in found)
-    assert stale == [], "LAZY_HEAVY lists imports that are gone:\n  " + "\n  ".join(stale)
-    assert all(why.strip() for why in LAZY_HEAVY.values())
+    _holds_to(lazy_heavy_imports(), LAZY_HEAVY, "LAZY_HEAVY", "declare at the top (lazy_import)")
 
 
 PROBE = """
