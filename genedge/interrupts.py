@@ -47,18 +47,23 @@ class _StackT(ctypes.Structure):
     ]
 
 
-def signal_stack_bytes() -> int | None:
-    """The calling thread's alternate signal stack size; None when it has none (or the
-    platform does not say)."""
+def _current_stack() -> _StackT | None:
+    """The calling thread's alternate signal stack as ``sigaltstack`` reports it; None off
+    Linux or where libc does not answer."""
     if not sys.platform.startswith("linux"):
         return None
     now = _StackT()
     try:
-        if ctypes.CDLL(None).sigaltstack(None, ctypes.byref(now)) != 0:
-            return None
+        return now if ctypes.CDLL(None).sigaltstack(None, ctypes.byref(now)) == 0 else None
     except (OSError, AttributeError):
         return None
-    return None if now.ss_flags & _SS_DISABLE else int(now.ss_size)
+
+
+def signal_stack_bytes() -> int | None:
+    """The calling thread's alternate signal stack size; None when it has none (or the
+    platform does not say)."""
+    now = _current_stack()
+    return None if now is None or now.ss_flags & _SS_DISABLE else int(now.ss_size)
 
 
 def roomy_signal_stack() -> bool:
@@ -69,16 +74,14 @@ def roomy_signal_stack() -> bool:
     compiles a model (20,144 bytes with AMX): once the thread has used AMX tiles, delivering
     SIGINT on it faults before any handler runs. Called after every OpenVINO compile.
     """
-    size = signal_stack_bytes()
-    if size is None or size >= SIGNAL_STACK_BYTES:
+    now = _current_stack()
+    if now is None or now.ss_flags & (_SS_DISABLE | _SS_ONSTACK):
+        return False  # none (signals run on the thread's own stack), or running on it now
+    if now.ss_size >= SIGNAL_STACK_BYTES:
         return False
-    now = _StackT()
-    libc = ctypes.CDLL(None)
-    if libc.sigaltstack(None, ctypes.byref(now)) != 0 or now.ss_flags & _SS_ONSTACK:
-        return False  # running on it now (inside a handler): leave it
     buf = ctypes.create_string_buffer(SIGNAL_STACK_BYTES)
     new = _StackT(ctypes.cast(buf, ctypes.c_void_p), 0, SIGNAL_STACK_BYTES)
-    if libc.sigaltstack(ctypes.byref(new), None) != 0:
+    if ctypes.CDLL(None).sigaltstack(ctypes.byref(new), None) != 0:
         return False
     _kept_stacks.append(buf)
     return True

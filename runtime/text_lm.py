@@ -125,10 +125,23 @@ class KvDecoder:
         n = c.num_kv_heads * T * c.head_dim
         return self._kv[which, j, :n].reshape(1, c.num_kv_heads, T, c.head_dim)
 
+    def _tokens_io(
+        self, ids: Sequence[int] | np.ndarray, S: int, P: int
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
+        """Feeds and outputs of ``S`` token ids at positions P .. P+S-1, in the reused id and
+        logits buffers (grown for the longest feed); the logits array (1, S, V) last."""
+        V = self.cfg.vocab_size
+        if self._logits.size < S * V:
+            self._logits = np.empty(S * V, np.float32)
+        self._ids[0, :S] = ids
+        logits = self._logits[: S * V].reshape(1, S, V)
+        feed = {"input_ids": self._ids[:, :S], "position_ids": self._positions[:, P : P + S]}
+        return feed, {"logits": logits}, logits
+
     def feed(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Run ``ids`` (S >= 1 token ids) at positions P .. P+S-1: logits float32 (S, V), a view
         into a buffer the next ``feed`` overwrites."""
-        S, P, V = len(ids), self.length, self.cfg.vocab_size
+        S, P = len(ids), self.length
         if S < 1 or self.capacity < P + S:
             raise BadInputError(
                 f"feed of {S} tokens at position {P}: expected 1 to {self.capacity - P} "
@@ -136,12 +149,7 @@ class KvDecoder:
             )
         if self.shared:
             return self._feed_shared(ids, S, P)
-        if self._logits.size < S * V:
-            self._logits = np.empty(S * V, np.float32)
-        self._ids[0, :S] = ids
-        logits = self._logits[: S * V].reshape(1, S, V)
-        feed = {"input_ids": self._ids[:, :S], "position_ids": self._positions[:, P : P + S]}
-        out = {"logits": logits}
+        feed, out, logits = self._tokens_io(ids, S, P)
         write = 1 - self._read
         for j, (past, present) in enumerate(self.names):
             feed[past] = self._view(self._read, j, P)
@@ -163,13 +171,7 @@ class KvDecoder:
                 feed = {"input_ids": one_id, "position_ids": one_pos}
                 out = {"logits": logits}
         else:
-            V = self.cfg.vocab_size
-            if self._logits.size < S * V:
-                self._logits = np.empty(S * V, np.float32)
-            self._ids[0, :S] = ids
-            logits = self._logits[: S * V].reshape(1, S, V)
-            feed = {"input_ids": self._ids[:, :S], "position_ids": self._positions[:, P : P + S]}
-            out = {"logits": logits}
+            feed, out, logits = self._tokens_io(ids, S, P)
         if not self._cache_bound:
             for j, (past, present) in enumerate(self.names):
                 feed[past] = out[present] = self._view(0, j, self.capacity)
