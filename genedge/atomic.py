@@ -260,7 +260,17 @@ def _writer_alive(name: str) -> bool:
         return False
     except PermissionError:  # alive, owned by someone else
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited and waits to be reaped (a killed writer whose parent has not
+    collected it yet: in a container whose init does not reap, that may be for good)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False  # no /proc (not Linux): signal 0 is the answer
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def clean_stale_temps(folder: str | os.PathLike) -> list[Path]:

@@ -178,6 +178,25 @@ def test_clean_keeps_a_live_writers_temps_and_removes_dead_ones(tmp_path):
     assert users.exists() and live.exists() and (tmp_path / "model.bin").read_bytes() == b"keep"
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="zombies are read from /proc")
+def test_clean_removes_the_temps_of_a_killed_writer_not_yet_reaped(tmp_path):
+    """kill -9 leaves a zombie until its parent waits for it (in a container whose init does
+    not reap, for good); signal 0 still reaches a zombie, so it must not count as alive."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        proc.kill()
+        stat_file = Path(f"/proc/{proc.pid}/stat")
+        deadline = time.monotonic() + 30
+        while stat_file.read_text().rpartition(")")[2].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the killed child never became a zombie"
+            time.sleep(0.01)
+        stale = tmp_path / f"{TMP_PREFIX}{proc.pid}-abc-bundle"
+        stale.mkdir()
+        assert clean_stale_temps(tmp_path) == [stale]
+    finally:
+        proc.wait()
+
+
 def test_clean_puts_back_a_folder_moved_aside_by_a_killed_swap(tmp_path):
     dead = _dead_pid()
     aside = tmp_path / f"{TMP_PREFIX}old-{dead}-bundle"
