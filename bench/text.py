@@ -29,6 +29,7 @@ from genedge.errors import BadInputError, printable
 from .baselines import recorded_path
 from .cases import SkipCase, describe, open_kwargs
 from .options import BenchOptions
+from .runner import SETTLE_S
 from .stats import NS_PER_MS, NS_PER_S, intervals, iqr, latency_stats, percentile
 from .text_targets import (
     GENAI_PRECISIONS,
@@ -151,7 +152,6 @@ PROMPT_TEXT = (
 )
 POSITIONS = (50, 600)  # the per-token cost here shows whether the cache grows like a recompute
 POSITION_WINDOW = 8  # tokens on each side of a position whose gaps are pooled
-SETTLE_S = 0.02  # between configurations in a round: the last one's thread pool parks
 
 
 def is_transformer(manifest: Any) -> bool:

@@ -199,13 +199,13 @@ def test_the_expected_duration_is_said_before_the_run():
     o = BenchOptions(bundle=Path("b"), seconds=2.0, cold_runs=1, fps=30.0, fps_seconds=5.0)
     line = expected_duration(o, cases=12, configurations=2)
     assert line.startswith("bench: 12 timed cases x 2 s, 2 cold starts, a 5 s real-time run")
-    # 24 s timed + 3 s cold + 5 s real time + 12 cases x 10 rounds x 20 ms settling
-    assert "about 34 s" in line and line.endswith("(plus loading and 20 warm-up calls per case)")
+    # 24 s timed + 3 s cold + 5 s real time + 12 cases x 10 rounds x 50 ms settling
+    assert "about 38 s" in line and line.endswith("(plus loading and 20 warm-up calls per case)")
     assert line.startswith("bench: 12 timed cases")
     with_baselines = expected_duration(o, 12, 2, ["torch-compile", "torch-compile", "torch"])
     assert "about 51 s setting up the baselines" in with_baselines
-    assert "run: about 85 s" in with_baselines and "busy" not in with_baselines
+    assert "run: about 89 s" in with_baselines and "busy" not in with_baselines
     busy = expected_duration(o, 12, 2, ["torch-compile", "torch-compile", "torch"], (8.0, 2))
-    assert busy.endswith("the machine is busy (load 8.0 on 2 CPUs): expect about 270 s or more")
+    assert busy.endswith("the machine is busy (load 8.0 on 2 CPUs): expect about 284 s or more")
     assert "busy" not in expected_duration(o, 12, 2, [], (1.5, 2))
     assert "x 50 calls" in expected_duration(dataclasses.replace(o, seconds=None, iters=50), 12, 2)
