@@ -28,6 +28,7 @@ import numpy as np
 
 from genedge import lazy
 from genedge.export.checks.text_gate import gate_record, gate_text, reference_record, summary
+from genedge.export.rewrites.sibling_matmuls import pack_sibling_matmuls
 from genedge.export.routes.onnx_export import save_onnx
 from genedge.export.stages.calibration import Feed
 from genedge.export.stages.fp16 import fp16_from_onnx, name_nodes
@@ -133,6 +134,7 @@ def weight_only_from_onnx(src: Path, dst: Path, recipe: WeightOnlyRecipe) -> lis
     (``dst``, then its external data file for models past protobuf's 2 GiB)."""
     model = onnx.load(str(src))
     gemms_to_matmuls(model)
+    pack_sibling_matmuls(model)  # a Llama MLP's gate and up: one MatMulNBits
     name_nodes(model)
     with _quiet_quantizer():
         quantizer = matmul_nbits_quantizer.MatMulNBitsQuantizer(

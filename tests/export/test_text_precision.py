@@ -125,6 +125,11 @@ def test_every_precision_kept_with_its_gate_numbers(made):
         g = onnx.load(str(made["all"] / a.file)).graph
         nbits = [n for n in g.node if n.op_type == "MatMulNBits"]
         assert len(nbits) == a.recipe.matmuls > 0
+        # sibling projections (the MLP's gate and up) are one MatMulNBits, split after
+        assert len({n.input[0] for n in nbits}) == len(nbits)
+        assert any(
+            n.op_type == "Split" and n.input[0] == m.output[0] for n in g.node for m in nbits
+        )
         assert {next(x.i for x in n.attribute if x.name == "bits") for n in nbits} == {bits}
         assert not [n for n in g.node if n.op_type == "MatMul" and n.input[1].startswith("onnx::")]
 
