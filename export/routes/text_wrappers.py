@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from genedge.export.rewrites.rms_scale import restore_rms_scales
 from genedge.export.routes.onnx_export import slim_model
 from genedge.export.routes.wrappers import B, GraphSpec
 from genedge.lazy import lazy_import
@@ -448,6 +449,7 @@ def onnx_from_decoder(wrapper: nn.Module, spec: GraphSpec, opset: int) -> Any:
         )
     model = slim_model(onnx.load_from_string(buf.getvalue()))
     model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    restore_rms_scales(model)  # so ORT fuses an untrained model's first norm too
     _name_dims(model, spec)
     onnx.checker.check_model(model)
     return model
