@@ -9,6 +9,8 @@ from genedge.limits import check_threads
 
 from .ort_backend import GRAPH_OPT_LEVELS
 
+MAX_SPIN_US = 1_000_000  # an idle worker spinning a second is a busy loop, not a wait
+
 
 @dataclass(frozen=True)
 class BackendOptions:
@@ -27,6 +29,10 @@ class BackendOptions:
     # False: ORT workers spin within a run but stop as soon as it returns (the caller's own
     # work between runs, such as sampling a token, keeps its core)
     spin_between_runs: bool = True
+    # microseconds an idle ORT worker spins before it sleeps (None: ORT's own default): a
+    # bounded spin keeps workers awake across the short gaps of a loop of runs and frees the
+    # cores soon after the loop ends (session.intra_op.spin_duration_us, ORT 1.26 and later)
+    spin_us: int | None = None
     static_shapes: bool = True  # openvino: one compiled model per batch size (see openvino_backend)
     batch: int | None = None  # auto: the batch size to choose for (tuned choice; None: 1)
     tune: bool = False  # auto: measure now when this machine has no tuning for the bundle
@@ -58,6 +64,12 @@ def validate_options(opts: BackendOptions) -> None:
     if opts.batch is not None and (type(opts.batch) is not int or opts.batch < 1):
         raise BadInputError(
             f"batch {opts.batch!r}: expected the batch size auto chooses for, an integer >= 1."
+        )
+    if opts.spin_us is not None and (
+        type(opts.spin_us) is not int or not 0 <= opts.spin_us <= MAX_SPIN_US
+    ):
+        raise BadInputError(
+            f"spin_us {opts.spin_us!r}: expected None or microseconds from 0 to {MAX_SPIN_US}."
         )
     for name in ("tune", "static_shapes"):
         if type(getattr(opts, name)) is not bool:

@@ -77,6 +77,7 @@ class OrtOptions:
     device_id: int = 0
     spin: bool = True  # session.intra_op.allow_spinning
     spin_between_runs: bool = True  # False: session.force_spinning_stop
+    spin_us: int | None = None  # session.intra_op.spin_duration_us (None: ORT's default)
     trt_cache_dir: str | None = None  # ort-trt: engine/timing cache folder (see trt_ep_cache_dir)
 
 
@@ -116,6 +117,8 @@ def _session_options(ort: Any, opts: OrtOptions) -> Any:
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if opts.spin else "0")
     if not opts.spin_between_runs:
         so.add_session_config_entry("session.force_spinning_stop", "1")
+    if opts.spin_us is not None:
+        so.add_session_config_entry("session.intra_op.spin_duration_us", str(opts.spin_us))
     so.log_severity_level = 3
     return so
 
@@ -339,6 +342,17 @@ class OrtBackend(Backend):
             except Exception as e:  # ORT's own error types
                 raise _run_error(self.info.file, e) from None
 
+    def rerun_bound(self) -> None:
+        """``run_bound`` again on the arrays it bound last (their contents may have changed):
+        a decode step that only rewrote its token id and position rebinds nothing."""
+        with self.lock:
+            if self._sess is None:
+                raise_closed(self.info.file)
+            try:
+                self._sess.run_with_iobinding(self._binding)
+            except Exception as e:  # ORT's own error types
+                raise _run_error(self.info.file, e) from None
+
     def _bind_input(self, name: str, x: np.ndarray) -> None:
         c = np.ascontiguousarray(x)
         # host memory on every provider: ORT copies inputs to the device and results back
@@ -386,6 +400,7 @@ def ort_options(opts: Any, request: OpenRequest) -> OrtOptions:
         inter_op_threads=opts.inter_op_threads,
         spin=opts.spin,
         spin_between_runs=opts.spin_between_runs,
+        spin_us=opts.spin_us,
         graph_optimization=opts.graph_optimization,
         device_id=opts.device_id,
         trt_cache_dir=None if folder is None else str(folder),

@@ -34,7 +34,7 @@ from genedge.manifest import MAIN_GRAPH, Manifest
 from .backend import Backend, BackendInfo
 from .sampling import make_filters, sample_token
 from .select import backend_options, open_backend, read_bundle
-from .text_lm import LmGenerator
+from .text_lm import DECODER_SPIN_US, LmGenerator
 
 UNKNOWN_TOKEN = 0  # training puts the unknown-character token first in the vocabulary
 
@@ -207,9 +207,10 @@ class TextGenerator:
                 hint="Use genedge.runtime.Sampler for image bundles.",
             )
         if manifest.model.transformer is not None:  # KV-cache decoder (runtime/text_lm.py)
-            # Python samples between runs: workers still spinning then would take its core
-            if "spin_between_runs" not in options:
-                opts = dataclasses.replace(opts, spin_between_runs=False)
+            # one run per token with a short Python gap (sampling) between runs: workers
+            # that slept in each gap would be woken once per token
+            if not {"spin", "spin_between_runs", "spin_us"} & options.keys():
+                opts = dataclasses.replace(opts, spin_us=DECODER_SPIN_US)
             return LmGenerator.from_manifest(manifest, backend, precision, opts)  # type: ignore[return-value]
         token_range = {"token": (0, max(manifest.model.vocab_size - 1, 0))}
         b = open_backend(manifest, MAIN_GRAPH["ar"], backend, precision, opts, token_range)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,11 @@ from .sampling import make_filters, sample_token
 from .select import open_backend
 
 MAX_STOP_STRINGS = 16
+# ORT workers of a transformer decoder spin this long (µs) after a run before they sleep: a
+# token's Python work (sampling, detokenizing) takes tens of µs, so they stay awake through
+# a generation, and a worker woken from sleep once per token costs more than the spin
+# (docs/text.md has the measurements)
+DECODER_SPIN_US = 300
 DETOKENIZE_CONTEXT = 5  # tokens before the new ones decoded with them (merges across the seam)
 
 
@@ -65,7 +71,9 @@ class KvDecoder:
     times; each ``feed`` appends ``len(ids)`` positions and returns their logits.
 
     Batch 1. Buffers are sized by ``reserve(n)`` (at most ``max_context`` positions) and kept
-    until a longer reservation; ``feed`` past the reservation raises ``BadInputError``.
+    until a longer reservation; ``feed`` past the reservation raises ``BadInputError``. The
+    shared layout binds the first ``n`` positions' worth of each buffer as a (1, H_kv, n, D)
+    cache, so a short generation after a long one attends over a cache of its own size.
     """
 
     def __init__(self, backend: Backend, cfg: TransformerConfig) -> None:
@@ -82,8 +90,10 @@ class KvDecoder:
             for p in ("key", "value")
         ]
         self.shared = shared_cache(backend)
+        self._rerun = getattr(backend, "rerun_bound", None)
         self.length = 0  # P: positions in the cache
-        self.capacity = 0
+        self.capacity = 0  # positions the buffers hold
+        self.reserved = 0  # positions this generation may use (<= capacity)
         self._kv = np.empty((2, len(self.names), 0), np.float32)  # (set, layer*2, Hkv*T*D)
         self._cache_bound = False  # shared: the buffers are bound as past and present
         self._step_bound = False  # shared: the one-token buffers below are bound
@@ -114,6 +124,7 @@ class KvDecoder:
             )
             self._kv = np.zeros((sets, len(self.names), per), np.float32)
             self.capacity = positions
+        self.reserved = positions
         self.reset()
 
     def reset(self) -> None:
@@ -142,10 +153,10 @@ class KvDecoder:
         """Run ``ids`` (S >= 1 token ids) at positions P .. P+S-1: logits float32 (S, V), a view
         into a buffer the next ``feed`` overwrites."""
         S, P = len(ids), self.length
-        if S < 1 or self.capacity < P + S:
+        if S < 1 or self.reserved < P + S:
             raise BadInputError(
-                f"feed of {S} tokens at position {P}: expected 1 to {self.capacity - P} "
-                f"(the cache holds {self.capacity} positions)."
+                f"feed of {S} tokens at position {P}: expected 1 to {self.reserved - P} "
+                f"(the cache holds {self.reserved} positions)."
             )
         if self.shared:
             return self._feed_shared(ids, S, P)
@@ -157,6 +168,19 @@ class KvDecoder:
         self.backend.run_bound(feed, out)
         self._read, self.length = write, P + S
         return logits[0]
+
+    def feed_token(self, token: int) -> np.ndarray:
+        """``feed([token])[-1]``: one token's logits (V,). Once a one-token feed has bound the
+        shared cache's step arrays, a step writes its id and position into them and reruns
+        the bound run: nothing is rebound and no dict is built."""
+        P = self.length
+        if not self._step_bound or self.reserved <= P or self._rerun is None:
+            return self.feed((token,))[-1]
+        one_id, one_pos, logits = self._step
+        one_id[0, 0], one_pos[0, 0] = token, P
+        self._rerun()
+        self.length = P + 1
+        return logits[0, 0]
 
     def _feed_shared(self, ids: Sequence[int] | np.ndarray, S: int, P: int) -> np.ndarray:
         """``feed`` on the shared-cache graph. Names bound by ``run_bound`` stay bound for later
@@ -174,7 +198,7 @@ class KvDecoder:
             feed, out, logits = self._tokens_io(ids, S, P)
         if not self._cache_bound:
             for j, (past, present) in enumerate(self.names):
-                feed[past] = out[present] = self._view(0, j, self.capacity)
+                feed[past] = out[present] = self._view(0, j, self.reserved)
         self.backend.run_bound(feed, out)
         self._cache_bound, self._step_bound, self.length = True, S == 1, P + S
         return logits[0]
@@ -398,7 +422,7 @@ class LmGeneration:
                 hint="Open one TextGenerator per concurrent generation.",
             )
         dec = self._lm.decoder
-        logits = dec.feed(self._prompt if not self.tokens else self.tokens[-1:])[-1]
+        logits = dec.feed_token(self.tokens[-1]) if self.tokens else dec.feed(self._prompt)[-1]
         token = self._draw(logits, dec.length)
         self.tokens.append(token)
         self._penalty.add(token)
@@ -417,22 +441,32 @@ class LmGeneration:
         return self._text_after(piece + self._detok.flush(), final=True)
 
     def _draw(self, logits: np.ndarray, position: int) -> int:
-        """A token id from logits (V,); NaN/Inf logits are an error, never a token."""
-        if not np.isfinite(logits).all():
-            raise CorruptArtifactError(
-                f"The model returned NaN/Inf logits at position {position} "
-                f"('{self._lm.backend.info.file}', {self._lm.backend.info.precision}).",
-                hint="The weights or this precision are broken: try --precision fp32, or re-export.",
-            )
+        """A token id from logits (V,). A NaN or +Inf logit, or no finite one, is an error,
+        never a token; a -Inf beside finite logits is a masked token (probability 0)."""
+        if self._greedy and not self._filters:
+            # one pass: argmax lands on the first NaN, else on a +Inf, and on -Inf only when
+            # every logit is -Inf (a second pass over logits fresh from a run cost ~10 µs)
+            token = int(logits.argmax())
+            if not math.isfinite(logits[token]):
+                raise self._bad_logits(position)
+            return token
+        if not math.isfinite(logits.max()):  # NaN and +Inf propagate; -Inf when all are
+            raise self._bad_logits(position)
         work = self._lm._work
         if self._greedy:
-            if not self._filters:
-                return int(np.argmax(logits))
             np.copyto(work, logits)
             for f in self._filters:
                 f(work)
             return int(np.argmax(work))
         return sample_token(logits, self._rng, self._filters, False, work)
+
+    def _bad_logits(self, position: int) -> CorruptArtifactError:
+        info = self._lm.backend.info
+        return CorruptArtifactError(
+            f"The model returned NaN/Inf logits at position {position} "
+            f"('{info.file}', {info.precision}).",
+            hint="The weights or this precision are broken: try --precision fp32, or re-export.",
+        )
 
     def _text_after(self, piece: str, final: bool) -> str:
         self._full += piece

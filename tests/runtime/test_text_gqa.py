@@ -16,6 +16,7 @@ pytest.importorskip("onnxruntime")
 
 from text_fixtures import export_folder, hf_folder, hf_greedy  # noqa: E402
 
+from genedge.errors import BadInputError  # noqa: E402
 from genedge.manifest import read_manifest  # noqa: E402
 from genedge.runtime import TextGenerator  # noqa: E402
 
@@ -155,20 +156,33 @@ def test_tensorrt_sources_are_the_concatenated_cache_trace(tmp_path):
 
 @pytest.mark.parametrize(
     ("given", "want"),
-    [({}, ("1", "1")), ({"spin_between_runs": True}, ("1", "")), ({"spin": False}, ("0", "1"))],
+    [
+        ({}, ("1", "", "300")),
+        ({"spin_between_runs": False}, ("1", "1", "")),
+        ({"spin_us": 50}, ("1", "", "50")),
+        ({"spin": False}, ("0", "", "")),
+    ],
 )
-def test_decoder_workers_stop_spinning_when_a_run_returns(bundle, given, want):
-    """Token sampling runs in Python between decoder runs; ORT's workers still spinning then
-    would take its core, so a transformer bundle opens with workers that spin within a run
-    and stop when it returns, unless asked otherwise."""
+def test_decoder_workers_spin_through_a_generation_then_sleep(bundle, given, want):
+    """A transformer bundle runs once per token with a short Python gap between runs: its
+    ORT workers spin a bounded time after each run (awake through the generation, asleep
+    soon after it), unless the caller chooses the spin policy."""
     _, _, b = bundle
     with TextGenerator.open(b, backend="ort-cpu", threads=2, **given) as tg:
         so = tg.backend._sess.get_session_options()
-        got = tuple(
-            _entry(so, k)
-            for k in ("session.intra_op.allow_spinning", "session.force_spinning_stop")
+        keys = (
+            "session.intra_op.allow_spinning",
+            "session.force_spinning_stop",
+            "session.intra_op.spin_duration_us",
         )
-        assert got == want
+        assert tuple(_entry(so, k) for k in keys) == want
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "300", 10**7, True])
+def test_a_spin_time_that_is_not_microseconds_is_refused(bundle, bad):
+    _, _, b = bundle
+    with pytest.raises(BadInputError, match="spin_us"):
+        TextGenerator.open(b, backend="ort-cpu", spin_us=bad)
 
 
 def _entry(so, key: str) -> str:
@@ -177,3 +191,37 @@ def _entry(so, key: str) -> str:
         return so.get_session_config_entry(key)
     except Exception:
         return ""
+
+
+def test_a_short_reservation_after_a_long_one_binds_a_cache_of_its_own_size(bundle):
+    """The buffer from a long reservation is kept, but a shorter one binds only its own
+    positions (attention strides over the cache it uses) and refuses feeds past them."""
+    _, _, b = bundle
+    ids = np.arange(3, 15, dtype=np.int64)
+    with TextGenerator.open(b, backend="ort-cpu", precision="fp32") as tg:
+        dec = tg.decoder
+        dec.reserve(40)
+        first = dec.feed(ids).copy()
+        buffer = dec._kv
+        dec.reserve(len(ids))
+        assert (dec.capacity, dec.reserved) == (40, len(ids)) and dec._kv is buffer
+        np.testing.assert_allclose(dec.feed(ids), first, rtol=1e-5, atol=1e-5)
+        shapes = {tuple(v.shape()) for v in tg.backend._binding.get_outputs()}
+        cfg = dec.cfg
+        assert (1, cfg.num_kv_heads, len(ids), cfg.head_dim) in shapes
+        assert (1, cfg.num_kv_heads, 40, cfg.head_dim) not in shapes
+        with pytest.raises(BadInputError, match="the cache holds 12 positions"):
+            dec.feed(ids[:1])
+
+
+def test_a_decode_step_after_close_is_refused_not_run(bundle):
+    """The one-token step reruns the bound arrays; once the generator is closed it refuses."""
+    _, _, b = bundle
+    tg = TextGenerator.open(b, backend="ort-cpu", precision="fp32")
+    g = tg.start(PROMPT, max_new_tokens=10, temperature=0, eos=False)
+    g.step()
+    g.step()  # the step arrays are bound now
+    tg.close()
+    with pytest.raises(BadInputError, match="closed"):
+        g.step()
+    assert len(g.tokens) == 2

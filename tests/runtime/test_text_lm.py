@@ -132,23 +132,43 @@ def test_bad_sampling_options_are_refused(tg, kw):
         tg.start(PROMPT, **kw)
 
 
-class NanBackend:
-    """A backend whose logits are NaN (a broken artifact)."""
+class BadLogitsBackend:
+    """A backend whose logits hold ``bad`` at ``where`` (a broken artifact); finite elsewhere."""
 
-    def __init__(self, info):
-        self.info = info
+    def __init__(self, info, bad, where):
+        self.info, self.bad, self.where = info, bad, where
 
     def run_bound(self, feed, out):
-        out["logits"].fill(np.nan)
+        logits = out["logits"]
+        logits[...] = np.linspace(-1.0, 1.0, logits.shape[-1], dtype=np.float32)
+        logits[..., self.where] = self.bad
 
     def close(self):
         pass
 
 
-def test_nan_logits_are_a_clear_error(tg):
-    lm = LmGenerator(tg.manifest, NanBackend(tg.info), tg.tokenizer)
+@pytest.mark.parametrize(
+    ("bad", "where"),
+    [(np.nan, slice(None)), (np.nan, 7), (np.inf, 3), (-np.inf, slice(None))],
+)
+@pytest.mark.parametrize("sampling", [{}, {"temperature": 0.8, "seed": 0}])
+def test_nan_or_inf_logits_are_a_clear_error(tg, bad, where, sampling):
+    lm = LmGenerator(tg.manifest, BadLogitsBackend(tg.info, bad, where), tg.tokenizer)
     with pytest.raises(CorruptArtifactError, match="NaN/Inf logits at position"):
-        lm.start(PROMPT, max_new_tokens=3).step()
+        lm.start(PROMPT, max_new_tokens=3, **sampling).step()
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_a_minus_inf_logit_beside_finite_ones_is_a_masked_token(tg, temperature):
+    lm = LmGenerator(tg.manifest, BadLogitsBackend(tg.info, -np.inf, 0), tg.tokenizer)
+    tokens = set()
+    for seed in range(20):
+        g = lm.start(PROMPT, max_new_tokens=1, temperature=temperature, seed=seed)
+        g.step()
+        tokens.update(g.tokens)
+    assert 0 not in tokens  # never drawn
+    if temperature == 0:
+        assert tokens == {lm.config.vocab_size - 1}  # the largest finite logit
 
 
 def test_cli_generate_refuses_a_prompt_past_the_context(llama, capsys):
