@@ -5,7 +5,8 @@ bundle's source folder (a Hugging Face folder: ``config.json``, ``*.safetensors`
 - ``transformers`` eager greedy ``generate`` (and ``torch.compile`` of the forward with a
   static cache), the export extra's own code path;
 - onnxruntime-genai: its model builder run on the same folder (fp32 and int4, CPU) into a
-  scratch folder, then its ``Generator`` loop (``append_tokens``, ``generate_next_token``).
+  scratch folder, then its ``Generator`` loop (``append_tokens``, ``generate_next_token``),
+  each token decoded to text by its ``TokenizerStream`` as genedge's ``step`` returns text.
 
 Every target does one thing the same way: ``generate(prompt, n)`` runs greedy decoding
 from the same prompt token ids (``Prompt``: genedge encodes its text to exactly these ids) for exactly ``n`` new tokens (no stop at EOS) on the same
@@ -188,7 +189,9 @@ def _arrival_streamer(base: type) -> type:
 
 class GenaiTarget:
     """onnxruntime-genai: its builder on the source folder (once, into ``work``), then its
-    generate loop with ``threads`` intra-op threads set in the built ``genai_config.json``."""
+    generate loop with ``threads`` intra-op threads set in the built ``genai_config.json``,
+    each new token decoded to text through its ``TokenizerStream`` (as its examples stream
+    text, and as genedge's ``step`` returns it)."""
 
     kind = "baseline"
 
@@ -198,6 +201,7 @@ class GenaiTarget:
         self.label = f"onnxruntime-genai {precision}"
         self.info: dict[str, Any] = {}
         self._model: Any = None
+        self._tokenizer: Any = None
 
     def preload(self) -> None:
         for name, extra in (("onnxruntime_genai", "genai"), ("onnx_ir", "genai")):
@@ -213,6 +217,7 @@ class GenaiTarget:
         build_genai(self.folder, out, self.precision, self.work / "cache")
         set_genai_threads(out / "genai_config.json", self.threads)
         self._model = og.Model(str(out))
+        self._tokenizer = og.Tokenizer(self._model)
         try:  # some shapes build but do not run (CPU GroupQueryAttention: head size % 16 == 0)
             self.generate(Prompt("", (0,)), 2)
         except RuntimeError as e:
@@ -232,16 +237,18 @@ class GenaiTarget:
         # min_length = max_length: no stop at EOS, exactly n new tokens
         params.set_search_options(do_sample=False, max_length=total, min_length=total)
         g = og.Generator(self._model, params)
+        stream = self._tokenizer.create_stream()
         clock = time.perf_counter_ns
         t0, times = clock(), []
         g.append_tokens(list(prompt.ids))
         while not g.is_done():
             g.generate_next_token()
+            stream.decode(g.get_next_tokens()[0])  # the text, piece by piece, as genedge's step
             times.append(clock() - t0)
         return [int(t) for t in g.get_sequence(0)[len(prompt.ids) :]], times
 
     def close(self) -> None:
-        self._model = None
+        self._model = self._tokenizer = None
 
 
 def build_genai(folder: Path, out: Path, precision: str, cache: Path) -> None:
