@@ -36,6 +36,9 @@ KINDS = ("gan", "vae", "ar")
 # the graph each kind's users run: the image graph of gan/vae, the text model's step
 MAIN_GRAPH = {"gan": "generator", "vae": "decoder", "ar": "step"}
 TRANSFORMER_GRAPH = "decoder"  # the main graph of an ar bundle whose model.arch is transformer
+# the decoder's optional int64 (1,) input: the first position whose logits it computes ([0]
+# by default: every position; [-1]: the last one), an initializer the graph lists as input
+LOGITS_FROM = "logits_from"
 TRANSFORMER_FAMILIES = ("llama", "qwen2", "mistral", "gpt2", "module")  # docs/text.md
 MAX_CONTEXT = 1 << 20  # positions a transformer bundle may declare; its KV cache is sized by it
 DTYPES = ("float32", "float16", "float64", "uint8", "int8", "int32", "int64", "bool")

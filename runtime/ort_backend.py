@@ -190,6 +190,8 @@ class OrtBackend(Backend):
         self.info = info
         self.inputs = tuple(_spec(a) for a in session.get_inputs())
         self.outputs = tuple(_spec(a) for a in session.get_outputs())
+        # inputs with a default (initializers the graph lists as inputs): fed only to override
+        self.optional_inputs = frozenset(a.name for a in session.get_overridable_initializers())
         self._out_names = [s.name for s in self.outputs]
         self._buffers: dict[tuple, dict[str, np.ndarray]] = {}
         self._binding = session.io_binding()

@@ -50,6 +50,7 @@ from genedge.errors import (
 from genedge.latents import check_seed, is_int, is_real
 from genedge.limits import MAX_NEW_TOKENS, check_bytes, check_prompt
 from genedge.manifest import TRANSFORMER_GRAPH, Manifest, TransformerConfig
+from genedge.manifest_model import LOGITS_FROM
 
 from . import registry
 from .backend import Backend, BackendInfo
@@ -91,6 +92,13 @@ class KvDecoder:
         ]
         self.shared = shared_cache(backend)
         self._rerun = getattr(backend, "rerun_bound", None)
+        # logits_from (export/rewrites/last_logits.py): [0] every position's logits, [-1] the
+        # last one's; None when the graph has no such input
+        self._logits_from = (
+            (np.zeros(1, np.int64), np.full(1, -1, np.int64))
+            if LOGITS_FROM in getattr(backend, "optional_inputs", ())
+            else None
+        )
         self.length = 0  # P: positions in the cache
         self.capacity = 0  # positions the buffers hold
         self.reserved = 0  # positions this generation may use (<= capacity)
@@ -137,21 +145,33 @@ class KvDecoder:
         return self._kv[which, j, :n].reshape(1, c.num_kv_heads, T, c.head_dim)
 
     def _tokens_io(
-        self, ids: Sequence[int] | np.ndarray, S: int, P: int
+        self, ids: Sequence[int] | np.ndarray, S: int, P: int, last: bool
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
         """Feeds and outputs of ``S`` token ids at positions P .. P+S-1, in the reused id and
-        logits buffers (grown for the longest feed); the logits array (1, S, V) last."""
+        logits buffers (grown for the longest feed); the logits array (1, S, V) last, or with
+        ``last`` and a graph that can, (1, 1, V): the last position's only."""
         V = self.cfg.vocab_size
-        if self._logits.size < S * V:
-            self._logits = np.empty(S * V, np.float32)
+        rows = 1 if last and self._logits_from is not None else S
+        if self._logits.size < rows * V:
+            self._logits = np.empty(rows * V, np.float32)
         self._ids[0, :S] = ids
-        logits = self._logits[: S * V].reshape(1, S, V)
+        logits = self._logits[: rows * V].reshape(1, rows, V)
         feed = {"input_ids": self._ids[:, :S], "position_ids": self._positions[:, P : P + S]}
+        if self._logits_from is not None:
+            feed[LOGITS_FROM] = self._logits_from[rows < S]
         return feed, {"logits": logits}, logits
 
     def feed(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Run ``ids`` (S >= 1 token ids) at positions P .. P+S-1: logits float32 (S, V), a view
         into a buffer the next ``feed`` overwrites."""
+        return self._feed(ids, last=False)
+
+    def feed_last(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """``feed(ids)[-1]``: the last position's logits (V,). A graph with ``logits_from``
+        computes the head for that position only (a prompt's prefill)."""
+        return self._feed(ids, last=True)[-1]
+
+    def _feed(self, ids: Sequence[int] | np.ndarray, last: bool) -> np.ndarray:
         S, P = len(ids), self.length
         if S < 1 or self.reserved < P + S:
             raise BadInputError(
@@ -159,8 +179,8 @@ class KvDecoder:
                 f"(the cache holds {self.reserved} positions)."
             )
         if self.shared:
-            return self._feed_shared(ids, S, P)
-        feed, out, logits = self._tokens_io(ids, S, P)
+            return self._feed_shared(ids, S, P, last)
+        feed, out, logits = self._tokens_io(ids, S, P, last)
         write = 1 - self._read
         for j, (past, present) in enumerate(self.names):
             feed[past] = self._view(self._read, j, P)
@@ -182,7 +202,9 @@ class KvDecoder:
         self.length = P + 1
         return logits[0, 0]
 
-    def _feed_shared(self, ids: Sequence[int] | np.ndarray, S: int, P: int) -> np.ndarray:
+    def _feed_shared(
+        self, ids: Sequence[int] | np.ndarray, S: int, P: int, last: bool
+    ) -> np.ndarray:
         """``feed`` on the shared-cache graph. Names bound by ``run_bound`` stay bound for later
         runs: the cache buffers are bound once after ``reset``, and a run of one token after
         another rebinds nothing (its id and position are written into the bound arrays)."""
@@ -195,7 +217,7 @@ class KvDecoder:
                 feed = {"input_ids": one_id, "position_ids": one_pos}
                 out = {"logits": logits}
         else:
-            feed, out, logits = self._tokens_io(ids, S, P)
+            feed, out, logits = self._tokens_io(ids, S, P, last)
         if not self._cache_bound:
             for j, (past, present) in enumerate(self.names):
                 feed[past] = out[present] = self._view(0, j, self.reserved)
@@ -422,7 +444,7 @@ class LmGeneration:
                 hint="Open one TextGenerator per concurrent generation.",
             )
         dec = self._lm.decoder
-        logits = dec.feed_token(self.tokens[-1]) if self.tokens else dec.feed(self._prompt)[-1]
+        logits = dec.feed_token(self.tokens[-1]) if self.tokens else dec.feed_last(self._prompt)
         token = self._draw(logits, dec.length)
         self.tokens.append(token)
         self._penalty.add(token)

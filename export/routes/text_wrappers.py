@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from genedge.export.rewrites.last_logits import add_logits_from
 from genedge.export.rewrites.rms_scale import restore_rms_scales
 from genedge.export.routes.onnx_export import slim_model
 from genedge.export.routes.wrappers import B, GraphSpec
@@ -420,7 +421,9 @@ def example_inputs(
     return (ids, pos, *([kv] * (2 * shape.num_layers)))
 
 
-def onnx_from_decoder(wrapper: nn.Module, spec: GraphSpec, opset: int) -> Any:
+def onnx_from_decoder(
+    wrapper: nn.Module, spec: GraphSpec, opset: int, logits_from: bool = True
+) -> Any:
     """Trace ``wrapper`` with the TorchScript exporter into an ``onnx.ModelProto``: simplified
     with onnxslim (shape arithmetic folded: a third of the nodes), shape-inferred, checked,
     symbolic dims B, S, P, T as the spec names them.
@@ -428,7 +431,8 @@ def onnx_from_decoder(wrapper: nn.Module, spec: GraphSpec, opset: int) -> Any:
     ORT's offline transformer optimizer is not run: no Attention/GQA/RotaryEmbedding pattern
     of it matches these graphs. Its one fusion that ORT's session optimizer (level "all") does
     not make at load, the residual Add into SkipSimplifiedLayerNormalization, the shared
-    Llama-family wrapper writes itself (``SkipRmsNorm``).
+    Llama-family wrapper writes itself (``SkipRmsNorm``). With ``logits_from`` the graph gains
+    the optional ``logits_from`` input (``export/rewrites/last_logits.py``).
     """
     import io
     import warnings
@@ -451,6 +455,8 @@ def onnx_from_decoder(wrapper: nn.Module, spec: GraphSpec, opset: int) -> Any:
     model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     restore_rms_scales(model)  # so ORT fuses an untrained model's first norm too
     _name_dims(model, spec)
+    if logits_from:  # the optional input that lets a prompt skip the head's rows
+        add_logits_from(model)
     onnx.checker.check_model(model)
     return model
 

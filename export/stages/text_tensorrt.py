@@ -169,7 +169,7 @@ def engine_graphs(build: Any, kept: set[str], folder: Path) -> tuple[list[dict],
     spec = decoder_graph_spec(w.shape)
     w.shared = False
     try:
-        model = onnx_from_decoder(w, spec, build.opts.opset)
+        model = onnx_from_decoder(w, spec, build.opts.opset, logits_from=False)
     finally:
         w.shared = True
     fp32 = folder / "model.onnx"

@@ -225,3 +225,21 @@ def test_a_decode_step_after_close_is_refused_not_run(bundle):
     with pytest.raises(BadInputError, match="closed"):
         g.step()
     assert len(g.tokens) == 2
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int4"])
+def test_a_prompt_computes_the_head_for_its_last_position_only(bundle, precision):
+    """The exported graph has the optional logits_from input: a prefill asks for the last
+    position's logits (the same numbers), and a later feed still gets every position's."""
+    _, _, b = bundle
+    ids = np.arange(3, 15, dtype=np.int64)
+    with TextGenerator.open(b, backend="ort-cpu", precision=precision) as tg:
+        assert tg.backend.optional_inputs == {"logits_from"}
+        dec = tg.decoder
+        dec.reserve(len(ids))
+        last = dec.feed_last(ids).copy()
+        assert dec._logits.size == last.size  # one row: the buffer was bound as (1, 1, V)
+        dec.reserve(len(ids))
+        every = dec.feed(ids).copy()
+        assert every.shape == (len(ids), last.size)
+        np.testing.assert_array_equal(last, every[-1])
