@@ -4,10 +4,11 @@ Weight-only int8 and int4 replace every ``MatMul`` with a constant weight (the q
 projections, the MLP and the language-model head) by ONNX Runtime's ``MatMulNBits``,
 quantized block-wise along the input dimension by ONNX Runtime's own
 ``MatMulNBitsQuantizer``; activations, the KV cache and the embedding table stay float32.
-``WEIGHT_ONLY`` is the recipe of each precision, chosen by measured perplexity and decode
-speed (docs/text.md). fp16 is the image path's conversion (``genedge.export.stages.fp16``): fp16
-weights and math, fp32 I/O, and the overflow guard keeping in fp32 every node whose
-activations leave the fp16 range on calibration text.
+``WEIGHT_ONLY`` holds each precision's recipes (tried in order until the gate passes one),
+chosen by measured perplexity and decode speed (docs/text.md). fp16 is the image path's
+conversion (``genedge.export.stages.fp16``): fp16 weights and math, fp32 I/O, and the
+overflow guard keeping in fp32 every node whose activations leave the fp16 range on
+calibration text.
 
 No file here decides whether a precision is kept: ``genedge.export.checks.text_gate`` does, from
 perplexity of held-out text.
@@ -68,13 +69,23 @@ class WeightOnlyRecipe:
         }
 
 
+# Each precision's recipes, tried in order: the first the perplexity gate passes is kept.
 # Measured with examples/text_precision_recipes.py (README, "Transformer precisions"): accuracy
 # level 4 (int8 compute on CPU) decodes faster than fp32, level 0 made int8 2-5x slower; the
 # int8 recipes all sat within 0.05% of fp32's perplexity, so symmetric (no zero points); int4
-# symmetric and asymmetric blocks were within 0.6% of each other, asymmetric is kept.
-WEIGHT_ONLY: dict[str, WeightOnlyRecipe] = {
-    "int8": WeightOnlyRecipe(bits=8, block_size=32, symmetric=True, accuracy_level=4),
-    "int4": WeightOnlyRecipe(bits=4, block_size=32, symmetric=False, accuracy_level=4),
+# symmetric and asymmetric blocks were within 0.6% of each other, asymmetric is kept. Blocks
+# of 128 input rows (the group size of GPTQ and AWQ) decode faster than blocks of 32 (fewer
+# scales to read and apply: 0.61 vs 0.72 ms per token at int4, 0.85 vs 0.95 at int8, on the
+# 27M reference); a model they cost too much perplexity on gets blocks of 32.
+WEIGHT_ONLY: dict[str, tuple[WeightOnlyRecipe, ...]] = {
+    "int8": (
+        WeightOnlyRecipe(bits=8, block_size=128, symmetric=True, accuracy_level=4),
+        WeightOnlyRecipe(bits=8, block_size=32, symmetric=True, accuracy_level=4),
+    ),
+    "int4": (
+        WeightOnlyRecipe(bits=4, block_size=128, symmetric=False, accuracy_level=4),
+        WeightOnlyRecipe(bits=4, block_size=32, symmetric=False, accuracy_level=4),
+    ),
 }
 
 
@@ -207,56 +218,71 @@ def stage_text_precision(build: Any, precision: str) -> None:
     """Build ``precision``'s decoder graph in ``build.tmp``, score it and fp32 on held-out text
     through the runtime, and keep it (an artifact carrying the gate's record) or refuse it (no
     file; the record goes on the fp32 artifact's ``verification.refused`` and the reason into
-    ``source.skipped``). ``build`` is the export's ``text_source.TextBuild``."""
+    ``source.skipped``). A weight-only precision tries its recipes in order and keeps the first
+    the gate passes; the kept record lists the recipes refused before it (``finer_after``).
+    ``build`` is the export's ``text_source.TextBuild``."""
 
     texts = _gate_text(build)
     reference = fp32_score(build, texts)
     file = f"{build.spec.stem}.{precision}.onnx"
-    build.log(f"{file}: building ({_what(precision)})")
-    files, recipe = _build(build, precision, texts)
-    if recipe.get("matmuls") == 0:  # a file labelled int4 that runs in float would be a lie
+    refusals: list[dict[str, Any]] = []
+    for recipe_in in WEIGHT_ONLY.get(precision, (None,)):
+        build.log(f"{file}: building ({_what(precision, recipe_in)})")
+        files, recipe = _build(build, precision, texts, recipe_in)
+        if recipe.get("matmuls") == 0:  # a file labelled int4 that runs in float would be a lie
+            for f in files:
+                f.unlink(missing_ok=True)
+            build.skipped[precision] = "no MatMul or Gemm of the decoder has a constant weight"
+            build.log(f"{precision} skipped: {build.skipped[precision]}")
+            return
+        score = score_file(build, build.tmp / file, texts.held_out)
+        rec = gate_record(precision, score, reference, texts.source)
+        build.log(f"{file}: {summary(rec)}")
+        if rec["quality_approved"]:
+            if refusals:
+                recipe["finer_after"] = refusals
+            build.add(
+                file,
+                format="onnx",
+                precision=precision,
+                verification=rec,
+                recipe=recipe,
+                quality_approved=True,
+            )
+            for extra in files[1:]:
+                build.add(extra.name, format="onnx-data", precision=precision)
+            return
         for f in files:
             f.unlink(missing_ok=True)
-        build.skipped[precision] = "no MatMul or Gemm of the decoder has a constant weight"
-        build.log(f"{precision} skipped: {build.skipped[precision]}")
-        return
-    score = score_file(build, build.tmp / file, texts.held_out)
-    rec = gate_record(precision, score, reference, texts.source)
-    build.log(f"{file}: {summary(rec)}")
-    if rec["quality_approved"]:
-        build.add(
-            file,
-            format="onnx",
-            precision=precision,
-            verification=rec,
-            recipe=recipe,
-            quality_approved=True,
-        )
-        for extra in files[1:]:
-            build.add(extra.name, format="onnx-data", precision=precision)
-        return
-    for f in files:
-        f.unlink(missing_ok=True)
+        refusals.append(_refusal(rec, recipe))
     refused = _fp32_artifact(build)["verification"].setdefault("refused", {})
     refused[precision] = dict(rec, recipe=recipe)
+    if len(refusals) > 1:
+        refused[precision]["recipe"]["finer_after"] = refusals[:-1]
     build.skipped[precision] = f"refused by the perplexity gate: {summary(rec)}"
     build.log(f"{precision} skipped: {build.skipped[precision]}")
 
 
-def _what(precision: str) -> str:
-    if precision == "fp16":
+def _refusal(rec: dict[str, Any], recipe: dict[str, Any]) -> dict[str, Any]:
+    """What the manifest keeps of a recipe the gate refused before a finer one was tried."""
+    keep = ("perplexity", "perplexity_ratio", "bound", "verdict")
+    return {"block_size": recipe.get("block_size"), **{k: rec.get(k) for k in keep}}
+
+
+def _what(precision: str, recipe: WeightOnlyRecipe | None) -> str:
+    if recipe is None:
         return "fp16 weights and math, fp32 I/O, overflow guard"
-    r = WEIGHT_ONLY[precision]
-    return f"weight-only MatMulNBits, {r.bits} bits, blocks of {r.block_size}"
+    return f"weight-only MatMulNBits, {recipe.bits} bits, blocks of {recipe.block_size}"
 
 
-def _build(build: Any, precision: str, texts: Any) -> tuple[list[Path], dict[str, Any]]:
+def _build(
+    build: Any, precision: str, texts: Any, recipe: WeightOnlyRecipe | None
+) -> tuple[list[Path], dict[str, Any]]:
     stem = build.spec.stem
     src, dst = build.tmp / f"{stem}.onnx", build.tmp / f"{stem}.{precision}.onnx"
-    if precision == "fp16":
+    if recipe is None:
         files, kept = fp16_text_from_onnx(src, dst, _guard_feeds(build, texts.calibration))
         return files, {"kept_float": kept, "overflow_guard_text": texts.calibration_source}
-    recipe = WEIGHT_ONLY[precision]
     files = weight_only_from_onnx(src, dst, recipe)
     return files, dict(recipe.record(), matmuls=matmulnbits_count(dst))
 

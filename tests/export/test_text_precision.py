@@ -41,6 +41,21 @@ def made(tmp_path_factory) -> dict[str, Path]:
         out["refused"] = export_folder(
             folder, d / "refused", precisions=("fp32", "int4"), eval_data=str(held)
         )
+    import genedge.export.stages.text_precision as text_precision
+
+    def refuse_the_first(*args):  # the gate as it is, except that its first int4 try fails
+        rec = gate_record(*args)
+        if not seen:
+            rec = dict(rec, quality_approved=False, verdict="fail")
+        seen.append(rec)
+        return rec
+
+    seen: list = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(text_precision, "gate_record", refuse_the_first)
+        out["ladder"] = export_folder(
+            folder, d / "ladder", precisions=("fp32", "int4"), eval_data=str(held)
+        )
     return out
 
 
@@ -121,7 +136,8 @@ def test_every_precision_kept_with_its_gate_numbers(made):
     assert sizes["int4"] < sizes["int8"] < sizes["fp32"] and sizes["fp16"] < sizes["fp32"]
     for p, bits in (("int8", 8), ("int4", 4)):
         (a,) = m.find(precision=p, format="onnx")
-        assert a.recipe.bits == bits and a.recipe.block_size == 32
+        assert a.recipe.bits == bits and a.recipe.block_size == 128
+        assert "finer_after" not in a.recipe.extra  # the first recipe passed
         g = onnx.load(str(made["all"] / a.file)).graph
         nbits = [n for n in g.node if n.op_type == "MatMulNBits"]
         assert len(nbits) == a.recipe.matmuls > 0
@@ -154,6 +170,20 @@ def test_refused_precision_keeps_no_file_and_records_why(made):
     assert rec["verdict"] == "fail" and rec["quality_approved"] is False
     assert rec["bound"] == 0.5 and rec["perplexity_ratio"] > 0.5
     assert rec["perplexity_fp32"] > 1 and rec["tokens"] > 1000 and rec["recipe"]["bits"] == 4
+    # both int4 recipes were tried: blocks of 128, then of 32
+    assert rec["recipe"]["block_size"] == 32
+    assert [r["block_size"] for r in rec["recipe"]["finer_after"]] == [128]
+
+
+def test_int4_refused_at_blocks_of_128_is_kept_at_blocks_of_32(made):
+    m = read_manifest(made["ladder"])
+    (a,) = m.find(precision="int4", format="onnx")
+    assert a.quality_approved and a.recipe.block_size == 32
+    (first,) = a.recipe.extra["finer_after"]
+    assert first["block_size"] == 128 and first["verdict"] == "fail"
+    assert first["perplexity_ratio"] == pytest.approx(
+        first["perplexity"] / a.verification.extra["perplexity_fp32"]
+    )
 
 
 def test_a_refused_precision_is_exit_0_on_the_command_line(made, tmp_path, monkeypatch, capsys):
