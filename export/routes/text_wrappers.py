@@ -28,6 +28,7 @@ from torch import nn
 
 from genedge.export.rewrites.last_logits import add_logits_from
 from genedge.export.rewrites.rms_scale import restore_rms_scales
+from genedge.export.rewrites.unread_outputs import drop_unread_outputs
 from genedge.export.routes.onnx_export import slim_model
 from genedge.export.routes.wrappers import B, GraphSpec
 from genedge.lazy import lazy_import
@@ -454,6 +455,7 @@ def onnx_from_decoder(
     model = slim_model(onnx.load_from_string(buf.getvalue()))
     model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     restore_rms_scales(model)  # so ORT fuses an untrained model's first norm too
+    drop_unread_outputs(model)  # the norms' mean and inv_std_var: allocated per run if named
     _name_dims(model, spec)
     if logits_from:  # the optional input that lets a prompt skip the head's rows
         add_logits_from(model)

@@ -30,6 +30,7 @@ import numpy as np
 from genedge import lazy
 from genedge.export.checks.text_gate import gate_record, gate_text, reference_record, summary
 from genedge.export.rewrites.sibling_matmuls import pack_sibling_matmuls
+from genedge.export.rewrites.unread_outputs import drop_unread_outputs, name_blank_outputs
 from genedge.export.routes.onnx_export import save_onnx
 from genedge.export.stages.calibration import Feed
 from genedge.export.stages.fp16 import fp16_from_onnx, name_nodes
@@ -170,8 +171,10 @@ def fp16_text_from_onnx(src: Path, dst: Path, feeds: list[Feed]) -> tuple[list[P
     the graph's edge) and the overflow guard run on ``feeds``. Returns (files written, nodes
     kept in fp32)."""
     model = onnx.load(str(src))
+    name_blank_outputs(model)  # the fp16 converter sorts nodes by output name, "" included
     split_output_consumers(model)
     model, kept, _ = fp16_from_onnx(model, feeds)
+    drop_unread_outputs(model)
     return save_onnx(model, dst), kept
 
 

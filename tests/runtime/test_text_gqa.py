@@ -70,8 +70,11 @@ def test_llama_residual_adds_are_fused_with_the_norms(bundle):
     if family != "llama":
         pytest.skip("the Llama families' RMSNorm")
     layers = read_manifest(b).model.transformer.num_layers
-    ops = [n.op_type for n in onnx.load(str(b / "model.onnx")).graph.node]
-    assert ops.count("SkipSimplifiedLayerNormalization") == 2 * layers
+    nodes = onnx.load(str(b / "model.onnx")).graph.node
+    norms = [n for n in nodes if n.op_type == "SkipSimplifiedLayerNormalization"]
+    assert len(norms) == 2 * layers
+    # their unread statistics are unnamed (ORT would allocate them every run)
+    assert all(list(n.output[1:3]) in ([], ["", ""]) for n in norms)
 
 
 def test_any_split_into_feeds_matches_transformers(bundle):
@@ -242,4 +245,5 @@ def test_a_prompt_computes_the_head_for_its_last_position_only(bundle, precision
         dec.reserve(len(ids))
         every = dec.feed(ids).copy()
         assert every.shape == (len(ids), last.size)
-        np.testing.assert_array_equal(last, every[-1])
+        # the same numbers (int4: MatMulNBits' one-row and many-row kernels round apart)
+        np.testing.assert_allclose(last, every[-1], rtol=1e-5, atol=1e-5)

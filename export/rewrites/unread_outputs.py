@@ -1,0 +1,49 @@
+"""Graph rewrite: optional outputs no node reads are left unnamed, so none is allocated.
+
+A normalization node can return its statistics beside its result (``mean`` and
+``inv_std_var``). The TorchScript exporter names every output a symbolic function declares,
+and ONNX Runtime allocates a tensor for every named output on every run, read or not: a
+Llama decoder's 16 ``SkipSimplifiedLayerNormalization`` nodes made 32 allocations a token for
+nothing. ONNX marks an optional output left out by the empty name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# op type -> the positions of its optional outputs (ONNX and ONNX Runtime contrib schemas)
+OPTIONAL_OUTPUTS: dict[str, tuple[int, ...]] = {
+    "LayerNormalization": (1, 2),
+    "SimplifiedLayerNormalization": (1,),
+    "SkipLayerNormalization": (1, 2, 3),
+    "SkipSimplifiedLayerNormalization": (1, 2, 3),
+}
+
+
+def drop_unread_outputs(model: Any) -> int:
+    """Blank, in place, every optional output of ``OPTIONAL_OUTPUTS`` that no node and no graph
+    output reads; trailing blanks are removed. Returns how many outputs were dropped."""
+    g = model.graph
+    read = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    dropped = 0
+    for n in g.node:
+        for k in OPTIONAL_OUTPUTS.get(n.op_type, ()):
+            if k < len(n.output) and n.output[k] and n.output[k] not in read:
+                n.output[k] = ""
+                dropped += 1
+        while len(n.output) > 1 and not n.output[-1]:
+            del n.output[-1]
+    return dropped
+
+
+def name_blank_outputs(model: Any) -> int:
+    """Name, in place, every blank output before a named one (``NODE.unread.K``): for tools
+    that read the empty name as a tensor (onnxconverter-common's fp16 conversion sorts nodes
+    by it). ``drop_unread_outputs`` blanks them again. Returns how many were named."""
+    named = 0
+    for i, n in enumerate(model.graph.node):
+        for k, o in enumerate(n.output):
+            if not o:
+                n.output[k] = f"{n.name or i}.unread.{k}"
+                named += 1
+    return named
