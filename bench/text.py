@@ -9,11 +9,12 @@ are discarded.
 Transformer bundles (``transformer_bench``): for each (prompt tokens, new tokens) case,
 every configuration of the bundle and every baseline (``genedge.bench.text_targets``)
 generates greedily from the same prompt token ids, exactly the same number of new tokens,
-in interleaved rounds (A B C A B C ...: one generation per configuration per round). Per
-configuration and case: time to first token, inter-token p50/p90/p99, tokens/s; per round
-the ratio of each baseline's generation time to each genedge configuration's (median and
-interquartile range over rounds); and, when a case reaches position ~600, the cost of a
-token there against one at ~50 (a cache that grows like a recompute shows here).
+in interleaved rounds (A B C, B C A, C A B ...: one generation per configuration per round,
+the order rotating). Per configuration and case: time to first token, inter-token
+p50/p90/p99, tokens/s; per round the ratio of each baseline's generation time to each
+genedge configuration's (median and interquartile range over rounds); and, when a case
+reaches position ~600, the cost of a token there against one at ~50 (a cache that grows
+like a recompute shows here).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from genedge.errors import BadInputError, printable
+from genedge.runtime.measure import interleave
 
 from .baselines import recorded_path
 from .cases import SkipCase, describe, open_kwargs
@@ -296,10 +298,17 @@ def _measure_case(
             continue
         first_ms[t.label] = (time.perf_counter() - t0) * 1e3
     runs: dict[str, list[tuple[list[int], list[int]]]] = {t.label: [] for t, _ in live}
-    for _ in range(rounds):
-        for t, _ in live:
-            time.sleep(SETTLE_S)
-            runs[t.label].append(t.generate(prompt, n))
+
+    def turn(i: int, r: int) -> float:
+        t = live[i][0]
+        time.sleep(SETTLE_S)
+        tokens, times = t.generate(prompt, n)
+        runs[t.label].append((tokens, times))
+        return times[-1] / NS_PER_S if times else 0.0  # the generation's time
+
+    # one generation per configuration per round; round r starts with configuration r mod k,
+    # so no configuration always follows the same one
+    interleave(len(live), turn, rounds=rounds, rotate=True)
     reference = next(runs[t.label][0][0] for t, _ in live if t.kind == "runtime")
     return [
         {
