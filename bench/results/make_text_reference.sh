@@ -24,14 +24,14 @@
 #
 # Usage: bash bench/results/make_text_reference.sh
 # Environment (defaults in brackets):
-#   ROUNDS [3]  PROMPTS [16,128]  NEW [32,600]     the genai comparison
+#   ROUNDS [5]  PROMPTS [16,128]  NEW [32,600]     the genai comparison
 #   TORCH_ROUNDS [3]  TORCH_PROMPTS [16]  TORCH_NEW [32]  the PyTorch comparison
 #   T1_NEW [128]           new tokens of the one-thread genai comparison
 #   RUNS ["genai genai-t1 torch"]   which of the three to run
 #   WORK [runs/llama27m]   where the folder and the bundle go (kept: not in git; an existing
 #                          bundle is reused: delete it after the export changes. The results
-#                          in git: the genai runs WORK=runs/llama27m-skipln, a fresh export;
-#                          the torch run an earlier export.)
+#                          in git: all three runs in one invocation, WORK=runs/llama27m-s15,
+#                          a fresh export.)
 #   OUT [bench/results]    where the JSON, Markdown and PNG go
 #   GENEDGE [.venv/bin/genedge]
 # A quick check that every case runs (a few minutes, most of it genai's builder):
@@ -41,7 +41,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 GENEDGE=${GENEDGE:-.venv/bin/genedge}
 PYTHON=${PYTHON:-$(dirname "$GENEDGE")/python}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 PROMPTS=${PROMPTS:-16,128}
 NEW=${NEW:-32,600}
 TORCH_ROUNDS=${TORCH_ROUNDS:-3}
