@@ -401,10 +401,12 @@ class LmGeneration:
     def __init__(self, lm: LmGenerator, prompt_ids: list[int], opts: SamplingOptions) -> None:
         self._lm, self._prompt, self._o = lm, prompt_ids, opts
         V = lm.config.vocab_size
-        self._penalty = RepetitionPenalty(opts.repetition_penalty, V)
-        for t in prompt_ids:
-            self._penalty.add(t)
-        self._filters = ([self._penalty] if opts.repetition_penalty != 1.0 else []) + make_filters(
+        self._penalty: RepetitionPenalty | None = None  # 1.0: off, nothing to track
+        if opts.repetition_penalty != 1.0:
+            self._penalty = RepetitionPenalty(opts.repetition_penalty, V)
+            for t in prompt_ids:
+                self._penalty.add(t)
+        self._filters = ([self._penalty] if self._penalty else []) + make_filters(
             opts.temperature, opts.top_k, opts.top_p
         )
         self._greedy = opts.temperature == 0
@@ -447,7 +449,8 @@ class LmGeneration:
         logits = dec.feed_token(self.tokens[-1]) if self.tokens else dec.feed_last(self._prompt)
         token = self._draw(logits, dec.length)
         self.tokens.append(token)
-        self._penalty.add(token)
+        if self._penalty is not None:
+            self._penalty.add(token)
         self._t_last = time.perf_counter()
         if self.ttft_s is None:
             self._t_first = self._t_last

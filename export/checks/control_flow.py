@@ -60,7 +60,9 @@ def _constants(graph: Any, outer: dict[str, np.ndarray]) -> dict[str, np.ndarray
     return known
 
 
-def _shapes(graph: Any) -> dict[str, tuple]:
+def known_shapes(graph: Any) -> dict[str, tuple]:
+    """Tensor name -> its dims as the graph's inputs, value_info and outputs declare them
+    (None where a dim is symbolic or unknown)."""
     dims = {}
     for vi in (*graph.input, *graph.value_info, *graph.output):
         t = vi.type.tensor_type
@@ -103,7 +105,7 @@ def _scan_trips(node: Any, shapes: dict[str, tuple]) -> int:
 
 def _check_graph(graph: Any, known: dict, shapes: dict, functions: dict, outer: int) -> None:
     known = _constants(graph, known)
-    shapes = {**shapes, **_shapes(graph)}
+    shapes = {**shapes, **known_shapes(graph)}
     for node in graph.node:
         trips = 1
         if node.op_type == "Loop":
@@ -140,7 +142,7 @@ def check_control_flow(model: Any) -> None:
     except Exception:  # inference is a help for Scan extents, not a requirement
         inferred = model.graph
     functions = {(f.domain, f.name): _FunctionBody(f) for f in model.functions}
-    _check_graph(model.graph, {}, _shapes(inferred), functions, 1)
+    _check_graph(model.graph, {}, known_shapes(inferred), functions, 1)
 
 
 def _all_nodes(model: Any):

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from genedge.export.checks.control_flow import known_shapes
 from genedge.lazy import lazy_import
 from genedge.manifest_model import LOGITS_FROM
 
@@ -41,7 +42,7 @@ def add_logits_from(model: Any, output: str = "logits") -> bool:
         head = made.get(head.input[0])
     if head is None or head.op_type != "MatMul" or head.input[1] not in names:
         return False
-    if _rank(g, head.input[0]) != 3:
+    if len(known_shapes(g).get(head.input[0], ())) != 3:
         return False
     h = head.input[0]
     sliced = f"{h}.{LOGITS_FROM}"
@@ -65,10 +66,3 @@ def add_logits_from(model: Any, output: str = "logits") -> bool:
     del g.node[:]
     g.node.extend(nodes)
     return True
-
-
-def _rank(g: Any, name: str) -> int | None:
-    for vi in [*g.input, *g.value_info, *g.output]:
-        if vi.name == name and vi.type.tensor_type.HasField("shape"):
-            return len(vi.type.tensor_type.shape.dim)
-    return None

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from genedge.export.checks.control_flow import known_shapes
 from genedge.lazy import lazy_import
 
 onnx = lazy_import("onnx")
@@ -28,7 +29,7 @@ def restore_rms_scales(model: Any) -> int:
         for i in n.input:
             readers.setdefault(i, []).append(n)
     inits = {t.name for t in g.initializer}
-    width = _last_dims(g)
+    width = {k: d[-1] for k, d in known_shapes(g).items() if d and d[-1]}
     nodes, done = [], 0
     for n in g.node:
         nodes.append(n)
@@ -61,13 +62,3 @@ def _is_rms(made: dict[str, Any], denom: str, x: str) -> bool:
         chain.append(n)
         name = n.input[0]
     return chain[-1].input[0] == x
-
-
-def _last_dims(g: Any) -> dict[str, int]:
-    """Tensor name -> its last dimension where shape inference fixed it to a number."""
-    out = {}
-    for vi in [*g.input, *g.value_info, *g.output]:
-        dims = vi.type.tensor_type.shape.dim
-        if dims and dims[-1].HasField("dim_value"):
-            out[vi.name] = dims[-1].dim_value
-    return out

@@ -36,14 +36,27 @@ def drop_unread_outputs(model: Any) -> int:
     return dropped
 
 
-def name_blank_outputs(model: Any) -> int:
-    """Name, in place, every blank output before a named one (``NODE.unread.K``): for tools
+def name_blank_outputs(model: Any) -> set[str]:
+    """Name, in place, every blank output before a named one (``NODE.unread.K``), for tools
     that read the empty name as a tensor (onnxconverter-common's fp16 conversion sorts nodes
-    by it). ``drop_unread_outputs`` blanks them again. Returns how many were named."""
-    named = 0
+    by it); ``blank_outputs`` blanks them again. Returns the names given."""
+    named = set()
     for i, n in enumerate(model.graph.node):
         for k, o in enumerate(n.output):
             if not o:
                 n.output[k] = f"{n.name or i}.unread.{k}"
-                named += 1
+                named.add(n.output[k])
     return named
+
+
+def blank_outputs(model: Any, names: set[str]) -> int:
+    """Blank, in place, the node outputs called ``names`` (trailing blanks removed)."""
+    done = 0
+    for n in model.graph.node:
+        for k, o in enumerate(n.output):
+            if o in names:
+                n.output[k] = ""
+                done += 1
+        while len(n.output) > 1 and not n.output[-1]:
+            del n.output[-1]
+    return done

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from genedge.export.rewrites.unread_outputs import blank_outputs, name_blank_outputs
 from genedge.export.stages.calibration import Feed
 from genedge.lazy import lazy_import
 
@@ -121,11 +122,13 @@ def fp16_from_onnx(
     src = onnx.ModelProto()
     src.CopyFrom(model)
     src.graph.ClearField("value_info")  # stale float32 value_info confuses the converter's casts
+    unread = name_blank_outputs(src)  # the converter sorts nodes by output name, "" included
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fp16 = float16.convert_float_to_float16(
             src, keep_io_types=True, node_block_list=blocked + casts
         )
+    blank_outputs(fp16, unread)
     restore_output_types(fp16, model)
     drop_cast_round_trips(fp16)
     return onnx.shape_inference.infer_shapes(fp16), blocked, ranges

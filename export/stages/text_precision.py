@@ -30,7 +30,6 @@ import numpy as np
 from genedge import lazy
 from genedge.export.checks.text_gate import gate_record, gate_text, reference_record, summary
 from genedge.export.rewrites.sibling_matmuls import pack_sibling_matmuls
-from genedge.export.rewrites.unread_outputs import drop_unread_outputs, name_blank_outputs
 from genedge.export.routes.onnx_export import save_onnx
 from genedge.export.stages.calibration import Feed
 from genedge.export.stages.fp16 import fp16_from_onnx, name_nodes
@@ -171,10 +170,8 @@ def fp16_text_from_onnx(src: Path, dst: Path, feeds: list[Feed]) -> tuple[list[P
     the graph's edge) and the overflow guard run on ``feeds``. Returns (files written, nodes
     kept in fp32)."""
     model = onnx.load(str(src))
-    name_blank_outputs(model)  # the fp16 converter sorts nodes by output name, "" included
     split_output_consumers(model)
     model, kept, _ = fp16_from_onnx(model, feeds)
-    drop_unread_outputs(model)
     return save_onnx(model, dst), kept
 
 
@@ -233,8 +230,7 @@ def stage_text_precision(build: Any, precision: str) -> None:
         build.log(f"{file}: building ({_what(precision, recipe_in)})")
         files, recipe = _build(build, precision, texts, recipe_in)
         if recipe.get("matmuls") == 0:  # a file labelled int4 that runs in float would be a lie
-            for f in files:
-                f.unlink(missing_ok=True)
+            _discard(build, files)
             build.skipped[precision] = "no MatMul or Gemm of the decoder has a constant weight"
             build.log(f"{precision} skipped: {build.skipped[precision]}")
             return
@@ -255,8 +251,7 @@ def stage_text_precision(build: Any, precision: str) -> None:
             for extra in files[1:]:
                 build.add(extra.name, format="onnx-data", precision=precision)
             return
-        for f in files:
-            f.unlink(missing_ok=True)
+        _discard(build, files)
         refusals.append(_refusal(rec, recipe))
     refused = _fp32_artifact(build)["verification"].setdefault("refused", {})
     refused[precision] = dict(rec, recipe=recipe)
@@ -264,6 +259,15 @@ def stage_text_precision(build: Any, precision: str) -> None:
         refused[precision]["recipe"]["finer_after"] = refusals[:-1]
     build.skipped[precision] = f"refused by the perplexity gate: {summary(rec)}"
     build.log(f"{precision} skipped: {build.skipped[precision]}")
+
+
+def _discard(build: Any, files: list[Path]) -> None:
+    """Remove a refused precision's files: this export wrote them into its own staging folder
+    (``build.tmp``, ``atomic_dir``'s), and nothing outside it is ever removed here."""
+    for f in files:
+        if f.parent.resolve() != build.tmp.resolve():
+            raise AssertionError(f"{f} is outside the export's staging folder")
+        f.unlink(missing_ok=True)
 
 
 def _refusal(rec: dict[str, Any], recipe: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from genedge.export.rewrites.unread_outputs import (  # noqa: E402
+    blank_outputs,
     drop_unread_outputs,
     name_blank_outputs,
 )
@@ -69,7 +70,24 @@ def test_unread_statistics_and_sums_lose_their_names_and_results_do_not_change()
 def test_blanks_named_for_a_tool_that_sorts_by_name_are_dropped_again():
     model = _model()
     drop_unread_outputs(model)
-    assert name_blank_outputs(model) == 2  # n0's mean and inv_std, before its read sum
+    named = name_blank_outputs(model)
+    assert len(named) == 2  # n0's mean and inv_std, before its read sum
     assert all(model.graph.node[0].output)
-    assert drop_unread_outputs(model) == 2
+    assert blank_outputs(model, named) == 2
     assert list(model.graph.node[0].output) == ["n0.y", "", "", "n0.sum"]
+
+
+def test_fp16_conversion_takes_a_graph_with_a_blank_optional_output():
+    """onnxconverter-common sorts nodes by output name and stopped on "" (any route's graph
+    can leave an optional output blank); the fp16 stage names blanks for it and blanks them
+    again after."""
+    from genedge.export.stages.fp16 import fp16_from_onnx
+
+    model = _model()
+    drop_unread_outputs(model)
+    rng = np.random.default_rng(0)
+    feed = {n: rng.standard_normal((1, 3, C)).astype(np.float32) for n in ("x", "s")}
+    fp16, _, _ = fp16_from_onnx(model, [feed])
+    norms = [n for n in fp16.graph.node if n.op_type == "SkipSimplifiedLayerNormalization"]
+    assert [list(n.output[1:3]) for n in norms] == [["", ""], []]
+    assert any(t.data_type == TensorProto.FLOAT16 for t in fp16.graph.initializer)
