@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from genedge.atomic import atomic_dir, atomic_write_bytes
-from genedge.errors import BadInputError, printable
+from genedge.errors import BadInputError, CorruptArtifactError, printable
 from genedge.export.bundle import bundle_lock, source_path
 from genedge.export.checks.parity import ParityError
 from genedge.export.context import Log, silent
@@ -394,6 +394,15 @@ def check_text_parity(build: TextBuild, path: Path) -> dict[str, Any]:
     finally:
         decoder.backend.close()
     ref = torch_logits(build.hf.model, ids)
+    bad = int(np.size(ref) - np.count_nonzero(np.isfinite(ref)))
+    if bad:  # the source model itself is broken: no wrapper could match it
+        raise CorruptArtifactError(
+            f"The source model's own logits ({build.hf.reference}) are NaN or infinite on "
+            f"held-out text ({bad} of {np.size(ref)} values over {n} tokens): its weights are "
+            "broken, so there is nothing to export.",
+            hint="Check the weights (a NaN or Inf in a tensor, or an overflowing scale) and "
+            "save the folder again.",
+        )
     err = float(np.max(np.abs(got - ref)))
     tol = max(1e-3, 1e-4 * float(np.max(np.abs(ref))))
     rec = {

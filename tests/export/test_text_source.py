@@ -182,6 +182,19 @@ def test_refuses_weights_of_another_shape(llama, tmp_path, capsys):
     _refused(capsys, llama, tmp_path / "o", "weights")
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_refuses_weights_whose_own_logits_are_not_finite(llama, tmp_path, capsys, bad):
+    """NaN/Inf in the source's weights is the source's fault, not a wrapper bug (exit 2)."""
+    from safetensors.numpy import load_file, save_file
+
+    weights = load_file(llama / "model.safetensors")
+    name = next(k for k in weights if k.endswith("mlp.down_proj.weight"))
+    weights[name] = weights[name].copy()
+    weights[name][0, :3] = bad
+    save_file(weights, llama / "model.safetensors")
+    _refused(capsys, llama, tmp_path / "o", "NaN or infinite", "weights are broken")
+
+
 def test_refuses_garbage_config(llama, tmp_path, capsys):
     (llama / "config.json").write_text("{not json")
     _refused(capsys, llama, tmp_path / "o", "config.json is not readable JSON")
