@@ -16,6 +16,7 @@ path ran at 0.98-1.02x a bare ``InferenceSession.run`` on the same file, while
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import logging
 import os
@@ -195,6 +196,7 @@ class OrtBackend(Backend):
         self._out_names = [s.name for s in self.outputs]
         self._buffers: dict[tuple, dict[str, np.ndarray]] = {}
         self._binding = session.io_binding()
+        self._run_binding: Callable[[], None] | None = _binding_run(session, self._binding)
         self.lock = threading.RLock()  # one run at a time: the binding and buffers are shared
         # name -> weak reference to the array bound last: while it lives, the same object means
         # the same memory, so nothing is rebound. Weak: caller buffers are never kept alive.
@@ -316,7 +318,7 @@ class OrtBackend(Backend):
                 )
                 bound[name] = weakref.ref(buf)
         try:
-            self._sess.run_with_iobinding(self._binding)
+            self._run_binding()  # type: ignore[misc]
         except (
             Exception
         ) as e:  # ORT's own error types; inputs passed our checks, so the graph refused them
@@ -340,20 +342,25 @@ class OrtBackend(Backend):
                 b.bind_output(name, "cpu", 0, x.dtype.type, x.shape, x.ctypes.data)
             self._bound.clear()  # the next ``run`` binds its own arrays afresh
             try:
-                self._sess.run_with_iobinding(b)
+                self._run_binding()  # type: ignore[misc]
             except Exception as e:  # ORT's own error types
                 raise _run_error(self.info.file, e) from None
 
     def rerun_bound(self) -> None:
         """``run_bound`` again on the arrays it bound last (their contents may have changed):
         a decode step that only rewrote its token id and position rebinds nothing."""
-        with self.lock:
+        # the lock's own methods: a ``with`` block's special-method lookups cost a few µs
+        # per call after a run has pushed the interpreter out of the CPU caches
+        self.lock.acquire()
+        try:
             if self._sess is None:
                 raise_closed(self.info.file)
             try:
-                self._sess.run_with_iobinding(self._binding)
+                self._run_binding()  # type: ignore[misc]
             except Exception as e:  # ORT's own error types
                 raise _run_error(self.info.file, e) from None
+        finally:
+            self.lock.release()
 
     def _bind_input(self, name: str, x: np.ndarray) -> None:
         c = np.ascontiguousarray(x)
@@ -378,8 +385,20 @@ class OrtBackend(Backend):
             self._buffers.clear()
             self._bound.clear()
             self._copies.clear()
-            self._binding = None
+            self._binding = self._run_binding = None
             self._sess = None
+
+
+def _binding_run(session: Any, binding: Any) -> Callable[[], None]:
+    """``session.run_with_iobinding(binding)`` as one call. ``InferenceSession``'s Python method
+    checks for WebGPU graph capture before it calls its pybind session (``_sess``) with the
+    binding's own object (``_iobinding``); a decode loop that reruns one binding hundreds of
+    times a second calls the pybind method directly (CPU, CUDA and TensorRT sessions capture
+    no WebGPU graph). An ORT without those attributes gets its Python method."""
+    inner, raw = getattr(session, "_sess", None), getattr(binding, "_iobinding", None)
+    if raw is not None and callable(getattr(inner, "run_with_iobinding", None)):
+        return functools.partial(inner.run_with_iobinding, raw, None)
+    return lambda: session.run_with_iobinding(binding)
 
 
 # ------------------------------------------------------------------ registry entries

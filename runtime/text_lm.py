@@ -110,6 +110,11 @@ class KvDecoder:
             np.zeros((1, 1), np.int64),
             np.empty((1, 1, cfg.vocab_size), np.float32),
         )
+        # a step writes two scalars through memoryviews of the same memory (fewer instructions
+        # than numpy's item assignment) and returns one fixed view of the logits
+        self._step_id = memoryview(self._step[0].reshape(1))
+        self._step_pos = memoryview(self._step[1].reshape(1))
+        self._step_logits = self._step[2].reshape(cfg.vocab_size)
         self._read = 0  # which set holds the past
         self._positions = np.arange(cfg.max_context, dtype=np.int64)[None]  # (1, max_context)
         self._ids = np.zeros((1, cfg.max_context), np.int64)
@@ -196,11 +201,11 @@ class KvDecoder:
         P = self.length
         if not self._step_bound or self.reserved <= P or self._rerun is None:
             return self.feed((token,))[-1]
-        one_id, one_pos, logits = self._step
-        one_id[0, 0], one_pos[0, 0] = token, P
+        self._step_id[0] = token
+        self._step_pos[0] = P
         self._rerun()
         self.length = P + 1
-        return logits[0, 0]
+        return self._step_logits
 
     def _feed_shared(
         self, ids: Sequence[int] | np.ndarray, S: int, P: int, last: bool
@@ -293,17 +298,40 @@ class Detokenizer:
 class ByteDetokenizer:
     """The same pieces as ``Detokenizer`` for byte-level BPE tokenizers, in O(1) per token:
     each token's bytes go through an incremental UTF-8 decoder (invalid bytes become U+FFFD,
-    as the tokenizer's own lossy decoding does)."""
+    as the tokenizer's own lossy decoding does). A token whose bytes are whole characters,
+    with nothing held from the tokens before it, is its text decoded once and looked up after
+    (the decoder would return the same text)."""
 
-    def __init__(self, table: list[bytes]) -> None:
+    def __init__(self, table: list[bytes], texts: list[str | bool | None] | None = None) -> None:
         self._table = table
         self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+        self._held = False  # the decoder holds the start of a character
+        # token -> its text where its bytes are whole UTF-8 characters (False: not looked up
+        # yet, None: they are not); ``texts`` shares one such list between the generations of
+        # one tokenizer
+        self._texts = texts if texts is not None else [False] * len(table)
 
     def add(self, token: int) -> str:
-        return self._utf8.decode(self._table[token] if token < len(self._table) else b"")
+        if not self._held and token < len(self._texts):
+            text = self._texts[token]
+            if text is False:
+                text = self._texts[token] = _whole_text(self._table[token])
+            if text is not None:
+                return text  # type: ignore[return-value]
+        piece = self._utf8.decode(self._table[token] if token < len(self._table) else b"")
+        self._held = bool(self._utf8.getstate()[0])
+        return piece
 
     def flush(self) -> str:
+        self._held = False
         return self._utf8.decode(b"", final=True)
+
+
+def _whole_text(b: bytes) -> str | None:
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def _byte_to_unicode() -> dict[str, int]:
@@ -410,6 +438,8 @@ class LmGeneration:
             opts.temperature, opts.top_k, opts.top_p
         )
         self._greedy = opts.temperature == 0
+        self._plain_greedy = self._greedy and not self._filters  # argmax of the raw logits
+        self._dec = lm.decoder
         self._rng = np.random.default_rng(opts.seed)
         self._eos = set(lm.config.eos_token_ids) if opts.eos else set()
         self._detok = lm.detokenizer(prompt_ids)
@@ -445,10 +475,10 @@ class LmGeneration:
                 "share its KV cache, so this one cannot continue.",
                 hint="Open one TextGenerator per concurrent generation.",
             )
-        dec = self._lm.decoder
-        logits = dec.feed_token(self.tokens[-1]) if self.tokens else dec.feed_last(self._prompt)
-        token = self._draw(logits, dec.length)
-        self.tokens.append(token)
+        tokens, dec = self.tokens, self._dec
+        logits = dec.feed_token(tokens[-1]) if tokens else dec.feed_last(self._prompt)
+        token = self._draw(logits)
+        tokens.append(token)
         if self._penalty is not None:
             self._penalty.add(token)
         self._t_last = time.perf_counter()
@@ -458,25 +488,29 @@ class LmGeneration:
         piece = self._detok.add(token)
         if token in self._eos:
             self.stop_reason = "eos"
-        elif len(self.tokens) >= self._o.max_new_tokens:
+        elif len(tokens) >= self._o.max_new_tokens:
             self.stop_reason = "length"
+        elif not self._o.stop:  # nothing held back: the piece is the new text
+            self._full += piece
+            self._emitted += len(piece)
+            return piece
         else:
             return self._text_after(piece, final=False)
         self.done = True
         return self._text_after(piece + self._detok.flush(), final=True)
 
-    def _draw(self, logits: np.ndarray, position: int) -> int:
+    def _draw(self, logits: np.ndarray) -> int:
         """A token id from logits (V,). A NaN or +Inf logit, or no finite one, is an error,
         never a token; a -Inf beside finite logits is a masked token (probability 0)."""
-        if self._greedy and not self._filters:
+        if self._plain_greedy:
             # one pass: argmax lands on the first NaN, else on a +Inf, and on -Inf only when
             # every logit is -Inf (a second pass over logits fresh from a run cost ~10 µs)
             token = int(logits.argmax())
-            if not math.isfinite(logits[token]):
-                raise self._bad_logits(position)
+            if not math.isfinite(logits.item(token)):
+                raise self._bad_logits()
             return token
         if not math.isfinite(logits.max()):  # NaN and +Inf propagate; -Inf when all are
-            raise self._bad_logits(position)
+            raise self._bad_logits()
         work = self._lm._work
         if self._greedy:
             np.copyto(work, logits)
@@ -485,8 +519,8 @@ class LmGeneration:
             return int(np.argmax(work))
         return sample_token(logits, self._rng, self._filters, False, work)
 
-    def _bad_logits(self, position: int) -> CorruptArtifactError:
-        info = self._lm.backend.info
+    def _bad_logits(self) -> CorruptArtifactError:
+        info, position = self._lm.backend.info, self._dec.length
         return CorruptArtifactError(
             f"The model returned NaN/Inf logits at position {position} "
             f"('{info.file}', {info.precision}).",
@@ -528,6 +562,8 @@ class LmGenerator:
         self.manifest, self.backend, self.tokenizer, self.config = manifest, backend, tokenizer, cfg
         self.decoder = KvDecoder(backend, cfg)
         self._bytes = byte_table(tokenizer)  # None: decode by text offsets
+        # ByteDetokenizer's token -> text list, filled as tokens come up
+        self._texts: list[str | bool | None] = [False] * len(self._bytes or ())
         self._work = np.empty(cfg.vocab_size, np.float64)  # sampling scratch
         self._active: LmGeneration | None = None
         self.closed = False
@@ -562,7 +598,7 @@ class LmGenerator:
     def detokenizer(self, context: Sequence[int]) -> Detokenizer | ByteDetokenizer:
         """A fresh streaming decoder that continues after the tokens ``context``."""
         if self._bytes is not None:
-            return ByteDetokenizer(self._bytes)
+            return ByteDetokenizer(self._bytes, self._texts)
         return Detokenizer(self.tokenizer, context)
 
     def prompt_ids(self, prompt: object) -> list[int]:

@@ -280,3 +280,93 @@ def test_a_modified_tokenizer_is_refused_before_it_is_parsed(llama, tmp_path):
     tok.write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match="tokenizer.json' fails its hash"):
         TextGenerator.open(bundle, backend="ort-cpu")
+
+
+def test_byte_detokenizers_share_their_token_texts_and_agree_with_a_fresh_one():
+    """Generations of one tokenizer share the token -> text list: whole-character tokens are
+    decoded once; a token that starts or ends a split character still goes through the
+    incremental decoder, so every detokenizer gives the pieces a fresh decoder gives."""
+    from text_fixtures import _tokenizer_json
+    from tokenizers import Tokenizer
+
+    from genedge.runtime.text_lm import ByteDetokenizer, byte_table
+
+    tok = Tokenizer.from_str(_tokenizer_json(320))
+    table = byte_table(tok)
+    assert table is not None
+    texts: list = [False] * len(table)
+    rng = np.random.default_rng(1)
+    for n in range(3):
+        text = "naïve café — 日本語 ✓ 🙂 " * (n + 1)
+        ids = tok.encode(text).ids + rng.integers(0, 320, 40).tolist()  # whole, split, broken
+        shared, fresh = ByteDetokenizer(table, texts), ByteDetokenizer(table)
+        got = [shared.add(t) for t in ids] + [shared.flush()]
+        assert got == [fresh.add(t) for t in ids] + [fresh.flush()]
+        assert "".join(got) == tok.decode(ids)
+    looked_up = [t for t in texts if t is not False]
+    assert any(isinstance(t, str) for t in looked_up) and None in looked_up
+
+
+def test_a_closed_backend_refuses_the_next_step_and_frees_its_lock(llama):
+    tg = TextGenerator.open(llama[1], backend="ort-cpu")
+    g = tg.start("Return", max_new_tokens=5, temperature=0)
+    g.step(), g.step()  # the prompt, then the one-token run that binds the step arrays
+    tg.backend.close()
+    with pytest.raises(BadInputError, match="closed"):
+        g.step()
+    assert _free_from_another_thread(tg.backend.lock)
+
+
+def test_an_onnx_runtime_failure_in_a_step_is_a_corrupt_artifact_and_frees_the_lock(tg):
+    g = tg.start("Return", max_new_tokens=5, temperature=0)
+    g.step(), g.step()
+
+    def fail() -> None:
+        raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : boom")
+
+    tg.backend._run_binding = fail
+    with pytest.raises(CorruptArtifactError, match="failed to run .*boom"):
+        g.step()
+    assert _free_from_another_thread(tg.backend.lock)
+
+
+def _free_from_another_thread(lock) -> bool:
+    import threading
+
+    free: list[bool] = []
+
+    def probe() -> None:
+        if lock.acquire(blocking=False):
+            lock.release()
+            free.append(True)
+
+    t = threading.Thread(target=probe)
+    t.start(), t.join()
+    return free == [True]
+
+
+def test_binding_run_calls_the_session_method_when_ort_has_no_inner_objects():
+    from genedge.runtime.ort_backend import _binding_run
+
+    calls = []
+
+    class Session:  # an ORT whose InferenceSession keeps no pybind ``_sess``
+        def run_with_iobinding(self, binding, run_options=None):
+            calls.append((binding, run_options))
+
+    binding = object()
+    _binding_run(Session(), binding)()
+    assert calls == [(binding, None)]
+
+    class Inner:
+        def run_with_iobinding(self, raw, run_options):
+            calls.append(("inner", raw, run_options))
+
+    class Wrapped(Session):
+        _sess = Inner()
+
+    class Binding:
+        _iobinding = "raw"
+
+    _binding_run(Wrapped(), Binding())()
+    assert calls[-1] == ("inner", "raw", None)
