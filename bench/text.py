@@ -9,8 +9,8 @@ are discarded.
 Transformer bundles (``transformer_bench``): for each (prompt tokens, new tokens) case,
 every configuration of the bundle and every baseline (``genedge.bench.text_targets``)
 generates greedily from the same prompt token ids, exactly the same number of new tokens,
-in interleaved rounds (A B C, B C A, C A B ...: one generation per configuration per round,
-the order rotating). Per configuration and case: time to first token, inter-token
+in interleaved rounds (one generation per configuration per round; the orders put every
+configuration after every other equally often: ``runtime.measure.round_order``). Per configuration and case: time to first token, inter-token
 p50/p90/p99, tokens/s; per round the ratio of each baseline's generation time to each
 genedge configuration's (median and interquartile range over rounds); and, when a case
 reaches position ~600, the cost of a token there against one at ~50 (a cache that grows
@@ -306,8 +306,9 @@ def _measure_case(
         runs[t.label].append((tokens, times))
         return times[-1] / NS_PER_S if times else 0.0  # the generation's time
 
-    # one generation per configuration per round; round r starts with configuration r mod k,
-    # so no configuration always follows the same one
+    # one generation per configuration per round, in orders that put every configuration
+    # after every other equally often (runtime.measure.round_order): a generation inherits
+    # the caches the one before it left, and its first tokens pay for that
     interleave(len(live), turn, rounds=rounds, rotate=True)
     reference = next(runs[t.label][0][0] for t, _ in live if t.kind == "runtime")
     return [

@@ -4,8 +4,11 @@ declared tensors, medians and ratios with their spread.
 Export's speed record (``export.speed``), ``genedge tune`` (``runtime.tune``) and
 ``genedge bench`` (``bench.runner``) all time through ``interleave``: every round gives each
 candidate one turn, so a load spike or a cache state falls on all of them alike, and the
-order rotates from round to round so that nobody always runs right after the same one
-(bench keeps a fixed order: its turns begin by letting the previous one's threads park).
+order changes from round to round so that nobody always runs right after the same one: a
+turn inherits what the one before left (caches it evicted, cores it left idle), so the
+orders form a Williams design, in which every candidate follows every other equally often
+over ``balance_period(count)`` rounds (bench's image runs keep a fixed order: their turns
+begin by letting the previous one's threads park).
 What a turn does is the caller's: one timed call, a block of calls for a time, or a
 settle, a re-warm and a budget of calls. The load of each round is measured where asked
 (``genedge.cpu_load.RoundLoad``), so a timing taken on a busy machine is known as such.
@@ -72,8 +75,9 @@ def interleave(
     """``times[i][r]``: what ``turn(i, r)`` returned for candidate ``i`` in round ``r``.
 
     Either a fixed number of ``rounds``, or rounds for ``seconds`` (at least ``min_rounds``,
-    at most ``max_rounds``). ``rotate``: round r starts with candidate r mod count.
-    ``after_round(rounds done)`` is called after each round (a progress line).
+    at most ``max_rounds``). ``rotate``: round r runs the candidates in ``round_order(count,
+    r)`` (else 0, 1, ...). ``after_round(rounds done)`` is called after each round (a
+    progress line).
     """
     if (seconds is None) == (rounds is None):
         raise ValueError("interleave needs exactly one of seconds / rounds")
@@ -83,8 +87,7 @@ def interleave(
     while _more(r, rounds, min_rounds, max_rounds, t_end):
         if load is not None:
             load.start()
-        for j in range(count):
-            i = (j + r) % count if rotate else j
+        for i in round_order(count, r) if rotate else range(count):
             times[i].append(turn(i, r))
         if load is not None:
             load.stop()
@@ -92,6 +95,29 @@ def interleave(
         if after_round is not None:
             after_round(r)
     return times
+
+
+def round_order(count: int, r: int) -> list[int]:
+    """Round ``r``'s order of ``count`` candidates in a Williams design: 0, 1, count-1, 2,
+    count-2, ... shifted by r, and for an odd count the same rows reversed in rounds count to
+    2*count-1. Within the rounds of one period each candidate runs right after each other
+    one equally often (once; twice for an odd count); a plain rotation would put most turns
+    of a candidate after the same one."""
+    base = [0]
+    lo, hi = 1, count - 1
+    while lo <= hi:
+        base.append(lo)
+        if lo != hi:
+            base.append(hi)
+        lo, hi = lo + 1, hi - 1
+    row = [(c + r) % count for c in base]
+    return row[::-1] if count % 2 and r % (2 * count) >= count else row
+
+
+def balance_period(count: int) -> int:
+    """Rounds after which ``round_order`` has put every candidate after every other equally
+    often: ``count``, or ``2 * count`` for an odd count (1 for a single candidate)."""
+    return 1 if count < 2 else count * (2 if count % 2 else 1)
 
 
 def _more(done: int, rounds: int | None, low: int, high: int | None, t_end: float) -> bool:

@@ -24,7 +24,7 @@
 #
 # Usage: bash bench/results/make_text_reference.sh
 # Environment (defaults in brackets):
-#   ROUNDS [5]  PROMPTS [16,128]  NEW [32,600]     the genai comparison
+#   ROUNDS [10]  PROMPTS [16,128]  NEW [32,600]     the genai comparison
 #   TORCH_ROUNDS [3]  TORCH_PROMPTS [16]  TORCH_NEW [32]  the PyTorch comparison
 #   T1_NEW [128]           new tokens of the one-thread genai comparison
 #   RUNS ["genai genai-t1 torch"]   which of the three to run
@@ -41,7 +41,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 GENEDGE=${GENEDGE:-.venv/bin/genedge}
 PYTHON=${PYTHON:-$(dirname "$GENEDGE")/python}
-ROUNDS=${ROUNDS:-5}
+ROUNDS=${ROUNDS:-10}
 PROMPTS=${PROMPTS:-16,128}
 NEW=${NEW:-32,600}
 TORCH_ROUNDS=${TORCH_ROUNDS:-3}

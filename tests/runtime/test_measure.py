@@ -18,11 +18,31 @@ from genedge.runtime.measure import (
 )
 
 
-def test_rounds_rotate_so_nobody_always_follows_the_same_one():
+def test_rounds_change_order_so_nobody_always_follows_the_same_one():
     order = []
-    times = interleave(3, lambda i, r: order.append((r, i)) or [float(i)], rounds=3)
-    assert order == [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (1, 0), (2, 2), (2, 0), (2, 1)]
-    assert times == [[[0.0]] * 3, [[1.0]] * 3, [[2.0]] * 3]  # by candidate, then round
+    times = interleave(3, lambda i, r: order.append((r, i)) or [float(i)], rounds=4)
+    assert [i for r, i in order] == [0, 1, 2, 1, 2, 0, 2, 0, 1, 2, 1, 0]
+    assert times == [[[0.0]] * 4, [[1.0]] * 4, [[2.0]] * 4]  # by candidate, then round
+
+
+@pytest.mark.parametrize("count", [2, 3, 4, 5, 6, 7])
+def test_over_a_period_every_candidate_follows_every_other_equally_often(count):
+    from collections import Counter
+
+    from genedge.runtime.measure import balance_period, round_order
+
+    follows: Counter = Counter()
+    for r in range(balance_period(count)):
+        row = round_order(count, r)
+        assert sorted(row) == list(range(count))  # one turn each
+        follows.update(zip(row, row[1:], strict=False))
+    assert len(follows) == count * (count - 1)  # every ordered pair ...
+    assert len(set(follows.values())) == 1  # ... equally often
+    rotation = Counter()  # what a plain rotation would have done: mostly one predecessor
+    for r in range(balance_period(count)):
+        row = [(j + r) % count for j in range(count)]
+        rotation.update(zip(row, row[1:], strict=False))
+    assert count == 2 or len(rotation) < count * (count - 1)
 
 
 def test_a_fixed_order_and_a_progress_call_per_round():
