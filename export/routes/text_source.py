@@ -19,7 +19,6 @@ without a stage are skipped and recorded in the manifest's ``source.skipped``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from genedge.manifest import (
     write_manifest,
 )
 from genedge.outputs import check_bundle_out, open_lock
+from genedge.readback import ReadbackError, open_regular, read_json
 from genedge.runtime.select import open_file
 from genedge.runtime.text_lm import KvDecoder
 
@@ -67,14 +67,17 @@ PARITY_PREFILL = 48  # held-out tokens in the prefill parity run
 PARITY_DECODE = 16  # then this many single-token steps
 HELD_OUT_CHARS = 8192  # stdlib-docs characters read for held-out text
 MAX_FOLDER_CONTEXT = 1 << 20
+CONFIG_BYTES = 16 << 20  # a config.json is a few KiB; anything past this is not one
+TOKENIZER_BYTES = 256 << 20  # the largest vocabularies' tokenizer.json are ~10-30 MiB
 HF_FAMILIES = tuple(f for f in TRANSFORMER_FAMILIES if f != "module")  # module: --module
 SUPPORTED = ", ".join(HF_FAMILIES)
 
 
 def is_hf_folder(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a folder with a ``config.json`` (the Hugging Face layout)."""
+    """Whether ``path`` is a folder with a ``config.json`` entry (the Hugging Face layout;
+    one that is not a regular file is refused by ``read_hf_config``)."""
     p = Path(path)
-    return p.is_dir() and (p / CONFIG).is_file()
+    return p.is_dir() and os.path.lexists(p / CONFIG)
 
 
 # ---------------------------------------------------------------- checks before loading
@@ -87,10 +90,14 @@ def _refuse(folder: Path, what: str, hint: str | None = None) -> BadInputError:
 
 def read_hf_config(folder: Path) -> dict[str, Any]:
     """``config.json`` as a dict, checked: a supported ``model_type``, no remote code."""
-    try:
-        cfg = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as e:
-        raise _refuse(folder, f"{CONFIG} is not readable JSON ({type(e).__name__}).") from None
+    try:  # a FIFO, a device, a huge or deeply nested file: refused before or while reading
+        cfg = read_json(folder / CONFIG, what=CONFIG, limit=CONFIG_BYTES, follow_symlinks=True)
+    except ReadbackError as e:
+        raise _refuse(
+            folder,
+            e.message,
+            hint="Export a folder that `model.save_pretrained(folder)` wrote.",
+        ) from None
     if not isinstance(cfg, dict):
         raise _refuse(folder, f"{CONFIG} holds {type(cfg).__name__}; expected an object.")
     if "auto_map" in cfg:
@@ -123,7 +130,20 @@ def check_hf_files(folder: Path) -> list[Path]:
             ),
             hint="Save the model with `model.save_pretrained(folder)` (safetensors by default).",
         )
-    if not (folder / TOKENIZER).is_file():
+    tokenizer = folder / TOKENIZER
+    if os.path.lexists(tokenizer):  # a FIFO, a device, a folder, a huge file: refused here
+        try:
+            os.close(
+                open_regular(tokenizer, what=TOKENIZER, limit=TOKENIZER_BYTES, follow_symlinks=True)
+            )
+        except ReadbackError as e:
+            raise _refuse(
+                folder,
+                e.message,
+                hint="Save the tokenizer as a file: `AutoTokenizer.from_pretrained(...)"
+                ".save_pretrained(folder)` writes tokenizer.json.",
+            ) from None
+    if not tokenizer.is_file():
         raise _refuse(
             folder,
             f"no {TOKENIZER}; the bundle carries the tokenizer the runtime reads.",

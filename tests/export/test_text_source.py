@@ -197,7 +197,34 @@ def test_refuses_weights_whose_own_logits_are_not_finite(llama, tmp_path, capsys
 
 def test_refuses_garbage_config(llama, tmp_path, capsys):
     (llama / "config.json").write_text("{not json")
-    _refused(capsys, llama, tmp_path / "o", "config.json is not readable JSON")
+    _refused(capsys, llama, tmp_path / "o", "config.json", "is not valid JSON")
+
+
+@pytest.mark.parametrize("name", ["config.json", "tokenizer.json"])
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "folder"])
+def test_refuses_a_config_or_tokenizer_that_is_not_a_regular_file(
+    llama, tmp_path, capsys, name, kind
+):
+    """A FIFO would block the read and /dev/zero would never end: both are refused from the
+    file's type, before anything is read, with the same exit and message as other refusals."""
+    import os
+
+    path = llama / name
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path.mkdir()
+    expected = {"fifo": "is a FIFO", "dev-zero": "is a device", "folder": "is a folder"}[kind]
+    _refused(capsys, llama, tmp_path / "o", name, expected, "expected a regular file")
+
+
+def test_refuses_a_huge_config(llama, tmp_path, capsys):
+    with open(llama / "config.json", "ab") as f:
+        f.truncate(17 << 20)  # sparse: 17 MiB of nothing after the JSON
+    _refused(capsys, llama, tmp_path / "o", "config.json", "the limit for it is 16 MiB")
 
 
 def test_refuses_length_dependent_rope(llama, tmp_path, capsys):
