@@ -75,6 +75,32 @@ def _style(label: str, i: int, plt) -> dict:
     return {"label": label, "color": plt.get_cmap("tab20")(i % 20), "linestyle": dash}
 
 
+# (bar hatch, line dash) per framework: genedge's first backend plain and solid
+_FRAMEWORK_MARKS = ((None, "-"), ("//", "--"), ("..", "-."), ("xx", ":"), ("\\\\", (0, (5, 1))))
+
+
+def _text_styles(configs: list[dict], plt) -> dict[str, dict]:
+    """Text configurations drawn so that like compares with like: one colour per precision
+    (genedge fp32 and genai fp32 share a hue), one bar hatch and line dash per framework
+    (genedge's backends first, then each baseline), baselines' bars filled paler."""
+    cmap = plt.get_cmap("tab10")
+    precisions = list(dict.fromkeys(str(c.get("precision")) for c in configs))
+    frameworks = list(
+        dict.fromkeys(
+            (c.get("kind") != "runtime", str(c.get("backend")))
+            for c in sorted(configs, key=lambda c: c.get("kind") != "runtime")
+        )
+    )
+    out = {}
+    for c in configs:
+        colour = cmap(precisions.index(str(c.get("precision"))) % 10)
+        j = frameworks.index((c.get("kind") != "runtime", str(c.get("backend"))))
+        hatch, dash = _FRAMEWORK_MARKS[j % len(_FRAMEWORK_MARKS)]
+        face = colour if c.get("kind") == "runtime" else (*colour[:3], 0.35)
+        out[c["label"]] = {"color": colour, "face": face, "hatch": hatch, "linestyle": dash}
+    return out
+
+
 def write_text_plot(report: BenchReport, path: str | Path) -> Path:
     """A transformer bundle's PNG: left, tokens/s of every configuration per (prompt, new
     tokens) case; right, the cost of a token against its position in the longest case (a
@@ -86,7 +112,7 @@ def write_text_plot(report: BenchReport, path: str | Path) -> Path:
     configs = list((report.text or {}).get("configurations", []))
     labels = list(dict.fromkeys(c["label"] for c in configs))
     cases = list(dict.fromkeys((c["prompt_tokens"], c["new_tokens"]) for c in configs))
-    style = {label: _style(label, i, plt) for i, label in enumerate(labels)}
+    style = _text_styles(configs, plt)
     fig, (ax_tp, ax_pos) = plt.subplots(1, 2, figsize=(13, 5.5 + 0.1 * len(labels)))
     try:
         width = 0.8 / max(1, len(labels))
@@ -96,7 +122,17 @@ def write_text_plot(report: BenchReport, path: str | Path) -> Path:
             }
             xs = [j + i * width for j in range(len(cases))]
             ys = [(by_case.get(k) or {}).get("tokens_per_s") or 0.0 for k in cases]
-            ax_tp.bar(xs, ys, width, color=style[label]["color"], label=label)
+            st = style[label]
+            ax_tp.bar(
+                xs,
+                ys,
+                width,
+                label=label,
+                color=st["face"],
+                edgecolor=st["color"],
+                hatch=st["hatch"],
+                linewidth=0.8,
+            )
         ax_tp.set_xticks([j + 0.4 - width / 2 for j in range(len(cases))])
         ax_tp.set_xticklabels([f"prompt {p}\n{n} new" for p, n in cases], fontsize=8)
         ax_tp.set(yscale="log", ylabel="tokens / s (whole generation)", title="Tokens/s per case")
@@ -104,7 +140,14 @@ def write_text_plot(report: BenchReport, path: str | Path) -> Path:
         longest = max(cases, key=lambda k: k[0] + k[1]) if cases else None
         for c in (c for c in configs if (c["prompt_tokens"], c["new_tokens"]) == longest):
             curve = c.get("token_ms_by_position") or {}
-            ax_pos.plot(curve.get("position", []), curve.get("ms", []), **style[c["label"]])
+            st = style[c["label"]]
+            ax_pos.plot(
+                curve.get("position", []),
+                curve.get("ms", []),
+                color=st["color"],
+                linestyle=st["linestyle"],
+                label=c["label"],
+            )
         if longest is not None:
             ax_pos.set(
                 yscale="log",
