@@ -634,7 +634,12 @@ def _add_runtime(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("generate", parents=[common], help="stream text from an `ar` bundle")
     p.add_argument("--prompt", default="", help="text the generation continues")
-    p.add_argument("--max-new-tokens", type=int, default=200, help="characters to generate")
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=200,
+        help="tokens to generate (characters for a character-level model)",
+    )
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature; 0: greedy")
     p.add_argument(
         "--top-k", type=int, default=0, help="sample among the k likeliest characters; 0: all"
@@ -653,6 +658,13 @@ def _add_runtime(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="TEXT",
         help="transformer bundles: end the generation at TEXT (repeatable)",
+    )
+    p.add_argument(
+        "--busy-machine",
+        action="store_true",
+        help="ONNX Runtime's worker threads sleep as each run returns instead of spinning "
+        "300 us for the next token: faster where other work shares the cores, slower on an "
+        "idle machine (docs/text.md)",
     )
 
 

@@ -330,6 +330,7 @@ def generate_command(args: argparse.Namespace) -> int:
         precision=args.precision,
         threads=args.threads,
         allow_version_compatible=getattr(args, "allow_version_compatible", False),
+        **({"spin_between_runs": False} if getattr(args, "busy_machine", False) else {}),
     ) as tg:
         g = tg.start(
             args.prompt,

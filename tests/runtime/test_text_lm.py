@@ -370,3 +370,26 @@ def test_binding_run_calls_the_session_method_when_ort_has_no_inner_objects():
 
     _binding_run(Wrapped(), Binding())()
     assert calls[-1] == ("inner", "raw", None)
+
+
+@pytest.mark.parametrize("busy", [False, True])
+def test_cli_generate_busy_machine_lets_the_workers_sleep_between_runs(
+    llama, capsys, monkeypatch, busy
+):
+    """--busy-machine opens the session with ORT's spinning stopped after each run; without
+    it the decoder keeps its bounded spin."""
+    from genedge.cli import main
+    from genedge.runtime import ort_backend
+
+    seen = []
+    real = ort_backend._session_options
+
+    def spy(ort, opts):
+        seen.append((opts.spin_between_runs, opts.spin_us))
+        return real(ort, opts)
+
+    monkeypatch.setattr(ort_backend, "_session_options", spy)
+    argv = ["generate", str(llama[1]), "--prompt", "Return", "--max-new-tokens", "3"]
+    rc = main(argv + (["--busy-machine"] if busy else []))
+    assert rc == 0, capsys.readouterr().err
+    assert seen == ([(False, None)] if busy else [(True, 300)])
