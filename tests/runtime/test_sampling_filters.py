@@ -52,3 +52,26 @@ def test_draws_are_seeded_and_follow_the_distribution() -> None:
 def test_bad_settings(t, k, p) -> None:
     with pytest.raises(BadInputError):
         make_filters(t, k, p)
+
+
+def _top_p_by_stable_index_sort(logits: np.ndarray, p: float) -> np.ndarray:
+    """The nucleus as a stable sort of token ids defines it (ties: lower ids first)."""
+    order = np.argsort(-logits, kind="stable")
+    keep = np.searchsorted(np.cumsum(softmax(logits[order])), p) + 1
+    logits[order[keep:]] = -np.inf
+    return logits
+
+
+@pytest.mark.parametrize("p", [0.05, 0.3, 0.5, 0.9, 0.999])
+def test_top_p_keeps_the_set_a_stable_index_sort_keeps_ties_included(p) -> None:
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        x = rng.standard_normal(600)
+        if trial % 2:
+            x = np.round(x, 1)  # many ties, some at the cut
+        if trial % 5 == 0:
+            x[rng.integers(0, 600, 50)] = -np.inf  # masked tokens (top-k, penalties)
+        got = TopPFilter(p)(x.copy())
+        want = _top_p_by_stable_index_sort(x.copy(), p)
+        assert np.array_equal(np.isfinite(got), np.isfinite(want)), (trial, p)
+        assert np.array_equal(got[np.isfinite(got)], x[np.isfinite(got)])  # kept: untouched
