@@ -249,13 +249,23 @@ class RepetitionPenalty:
     def __init__(self, penalty: float, vocab_size: int) -> None:
         self.penalty = penalty
         self.seen = np.zeros(vocab_size, bool)
+        # the seen ids in order of first sight: a step touches those, not the vocabulary
+        self._ids = np.empty(min(vocab_size, 1024), np.int64)
+        self._n = 0
 
     def add(self, token: int) -> None:
+        if self.seen[token]:
+            return
         self.seen[token] = True
+        if self._n == len(self._ids):
+            self._ids = np.concatenate([self._ids, np.empty_like(self._ids)])
+        self._ids[self._n] = token
+        self._n += 1
 
     def __call__(self, logits: np.ndarray) -> np.ndarray:
-        x = logits[self.seen]
-        logits[self.seen] = np.where(x > 0, x / self.penalty, x * self.penalty)
+        ids = self._ids[: self._n]
+        x = logits[ids]
+        logits[ids] = np.where(x > 0, x / self.penalty, x * self.penalty)
         return logits
 
 

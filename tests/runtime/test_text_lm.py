@@ -393,3 +393,19 @@ def test_cli_generate_busy_machine_lets_the_workers_sleep_between_runs(
     rc = main(argv + (["--busy-machine"] if busy else []))
     assert rc == 0, capsys.readouterr().err
     assert seen == ([(False, None)] if busy else [(True, 300)])
+
+
+def test_repetition_penalty_touches_each_seen_token_once_past_its_first_buffer():
+    from genedge.runtime.text_lm import RepetitionPenalty
+
+    rng = np.random.default_rng(3)
+    pen = RepetitionPenalty(1.5, 3000)
+    seen = rng.integers(0, 3000, 5000)  # ~2500 distinct ids, many repeats: grows past 1024
+    for t in seen:
+        pen.add(int(t))
+    logits = rng.standard_normal(3000)
+    want = logits.copy()
+    mask = np.zeros(3000, bool)
+    mask[seen] = True
+    want[mask] = np.where(want[mask] > 0, want[mask] / 1.5, want[mask] * 1.5)
+    assert np.array_equal(pen(logits.copy()), want)
