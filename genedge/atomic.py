@@ -243,6 +243,16 @@ def atomic_dir(
         raise
 
 
+def discard_staged(staging: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Remove ``path``, a file this export wrote into its own staging folder (``atomic_dir``'s
+    temporary sibling) and then refused. Anything outside ``staging`` is never removed here:
+    asking is a bug, not a user's error."""
+    p, folder = Path(path), Path(staging).resolve()
+    if p.parent.resolve() != folder or not p.name.strip("."):
+        raise AssertionError(f"{p} is not a file of the staging folder {folder}")
+    p.unlink(missing_ok=True)
+
+
 def _writer_alive(name: str) -> bool:
     """Whether temporary ``name`` must be kept: its writer is still running, or the name is not
     one genedge makes (``.genedge-tmp-<pid>-...``), so it may be a user's file."""

@@ -112,19 +112,13 @@ def sample_token(
 
     ``work``: a float64 (V,) scratch buffer; with it a step without top-k/top-p allocates
     nothing. The draw inverts the cumulative sum of ``exp(x - max)`` at a uniform point of its
-    total: the softmax's distribution without dividing by the sum (a decode loop pays for
-    every numpy call it makes between two runs).
+    total: the softmax's distribution without dividing by the sum.
     """
     if greedy:
         return int(np.argmax(logits))
     x = np.empty(logits.shape, np.float64) if work is None else work
-    rest = filters
-    if filters and type(filters[0]) is TemperatureFilter:  # the float64 copy, divided
-        np.divide(logits, filters[0].temperature, out=x, dtype=np.float64)
-        rest = filters[1:]
-    else:
-        np.copyto(x, logits)  # float64 copy: the filters work in place on it
-    for f in rest:
+    np.copyto(x, logits)  # float64 copy: the filters work in place on it
+    for f in filters:
         x = f(x)
     np.subtract(x, x.max(), out=x)
     np.exp(x, out=x)

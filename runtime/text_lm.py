@@ -500,10 +500,6 @@ class LmGeneration:
             self.stop_reason = "eos"
         elif len(tokens) >= self._o.max_new_tokens:
             self.stop_reason = "length"
-        elif not self._o.stop:  # nothing held back: the piece is the new text
-            self._full += piece
-            self._emitted += len(piece)
-            return piece
         else:
             return self._text_after(piece, final=False)
         self.done = True
@@ -540,12 +536,14 @@ class LmGeneration:
     def _text_after(self, piece: str, final: bool) -> str:
         self._full += piece
         stops = self._o.stop
-        if stops:
-            start = max(self._emitted - max(map(len, stops)), 0)
-            cut = [i for i in (self._full.find(s, start) for s in stops) if i >= 0]
-            if cut:
-                self._full = self._full[: min(cut)]
-                self.done, self.stop_reason, final = True, "stop", True
+        if not stops:  # nothing is ever held back: everything before was handed out
+            self._emitted = len(self._full)
+            return piece
+        start = max(self._emitted - max(map(len, stops)), 0)
+        cut = [i for i in (self._full.find(s, start) for s in stops) if i >= 0]
+        if cut:
+            self._full = self._full[: min(cut)]
+            self.done, self.stop_reason, final = True, "stop", True
         end = len(self._full) if final else len(self._full) - _held_back(self._full, stops)
         out = self._full[self._emitted : max(end, self._emitted)]
         self._emitted += len(out)

@@ -31,8 +31,7 @@ def drop_unread_outputs(model: Any) -> int:
             if k < len(n.output) and n.output[k] and n.output[k] not in read:
                 n.output[k] = ""
                 dropped += 1
-        while len(n.output) > 1 and not n.output[-1]:
-            del n.output[-1]
+        _trim_blanks(n)
     return dropped
 
 
@@ -57,6 +56,11 @@ def blank_outputs(model: Any, names: set[str]) -> int:
             if o in names:
                 n.output[k] = ""
                 done += 1
-        while len(n.output) > 1 and not n.output[-1]:
-            del n.output[-1]
+        _trim_blanks(n)
     return done
+
+
+def _trim_blanks(node: Any) -> None:
+    """Drop a node's trailing blank outputs (the first output always stays)."""
+    while len(node.output) > 1 and not node.output[-1]:
+        del node.output[-1]

@@ -16,6 +16,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from genedge.atomic import discard_staged
 from genedge.export.checks.gate import compare_to_fp32, gate, summary
 from genedge.export.checks.parity import ArtifactRunner, check_parity, onnx_runner
 from genedge.export.context import BuildContext, add_artifact, calibration_feeds, calibration_spec
@@ -142,7 +143,7 @@ def stage_bf16(ctx: BuildContext) -> None:
         finally:
             b.close()
             if not native:
-                path.unlink(missing_ok=True)
+                discard_staged(ctx.tmp, path)
         rec["method"] = runner if native else "emulated"
         passed = gate(ctx, rec, use_metric=spec.name == "step")  # as fp16
         rec["verdict"] = "pass" if passed else "fail"

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from genedge import lazy
+from genedge.atomic import discard_staged
 from genedge.export.checks.text_gate import gate_record, gate_text, reference_record, summary
 from genedge.export.rewrites.sibling_matmuls import pack_sibling_matmuls
 from genedge.export.routes.onnx_export import save_onnx
@@ -262,12 +263,9 @@ def stage_text_precision(build: Any, precision: str) -> None:
 
 
 def _discard(build: Any, files: list[Path]) -> None:
-    """Remove a refused precision's files: this export wrote them into its own staging folder
-    (``build.tmp``, ``atomic_dir``'s), and nothing outside it is ever removed here."""
+    """Remove a refused precision's files from this export's staging folder (``build.tmp``)."""
     for f in files:
-        if f.parent.resolve() != build.tmp.resolve():
-            raise AssertionError(f"{f} is outside the export's staging folder")
-        f.unlink(missing_ok=True)
+        discard_staged(build.tmp, f)
 
 
 def _refusal(rec: dict[str, Any], recipe: dict[str, Any]) -> dict[str, Any]:

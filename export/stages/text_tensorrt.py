@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from genedge.atomic import discard_staged
 from genedge.errors import BadInputError, IncompatibleEnvironmentError
 from genedge.export.checks.text_gate import PERPLEXITY_BOUNDS, gate_record
 from genedge.export.context import save_bundle_file
@@ -217,7 +218,7 @@ def _build_engines(build, env, cc, profiles, batch, inputs, sources) -> None:
         verification = engine_check(build, build.tmp / file, precision, o.version_compatible)
         build.log(f"{file}: {verification['reason']}")
         if not verification["quality_approved"]:
-            (build.tmp / file).unlink()
+            discard_staged(build.tmp, build.tmp / file)
             build.skipped[f"trt-{precision}"] = (
                 f"refused by the perplexity gate: {verification['reason']}"
             )

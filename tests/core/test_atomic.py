@@ -267,3 +267,25 @@ def test_written_files_and_folders_get_the_umasks_mode_not_private(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.bin").stat().st_mode) == 0o640
     assert stat.S_IMODE((tmp_path / "bundle").stat().st_mode) == 0o750
+
+
+def test_discard_staged_removes_only_files_of_its_staging_folder(tmp_path):
+    from genedge.atomic import discard_staged
+
+    staging, user = tmp_path / "staging", tmp_path / "user"
+    staging.mkdir(), user.mkdir()
+    (staging / "model.int4.onnx").write_bytes(b"x")
+    (user / "notes.txt").write_text("keep")
+    (staging / "sub").mkdir()
+    (staging / "sub" / "f").write_text("keep")
+    discard_staged(staging, staging / "model.int4.onnx")
+    assert not (staging / "model.int4.onnx").exists()
+    discard_staged(staging, staging / "model.int4.onnx")  # gone already: nothing to do
+    for outside in (
+        user / "notes.txt",
+        staging / "sub" / "f",
+        staging / ".." / "user" / "notes.txt",
+    ):
+        with pytest.raises(AssertionError):
+            discard_staged(staging, outside)
+    assert (user / "notes.txt").read_text() == "keep" and (staging / "sub" / "f").exists()
