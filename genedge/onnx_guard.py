@@ -104,13 +104,14 @@ def _fields(buf: bytes, start: int, end: int):
 
 
 def _entry_locations(buf: bytes, start: int, end: int) -> list[bytes]:
-    """Values of a StringStringEntryProto whose key is (or was, before a repeat) "location"."""
+    """Values of a StringStringEntryProto whose key is (or was, before a repeat) "location";
+    an entry with that key and no value is the empty location, as protobuf reads it."""
     keys: list[bytes] = []
     values: list[bytes] = []
     for number, wire, a, b in _fields(buf, start, end):
         if wire == 2 and number in (1, 2):
             (keys if number == 1 else values).append(bytes(buf[a:b]))
-    return values if b"location" in keys else []
+    return (values or [b""]) if b"location" in keys else []
 
 
 def external_locations(buf: bytes, size: int) -> list[bytes]:

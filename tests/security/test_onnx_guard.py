@@ -278,3 +278,19 @@ def test_locations_in_functions_and_training_info_are_checked(make_bundle, secre
             onnx.load_model_from_string(model.read_bytes())
         )
         _refused(model, bundle)
+
+
+def test_a_location_key_without_a_value_is_the_empty_location_and_refused(tmp_path):
+    """protobuf reads a missing string as "": onnx lists such an entry's location as "",
+    so the guard lists it too, and refuses it as no usable file name."""
+    m = build_model()
+    w = m.graph.initializer[0]
+    w.data_location = onnx.TensorProto.EXTERNAL
+    w.external_data.add().key = "location"  # the value never set
+    data = m.SerializeToString()
+    assert external_locations(data, len(data)) == [b""]
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    (bundle / "model.onnx").write_bytes(data)
+    with pytest.raises(SecurityRefusal, match="not a usable file name"):
+        check_external_data(bundle / "model.onnx", bundle)
