@@ -39,7 +39,7 @@ from .text_targets import (
     GenedgeTextTarget,
     Prompt,
     TransformersTarget,
-    is_hf_folder,
+    baseline_folder,
 )
 
 PROMPT = "def "
@@ -201,7 +201,7 @@ def text_targets(o: BenchOptions, manifest: Any, notes: list[str], work: Path) -
     if not wanted:
         return out
     folder = o.checkpoint or recorded_path(manifest)
-    if folder is None or not is_hf_folder(folder):
+    if folder is None or not baseline_folder(folder):
         where = f"'{printable(str(folder))}' is not" if folder else "the manifest records no"
         notes.append(
             f"text baselines skipped: {where} a Hugging Face folder (config.json, *.safetensors, "

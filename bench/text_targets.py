@@ -43,8 +43,12 @@ class Prompt:
     ids: tuple[int, ...]
 
 
-def is_hf_folder(path: Path) -> bool:
-    """A folder the baselines can read: ``config.json``, weights and ``tokenizer.json``."""
+def baseline_folder(path: Path) -> bool:
+    """Whether the baselines can read ``path``: a folder with a regular ``config.json`` and
+    ``tokenizer.json`` and ``*.safetensors`` weights. Stricter than export's
+    ``is_hf_folder`` (a ``config.json`` entry of any kind, then refused with its reason):
+    a baseline is skipped with a note instead, and a FIFO or device where a file should be
+    is never handed to ``transformers`` or genai's builder, which would block on it."""
     return (
         path.is_dir()
         and (path / "config.json").is_file()

@@ -223,10 +223,10 @@ def test_baselines_agree_on_greedy_tokens(tmp_path: Path) -> None:
     for the same prompt ids, exactly n of them, with arrival times that only grow."""
     pytest.importorskip("onnxruntime_genai")
     pytest.importorskip("onnx_ir")
-    from genedge.bench.text_targets import GenaiTarget, TransformersTarget, is_hf_folder
+    from genedge.bench.text_targets import GenaiTarget, TransformersTarget, baseline_folder
 
     folder = tiny_llama(tmp_path / "llama")
-    assert is_hf_folder(folder) and not is_hf_folder(tmp_path)
+    assert baseline_folder(folder) and not baseline_folder(tmp_path)
     targets = [TransformersTarget(folder, 1), GenaiTarget(folder, "fp32", 1, tmp_path / "work")]
     outs = []
     try:
@@ -273,3 +273,25 @@ def test_bench_on_an_exported_llama_matches_transformers(tmp_path: Path) -> None
     assert any("source folder" in n for n in report.notes)
     with pytest.raises(BadInputError, match="context is 1024"):
         run_bench(BenchOptions(bundle=bundle, prompt_tokens=(1000,), new_tokens=(100,)))
+
+
+def test_baseline_folder_takes_regular_files_only(tmp_path: Path) -> None:
+    """A FIFO or a link to a device where config.json or tokenizer.json should be makes the
+    folder one the baselines skip (transformers would block reading a FIFO)."""
+    import os
+
+    from genedge.bench.text_targets import baseline_folder
+
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"x")
+    (folder / "tokenizer.json").write_text("{}")
+    assert not baseline_folder(folder)  # no config.json
+    os.mkfifo(folder / "config.json")
+    assert not baseline_folder(folder)
+    (folder / "config.json").unlink()
+    (folder / "config.json").write_text("{}")
+    assert baseline_folder(folder)
+    (folder / "tokenizer.json").unlink()
+    (folder / "tokenizer.json").symlink_to("/dev/zero")
+    assert not baseline_folder(folder)
