@@ -19,7 +19,6 @@ import dataclasses
 import functools
 import importlib.util
 import logging
-import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from genedge.errors import CorruptArtifactError, IncompatibleEnvironmentError, printable, require
+from genedge.user_cache import user_cache
 
 from . import trt_compat
 from .backend import (
@@ -128,11 +128,10 @@ def trt_ep_cache_dir(key: str) -> Path | None:
     """Where ORT's TensorRT provider keeps the engines it builds for the artifact ``key`` (its
     sha256): per artifact, because ORT keys a cached engine by file and tensor names, not by the
     weights, so two exports of one architecture would share (wrong) engines. Per user, outside
-    the bundle (a bundle holds only listed, hashed files): ``$GENEDGE_CACHE`` or ``~/.cache/genedge``.
+    the bundle (a bundle holds only listed, hashed files): ``genedge.user_cache``'s folder.
     ``None`` (no cache, engines rebuilt per session) when no such folder can be made."""
     try:
-        root = Path(os.environ.get("GENEDGE_CACHE") or Path.home() / ".cache" / "genedge")
-        path = root / "ort-trt" / key[:16]
+        path = user_cache("ort-trt", key[:16])
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
     except (OSError, RuntimeError) as e:  # no HOME, read-only home (services, containers)
         log.warning("no TensorRT engine cache (%s); set GENEDGE_CACHE to a writable folder", e)

@@ -33,6 +33,7 @@ from genedge.readback import (
     read_bytes,
     read_cache_json,
 )
+from genedge.user_cache import user_cache
 
 from . import registry
 from .machine import cpu_model
@@ -48,11 +49,7 @@ _VERSIONED = ("genedge", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt
 
 def cache_dir() -> Path:
     """Where tunings are kept (the folder may not exist yet)."""
-    if os.environ.get("GENEDGE_CACHE"):
-        return Path(os.environ["GENEDGE_CACHE"]) / "tune"
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]) / "genedge" / "tune"
-    return Path.home() / ".cache" / "genedge" / "tune"
+    return user_cache("tune")
 
 
 @functools.lru_cache(maxsize=1)

@@ -21,13 +21,14 @@ Both work on float32 (N, C, H, W) images in [-1, 1]:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from genedge.user_cache import user_cache
 
 
 class RandomConvFeatures(nn.Module):
@@ -68,13 +69,8 @@ def resize_square(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def cache_root() -> Path:
-    """genedge's user cache: ``$GENEDGE_CACHE``, else ``$XDG_CACHE_HOME/genedge``, else
-    ``~/.cache/genedge``."""
-    if os.environ.get("GENEDGE_CACHE"):
-        return Path(os.environ["GENEDGE_CACHE"])
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
-    return base / "genedge"
+    """genedge's user cache (``genedge.user_cache``)."""
+    return user_cache()
 
 
 @torch.no_grad()
