@@ -22,7 +22,7 @@ from genedge.errors import IncompatibleEnvironmentError
 from genedge.latents import default_labels, seeded_latents
 from genedge.lazy import lazy_import, load
 from genedge.manifest import MAIN_GRAPH, Manifest
-from genedge.runtime.ort_backend import PROVIDERS
+from genedge.runtime.ort_backend import ORT_LOG_SEVERITY, PROVIDERS
 
 from .timer import Call
 
@@ -255,7 +255,7 @@ class OrtTarget:
         so = ort.SessionOptions()
         if self.threads is not None:
             so.intra_op_num_threads = self.threads
-        so.log_severity_level = 3
+        so.log_severity_level = ORT_LOG_SEVERITY
         self.session = ort.InferenceSession(str(self.path), so, providers=list(providers))
 
     def prepare(self, inputs: Inputs) -> Call:

@@ -37,6 +37,7 @@ from genedge.manifest import (
     MANIFEST_NAME,
     sha256_file,
 )
+from genedge.runtime.ort_backend import ORT_LOG_SEVERITY
 
 CHECKPOINT_SUFFIXES = (".safetensors",)
 
@@ -162,8 +163,10 @@ def _read_with_ort(ort: Any, path: Path) -> dict[str, Any]:
     from genedge.onnx_guard import check_external_data
 
     check_external_data(path, path.resolve().parent)
+    so = ort.SessionOptions()
+    so.log_severity_level = ORT_LOG_SEVERITY
     try:
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     except Exception as e:  # InvalidProtobuf, Fail, InvalidGraph...
         raise _not_onnx(path, e) from None
 

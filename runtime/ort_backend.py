@@ -67,6 +67,13 @@ _ORT_DTYPES = {
 }
 
 
+# ONNX Runtime's own log lines for genedge's sessions: fatal only. genedge turns ORT's failures
+# into its own one-line errors, which carry ORT's message through the sanitizer; ORT's logger
+# would print the same failure first, raw: several lines, colour codes, and the graph's own
+# node names, which a hostile file can fill with terminal escapes.
+ORT_LOG_SEVERITY = 4
+
+
 @dataclass(frozen=True)
 class OrtOptions:
     """ONNX Runtime session options. ``None`` threads: ORT's default (all physical cores)."""
@@ -120,7 +127,7 @@ def _session_options(ort: Any, opts: OrtOptions) -> Any:
         so.add_session_config_entry("session.force_spinning_stop", "1")
     if opts.spin_us is not None:
         so.add_session_config_entry("session.intra_op.spin_duration_us", str(opts.spin_us))
-    so.log_severity_level = 3
+    so.log_severity_level = ORT_LOG_SEVERITY
     return so
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from genedge.export.rewrites.unread_outputs import blank_outputs, name_blank_outputs
 from genedge.export.stages.calibration import Feed
 from genedge.lazy import lazy_import
+from genedge.runtime.ort_backend import ORT_LOG_SEVERITY
 
 onnx = lazy_import("onnx")
 numpy_helper = lazy_import("onnx.numpy_helper")
@@ -57,7 +58,7 @@ def activation_ranges(model, feeds: list[Feed]) -> dict[str, float]:
                 )
                 known.add(out)
     so = ort.SessionOptions()
-    so.log_severity_level = 3
+    so.log_severity_level = ORT_LOG_SEVERITY
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
     sess = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]

@@ -339,3 +339,29 @@ def test_rich_tables_show_markup_from_files_as_text(tiny_bundles, tmp_path):
     text = io.StringIO()
     Console(file=text, width=200).print(summary_table(read_manifest(b)))
     assert name in text.getvalue(), text.getvalue()
+
+
+def test_onnx_runtimes_own_log_never_shows_a_hostile_node_name(tmp_path, capfd):
+    """A graph that loads but fails to run, its node named with terminal escapes: genedge's
+    one-line error is all that reaches the terminal. ONNX Runtime's logger writes to the
+    process's stderr itself (below Python), so this reads the file descriptors."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    g = helper.make_graph(
+        [helper.make_node("Reshape", ["z", "shape"], ["r"], name=HOSTILE),
+         helper.make_node("Tanh", ["r"], ["y"], name="t")],
+        "runs-at-batch-1-only",
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["B", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 1, 4, 4])],
+        [numpy_helper.from_array(np.array([1, 1, 4, 4], np.int64), "shape")],
+    )  # fmt: skip
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    path = tmp_path / "model.onnx"
+    path.write_bytes(m.SerializeToString())
+    code = main(["export", str(path), "--out", str(tmp_path / "out")])
+    out, err = capfd.readouterr()
+    assert code == 2 and "error:" in err
+    assert "[E:onnxruntime" not in err and not raw_controls(out + err), err[-1500:]
+    assert not (tmp_path / "out").exists()
