@@ -223,7 +223,7 @@ def stage_text_precision(build: Any, precision: str) -> None:
     the gate passes; the kept record lists the recipes refused before it (``finer_after``).
     ``build`` is the export's ``text_source.TextBuild``."""
 
-    texts = _gate_text(build)
+    texts = gate_texts(build)
     reference = fp32_score(build, texts)
     file = f"{build.spec.stem}.{precision}.onnx"
     refusals: list[dict[str, Any]] = []
@@ -286,37 +286,43 @@ def _build(
     stem = build.spec.stem
     src, dst = build.tmp / f"{stem}.onnx", build.tmp / f"{stem}.{precision}.onnx"
     if recipe is None:
-        files, kept = fp16_text_from_onnx(src, dst, _guard_feeds(build, texts.calibration))
+        files, kept = fp16_text_from_onnx(src, dst, guard_feeds(build, texts.calibration))
         return files, {"kept_float": kept, "overflow_guard_text": texts.calibration_source}
     files = weight_only_from_onnx(src, dst, recipe)
     return files, dict(recipe.record(), matmuls=matmulnbits_count(dst))
 
 
-def _tokenizer(build: Any) -> Any:
+def tokenizer_of(build: Any) -> Any:
+    """The build's tokenizer (its staged ``tokenizer.json``), for scoring and calibration."""
     from tokenizers import Tokenizer
 
     return Tokenizer.from_file(str(build.tmp / build.hf.config.tokenizer))
 
 
-def _window(build: Any) -> int:
-
+def score_window(build: Any) -> int:
+    """Tokens per scored window: ``DEFAULT_WINDOW``, or the model's context if shorter."""
     return min(DEFAULT_WINDOW, build.hf.config.max_context)
 
 
 GUARD_WINDOWS = 4  # prefill windows of calibration text the overflow guard runs
 
 
-def _guard_feeds(build: Any, text: str) -> list[Feed]:
+def guard_feeds(build: Any, text: str) -> list[Feed]:
+    """Prefill feeds of ``text`` for the fp16 overflow guard (``GUARD_WINDOWS`` windows)."""
     c = build.hf.config
-    ids = _tokenizer(build).encode(text[:200_000], add_special_tokens=False).ids
+    ids = tokenizer_of(build).encode(text[:200_000], add_special_tokens=False).ids
     shape = (1, c.num_kv_heads, 0, c.head_dim)
     return prefill_feeds(
-        np.asarray(ids, np.int64), c.num_layers, shape, window=_window(build), count=GUARD_WINDOWS
+        np.asarray(ids, np.int64),
+        c.num_layers,
+        shape,
+        window=score_window(build),
+        count=GUARD_WINDOWS,
     )
 
 
-def _gate_text(build: Any) -> Any:
-
+def gate_texts(build: Any) -> Any:
+    """The held-out and calibration texts of the build's options (``gate_text``)."""
     o = build.opts
     return gate_text(o.eval_data, build.trained_on, o.calib_data)
 
@@ -336,9 +342,9 @@ def score_file(build: Any, path: Path, text: str) -> Any:
     try:
         return score_text(
             decoder,
-            _tokenizer(build),
+            tokenizer_of(build),
             text,
-            window=_window(build),
+            window=score_window(build),
             bos_token_id=build.hf.config.bos_token_id,
         )
     finally:

@@ -49,13 +49,13 @@ from genedge.export.stages.tensorrt import (
 )
 from genedge.export.stages.tensorrt import engine_record as make_engine_record
 from genedge.export.stages.text_precision import (
-    _gate_text,
-    _guard_feeds,
-    _tokenizer,
-    _window,
     fp16_text_from_onnx,
     fp32_score,
+    gate_texts,
+    guard_feeds,
     open_decoder,
+    score_window,
+    tokenizer_of,
 )
 from genedge.export.stages.trt_stage import build_environment
 from genedge.precisions import onnx_file
@@ -179,7 +179,7 @@ def engine_graphs(build: Any, kept: set[str], folder: Path) -> tuple[list[dict],
     for precision, name in engine_sources(kept):
         files[precision] = folder / name
         if precision == "fp16":
-            feeds = _guard_feeds(build, _gate_text(build).calibration)
+            feeds = guard_feeds(build, gate_texts(build).calibration)
             fp16_text_from_onnx(fp32, files[precision], feeds)
     return [t.to_dict() for t in spec.inputs], files
 
@@ -242,18 +242,18 @@ def engine_check(
     error) and perplexity of the gate's held-out text (ratio and bound)."""
     from genedge.runtime.perplexity import score_text
 
-    texts = _gate_text(build)
+    texts = gate_texts(build)
     reference = fp32_score(build, texts)
     decoder = TrtPrefillDecoder(path.read_bytes(), build.hf.config, version_compatible)
     try:
         score = score_text(
             decoder,
-            _tokenizer(build),
+            tokenizer_of(build),
             texts.held_out,
-            window=_window(build),
+            window=score_window(build),
             bos_token_id=build.hf.config.bos_token_id,
         )
-        ids = np.asarray(build.held_out[: _window(build)], np.int64)
+        ids = np.asarray(build.held_out[: score_window(build)], np.int64)
         decoder.reset()
         got = decoder.feed(ids).copy()
     finally:
