@@ -47,3 +47,33 @@ def test_the_modules_own_names_read_through(monkeypatch):
     mod = lazy_import("genedge_fake_heavy", extra="cpu")
     assert mod.load("m.onnx") == "loaded m.onnx" and mod.loaded == "the module's"
     assert load(mod) is fake
+
+
+def test_require_and_lazy_import_name_the_same_extras():
+    """``require(module, extra)`` names its extra by hand; ``lazy_import`` reads
+    ``MODULE_EXTRAS``. Every call in the source must agree with the table, and every extra
+    of the table must be one pyproject.toml defines."""
+    import ast
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    root = Path(__file__).resolve().parents[2]
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert set(MODULE_EXTRAS.values()) <= set(extras)
+    calls = []
+    for folder in ("genedge", "export", "runtime", "train", "bench"):
+        for path in (root / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                f = getattr(node, "func", None)
+                if (
+                    isinstance(node, ast.Call)
+                    and getattr(f, "id", getattr(f, "attr", "")) == "require"
+                ):
+                    args = [a.value for a in node.args[:2] if isinstance(a, ast.Constant)]
+                    if len(args) == 2:
+                        calls.append((path.relative_to(root), *args))
+    assert len(calls) >= 10  # the walk found the calls
+    wrong = [c for c in calls if MODULE_EXTRAS.get(c[1].split(".")[0]) != c[2]]
+    assert not wrong, wrong
