@@ -41,7 +41,9 @@ import numpy as np
 
 from genedge.atomic import atomic_write_bytes, atomic_write_text
 from genedge.errors import BadInputError, GenedgeError, printable, require
+from genedge.limits import check_bytes
 from genedge.onnx_guard import check_external_data
+from genedge.outputs import check_output_file
 from genedge.runtime.measure import balance_period, interleave
 from genedge.runtime.ort_backend import OrtBackend, OrtOptions
 from genedge.runtime.text_lm import DECODER_SPIN_US
@@ -220,6 +222,12 @@ class BoundStep:
         feed: dict[str, np.ndarray] = {}
         out: dict[str, np.ndarray] = {}
         cache: dict[str, np.ndarray] = {}
+        caches = [t for t in self.backend.inputs if t.name.startswith(PAST)]
+        check_bytes(
+            f"A KV cache of {position + 1} positions",
+            sum(_kv_heads(t) * (position + 1) * head * np.dtype(t.dtype).itemsize for t in caches),
+            hint="Ask for smaller --positions (at most the model's context).",
+        )
         for t in self.backend.inputs:
             dtype = np.dtype(t.dtype)
             if t.name == "input_ids":
@@ -229,7 +237,7 @@ class BoundStep:
             elif t.name == "attention_mask":
                 feed[t.name] = np.ones((1, position + 1), dtype)
             elif t.name.startswith(PAST):
-                shape = (1, t.shape[1], position + 1, head)
+                shape = (1, _kv_heads(t), position + 1, head)
                 cache[t.name[len(PAST) :]] = feed[t.name] = np.zeros(shape, dtype)
             elif t.name.startswith("x") and t.name[1:].isdigit():  # a weights-only input
                 feed[t.name] = rng.standard_normal(t.shape).astype(dtype)
@@ -261,6 +269,15 @@ class BoundStep:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def _kv_heads(t: Any) -> int:
+    if len(t.shape) != 4 or not isinstance(t.shape[1], int):
+        raise BadInputError(
+            f"Cache input {printable(t.name)!r} has shape {t.shape}; expected (B, heads, T, "
+            "head size) with a fixed number of heads."
+        )
+    return t.shape[1]
 
 
 # ---------------------------------------------------------------- measuring and reporting
@@ -465,6 +482,13 @@ def run(argv: list[str]) -> int:
     if a.threads < 1 or (a.rounds is not None and a.rounds < 1):
         raise BadInputError("--threads and --rounds must be at least 1.")
     positions = _ints(a.positions, "positions")
+    for value, flag, suffixes in (
+        (a.markdown, "--markdown", (".md", ".markdown")),
+        (a.json, "--json", (".json",)),
+        (a.plot, "--plot", (".png",)),
+    ):
+        if value:  # genedge's output contract: never replace a file genedge did not write
+            check_output_file(value, flag=flag, suffixes=suffixes)
     count = 3 * len(a.graphs)
     rounds = a.rounds or max(10, balance_period(count))
     with tempfile.TemporaryDirectory(prefix="genedge-decode-costs-") as tmp:
@@ -496,6 +520,9 @@ def main(argv: list[str] | None = None) -> int:
     except GenedgeError as e:
         print(f"decode_costs: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # the machine's: a full disk under the temporary folder, a lost mount
+        print(f"decode_costs: error: {printable(str(e))}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -167,3 +167,15 @@ def test_graphs_of_one_name_are_cut_apart(bundle, tmp_path):
     ]
     assert ops == [{"MatMul"}, {"MatMulNBits"}]
     assert cuts[0][0]["no attention"] != cuts[1][0]["no attention"]
+
+
+def test_reports_never_replace_a_users_file_and_caches_are_bounded(bundle, tmp_path, capsys):
+    notes = tmp_path / "notes.md"
+    notes.write_text("mine")
+    argv = [str(bundle / "model.onnx"), "--positions", "3", "--rounds", "1"]
+    assert dc.main([*argv, "--markdown", str(notes)]) == 2
+    assert notes.read_text() == "mine"
+    assert "genedge did not write it" in capsys.readouterr().err
+    assert dc.main([str(bundle / "model.onnx"), "--positions", "2000000000", "--rounds", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "GiB of buffers up front" in err and "\n" not in err.strip()
