@@ -212,12 +212,19 @@ def cut_graphs(path: Path, folder: Path) -> tuple[dict[str, Path], int]:
 
 # ---------------------------------------------------------------- one step, bound once
 class BoundStep:
-    """One graph opened on ONNX Runtime CPU, every input and output bound for a token at
-    position ``P``; ``run()`` reruns it."""
+    """One graph opened on ONNX Runtime CPU with every input and output bound for a token at
+    cache position ``position``; ``median_us()`` reruns it."""
 
     def __init__(self, path: Path, position: int, threads: int, head: int) -> None:
         opts = OrtOptions(intra_op_threads=threads, inter_op_threads=1, spin_us=DECODER_SPIN_US)
         self.backend = OrtBackend.open(path, options=opts)
+        try:
+            self._keep = self._bind(position, head)
+        except BaseException:
+            self.backend.close()
+            raise
+
+    def _bind(self, position: int, head: int) -> tuple[dict, dict]:
         rng = np.random.default_rng(0)
         feed: dict[str, np.ndarray] = {}
         out: dict[str, np.ndarray] = {}
@@ -247,14 +254,19 @@ class BoundStep:
                     "feed (input_ids, position_ids, attention_mask, past_key_values.*)."
                 )
         for t in self.backend.outputs:
-            if t.name.startswith(PRESENT):  # the shared buffer: present is past
-                out[t.name] = cache[t.name[len(PRESENT) :]]
-            elif t.name == "logits":
+            if t.name.startswith(PRESENT) and t.name[len(PRESENT) :] in cache:
+                out[t.name] = cache[t.name[len(PRESENT) :]]  # the shared buffer: present is past
+            elif t.name == "logits" and isinstance(t.shape[-1], int):
                 out[t.name] = np.empty((1, 1, t.shape[-1]), np.dtype(t.dtype))
-            else:  # a weights-only result, (1, N)
+            elif all(isinstance(d, int) for d in t.shape):  # a weights-only result, (1, N)
                 out[t.name] = np.empty(t.shape, np.dtype(t.dtype))
-        self._keep = (feed, out)
+            else:
+                raise BadInputError(
+                    f"Graph output {printable(t.name)!r} has shape {t.shape}; expected logits "
+                    "(B, S, vocabulary) with a fixed vocabulary, or a present.* cache with its past."
+                )
         self.backend.run_bound(feed, out)
+        return feed, out
 
     def median_us(self, runs: int = RUNS_PER_TURN, warm: int = WARM_RUNS) -> float:
         run, clock = self.backend.rerun_bound, time.perf_counter_ns
