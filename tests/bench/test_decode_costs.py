@@ -179,3 +179,14 @@ def test_reports_never_replace_a_users_file_and_caches_are_bounded(bundle, tmp_p
     assert dc.main([str(bundle / "model.onnx"), "--positions", "2000000000", "--rounds", "1"]) == 2
     err = capsys.readouterr().err
     assert "GiB of buffers up front" in err and "\n" not in err.strip()
+
+
+def test_a_gpt2_decoder_splits_too(tmp_path, capsys):
+    """GPT-2's decoder (LayerNorm, biases, GELU, learned positions) through the same cuts."""
+    folder = hf_folder(tmp_path / "hf", "gpt2", max_position_embeddings=64)
+    b = export_folder(folder, tmp_path / "b")
+    js = tmp_path / "g.json"
+    argv = [str(b / "model.onnx"), "--positions", "7", "--rounds", "1", "--threads", "1"]
+    assert dc.main([*argv, "--json", str(js)]) == 0
+    (row,) = json.loads(js.read_text())["results"]
+    assert row["position"] == 7 and row["full_us"] > 0 and row["weights_us"] > 0
