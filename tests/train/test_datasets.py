@@ -308,7 +308,7 @@ def test_offline_cli_exits_3_fast_with_the_local_file_hint(tmp_path):
 # ----------------------------------------------------------------------------- end to end
 
 
-@pytest.mark.slow  # the end-of-run evaluation trains the dataset's judge classifier
+@pytest.mark.slow  # a training's end-of-run evaluation, then an eval run
 def test_train_by_name_records_the_native_size(served, server, cache, monkeypatch, tmp_path):
     from genedge.cli import main
 
@@ -334,4 +334,7 @@ def test_train_by_name_records_the_native_size(served, server, cache, monkeypatc
     code = main(["eval", str(out / "generator.safetensors"), "-n", "40", "--json", str(report)])
     assert code == 0
     metrics = json.loads(report.read_text())
-    assert metrics["data"] == "mnist" and 0.0 <= metrics["conditional_accuracy"] <= 1.0
+    assert metrics["data"] == "mnist" and metrics["num_samples"] == 40
+    # the served set holds one or two test images per class: no judge can be measured on it, and
+    # report says so instead of scoring with an untested classifier
+    assert metrics["conditional_accuracy"] is None and "too few" in metrics["feature_note"]
