@@ -336,5 +336,5 @@ def test_train_by_name_records_the_native_size(served, server, cache, monkeypatc
     metrics = json.loads(report.read_text())
     assert metrics["data"] == "mnist" and metrics["num_samples"] == 40
     # the served set holds one or two test images per class: no judge can be measured on it, and
-    # report says so instead of scoring with an untested classifier
+    # the report says so instead of scoring with an untested classifier
     assert metrics["conditional_accuracy"] is None and "too few" in metrics["feature_note"]
