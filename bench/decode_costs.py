@@ -32,7 +32,6 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -49,8 +48,20 @@ from genedge.runtime.ort_backend import OrtBackend, OrtOptions
 from genedge.runtime.text_lm import DECODER_SPIN_US
 
 from .env import environment
+from .report import md_env, md_table
+from .stats import iqr
+from .timer import time_calls, warm_up
 
 VARIANTS = ("full", "no attention", "weights only")
+HEADER = (
+    "graph",
+    "position",
+    "full (us)",
+    "weights only",
+    "everything else (IQR)",
+    "attention (IQR)",
+    "rounds",
+)
 ATTENTION_OPS = ("GroupQueryAttention",)
 WEIGHT_OPS = ("MatMul", "Gemm", "MatMulNBits")
 RUNS_PER_TURN = 40  # timed runs per graph per round, after WARM_RUNS
@@ -269,15 +280,8 @@ class BoundStep:
         return feed, out
 
     def median_us(self, runs: int = RUNS_PER_TURN, warm: int = WARM_RUNS) -> float:
-        run, clock = self.backend.rerun_bound, time.perf_counter_ns
-        for _ in range(warm):
-            run()
-        times = []
-        for _ in range(runs):
-            t0 = clock()
-            run()
-            times.append(clock() - t0)
-        return statistics.median(times) / 1e3
+        warm_up(self.backend.rerun_bound, warm)
+        return statistics.median(time_calls(self.backend.rerun_bound, runs)) / 1e3
 
     def close(self) -> None:
         self.backend.close()
@@ -306,10 +310,6 @@ class Breakdown:
     weights_us: float
 
 
-def _iqr(xs: list[float]) -> tuple[float, float]:
-    return float(np.percentile(xs, 25)), float(np.percentile(xs, 75))
-
-
 def breakdown(label: str, position: int, per_variant: list[list[float]]) -> Breakdown:
     full, no_attn, weights = per_variant
     attention = [a - b for a, b in zip(full, no_attn, strict=True)]
@@ -320,9 +320,9 @@ def breakdown(label: str, position: int, per_variant: list[list[float]]) -> Brea
         len(full),
         statistics.median(full),
         statistics.median(attention),
-        _iqr(attention),
+        iqr(attention),
         statistics.median(other),
-        _iqr(other),
+        iqr(other),
         statistics.median(weights),
     )
 
@@ -380,33 +380,32 @@ def _share(part: float, whole: float) -> str:
     return f"{100 * part / whole:.0f}%" if whole > 0 else "-"
 
 
-def markdown(results: list[Breakdown], env: dict[str, Any], command: str) -> str:
+def markdown(results: list[Breakdown], env: dict[str, Any]) -> str:
+    rows = [
+        (
+            b.label,
+            str(b.position),
+            f"{b.full_us:.0f}",
+            f"{b.weights_us:.0f} ({_share(b.weights_us, b.full_us)})",
+            f"{b.other_us:.0f} ({b.other_iqr[0]:.0f} to {b.other_iqr[1]:.0f}; "
+            f"{_share(b.other_us, b.full_us)})",
+            f"{b.attention_us:.0f} ({b.attention_iqr[0]:.0f} to {b.attention_iqr[1]:.0f}; "
+            f"{_share(b.attention_us, b.full_us)})",
+            str(b.rounds),
+        )
+        for b in results
+    ]
     lines = [
         "# Where a decode step's time goes",
         "",
-        f"- command: `{command}`",
-        f"- when: {env['timestamp_utc']}",
-        f"- CPU: {env['cpu_model']} ({env['usable_cpus']} usable), load average "
-        f"{env['load_average']}",
-        f"- libraries: {', '.join(f'{k} {v}' for k, v in env['libraries'].items() if v)}",
-        "",
+        *md_env(env),
         "One token at cache position P, batch 1, ONNX Runtime CPU; per round the median of "
         f"{RUNS_PER_TURN} runs of each graph; the table gives medians over rounds, and each "
         "part's IQR over rounds (the parts are differences taken within a round).",
         "",
-        "| graph | position | full (us) | weights only | everything else (IQR) | "
-        "attention (IQR) | rounds |",
-        "|---|---|---|---|---|---|---|",
+        *md_table(HEADER, [tuple(printable(c) for c in r) for r in rows]),
     ]
-    for b in results:
-        lines.append(
-            f"| {printable(b.label)} | {b.position} | {b.full_us:.0f} | {b.weights_us:.0f} "
-            f"({_share(b.weights_us, b.full_us)}) | {b.other_us:.0f} "
-            f"({b.other_iqr[0]:.0f} to {b.other_iqr[1]:.0f}; {_share(b.other_us, b.full_us)}) "
-            f"| {b.attention_us:.0f} ({b.attention_iqr[0]:.0f} to {b.attention_iqr[1]:.0f}; "
-            f"{_share(b.attention_us, b.full_us)}) | {b.rounds} |"
-        )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
 def write_plot(results: list[Breakdown], path: Path) -> None:
@@ -512,14 +511,13 @@ def run(argv: list[str]) -> int:
             Path(tmp),
             say=lambda s: print(s, file=sys.stderr, flush=True),
         )
-    command = "python -m genedge.bench.decode_costs " + " ".join(argv)
-    env = environment(a.graphs[0].parent)
-    text = markdown(results, env, command)
+    env = environment(a.graphs[0].parent, ["python", "-m", "genedge.bench.decode_costs", *argv])
+    text = markdown(results, env)
     print(text)
     if a.markdown:
         atomic_write_text(a.markdown, text)
     if a.json:
-        payload = {"environment": env, "command": command, "results": [asdict(b) for b in results]}
+        payload = {"environment": env, "results": [asdict(b) for b in results]}
         atomic_write_text(a.json, json.dumps(payload, indent=1) + "\n")
     if a.plot:
         write_plot(results, a.plot)

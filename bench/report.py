@@ -476,7 +476,7 @@ def text_rows(report: BenchReport) -> list[tuple[str, ...]]:
     return rows
 
 
-def _md_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+def md_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     esc = [tuple(c.replace("|", "\\|") for c in row) for row in rows]
     return [
         "| " + " | ".join(header) + " |",
@@ -486,7 +486,7 @@ def _md_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]
     ]
 
 
-def _md_env(env: dict[str, Any]) -> list[str]:
+def md_env(env: dict[str, Any]) -> list[str]:
     libs = ", ".join(f"{k} {v}" for k, v in env.get("libraries", {}).items() if v)
     gpus = (
         "; ".join(f"{g.get('name')} (driver {g.get('driver')})" for g in env.get("gpus", []))
@@ -540,7 +540,7 @@ def markdown(report: BenchReport) -> str:
     lines = ["# genedge bench", ""]
     if read_first(report):
         lines += ["## Read this first", "", *(f"- **{w}**" for w in read_first(report)), ""]
-    lines += _md_env(report.environment)
+    lines += md_env(report.environment)
     summary = report.summary()
     if summary:
         lines += [
@@ -555,13 +555,13 @@ def markdown(report: BenchReport) -> str:
         lines += [
             "## Latency (steady state; load and warm-up excluded)",
             "",
-            *_md_table(LATENCY_HEADER, latency_rows(report)),
+            *md_table(LATENCY_HEADER, latency_rows(report)),
         ]
     if report.ratios:
         lines += [
             "## Ratios (p50, measured side by side in one interleaved run)",
             "",
-            *_md_table(*ratio_table(report)),
+            *md_table(*ratio_table(report)),
         ]
     if report.ratios and report.options.get("check_targets"):
         lines += [
@@ -574,43 +574,43 @@ def markdown(report: BenchReport) -> str:
         lines += [
             "## Quality beside speed (from the manifest's verification records)",
             "",
-            *_md_table(*quality_table(report)),
+            *md_table(*quality_table(report)),
         ]
         header, rows = metric_table(report)
-        lines += _md_table(header, rows) if rows else []
+        lines += md_table(header, rows) if rows else []
     if report.cold_start:
         lines += [
             "## Cold start (fresh process: import, open, first result)",
             "",
-            *_md_table(COLD_HEADER, cold_rows(report)),
+            *md_table(COLD_HEADER, cold_rows(report)),
         ]
     if report.realtime:
         lines += [
             "## Real-time stream (consumer-side frame intervals)",
             "",
-            *_md_table(RT_HEADER, realtime_rows(report)),
+            *md_table(RT_HEADER, realtime_rows(report)),
         ]
     if is_llm_text(report.text):
         lines += [
             "## Text generation (greedy, same prompt token ids, no EOS stop; one generation "
             "per configuration per round, interleaved)",
             "",
-            *_md_table(LLM_HEADER, llm_rows(report)),
+            *md_table(LLM_HEADER, llm_rows(report)),
             "## Generation-time speed-ups (per round; above 1: genedge is faster)",
             "",
-            *_md_table(LLM_RATIO_HEADER, llm_ratio_rows(report)),
+            *md_table(LLM_RATIO_HEADER, llm_ratio_rows(report)),
         ]
         if position_rows(report):
             lines += [
                 "## Cost of a token deep in the context (median gap around the position)",
                 "",
-                *_md_table(POSITION_HEADER, position_rows(report)),
+                *md_table(POSITION_HEADER, position_rows(report)),
             ]
     elif report.text:
         lines += [
             f"## Text generation (prompt {report.text['prompt']!r}, {report.text['max_new_tokens']} new tokens)",
             "",
-            *_md_table(TEXT_HEADER, text_rows(report)),
+            *md_table(TEXT_HEADER, text_rows(report)),
         ]
     if report.trtexec:
         lines += [
